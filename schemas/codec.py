@@ -1,0 +1,105 @@
+"""Avro single-object encoding (``C3 01`` + CRC-64-AVRO fingerprint + body) with fastavro.
+
+Every message names its writer schema by fingerprint, so a reader on a newer version
+of a contract resolves older records (schema evolution) without a registry.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, TypeVar
+
+from fastavro import schemaless_reader, schemaless_writer
+
+from schemas.models import ChannelMessage, DeliveryOutcome, DomainEvent, Receipt, Record
+from schemas.registry import Contract, load_contracts
+
+__all__ = ["MAGIC", "Codec", "DecodeError", "default_codec"]
+
+MAGIC = b"\xc3\x01"
+_HEADER = len(MAGIC) + 8
+R = TypeVar("R", bound=Record)
+
+
+class DecodeError(ValueError):
+    """Bytes that are not a record we can read. ``reason`` is a stable machine-readable code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class Codec:
+    """Encodes with the newest version of each contract; decodes any known version into the newest."""
+
+    def __init__(self, contracts: list[Contract] | None = None) -> None:
+        contracts = load_contracts() if contracts is None else contracts
+        self._by_fingerprint: dict[bytes, Contract] = {c.fingerprint: c for c in contracts}
+        self._latest: dict[str, Contract] = {}
+        for c in contracts:
+            if c.name not in self._latest or c.version > self._latest[c.name].version:
+                self._latest[c.name] = c
+
+    def latest(self, name: str) -> Contract:
+        try:
+            return self._latest[name]
+        except KeyError:
+            raise KeyError(f"no contract named {name!r}") from None
+
+    def encode_record(self, name: str, record: dict[str, Any], contract: Contract | None = None) -> bytes:
+        contract = contract or self.latest(name)
+        buf = io.BytesIO()
+        buf.write(MAGIC)
+        buf.write(contract.fingerprint)
+        schemaless_writer(buf, contract.parsed, record)
+        return buf.getvalue()
+
+    def encode(self, obj: Record) -> bytes:
+        return self.encode_record(obj.SCHEMA, obj.to_record())
+
+    def decode_record(self, data: bytes) -> tuple[str, dict[str, Any]]:
+        """Return (contract name, record in the newest version's shape)."""
+        if len(data) < _HEADER or data[:2] != MAGIC:
+            raise DecodeError("malformed", "not Avro single-object encoding (bad magic or too short)")
+        writer = self._by_fingerprint.get(data[2:_HEADER])
+        if writer is None:
+            raise DecodeError("unknown_schema", f"unknown writer schema fingerprint {data[2:_HEADER].hex()}")
+        reader = self._latest[writer.name]
+        buf = io.BytesIO(data)
+        buf.seek(_HEADER)
+        try:
+            if reader is writer:
+                record = schemaless_reader(buf, writer.parsed, None)
+            else:
+                record = schemaless_reader(buf, writer.parsed, reader.parsed)
+        except Exception as exc:  # fastavro raises EOFError, ValueError, IndexError... on bad bodies
+            raise DecodeError("malformed", f"{writer.name} v{writer.version}: {type(exc).__name__}: {exc}") from exc
+        if buf.tell() != len(data):
+            raise DecodeError("malformed", f"{len(data) - buf.tell()} trailing bytes after {writer.name}")
+        assert isinstance(record, dict)
+        return writer.name, record
+
+    def decode(self, data: bytes, kind: type[R]) -> R:
+        name, record = self.decode_record(data)
+        if name != kind.SCHEMA:
+            raise DecodeError("unexpected_schema", f"expected {kind.SCHEMA}, got {name}")
+        try:
+            return kind.from_record(record)
+        except (TypeError, ValueError) as exc:
+            raise DecodeError("invalid", f"{name}: {exc}") from exc
+
+
+_default: Codec | None = None
+
+
+def default_codec() -> Codec:
+    """The process-wide codec over the shipped contracts (loaded once)."""
+    global _default  # noqa: PLW0603 - a cache of immutable data
+    if _default is None:
+        _default = Codec()
+    return _default
+
+
+# Keep the dataclass imports referenced for re-export convenience.
+CONTRACT_TYPES: tuple[type[Record], ...] = (DomainEvent, ChannelMessage, DeliveryOutcome, Receipt)
