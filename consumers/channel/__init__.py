@@ -1,0 +1,1 @@
+"""The generic channel consumer: render, deliver through an adapter, publish the outcome."""

@@ -1,0 +1,1 @@
+"""One module per channel: builds that channel's adapter from settings (``build(resources) -> adapter``)."""

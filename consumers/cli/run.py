@@ -1,0 +1,77 @@
+"""``herald run <process>``: every long-running Herald process, by name."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from consumers.cli.errors import CliError
+from consumers.process import BackgroundLoop, serve
+from consumers.resources import Resources
+from consumers.runtime import Runner
+from consumers.settings import HeraldSettings
+
+__all__ = ["PROCESSES", "ProcessSpec", "register"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ProcessSpec:
+    runners: list[Runner[Any]] = field(default_factory=list)
+    loops: list[BackgroundLoop] = field(default_factory=list)
+    on_stop: Callable[[], Awaitable[None]] | None = None
+
+
+ProcessFactory = Callable[[Resources, argparse.Namespace], Awaitable[ProcessSpec]]
+
+# name -> "module:function". Imported on demand so `herald run webhook` loads no FCM code.
+PROCESSES: dict[str, str] = {
+    "passthrough": "consumers.passthrough_process:build",
+    "classifier": "consumers.classifier.process:build",
+    "channel": "consumers.channel.process:build",
+    "fallback": "consumers.fallback.process:build",
+    "scheduler": "consumers.scheduler_process:build",
+    "inbox-janitor": "consumers.inbox_janitor:build",
+}
+
+
+def _factory(name: str) -> ProcessFactory:
+    try:
+        target = PROCESSES[name]
+    except KeyError:
+        raise CliError(f"unknown process {name!r}; choose one of: {', '.join(sorted(PROCESSES))}") from None
+    module, _, attr = target.partition(":")
+    factory: ProcessFactory = getattr(importlib.import_module(module), attr)
+    return factory
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="run a Herald process until SIGTERM/SIGINT")
+    p.add_argument("process", help=f"one of: {', '.join(sorted(PROCESSES))}")
+    p.add_argument("--channel", help="channel process: email, sms, push, in_app, webhook")
+    p.add_argument("--lane", default="priority", help="channel process: priority or bulk (default priority)")
+    p.add_argument("--group", help="consumer group id (default: herald-<process>[-<channel>-<lane>])")
+    p.add_argument("--target", help="passthrough: topic to forward to (default <prefix>.passthrough)")
+    p.set_defaults(func=run_process)
+
+
+async def run_process(settings: HeraldSettings, args: argparse.Namespace) -> int:
+    factory = _factory(args.process)
+    resources = Resources(settings)
+    try:
+        spec = await factory(resources, args)
+
+        async def on_stop() -> None:
+            if spec.on_stop is not None:
+                await spec.on_stop()
+            await resources.close()
+
+        return await serve(settings, spec.runners, spec.loops, on_stop=on_stop)
+    except BaseException:
+        await resources.close()
+        raise

@@ -1,0 +1,121 @@
+"""``herald tail <topic>``: decode Avro records and print them one JSON line each."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaConnectionError
+
+from consumers.cli.errors import CliError
+from consumers.kafka import KafkaUnavailable
+from consumers.settings import HeraldSettings
+from schemas.codec import DecodeError, default_codec
+
+__all__ = ["format_record", "read_topic", "register"]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds")
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def format_record(value: bytes | None, headers: list[tuple[str, bytes]] | None = None) -> dict[str, Any]:
+    """A record as a plain dict: the decoded Avro fields, or the DLQ reason and raw size."""
+    out: dict[str, Any] = {}
+    hdrs = {k: v.decode(errors="replace") for k, v in (headers or [])}
+    if "herald-dlq-reason" in hdrs:
+        out["dlq"] = {k.removeprefix("herald-"): v for k, v in hdrs.items() if k.startswith("herald-")}
+    if value is None:
+        out["value"] = None
+        return out
+    try:
+        name, record = default_codec().decode_record(value)
+    except DecodeError as exc:
+        out["undecodable"] = {"reason": exc.reason, "bytes": len(value)}
+        return out
+    out["schema"] = name
+    out.update(_plain(record))
+    return out
+
+
+async def read_topic(
+    bootstrap: str, topic: str, *, follow: bool = False, limit: int | None = None, idle_s: float = 1.0
+) -> Any:
+    """Yield (partition, offset, key, value, headers) for every record, from the beginning."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    try:
+        await consumer.start()
+    except KafkaConnectionError as exc:
+        await consumer.stop()
+        raise KafkaUnavailable(f"Kafka is not reachable at {bootstrap}: {exc}") from exc
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - first lookup of a topic
+            partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise CliError(f"topic {topic!r} does not exist")
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        seen = 0
+        while True:
+            batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
+            for tp, records in batch.items():
+                for r in records:
+                    yield tp.partition, r.offset, r.key, r.value, list(r.headers)
+                    seen += 1
+                    if limit is not None and seen >= limit:
+                        return
+            if not follow:
+                positions = {tp: await consumer.position(tp) for tp in tps}
+                if all(positions[tp] >= end[tp] for tp in tps):
+                    return
+    finally:
+        await consumer.stop()
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("tail", help="print a topic's records, Avro decoded, one JSON object per line")
+    p.add_argument("topic", help="full name, or a short one: events, outcomes, receipts, channel.email.priority")
+    p.add_argument("-f", "--follow", action="store_true", help="keep waiting for new records")
+    p.add_argument("-n", "--max", type=int, default=None, help="stop after this many records")
+    p.set_defaults(func=tail)
+
+
+def resolve_topic(settings: HeraldSettings, name: str) -> str:
+    prefix = f"{settings.topic_prefix}."
+    return name if name.startswith(prefix) else prefix + name
+
+
+async def tail(settings: HeraldSettings, args: argparse.Namespace) -> int:
+    topic = resolve_topic(settings, args.topic)
+    try:
+        async for partition, offset, key, value, headers in read_topic(
+            settings.kafka_bootstrap_servers, topic, follow=args.follow, limit=args.max
+        ):
+            line = {"partition": partition, "offset": offset, "key": key.decode(errors="replace") if key else None,
+                    **format_record(value, headers)}
+            sys.stdout.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+            sys.stdout.flush()
+    except asyncio.CancelledError:
+        pass
+    return 0

@@ -1,0 +1,51 @@
+"""PostgreSQL pool and migrations (``consumers/migrations/NNN_name.sql``, applied once, in order)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import asyncpg
+
+__all__ = ["DatabaseUnavailable", "connect_pool", "migrate"]
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).parent / "migrations"
+_LOCK_ID = 0x4E52414C44  # "HERALD": one migrator at a time across processes
+
+
+class DatabaseUnavailable(RuntimeError):
+    """PostgreSQL could not be reached (reported without a traceback)."""
+
+
+async def connect_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    try:
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=30)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise DatabaseUnavailable(f"PostgreSQL is not reachable at {dsn}: {exc}") from exc
+    assert pool is not None
+    return pool
+
+
+async def migrate(pool: asyncpg.Pool, directory: Path = MIGRATIONS) -> list[str]:
+    """Apply every migration not applied yet; return their names."""
+    applied: list[str] = []
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_ID)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS herald_migrations (name text PRIMARY KEY, applied_at timestamptz "
+                "NOT NULL DEFAULT now())"
+            )
+            done = {r["name"] for r in await conn.fetch("SELECT name FROM herald_migrations")}
+            for path in sorted(directory.glob("*.sql")):
+                if path.name in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(path.read_text())
+                    await conn.execute("INSERT INTO herald_migrations (name) VALUES ($1)", path.name)
+                applied.append(path.name)
+                log.info("applied migration %s", path.name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)
+    return applied

@@ -1,0 +1,361 @@
+"""The consume → handle → produce → commit loop every Herald consumer runs on.
+
+Guarantees (architecture.md, "Invariants"):
+
+* **At-least-once.** Offsets of a poll batch are committed only after every record the
+  handler produced for it, and every dead letter, is acknowledged by the broker
+  (``acks=all``). A crash anywhere before the commit replays the batch; outputs carry
+  idempotency keys, so replays are harmless downstream.
+* **Per-key order.** Partitions are handled in offset order and outputs are produced in
+  that order; a handler may run different keys concurrently but keeps one key sequential.
+* **Bad input is kept.** Undecodable bytes, oversized records and records the handler
+  rejects go to ``<topic>.dlq`` with the reason, error class and source
+  topic/partition/offset in headers, and the partition moves on.
+* **Outages pause, they do not drop.** A :class:`RetryableError` (database or cache down)
+  retries the batch with backoff; past ``handler_max_retries`` the consumer seeks back to
+  its last commit, reports not-ready and keeps trying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from consumers import metrics
+from consumers.settings import RuntimeSettings
+from consumers.topics import dlq
+from schemas.codec import DecodeError
+
+__all__ = [
+    "DeadLetter",
+    "Handler",
+    "Incoming",
+    "Output",
+    "RetryableError",
+    "Runner",
+    "dead_letter_headers",
+]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class RetryableError(Exception):
+    """A failure of something the handler depends on (not of the message): try again later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A record to produce. ``value`` is already encoded."""
+
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """The handler's verdict that a record cannot be processed, ever."""
+
+    reason: str
+    error_class: str = "Rejected"
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class Incoming(Generic[T]):
+    """A decoded input record with its coordinates."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: T
+    headers: tuple[tuple[str, bytes], ...]
+    timestamp_ms: int
+
+
+Result = Sequence[Output] | DeadLetter
+
+
+class Handler(Protocol[T]):
+    """What a consumer plugs into the runner."""
+
+    name: str
+
+    def decode(self, raw: bytes) -> T:
+        """Decode one record's value; raise :class:`DecodeError` for poison bytes."""
+        ...
+
+    async def handle(self, batch: Sequence[Incoming[T]]) -> Sequence[Result]:
+        """Decide on a batch; return one result per input, in order.
+
+        Raise :class:`RetryableError` when a dependency is down (the batch is retried);
+        any other exception is isolated to the offending record, which is dead-lettered.
+        """
+        ...
+
+
+def dead_letter_headers(
+    letter: DeadLetter, topic: str, partition: int, offset: int, group: str
+) -> list[tuple[str, bytes]]:
+    return [
+        ("herald-dlq-reason", letter.reason.encode()),
+        ("herald-dlq-error-class", letter.error_class.encode()),
+        ("herald-dlq-detail", letter.detail[:1000].encode()),
+        ("herald-source-topic", topic.encode()),
+        ("herald-source-partition", str(partition).encode()),
+        ("herald-source-offset", str(offset).encode()),
+        ("herald-consumer-group", group.encode()),
+    ]
+
+
+@dataclass
+class _Raw:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+    timestamp: int
+
+
+@dataclass
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Lets an in-flight batch finish and commit before partitions are handed to another member."""
+
+    lock: asyncio.Lock
+    assigned: set[TopicPartition] = field(default_factory=set)
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self.lock:
+            self.assigned -= set(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.assigned |= set(assigned)
+
+
+class Runner(Generic[T]):
+    """Runs one handler over one consumer group until :meth:`stop`."""
+
+    def __init__(
+        self,
+        handler: Handler[T],
+        *,
+        topics: Sequence[str],
+        group_id: str,
+        bootstrap_servers: str,
+        producer: AIOKafkaProducer,
+        settings: RuntimeSettings,
+        consumer_factory: Callable[..., AIOKafkaConsumer] = AIOKafkaConsumer,
+    ) -> None:
+        self.handler = handler
+        self.topics = list(topics)
+        self.group_id = group_id
+        self.settings = settings
+        self.producer = producer
+        self._lock = asyncio.Lock()
+        self._listener = _Listener(self._lock)
+        self._stopping = asyncio.Event()
+        self.ready = False
+        self.consumer = consumer_factory(
+            bootstrap_servers=bootstrap_servers,
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            max_poll_interval_ms=settings.max_poll_interval_ms,
+            fetch_max_bytes=16 * 1024 * 1024,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        self._ready_gauge = metrics.READY.labels(handler.name)
+        self._handle_time = metrics.HANDLER_SECONDS.labels(handler.name)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the loop to finish the batch in flight, commit, leave the group and return."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def run(self) -> None:
+        await self.consumer.start()
+        self.consumer.subscribe(self.topics, listener=self._listener)
+        try:
+            while not self._stopping.is_set():
+                batch = await self._poll()
+                if not batch:
+                    self._set_ready(bool(self.consumer.assignment()))
+                    continue
+                async with self._lock:
+                    await self._process(batch)
+                await self._update_lag()
+        finally:
+            self._set_ready(False)
+            await self.consumer.stop()  # leaves the group: partitions move at once
+
+    async def _poll(self) -> list[_Raw]:
+        fetched = await self.consumer.getmany(
+            timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.max_batch
+        )
+        batch: list[_Raw] = []
+        for tp, records in fetched.items():
+            for r in records:
+                batch.append(_Raw(tp.topic, tp.partition, r.offset, r.key, r.value, tuple(r.headers), r.timestamp))
+        return batch
+
+    def _set_ready(self, ready: bool) -> None:
+        self.ready = ready
+        self._ready_gauge.set(1 if ready else 0)
+
+    # -- one batch ---------------------------------------------------------------------------
+    async def _process(self, batch: list[_Raw]) -> None:
+        started = time.perf_counter()
+        attempt = 0
+        while True:
+            try:
+                await self._process_once(batch)
+                self._set_ready(True)
+                break
+            except RetryableError as exc:
+                attempt += 1
+                metrics.HANDLER_RETRIES.labels(self.handler.name).inc()
+                if attempt > self.settings.handler_max_retries:
+                    # Give up on this poll: rewind to the last commit and poll again later.
+                    log.error("%s: dependency still failing after %d tries (%s); pausing", self.handler.name,
+                              attempt - 1, exc)
+                    self._set_ready(False)
+                    self._rewind(batch)
+                    await self._sleep(self.settings.handler_retry_max_s)
+                    return
+                delay = min(self.settings.handler_retry_max_s, self.settings.handler_retry_base_s * 2 ** (attempt - 1))
+                log.warning("%s: retryable failure (%s); retry %d in %.2fs", self.handler.name, exc, attempt, delay)
+                await self._sleep(delay * random.uniform(0.8, 1.2))
+            except KafkaError as exc:
+                # Produce failed or timed out: nothing is committed, so rewind and let it replay.
+                log.error("%s: Kafka error while producing (%s); replaying batch", self.handler.name, exc)
+                self._rewind(batch)
+                await self._sleep(1.0)
+                return
+        self._handle_time.observe(time.perf_counter() - started)
+
+    async def _sleep(self, seconds: float) -> None:
+        # Interruptible by stop(): shutdown never waits for a backoff to run out.
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    def _rewind(self, batch: list[_Raw]) -> None:
+        first: dict[TopicPartition, int] = {}
+        for r in batch:
+            tp = TopicPartition(r.topic, r.partition)
+            first[tp] = min(first.get(tp, r.offset), r.offset)
+        for tp, offset in first.items():
+            if tp in self.consumer.assignment():
+                self.consumer.seek(tp, offset)
+
+    async def _process_once(self, batch: list[_Raw]) -> None:
+        results: list[Result | None] = [None] * len(batch)
+        decoded: list[Incoming[T]] = []
+        pending: list[int] = []
+        max_bytes = self.settings.max_message_bytes
+        for i, r in enumerate(batch):
+            metrics.CONSUMED.labels(self.handler.name, r.topic).inc()
+            if r.value is None:
+                results[i] = DeadLetter("malformed", "EmptyValue", "record has no value (tombstone)")
+            elif len(r.value) > max_bytes:
+                results[i] = DeadLetter("too_large", "RecordTooLarge", f"{len(r.value)} bytes > {max_bytes}")
+            else:
+                try:
+                    value = self.handler.decode(r.value)
+                except DecodeError as exc:
+                    results[i] = DeadLetter(exc.reason, type(exc).__name__, exc.detail)
+                else:
+                    decoded.append(Incoming(r.topic, r.partition, r.offset, r.key, value, tuple(r.headers),
+                                            r.timestamp))
+                    pending.append(i)
+        for i, result in zip(pending, await self._handle(decoded), strict=True):
+            results[i] = result
+        await self._produce_and_commit(batch, [r for r in results if r is not None])
+
+    async def _handle(self, decoded: list[Incoming[T]]) -> Sequence[Result]:
+        if not decoded:
+            return []
+        try:
+            results = await self.handler.handle(decoded)
+        except RetryableError:
+            raise
+        except Exception:
+            # Find the poison record: handle one at a time so one bad record costs only itself.
+            log.exception("%s: batch handler failed; isolating the failing record", self.handler.name)
+            results = [await self._handle_one(item) for item in decoded]
+        if len(results) != len(decoded):
+            raise RuntimeError(f"{self.handler.name}: handler returned {len(results)} results for {len(decoded)}")
+        return results
+
+    async def _handle_one(self, item: Incoming[T]) -> Result:
+        try:
+            (result,) = await self.handler.handle([item])
+            return result
+        except RetryableError:
+            raise
+        except Exception as exc:
+            return DeadLetter("handler_error", type(exc).__name__, str(exc))
+
+    async def _produce_and_commit(self, batch: list[_Raw], results: list[Result]) -> None:
+        futures: list[asyncio.Future[Any]] = []
+        produced: dict[str, int] = {}
+        for raw, result in zip(batch, results, strict=True):
+            if isinstance(result, DeadLetter):
+                topic = dlq(raw.topic)
+                headers = [*raw.headers, *dead_letter_headers(result, raw.topic, raw.partition, raw.offset,
+                                                              self.group_id)]
+                futures.append(await self.producer.send(topic, raw.value, key=raw.key, headers=headers))
+                metrics.DLQ.labels(raw.topic, result.reason).inc()
+                log.warning("%s: %s[%d]@%d → %s (%s: %s)", self.handler.name, raw.topic, raw.partition,
+                            raw.offset, topic, result.reason, result.detail[:200])
+                produced[topic] = produced.get(topic, 0) + 1
+                continue
+            for out in result:
+                futures.append(await self.producer.send(out.topic, out.value, key=out.key,
+                                                        headers=list(out.headers) or None))
+                produced[out.topic] = produced.get(out.topic, 0) + 1
+        if futures:
+            await asyncio.gather(*futures)  # every output acknowledged (acks=all) ...
+        for topic, n in produced.items():
+            metrics.PRODUCED.labels(topic).inc(n)
+        offsets: dict[TopicPartition, int] = {}
+        for raw in batch:
+            tp = TopicPartition(raw.topic, raw.partition)
+            offsets[tp] = max(offsets.get(tp, 0), raw.offset + 1)
+        owned = {tp: off for tp, off in offsets.items() if tp in self.consumer.assignment()}
+        if not owned:
+            return
+        try:
+            await self.consumer.commit(owned)  # ... before the offsets move
+        except CommitFailedError as exc:
+            # The group rebalanced under us: the new owner replays; outputs are idempotent.
+            log.warning("%s: commit failed after rebalance (%s); batch will be replayed", self.handler.name, exc)
+
+    async def _update_lag(self) -> None:
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            if high is None:
+                continue
+            position = await self.consumer.position(tp)
+            metrics.CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(max(0, high - position))

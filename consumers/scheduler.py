@@ -1,0 +1,209 @@
+"""Durable timers in PostgreSQL: the only way Herald waits.
+
+A consumer never sleeps on a message. A deferred send, a retry, an escalation check or a
+digest is a row in ``herald_timers`` (``due_at``), armed idempotently by key. The
+:class:`TimerPoller` releases due rows with ``FOR UPDATE SKIP LOCKED`` (many pollers can
+run side by side), hands each to the handler of its kind, produces what the handler
+returns, waits for the broker's acks and only then marks the rows fired and commits. A
+crash between produce and commit re-fires the row: the outputs carry idempotency keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter, Gauge, Histogram
+
+from consumers.clock import Clock, SystemClock
+from consumers.runtime import Output
+from consumers.settings import SchedulerSettings
+
+__all__ = ["FireHandler", "Scheduler", "Timer", "TimerPoller", "publish_timer"]
+
+log = logging.getLogger(__name__)
+
+TIMERS_FIRED = Counter("herald_timers_fired_total", "Timers released by the scheduler.", ["kind"])
+TIMERS_ARMED = Counter("herald_timers_armed_total", "Timers armed (duplicates by key not counted).", ["kind"])
+TIMER_LATENESS = Histogram(
+    "herald_timer_lateness_seconds",
+    "Delay between a timer's due time and its release.",
+    ["kind"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+TIMER_BACKLOG = Gauge("herald_timers_pending", "Timers armed and not yet fired or cancelled.")
+TIMERS_DUE = Gauge("herald_timers_due", "Timers past their due time, not yet released.")
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    key: str
+    kind: str
+    due_at: datetime
+    topic: str | None = None
+    msg_key: bytes | None = None
+    payload: bytes | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+def publish_timer(key: str, due_at: datetime, topic: str, msg_key: bytes | None, payload: bytes) -> Timer:
+    """A timer that, when due, produces ``payload`` to ``topic`` (deferred sends, retries)."""
+    return Timer(key=key, kind="publish", due_at=due_at, topic=topic, msg_key=msg_key, payload=payload)
+
+
+FireHandler = Callable[[Timer, asyncpg.Connection], Awaitable[Sequence[Output]]]
+"""Decides what a due timer produces; runs inside the releasing transaction."""
+
+
+async def _publish(timer: Timer, _: asyncpg.Connection) -> Sequence[Output]:
+    if timer.topic is None or timer.payload is None:
+        raise ValueError(f"publish timer {timer.key} has no topic or payload")
+    return [Output(timer.topic, timer.payload, timer.msg_key)]
+
+
+_INSERT = """
+INSERT INTO herald_timers (key, kind, due_at, topic, msg_key, payload, data)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::bytea[], $6::bytea[], $7::jsonb[])
+ON CONFLICT (key) DO NOTHING
+RETURNING kind
+"""
+
+
+class Scheduler:
+    """Arms and cancels timers."""
+
+    def __init__(self, pool: asyncpg.Pool, clock: Clock | None = None) -> None:
+        self.pool = pool
+        self.clock = clock or SystemClock()
+
+    async def arm(self, timers: Sequence[Timer], conn: asyncpg.Connection | None = None) -> int:
+        """Arm timers; a key already armed (or fired) is left alone. Returns how many were new."""
+        if not timers:
+            return 0
+        args = (
+            [t.key for t in timers],
+            [t.kind for t in timers],
+            [t.due_at for t in timers],
+            [t.topic for t in timers],
+            [t.msg_key for t in timers],
+            [t.payload for t in timers],
+            [json.dumps(dict(t.data)) for t in timers],
+        )
+        if conn is None:
+            async with self.pool.acquire() as c:
+                rows = await c.fetch(_INSERT, *args)
+        else:
+            rows = await conn.fetch(_INSERT, *args)
+        for row in rows:
+            TIMERS_ARMED.labels(row["kind"]).inc()
+        return len(rows)
+
+    async def cancel(self, key: str, conn: asyncpg.Connection | None = None) -> bool:
+        sql = "UPDATE herald_timers SET state = 'cancelled' WHERE key = $1 AND state = 'pending'"
+        if conn is None:
+            result = await self.pool.execute(sql, key)
+        else:
+            result = await conn.execute(sql, key)
+        return bool(result.endswith(" 1"))
+
+    async def cancel_many(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        result = await self.pool.execute(
+            "UPDATE herald_timers SET state = 'cancelled' WHERE key = ANY($1::text[]) AND state = 'pending'",
+            list(keys),
+        )
+        return int(result.rsplit(" ", 1)[1])
+
+    async def state(self, key: str) -> str | None:
+        value = await self.pool.fetchval("SELECT state FROM herald_timers WHERE key = $1", key)
+        return None if value is None else str(value)
+
+
+class TimerPoller:
+    """Releases due timers. Safe to run in several processes at once."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        producer: AIOKafkaProducer,
+        settings: SchedulerSettings,
+        handlers: Mapping[str, FireHandler] | None = None,
+    ) -> None:
+        self.scheduler = scheduler
+        self.producer = producer
+        self.settings = settings
+        self.handlers: dict[str, FireHandler] = {"publish": _publish, **(handlers or {})}
+
+    async def release_due(self) -> int:
+        """Release one batch of due timers; return how many fired."""
+        now = self.scheduler.clock.now()
+        async with self.scheduler.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT id, key, kind, due_at, topic, msg_key, payload, data FROM herald_timers "
+                "WHERE state = 'pending' AND due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                now,
+                self.settings.batch_size,
+            )
+            if not rows:
+                return 0
+            futures = []
+            for row in rows:
+                timer = Timer(row["key"], row["kind"], row["due_at"], row["topic"], row["msg_key"], row["payload"],
+                              json.loads(row["data"]))
+                handler = self.handlers.get(timer.kind)
+                if handler is None:
+                    log.error("no handler for timer kind %r (key %s); leaving it pending", timer.kind, timer.key)
+                    continue
+                for out in await handler(timer, conn):
+                    futures.append(await self.producer.send(out.topic, out.value, key=out.key,
+                                                            headers=list(out.headers) or None))
+            await asyncio.gather(*futures)  # acknowledged by the broker before the rows are marked fired
+            ids = [r["id"] for r in rows if r["kind"] in self.handlers]
+            await conn.execute(
+                "UPDATE herald_timers SET state = 'fired', fired_at = $2 WHERE id = ANY($1::bigint[])", ids, now
+            )
+        released_at = self.scheduler.clock.now()
+        for row in rows:
+            if row["kind"] in self.handlers:
+                TIMERS_FIRED.labels(row["kind"]).inc()
+                TIMER_LATENESS.labels(row["kind"]).observe(max(0.0, (released_at - row["due_at"]).total_seconds()))
+        return len(ids)
+
+    async def observe_backlog(self) -> None:
+        row = await self.scheduler.pool.fetchrow(
+            "SELECT count(*) AS pending, count(*) FILTER (WHERE due_at <= $1) AS due FROM herald_timers "
+            "WHERE state = 'pending'",
+            self.scheduler.clock.now(),
+        )
+        if row is not None:
+            TIMER_BACKLOG.set(row["pending"])
+            TIMERS_DUE.set(row["due"])
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Poll until ``stopping`` is set; a database outage backs off and recovers by itself."""
+        backoff = self.settings.poll_interval_s
+        polls = 0
+        while not stopping.is_set():
+            try:
+                fired = await self.release_due()
+                polls += 1
+                if polls % 20 == 1:
+                    await self.observe_backlog()
+                backoff = self.settings.poll_interval_s
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("scheduler: database unavailable (%s); retrying in %.1fs", exc, backoff)
+                fired = 0
+                backoff = min(backoff * 2, 5.0)
+            if fired < self.settings.batch_size:
+                try:
+                    await asyncio.wait_for(stopping.wait(), timeout=backoff)
+                except TimeoutError:
+                    pass
