@@ -10,13 +10,25 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "CLASSIFIER_DECISIONS",
     "CONSUMED",
     "CONSUMER_LAG",
+    "CRITICAL_UNDELIVERED",
+    "DELIVERIES",
+    "DEPENDENCY_ERRORS",
+    "DIGESTS",
     "DLQ",
-    "HANDLER_SECONDS",
+    "END_TO_END_SECONDS",
+    "ESCALATIONS",
+    "EVENTS_CLASSIFIED",
     "HANDLER_RETRIES",
+    "HANDLER_SECONDS",
     "PRODUCED",
+    "PROVIDER_SECONDS",
     "READY",
+    "RETRIES_EXHAUSTED",
+    "RETRIES_SCHEDULED",
+    "WEBHOOK_ENDPOINTS_DISABLED",
 ]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -39,3 +51,41 @@ CONSUMER_LAG = Gauge(
     "herald_consumer_lag", "Records behind the high watermark, per partition.", ["group", "topic", "partition"]
 )
 READY = Gauge("herald_ready", "1 when the process is consuming normally, 0 while paused or starting.", ["consumer"])
+
+# -- the pipeline (shared by classifier, channel consumers and fallback) -------------------------
+EVENTS_CLASSIFIED = Counter("herald_events_classified_total", "Domain events classified, by tier.", ["tier"])
+CLASSIFIER_DECISIONS = Counter(
+    "herald_classifier_decisions_total",
+    "Per-channel decisions of the classifier: routed, suppressed, deferred or dropped, with the reason.",
+    ["tier", "channel", "decision", "reason"],
+)
+DELIVERIES = Counter(
+    "herald_deliveries_total",
+    "Delivery attempts finished by channel consumers, by outcome status.",
+    ["channel", "lane", "provider", "status"],
+)
+PROVIDER_SECONDS = Histogram(
+    "herald_provider_request_seconds",
+    "Latency of one provider call.",
+    ["channel", "provider"],
+    buckets=_LATENCY_BUCKETS,
+)
+END_TO_END_SECONDS = Histogram(
+    "herald_end_to_end_seconds",
+    "From the domain event's occurred_at to the channel outcome.",
+    ["tier", "channel"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+ESCALATIONS = Counter("herald_escalations_total", "Escalations to another channel, by reason.", ["tier", "reason"])
+DIGESTS = Counter("herald_digests_sent_total", "Digest emails produced.", [])
+RETRIES_SCHEDULED = Counter("herald_retries_scheduled_total", "Retries armed by the fallback consumer.", ["channel"])
+RETRIES_EXHAUSTED = Counter("herald_retries_exhausted_total", "Messages whose retries ran out.", ["channel"])
+CRITICAL_UNDELIVERED = Counter(
+    "herald_critical_undelivered_total", "Critical notifications no channel delivered in time.", []
+)
+WEBHOOK_ENDPOINTS_DISABLED = Counter(
+    "herald_webhook_endpoints_disabled_total", "Webhook endpoints disabled automatically.", ["reason"]
+)
+DEPENDENCY_ERRORS = Counter(
+    "herald_dependency_errors_total", "Failures of PostgreSQL or Redis seen by a process.", ["dependency", "consumer"]
+)
