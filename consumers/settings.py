@@ -127,12 +127,13 @@ class FallbackSettings(BaseModel, frozen=True):
     critical_check_after_s: float = 120.0
     retry_schedules_s: dict[str, list[float]] = Field(
         default_factory=lambda: {
-            "webhook": [5, 300, 1800, 7200, 18000, 36000, 36000],
-            "push": [5, 30, 120, 600],
-            "email": [10, 60, 300, 1800],
-            "sms": [10, 60, 300, 1800],
-            "in_app": [1, 5, 30, 120],
-        }
+            "webhook": [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
+            "push": [5.0, 30.0, 120.0, 600.0],
+            "email": [10.0, 60.0, 300.0, 1800.0],
+            "sms": [10.0, 60.0, 300.0, 1800.0],
+            "in_app": [1.0, 5.0, 30.0, 120.0],
+        },
+        description="Delay (s) before attempt n+1 after attempt n failed, per channel; then exhausted.",
     )
     retry_jitter: float = 0.2
 

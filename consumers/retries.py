@@ -1,0 +1,100 @@
+"""The retry planner: when a failed_retryable delivery is tried again, and how.
+
+Both functions are pure: the clock (``now``) and the randomness (``rand``) come in as
+arguments, so every schedule is a table in the tests. The fallback consumer calls
+:func:`plan_retry` on each ``failed_retryable`` outcome, arms the returned timer in the
+scheduler (a row in PostgreSQL, never a sleep) and publishes ``exhausted`` when it gets
+``None``.
+
+A retry re-sends the outcome's own ChannelMessage with ``attempt + 1`` and the **same**
+idempotency key (webhooks send it as ``webhook-id``; receivers dedupe on it). The timer's
+key is derived from that idempotency key and the attempt number, so replaying the same
+outcome arms the same timer once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+from consumers.keys import derived_key
+from consumers.scheduler import Timer
+from consumers.topics import Topics
+from schemas.codec import Codec
+from schemas.models import Channel, DeliveryOutcome, OutcomeStatus
+
+__all__ = ["next_delay", "plan_retry", "retry_timer_key"]
+
+
+def next_delay(attempt: int, schedule: Sequence[float], *, jitter: float, rand: float,
+               retry_after: float | None = None) -> float | None:
+    """Delay before attempt+1 after `attempt` failed (1-based); None when the schedule is used up.
+
+    ``rand`` in [0, 1) picks the jitter: the step is scaled by ``1 + jitter * (2*rand - 1)``,
+    i.e. uniformly within ±``jitter`` of it, so retries of many messages that failed together
+    spread out instead of hammering a recovering receiver at once. A provider's
+    ``retry_after`` is honoured as a floor, but clamped to the schedule's longest step so a
+    hostile or broken ``Retry-After: 99999999`` cannot park a message forever.
+    """
+    if attempt < 1:
+        raise ValueError(f"attempt is 1-based, got {attempt}")
+    if not 0.0 <= jitter < 1.0:
+        raise ValueError(f"jitter must be in [0, 1), got {jitter}")
+    if not 0.0 <= rand < 1.0:
+        raise ValueError(f"rand must be in [0, 1), got {rand}")
+    if attempt > len(schedule):
+        return None
+    step = float(schedule[attempt - 1])
+    if step < 0:
+        raise ValueError(f"negative step in retry schedule: {step}")
+    delay = step * (1.0 + jitter * (2.0 * rand - 1.0))
+    if retry_after is not None and retry_after > 0:
+        delay = max(delay, min(float(retry_after), float(max(schedule))))
+    return delay
+
+
+def retry_timer_key(idempotency_key: str, next_attempt: int) -> str:
+    """The scheduler key of the timer that sends ``next_attempt`` (deterministic: replay-safe)."""
+    return derived_key(idempotency_key, f"retry:{next_attempt}")
+
+
+def plan_retry(outcome: DeliveryOutcome, schedules: Mapping[str, Sequence[float]], *, jitter: float,
+               now: datetime, rand: float, topics: Topics, codec: Codec) -> Timer | None:
+    """The scheduler Timer (kind "publish") that re-sends outcome.message with attempt+1 and the SAME
+    idempotency key to its channel topic at now+delay; None when retries are exhausted.
+
+    ``None`` also when the channel has no schedule (no retries configured) and when the retry
+    would be due at or after the message's ``expires_at`` (a late retry is worthless).
+    Raises ``ValueError`` for an outcome that is not ``failed_retryable`` or carries no
+    message: that is a contract violation by the producer of the outcome, not an exhaustion.
+    """
+    if outcome.status != OutcomeStatus.FAILED_RETRYABLE:
+        raise ValueError(f"plan_retry takes failed_retryable outcomes, got {outcome.status}")
+    message = outcome.message
+    if message is None:
+        raise ValueError(f"outcome {outcome.outcome_id} has no message to retry")
+    schedule = schedules.get(Channel(message.channel).value)
+    if not schedule:
+        return None
+    attempt = max(outcome.attempt, message.attempt)
+    retry_after = None if outcome.retry_after_ms is None else outcome.retry_after_ms / 1000.0
+    delay = next_delay(attempt, schedule, jitter=jitter, rand=rand, retry_after=retry_after)
+    if delay is None:
+        return None
+    due_at = now + timedelta(seconds=delay)
+    if message.expires_at is not None and due_at >= message.expires_at:
+        return None
+    retry = dataclasses.replace(message, attempt=attempt + 1)
+    # Kafka key per contracts: webhooks are keyed by endpoint id (the recipient), others by user.
+    msg_key = message.recipient if message.channel == Channel.WEBHOOK else message.user_id
+    return Timer(
+        key=retry_timer_key(message.idempotency_key, attempt + 1),
+        kind="publish",
+        due_at=due_at,
+        topic=topics.channel(message.channel, message.lane),
+        msg_key=msg_key.encode(),
+        payload=codec.encode(retry),
+        data={"notification_id": message.notification_id, "attempt": attempt + 1,
+              "channel": Channel(message.channel).value},
+    )
