@@ -1,0 +1,147 @@
+"""Jinja2 rendering of a :class:`ChannelMessage` into :class:`Content`, per template and locale.
+
+Layout: ``<templates_dir>/<template>/<locale>/<file>`` with these files per channel:
+
+=========  ==============================================================
+email      ``email.subject.j2``, ``email.html.j2``, ``email.txt.j2``
+sms        ``sms.txt.j2``
+push       ``push.title.j2``, ``push.body.j2``
+in_app     ``in_app.title.j2``, ``in_app.body.j2``
+=========  ==============================================================
+
+Locales fall back ``pt-BR`` → ``pt`` → the default locale; one locale serves all the files of
+a channel, so a subject and its body never mix languages. The environment is sandboxed
+(templates may come from operators, and payload values from any domain service), undefined
+variables raise (a blank email is worse than a ``template_error``), and only ``.html.j2``
+files are autoescaped. Compiled templates are cached for the life of the renderer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from channels.base import Content
+from schemas.models import Channel, ChannelMessage
+
+__all__ = ["CHANNEL_FILES", "TemplateError", "TemplateRenderer", "locale_chain", "template_variables"]
+
+CHANNEL_FILES: dict[Channel, tuple[str, ...]] = {
+    Channel.EMAIL: ("email.subject.j2", "email.html.j2", "email.txt.j2"),
+    Channel.SMS: ("sms.txt.j2",),
+    Channel.PUSH: ("push.title.j2", "push.body.j2"),
+    Channel.IN_APP: ("in_app.title.j2", "in_app.body.j2"),
+}
+
+_LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class TemplateError(Exception):
+    """A message cannot be rendered: unknown template, missing variable, broken template."""
+
+
+def locale_chain(locale: str | None, default: str) -> list[str]:
+    """``"pt_br"`` → ``["pt-BR", "pt", default]``; junk or empty → ``[default]``. Pure."""
+    chain: list[str] = []
+    if locale and _LOCALE.match(locale.strip()):
+        parts = locale.strip().replace("_", "-").split("-")
+        parts = [parts[0].lower(), *(p.upper() if len(p) == 2 else p for p in parts[1:])]
+        for n in range(len(parts), 0, -1):
+            chain.append("-".join(parts[:n]))
+    if default not in chain:
+        chain.append(default)
+    return chain
+
+
+def template_variables(message: ChannelMessage) -> dict[str, Any]:
+    """The payload's keys plus ``user_id``, ``event_type``, ``notification_id``, ``locale``."""
+    try:
+        data = message.data()
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        raise TemplateError(f"payload is not a JSON object: {exc}") from exc
+    return {**data, "user_id": message.user_id, "event_type": message.event_type,
+            "notification_id": message.notification_id, "locale": message.locale}
+
+
+def _one_line(value: str) -> str:
+    # Subjects and titles are single-line: a newline in a header is an injection vector.
+    return " ".join(value.split())
+
+
+class TemplateRenderer:
+    """Renders messages from a template directory; one instance per process."""
+
+    def __init__(self, templates_dir: Path, default_locale: str = "en", *, cache_size: int = 2000) -> None:
+        self.templates_dir = Path(templates_dir)
+        self.default_locale = default_locale
+        self.env = SandboxedEnvironment(
+            loader=jinja2.FileSystemLoader(str(self.templates_dir)),
+            undefined=jinja2.StrictUndefined,
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+            auto_reload=False,  # compiled once; templates change with a deploy, not at run time
+            cache_size=cache_size,
+            keep_trailing_newline=False,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self._resolved: dict[tuple[str, Channel, str], str | None] = {}
+
+    def resolve_locale(self, template: str, channel: Channel, locale: str) -> str | None:
+        """The first locale of the chain that has every file the channel needs (cached)."""
+        key = (template, channel, locale)
+        if key not in self._resolved:
+            files = CHANNEL_FILES[channel]
+            found = None
+            for candidate in locale_chain(locale, self.default_locale):
+                base = self.templates_dir / template / candidate
+                if all((base / f).is_file() for f in files):
+                    found = candidate
+                    break
+            self._resolved[key] = found
+        return self._resolved[key]
+
+    def render(self, channel: Channel, template: str, locale: str, variables: Mapping[str, Any]) -> Content:
+        """Render the channel's files; raise :class:`TemplateError` with a reason a human can act on."""
+        if channel not in CHANNEL_FILES:
+            raise TemplateError(f"channel {channel.value!r} has no templates (its adapter renders)")
+        if not template or not _NAME.match(template):
+            raise TemplateError(f"invalid template name {template!r}")
+        used = self.resolve_locale(template, channel, locale)
+        if used is None:
+            chain = locale_chain(locale, self.default_locale)
+            raise TemplateError(f"unknown template {template!r} for channel {channel.value} "
+                                f"(no {'/'.join(CHANNEL_FILES[channel])} for locales {chain})")
+        files = CHANNEL_FILES[channel]
+        out = {name: self._render_file(f"{template}/{used}/{name}", variables) for name in files}
+        if channel is Channel.EMAIL:
+            return Content(subject=_one_line(out["email.subject.j2"]), html=out["email.html.j2"],
+                           text=out["email.txt.j2"].strip() + "\n", locale=used)
+        if channel is Channel.SMS:
+            return Content(text=out["sms.txt.j2"].strip(), locale=used)
+        prefix = channel.value
+        return Content(title=_one_line(out[f"{prefix}.title.j2"]), text=out[f"{prefix}.body.j2"].strip(),
+                       locale=used)
+
+    def render_message(self, message: ChannelMessage) -> Content:
+        return self.render(message.channel, message.template, message.locale, template_variables(message))
+
+    def _render_file(self, name: str, variables: Mapping[str, Any]) -> str:
+        try:
+            return self.env.get_template(name).render(variables)
+        except jinja2.UndefinedError as exc:
+            raise TemplateError(f"{name}: missing variable: {exc.message}") from exc
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"{name}:{exc.lineno}: template syntax error: {exc.message}") from exc
+        except jinja2.TemplateNotFound as exc:
+            raise TemplateError(f"template file not found: {exc.name}") from exc
+        except jinja2.exceptions.SecurityError as exc:
+            raise TemplateError(f"{name}: unsafe template operation: {exc}") from exc
+        except (TypeError, ValueError) as exc:  # e.g. a filter applied to a payload value of the wrong type
+            raise TemplateError(f"{name}: cannot render with this payload: {exc}") from exc
+

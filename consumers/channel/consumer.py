@@ -1,0 +1,219 @@
+"""The generic channel consumer: one ChannelMessage in, one DeliveryOutcome out.
+
+Per message: drop it as ``suppressed``/``stale`` once ``expires_at`` has passed; report a
+duplicate (idempotency key already sent within the dedupe window) as the original ``sent``
+without calling the provider; render (the adapter's own ``render`` when it has one, else the
+Jinja2 templates); deliver through the adapter with a few short in-process retries of
+retryable failures; publish the outcome to ``herald.outcomes`` keyed by notification id.
+The runtime commits the input offsets only after those outcomes are acknowledged.
+
+Concurrency: a batch is grouped by Kafka key (the user, or the webhook endpoint). Keys run
+concurrently, at most ``channel.concurrency`` provider calls in flight; one key's messages run
+in offset order, so a user never sees message 2 before message 1 on a channel.
+
+The consumer knows nothing of any provider: it reads ``Outcome.status`` and
+``Outcome.provider_code`` only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from channels.base import ChannelAdapter, Content, DeliveryError, Outcome
+from channels.templates import TemplateError, TemplateRenderer
+from consumers import metrics
+from consumers.channel.dedupe import Dedupe
+from consumers.clock import Clock, SystemClock
+from consumers.keys import outcome_id
+from consumers.runtime import DeadLetter, Incoming, Output, Result
+from consumers.settings import ChannelConsumerSettings
+from consumers.topics import Topics
+from schemas.codec import Codec, default_codec
+from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus
+
+__all__ = ["ChannelConsumer", "retry_delay"]
+
+log = logging.getLogger(__name__)
+
+
+def retry_delay(retry: int, *, max_s: float, rand: float, retry_after: float | None = None,
+                base_s: float = 0.1) -> float | None:
+    """Delay before in-process retry number ``retry`` (1-based), jittered in [50%, 100%].
+
+    ``None`` when the provider asks to wait longer than ``max_s``: that is the fallback
+    consumer's job (a scheduler row), not a sleep in this one. Pure.
+    """
+    if retry_after is not None and retry_after > max_s:
+        return None
+    delay: float = min(max_s, base_s * 2.0 ** (retry - 1)) * (0.5 + rand / 2)
+    return max(delay, retry_after or 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    status: OutcomeStatus
+    outcome: Outcome | None = None
+    reason: str | None = None
+    detail: str | None = None
+    duplicate: bool = False
+
+
+class ChannelConsumer:
+    """The runtime :class:`~consumers.runtime.Handler` for any channel and lane."""
+
+    def __init__(
+        self,
+        *,
+        channel: Channel,
+        lane: Lane,
+        adapter: ChannelAdapter,
+        topics: Topics,
+        settings: ChannelConsumerSettings,
+        renderer: TemplateRenderer | None = None,
+        dedupe: Dedupe | None = None,
+        codec: Codec | None = None,
+        clock: Clock | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.name = f"channel-{channel.value}-{lane.value}"
+        self.channel = channel
+        self.lane = lane
+        self.adapter = adapter
+        self.topics = topics
+        self.settings = settings
+        self.renderer = renderer
+        self.dedupe = dedupe
+        self.codec = codec or default_codec()
+        self.clock: Clock = clock or SystemClock()
+        self.rand = rand
+        self._slots = asyncio.Semaphore(max(1, settings.concurrency))
+        self._render_own = getattr(adapter, "render", None)
+        self._provider_seconds = metrics.PROVIDER_SECONDS.labels(channel.value, adapter.provider)
+
+    # -- Handler -------------------------------------------------------------------------------
+    def decode(self, raw: bytes) -> ChannelMessage:
+        return self.codec.decode(raw, ChannelMessage)
+
+    async def handle(self, batch: Sequence[Incoming[ChannelMessage]]) -> Sequence[Result]:
+        results: list[Result | None] = [None] * len(batch)
+        by_key: dict[bytes, list[int]] = {}
+        for i, item in enumerate(batch):
+            key = item.key if item.key is not None else item.value.user_id.encode()
+            by_key.setdefault(key, []).append(i)
+
+        async def run_key(indexes: list[int]) -> None:
+            for i in indexes:  # one key in offset order
+                results[i] = await self._one(batch[i].value)
+
+        await asyncio.gather(*(run_key(ix) for ix in by_key.values()))
+        return [r if r is not None else DeadLetter("handler_error", "Missing", "no result") for r in results]
+
+    # -- one message ---------------------------------------------------------------------------
+    async def _one(self, message: ChannelMessage) -> Result:
+        if message.channel != self.channel:
+            return DeadLetter("wrong_channel", "WrongChannel",
+                              f"{message.channel.value} message on the {self.channel.value} topic")
+        try:
+            done = await self._decide(message)
+        except Exception as exc:  # a bug in an adapter or renderer costs this message, not the batch
+            log.exception("%s: unexpected error on %s", self.name, message.idempotency_key)
+            done = _Done(OutcomeStatus.FAILED_RETRYABLE, reason="internal_error",
+                         detail=f"{type(exc).__name__}: {exc}"[:500])
+        return [self._output(message, done)]
+
+    async def _decide(self, message: ChannelMessage) -> _Done:
+        now = self.clock.now()
+        if message.expires_at is not None and message.expires_at <= now:
+            return _Done(OutcomeStatus.SUPPRESSED, reason="stale",
+                         detail=f"expired at {message.expires_at.isoformat()}")
+        if self.dedupe is not None:
+            seen, provider_id = await self.dedupe.seen(message.idempotency_key)
+            if seen:
+                # Replayed after a send whose outcome may never have reached Kafka: report the
+                # same `sent` (same outcome id) and do not call the provider again.
+                return _Done(OutcomeStatus.SENT, Outcome.sent(self.adapter.provider, provider_id),
+                             detail="duplicate: already sent within the dedupe window", duplicate=True)
+        try:
+            content = self._render(message)
+        except TemplateError as exc:
+            return _Done(OutcomeStatus.FAILED_PERMANENT, reason="template_error", detail=str(exc)[:1000])
+        outcome = await self._deliver(message, content)
+        if outcome.ok and self.dedupe is not None:
+            await self.dedupe.mark(message.idempotency_key, outcome.provider_message_id)
+        return _Done(OutcomeStatus(outcome.status), outcome)
+
+    def _render(self, message: ChannelMessage) -> Content:
+        if self._render_own is not None:
+            content: Content = self._render_own(message)
+            return content
+        if self.renderer is None:
+            raise TemplateError(f"no renderer configured for channel {self.channel.value}")
+        return self.renderer.render_message(message)
+
+    async def _deliver(self, message: ChannelMessage, content: Content) -> Outcome:
+        retry = 0
+        while True:
+            async with self._slots:
+                started = time.perf_counter()
+                try:
+                    outcome = await self.adapter.deliver(message, content,
+                                                         idempotency_key=message.idempotency_key)
+                except DeliveryError as exc:  # adapters may raise their classified errors
+                    outcome = Outcome.from_error(exc)
+                finally:
+                    self._provider_seconds.observe(time.perf_counter() - started)
+            if outcome.status != "failed_retryable" or retry >= self.settings.inprocess_retries:
+                return outcome
+            retry += 1
+            delay = retry_delay(retry, max_s=self.settings.inprocess_retry_max_s, rand=self.rand(),
+                                retry_after=outcome.retry_after)
+            if delay is None:
+                return outcome
+            log.debug("%s: %s retryable (%s); in-process retry %d in %.2fs", self.name,
+                      message.idempotency_key, outcome.provider_code, retry, delay)
+            await asyncio.sleep(delay)  # seconds at most: slot released while waiting
+
+    # -- the outcome ---------------------------------------------------------------------------
+    def _output(self, message: ChannelMessage, done: _Done) -> Output:
+        o = done.outcome
+        now = self.clock.now()
+        provider = o.provider if o is not None else self.adapter.provider
+        retry_after_ms = int(o.retry_after * 1000) if o is not None and o.retry_after is not None else None
+        outcome = DeliveryOutcome(
+            outcome_id=outcome_id(message.idempotency_key, done.status.value, message.attempt),
+            notification_id=message.notification_id,
+            event_id=message.event_id,
+            event_type=message.event_type,
+            user_id=message.user_id,
+            tier=message.tier,
+            status=done.status,
+            occurred_at=message.occurred_at,
+            recorded_at=now,
+            channel=message.channel,
+            lane=message.lane,
+            reason=done.reason or (o.reason if o is not None and not o.ok else None),
+            detail=done.detail or (o.detail if o is not None else None),
+            provider=provider,
+            provider_message_id=o.provider_message_id if o is not None else None,
+            error_code=o.provider_code if o is not None else None,
+            idempotency_key=message.idempotency_key,
+            attempt=message.attempt,
+            retry_after_ms=retry_after_ms,
+            message=message,
+        )
+        status_label = "duplicate" if done.duplicate else done.status.value
+        metrics.DELIVERIES.labels(self.channel.value, self.lane.value, provider, status_label).inc()
+        if done.status is OutcomeStatus.SENT and not done.duplicate:
+            metrics.END_TO_END_SECONDS.labels(message.tier.value, self.channel.value).observe(
+                _seconds_between(message.occurred_at, now))
+        return Output(self.topics.outcomes, self.codec.encode(outcome), message.notification_id.encode())
+
+
+def _seconds_between(start: datetime, end: datetime) -> float:
+    return max(0.0, (end - start).total_seconds())
