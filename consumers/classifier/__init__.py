@@ -1,0 +1,1 @@
+"""The classifier: event type → urgency tier → channels, with preferences, quiet hours and rate limits."""

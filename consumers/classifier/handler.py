@@ -1,0 +1,163 @@
+"""The classifier's runtime handler: one poll batch → routes, profiles, limits, timers, outputs.
+
+Per batch, at most: one PostgreSQL query (profile cache misses), one Redis call (all rate-limit
+buckets), one PostgreSQL insert (deferred sends). Payloads are never parsed.
+
+Outages:
+
+* PostgreSQL down (lookups or arming timers) → :class:`RetryableError`: the runtime retries,
+  then pauses and replays from the last commit; nothing is lost or sent twice (keys).
+* Redis down → the batch goes on without rate limits: critical and high always flow, tiers in
+  ``defer_tiers_when_limiter_down`` (default: low) are re-classified later through a scheduler
+  timer with a ``deferred``/``rate_limiter_unavailable`` outcome, the rest fail open. Counted
+  in ``herald_dependency_errors_total{dependency="redis"}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from datetime import timedelta
+
+import asyncpg
+
+from consumers import metrics
+from consumers.classifier.decide import DecideConfig, Plan, finalize, plan
+from consumers.classifier.lookup import LookupUnavailable, ProfileCache
+from consumers.classifier.ratelimit import LimiterUnavailable, RateLimiter
+from consumers.classifier.routing import RoutingTable
+from consumers.clock import Clock
+from consumers.runtime import DeadLetter, Incoming, Result, RetryableError
+from consumers.scheduler import Scheduler, Timer
+from consumers.settings import HeraldSettings
+from consumers.topics import Topics
+from schemas.codec import Codec, default_codec
+from schemas.models import Channel, DomainEvent
+
+__all__ = ["Classifier", "decide_config"]
+
+log = logging.getLogger(__name__)
+
+
+def decide_config(settings: HeraldSettings, codec: Codec | None = None) -> DecideConfig:
+    c = settings.classifier
+    return DecideConfig(
+        topics=Topics(settings.topic_prefix),
+        codec=codec or default_codec(),
+        default_locale=settings.default_locale,
+        limits=dict(c.rate_limits_per_hour),
+        stale_after=timedelta(seconds=c.low_stale_after_s),
+        quiet_channels=frozenset(Channel(x) for x in c.quiet_hours_channels),
+        rate_prefix=c.rate_limit_key_prefix,
+        defer_on_limiter_down=tuple(c.defer_tiers_when_limiter_down),
+        limiter_retry=timedelta(seconds=c.limiter_retry_s),
+    )
+
+
+class Classifier:
+    name = "classifier"
+
+    def __init__(
+        self,
+        *,
+        table: RoutingTable,
+        profiles: ProfileCache,
+        limiter: RateLimiter,
+        scheduler: Scheduler,
+        config: DecideConfig,
+        clock: Clock,
+    ) -> None:
+        self.table = table
+        self.profiles = profiles
+        self.limiter = limiter
+        self.scheduler = scheduler
+        self.config = config
+        self.clock = clock
+        self._codec = config.codec
+        self._redis_warned_at = 0.0
+
+    def decode(self, raw: bytes) -> DomainEvent:
+        return self._codec.decode(raw, DomainEvent)
+
+    async def handle(self, batch: Sequence[Incoming[DomainEvent]]) -> Sequence[Result]:
+        now = self.clock.now()
+        results: list[Result | None] = [None] * len(batch)
+        routed: list[tuple[int, DomainEvent]] = []
+        for i, item in enumerate(batch):
+            if self.table.match(item.value.type) is None:
+                results[i] = DeadLetter("unknown_event_type", "UnknownEventType",
+                                        f"no route matches event type {item.value.type!r}")
+            else:
+                routed.append((i, item.value))
+        if not routed:
+            return [r for r in results if r is not None]
+
+        try:
+            profiles = await self.profiles.get_many(e.user_id for _, e in routed)
+        except LookupUnavailable as exc:
+            metrics.DEPENDENCY_ERRORS.labels("postgresql", self.name).inc()
+            raise RetryableError(f"recipient lookup failed: {exc}") from exc
+
+        plans: list[tuple[int, Plan]] = []
+        for i, event in routed:
+            route = self.table.match(event.type)
+            assert route is not None
+            plans.append((i, plan(event, route, profiles[event.user_id], now, self.config)))
+
+        answers = await self._acquire(plans)
+        timers: list[Timer] = []
+        decisions: Counter[tuple[str, str, str, str]] = Counter()
+        tiers: Counter[str] = Counter()
+        for i, p in plans:
+            d = finalize(p, answers[i], now, self.config)
+            results[i] = d.outputs
+            timers += d.timers
+            tiers[p.route.tier.value] += 1
+            for channel, decision, reason in d.counts:
+                decisions[(p.route.tier.value, channel, decision, reason)] += 1
+
+        if timers:
+            # Armed before the outputs are returned: the runtime commits offsets only after the
+            # outputs are acked, so a crash after this point replays into ON CONFLICT DO NOTHING.
+            try:
+                await self.scheduler.arm(timers)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                metrics.DEPENDENCY_ERRORS.labels("postgresql", self.name).inc()
+                raise RetryableError(f"arming deferred sends failed: {exc}") from exc
+
+        for tier, n in tiers.items():
+            metrics.EVENTS_CLASSIFIED.labels(tier).inc(n)
+        for labels, n in decisions.items():
+            metrics.CLASSIFIER_DECISIONS.labels(*labels).inc(n)
+        return [r for r in results if r is not None]
+
+    async def _acquire(self, plans: list[tuple[int, Plan]]) -> dict[int, list[bool | None]]:
+        """Admission per pending message, indexed like ``plans``; None everywhere Redis could not answer."""
+        requests = [item.limit for _, p in plans for item in p.pending if item.limit is not None]
+        granted: list[bool] | None = []
+        if requests:
+            try:
+                granted = await self.limiter.acquire(requests)
+            except LimiterUnavailable as exc:
+                metrics.DEPENDENCY_ERRORS.labels("redis", self.name).inc()
+                now = time.monotonic()
+                if now - self._redis_warned_at > 30:
+                    self._redis_warned_at = now
+                    log.warning("classifier: rate limiter unavailable (%s): critical/high/medium/system flow "
+                                "unlimited, deferred tiers are re-queued", exc)
+                granted = None
+        answers: dict[int, list[bool | None]] = {}
+        it = iter(granted) if granted is not None else None
+        for i, p in plans:
+            row: list[bool | None] = []
+            for item in p.pending:
+                if item.limit is None:
+                    row.append(True)
+                elif it is None:
+                    row.append(None)
+                else:
+                    row.append(next(it))
+            answers[i] = row
+        return answers

@@ -1,0 +1,54 @@
+"""``herald run classifier``: herald.events → herald.channel.<channel>.<lane> + herald.outcomes."""
+
+from __future__ import annotations
+
+import argparse
+
+from consumers.classifier.handler import Classifier, decide_config
+from consumers.classifier.lookup import ProfileCache
+from consumers.classifier.ratelimit import RateLimiter
+from consumers.classifier.routing import RoutingError, load_routing
+from consumers.cli.errors import CliError
+from consumers.cli.run import ProcessSpec
+from consumers.kafka import create_topics
+from consumers.resources import Resources
+from consumers.runtime import Runner
+from consumers.scheduler import Scheduler
+from consumers.topics import dlq
+
+__all__ = ["build", "build_classifier"]
+
+
+async def build_classifier(res: Resources) -> Classifier:
+    """The handler over this process's resources (the routing table is validated here, at start)."""
+    settings = res.settings
+    try:
+        table = load_routing(settings.classifier.routing_file, settings.classifier.default_tier)
+    except RoutingError as exc:
+        raise CliError(str(exc)) from exc
+    pool = await res.pool()
+    return Classifier(
+        table=table,
+        profiles=ProfileCache(pool, ttl_s=settings.classifier.lookup_cache_ttl_s,
+                              max_size=settings.classifier.lookup_cache_size),
+        limiter=RateLimiter(res.redis()),
+        scheduler=Scheduler(pool, res.clock),
+        config=decide_config(settings),
+        clock=res.clock,
+    )
+
+
+async def build(res: Resources, args: argparse.Namespace) -> ProcessSpec:
+    handler = await build_classifier(res)
+    topics = res.topics
+    await create_topics(res.settings, [topics.events, dlq(topics.events), topics.outcomes,
+                                       *topics.channel_topics()])
+    runner = Runner(
+        handler,
+        topics=[topics.events],
+        group_id=args.group or "herald-classifier",
+        bootstrap_servers=res.settings.kafka_bootstrap_servers,
+        producer=await res.producer(),
+        settings=res.settings.runtime,
+    )
+    return ProcessSpec(runners=[runner])

@@ -1,0 +1,51 @@
+"""What the classifier knows about a user: addresses, zone, quiet window, preferences, endpoints."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from consumers.classifier.quiet_hours import QuietWindow
+from schemas.models import Channel
+
+__all__ = ["Endpoint", "Profile", "zone"]
+
+
+@lru_cache(maxsize=1024)
+def zone(name: str) -> ZoneInfo:
+    """The IANA zone by name; an unknown name falls back to UTC (bad data must not stop delivery)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    endpoint_id: str
+    event_types: tuple[str, ...] = ("*",)
+
+    def wants(self, event_type: str) -> bool:
+        return any(fnmatch.fnmatchcase(event_type, p) for p in self.event_types)
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """One user. ``known`` is False when herald_recipients has no row (defaults apply)."""
+
+    user_id: str
+    known: bool = False
+    email: str | None = None
+    phone: str | None = None
+    timezone: str = "UTC"
+    locale: str | None = None
+    quiet: QuietWindow | None = None
+    preferences: Mapping[tuple[str, Channel], bool] = field(default_factory=dict)
+    endpoints: tuple[Endpoint, ...] = ()
+
+    def preference(self, category: str, channel: Channel) -> bool | None:
+        """True/False when the user chose; None when there is no row (the channel's default)."""
+        return self.preferences.get((category, channel))

@@ -1,0 +1,197 @@
+"""The routing table: event type → tier, category, channels, template.
+
+Loaded once at start from YAML (``settings.classifier.routing_file``) and validated with
+errors that name the file, the entry and the fix. Matching: an exact name wins over any
+glob; among globs the first in file order wins (so list narrow patterns before broad ones).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from schemas.models import Channel, Lane, Tier
+
+__all__ = [
+    "DEFAULT_CHANNELS",
+    "Route",
+    "RoutingError",
+    "RoutingTable",
+    "lane_for",
+    "load_routing",
+    "parse_routing",
+]
+
+_GLOB_CHARS = frozenset("*?[")
+_KNOWN_KEYS = frozenset({"match", "tier", "category", "channels", "opt_in", "fallback", "template"})
+
+DEFAULT_CHANNELS: Mapping[Tier, tuple[Channel, ...]] = {
+    Tier.CRITICAL: (Channel.PUSH, Channel.SMS, Channel.EMAIL),
+    Tier.HIGH: (Channel.PUSH,),
+    Tier.MEDIUM: (Channel.IN_APP,),
+    Tier.LOW: (Channel.EMAIL,),
+    Tier.SYSTEM: (Channel.WEBHOOK,),
+}
+"""The decision table's channels per tier: used for unknown types when a default tier is set."""
+
+
+class RoutingError(ValueError):
+    """The routing table is invalid; the message says where and why."""
+
+
+def lane_for(tier: Tier) -> Lane:
+    """Low goes to the bulk lane; everything else shares the priority lane."""
+    return Lane.BULK if tier is Tier.LOW else Lane.PRIORITY
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How one event type (or pattern) is notified.
+
+    ``channels`` always go out (subject to opt-outs); ``opt_in`` channels only when the user
+    has an explicit enabled preference for (category, channel). ``fallback`` is informational
+    for the fallback consumer (e.g. high: email after push).
+    """
+
+    match: str
+    tier: Tier
+    category: str
+    channels: tuple[Channel, ...]
+    template: str
+    opt_in: tuple[Channel, ...] = ()
+    fallback: tuple[Channel, ...] = ()
+
+    @property
+    def lane(self) -> Lane:
+        return lane_for(self.tier)
+
+
+class RoutingTable:
+    def __init__(self, routes: Sequence[Route], default_tier: Tier | None = None) -> None:
+        self.routes = tuple(routes)
+        self.default_tier = default_tier
+        self._exact = {r.match: r for r in routes if not _is_glob(r.match)}
+        self._globs = [r for r in routes if _is_glob(r.match)]
+        self._memo: dict[str, Route | None] = {}
+
+    def match(self, event_type: str) -> Route | None:
+        """The route for an event type; None when nothing matches and no default tier is set."""
+        try:
+            return self._memo[event_type]
+        except KeyError:
+            pass
+        route = self._exact.get(event_type)
+        if route is None:
+            route = next((r for r in self._globs if fnmatch.fnmatchcase(event_type, r.match)), None)
+        if route is None and self.default_tier is not None:
+            route = Route(match=event_type, tier=self.default_tier, category="other",
+                          channels=DEFAULT_CHANNELS[self.default_tier], template=event_type)
+        if len(self._memo) < 10_000:  # event types are few; the bound only guards against junk types
+            self._memo[event_type] = route
+        return route
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(c in _GLOB_CHARS for c in pattern)
+
+
+def _channels(where: str, key: str, value: Any) -> tuple[Channel, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise RoutingError(f"{where}: '{key}' must be a list of channels")
+    out: list[Channel] = []
+    for name in value:
+        try:
+            channel = Channel(name)
+        except ValueError:
+            known = ", ".join(c.value for c in Channel)
+            msg = f"{where}: unknown channel {name!r} in '{key}' (choose from {known})"
+            raise RoutingError(msg) from None
+        if channel in out:
+            raise RoutingError(f"{where}: channel {name!r} listed twice in '{key}'")
+        out.append(channel)
+    return tuple(out)
+
+
+def _route(where: str, entry: Any) -> Route:
+    if not isinstance(entry, dict):
+        raise RoutingError(f"{where}: expected a mapping with match, tier, category, channels, template")
+    unknown = set(entry) - _KNOWN_KEYS
+    if unknown:
+        raise RoutingError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
+                           f"(allowed: {', '.join(sorted(_KNOWN_KEYS))})")
+    match = entry.get("match")
+    if not isinstance(match, str) or not match.strip():
+        raise RoutingError(f"{where}: 'match' must be a non-empty event type or glob pattern")
+    where = f"{where} (match {match!r})"
+    try:
+        tier = Tier(str(entry.get("tier")))
+    except ValueError:
+        raise RoutingError(
+            f"{where}: bad tier {entry.get('tier')!r} (choose from {', '.join(t.value for t in Tier)})"
+        ) from None
+    category = entry.get("category")
+    if not isinstance(category, str) or not category:
+        raise RoutingError(f"{where}: 'category' must be a non-empty string")
+    channels = _channels(where, "channels", entry.get("channels"))
+    if not channels:
+        raise RoutingError(f"{where}: 'channels' must name at least one channel")
+    opt_in = _channels(where, "opt_in", entry.get("opt_in"))
+    both = set(channels) & set(opt_in)
+    if both:
+        raise RoutingError(f"{where}: {', '.join(sorted(both))} in both 'channels' and 'opt_in'")
+    fallback = _channels(where, "fallback", entry.get("fallback"))
+    has_webhook = Channel.WEBHOOK in channels or Channel.WEBHOOK in opt_in
+    if tier is Tier.SYSTEM and (set(channels) | set(opt_in)) != {Channel.WEBHOOK}:
+        raise RoutingError(f"{where}: system tier goes to webhook only")
+    if tier is not Tier.SYSTEM and has_webhook:
+        raise RoutingError(f"{where}: webhook is reserved for the system tier")
+    template = entry.get("template")
+    if template is None and tier is Tier.SYSTEM:
+        template = ""  # webhooks post the payload as JSON: nothing to render
+    if not isinstance(template, str) or (not template and tier is not Tier.SYSTEM):
+        raise RoutingError(f"{where}: 'template' must name a template directory")
+    return Route(match=match, tier=tier, category=category, channels=channels, template=template,
+                 opt_in=opt_in, fallback=fallback)
+
+
+def parse_routing(data: Any, source: str = "<routing>", default_tier: Tier | None = None) -> RoutingTable:
+    """Validate a parsed YAML document (``{"routes": [...]}``) into a table."""
+    if not isinstance(data, dict) or not isinstance(data.get("routes"), list):
+        raise RoutingError(f"{source}: expected a top-level 'routes:' list")
+    extra = set(data) - {"routes"}
+    if extra:
+        raise RoutingError(f"{source}: unknown top-level key(s) {', '.join(sorted(extra))}")
+    routes: list[Route] = []
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(data["routes"], start=1):
+        route = _route(f"{source}: route {i}", entry)
+        if route.match in seen:
+            raise RoutingError(
+                f"{source}: route {i}: duplicate pattern {route.match!r} (also route {seen[route.match]})"
+            )
+        seen[route.match] = i
+        routes.append(route)
+    if not routes:
+        raise RoutingError(f"{source}: 'routes' is empty")
+    return RoutingTable(routes, default_tier)
+
+
+def load_routing(path: Path, default_tier: Tier | None = None) -> RoutingTable:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise RoutingError(f"cannot read routing table {path}: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RoutingError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_routing(data, str(path), default_tier)
