@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from consumers import metrics
@@ -121,17 +121,6 @@ def dead_letter_headers(
 
 
 @dataclass
-class _Raw:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]]
-    timestamp: int
-
-
-@dataclass
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     """Lets an in-flight batch finish and commit before partitions are handed to another member."""
 
@@ -208,22 +197,18 @@ class Runner(Generic[T]):
             self._set_ready(False)
             await self.consumer.stop()  # leaves the group: partitions move at once
 
-    async def _poll(self) -> list[_Raw]:
+    async def _poll(self) -> list[ConsumerRecord[bytes, bytes]]:
         fetched = await self.consumer.getmany(
             timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.max_batch
         )
-        batch: list[_Raw] = []
-        for tp, records in fetched.items():
-            for r in records:
-                batch.append(_Raw(tp.topic, tp.partition, r.offset, r.key, r.value, tuple(r.headers), r.timestamp))
-        return batch
+        return [r for records in fetched.values() for r in records]
 
     def _set_ready(self, ready: bool) -> None:
         self.ready = ready
         self._ready_gauge.set(1 if ready else 0)
 
     # -- one batch ---------------------------------------------------------------------------
-    async def _process(self, batch: list[_Raw]) -> None:
+    async def _process(self, batch: list[ConsumerRecord[bytes, bytes]]) -> None:
         started = time.perf_counter()
         attempt = 0
         while True:
@@ -260,7 +245,7 @@ class Runner(Generic[T]):
         except TimeoutError:
             pass
 
-    def _rewind(self, batch: list[_Raw]) -> None:
+    def _rewind(self, batch: list[ConsumerRecord[bytes, bytes]]) -> None:
         first: dict[TopicPartition, int] = {}
         for r in batch:
             tp = TopicPartition(r.topic, r.partition)
@@ -269,13 +254,14 @@ class Runner(Generic[T]):
             if tp in self.consumer.assignment():
                 self.consumer.seek(tp, offset)
 
-    async def _process_once(self, batch: list[_Raw]) -> None:
+    async def _process_once(self, batch: list[ConsumerRecord[bytes, bytes]]) -> None:
         results: list[Result | None] = [None] * len(batch)
         decoded: list[Incoming[T]] = []
         pending: list[int] = []
         max_bytes = self.settings.max_message_bytes
+        consumed: dict[str, int] = {}
         for i, r in enumerate(batch):
-            metrics.CONSUMED.labels(self.handler.name, r.topic).inc()
+            consumed[r.topic] = consumed.get(r.topic, 0) + 1
             if r.value is None:
                 results[i] = DeadLetter("malformed", "EmptyValue", "record has no value (tombstone)")
             elif len(r.value) > max_bytes:
@@ -289,6 +275,8 @@ class Runner(Generic[T]):
                     decoded.append(Incoming(r.topic, r.partition, r.offset, r.key, value, tuple(r.headers),
                                             r.timestamp))
                     pending.append(i)
+        for topic, n in consumed.items():
+            metrics.CONSUMED.labels(self.handler.name, topic).inc(n)
         for i, result in zip(pending, await self._handle(decoded), strict=True):
             results[i] = result
         await self._produce_and_commit(batch, [r for r in results if r is not None])
@@ -317,7 +305,7 @@ class Runner(Generic[T]):
         except Exception as exc:
             return DeadLetter("handler_error", type(exc).__name__, str(exc))
 
-    async def _produce_and_commit(self, batch: list[_Raw], results: list[Result]) -> None:
+    async def _produce_and_commit(self, batch: list[ConsumerRecord[bytes, bytes]], results: list[Result]) -> None:
         futures: list[asyncio.Future[Any]] = []
         produced: dict[str, int] = {}
         for raw, result in zip(batch, results, strict=True):
