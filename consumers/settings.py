@@ -93,7 +93,11 @@ class PushSettings(BaseModel, frozen=True):
     project_id: str | None = Field(None, description="Default: the service account's project_id.")
     fcm_base_url: str = "https://fcm.googleapis.com"
     token_uri: str | None = Field(None, description="Override the service account's token_uri.")
-    ttl_s: int = 3600
+    ttl_s: int = Field(3600, description="How long FCM/APNs keep an undelivered push (android ttl, apns-expiration).")
+    token_refresh_margin_s: float = Field(300.0, description="Refresh the OAuth2 token this long before it expires.")
+    request_timeout_s: float = Field(10.0, description="Timeout of one FCM request.")
+    max_connections: int = Field(100, description="Connection pool size of the shared HTTP/2 client.")
+    max_payload_bytes: int = Field(4096, description="FCM/APNs payload limit; longer bodies are truncated to fit.")
 
 
 class InAppSettings(BaseModel, frozen=True):

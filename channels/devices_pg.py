@@ -1,0 +1,63 @@
+"""Device tokens of a user (``herald_device_tokens``, migration 002), for the push adapter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import asyncpg
+
+__all__ = ["DeviceStore", "DeviceToken", "PgDeviceTokens"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceToken:
+    token: str
+    platform: str
+
+
+class DeviceStore(Protocol):
+    async def tokens(self, user_id: str) -> list[DeviceToken]: ...
+
+    async def delete(self, user_id: str, tokens: Sequence[str]) -> int:
+        """Forget dead tokens of ``user_id``; returns how many rows went."""
+        ...
+
+
+class PgDeviceTokens:
+    """Device tokens in PostgreSQL. Every query is scoped by user id."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def tokens(self, user_id: str) -> list[DeviceToken]:
+        rows = await self._pool.fetch(
+            "SELECT token, platform FROM herald_device_tokens WHERE user_id = $1 ORDER BY last_seen_at DESC",
+            user_id,
+        )
+        return [DeviceToken(r["token"], r["platform"]) for r in rows]
+
+    async def delete(self, user_id: str, tokens: Sequence[str]) -> int:
+        if not tokens:
+            return 0
+        status: str = await self._pool.execute(
+            "DELETE FROM herald_device_tokens WHERE user_id = $1 AND token = ANY($2::text[])",
+            user_id,
+            list(tokens),
+        )
+        return int(status.rsplit(" ", 1)[1])
+
+    async def register(self, user_id: str, token: str, platform: str = "android") -> None:
+        """Add or refresh a token (an app calls this at start; tests and the demo seed with it).
+        A token moves to the new user when a device changes hands."""
+        await self._pool.execute(
+            """
+            INSERT INTO herald_device_tokens (token, user_id, platform) VALUES ($1, $2, $3)
+            ON CONFLICT (token) DO UPDATE
+               SET user_id = EXCLUDED.user_id, platform = EXCLUDED.platform, last_seen_at = now()
+            """,
+            token,
+            user_id,
+            platform,
+        )

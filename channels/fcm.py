@@ -1,0 +1,242 @@
+"""Push over FCM HTTP v1: one message per device token of the user, on one shared HTTP/2 client.
+
+Per token: build (tier decides urgency), fit into 4 KB, send with a cached OAuth2 token.
+A 401 that is not THIRD_PARTY_AUTH_ERROR refreshes the token once and resends. Dead tokens
+(UNREGISTERED, an INVALID_ARGUMENT on ``message.token``) are deleted from PostgreSQL and the
+outcome's ``detail`` says how many.
+
+One outcome per user, from the per-token results (documented decision):
+
+* any device accepted → ``sent`` (the other tokens' failures are in ``detail``; a retry would
+  re-send to the devices that already have it);
+* else any retryable failure → ``failed_retryable`` with the longest ``Retry-After``;
+* else → ``failed_permanent`` with the first token's code and reason;
+* no tokens at all → ``failed_permanent`` reason ``no_device`` without calling FCM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from channels.base import Content, Outcome
+from channels.devices_pg import DeviceStore
+from channels.fcm_auth import AuthError, TokenSource
+from channels.fcm_message import (
+    FCM_LIMIT_BYTES,
+    PayloadTooLarge,
+    build_message,
+    classify,
+    fit_message,
+    parse_error,
+    parse_retry_after,
+)
+from schemas.models import Channel, ChannelMessage
+
+__all__ = ["FcmAdapter", "make_client"]
+
+log = logging.getLogger(__name__)
+PROVIDER = "fcm"
+
+
+def make_client(base_url: str, *, timeout_s: float = 10.0, max_connections: int = 100) -> httpx.AsyncClient:
+    """The one client per process: HTTP/2 multiplexes every send over few connections."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        http2=True,
+        timeout=httpx.Timeout(timeout_s),
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _TokenResult:
+    token: str
+    outcome: Outcome
+    drop_token: bool = False
+
+
+def _summarise(results: Sequence[_TokenResult], deleted: int, truncated: bool) -> Outcome:
+    """One outcome for the user from the per-token results (module doc)."""
+    sent = [r.outcome for r in results if r.outcome.ok]
+    failed = [r.outcome for r in results if not r.outcome.ok]
+    notes = [f"{len(sent)}/{len(results)} devices accepted"]
+    if failed:
+        codes = sorted({o.provider_code or o.reason or "?" for o in failed})
+        notes.append(f"failures: {', '.join(codes)}")
+    if deleted:
+        notes.append(f"{deleted} dead token{'s' if deleted > 1 else ''} deleted")
+    if truncated:
+        notes.append("body truncated to fit 4096 bytes")
+    detail = "; ".join(notes)
+    if sent:
+        return Outcome.sent(PROVIDER, sent[0].provider_message_id, detail=detail)
+    retryable = [o for o in failed if o.status == "failed_retryable"]
+    if retryable:
+        waits = [o.retry_after for o in retryable if o.retry_after is not None]
+        first = retryable[0]
+        return Outcome(
+            "failed_retryable",
+            PROVIDER,
+            provider_code=first.provider_code,
+            reason=first.reason,
+            detail=detail,
+            retry_after=max(waits) if waits else None,
+        )
+    first = failed[0]
+    return Outcome(
+        "failed_permanent", PROVIDER, provider_code=first.provider_code, reason=first.reason, detail=detail
+    )
+
+
+class FcmAdapter:
+    """The ``push`` channel adapter (see module doc)."""
+
+    channel = Channel.PUSH
+    provider = PROVIDER
+
+    def __init__(
+        self,
+        *,
+        client: httpx.AsyncClient,
+        auth: TokenSource,
+        devices: DeviceStore,
+        project_id: str,
+        ttl_s: int = 3600,
+        max_payload_bytes: int = FCM_LIMIT_BYTES,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._client = client
+        self._auth = auth
+        self._devices = devices
+        self._path = f"/v1/projects/{project_id}/messages:send"
+        self._ttl_s = ttl_s
+        self._limit = max_payload_bytes
+        self._clock = clock
+
+    async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:
+        tokens = await self._devices.tokens(message.recipient)
+        if not tokens:
+            return Outcome(
+                "failed_permanent", PROVIDER, reason="no_device", detail="user has no device token"
+            )
+        now = self._clock()
+        try:
+            # The token is not counted against the limit, so one fitted template serves every device.
+            template, truncated = fit_message(
+                build_message(
+                    "",
+                    message,
+                    title=content.title or "",
+                    body=content.text or "",
+                    idempotency_key=idempotency_key,
+                    ttl_s=self._ttl_s,
+                    now=now,
+                ),
+                self._limit,
+            )
+        except PayloadTooLarge as exc:
+            return Outcome("failed_permanent", PROVIDER, reason="payload_too_large", detail=str(exc))
+        except ValueError as exc:  # payload that is not a JSON object
+            return Outcome("failed_permanent", PROVIDER, reason="invalid_payload", detail=str(exc))
+        results = await asyncio.gather(*(self._send({**template, "token": t.token}, t.token) for t in tokens))
+        dead = [r.token for r in results if r.drop_token]
+        deleted = await self._devices.delete(message.recipient, dead) if dead else 0
+        if dead:
+            log.info(
+                "deleted %d dead FCM token(s) of a user (%s)",
+                deleted,
+                ", ".join(sorted({r.outcome.provider_code or "" for r in results if r.drop_token})),
+            )
+        return _summarise(results, deleted, truncated)
+
+    async def _send(self, msg: dict[str, Any], token: str) -> _TokenResult:
+        body = json.dumps({"message": msg}, separators=(",", ":"), ensure_ascii=False).encode()
+        for attempt in (1, 2):
+            try:
+                bearer = await self._auth.token()
+            except AuthError as exc:
+                return _TokenResult(
+                    token,
+                    Outcome(
+                        "failed_retryable",
+                        PROVIDER,
+                        provider_code="AUTH",
+                        reason="auth_failed",
+                        detail=str(exc),
+                    ),
+                )
+            try:
+                resp = await self._client.post(
+                    self._path,
+                    content=body,
+                    headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
+                )
+            except httpx.TimeoutException as exc:
+                return _TokenResult(
+                    token, Outcome("failed_retryable", PROVIDER, reason="timeout", detail=type(exc).__name__)
+                )
+            except httpx.HTTPError as exc:
+                return _TokenResult(
+                    token,
+                    Outcome(
+                        "failed_retryable", PROVIDER, reason="network", detail=f"{type(exc).__name__}: {exc}"
+                    ),
+                )
+            if resp.status_code == 200:
+                name = _message_name(resp)
+                return _TokenResult(token, Outcome.sent(PROVIDER, name))
+            error = parse_error(resp.status_code, resp.content)
+            verdict = classify(error)
+            if verdict.kind == "refresh":
+                if attempt == 1:
+                    await self._auth.invalidate(bearer)
+                    continue
+                return _TokenResult(
+                    token,
+                    Outcome(
+                        "failed_retryable",
+                        PROVIDER,
+                        provider_code=error.code,
+                        reason=verdict.reason,
+                        detail="token refused after refresh",
+                    ),
+                )
+            if verdict.kind == "retry":
+                if verdict.reason.startswith("http_"):
+                    log.warning("unknown FCM error %s (HTTP %d): retrying", error.code, resp.status_code)
+                wait = parse_retry_after(resp.headers.get("retry-after"), self._clock())
+                return _TokenResult(
+                    token,
+                    Outcome(
+                        "failed_retryable",
+                        PROVIDER,
+                        provider_code=error.code,
+                        reason=verdict.reason,
+                        retry_after=wait,
+                    ),
+                )
+            return _TokenResult(
+                token,
+                Outcome("failed_permanent", PROVIDER, provider_code=error.code, reason=verdict.reason),
+                drop_token=verdict.drop_token,
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _message_name(resp: httpx.Response) -> str | None:
+    try:
+        name = resp.json().get("name")
+    except (ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) else None
