@@ -124,11 +124,18 @@ class ChannelConsumerSettings(BaseModel, frozen=True):
 
 
 class FallbackSettings(BaseModel, frozen=True):
-    high_escalation_delay_s: float = 300.0
-    digest_after_s: float = 86_400.0
-    digest_window_s: float = 86_400.0
-    digest_max_items: int = 10
-    critical_check_after_s: float = 120.0
+    """The fallback consumer: retries, push→email escalation, the in-app digest, critical watch."""
+
+    high_escalation_delay_s: float = Field(300.0, description="High: email when no push receipt by then.")
+    digest_after_s: float = Field(86_400.0, description="Medium: in-app items unread this long are digested.")
+    digest_window_s: float = Field(86_400.0, description="At most one digest per user per (epoch) window.")
+    digest_collect_s: float = Field(
+        60.0, description="A digest goes out this long after its first item joins (a burst shares one)."
+    )
+    digest_max_items: int = Field(10, description="Items listed in a digest; the rest count as 'and N more'.")
+    critical_check_after_s: float = Field(
+        120.0, description="Critical tier: alert when no channel sent within this of the event."
+    )
     retry_schedules_s: dict[str, list[float]] = Field(
         default_factory=lambda: {
             "webhook": [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],

@@ -1,0 +1,229 @@
+"""Medium tier: in-app items still unread after a while are emailed as one digest per window.
+
+One digest per (user, window) and one digest membership per inbox row are unique
+constraints (``herald_digests``, ``herald_digest_items``); the digest row is locked while
+items join and while it is sent, so two items arriving in the same millisecond, two
+pollers or a replay can never make a second digest or lose an item between digests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from consumers import metrics
+from consumers.classifier.quiet_hours import quiet_until
+from consumers.fallback.context import Contact, FallbackContext, load_contact
+from consumers.fallback.decisions import (
+    KIND_DIGEST_ITEM,
+    KIND_DIGEST_SEND,
+    DigestItem,
+    digest_content,
+    digest_key,
+    digest_message,
+    digest_send_at,
+    fallback_outcome,
+)
+from consumers.keys import derived_key, outcome_id
+from consumers.runtime import Output
+from consumers.scheduler import Timer
+from schemas.models import Channel, ChannelMessage, DeliveryOutcome, OutcomeStatus, Tier
+
+__all__ = ["arm_digest_item", "fire_digest_item", "fire_digest_send"]
+
+log = logging.getLogger(__name__)
+
+
+async def arm_digest_item(
+    ctx: FallbackContext, conn: asyncpg.Connection, message: ChannelMessage, created_at: datetime
+) -> bool:
+    """An in-app item was stored: check on it ``digest_after_s`` after its creation."""
+    timer = Timer(
+        key=derived_key(message.idempotency_key, "digest"),
+        kind=KIND_DIGEST_ITEM,
+        due_at=created_at + timedelta(seconds=ctx.settings.digest_after_s),
+        data={
+            "idempotency_key": message.idempotency_key,
+            "user_id": message.user_id,
+            "notification_id": message.notification_id,
+            "event_id": message.event_id,
+            "event_type": message.event_type,
+        },
+    )
+    return await ctx.scheduler.arm([timer], conn) == 1
+
+
+async def fire_digest_item(ctx: FallbackContext, timer: Timer, conn: asyncpg.Connection) -> Sequence[Output]:
+    """Due: if the inbox row is still unread, it joins the user's pending digest."""
+    row = await conn.fetchrow(
+        "SELECT id, user_id, read_at FROM herald_inbox WHERE idempotency_key = $1",
+        timer.data["idempotency_key"],
+    )
+    if row is None or row["read_at"] is not None:
+        return []
+    user_id: str = row["user_id"]
+    now = ctx.clock.now()
+    contact = await load_contact(conn, user_id, ctx.default_locale)
+    digest_id, send_at = await _pending_digest(ctx, conn, user_id, contact, now)
+    await conn.execute(
+        "INSERT INTO herald_digest_items (inbox_id, user_id, notification_id, idempotency_key, event_id, "
+        "event_type, joined_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (inbox_id) DO NOTHING",
+        row["id"],
+        user_id,
+        timer.data.get("notification_id", ""),
+        timer.data["idempotency_key"],
+        timer.data.get("event_id", ""),
+        timer.data.get("event_type", ""),
+        now,
+    )
+    await ctx.scheduler.arm([_send_timer(digest_id, send_at)], conn)
+    return []
+
+
+def _send_timer(digest_id: int, due_at: datetime, attempt: str = "") -> Timer:
+    # Keyed by the digest row: a window whose empty digest was dropped gets a fresh row and timer.
+    return Timer(
+        key=derived_key(f"digest-row:{digest_id}", f"send{attempt}"),
+        kind=KIND_DIGEST_SEND,
+        due_at=due_at,
+        data={"digest_id": digest_id},
+    )
+
+
+async def _pending_digest(
+    ctx: FallbackContext, conn: asyncpg.Connection, user_id: str, contact: Contact, now: datetime
+) -> tuple[int, datetime]:
+    """The (locked) pending digest an item joining now belongs to, creating it if needed."""
+    s = ctx.settings
+    taken: list[datetime] = []
+    while True:
+        plan = digest_send_at(
+            now, window_s=s.digest_window_s, collect_s=s.digest_collect_s, sent_windows=taken
+        )
+        quiet = quiet_until(plan.send_at, contact.zone, contact.quiet)
+        if quiet is not None:
+            plan = digest_send_at(
+                now,
+                window_s=s.digest_window_s,
+                collect_s=s.digest_collect_s,
+                sent_windows=taken,
+                quiet_until=quiet,
+            )
+        await conn.execute(
+            "INSERT INTO herald_digests (user_id, window_start, send_at, idempotency_key) "
+            "VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (user_id, window_start) DO NOTHING",
+            user_id,
+            plan.window_start,
+            plan.send_at,
+            digest_key(user_id, plan.window_start),
+        )
+        # The lock orders this join against a send of the same digest in another transaction.
+        row = await conn.fetchrow(
+            "SELECT id, state, send_at FROM herald_digests "
+            "WHERE user_id = $1 AND window_start = $2 FOR UPDATE",
+            user_id,
+            plan.window_start,
+        )
+        assert row is not None
+        if row["state"] == "pending":
+            return int(row["id"]), row["send_at"]
+        taken.append(plan.window_start)  # this window's digest went out: the next window's
+
+
+async def fire_digest_send(ctx: FallbackContext, timer: Timer, conn: asyncpg.Connection) -> Sequence[Output]:
+    """Due: email every pending unread item of the user, once for this window."""
+    digest_id = int(timer.data["digest_id"])
+    digest = await conn.fetchrow(
+        "SELECT id, user_id, window_start, state FROM herald_digests WHERE id = $1 FOR UPDATE", digest_id
+    )
+    if digest is None or digest["state"] != "pending":
+        return []
+    user_id: str = digest["user_id"]
+    now = ctx.clock.now()
+    contact = await load_contact(conn, user_id, ctx.default_locale)
+    quiet = quiet_until(now, contact.zone, contact.quiet)
+    if quiet is not None:  # quiet hours changed since the digest was planned: wait for them to end
+        await conn.execute("UPDATE herald_digests SET send_at = $2 WHERE id = $1", digest_id, quiet)
+        await ctx.scheduler.arm([_send_timer(digest_id, quiet, f":{quiet.isoformat()}")], conn)
+        return []
+    rows = await conn.fetch(
+        "SELECT d.inbox_id, d.notification_id, d.idempotency_key, d.event_id, d.event_type, i.title, i.body, "
+        "i.created_at, i.read_at FROM herald_digest_items d LEFT JOIN herald_inbox i ON i.id = d.inbox_id "
+        "WHERE d.user_id = $1 AND d.digest_id IS NULL FOR UPDATE OF d",
+        user_id,
+    )
+    unread = [r for r in rows if r["title"] is not None and r["read_at"] is None]
+    gone = [r["inbox_id"] for r in rows if r["title"] is None or r["read_at"] is not None]
+    if gone:  # read (or archived) before the digest went out: left out, for good
+        await conn.execute("DELETE FROM herald_digest_items WHERE inbox_id = ANY($1::uuid[])", gone)
+    if not unread:
+        # Nothing to say: free the window so a later item can still have this window's digest.
+        await conn.execute("DELETE FROM herald_digests WHERE id = $1", digest_id)
+        return []
+    state = "sent" if contact.email else "no_address"
+    await conn.execute(
+        "UPDATE herald_digests SET state = $2, item_count = $3, sent_at = $4 WHERE id = $1",
+        digest_id,
+        state,
+        len(unread),
+        now,
+    )
+    await conn.execute(
+        "UPDATE herald_digest_items SET digest_id = $1 WHERE inbox_id = ANY($2::uuid[])",
+        digest_id,
+        [r["inbox_id"] for r in unread],
+    )
+    items = [DigestItem(r["title"], r["body"] or "", r["created_at"]) for r in unread]
+    content = digest_content(items, ctx.settings.digest_max_items)
+    message = digest_message(
+        user_id=user_id,
+        email=contact.email or "",
+        window_start=digest["window_start"],
+        content=content,
+        locale=contact.locale,
+        timezone=contact.timezone,
+        now=now,
+    )
+    if contact.email is None:
+        log.warning("digest for user %s: no email address (%d items)", user_id, len(unread))
+        return [
+            ctx.outcome_output(
+                fallback_outcome(
+                    message,
+                    OutcomeStatus.SUPPRESSED,
+                    now=now,
+                    reason="no_address",
+                    detail=f"digest of {len(unread)} items",
+                )
+            )
+        ]
+    metrics.DIGESTS.inc()
+    metrics.ESCALATIONS.labels(Tier.MEDIUM.value, "digest").inc(len(unread))
+    log.info("digest for user %s: %d items (%d listed)", user_id, len(unread), len(content["items"]))
+    outputs = [ctx.email_output(message)]
+    outputs += [ctx.outcome_output(_item_outcome(r, message, now)) for r in unread]
+    return outputs
+
+
+def _item_outcome(row: asyncpg.Record, digest: ChannelMessage, now: datetime) -> DeliveryOutcome:
+    """Per item: its notification went out again in this digest (``herald why`` shows it)."""
+    return DeliveryOutcome(
+        outcome_id=outcome_id(row["idempotency_key"], "escalated:digest"),
+        notification_id=row["notification_id"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        user_id=digest.user_id,
+        tier=Tier.MEDIUM,
+        status=OutcomeStatus.ESCALATED,
+        occurred_at=row["created_at"],
+        recorded_at=now,
+        channel=Channel.EMAIL,
+        lane=digest.lane,
+        reason="digest",
+        detail=f"in-app unread; in digest {digest.idempotency_key}",
+        idempotency_key=digest.idempotency_key,
+    )

@@ -1,0 +1,159 @@
+"""The fallback consumer's Handler: reads herald.outcomes and herald.receipts in one group.
+
+One runner over both topics keeps the receipt that cancels an escalation and the outcome
+that armed it in one process; their order does not matter (a receipt that comes first is
+remembered, and the fire handler checks receipts again). Every effect is a timer row or a
+row keyed by a deterministic key, written in one transaction per batch, so a replayed
+batch arms nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Sequence
+
+import asyncpg
+
+from consumers import metrics
+from consumers.fallback.context import FallbackContext
+from consumers.fallback.critical import mark_reached, watch_critical
+from consumers.fallback.decisions import (
+    Action,
+    decide_outcome,
+    escalates_on_exhaustion,
+    fallback_outcome,
+    push_failure_reason,
+    receipt_cancels,
+    watches_critical,
+)
+from consumers.fallback.digest import arm_digest_item
+from consumers.fallback.escalation import PUSH_TIMEOUT, arm_escalation, cancel_escalations
+from consumers.retries import plan_retry
+from consumers.runtime import Incoming, Output, Result, RetryableError
+from schemas.codec import DecodeError
+from schemas.models import DeliveryOutcome, OutcomeStatus, Receipt
+
+__all__ = ["FallbackHandler"]
+
+log = logging.getLogger(__name__)
+Signal = DeliveryOutcome | Receipt
+
+# asyncpg raises these when PostgreSQL is down or the connection broke: the batch is retried.
+_OUTAGES = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    TimeoutError,
+)
+
+
+class FallbackHandler:
+    name = "fallback"
+
+    def __init__(
+        self, ctx: FallbackContext, pool: asyncpg.Pool, rand: Callable[[], float] = random.random
+    ) -> None:
+        self.ctx = ctx
+        self.pool = pool
+        self.rand = rand
+
+    def decode(self, raw: bytes) -> Signal:
+        name, record = self.ctx.codec.decode_record(raw)
+        try:
+            if name == DeliveryOutcome.SCHEMA:
+                return DeliveryOutcome.from_record(record)
+            if name == Receipt.SCHEMA:
+                return Receipt.from_record(record)
+        except (TypeError, ValueError) as exc:
+            raise DecodeError("invalid", f"{name}: {exc}") from exc
+        raise DecodeError("unexpected_schema", f"expected DeliveryOutcome or Receipt, got {name}")
+
+    async def handle(self, batch: Sequence[Incoming[Signal]]) -> Sequence[Result]:
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                return [await self._one(conn, item.value) for item in batch]
+        except _OUTAGES as exc:
+            metrics.DEPENDENCY_ERRORS.labels("postgres", self.name).inc()
+            raise RetryableError(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+
+    async def _one(self, conn: asyncpg.Connection, value: Signal) -> list[Output]:
+        if isinstance(value, Receipt):
+            await self._receipt(conn, value)
+            return []
+        return await self._outcome(conn, value)
+
+    async def _receipt(self, conn: asyncpg.Connection, receipt: Receipt) -> None:
+        await conn.execute(
+            "INSERT INTO herald_receipts (notification_id, status, user_id, channel, at, source) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            receipt.notification_id,
+            receipt.status.value,
+            receipt.user_id,
+            receipt.channel.value if receipt.channel else None,
+            receipt.at,
+            receipt.source,
+        )
+        if receipt_cancels(receipt.status):
+            if await cancel_escalations(self.ctx, conn, receipt.notification_id):
+                log.info(
+                    "receipt %s for %s: escalation cancelled", receipt.status.value, receipt.notification_id
+                )
+            channel = receipt.channel.value if receipt.channel else None
+            await mark_reached(conn, receipt.notification_id, receipt.at, channel)
+
+    async def _outcome(self, conn: asyncpg.Connection, outcome: DeliveryOutcome) -> list[Output]:
+        now = self.ctx.clock.now()
+        if watches_critical(outcome):
+            await watch_critical(self.ctx, conn, outcome, now)
+        outputs: list[Output] = []
+        message = outcome.message
+        for action in decide_outcome(outcome):
+            if message is None or action is Action.IGNORE:
+                continue
+            if action is Action.ARM_ESCALATION:
+                await arm_escalation(self.ctx, conn, message, reason=PUSH_TIMEOUT, now=now)
+            elif action is Action.ESCALATE_NOW:
+                await arm_escalation(self.ctx, conn, message, reason=push_failure_reason(outcome), now=now)
+            elif action is Action.ARM_DIGEST_ITEM:
+                await arm_digest_item(self.ctx, conn, message, outcome.recorded_at)
+            elif action is Action.RETRY:
+                outputs += await self._retry(conn, outcome)
+        return outputs
+
+    async def _retry(self, conn: asyncpg.Connection, outcome: DeliveryOutcome) -> list[Output]:
+        assert outcome.message is not None
+        message = outcome.message
+        timer = plan_retry(
+            outcome,
+            self.ctx.settings.retry_schedules_s,
+            jitter=self.ctx.settings.retry_jitter,
+            now=self.ctx.clock.now(),
+            rand=self.rand(),
+            topics=self.ctx.topics,
+            codec=self.ctx.codec,
+        )
+        channel = message.channel.value
+        if timer is not None:
+            if await self.ctx.scheduler.arm([timer], conn):
+                metrics.RETRIES_SCHEDULED.labels(channel).inc()
+            return []
+        now = self.ctx.clock.now()
+        metrics.RETRIES_EXHAUSTED.labels(channel).inc()
+        log.warning(
+            "retries exhausted for %s on %s after attempt %d",
+            message.notification_id,
+            channel,
+            max(outcome.attempt, message.attempt),
+        )
+        exhausted = fallback_outcome(
+            message,
+            OutcomeStatus.EXHAUSTED,
+            now=now,
+            reason=outcome.reason or outcome.error_code,
+            detail=f"retries exhausted after attempt {max(outcome.attempt, message.attempt)}",
+        )
+        if escalates_on_exhaustion(message):
+            await arm_escalation(self.ctx, conn, message, reason="push_failed:exhausted", now=now)
+        return [self.ctx.outcome_output(exhausted)]

@@ -1,0 +1,91 @@
+"""``herald run fallback``: the outcomes/receipts runner plus a timer poller.
+
+The poller fires this consumer's own timer kinds and ``publish`` (deferred sends of the
+classifier and retries), so a deployment that runs only the fallback process still
+releases every timer Herald arms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from collections.abc import Mapping, Sequence
+
+import asyncpg
+
+from consumers.cli.run import ProcessSpec
+from consumers.fallback.context import FallbackContext
+from consumers.fallback.critical import fire_critical_check
+from consumers.fallback.decisions import (
+    KIND_CRITICAL_CHECK,
+    KIND_DIGEST_ITEM,
+    KIND_DIGEST_SEND,
+    KIND_ESCALATE,
+)
+from consumers.fallback.digest import fire_digest_item, fire_digest_send
+from consumers.fallback.escalation import fire_escalation
+from consumers.fallback.handler import FallbackHandler
+from consumers.kafka import create_topics
+from consumers.resources import Resources
+from consumers.runtime import Output, Runner
+from consumers.scheduler import FireHandler, Scheduler, Timer, TimerPoller
+from consumers.topics import dlq
+from schemas.codec import default_codec
+from schemas.models import Channel, Lane
+
+__all__ = ["GROUP_ID", "build", "fire_handlers"]
+
+GROUP_ID = "herald-fallback"
+
+
+def fire_handlers(ctx: FallbackContext) -> Mapping[str, FireHandler]:
+    """The timer kinds this consumer arms, each bound to the shared context."""
+
+    def bind(fn: object) -> FireHandler:
+        async def fire(timer: Timer, conn: asyncpg.Connection) -> Sequence[Output]:
+            return await fn(ctx, timer, conn)  # type: ignore[operator,no-any-return]
+
+        return functools.update_wrapper(fire, fn)  # type: ignore[arg-type]
+
+    return {
+        KIND_ESCALATE: bind(fire_escalation),
+        KIND_DIGEST_ITEM: bind(fire_digest_item),
+        KIND_DIGEST_SEND: bind(fire_digest_send),
+        KIND_CRITICAL_CHECK: bind(fire_critical_check),
+    }
+
+
+async def build(res: Resources, args: argparse.Namespace) -> ProcessSpec:
+    settings = res.settings
+    topics = res.topics
+    await create_topics(
+        settings,
+        [
+            topics.outcomes,
+            dlq(topics.outcomes),
+            topics.receipts,
+            dlq(topics.receipts),
+            topics.channel(Channel.EMAIL, Lane.PRIORITY),
+        ],
+    )
+    pool = await res.pool()
+    producer = await res.producer()
+    scheduler = Scheduler(pool, res.clock)
+    ctx = FallbackContext(
+        scheduler=scheduler,
+        topics=topics,
+        codec=default_codec(),
+        settings=settings.fallback,
+        clock=res.clock,
+        default_locale=settings.default_locale,
+    )
+    runner = Runner(
+        FallbackHandler(ctx, pool),
+        topics=[topics.outcomes, topics.receipts],
+        group_id=getattr(args, "group", None) or GROUP_ID,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        producer=producer,
+        settings=settings.runtime,
+    )
+    poller = TimerPoller(scheduler, producer, settings.scheduler, handlers=fire_handlers(ctx))
+    return ProcessSpec(runners=[runner], loops=[poller.run])
