@@ -132,23 +132,49 @@ def plan(event: DomainEvent, route: Route, profile: Profile, now: datetime, cfg:
     for channel in channels:
         if tier is not Tier.CRITICAL and profile.preference(route.category, channel) is False:
             key = keys.idempotency_key(event.event_id, channel.value, "")
-            out.suppressed.append(_outcome(event, tier, OutcomeStatus.SUPPRESSED, "opted_out", now,
-                                           channel=channel, route=route, key=key,
-                                           detail=f"user opted out of {route.category} by {channel.value}"))
+            out.suppressed.append(
+                _outcome(
+                    event,
+                    tier,
+                    OutcomeStatus.SUPPRESSED,
+                    "opted_out",
+                    now,
+                    channel=channel,
+                    route=route,
+                    key=key,
+                    detail=f"user opted out of {route.category} by {channel.value}",
+                )
+            )
             continue
         addresses = recipients_for(channel, event, profile)
         if not addresses:
             reason = "no_endpoint" if channel is Channel.WEBHOOK else "no_address"
             key = keys.idempotency_key(event.event_id, channel.value, "")
-            out.suppressed.append(_outcome(event, tier, OutcomeStatus.SUPPRESSED, reason, now,
-                                           channel=channel, route=route, key=key,
-                                           detail=f"no {channel.value} address on file"))
+            out.suppressed.append(
+                _outcome(
+                    event,
+                    tier,
+                    OutcomeStatus.SUPPRESSED,
+                    reason,
+                    now,
+                    channel=channel,
+                    route=route,
+                    key=key,
+                    detail=f"no {channel.value} address on file",
+                )
+            )
             continue
         applies = channel in cfg.quiet_channels
         decision = quiet.get(applies)
         if decision is None:
-            decision = quiet[applies] = quiet_decision(now, tz, profile.quiet if applies else None, tier,
-                                                       occurred_at=event.occurred_at, stale_after=stale_after)
+            decision = quiet[applies] = quiet_decision(
+                now,
+                tz,
+                profile.quiet if applies else None,
+                tier,
+                occurred_at=event.occurred_at,
+                stale_after=stale_after,
+            )
         for address in addresses:
             message = ChannelMessage(
                 notification_id=nid,
@@ -170,16 +196,28 @@ def plan(event: DomainEvent, route: Route, profile: Profile, now: datetime, cfg:
                 expires_at=expires_at,
             )
             if decision.action is QuietAction.DROP:
-                out.suppressed.append(_outcome(event, tier, OutcomeStatus.SUPPRESSED, "stale", now,
-                                               channel=channel, route=route, key=message.idempotency_key,
-                                               message=message, detail="low-tier message too old to send"))
+                out.suppressed.append(
+                    _outcome(
+                        event,
+                        tier,
+                        OutcomeStatus.SUPPRESSED,
+                        "stale",
+                        now,
+                        channel=channel,
+                        route=route,
+                        key=message.idempotency_key,
+                        message=message,
+                        detail="low-tier message too old to send",
+                    )
+                )
                 continue
             if decision.action is QuietAction.DEFER:
                 message.not_before = decision.until
             request = None
             if limit is not None:
-                request = LimitRequest(bucket_key(cfg.rate_prefix, event.user_id, channel, now),
-                                       message.idempotency_key, limit)
+                request = LimitRequest(
+                    bucket_key(cfg.rate_prefix, event.user_id, channel, now), message.idempotency_key, limit
+                )
             record_key = (address if channel is Channel.WEBHOOK else event.user_id).encode()
             out.pending.append(Pending(message, record_key, decision.until, request))
     return out
@@ -205,9 +243,18 @@ def finalize(p: Plan, admitted: Sequence[bool | None], now: datetime, cfg: Decid
             note = "rate_limiter_unavailable"  # failed open
         elif not ok:
             per_hour = item.limit.limit if item.limit else 0
-            outcome = _outcome(event, tier, OutcomeStatus.SUPPRESSED, "rate_limited", now,
-                               channel=msg.channel, route=route, key=msg.idempotency_key, message=msg,
-                               detail=f"over {per_hour}/hour for {msg.channel.value}")
+            outcome = _outcome(
+                event,
+                tier,
+                OutcomeStatus.SUPPRESSED,
+                "rate_limited",
+                now,
+                channel=msg.channel,
+                route=route,
+                key=msg.idempotency_key,
+                message=msg,
+                detail=f"over {per_hour}/hour for {msg.channel.value}",
+            )
             d.outputs.append(Output(outcomes_topic, encode(outcome), nid_key))
             d.counts.append((msg.channel.value, "suppressed", "rate_limited"))
             continue
@@ -218,16 +265,27 @@ def finalize(p: Plan, admitted: Sequence[bool | None], now: datetime, cfg: Decid
             continue
         timer_key = msg.idempotency_key + ":deferred"
         d.timers.append(publish_timer(timer_key, item.until, topic, item.key, encode(msg)))
-        outcome = _outcome(event, tier, OutcomeStatus.DEFERRED, "quiet_hours", now, channel=msg.channel,
-                           route=route, key=msg.idempotency_key, message=msg, not_before=item.until,
-                           detail=f"quiet hours in {msg.timezone}")
+        outcome = _outcome(
+            event,
+            tier,
+            OutcomeStatus.DEFERRED,
+            "quiet_hours",
+            now,
+            channel=msg.channel,
+            route=route,
+            key=msg.idempotency_key,
+            message=msg,
+            not_before=item.until,
+            detail=f"quiet hours in {msg.timezone}",
+        )
         d.outputs.append(Output(outcomes_topic, encode(outcome), nid_key))
         d.counts.append((msg.channel.value, "deferred", "quiet_hours"))
     return d
 
 
-def _defer_until_limiter(d: Decision, p: Plan, item: Pending, now: datetime, *, cfg: DecideConfig,
-                         nid_key: bytes) -> None:
+def _defer_until_limiter(
+    d: Decision, p: Plan, item: Pending, now: datetime, *, cfg: DecideConfig, nid_key: bytes
+) -> None:
     """Redis is down and this tier waits for it: re-queue the event for a later classification.
 
     One timer per event and retry slot: a replay within the slot arms nothing new, and the
@@ -240,13 +298,24 @@ def _defer_until_limiter(d: Decision, p: Plan, item: Pending, now: datetime, *, 
     release = datetime.fromtimestamp((slot + 1) * period, now.tzinfo)
     timer_key = keys.derived_key(msg.notification_id, f"limiter-retry:{slot}")
     if not any(t.key == timer_key for t in d.timers):
-        d.timers.append(publish_timer(timer_key, release, cfg.topics.events, p.event.user_id.encode(),
-                                      cfg.codec.encode(p.event)))
+        d.timers.append(
+            publish_timer(
+                timer_key, release, cfg.topics.events, p.event.user_id.encode(), cfg.codec.encode(p.event)
+            )
+        )
     deferred = replace(msg, not_before=release)
-    outcome = _outcome(p.event, p.route.tier, OutcomeStatus.DEFERRED, "rate_limiter_unavailable", now,
-                       channel=msg.channel, route=p.route,
-                       key=keys.derived_key(msg.idempotency_key, timer_key), message=deferred,
-                       not_before=release,
-                       detail="rate limiter (Redis) unavailable; classified again when it is back")
+    outcome = _outcome(
+        p.event,
+        p.route.tier,
+        OutcomeStatus.DEFERRED,
+        "rate_limiter_unavailable",
+        now,
+        channel=msg.channel,
+        route=p.route,
+        key=keys.derived_key(msg.idempotency_key, timer_key),
+        message=deferred,
+        not_before=release,
+        detail="rate limiter (Redis) unavailable; classified again when it is back",
+    )
     d.outputs.append(Output(cfg.topics.outcomes, cfg.codec.encode(outcome), nid_key))
     d.counts.append((msg.channel.value, "deferred", "rate_limiter_unavailable"))

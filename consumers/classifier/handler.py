@@ -87,8 +87,11 @@ class Classifier:
         routed: list[tuple[int, DomainEvent]] = []
         for i, item in enumerate(batch):
             if self.table.match(item.value.type) is None:
-                results[i] = DeadLetter("unknown_event_type", "UnknownEventType",
-                                        f"no route matches event type {item.value.type!r}")
+                results[i] = DeadLetter(
+                    "unknown_event_type",
+                    "UnknownEventType",
+                    f"no route matches event type {item.value.type!r}",
+                )
             else:
                 routed.append((i, item.value))
         if not routed:
@@ -145,8 +148,11 @@ class Classifier:
                 now = time.monotonic()
                 if now - self._redis_warned_at > 30:
                     self._redis_warned_at = now
-                    log.warning("classifier: rate limiter unavailable (%s): critical/high/medium/system flow "
-                                "unlimited, deferred tiers are re-queued", exc)
+                    log.warning(
+                        "classifier: rate limiter unavailable (%s): critical/high/medium/system flow "
+                        "unlimited, deferred tiers are re-queued",
+                        exc,
+                    )
                 granted = None
         answers: dict[int, list[bool | None]] = {}
         it = iter(granted) if granted is not None else None

@@ -29,8 +29,9 @@ async def build_classifier(res: Resources) -> Classifier:
     pool = await res.pool()
     return Classifier(
         table=table,
-        profiles=ProfileCache(pool, ttl_s=settings.classifier.lookup_cache_ttl_s,
-                              max_size=settings.classifier.lookup_cache_size),
+        profiles=ProfileCache(
+            pool, ttl_s=settings.classifier.lookup_cache_ttl_s, max_size=settings.classifier.lookup_cache_size
+        ),
         limiter=RateLimiter(res.redis()),
         scheduler=Scheduler(pool, res.clock),
         config=decide_config(settings),
@@ -41,8 +42,9 @@ async def build_classifier(res: Resources) -> Classifier:
 async def build(res: Resources, args: argparse.Namespace) -> ProcessSpec:
     handler = await build_classifier(res)
     topics = res.topics
-    await create_topics(res.settings, [topics.events, dlq(topics.events), topics.outcomes,
-                                       *topics.channel_topics()])
+    await create_topics(
+        res.settings, [topics.events, dlq(topics.events), topics.outcomes, *topics.channel_topics()]
+    )
     runner = Runner(
         handler,
         topics=[topics.events],

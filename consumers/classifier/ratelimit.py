@@ -112,7 +112,7 @@ class RateLimiter:
         ttl = str(_HOUR + 300)  # outlives its hour: a bucket is never recreated empty mid-hour
         try:
             for start in range(0, len(requests), self._chunk):
-                part = requests[start:start + self._chunk]
+                part = requests[start : start + self._chunk]
                 args: list[str] = [ttl]
                 for r in part:
                     args += (r.member, str(r.limit))

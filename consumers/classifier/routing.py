@@ -89,8 +89,13 @@ class RoutingTable:
         if route is None:
             route = next((r for r in self._globs if fnmatch.fnmatchcase(event_type, r.match)), None)
         if route is None and self.default_tier is not None:
-            route = Route(match=event_type, tier=self.default_tier, category="other",
-                          channels=DEFAULT_CHANNELS[self.default_tier], template=event_type)
+            route = Route(
+                match=event_type,
+                tier=self.default_tier,
+                category="other",
+                channels=DEFAULT_CHANNELS[self.default_tier],
+                template=event_type,
+            )
         if len(self._memo) < 10_000:  # event types are few; the bound only guards against junk types
             self._memo[event_type] = route
         return route
@@ -126,8 +131,10 @@ def _route(where: str, entry: Any) -> Route:
         raise RoutingError(f"{where}: expected a mapping with match, tier, category, channels, template")
     unknown = set(entry) - _KNOWN_KEYS
     if unknown:
-        raise RoutingError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
-                           f"(allowed: {', '.join(sorted(_KNOWN_KEYS))})")
+        raise RoutingError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
+            f"(allowed: {', '.join(sorted(_KNOWN_KEYS))})"
+        )
     match = entry.get("match")
     if not isinstance(match, str) or not match.strip():
         raise RoutingError(f"{where}: 'match' must be a non-empty event type or glob pattern")
@@ -159,8 +166,15 @@ def _route(where: str, entry: Any) -> Route:
         template = ""  # webhooks post the payload as JSON: nothing to render
     if not isinstance(template, str) or (not template and tier is not Tier.SYSTEM):
         raise RoutingError(f"{where}: 'template' must name a template directory")
-    return Route(match=match, tier=tier, category=category, channels=channels, template=template,
-                 opt_in=opt_in, fallback=fallback)
+    return Route(
+        match=match,
+        tier=tier,
+        category=category,
+        channels=channels,
+        template=template,
+        opt_in=opt_in,
+        fallback=fallback,
+    )
 
 
 def parse_routing(data: Any, source: str = "<routing>", default_tier: Tier | None = None) -> RoutingTable:
