@@ -1,0 +1,237 @@
+"""``herald dev`` (what ``make run`` calls): the whole pipeline on the embedded stack, with a demo stream.
+
+Starts Kafka, PostgreSQL, Redis, moto (SES/SNS), a local FCM and a webhook receiver; applies
+migrations, creates topics, seeds demo users; runs every Herald process as its own OS
+process (as in production); emits demo events; prints every outcome and every delivery the
+fake providers accepted. Ctrl-C stops everything; nothing is left running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from consumers.cli.tail import format_record, read_topic
+from consumers.db import connect_pool, migrate
+from consumers.kafka import create_topics
+from consumers.settings import HeraldSettings
+from consumers.topics import Topics
+
+__all__ = ["DEV_PROCESSES", "register"]
+
+# Every process `make run` starts: (name, argv after `herald run`).
+DEV_PROCESSES: list[tuple[str, list[str]]] = [
+    ("classifier", ["classifier"]),
+    ("email-priority", ["channel", "--channel", "email", "--lane", "priority"]),
+    ("email-bulk", ["channel", "--channel", "email", "--lane", "bulk"]),
+    ("sms", ["channel", "--channel", "sms", "--lane", "priority"]),
+    ("push", ["channel", "--channel", "push", "--lane", "priority"]),
+    ("in-app", ["channel", "--channel", "in_app", "--lane", "priority"]),
+    ("webhook", ["channel", "--channel", "webhook", "--lane", "priority"]),
+    ("fallback", ["fallback"]),
+]
+
+# Shortened delays so the demo shows an escalation and a digest within a minute.
+DEMO_ENV = {
+    "HERALD_FALLBACK__HIGH_ESCALATION_DELAY_S": "10",
+    "HERALD_FALLBACK__DIGEST_AFTER_S": "20",
+    "HERALD_FALLBACK__DIGEST_WINDOW_S": "60",
+    "HERALD_FALLBACK__CRITICAL_CHECK_AFTER_S": "15",
+    "HERALD_WEBHOOK__ALLOW_HOSTS": '["127.0.0.1/32"]',
+    "HERALD_RUNTIME__SESSION_TIMEOUT_MS": "6000",
+    "HERALD_RUNTIME__HEARTBEAT_INTERVAL_MS": "500",
+    "HERALD_RUNTIME__SHUTDOWN_GRACE_S": "10",
+    "HERALD_EMAIL__FROM_ADDRESS": "Herald <noreply@herald.dev>",
+}
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("dev", help="run everything on the embedded stack with a demo stream (make run)")
+    p.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
+    p.add_argument("--interval", type=float, default=3.0, help="seconds between random demo events")
+    p.add_argument("--logs", type=Path, default=Path(".herald-dev"), help="where process logs go")
+    p.set_defaults(func=dev)
+
+
+def _say(kind: str, text: str) -> None:
+    sys.stdout.write(f"{time.strftime('%H:%M:%S')} {kind:<9} {text}\n")
+    sys.stdout.flush()
+
+
+def _outcome_line(rec: dict[str, Any]) -> str:
+    msg = rec.get("message") or {}
+    where = rec.get("channel") or "-"
+    reason = f" reason={rec['reason']}" if rec.get("reason") else ""
+    code = f" code={rec['error_code']}" if rec.get("error_code") else ""
+    to = f" to={msg.get('recipient')}" if msg.get("recipient") else ""
+    return f"{rec.get('status', '?'):<16} {where:<8} {rec.get('tier', ''):<8} {rec.get('event_type', '')} " \
+           f"user={rec.get('user_id')}{to}{reason}{code}"
+
+
+async def _watch_outcomes(settings: HeraldSettings, stop: asyncio.Event) -> None:
+    topics = Topics(settings.topic_prefix)
+    async for _, _, _, value, headers in read_topic(settings.kafka_bootstrap_servers, topics.outcomes, follow=True):
+        _say("outcome", _outcome_line(format_record(value, headers)))
+        if stop.is_set():
+            return
+
+
+async def _watch_dlq(settings: HeraldSettings, stop: asyncio.Event) -> None:
+    topic = f"{Topics(settings.topic_prefix).events}.dlq"
+    async for _, _, key, value, headers in read_topic(settings.kafka_bootstrap_servers, topic, follow=True):
+        rec = format_record(value, headers)
+        _say("dlq", f"{rec.get('type', '?')} user={rec.get('user_id')} reason={rec.get('dlq', {}).get('dlq-reason')}")
+        if stop.is_set():
+            return
+
+
+async def _watch_providers(settings: HeraldSettings, fcm: Any, sink: Any, pool: Any, stop: asyncio.Event) -> None:
+    """Print what the fake providers accepted: the proof that deliveries happened."""
+    seen: dict[str, int] = {"email": 0, "sms": 0, "push": 0, "webhook": 0, "inbox": 0}
+    async with httpx.AsyncClient(timeout=5) as client:
+        while not stop.is_set():
+            data = (await client.get(f"{settings.aws.endpoint_url}/moto-api/data.json")).json()
+            ses = data.get("ses", {})
+            mails = ses.get("Message", []) + ses.get("RawMessage", [])
+            for m in mails[seen["email"]:]:
+                subject = m.get("subject") or _raw_subject(m.get("raw_data", ""))
+                _say("delivered", f"email   to={m.get('destinations', m.get('destination'))} subject={subject!r}")
+            seen["email"] = len(mails)
+            sms = data.get("sns", {}).get("SMS", [])
+            for s in sms[seen["sms"]:]:
+                _say("delivered", f"sms     {s}")
+            seen["sms"] = len(sms)
+            pushes = fcm.messages()
+            for p in pushes[seen["push"]:]:
+                n = p.get("message", p).get("notification", {})
+                _say("delivered", f"push    token={p.get('message', p).get('token')} title={n.get('title')!r}")
+            seen["push"] = len(pushes)
+            for h in sink.received[seen["webhook"]:]:
+                _say("delivered", f"webhook {'signature verified' if h['ok'] else 'REJECTED'} {h}")
+            seen["webhook"] = len(sink.received)
+            rows = await pool.fetch("SELECT user_id, title FROM herald_inbox ORDER BY created_at OFFSET $1",
+                                    seen["inbox"])
+            for r in rows:
+                _say("delivered", f"in-app  user={r['user_id']} title={r['title']!r}")
+            seen["inbox"] += len(rows)
+            try:
+                await asyncio.wait_for(stop.wait(), 1.0)
+            except TimeoutError:
+                pass
+
+
+def _raw_subject(raw: str) -> str:
+    import email
+
+    return str(email.message_from_string(raw).get("Subject", "")) if raw else ""
+
+
+def _spawn(name: str, argv: Sequence[str], env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
+    log = (logs / f"{name}.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "consumers.cli.main", "run", *argv],
+        env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True,  # we stop them in order; a terminal Ctrl-C reaches only us
+    )
+
+
+async def _stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    for p in procs.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    for name, p in procs.items():
+        while p.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if p.poll() is None:
+            _say("stop", f"{name} did not stop in time: SIGKILL")
+            p.kill()
+            p.wait()
+
+
+async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
+    from consumers.devstack import DevStack
+    from consumers.devstack.demo import STALE_TOKEN, new_webhook_secret, run_demo_stream, seed
+    from consumers.devstack.fcm_fake import FcmFake
+    from consumers.devstack.processes import free_port
+    from consumers.devstack.webhook_sink import WebhookSink
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the provider watcher polls every second
+    logs: Path = args.logs
+    logs.mkdir(parents=True, exist_ok=True)
+    secret = new_webhook_secret()
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    stop = asyncio.Event()
+    with DevStack() as stack, FcmFake() as fcm:
+        sink = WebhookSink(secret).start()
+        try:
+            fcm.fault("UNREGISTERED", count=-1, token=STALE_TOKEN)
+            env = {**os.environ, **stack.env(), **DEMO_ENV, **fcm.env(logs / "fcm-service-account.json")}
+            fcm.service_account(logs / "fcm-service-account.json")
+            os.environ.update({k: v for k, v in env.items() if k.startswith(("HERALD_", "KAFKA_", "DATABASE_",
+                                                                                "REDIS_"))})
+            settings = HeraldSettings()
+            _say("stack", f"up in {stack.started_in_s:.2f}s: kafka={stack.kafka} postgres={stack.database_url} "
+                          f"redis={stack.redis_url} moto={stack.moto_url} fcm={fcm.base_url} webhooks={sink.url}")
+            pool = await connect_pool(settings.database_url)
+            await migrate(pool)
+            await create_topics(settings, Topics(settings.topic_prefix).all())
+            await seed(settings, pool, sink.url, secret)
+            for name, argv in DEV_PROCESSES:
+                port = free_port()
+                procs[name] = _spawn(name, argv, {**env, "HERALD_METRICS_PORT": str(port)}, logs)
+                _say("process", f"{name:<15} pid={procs[name].pid} metrics=http://127.0.0.1:{port}/metrics "
+                                f"log={logs / (name + '.log')}")
+            _say("ready", "demo events follow; Ctrl-C stops everything")
+            tasks = [
+                asyncio.create_task(run_demo_stream(settings, args.interval, stop)),
+                asyncio.create_task(_watch_outcomes(settings, stop)),
+                asyncio.create_task(_watch_dlq(settings, stop)),
+                asyncio.create_task(_watch_providers(settings, fcm, sink, pool, stop)),
+            ]
+            try:
+                await _supervise(procs, args.duration)
+            finally:
+                stop.set()
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await _stop_all(procs)
+                await pool.close()
+        finally:
+            sink.stop()
+    _say("stopped", json.dumps({name: p.returncode for name, p in procs.items()}))
+    return 0
+
+
+async def _supervise(procs: dict[str, subprocess.Popen[bytes]], duration: float | None) -> None:
+    """Wait for Ctrl-C/SIGTERM or the duration; report a process that dies."""
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, done.set)
+    deadline = None if duration is None else time.monotonic() + duration
+    reported: set[str] = set()
+    while not done.is_set() and (deadline is None or time.monotonic() < deadline):
+        for name, p in procs.items():
+            if p.poll() is not None and name not in reported:
+                reported.add(name)
+                _say("error", f"{name} exited with {p.returncode}; see its log")
+        try:
+            await asyncio.wait_for(done.wait(), 0.5)
+        except TimeoutError:
+            pass
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(sig)
