@@ -1,0 +1,324 @@
+"""The FCM v1 error table, Retry-After, and the adapter's handling of each answer (httpx.MockTransport)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from channels.base import Content, Outcome
+from channels.devices_pg import DeviceToken
+from channels.fcm import FcmAdapter
+from channels.fcm_message import ErrorClass, FcmError, classify, parse_error, parse_retry_after
+from schemas.models import ChannelMessage, Tier
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+FCM = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+BAD = "type.googleapis.com/google.rpc.BadRequest"
+
+
+def body(http: int, status: str | None, code: str | None = None, token_violation: bool = False) -> bytes:
+    details: list[dict[str, object]] = []
+    if code:
+        details.append({"@type": FCM, "errorCode": code})
+    if token_violation:
+        details.append({"@type": BAD, "fieldViolations": [{"field": "message.token", "description": "bad"}]})
+    return json.dumps(
+        {"error": {"code": http, "message": "m", "status": status, "details": details}}
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("http", "status", "code", "token_violation", "expected"),
+    [
+        (404, "NOT_FOUND", "UNREGISTERED", False, ErrorClass("permanent", "unregistered", drop_token=True)),
+        (400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", True, ErrorClass("permanent", "invalid_token", True)),
+        (400, "INVALID_ARGUMENT", None, True, ErrorClass("permanent", "invalid_token", True)),
+        (400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", False, ErrorClass("permanent", "invalid_argument")),
+        (400, None, None, False, ErrorClass("permanent", "invalid_argument")),
+        (
+            403,
+            "PERMISSION_DENIED",
+            "SENDER_ID_MISMATCH",
+            False,
+            ErrorClass("permanent", "sender_id_mismatch"),
+        ),
+        (403, "PERMISSION_DENIED", None, False, ErrorClass("permanent", "permission_denied")),
+        (
+            401,
+            "UNAUTHENTICATED",
+            "THIRD_PARTY_AUTH_ERROR",
+            False,
+            ErrorClass("permanent", "third_party_auth_error"),
+        ),
+        (401, "UNAUTHENTICATED", None, False, ErrorClass("refresh", "unauthenticated")),
+        (401, None, None, False, ErrorClass("refresh", "unauthenticated")),
+        (429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", False, ErrorClass("retry", "quota_exceeded")),
+        (429, None, None, False, ErrorClass("retry", "http_429")),
+        (503, "UNAVAILABLE", "UNAVAILABLE", False, ErrorClass("retry", "unavailable")),
+        (500, "INTERNAL", "INTERNAL", False, ErrorClass("retry", "internal")),
+        (502, None, None, False, ErrorClass("retry", "http_502")),
+        (418, "SOMETHING_NEW", "BRAND_NEW_CODE", False, ErrorClass("retry", "http_418")),
+    ],
+)
+def test_error_table(
+    http: int, status: str | None, code: str | None, token_violation: bool, expected: ErrorClass
+) -> None:
+    parsed = parse_error(http, body(http, status, code, token_violation))
+    assert parsed.error_code == code and parsed.status == status and parsed.token_invalid == token_violation
+    assert classify(parsed) == expected
+
+
+@pytest.mark.parametrize("raw", [b"", b"not json", b"[]", b'{"error": "x"}', b'{"error": {"details": 3}}'])
+def test_unparseable_errors_fall_back_to_http_status(raw: bytes) -> None:
+    parsed = parse_error(503, raw)
+    assert parsed.error_code is None
+    assert classify(parsed).kind == "retry"
+    assert FcmError(503).code == "503"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("", None),
+        ("7", 7.0),
+        (" 120 ", 120.0),
+        ("soon", None),
+        ("Wed, 25 Nov 2026 12:00:30 GMT", 30.0),
+        ("Wed, 25 Nov 2026 11:00:00 GMT", 0.0),
+    ],
+)
+def test_retry_after(value: str | None, expected: float | None) -> None:
+    assert parse_retry_after(value, NOW) == expected
+
+
+# -- the adapter against scripted answers -------------------------------------------------------
+
+
+class Devices:
+    def __init__(self, tokens: Sequence[str]) -> None:
+        self.tokens_ = list(tokens)
+        self.deleted: list[str] = []
+
+    async def tokens(self, user_id: str) -> list[DeviceToken]:
+        return [DeviceToken(t, "android") for t in self.tokens_]
+
+    async def delete(self, user_id: str, tokens: Sequence[str]) -> int:
+        gone = [t for t in self.tokens_ if t in tokens]
+        self.tokens_ = [t for t in self.tokens_ if t not in tokens]
+        self.deleted += gone
+        return len(gone)
+
+
+class StaticTokens:
+    def __init__(self) -> None:
+        self.issued = 0
+        self.invalidated: list[str] = []
+
+    async def token(self) -> str:
+        self.issued += 1
+        return f"tok-{len(self.invalidated)}"
+
+    async def invalidate(self, token: str) -> None:
+        self.invalidated.append(token)
+
+
+def message() -> ChannelMessage:
+    return ChannelMessage(
+        notification_id="n-1",
+        event_id="e-1",
+        event_type="login_code",
+        user_id="u-1",
+        channel="push",  # type: ignore[arg-type]
+        lane="priority",
+        tier=Tier.HIGH,
+        category="auth",
+        recipient="u-1",
+        template="login_code",  # type: ignore[arg-type]
+        locale="en",
+        idempotency_key="msg_k",
+        occurred_at=NOW,
+        payload='{"code": "123456"}',
+    )
+
+
+async def deliver(
+    handler: Callable[[httpx.Request], httpx.Response], tokens: Sequence[str] = ("a",)
+) -> tuple[Outcome, Devices, StaticTokens]:
+    devices, auth = Devices(tokens), StaticTokens()
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://fcm.test")
+    adapter = FcmAdapter(client=client, auth=auth, devices=devices, project_id="p", clock=lambda: NOW)
+    try:
+        outcome = await adapter.deliver(
+            message(), Content(title="Code", text="123456"), idempotency_key="msg_k"
+        )
+    finally:
+        await adapter.close()
+    return outcome, devices, auth
+
+
+def answer(
+    http: int,
+    status: str | None,
+    code: str | None = None,
+    *,
+    retry_after: str | None = None,
+    token_violation: bool = False,
+) -> Callable[[httpx.Request], httpx.Response]:
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    return lambda _: httpx.Response(http, content=body(http, status, code, token_violation), headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("handler", "status", "reason", "code", "retry_after", "deleted"),
+    [
+        (
+            answer(404, "NOT_FOUND", "UNREGISTERED"),
+            "failed_permanent",
+            "unregistered",
+            "UNREGISTERED",
+            None,
+            1,
+        ),
+        (
+            answer(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", token_violation=True),
+            "failed_permanent",
+            "invalid_token",
+            "INVALID_ARGUMENT",
+            None,
+            1,
+        ),
+        (
+            answer(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT"),
+            "failed_permanent",
+            "invalid_argument",
+            "INVALID_ARGUMENT",
+            None,
+            0,
+        ),
+        (
+            answer(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH"),
+            "failed_permanent",
+            "sender_id_mismatch",
+            "SENDER_ID_MISMATCH",
+            None,
+            0,
+        ),
+        (
+            answer(401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR"),
+            "failed_permanent",
+            "third_party_auth_error",
+            "THIRD_PARTY_AUTH_ERROR",
+            None,
+            0,
+        ),
+        (
+            answer(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", retry_after="42"),
+            "failed_retryable",
+            "quota_exceeded",
+            "QUOTA_EXCEEDED",
+            42.0,
+            0,
+        ),
+        (
+            answer(503, "UNAVAILABLE", "UNAVAILABLE", retry_after="5"),
+            "failed_retryable",
+            "unavailable",
+            "UNAVAILABLE",
+            5.0,
+            0,
+        ),
+        (answer(500, "INTERNAL", "INTERNAL"), "failed_retryable", "internal", "INTERNAL", None, 0),
+    ],
+)
+async def test_adapter_classifies_each_answer(  # noqa: PLR0917 - a parametrized table row
+    handler: Callable[[httpx.Request], httpx.Response],
+    status: str,
+    reason: str,
+    code: str,
+    retry_after: float | None,
+    deleted: int,
+) -> None:
+    outcome, devices, _ = await deliver(handler)
+    assert (outcome.status, outcome.reason, outcome.provider_code, outcome.retry_after) == (
+        status,
+        reason,
+        code,
+        retry_after,
+    )
+    assert len(devices.deleted) == deleted
+    if deleted:
+        assert "1 dead token deleted" in (outcome.detail or "")
+
+
+async def test_401_refreshes_once_and_resends() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["authorization"])
+        if request.headers["authorization"] == "Bearer tok-0":
+            return httpx.Response(401, content=body(401, "UNAUTHENTICATED"))
+        return httpx.Response(200, json={"name": "projects/p/messages/1"})
+
+    outcome, _, auth = await deliver(handler)
+    assert outcome.status == "sent" and outcome.provider_message_id == "projects/p/messages/1"
+    assert seen == ["Bearer tok-0", "Bearer tok-1"] and auth.invalidated == ["tok-0"]
+
+
+async def test_401_twice_is_retryable_not_a_loop() -> None:
+    calls: list[int] = []
+
+    def handler(_: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(401, content=body(401, "UNAUTHENTICATED"))
+
+    outcome, _, _ = await deliver(handler)
+    assert outcome.status == "failed_retryable" and outcome.reason == "unauthenticated"
+    assert len(calls) == 2
+
+
+async def test_network_error_and_timeout_are_retryable() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    assert (await deliver(refuse))[0].reason == "network"
+    assert (await deliver(slow))[0].reason == "timeout"
+
+
+async def test_one_message_per_token_and_mixed_results() -> None:
+    sent_to: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        token = json.loads(request.content)["message"]["token"]
+        sent_to.append(token)
+        if token == "dead":
+            return httpx.Response(404, content=body(404, "NOT_FOUND", "UNREGISTERED"))
+        if token == "busy":
+            return httpx.Response(503, content=body(503, "UNAVAILABLE", "UNAVAILABLE"))
+        return httpx.Response(200, json={"name": f"m/{token}"})
+
+    outcome, devices, _ = await deliver(handler, ["ok", "dead", "busy"])
+    assert sorted(sent_to) == ["busy", "dead", "ok"]
+    assert outcome.status == "sent" and outcome.provider_message_id == "m/ok"
+    assert devices.deleted == ["dead"]
+    assert "1/3 devices accepted" in outcome.detail
+
+    outcome, devices, _ = await deliver(handler, ["dead", "busy"])
+    assert outcome.status == "failed_retryable" and outcome.reason == "unavailable"
+    assert devices.deleted == ["dead"]
+
+
+async def test_no_tokens_is_no_device_without_calling_fcm() -> None:
+    def handler(_: httpx.Request) -> httpx.Response:
+        raise AssertionError("FCM must not be called")
+
+    outcome, _, auth = await deliver(handler, [])
+    assert outcome.status == "failed_permanent" and outcome.reason == "no_device"
+    assert auth.issued == 0
