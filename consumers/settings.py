@@ -84,7 +84,11 @@ class EmailSettings(BaseModel, frozen=True):
 
 
 class SmsSettings(BaseModel, frozen=True):
-    sender_id: str | None = "Herald"
+    sender_id: str | None = Field("Herald", description="AWS.SNS.SMS.SenderID (alphanumeric, 1-11 chars).")
+    max_segments: int = Field(3, description="Longer texts fail permanently (payload_too_large).")
+    max_send_rate: float = Field(20.0, description="SNS Publish calls per second per process.")
+    connect_timeout_s: float = Field(3.0, description="SES/SNS connect timeout.")
+    read_timeout_s: float = Field(10.0, description="SES/SNS read timeout (a timeout is a retryable failure).")
 
 
 class PushSettings(BaseModel, frozen=True):

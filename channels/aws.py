@@ -1,0 +1,55 @@
+"""One pooled aioboto3 client per process and service, and reading a ClientError once.
+
+botocore's own retries are off: Herald's channel consumer retries in-process (briefly) and
+the fallback consumer reschedules, so a provider fault is seen and classified exactly once.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import aioboto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+__all__ = ["AwsClientOptions", "error_code", "open_client"]
+
+
+@dataclass(frozen=True, slots=True)
+class AwsClientOptions:
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    connect_timeout_s: float = 3.0
+    read_timeout_s: float = 10.0
+    max_pool_connections: int = 64
+
+
+async def open_client(service: str, options: AwsClientOptions) -> tuple[Any, AsyncExitStack]:
+    """(client, stack): the client lives until ``await stack.aclose()``."""
+    session = aioboto3.Session(
+        aws_access_key_id=options.access_key_id,
+        aws_secret_access_key=options.secret_access_key,
+        region_name=options.region,
+    )
+    config = Config(
+        connect_timeout=options.connect_timeout_s,
+        read_timeout=options.read_timeout_s,
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        max_pool_connections=options.max_pool_connections,
+    )
+    stack = AsyncExitStack()
+    client = await stack.enter_async_context(
+        session.client(service, endpoint_url=options.endpoint_url, config=config)
+    )
+    return client, stack
+
+
+def error_code(exc: ClientError) -> tuple[str, int | None, str]:
+    """(code, HTTP status, message) of a botocore ClientError."""
+    err = exc.response.get("Error", {})
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return str(err.get("Code") or "Unknown"), status, str(err.get("Message") or "")

@@ -1,0 +1,216 @@
+"""Email through Amazon SES v2 (``SendEmail``), paced to the account's send rate.
+
+Mail is sent as Raw MIME built with the stdlib ``email`` package (multipart/alternative: text
+then HTML), which carries the headers SES v2's Simple content cannot carry everywhere:
+``List-Unsubscribe`` and ``List-Unsubscribe-Post`` (RFC 8058 one-click) on bulk-lane mail,
+and ``X-Herald-Idempotency-Key`` on every message. SES has no idempotency parameter; the key
+also travels as an ``EmailTags`` entry so event destinations can report it.
+
+Errors are classified once, by :func:`classify`; unknown codes are retried (and logged).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import formatdate, make_msgid, parseaddr
+from typing import Any, Literal
+from urllib.parse import quote
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from channels.aws import error_code
+from channels.base import PERMANENT, RETRY, Content, Outcome, PermanentDelivery, RetryableDelivery
+from channels.pacing import TokenBucket
+from schemas.models import Channel, ChannelMessage, Lane
+
+__all__ = [
+    "DEFAULT_MAX_SEND_RATE",
+    "SesEmailAdapter",
+    "build_mime",
+    "classify",
+    "discover_max_send_rate",
+    "unsubscribe_headers",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_SEND_RATE = 14.0  # a new SES account's MaxSendRate
+
+_SES_CODES: dict[str, Literal["retry", "permanent"]] = {
+    "MessageRejected": PERMANENT,
+    "MailFromDomainNotVerifiedException": PERMANENT,
+    "MailFromDomainNotVerified": PERMANENT,
+    "AccountSuspendedException": PERMANENT,
+    "AccountSuspended": PERMANENT,
+    "SendingPausedException": PERMANENT,
+    "SendingPaused": PERMANENT,
+    "NotFoundException": PERMANENT,
+    "BadRequestException": PERMANENT,
+    "InvalidParameterValue": PERMANENT,
+    "ValidationException": PERMANENT,
+    "AccessDeniedException": PERMANENT,
+    "TooManyRequestsException": RETRY,
+    "Throttling": RETRY,
+    "ThrottlingException": RETRY,
+    "LimitExceededException": RETRY,
+    "LimitExceeded": RETRY,
+    "ServiceUnavailable": RETRY,
+    "InternalFailure": RETRY,
+}
+
+
+def classify(code: str, status: int | None) -> Literal["retry", "permanent"]:
+    """Retry or give up on an SES error code. 5xx and unknown codes retry; other 4xx are the table's. Pure."""
+    if code in _SES_CODES:
+        return _SES_CODES[code]
+    if status is not None and 400 <= status < 500 and status not in (408, 429):
+        return PERMANENT
+    return RETRY
+
+
+def unsubscribe_headers(url_template: str | None, mailto: str | None, *, user_id: str,
+                        category: str) -> dict[str, str]:
+    """RFC 2369 + RFC 8058 one-click headers; empty when there is nothing to offer. Pure."""
+    targets: list[str] = []
+    if url_template:
+        targets.append(url_template.format(user_id=quote(user_id, safe=""),
+                                           category=quote(category, safe="")))
+    if mailto:
+        targets.append(mailto if mailto.startswith("mailto:") else f"mailto:{mailto}")
+    if not targets:
+        return {}
+    headers = {"List-Unsubscribe": ", ".join(f"<{t}>" for t in targets)}
+    if url_template:  # one-click needs an HTTPS target to POST to
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    return headers
+
+
+_HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 field name: printable ASCII except ':'
+
+
+def build_mime(*, from_address: str, to: str, subject: str, text: str, html: str | None,
+               headers: dict[str, str]) -> bytes:
+    """The raw message: text part first, then the HTML that capable clients prefer."""
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = from_address
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = formatdate(usegmt=True)
+    domain = parseaddr(from_address)[1].rpartition("@")[2] or None
+    msg["Message-ID"] = make_msgid(domain=domain)
+    for name, value in headers.items():
+        if not _HEADER_NAME.match(name) or "\n" in value or "\r" in value:
+            raise ValueError(f"invalid header {name!r}")
+        msg[name] = value
+    msg.set_content(text or "", charset="utf-8")
+    if html:
+        msg.add_alternative(html, subtype="html", charset="utf-8")
+    return msg.as_bytes()
+
+
+def _valid_recipient(address: str) -> bool:
+    if "\n" in address or "\r" in address or address.count("@") != 1:
+        return False
+    try:
+        Address(addr_spec=address)
+    except (ValueError, IndexError):
+        return False
+    return True
+
+
+async def discover_max_send_rate(client: Any) -> float | None:
+    """The account's MaxSendRate from GetAccount, or None when it cannot be read (moto: 404)."""
+    try:
+        account = await client.get_account()
+    except (ClientError, BotoCoreError) as exc:
+        log.info("SES GetAccount unavailable (%s); using the configured send rate", exc)
+        return None
+    rate = account.get("SendQuota", {}).get("MaxSendRate")
+    return float(rate) if rate else None
+
+
+class SesEmailAdapter:
+    """The email channel over SES v2. One instance (and one client) per process."""
+
+    channel = Channel.EMAIL
+    provider = "ses"
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        from_address: str,
+        bucket: TokenBucket,
+        configuration_set: str | None = None,
+        unsubscribe_url: str | None = None,
+        unsubscribe_mailto: str | None = None,
+        close: Any = None,
+    ) -> None:
+        self.client = client
+        self.from_address = from_address
+        self.bucket = bucket
+        self.configuration_set = configuration_set
+        self.unsubscribe_url = unsubscribe_url
+        self.unsubscribe_mailto = unsubscribe_mailto
+        self._close = close
+
+    def request(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> dict[str, Any]:
+        """The SendEmail parameters for one message (raises PermanentDelivery on bad input)."""
+        if not _valid_recipient(message.recipient):
+            raise PermanentDelivery(self.provider, None, f"not an email address: {message.recipient!r}",
+                                    reason="invalid_address")
+        if not content.subject or not (content.text or content.html):
+            raise PermanentDelivery(self.provider, None, "email needs a subject and a body",
+                                    reason="empty_content")
+        headers = {**content.headers, "X-Herald-Idempotency-Key": idempotency_key,
+                   "X-Herald-Notification-Id": message.notification_id}
+        if message.lane is Lane.BULK:
+            headers.update(unsubscribe_headers(self.unsubscribe_url, self.unsubscribe_mailto,
+                                               user_id=message.user_id, category=message.category))
+        try:
+            raw = build_mime(from_address=self.from_address, to=message.recipient, subject=content.subject,
+                             text=content.text or "", html=content.html, headers=headers)
+        except ValueError as exc:
+            raise PermanentDelivery(self.provider, None, str(exc), reason="invalid_content") from exc
+        category = re.sub(r"[^A-Za-z0-9_-]", "_", message.category)[:256] or "none"
+        params: dict[str, Any] = {
+            "FromEmailAddress": self.from_address,
+            "Content": {"Raw": {"Data": raw}},
+            "EmailTags": [
+                {"Name": "herald_key", "Value": idempotency_key},
+                {"Name": "herald_category", "Value": category},
+            ],
+        }
+        if self.configuration_set:
+            params["ConfigurationSetName"] = self.configuration_set
+        return params
+
+    async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:
+        try:
+            params = self.request(message, content, idempotency_key=idempotency_key)
+        except PermanentDelivery as exc:
+            return Outcome.from_error(exc)
+        await self.bucket.acquire()
+        try:
+            response = await self.client.send_email(**params)
+        except ClientError as exc:
+            code, status, text = error_code(exc)
+            verdict = classify(code, status)
+            if verdict == RETRY and code not in _SES_CODES:
+                log.warning("SES: unclassified error %s (HTTP %s): %s; retrying", code, status, text)
+            error_cls = RetryableDelivery if verdict == RETRY else PermanentDelivery
+            return Outcome.from_error(error_cls(self.provider, code, text[:500]))
+        except (BotoCoreError, TimeoutError) as exc:
+            # Timeouts and broken connections: SES may or may not have sent it; retrying risks
+            # a duplicate, not a loss, which is the at-least-once trade.
+            return Outcome.from_error(RetryableDelivery(self.provider, type(exc).__name__, str(exc)[:500],
+                                                        reason="provider_timeout"))
+        return Outcome.sent(self.provider, response.get("MessageId"))
+
+    async def close(self) -> None:
+        if self._close is not None:
+            await self._close()

@@ -1,0 +1,145 @@
+"""SMS through Amazon SNS ``Publish`` to a phone number.
+
+The number is checked against E.164 before any call (an invalid one is a permanent failure,
+not a provider round trip). ``AWS.SNS.SMS.SMSType`` is Transactional for anything a user is
+waiting for and Promotional for the bulk lane (cheaper, and carriers treat it so). Texts are
+measured in GSM-7 / UCS-2 segments; past ``max_segments`` the message fails permanently
+rather than arriving as an expensive, reordered string of fragments.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Literal
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from channels.aws import error_code
+from channels.base import PERMANENT, RETRY, Content, Outcome, PermanentDelivery, RetryableDelivery
+from channels.pacing import TokenBucket
+from schemas.models import Channel, ChannelMessage, Lane, Tier
+
+__all__ = ["SnsSmsAdapter", "classify", "is_e164", "segments", "sms_type"]
+
+log = logging.getLogger(__name__)
+
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+# GSM 03.38 basic set; the extension set costs two septets each.
+_GSM7_BASIC = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM7_EXTENDED = set("^{}\\[~]|€\f")
+
+_SNS_CODES: dict[str, Literal["retry", "permanent"]] = {
+    "InvalidParameter": PERMANENT,
+    "InvalidParameterValue": PERMANENT,
+    "ParameterValueInvalid": PERMANENT,
+    "OptedOut": PERMANENT,
+    "AuthorizationError": PERMANENT,
+    "EndpointDisabled": PERMANENT,
+    "NotFound": PERMANENT,
+    "ValidationException": PERMANENT,
+    "Throttled": RETRY,
+    "Throttling": RETRY,
+    "ThrottlingException": RETRY,
+    "KMSThrottling": RETRY,
+    "InternalError": RETRY,
+    "InternalFailure": RETRY,
+    "ServiceUnavailable": RETRY,
+}
+
+
+def is_e164(number: str) -> bool:
+    """``+`` then 7 to 15 digits, no leading zero country code. Pure."""
+    return bool(_E164.match(number))
+
+
+def segments(text: str) -> tuple[Literal["GSM-7", "UCS-2"], int]:
+    """(encoding, number of SMS segments) for ``text``. Pure.
+
+    GSM-7: 160 septets in one segment, 153 per segment when concatenated. UCS-2: 70 / 67
+    UTF-16 code units (an emoji costs two).
+    """
+    if all(c in _GSM7_BASIC or c in _GSM7_EXTENDED for c in text):
+        units = sum(2 if c in _GSM7_EXTENDED else 1 for c in text)
+        return "GSM-7", 1 if units <= 160 else -(-units // 153)
+    units = len(text.encode("utf-16-le")) // 2
+    return "UCS-2", 1 if units <= 70 else -(-units // 67)
+
+
+def sms_type(tier: Tier, lane: Lane) -> Literal["Transactional", "Promotional"]:
+    """Promotional for the bulk lane and low tier; Transactional for everything else. Pure."""
+    return "Promotional" if lane is Lane.BULK or tier is Tier.LOW else "Transactional"
+
+
+def classify(code: str, status: int | None) -> Literal["retry", "permanent"]:
+    """Retry or give up on an SNS error code; 5xx and unknown codes retry. Pure."""
+    if code in _SNS_CODES:
+        return _SNS_CODES[code]
+    if status is not None and 400 <= status < 500 and status not in (408, 429):
+        return PERMANENT
+    return RETRY
+
+
+class SnsSmsAdapter:
+    """The SMS channel over SNS. One instance (and one client) per process."""
+
+    channel = Channel.SMS
+    provider = "sns"
+
+    def __init__(self, client: Any, *, bucket: TokenBucket, sender_id: str | None = None,
+                 max_segments: int = 3, close: Any = None) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.sender_id = sender_id
+        self.max_segments = max_segments
+        self._close = close
+
+    def request(self, message: ChannelMessage, content: Content) -> dict[str, Any]:
+        """The Publish parameters (raises PermanentDelivery for a bad number or text)."""
+        if not is_e164(message.recipient):
+            raise PermanentDelivery(self.provider, None, f"not an E.164 phone number: {message.recipient!r}",
+                                    reason="invalid_address")
+        text = (content.text or "").strip()
+        if not text:
+            raise PermanentDelivery(self.provider, None, "empty SMS text", reason="empty_content")
+        encoding, count = segments(text)
+        if count > self.max_segments:
+            raise PermanentDelivery(self.provider, None,
+                                    f"{count} {encoding} segments > {self.max_segments} ({len(text)} chars)",
+                                    reason="payload_too_large")
+        kind = sms_type(message.tier, message.lane)
+        attributes: dict[str, Any] = {"AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": kind}}
+        if self.sender_id:
+            attributes["AWS.SNS.SMS.SenderID"] = {"DataType": "String", "StringValue": self.sender_id}
+        return {"PhoneNumber": message.recipient, "Message": text, "MessageAttributes": attributes}
+
+    async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:
+        # SNS Publish to a phone number has no idempotency parameter (MessageDeduplicationId is
+        # FIFO topics only): the consumer's Redis dedupe is the guard.
+        try:
+            params = self.request(message, content)
+        except PermanentDelivery as exc:
+            return Outcome.from_error(exc)
+        await self.bucket.acquire()
+        try:
+            response = await self.client.publish(**params)
+        except ClientError as exc:
+            code, status, text = error_code(exc)
+            verdict = classify(code, status)
+            if verdict == RETRY and code not in _SNS_CODES:
+                log.warning("SNS: unclassified error %s (HTTP %s): %s; retrying", code, status, text)
+            error_cls = RetryableDelivery if verdict == RETRY else PermanentDelivery
+            return Outcome.from_error(error_cls(self.provider, code, text[:500]))
+        except (BotoCoreError, TimeoutError) as exc:
+            return Outcome.from_error(RetryableDelivery(self.provider, type(exc).__name__, str(exc)[:500],
+                                                        reason="provider_timeout"))
+        encoding, count = segments(params["Message"])
+        return Outcome.sent(self.provider, response.get("MessageId"), detail=f"{count} {encoding} segment(s)")
+
+    async def close(self) -> None:
+        if self._close is not None:
+            await self._close()
