@@ -38,9 +38,19 @@ DAY = 86_400.0
 
 def _msg(channel: Channel = Channel.PUSH, tier: Tier = Tier.HIGH, **kw: object) -> ChannelMessage:
     base: dict[str, object] = dict(
-        notification_id="n1", event_id="e1", event_type="payment_receipt", user_id="u1", channel=channel,
-        lane=Lane.PRIORITY, tier=tier, category="payments", recipient="u1", template="payment_receipt",
-        locale="en", idempotency_key="msg_push", occurred_at=T0,
+        notification_id="n1",
+        event_id="e1",
+        event_type="payment_receipt",
+        user_id="u1",
+        channel=channel,
+        lane=Lane.PRIORITY,
+        tier=tier,
+        category="payments",
+        recipient="u1",
+        template="payment_receipt",
+        locale="en",
+        idempotency_key="msg_push",
+        occurred_at=T0,
     )
     base.update(kw)
     return ChannelMessage(**base)  # type: ignore[arg-type]
@@ -49,8 +59,16 @@ def _msg(channel: Channel = Channel.PUSH, tier: Tier = Tier.HIGH, **kw: object) 
 def _outcome(status: OutcomeStatus, message: ChannelMessage | None, **kw: object) -> DeliveryOutcome:
     m = message or _msg()
     base: dict[str, object] = dict(
-        outcome_id="o1", notification_id=m.notification_id, event_id=m.event_id, event_type=m.event_type,
-        user_id=m.user_id, tier=m.tier, status=status, occurred_at=T0, recorded_at=T0, channel=m.channel,
+        outcome_id="o1",
+        notification_id=m.notification_id,
+        event_id=m.event_id,
+        event_type=m.event_type,
+        user_id=m.user_id,
+        tier=m.tier,
+        status=status,
+        occurred_at=T0,
+        recorded_at=T0,
+        channel=m.channel,
         message=message,
     )
     base.update(kw)
@@ -64,7 +82,13 @@ def _outcome(status: OutcomeStatus, message: ChannelMessage | None, **kw: object
         (Channel.PUSH, Tier.HIGH, OutcomeStatus.FAILED_PERMANENT, None, Action.ESCALATE_NOW),
         (Channel.PUSH, Tier.HIGH, OutcomeStatus.FAILED_RETRYABLE, None, Action.RETRY),
         (Channel.PUSH, Tier.HIGH, OutcomeStatus.SENT, "msg_x", Action.IGNORE),  # already an escalation
-        (Channel.PUSH, Tier.HIGH, OutcomeStatus.ESCALATED, None, Action.IGNORE),  # our own output, looping back
+        (
+            Channel.PUSH,
+            Tier.HIGH,
+            OutcomeStatus.ESCALATED,
+            None,
+            Action.IGNORE,
+        ),  # our own output, looping back
         (Channel.PUSH, Tier.HIGH, OutcomeStatus.EXHAUSTED, None, Action.IGNORE),
         (Channel.PUSH, Tier.HIGH, OutcomeStatus.SUPPRESSED, None, Action.IGNORE),
         (Channel.PUSH, Tier.HIGH, OutcomeStatus.DEFERRED, None, Action.IGNORE),
@@ -82,8 +106,9 @@ def _outcome(status: OutcomeStatus, message: ChannelMessage | None, **kw: object
         (Channel.SMS, Tier.CRITICAL, OutcomeStatus.FAILED_RETRYABLE, None, Action.RETRY),
     ],
 )
-def test_decide_outcome(channel: Channel, tier: Tier, status: OutcomeStatus, escalated_from: str | None,
-                        expected: Action) -> None:
+def test_decide_outcome(
+    channel: Channel, tier: Tier, status: OutcomeStatus, escalated_from: str | None, expected: Action
+) -> None:
     message = _msg(channel, tier, escalated_from=escalated_from)
     assert decide_outcome(_outcome(status, message)) == [expected]
 
@@ -99,8 +124,12 @@ def test_every_receipt_cancels(status: ReceiptStatus, cancels: bool) -> None:
 
 @pytest.mark.parametrize(
     ("reason", "code", "expected"),
-    [("no_device", None, "push_failed:no_device"), (None, "UNREGISTERED", "push_failed:unregistered"),
-     ("payload_too_large", "INVALID_ARGUMENT", "push_failed:payload_too_large"), (None, None, "push_failed:unknown")],
+    [
+        ("no_device", None, "push_failed:no_device"),
+        (None, "UNREGISTERED", "push_failed:unregistered"),
+        ("payload_too_large", "INVALID_ARGUMENT", "push_failed:payload_too_large"),
+        (None, None, "push_failed:unknown"),
+    ],
 )
 def test_push_failure_reason(reason: str | None, code: str | None, expected: str) -> None:
     out = _outcome(OutcomeStatus.FAILED_PERMANENT, _msg(), reason=reason, error_code=code)
@@ -114,7 +143,9 @@ def test_escalation_email_keeps_the_notification_and_derives_its_key() -> None:
     assert email.recipient == "a@example.com"
     assert email.notification_id == push.notification_id and email.template == push.template
     assert email.payload == push.payload
-    assert email.idempotency_key == derived_key("msg_push", "escalate:email") == escalation_email_key("msg_push")
+    assert (
+        email.idempotency_key == derived_key("msg_push", "escalate:email") == escalation_email_key("msg_push")
+    )
     assert email.escalated_from == "msg_push" and email.attempt == 1 and email.not_before is None
     assert escalation_email(push, "a@example.com") == email  # deterministic: replays match
 
@@ -126,21 +157,29 @@ def test_timeout_and_failure_timers_have_distinct_keys() -> None:
 
 @pytest.mark.parametrize(
     ("channel", "tier", "escalated_from", "expected"),
-    [(Channel.PUSH, Tier.HIGH, None, True), (Channel.PUSH, Tier.MEDIUM, None, False),
-     (Channel.EMAIL, Tier.HIGH, "k", False), (Channel.PUSH, Tier.HIGH, "k", False),
-     (Channel.WEBHOOK, Tier.SYSTEM, None, False)],
+    [
+        (Channel.PUSH, Tier.HIGH, None, True),
+        (Channel.PUSH, Tier.MEDIUM, None, False),
+        (Channel.EMAIL, Tier.HIGH, "k", False),
+        (Channel.PUSH, Tier.HIGH, "k", False),
+        (Channel.WEBHOOK, Tier.SYSTEM, None, False),
+    ],
 )
-def test_escalates_on_exhaustion(channel: Channel, tier: Tier, escalated_from: str | None, expected: bool) -> None:
+def test_escalates_on_exhaustion(
+    channel: Channel, tier: Tier, escalated_from: str | None, expected: bool
+) -> None:
     assert escalates_on_exhaustion(_msg(channel, tier, escalated_from=escalated_from)) is expected
 
 
 @pytest.mark.parametrize(
     ("tier", "status", "channel", "expected"),
-    [(Tier.CRITICAL, OutcomeStatus.SENT, Channel.SMS, True),
-     (Tier.CRITICAL, OutcomeStatus.FAILED_PERMANENT, Channel.PUSH, True),
-     (Tier.CRITICAL, OutcomeStatus.ESCALATED, Channel.EMAIL, False),
-     (Tier.CRITICAL, OutcomeStatus.SENT, None, False),
-     (Tier.HIGH, OutcomeStatus.SENT, Channel.PUSH, False)],
+    [
+        (Tier.CRITICAL, OutcomeStatus.SENT, Channel.SMS, True),
+        (Tier.CRITICAL, OutcomeStatus.FAILED_PERMANENT, Channel.PUSH, True),
+        (Tier.CRITICAL, OutcomeStatus.ESCALATED, Channel.EMAIL, False),
+        (Tier.CRITICAL, OutcomeStatus.SENT, None, False),
+        (Tier.HIGH, OutcomeStatus.SENT, Channel.PUSH, False),
+    ],
 )
 def test_watches_critical(tier: Tier, status: OutcomeStatus, channel: Channel | None, expected: bool) -> None:
     out = _outcome(status, _msg(tier=tier), tier=tier, channel=channel)
@@ -149,9 +188,14 @@ def test_watches_critical(tier: Tier, status: OutcomeStatus, channel: Channel | 
 
 @pytest.mark.parametrize(
     ("status", "expected"),
-    [(OutcomeStatus.SENT, True), (OutcomeStatus.DELIVERED, True), (OutcomeStatus.READ, True),
-     (OutcomeStatus.FAILED_RETRYABLE, False), (OutcomeStatus.FAILED_PERMANENT, False),
-     (OutcomeStatus.EXHAUSTED, False)],
+    [
+        (OutcomeStatus.SENT, True),
+        (OutcomeStatus.DELIVERED, True),
+        (OutcomeStatus.READ, True),
+        (OutcomeStatus.FAILED_RETRYABLE, False),
+        (OutcomeStatus.FAILED_PERMANENT, False),
+        (OutcomeStatus.EXHAUSTED, False),
+    ],
 )
 def test_counts_as_sent(status: OutcomeStatus, expected: bool) -> None:
     assert counts_as_sent(status) is expected
@@ -168,10 +212,12 @@ def test_critical_verdict(first_sent: datetime | None, expected: bool) -> None:
 # -- digest ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("at", "window_s", "expected"),
-    [(T0, DAY, datetime(2026, 3, 10, tzinfo=UTC)),
-     (datetime(2026, 3, 10, 23, 59, 59, 999999, tzinfo=UTC), DAY, datetime(2026, 3, 10, tzinfo=UTC)),
-     (datetime(2026, 3, 11, tzinfo=UTC), DAY, datetime(2026, 3, 11, tzinfo=UTC)),
-     (datetime(2026, 3, 10, 12, 7, tzinfo=UTC), 600.0, datetime(2026, 3, 10, 12, 0, tzinfo=UTC))],
+    [
+        (T0, DAY, datetime(2026, 3, 10, tzinfo=UTC)),
+        (datetime(2026, 3, 10, 23, 59, 59, 999999, tzinfo=UTC), DAY, datetime(2026, 3, 10, tzinfo=UTC)),
+        (datetime(2026, 3, 11, tzinfo=UTC), DAY, datetime(2026, 3, 11, tzinfo=UTC)),
+        (datetime(2026, 3, 10, 12, 7, tzinfo=UTC), 600.0, datetime(2026, 3, 10, 12, 0, tzinfo=UTC)),
+    ],
 )
 def test_digest_window(at: datetime, window_s: float, expected: datetime) -> None:
     assert digest_window(at, window_s) == expected
@@ -191,7 +237,12 @@ MIDNIGHT = datetime(2026, 3, 10, tzinfo=UTC)
         ([], None, MIDNIGHT, T0 + timedelta(seconds=60)),
         # this window's digest went out already: next window, not before it starts
         ([MIDNIGHT], None, MIDNIGHT + timedelta(days=1), MIDNIGHT + timedelta(days=1)),
-        ([MIDNIGHT, MIDNIGHT + timedelta(days=1)], None, MIDNIGHT + timedelta(days=2), MIDNIGHT + timedelta(days=2)),
+        (
+            [MIDNIGHT, MIDNIGHT + timedelta(days=1)],
+            None,
+            MIDNIGHT + timedelta(days=2),
+            MIDNIGHT + timedelta(days=2),
+        ),
         # quiet hours push the send past their end, in the same window
         ([], T0 + timedelta(hours=3), MIDNIGHT, T0 + timedelta(hours=3)),
         # quiet hours ending before the planned send change nothing
@@ -200,7 +251,9 @@ MIDNIGHT = datetime(2026, 3, 10, tzinfo=UTC)
         ([MIDNIGHT - timedelta(days=1)], None, MIDNIGHT, T0 + timedelta(seconds=60)),
     ],
 )
-def test_digest_send_at(sent: list[datetime], quiet: datetime | None, window: datetime, send_at: datetime) -> None:
+def test_digest_send_at(
+    sent: list[datetime], quiet: datetime | None, window: datetime, send_at: datetime
+) -> None:
     plan = digest_send_at(T0, window_s=DAY, collect_s=60, sent_windows=sent, quiet_until=quiet)
     assert (plan.window_start, plan.send_at) == (window, send_at)
 
@@ -220,8 +273,10 @@ def _items(n: int) -> list[DigestItem]:
     return [DigestItem(f"t{i}", f"b{i}", T0 + timedelta(minutes=i)) for i in range(n)]
 
 
-@pytest.mark.parametrize(("n", "cap", "shown", "more"), [(0, 10, 0, 0), (3, 10, 3, 0), (10, 10, 10, 0),
-                                                          (13, 10, 10, 3), (5, 0, 0, 5)])
+@pytest.mark.parametrize(
+    ("n", "cap", "shown", "more"),
+    [(0, 10, 0, 0), (3, 10, 3, 0), (10, 10, 10, 0), (13, 10, 10, 3), (5, 0, 0, 5)],
+)
 def test_digest_content_caps_with_and_n_more(n: int, cap: int, shown: int, more: int) -> None:
     content = digest_content(_items(n), cap)
     assert len(content["items"]) == shown and content["more"] == more
@@ -232,8 +287,14 @@ def test_digest_content_caps_with_and_n_more(n: int, cap: int, shown: int, more:
 
 
 def test_digest_message_is_deterministic_per_user_and_window() -> None:
-    kw: dict[str, object] = dict(user_id="u1", email="a@x.org", window_start=MIDNIGHT, content={"items": [], "more": 0},
-                                 locale="pt", timezone="America/Sao_Paulo")
+    kw: dict[str, object] = dict(
+        user_id="u1",
+        email="a@x.org",
+        window_start=MIDNIGHT,
+        content={"items": [], "more": 0},
+        locale="pt",
+        timezone="America/Sao_Paulo",
+    )
     a = digest_message(now=T0, **kw)  # type: ignore[arg-type]
     b = digest_message(now=T0 + timedelta(hours=1), **kw)  # type: ignore[arg-type]
     assert a.idempotency_key == b.idempotency_key == digest_key("u1", MIDNIGHT)
@@ -241,7 +302,13 @@ def test_digest_message_is_deterministic_per_user_and_window() -> None:
     assert digest_key("u1", MIDNIGHT + timedelta(days=1)) != a.idempotency_key
     assert digest_key("u2", MIDNIGHT) != a.idempotency_key
     assert (a.channel, a.template, a.tier, a.lane, a.recipient, a.locale) == (
-        Channel.EMAIL, "digest", Tier.MEDIUM, Lane.PRIORITY, "a@x.org", "pt")
+        Channel.EMAIL,
+        "digest",
+        Tier.MEDIUM,
+        Lane.PRIORITY,
+        "a@x.org",
+        "pt",
+    )
 
 
 def test_fallback_outcome_ids_are_replay_stable_and_distinct_per_status() -> None:
@@ -250,4 +317,9 @@ def test_fallback_outcome_ids_are_replay_stable_and_distinct_per_status() -> Non
     b = fallback_outcome(m, OutcomeStatus.ESCALATED, now=T0 + timedelta(seconds=5), reason="push_timeout")
     c = fallback_outcome(m, OutcomeStatus.EXHAUSTED, now=T0)
     assert a.outcome_id == b.outcome_id != c.outcome_id
-    assert (a.notification_id, a.status, a.reason, a.message) == ("n1", OutcomeStatus.ESCALATED, "push_timeout", m)
+    assert (a.notification_id, a.status, a.reason, a.message) == (
+        "n1",
+        OutcomeStatus.ESCALATED,
+        "push_timeout",
+        m,
+    )

@@ -1,0 +1,265 @@
+"""High tier: push, then email when the push is not confirmed in time or cannot be sent."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import asyncpg
+import pytest_asyncio
+from aiokafka import AIOKafkaProducer
+
+from consumers.clock import SystemClock
+from consumers.fallback.context import FallbackContext
+from consumers.fallback.decisions import escalation_email_key
+from consumers.fallback.handler import FallbackHandler
+from consumers.fallback.process import fire_handlers
+from consumers.kafka import make_producer
+from consumers.runtime import Runner
+from consumers.scheduler import Scheduler, TimerPoller
+from consumers.settings import FallbackSettings, HeraldSettings, SchedulerSettings
+from consumers.topics import Topics
+from schemas.codec import default_codec
+from schemas.models import Channel, ChannelMessage, OutcomeStatus, Receipt, ReceiptStatus, Tier
+from tests.conftest import make_settings
+from tests.integration.fallback_harness import Harness, channel_message, outcome_of, past_clock
+from tests.kafka_helpers import produce_raw, read_all, wait_for_records
+
+DELAY = 300.0
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def producer(settings: HeraldSettings) -> AsyncIterator[AIOKafkaProducer]:
+    p = make_producer(settings)
+    await p.start()
+    yield p
+    await p.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def h(
+    settings: HeraldSettings, pg_pool: asyncpg.Pool, producer: AIOKafkaProducer
+) -> AsyncIterator[Harness]:
+    harness = Harness(settings, pg_pool, producer, past_clock())
+    await harness.setup()
+    yield harness
+    await harness.cleanup()
+
+
+def _user() -> str:
+    return f"u-{uuid.uuid4().hex[:12]}"
+
+
+async def _push_sent(h: Harness, user: str) -> ChannelMessage:
+    push = channel_message(user, Channel.PUSH, Tier.HIGH, occurred_at=h.clock.now())
+    await h.feed(outcome_of(push, OutcomeStatus.SENT, at=h.clock.now(), provider="fcm"))
+    return push
+
+
+async def test_push_without_receipt_escalates_to_one_email_after_the_delay(h: Harness) -> None:
+    user = _user()
+    await h.add_recipient(user, f"{user}@example.com")
+    push = await _push_sent(h, user)
+    assert await h.release() == 0
+    assert await h.advance(DELAY - 1) == 0  # one second early: nothing
+    assert await h.advance(1) == 1
+    await h.advance(DELAY * 10)  # and nothing more, ever
+    await h.feed(
+        outcome_of(push, OutcomeStatus.SENT, at=h.clock.now())
+    )  # a replayed outcome arms nothing new
+    assert await h.advance(DELAY * 2) == 0
+    emails = await h.emails()
+    assert len(emails) == 1
+    email = emails[0]
+    assert email.recipient == f"{user}@example.com" and email.channel == Channel.EMAIL
+    assert email.idempotency_key == escalation_email_key(push.idempotency_key)
+    assert email.escalated_from == push.idempotency_key and email.notification_id == push.notification_id
+    assert (email.template, email.payload, email.tier) == (push.template, push.payload, Tier.HIGH)
+    escalated = [o for o in await h.outcomes() if o.status == OutcomeStatus.ESCALATED]
+    assert [(o.notification_id, o.reason) for o in escalated] == [(push.notification_id, "push_timeout")]
+
+
+async def test_a_receipt_cancels_the_escalation(h: Harness) -> None:
+    user = _user()
+    await h.add_recipient(user, f"{user}@example.com")
+    pushes = [await _push_sent(h, user) for _ in range(3)]
+    statuses = [ReceiptStatus.DELIVERED, ReceiptStatus.OPENED, ReceiptStatus.READ]
+    h.clock.advance(DELAY / 2)
+    await h.feed(
+        *[
+            Receipt(p.notification_id, user, s, at=h.clock.now(), channel=Channel.PUSH)
+            for p, s in zip(pushes, statuses, strict=True)
+        ]
+    )
+    assert await h.advance(DELAY * 2) == 0
+    assert await h.emails() == []
+    states = {
+        await h.scheduler.state(k) for k in await _watch_keys(h.pool, [p.notification_id for p in pushes])
+    }
+    assert states == {"cancelled"}
+
+
+async def test_a_receipt_that_overtakes_the_push_outcome_still_prevents_escalation(h: Harness) -> None:
+    user = _user()
+    await h.add_recipient(user, f"{user}@example.com")
+    push = channel_message(user, Channel.PUSH, Tier.HIGH, occurred_at=h.clock.now())
+    await h.feed(Receipt(push.notification_id, user, ReceiptStatus.DELIVERED, at=h.clock.now()))
+    await h.feed(outcome_of(push, OutcomeStatus.SENT, at=h.clock.now()))
+    await h.advance(DELAY * 2)
+    assert await h.emails() == []
+
+
+async def test_a_receipt_after_the_timer_was_taken_is_checked_again_at_fire_time(h: Harness) -> None:
+    user = _user()
+    await h.add_recipient(user, f"{user}@example.com")
+    push = await _push_sent(h, user)
+    # The receipt row lands but the cancel misses (as when the poller already holds the row).
+    await h.pool.execute(
+        "INSERT INTO herald_receipts (notification_id, status, user_id, at) VALUES ($1, 'read', $2, $3)",
+        push.notification_id,
+        user,
+        h.clock.now(),
+    )
+    assert await h.advance(DELAY) == 1
+    assert await h.emails() == []
+
+
+async def test_unregistered_push_escalates_at_once(h: Harness) -> None:
+    user = _user()
+    await h.add_recipient(user, f"{user}@example.com")
+    push = channel_message(user, Channel.PUSH, Tier.HIGH, occurred_at=h.clock.now())
+    await h.feed(
+        outcome_of(
+            push,
+            OutcomeStatus.FAILED_PERMANENT,
+            at=h.clock.now(),
+            error_code="UNREGISTERED",
+            reason="unregistered",
+            provider="fcm",
+        )
+    )
+    assert await h.release() == 1  # due now: no clock movement needed
+    emails = await h.emails()
+    assert [e.idempotency_key for e in emails] == [escalation_email_key(push.idempotency_key)]
+    escalated = [o for o in await h.outcomes() if o.status == OutcomeStatus.ESCALATED]
+    assert [o.reason for o in escalated] == ["push_failed:unregistered"]
+
+
+async def test_timeout_and_failure_of_one_push_escalate_once(h: Harness) -> None:
+    user = _user()
+    await h.add_recipient(user, f"{user}@example.com")
+    push = await _push_sent(h, user)
+    await h.feed(outcome_of(push, OutcomeStatus.FAILED_PERMANENT, at=h.clock.now(), reason="no_device"))
+    await h.advance(DELAY * 2)
+    assert len(await h.emails()) == 1
+
+
+async def test_no_email_address_is_a_suppressed_outcome(h: Harness) -> None:
+    user = _user()
+    await h.add_recipient(user, None)
+    push = channel_message(user, Channel.PUSH, Tier.HIGH, occurred_at=h.clock.now())
+    await h.feed(outcome_of(push, OutcomeStatus.FAILED_PERMANENT, at=h.clock.now(), reason="no_device"))
+    await h.release()
+    assert await h.emails() == []
+    suppressed = [o for o in await h.outcomes() if o.status == OutcomeStatus.SUPPRESSED]
+    assert [(o.reason, o.channel, o.notification_id) for o in suppressed] == [
+        ("no_address", Channel.EMAIL, push.notification_id)
+    ]
+
+
+async def _watch_keys(pool: asyncpg.Pool, ids: list[str]) -> list[str]:
+    rows = await pool.fetch(
+        "SELECT timer_key FROM herald_escalation_watch WHERE notification_id = ANY($1::text[])", ids
+    )
+    return [r["timer_key"] for r in rows]
+
+
+async def test_through_kafka_with_a_shortened_delay(stack: object, pg_pool: asyncpg.Pool) -> None:
+    """The real runner over herald.outcomes + herald.receipts and a real-clock poller: 1.5 s delay."""
+    settings = make_settings(
+        stack,
+        fallback=FallbackSettings(high_escalation_delay_s=1.5),  # type: ignore[arg-type]
+        scheduler=SchedulerSettings(poll_interval_s=0.05),
+    )
+    topics = Topics(settings.topic_prefix)
+    clock = SystemClock()
+    producer = make_producer(settings)
+    await producer.start()
+    h = Harness(settings, pg_pool, producer, past_clock())
+    await h.setup()
+    scheduler = Scheduler(pg_pool, clock)
+    ctx = FallbackContext(
+        scheduler=scheduler, topics=topics, codec=default_codec(), settings=settings.fallback, clock=clock
+    )
+    runner = Runner(
+        FallbackHandler(ctx, pg_pool),
+        topics=[topics.outcomes, topics.receipts],
+        group_id=f"{settings.topic_prefix}-fallback",
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        producer=producer,
+        settings=settings.runtime,
+    )
+    poller = TimerPoller(scheduler, producer, settings.scheduler, handlers=fire_handlers(ctx))
+    stopping = asyncio.Event()
+    tasks = [asyncio.create_task(runner.run()), asyncio.create_task(poller.run(stopping))]
+    try:
+        users = [_user() for _ in range(3)]
+        for u in users:
+            await h.add_recipient(u, f"{u}@example.com")
+        now = clock.now()
+        silent, confirmed, dead = (
+            channel_message(u, Channel.PUSH, Tier.HIGH, occurred_at=now) for u in users
+        )
+        codec = default_codec()
+        await produce_raw(
+            settings,
+            topics.receipts,
+            [
+                (
+                    confirmed.notification_id.encode(),
+                    codec.encode(
+                        Receipt(confirmed.notification_id, confirmed.user_id, ReceiptStatus.DELIVERED, at=now)
+                    ),
+                )
+            ],
+        )
+        await produce_raw(
+            settings,
+            topics.outcomes,
+            [
+                (m.notification_id.encode(), codec.encode(o))
+                for m, o in [
+                    (silent, outcome_of(silent, OutcomeStatus.SENT, at=now)),
+                    (confirmed, outcome_of(confirmed, OutcomeStatus.SENT, at=now)),
+                    (
+                        dead,
+                        outcome_of(
+                            dead,
+                            OutcomeStatus.FAILED_PERMANENT,
+                            at=now,
+                            error_code="UNREGISTERED",
+                            reason="unregistered",
+                        ),
+                    ),
+                ]
+            ],
+        )
+        first = await wait_for_records(settings, h.email_topic, 1, timeout=30)
+        assert codec.decode(first[0].value, ChannelMessage).user_id == dead.user_id  # at once: first
+        both = await wait_for_records(settings, h.email_topic, 2, timeout=30)
+        await asyncio.sleep(2.5)  # well past the confirmed push's deadline
+        records = await read_all(settings, h.email_topic)
+        assert len(records) == 2 and both[1].value in [r.value for r in records]
+        assert {codec.decode(r.value, ChannelMessage).user_id for r in records} == {
+            silent.user_id,
+            dead.user_id,
+        }
+        elapsed = clock.now() - now
+        assert elapsed >= timedelta(seconds=1.5)
+    finally:
+        runner.stop()
+        stopping.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 20)
+        await producer.stop()
