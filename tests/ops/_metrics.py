@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import promql_parser
 from prometheus_client import REGISTRY
+from prometheus_client.metrics import MetricWrapperBase
 
 from tests.ops._tools import REPO
 
@@ -53,11 +54,11 @@ def exported_families() -> dict[str, Family]:
     for name in metric_modules():
         module = importlib.import_module(name)
         for value in vars(module).values():
-            if hasattr(value, "_labelnames") and hasattr(value, "_type"):
+            if isinstance(value, MetricWrapperBase):
                 owners.setdefault(id(value), name)
     families: dict[str, Family] = {}
     for collector in list(REGISTRY._collector_to_names):  # the registry keeps no public list of collectors
-        if not (hasattr(collector, "_labelnames") and hasattr(collector, "_type")):
+        if not isinstance(collector, MetricWrapperBase):
             continue
         for fam in collector.describe():
             if fam.name.startswith("herald_"):
