@@ -71,6 +71,9 @@ def _summarise(results: Sequence[_TokenResult], deleted: int, truncated: bool) -
     if failed:
         codes = sorted({o.provider_code or o.reason or "?" for o in failed})
         notes.append(f"failures: {', '.join(codes)}")
+        first_detail = next((o.detail for o in failed if o.detail), None)
+        if first_detail:
+            notes.append(first_detail)
     if deleted:
         notes.append(f"{deleted} dead token{'s' if deleted > 1 else ''} deleted")
     if truncated:
