@@ -1,0 +1,268 @@
+"""System-to-system webhooks: signed JSON POSTs to subscriber endpoints.
+
+One attempt per :meth:`WebhookAdapter.deliver`; retries are the fallback consumer's
+scheduler rows (``consumers/retries.py``), never a sleep here. The request carries the
+Standard Webhooks headers: ``webhook-id`` = the message's idempotency key (identical on every
+retry and replay, so receivers dedupe on it), ``webhook-timestamp`` (unix seconds of this
+attempt) and ``webhook-signature`` (one ``v1,`` signature per active secret).
+
+The HTTP client is one pooled ``httpx.AsyncClient`` over :class:`~channels.ssrf.GuardedTransport`
+(resolve once, refuse private/metadata/... addresses, connect to the checked IP). Redirects
+are not followed; at most ``max_response_bytes`` of a response are read; the whole attempt is
+bounded by ``total_timeout_s``.
+
+Classification (:func:`classify_response`, :func:`classify_error`; pure tables):
+
+=================================================  ==========================================
+2xx                                                sent
+``webhook-delivery: abort-message`` (non-2xx)      permanent (the receiver says stop)
+410 Gone                                           permanent, endpoint disabled
+408, 429, 5xx                                      retryable, honouring ``Retry-After``
+other 4xx, 3xx (redirects are not followed)        permanent
+anything else (1xx, >599)                          retryable (unknown: retry, logged)
+timeouts, connection errors, DNS failure           retryable
+SSRF refusal, bad URL, https-only                  permanent
+=================================================  ==========================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Literal
+
+import httpx
+
+from channels.base import Content, Outcome
+from channels.endpoints_pg import Endpoint, EndpointStore
+from channels.signing import signing_headers
+from channels.ssrf import AddressPolicy, BlockedDestination, GuardedTransport, Resolver, system_resolver
+from channels.templates import TemplateError
+from schemas.codec import Codec, default_codec
+from schemas.models import Channel, ChannelMessage
+
+__all__ = [
+    "PROVIDER",
+    "Verdict",
+    "WebhookAdapter",
+    "WebhookConfig",
+    "classify_error",
+    "classify_response",
+    "parse_retry_after",
+    "render_body",
+]
+
+log = logging.getLogger(__name__)
+PROVIDER = "http"
+_MAX_RETRY_AFTER_S = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    status: Literal["sent", "failed_retryable", "failed_permanent"]
+    code: str
+    reason: str | None = None
+    retry_after: float | None = None
+    disable: bool = False
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date); None if absent/invalid."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), _MAX_RETRY_AFTER_S)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return min(max(0.0, (when - now).total_seconds()), _MAX_RETRY_AFTER_S)
+
+
+def classify_response(status: int, headers: Mapping[str, str], *, now: datetime) -> Verdict:
+    """The verdict on an HTTP response (headers: case-insensitive mapping, e.g. httpx.Headers)."""
+    code = str(status)
+    if 200 <= status < 300:
+        return Verdict("sent", code)
+    if headers.get("webhook-delivery", "").strip().lower() == "abort-message":
+        return Verdict("failed_permanent", code, "receiver_aborted")
+    if status == 410:
+        return Verdict("failed_permanent", code, "endpoint_gone", disable=True)
+    if status in (408, 429) or 500 <= status < 600:
+        return Verdict("failed_retryable", code, f"http_{status}",
+                       retry_after=parse_retry_after(headers.get("retry-after"), now))
+    if 300 <= status < 400:
+        return Verdict("failed_permanent", code, "redirect")
+    if 400 <= status < 500:
+        return Verdict("failed_permanent", code, f"http_{status}")
+    return Verdict("failed_retryable", code, "unexpected_status")
+
+
+def classify_error(exc: BaseException) -> Verdict:
+    """The verdict on an attempt that got no response."""
+    if isinstance(exc, BlockedDestination):
+        return Verdict("failed_permanent", exc.reason, "blocked_destination")
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return Verdict("failed_retryable", "timeout", "timeout")
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return Verdict("failed_permanent", "invalid_url", "invalid_url")
+    if isinstance(exc, httpx.TransportError):  # connect/read/write errors, protocol errors, TLS
+        return Verdict("failed_retryable", type(exc).__name__, "connection_error")
+    raise TypeError(f"not a delivery error: {exc!r}") from exc
+
+
+def render_body(message: ChannelMessage) -> bytes:
+    """The JSON envelope: ``type``, ``timestamp`` (event time, RFC 3339), ``data`` (the event payload),
+    and Herald's ids. Compact and UTF-8, signed and sent as these exact bytes."""
+    try:
+        data = message.data()
+    except ValueError as exc:
+        raise TemplateError(f"webhook payload is not a JSON object: {exc}") from exc
+    envelope = {
+        "type": message.event_type,
+        "timestamp": message.occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "data": data,
+        "event_id": message.event_id,
+        "notification_id": message.notification_id,
+    }
+    return json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """The adapter's knobs (built from ``WebhookSettings`` by the consumer-side builder)."""
+
+    connect_timeout_s: float = 5.0
+    total_timeout_s: float = 15.0
+    max_body_bytes: int = 256 * 1024
+    max_response_bytes: int = 4096
+    allow_hosts: tuple[str, ...] = ()
+    https_only: bool = False
+    disable_after_s: float = 5 * 86_400.0
+    endpoint_cache_ttl_s: float = 5.0
+    max_connections: int = 512
+    user_agent: str = "Herald-Webhooks/1"
+
+
+class WebhookAdapter:
+    channel = Channel.WEBHOOK
+    provider = PROVIDER
+
+    def __init__(self, endpoints: EndpointStore, config: WebhookConfig, *,
+                 resolver: Resolver = system_resolver,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), codec: Codec | None = None,
+                 on_disabled: Callable[[str], None] | None = None) -> None:
+        self.endpoints = endpoints
+        self.config = config
+        self.clock = clock
+        self.codec = codec or default_codec()
+        self.on_disabled = on_disabled  # metrics hook: called with the reason ("failing", "gone")
+        policy = AddressPolicy.from_strings(config.allow_hosts, https_only=config.https_only)
+        limits = httpx.Limits(max_connections=config.max_connections,
+                              max_keepalive_connections=config.max_connections)
+        self.client = httpx.AsyncClient(
+            transport=GuardedTransport(policy, resolver=resolver, limits=limits),
+            timeout=httpx.Timeout(config.total_timeout_s, connect=config.connect_timeout_s),
+            follow_redirects=False,
+            trust_env=False,
+        )
+        self._cache: dict[str, tuple[float, Endpoint | None]] = {}
+
+    def render(self, message: ChannelMessage) -> Content:
+        return Content(body=render_body(message), headers={"content-type": "application/json"})
+
+    async def _endpoint(self, endpoint_id: str) -> Endpoint | None:
+        hit = self._cache.get(endpoint_id)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self.config.endpoint_cache_ttl_s:
+            return hit[1]
+        endpoint = await self.endpoints.get(endpoint_id)
+        self._cache[endpoint_id] = (now, endpoint)
+        return endpoint
+
+    async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:
+        endpoint = await self._endpoint(message.recipient)
+        if endpoint is None:
+            return Outcome("failed_permanent", PROVIDER, reason="no_endpoint",
+                           detail=f"webhook endpoint {message.recipient} does not exist")
+        now = self.clock()
+        if endpoint.disabled:
+            await self.endpoints.keep_pending(
+                endpoint.endpoint_id, idempotency_key=idempotency_key, event_type=message.event_type,
+                message=self.codec.encode(message), reason="endpoint_disabled", now=now)
+            return Outcome("failed_permanent", PROVIDER, reason="endpoint_disabled",
+                           detail=f"endpoint disabled ({endpoint.disabled_reason}); kept for replay")
+        if not endpoint.accepts(message.event_type):
+            return Outcome("failed_permanent", PROVIDER, reason="event_filtered",
+                           detail=f"endpoint does not subscribe to {message.event_type}")
+        body = content.body if content.body is not None else render_body(message)
+        if len(body) > self.config.max_body_bytes:
+            return Outcome("failed_permanent", PROVIDER, reason="payload_too_large",
+                           detail=f"{len(body)} bytes > {self.config.max_body_bytes}")
+        headers = {
+            "content-type": "application/json",
+            "user-agent": self.config.user_agent,
+            **signing_headers(endpoint.active_secrets(now), idempotency_key, int(now.timestamp()), body),
+        }
+        verdict, detail = await self._post(endpoint.url, body, headers)
+        return await self._record(endpoint, message, idempotency_key, verdict, detail)
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[Verdict, str | None]:
+        try:
+            async with asyncio.timeout(self.config.total_timeout_s):
+                async with self.client.stream("POST", url, content=body, headers=headers) as response:
+                    head = await self._read_capped(response)
+                    verdict = classify_response(response.status_code, response.headers, now=self.clock())
+                    return verdict, head.decode("utf-8", "replace") or None
+        except (httpx.HTTPError, BlockedDestination, TimeoutError) as exc:
+            verdict = classify_error(exc)
+            if verdict.status == "failed_retryable":
+                log.debug("webhook %s: %s", url, exc)
+            return verdict, f"{type(exc).__name__}: {exc}"[:500]
+
+    async def _read_capped(self, response: httpx.Response) -> bytes:
+        cap = self.config.max_response_bytes
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_raw():  # raw: a gzip bomb is never inflated
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= cap:
+                break  # closing the stream drops the connection instead of draining a huge body
+        return b"".join(chunks)[:cap]
+
+    async def _record(self, endpoint: Endpoint, message: ChannelMessage, key: str, verdict: Verdict,
+                      detail: str | None) -> Outcome:
+        now = self.clock()
+        if verdict.status == "sent":
+            await self.endpoints.record_success(endpoint.endpoint_id, key, now=now)
+            return Outcome.sent(PROVIDER, key, detail=None)
+        disabled = await self.endpoints.record_failure(
+            endpoint.endpoint_id, idempotency_key=key, event_type=message.event_type,
+            message=self.codec.encode(message), reason=verdict.reason or verdict.code, now=now,
+            disable_after_s=self.config.disable_after_s, disable_reason="gone" if verdict.disable else None)
+        if disabled:
+            self._cache.pop(endpoint.endpoint_id, None)
+            reason = "gone" if verdict.disable else "failing"
+            log.warning("webhook endpoint %s disabled (%s)", endpoint.endpoint_id, reason)
+            if self.on_disabled is not None:
+                self.on_disabled(reason)
+            if not verdict.disable:  # failed too long: stop retrying, the message waits for replay
+                return Outcome("failed_permanent", PROVIDER, provider_code=verdict.code,
+                               reason="endpoint_disabled",
+                               detail="endpoint disabled after failing continuously; kept for replay")
+        status = verdict.status
+        return Outcome(status, PROVIDER, provider_code=verdict.code, reason=verdict.reason,
+                       detail=detail[:500] if detail else None, retry_after=verdict.retry_after)
+
+    async def close(self) -> None:
+        await self.client.aclose()
