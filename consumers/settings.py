@@ -115,12 +115,12 @@ class WebhookSettings(BaseModel, frozen=True):
 
     connect_timeout_s: float = Field(5.0, description="TCP (and TLS) connect timeout per attempt.")
     total_timeout_s: float = Field(15.0, description="Whole attempt: connect, send, read the response.")
-    max_body_bytes: int = Field(256 * 1024, description="Larger JSON bodies fail permanently (payload_too_large).")
-    max_response_bytes: int = Field(4096, description="Response bytes read (kept as detail); the rest is dropped.")
+    max_body_bytes: int = Field(256 * 1024, description="Larger bodies fail permanently (payload_too_large).")
+    max_response_bytes: int = Field(4096, description="Response bytes read (kept as detail); rest dropped.")
     allow_hosts: list[str] = Field(default_factory=list, description="IPs/CIDRs exempt from the SSRF guard.")
     https_only: bool = Field(False, description="Refuse plain-http endpoint URLs.")
-    disable_after_s: float = Field(5 * 86_400.0, description="Disable an endpoint failing continuously this long.")
-    secret_grace_s: float = Field(86_400.0, description="After rotate-secret, the old secret also signs this long.")
+    disable_after_s: float = Field(5 * 86_400.0, description="Auto-disable after failing this long.")
+    secret_grace_s: float = Field(86_400.0, description="Old secret still signs this long.")
     endpoint_cache_ttl_s: float = Field(5.0, description="How long a consumer caches an endpoint row.")
     max_connections: int = Field(512, description="Pooled HTTP connections per process (all endpoints).")
     user_agent: str = "Herald-Webhooks/1"
