@@ -97,7 +97,7 @@ async def test_three_unread_items_make_exactly_one_digest_with_three_items(h: Ha
 
 async def test_items_read_before_the_digest_are_left_out(h: Harness) -> None:
     user = await _user(h)
-    early, late, unread_a, unread_b = await _in_app(h, user, 4)
+    early, late, _, _ = await _in_app(h, user, 4)
     await _mark_read(h, early)  # read before it was due: never joins
     assert await h.advance(DAY) == 4
     joined = await h.pool.fetchval("SELECT count(*) FROM herald_digest_items WHERE user_id = $1", user)
