@@ -106,9 +106,10 @@ def build_mime(*, from_address: str, to: str, subject: str, text: str, html: str
         if not _HEADER_NAME.match(name) or "\n" in value or "\r" in value:
             raise ValueError(f"invalid header {name!r}")
         msg[name] = value
-    msg.set_content(text or "", charset="utf-8")
+    # quoted-printable keeps the message 7-bit clean: 8bit bodies get mangled by relays that aren't.
+    msg.set_content(text or "", charset="utf-8", cte="quoted-printable")
     if html:
-        msg.add_alternative(html, subtype="html", charset="utf-8")
+        msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
     return msg.as_bytes()
 
 

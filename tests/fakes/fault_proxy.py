@@ -45,13 +45,18 @@ class Fault:
 
 def _json_error(status: int, code: str, message: str) -> Fault:
     # SES v2 is restJson1: botocore reads the code from x-amzn-ErrorType.
-    return Fault(status, (("Content-Type", "application/json"), ("x-amzn-ErrorType", code)),
-                 json.dumps({"message": message}).encode())
+    return Fault(
+        status,
+        (("Content-Type", "application/json"), ("x-amzn-ErrorType", code)),
+        json.dumps({"message": message}).encode(),
+    )
 
 
 def _query_error(status: int, code: str, message: str) -> Fault:
-    body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>"
-            f"</Error><RequestId>fault-proxy</RequestId></ErrorResponse>").encode()
+    body = (
+        f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>"
+        f"</Error><RequestId>fault-proxy</RequestId></ErrorResponse>"
+    ).encode()
     return Fault(status, (("Content-Type", "text/xml"),), body)
 
 

@@ -15,8 +15,13 @@ __all__ = ["aws_options", "ensure_identity", "sent_mail", "sent_sms"]
 
 
 def aws_options(endpoint_url: str, **overrides: Any) -> AwsClientOptions:
-    base: dict[str, Any] = {"endpoint_url": endpoint_url, "access_key_id": "testing",
-                            "secret_access_key": "testing", "connect_timeout_s": 1.0, "read_timeout_s": 1.0}
+    base: dict[str, Any] = {
+        "endpoint_url": endpoint_url,
+        "access_key_id": "testing",
+        "secret_access_key": "testing",
+        "connect_timeout_s": 1.0,
+        "read_timeout_s": 1.0,
+    }
     base.update(overrides)
     return AwsClientOptions(**base)
 

@@ -33,17 +33,35 @@ from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, Outco
 CODEC = default_codec()
 
 
-def message(user: str, *, channel: Channel = Channel.SMS, template: str = "login_code", locale: str = "en",
-            payload: dict[str, object] | None = None, event_id: str | None = None, attempt: int = 1,
-            expires_in_s: float | None = None, recipient: str | None = None) -> ChannelMessage:
+def message(
+    user: str,
+    *,
+    channel: Channel = Channel.SMS,
+    template: str = "login_code",
+    locale: str = "en",
+    payload: dict[str, object] | None = None,
+    event_id: str | None = None,
+    attempt: int = 1,
+    expires_in_s: float | None = None,
+    recipient: str | None = None,
+) -> ChannelMessage:
     event_id = event_id or str(uuid.uuid4())
     recipient = recipient or ("+15555550100" if channel is Channel.SMS else f"{user}@example.org")
     now = utcnow()
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # Avro timestamp-millis
     return ChannelMessage(
-        notification_id=notification_id(event_id, user), event_id=event_id, event_type=template, user_id=user,
-        channel=channel, lane=Lane.PRIORITY, tier=Tier.HIGH, category="auth", recipient=recipient,
-        template=template, locale=locale, idempotency_key=idempotency_key(event_id, channel.value, recipient),
+        notification_id=notification_id(event_id, user),
+        event_id=event_id,
+        event_type=template,
+        user_id=user,
+        channel=channel,
+        lane=Lane.PRIORITY,
+        tier=Tier.HIGH,
+        category="auth",
+        recipient=recipient,
+        template=template,
+        locale=locale,
+        idempotency_key=idempotency_key(event_id, channel.value, recipient),
         occurred_at=now - timedelta(seconds=1),
         payload=json.dumps(payload if payload is not None else {"code": "1"}),
         attempt=attempt,
@@ -96,17 +114,29 @@ class ScriptedProvider:
         pass
 
 
-def make_consumer(settings: HeraldSettings, adapter: ScriptedProvider, *, redis_url: str | None = None,
-                  **channel: object) -> ChannelConsumer:
-    cfg = ChannelConsumerSettings(**{"concurrency": 8, "inprocess_retries": 2, "inprocess_retry_max_s": 0.05,
-                                     **channel})  # type: ignore[arg-type]
-    consumer = ChannelConsumer(channel=adapter.channel, lane=Lane.PRIORITY, adapter=adapter,
-                               topics=Topics(settings.topic_prefix), settings=cfg,
-                               renderer=TemplateRenderer(settings.templates_dir, settings.default_locale))
-    client = redis_asyncio.Redis.from_url(redis_url or settings.redis_url, socket_timeout=0.5,
-                                          socket_connect_timeout=0.5)
-    consumer.dedupe = Dedupe(client, window_s=cfg.dedupe_window_s,
-                             namespace=f"{settings.topic_prefix}:dedupe", consumer=consumer.name)
+def make_consumer(
+    settings: HeraldSettings, adapter: ScriptedProvider, *, redis_url: str | None = None, **channel: object
+) -> ChannelConsumer:
+    cfg = ChannelConsumerSettings(
+        **{"concurrency": 8, "inprocess_retries": 2, "inprocess_retry_max_s": 0.05, **channel}
+    )  # type: ignore[arg-type]
+    consumer = ChannelConsumer(
+        channel=adapter.channel,
+        lane=Lane.PRIORITY,
+        adapter=adapter,
+        topics=Topics(settings.topic_prefix),
+        settings=cfg,
+        renderer=TemplateRenderer(settings.templates_dir, settings.default_locale),
+    )
+    client = redis_asyncio.Redis.from_url(
+        redis_url or settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
+    )
+    consumer.dedupe = Dedupe(
+        client,
+        window_s=cfg.dedupe_window_s,
+        namespace=f"{settings.topic_prefix}:dedupe",
+        consumer=consumer.name,
+    )
     return consumer
 
 
@@ -122,8 +152,9 @@ async def test_keys_run_concurrently_but_one_user_stays_in_order(settings: Heral
     assert elapsed < 60 * 0.02 / 2  # concurrent: far less than 60 sequential calls
     for user in {m.user_id for m in batch}:
         calls = [c for c in provider.calls if c[0] == user]
-        expected = [f"Your sign-in code is {m.data()['code']}. Never share it."
-                    for m in batch if m.user_id == user]
+        expected = [
+            f"Your sign-in code is {m.data()['code']}. Never share it." for m in batch if m.user_id == user
+        ]
         assert [c[1] for c in calls] == expected  # offset order per key
         assert all(a[3] <= b[2] for a, b in itertools.pairwise(calls))  # never overlapping
 
@@ -188,8 +219,9 @@ async def test_in_process_retry_recovers_a_transient_error(settings: HeraldSetti
 
 async def test_long_retry_after_is_left_to_the_fallback_consumer(settings: HeraldSettings) -> None:
     m = message("u-retry-after", attempt=2)
-    provider = ScriptedProvider(script={m.recipient: [
-        Outcome("failed_retryable", "scripted", provider_code="429", retry_after=30.0)]})
+    provider = ScriptedProvider(
+        script={m.recipient: [Outcome("failed_retryable", "scripted", provider_code="429", retry_after=30.0)]}
+    )
     consumer = make_consumer(settings, provider)
     (o,) = outcomes(await consumer.handle(incoming([m])))
     assert len(provider.calls) == 1  # no sleeping for 30 s in the consumer
@@ -200,12 +232,18 @@ async def test_long_retry_after_is_left_to_the_fallback_consumer(settings: Heral
 
 async def test_permanent_errors_carry_the_provider_code(settings: HeraldSettings) -> None:
     m = message("u-perm")
-    provider = ScriptedProvider(script={m.recipient: [PermanentDelivery("scripted", "InvalidParameter", "bad",
-                                                                        reason="invalid_address")]})
+    provider = ScriptedProvider(
+        script={
+            m.recipient: [PermanentDelivery("scripted", "InvalidParameter", "bad", reason="invalid_address")]
+        }
+    )
     consumer = make_consumer(settings, provider)
     (o,) = outcomes(await consumer.handle(incoming([m])))
-    assert (o.status, o.error_code, o.reason) == (OutcomeStatus.FAILED_PERMANENT, "InvalidParameter",
-                                                  "invalid_address")
+    assert (o.status, o.error_code, o.reason) == (
+        OutcomeStatus.FAILED_PERMANENT,
+        "InvalidParameter",
+        "invalid_address",
+    )
     assert len(provider.calls) == 1
 
 
