@@ -115,13 +115,7 @@ class Harness:
 
     async def setup(self) -> None:
         await create_topics(
-            self.settings,
-            [
-                self.topics.outcomes,
-                self.topics.receipts,
-                self.email_topic,
-                self.topics.channel(Channel.WEBHOOK, Lane.PRIORITY),
-            ],
+            self.settings, [self.topics.outcomes, self.topics.receipts, *self.topics.channel_topics()]
         )
 
     @property

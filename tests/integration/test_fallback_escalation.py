@@ -12,6 +12,7 @@ import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 
 from consumers.clock import SystemClock
+from consumers.devstack import DevStack
 from consumers.fallback.context import FallbackContext
 from consumers.fallback.decisions import escalation_email_key
 from consumers.fallback.handler import FallbackHandler
@@ -176,11 +177,11 @@ async def _watch_keys(pool: asyncpg.Pool, ids: list[str]) -> list[str]:
     return [r["timer_key"] for r in rows]
 
 
-async def test_through_kafka_with_a_shortened_delay(stack: object, pg_pool: asyncpg.Pool) -> None:
+async def test_through_kafka_with_a_shortened_delay(stack: DevStack, pg_pool: asyncpg.Pool) -> None:
     """The real runner over herald.outcomes + herald.receipts and a real-clock poller: 1.5 s delay."""
     settings = make_settings(
         stack,
-        fallback=FallbackSettings(high_escalation_delay_s=1.5),  # type: ignore[arg-type]
+        fallback=FallbackSettings(high_escalation_delay_s=1.5),
         scheduler=SchedulerSettings(poll_interval_s=0.05),
     )
     topics = Topics(settings.topic_prefix)
