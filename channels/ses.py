@@ -114,7 +114,8 @@ def build_mime(*, from_address: str, to: str, subject: str, text: str, html: str
 
 
 def _valid_recipient(address: str) -> bool:
-    if "\n" in address or "\r" in address or address.count("@") != 1:
+    local, _, domain = address.partition("@")
+    if "\n" in address or "\r" in address or address.count("@") != 1 or not local or not domain:
         return False
     try:
         Address(addr_spec=address)

@@ -54,7 +54,7 @@ _SNS_CODES: dict[str, Literal["retry", "permanent"]] = {
 
 def is_e164(number: str) -> bool:
     """``+`` then 7 to 15 digits, no leading zero country code. Pure."""
-    return bool(_E164.match(number))
+    return bool(_E164.fullmatch(number))
 
 
 def segments(text: str) -> tuple[Literal["GSM-7", "UCS-2"], int]:

@@ -1,0 +1,151 @@
+"""SES pure parts: the error table, RFC 8058 headers, the MIME message, request building."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from channels.base import Content, PermanentDelivery
+from channels.pacing import TokenBucket
+from channels.ses import SesEmailAdapter, build_mime, classify, unsubscribe_headers
+from schemas.models import Channel, ChannelMessage, Lane, Tier
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "verdict"),
+    [
+        ("MessageRejected", 400, "permanent"),
+        ("MailFromDomainNotVerifiedException", 400, "permanent"),
+        ("AccountSuspendedException", 400, "permanent"),
+        ("SendingPausedException", 400, "permanent"),
+        ("NotFoundException", 404, "permanent"),
+        ("BadRequestException", 400, "permanent"),
+        ("TooManyRequestsException", 429, "retry"),
+        ("Throttling", 400, "retry"),  # "Maximum sending rate exceeded"
+        ("LimitExceededException", 400, "retry"),
+        ("ServiceUnavailable", 503, "retry"),
+        ("InternalFailure", 500, "retry"),
+        ("SomethingNew", 500, "retry"),  # unknown 5xx: retry
+        ("SomethingNew", None, "retry"),  # no status (connection level): retry
+        ("SomethingNew", 429, "retry"),
+        ("SomethingNew", 408, "retry"),
+        ("SomethingNew", 403, "permanent"),  # unknown 4xx: the request itself is wrong
+    ],
+)
+def test_error_table(code: str, status: int | None, verdict: str) -> None:
+    assert classify(code, status) == verdict
+
+
+def test_unsubscribe_headers_one_click_and_mailto() -> None:
+    h = unsubscribe_headers(
+        "https://x.com/u?u={user_id}&c={category}", "unsub@x.com", user_id="a b&c", category="marketing"
+    )
+    assert h == {
+        "List-Unsubscribe": "<https://x.com/u?u=a%20b%26c&c=marketing>, <mailto:unsub@x.com>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+    # mailto alone cannot be one-click (RFC 8058 needs an HTTPS URI to POST to)
+    assert unsubscribe_headers(None, "mailto:u@x.com", user_id="u", category="c") == {
+        "List-Unsubscribe": "<mailto:u@x.com>"
+    }
+    assert unsubscribe_headers(None, None, user_id="u", category="c") == {}
+
+
+def test_mime_has_text_then_html_and_encoded_subject() -> None:
+    raw = build_mime(
+        from_address="Herald <noreply@example.com>",
+        to="a@b.org",
+        subject="Olá ✓",
+        text="só texto",
+        html="<p>só html</p>",
+        headers={"X-Test": "1"},
+    )
+    assert raw.isascii()  # 7-bit clean on the wire
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert msg["Subject"] == "Olá ✓" and msg["To"] == "a@b.org" and msg["X-Test"] == "1"
+    assert msg["Message-ID"].endswith("@example.com>")
+    assert msg.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+    assert msg.get_body(("plain",)).get_content().strip() == "só texto"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("name", ["Bad Header", "X:Y", ""])
+def test_mime_rejects_bad_header_names(name: str) -> None:
+    with pytest.raises(ValueError):
+        build_mime(from_address="a@b.c", to="d@e.f", subject="s", text="t", html=None, headers={name: "v"})
+
+
+def test_mime_rejects_header_injection() -> None:
+    with pytest.raises(ValueError):
+        build_mime(
+            from_address="a@b.c",
+            to="d@e.f",
+            subject="s",
+            text="t",
+            html=None,
+            headers={"X-A": "v\r\nBcc: x@y.z"},
+        )
+
+
+def _message(recipient: str = "a@b.org", lane: Lane = Lane.PRIORITY) -> ChannelMessage:
+    return ChannelMessage(
+        notification_id="n",
+        event_id=str(uuid.uuid4()),
+        event_type="marketing.spring",
+        user_id="u-1",
+        channel=Channel.EMAIL,
+        lane=lane,
+        tier=Tier.LOW,
+        category="market ing",
+        recipient=recipient,
+        template="marketing",
+        locale="en",
+        idempotency_key="msg_1",
+        occurred_at=datetime.now(UTC),
+    )
+
+
+def _adapter(**kw: object) -> SesEmailAdapter:
+    return SesEmailAdapter(
+        None,
+        from_address="noreply@example.com",
+        bucket=TokenBucket(1),
+        unsubscribe_url="https://x/u?u={user_id}",
+        **kw,
+    )  # type: ignore[arg-type]
+
+
+CONTENT = Content(subject="S", text="T", html="<p>H</p>")
+
+
+def test_request_carries_configuration_set_tags_and_bulk_headers() -> None:
+    params = _adapter(configuration_set="herald").request(
+        _message(lane=Lane.BULK), CONTENT, idempotency_key="msg_1"
+    )
+    assert params["ConfigurationSetName"] == "herald"
+    assert params["EmailTags"] == [
+        {"Name": "herald_key", "Value": "msg_1"},
+        {"Name": "herald_category", "Value": "market_ing"},
+    ]
+    raw = email.message_from_bytes(params["Content"]["Raw"]["Data"], policy=email.policy.default)
+    assert raw["List-Unsubscribe"] == "<https://x/u?u=u-1>"
+    assert raw["X-Herald-Idempotency-Key"] == "msg_1"
+    priority = _adapter().request(_message(), CONTENT, idempotency_key="msg_1")
+    assert "ConfigurationSetName" not in priority
+    assert b"List-Unsubscribe" not in priority["Content"]["Raw"]["Data"]
+
+
+@pytest.mark.parametrize("recipient", ["", "nobody", "a@b@c", "a@b.org\r\nBcc: x@y.z", "@b.org"])
+def test_invalid_recipients_are_permanent(recipient: str) -> None:
+    with pytest.raises(PermanentDelivery) as info:
+        _adapter().request(_message(recipient), CONTENT, idempotency_key="k")
+    assert info.value.reason == "invalid_address"
+
+
+def test_empty_content_is_permanent() -> None:
+    with pytest.raises(PermanentDelivery):
+        _adapter().request(_message(), Content(subject="", text="x"), idempotency_key="k")

@@ -1,0 +1,166 @@
+"""Jinja2 rendering: locale fallback, strictness, escaping, sandbox, and every shipped template."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from channels.sns_sms import segments
+from channels.templates import CHANNEL_FILES, TemplateError, TemplateRenderer, locale_chain
+from consumers.settings import PACKAGE_DIR
+from schemas.models import Channel
+
+TEMPLATES = PACKAGE_DIR / "templates"
+
+# The demo payloads of /contracts (routing.yaml ↔ templates ↔ demo).
+DEMO: dict[str, dict[str, object]] = {
+    "security_alert": {"device": "iPhone 15", "ip": "203.0.113.7", "location": "Lisbon, PT"},
+    "payment_receipt": {"amount": "12.50", "currency": "EUR", "merchant": "Corner Café"},
+    "login_code": {"code": "482913"},
+    "comment_reply": {"author": "Ana", "post_title": "Kafka at scale", "excerpt": "Great point about lag!"},
+    "mention": {"author": "Rui", "context": "@you can you review this?"},
+    "activity": {"summary": "3 people liked your post"},
+    "marketing": {"headline": "Spring sale", "body": "20% off everything", "cta_url": "https://ex.com/s"},
+    "tips": {"tip": "Press / to search"},
+    "digest": {
+        "items": [{"title": "Ana replied", "body": "Nice!", "created_at": "2026-11-25T10:00:00Z"}],
+        "more": 4,
+    },
+}
+COMMON = {"user_id": "u-1", "event_type": "x", "notification_id": "n-1"}
+
+
+@pytest.fixture(scope="module")
+def renderer() -> TemplateRenderer:
+    return TemplateRenderer(TEMPLATES, "en")
+
+
+@pytest.mark.parametrize(
+    ("locale", "chain"),
+    [
+        ("pt-BR", ["pt-BR", "pt", "en"]),
+        ("pt_br", ["pt-BR", "pt", "en"]),
+        ("PT", ["pt", "en"]),
+        ("en", ["en"]),
+        ("en-US", ["en-US", "en"]),
+        ("zh-Hant-TW", ["zh-Hant-TW", "zh-Hant", "zh", "en"]),
+        ("", ["en"]),
+        ("../etc", ["en"]),
+        ("x", ["en"]),
+    ],
+)
+def test_locale_chain(locale: str, chain: list[str]) -> None:
+    assert locale_chain(locale, "en") == chain
+
+
+def test_every_default_template_ships_every_channel_in_en_and_pt() -> None:
+    for template in DEMO:
+        for locale in ("en", "pt"):
+            for files in CHANNEL_FILES.values():
+                for name in files:
+                    assert (TEMPLATES / template / locale / name).is_file(), f"{template}/{locale}/{name}"
+
+
+@pytest.mark.parametrize("template", sorted(DEMO))
+@pytest.mark.parametrize("locale", ["en", "pt", "pt-BR"])
+@pytest.mark.parametrize("channel", list(CHANNEL_FILES))
+def test_default_templates_render_with_demo_payloads(
+    renderer: TemplateRenderer, template: str, locale: str, channel: Channel
+) -> None:
+    content = renderer.render(channel, template, locale, {**DEMO[template], **COMMON, "locale": locale})
+    assert content.locale == ("pt" if locale.startswith("pt") else "en")
+    if channel is Channel.EMAIL:
+        assert content.subject and "\n" not in content.subject
+        assert content.html and content.html.startswith("<!doctype html>")
+        assert content.text and content.text.strip()
+    elif channel is Channel.SMS:
+        assert content.text
+        assert segments(content.text)[1] == 1, content.text  # demo texts fit one segment
+    else:
+        assert content.title and content.text
+
+
+def test_two_locales_give_two_languages(renderer: TemplateRenderer) -> None:
+    vars_ = {**DEMO["payment_receipt"], **COMMON, "locale": "x"}
+    en = renderer.render(Channel.EMAIL, "payment_receipt", "fr-FR", vars_)  # unknown → default
+    pt = renderer.render(Channel.EMAIL, "payment_receipt", "pt-BR", vars_)
+    assert (en.subject, en.locale) == ("Receipt: 12.50 EUR at Corner Café", "en")
+    assert (pt.subject, pt.locale) == ("Recibo: 12.50 EUR em Corner Café", "pt")
+
+
+def test_html_is_autoescaped_but_text_and_subject_are_not(renderer: TemplateRenderer) -> None:
+    vars_ = {**DEMO["payment_receipt"], "merchant": "<script>x</script>", **COMMON, "locale": "en"}
+    c = renderer.render(Channel.EMAIL, "payment_receipt", "en", vars_)
+    assert "<script>" not in (c.html or "") and "&lt;script&gt;" in (c.html or "")
+    assert "<script>x</script>" in (c.text or "") and "<script>x</script>" in (c.subject or "")
+
+
+def test_missing_variable_is_a_template_error_naming_it(renderer: TemplateRenderer) -> None:
+    with pytest.raises(TemplateError, match=r"login_code/en/email\.subject\.j2: missing variable: 'code'"):
+        renderer.render(Channel.EMAIL, "login_code", "en", {**COMMON, "locale": "en"})
+
+
+@pytest.mark.parametrize("name", ["nope", "../login_code", "", "login_code/../x"])
+def test_unknown_or_unsafe_template_names(renderer: TemplateRenderer, name: str) -> None:
+    with pytest.raises(TemplateError):
+        renderer.render(Channel.SMS, name, "en", {"code": "1"})
+
+
+def test_webhook_has_no_templates(renderer: TemplateRenderer) -> None:
+    with pytest.raises(TemplateError, match="adapter renders"):
+        renderer.render(Channel.WEBHOOK, "login_code", "en", {})
+
+
+def _tree(tmp_path: Path, files: dict[str, str]) -> TemplateRenderer:
+    for name, text in files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return TemplateRenderer(tmp_path, "en")
+
+
+def test_sandbox_blocks_attribute_escapes(tmp_path: Path) -> None:
+    r = _tree(tmp_path, {"evil/en/sms.txt.j2": "{{ x.__class__.__mro__[1].__subclasses__() }}"})
+    with pytest.raises(TemplateError):
+        r.render(Channel.SMS, "evil", "en", {"x": "s"})
+
+
+def test_syntax_errors_and_bad_payload_types_are_template_errors(tmp_path: Path) -> None:
+    r = _tree(tmp_path, {"broken/en/sms.txt.j2": "{% if %}", "typed/en/sms.txt.j2": "{{ n + 1 }}"})
+    with pytest.raises(TemplateError, match="syntax error"):
+        r.render(Channel.SMS, "broken", "en", {})
+    with pytest.raises(TemplateError, match="cannot render"):
+        r.render(Channel.SMS, "typed", "en", {"n": "text"})
+
+
+def test_locale_falls_back_per_channel_as_a_whole(tmp_path: Path) -> None:
+    # pt has only the subject: the email must not mix a pt subject with an en body.
+    r = _tree(
+        tmp_path,
+        {
+            "t/pt/email.subject.j2": "Olá",
+            "t/en/email.subject.j2": "Hi",
+            "t/en/email.html.j2": "<p>body</p>",
+            "t/en/email.txt.j2": "body",
+            "t/pt/sms.txt.j2": "Olá sms",
+        },
+    )
+    email = r.render(Channel.EMAIL, "t", "pt-BR", {})
+    assert (email.subject, email.locale) == ("Hi", "en")
+    assert r.render(Channel.SMS, "t", "pt-BR", {}).text == "Olá sms"
+
+
+def test_subject_newlines_are_collapsed(tmp_path: Path) -> None:
+    r = _tree(
+        tmp_path, {"t/en/email.subject.j2": "{{ s }}", "t/en/email.html.j2": "x", "t/en/email.txt.j2": "x"}
+    )
+    assert r.render(Channel.EMAIL, "t", "en", {"s": "a\r\nBcc: evil@x"}).subject == "a Bcc: evil@x"
+
+
+def test_compiled_templates_are_cached(renderer: TemplateRenderer) -> None:
+    vars_ = {"code": "1", **COMMON, "locale": "en"}
+    renderer.render(Channel.SMS, "login_code", "en", vars_)
+    first = renderer.env.get_template("login_code/en/sms.txt.j2")
+    renderer.render(Channel.SMS, "login_code", "en", vars_)
+    assert renderer.env.get_template("login_code/en/sms.txt.j2") is first
