@@ -168,10 +168,9 @@ class EndpointStore:
         continuously for ``disable_after_s`` or ``disable_reason`` is given (410 Gone).
         Returns True when this call disabled the endpoint."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await self._keep(conn, endpoint_id, idempotency_key, event_type=event_type, message=message,
-                             reason=reason, now=now)
-            # The row is locked first (FOR UPDATE sees the latest committed version), so of two
-            # consumers failing at once exactly one reports "I disabled it".
+            # The row is locked first (FOR NO KEY UPDATE sees the latest committed version), so of
+            # two consumers failing at once exactly one reports "I disabled it". NO KEY: the pending
+            # row's foreign key takes KEY SHARE on it, which a plain FOR UPDATE would deadlock with.
             row = await conn.fetchrow(
                 "UPDATE herald_webhook_endpoints e SET "
                 "  consecutive_failures = e.consecutive_failures + 1, total_failures = e.total_failures + 1, "
@@ -182,10 +181,13 @@ class EndpointStore:
                 "  disabled_at = CASE WHEN e.disabled_at IS NOT NULL THEN e.disabled_at "
                 "    WHEN $4::text IS NOT NULL OR COALESCE(e.failing_since, $2) <= $3 THEN $2 ELSE NULL END "
                 "FROM (SELECT endpoint_id, disabled_at FROM herald_webhook_endpoints WHERE endpoint_id = $1 "
-                "      FOR UPDATE) prev "
+                "      FOR NO KEY UPDATE) prev "
                 "WHERE e.endpoint_id = prev.endpoint_id "
                 "RETURNING e.disabled_at, prev.disabled_at AS was_disabled_at",
                 endpoint_id, now, now - timedelta(seconds=disable_after_s), disable_reason)
+            if row is not None:
+                await self._keep(conn, endpoint_id, idempotency_key, event_type=event_type, message=message,
+                                 reason=reason, now=now)
         return row is not None and row["disabled_at"] is not None and row["was_disabled_at"] is None
 
     async def keep_pending(self, endpoint_id: str, *, idempotency_key: str, event_type: str, message: bytes,
