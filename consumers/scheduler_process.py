@@ -1,0 +1,21 @@
+"""``herald run scheduler``: releases due "publish" timers (deferred sends, retries) to their topics.
+
+Other timer kinds (escalations, digests) are fired by the process that owns their logic (the
+fallback consumer); this poller takes only the kinds it has handlers for.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from consumers.cli.run import ProcessSpec
+from consumers.resources import Resources
+from consumers.scheduler import Scheduler, TimerPoller
+
+__all__ = ["build"]
+
+
+async def build(res: Resources, args: argparse.Namespace) -> ProcessSpec:
+    pool = await res.pool()
+    poller = TimerPoller(Scheduler(pool, res.clock), await res.producer(), res.settings.scheduler)
+    return ProcessSpec(loops=[poller.run])
