@@ -59,6 +59,8 @@ class SchedulerSettings(BaseModel, frozen=True):
 class ClassifierSettings(BaseModel, frozen=True):
     routing_file: Path = Field(PACKAGE_DIR / "routing.yaml", description="Routing table (YAML).")
     default_tier: Tier | None = Field(None, description="Tier for unknown event types; unset: DLQ.")
+    """Event type → tier → channels, with preferences, quiet hours and rate limits."""
+
     lookup_cache_ttl_s: float = Field(30.0, description="Recipient/preference cache TTL.")
     lookup_cache_size: int = 100_000
     rate_limits_per_hour: dict[str, int] = Field(
@@ -68,6 +70,16 @@ class ClassifierSettings(BaseModel, frozen=True):
     low_stale_after_s: float = Field(86_400.0, description="Low-tier messages older than this are dropped.")
 
 
+    quiet_hours_channels: list[str] = Field(
+        default_factory=lambda: ["push", "sms", "email"],
+        description="Channels held by quiet hours (in_app and webhook do not interrupt anyone).",
+    )
+    rate_limit_key_prefix: str = Field("herald:rl", description="Redis key prefix of rate-limit buckets.")
+    defer_tiers_when_limiter_down: list[str] = Field(
+        default_factory=lambda: ["low"],
+        description="Redis down: tiers re-classified later (critical and high always flow; others fail open).",
+    )
+    limiter_retry_s: float = Field(300.0, description="Redis down: delay before a deferred event is re-classified.")
 class AwsSettings(BaseModel, frozen=True):
     region: str = "us-east-1"
     endpoint_url: str | None = Field(None, description="Override (moto in the dev stack).")
