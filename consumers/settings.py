@@ -79,7 +79,11 @@ class ClassifierSettings(BaseModel, frozen=True):
         default_factory=lambda: ["low"],
         description="Redis down: tiers re-classified later (critical and high always flow; others fail open).",
     )
-    limiter_retry_s: float = Field(300.0, description="Redis down: delay before a deferred event is re-classified.")
+    limiter_retry_s: float = Field(
+        300.0, description="Redis down: delay before a deferred event is classified again."
+    )
+
+
 class AwsSettings(BaseModel, frozen=True):
     region: str = "us-east-1"
     endpoint_url: str | None = Field(None, description="Override (moto in the dev stack).")
