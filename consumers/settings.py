@@ -77,7 +77,7 @@ class ClassifierSettings(BaseModel, frozen=True):
     rate_limit_key_prefix: str = Field("herald:rl", description="Redis key prefix of rate-limit buckets.")
     defer_tiers_when_limiter_down: list[str] = Field(
         default_factory=lambda: ["low"],
-        description="Redis down: tiers re-classified later (critical and high always flow; others fail open).",
+        description="Redis down: tiers re-queued (critical and high always flow; the rest fail open).",
     )
     limiter_retry_s: float = Field(
         300.0, description="Redis down: delay before a deferred event is classified again."
