@@ -3,7 +3,7 @@ the address that was checked while the Host header keeps the endpoint's name."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 import asyncpg
 import pytest
@@ -19,7 +19,7 @@ async def receiver() -> AsyncIterator[WebhookReceiver]:
         yield r
 
 
-def _fixed(answers: dict[str, Sequence[str]], calls: list[str]):  # type: ignore[no-untyped-def]
+def _fixed(answers: Mapping[str, Sequence[str]], calls: list[str]):  # type: ignore[no-untyped-def]
     async def resolve(host: str, port: int) -> Sequence[str]:
         calls.append(host)
         return answers[host]
