@@ -36,7 +36,9 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 CONSUMED = Counter("herald_consumed_total", "Records consumed.", ["consumer", "topic"])
 PRODUCED = Counter("herald_produced_total", "Records produced and acknowledged by the broker.", ["topic"])
 DLQ = Counter(
-    "herald_dlq_total", "Records sent to a dead-letter topic, by source topic and reason.", ["topic", "reason"]
+    "herald_dlq_total",
+    "Records sent to a dead-letter topic, by source topic and reason.",
+    ["topic", "reason"],
 )
 HANDLER_SECONDS = Histogram(
     "herald_handler_seconds",
@@ -48,9 +50,13 @@ HANDLER_RETRIES = Counter(
     "herald_handler_retries_total", "Batches retried after a retryable handler error.", ["consumer"]
 )
 CONSUMER_LAG = Gauge(
-    "herald_consumer_lag", "Records behind the high watermark, per partition.", ["group", "topic", "partition"]
+    "herald_consumer_lag",
+    "Records behind the high watermark, per partition.",
+    ["group", "topic", "partition"],
 )
-READY = Gauge("herald_ready", "1 when the process is consuming normally, 0 while paused or starting.", ["consumer"])
+READY = Gauge(
+    "herald_ready", "1 when the process is consuming normally, 0 while paused or starting.", ["consumer"]
+)
 
 # -- the pipeline (shared by classifier, channel consumers and fallback) -------------------------
 EVENTS_CLASSIFIED = Counter("herald_events_classified_total", "Domain events classified, by tier.", ["tier"])
@@ -76,9 +82,13 @@ END_TO_END_SECONDS = Histogram(
     ["tier", "channel"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
 )
-ESCALATIONS = Counter("herald_escalations_total", "Escalations to another channel, by reason.", ["tier", "reason"])
+ESCALATIONS = Counter(
+    "herald_escalations_total", "Escalations to another channel, by reason.", ["tier", "reason"]
+)
 DIGESTS = Counter("herald_digests_sent_total", "Digest emails produced.", [])
-RETRIES_SCHEDULED = Counter("herald_retries_scheduled_total", "Retries armed by the fallback consumer.", ["channel"])
+RETRIES_SCHEDULED = Counter(
+    "herald_retries_scheduled_total", "Retries armed by the fallback consumer.", ["channel"]
+)
 RETRIES_EXHAUSTED = Counter("herald_retries_exhausted_total", "Messages whose retries ran out.", ["channel"])
 CRITICAL_UNDELIVERED = Counter(
     "herald_critical_undelivered_total", "Critical notifications no channel delivered in time.", []
@@ -87,5 +97,7 @@ WEBHOOK_ENDPOINTS_DISABLED = Counter(
     "herald_webhook_endpoints_disabled_total", "Webhook endpoints disabled automatically.", ["reason"]
 )
 DEPENDENCY_ERRORS = Counter(
-    "herald_dependency_errors_total", "Failures of PostgreSQL or Redis seen by a process.", ["dependency", "consumer"]
+    "herald_dependency_errors_total",
+    "Failures of a dependency seen by a process; dependency is one of: postgres, redis.",
+    ["dependency", "consumer"],
 )
