@@ -21,6 +21,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from channels.aws import error_code
 from channels.base import PERMANENT, RETRY, Content, Outcome, PermanentDelivery, RetryableDelivery
@@ -128,7 +129,7 @@ async def discover_max_send_rate(client: Any) -> float | None:
     """The account's MaxSendRate from GetAccount, or None when it cannot be read (moto: 404)."""
     try:
         account = await client.get_account()
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
         log.info("SES GetAccount unavailable (%s); using the configured send rate", exc)
         return None
     rate = account.get("SendQuota", {}).get("MaxSendRate")
@@ -206,7 +207,7 @@ class SesEmailAdapter:
                 log.warning("SES: unclassified error %s (HTTP %s): %s; retrying", code, status, text)
             error_cls = RetryableDelivery if verdict == RETRY else PermanentDelivery
             return Outcome.from_error(error_cls(self.provider, code, text[:500]))
-        except (BotoCoreError, TimeoutError) as exc:
+        except (BotoCoreError, ResponseParserError, TimeoutError) as exc:
             # Timeouts and broken connections: SES may or may not have sent it; retrying risks
             # a duplicate, not a loss, which is the at-least-once trade.
             return Outcome.from_error(RetryableDelivery(self.provider, type(exc).__name__, str(exc)[:500],

@@ -14,6 +14,7 @@ import re
 from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from channels.aws import error_code
 from channels.base import PERMANENT, RETRY, Content, Outcome, PermanentDelivery, RetryableDelivery
@@ -134,7 +135,7 @@ class SnsSmsAdapter:
                 log.warning("SNS: unclassified error %s (HTTP %s): %s; retrying", code, status, text)
             error_cls = RetryableDelivery if verdict == RETRY else PermanentDelivery
             return Outcome.from_error(error_cls(self.provider, code, text[:500]))
-        except (BotoCoreError, TimeoutError) as exc:
+        except (BotoCoreError, ResponseParserError, TimeoutError) as exc:
             return Outcome.from_error(RetryableDelivery(self.provider, type(exc).__name__, str(exc)[:500],
                                                         reason="provider_timeout"))
         encoding, count = segments(params["Message"])
