@@ -259,6 +259,10 @@ async def test_refresh_is_single_flight_and_leaves_the_loop_free(
         done.set()
         await tick
         await adapter.close()
+    print(
+        f"\n40 concurrent sends, 0.5 s token endpoint: {elapsed:.2f} s, 1 refresh, "
+        f"loop lag max {max(lags) * 1000:.1f} ms over {len(lags)} ticks"
+    )
     assert all(o.ok for o in outcomes)
     assert auth.refreshes == 1 and fcm.state.token_requests - before == 1
     assert elapsed >= 0.5 and len(lags) >= 20  # the loop kept ticking during the 0.5 s refresh
