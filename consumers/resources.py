@@ -47,9 +47,13 @@ class Resources:
 
     def redis(self) -> redis_asyncio.Redis:
         if self._redis is None:
-            self._redis = redis_asyncio.Redis.from_url(
-                self.settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
+            # A bounded, blocking pool: many concurrent deliveries wait for a connection instead
+            # of opening one each (which runs into file-descriptor and maxclients limits).
+            pool = redis_asyncio.BlockingConnectionPool.from_url(
+                self.settings.redis_url, max_connections=32, timeout=2.0, socket_timeout=1.0,
+                socket_connect_timeout=1.0,
             )
+            self._redis = redis_asyncio.Redis(connection_pool=pool)
         return self._redis
 
     async def close(self) -> None:

@@ -1,0 +1,61 @@
+"""Classifier msgs/s on mixed events with realistic preferences (PostgreSQL) and rate limits (Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bench.common import Timing, mixed_events, preload
+from bench.run import Bench, Row, console
+from bench.seed import seed_users
+from bench.timed import timed_consumer_factory
+from consumers.classifier.process import build_classifier
+from consumers.kafka import create_topics
+from consumers.resources import Resources
+from consumers.runtime import Runner
+from consumers.topics import dlq
+
+__all__ = ["USERS", "phase", "run_classifier"]
+
+USERS = 20_000
+
+
+async def run_classifier(res: Resources, total: int, group: str) -> Timing:
+    topics = res.topics
+    await create_topics(res.settings, [dlq(topics.events), topics.outcomes, *topics.channel_topics()])
+    handler = await build_classifier(res)
+    consumer_cls = timed_consumer_factory(total)
+    runner = Runner(handler, topics=[topics.events], group_id=group,
+                    bootstrap_servers=res.settings.kafka_bootstrap_servers, producer=await res.producer(),
+                    settings=res.settings.runtime, consumer_factory=consumer_cls)
+    task = asyncio.create_task(runner.run())
+    try:
+        await consumer_cls.done.wait()
+        end = time.perf_counter()
+    finally:
+        runner.stop()
+        await task
+    assert consumer_cls.first_at is not None
+    return Timing(end - consumer_cls.first_at, total)
+
+
+async def phase(b: Bench) -> None:
+    s = b.settings()
+    res = Resources(s)
+    try:
+        pool = await res.pool()
+        await pool.execute("TRUNCATE herald_recipients, herald_device_tokens, herald_preferences, "
+                           "herald_webhook_endpoints, herald_timers CASCADE")
+        await res.redis().flushdb()
+        with console.status(f"seeding {USERS:,} users"):
+            await seed_users(pool, USERS)
+        with console.status(f"preloading {b.events:,} events"):
+            await preload(s, res.topics.events, mixed_events(b.events, users=USERS), 4)
+        with console.status("classifier"):
+            t = await run_classifier(res, b.events, f"{s.topic_prefix}-classifier")
+        deferred = await pool.fetchval("SELECT count(*) FROM herald_timers")
+    finally:
+        await res.close()
+    b.add(Row("classifier", t.rate, "msg/s", "raw", t.rate / b.raw_rate if b.raw_rate else None, "≥ 0.70",
+              f"{USERS:,} users, {deferred:,} deferred sends armed"))
+    b.extra["classifier_seconds"] = t.seconds
