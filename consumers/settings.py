@@ -9,6 +9,7 @@ without the prefix because they are how every tool names them: ``KAFKA_BOOTSTRAP
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from schemas.models import Tier
 
 __all__ = [
+    "ApiSettings",
     "AwsSettings",
     "ChannelConsumerSettings",
     "ClassifierSettings",
@@ -175,6 +177,30 @@ class FallbackSettings(BaseModel, frozen=True):
     retry_jitter: float = 0.2
 
 
+class ApiSettings(BaseModel, frozen=True):
+    """The apps' HTTP API (``herald run api``): inbox, preferences, quiet hours, devices, receipts."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(8080, description="HTTP port of the API; 0 picks a free port.")
+    jwt_algorithm: Literal["HS256", "EdDSA"] = Field("HS256", description="How bearer tokens are signed.")
+    jwt_secret: SecretStr | None = Field(
+        None, description="HS256 key (32+ bytes), or the EdDSA private key PEM (only `herald token` uses it)."
+    )
+    jwt_public_key: str | None = Field(None, description="EdDSA: the public key PEM that verifies tokens.")
+    jwt_audience: str = Field("herald-api", description="Tokens must carry this `aud`.")
+    jwt_issuer: str | None = Field(None, description="If set, tokens must carry this `iss`.")
+    jwt_leeway_s: float = Field(30.0, description="Clock skew allowed on `exp`/`nbf`/`iat`.")
+    token_ttl_s: int = Field(86_400, description="Lifetime of tokens minted by `herald token`.")
+    rate_limit_requests: int = Field(600, description="Requests per token per window; 0 = unlimited.")
+    rate_limit_window_s: int = Field(60, description="Rate-limit window (fixed, in Redis).")
+    rate_limit_key_prefix: str = "herald:api:rl"
+    max_body_bytes: int = Field(65_536, description="Larger request bodies get 413.")
+    page_size_default: int = 20
+    page_size_max: int = Field(100, description="Largest `limit` of GET /v1/inbox.")
+    max_ids: int = Field(500, description="Most ids in one POST /v1/inbox/read.")
+    sse_heartbeat_s: float = Field(15.0, description="Comment line sent on idle event streams (for proxies).")
+    sse_replay_max: int = Field(500, description="Most rows replayed on a reconnect with Last-Event-ID.")
+
 def _env(name: str) -> AliasChoices:
     return AliasChoices(f"HERALD_{name}", name)
 
@@ -205,3 +231,4 @@ class HeraldSettings(BaseSettings):
     push: PushSettings = PushSettings()
     in_app: InAppSettings = InAppSettings()
     webhook: WebhookSettings = WebhookSettings()
+    api: ApiSettings = ApiSettings()

@@ -27,7 +27,7 @@ def _optional_modules() -> list[object]:
 
     mods = []
     for name in ("consumers.cli.dev", "consumers.cli.why", "consumers.cli.endpoints", "consumers.cli.doctor",
-                 "consumers.cli.receipts"):
+                 "consumers.cli.receipts", "consumers.cli.token"):
         try:
             mods.append(importlib.import_module(name))
         except ModuleNotFoundError as exc:

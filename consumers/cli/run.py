@@ -37,6 +37,7 @@ PROCESSES: dict[str, str] = {
     "fallback": "consumers.fallback.process:build",
     "scheduler": "consumers.scheduler_process:build",
     "inbox-janitor": "consumers.inbox_janitor:build",
+    "api": "consumers.api.process:build",
 }
 
 

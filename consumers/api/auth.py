@@ -1,0 +1,104 @@
+"""Bearer tokens: JWTs signed with a key from settings (HS256 or EdDSA), with expiry and audience.
+
+The user is the token's ``sub``; nothing in a request body or path can name another user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import jwt
+from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
+
+from consumers.settings import ApiSettings
+
+__all__ = ["MIN_HS256_KEY_BYTES", "AuthError", "Principal", "TokenKeys", "mint_token", "verify_token"]
+
+MIN_HS256_KEY_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash output
+_REQUIRED_CLAIMS = ["exp", "sub", "aud", "iat"]
+_MAX_SUB_LEN = 200
+
+
+class AuthError(Exception):
+    """The request is not authenticated; the message is safe to show the caller."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: str
+    token_id: str  # what the per-token rate limit counts: the jti, else a digest of the token
+
+
+@dataclass(frozen=True, slots=True)
+class TokenKeys:
+    """The keys of one algorithm, checked once at start so a bad config fails loudly there."""
+
+    algorithm: str
+    verify_key: object
+    signing_key: object | None
+
+    @classmethod
+    def from_settings(cls, api: ApiSettings) -> TokenKeys:
+        secret = api.jwt_secret.get_secret_value() if api.jwt_secret is not None else None
+        if api.jwt_algorithm == "HS256":
+            if secret is None or len(secret.encode()) < MIN_HS256_KEY_BYTES:
+                raise ValueError(
+                    f"HERALD_API__JWT_SECRET must be set to at least {MIN_HS256_KEY_BYTES} bytes for HS256"
+                )
+            return cls("HS256", secret.encode(), secret.encode())
+        signing = load_pem_private_key(secret.encode(), password=None) if secret else None
+        if api.jwt_public_key:
+            public: object = load_pem_public_key(api.jwt_public_key.encode())
+        elif signing is not None:
+            public = signing.public_key()
+        else:
+            raise ValueError("EdDSA needs HERALD_API__JWT_PUBLIC_KEY (or the private key in JWT_SECRET)")
+        return cls("EdDSA", public, signing)
+
+
+def verify_token(token: str, keys: TokenKeys, api: ApiSettings) -> Principal:
+    """The principal of a valid token; :class:`AuthError` for anything else (no detail leaks)."""
+    try:
+        claims = jwt.decode(
+            token,
+            keys.verify_key,  # type: ignore[arg-type]
+            algorithms=[keys.algorithm],  # pinned: an "alg": "none" or HS/EdDSA swap is refused
+            audience=api.jwt_audience,
+            issuer=api.jwt_issuer,
+            leeway=api.jwt_leeway_s,
+            options={"require": [*_REQUIRED_CLAIMS, *(["iss"] if api.jwt_issuer else [])]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise AuthError("token expired") from exc
+    except jwt.InvalidAudienceError as exc:
+        raise AuthError("token audience is not this API") from exc
+    except jwt.PyJWTError as exc:
+        raise AuthError("invalid token") from exc
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub or len(sub) > _MAX_SUB_LEN:
+        raise AuthError("invalid token subject")
+    jti = claims.get("jti")
+    token_id = jti if isinstance(jti, str) and jti else hashlib.sha256(token.encode()).hexdigest()[:32]
+    return Principal(user_id=sub, token_id=f"{sub}:{token_id}")
+
+
+def mint_token(
+    keys: TokenKeys, api: ApiSettings, user_id: str, *, now: datetime, ttl: timedelta | None = None
+) -> str:
+    """A token for ``user_id`` (the demo, tests, ``herald token``); apps get theirs from their own IdP."""
+    if keys.signing_key is None:
+        raise ValueError("no signing key configured (HERALD_API__JWT_SECRET)")
+    lifetime = ttl if ttl is not None else timedelta(seconds=api.token_ttl_s)
+    claims: dict[str, object] = {
+        "sub": user_id,
+        "aud": api.jwt_audience,
+        "iat": int(now.timestamp()),
+        "exp": int((now + lifetime).timestamp()),
+        "jti": uuid.uuid4().hex,
+    }
+    if api.jwt_issuer:
+        claims["iss"] = api.jwt_issuer
+    return jwt.encode(claims, keys.signing_key, algorithm=keys.algorithm)  # type: ignore[arg-type]

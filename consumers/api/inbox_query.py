@@ -1,0 +1,144 @@
+"""Inbox reads the API needs beyond :class:`channels.inbox_pg.InboxService`: the whole inbox
+(unread first, then read), single rows, ownership checks, and the stream's replay.
+
+Pages are keyset, never OFFSET. A cursor names the section (unread ``u`` or read ``r``) and the
+``(created_at, id)`` of the page's last row, so rows that arrive while a client pages (newer,
+hence before the cursor) never shift or repeat a later page. Each section walks its own
+partial index: ``herald_inbox_unread`` (migration 002) and ``herald_inbox_read`` (060).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import asyncpg
+
+from channels.inbox_pg import decode_cursor, encode_cursor
+
+__all__ = ["InboxQueries", "InboxRow", "ListPage", "decode_list_cursor", "encode_list_cursor"]
+
+Section = Literal["u", "r"]
+
+_COLUMNS = "id, notification_id, type, category, title, body, data, created_at, read_at, expires_at"
+_LIVE = "(expires_at IS NULL OR expires_at > now())"
+_SECTION_SQL = {"u": "read_at IS NULL", "r": "read_at IS NOT NULL"}
+
+
+@dataclass(frozen=True, slots=True)
+class InboxRow:
+    id: uuid.UUID
+    notification_id: str
+    type: str
+    category: str
+    title: str
+    body: str | None
+    data: dict[str, Any]
+    created_at: datetime
+    read_at: datetime | None
+    expires_at: datetime | None
+
+    @property
+    def event_id(self) -> str:
+        """The SSE event id: where a reconnecting stream resumes (``Last-Event-ID``)."""
+        return encode_cursor(self.created_at, self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    items: list[InboxRow]
+    next_cursor: str | None
+
+
+def encode_list_cursor(section: Section, row: InboxRow) -> str:
+    return f"{section}.{encode_cursor(row.created_at, row.id)}"
+
+
+def decode_list_cursor(cursor: str) -> tuple[Section, datetime, uuid.UUID]:
+    """Raises ValueError on a cursor we did not make."""
+    section, dot, rest = cursor.partition(".")
+    if not dot or section not in ("u", "r"):
+        raise ValueError("invalid cursor")
+    created_at, id_ = decode_cursor(rest)
+    return ("u" if section == "u" else "r"), created_at, id_
+
+
+def _row(r: asyncpg.Record) -> InboxRow:
+    data = r["data"]
+    return InboxRow(
+        id=r["id"],
+        notification_id=r["notification_id"],
+        type=r["type"],
+        category=r["category"],
+        title=r["title"],
+        body=r["body"],
+        data=json.loads(data) if isinstance(data, str) else dict(data),
+        created_at=r["created_at"],
+        read_at=r["read_at"],
+        expires_at=r["expires_at"],
+    )
+
+
+class InboxQueries:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def _section(
+        self, user_id: str, section: Section, limit: int, after: tuple[datetime, uuid.UUID] | None
+    ) -> list[InboxRow]:
+        where = f"user_id = $1 AND {_SECTION_SQL[section]} AND {_LIVE}"
+        args: list[Any] = [user_id, limit]
+        if after is not None:
+            where += " AND (created_at, id) < ($3, $4)"
+            args += list(after)
+        sql = f"SELECT {_COLUMNS} FROM herald_inbox WHERE {where} ORDER BY created_at DESC, id DESC LIMIT $2"
+        return [_row(r) for r in await self._pool.fetch(sql, *args)]
+
+    async def page(self, user_id: str, *, limit: int, cursor: str | None, unread_only: bool) -> ListPage:
+        """Unread rows newest first, then (unless ``unread_only``) read rows newest first."""
+        section: Section = "u"
+        after: tuple[datetime, uuid.UUID] | None = None
+        if cursor is not None:
+            section, created_at, id_ = decode_list_cursor(cursor)
+            after = (created_at, id_)
+            if unread_only and section == "r":
+                return ListPage([], None)
+        tagged: list[tuple[Section, InboxRow]] = []
+        rows = await self._section(user_id, section, limit + 1, after)
+        tagged += [(section, r) for r in rows]
+        if section == "u" and len(tagged) <= limit and not unread_only:
+            rows = await self._section(user_id, "r", limit + 1 - len(tagged), None)
+            tagged += [("r", r) for r in rows]
+        page = tagged[:limit]
+        more = len(tagged) > limit
+        return ListPage([r for _, r in page], encode_list_cursor(*page[-1]) if more and page else None)
+
+    async def get(self, user_id: str, id_: uuid.UUID) -> InboxRow | None:
+        r = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM herald_inbox WHERE id = $1 AND user_id = $2 AND {_LIVE}", id_, user_id
+        )
+        return _row(r) if r is not None else None
+
+    async def owned(self, user_id: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """The ids among ``ids`` that are this user's (another user's id looks like a missing one)."""
+        rows = await self._pool.fetch(
+            "SELECT id FROM herald_inbox WHERE user_id = $1 AND id = ANY($2::uuid[])", user_id, list(ids)
+        )
+        return {r["id"] for r in rows}
+
+    async def since(self, user_id: str, event_id: str, limit: int) -> list[InboxRow]:
+        """Rows created after the one ``event_id`` names, oldest first (a stream's replay)."""
+        created_at, id_ = decode_cursor(event_id)
+        part = (
+            f"(SELECT {_COLUMNS} FROM herald_inbox WHERE user_id = $1 AND {{section}} AND {_LIVE} "
+            "AND (created_at, id) > ($2, $3) ORDER BY created_at, id LIMIT $4)"
+        )
+        sql = (
+            f"{part.format(section=_SECTION_SQL['u'])} UNION ALL {part.format(section=_SECTION_SQL['r'])} "
+            "ORDER BY created_at, id LIMIT $4"
+        )
+        return [_row(r) for r in await self._pool.fetch(sql, user_id, created_at, id_, limit)]

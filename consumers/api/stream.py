@@ -1,0 +1,203 @@
+"""New in-app notifications pushed to connected users: PostgreSQL LISTEN → Server-Sent Events.
+
+One LISTEN connection per API process (not one per client) hears ``herald_inbox`` (the
+trigger of migration 060) and hands row ids to the open streams of that user. A stream reads
+each row back scoped by its own user, so a notification can only reach its owner. Every event
+carries the row's ``(created_at, id)`` as its SSE id; a client that reconnects with
+``Last-Event-ID`` first gets the rows it missed. If the LISTEN connection drops, every stream
+replays from its last event once the hub is back, so nothing is lost in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from channels.inbox_pg import decode_cursor, encode_cursor
+from consumers.api.inbox_query import InboxQueries, InboxRow
+
+__all__ = ["CHANNEL", "InboxHub", "Subscription", "event_stream", "format_event"]
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "herald_inbox"
+_RESYNC = object()  # queue marker: notifications may have been missed, replay from the last event
+_CLOSED = object()  # queue marker: the process is stopping
+_QUEUE_MAX = 1000
+_SEEN_MAX = 2000
+
+
+class Subscription:
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+        self.queue: asyncio.Queue[object] = asyncio.Queue(_QUEUE_MAX)
+
+    def offer(self, item: object) -> None:
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:  # a stalled client: drop ids, replay from its last event later
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self.queue.get_nowait()
+            with contextlib.suppress(asyncio.QueueFull):
+                self.queue.put_nowait(_RESYNC)
+
+
+class InboxHub:
+    """Fans NOTIFY payloads out to subscriptions, keeping its LISTEN connection alive."""
+
+    def __init__(self, dsn: str, *, reconnect_s: float = 1.0) -> None:
+        self._dsn = dsn
+        self._reconnect_s = reconnect_s
+        self._subs: dict[str, set[Subscription]] = {}
+        self._conn: asyncpg.Connection | None = None
+        self.listening = asyncio.Event()
+        self.closed = False
+
+    def subscribe(self, user_id: str) -> Subscription:
+        sub = Subscription(user_id)
+        self._subs.setdefault(user_id, set()).add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.user_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subs[sub.user_id]
+
+    def subscribers(self) -> int:
+        return sum(len(s) for s in self._subs.values())
+
+    def _broadcast(self, item: object, users: Iterable[str] | None = None) -> None:
+        for user in list(self._subs if users is None else users):
+            for sub in list(self._subs.get(user, ())):
+                sub.offer(item)
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            msg = json.loads(payload)
+            user_id, row_id = str(msg["user_id"]), str(msg["id"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring malformed %s notification: %.200s", CHANNEL, payload)
+            return
+        if user_id in self._subs:
+            self._broadcast(row_id, [user_id])
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """A BackgroundLoop: listen until ``stopping``; reconnect (and resync streams) on loss."""
+        lost = False
+        while not stopping.is_set():
+            try:
+                conn = await asyncpg.connect(self._dsn)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("inbox stream: cannot LISTEN (%s); retrying", exc)
+                await _wait(stopping, self._reconnect_s)
+                continue
+            self._conn = conn
+            dropped = asyncio.Event()
+            conn.add_termination_listener(lambda _c, d=dropped: d.set())
+            try:
+                await conn.add_listener(CHANNEL, self._on_notify)
+                self.listening.set()
+                if lost:
+                    self._broadcast(_RESYNC)
+                waiter = asyncio.create_task(dropped.wait())
+                stopper = asyncio.create_task(stopping.wait())
+                await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                stopper.cancel()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("inbox stream: LISTEN connection failed: %s", exc)
+            finally:
+                self.listening.clear()
+                self._conn = None
+                with contextlib.suppress(Exception):
+                    await conn.close(timeout=2)
+            if not stopping.is_set():
+                lost = True
+                log.warning("inbox stream: LISTEN connection lost; reconnecting")
+                await _wait(stopping, self._reconnect_s)
+        self.close()
+
+    def close(self) -> None:
+        """End every open stream (the server can then stop without waiting for clients)."""
+        self.closed = True
+        self._broadcast(_CLOSED)
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+
+
+def format_event(row: InboxRow, payload: dict[str, Any]) -> bytes:
+    data = json.dumps(payload, separators=(",", ":"), default=str)
+    return f"id: {row.event_id}\nevent: notification\ndata: {data}\n\n".encode()
+
+
+async def event_stream(
+    hub: InboxHub,
+    sub: Subscription,
+    queries: InboxQueries,
+    *,
+    last_event_id: str | None,
+    heartbeat_s: float,
+    replay_max: int,
+    render: Callable[[InboxRow], dict[str, Any]],
+    opened_at: datetime,
+) -> AsyncIterator[bytes]:
+    """The body of ``GET /v1/inbox/stream``; ``sub`` is already subscribed (nothing slips in between).
+
+    ``last_event_id`` must be valid (the endpoint checks it). A resync with no event sent yet
+    replays from ``opened_at``.
+    """
+    sent: OrderedDict[uuid.UUID, None] = OrderedDict()
+    last: tuple[datetime, uuid.UUID] | None = decode_cursor(last_event_id) if last_event_id else None
+
+    def emit(row: InboxRow) -> bytes | None:
+        nonlocal last
+        if row.id in sent:
+            return None
+        sent[row.id] = None
+        if len(sent) > _SEEN_MAX:
+            sent.popitem(last=False)
+        if last is None or (row.created_at, row.id) > last:  # the newest row is where to resume
+            last = (row.created_at, row.id)
+        return format_event(row, render(row))
+
+    try:
+        yield b"retry: 2000\n: connected\n\n"
+        if last_event_id is not None:
+            for row in await queries.since(sub.user_id, last_event_id, replay_max):
+                if (chunk := emit(row)) is not None:
+                    yield chunk
+        while not hub.closed:
+            try:
+                item = await asyncio.wait_for(sub.queue.get(), heartbeat_s)
+            except TimeoutError:
+                yield b": keepalive\n\n"
+                continue
+            if item is _CLOSED:
+                return
+            if item is _RESYNC:
+                since = (
+                    encode_cursor(*last) if last is not None else encode_cursor(opened_at, uuid.UUID(int=0))
+                )
+                rows = await queries.since(sub.user_id, since, replay_max)
+            else:
+                one = await queries.get(sub.user_id, uuid.UUID(str(item)))
+                rows = [one] if one is not None else []
+            for row in rows:
+                if (chunk := emit(row)) is not None:
+                    yield chunk
+    finally:
+        hub.unsubscribe(sub)
