@@ -10,39 +10,24 @@ from bench.common import Timing, preload
 from bench.passthrough import raw_passthrough
 from bench.run import Bench, Row, console
 from bench.timed import timed_consumer_factory
-from channels.base import Content, Outcome
+from channels.dry_run import DryRunAdapter
 from channels.templates import TemplateRenderer
 from consumers.channel.consumer import ChannelConsumer
 from consumers.channel.dedupe import Dedupe
-from consumers.keys import idempotency_key, notification_id
 from consumers.kafka import create_topics
+from consumers.keys import idempotency_key, notification_id
 from consumers.resources import Resources
 from consumers.runtime import Runner
 from consumers.topics import dlq
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, Lane, Tier, utcnow
 
-__all__ = ["NoOpAdapter", "channel_messages", "phase"]
+__all__ = ["channel_messages", "phase"]
 
 _TEMPLATES = {
     Channel.EMAIL: ("payment_receipt", {"amount": "12.50", "currency": "EUR", "merchant": "Shop"}),
     Channel.PUSH: ("comment_reply", {"author": "Ana", "post_title": "Roadmap", "excerpt": "Agreed"}),
 }
-
-
-class NoOpAdapter:
-    """A provider that accepts everything at once: measures the consumer, not the provider."""
-
-    provider = "noop"
-
-    def __init__(self, channel: Channel) -> None:
-        self.channel = channel
-
-    async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:
-        return Outcome.sent(self.provider, idempotency_key)
-
-    async def close(self) -> None:
-        return None
 
 
 def channel_messages(channel: Channel, n: int, users: int = 20_000) -> list[tuple[bytes, bytes]]:
@@ -55,26 +40,48 @@ def channel_messages(channel: Channel, n: int, users: int = 20_000) -> list[tupl
         event_id = f"bench-{channel.value}-{i}"
         recipient = f"{user}@example.com" if channel is Channel.EMAIL else user
         msg = ChannelMessage(
-            notification_id=notification_id(event_id, user), event_id=event_id, event_type=template, user_id=user,
-            channel=channel, lane=Lane.PRIORITY, tier=Tier.HIGH, category="bench", recipient=recipient,
-            template=template, locale="pt-BR" if i % 3 == 0 else "en", idempotency_key=idempotency_key(
-                event_id, channel.value, recipient), occurred_at=now, payload=json.dumps(data))
+            notification_id=notification_id(event_id, user),
+            event_id=event_id,
+            event_type=template,
+            user_id=user,
+            channel=channel,
+            lane=Lane.PRIORITY,
+            tier=Tier.HIGH,
+            category="bench",
+            recipient=recipient,
+            template=template,
+            locale="pt-BR" if i % 3 == 0 else "en",
+            idempotency_key=idempotency_key(event_id, channel.value, recipient),
+            occurred_at=now,
+            payload=json.dumps(data),
+        )
         out.append((user.encode(), codec.encode(msg)))
     return out
 
 
 async def _run_consumer(res: Resources, channel: Channel, source: str, total: int, group: str) -> Timing:
-    consumer = ChannelConsumer(channel=channel, lane=Lane.PRIORITY, adapter=NoOpAdapter(channel),
-                               topics=res.topics, settings=res.settings.channel,
-                               renderer=TemplateRenderer(res.settings.templates_dir, res.settings.default_locale),
-                               clock=res.clock)
-    consumer.dedupe = Dedupe(res.redis(), window_s=3600, namespace=f"{res.settings.topic_prefix}:dedupe",
-                             consumer=consumer.name)
+    consumer = ChannelConsumer(
+        channel=channel,
+        lane=Lane.PRIORITY,
+        adapter=DryRunAdapter(channel),
+        topics=res.topics,
+        settings=res.settings.channel,
+        renderer=TemplateRenderer(res.settings.templates_dir, res.settings.default_locale),
+        clock=res.clock,
+    )
+    consumer.dedupe = Dedupe(
+        res.redis(), window_s=3600, namespace=f"{res.settings.topic_prefix}:dedupe", consumer=consumer.name
+    )
     consumer_cls = timed_consumer_factory(total)
-    runner: Runner[object] = Runner(consumer, topics=[source], group_id=group,  # type: ignore[arg-type]
-                                    bootstrap_servers=res.settings.kafka_bootstrap_servers,
-                                    producer=await res.producer(), settings=res.settings.runtime,
-                                    consumer_factory=consumer_cls)
+    runner: Runner[object] = Runner(
+        consumer,
+        topics=[source],
+        group_id=group,  # type: ignore[arg-type]
+        bootstrap_servers=res.settings.kafka_bootstrap_servers,
+        producer=await res.producer(),
+        settings=res.settings.runtime,
+        consumer_factory=consumer_cls,
+    )
     task = asyncio.create_task(runner.run())
     try:
         await consumer_cls.done.wait()
@@ -103,5 +110,13 @@ async def phase(b: Bench) -> None:
         finally:
             await res.close()
         added_ms = (1 / t.rate - 1 / raw.rate) * 1000
-        b.add(Row(f"{channel.value} consumer, no-op provider", t.rate, "msg/s", "raw", t.rate / raw.rate,
-                  note=f"+{added_ms:.3f} ms/message over pass-through ({raw.rate:,.0f} msg/s), render included"))
+        b.add(
+            Row(
+                f"{channel.value} consumer, no-op provider",
+                t.rate,
+                "msg/s",
+                "raw",
+                t.rate / raw.rate,
+                note=f"+{added_ms:.3f} ms/message over pass-through ({raw.rate:,.0f} msg/s), render included",
+            )
+        )

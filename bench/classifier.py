@@ -25,9 +25,15 @@ async def run_classifier(res: Resources, total: int, group: str) -> Timing:
     await create_topics(res.settings, [dlq(topics.events), topics.outcomes, *topics.channel_topics()])
     handler = await build_classifier(res)
     consumer_cls = timed_consumer_factory(total)
-    runner = Runner(handler, topics=[topics.events], group_id=group,
-                    bootstrap_servers=res.settings.kafka_bootstrap_servers, producer=await res.producer(),
-                    settings=res.settings.runtime, consumer_factory=consumer_cls)
+    runner = Runner(
+        handler,
+        topics=[topics.events],
+        group_id=group,
+        bootstrap_servers=res.settings.kafka_bootstrap_servers,
+        producer=await res.producer(),
+        settings=res.settings.runtime,
+        consumer_factory=consumer_cls,
+    )
     task = asyncio.create_task(runner.run())
     try:
         await consumer_cls.done.wait()
@@ -44,8 +50,10 @@ async def phase(b: Bench) -> None:
     res = Resources(s)
     try:
         pool = await res.pool()
-        await pool.execute("TRUNCATE herald_recipients, herald_device_tokens, herald_preferences, "
-                           "herald_webhook_endpoints, herald_timers CASCADE")
+        await pool.execute(
+            "TRUNCATE herald_recipients, herald_device_tokens, herald_preferences, "
+            "herald_webhook_endpoints, herald_timers CASCADE"
+        )
         await res.redis().flushdb()
         with console.status(f"seeding {USERS:,} users"):
             await seed_users(pool, USERS)
@@ -56,6 +64,15 @@ async def phase(b: Bench) -> None:
         deferred = await pool.fetchval("SELECT count(*) FROM herald_timers")
     finally:
         await res.close()
-    b.add(Row("classifier", t.rate, "msg/s", "raw", t.rate / b.raw_rate if b.raw_rate else None, "≥ 0.70",
-              f"{USERS:,} users, {deferred:,} deferred sends armed"))
+    b.add(
+        Row(
+            "classifier",
+            t.rate,
+            "msg/s",
+            "raw",
+            t.rate / b.raw_rate if b.raw_rate else None,
+            "≥ 0.70",
+            f"{USERS:,} users, {deferred:,} deferred sends armed",
+        )
+    )
     b.extra["classifier_seconds"] = t.seconds

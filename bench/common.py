@@ -22,7 +22,11 @@ __all__ = ["MIX", "Timing", "count_records", "mixed_events", "preload", "wait_dr
 MIX: list[tuple[str, float, dict[str, str]]] = [
     ("comment_reply", 0.35, {"author": "Ana", "post_title": "Release notes", "excerpt": "Looks great"}),
     ("mention", 0.15, {"author": "Bo", "context": "standup"}),
-    ("marketing.weekly", 0.25, {"headline": "New this week", "body": "...", "cta_url": "https://example.com"}),
+    (
+        "marketing.weekly",
+        0.25,
+        {"headline": "New this week", "body": "...", "cta_url": "https://example.com"},
+    ),
     ("tips.onboarding", 0.05, {"tip": "Use shortcuts"}),
     ("payment_receipt", 0.1, {"amount": "12.50", "currency": "EUR", "merchant": "Shop"}),
     ("login_code", 0.05, {"code": "123456"}),
@@ -47,11 +51,16 @@ def mixed_events(n: int, users: int, seed: int = 7) -> list[tuple[bytes, bytes]]
     return out
 
 
-async def preload(settings: HeraldSettings, topic: str, records: list[tuple[bytes, bytes]],
-                  partitions: int | None = None) -> None:
+async def preload(
+    settings: HeraldSettings, topic: str, records: list[tuple[bytes, bytes]], partitions: int | None = None
+) -> None:
     await create_topics(settings, [topic], partitions)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=20,
-                                max_batch_size=512 * 1024)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        acks="all",
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+    )
     await producer.start()
     try:
         futures = []
@@ -69,7 +78,7 @@ async def count_records(settings: HeraldSettings, topic: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()  # noqa: SLF001
+        await consumer._client.force_metadata_update()
         parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in parts]
         if not tps:
@@ -102,11 +111,12 @@ async def wait_drained(
     first_seen: Callable[[], Awaitable[float | None]] | None = None,
 ) -> float:
     """Wait until ``group`` has committed ``total`` offsets on ``topic``; return the monotonic time it did."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group,
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()  # noqa: SLF001
+        await consumer._client.force_metadata_update()
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -1,4 +1,4 @@
-"""Baselines: raw aiokafka consume→produce vs Herald's runtime with a no-op handler, same broker, same data."""
+"""Baselines: raw aiokafka consume→produce vs Herald's runtime, no-op handler, same broker and data."""
 
 from __future__ import annotations
 
@@ -28,15 +28,27 @@ class NoOp(PassThrough):
         return None, raw
 
 
-async def raw_passthrough(settings: HeraldSettings, source: str, target: str, total: int, group: str) -> Timing:
+async def raw_passthrough(
+    settings: HeraldSettings, source: str, target: str, total: int, group: str
+) -> Timing:
     """The simplest correct at-least-once loop with plain aiokafka: poll, send all, await acks, commit."""
     await create_topics(settings, [target])
     consumer_cls = timed_consumer_factory(total)
-    consumer = consumer_cls(source, bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group,
-                            enable_auto_commit=False, auto_offset_reset="earliest",
-                            fetch_max_bytes=16 * 1024 * 1024, max_partition_fetch_bytes=4 * 1024 * 1024)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all",
-                                linger_ms=settings.runtime.linger_ms, max_batch_size=256 * 1024)
+    consumer = consumer_cls(
+        source,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_bytes=16 * 1024 * 1024,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        acks="all",
+        linger_ms=settings.runtime.linger_ms,
+        max_batch_size=256 * 1024,
+    )
     await consumer.start()
     await producer.start()
     try:
@@ -59,15 +71,22 @@ async def raw_passthrough(settings: HeraldSettings, source: str, target: str, to
     return Timing(end - consumer_cls.first_at, total)
 
 
-async def runtime_passthrough(settings: HeraldSettings, source: str, target: str, total: int, group: str,
-                              *, decode: bool = True) -> Timing:
+async def runtime_passthrough(
+    settings: HeraldSettings, source: str, target: str, total: int, group: str, *, decode: bool = True
+) -> Timing:
     await create_topics(settings, [target, dlq(source)])
     consumer_cls = timed_consumer_factory(total)
     producer = make_producer(settings)
     await producer.start()
-    runner = Runner(PassThrough(target) if decode else NoOp(target), topics=[source], group_id=group,
-                    bootstrap_servers=settings.kafka_bootstrap_servers, producer=producer,
-                    settings=settings.runtime, consumer_factory=consumer_cls)
+    runner = Runner(
+        PassThrough(target) if decode else NoOp(target),
+        topics=[source],
+        group_id=group,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        producer=producer,
+        settings=settings.runtime,
+        consumer_factory=consumer_cls,
+    )
     task = asyncio.create_task(runner.run())
     try:
         await consumer_cls.done.wait()

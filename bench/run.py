@@ -79,14 +79,22 @@ async def phase_passthrough(b: Bench) -> None:
     with console.status("raw aiokafka consume→produce"):
         raw1 = await raw_passthrough(s, source, f"{source}.raw1", b.events, f"{s.topic_prefix}-raw1")
     with console.status("runtime, no-op handler"):
-        noop = await runtime_passthrough(s, source, f"{source}.noop", b.events, f"{s.topic_prefix}-noop",
-                                         decode=False)
+        noop = await runtime_passthrough(
+            s, source, f"{source}.noop", b.events, f"{s.topic_prefix}-noop", decode=False
+        )
     with console.status("runtime, decoding pass-through"):
         dec = await runtime_passthrough(s, source, f"{source}.dec", b.events, f"{s.topic_prefix}-dec")
     with console.status("raw aiokafka again (drift check)"):
         raw2 = await raw_passthrough(s, source, f"{source}.raw2", b.events, f"{s.topic_prefix}-raw2")
     b.raw_rate = (raw1.rate + raw2.rate) / 2
-    b.add(Row("raw aiokafka pass-through", b.raw_rate, "msg/s", note=f"(runs: {raw1.rate:,.0f}, {raw2.rate:,.0f})"))
+    b.add(
+        Row(
+            "raw aiokafka pass-through",
+            b.raw_rate,
+            "msg/s",
+            note=f"(runs: {raw1.rate:,.0f}, {raw2.rate:,.0f})",
+        )
+    )
     b.add(Row("runtime, no-op handler", noop.rate, "msg/s", "raw", noop.rate / b.raw_rate))
     b.add(Row("runtime, Avro-decoding pass-through", dec.rate, "msg/s", "raw", dec.rate / b.raw_rate))
     b.extra["passthrough_source"] = source
@@ -116,13 +124,27 @@ def _load(target: str) -> Callable[[Bench], Awaitable[None]] | None:
 
 
 def _machine() -> dict[str, Any]:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
-    return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "commit": commit, "cpus": os.cpu_count(),
-            "cpu": cpu, "memory_gib": round(mem, 1), "python": platform.python_version(),
-            "platform": platform.platform()}
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": commit,
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(mem, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -143,11 +165,28 @@ async def main_async(args: argparse.Namespace) -> None:
     for col in ("benchmark", "value", "unit", "vs", "ratio", "goal", "note"):
         table.add_column(col)
     for r in b.rows:
-        table.add_row(r.name, f"{r.value:,.2f}", r.unit, r.baseline, f"{r.ratio:.2f}" if r.ratio is not None else "",
-                      r.goal, r.note)
+        table.add_row(
+            r.name,
+            f"{r.value:,.2f}",
+            r.unit,
+            r.baseline,
+            f"{r.ratio:.2f}" if r.ratio is not None else "",
+            r.goal,
+            r.note,
+        )
     console.print(table)
-    RESULTS.write_text(json.dumps({"machine": _machine(), "events": b.events,
-                                   "rows": [r.__dict__ for r in b.rows], "extra": b.extra}, indent=2, default=str))
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "machine": _machine(),
+                "events": b.events,
+                "rows": [r.__dict__ for r in b.rows],
+                "extra": b.extra,
+            },
+            indent=2,
+            default=str,
+        )
+    )
     console.print(f"wrote {RESULTS}")
 
 

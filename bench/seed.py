@@ -9,8 +9,18 @@ import asyncpg
 
 __all__ = ["seed_users"]
 
-_ZONES = ["Europe/Lisbon", "America/Sao_Paulo", "Asia/Kathmandu", "America/St_Johns", "Australia/Lord_Howe",
-          "Pacific/Chatham", "UTC", "America/New_York", "Asia/Tokyo", "Europe/Berlin"]
+_ZONES = [
+    "Europe/Lisbon",
+    "America/Sao_Paulo",
+    "Asia/Kathmandu",
+    "America/St_Johns",
+    "Australia/Lord_Howe",
+    "Pacific/Chatham",
+    "UTC",
+    "America/New_York",
+    "Asia/Tokyo",
+    "Europe/Berlin",
+]
 
 
 async def seed_users(pool: asyncpg.Pool, users: int, seed: int = 11) -> None:
@@ -21,15 +31,17 @@ async def seed_users(pool: asyncpg.Pool, users: int, seed: int = 11) -> None:
     for i in range(users):
         uid = f"u{i}"
         quiet = rnd.random() < 0.2
-        recipients.append((
-            uid,
-            f"{uid}@example.com" if rnd.random() < 0.95 else None,
-            f"+1415{5550000 + i:07d}"[:15] if rnd.random() < 0.6 else None,
-            rnd.choice(_ZONES),
-            rnd.choice(["en", "en", "pt-BR", "pt"]),
-            time(22, 0) if quiet else None,
-            time(7, 0) if quiet else None,
-        ))
+        recipients.append(
+            (
+                uid,
+                f"{uid}@example.com" if rnd.random() < 0.95 else None,
+                f"+1415{5550000 + i:07d}"[:15] if rnd.random() < 0.6 else None,
+                rnd.choice(_ZONES),
+                rnd.choice(["en", "en", "pt-BR", "pt"]),
+                time(22, 0) if quiet else None,
+                time(7, 0) if quiet else None,
+            )
+        )
         if rnd.random() < 0.7:
             tokens.append((f"tok-{uid}", uid))
         if rnd.random() < 0.1:
@@ -37,14 +49,26 @@ async def seed_users(pool: asyncpg.Pool, users: int, seed: int = 11) -> None:
         if rnd.random() < 0.3:
             prefs.append((uid, "activity", "push", True))
         if rnd.random() < 0.01:
-            endpoints.append((f"ep-{uid}", uid, "https://hooks.example.com/herald", ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]))
+            endpoints.append(
+                (
+                    f"ep-{uid}",
+                    uid,
+                    "https://hooks.example.com/herald",
+                    ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+                )
+            )
     async with pool.acquire() as conn:
         await conn.copy_records_to_table(
-            "herald_recipients", records=recipients,
+            "herald_recipients",
+            records=recipients,
             columns=["user_id", "email", "phone", "timezone", "locale", "quiet_start", "quiet_end"],
         )
         await conn.copy_records_to_table("herald_device_tokens", records=tokens, columns=["token", "user_id"])
-        await conn.copy_records_to_table("herald_preferences", records=prefs,
-                                         columns=["user_id", "category", "channel", "enabled"])
-        await conn.copy_records_to_table("herald_webhook_endpoints", records=endpoints,
-                                         columns=["endpoint_id", "owner_id", "url", "secrets"])
+        await conn.copy_records_to_table(
+            "herald_preferences", records=prefs, columns=["user_id", "category", "channel", "enabled"]
+        )
+        await conn.copy_records_to_table(
+            "herald_webhook_endpoints",
+            records=endpoints,
+            columns=["endpoint_id", "owner_id", "url", "secrets"],
+        )

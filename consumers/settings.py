@@ -59,10 +59,10 @@ class SchedulerSettings(BaseModel, frozen=True):
 
 
 class ClassifierSettings(BaseModel, frozen=True):
-    routing_file: Path = Field(PACKAGE_DIR / "routing.yaml", description="Routing table (YAML).")
-    default_tier: Tier | None = Field(None, description="Tier for unknown event types; unset: DLQ.")
     """Event type → tier → channels, with preferences, quiet hours and rate limits."""
 
+    routing_file: Path = Field(PACKAGE_DIR / "routing.yaml", description="Routing table (YAML).")
+    default_tier: Tier | None = Field(None, description="Tier for unknown event types; unset: DLQ.")
     lookup_cache_ttl_s: float = Field(30.0, description="Recipient/preference cache TTL.")
     lookup_cache_size: int = 100_000
     rate_limits_per_hour: dict[str, int] = Field(
@@ -70,8 +70,6 @@ class ClassifierSettings(BaseModel, frozen=True):
         description="Per user × channel × hour, by tier; 0 = unlimited; critical is never limited.",
     )
     low_stale_after_s: float = Field(86_400.0, description="Low-tier messages older than this are dropped.")
-
-
     quiet_hours_channels: list[str] = Field(
         default_factory=lambda: ["push", "sms", "email"],
         description="Channels held by quiet hours (in_app and webhook do not interrupt anyone).",
@@ -91,6 +89,8 @@ class AwsSettings(BaseModel, frozen=True):
     endpoint_url: str | None = Field(None, description="Override (moto in the dev stack).")
     access_key_id: SecretStr | None = None
     secret_access_key: SecretStr | None = None
+    connect_timeout_s: float = Field(3.0, description="SES/SNS connect timeout.")
+    read_timeout_s: float = Field(10.0, description="SES/SNS read timeout (a timeout is a retryable failure).")
 
 
 class EmailSettings(BaseModel, frozen=True):
@@ -105,8 +105,6 @@ class SmsSettings(BaseModel, frozen=True):
     sender_id: str | None = Field("Herald", description="AWS.SNS.SMS.SenderID (alphanumeric, 1-11 chars).")
     max_segments: int = Field(3, description="Longer texts fail permanently (payload_too_large).")
     max_send_rate: float = Field(20.0, description="SNS Publish calls per second per process.")
-    connect_timeout_s: float = Field(3.0, description="SES/SNS connect timeout.")
-    read_timeout_s: float = Field(10.0, description="SES/SNS read timeout (a timeout is a retryable failure).")
 
 
 class PushSettings(BaseModel, frozen=True):
@@ -149,6 +147,7 @@ class ChannelConsumerSettings(BaseModel, frozen=True):
     dedupe_window_s: int = Field(86_400, description="Same idempotency key not sent twice within this (Redis).")
     inprocess_retries: int = Field(2, description="Short retries of a retryable error before failed_retryable.")
     inprocess_retry_max_s: float = 2.0
+    dry_run: bool = Field(False, description="Send nothing; report every delivery as sent by provider dry_run.")
 
 
 class FallbackSettings(BaseModel, frozen=True):

@@ -6,6 +6,7 @@ import importlib
 from collections.abc import Awaitable, Callable
 
 from channels.base import ChannelAdapter
+from channels.dry_run import DryRunAdapter
 from consumers.resources import Resources
 from schemas.models import Channel
 
@@ -23,6 +24,8 @@ ADAPTER_BUILDERS: dict[Channel, str] = {
 
 
 async def build_adapter(channel: Channel, resources: Resources) -> ChannelAdapter:
+    if resources.settings.channel.dry_run:
+        return DryRunAdapter(channel)
     module, _, attr = ADAPTER_BUILDERS[channel].partition(":")
     builder: AdapterBuilder = getattr(importlib.import_module(module), attr)
     return await builder(resources)
