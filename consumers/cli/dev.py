@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,15 +137,6 @@ def _raw_subject(raw: str) -> str:
     return str(email.message_from_string(raw).get("Subject", "")) if raw else ""
 
 
-def _spawn(name: str, argv: Sequence[str], env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
-    log = (logs / f"{name}.log").open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "consumers.cli.main", "run", *argv],
-        env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True,  # we stop them in order; a terminal Ctrl-C reaches only us
-    )
-
-
 async def _stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
     for p in procs.values():
         if p.poll() is None:
@@ -165,7 +155,7 @@ async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
     from consumers.devstack import DevStack
     from consumers.devstack.demo import STALE_TOKEN, new_webhook_secret, run_demo_stream, seed
     from consumers.devstack.fcm_fake import FcmFake
-    from consumers.devstack.processes import free_port
+    from consumers.devstack.processes import free_port, spawn_herald
     from consumers.devstack.webhook_sink import WebhookSink
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the provider watcher polls every second
@@ -191,7 +181,8 @@ async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
             await seed(settings, pool, sink.url, secret)
             for name, argv in DEV_PROCESSES:
                 port = free_port()
-                procs[name] = _spawn(name, argv, {**env, "HERALD_METRICS_PORT": str(port)}, logs)
+                procs[name] = spawn_herald(argv, env={**env, "HERALD_METRICS_PORT": str(port)},
+                                           log=logs / f"{name}.log")
                 _say("process", f"{name:<15} pid={procs[name].pid} metrics=http://127.0.0.1:{port}/metrics "
                                 f"log={logs / (name + '.log')}")
             _say("ready", "demo events follow; Ctrl-C stops everything")

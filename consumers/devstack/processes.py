@@ -8,11 +8,12 @@ import pwd
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["free_port", "spawn", "stop", "unprivileged_user", "wait_for_port"]
+__all__ = ["free_port", "spawn", "spawn_herald", "stop", "unprivileged_user", "wait_for_port"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -95,3 +96,8 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: 
         except OSError:
             time.sleep(0.02)
     raise TimeoutError(f"port {port} not open after {timeout}s ({log})")
+
+
+def spawn_herald(argv: Sequence[str], *, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``herald run <argv>`` as a child process (own session, dies with us), output to ``log``."""
+    return spawn([sys.executable, "-m", "consumers.cli.main", "run", *argv], log=log, env=env)
