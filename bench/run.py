@@ -107,6 +107,7 @@ PHASES: list[tuple[str, str]] = [
     ("isolation", "bench.isolation:phase"),
     ("memory", "bench.memory:phase"),
     ("scaling", "bench.scaling:phase"),
+    ("timers", "bench.timers:phase"),
 ]
 
 
