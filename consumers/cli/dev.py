@@ -40,6 +40,7 @@ DEV_PROCESSES: list[tuple[str, list[str]]] = [
     ("in-app", ["channel", "--channel", "in_app", "--lane", "priority"]),
     ("webhook", ["channel", "--channel", "webhook", "--lane", "priority"]),
     ("fallback", ["fallback"]),
+    ("inbox-janitor", ["inbox-janitor"]),
 ]
 
 # Shortened delays so the demo shows an escalation and a digest within a minute.
