@@ -28,8 +28,9 @@ _CRD_SCHEMAS = {
 helm_python.disable_logging()  # Helm logs each symlink it follows (files/ links into consumers/)
 
 
-def render(values: Mapping[str, Any] | None = None, name: str = "herald",
-           namespace: str = "notify") -> list[dict[str, Any]]:
+def render(
+    values: Mapping[str, Any] | None = None, name: str = "herald", namespace: str = "notify"
+) -> list[dict[str, Any]]:
     """Every manifest the chart renders (NOTES.txt and empty documents left out)."""
     chart = helm_python.Chart.load(CHART)
     docs: list[dict[str, Any]] = []

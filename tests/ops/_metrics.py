@@ -62,8 +62,9 @@ def exported_families() -> dict[str, Family]:
             continue
         for fam in collector.describe():
             if fam.name.startswith("herald_"):
-                families[fam.name] = Family(fam.name, fam.type, tuple(collector._labelnames),
-                                            owners.get(id(collector), "?"))
+                families[fam.name] = Family(
+                    fam.name, fam.type, tuple(collector._labelnames), owners.get(id(collector), "?")
+                )
     return families
 
 

@@ -90,8 +90,12 @@ def test_validators_reject_broken_manifests() -> None:
 
 def test_one_deployment_per_process_and_channel_lane() -> None:
     components = {_component(d) for d in _kind(DEFAULT, "Deployment").values()}
-    channels = {f"channel-{c.replace('_', '-')}-{lane}" for c, lanes in VALUES["channels"].items()
-                for lane, cfg in lanes.items() if cfg.get("enabled")}
+    channels = {
+        f"channel-{c.replace('_', '-')}-{lane}"
+        for c, lanes in VALUES["channels"].items()
+        for lane, cfg in lanes.items()
+        if cfg.get("enabled")
+    }
     assert components == {"classifier", "fallback", "scheduler", "inbox-janitor"} | channels
     assert "channel-email-bulk" in components and "channel-in-app-priority" in components
 
@@ -198,8 +202,11 @@ def test_routing_and_templates_come_from_config_maps() -> None:
     routing = maps["herald-routing"]["data"]["routing.yaml"]
     assert yaml.safe_load(routing) == yaml.safe_load((REPO / "consumers" / "routing.yaml").read_text())
     templates_dir = REPO / "consumers" / "templates"
-    shipped = {p.relative_to(templates_dir).as_posix(): p.read_text() for p in templates_dir.rglob("*")
-               if p.is_file() and "__pycache__" not in p.parts}
+    shipped = {
+        p.relative_to(templates_dir).as_posix(): p.read_text()
+        for p in templates_dir.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
     assert shipped
     data = maps["herald-templates"]["data"]
     deployments = _kind(DEFAULT, "Deployment")
@@ -215,8 +222,12 @@ def test_routing_and_templates_come_from_config_maps() -> None:
 
 
 def test_template_and_routing_overrides() -> None:
-    docs = render({"routing": {"override": "routes: []\n"},
-                   "templates": {"overrides": {"security_alert/en/sms.txt.j2": "ALERT {{ device }}"}}})
+    docs = render(
+        {
+            "routing": {"override": "routes: []\n"},
+            "templates": {"overrides": {"security_alert/en/sms.txt.j2": "ALERT {{ device }}"}},
+        }
+    )
     maps = _kind(docs, "ConfigMap")
     assert maps["herald-routing"]["data"]["routing.yaml"].strip() == "routes: []"
     assert maps["herald-templates"]["data"]["security_alert__en__sms.txt.j2"] == "ALERT {{ device }}"
@@ -238,14 +249,22 @@ def test_service_monitor_scrapes_every_pod_and_pdbs_cover_every_deployment() -> 
 
 
 def test_values_choose_the_lanes_and_their_scaling() -> None:
-    docs = render({"channels": {"sms": {"bulk": {"enabled": True, "maxReplicas": 3, "lagThreshold": 777}},
-                                "webhook": {"priority": {"enabled": False}}},
-                   "serviceMonitor": {"enabled": False}, "kafka": {"triggerAuthentication": "kafka-sasl"}})
+    docs = render(
+        {
+            "channels": {
+                "sms": {"bulk": {"enabled": True, "maxReplicas": 3, "lagThreshold": 777}},
+                "webhook": {"priority": {"enabled": False}},
+            },
+            "serviceMonitor": {"enabled": False},
+            "kafka": {"triggerAuthentication": "kafka-sasl"},
+        }
+    )
     for doc in docs:
         validate(doc)
     scaled = _kind(docs, "ScaledObject")
-    assert "herald-channel-webhook-priority" not in scaled and "herald-channel-webhook-priority" not in \
-        _kind(docs, "Deployment")
+    assert "herald-channel-webhook-priority" not in scaled and "herald-channel-webhook-priority" not in _kind(
+        docs, "Deployment"
+    )
     sms = scaled["herald-channel-sms-bulk"]["spec"]
     assert (sms["minReplicaCount"], sms["maxReplicaCount"]) == (1, 3)
     assert sms["triggers"][0]["metadata"]["lagThreshold"] == "777"

@@ -46,8 +46,16 @@ def _rule_exprs() -> list[tuple[str, str]]:
 
 def test_dashboard_has_the_required_panels() -> None:
     titles = " | ".join(t for t, _ in _exprs()).lower()
-    for needle in ("throughput", "success rate", "latency p99 by tier", "lag by group", "dead-letter",
-                   "escalations", "digest", "timer"):
+    for needle in (
+        "throughput",
+        "success rate",
+        "latency p99 by tier",
+        "lag by group",
+        "dead-letter",
+        "escalations",
+        "digest",
+        "timer",
+    ):
         assert needle in titles or needle.replace("throughput", "/ s") in titles, needle
     dash = json.loads(DASHBOARD.read_text())
     assert dash["uid"] and dash["templating"]["list"][0]["type"] == "datasource"
@@ -59,23 +67,56 @@ def test_every_panel_query_parses_with_promtool(tmp_path: Path) -> None:
     """Prometheus's own parser: each query becomes a recording rule that `promtool check rules` reads."""
     exprs = _exprs()
     assert len(exprs) >= 20
-    rules = {"groups": [{"name": "dashboard", "rules": [
-        {"record": f"herald_dashboard:panel_{i}", "expr": expr} for i, (_, expr) in enumerate(exprs)
-    ]}]}
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"herald_dashboard:panel_{i}", "expr": expr}
+                    for i, (_, expr) in enumerate(exprs)
+                ],
+            }
+        ]
+    }
     path = tmp_path / "dashboard.rules.yml"
     path.write_text(yaml.safe_dump(rules))
-    done = subprocess.run([require_tool("promtool"), "check", "rules", str(path)], check=False,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [require_tool("promtool"), "check", "rules", str(path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_promtool_rejects_a_broken_query(tmp_path: Path) -> None:
     """The check above can fail: a query with a syntax error is caught."""
     path = tmp_path / "bad.rules.yml"
-    path.write_text(yaml.safe_dump({"groups": [{"name": "x", "rules": [
-        {"record": "x:y", "expr": "sum by (tier (rate(herald_events_classified_total[5m]))"}]}]}))
-    done = subprocess.run([require_tool("promtool"), "check", "rules", str(path)], check=False,
-                          capture_output=True, text=True, timeout=60)
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "groups": [
+                    {
+                        "name": "x",
+                        "rules": [
+                            {
+                                "record": "x:y",
+                                "expr": "sum by (tier (rate(herald_events_classified_total[5m]))",
+                            }
+                        ],
+                    }
+                ]
+            }
+        )
+    )
+    done = subprocess.run(
+        [require_tool("promtool"), "check", "rules", str(path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode != 0
 
 
@@ -105,7 +146,10 @@ def test_every_exported_metric_is_watched() -> None:
     used = {name for _, expr in _exprs() + _rule_exprs() for name, _ in selectors(expr)}
     readme = (REPO / "deploy" / "README.md").read_text()
     unwatched = [f.name for f in exported_families().values() if not used & set(f.samples())]
-    undocumented = [f.name for f in exported_families().values()
-                    if not any(f"`{s}`" in readme for s in [f.name, *f.samples()])]
+    undocumented = [
+        f.name
+        for f in exported_families().values()
+        if not any(f"`{s}`" in readme for s in [f.name, *f.samples()])
+    ]
     assert not unwatched, f"metrics on no panel and in no alert: {unwatched}"
     assert not undocumented, f"metrics missing from deploy/README.md: {undocumented}"

@@ -92,8 +92,12 @@ def test_the_image_install_runs_every_process_without_the_dev_stack(tmp_path: Pa
     if done.returncode != 0:
         subprocess.run(install, check=True, timeout=600)
     herald = venv / "bin" / "herald"
-    assert subprocess.run([str(herald), "run", "--help"], capture_output=True, timeout=60,
-                          check=False).returncode == 0
+    assert (
+        subprocess.run(
+            [str(herald), "run", "--help"], capture_output=True, timeout=60, check=False
+        ).returncode
+        == 0
+    )
     modules = sorted({target.partition(":")[0] for target in PROCESSES.values()})
     probe = f"""
 import importlib, importlib.util, importlib.resources as r
@@ -109,6 +113,12 @@ assert any(p.name.endswith(".j2") for t in pkg.joinpath("templates").iterdir() i
 assert any(p.name.endswith(".avsc") for p in r.files("schemas").joinpath("avro").iterdir())
 print("ok")
 """
-    out = subprocess.run([str(venv / "bin" / "python"), "-c", probe], capture_output=True, text=True,
-                         timeout=120, cwd=tmp_path, check=False)
+    out = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        check=False,
+    )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stdout + out.stderr

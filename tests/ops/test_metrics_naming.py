@@ -7,9 +7,28 @@ import re
 from tests.ops._metrics import exported_families
 
 # Values that grow without bound: a label on any of them is a cardinality bomb.
-UNBOUNDED = {"user_id", "user", "event_id", "notification_id", "idempotency_key", "key", "recipient",
-             "address", "email", "phone", "token", "url", "endpoint", "endpoint_id", "message_id",
-             "provider_message_id", "error", "detail", "message", "offset"}
+UNBOUNDED = {
+    "user_id",
+    "user",
+    "event_id",
+    "notification_id",
+    "idempotency_key",
+    "key",
+    "recipient",
+    "address",
+    "email",
+    "phone",
+    "token",
+    "url",
+    "endpoint",
+    "endpoint_id",
+    "message_id",
+    "provider_message_id",
+    "error",
+    "detail",
+    "message",
+    "offset",
+}
 BASE_UNITS = ("_seconds", "_bytes", "_ratio")
 
 

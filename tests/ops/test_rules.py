@@ -13,8 +13,9 @@ RULE_TESTS = sorted((REPO / "deploy" / "prometheus" / "tests").glob("*.yml"))
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([require_tool("promtool"), *args], check=False, capture_output=True,
-                          text=True, timeout=120, cwd=REPO)
+    return subprocess.run(
+        [require_tool("promtool"), *args], check=False, capture_output=True, text=True, timeout=120, cwd=REPO
+    )
 
 
 def test_rules_pass_promtool_check() -> None:

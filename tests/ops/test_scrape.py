@@ -74,8 +74,12 @@ async def _wait_ok(url: str, proc: asyncio.subprocess.Process, within: float) ->
 
 async def _promtool_check_metrics(text: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        require_tool("promtool"), "check", "metrics",
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        require_tool("promtool"),
+        "check",
+        "metrics",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     out, _ = await asyncio.wait_for(proc.communicate(text.encode()), 60)
     assert proc.returncode is not None
@@ -96,18 +100,29 @@ class RunningHerald:
 async def herald(stack: DevStack, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningHerald]:
     port = _free_port()
     settings = make_settings(stack, metrics_port=port)
-    env = {**os.environ, **stack.env(), "HERALD_TOPIC_PREFIX": settings.topic_prefix,
-           "HERALD_METRICS_HOST": "127.0.0.1", "HERALD_METRICS_PORT": str(port), "HERALD_PARTITIONS": "2",
-           "HERALD_RUNTIME__SESSION_TIMEOUT_MS": "6000", "HERALD_RUNTIME__HEARTBEAT_INTERVAL_MS": "500"}
+    env = {
+        **os.environ,
+        **stack.env(),
+        "HERALD_TOPIC_PREFIX": settings.topic_prefix,
+        "HERALD_METRICS_HOST": "127.0.0.1",
+        "HERALD_METRICS_PORT": str(port),
+        "HERALD_PARTITIONS": "2",
+        "HERALD_RUNTIME__SESSION_TIMEOUT_MS": "6000",
+        "HERALD_RUNTIME__HEARTBEAT_INTERVAL_MS": "500",
+    }
     log = tmp_path_factory.mktemp("herald") / "herald.log"
     proc = await _start([str(Path(sys.executable).parent / "herald"), "run", "passthrough"], log, env)
     try:
         await _wait_ok(f"http://127.0.0.1:{port}/readyz", proc, 60)
         codec = default_codec()
-        await produce_raw(settings, Topics(settings.topic_prefix).events, [
-            (f"u{i}".encode(), codec.encode(build_event("comment_reply", user_id=f"u{i}", data={"i": i})))
-            for i in range(EVENTS)
-        ])
+        await produce_raw(
+            settings,
+            Topics(settings.topic_prefix).events,
+            [
+                (f"u{i}".encode(), codec.encode(build_event("comment_reply", user_id=f"u{i}", data={"i": i})))
+                for i in range(EVENTS)
+            ],
+        )
         await wait_for_records(settings, f"{settings.topic_prefix}.passthrough", EVENTS)
         yield RunningHerald(settings, port)
     finally:
@@ -135,14 +150,24 @@ async def test_prometheus_scrapes_herald(herald: RunningHerald, tmp_path: Path) 
     port = _free_port()
     config = tmp_path / "prometheus.yml"
     target = {"targets": [f"127.0.0.1:{herald.port}"]}
-    config.write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-        "scrape_configs": [{"job_name": "herald", "static_configs": [target]}],
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+                "scrape_configs": [{"job_name": "herald", "static_configs": [target]}],
+            }
+        )
+    )
     log = tmp_path / "prometheus.log"
-    proc = await _start([require_tool("prometheus"), f"--config.file={config}",
-                         f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                         f"--web.listen-address=127.0.0.1:{port}"], log)
+    proc = await _start(
+        [
+            require_tool("prometheus"),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        log,
+    )
     api = f"http://127.0.0.1:{port}/api/v1/query"
     result: list[dict[str, Any]] = []
     try:
