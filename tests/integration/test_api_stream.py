@@ -1,0 +1,129 @@
+"""``GET /v1/inbox/stream``: new inbox rows reach the connected user within a second (LISTEN/NOTIFY),
+only theirs, and a reconnect with ``Last-Event-ID`` replays what was missed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest_asyncio
+
+from consumers.devstack import DevStack
+from tests.api_helpers import RunningApi, api_settings, running_api
+from tests.conftest import make_settings
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def api(stack: DevStack) -> AsyncIterator[RunningApi]:
+    async with running_api(make_settings(stack, api=api_settings())) as running:
+        yield running
+
+
+class Events:
+    """Parsed SSE events of one open stream, read in the background."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.comments = 0
+        self._task = asyncio.create_task(self._read(response))
+
+    async def _read(self, response: httpx.Response) -> None:
+        event: dict[str, Any] = {}
+        async for line in response.aiter_lines():
+            if line.startswith(":"):
+                self.comments += 1
+            elif line == "":
+                if "data" in event:
+                    await self.queue.put(event)
+                event = {}
+            else:
+                field, _, value = line.partition(":")
+                event[field] = json.loads(value.strip()) if field == "data" else value.strip()
+
+    async def next(self, timeout: float = 5.0) -> dict[str, Any]:
+        return await asyncio.wait_for(self.queue.get(), timeout)
+
+    async def close(self) -> None:
+        self._task.cancel()
+
+
+async def open_stream(
+    api: RunningApi,
+    user_id: str,
+    last_event_id: str | None = None,
+) -> tuple[httpx.Response, Events, Any]:
+    headers = api.auth(user_id)
+    if last_event_id:
+        headers["Last-Event-ID"] = last_event_id
+    cm = api.client.stream("GET", "/v1/inbox/stream", headers=headers)
+    response = await cm.__aenter__()
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    return response, Events(response), cm
+
+
+async def test_new_notification_arrives_within_one_second_and_only_for_its_user(api: RunningApi) -> None:
+    me, other = f"s-{uuid.uuid4().hex[:10]}", f"s-{uuid.uuid4().hex[:10]}"
+    _, events, cm = await open_stream(api, me)
+    try:
+        await asyncio.sleep(0.1)  # the stream is subscribed once headers are out; be generous anyway
+        await api.add_rows(other, 1)
+        t0 = time.monotonic()
+        (mine,) = await api.add_rows(me, 1)
+        event = await events.next(timeout=1.0)
+        latency = time.monotonic() - t0
+        assert event["event"] == "notification"
+        assert event["data"]["id"] == str(mine) and event["data"]["title"] == "title 0"
+        assert latency < 1.0
+        assert events.queue.empty()
+        await asyncio.sleep(1.2)  # heartbeat every 0.5 s in tests keeps proxies (and us) informed
+        assert events.comments >= 2 and events.queue.empty()  # the other user's row never came
+    finally:
+        await events.close()
+        await cm.__aexit__(None, None, None)
+
+
+async def test_reconnect_with_last_event_id_replays_what_was_missed(api: RunningApi) -> None:
+    me = f"s-{uuid.uuid4().hex[:10]}"
+    _, events, cm = await open_stream(api, me)
+    (first,) = await api.add_rows(me, 1)
+    got = await events.next()
+    assert got["data"]["id"] == str(first)
+    await events.close()
+    await cm.__aexit__(None, None, None)
+
+    missed = await api.add_rows(me, 3)  # while disconnected
+    _, events, cm = await open_stream(api, me, last_event_id=got["id"])
+    try:
+        replayed = [await events.next() for _ in range(3)]
+        assert [e["data"]["id"] for e in replayed] == [str(i) for i in missed]  # oldest first
+        (live,) = await api.add_rows(me, 1)
+        assert (await events.next())["data"]["id"] == str(live)
+        assert events.queue.empty()
+    finally:
+        await events.close()
+        await cm.__aexit__(None, None, None)
+
+    r = await api.client.get("/v1/inbox/stream", headers={**api.auth(me), "Last-Event-ID": "garbage"})
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+
+
+async def test_rows_inserted_while_listen_connection_is_down_still_arrive(api: RunningApi) -> None:
+    me = f"s-{uuid.uuid4().hex[:10]}"
+    _, events, cm = await open_stream(api, me)
+    try:
+        (first,) = await api.add_rows(me, 1)
+        assert (await events.next())["data"]["id"] == str(first)
+        conn = api.ctx.hub._conn
+        assert conn is not None
+        await api.ctx.pool.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+        (during,) = await api.add_rows(me, 1)  # nobody listens now
+        assert (await events.next(timeout=5))["data"]["id"] == str(during)  # replayed after reconnect
+    finally:
+        await events.close()
+        await cm.__aexit__(None, None, None)
