@@ -106,46 +106,55 @@ class ChannelConsumer:
         for i, item in enumerate(batch):
             key = item.key if item.key is not None else item.value.user_id.encode()
             by_key.setdefault(key, []).append(i)
+        sent: dict[str, str | None] = {}
+        if self.dedupe is not None:
+            sent.update(await self.dedupe.seen([item.value.idempotency_key for item in batch]))
+        newly_sent: dict[str, str | None] = {}
 
         async def run_key(indexes: list[int]) -> None:
             for i in indexes:  # one key in offset order
-                results[i] = await self._one(batch[i].value)
+                results[i] = await self._one(batch[i].value, sent, newly_sent)
 
         await asyncio.gather(*(run_key(ix) for ix in by_key.values()))
+        if self.dedupe is not None:
+            # Before the outcomes are produced, so before the commit: a crash in between
+            # replays the batch, and the replay finds these keys already sent.
+            await self.dedupe.mark(newly_sent)
         return [r if r is not None else DeadLetter("handler_error", "Missing", "no result") for r in results]
 
     # -- one message ---------------------------------------------------------------------------
-    async def _one(self, message: ChannelMessage) -> Result:
+    async def _one(self, message: ChannelMessage, sent: dict[str, str | None],
+                   newly_sent: dict[str, str | None]) -> Result:
         if message.channel != self.channel:
             return DeadLetter("wrong_channel", "WrongChannel",
                               f"{message.channel.value} message on the {self.channel.value} topic")
         try:
-            done = await self._decide(message)
+            done = await self._decide(message, sent)
+            if done.status is OutcomeStatus.SENT and not done.duplicate and done.outcome is not None:
+                key, provider_id = message.idempotency_key, done.outcome.provider_message_id
+                sent[key] = newly_sent[key] = provider_id
         except Exception as exc:  # a bug in an adapter or renderer costs this message, not the batch
             log.exception("%s: unexpected error on %s", self.name, message.idempotency_key)
             done = _Done(OutcomeStatus.FAILED_RETRYABLE, reason="internal_error",
                          detail=f"{type(exc).__name__}: {exc}"[:500])
         return [self._output(message, done)]
 
-    async def _decide(self, message: ChannelMessage) -> _Done:
+    async def _decide(self, message: ChannelMessage, sent: dict[str, str | None]) -> _Done:
         now = self.clock.now()
         if message.expires_at is not None and message.expires_at <= now:
             return _Done(OutcomeStatus.SUPPRESSED, reason="stale",
                          detail=f"expired at {message.expires_at.isoformat()}")
-        if self.dedupe is not None:
-            seen, provider_id = await self.dedupe.seen(message.idempotency_key)
-            if seen:
-                # Replayed after a send whose outcome may never have reached Kafka: report the
-                # same `sent` (same outcome id) and do not call the provider again.
-                return _Done(OutcomeStatus.SENT, Outcome.sent(self.adapter.provider, provider_id),
-                             detail="duplicate: already sent within the dedupe window", duplicate=True)
+        if message.idempotency_key in sent:
+            # Replayed after a send whose outcome may never have reached Kafka: report the
+            # same `sent` (same outcome id) and do not call the provider again.
+            provider_id = sent[message.idempotency_key]
+            return _Done(OutcomeStatus.SENT, Outcome.sent(self.adapter.provider, provider_id),
+                         detail="duplicate: already sent within the dedupe window", duplicate=True)
         try:
             content = self._render(message)
         except TemplateError as exc:
             return _Done(OutcomeStatus.FAILED_PERMANENT, reason="template_error", detail=str(exc)[:1000])
         outcome = await self._deliver(message, content)
-        if outcome.ok and self.dedupe is not None:
-            await self.dedupe.mark(message.idempotency_key, outcome.provider_message_id)
         return _Done(OutcomeStatus(outcome.status), outcome)
 
     def _render(self, message: ChannelMessage) -> Content:

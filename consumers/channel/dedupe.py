@@ -2,7 +2,9 @@
 
 A key is marked only after the provider accepted the message (``sent``), with ``SET NX EX``:
 the first acceptance wins and its provider message id is what a replay reports. Failures are
-never marked, so a retry of a failed message is always attempted.
+never marked, so a retry of a failed message is always attempted. The consumer looks a whole
+batch up with one MGET and marks its sends with one pipeline before the batch's outcomes are
+produced (so before the commit): two round trips per batch, not two per message.
 
 Redis down degrades dedupe, it does not block delivery: :meth:`seen` and :meth:`mark` log,
 count ``herald_dependency_errors_total{dependency="redis"}`` and answer "not seen". A message
@@ -13,6 +15,7 @@ holding every critical notification hostage to a cache would not be.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
@@ -36,27 +39,34 @@ class Dedupe:
     def _key(self, idempotency_key: str) -> str:
         return f"{self.namespace}:sent:{idempotency_key}"
 
-    async def seen(self, idempotency_key: str) -> tuple[bool, str | None]:
-        """(already sent?, the provider message id of that send)."""
-        if self.window_s <= 0:
-            return False, None
+    async def seen(self, idempotency_keys: Sequence[str]) -> dict[str, str | None]:
+        """The keys already sent, each with the provider message id of that send (one MGET)."""
+        keys = list(dict.fromkeys(idempotency_keys))
+        if self.window_s <= 0 or not keys:
+            return {}
         try:
-            value = await self.client.get(self._key(idempotency_key))
+            values = await self.client.mget([self._key(k) for k in keys])
         except (RedisError, OSError) as exc:
             self._errors.inc()
-            log.warning("dedupe: Redis unavailable (%s); sending without the duplicate check", exc)
-            return False, None
-        if value is None:
-            return False, None
-        text = value.decode() if isinstance(value, bytes) else str(value)
-        return True, None if text == _NO_ID else text
+            log.warning("dedupe: Redis unavailable (%s); sending %d message(s) without the duplicate check",
+                        exc, len(keys))
+            return {}
+        out: dict[str, str | None] = {}
+        for key, value in zip(keys, values, strict=True):
+            if value is not None:
+                text = value.decode() if isinstance(value, bytes) else str(value)
+                out[key] = None if text == _NO_ID else text
+        return out
 
-    async def mark(self, idempotency_key: str, provider_message_id: str | None) -> None:
-        if self.window_s <= 0:
+    async def mark(self, sent: Mapping[str, str | None]) -> None:
+        """Remember keys as sent (SET NX EX, one pipeline): the first acceptance wins."""
+        if self.window_s <= 0 or not sent:
             return
         try:
-            await self.client.set(self._key(idempotency_key), provider_message_id or _NO_ID, nx=True,
-                                  ex=self.window_s)
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key, provider_id in sent.items():
+                    pipe.set(self._key(key), provider_id or _NO_ID, nx=True, ex=self.window_s)
+                await pipe.execute()
         except (RedisError, OSError) as exc:
             self._errors.inc()
-            log.warning("dedupe: Redis unavailable (%s); %s not remembered as sent", exc, idempotency_key)
+            log.warning("dedupe: Redis unavailable (%s); %d sent message(s) not remembered", exc, len(sent))

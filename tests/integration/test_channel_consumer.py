@@ -298,3 +298,16 @@ async def test_a_message_on_the_wrong_channel_topic_is_dead_lettered(settings: H
     consumer = make_consumer(settings, ScriptedProvider())
     (r,) = await consumer.handle(incoming([message("u-x", channel=Channel.EMAIL)]))
     assert isinstance(r, DeadLetter) and r.reason == "wrong_channel"
+
+
+async def test_a_duplicate_inside_one_batch_is_sent_once(settings: HeraldSettings) -> None:
+    provider = ScriptedProvider()
+    m = message("u-dup-batch")
+    first, second = outcomes(await make_consumer(settings, provider).handle(incoming([m, m])))
+    assert len(provider.calls) == 1
+    assert (first.status, second.status) == (OutcomeStatus.SENT, OutcomeStatus.SENT)
+    assert first.outcome_id == second.outcome_id
+    # remembered in Redis, not in the consumer: a fresh process sees it too
+    fresh = ScriptedProvider()
+    (again,) = outcomes(await make_consumer(settings, fresh).handle(incoming([m])))
+    assert again.status is OutcomeStatus.SENT and fresh.calls == []
