@@ -15,9 +15,11 @@ was classified in.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from operator import attrgetter
 
 from consumers import keys
 from consumers.classifier.profile import Profile, zone
@@ -28,9 +30,13 @@ from consumers.runtime import Output
 from consumers.scheduler import Timer, publish_timer
 from consumers.topics import Topics
 from schemas.codec import Codec
-from schemas.models import Channel, ChannelMessage, DeliveryOutcome, DomainEvent, OutcomeStatus, Tier
+from schemas.models import Channel, ChannelMessage, DeliveryOutcome, DomainEvent, Lane, OutcomeStatus, Tier
 
 __all__ = ["DecideConfig", "Decision", "Pending", "Plan", "finalize", "plan", "recipients_for"]
+
+
+_MESSAGE_FIELDS = tuple(f.name for f in dataclasses.fields(ChannelMessage))
+_message_values = attrgetter(*_MESSAGE_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +50,19 @@ class DecideConfig:
     rate_prefix: str = "herald:rl"
     defer_on_limiter_down: tuple[str, ...] = ("low",)
     limiter_retry: timedelta = timedelta(minutes=5)
+    _channel_topics: dict[tuple[Channel, Lane], str] = field(default_factory=dict, repr=False, compare=False)
+
+    def encode_message(self, message: ChannelMessage) -> bytes:
+        """``codec.encode`` for the hot path: the record dict built by one C-level attrgetter."""
+        return self.codec.encode_record(
+            "ChannelMessage", dict(zip(_MESSAGE_FIELDS, _message_values(message), strict=True))
+        )
+
+    def channel_topic(self, channel: Channel, lane: Lane) -> str:
+        topic = self._channel_topics.get((channel, lane))
+        if topic is None:
+            topic = self._channel_topics[(channel, lane)] = self.topics.channel(channel, lane)
+        return topic
 
 
 @dataclass(slots=True)
@@ -60,6 +79,7 @@ class Pending:
 class Plan:
     event: DomainEvent
     route: Route
+    nid: str  # the notification id, computed once per event
     pending: list[Pending] = field(default_factory=list)
     suppressed: list[DeliveryOutcome] = field(default_factory=list)
 
@@ -90,6 +110,7 @@ def _outcome(
     reason: str,
     now: datetime,
     *,
+    nid: str,
     channel: Channel,
     route: Route,
     key: str,
@@ -98,8 +119,8 @@ def _outcome(
     detail: str | None = None,
 ) -> DeliveryOutcome:
     return DeliveryOutcome(
-        outcome_id=keys.outcome_id(key, status.value),
-        notification_id=keys.notification_id(event.event_id, event.user_id),
+        outcome_id=keys.outcome_id(key, status),
+        notification_id=nid,
         event_id=event.event_id,
         event_type=event.type,
         user_id=event.user_id,
@@ -119,7 +140,8 @@ def _outcome(
 
 def plan(event: DomainEvent, route: Route, profile: Profile, now: datetime, cfg: DecideConfig) -> Plan:
     tier = route.tier
-    out = Plan(event, route)
+    nid = keys.notification_id(event.event_id, event.user_id)
+    out = Plan(event, route, nid)
     channels = list(route.channels)
     channels += [c for c in route.opt_in if profile.preference(route.category, c) is True]
     tz = zone(profile.timezone)
@@ -127,11 +149,10 @@ def plan(event: DomainEvent, route: Route, profile: Profile, now: datetime, cfg:
     quiet: dict[bool, QuietDecision] = {}  # by "does quiet hours apply to this channel"
     limit = limit_for(tier, cfg.limits)
     locale = event.locale or profile.locale or cfg.default_locale
-    nid = keys.notification_id(event.event_id, event.user_id)
     expires_at = event.occurred_at + cfg.stale_after if tier is Tier.LOW else None
     for channel in channels:
         if tier is not Tier.CRITICAL and profile.preference(route.category, channel) is False:
-            key = keys.idempotency_key(event.event_id, channel.value, "")
+            key = keys.idempotency_key(event.event_id, channel, "")
             out.suppressed.append(
                 _outcome(
                     event,
@@ -139,6 +160,7 @@ def plan(event: DomainEvent, route: Route, profile: Profile, now: datetime, cfg:
                     OutcomeStatus.SUPPRESSED,
                     "opted_out",
                     now,
+                    nid=nid,
                     channel=channel,
                     route=route,
                     key=key,
@@ -149,7 +171,7 @@ def plan(event: DomainEvent, route: Route, profile: Profile, now: datetime, cfg:
         addresses = recipients_for(channel, event, profile)
         if not addresses:
             reason = "no_endpoint" if channel is Channel.WEBHOOK else "no_address"
-            key = keys.idempotency_key(event.event_id, channel.value, "")
+            key = keys.idempotency_key(event.event_id, channel, "")
             out.suppressed.append(
                 _outcome(
                     event,
@@ -157,6 +179,7 @@ def plan(event: DomainEvent, route: Route, profile: Profile, now: datetime, cfg:
                     OutcomeStatus.SUPPRESSED,
                     reason,
                     now,
+                    nid=nid,
                     channel=channel,
                     route=route,
                     key=key,
@@ -188,7 +211,7 @@ def plan(event: DomainEvent, route: Route, profile: Profile, now: datetime, cfg:
                 recipient=address,
                 template=route.template,
                 locale=locale,
-                idempotency_key=keys.idempotency_key(event.event_id, channel.value, address),
+                idempotency_key=keys.idempotency_key(event.event_id, channel, address),
                 occurred_at=event.occurred_at,
                 tenant=event.tenant,
                 timezone=profile.timezone,
@@ -203,6 +226,7 @@ def plan(event: DomainEvent, route: Route, profile: Profile, now: datetime, cfg:
                         OutcomeStatus.SUPPRESSED,
                         "stale",
                         now,
+                        nid=nid,
                         channel=channel,
                         route=route,
                         key=message.idempotency_key,
@@ -229,7 +253,8 @@ def finalize(p: Plan, admitted: Sequence[bool | None], now: datetime, cfg: Decid
     tier, route, event = p.route.tier, p.route, p.event
     outcomes_topic = cfg.topics.outcomes
     encode = cfg.codec.encode
-    nid_key = keys.notification_id(event.event_id, event.user_id).encode()
+    encode_message = cfg.encode_message
+    nid, nid_key = p.nid, p.nid.encode()
     for outcome in p.suppressed:
         d.outputs.append(Output(outcomes_topic, encode(outcome), nid_key))
         d.counts.append((str(outcome.channel), "suppressed", outcome.reason or ""))
@@ -249,6 +274,7 @@ def finalize(p: Plan, admitted: Sequence[bool | None], now: datetime, cfg: Decid
                 OutcomeStatus.SUPPRESSED,
                 "rate_limited",
                 now,
+                nid=nid,
                 channel=msg.channel,
                 route=route,
                 key=msg.idempotency_key,
@@ -256,21 +282,22 @@ def finalize(p: Plan, admitted: Sequence[bool | None], now: datetime, cfg: Decid
                 detail=f"over {per_hour}/hour for {msg.channel.value}",
             )
             d.outputs.append(Output(outcomes_topic, encode(outcome), nid_key))
-            d.counts.append((msg.channel.value, "suppressed", "rate_limited"))
+            d.counts.append((msg.channel, "suppressed", "rate_limited"))
             continue
-        topic = cfg.topics.channel(msg.channel, msg.lane)
+        topic = cfg.channel_topic(msg.channel, msg.lane)
         if item.until is None:
-            d.outputs.append(Output(topic, encode(msg), item.key))
-            d.counts.append((msg.channel.value, "routed", note))
+            d.outputs.append(Output(topic, encode_message(msg), item.key))
+            d.counts.append((msg.channel, "routed", note))
             continue
         timer_key = msg.idempotency_key + ":deferred"
-        d.timers.append(publish_timer(timer_key, item.until, topic, item.key, encode(msg)))
+        d.timers.append(publish_timer(timer_key, item.until, topic, item.key, encode_message(msg)))
         outcome = _outcome(
             event,
             tier,
             OutcomeStatus.DEFERRED,
             "quiet_hours",
             now,
+            nid=nid,
             channel=msg.channel,
             route=route,
             key=msg.idempotency_key,
@@ -279,7 +306,7 @@ def finalize(p: Plan, admitted: Sequence[bool | None], now: datetime, cfg: Decid
             detail=f"quiet hours in {msg.timezone}",
         )
         d.outputs.append(Output(outcomes_topic, encode(outcome), nid_key))
-        d.counts.append((msg.channel.value, "deferred", "quiet_hours"))
+        d.counts.append((msg.channel, "deferred", "quiet_hours"))
     return d
 
 
@@ -310,6 +337,7 @@ def _defer_until_limiter(
         OutcomeStatus.DEFERRED,
         "rate_limiter_unavailable",
         now,
+        nid=p.nid,
         channel=msg.channel,
         route=p.route,
         key=keys.derived_key(msg.idempotency_key, timer_key),
@@ -318,4 +346,4 @@ def _defer_until_limiter(
         detail="rate limiter (Redis) unavailable; classified again when it is back",
     )
     d.outputs.append(Output(cfg.topics.outcomes, cfg.codec.encode(outcome), nid_key))
-    d.counts.append((msg.channel.value, "deferred", "rate_limiter_unavailable"))
+    d.counts.append((msg.channel, "deferred", "rate_limiter_unavailable"))

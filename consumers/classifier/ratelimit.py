@@ -6,9 +6,9 @@ A bucket is a Redis SET of the idempotency keys it admitted, so
 * a replayed batch (crash before commit) is admitted again rather than counted twice,
 * memory per bucket is bounded by the limit itself (only admitted keys are stored).
 
-A whole poll batch is one ``EVALSHA`` over all its buckets: one round trip. All keys of a
-call must live on one Redis node (fine for a single instance or Sentinel; Redis Cluster
-would need a hash tag per user and one call per slot).
+A whole poll batch is one ``EVALSHA`` over all its buckets: one round trip, three packed
+arguments. The script names its keys in ARGV, not KEYS, so it needs a single Redis node (a
+standalone instance or Sentinel); Redis Cluster would need one call per slot.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def on_limiter_down(tier: Tier, defer_tiers: Sequence[str]) -> LimiterDown:
 
 def bucket_key(prefix: str, user_id: str, channel: Channel, now: datetime) -> str:
     """The bucket of the clock hour containing ``now`` (fixed window, UTC hours)."""
-    return f"{prefix}:{user_id}:{channel.value}:{int(now.timestamp()) // _HOUR}"
+    user = user_id.replace("\n", "%0A")  # newline separates buckets in the script's arguments
+    return f"{prefix}:{user}:{channel}:{int(now.timestamp()) // _HOUR}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,24 +81,32 @@ class LimiterUnavailable(Exception):
     """Redis did not answer; the caller applies :func:`on_limiter_down`."""
 
 
-# KEYS[i]: bucket; ARGV: ttl, then (member, limit) pairs. Returns 1/0 per key, in order.
+# ARGV: ttl, then buckets, members and limits, each list joined by "\n" (three arguments for a whole
+# batch: packing thousands of separate arguments costs more client CPU than the script itself).
+# Returns one string of "1"/"0", a character per request, in order.
 _SCRIPT = """
 local ttl = tonumber(ARGV[1])
+local buckets, members, limits = {}, {}, {}
+for v in string.gmatch(ARGV[2], "[^\\n]+") do buckets[#buckets + 1] = v end
+for v in string.gmatch(ARGV[3], "[^\\n]+") do members[#members + 1] = v end
+for v in string.gmatch(ARGV[4], "[^\\n]+") do limits[#limits + 1] = tonumber(v) end
 local out = {}
-for i, key in ipairs(KEYS) do
-  local member = ARGV[2 * i]
-  local limit = tonumber(ARGV[2 * i + 1])
-  if redis.call('SISMEMBER', key, member) == 1 then
-    out[i] = 1
-  elseif redis.call('SCARD', key) < limit then
-    redis.call('SADD', key, member)
-    if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ttl) end
-    out[i] = 1
+for i = 1, #buckets do
+  local key = buckets[i]
+  if redis.call('SADD', key, members[i]) == 0 then
+    out[i] = '1'  -- admitted before: a replay
   else
-    out[i] = 0
+    local n = redis.call('SCARD', key)
+    if n > limits[i] then
+      redis.call('SREM', key, members[i])
+      out[i] = '0'
+    else
+      if n == 1 then redis.call('EXPIRE', key, ttl) end
+      out[i] = '1'
+    end
   end
 end
-return out
+return table.concat(out)
 """
 
 
@@ -113,11 +122,18 @@ class RateLimiter:
         try:
             for start in range(0, len(requests), self._chunk):
                 part = requests[start : start + self._chunk]
-                args: list[str] = [ttl]
-                for r in part:
-                    args += (r.member, str(r.limit))
-                result = await self._script(keys=[r.bucket for r in part], args=args)
-                admitted += [bool(x) for x in result]
+                args = [
+                    ttl,
+                    "\n".join([r.bucket for r in part]),
+                    "\n".join([r.member for r in part]),
+                    "\n".join([str(r.limit) for r in part]),
+                ]
+                result = await self._script(keys=[], args=args)
+                if isinstance(result, str):  # a client made with decode_responses=True
+                    result = result.encode()
+                if len(result) != len(part):
+                    raise LimiterUnavailable(f"rate-limit script answered {len(result)} of {len(part)}")
+                admitted += [c == 49 for c in result]  # b"1"
         except (RedisError, OSError) as exc:
             raise LimiterUnavailable(f"{type(exc).__name__}: {exc}") from exc
         return admitted

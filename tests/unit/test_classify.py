@@ -290,3 +290,11 @@ def test_redis_down(tier: Tier) -> None:
 def test_route_lane_property() -> None:
     r = Route("x", Tier.LOW, "c", (Channel.EMAIL,), "t")
     assert r.lane is Lane.BULK
+
+
+def test_hot_path_encoding_is_the_codec_encoding() -> None:
+    for tier in Tier:
+        for item in plan(
+            event(TYPES[tier]), TABLE.match(TYPES[tier]), full_profile(quiet=QUIET), NOW, CFG
+        ).pending:  # type: ignore[arg-type]
+            assert CFG.encode_message(item.message) == CODEC.encode(item.message)
