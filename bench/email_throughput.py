@@ -94,9 +94,9 @@ def _settings(stack: DevStack, tag: str) -> HeraldSettings:
         runtime=RuntimeSettings(session_timeout_ms=6000, heartbeat_interval_ms=500, poll_timeout_ms=100),
         aws=AwsSettings(
             endpoint_url=stack.moto_url,
-            access_key_id="testing",  # type: ignore[arg-type]
+            access_key_id="testing",
             secret_access_key="testing",
-        ),  # type: ignore[arg-type]
+        ),
     )
 
 
@@ -131,9 +131,9 @@ async def _run(stack: DevStack, tag: str, n: int, make_adapter: Any) -> Timing:
         )
         timed = timed_consumer_factory(n)
         runner: Runner[object] = Runner(
-            consumer,
+            consumer,  # type: ignore[arg-type]
             topics=[source],
-            group_id=f"{settings.topic_prefix}-g",  # type: ignore[arg-type]
+            group_id=f"{settings.topic_prefix}-g",
             bootstrap_servers=settings.kafka_bootstrap_servers,
             producer=await res.producer(),
             settings=settings.runtime,

@@ -147,8 +147,11 @@ class WebhookReceiver:
                 status = 401
             else:
                 status = behaviour.status
-            self.deliveries.append(Delivery(path, headers.get("webhook-id"), headers, body, ours, theirs,
-                                            status, time.monotonic()))
+            self.deliveries.append(
+                Delivery(
+                    path, headers.get("webhook-id"), headers, body, ours, theirs, status, time.monotonic()
+                )
+            )
             return status, list(behaviour.headers.items()), behaviour.body
         finally:
             self.in_flight -= 1

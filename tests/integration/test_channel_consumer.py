@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import redis.asyncio as redis_asyncio
 
@@ -115,11 +116,11 @@ class ScriptedProvider:
 
 
 def make_consumer(
-    settings: HeraldSettings, adapter: ScriptedProvider, *, redis_url: str | None = None, **channel: object
+    settings: HeraldSettings, adapter: ScriptedProvider, *, redis_url: str | None = None, **channel: Any
 ) -> ChannelConsumer:
     cfg = ChannelConsumerSettings(
         **{"concurrency": 8, "inprocess_retries": 2, "inprocess_retry_max_s": 0.05, **channel}
-    )  # type: ignore[arg-type]
+    )
     consumer = ChannelConsumer(
         channel=adapter.channel,
         lane=Lane.PRIORITY,

@@ -7,6 +7,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -60,9 +61,7 @@ async def adapter(moto: str, proxy: FaultProxy) -> AsyncIterator[SesEmailAdapter
     await stack.aclose()
 
 
-def email_message(
-    user: str, *, lane: Lane = Lane.PRIORITY, locale: str = "en", **kw: object
-) -> ChannelMessage:
+def email_message(user: str, *, lane: Lane = Lane.PRIORITY, locale: str = "en", **kw: Any) -> ChannelMessage:
     m = message(
         user,
         channel=Channel.EMAIL,
@@ -71,20 +70,20 @@ def email_message(
         payload={"amount": "12.50", "currency": "EUR", "merchant": "Café <Lisboa>"},
         recipient=f"{user}-{uuid.uuid4().hex[:6]}@example.org",
         **kw,
-    )  # type: ignore[arg-type]
+    )
     m.lane = lane
     if lane is Lane.BULK:
         m.tier, m.category = Tier.LOW, "marketing"
     return m
 
 
-def consumer_for(settings: HeraldSettings, adapter: SesEmailAdapter, **cfg: object) -> ChannelConsumer:
+def consumer_for(settings: HeraldSettings, adapter: SesEmailAdapter, **cfg: Any) -> ChannelConsumer:
     return ChannelConsumer(
         channel=Channel.EMAIL,
         lane=Lane.PRIORITY,
         adapter=adapter,
         topics=Topics(settings.topic_prefix),
-        settings=ChannelConsumerSettings(**{"inprocess_retries": 2, "inprocess_retry_max_s": 0.05, **cfg}),  # type: ignore[arg-type]
+        settings=ChannelConsumerSettings(**{"inprocess_retries": 2, "inprocess_retry_max_s": 0.05, **cfg}),
         renderer=TemplateRenderer(settings.templates_dir, settings.default_locale),
     )
 
@@ -99,8 +98,10 @@ async def test_mail_is_rendered_sent_and_read_back_from_moto(
     (b,) = await sent_mail(moto, bulk.recipient)
     assert p["Subject"] == "Recibo: 12.50 EUR em Café <Lisboa>"  # pt-BR fell back to pt
     assert b["Subject"] == "Receipt: 12.50 EUR at Café <Lisboa>"
-    assert "Café &lt;Lisboa&gt;" in b.get_body(("html",)).get_content()  # autoescaped HTML ...
-    assert "Café <Lisboa>" in b.get_body(("plain",)).get_content()  # ... but not the text part
+    html, text = b.get_body(("html",)), b.get_body(("plain",))
+    assert html is not None and text is not None
+    assert "Café &lt;Lisboa&gt;" in html.get_content()  # autoescaped HTML ...
+    assert "Café <Lisboa>" in text.get_content()  # ... but not the text part
     assert p["X-Herald-Idempotency-Key"] == priority.idempotency_key
     assert o1.provider == "ses" and o1.provider_message_id
     # RFC 8058 one-click unsubscribe on bulk mail only
@@ -176,7 +177,7 @@ async def test_sends_are_paced_by_one_bucket_shared_by_all_tasks(
 
 
 async def test_builder_falls_back_to_14_per_second_when_get_account_fails(stack: DevStack, moto: str) -> None:
-    aws = AwsSettings(endpoint_url=moto, access_key_id="testing", secret_access_key="testing")  # type: ignore[arg-type]
+    aws = AwsSettings(endpoint_url=moto, access_key_id="testing", secret_access_key="testing")
     res = Resources(make_settings(stack, aws=aws))
     default = await build_email(res)
     overridden = await build_email(
@@ -192,7 +193,7 @@ async def test_builder_falls_back_to_14_per_second_when_get_account_fails(stack:
 
 async def test_email_process_end_to_end_in_two_locales(stack: DevStack, moto: str) -> None:
     await ensure_identity(moto)
-    aws = AwsSettings(endpoint_url=moto, access_key_id="testing", secret_access_key="testing")  # type: ignore[arg-type]
+    aws = AwsSettings(endpoint_url=moto, access_key_id="testing", secret_access_key="testing")
     settings = make_settings(stack, aws=aws, email=EmailSettings(max_send_rate=500))
     topics = Topics(settings.topic_prefix)
     messages = [email_message("u-e2e-en"), email_message("u-e2e-pt", locale="pt")]

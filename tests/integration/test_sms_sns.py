@@ -147,7 +147,7 @@ async def test_throttling_is_retryable_with_the_sns_code(
 
 
 async def test_builder_uses_sms_settings(stack: DevStack, moto: str) -> None:
-    aws = AwsSettings(endpoint_url=moto, access_key_id="testing", secret_access_key="testing")  # type: ignore[arg-type]
+    aws = AwsSettings(endpoint_url=moto, access_key_id="testing", secret_access_key="testing")
     settings = make_settings(stack, aws=aws, sms=SmsSettings(sender_id="Acme", max_send_rate=5))
     adapter = await build_sms(Resources(settings))
     try:

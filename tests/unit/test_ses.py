@@ -6,6 +6,7 @@ import email
 import email.policy
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -109,14 +110,14 @@ def _message(recipient: str = "a@b.org", lane: Lane = Lane.PRIORITY) -> ChannelM
     )
 
 
-def _adapter(**kw: object) -> SesEmailAdapter:
+def _adapter(**kw: Any) -> SesEmailAdapter:
     return SesEmailAdapter(
         None,
         from_address="noreply@example.com",
         bucket=TokenBucket(1),
         unsubscribe_url="https://x/u?u={user_id}",
         **kw,
-    )  # type: ignore[arg-type]
+    )
 
 
 CONTENT = Content(subject="S", text="T", html="<p>H</p>")
