@@ -4,10 +4,13 @@ staleness, rate-limit answers (including Redis down), lanes, keys and outcomes."
 from __future__ import annotations
 
 import itertools
+import uuid
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consumers import keys
 from consumers.classifier.decide import DecideConfig, Decision, finalize, plan
@@ -298,3 +301,15 @@ def test_hot_path_encoding_is_the_codec_encoding() -> None:
             event(TYPES[tier]), TABLE.match(TYPES[tier]), full_profile(quiet=QUIET), NOW, CFG
         ).pending:  # type: ignore[arg-type]
             assert CFG.encode_message(item.message) == CODEC.encode(item.message)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(), st.text())
+def test_fast_notification_id_is_uuid5(event_id: str, user_id: str) -> None:
+    # consumers.keys.notification_id skips the UUID object on the hot path; it must stay uuid5.
+    ns = uuid.UUID("6f1d1c3e-5b0a-4c7e-9d1f-6e7261616c64")
+    try:
+        expected = str(uuid.uuid5(ns, f"{event_id}\x1f{user_id}"))
+    except UnicodeEncodeError:  # lone surrogates: neither can encode them
+        return
+    assert keys.notification_id(event_id, user_id) == expected
