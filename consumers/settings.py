@@ -147,6 +147,11 @@ class ChannelConsumerSettings(BaseModel, frozen=True):
     dedupe_window_s: int = Field(86_400, description="Same idempotency key not sent twice within this (Redis).")
     inprocess_retries: int = Field(2, description="Short retries of a retryable error before failed_retryable.")
     inprocess_retry_max_s: float = 2.0
+    batch_deadline_s: float = Field(
+        120.0,
+        description="A poll batch still delivering after this (slow provider, long per-key queue): messages not "
+        "yet started become failed_retryable (reason batch_deadline) for the fallback consumer to reschedule.",
+    )
     dry_run: bool = Field(False, description="Send nothing; report every delivery as sent by provider dry_run.")
 
 

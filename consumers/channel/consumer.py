@@ -94,6 +94,7 @@ class ChannelConsumer:
         self.rand = rand
         self._slots = asyncio.Semaphore(max(1, settings.concurrency))
         self._render_own = getattr(adapter, "render", None)
+        self._deadline = float("inf")
         self._provider_seconds = metrics.PROVIDER_SECONDS.labels(channel.value, adapter.provider)
 
     # -- Handler -------------------------------------------------------------------------------
@@ -110,6 +111,7 @@ class ChannelConsumer:
         if self.dedupe is not None:
             sent.update(await self.dedupe.seen([item.value.idempotency_key for item in batch]))
         newly_sent: dict[str, str | None] = {}
+        self._deadline = time.monotonic() + self.settings.batch_deadline_s
 
         async def run_key(indexes: list[int]) -> None:
             for i in indexes:  # one key in offset order
@@ -144,6 +146,12 @@ class ChannelConsumer:
         if message.expires_at is not None and message.expires_at <= now:
             return _Done(OutcomeStatus.SUPPRESSED, reason="stale",
                          detail=f"expired at {message.expires_at.isoformat()}")
+        if time.monotonic() > self._deadline:
+            # The batch has run too long (a provider timing out on a long per-key queue): hand the
+            # rest to the fallback consumer's backoff instead of blocking the partition (and
+            # overrunning max_poll_interval) for many minutes.
+            return _Done(OutcomeStatus.FAILED_RETRYABLE, reason="batch_deadline",
+                         detail=f"not attempted: batch ran past {self.settings.batch_deadline_s:.0f}s")
         if message.idempotency_key in sent:
             # Replayed after a send whose outcome may never have reached Kafka: report the
             # same `sent` (same outcome id) and do not call the provider again.
@@ -177,7 +185,8 @@ class ChannelConsumer:
                     outcome = Outcome.from_error(exc)
                 finally:
                     self._provider_seconds.observe(time.perf_counter() - started)
-            if outcome.status != "failed_retryable" or retry >= self.settings.inprocess_retries:
+            if (outcome.status != "failed_retryable" or retry >= self.settings.inprocess_retries
+                    or time.monotonic() > self._deadline):
                 return outcome
             retry += 1
             delay = retry_delay(retry, max_s=self.settings.inprocess_retry_max_s, rand=self.rand(),

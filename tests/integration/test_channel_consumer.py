@@ -312,3 +312,17 @@ async def test_a_duplicate_inside_one_batch_is_sent_once(settings: HeraldSetting
     fresh = ScriptedProvider()
     (again,) = outcomes(await make_consumer(settings, fresh).handle(incoming([m])))
     assert again.status is OutcomeStatus.SENT and fresh.calls == []
+
+
+async def test_a_batch_past_its_deadline_hands_the_rest_to_the_fallback(settings: HeraldSettings) -> None:
+    provider = ScriptedProvider(delay_s=0.1)
+    consumer = make_consumer(settings, provider, batch_deadline_s=0.25)
+    batch = [message("u-slow-endpoint", payload={"code": str(i)}) for i in range(10)]
+    started = time.monotonic()
+    results = outcomes(await consumer.handle(incoming(batch)))
+    assert time.monotonic() - started < 0.9  # not 10 x 0.1 s
+    sent = sum(o.status is OutcomeStatus.SENT for o in results)
+    assert 1 <= sent <= 4 and len(provider.calls) == sent
+    assert all(o.status is OutcomeStatus.SENT for o in results[:sent])  # attempted in order while in time
+    rest = {(o.status, o.reason) for o in results[sent:]}
+    assert rest == {(OutcomeStatus.FAILED_RETRYABLE, "batch_deadline")}
