@@ -30,7 +30,9 @@ _TEMPLATES = {
 }
 
 
-def channel_messages(channel: Channel, n: int, users: int = 20_000) -> list[tuple[bytes, bytes]]:
+def channel_messages(
+    channel: Channel, n: int, users: int = 20_000, *, lane: Lane = Lane.PRIORITY, tier: Tier = Tier.HIGH
+) -> list[tuple[bytes, bytes]]:
     template, data = _TEMPLATES[channel]
     codec = default_codec()
     now = utcnow()
@@ -45,8 +47,8 @@ def channel_messages(channel: Channel, n: int, users: int = 20_000) -> list[tupl
             event_type=template,
             user_id=user,
             channel=channel,
-            lane=Lane.PRIORITY,
-            tier=Tier.HIGH,
+            lane=lane,
+            tier=tier,
             category="bench",
             recipient=recipient,
             template=template,

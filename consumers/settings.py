@@ -40,6 +40,9 @@ class RuntimeSettings(BaseModel, frozen=True):
 
     max_batch: int = Field(500, description="Records fetched and handled per poll.")
     poll_timeout_ms: int = 200
+    fetch_max_wait_ms: int = Field(
+        20, description="Longest the broker may hold a fetch for more data; the floor of per-hop latency."
+    )
     session_timeout_ms: int = Field(10_000, description="Kafka group session timeout.")
     heartbeat_interval_ms: int = 3_000
     max_poll_interval_ms: int = 300_000
@@ -54,7 +57,7 @@ class RuntimeSettings(BaseModel, frozen=True):
 class SchedulerSettings(BaseModel, frozen=True):
     """Durable timers in PostgreSQL (deferred sends, retries, escalations)."""
 
-    poll_interval_s: float = 0.25
+    poll_interval_s: float = Field(0.1, description="How often due timers are looked for.")
     batch_size: int = 500
 
 

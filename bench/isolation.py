@@ -1,0 +1,183 @@
+"""Priority isolation: critical end-to-end latency with and without a 100k bulk-lane burst, same run.
+
+Real processes, as in production: the classifier and the priority-lane email, SMS and push
+consumers (dry-run providers: Herald's own latency is measured, not moto's), and a bulk-lane
+email consumer. Critical events (security_alert → push + SMS + email) enter herald.events at
+50/s. Phase A: no burst. Phase B: 100k low-tier messages are produced onto
+herald.channel.email.bulk while the bulk consumer drains them. Latency of each critical
+channel message = its ``sent`` outcome's recorded_at − the event's occurred_at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from bench.channels import channel_messages
+from bench.common import preload, wait_drained
+from bench.run import Bench, Row, console
+from consumers.db import connect_pool, migrate
+from consumers.devstack.processes import free_port, spawn_herald, stop
+from consumers.emitter import Emitter
+from consumers.kafka import create_topics
+from consumers.settings import HeraldSettings
+from consumers.topics import Topics
+from schemas.codec import default_codec
+from schemas.models import Channel, DeliveryOutcome, Lane, OutcomeStatus, Tier
+
+__all__ = ["phase"]
+
+PROCESSES = [
+    ("classifier", ["classifier"]),
+    ("email-priority", ["channel", "--channel", "email", "--lane", "priority"]),
+    ("sms-priority", ["channel", "--channel", "sms", "--lane", "priority"]),
+    ("push-priority", ["channel", "--channel", "push", "--lane", "priority"]),
+    ("email-bulk", ["channel", "--channel", "email", "--lane", "bulk"]),
+]
+RATE = 50.0  # critical events per second
+BURST = 100_000
+
+
+def _env(b: Bench, s: HeraldSettings) -> dict[str, str]:
+    return {
+        **os.environ,
+        **b.stack.env(),
+        "HERALD_TOPIC_PREFIX": s.topic_prefix,
+        "HERALD_CHANNEL__DRY_RUN": "true",
+        "HERALD_RUNTIME__SESSION_TIMEOUT_MS": "6000",
+        "HERALD_RUNTIME__HEARTBEAT_INTERVAL_MS": "500",
+        "HERALD_RUNTIME__POLL_TIMEOUT_MS": "100",
+    }
+
+
+async def _critical_stream(s: HeraldSettings, seconds: float, tag: str) -> int:
+    """Emit security_alert events at RATE/s for ``seconds``; return how many."""
+    sent = 0
+    async with Emitter(s.kafka_bootstrap_servers, Topics(s.topic_prefix).events) as emit:
+        start = time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            await emit("security_alert", user_id=f"crit{sent % 50}",
+                       data={"device": tag, "ip": "203.0.113.1", "location": "bench"})
+            sent += 1
+            await asyncio.sleep(max(0.0, sent / RATE - elapsed - 0.0005))
+    return sent
+
+
+async def _latencies(s: HeraldSettings, expected: int, timeout: float = 120) -> dict[str, list[float]]:
+    """Critical ``sent`` outcome latencies (ms) by the event's device tag (phase), read from herald.outcomes."""
+    topic = Topics(s.topic_prefix).outcomes
+    codec = default_codec()
+    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    out: dict[str, list[float]] = {}
+    try:
+        await consumer._client.force_metadata_update()  # noqa: SLF001
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        deadline = time.monotonic() + timeout
+        n = 0
+        while n < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for r in records:
+                    o = codec.decode(r.value, DeliveryOutcome)
+                    if o.tier is not Tier.CRITICAL or o.status is not OutcomeStatus.SENT or o.message is None:
+                        continue
+                    tag = o.message.data().get("device", "?")
+                    out.setdefault(tag, []).append((o.recorded_at - o.occurred_at).total_seconds() * 1000)
+                    n += 1
+    finally:
+        await consumer.stop()
+    return out
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _seed(s: HeraldSettings) -> None:
+    pool = await connect_pool(s.database_url)
+    try:
+        await migrate(pool)
+        await pool.executemany(
+            "INSERT INTO herald_recipients (user_id, email, phone) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            [(f"crit{i}", f"crit{i}@example.com", f"+1415666{i:04d}") for i in range(50)],
+        )
+        await pool.executemany(
+            "INSERT INTO herald_device_tokens (token, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            [(f"tok-crit{i}", f"crit{i}") for i in range(50)],
+        )
+    finally:
+        await pool.close()
+
+
+async def _wait_ready(ports: list[int], timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as client:
+        for port in ports:
+            while True:
+                try:
+                    if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"process on :{port} not ready")
+                await asyncio.sleep(0.2)
+
+
+async def phase(b: Bench, seconds: float = 20.0) -> None:
+    s = b.settings()
+    topics = Topics(s.topic_prefix)
+    await create_topics(s, topics.all())
+    await _seed(s)
+    logs = Path(".herald-bench")
+    logs.mkdir(exist_ok=True)
+    env = _env(b, s)
+    procs, ports = [], []
+    for name, argv in PROCESSES:
+        port = free_port()
+        ports.append(port)
+        procs.append(spawn_herald(argv, env={**env, "HERALD_METRICS_PORT": str(port)}, log=logs / f"{name}.log"))
+    try:
+        with console.status("waiting for every consumer to join its group"):
+            await _wait_ready(ports)
+            warmup = await _critical_stream(s, 3, "warmup")
+        with console.status(f"phase A: critical at {RATE:.0f}/s, no burst"):
+            quiet = await _critical_stream(s, seconds, "quiet")
+        bulk = channel_messages(Channel.EMAIL, BURST, lane=Lane.BULK, tier=Tier.LOW)
+        bulk_topic = topics.channel(Channel.EMAIL, Lane.BULK)
+        with console.status(f"phase B: critical at {RATE:.0f}/s while {BURST:,} bulk messages drain"):
+            t0 = time.monotonic()
+            burst_task = asyncio.create_task(preload(s, bulk_topic, bulk))
+            loud = await _critical_stream(s, seconds, "burst")
+            await burst_task
+            drained_at = await wait_drained(s, "herald-channel-email-bulk", bulk_topic, BURST, timeout=900)
+            drain_s = drained_at - t0
+        with console.status("collecting outcomes"):
+            lat = await _latencies(s, 3 * (warmup + quiet + loud))
+    finally:
+        for p in procs:
+            stop(p)
+    results: dict[str, Any] = {}
+    for tag, label in (("quiet", "no burst"), ("burst", f"during {BURST // 1000}k bulk burst")):
+        values = lat.get(tag, [])
+        if not values:
+            b.add(Row(f"critical latency p99, {label}", float("nan"), "ms", note="no outcomes collected"))
+            continue
+        p50, p99, mx = statistics.median(values), _pct(values, 0.99), max(values)
+        results[tag] = {"n": len(values), "p50_ms": p50, "p99_ms": p99, "max_ms": mx}
+        b.add(Row(f"critical e2e latency p99, {label}", p99, "ms", goal="< 250 ms",
+                  note=f"p50 {p50:.0f} ms, max {mx:.0f} ms, n={len(values)}"))
+    b.add(Row("bulk burst drain", BURST / drain_s, "msg/s", note=f"{BURST:,} bulk-lane messages in {drain_s:.1f}s"))
+    b.extra["isolation"] = results
