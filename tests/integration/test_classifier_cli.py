@@ -1,0 +1,95 @@
+"""``herald run classifier`` / ``herald run scheduler`` builds, and ``herald why`` over real outcomes."""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from consumers.classifier.handler import Classifier
+from consumers.classifier.process import build
+from consumers.cli.errors import CliError
+from consumers.cli.main import build_parser
+from consumers.cli.why import why
+from consumers.clock import ManualClock
+from consumers.emitter import build_event
+from consumers.kafka import create_topics
+from consumers.resources import Resources
+from consumers.runtime import DeadLetter, Incoming
+from consumers.scheduler_process import build as build_scheduler
+from consumers.settings import ClassifierSettings, HeraldSettings
+from consumers.topics import Topics
+from tests.kafka_helpers import produce_raw
+
+
+async def test_build_validates_the_routing_table_at_start(settings: HeraldSettings, tmp_path: Path) -> None:
+    bad = tmp_path / "routing.yaml"
+    bad.write_text("routes:\n  - {match: x, tier: urgent, category: c, channels: [push], template: t}\n")
+    res = Resources(settings.model_copy(update={"classifier": ClassifierSettings(routing_file=bad)}))
+    try:
+        with pytest.raises(CliError, match="bad tier 'urgent'"):
+            await build(res, argparse.Namespace(group=None))
+    finally:
+        await res.close()
+
+
+async def test_build_makes_one_runner_and_the_topics(settings: HeraldSettings) -> None:
+    res = Resources(settings)
+    try:
+        spec = await build(res, argparse.Namespace(group=None))
+        (runner,) = spec.runners
+        assert isinstance(runner.handler, Classifier)
+        assert runner.group_id == "herald-classifier" and runner.topics == [res.topics.events]
+        sched = await build_scheduler(res, argparse.Namespace())
+        assert len(sched.loops) == 1 and not sched.runners
+    finally:
+        await res.close()
+
+
+async def test_why_prints_every_decision_for_an_event(
+    settings: HeraldSettings, pg_pool: asyncpg.Pool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user = f"why-{uuid.uuid4().hex[:8]}"
+    await pg_pool.execute(
+        "INSERT INTO herald_recipients (user_id, email) VALUES ($1, $2)", user, f"{user}@example.com"
+    )
+    await pg_pool.execute(
+        "INSERT INTO herald_preferences (user_id, category, channel, enabled) VALUES ($1, 'security', 'sms', "
+        "false)",
+        user,
+    )
+    res = Resources(settings, clock=ManualClock())
+    try:
+        spec = await build(res, argparse.Namespace(group=None))
+        handler: Any = spec.runners[0].handler
+        event = build_event("security_alert", user_id=user)  # critical: opt-out ignored, no phone
+        other = build_event("payment_receipt", user_id=user)
+        results = await handler.handle(
+            [Incoming("e", 0, i, None, e, (), 0) for i, e in enumerate([event, other])]
+        )
+    finally:
+        await res.close()
+    topics = Topics(settings.topic_prefix)
+    await create_topics(settings, [topics.outcomes])
+    outcomes = [
+        (o.key, o.value)
+        for r in results
+        if not isinstance(r, DeadLetter)
+        for o in r
+        if o.topic == topics.outcomes
+    ]
+    await produce_raw(settings, topics.outcomes, outcomes)
+
+    args = build_parser().parse_args(["why", event.event_id])
+    assert await why(settings, args) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert (
+        len(lines) == 1 and "suppressed" in lines[0] and "sms" in lines[0] and "reason=no_address" in lines[0]
+    )
+    assert await why(settings, build_parser().parse_args(["why", event.event_id, "--user", user])) == 0
+    assert capsys.readouterr().out.strip().splitlines() == lines
+    assert await why(settings, build_parser().parse_args(["why", "no-such-event"])) == 1
