@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import redis.asyncio as redis_asyncio
 
 from channels.base import Content, Outcome, PermanentDelivery, RetryableDelivery
 from channels.templates import TemplateRenderer
 from consumers import metrics
-from consumers.channel.consumer import ChannelConsumer
+from consumers.channel.consumer import ChannelConsumer, retry_delay
 from consumers.channel.dedupe import Dedupe
 from consumers.keys import idempotency_key, notification_id, outcome_id
 from consumers.runtime import DeadLetter, Incoming, Output, Result
@@ -326,3 +327,21 @@ async def test_a_batch_past_its_deadline_hands_the_rest_to_the_fallback(settings
     assert all(o.status is OutcomeStatus.SENT for o in results[:sent])  # attempted in order while in time
     rest = {(o.status, o.reason) for o in results[sent:]}
     assert rest == {(OutcomeStatus.FAILED_RETRYABLE, "batch_deadline")}
+
+
+@pytest.mark.parametrize(
+    ("retry", "rand", "retry_after", "expected"),
+    [
+        (1, 0.0, None, 0.05),  # base 0.1 s, jitter floor 50 %
+        (1, 1.0, None, 0.1),
+        (2, 1.0, None, 0.2),
+        (3, 0.5, None, 0.3),  # 0.4 x 75 %
+        (10, 1.0, None, 2.0),  # capped at max_s
+        (1, 0.0, 1.5, 1.5),  # a provider's short Retry-After is a floor
+        (1, 0.0, 2.0, 2.0),
+        (1, 0.0, 2.5, None),  # longer than the in-process budget: the fallback's job
+    ],
+)
+def test_retry_delay(retry: int, rand: float, retry_after: float | None, expected: float | None) -> None:
+    got = retry_delay(retry, max_s=2.0, rand=rand, retry_after=retry_after)
+    assert got == expected if expected is None else got == pytest.approx(expected)
