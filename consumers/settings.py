@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from schemas.models import Tier
+from schemas.models import Channel, Tier
 
 __all__ = [
     "ApiSettings",
@@ -68,18 +68,18 @@ class ClassifierSettings(BaseModel, frozen=True):
     default_tier: Tier | None = Field(None, description="Tier for unknown event types; unset: DLQ.")
     lookup_cache_ttl_s: float = Field(30.0, description="Recipient/preference cache TTL.")
     lookup_cache_size: int = 100_000
-    rate_limits_per_hour: dict[str, int] = Field(
-        default_factory=lambda: {"high": 30, "medium": 20, "low": 3, "system": 0},
+    rate_limits_per_hour: dict[Tier, int] = Field(
+        default_factory=lambda: {Tier.HIGH: 30, Tier.MEDIUM: 20, Tier.LOW: 3, Tier.SYSTEM: 0},
         description="Per user × channel × hour, by tier; 0 = unlimited; critical is never limited.",
     )
     low_stale_after_s: float = Field(86_400.0, description="Low-tier messages older than this are dropped.")
-    quiet_hours_channels: list[str] = Field(
-        default_factory=lambda: ["push", "sms", "email"],
+    quiet_hours_channels: list[Channel] = Field(
+        default_factory=lambda: [Channel.PUSH, Channel.SMS, Channel.EMAIL],
         description="Channels held by quiet hours (in_app and webhook do not interrupt anyone).",
     )
     rate_limit_key_prefix: str = Field("herald:rl", description="Redis key prefix of rate-limit buckets.")
-    defer_tiers_when_limiter_down: list[str] = Field(
-        default_factory=lambda: ["low"],
+    defer_tiers_when_limiter_down: list[Tier] = Field(
+        default_factory=lambda: [Tier.LOW],
         description="Redis down: tiers re-queued (critical and high always flow; the rest fail open).",
     )
     limiter_retry_s: float = Field(
