@@ -34,7 +34,7 @@ from consumers.scheduler import Scheduler, Timer
 from consumers.settings import HeraldSettings
 from consumers.topics import Topics
 from schemas.codec import Codec, default_codec
-from schemas.models import Channel, DomainEvent
+from schemas.models import DomainEvent
 
 __all__ = ["Classifier", "decide_config"]
 
@@ -47,11 +47,11 @@ def decide_config(settings: HeraldSettings, codec: Codec | None = None) -> Decid
         topics=Topics(settings.topic_prefix),
         codec=codec or default_codec(),
         default_locale=settings.default_locale,
-        limits=dict(c.rate_limits_per_hour),
+        limits={str(tier): n for tier, n in c.rate_limits_per_hour.items()},
         stale_after=timedelta(seconds=c.low_stale_after_s),
-        quiet_channels=frozenset(Channel(x) for x in c.quiet_hours_channels),
+        quiet_channels=frozenset(c.quiet_hours_channels),
         rate_prefix=c.rate_limit_key_prefix,
-        defer_on_limiter_down=tuple(c.defer_tiers_when_limiter_down),
+        defer_on_limiter_down=tuple(str(t) for t in c.defer_tiers_when_limiter_down),
         limiter_retry=timedelta(seconds=c.limiter_retry_s),
     )
 

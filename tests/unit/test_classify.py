@@ -297,9 +297,9 @@ def test_route_lane_property() -> None:
 
 def test_hot_path_encoding_is_the_codec_encoding() -> None:
     for tier in Tier:
-        for item in plan(
-            event(TYPES[tier]), TABLE.match(TYPES[tier]), full_profile(quiet=QUIET), NOW, CFG
-        ).pending:  # type: ignore[arg-type]
+        route = TABLE.match(TYPES[tier])
+        assert route is not None
+        for item in plan(event(TYPES[tier]), route, full_profile(quiet=QUIET), NOW, CFG).pending:
             assert CFG.encode_message(item.message) == CODEC.encode(item.message)
 
 

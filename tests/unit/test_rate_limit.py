@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
 
 from consumers.classifier.ratelimit import LimiterDown, bucket_key, limit_for, on_limiter_down
 from consumers.settings import ClassifierSettings
@@ -27,8 +28,32 @@ def test_critical_is_exempt_even_when_configured_and_missing_entries_are_unlimit
 
 
 def test_default_limits_cover_every_limited_tier() -> None:
-    limits = ClassifierSettings().rate_limits_per_hour
+    limits = {str(t): n for t, n in ClassifierSettings().rate_limits_per_hour.items()}
     assert all(limit_for(t, limits) for t in (Tier.HIGH, Tier.MEDIUM, Tier.LOW))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"rate_limits_per_hour": {"meduim": 3}},
+        {"quiet_hours_channels": ["fax"]},
+        {"defer_tiers_when_limiter_down": ["lowest"]},
+    ],
+)
+def test_settings_reject_unknown_tiers_and_channels(bad: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        ClassifierSettings(**bad)
+
+
+def test_settings_from_the_environment_shape() -> None:
+    s = ClassifierSettings.model_validate(
+        {
+            "rate_limits_per_hour": {"low": 5},
+            "quiet_hours_channels": ["push"],
+            "defer_tiers_when_limiter_down": [],
+        }
+    )
+    assert s.rate_limits_per_hour == {Tier.LOW: 5} and s.quiet_hours_channels == [Channel.PUSH]
 
 
 @pytest.mark.parametrize(
