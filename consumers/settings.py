@@ -77,7 +77,7 @@ class ClassifierSettings(BaseModel, frozen=True):
         default_factory=lambda: [Channel.PUSH, Channel.SMS, Channel.EMAIL],
         description="Channels held by quiet hours (in_app and webhook do not interrupt anyone).",
     )
-    rate_limit_key_prefix: str = Field("herald:rl", description="Redis key prefix of rate-limit buckets.")
+    rate_limit_prefix: str = Field("herald:rl", description="Prefix of the Redis rate-limit buckets.")
     defer_tiers_when_limiter_down: list[Tier] = Field(
         default_factory=lambda: [Tier.LOW],
         description="Redis down: tiers re-queued (critical and high always flow; the rest fail open).",
