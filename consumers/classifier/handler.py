@@ -50,7 +50,7 @@ def decide_config(settings: HeraldSettings, codec: Codec | None = None) -> Decid
         limits={str(tier): n for tier, n in c.rate_limits_per_hour.items()},
         stale_after=timedelta(seconds=c.low_stale_after_s),
         quiet_channels=frozenset(c.quiet_hours_channels),
-        rate_prefix=c.rate_limit_key_prefix,
+        rate_prefix=c.rate_limit_prefix,
         defer_on_limiter_down=tuple(str(t) for t in c.defer_tiers_when_limiter_down),
         limiter_retry=timedelta(seconds=c.limiter_retry_s),
     )

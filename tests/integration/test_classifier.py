@@ -151,7 +151,7 @@ def _settings(stack: Any) -> HeraldSettings:
         stack,
         topic_prefix=s.topic_prefix,
         classifier=ClassifierSettings(
-            rate_limits_per_hour=LIMITS, rate_limit_key_prefix=f"rl-{s.topic_prefix}"
+            rate_limits_per_hour=LIMITS, rate_limit_prefix=f"rl-{s.topic_prefix}"
         ),
     )
 

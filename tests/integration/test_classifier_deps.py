@@ -140,7 +140,7 @@ async def test_closed_pool_is_lookup_unavailable(stack: Any) -> None:
 
 def _settings(settings: HeraldSettings) -> HeraldSettings:
     classifier = ClassifierSettings(
-        rate_limit_key_prefix=f"rl-{settings.topic_prefix}",
+        rate_limit_prefix=f"rl-{settings.topic_prefix}",
         rate_limits_per_hour={"high": 30, "medium": 20, "low": 3},
     )
     return settings.model_copy(update={"classifier": classifier})
