@@ -62,8 +62,11 @@ async def _critical_stream(s: HeraldSettings, seconds: float, tag: str) -> int:
     async with Emitter(s.kafka_bootstrap_servers, Topics(s.topic_prefix).events) as emit:
         start = time.perf_counter()
         while (elapsed := time.perf_counter() - start) < seconds:
-            await emit("security_alert", user_id=f"crit{sent % 50}",
-                       data={"device": tag, "ip": "203.0.113.1", "location": "bench"})
+            await emit(
+                "security_alert",
+                user_id=f"crit{sent % 50}",
+                data={"device": tag, "ip": "203.0.113.1", "location": "bench"},
+            )
             sent += 1
             await asyncio.sleep(max(0.0, sent / RATE - elapsed - 0.0005))
     return sent
@@ -77,7 +80,7 @@ async def _latencies(s: HeraldSettings, expected: int, timeout: float = 120) -> 
     await consumer.start()
     out: dict[str, list[float]] = {}
     try:
-        await consumer._client.force_metadata_update()  # noqa: SLF001
+        await consumer._client.force_metadata_update()
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -148,7 +151,9 @@ async def phase(b: Bench, seconds: float = 20.0) -> None:
     for name, argv in PROCESSES:
         port = free_port()
         ports.append(port)
-        procs.append(spawn_herald(argv, env={**env, "HERALD_METRICS_PORT": str(port)}, log=logs / f"{name}.log"))
+        procs.append(
+            spawn_herald(argv, env={**env, "HERALD_METRICS_PORT": str(port)}, log=logs / f"{name}.log")
+        )
     try:
         with console.status("waiting for every consumer to join its group"):
             await _wait_ready(ports)
@@ -177,7 +182,21 @@ async def phase(b: Bench, seconds: float = 20.0) -> None:
             continue
         p50, p99, mx = statistics.median(values), _pct(values, 0.99), max(values)
         results[tag] = {"n": len(values), "p50_ms": p50, "p99_ms": p99, "max_ms": mx}
-        b.add(Row(f"critical e2e latency p99, {label}", p99, "ms", goal="< 250 ms",
-                  note=f"p50 {p50:.0f} ms, max {mx:.0f} ms, n={len(values)}"))
-    b.add(Row("bulk burst drain", BURST / drain_s, "msg/s", note=f"{BURST:,} bulk-lane messages in {drain_s:.1f}s"))
+        b.add(
+            Row(
+                f"critical e2e latency p99, {label}",
+                p99,
+                "ms",
+                goal="< 250 ms",
+                note=f"p50 {p50:.0f} ms, max {mx:.0f} ms, n={len(values)}",
+            )
+        )
+    b.add(
+        Row(
+            "bulk burst drain",
+            BURST / drain_s,
+            "msg/s",
+            note=f"{BURST:,} bulk-lane messages in {drain_s:.1f}s",
+        )
+    )
     b.extra["isolation"] = results
