@@ -11,19 +11,17 @@ channel message = its ``sent`` outcome's recorded_at − the event's occurred_at
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.channels import channel_messages
 from bench.common import preload, wait_drained
+from bench.procs import HeraldProcs
 from bench.run import Bench, Row, console
 from consumers.db import connect_pool, migrate
-from consumers.devstack.processes import free_port, spawn_herald, stop
 from consumers.emitter import Emitter
 from consumers.kafka import create_topics
 from consumers.settings import HeraldSettings
@@ -42,18 +40,6 @@ PROCESSES = [
 ]
 RATE = 50.0  # critical events per second
 BURST = 100_000
-
-
-def _env(b: Bench, s: HeraldSettings) -> dict[str, str]:
-    return {
-        **os.environ,
-        **b.stack.env(),
-        "HERALD_TOPIC_PREFIX": s.topic_prefix,
-        "HERALD_CHANNEL__DRY_RUN": "true",
-        "HERALD_RUNTIME__SESSION_TIMEOUT_MS": "6000",
-        "HERALD_RUNTIME__HEARTBEAT_INTERVAL_MS": "500",
-        "HERALD_RUNTIME__POLL_TIMEOUT_MS": "100",
-    }
 
 
 async def _critical_stream(s: HeraldSettings, seconds: float, tag: str) -> int:
@@ -122,41 +108,19 @@ async def _seed(s: HeraldSettings) -> None:
         await pool.close()
 
 
-async def _wait_ready(ports: list[int], timeout: float = 60) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient() as client:
-        for port in ports:
-            while True:
-                try:
-                    if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"process on :{port} not ready")
-                await asyncio.sleep(0.2)
-
-
 async def phase(b: Bench, seconds: float = 20.0) -> None:
     s = b.settings()
     topics = Topics(s.topic_prefix)
     await create_topics(s, topics.all())
     await _seed(s)
-    logs = Path(".herald-bench")
-    logs.mkdir(exist_ok=True)
-    env = _env(b, s)
-    procs, ports = [], []
-    for name, argv in PROCESSES:
-        port = free_port()
-        ports.append(port)
-        procs.append(
-            spawn_herald(argv, env={**env, "HERALD_METRICS_PORT": str(port)}, log=logs / f"{name}.log")
-        )
-    try:
+    # Dry-run providers: this measures Herald's own latency, not moto's.
+    with HeraldProcs(
+        b.stack, s, {"HERALD_CHANNEL__DRY_RUN": "true", "HERALD_RUNTIME__POLL_TIMEOUT_MS": "100"}
+    ) as procs:
+        for name, argv in PROCESSES:
+            procs.start(f"isolation-{name}", argv)
         with console.status("waiting for every consumer to join its group"):
-            await _wait_ready(ports)
+            await procs.wait_ready()
             warmup = await _critical_stream(s, 3, "warmup")
         with console.status(f"phase A: critical at {RATE:.0f}/s, no burst"):
             quiet = await _critical_stream(s, seconds, "quiet")
@@ -171,9 +135,6 @@ async def phase(b: Bench, seconds: float = 20.0) -> None:
             drain_s = drained_at - t0
         with console.status("collecting outcomes"):
             lat = await _latencies(s, 3 * (warmup + quiet + loud))
-    finally:
-        for p in procs:
-            stop(p)
     results: dict[str, Any] = {}
     for tag, label in (("quiet", "no burst"), ("burst", f"during {BURST // 1000}k bulk burst")):
         values = lat.get(tag, [])
