@@ -22,7 +22,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         version="1",
         description="The in-app inbox, notification preferences, quiet hours, push devices and receipts of "
         "the user named by the bearer token. Errors are RFC 9457 problem details.",
-        responses=problem_responses(401, 413, 422, 429),
+        responses=problem_responses(400, 401, 413, 422, 429),
         docs_url="/docs",
         redoc_url=None,
     )
