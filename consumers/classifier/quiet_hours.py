@@ -12,6 +12,7 @@ the clock out of the window, whichever comes first.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
@@ -67,8 +68,8 @@ def _transition_between(lo: datetime, hi: datetime, tz: ZoneInfo) -> datetime:
     """The first whole second in (lo, hi] whose UTC offset differs from lo's (tzdata transitions
     fall on whole seconds). Requires utcoffset(lo) != utcoffset(hi)."""
     offset = lo.astimezone(tz).utcoffset()
-    lo_s = int(lo.timestamp())  # floor for post-1970 instants; offset(lo_s) == offset(lo) either way
-    hi_s = int(hi.timestamp()) + 1
+    lo_s = math.floor(lo.timestamp())  # transitions are whole seconds: offset(lo_s) == offset(lo)
+    hi_s = math.floor(hi.timestamp()) + 1
     while hi_s - lo_s > 1:
         mid = (lo_s + hi_s) // 2
         if datetime.fromtimestamp(mid, tz).utcoffset() == offset:
