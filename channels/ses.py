@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import logging
 import re
+from email.charset import QP, Charset
+from email.header import Header
 from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import formatdate, make_msgid, parseaddr
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -91,26 +94,41 @@ def unsubscribe_headers(url_template: str | None, mailto: str | None, *, user_id
 
 
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 field name: printable ASCII except ':'
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP
+
+
+def _text_part(body: str, subtype: str) -> MIMENonMultipart:
+    part = MIMENonMultipart("text", subtype)
+    part.set_payload(body, _UTF8_QP)  # sets charset=utf-8 and Content-Transfer-Encoding: quoted-printable
+    return part
 
 
 def build_mime(*, from_address: str, to: str, subject: str, text: str, html: str | None,
                headers: dict[str, str]) -> bytes:
-    """The raw message: text part first, then the HTML that capable clients prefer."""
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = from_address
-    msg["To"] = to
-    msg["Subject"] = subject
-    msg["Date"] = formatdate(usegmt=True)
-    domain = parseaddr(from_address)[1].rpartition("@")[2] or None
-    msg["Message-ID"] = make_msgid(domain=domain)
+    """The raw message: text part first, then the HTML that capable clients prefer.
+
+    Built with the compat32 ``email.mime`` classes: a third of the CPU of ``EmailMessage``
+    with the SMTP policy, which showed in throughput. Non-ASCII headers are RFC 2047
+    encoded and bodies quoted-printable, so the message is 7-bit clean for any relay.
+    """
     for name, value in headers.items():
         if not _HEADER_NAME.match(name) or "\n" in value or "\r" in value:
             raise ValueError(f"invalid header {name!r}")
-        msg[name] = value
-    # quoted-printable keeps the message 7-bit clean: 8bit bodies get mangled by relays that aren't.
-    msg.set_content(text or "", charset="utf-8", cte="quoted-printable")
+    msg: MIMEBase = _text_part(text or "", "plain")
     if html:
-        msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+        alternative = MIMEMultipart("alternative")
+        alternative.attach(msg)
+        alternative.attach(_text_part(html, "html"))
+        msg = alternative
+    from_name, from_addr = parseaddr(from_address)
+    msg["From"] = formataddr((from_name, from_addr), charset="utf-8")
+    msg["To"] = to
+    msg["Subject"] = Header(subject, "utf-8").encode() if not subject.isascii() else subject
+    msg["Date"] = formatdate(usegmt=True)
+    msg["Message-ID"] = make_msgid(domain=from_addr.rpartition("@")[2] or "herald.invalid")
+    for name, value in headers.items():
+        msg[name] = Header(value, "utf-8").encode() if not value.isascii() else value
     return msg.as_bytes()
 
 

@@ -19,8 +19,8 @@ def aws_options(endpoint_url: str, **overrides: Any) -> AwsClientOptions:
         "endpoint_url": endpoint_url,
         "access_key_id": "testing",
         "secret_access_key": "testing",
-        "connect_timeout_s": 1.0,
-        "read_timeout_s": 1.0,
+        "connect_timeout_s": 5.0,
+        "read_timeout_s": 10.0,
     }
     base.update(overrides)
     return AwsClientOptions(**base)

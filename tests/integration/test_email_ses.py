@@ -49,7 +49,7 @@ def proxy(moto: str) -> Iterator[FaultProxy]:
 @pytest_asyncio.fixture
 async def adapter(moto: str, proxy: FaultProxy) -> AsyncIterator[SesEmailAdapter]:
     await ensure_identity(moto)
-    client, stack = await open_client("sesv2", aws_options(proxy.url, read_timeout_s=0.5))
+    client, stack = await open_client("sesv2", aws_options(proxy.url, read_timeout_s=1.0))
     yield SesEmailAdapter(
         client,
         from_address=FROM,
@@ -141,7 +141,7 @@ async def test_throttling_is_retried_in_process_then_sent_once(
     [
         (SES_THROTTLE, "TooManyRequestsException", OutcomeStatus.FAILED_RETRYABLE),
         (SES_5XX, "ServiceUnavailable", OutcomeStatus.FAILED_RETRYABLE),
-        (stall(1.5), "ReadTimeoutError", OutcomeStatus.FAILED_RETRYABLE),
+        (stall(2.0), "ReadTimeoutError", OutcomeStatus.FAILED_RETRYABLE),
         (SES_REJECT, "MessageRejected", OutcomeStatus.FAILED_PERMANENT),
     ],
     ids=["throttle", "5xx", "timeout", "rejected"],
