@@ -85,6 +85,8 @@ class ClassifierSettings(BaseModel, frozen=True):
     limiter_retry_s: float = Field(
         300.0, description="Redis down: delay before a deferred event is classified again."
     )
+    limiter_timeout_s: float = Field(0.5, description="A rate-limit call slower than this counts as Redis down.")
+    limiter_cooldown_s: float = Field(5.0, description="After a Redis failure, skip rate limiting this long.")
 
 
 class AwsSettings(BaseModel, frozen=True):
