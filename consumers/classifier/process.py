@@ -32,7 +32,11 @@ async def build_classifier(res: Resources) -> Classifier:
         profiles=ProfileCache(
             pool, ttl_s=settings.classifier.lookup_cache_ttl_s, max_size=settings.classifier.lookup_cache_size
         ),
-        limiter=RateLimiter(res.redis()),
+        limiter=RateLimiter(
+            res.redis(),
+            timeout_s=settings.classifier.limiter_timeout_s,
+            cooldown_s=settings.classifier.limiter_cooldown_s,
+        ),
         scheduler=Scheduler(pool, res.clock),
         config=decide_config(settings),
         clock=res.clock,

@@ -13,7 +13,9 @@ standalone instance or Sentinel); Redis Cluster would need one call per slot.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -111,29 +113,52 @@ return table.concat(out)
 
 
 class RateLimiter:
-    def __init__(self, client: redis_asyncio.Redis, *, chunk: int = 2000) -> None:
+    """The Redis side. Fails fast: a call that takes longer than ``timeout_s`` counts as an outage,
+    and after an outage Redis is not asked again for ``cooldown_s`` (every batch meanwhile is
+    classified as "limiter down" at once, so critical traffic never waits on a dead Redis)."""
+
+    def __init__(
+        self,
+        client: redis_asyncio.Redis,
+        *,
+        timeout_s: float = 0.5,
+        cooldown_s: float = 5.0,
+        chunk: int = 2000,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._script = client.register_script(_SCRIPT)
+        self._timeout_s = timeout_s
+        self._cooldown_s = cooldown_s
         self._chunk = chunk  # keeps one script call short: Redis runs it without interleaving
+        self._monotonic = monotonic
+        self._down_until = 0.0
 
     async def acquire(self, requests: Sequence[LimitRequest]) -> list[bool]:
         """Admit or refuse each request, atomically per call; raises :class:`LimiterUnavailable`."""
+        if self._monotonic() < self._down_until:
+            raise LimiterUnavailable("Redis failed recently; not asked again until the cool-down ends")
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await self._acquire(requests)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._down_until = self._monotonic() + self._cooldown_s
+            raise LimiterUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _acquire(self, requests: Sequence[LimitRequest]) -> list[bool]:
         admitted: list[bool] = []
         ttl = str(_HOUR + 300)  # outlives its hour: a bucket is never recreated empty mid-hour
-        try:
-            for start in range(0, len(requests), self._chunk):
-                part = requests[start : start + self._chunk]
-                args = [
-                    ttl,
-                    "\n".join([r.bucket for r in part]),
-                    "\n".join([r.member for r in part]),
-                    "\n".join([str(r.limit) for r in part]),
-                ]
-                result = await self._script(keys=[], args=args)
-                if isinstance(result, str):  # a client made with decode_responses=True
-                    result = result.encode()
-                if len(result) != len(part):
-                    raise LimiterUnavailable(f"rate-limit script answered {len(result)} of {len(part)}")
-                admitted += [c == 49 for c in result]  # b"1"
-        except (RedisError, OSError) as exc:
-            raise LimiterUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        for start in range(0, len(requests), self._chunk):
+            part = requests[start : start + self._chunk]
+            args = [
+                ttl,
+                "\n".join([r.bucket for r in part]),
+                "\n".join([r.member for r in part]),
+                "\n".join([str(r.limit) for r in part]),
+            ]
+            result = await self._script(keys=[], args=args)
+            if isinstance(result, str):  # a client made with decode_responses=True
+                result = result.encode()
+            if len(result) != len(part):
+                raise RedisError(f"rate-limit script answered {len(result)} of {len(part)}")
+            admitted += [c == 49 for c in result]  # b"1"
         return admitted

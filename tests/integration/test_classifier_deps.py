@@ -4,6 +4,7 @@ lookups, Redis and PostgreSQL outages, deferred sends released by the scheduler.
 from __future__ import annotations
 
 import asyncio
+import time as clock_time
 import uuid
 from datetime import UTC, datetime, time
 from typing import Any
@@ -74,11 +75,36 @@ async def test_batches_are_atomic_and_replays_are_admitted_again(redis_client: r
     assert {r.member for r, ok in zip(reqs, again, strict=True) if ok} == admitted
 
 
-async def test_redis_down_raises_limiter_unavailable() -> None:
+async def test_redis_down_fails_fast_then_cools_down() -> None:
+    # redis-py retries a refused connection with backoff; the limiter must not make a batch wait
     client = redis_asyncio.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
+    clock = [0.0]
+    limiter = RateLimiter(client, timeout_s=0.3, cooldown_s=5.0, monotonic=lambda: clock[0])
+    try:
+        started = clock_time.perf_counter()
+        with pytest.raises(LimiterUnavailable):
+            await limiter.acquire([LimitRequest("k", "m", 1)])
+        with pytest.raises(LimiterUnavailable, match="cool-down"):
+            await limiter.acquire([LimitRequest("k", "m", 1)])
+        assert clock_time.perf_counter() - started < 1.0
+        clock[0] = 5.1  # asked again after the cool-down (and still down)
+        with pytest.raises(LimiterUnavailable) as info:
+            await limiter.acquire([LimitRequest("k", "m", 1)])
+        assert "cool-down" not in str(info.value)
+    finally:
+        await client.aclose()
+
+
+async def test_a_limiter_that_recovers_answers_again(stack: Any) -> None:
+    client = redis_asyncio.Redis.from_url(stack.redis_url)
+    clock = [0.0]
+    limiter = RateLimiter(client, timeout_s=1.0, cooldown_s=5.0, monotonic=lambda: clock[0])
+    limiter._down_until = 5.0  # as after an outage
     try:
         with pytest.raises(LimiterUnavailable):
-            await RateLimiter(client).acquire([LimitRequest("k", "m", 1)])
+            await limiter.acquire([LimitRequest(f"rl-test:{_uid('c')}", "m", 1)])
+        clock[0] = 6.0
+        assert await limiter.acquire([LimitRequest(f"rl-test:{_uid('c')}", "m", 1)]) == [True]
     finally:
         await client.aclose()
 
