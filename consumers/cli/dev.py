@@ -40,6 +40,7 @@ DEV_PROCESSES: list[tuple[str, list[str]]] = [
     ("in-app", ["channel", "--channel", "in_app", "--lane", "priority"]),
     ("webhook", ["channel", "--channel", "webhook", "--lane", "priority"]),
     ("fallback", ["fallback"]),
+    ("api", ["api"]),
     ("inbox-janitor", ["inbox-janitor"]),
 ]
 
@@ -154,6 +155,7 @@ async def _stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
 
 
 async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
+    from consumers.api.demo import demo_access_lines, demo_api_env
     from consumers.devstack import DevStack
     from consumers.devstack.demo import STALE_TOKEN, new_webhook_secret, run_demo_stream, seed
     from consumers.devstack.fcm_fake import FcmFake
@@ -170,7 +172,8 @@ async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
         sink = WebhookSink(secret).start()
         try:
             fcm.fault("UNREGISTERED", count=-1, token=STALE_TOKEN)
-            env = {**os.environ, **stack.env(), **DEMO_ENV, **fcm.env(logs / "fcm-service-account.json")}
+            env = {**os.environ, **stack.env(), **DEMO_ENV, **demo_api_env(),
+                   **fcm.env(logs / "fcm-service-account.json")}
             fcm.service_account(logs / "fcm-service-account.json")
             os.environ.update({k: v for k, v in env.items() if k.startswith(("HERALD_", "KAFKA_", "DATABASE_",
                                                                                 "REDIS_"))})
@@ -187,6 +190,8 @@ async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
                                            log=logs / f"{name}.log")
                 _say("process", f"{name:<15} pid={procs[name].pid} metrics=http://127.0.0.1:{port}/metrics "
                                 f"log={logs / (name + '.log')}")
+            for line in await demo_access_lines(settings):
+                _say("api", line)
             _say("ready", "demo events follow; Ctrl-C stops everything")
             tasks = [
                 asyncio.create_task(run_demo_stream(settings, args.interval, stop)),

@@ -1,0 +1,57 @@
+"""What ``herald dev`` (``make run``) needs to start the API and show how to call it."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+import time
+from datetime import UTC, datetime
+
+from consumers.api.auth import TokenKeys, mint_token
+from consumers.settings import HeraldSettings
+
+__all__ = ["DEMO_API_USER", "demo_access_lines", "demo_api_env"]
+
+DEMO_API_USER = "alice"
+_PREFERRED_PORT = 8080
+
+
+def _port() -> int:
+    for port in (_PREFERRED_PORT, 0):
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is fine
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise OSError("no free port")
+
+
+def demo_api_env() -> dict[str, str]:
+    """A fresh signing key per run (demo tokens die with it) and port 8080 when it is free."""
+    return {"HERALD_API__JWT_SECRET": secrets.token_urlsafe(32), "HERALD_API__PORT": str(_port())}
+
+
+async def demo_access_lines(
+    settings: HeraldSettings, user_id: str = DEMO_API_USER, *, wait_s: float = 60.0
+) -> list[str]:
+    """Waits (up to ``wait_s``) for the API to listen, so the printed curl line works when shown."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", settings.api.port)
+        except OSError:
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        break
+    token = mint_token(TokenKeys.from_settings(settings.api), settings.api, user_id, now=datetime.now(UTC))
+    base = f"http://127.0.0.1:{settings.api.port}"
+    return [
+        f"API on {base} (OpenAPI {base}/openapi.json, docs {base}/docs); token for {user_id}: {token}",
+        f"curl -H 'Authorization: Bearer {token}' {base}/v1/inbox",
+        f"curl -N -H 'Authorization: Bearer {token}' {base}/v1/inbox/stream",
+    ]
