@@ -37,6 +37,7 @@ __all__ = [
     "BlockedDestination",
     "GuardedBackend",
     "GuardedTransport",
+    "PerEndpointPool",
     "Resolver",
     "check_url",
     "refusal",
@@ -218,34 +219,76 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self.inner.sleep(seconds)
 
 
-_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+_LIMITS = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+
+
+class PerEndpointPool(httpcore.AsyncConnectionPool):
+    """One small httpcore pool per endpoint URL (scheme, host, port, path), behind one pool interface.
+
+    httpcore assigns queued requests to connections with a scan over every connection of
+    the pool, per request: with hundreds of connections in one pool that scan dominated
+    the CPU of a webhook consumer. Per endpoint it covers a few connections, and one slow or
+    busy endpoint can hold at most ``limits.max_connections`` sockets. (Endpoints sharing a
+    host do not share connections: the price of that isolation is a few more handshakes.)
+    At most ``max_pools`` pools are kept; past that, pools with no active connection are closed.
+    """
+
+    def __init__(self, *, ssl_context: ssl.SSLContext, limits: httpx.Limits, http2: bool,
+                 network_backend: httpcore.AsyncNetworkBackend, max_pools: int = 1024) -> None:
+        super().__init__(ssl_context=ssl_context, max_connections=1, network_backend=network_backend)
+        self._pool_args: dict[str, object] = {
+            "ssl_context": ssl_context,
+            "max_connections": limits.max_connections,
+            "max_keepalive_connections": limits.max_keepalive_connections,
+            "keepalive_expiry": limits.keepalive_expiry,
+            "http1": True,
+            "http2": http2,
+            "network_backend": network_backend,
+        }
+        self.max_pools = max_pools
+        self.pools: dict[tuple[bytes, bytes, int | None, bytes], httpcore.AsyncConnectionPool] = {}
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        key = (request.url.scheme, request.url.host, request.url.port, request.url.target)
+        pool = self.pools.get(key)
+        if pool is None:
+            if len(self.pools) >= self.max_pools:
+                await self._evict_idle()
+            pool = self.pools[key] = httpcore.AsyncConnectionPool(**self._pool_args)  # type: ignore[arg-type]
+        return await pool.handle_async_request(request)
+
+    async def _evict_idle(self) -> None:
+        for key, pool in list(self.pools.items()):
+            if all(c.is_idle() or c.is_closed() for c in pool.connections):
+                del self.pools[key]
+                await pool.aclose()
+
+    async def aclose(self) -> None:
+        pools, self.pools = list(self.pools.values()), {}
+        for pool in pools:
+            await pool.aclose()
+        await super().aclose()
 
 
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx transport whose every connection goes through :class:`GuardedBackend`.
 
     No proxies and no environment (``HTTP_PROXY`` would bypass the guard); the URL scheme
-    and https-only rule are checked per request before any connection is made.
+    and https-only rule are checked per request before any connection is made. ``limits``
+    apply per endpoint URL (see :class:`PerEndpointPool`).
     """
 
     def __init__(self, policy: AddressPolicy, *, resolver: Resolver = system_resolver,
-                 limits: httpx.Limits = _LIMITS,
+                 limits: httpx.Limits = _LIMITS, max_pools: int = 1024,
                  verify: ssl.SSLContext | bool = True, http2: bool = False) -> None:
         super().__init__(verify=verify, trust_env=False, limits=limits, http2=http2)
         self.policy = policy
         self.backend = GuardedBackend(policy, resolver)
         ssl_context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(
             verify=verify, trust_env=False)
-        # httpx takes no network_backend argument, so build the pool it would build, with ours.
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=True,
-            http2=http2,
-            network_backend=self.backend,
-        )
+        # httpx takes no network_backend argument: replace the pool it built with ours.
+        self._pool = PerEndpointPool(ssl_context=ssl_context, limits=limits, http2=http2,
+                                     network_backend=self.backend, max_pools=max_pools)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         check_url(str(request.url), https_only=self.policy.https_only)

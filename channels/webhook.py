@@ -149,7 +149,8 @@ class WebhookConfig:
     https_only: bool = False
     disable_after_s: float = 5 * 86_400.0
     endpoint_cache_ttl_s: float = 5.0
-    max_connections: int = 512
+    max_connections_per_endpoint: int = 16
+    max_pooled_endpoints: int = 1024
     user_agent: str = "Herald-Webhooks/1"
 
 
@@ -167,10 +168,11 @@ class WebhookAdapter:
         self.codec = codec or default_codec()
         self.on_disabled = on_disabled  # metrics hook: called with the reason ("failing", "gone")
         policy = AddressPolicy.from_strings(config.allow_hosts, https_only=config.https_only)
-        limits = httpx.Limits(max_connections=config.max_connections,
-                              max_keepalive_connections=config.max_connections)
+        limits = httpx.Limits(max_connections=config.max_connections_per_endpoint,
+                              max_keepalive_connections=config.max_connections_per_endpoint)
         self.client = httpx.AsyncClient(
-            transport=GuardedTransport(policy, resolver=resolver, limits=limits),
+            transport=GuardedTransport(policy, resolver=resolver, limits=limits,
+                                       max_pools=config.max_pooled_endpoints),
             timeout=httpx.Timeout(config.total_timeout_s, connect=config.connect_timeout_s),
             follow_redirects=False,
             trust_env=False,

@@ -143,7 +143,8 @@ class WebhookSettings(BaseModel, frozen=True):
     disable_after_s: float = Field(5 * 86_400.0, description="Auto-disable after failing this long.")
     secret_grace_s: float = Field(86_400.0, description="Old secret still signs this long.")
     endpoint_cache_ttl_s: float = Field(5.0, description="How long a consumer caches an endpoint row.")
-    max_connections: int = Field(512, description="Pooled HTTP connections per process (all endpoints).")
+    max_connections_per_endpoint: int = Field(16, description="Pooled HTTP connections per endpoint URL.")
+    max_pooled_endpoints: int = Field(1024, description="Connection pools kept; idle ones beyond are closed.")
     user_agent: str = "Herald-Webhooks/1"
 
 

@@ -22,7 +22,8 @@ def webhook_config(settings: WebhookSettings) -> WebhookConfig:
         https_only=settings.https_only,
         disable_after_s=settings.disable_after_s,
         endpoint_cache_ttl_s=settings.endpoint_cache_ttl_s,
-        max_connections=settings.max_connections,
+        max_connections_per_endpoint=settings.max_connections_per_endpoint,
+        max_pooled_endpoints=settings.max_pooled_endpoints,
         user_agent=settings.user_agent,
     )
 
