@@ -170,9 +170,10 @@ class WebhookAdapter:
         policy = AddressPolicy.from_strings(config.allow_hosts, https_only=config.https_only)
         limits = httpx.Limits(max_connections=config.max_connections_per_endpoint,
                               max_keepalive_connections=config.max_connections_per_endpoint)
+        self.transport = GuardedTransport(policy, resolver=resolver, limits=limits,
+                                          max_pools=config.max_pooled_endpoints)
         self.client = httpx.AsyncClient(
-            transport=GuardedTransport(policy, resolver=resolver, limits=limits,
-                                       max_pools=config.max_pooled_endpoints),
+            transport=self.transport,
             timeout=httpx.Timeout(config.total_timeout_s, connect=config.connect_timeout_s),
             follow_redirects=False,
             trust_env=False,

@@ -13,6 +13,7 @@ import pytest_asyncio
 
 from channels.endpoints_pg import EndpointStore
 from channels.signing import generate_secret
+from channels.ssrf import PerEndpointPool
 from channels.webhook import WebhookAdapter
 from schemas.codec import default_codec
 from schemas.models import ChannelMessage
@@ -253,3 +254,24 @@ async def test_registry_crud(pg_pool: asyncpg.Pool, receiver: WebhookReceiver) -
     assert rotated2.active_secrets(now) == rotated2.secrets
     assert rotated2.active_secrets(now + timedelta(seconds=61)) == rotated2.secrets[:1]
     assert await store.rotate_secret("ep_missing", now=now, grace_s=1) is None
+
+
+async def test_one_small_pool_per_endpoint_and_idle_pools_are_evicted(pg_pool: asyncpg.Pool,
+                                                                      receiver: WebhookReceiver) -> None:
+    eps = [await endpoint(pg_pool, receiver) for _ in range(3)]
+    a = adapter(pg_pool, max_pooled_endpoints=2, max_connections_per_endpoint=4)
+    try:
+        for ep in eps[:2]:
+            assert (await _send(a, webhook_message(ep.endpoint_id))).status == "sent"
+        pools = a.transport._pool
+        assert isinstance(pools, PerEndpointPool) and len(pools.pools) == 2
+        # idle pools beyond the cap are closed when a new endpoint needs one
+        assert (await _send(a, webhook_message(eps[2].endpoint_id))).status == "sent"
+        assert len(pools.pools) == 1
+        # an endpoint keeps reusing its connection: 3 more sends, no new connection
+        before = receiver.connections
+        for _ in range(3):
+            assert (await _send(a, webhook_message(eps[2].endpoint_id))).status == "sent"
+        assert receiver.connections == before
+    finally:
+        await a.close()
