@@ -24,12 +24,19 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from consumers import metrics
+from consumers.produce import produce_all
 from consumers.settings import RuntimeSettings
 from consumers.topics import dlq
 from schemas.codec import DecodeError
@@ -228,14 +235,22 @@ class Runner(Generic[T]):
                 metrics.HANDLER_RETRIES.labels(self.handler.name).inc()
                 if attempt > self.settings.handler_max_retries:
                     # Give up on this poll: rewind to the last commit and poll again later.
-                    log.error("%s: dependency still failing after %d tries (%s); pausing", self.handler.name,
-                              attempt - 1, exc)
+                    log.error(
+                        "%s: dependency still failing after %d tries (%s); pausing",
+                        self.handler.name,
+                        attempt - 1,
+                        exc,
+                    )
                     self._set_ready(False)
                     self._rewind(batch)
                     await self._sleep(self.settings.handler_retry_max_s)
                     return
-                delay = min(self.settings.handler_retry_max_s, self.settings.handler_retry_base_s * 2 ** (attempt - 1))
-                log.warning("%s: retryable failure (%s); retry %d in %.2fs", self.handler.name, exc, attempt, delay)
+                delay = min(
+                    self.settings.handler_retry_max_s, self.settings.handler_retry_base_s * 2 ** (attempt - 1)
+                )
+                log.warning(
+                    "%s: retryable failure (%s); retry %d in %.2fs", self.handler.name, exc, attempt, delay
+                )
                 await self._sleep(delay * random.uniform(0.8, 1.2))
             except KafkaError as exc:
                 # Produce failed or timed out: nothing is committed, so rewind and let it replay.
@@ -279,8 +294,9 @@ class Runner(Generic[T]):
                 except DecodeError as exc:
                     results[i] = DeadLetter(exc.reason, type(exc).__name__, exc.detail)
                 else:
-                    decoded.append(Incoming(r.topic, r.partition, r.offset, r.key, value, tuple(r.headers),
-                                            r.timestamp))
+                    decoded.append(
+                        Incoming(r.topic, r.partition, r.offset, r.key, value, tuple(r.headers), r.timestamp)
+                    )
                     pending.append(i)
         for topic, n in consumed.items():
             metrics.CONSUMED.labels(self.handler.name, topic).inc(n)
@@ -300,7 +316,9 @@ class Runner(Generic[T]):
             log.exception("%s: batch handler failed; isolating the failing record", self.handler.name)
             results = [await self._handle_one(item) for item in decoded]
         if len(results) != len(decoded):
-            raise RuntimeError(f"{self.handler.name}: handler returned {len(results)} results for {len(decoded)}")
+            raise RuntimeError(
+                f"{self.handler.name}: handler returned {len(results)} results for {len(decoded)}"
+            )
         return results
 
     async def _handle_one(self, item: Incoming[T]) -> Result:
@@ -312,26 +330,36 @@ class Runner(Generic[T]):
         except Exception as exc:
             return DeadLetter("handler_error", type(exc).__name__, str(exc))
 
-    async def _produce_and_commit(self, batch: list[ConsumerRecord[bytes, bytes]], results: list[Result]) -> None:
-        futures: list[asyncio.Future[Any]] = []
-        produced: dict[str, int] = {}
+    async def _produce_and_commit(
+        self, batch: list[ConsumerRecord[bytes, bytes]], results: list[Result]
+    ) -> None:
+        records: list[Output] = []
         for raw, result in zip(batch, results, strict=True):
             if isinstance(result, DeadLetter):
-                topic = dlq(raw.topic)
-                headers = [*raw.headers, *dead_letter_headers(result, raw.topic, raw.partition, raw.offset,
-                                                              self.group_id)]
-                futures.append(await self.producer.send(topic, raw.value, key=raw.key, headers=headers))
+                headers = (
+                    *raw.headers,
+                    *dead_letter_headers(result, raw.topic, raw.partition, raw.offset, self.group_id),
+                )
+                records.append(
+                    Output(dlq(raw.topic), raw.value if raw.value is not None else b"", raw.key, headers)
+                )
                 metrics.DLQ.labels(raw.topic, result.reason).inc()
-                log.warning("%s: %s[%d]@%d → %s (%s: %s)", self.handler.name, raw.topic, raw.partition,
-                            raw.offset, topic, result.reason, result.detail[:200])
-                produced[topic] = produced.get(topic, 0) + 1
-                continue
-            for out in result:
-                futures.append(await self.producer.send(out.topic, out.value, key=out.key,
-                                                        headers=list(out.headers) or None))
-                produced[out.topic] = produced.get(out.topic, 0) + 1
-        if futures:
-            await asyncio.gather(*futures)  # every output acknowledged (acks=all) ...
+                log.warning(
+                    "%s: %s[%d]@%d → %s (%s: %s)",
+                    self.handler.name,
+                    raw.topic,
+                    raw.partition,
+                    raw.offset,
+                    dlq(raw.topic),
+                    result.reason,
+                    result.detail[:200],
+                )
+            else:
+                records.extend(result)
+        await produce_all(self.producer, records)  # every output acknowledged (acks=all) ...
+        produced: dict[str, int] = {}
+        for r in records:
+            produced[r.topic] = produced.get(r.topic, 0) + 1
         for topic, n in produced.items():
             metrics.PRODUCED.labels(topic).inc(n)
         offsets: dict[TopicPartition, int] = {}
@@ -345,7 +373,9 @@ class Runner(Generic[T]):
             await self.consumer.commit(owned)  # ... before the offsets move
         except CommitFailedError as exc:
             # The group rebalanced under us: the new owner replays; outputs are idempotent.
-            log.warning("%s: commit failed after rebalance (%s); batch will be replayed", self.handler.name, exc)
+            log.warning(
+                "%s: commit failed after rebalance (%s); batch will be replayed", self.handler.name, exc
+            )
 
     async def _update_lag(self) -> None:
         for tp in self.consumer.assignment():
@@ -353,4 +383,6 @@ class Runner(Generic[T]):
             if high is None:
                 continue
             position = await self.consumer.position(tp)
-            metrics.CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(max(0, high - position))
+            metrics.CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(
+                max(0, high - position)
+            )

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Gauge, Histogram
 
 from consumers.clock import Clock, SystemClock
+from consumers.produce import produce_all
 from consumers.runtime import Output
 from consumers.settings import SchedulerSettings
 
@@ -156,22 +157,33 @@ class TimerPoller:
             )
             if not rows:
                 return 0
-            futures = []
+            outputs: list[Output] = []
             for row in rows:
-                timer = Timer(row["key"], row["kind"], row["due_at"], row["topic"], row["msg_key"], row["payload"],
-                              json.loads(row["data"]))
-                for out in await self.handlers[timer.kind](timer, conn):
-                    futures.append(await self.producer.send(out.topic, out.value, key=out.key,
-                                                            headers=list(out.headers) or None))
-            await asyncio.gather(*futures)  # acknowledged by the broker before the rows are marked fired
+                timer = Timer(
+                    row["key"],
+                    row["kind"],
+                    row["due_at"],
+                    row["topic"],
+                    row["msg_key"],
+                    row["payload"],
+                    json.loads(row["data"]),
+                )
+                outputs.extend(await self.handlers[timer.kind](timer, conn))
+            await produce_all(
+                self.producer, outputs
+            )  # acknowledged by the broker before rows are marked fired
             ids = [r["id"] for r in rows]
             await conn.execute(
-                "UPDATE herald_timers SET state = 'fired', fired_at = $2 WHERE id = ANY($1::bigint[])", ids, now
+                "UPDATE herald_timers SET state = 'fired', fired_at = $2 WHERE id = ANY($1::bigint[])",
+                ids,
+                now,
             )
         released_at = self.scheduler.clock.now()
         for row in rows:
             TIMERS_FIRED.labels(row["kind"]).inc()
-            TIMER_LATENESS.labels(row["kind"]).observe(max(0.0, (released_at - row["due_at"]).total_seconds()))
+            TIMER_LATENESS.labels(row["kind"]).observe(
+                max(0.0, (released_at - row["due_at"]).total_seconds())
+            )
         return len(ids)
 
     async def observe_backlog(self) -> None:

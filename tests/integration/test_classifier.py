@@ -201,14 +201,23 @@ async def _run_classifier(
 
     # tansu's ListOffsets lags behind the log, so acknowledgements are counted at the producer:
     # the real broker's acks, observed on the real producer the runner uses.
-    def _count(fut: asyncio.Future[Any]) -> None:
-        if not fut.cancelled() and fut.exception() is None:
-            result.acked += 1
+    def _counter(n: int) -> Any:
+        def _count(fut: asyncio.Future[Any]) -> None:
+            if not fut.cancelled() and fut.exception() is None:
+                result.acked += n
+
+        return _count
 
     class CountingProducer(AIOKafkaProducer):  # type: ignore[misc]
         async def send(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
             fut: asyncio.Future[Any] = await super().send(*args, **kwargs)
-            fut.add_done_callback(_count)
+            fut.add_done_callback(_counter(1))
+            return fut
+
+        async def send_batch(self, batch: Any, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+            count = batch.record_count()
+            fut: asyncio.Future[Any] = await super().send_batch(batch, *args, **kwargs)
+            fut.add_done_callback(_counter(count))
             return fut
 
     class CheckingConsumer(AIOKafkaConsumer):  # type: ignore[misc]
