@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
+import asyncpg
 import httpx
 
 from channels.base import Content, Outcome
@@ -245,14 +246,22 @@ class WebhookAdapter:
 
     async def _record(self, endpoint: Endpoint, message: ChannelMessage, key: str, verdict: Verdict,
                       detail: str | None) -> Outcome:
+        # The POST has happened: a database hiccup while recording it must not turn a delivered
+        # message into a retry (statistics are best effort; the outcome is what counts).
         now = self.clock()
-        if verdict.status == "sent":
-            await self.endpoints.record_success(endpoint.endpoint_id, key, now=now)
-            return Outcome.sent(PROVIDER, key, detail=None)
-        disabled = await self.endpoints.record_failure(
-            endpoint.endpoint_id, idempotency_key=key, event_type=message.event_type,
-            message=self.codec.encode(message), reason=verdict.reason or verdict.code, now=now,
-            disable_after_s=self.config.disable_after_s, disable_reason="gone" if verdict.disable else None)
+        try:
+            if verdict.status == "sent":
+                await self.endpoints.record_success(endpoint.endpoint_id, key, now=now)
+                return Outcome.sent(PROVIDER, key, detail=None)
+            disabled = await self.endpoints.record_failure(
+                endpoint.endpoint_id, idempotency_key=key, event_type=message.event_type,
+                message=self.codec.encode(message), reason=verdict.reason or verdict.code, now=now,
+                disable_after_s=self.config.disable_after_s, disable_reason="gone" if verdict.disable else None)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("webhook endpoint %s: statistics not recorded (%s)", endpoint.endpoint_id, exc)
+            if verdict.status == "sent":
+                return Outcome.sent(PROVIDER, key, detail=None)
+            disabled = False
         if disabled:
             self._cache.pop(endpoint.endpoint_id, None)
             reason = "gone" if verdict.disable else "failing"

@@ -15,6 +15,7 @@ from channels.endpoints_pg import EndpointStore
 from channels.signing import generate_secret
 from channels.ssrf import PerEndpointPool
 from channels.webhook import WebhookAdapter
+from consumers.devstack import DevStack
 from schemas.codec import default_codec
 from schemas.models import ChannelMessage
 from tests.fakes.webhook_receiver import Behaviour, WebhookReceiver, running_receiver
@@ -275,3 +276,19 @@ async def test_one_small_pool_per_endpoint_and_idle_pools_are_evicted(pg_pool: a
         assert receiver.connections == before
     finally:
         await a.close()
+
+
+async def test_a_delivered_message_stays_sent_when_statistics_cannot_be_written(
+        stack: DevStack, pg_pool: asyncpg.Pool, receiver: WebhookReceiver) -> None:
+    ep = await endpoint(pg_pool, receiver)
+    own_pool = await asyncpg.create_pool(stack.database_url, min_size=1, max_size=2)
+    assert own_pool is not None
+    a = adapter(own_pool, endpoint_cache_ttl_s=600)
+    try:
+        assert (await _send(a, webhook_message(ep.endpoint_id))).status == "sent"  # endpoint now cached
+        await own_pool.close()  # the adapter's database goes away
+        outcome = await _send(a, webhook_message(ep.endpoint_id))
+    finally:
+        await a.close()
+    assert outcome.status == "sent"
+    assert len([d for d in receiver.for_path(f"/hooks/{ep.endpoint_id}") if d.accepted]) == 2

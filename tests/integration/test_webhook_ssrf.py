@@ -121,3 +121,17 @@ async def test_connects_to_the_checked_address_with_the_real_host_header(pg_pool
         await b.close()
     assert (refused.reason, refused.provider_code) == ("blocked_destination", "private")
     assert len(receiver.for_path(f"/hooks/{ep.endpoint_id}")) == 2
+
+
+async def test_dns_failure_is_retryable(pg_pool: asyncpg.Pool, receiver: WebhookReceiver) -> None:
+    async def nxdomain(host: str, port: int) -> Sequence[str]:
+        raise OSError(-2, "Name or service not known")
+
+    ep = await endpoint(pg_pool, receiver, url="https://no-such-host.test/hook")
+    a = adapter(pg_pool, resolver=nxdomain)
+    try:
+        msg = webhook_message(ep.endpoint_id)
+        outcome = await a.deliver(msg, a.render(msg), idempotency_key=msg.idempotency_key)
+    finally:
+        await a.close()
+    assert (outcome.status, outcome.reason) == ("failed_retryable", "connection_error")
