@@ -88,8 +88,10 @@ async def run(messages: int, in_flight: int, n_endpoints: int) -> None:
             finally:
                 sign_ns.append(time.perf_counter_ns() - t)
 
-        webhook_module.signing_headers = timed_signing  # type: ignore[assignment]  # bench instrumentation
-        adapter = WebhookAdapter(store, WebhookConfig(allow_hosts=("127.0.0.1",), max_connections_per_endpoint=in_flight))
+        webhook_module.signing_headers = timed_signing  # type: ignore[attr-defined]  # bench instrumentation
+        adapter = WebhookAdapter(
+            store, WebhookConfig(allow_hosts=("127.0.0.1",), max_connections_per_endpoint=in_flight)
+        )
         batch = [
             webhook_message(
                 ids[i % len(ids)],
@@ -131,8 +133,10 @@ async def run(messages: int, in_flight: int, n_endpoints: int) -> None:
         f"deliveries: {messages} in {elapsed:.2f}s = {messages / elapsed:,.0f}/s with {in_flight} in flight "
         f"to {n_endpoints} endpoints; statuses {statuses}"
     )
-    print(f"CPU: sender {cpu / elapsed:.0%} of a core ({cpu / messages * 1e6:.0f} us/delivery), "
-          f"receiver {recv_cpu / elapsed:.0%}; load average {load:.1f} on {os.cpu_count()} cores")
+    print(
+        f"CPU: sender {cpu / elapsed:.0%} of a core ({cpu / messages * 1e6:.0f} us/delivery), "
+        f"receiver {recv_cpu / elapsed:.0%}; load average {load:.1f} on {os.cpu_count()} cores"
+    )
     print(
         f"delivery latency p50 {statistics.median(latencies) * 1000:.1f} ms, "
         f"p99 {_pct(latencies, 0.99) * 1000:.1f} ms"

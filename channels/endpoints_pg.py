@@ -96,33 +96,50 @@ class EndpointStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def add(self, owner_id: str, url: str, *, now: datetime, endpoint_id: str | None = None,
-                  event_types: Sequence[str] = ("*",), description: str | None = None,
-                  secret: str | None = None) -> Endpoint:
+    async def add(
+        self,
+        owner_id: str,
+        url: str,
+        *,
+        now: datetime,
+        endpoint_id: str | None = None,
+        event_types: Sequence[str] = ("*",),
+        description: str | None = None,
+        secret: str | None = None,
+    ) -> Endpoint:
         secret = secret or generate_secret()
         decode_secret(secret)  # refuse a malformed secret at the door, not at the first send
         row = await self.pool.fetchrow(
             f"INSERT INTO herald_webhook_endpoints (endpoint_id, owner_id, url, secrets, event_types, "
             f"description, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_COLUMNS}",
-            endpoint_id or new_endpoint_id(), owner_id, url, [secret], list(event_types) or ["*"],
-            description, now,
+            endpoint_id or new_endpoint_id(),
+            owner_id,
+            url,
+            [secret],
+            list(event_types) or ["*"],
+            description,
+            now,
         )
         assert row is not None
         return Endpoint.from_row(row)
 
     async def get(self, endpoint_id: str) -> Endpoint | None:
         row = await self.pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM herald_webhook_endpoints WHERE endpoint_id = $1", endpoint_id)
+            f"SELECT {_COLUMNS} FROM herald_webhook_endpoints WHERE endpoint_id = $1", endpoint_id
+        )
         return None if row is None else Endpoint.from_row(row)
 
     async def list_endpoints(self, owner_id: str | None = None) -> list[Endpoint]:
         rows = await self.pool.fetch(
             f"SELECT {_COLUMNS} FROM herald_webhook_endpoints WHERE $1::text IS NULL OR owner_id = $1 "
-            "ORDER BY owner_id, created_at, endpoint_id", owner_id)
+            "ORDER BY owner_id, created_at, endpoint_id",
+            owner_id,
+        )
         return [Endpoint.from_row(r) for r in rows]
 
-    async def rotate_secret(self, endpoint_id: str, *, now: datetime, grace_s: float,
-                            new_secret: str | None = None) -> Endpoint | None:
+    async def rotate_secret(
+        self, endpoint_id: str, *, now: datetime, grace_s: float, new_secret: str | None = None
+    ) -> Endpoint | None:
         """Make ``new_secret`` (generated if None) the signing secret; the current one stays active
         for ``grace_s`` seconds (0: retired at once). A secret older than the current one is dropped."""
         new_secret = new_secret or generate_secret()
@@ -130,7 +147,9 @@ class EndpointStore:
         row = await self.pool.fetchrow(
             f"UPDATE herald_webhook_endpoints SET secrets = ARRAY[$2::text, secrets[1]], "
             f"previous_secret_expires_at = $3 WHERE endpoint_id = $1 RETURNING {_COLUMNS}",
-            endpoint_id, new_secret, now + timedelta(seconds=grace_s),
+            endpoint_id,
+            new_secret,
+            now + timedelta(seconds=grace_s),
         )
         return None if row is None else Endpoint.from_row(row)
 
@@ -138,19 +157,26 @@ class EndpointStore:
         """Disable (if enabled); True when this call disabled it."""
         result = await self.pool.execute(
             "UPDATE herald_webhook_endpoints SET disabled_at = $2, disabled_reason = $3 "
-            "WHERE endpoint_id = $1 AND disabled_at IS NULL", endpoint_id, now, reason)
+            "WHERE endpoint_id = $1 AND disabled_at IS NULL",
+            endpoint_id,
+            now,
+            reason,
+        )
         return bool(result.endswith(" 1"))
 
     async def enable(self, endpoint_id: str) -> bool:
         """Enable again with a clean failure streak (the auto-disable clock restarts)."""
         result = await self.pool.execute(
             "UPDATE herald_webhook_endpoints SET disabled_at = NULL, disabled_reason = NULL, "
-            "failing_since = NULL, consecutive_failures = 0 WHERE endpoint_id = $1", endpoint_id)
+            "failing_since = NULL, consecutive_failures = 0 WHERE endpoint_id = $1",
+            endpoint_id,
+        )
         return bool(result.endswith(" 1"))
 
     async def delete(self, endpoint_id: str) -> bool:
-        result = await self.pool.execute("DELETE FROM herald_webhook_endpoints WHERE endpoint_id = $1",
-                                         endpoint_id)
+        result = await self.pool.execute(
+            "DELETE FROM herald_webhook_endpoints WHERE endpoint_id = $1", endpoint_id
+        )
         return bool(result.endswith(" 1"))
 
     async def record_success(self, endpoint_id: str, idempotency_key: str, *, now: datetime) -> None:
@@ -159,11 +185,23 @@ class EndpointStore:
             "              WHERE endpoint_id = $1 AND idempotency_key = $2) "
             "UPDATE herald_webhook_endpoints SET total_successes = total_successes + 1, "
             "last_success_at = $3, consecutive_failures = 0, failing_since = NULL WHERE endpoint_id = $1",
-            endpoint_id, idempotency_key, now)
+            endpoint_id,
+            idempotency_key,
+            now,
+        )
 
-    async def record_failure(self, endpoint_id: str, *, idempotency_key: str, event_type: str, message: bytes,
-                             reason: str, now: datetime, disable_after_s: float,
-                             disable_reason: str | None = None) -> bool:
+    async def record_failure(
+        self,
+        endpoint_id: str,
+        *,
+        idempotency_key: str,
+        event_type: str,
+        message: bytes,
+        reason: str,
+        now: datetime,
+        disable_after_s: float,
+        disable_reason: str | None = None,
+    ) -> bool:
         """Count a failed attempt and keep the message; disable the endpoint when it has failed
         continuously for ``disable_after_s`` or ``disable_reason`` is given (410 Gone).
         Returns True when this call disabled the endpoint."""
@@ -184,42 +222,95 @@ class EndpointStore:
                 "      FOR NO KEY UPDATE) prev "
                 "WHERE e.endpoint_id = prev.endpoint_id "
                 "RETURNING e.disabled_at, prev.disabled_at AS was_disabled_at",
-                endpoint_id, now, now - timedelta(seconds=disable_after_s), disable_reason)
+                endpoint_id,
+                now,
+                now - timedelta(seconds=disable_after_s),
+                disable_reason,
+            )
             if row is not None:
-                await self._keep(conn, endpoint_id, idempotency_key, event_type=event_type, message=message,
-                                 reason=reason, now=now)
+                await self._keep(
+                    conn,
+                    endpoint_id,
+                    idempotency_key,
+                    event_type=event_type,
+                    message=message,
+                    reason=reason,
+                    now=now,
+                )
         return row is not None and row["disabled_at"] is not None and row["was_disabled_at"] is None
 
-    async def keep_pending(self, endpoint_id: str, *, idempotency_key: str, event_type: str, message: bytes,
-                           reason: str, now: datetime) -> None:
+    async def keep_pending(
+        self,
+        endpoint_id: str,
+        *,
+        idempotency_key: str,
+        event_type: str,
+        message: bytes,
+        reason: str,
+        now: datetime,
+    ) -> None:
         """Keep a message for replay without counting an attempt (its endpoint is disabled)."""
         async with self.pool.acquire() as conn:
-            await self._keep(conn, endpoint_id, idempotency_key, event_type=event_type, message=message,
-                             reason=reason, now=now)
+            await self._keep(
+                conn,
+                endpoint_id,
+                idempotency_key,
+                event_type=event_type,
+                message=message,
+                reason=reason,
+                now=now,
+            )
 
     @staticmethod
-    async def _keep(conn: asyncpg.Connection, endpoint_id: str, key: str, *, event_type: str, message: bytes,
-                    reason: str, now: datetime) -> None:
+    async def _keep(
+        conn: asyncpg.Connection,
+        endpoint_id: str,
+        key: str,
+        *,
+        event_type: str,
+        message: bytes,
+        reason: str,
+        now: datetime,
+    ) -> None:
         await conn.execute(
             "INSERT INTO herald_webhook_pending (endpoint_id, idempotency_key, event_type, message, reason, "
             "first_failed_at, last_failed_at) VALUES ($1, $2, $3, $4, $5, $6, $6) "
             "ON CONFLICT (endpoint_id, idempotency_key) DO UPDATE SET "
             "last_failed_at = EXCLUDED.last_failed_at, reason = EXCLUDED.reason, message = EXCLUDED.message, "
             "replayed_at = NULL",
-            endpoint_id, key, event_type, message, reason, now)
+            endpoint_id,
+            key,
+            event_type,
+            message,
+            reason,
+            now,
+        )
 
-    async def pending(self, endpoint_id: str, *, since: datetime,
-                      limit: int = 10_000) -> list[PendingMessage]:
+    async def pending(
+        self, endpoint_id: str, *, since: datetime, limit: int = 10_000
+    ) -> list[PendingMessage]:
         rows = await self.pool.fetch(
             "SELECT idempotency_key, event_type, message, reason, first_failed_at "
             "FROM herald_webhook_pending "
             "WHERE endpoint_id = $1 AND first_failed_at >= $2 ORDER BY first_failed_at, idempotency_key "
-            "LIMIT $3", endpoint_id, since, limit)
-        return [PendingMessage(r["idempotency_key"], r["event_type"], bytes(r["message"]), r["reason"],
-                               r["first_failed_at"]) for r in rows]
+            "LIMIT $3",
+            endpoint_id,
+            since,
+            limit,
+        )
+        return [
+            PendingMessage(
+                r["idempotency_key"], r["event_type"], bytes(r["message"]), r["reason"], r["first_failed_at"]
+            )
+            for r in rows
+        ]
 
     async def mark_replayed(self, endpoint_id: str, keys: Sequence[str], *, now: datetime) -> int:
         result = await self.pool.execute(
             "UPDATE herald_webhook_pending SET replayed_at = $3 WHERE endpoint_id = $1 "
-            "AND idempotency_key = ANY($2::text[])", endpoint_id, list(keys), now)
+            "AND idempotency_key = ANY($2::text[])",
+            endpoint_id,
+            list(keys),
+            now,
+        )
         return int(result.rsplit(" ", 1)[1])

@@ -148,8 +148,9 @@ def sign(secret: SecretLike | Sequence[SecretLike], msg_id: str, timestamp: int,
     )
 
 
-def signing_headers(secret: SecretLike | Sequence[SecretLike], msg_id: str, timestamp: int,
-                    body: bytes) -> dict[str, str]:
+def signing_headers(
+    secret: SecretLike | Sequence[SecretLike], msg_id: str, timestamp: int, body: bytes
+) -> dict[str, str]:
     """The three Standard Webhooks headers for one send."""
     return {
         "webhook-id": msg_id,
@@ -192,8 +193,14 @@ def _signatures(header: str) -> list[bytes]:
     return found
 
 
-def verify(secret_or_secrets: SecretLike | Sequence[SecretLike], headers: Mapping[str, str], body: bytes, *,
-           now: datetime | float, tolerance: float = 300.0) -> Verified:
+def verify(
+    secret_or_secrets: SecretLike | Sequence[SecretLike],
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now: datetime | float,
+    tolerance: float = 300.0,
+) -> Verified:
     """Check a received webhook; return its id and timestamp or raise a
     :class:`WebhookVerificationError` subclass. Any of several secrets may match (rotation).
     ``now`` is a datetime or unix seconds; timestamps further than ``tolerance`` seconds from

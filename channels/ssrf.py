@@ -173,8 +173,12 @@ async def system_resolver(host: str, port: int) -> Sequence[str]:
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     """Resolves once, checks every address, connects to the first checked one."""
 
-    def __init__(self, policy: AddressPolicy, resolver: Resolver = system_resolver,
-                 inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+    def __init__(
+        self,
+        policy: AddressPolicy,
+        resolver: Resolver = system_resolver,
+        inner: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
         self.policy = policy
         self.resolver = resolver
         self.inner = inner or httpcore.AnyIOBackend()
@@ -202,17 +206,25 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
                 raise BlockedDestination(reason, f"{host} resolves to {address}")
         return addresses[0]
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,  # noqa: ASYNC109 - httpcore's
-                          local_address: str | None = None,
-                          socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-                          ) -> httpcore.AsyncNetworkStream:
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         ip = await self.resolve(host, port, timeout)
-        return await self.inner.connect_tcp(ip, port, timeout=timeout, local_address=local_address,
-                                            socket_options=socket_options)
+        return await self.inner.connect_tcp(
+            ip, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
 
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,  # noqa: ASYNC109
-                                  socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None
-                                  ) -> httpcore.AsyncNetworkStream:
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         raise BlockedDestination("unix_socket", "webhooks are never sent over a unix socket")
 
     async def sleep(self, seconds: float) -> None:
@@ -233,8 +245,15 @@ class PerEndpointPool(httpcore.AsyncConnectionPool):
     At most ``max_pools`` pools are kept; past that, pools with no active connection are closed.
     """
 
-    def __init__(self, *, ssl_context: ssl.SSLContext, limits: httpx.Limits, http2: bool,
-                 network_backend: httpcore.AsyncNetworkBackend, max_pools: int = 1024) -> None:
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext,
+        limits: httpx.Limits,
+        http2: bool,
+        network_backend: httpcore.AsyncNetworkBackend,
+        max_pools: int = 1024,
+    ) -> None:
         super().__init__(ssl_context=ssl_context, max_connections=1, network_backend=network_backend)
         self._pool_args: dict[str, object] = {
             "ssl_context": ssl_context,
@@ -278,17 +297,32 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     apply per endpoint URL (see :class:`PerEndpointPool`).
     """
 
-    def __init__(self, policy: AddressPolicy, *, resolver: Resolver = system_resolver,
-                 limits: httpx.Limits = _LIMITS, max_pools: int = 1024,
-                 verify: ssl.SSLContext | bool = True, http2: bool = False) -> None:
+    def __init__(
+        self,
+        policy: AddressPolicy,
+        *,
+        resolver: Resolver = system_resolver,
+        limits: httpx.Limits = _LIMITS,
+        max_pools: int = 1024,
+        verify: ssl.SSLContext | bool = True,
+        http2: bool = False,
+    ) -> None:
         super().__init__(verify=verify, trust_env=False, limits=limits, http2=http2)
         self.policy = policy
         self.backend = GuardedBackend(policy, resolver)
-        ssl_context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(
-            verify=verify, trust_env=False)
+        ssl_context = (
+            verify
+            if isinstance(verify, ssl.SSLContext)
+            else httpx.create_ssl_context(verify=verify, trust_env=False)
+        )
         # httpx takes no network_backend argument: replace the pool it built with ours.
-        self._pool = PerEndpointPool(ssl_context=ssl_context, limits=limits, http2=http2,
-                                     network_backend=self.backend, max_pools=max_pools)
+        self._pool = PerEndpointPool(
+            ssl_context=ssl_context,
+            limits=limits,
+            http2=http2,
+            network_backend=self.backend,
+            max_pools=max_pools,
+        )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         check_url(str(request.url), https_only=self.policy.https_only)

@@ -99,8 +99,12 @@ def classify_response(status: int, headers: Mapping[str, str], *, now: datetime)
     if status == 410:
         return Verdict("failed_permanent", code, "endpoint_gone", disable=True)
     if status in (408, 429) or 500 <= status < 600:
-        return Verdict("failed_retryable", code, f"http_{status}",
-                       retry_after=parse_retry_after(headers.get("retry-after"), now))
+        return Verdict(
+            "failed_retryable",
+            code,
+            f"http_{status}",
+            retry_after=parse_retry_after(headers.get("retry-after"), now),
+        )
     if 300 <= status < 400:
         return Verdict("failed_permanent", code, "redirect")
     if 400 <= status < 500:
@@ -159,20 +163,29 @@ class WebhookAdapter:
     channel = Channel.WEBHOOK
     provider = PROVIDER
 
-    def __init__(self, endpoints: EndpointStore, config: WebhookConfig, *,
-                 resolver: Resolver = system_resolver,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), codec: Codec | None = None,
-                 on_disabled: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        endpoints: EndpointStore,
+        config: WebhookConfig,
+        *,
+        resolver: Resolver = system_resolver,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        codec: Codec | None = None,
+        on_disabled: Callable[[str], None] | None = None,
+    ) -> None:
         self.endpoints = endpoints
         self.config = config
         self.clock = clock
         self.codec = codec or default_codec()
         self.on_disabled = on_disabled  # metrics hook: called with the reason ("failing", "gone")
         policy = AddressPolicy.from_strings(config.allow_hosts, https_only=config.https_only)
-        limits = httpx.Limits(max_connections=config.max_connections_per_endpoint,
-                              max_keepalive_connections=config.max_connections_per_endpoint)
-        self.transport = GuardedTransport(policy, resolver=resolver, limits=limits,
-                                          max_pools=config.max_pooled_endpoints)
+        limits = httpx.Limits(
+            max_connections=config.max_connections_per_endpoint,
+            max_keepalive_connections=config.max_connections_per_endpoint,
+        )
+        self.transport = GuardedTransport(
+            policy, resolver=resolver, limits=limits, max_pools=config.max_pooled_endpoints
+        )
         self.client = httpx.AsyncClient(
             transport=self.transport,
             timeout=httpx.Timeout(config.total_timeout_s, connect=config.connect_timeout_s),
@@ -196,22 +209,43 @@ class WebhookAdapter:
     async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:
         endpoint = await self._endpoint(message.recipient)
         if endpoint is None:
-            return Outcome("failed_permanent", PROVIDER, reason="no_endpoint",
-                           detail=f"webhook endpoint {message.recipient} does not exist")
+            return Outcome(
+                "failed_permanent",
+                PROVIDER,
+                reason="no_endpoint",
+                detail=f"webhook endpoint {message.recipient} does not exist",
+            )
         now = self.clock()
         if endpoint.disabled:
             await self.endpoints.keep_pending(
-                endpoint.endpoint_id, idempotency_key=idempotency_key, event_type=message.event_type,
-                message=self.codec.encode(message), reason="endpoint_disabled", now=now)
-            return Outcome("failed_permanent", PROVIDER, reason="endpoint_disabled",
-                           detail=f"endpoint disabled ({endpoint.disabled_reason}); kept for replay")
+                endpoint.endpoint_id,
+                idempotency_key=idempotency_key,
+                event_type=message.event_type,
+                message=self.codec.encode(message),
+                reason="endpoint_disabled",
+                now=now,
+            )
+            return Outcome(
+                "failed_permanent",
+                PROVIDER,
+                reason="endpoint_disabled",
+                detail=f"endpoint disabled ({endpoint.disabled_reason}); kept for replay",
+            )
         if not endpoint.accepts(message.event_type):
-            return Outcome("failed_permanent", PROVIDER, reason="event_filtered",
-                           detail=f"endpoint does not subscribe to {message.event_type}")
+            return Outcome(
+                "failed_permanent",
+                PROVIDER,
+                reason="event_filtered",
+                detail=f"endpoint does not subscribe to {message.event_type}",
+            )
         body = content.body if content.body is not None else render_body(message)
         if len(body) > self.config.max_body_bytes:
-            return Outcome("failed_permanent", PROVIDER, reason="payload_too_large",
-                           detail=f"{len(body)} bytes > {self.config.max_body_bytes}")
+            return Outcome(
+                "failed_permanent",
+                PROVIDER,
+                reason="payload_too_large",
+                detail=f"{len(body)} bytes > {self.config.max_body_bytes}",
+            )
         headers = {
             "content-type": "application/json",
             "user-agent": self.config.user_agent,
@@ -244,8 +278,9 @@ class WebhookAdapter:
                 break  # closing the stream drops the connection instead of draining a huge body
         return b"".join(chunks)[:cap]
 
-    async def _record(self, endpoint: Endpoint, message: ChannelMessage, key: str, verdict: Verdict,
-                      detail: str | None) -> Outcome:
+    async def _record(
+        self, endpoint: Endpoint, message: ChannelMessage, key: str, verdict: Verdict, detail: str | None
+    ) -> Outcome:
         # The POST has happened: a database hiccup while recording it must not turn a delivered
         # message into a retry (statistics are best effort; the outcome is what counts).
         now = self.clock()
@@ -254,9 +289,15 @@ class WebhookAdapter:
                 await self.endpoints.record_success(endpoint.endpoint_id, key, now=now)
                 return Outcome.sent(PROVIDER, key, detail=None)
             disabled = await self.endpoints.record_failure(
-                endpoint.endpoint_id, idempotency_key=key, event_type=message.event_type,
-                message=self.codec.encode(message), reason=verdict.reason or verdict.code, now=now,
-                disable_after_s=self.config.disable_after_s, disable_reason="gone" if verdict.disable else None)
+                endpoint.endpoint_id,
+                idempotency_key=key,
+                event_type=message.event_type,
+                message=self.codec.encode(message),
+                reason=verdict.reason or verdict.code,
+                now=now,
+                disable_after_s=self.config.disable_after_s,
+                disable_reason="gone" if verdict.disable else None,
+            )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("webhook endpoint %s: statistics not recorded (%s)", endpoint.endpoint_id, exc)
             if verdict.status == "sent":
@@ -269,12 +310,22 @@ class WebhookAdapter:
             if self.on_disabled is not None:
                 self.on_disabled(reason)
             if not verdict.disable:  # failed too long: stop retrying, the message waits for replay
-                return Outcome("failed_permanent", PROVIDER, provider_code=verdict.code,
-                               reason="endpoint_disabled",
-                               detail="endpoint disabled after failing continuously; kept for replay")
+                return Outcome(
+                    "failed_permanent",
+                    PROVIDER,
+                    provider_code=verdict.code,
+                    reason="endpoint_disabled",
+                    detail="endpoint disabled after failing continuously; kept for replay",
+                )
         status = verdict.status
-        return Outcome(status, PROVIDER, provider_code=verdict.code, reason=verdict.reason,
-                       detail=detail[:500] if detail else None, retry_after=verdict.retry_after)
+        return Outcome(
+            status,
+            PROVIDER,
+            provider_code=verdict.code,
+            reason=verdict.reason,
+            detail=detail[:500] if detail else None,
+            retry_after=verdict.retry_after,
+        )
 
     async def close(self) -> None:
         await self.client.aclose()

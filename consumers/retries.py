@@ -27,8 +27,9 @@ from schemas.models import Channel, DeliveryOutcome, OutcomeStatus
 __all__ = ["next_delay", "plan_retry", "retry_timer_key"]
 
 
-def next_delay(attempt: int, schedule: Sequence[float], *, jitter: float, rand: float,
-               retry_after: float | None = None) -> float | None:
+def next_delay(
+    attempt: int, schedule: Sequence[float], *, jitter: float, rand: float, retry_after: float | None = None
+) -> float | None:
     """Delay before attempt+1 after `attempt` failed (1-based); None when the schedule is used up.
 
     ``rand`` in [0, 1) picks the jitter: the step is scaled by ``1 + jitter * (2*rand - 1)``,
@@ -59,8 +60,16 @@ def retry_timer_key(idempotency_key: str, next_attempt: int) -> str:
     return derived_key(idempotency_key, f"retry:{next_attempt}")
 
 
-def plan_retry(outcome: DeliveryOutcome, schedules: Mapping[str, Sequence[float]], *, jitter: float,
-               now: datetime, rand: float, topics: Topics, codec: Codec) -> Timer | None:
+def plan_retry(
+    outcome: DeliveryOutcome,
+    schedules: Mapping[str, Sequence[float]],
+    *,
+    jitter: float,
+    now: datetime,
+    rand: float,
+    topics: Topics,
+    codec: Codec,
+) -> Timer | None:
     """The scheduler Timer (kind "publish") that re-sends outcome.message with attempt+1 and the SAME
     idempotency key to its channel topic at now+delay; None when retries are exhausted.
 
@@ -95,6 +104,9 @@ def plan_retry(outcome: DeliveryOutcome, schedules: Mapping[str, Sequence[float]
         topic=topics.channel(message.channel, message.lane),
         msg_key=msg_key.encode(),
         payload=codec.encode(retry),
-        data={"notification_id": message.notification_id, "attempt": attempt + 1,
-              "channel": Channel(message.channel).value},
+        data={
+            "notification_id": message.notification_id,
+            "attempt": attempt + 1,
+            "channel": Channel(message.channel).value,
+        },
     )

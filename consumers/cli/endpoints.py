@@ -50,8 +50,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     a = esub.add_parser("add", help="register an endpoint; prints its id and signing secret")
     a.add_argument("--owner", required=True, help="the id system events are keyed by (DomainEvent.user_id)")
     a.add_argument("--url", required=True)
-    a.add_argument("--event-type", action="append", dest="event_types", default=None,
-                   help="glob pattern of event types (repeatable; default: *)")
+    a.add_argument(
+        "--event-type",
+        action="append",
+        dest="event_types",
+        default=None,
+        help="glob pattern of event types (repeatable; default: *)",
+    )
     a.add_argument("--description")
     a.add_argument("--id", dest="endpoint_id", help="choose the id (default: ep_<random>)")
     a.add_argument("--secret", help="bring your own whsec_ secret (default: generated)")
@@ -64,8 +69,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     r = esub.add_parser("rotate-secret", help="new signing secret; the old one signs for a grace period too")
     r.add_argument("endpoint_id")
-    r.add_argument("--grace", type=float, default=None,
-                   help="seconds the old secret stays active (default: HERALD_WEBHOOK__SECRET_GRACE_S)")
+    r.add_argument(
+        "--grace",
+        type=float,
+        default=None,
+        help="seconds the old secret stays active (default: HERALD_WEBHOOK__SECRET_GRACE_S)",
+    )
     r.add_argument("--secret", help="bring your own whsec_ secret (default: generated)")
     r.set_defaults(func=rotate_secret)
 
@@ -126,13 +135,27 @@ async def add(settings: HeraldSettings, args: argparse.Namespace) -> int:
         raise CliError(f"--url refused: {host} is a {reason} address (see HERALD_WEBHOOK__ALLOW_HOSTS)")
     async with _store(settings) as store:
         try:
-            ep = await store.add(args.owner, args.url, now=_now(), endpoint_id=args.endpoint_id,
-                                 event_types=args.event_types or ["*"], description=args.description,
-                                 secret=args.secret)
+            ep = await store.add(
+                args.owner,
+                args.url,
+                now=_now(),
+                endpoint_id=args.endpoint_id,
+                event_types=args.event_types or ["*"],
+                description=args.description,
+                secret=args.secret,
+            )
         except InvalidSecret as exc:
             raise CliError(f"--secret: {exc}") from exc
-    print(json.dumps({"endpoint_id": ep.endpoint_id, "secret": ep.secrets[0], "url": ep.url,
-                      "event_types": list(ep.event_types)}))
+    print(
+        json.dumps(
+            {
+                "endpoint_id": ep.endpoint_id,
+                "secret": ep.secrets[0],
+                "url": ep.url,
+                "event_types": list(ep.event_types),
+            }
+        )
+    )
     return 0
 
 
@@ -145,8 +168,10 @@ async def list_endpoints(settings: HeraldSettings, args: argparse.Namespace) -> 
             continue
         state = f"disabled ({ep.disabled_reason})" if ep.disabled else "enabled"
         failing = f" failing since {ep.failing_since:%Y-%m-%d %H:%M}" if ep.failing_since else ""
-        print(f"{ep.endpoint_id}  {ep.owner_id}  {ep.url}  {','.join(ep.event_types)}  {state}{failing}  "
-              f"ok={ep.total_successes} failed={ep.total_failures}")
+        print(
+            f"{ep.endpoint_id}  {ep.owner_id}  {ep.url}  {','.join(ep.event_types)}  {state}{failing}  "
+            f"ok={ep.total_successes} failed={ep.total_failures}"
+        )
     if not endpoints and not args.json:
         print("no endpoints")
     return 0
@@ -156,15 +181,19 @@ async def rotate_secret(settings: HeraldSettings, args: argparse.Namespace) -> i
     grace = settings.webhook.secret_grace_s if args.grace is None else args.grace
     async with _store(settings) as store:
         try:
-            ep = await store.rotate_secret(args.endpoint_id, now=_now(), grace_s=grace,
-                                           new_secret=args.secret)
+            ep = await store.rotate_secret(
+                args.endpoint_id, now=_now(), grace_s=grace, new_secret=args.secret
+            )
         except InvalidSecret as exc:
             raise CliError(f"--secret: {exc}") from exc
     if ep is None:
         raise CliError(f"no webhook endpoint {args.endpoint_id!r}")
     expires = ep.previous_secret_expires_at.isoformat() if ep.previous_secret_expires_at else None
-    print(json.dumps({"endpoint_id": ep.endpoint_id, "secret": ep.secrets[0],
-                      "previous_secret_expires_at": expires}))
+    print(
+        json.dumps(
+            {"endpoint_id": ep.endpoint_id, "secret": ep.secrets[0], "previous_secret_expires_at": expires}
+        )
+    )
     return 0
 
 
@@ -193,8 +222,10 @@ async def replay(settings: HeraldSettings, args: argparse.Namespace) -> int:
     async with _store(settings) as store:
         ep = await _get(store, args.endpoint_id)
         if ep.disabled and not args.dry_run:
-            raise CliError(f"{ep.endpoint_id} is disabled ({ep.disabled_reason}): "
-                           f"`herald endpoints enable {ep.endpoint_id}` first")
+            raise CliError(
+                f"{ep.endpoint_id} is disabled ({ep.disabled_reason}): "
+                f"`herald endpoints enable {ep.endpoint_id}` first"
+            )
         pending = await store.pending(ep.endpoint_id, since=since)
         if args.dry_run:
             for p in pending:

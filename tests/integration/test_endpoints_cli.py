@@ -51,10 +51,13 @@ def _local(stack: DevStack) -> HeraldSettings:
     return make_settings(stack, webhook=WebhookSettings(allow_hosts=["127.0.0.1"]))
 
 
-async def test_add_list_rotate_disable_enable(stack: DevStack, pg_pool: asyncpg.Pool,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+async def test_add_list_rotate_disable_enable(
+    stack: DevStack, pg_pool: asyncpg.Pool, capsys: pytest.CaptureFixture[str]
+) -> None:
     settings = _local(stack)
-    args = _args(["add", "--owner", "acct-cli", "--url", "http://127.0.0.1:9/hook", "--event-type", "system.*"])
+    args = _args(
+        ["add", "--owner", "acct-cli", "--url", "http://127.0.0.1:9/hook", "--event-type", "system.*"]
+    )
     assert await args.func(settings, args) == 0
     added = json.loads(capsys.readouterr().out)
     assert added["secret"].startswith("whsec_") and len(decode_secret(added["secret"])) == 32
@@ -108,8 +111,12 @@ async def test_add_refuses_bad_urls(stack: DevStack, url: str, https_only: bool,
 
 async def test_unknown_endpoint_and_bad_secret(stack: DevStack, pg_pool: asyncpg.Pool) -> None:
     settings = _local(stack)
-    for argv in (["disable", "ep_nope"], ["enable", "ep_nope"], ["rotate-secret", "ep_nope"],
-                 ["replay", "ep_nope", "--since", "1d"]):
+    for argv in (
+        ["disable", "ep_nope"],
+        ["enable", "ep_nope"],
+        ["rotate-secret", "ep_nope"],
+        ["replay", "ep_nope", "--since", "1d"],
+    ):
         args = _args(argv)
         with pytest.raises(CliError, match="no webhook endpoint"):
             await args.func(settings, args)

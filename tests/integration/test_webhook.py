@@ -32,8 +32,9 @@ async def _send(a: WebhookAdapter, message: ChannelMessage):  # type: ignore[no-
     return await a.deliver(message, a.render(message), idempotency_key=message.idempotency_key)
 
 
-async def test_signed_delivery_verified_by_ours_and_the_library(pg_pool: asyncpg.Pool,
-                                                                 receiver: WebhookReceiver) -> None:
+async def test_signed_delivery_verified_by_ours_and_the_library(
+    pg_pool: asyncpg.Pool, receiver: WebhookReceiver
+) -> None:
     ep = await endpoint(pg_pool, receiver)
     a = adapter(pg_pool)
     try:
@@ -52,8 +53,9 @@ async def test_signed_delivery_verified_by_ours_and_the_library(pg_pool: asyncpg
     assert stored is not None and stored.total_successes == 1 and stored.failing_since is None
 
 
-async def test_rotation_keeps_old_receivers_working_during_grace(pg_pool: asyncpg.Pool,
-                                                                   receiver: WebhookReceiver) -> None:
+async def test_rotation_keeps_old_receivers_working_during_grace(
+    pg_pool: asyncpg.Pool, receiver: WebhookReceiver
+) -> None:
     store = EndpointStore(pg_pool)
     ep = await endpoint(pg_pool, receiver)
     old = ep.secrets[0]
@@ -78,8 +80,9 @@ async def test_rotation_keeps_old_receivers_working_during_grace(pg_pool: asyncp
         await a.close()
 
 
-async def test_410_disables_endpoint_and_keeps_later_messages(pg_pool: asyncpg.Pool,
-                                                               receiver: WebhookReceiver) -> None:
+async def test_410_disables_endpoint_and_keeps_later_messages(
+    pg_pool: asyncpg.Pool, receiver: WebhookReceiver
+) -> None:
     ep = await endpoint(pg_pool, receiver, Behaviour(status=410))
     disabled: list[str] = []
     a = adapter(pg_pool)
@@ -87,7 +90,10 @@ async def test_410_disables_endpoint_and_keeps_later_messages(pg_pool: asyncpg.P
     try:
         first = await _send(a, webhook_message(ep.endpoint_id))
         assert (first.status, first.reason, first.provider_code) == (
-            "failed_permanent", "endpoint_gone", "410")
+            "failed_permanent",
+            "endpoint_gone",
+            "410",
+        )
         later = webhook_message(ep.endpoint_id)
         second = await _send(a, later)
     finally:
@@ -106,19 +112,33 @@ async def test_410_disables_endpoint_and_keeps_later_messages(pg_pool: asyncpg.P
 @pytest.mark.parametrize(
     ("behaviour", "status", "reason", "retry_after"),
     [
-        (Behaviour(status=500, headers={"webhook-delivery": "abort-message"}), "failed_permanent",
-         "receiver_aborted", None),
+        (
+            Behaviour(status=500, headers={"webhook-delivery": "abort-message"}),
+            "failed_permanent",
+            "receiver_aborted",
+            None,
+        ),
         (Behaviour(status=503, headers={"retry-after": "17"}), "failed_retryable", "http_503", 17.0),
         (Behaviour(status=429), "failed_retryable", "http_429", None),
         (Behaviour(status=408), "failed_retryable", "http_408", None),
         (Behaviour(status=404), "failed_permanent", "http_404", None),
-        (Behaviour(status=302, headers={"location": "http://127.0.0.1:1/elsewhere"}), "failed_permanent",
-         "redirect", None),
+        (
+            Behaviour(status=302, headers={"location": "http://127.0.0.1:1/elsewhere"}),
+            "failed_permanent",
+            "redirect",
+            None,
+        ),
     ],
 )
-async def test_classification_against_real_responses(pg_pool: asyncpg.Pool, receiver: WebhookReceiver, *,
-                                                     behaviour: Behaviour, status: str, reason: str,
-                                                     retry_after: float | None) -> None:
+async def test_classification_against_real_responses(
+    pg_pool: asyncpg.Pool,
+    receiver: WebhookReceiver,
+    *,
+    behaviour: Behaviour,
+    status: str,
+    reason: str,
+    retry_after: float | None,
+) -> None:
     ep = await endpoint(pg_pool, receiver, behaviour)
     a = adapter(pg_pool)
     try:
@@ -130,8 +150,9 @@ async def test_classification_against_real_responses(pg_pool: asyncpg.Pool, rece
     assert stored is not None and not stored.disabled and stored.total_failures == 1
 
 
-async def test_response_body_is_read_only_up_to_the_cap(pg_pool: asyncpg.Pool,
-                                                        receiver: WebhookReceiver) -> None:
+async def test_response_body_is_read_only_up_to_the_cap(
+    pg_pool: asyncpg.Pool, receiver: WebhookReceiver
+) -> None:
     ep = await endpoint(pg_pool, receiver, Behaviour(status=500, body=b"x" * 2_000_000))
     a = adapter(pg_pool, max_response_bytes=100)
     try:
@@ -154,8 +175,9 @@ async def test_body_size_limit(pg_pool: asyncpg.Pool, receiver: WebhookReceiver)
     assert len(receiver.for_path(f"/hooks/{ep.endpoint_id}")) == 1
 
 
-async def test_timeout_and_refused_connection_are_retryable(pg_pool: asyncpg.Pool,
-                                                             receiver: WebhookReceiver) -> None:
+async def test_timeout_and_refused_connection_are_retryable(
+    pg_pool: asyncpg.Pool, receiver: WebhookReceiver
+) -> None:
     slow = await endpoint(pg_pool, receiver, Behaviour(delay_s=2.0))
     closed = await endpoint(pg_pool, receiver, url="http://127.0.0.1:1/nothing-listens")
     a = adapter(pg_pool, total_timeout_s=0.3)
@@ -185,8 +207,9 @@ async def test_event_filter_and_unknown_endpoint(pg_pool: asyncpg.Pool, receiver
     assert (missing.status, missing.reason) == ("failed_permanent", "no_endpoint")
 
 
-async def test_auto_disable_after_continuous_failure(pg_pool: asyncpg.Pool,
-                                                     receiver: WebhookReceiver) -> None:
+async def test_auto_disable_after_continuous_failure(
+    pg_pool: asyncpg.Pool, receiver: WebhookReceiver
+) -> None:
     # fail_first: the receiver answers 500 before it checks signatures, which the moved clock would spoil
     ep = await endpoint(pg_pool, receiver, Behaviour(fail_first=10**6))
     now = [datetime.now(UTC)]
@@ -199,8 +222,11 @@ async def test_auto_disable_after_continuous_failure(pg_pool: asyncpg.Pool,
         third = await _send(a, webhook_message(ep.endpoint_id))
     finally:
         await a.close()
-    assert [o.status for o in (first, second, third)] == ["failed_retryable", "failed_retryable",
-                                                          "failed_permanent"]
+    assert [o.status for o in (first, second, third)] == [
+        "failed_retryable",
+        "failed_retryable",
+        "failed_permanent",
+    ]
     assert third.reason == "endpoint_disabled"
     stored = await EndpointStore(pg_pool).get(ep.endpoint_id)
     assert stored is not None and stored.disabled_reason == "failing" and stored.consecutive_failures == 3
@@ -224,15 +250,23 @@ async def test_success_resets_the_failure_clock(pg_pool: asyncpg.Pool, receiver:
     assert await store.pending(ep.endpoint_id, since=now[0] - timedelta(days=1)) == []
 
 
-async def test_concurrent_failures_report_one_disable(pg_pool: asyncpg.Pool,
-                                                      receiver: WebhookReceiver) -> None:
+async def test_concurrent_failures_report_one_disable(
+    pg_pool: asyncpg.Pool, receiver: WebhookReceiver
+) -> None:
     ep = await endpoint(pg_pool, receiver)
     store = EndpointStore(pg_pool)
     now = datetime.now(UTC)
 
     async def fail(i: int) -> bool:
-        return await store.record_failure(ep.endpoint_id, idempotency_key=f"k{i}", event_type="system.x",
-                                          message=b"m", reason="http_500", now=now, disable_after_s=0)
+        return await store.record_failure(
+            ep.endpoint_id,
+            idempotency_key=f"k{i}",
+            event_type="system.x",
+            message=b"m",
+            reason="http_500",
+            now=now,
+            disable_after_s=0,
+        )
 
     results: Sequence[bool] = await asyncio.gather(*(fail(i) for i in range(8)))
     assert sorted(results) == [False] * 7 + [True]
@@ -257,8 +291,9 @@ async def test_registry_crud(pg_pool: asyncpg.Pool, receiver: WebhookReceiver) -
     assert await store.rotate_secret("ep_missing", now=now, grace_s=1) is None
 
 
-async def test_one_small_pool_per_endpoint_and_idle_pools_are_evicted(pg_pool: asyncpg.Pool,
-                                                                      receiver: WebhookReceiver) -> None:
+async def test_one_small_pool_per_endpoint_and_idle_pools_are_evicted(
+    pg_pool: asyncpg.Pool, receiver: WebhookReceiver
+) -> None:
     eps = [await endpoint(pg_pool, receiver) for _ in range(3)]
     a = adapter(pg_pool, max_pooled_endpoints=2, max_connections_per_endpoint=4)
     try:
@@ -279,7 +314,8 @@ async def test_one_small_pool_per_endpoint_and_idle_pools_are_evicted(pg_pool: a
 
 
 async def test_a_delivered_message_stays_sent_when_statistics_cannot_be_written(
-        stack: DevStack, pg_pool: asyncpg.Pool, receiver: WebhookReceiver) -> None:
+    stack: DevStack, pg_pool: asyncpg.Pool, receiver: WebhookReceiver
+) -> None:
     ep = await endpoint(pg_pool, receiver)
     own_pool = await asyncpg.create_pool(stack.database_url, min_size=1, max_size=2)
     assert own_pool is not None

@@ -44,10 +44,19 @@ async def receiver() -> AsyncIterator[WebhookReceiver]:
 
 def consumer(settings: HeraldSettings, a: WebhookAdapter, **channel: object) -> ChannelConsumer:
     cfg = ChannelConsumerSettings(**{"concurrency": 64, "inprocess_retries": 0, **channel})
-    c = ChannelConsumer(channel=Channel.WEBHOOK, lane=Lane.PRIORITY, adapter=a,
-                        topics=Topics(settings.topic_prefix), settings=cfg)
-    c.dedupe = Dedupe(redis_asyncio.Redis.from_url(settings.redis_url), window_s=600,
-                      namespace=f"{settings.topic_prefix}:dedupe", consumer=c.name)
+    c = ChannelConsumer(
+        channel=Channel.WEBHOOK,
+        lane=Lane.PRIORITY,
+        adapter=a,
+        topics=Topics(settings.topic_prefix),
+        settings=cfg,
+    )
+    c.dedupe = Dedupe(
+        redis_asyncio.Redis.from_url(settings.redis_url),
+        window_s=600,
+        namespace=f"{settings.topic_prefix}:dedupe",
+        consumer=c.name,
+    )
     return c
 
 
@@ -60,7 +69,8 @@ async def handle_one(c: ChannelConsumer, message: ChannelMessage) -> DeliveryOut
 
 
 async def test_fails_three_times_then_succeeds_with_one_webhook_id(
-        settings: HeraldSettings, pg_pool: asyncpg.Pool, receiver: WebhookReceiver) -> None:
+    settings: HeraldSettings, pg_pool: asyncpg.Pool, receiver: WebhookReceiver
+) -> None:
     topics = Topics(settings.topic_prefix)
     topic = topics.channel(Channel.WEBHOOK, Lane.PRIORITY)
     await create_topics(settings, [topic])
@@ -80,8 +90,9 @@ async def test_fails_three_times_then_succeeds_with_one_webhook_id(
             attempts.append(outcome.attempt)
             if outcome.status is not OutcomeStatus.FAILED_RETRYABLE:
                 break
-            timer = plan_retry(outcome, schedule, jitter=0.2, now=utcnow(), rand=random.random(),
-                               topics=topics, codec=CODEC)
+            timer = plan_retry(
+                outcome, schedule, jitter=0.2, now=utcnow(), rand=random.random(), topics=topics, codec=CODEC
+            )
             assert timer is not None
             await poller.scheduler.arm([timer])
             deadline = time.monotonic() + 10
@@ -113,7 +124,8 @@ async def test_fails_three_times_then_succeeds_with_one_webhook_id(
 
 
 async def test_slow_endpoint_does_not_hold_up_others_on_the_partition(
-        settings: HeraldSettings, pg_pool: asyncpg.Pool, receiver: WebhookReceiver) -> None:
+    settings: HeraldSettings, pg_pool: asyncpg.Pool, receiver: WebhookReceiver
+) -> None:
     slow = await endpoint(pg_pool, receiver, Behaviour(delay_s=1.5))
     fast = [await endpoint(pg_pool, receiver) for _ in range(10)]
     a = adapter(pg_pool)
@@ -137,7 +149,8 @@ async def test_slow_endpoint_does_not_hold_up_others_on_the_partition(
 
 
 async def test_disabled_endpoint_keeps_messages_and_replay_resends_them(
-        settings: HeraldSettings, pg_pool: asyncpg.Pool, receiver: WebhookReceiver) -> None:
+    settings: HeraldSettings, pg_pool: asyncpg.Pool, receiver: WebhookReceiver
+) -> None:
     topics = Topics(settings.topic_prefix)
     topic = topics.channel(Channel.WEBHOOK, Lane.PRIORITY)
     ep = await endpoint(pg_pool, receiver, Behaviour(status=410))

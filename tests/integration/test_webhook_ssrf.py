@@ -23,6 +23,7 @@ def _fixed(answers: Mapping[str, Sequence[str]], calls: list[str]):  # type: ign
     async def resolve(host: str, port: int) -> Sequence[str]:
         calls.append(host)
         return answers[host]
+
     return resolve
 
 
@@ -42,8 +43,9 @@ def _fixed(answers: Mapping[str, Sequence[str]], calls: list[str]):  # type: ign
         ("https://127.0.0.1:{port}/x", ("127.0.0.2",), "loopback"),
     ],
 )
-async def test_refused_destinations(pg_pool: asyncpg.Pool, receiver: WebhookReceiver, url: str,
-                                    allow: tuple[str, ...], code: str) -> None:
+async def test_refused_destinations(
+    pg_pool: asyncpg.Pool, receiver: WebhookReceiver, url: str, allow: tuple[str, ...], code: str
+) -> None:
     before = len(receiver.deliveries), receiver.connections
     ep = await endpoint(pg_pool, receiver, url=url.format(port=receiver.port))
     a = adapter(pg_pool, allow_hosts=allow)
@@ -52,8 +54,11 @@ async def test_refused_destinations(pg_pool: asyncpg.Pool, receiver: WebhookRece
         outcome = await a.deliver(msg, a.render(msg), idempotency_key=msg.idempotency_key)
     finally:
         await a.close()
-    assert (outcome.status, outcome.reason, outcome.provider_code) == ("failed_permanent",
-                                                                       "blocked_destination", code)
+    assert (outcome.status, outcome.reason, outcome.provider_code) == (
+        "failed_permanent",
+        "blocked_destination",
+        code,
+    )
     assert (len(receiver.deliveries), receiver.connections) == before  # not even a TCP connection
 
 
@@ -69,8 +74,7 @@ async def test_https_only_refuses_plain_http(pg_pool: asyncpg.Pool, receiver: We
     assert receiver.for_path(f"/hooks/{ep.endpoint_id}") == []
 
 
-async def test_name_resolving_to_a_refused_address(pg_pool: asyncpg.Pool,
-                                                   receiver: WebhookReceiver) -> None:
+async def test_name_resolving_to_a_refused_address(pg_pool: asyncpg.Pool, receiver: WebhookReceiver) -> None:
     calls: list[str] = []
     ep = await endpoint(pg_pool, receiver, url=f"http://hooks.customer.test:{receiver.port}/x")
     answers = {"hooks.customer.test": ["93.184.216.34", "169.254.169.254"]}
@@ -84,8 +88,9 @@ async def test_name_resolving_to_a_refused_address(pg_pool: asyncpg.Pool,
     assert calls == ["hooks.customer.test"]
 
 
-async def test_connects_to_the_checked_address_with_the_real_host_header(pg_pool: asyncpg.Pool,
-                                                                         receiver: WebhookReceiver) -> None:
+async def test_connects_to_the_checked_address_with_the_real_host_header(
+    pg_pool: asyncpg.Pool, receiver: WebhookReceiver
+) -> None:
     """A rebinding DNS server answers 127.0.0.1 (allow-listed) first and 10.0.0.1 afterwards: the
     name is resolved once per connection and the socket goes to the answer that was checked."""
     calls: list[str] = []
@@ -97,8 +102,9 @@ async def test_connects_to_the_checked_address_with_the_real_host_header(pg_pool
 
     ep = await endpoint(pg_pool, receiver)
     ep_url = f"http://hooks.customer.test:{receiver.port}/hooks/{ep.endpoint_id}"
-    await pg_pool.execute("UPDATE herald_webhook_endpoints SET url = $2 WHERE endpoint_id = $1",
-                          ep.endpoint_id, ep_url)
+    await pg_pool.execute(
+        "UPDATE herald_webhook_endpoints SET url = $2 WHERE endpoint_id = $1", ep.endpoint_id, ep_url
+    )
     a = adapter(pg_pool, resolver=rebinding)
     try:
         first, second = webhook_message(ep.endpoint_id), webhook_message(ep.endpoint_id)

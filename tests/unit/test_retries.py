@@ -118,8 +118,12 @@ def _message(channel: Channel = Channel.WEBHOOK, attempt: int = 1, **kw: object)
     )
 
 
-def _failed(message: ChannelMessage | None, attempt: int = 1, retry_after_ms: int | None = None,
-            status: OutcomeStatus = OutcomeStatus.FAILED_RETRYABLE) -> DeliveryOutcome:
+def _failed(
+    message: ChannelMessage | None,
+    attempt: int = 1,
+    retry_after_ms: int | None = None,
+    status: OutcomeStatus = OutcomeStatus.FAILED_RETRYABLE,
+) -> DeliveryOutcome:
     key = message.idempotency_key if message else "k"
     return DeliveryOutcome(
         outcome_id=outcome_id(key, status.value, attempt),
@@ -145,8 +149,9 @@ SCHEDULES = FallbackSettings().retry_schedules_s
 def test_plan_retry_resends_same_key_with_next_attempt() -> None:
     topics, codec = Topics("px"), default_codec()
     msg = _message(attempt=3)
-    timer = plan_retry(_failed(msg, attempt=3), SCHEDULES, jitter=0.2, now=NOW, rand=0.5,
-                       topics=topics, codec=codec)
+    timer = plan_retry(
+        _failed(msg, attempt=3), SCHEDULES, jitter=0.2, now=NOW, rand=0.5, topics=topics, codec=codec
+    )
     assert timer is not None
     assert timer.kind == "publish"
     assert timer.due_at == NOW + timedelta(seconds=1800)
@@ -170,50 +175,125 @@ def test_plan_retry_is_deterministic_for_replays() -> None:
 
 
 def test_other_channels_are_keyed_by_user() -> None:
-    timer = plan_retry(_failed(_message(Channel.PUSH)), SCHEDULES, jitter=0.2, now=NOW, rand=0.5,
-                       topics=Topics("px"), codec=default_codec())
+    timer = plan_retry(
+        _failed(_message(Channel.PUSH)),
+        SCHEDULES,
+        jitter=0.2,
+        now=NOW,
+        rand=0.5,
+        topics=Topics("px"),
+        codec=default_codec(),
+    )
     assert timer is not None
     assert timer.msg_key == b"owner1" and timer.topic == "px.channel.push.priority"
     assert timer.due_at == NOW + timedelta(seconds=5)
 
 
 def test_plan_retry_honours_retry_after_ms() -> None:
-    timer = plan_retry(_failed(_message(), retry_after_ms=120_000), SCHEDULES, jitter=0.2, now=NOW,
-                       rand=0.5, topics=Topics("px"), codec=default_codec())
+    timer = plan_retry(
+        _failed(_message(), retry_after_ms=120_000),
+        SCHEDULES,
+        jitter=0.2,
+        now=NOW,
+        rand=0.5,
+        topics=Topics("px"),
+        codec=default_codec(),
+    )
     assert timer is not None and timer.due_at == NOW + timedelta(seconds=120)
 
 
 @pytest.mark.parametrize("attempt", [8, 9, 20])
 def test_plan_retry_exhausts(attempt: int) -> None:
-    assert plan_retry(_failed(_message(attempt=attempt), attempt=attempt), SCHEDULES, jitter=0.2, now=NOW,
-                      rand=0.5, topics=Topics("px"), codec=default_codec()) is None
+    assert (
+        plan_retry(
+            _failed(_message(attempt=attempt), attempt=attempt),
+            SCHEDULES,
+            jitter=0.2,
+            now=NOW,
+            rand=0.5,
+            topics=Topics("px"),
+            codec=default_codec(),
+        )
+        is None
+    )
 
 
 def test_plan_retry_uses_the_higher_of_outcome_and_message_attempt() -> None:
     # A consumer that forgot to copy the attempt onto the outcome must not restart the schedule.
-    timer = plan_retry(_failed(_message(attempt=8), attempt=1), SCHEDULES, jitter=0.2, now=NOW, rand=0.5,
-                       topics=Topics("px"), codec=default_codec())
+    timer = plan_retry(
+        _failed(_message(attempt=8), attempt=1),
+        SCHEDULES,
+        jitter=0.2,
+        now=NOW,
+        rand=0.5,
+        topics=Topics("px"),
+        codec=default_codec(),
+    )
     assert timer is None
 
 
 def test_no_schedule_for_channel_means_exhausted() -> None:
-    assert plan_retry(_failed(_message()), {"push": [1]}, jitter=0.2, now=NOW, rand=0.5,
-                      topics=Topics("px"), codec=default_codec()) is None
+    assert (
+        plan_retry(
+            _failed(_message()),
+            {"push": [1]},
+            jitter=0.2,
+            now=NOW,
+            rand=0.5,
+            topics=Topics("px"),
+            codec=default_codec(),
+        )
+        is None
+    )
 
 
 def test_retry_after_expiry_is_not_planned() -> None:
     soon = _message(expires_at=NOW + timedelta(seconds=4))
-    assert plan_retry(_failed(soon), SCHEDULES, jitter=0.2, now=NOW, rand=0.5, topics=Topics("px"),
-                      codec=default_codec()) is None
+    assert (
+        plan_retry(
+            _failed(soon),
+            SCHEDULES,
+            jitter=0.2,
+            now=NOW,
+            rand=0.5,
+            topics=Topics("px"),
+            codec=default_codec(),
+        )
+        is None
+    )
     later = _message(expires_at=NOW + timedelta(seconds=6))
-    assert plan_retry(_failed(later), SCHEDULES, jitter=0.2, now=NOW, rand=0.5, topics=Topics("px"),
-                      codec=default_codec()) is not None
+    assert (
+        plan_retry(
+            _failed(later),
+            SCHEDULES,
+            jitter=0.2,
+            now=NOW,
+            rand=0.5,
+            topics=Topics("px"),
+            codec=default_codec(),
+        )
+        is not None
+    )
 
 
 def test_contract_violations_raise() -> None:
     with pytest.raises(ValueError, match="no message"):
-        plan_retry(_failed(None), SCHEDULES, jitter=0.2, now=NOW, rand=0.5, topics=Topics("px"),
-                   codec=default_codec())
+        plan_retry(
+            _failed(None),
+            SCHEDULES,
+            jitter=0.2,
+            now=NOW,
+            rand=0.5,
+            topics=Topics("px"),
+            codec=default_codec(),
+        )
     with pytest.raises(ValueError, match="failed_retryable"):
-        plan_retry(_failed(_message(), status=OutcomeStatus.SENT), SCHEDULES, jitter=0.2, now=NOW, rand=0.5,
-                   topics=Topics("px"), codec=default_codec())
+        plan_retry(
+            _failed(_message(), status=OutcomeStatus.SENT),
+            SCHEDULES,
+            jitter=0.2,
+            now=NOW,
+            rand=0.5,
+            topics=Topics("px"),
+            codec=default_codec(),
+        )

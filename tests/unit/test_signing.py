@@ -40,8 +40,15 @@ BODY = b'{"type":"system.ping","data":{"n":1}}'
 
 def test_spec_vector() -> None:
     assert sign(SPEC_SECRET, SPEC_ID, SPEC_TS, SPEC_BODY) == SPEC_SIG
-    assert verify(SPEC_SECRET, {"webhook-id": SPEC_ID, "webhook-timestamp": str(SPEC_TS),
-                                "webhook-signature": SPEC_SIG}, SPEC_BODY, now=SPEC_TS).msg_id == SPEC_ID
+    assert (
+        verify(
+            SPEC_SECRET,
+            {"webhook-id": SPEC_ID, "webhook-timestamp": str(SPEC_TS), "webhook-signature": SPEC_SIG},
+            SPEC_BODY,
+            now=SPEC_TS,
+        ).msg_id
+        == SPEC_ID
+    )
 
 
 def test_signature_is_hmac_sha256_of_id_ts_body() -> None:
@@ -158,8 +165,9 @@ def test_headers_are_case_insensitive_and_unknown_versions_ignored() -> None:
 
 def test_leading_zeros_in_timestamp_are_signed_as_sent() -> None:
     ts = "0" + str(TS)
-    sig = base64.b64encode(hmac.new(decode_secret(SECRET), f"m1.{ts}.".encode() + BODY,
-                                    hashlib.sha256).digest()).decode()
+    sig = base64.b64encode(
+        hmac.new(decode_secret(SECRET), f"m1.{ts}.".encode() + BODY, hashlib.sha256).digest()
+    ).decode()
     headers = {"webhook-id": "m1", "webhook-timestamp": ts, "webhook-signature": f"v1,{sig}"}
     verify(SECRET, headers, BODY, now=TS)
 
@@ -178,8 +186,11 @@ def test_sign_refuses_header_injection_and_empty_secret_lists() -> None:
         sign([], "m1", TS, BODY)
 
 
-@given(body=st.binary(max_size=2048), msg_id=st.from_regex(r"[\x21-\x7e]{1,60}", fullmatch=True),
-       ts=st.integers(0, 2**40))
+@given(
+    body=st.binary(max_size=2048),
+    msg_id=st.from_regex(r"[\x21-\x7e]{1,60}", fullmatch=True),
+    ts=st.integers(0, 2**40),
+)
 def test_round_trip(body: bytes, msg_id: str, ts: int) -> None:
     headers = signing_headers(SECRET, msg_id, ts, body)
     assert verify(SECRET, headers, body, now=ts).msg_id == msg_id

@@ -23,8 +23,11 @@ json_values = st.recursive(
 
 
 @settings(max_examples=60, deadline=None)
-@given(data=json_values, nbytes=st.integers(24, 64),
-       msg_id=st.from_regex(r"msg_[A-Za-z0-9]{1,32}", fullmatch=True))
+@given(
+    data=json_values,
+    nbytes=st.integers(24, 64),
+    msg_id=st.from_regex(r"msg_[A-Za-z0-9]{1,32}", fullmatch=True),
+)
 def test_they_verify_ours_and_we_verify_theirs(data: object, nbytes: int, msg_id: str) -> None:
     secret = generate_secret(nbytes)
     body = json.dumps({"type": "system.x", "data": data}, ensure_ascii=False).encode()
@@ -52,9 +55,17 @@ def test_rotation_across_implementations() -> None:
     # and our receiver with several secrets accepts their single-secret signature of each
     for s in (old, new):
         sig = standardwebhooks.Webhook(s).sign("msg_rot", NOW, body.decode())
-        verify([new, old], {"webhook-id": "msg_rot", "webhook-timestamp": str(TS), "webhook-signature": sig},
-               body, now=NOW)
+        verify(
+            [new, old],
+            {"webhook-id": "msg_rot", "webhook-timestamp": str(TS), "webhook-signature": sig},
+            body,
+            now=NOW,
+        )
     with pytest.raises(NoMatchingSignature):
         sig = standardwebhooks.Webhook(other).sign("msg_rot", NOW, body.decode())
-        verify([new, old], {"webhook-id": "msg_rot", "webhook-timestamp": str(TS), "webhook-signature": sig},
-               body, now=NOW)
+        verify(
+            [new, old],
+            {"webhook-id": "msg_rot", "webhook-timestamp": str(TS), "webhook-signature": sig},
+            body,
+            now=NOW,
+        )

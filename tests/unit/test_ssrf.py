@@ -65,8 +65,18 @@ def test_refused(ip: str, reason: str) -> None:
     assert refusal(ip) == reason
 
 
-@pytest.mark.parametrize("ip", ["8.8.8.8", "1.1.1.1", "93.184.216.34", "2606:4700:4700::1111",
-                                "2a00:1450:4001:80b::200e", "64:ff9b::808:808", "2002:808:808::1"])
+@pytest.mark.parametrize(
+    "ip",
+    [
+        "8.8.8.8",
+        "1.1.1.1",
+        "93.184.216.34",
+        "2606:4700:4700::1111",
+        "2a00:1450:4001:80b::200e",
+        "64:ff9b::808:808",
+        "2002:808:808::1",
+    ],
+)
 def test_public_allowed(ip: str) -> None:
     assert refusal(ip) is None
 
@@ -132,6 +142,7 @@ def _resolver(answers: dict[str, Sequence[str]], calls: list[str]):  # type: ign
     async def resolve(host: str, port: int) -> Sequence[str]:
         calls.append(host)
         return answers[host]
+
     return resolve
 
 
@@ -154,8 +165,15 @@ async def test_backend_refuses_names_resolving_to_refused_addresses(answers: lis
     assert calls == ["evil.test"]
 
 
-@pytest.mark.parametrize(("host", "reason"), [("127.0.0.1", "loopback"), ("[::1]", "loopback"),
-                                               ("169.254.169.254", "metadata"), ("0.0.0.0", "unspecified")])
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("[::1]", "loopback"),
+        ("169.254.169.254", "metadata"),
+        ("0.0.0.0", "unspecified"),
+    ],
+)
 async def test_backend_refuses_literals_without_dns(host: str, reason: str) -> None:
     calls: list[str] = []
     backend = GuardedBackend(AddressPolicy(), _resolver({}, calls))
@@ -167,6 +185,7 @@ async def test_backend_refuses_literals_without_dns(host: str, reason: str) -> N
 async def test_backend_resolution_failure_is_a_connect_error() -> None:
     async def broken(host: str, port: int) -> Sequence[str]:
         raise OSError("Name or service not known")
+
     with pytest.raises(httpcore.ConnectError):
         await GuardedBackend(AddressPolicy(), broken).connect_tcp("nowhere.test", 443, timeout=1)
     with pytest.raises(httpcore.ConnectError):

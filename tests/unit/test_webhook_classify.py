@@ -51,8 +51,9 @@ NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
         (600, {}, ("failed_retryable", "unexpected_status", None, False)),
     ],
 )
-def test_response_table(status: int, headers: dict[str, str],
-                        expected: tuple[str, str | None, float | None, bool]) -> None:
+def test_response_table(
+    status: int, headers: dict[str, str], expected: tuple[str, str | None, float | None, bool]
+) -> None:
     v = classify_response(status, httpx.Headers(headers), now=NOW)
     assert (v.status, v.reason, v.retry_after, v.disable) == expected
     assert v.code == str(status)
@@ -111,9 +112,21 @@ def test_retry_after(value: str | None, expected: float | None) -> None:
 
 def _message(payload: str) -> ChannelMessage:
     return ChannelMessage(
-        notification_id="n1", event_id="e1", event_type="system.invoice_paid", user_id="acct1",
-        channel=Channel.WEBHOOK, lane=Lane.PRIORITY, tier=Tier.SYSTEM, category="system", recipient="ep_1",
-        template="", locale="en", idempotency_key="msg_1", occurred_at=NOW, payload=payload)
+        notification_id="n1",
+        event_id="e1",
+        event_type="system.invoice_paid",
+        user_id="acct1",
+        channel=Channel.WEBHOOK,
+        lane=Lane.PRIORITY,
+        tier=Tier.SYSTEM,
+        category="system",
+        recipient="ep_1",
+        template="",
+        locale="en",
+        idempotency_key="msg_1",
+        occurred_at=NOW,
+        payload=payload,
+    )
 
 
 def test_envelope() -> None:

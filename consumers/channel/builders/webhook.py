@@ -33,5 +33,9 @@ def _count_disabled(reason: str) -> None:
 
 
 async def build(res: Resources) -> ChannelAdapter:
-    return WebhookAdapter(EndpointStore(await res.pool()), webhook_config(res.settings.webhook),
-                          clock=res.clock.now, on_disabled=_count_disabled)
+    return WebhookAdapter(
+        EndpointStore(await res.pool()),
+        webhook_config(res.settings.webhook),
+        clock=res.clock.now,
+        on_disabled=_count_disabled,
+    )
