@@ -141,7 +141,7 @@ class WebhookSettings(BaseModel, frozen=True):
     allow_hosts: list[str] = Field(default_factory=list, description="IPs/CIDRs exempt from the SSRF guard.")
     https_only: bool = Field(False, description="Refuse plain-http endpoint URLs.")
     disable_after_s: float = Field(5 * 86_400.0, description="Auto-disable after failing this long.")
-    secret_grace_s: float = Field(86_400.0, description="Old secret still signs this long.")
+    rotation_grace_s: float = Field(86_400.0, description="After rotate-secret the old secret still signs this long.")
     endpoint_cache_ttl_s: float = Field(5.0, description="How long a consumer caches an endpoint row.")
     max_connections_per_endpoint: int = Field(16, description="Pooled HTTP connections per endpoint URL.")
     max_pooled_endpoints: int = Field(1024, description="Connection pools kept; idle ones beyond are closed.")
