@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--grace",
         type=float,
         default=None,
-        help="seconds the old secret stays active (default: HERALD_WEBHOOK__SECRET_GRACE_S)",
+        help="seconds the old secret stays active (default: HERALD_WEBHOOK__ROTATION_GRACE_S)",
     )
     r.add_argument("--secret", help="bring your own whsec_ secret (default: generated)")
     r.set_defaults(func=rotate_secret)
@@ -178,7 +178,7 @@ async def list_endpoints(settings: HeraldSettings, args: argparse.Namespace) -> 
 
 
 async def rotate_secret(settings: HeraldSettings, args: argparse.Namespace) -> int:
-    grace = settings.webhook.secret_grace_s if args.grace is None else args.grace
+    grace = settings.webhook.rotation_grace_s if args.grace is None else args.grace
     async with _store(settings) as store:
         try:
             ep = await store.rotate_secret(
