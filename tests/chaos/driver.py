@@ -1,0 +1,126 @@
+"""The chaos driver: stream events, kill processes, stop servers, then wait until all is accounted for.
+
+Sizes come from the environment so one suite serves both runs: ``HERALD_CHAOS_EVENTS``
+(default 2000: the run in ``make test``; ``make chaos`` sets 10000) and ``HERALD_CHAOS_SCALE``
+(how long outages and provider storms last relative to the issue's figures; default 0.5 for
+the small run, 1.0 from 10000 events up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from consumers.emitter import Emitter, build_event
+from tests.chaos.ledger import Account, Ledger
+from tests.chaos.pipeline import PROCESSES, Pipeline
+from tests.chaos.population import Expect, Planned, User, expectations
+
+__all__ = ["ChaosRun", "Knobs", "knobs"]
+
+
+@dataclass(frozen=True)
+class Knobs:
+    events: int
+    scale: float
+    rate_per_s: float = 50.0
+    kill_every_s: float = 4.0
+
+    @property
+    def stream_s(self) -> float:
+        return self.events / self.rate_per_s
+
+
+def knobs() -> Knobs:
+    events = int(os.environ.get("HERALD_CHAOS_EVENTS", "2000"))
+    default_scale = "1.0" if events >= 10_000 else "0.5"
+    return Knobs(events=events, scale=float(os.environ.get("HERALD_CHAOS_SCALE", default_scale)))
+
+
+@dataclass
+class ChaosRun:
+    pipeline: Pipeline
+    users: list[User]
+    events: list[Planned]
+    rnd: random.Random
+    log: list[str] = field(default_factory=list)
+    t0: float = field(default_factory=time.monotonic)
+
+    @property
+    def user_ids(self) -> set[str]:
+        return {u.user_id for u in self.users}
+
+    def expects(self) -> list[Expect]:
+        by_id = {u.user_id: u for u in self.users}
+        return [x for e in self.events for x in expectations(e, by_id[e.user_id])]
+
+    def markers(self) -> dict[str, str]:
+        """SMS marker -> the SMS idempotency key of that event."""
+        out: dict[str, str] = {}
+        by_event = {x.event_id: x for x in self.expects() if x.channel.value == "sms" and x.want == "deliver"}
+        for e in self.events:
+            x = by_event.get(e.event_id)
+            if x is not None:
+                out[e.marker] = x.key
+        return out
+
+    def say(self, text: str) -> None:
+        self.log.append(f"{time.monotonic() - self.t0:7.1f}s {text}")
+
+    async def stream(self, duration_s: float, hooks: dict[int, Callable[[], Awaitable[None]]] | None = None) -> None:
+        """Emit every planned event, evenly over ``duration_s``; ``hooks[i]`` runs before event i."""
+        hooks = hooks or {}
+        start = time.monotonic()
+        step = duration_s / max(1, len(self.events))
+        async with Emitter(self.pipeline.stack.kafka, self.pipeline.topics.events) as emit:
+            for i, e in enumerate(self.events):
+                if i in hooks:
+                    asyncio.create_task(hooks[i]())  # noqa: RUF006 - awaited via its own log line
+                delay = start + i * step - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await emit.emit_event(build_event(e.event_type, user_id=e.user_id, data=e.data,
+                                                  event_id=e.event_id, locale=e.locale))
+        self.say(f"streamed {len(self.events)} events in {time.monotonic() - start:.1f}s")
+
+    async def killer(self, every_s: float, stop: asyncio.Event) -> None:
+        """SIGKILL a random Herald process every ``every_s`` seconds and start it again at once."""
+        names = list(PROCESSES)
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), every_s * (0.5 + self.rnd.random()))
+                return
+            except TimeoutError:
+                pass
+            name = self.rnd.choice(names)
+            self.pipeline.restart(name)
+            self.say(f"SIGKILL {name}, restarted")
+
+    async def outage(self, service: str, seconds: float) -> None:
+        self.say(f"{service} stopped")
+        await asyncio.to_thread(self.pipeline.stack.stop_service, service)
+        await asyncio.sleep(seconds)
+        await asyncio.to_thread(self.pipeline.stack.start_service, service)
+        self.say(f"{service} back after {seconds:.0f}s")
+        if service == "postgres":
+            await self.pipeline.reconnect()
+
+    async def drain(self, ledger: Ledger, timeout_s: float, *, settle: Callable[[Account], bool] | None = None,
+                    ) -> Account:
+        """Re-read everything until every expectation holds (or the timeout)."""
+        deadline = time.monotonic() + timeout_s
+        expects = self.expects()
+        markers = self.markers()
+        while True:
+            await ledger.refresh()
+            ledger.sms_key_map(markers)
+            acc = ledger.account(expects, self.user_ids)
+            if (acc.complete and (settle is None or settle(acc))) or time.monotonic() > deadline:
+                self.say(f"drained: {sum(acc.ok.values())}/{acc.expected} accounted, {len(acc.missing)} missing, "
+                         f"{len(acc.orphans)} orphans")
+                return acc
+            await asyncio.sleep(2.0)

@@ -1,0 +1,232 @@
+"""Every event accounted for: what the providers recorded, what Herald decided, what went to a DLQ.
+
+:class:`Ledger` tails ``herald.outcomes``, every channel topic and every DLQ (manual partition
+assignment, incremental), and reads back each fake provider by idempotency key:
+
+* email: moto's ``ses.RawMessage[]``, header ``X-Herald-Idempotency-Key``;
+* SMS: moto's ``sns.SMS[]``: SNS has no idempotency parameter, so texts carry a per-event
+  marker (``chaos-<run>-<seq>``) that maps them back to their key;
+* push: the FCM fake's messages, ``data.idempotency_key``;
+* in-app: ``herald_inbox.idempotency_key``;
+* webhook: the receiver's accepted deliveries, header ``webhook-id``.
+
+:meth:`Ledger.account` checks each :class:`Expect` and, for every ChannelMessage that reached
+a channel topic (escalations, digests and retries included), that it ended somewhere.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from consumers.topics import dlq
+from schemas.codec import DecodeError, default_codec
+from schemas.models import Channel, ChannelMessage, DeliveryOutcome
+from tests.chaos.pipeline import Pipeline
+from tests.chaos.population import Expect
+
+__all__ = ["Account", "Ledger", "TopicTail"]
+
+_MARKER = re.compile(r"chaos-[A-Za-z0-9]+-\d+")
+_TERMINAL = {"failed_permanent", "suppressed", "exhausted"}
+
+
+class TopicTail:
+    """Reads topics from the beginning, then only what is new on each :meth:`poll`."""
+
+    def __init__(self, bootstrap: str, topics: list[str]) -> None:
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.consumer: AIOKafkaConsumer | None = None
+        self.tps: list[TopicPartition] = []
+
+    async def poll(self) -> list[Any]:
+        if self.consumer is None:
+            self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                             max_partition_fetch_bytes=4 * 1024 * 1024)
+            await self.consumer.start()
+            await self.consumer._client.force_metadata_update()
+            for t in self.topics:
+                self.tps += [TopicPartition(t, p) for p in sorted(self.consumer.partitions_for_topic(t) or ())]
+            self.consumer.assign(self.tps)
+            await self.consumer.seek_to_beginning(*self.tps)
+        end = await self.consumer.end_offsets(self.tps)
+        out: list[Any] = []
+        while [tp for tp in self.tps if await self.consumer.position(tp) < end[tp]]:
+            for records in (await self.consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                out.extend(records)
+        return out
+
+    async def close(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+
+
+@dataclass
+class Account:
+    """The verdict of one accounting pass."""
+
+    expected: int = 0
+    ok: Counter[str] = field(default_factory=Counter)  # want -> satisfied count
+    missing: list[tuple[Expect, str]] = field(default_factory=list)  # not (yet) satisfied, why
+    wrong: list[tuple[Expect, str]] = field(default_factory=list)  # satisfied by the wrong thing
+    orphans: list[str] = field(default_factory=list)  # channel messages that ended nowhere
+    duplicates: Counter[str] = field(default_factory=Counter)  # channel -> extra provider calls, same key
+    deliveries: Counter[str] = field(default_factory=Counter)  # channel -> distinct keys delivered
+    calls: Counter[str] = field(default_factory=Counter)  # channel -> provider calls recorded
+    extra: Counter[str] = field(default_factory=Counter)  # deliveries not required by the table
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing and not self.wrong and not self.orphans
+
+
+class Ledger:
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.p = pipeline
+        t = pipeline.topics
+        self.outcome_tail = TopicTail(pipeline.stack.kafka, [t.outcomes])
+        self.channel_tail = TopicTail(pipeline.stack.kafka, t.channel_topics())
+        self.dlq_tail = TopicTail(pipeline.stack.kafka, [dlq(x) for x in [t.events, *t.channel_topics(), t.outcomes]])
+        self.codec = default_codec()
+        self.outcomes: dict[str, list[DeliveryOutcome]] = defaultdict(list)  # idempotency key -> outcomes
+        self.by_event: dict[str, list[DeliveryOutcome]] = defaultdict(list)
+        self.messages: dict[str, ChannelMessage] = {}  # key -> the message as last seen on a channel topic
+        self.dlq: list[Any] = []
+        self.provider: dict[str, Counter[str]] = {c.value: Counter() for c in Channel}
+        self.sms_markers: Counter[str] = Counter()
+        self._seen = {"mail": 0, "sms": 0, "push": 0, "webhook": 0}
+        self.webhook_attempts: Counter[str] = Counter()
+
+    async def close(self) -> None:
+        for tail in (self.outcome_tail, self.channel_tail, self.dlq_tail):
+            await tail.close()
+
+    # -- reading -------------------------------------------------------------------------------
+    async def refresh(self) -> None:
+        for r in await self.outcome_tail.poll():
+            o = self.codec.decode(r.value, DeliveryOutcome)
+            self.outcomes[o.idempotency_key or ""].append(o)
+            self.by_event[o.event_id].append(o)
+        for r in await self.channel_tail.poll():
+            try:
+                m = self.codec.decode(r.value, ChannelMessage)
+            except DecodeError:
+                continue  # bad bytes injected on purpose: the DLQ check covers them
+            self.messages[m.idempotency_key] = m
+        self.dlq += await self.dlq_tail.poll()
+        await self._read_providers()
+
+    async def _read_providers(self) -> None:
+        async with httpx.AsyncClient(timeout=30) as client:
+            data = (await client.get(f"{self.p.stack.moto_url}/moto-api/data.json")).json()
+        mails = data.get("ses", {}).get("RawMessage", [])
+        for m in mails[self._seen["mail"]:]:
+            msg = email.message_from_string(m["raw_data"], policy=email.policy.compat32)
+            self.provider["email"][str(msg.get("X-Herald-Idempotency-Key", "?"))] += 1
+        self._seen["mail"] = len(mails)
+        texts = data.get("sns", {}).get("SMS", [])
+        for s in texts[self._seen["sms"]:]:
+            found = _MARKER.search(str(s.get("message", "")))
+            self.sms_markers[found.group(0) if found else "?"] += 1
+        self._seen["sms"] = len(texts)
+        pushes = self.p.fcm.messages()
+        for msg in pushes[self._seen["push"]:]:
+            self.provider["push"][str(msg["message"].get("data", {}).get("idempotency_key", "?"))] += 1
+        self._seen["push"] = len(pushes)
+        hooks = self.p.receiver.deliveries
+        for d in hooks[self._seen["webhook"]:]:
+            self.webhook_attempts[d.webhook_id or "?"] += 1
+            if d.accepted:
+                self.provider["webhook"][d.webhook_id or "?"] += 1
+        self._seen["webhook"] = len(hooks)
+        assert self.p.pool is not None
+        rows = await self.p.pool.fetch("SELECT idempotency_key FROM herald_inbox")
+        self.provider["in_app"] = Counter(r["idempotency_key"] for r in rows)
+
+    def sms_key_map(self, markers: dict[str, str]) -> None:
+        """marker -> sms idempotency key: the SMS records by key."""
+        self.provider["sms"] = Counter({markers[m]: n for m, n in self.sms_markers.items() if m in markers})
+
+    # -- the verdict ---------------------------------------------------------------------------
+    def account(self, expects: Iterable[Expect], users: set[str]) -> Account:
+        acc = Account()
+        required: set[str] = set()
+        for e in expects:
+            acc.expected += 1
+            required.add(e.key)
+            self._check(e, acc)
+        for key, m in self.messages.items():
+            if m.user_id not in users:
+                continue
+            if self.provider[m.channel.value][key]:
+                continue
+            ends = [o.status.value for o in self.outcomes.get(key, []) if o.status.value in _TERMINAL]
+            if not ends:
+                acc.orphans.append(f"{m.channel.value} {m.event_type} {key} attempt={m.attempt} user={m.user_id}")
+        for channel, counter in self.provider.items():
+            for key, n in counter.items():
+                m = self.messages.get(key)
+                if m is None or m.user_id not in users:
+                    continue
+                acc.calls[channel] += n
+                acc.deliveries[channel] += 1
+                acc.duplicates[channel] += n - 1
+                if key not in required:
+                    acc.extra[f"{channel}:{m.event_type if m.escalated_from is None else 'escalation'}"] += 1
+        return acc
+
+    def _check(self, e: Expect, acc: Account) -> None:
+        outcomes = self.outcomes.get(e.key, [])
+        statuses = [(o.status.value, o.reason or "") for o in outcomes]
+        if e.want == "deliver":
+            if self.provider[e.channel.value][e.key]:
+                acc.ok["delivered"] += 1
+                return
+            final = [s for s in statuses if s[0] in _TERMINAL]
+            if final:
+                acc.wrong.append((e, f"wanted delivery, got {final}"))
+            else:
+                acc.missing.append((e, f"not delivered; outcomes {statuses}"))
+            return
+        match = [s for s in statuses if s[0] == e.want and s[1] in e.reasons]
+        if match:
+            acc.ok[f"{e.want}:{match[0][1]}"] += 1
+            if self.provider[e.channel.value][e.key] and e.want != "failed_permanent":
+                acc.wrong.append((e, f"{e.want} but the provider got it"))
+            return
+        acc.missing.append((e, f"wanted {e.want} {sorted(e.reasons)}; outcomes {statuses}"))
+
+    def dlq_reasons(self) -> list[tuple[bytes, str]]:
+        out = []
+        for r in self.dlq:
+            headers = {k: v.decode(errors="replace") for k, v in r.headers or ()}
+            out.append((r.value, headers.get("herald-dlq-reason", "")))
+        return out
+
+
+def summary(title: str, acc: Account, facts: dict[str, Any]) -> str:
+    """The table printed at the end of a chaos test."""
+    lines = [f"== chaos: {title} ==", *(f"{k:<28} {v}" for k, v in facts.items())]
+    lines.append(f"{'expectations':<28} {acc.expected}")
+    for k, v in sorted(acc.ok.items()):
+        lines.append(f"  {k:<26} {v}")
+    lines.append(f"{'channel':<10} {'delivered':>9} {'calls':>7} {'dups':>6}")
+    for c in Channel:
+        lines.append(f"{c.value:<10} {acc.deliveries[c.value]:>9} {acc.calls[c.value]:>7} {acc.duplicates[c.value]:>6}")
+    if acc.extra:
+        lines.append("extra deliveries (escalations, digests): " + ", ".join(f"{k}={v}" for k, v in sorted(acc.extra.items())))
+    lines.append(f"{'missing/wrong/orphans':<28} {len(acc.missing)}/{len(acc.wrong)}/{len(acc.orphans)}")
+    for e, why in (acc.missing + acc.wrong)[:15]:
+        lines.append(f"  ! {e.channel.value} {e.event_type} {e.user_id} {e.key}: {why}")
+    for o in acc.orphans[:10]:
+        lines.append(f"  ! orphan {o}")
+    return "\n".join(lines)

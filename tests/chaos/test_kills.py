@@ -1,0 +1,58 @@
+"""SIGKILL a random process every few seconds while events stream, stop Redis then PostgreSQL: nothing lost."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.chaos.conftest import new_run
+from tests.chaos.driver import Knobs
+from tests.chaos.ledger import Ledger, summary
+from tests.chaos.pipeline import Pipeline
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
+
+
+async def test_kills_and_outages_lose_nothing(
+    pipeline: Pipeline, ledger: Ledger, chaos_knobs: Knobs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = new_run(pipeline, users=max(40, chaos_knobs.events // 40), events=chaos_knobs.events, seed=10)
+    await pipeline.seed(run.users)
+    outage_s = 10.0
+    n = len(run.events)
+    hooks = {
+        n // 4: lambda: run.outage("redis", outage_s),
+        n // 2: lambda: run.outage("postgres", outage_s),
+    }
+    stop = asyncio.Event()
+    started = time.monotonic()
+    killer = asyncio.create_task(run.killer(chaos_knobs.kill_every_s, stop))
+    try:
+        await run.stream(chaos_knobs.stream_s, hooks)
+        # outages started near the end of the stream finish first; kills go on a little longer
+        await asyncio.sleep(outage_s + 2)
+    finally:
+        stop.set()
+        await killer
+    pipeline.ensure_running()
+    acc = await run.drain(ledger, timeout_s=120 + chaos_knobs.events / 50)
+    elapsed = time.monotonic() - started
+    deferred_by_limiter = sum(
+        1 for os_ in ledger.by_event.values() for o in os_
+        if o.event_id.startswith(run.events[0].event_id[:8]) and o.reason == "rate_limiter_unavailable"
+    )
+    facts = {
+        "events": n,
+        "users": len(run.users),
+        "kills (SIGKILL)": len(pipeline.kills),
+        "outages": f"redis {outage_s:.0f}s, postgres {outage_s:.0f}s",
+        "low tier re-queued (redis down)": deferred_by_limiter,
+        "wall time (s)": f"{elapsed:.0f}",
+    }
+    with capsys.disabled():
+        print("\n" + summary("SIGKILL + outages", acc, facts))
+        print("\n".join(run.log))
+    assert acc.complete, summary("SIGKILL + outages", acc, facts)
+    assert len(pipeline.kills) >= 3
