@@ -19,6 +19,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,7 @@ from consumers.settings import ApiSettings
 __all__ = ["load_inbox", "measure", "phase"]
 
 P99_GOAL_MS = 50.0
+_LOG = Path(tempfile.gettempdir()) / "herald-bench-api.log"
 
 
 async def load_inbox(pool: asyncpg.Pool, rows: int, users: int, read_share: float = 0.3) -> list[str]:
@@ -140,7 +142,7 @@ async def measure(
     rows: int = 200_000,
     users: int = 1_000,
     seconds: float = 6.0,
-    log: Path = Path(".bench-api.log"),
+    log: Path = _LOG,
 ) -> dict[str, Any]:
     pool = await asyncpg.create_pool(stack.database_url, min_size=1, max_size=4)
     assert pool is not None
