@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import socket
 from collections.abc import Callable
 
-import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+
+from consumers.asgi_server import LoopServer
 
 __all__ = ["HealthServer"]
 
@@ -26,8 +25,7 @@ class HealthServer:
         self.host = host
         self.port = port
         self._is_ready = is_ready
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._server: LoopServer | None = None
 
     def app(self) -> Starlette:
         async def metrics(_: Request) -> Response:
@@ -40,24 +38,16 @@ class HealthServer:
             ok = self._is_ready()
             return PlainTextResponse("ready\n" if ok else "not ready\n", status_code=200 if ok else 503)
 
-        return Starlette(routes=[Route("/metrics", metrics), Route("/healthz", healthz), Route("/readyz", readyz)])
+        return Starlette(
+            routes=[Route("/metrics", metrics), Route("/healthz", healthz), Route("/readyz", readyz)]
+        )
 
     async def start(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app(), log_level="warning", access_log=False, lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the process owns signals
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started:
-            if self._task.done():
-                await self._task
-            await asyncio.sleep(0.01)
+        self._server = LoopServer(self.app(), self.host, self.port)
+        await self._server.start()
+        self.port = self._server.port
         log.info("metrics and health on http://%s:%d", self.host, self.port)
 
     async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await self._task
+        if self._server is not None:
+            await self._server.stop()

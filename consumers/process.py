@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from consumers.health import HealthServer
@@ -16,7 +16,7 @@ __all__ = ["BackgroundLoop", "serve"]
 
 log = logging.getLogger(__name__)
 
-BackgroundLoop = Callable[[asyncio.Event], Awaitable[None]]
+BackgroundLoop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 """A coroutine that runs until the event is set (scheduler poller, janitor...)."""
 
 
@@ -61,8 +61,10 @@ async def serve(
         request_stop()
         _, late = await asyncio.wait(tasks, timeout=settings.runtime.shutdown_grace_s)
         if late:
-            log.error("grace period over: abandoning %s (uncommitted work will be replayed)",
-                      [t.get_name() for t in late])
+            log.error(
+                "grace period over: abandoning %s (uncommitted work will be replayed)",
+                [t.get_name() for t in late],
+            )
             for t in late:
                 t.cancel()
             code = code or 1

@@ -68,8 +68,10 @@ def _inline(node: Any, defs: dict[str, dict[str, Any]], seen: set[str]) -> Any:
             if full in seen:  # defined earlier in this schema: Avro wants a reference here
                 return full
             seen.add(full)
-        return {k: (v if k in ("name", "namespace", "doc", "symbols", "default") else _inline(v, defs, seen))
-                for k, v in node.items()}
+        return {
+            k: (v if k in ("name", "namespace", "doc", "symbols", "default") else _inline(v, defs, seen))
+            for k, v in node.items()
+        }
     if isinstance(node, list):
         return [_inline(item, defs, seen) for item in node]
     return node
@@ -99,7 +101,7 @@ def load_contracts(directory: Path = AVRO_DIR) -> list[Contract]:
     contracts = []
     for name, version, schema in sorted(raw, key=lambda r: (r[0], r[1])):
         full = self_contained(schema, {k: v for k, v in defs.items() if k != _full_name(name)})
-        contracts.append(
-            Contract(name, version, full, parse_schema(full), fingerprint_of(full))
-        )
+        parsed = parse_schema(full)
+        assert isinstance(parsed, dict)  # a record schema parses to a dict
+        contracts.append(Contract(name, version, full, parsed, fingerprint_of(full)))
     return contracts

@@ -8,40 +8,26 @@ import inspect
 import logging
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from pydantic import ValidationError
 
-from consumers.cli import commands, run, tail
+from consumers.cli import commands, dev, doctor, endpoints, receipts, run, tail, token, why
 from consumers.cli.errors import EXPECTED
 from consumers.settings import HeraldSettings
 
 __all__ = ["build_parser", "main"]
 
 # Modules that add subcommands; each has register(subparsers).
-_COMMAND_MODULES = [run, commands, tail]
-
-
-def _optional_modules() -> list[object]:
-    # Commands that belong to later parts of the pipeline register here when present.
-    import importlib
-
-    mods = []
-    for name in ("consumers.cli.dev", "consumers.cli.why", "consumers.cli.endpoints", "consumers.cli.doctor",
-                 "consumers.cli.receipts", "consumers.cli.token"):
-        try:
-            mods.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-    return mods
+_COMMAND_MODULES: list[ModuleType] = [run, commands, tail, dev, why, endpoints, doctor, receipts, token]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="herald", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in [*_COMMAND_MODULES, *_optional_modules()]:
-        module.register(sub)  # type: ignore[attr-defined]
+    for module in _COMMAND_MODULES:
+        module.register(sub)
     return parser
 
 
