@@ -74,7 +74,9 @@ class Codec:
             else:
                 record = schemaless_reader(buf, writer.parsed, reader.parsed)
         except Exception as exc:  # fastavro raises EOFError, ValueError, IndexError... on bad bodies
-            raise DecodeError("malformed", f"{writer.name} v{writer.version}: {type(exc).__name__}: {exc}") from exc
+            raise DecodeError(
+                "malformed", f"{writer.name} v{writer.version}: {type(exc).__name__}: {exc}"
+            ) from exc
         if buf.tell() != len(data):
             raise DecodeError("malformed", f"{len(data) - buf.tell()} trailing bytes after {writer.name}")
         assert isinstance(record, dict)
