@@ -12,8 +12,9 @@ import asyncio
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from consumers.emitter import Emitter, build_event
 from tests.chaos.ledger import Account, Ledger
@@ -48,6 +49,7 @@ class ChaosRun:
     events: list[Planned]
     rnd: random.Random
     log: list[str] = field(default_factory=list)
+    emitted: dict[str, float] = field(default_factory=dict)  # event id -> time.monotonic() when acked
     t0: float = field(default_factory=time.monotonic)
 
     @property
@@ -71,32 +73,41 @@ class ChaosRun:
     def say(self, text: str) -> None:
         self.log.append(f"{time.monotonic() - self.t0:7.1f}s {text}")
 
-    async def stream(self, duration_s: float, hooks: dict[int, Callable[[], Awaitable[None]]] | None = None) -> None:
-        """Emit every planned event, evenly over ``duration_s``; ``hooks[i]`` runs before event i."""
+    async def stream(self, duration_s: float,
+                     hooks: Mapping[int, Callable[[], Coroutine[Any, Any, None]]] | None = None) -> None:
+        """Emit every planned event, evenly over ``duration_s``; ``hooks[i]`` starts before event i
+        and runs alongside the stream; returns when the events are out and every hook is done."""
         hooks = hooks or {}
+        running: list[asyncio.Task[None]] = []
         start = time.monotonic()
         step = duration_s / max(1, len(self.events))
         async with Emitter(self.pipeline.stack.kafka, self.pipeline.topics.events) as emit:
             for i, e in enumerate(self.events):
                 if i in hooks:
-                    asyncio.create_task(hooks[i]())  # noqa: RUF006 - awaited via its own log line
+                    running.append(asyncio.create_task(hooks[i]()))
                 delay = start + i * step - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 await emit.emit_event(build_event(e.event_type, user_id=e.user_id, data=e.data,
                                                   event_id=e.event_id, locale=e.locale))
+                self.emitted[e.event_id] = time.monotonic()
         self.say(f"streamed {len(self.events)} events in {time.monotonic() - start:.1f}s")
+        await asyncio.gather(*running)
 
     async def killer(self, every_s: float, stop: asyncio.Event) -> None:
-        """SIGKILL a random Herald process every ``every_s`` seconds and start it again at once."""
-        names = list(PROCESSES)
+        """SIGKILL a random Herald process every ``every_s`` seconds (jittered) and start it again at once.
+
+        Random order, but every process is hit once before any is hit twice."""
+        names: list[str] = []
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), every_s * (0.5 + self.rnd.random()))
                 return
             except TimeoutError:
                 pass
-            name = self.rnd.choice(names)
+            if not names:
+                names = self.rnd.sample(list(PROCESSES), len(PROCESSES))
+            name = names.pop()
             self.pipeline.restart(name)
             self.say(f"SIGKILL {name}, restarted")
 

@@ -139,8 +139,9 @@ class Ledger:
             self.sms_markers[found.group(0) if found else "?"] += 1
         self._seen["sms"] = len(texts)
         pushes = self.p.fcm.messages()
-        for msg in pushes[self._seen["push"]:]:
-            self.provider["push"][str(msg["message"].get("data", {}).get("idempotency_key", "?"))] += 1
+        for sent in pushes[self._seen["push"]:]:
+            data = sent["message"].get("data") or {}
+            self.provider["push"][str(data.get("idempotency_key", "?"))] += 1
         self._seen["push"] = len(pushes)
         hooks = self.p.receiver.deliveries
         for d in hooks[self._seen["webhook"]:]:
@@ -174,14 +175,15 @@ class Ledger:
                 acc.orphans.append(f"{m.channel.value} {m.event_type} {key} attempt={m.attempt} user={m.user_id}")
         for channel, counter in self.provider.items():
             for key, n in counter.items():
-                m = self.messages.get(key)
-                if m is None or m.user_id not in users:
+                known = self.messages.get(key)
+                if known is None or known.user_id not in users:
                     continue
                 acc.calls[channel] += n
                 acc.deliveries[channel] += 1
                 acc.duplicates[channel] += n - 1
                 if key not in required:
-                    acc.extra[f"{channel}:{m.event_type if m.escalated_from is None else 'escalation'}"] += 1
+                    kind = known.event_type if known.escalated_from is None else "escalation"
+                    acc.extra[f"{channel}:{kind}"] += 1
         return acc
 
     def _check(self, e: Expect, acc: Account) -> None:
