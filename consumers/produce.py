@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-__all__ = ["ProducerRecord", "produce_all"]
+__all__ = ["ProducerRecord", "enqueue_all", "produce_all"]
 
 
 class ProducerRecord(Protocol):
@@ -37,8 +37,15 @@ _partitioner = DefaultPartitioner()
 
 async def produce_all(producer: AIOKafkaProducer, records: Sequence[ProducerRecord]) -> None:
     """Send every record; return when the broker acknowledged all of them (raises on failure)."""
+    await asyncio.gather(*await enqueue_all(producer, records))
+
+
+async def enqueue_all(
+    producer: AIOKafkaProducer, records: Sequence[ProducerRecord]
+) -> list[asyncio.Future[Any]]:
+    """Hand every record to the producer, in order; return the futures of the broker's acks."""
     if not records:
-        return
+        return []
     partitions: dict[str, list[int]] = {}
     for topic in {r.topic for r in records}:
         partitions[topic] = sorted(await producer.partitions_for(topic))
@@ -59,4 +66,4 @@ async def produce_all(producer: AIOKafkaProducer, records: Sequence[ProducerReco
                 raise ValueError(f"record of {len(r.value)} bytes does not fit an empty batch for {r.topic}")
     for (topic, partition), builder in builders.items():
         futures.append(await producer.send_batch(builder, topic, partition=partition))
-    await asyncio.gather(*futures)
+    return futures

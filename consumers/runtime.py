@@ -5,7 +5,9 @@ Guarantees (architecture.md, "Invariants"):
 * **At-least-once.** Offsets of a poll batch are committed only after every record the
   handler produced for it, and every dead letter, is acknowledged by the broker
   (``acks=all``). A crash anywhere before the commit replays the batch; outputs carry
-  idempotency keys, so replays are harmless downstream.
+  idempotency keys, so replays are harmless downstream. One batch's acks and commit run
+  while the next batch is handled (commits stay in order), so the broker round trips
+  do not idle the handler.
 * **Per-key order.** Partitions are handled in offset order and outputs are produced in
   that order; a handler may run different keys concurrently but keeps one key sequential.
 * **Bad input is kept.** Undecodable bytes, oversized records and records the handler
@@ -22,9 +24,9 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from aiokafka import (
     AIOKafkaConsumer,
@@ -36,7 +38,7 @@ from aiokafka import (
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from consumers import metrics
-from consumers.produce import produce_all
+from consumers.produce import enqueue_all
 from consumers.settings import RuntimeSettings
 from consumers.topics import dlq
 from schemas.codec import DecodeError
@@ -133,10 +135,12 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     lock: asyncio.Lock
     group_id: str
+    settle: Callable[[], Awaitable[None]]
     assigned: set[TopicPartition] = field(default_factory=set)
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.lock:
+            await self.settle()  # the batch whose acks are in flight commits before we let go
             self.assigned -= set(revoked)
             for tp in revoked:  # another member reports these now; a stale value would double count
                 try:
@@ -168,7 +172,9 @@ class Runner(Generic[T]):
         self.settings = settings
         self.producer = producer
         self._lock = asyncio.Lock()
-        self._listener = _Listener(self._lock, group_id)
+        self._listener = _Listener(self._lock, group_id, self._settle_or_rewind)
+        self._inflight: asyncio.Task[None] | None = None  # acks + commit of the previous batch
+        self._inflight_batch: list[ConsumerRecord[bytes, bytes]] = []
         self._stopping = asyncio.Event()
         self.ready = False
         self.consumer = consumer_factory(
@@ -202,11 +208,15 @@ class Runner(Generic[T]):
             while not self._stopping.is_set():
                 batch = await self._poll()
                 if not batch:
+                    async with self._lock:
+                        await self._settle_or_rewind()
                     self._set_ready(bool(self.consumer.assignment()))
                     continue
                 async with self._lock:
                     await self._process(batch)
                 await self._update_lag()
+            async with self._lock:
+                await self._settle_or_rewind()
         finally:
             self._set_ready(False)
             await self.consumer.stop()  # leaves the group: partitions move at once
@@ -255,7 +265,8 @@ class Runner(Generic[T]):
             except KafkaError as exc:
                 # Produce failed or timed out: nothing is committed, so rewind and let it replay.
                 log.error("%s: Kafka error while producing (%s); replaying batch", self.handler.name, exc)
-                self._rewind(batch)
+                self._rewind([*self._inflight_batch, *batch])
+                self._inflight, self._inflight_batch = None, []
                 await self._sleep(1.0)
                 return
         self._handle_time.observe(time.perf_counter() - started)
@@ -302,7 +313,7 @@ class Runner(Generic[T]):
             metrics.CONSUMED.labels(self.handler.name, topic).inc(n)
         for i, result in zip(pending, await self._handle(decoded), strict=True):
             results[i] = result
-        await self._produce_and_commit(batch, [r for r in results if r is not None])
+        await self._produce_and_schedule_commit(batch, [r for r in results if r is not None])
 
     async def _handle(self, decoded: list[Incoming[T]]) -> Sequence[Result]:
         if not decoded:
@@ -330,7 +341,7 @@ class Runner(Generic[T]):
         except Exception as exc:
             return DeadLetter("handler_error", type(exc).__name__, str(exc))
 
-    async def _produce_and_commit(
+    async def _produce_and_schedule_commit(
         self, batch: list[ConsumerRecord[bytes, bytes]], results: list[Result]
     ) -> None:
         records: list[Output] = []
@@ -356,7 +367,39 @@ class Runner(Generic[T]):
                 )
             else:
                 records.extend(result)
-        await produce_all(self.producer, records)  # every output acknowledged (acks=all) ...
+        # Hand this batch's outputs to the producer now, then wait for the previous batch's
+        # acks and commit; this batch's acks and commit overlap the next batch's handling.
+        # Commits stay in order, and each covers only records whose outputs were acknowledged.
+        acks = await enqueue_all(self.producer, records)
+        await self._settle()
+        self._inflight_batch = batch
+        self._inflight = asyncio.create_task(self._ack_and_commit(batch, records, acks))
+
+    async def _settle(self) -> None:
+        """Wait for the batch in flight to be acknowledged and committed (raises its KafkaError)."""
+        task, self._inflight = self._inflight, None
+        if task is not None:
+            try:
+                await task
+            finally:
+                self._inflight_batch = []
+
+    async def _settle_or_rewind(self) -> None:
+        """:meth:`_settle`; if the broker did not acknowledge, replay that batch instead of committing."""
+        batch = self._inflight_batch
+        try:
+            await self._settle()
+        except KafkaError as exc:
+            log.error("%s: Kafka error while producing (%s); replaying batch", self.handler.name, exc)
+            self._rewind(batch)
+
+    async def _ack_and_commit(
+        self,
+        batch: list[ConsumerRecord[bytes, bytes]],
+        records: list[Output],
+        acks: list[asyncio.Future[Any]],
+    ) -> None:
+        await asyncio.gather(*acks)  # every output acknowledged (acks=all) ...
         produced: dict[str, int] = {}
         for r in records:
             produced[r.topic] = produced.get(r.topic, 0) + 1
