@@ -58,15 +58,28 @@ class Outcome:
     @classmethod
     def from_error(cls, error: DeliveryError) -> Outcome:
         status: Status = "failed_retryable" if isinstance(error, RetryableDelivery) else "failed_permanent"
-        return cls(status, error.provider, provider_code=error.code, reason=error.reason, detail=error.detail,
-                   retry_after=error.retry_after)
+        return cls(
+            status,
+            error.provider,
+            provider_code=error.code,
+            reason=error.reason,
+            detail=error.detail,
+            retry_after=error.retry_after,
+        )
 
 
 class DeliveryError(Exception):
     """A classified provider failure."""
 
-    def __init__(self, provider: str, code: str | None, detail: str = "", *, reason: str | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        provider: str,
+        code: str | None,
+        detail: str = "",
+        *,
+        reason: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(f"{provider}: {code}: {detail}" if code else f"{provider}: {detail}")
         self.provider = provider
         self.code = code

@@ -76,13 +76,15 @@ def classify(code: str, status: int | None) -> Literal["retry", "permanent"]:
     return RETRY
 
 
-def unsubscribe_headers(url_template: str | None, mailto: str | None, *, user_id: str,
-                        category: str) -> dict[str, str]:
+def unsubscribe_headers(
+    url_template: str | None, mailto: str | None, *, user_id: str, category: str
+) -> dict[str, str]:
     """RFC 2369 + RFC 8058 one-click headers; empty when there is nothing to offer. Pure."""
     targets: list[str] = []
     if url_template:
-        targets.append(url_template.format(user_id=quote(user_id, safe=""),
-                                           category=quote(category, safe="")))
+        targets.append(
+            url_template.format(user_id=quote(user_id, safe=""), category=quote(category, safe=""))
+        )
     if mailto:
         targets.append(mailto if mailto.startswith("mailto:") else f"mailto:{mailto}")
     if not targets:
@@ -104,8 +106,9 @@ def _text_part(body: str, subtype: str) -> MIMENonMultipart:
     return part
 
 
-def build_mime(*, from_address: str, to: str, subject: str, text: str, html: str | None,
-               headers: dict[str, str]) -> bytes:
+def build_mime(
+    *, from_address: str, to: str, subject: str, text: str, html: str | None, headers: dict[str, str]
+) -> bytes:
     """The raw message: text part first, then the HTML that capable clients prefer.
 
     Built with the compat32 ``email.mime`` classes: a third of the CPU of ``EmailMessage``
@@ -182,19 +185,36 @@ class SesEmailAdapter:
     def request(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> dict[str, Any]:
         """The SendEmail parameters for one message (raises PermanentDelivery on bad input)."""
         if not _valid_recipient(message.recipient):
-            raise PermanentDelivery(self.provider, None, f"not an email address: {message.recipient!r}",
-                                    reason="invalid_address")
+            raise PermanentDelivery(
+                self.provider, None, f"not an email address: {message.recipient!r}", reason="invalid_address"
+            )
         if not content.subject or not (content.text or content.html):
-            raise PermanentDelivery(self.provider, None, "email needs a subject and a body",
-                                    reason="empty_content")
-        headers = {**content.headers, "X-Herald-Idempotency-Key": idempotency_key,
-                   "X-Herald-Notification-Id": message.notification_id}
+            raise PermanentDelivery(
+                self.provider, None, "email needs a subject and a body", reason="empty_content"
+            )
+        headers = {
+            **content.headers,
+            "X-Herald-Idempotency-Key": idempotency_key,
+            "X-Herald-Notification-Id": message.notification_id,
+        }
         if message.lane is Lane.BULK:
-            headers.update(unsubscribe_headers(self.unsubscribe_url, self.unsubscribe_mailto,
-                                               user_id=message.user_id, category=message.category))
+            headers.update(
+                unsubscribe_headers(
+                    self.unsubscribe_url,
+                    self.unsubscribe_mailto,
+                    user_id=message.user_id,
+                    category=message.category,
+                )
+            )
         try:
-            raw = build_mime(from_address=self.from_address, to=message.recipient, subject=content.subject,
-                             text=content.text or "", html=content.html, headers=headers)
+            raw = build_mime(
+                from_address=self.from_address,
+                to=message.recipient,
+                subject=content.subject,
+                text=content.text or "",
+                html=content.html,
+                headers=headers,
+            )
         except ValueError as exc:
             raise PermanentDelivery(self.provider, None, str(exc), reason="invalid_content") from exc
         category = re.sub(r"[^A-Za-z0-9_-]", "_", message.category)[:256] or "none"
@@ -228,8 +248,11 @@ class SesEmailAdapter:
         except (BotoCoreError, ResponseParserError, TimeoutError) as exc:
             # Timeouts and broken connections: SES may or may not have sent it; retrying risks
             # a duplicate, not a loss, which is the at-least-once trade.
-            return Outcome.from_error(RetryableDelivery(self.provider, type(exc).__name__, str(exc)[:500],
-                                                        reason="provider_timeout"))
+            return Outcome.from_error(
+                RetryableDelivery(
+                    self.provider, type(exc).__name__, str(exc)[:500], reason="provider_timeout"
+                )
+            )
         return Outcome.sent(self.provider, response.get("MessageId"))
 
     async def close(self) -> None:

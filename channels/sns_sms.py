@@ -91,8 +91,15 @@ class SnsSmsAdapter:
     channel = Channel.SMS
     provider = "sns"
 
-    def __init__(self, client: Any, *, bucket: TokenBucket, sender_id: str | None = None,
-                 max_segments: int = 3, close: Any = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        bucket: TokenBucket,
+        sender_id: str | None = None,
+        max_segments: int = 3,
+        close: Any = None,
+    ) -> None:
         self.client = client
         self.bucket = bucket
         self.sender_id = sender_id
@@ -102,16 +109,23 @@ class SnsSmsAdapter:
     def request(self, message: ChannelMessage, content: Content) -> dict[str, Any]:
         """The Publish parameters (raises PermanentDelivery for a bad number or text)."""
         if not is_e164(message.recipient):
-            raise PermanentDelivery(self.provider, None, f"not an E.164 phone number: {message.recipient!r}",
-                                    reason="invalid_address")
+            raise PermanentDelivery(
+                self.provider,
+                None,
+                f"not an E.164 phone number: {message.recipient!r}",
+                reason="invalid_address",
+            )
         text = (content.text or "").strip()
         if not text:
             raise PermanentDelivery(self.provider, None, "empty SMS text", reason="empty_content")
         encoding, count = segments(text)
         if count > self.max_segments:
-            raise PermanentDelivery(self.provider, None,
-                                    f"{count} {encoding} segments > {self.max_segments} ({len(text)} chars)",
-                                    reason="payload_too_large")
+            raise PermanentDelivery(
+                self.provider,
+                None,
+                f"{count} {encoding} segments > {self.max_segments} ({len(text)} chars)",
+                reason="payload_too_large",
+            )
         kind = sms_type(message.tier, message.lane)
         attributes: dict[str, Any] = {"AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": kind}}
         if self.sender_id:
@@ -136,8 +150,11 @@ class SnsSmsAdapter:
             error_cls = RetryableDelivery if verdict == RETRY else PermanentDelivery
             return Outcome.from_error(error_cls(self.provider, code, text[:500]))
         except (BotoCoreError, ResponseParserError, TimeoutError) as exc:
-            return Outcome.from_error(RetryableDelivery(self.provider, type(exc).__name__, str(exc)[:500],
-                                                        reason="provider_timeout"))
+            return Outcome.from_error(
+                RetryableDelivery(
+                    self.provider, type(exc).__name__, str(exc)[:500], reason="provider_timeout"
+                )
+            )
         encoding, count = segments(params["Message"])
         return Outcome.sent(self.provider, response.get("MessageId"), detail=f"{count} {encoding} segment(s)")
 

@@ -65,8 +65,13 @@ def template_variables(message: ChannelMessage) -> dict[str, Any]:
         data = message.data()
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
         raise TemplateError(f"payload is not a JSON object: {exc}") from exc
-    return {**data, "user_id": message.user_id, "event_type": message.event_type,
-            "notification_id": message.notification_id, "locale": message.locale}
+    return {
+        **data,
+        "user_id": message.user_id,
+        "event_type": message.event_type,
+        "notification_id": message.notification_id,
+        "locale": message.locale,
+    }
 
 
 def _one_line(value: str) -> str:
@@ -115,18 +120,25 @@ class TemplateRenderer:
         used = self.resolve_locale(template, channel, locale)
         if used is None:
             chain = locale_chain(locale, self.default_locale)
-            raise TemplateError(f"unknown template {template!r} for channel {channel.value} "
-                                f"(no {'/'.join(CHANNEL_FILES[channel])} for locales {chain})")
+            raise TemplateError(
+                f"unknown template {template!r} for channel {channel.value} "
+                f"(no {'/'.join(CHANNEL_FILES[channel])} for locales {chain})"
+            )
         files = CHANNEL_FILES[channel]
         out = {name: self._render_file(f"{template}/{used}/{name}", variables) for name in files}
         if channel is Channel.EMAIL:
-            return Content(subject=_one_line(out["email.subject.j2"]), html=out["email.html.j2"],
-                           text=out["email.txt.j2"].strip() + "\n", locale=used)
+            return Content(
+                subject=_one_line(out["email.subject.j2"]),
+                html=out["email.html.j2"],
+                text=out["email.txt.j2"].strip() + "\n",
+                locale=used,
+            )
         if channel is Channel.SMS:
             return Content(text=out["sms.txt.j2"].strip(), locale=used)
         prefix = channel.value
-        return Content(title=_one_line(out[f"{prefix}.title.j2"]), text=out[f"{prefix}.body.j2"].strip(),
-                       locale=used)
+        return Content(
+            title=_one_line(out[f"{prefix}.title.j2"]), text=out[f"{prefix}.body.j2"].strip(), locale=used
+        )
 
     def render_message(self, message: ChannelMessage) -> Content:
         return self.render(message.channel, message.template, message.locale, template_variables(message))
@@ -144,4 +156,3 @@ class TemplateRenderer:
             raise TemplateError(f"{name}: unsafe template operation: {exc}") from exc
         except (TypeError, ValueError) as exc:  # e.g. a filter applied to a payload value of the wrong type
             raise TemplateError(f"{name}: cannot render with this payload: {exc}") from exc
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -38,11 +39,11 @@ async def migrate(pool: asyncpg.Pool, directory: Path = MIGRATIONS) -> list[str]
                 "NOT NULL DEFAULT now())"
             )
             done = {r["name"] for r in await conn.fetch("SELECT name FROM herald_migrations")}
-            for path in sorted(directory.glob("*.sql")):
+            for path in await asyncio.to_thread(lambda: sorted(directory.glob("*.sql"))):
                 if path.name in done:
                     continue
                 async with conn.transaction():
-                    await conn.execute(path.read_text())
+                    await conn.execute(await asyncio.to_thread(path.read_text))
                     await conn.execute("INSERT INTO herald_migrations (name) VALUES ($1)", path.name)
                 applied.append(path.name)
                 log.info("applied migration %s", path.name)

@@ -1,7 +1,7 @@
 """The one-liner for domain services: build, validate, encode and produce a DomainEvent.
 
-    async with Emitter("kafka:9092") as emit:
-        await emit("payment_receipt", user_id="u-42", data={"amount": "12.50", "currency": "EUR"})
+async with Emitter("kafka:9092") as emit:
+    await emit("payment_receipt", user_id="u-42", data={"amount": "12.50", "currency": "EUR"})
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ def build_event(
 class Emitter:
     """Produces DomainEvents to ``herald.events`` keyed by user id, acks=all."""
 
-    def __init__(self, bootstrap_servers: str, topic: str = "herald.events", codec: Codec | None = None) -> None:
+    def __init__(
+        self, bootstrap_servers: str, topic: str = "herald.events", codec: Codec | None = None
+    ) -> None:
         self.topic = topic
         self.codec = codec or default_codec()
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", linger_ms=2)
@@ -66,6 +68,7 @@ class Emitter:
         await self.producer.send_and_wait(self.topic, self.codec.encode(event), key=event.user_id.encode())
         return event
 
-    async def __call__(self, event_type: str, *, user_id: str, data: dict[str, Any] | None = None,
-                       **fields: Any) -> DomainEvent:
+    async def __call__(
+        self, event_type: str, *, user_id: str, data: dict[str, Any] | None = None, **fields: Any
+    ) -> DomainEvent:
         return await self.emit_event(build_event(event_type, user_id=user_id, data=data, **fields))

@@ -32,13 +32,17 @@ def make_producer(settings: HeraldSettings) -> AIOKafkaProducer:
     )
 
 
-async def create_topics(settings: HeraldSettings, topics: list[str], partitions: int | None = None) -> list[str]:
+async def create_topics(
+    settings: HeraldSettings, topics: list[str], partitions: int | None = None
+) -> list[str]:
     """Create the topics that do not exist yet; return the ones created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=10_000)
     try:
         await admin.start()
     except KafkaConnectionError as exc:
-        raise KafkaUnavailable(f"Kafka is not reachable at {settings.kafka_bootstrap_servers}: {exc}") from exc
+        raise KafkaUnavailable(
+            f"Kafka is not reachable at {settings.kafka_bootstrap_servers}: {exc}"
+        ) from exc
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in dict.fromkeys(topics) if t not in existing]

@@ -50,7 +50,10 @@ class Resources:
             # A bounded, blocking pool: many concurrent deliveries wait for a connection instead
             # of opening one each (which runs into file-descriptor and maxclients limits).
             pool = redis_asyncio.BlockingConnectionPool.from_url(
-                self.settings.redis_url, max_connections=32, timeout=2.0, socket_timeout=1.0,
+                self.settings.redis_url,
+                max_connections=32,
+                timeout=2.0,
+                socket_timeout=1.0,
                 socket_connect_timeout=1.0,
             )
             self._redis = redis_asyncio.Redis(connection_pool=pool)

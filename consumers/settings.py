@@ -85,7 +85,9 @@ class ClassifierSettings(BaseModel, frozen=True):
     limiter_retry_s: float = Field(
         300.0, description="Redis down: delay before a deferred event is classified again."
     )
-    limiter_timeout_s: float = Field(0.5, description="A rate-limit call slower than this counts as Redis down.")
+    limiter_timeout_s: float = Field(
+        0.5, description="A rate-limit call slower than this counts as Redis down."
+    )
     limiter_cooldown_s: float = Field(5.0, description="After a Redis failure, skip rate limiting this long.")
 
 
@@ -95,13 +97,17 @@ class AwsSettings(BaseModel, frozen=True):
     access_key_id: SecretStr | None = None
     secret_access_key: SecretStr | None = None
     connect_timeout_s: float = Field(3.0, description="SES/SNS connect timeout.")
-    read_timeout_s: float = Field(10.0, description="SES/SNS read timeout (a timeout is a retryable failure).")
+    read_timeout_s: float = Field(
+        10.0, description="SES/SNS read timeout (a timeout is a retryable failure)."
+    )
 
 
 class EmailSettings(BaseModel, frozen=True):
     from_address: str = "Herald <noreply@example.com>"
     configuration_set: str | None = None
-    max_send_rate: float | None = Field(None, description="Override SES MaxSendRate; default: GetAccount, else 14/s.")
+    max_send_rate: float | None = Field(
+        None, description="Override SES MaxSendRate; default: GetAccount, else 14/s."
+    )
     unsubscribe_url: str = "https://example.com/unsubscribe?u={user_id}&c={category}"
     unsubscribe_mailto: str | None = "mailto:unsubscribe@example.com"
 
@@ -118,11 +124,17 @@ class PushSettings(BaseModel, frozen=True):
     project_id: str | None = Field(None, description="Default: the service account's project_id.")
     fcm_base_url: str = "https://fcm.googleapis.com"
     token_uri: str | None = Field(None, description="Override the service account's token_uri.")
-    ttl_s: int = Field(3600, description="How long FCM/APNs keep an undelivered push (android ttl, apns-expiration).")
-    token_refresh_margin_s: float = Field(300.0, description="Refresh the OAuth2 token this long before it expires.")
+    ttl_s: int = Field(
+        3600, description="How long FCM/APNs keep an undelivered push (android ttl, apns-expiration)."
+    )
+    token_refresh_margin_s: float = Field(
+        300.0, description="Refresh the OAuth2 token this long before it expires."
+    )
     request_timeout_s: float = Field(10.0, description="Timeout of one FCM request.")
     max_connections: int = Field(100, description="Connection pool size of the shared HTTP/2 client.")
-    max_payload_bytes: int = Field(4096, description="FCM/APNs payload limit; longer bodies are truncated to fit.")
+    max_payload_bytes: int = Field(
+        4096, description="FCM/APNs payload limit; longer bodies are truncated to fit."
+    )
 
 
 class InAppSettings(BaseModel, frozen=True):
@@ -141,7 +153,9 @@ class WebhookSettings(BaseModel, frozen=True):
     allow_hosts: list[str] = Field(default_factory=list, description="IPs/CIDRs exempt from the SSRF guard.")
     https_only: bool = Field(False, description="Refuse plain-http endpoint URLs.")
     disable_after_s: float = Field(5 * 86_400.0, description="Auto-disable after failing this long.")
-    rotation_grace_s: float = Field(86_400.0, description="After rotate-secret the old secret still signs this long.")
+    rotation_grace_s: float = Field(
+        86_400.0, description="After rotate-secret the old secret still signs this long."
+    )
     endpoint_cache_ttl_s: float = Field(5.0, description="How long a consumer caches an endpoint row.")
     max_connections_per_endpoint: int = Field(16, description="Pooled HTTP connections per endpoint URL.")
     max_pooled_endpoints: int = Field(1024, description="Connection pools kept; idle ones beyond are closed.")
@@ -150,15 +164,21 @@ class WebhookSettings(BaseModel, frozen=True):
 
 class ChannelConsumerSettings(BaseModel, frozen=True):
     concurrency: int = Field(64, description="Deliveries in flight per process.")
-    dedupe_window_s: int = Field(86_400, description="Same idempotency key not sent twice within this (Redis).")
-    inprocess_retries: int = Field(2, description="Short retries of a retryable error before failed_retryable.")
+    dedupe_window_s: int = Field(
+        86_400, description="Same idempotency key not sent twice within this (Redis)."
+    )
+    inprocess_retries: int = Field(
+        2, description="Short retries of a retryable error before failed_retryable."
+    )
     inprocess_retry_max_s: float = 2.0
     batch_deadline_s: float = Field(
         120.0,
         description="A poll batch still delivering after this (slow provider, long per-key queue): messages not "
         "yet started become failed_retryable (reason batch_deadline) for the fallback consumer to reschedule.",
     )
-    dry_run: bool = Field(False, description="Send nothing; report every delivery as sent by provider dry_run.")
+    dry_run: bool = Field(
+        False, description="Send nothing; report every delivery as sent by provider dry_run."
+    )
 
 
 class FallbackSettings(BaseModel, frozen=True):
@@ -211,6 +231,7 @@ class ApiSettings(BaseModel, frozen=True):
     sse_heartbeat_s: float = Field(15.0, description="Comment line sent on idle event streams (for proxies).")
     sse_replay_max: int = Field(500, description="Most rows replayed on a reconnect with Last-Event-ID.")
 
+
 def _env(name: str) -> AliasChoices:
     return AliasChoices(f"HERALD_{name}", name)
 
@@ -219,7 +240,9 @@ class HeraldSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HERALD_", env_nested_delimiter="__", frozen=True)
 
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"))
-    database_url: str = Field("postgresql://postgres@127.0.0.1:5432/postgres", validation_alias=_env("DATABASE_URL"))
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:5432/postgres", validation_alias=_env("DATABASE_URL")
+    )
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL"))
     topic_prefix: str = "herald"
     partitions: int = Field(4, description="Partitions of each topic created by Herald.")
@@ -227,7 +250,9 @@ class HeraldSettings(BaseSettings):
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(9464, description="/metrics, /healthz, /readyz; 0 picks a free port.")
     log_level: str = "INFO"
-    templates_dir: Path = Field(PACKAGE_DIR / "templates", description="Jinja2 templates, <name>/<locale>/...")
+    templates_dir: Path = Field(
+        PACKAGE_DIR / "templates", description="Jinja2 templates, <name>/<locale>/..."
+    )
     default_locale: str = "en"
 
     runtime: RuntimeSettings = RuntimeSettings()

@@ -36,8 +36,9 @@ def stack() -> Iterator[DevStack]:
 
 def make_settings(stack: DevStack, **overrides: object) -> HeraldSettings:
     """Settings pointing at the test stack, with a fresh topic prefix and test-friendly timeouts."""
-    runtime = RuntimeSettings(session_timeout_ms=6000, heartbeat_interval_ms=500, poll_timeout_ms=100,
-                              shutdown_grace_s=10)
+    runtime = RuntimeSettings(
+        session_timeout_ms=6000, heartbeat_interval_ms=500, poll_timeout_ms=100, shutdown_grace_s=10
+    )
     base: dict[str, object] = {
         "kafka_bootstrap_servers": stack.kafka,
         "database_url": stack.database_url,

@@ -15,7 +15,9 @@ from consumers.settings import HeraldSettings
 __all__ = ["committed_offsets", "produce_raw", "read_all", "wait_for_records"]
 
 
-async def produce_raw(settings: HeraldSettings, topic: str, values: Sequence[tuple[bytes | None, bytes]]) -> None:
+async def produce_raw(
+    settings: HeraldSettings, topic: str, values: Sequence[tuple[bytes | None, bytes]]
+) -> None:
     await create_topics(settings, [topic])
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
     await producer.start()
@@ -49,7 +51,9 @@ async def read_all(settings: HeraldSettings, topic: str) -> list[Any]:
         await consumer.stop()
 
 
-async def wait_for_records(settings: HeraldSettings, topic: str, count: int, timeout: float = 30.0) -> list[Any]:
+async def wait_for_records(
+    settings: HeraldSettings, topic: str, count: int, timeout: float = 30.0
+) -> list[Any]:
     deadline = time.monotonic() + timeout
     records: list[Any] = []
     while time.monotonic() < deadline:
@@ -61,8 +65,9 @@ async def wait_for_records(settings: HeraldSettings, topic: str, count: int, tim
 
 
 async def committed_offsets(settings: HeraldSettings, group: str, topic: str) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group,
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()

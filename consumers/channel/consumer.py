@@ -42,8 +42,9 @@ __all__ = ["ChannelConsumer", "retry_delay"]
 log = logging.getLogger(__name__)
 
 
-def retry_delay(retry: int, *, max_s: float, rand: float, retry_after: float | None = None,
-                base_s: float = 0.1) -> float | None:
+def retry_delay(
+    retry: int, *, max_s: float, rand: float, retry_after: float | None = None, base_s: float = 0.1
+) -> float | None:
     """Delay before in-process retry number ``retry`` (1-based), jittered in [50%, 100%].
 
     ``None`` when the provider asks to wait longer than ``max_s``: that is the fallback
@@ -125,11 +126,15 @@ class ChannelConsumer:
         return [r if r is not None else DeadLetter("handler_error", "Missing", "no result") for r in results]
 
     # -- one message ---------------------------------------------------------------------------
-    async def _one(self, message: ChannelMessage, sent: dict[str, str | None],
-                   newly_sent: dict[str, str | None]) -> Result:
+    async def _one(
+        self, message: ChannelMessage, sent: dict[str, str | None], newly_sent: dict[str, str | None]
+    ) -> Result:
         if message.channel != self.channel:
-            return DeadLetter("wrong_channel", "WrongChannel",
-                              f"{message.channel.value} message on the {self.channel.value} topic")
+            return DeadLetter(
+                "wrong_channel",
+                "WrongChannel",
+                f"{message.channel.value} message on the {self.channel.value} topic",
+            )
         try:
             done = await self._decide(message, sent)
             if done.status is OutcomeStatus.SENT and not done.duplicate and done.outcome is not None:
@@ -137,27 +142,40 @@ class ChannelConsumer:
                 sent[key] = newly_sent[key] = provider_id
         except Exception as exc:  # a bug in an adapter or renderer costs this message, not the batch
             log.exception("%s: unexpected error on %s", self.name, message.idempotency_key)
-            done = _Done(OutcomeStatus.FAILED_RETRYABLE, reason="internal_error",
-                         detail=f"{type(exc).__name__}: {exc}"[:500])
+            done = _Done(
+                OutcomeStatus.FAILED_RETRYABLE,
+                reason="internal_error",
+                detail=f"{type(exc).__name__}: {exc}"[:500],
+            )
         return [self._output(message, done)]
 
     async def _decide(self, message: ChannelMessage, sent: dict[str, str | None]) -> _Done:
         now = self.clock.now()
         if message.expires_at is not None and message.expires_at <= now:
-            return _Done(OutcomeStatus.SUPPRESSED, reason="stale",
-                         detail=f"expired at {message.expires_at.isoformat()}")
+            return _Done(
+                OutcomeStatus.SUPPRESSED,
+                reason="stale",
+                detail=f"expired at {message.expires_at.isoformat()}",
+            )
         if time.monotonic() > self._deadline:
             # The batch has run too long (a provider timing out on a long per-key queue): hand the
             # rest to the fallback consumer's backoff instead of blocking the partition (and
             # overrunning max_poll_interval) for many minutes.
-            return _Done(OutcomeStatus.FAILED_RETRYABLE, reason="batch_deadline",
-                         detail=f"not attempted: batch ran past {self.settings.batch_deadline_s:.0f}s")
+            return _Done(
+                OutcomeStatus.FAILED_RETRYABLE,
+                reason="batch_deadline",
+                detail=f"not attempted: batch ran past {self.settings.batch_deadline_s:.0f}s",
+            )
         if message.idempotency_key in sent:
             # Replayed after a send whose outcome may never have reached Kafka: report the
             # same `sent` (same outcome id) and do not call the provider again.
             provider_id = sent[message.idempotency_key]
-            return _Done(OutcomeStatus.SENT, Outcome.sent(self.adapter.provider, provider_id),
-                         detail="duplicate: already sent within the dedupe window", duplicate=True)
+            return _Done(
+                OutcomeStatus.SENT,
+                Outcome.sent(self.adapter.provider, provider_id),
+                detail="duplicate: already sent within the dedupe window",
+                duplicate=True,
+            )
         try:
             content = self._render(message)
         except TemplateError as exc:
@@ -179,22 +197,36 @@ class ChannelConsumer:
             async with self._slots:
                 started = time.perf_counter()
                 try:
-                    outcome = await self.adapter.deliver(message, content,
-                                                         idempotency_key=message.idempotency_key)
+                    outcome = await self.adapter.deliver(
+                        message, content, idempotency_key=message.idempotency_key
+                    )
                 except DeliveryError as exc:  # adapters may raise their classified errors
                     outcome = Outcome.from_error(exc)
                 finally:
                     self._provider_seconds.observe(time.perf_counter() - started)
-            if (outcome.status != "failed_retryable" or retry >= self.settings.inprocess_retries
-                    or time.monotonic() > self._deadline):
+            if (
+                outcome.status != "failed_retryable"
+                or retry >= self.settings.inprocess_retries
+                or time.monotonic() > self._deadline
+            ):
                 return outcome
             retry += 1
-            delay = retry_delay(retry, max_s=self.settings.inprocess_retry_max_s, rand=self.rand(),
-                                retry_after=outcome.retry_after)
+            delay = retry_delay(
+                retry,
+                max_s=self.settings.inprocess_retry_max_s,
+                rand=self.rand(),
+                retry_after=outcome.retry_after,
+            )
             if delay is None:
                 return outcome
-            log.debug("%s: %s retryable (%s); in-process retry %d in %.2fs", self.name,
-                      message.idempotency_key, outcome.provider_code, retry, delay)
+            log.debug(
+                "%s: %s retryable (%s); in-process retry %d in %.2fs",
+                self.name,
+                message.idempotency_key,
+                outcome.provider_code,
+                retry,
+                delay,
+            )
             await asyncio.sleep(delay)  # seconds at most: slot released while waiting
 
     # -- the outcome ---------------------------------------------------------------------------
@@ -229,7 +261,8 @@ class ChannelConsumer:
         metrics.DELIVERIES.labels(self.channel.value, self.lane.value, provider, status_label).inc()
         if done.status is OutcomeStatus.SENT and not done.duplicate:
             metrics.END_TO_END_SECONDS.labels(message.tier.value, self.channel.value).observe(
-                _seconds_between(message.occurred_at, now))
+                _seconds_between(message.occurred_at, now)
+            )
         return Output(self.topics.outcomes, self.codec.encode(outcome), message.notification_id.encode())
 
 

@@ -48,8 +48,11 @@ class Dedupe:
             values = await self.client.mget([self._key(k) for k in keys])
         except (RedisError, OSError) as exc:
             self._errors.inc()
-            log.warning("dedupe: Redis unavailable (%s); sending %d message(s) without the duplicate check",
-                        exc, len(keys))
+            log.warning(
+                "dedupe: Redis unavailable (%s); sending %d message(s) without the duplicate check",
+                exc,
+                len(keys),
+            )
             return {}
         out: dict[str, str | None] = {}
         for key, value in zip(keys, values, strict=True):

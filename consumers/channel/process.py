@@ -48,8 +48,12 @@ async def build_consumer(res: Resources, channel: Channel, lane: Lane) -> Channe
         renderer=TemplateRenderer(settings.templates_dir, settings.default_locale),
         clock=res.clock,
     )
-    consumer.dedupe = Dedupe(res.redis(), window_s=settings.channel.dedupe_window_s,
-                             namespace=f"{settings.topic_prefix}:dedupe", consumer=consumer.name)
+    consumer.dedupe = Dedupe(
+        res.redis(),
+        window_s=settings.channel.dedupe_window_s,
+        namespace=f"{settings.topic_prefix}:dedupe",
+        consumer=consumer.name,
+    )
     return consumer
 
 

@@ -66,8 +66,9 @@ async def produce(settings: HeraldSettings, args: argparse.Namespace) -> int:
         async with Emitter(settings.kafka_bootstrap_servers, topic) as emit:
             for i in range(args.count):
                 event_id = args.event_id if args.count == 1 else None
-                event = build_event(args.event_type, user_id=args.user, data=data, locale=args.locale,
-                                    event_id=event_id)
+                event = build_event(
+                    args.event_type, user_id=args.user, data=data, locale=args.locale, event_id=event_id
+                )
                 await emit.emit_event(event)
                 if i < 5:
                     print(f"emitted {event.type} {event.event_id} for {event.user_id}")
@@ -97,8 +98,8 @@ def _rows(model: type[BaseModel], prefix: str, instance: Any) -> list[tuple[str,
         if prefix == "HERALD_" and name in ("kafka_bootstrap_servers", "database_url", "redis_url"):
             var = f"{name.upper()} or {var}"
         shown = json.dumps(value, default=str) if isinstance(value, dict | list) else str(value)
-        if "secret" in name or "key" in name and value is not None:
-            shown = "(secret)" if value is not None else "None"
+        if "SecretStr" in str(info.annotation) and value is not None:
+            shown = "(secret)"
         rows.append((var, shown, info.description or ""))
     return rows
 

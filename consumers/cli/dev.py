@@ -78,13 +78,17 @@ def _outcome_line(rec: dict[str, Any]) -> str:
     reason = f" reason={rec['reason']}" if rec.get("reason") else ""
     code = f" code={rec['error_code']}" if rec.get("error_code") else ""
     to = f" to={msg.get('recipient')}" if msg.get("recipient") else ""
-    return f"{rec.get('status', '?'):<16} {where:<8} {rec.get('tier', ''):<8} {rec.get('event_type', '')} " \
-           f"user={rec.get('user_id')}{to}{reason}{code}"
+    return (
+        f"{rec.get('status', '?'):<16} {where:<8} {rec.get('tier', ''):<8} {rec.get('event_type', '')} "
+        f"user={rec.get('user_id')}{to}{reason}{code}"
+    )
 
 
 async def _watch_outcomes(settings: HeraldSettings, stop: asyncio.Event) -> None:
     topics = Topics(settings.topic_prefix)
-    async for _, _, _, value, headers in read_topic(settings.kafka_bootstrap_servers, topics.outcomes, follow=True):
+    async for _, _, _, value, headers in read_topic(
+        settings.kafka_bootstrap_servers, topics.outcomes, follow=True
+    ):
         _say("outcome", _outcome_line(format_record(value, headers)))
         if stop.is_set():
             return
@@ -92,14 +96,19 @@ async def _watch_outcomes(settings: HeraldSettings, stop: asyncio.Event) -> None
 
 async def _watch_dlq(settings: HeraldSettings, stop: asyncio.Event) -> None:
     topic = f"{Topics(settings.topic_prefix).events}.dlq"
-    async for _, _, key, value, headers in read_topic(settings.kafka_bootstrap_servers, topic, follow=True):
+    async for _, _, _, value, headers in read_topic(settings.kafka_bootstrap_servers, topic, follow=True):
         rec = format_record(value, headers)
-        _say("dlq", f"{rec.get('type', '?')} user={rec.get('user_id')} reason={rec.get('dlq', {}).get('dlq-reason')}")
+        _say(
+            "dlq",
+            f"{rec.get('type', '?')} user={rec.get('user_id')} reason={rec.get('dlq', {}).get('dlq-reason')}",
+        )
         if stop.is_set():
             return
 
 
-async def _watch_providers(settings: HeraldSettings, fcm: Any, sink: Any, pool: Any, stop: asyncio.Event) -> None:
+async def _watch_providers(
+    settings: HeraldSettings, fcm: Any, sink: Any, pool: Any, stop: asyncio.Event
+) -> None:
     """Print what the fake providers accepted: the proof that deliveries happened."""
     seen: dict[str, int] = {"email": 0, "sms": 0, "push": 0, "webhook": 0, "inbox": 0}
     async with httpx.AsyncClient(timeout=5) as client:
@@ -107,24 +116,30 @@ async def _watch_providers(settings: HeraldSettings, fcm: Any, sink: Any, pool: 
             data = (await client.get(f"{settings.aws.endpoint_url}/moto-api/data.json")).json()
             ses = data.get("ses", {})
             mails = ses.get("Message", []) + ses.get("RawMessage", [])
-            for m in mails[seen["email"]:]:
+            for m in mails[seen["email"] :]:
                 subject = m.get("subject") or _raw_subject(m.get("raw_data", ""))
-                _say("delivered", f"email   to={m.get('destinations', m.get('destination'))} subject={subject!r}")
+                _say(
+                    "delivered",
+                    f"email   to={m.get('destinations', m.get('destination'))} subject={subject!r}",
+                )
             seen["email"] = len(mails)
             sms = data.get("sns", {}).get("SMS", [])
-            for s in sms[seen["sms"]:]:
+            for s in sms[seen["sms"] :]:
                 _say("delivered", f"sms     {s}")
             seen["sms"] = len(sms)
             pushes = fcm.messages()
-            for p in pushes[seen["push"]:]:
+            for p in pushes[seen["push"] :]:
                 n = p.get("message", p).get("notification", {})
-                _say("delivered", f"push    token={p.get('message', p).get('token')} title={n.get('title')!r}")
+                _say(
+                    "delivered", f"push    token={p.get('message', p).get('token')} title={n.get('title')!r}"
+                )
             seen["push"] = len(pushes)
-            for h in sink.received[seen["webhook"]:]:
+            for h in sink.received[seen["webhook"] :]:
                 _say("delivered", f"webhook {'signature verified' if h['ok'] else 'REJECTED'} {h}")
             seen["webhook"] = len(sink.received)
-            rows = await pool.fetch("SELECT user_id, title FROM herald_inbox ORDER BY created_at OFFSET $1",
-                                    seen["inbox"])
+            rows = await pool.fetch(
+                "SELECT user_id, title FROM herald_inbox ORDER BY created_at OFFSET $1", seen["inbox"]
+            )
             for r in rows:
                 _say("delivered", f"in-app  user={r['user_id']} title={r['title']!r}")
             seen["inbox"] += len(rows)
@@ -146,9 +161,9 @@ async def _stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
             p.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + 20
     for name, p in procs.items():
-        while p.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        if p.poll() is None:
+        try:
+            await asyncio.to_thread(p.wait, max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
             _say("stop", f"{name} did not stop in time: SIGKILL")
             p.kill()
             p.wait()
@@ -164,7 +179,7 @@ async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the provider watcher polls every second
     logs: Path = args.logs
-    logs.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(logs.mkdir, parents=True, exist_ok=True)
     secret = new_webhook_secret()
     procs: dict[str, subprocess.Popen[bytes]] = {}
     stop = asyncio.Event()
@@ -172,24 +187,37 @@ async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
         sink = WebhookSink(secret).start()
         try:
             fcm.fault("UNREGISTERED", count=-1, token=STALE_TOKEN)
-            env = {**os.environ, **stack.env(), **DEMO_ENV, **demo_api_env(),
-                   **fcm.env(logs / "fcm-service-account.json")}
+            env = {
+                **os.environ,
+                **stack.env(),
+                **DEMO_ENV,
+                **demo_api_env(),
+                **fcm.env(logs / "fcm-service-account.json"),
+            }
             fcm.service_account(logs / "fcm-service-account.json")
-            os.environ.update({k: v for k, v in env.items() if k.startswith(("HERALD_", "KAFKA_", "DATABASE_",
-                                                                                "REDIS_"))})
+            os.environ.update(
+                {k: v for k, v in env.items() if k.startswith(("HERALD_", "KAFKA_", "DATABASE_", "REDIS_"))}
+            )
             settings = HeraldSettings()
-            _say("stack", f"up in {stack.started_in_s:.2f}s: kafka={stack.kafka} postgres={stack.database_url} "
-                          f"redis={stack.redis_url} moto={stack.moto_url} fcm={fcm.base_url} webhooks={sink.url}")
+            _say(
+                "stack",
+                f"up in {stack.started_in_s:.2f}s: kafka={stack.kafka} postgres={stack.database_url} "
+                f"redis={stack.redis_url} moto={stack.moto_url} fcm={fcm.base_url} webhooks={sink.url}",
+            )
             pool = await connect_pool(settings.database_url)
             await migrate(pool)
             await create_topics(settings, Topics(settings.topic_prefix).all())
             await seed(settings, pool, sink.url, secret)
             for name, argv in DEV_PROCESSES:
                 port = free_port()
-                procs[name] = spawn_herald(argv, env={**env, "HERALD_METRICS_PORT": str(port)},
-                                           log=logs / f"{name}.log")
-                _say("process", f"{name:<15} pid={procs[name].pid} metrics=http://127.0.0.1:{port}/metrics "
-                                f"log={logs / (name + '.log')}")
+                procs[name] = spawn_herald(
+                    argv, env={**env, "HERALD_METRICS_PORT": str(port)}, log=logs / f"{name}.log"
+                )
+                _say(
+                    "process",
+                    f"{name:<15} pid={procs[name].pid} metrics=http://127.0.0.1:{port}/metrics "
+                    f"log={logs / (name + '.log')}",
+                )
             for line in await demo_access_lines(settings):
                 _say("api", line)
             _say("ready", "demo events follow; Ctrl-C stops everything")

@@ -58,8 +58,9 @@ async def read_topic(
     bootstrap: str, topic: str, *, follow: bool = False, limit: int | None = None, idle_s: float = 1.0
 ) -> Any:
     """Yield (partition, offset, key, value, headers) for every record, from the beginning."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     try:
         await consumer.start()
     except KafkaConnectionError as exc:
@@ -68,7 +69,7 @@ async def read_topic(
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - first lookup of a topic
+            await consumer._client.force_metadata_update()
             partitions = consumer.partitions_for_topic(topic)
         if not partitions:
             raise CliError(f"topic {topic!r} does not exist")
@@ -95,7 +96,9 @@ async def read_topic(
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("tail", help="print a topic's records, Avro decoded, one JSON object per line")
-    p.add_argument("topic", help="full name, or a short one: events, outcomes, receipts, channel.email.priority")
+    p.add_argument(
+        "topic", help="full name, or a short one: events, outcomes, receipts, channel.email.priority"
+    )
     p.add_argument("-f", "--follow", action="store_true", help="keep waiting for new records")
     p.add_argument("-n", "--max", type=int, default=None, help="stop after this many records")
     p.set_defaults(func=tail)
@@ -112,8 +115,12 @@ async def tail(settings: HeraldSettings, args: argparse.Namespace) -> int:
         async for partition, offset, key, value, headers in read_topic(
             settings.kafka_bootstrap_servers, topic, follow=args.follow, limit=args.max
         ):
-            line = {"partition": partition, "offset": offset, "key": key.decode(errors="replace") if key else None,
-                    **format_record(value, headers)}
+            line = {
+                "partition": partition,
+                "offset": offset,
+                "key": key.decode(errors="replace") if key else None,
+                **format_record(value, headers),
+            }
             sys.stdout.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
             sys.stdout.flush()
     except asyncio.CancelledError:

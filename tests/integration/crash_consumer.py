@@ -69,9 +69,15 @@ async def _run(settings: HeraldSettings, args: argparse.Namespace) -> int:
         factory = _BlockingCommit
     elif args.mode == "slow":
         handler = _Slow(args.target, args.delay, args.marker)
-    runner = Runner(handler, topics=[args.source], group_id=args.group,
-                    bootstrap_servers=settings.kafka_bootstrap_servers, producer=producer,
-                    settings=settings.runtime, consumer_factory=factory)
+    runner = Runner(
+        handler,
+        topics=[args.source],
+        group_id=args.group,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        producer=producer,
+        settings=settings.runtime,
+        consumer_factory=factory,
+    )
     try:
         return await serve(settings, [runner])
     finally:

@@ -150,9 +150,7 @@ def _settings(stack: Any) -> HeraldSettings:
     return make_settings(
         stack,
         topic_prefix=s.topic_prefix,
-        classifier=ClassifierSettings(
-            rate_limits_per_hour=LIMITS, rate_limit_prefix=f"rl-{s.topic_prefix}"
-        ),
+        classifier=ClassifierSettings(rate_limits_per_hour=LIMITS, rate_limit_prefix=f"rl-{s.topic_prefix}"),
     )
 
 

@@ -21,15 +21,47 @@ from tests.kafka_helpers import committed_offsets, produce_raw, read_all, wait_f
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _spawn(stack: DevStack, mode: str, source: str, target: str, group: str, marker: Path,
-           delay: float = 0.0, grace: float = 10.0) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **stack.env(), "HERALD_RUNTIME__SESSION_TIMEOUT_MS": "6000",
-           "HERALD_RUNTIME__HEARTBEAT_INTERVAL_MS": "500", "HERALD_RUNTIME__POLL_TIMEOUT_MS": "100",
-           "HERALD_RUNTIME__SHUTDOWN_GRACE_S": str(grace)}
+def _spawn(
+    stack: DevStack,
+    mode: str,
+    *,
+    source: str,
+    target: str,
+    group: str,
+    marker: Path,
+    delay: float = 0.0,
+    grace: float = 10.0,
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        **stack.env(),
+        "HERALD_RUNTIME__SESSION_TIMEOUT_MS": "6000",
+        "HERALD_RUNTIME__HEARTBEAT_INTERVAL_MS": "500",
+        "HERALD_RUNTIME__POLL_TIMEOUT_MS": "100",
+        "HERALD_RUNTIME__SHUTDOWN_GRACE_S": str(grace),
+    }
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.integration.crash_consumer", "--mode", mode, "--source", source,
-         "--target", target, "--group", group, "--marker", str(marker), "--delay", str(delay)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.crash_consumer",
+            "--mode",
+            mode,
+            "--source",
+            source,
+            "--target",
+            target,
+            "--group",
+            group,
+            "--marker",
+            str(marker),
+            "--delay",
+            str(delay),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -37,7 +69,9 @@ async def _wait_for_file(path: Path, proc: subprocess.Popen[bytes], timeout: flo
     deadline = time.monotonic() + timeout
     while not path.exists():
         if proc.poll() is not None:
-            raise AssertionError(f"consumer exited early: {proc.stderr.read().decode() if proc.stderr else ''}")
+            raise AssertionError(
+                f"consumer exited early: {proc.stderr.read().decode() if proc.stderr else ''}"
+            )
         if time.monotonic() > deadline:
             proc.kill()
             raise AssertionError("consumer never reached the marker")
@@ -58,7 +92,7 @@ async def test_sigkill_after_produce_before_commit_replays_the_input(
     source, target, events = await _setup(settings, 20)
     group = f"{settings.topic_prefix}-kill"
     marker = tmp_path / "marker"
-    proc = _spawn(stack, "block-commit", source, target, group, marker)
+    proc = _spawn(stack, "block-commit", source=source, target=target, group=group, marker=marker)
     await _wait_for_file(marker, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
@@ -66,7 +100,7 @@ async def test_sigkill_after_produce_before_commit_replays_the_input(
     assert sorted(r.value for r in produced) == sorted(events)  # outputs were acknowledged ...
     assert await committed_offsets(settings, group, source) == {0: 0}  # ... but the input not committed
 
-    proc = _spawn(stack, "normal", source, target, group, tmp_path / "unused")
+    proc = _spawn(stack, "normal", source=source, target=target, group=group, marker=tmp_path / "unused")
     try:
         replayed = await wait_for_records(settings, target, 2 * len(events))
         deadline = time.monotonic() + 30
@@ -88,7 +122,9 @@ async def test_sigterm_mid_batch_finishes_commits_and_exits_zero(
     group = f"{settings.topic_prefix}-term"
     marker = tmp_path / "marker"
     grace = 8.0
-    proc = _spawn(stack, "slow", source, target, group, marker, delay=2.0, grace=grace)
+    proc = _spawn(
+        stack, "slow", source=source, target=target, group=group, marker=marker, delay=2.0, grace=grace
+    )
     await _wait_for_file(marker, proc)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)  # mid-batch: the handler is sleeping

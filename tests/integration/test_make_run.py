@@ -20,11 +20,19 @@ def _alive(pid: int) -> bool:
 
 
 def test_herald_dev_shows_every_path_and_stops_cleanly(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL")
+    }
     env = {k: v for k, v in env.items() if not k.startswith("HERALD_")}
     proc = subprocess.run(
         [sys.executable, "-m", "consumers.cli.main", "dev", "--duration", "55", "--logs", str(tmp_path)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     out = proc.stdout
     assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]

@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from consumers.emitter import build_event
 from consumers.kafka import create_topics, make_producer
 from consumers.passthrough import PassThrough
 from consumers.runtime import DeadLetter, Incoming, Output, Result, RetryableError, Runner
 from consumers.settings import HeraldSettings
 from consumers.topics import Topics, dlq
-from consumers.emitter import build_event
 from schemas.codec import MAGIC, default_codec
 from tests.kafka_helpers import committed_offsets, produce_raw, wait_for_records
 
 
-async def _run_until(runner: Runner[object], done: asyncio.Future[None] | None = None, timeout: float = 40) -> None:
+async def _run_until(
+    runner: Runner[object], done: asyncio.Future[None] | None = None, timeout: float = 40
+) -> None:
     task = asyncio.create_task(runner.run())
     try:
         if done is not None:
@@ -29,24 +31,35 @@ def _event(i: int) -> bytes:
     return default_codec().encode(build_event("comment_reply", user_id=f"u{i}", data={"i": i}))
 
 
-async def test_poison_bytes_go_to_dlq_with_reason_and_the_partition_moves_on(settings: HeraldSettings) -> None:
+async def test_poison_bytes_go_to_dlq_with_reason_and_the_partition_moves_on(
+    settings: HeraldSettings,
+) -> None:
     topics = Topics(settings.topic_prefix)
     target = f"{settings.topic_prefix}.out"
     await create_topics(settings, [topics.events, dlq(topics.events), target], partitions=1)
     unknown_fingerprint = MAGIC + b"\x00" * 8 + b"\x02"
-    await produce_raw(settings, topics.events, [
-        (b"a", _event(1)),
-        (b"b", b"\x00garbage"),
-        (b"c", unknown_fingerprint),
-        (b"d", _event(2)[:-4]),  # truncated Avro
-        (b"e", _event(3)),
-    ])
+    await produce_raw(
+        settings,
+        topics.events,
+        [
+            (b"a", _event(1)),
+            (b"b", b"\x00garbage"),
+            (b"c", unknown_fingerprint),
+            (b"d", _event(2)[:-4]),  # truncated Avro
+            (b"e", _event(3)),
+        ],
+    )
     producer = make_producer(settings)
     await producer.start()
     try:
-        runner: Runner[object] = Runner(PassThrough(target), topics=[topics.events], group_id=f"{settings.topic_prefix}-g",
-                        bootstrap_servers=settings.kafka_bootstrap_servers, producer=producer,
-                        settings=settings.runtime)
+        runner: Runner[object] = Runner(
+            PassThrough(target),
+            topics=[topics.events],
+            group_id=f"{settings.topic_prefix}-g",
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            producer=producer,
+            settings=settings.runtime,
+        )
         task = asyncio.create_task(runner.run())
         out = await wait_for_records(settings, target, 2)
         dead = await wait_for_records(settings, dlq(topics.events), 3)
@@ -94,7 +107,9 @@ class _Flaky:
         return results
 
 
-async def test_retryable_errors_are_retried_and_failures_isolated_to_one_record(settings: HeraldSettings) -> None:
+async def test_retryable_errors_are_retried_and_failures_isolated_to_one_record(
+    settings: HeraldSettings,
+) -> None:
     source, target = f"{settings.topic_prefix}.in", f"{settings.topic_prefix}.out"
     await create_topics(settings, [source, dlq(source), target], partitions=1)
     await produce_raw(settings, source, [(b"1", b"ok1"), (b"2", b"boom"), (b"3", b"reject"), (b"4", b"ok2")])
@@ -102,9 +117,14 @@ async def test_retryable_errors_are_retried_and_failures_isolated_to_one_record(
     await producer.start()
     handler = _Flaky(target, failures=3)
     try:
-        runner: Runner[bytes] = Runner(handler, topics=[source], group_id=f"{settings.topic_prefix}-f",
-                                       bootstrap_servers=settings.kafka_bootstrap_servers, producer=producer,
-                                       settings=settings.runtime.model_copy(update={"handler_retry_base_s": 0.01}))
+        runner: Runner[bytes] = Runner(
+            handler,
+            topics=[source],
+            group_id=f"{settings.topic_prefix}-f",
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            producer=producer,
+            settings=settings.runtime.model_copy(update={"handler_retry_base_s": 0.01}),
+        )
         task = asyncio.create_task(runner.run())
         out = await wait_for_records(settings, target, 2)
         dead = await wait_for_records(settings, dlq(source), 2)

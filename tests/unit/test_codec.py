@@ -29,23 +29,54 @@ T0 = datetime(2026, 3, 29, 1, 30, 0, 123000, tzinfo=UTC)
 
 def _message() -> ChannelMessage:
     return ChannelMessage(
-        notification_id="n1", event_id="e1", event_type="payment_receipt", user_id="u1", channel=Channel.PUSH,
-        lane=Lane.PRIORITY, tier=Tier.HIGH, category="payments", recipient="u1", template="payment_receipt",
-        locale="pt-BR", idempotency_key="msg_x", occurred_at=T0, payload='{"amount": "1.00"}',
-        not_before=T0, attempt=3,
+        notification_id="n1",
+        event_id="e1",
+        event_type="payment_receipt",
+        user_id="u1",
+        channel=Channel.PUSH,
+        lane=Lane.PRIORITY,
+        tier=Tier.HIGH,
+        category="payments",
+        recipient="u1",
+        template="payment_receipt",
+        locale="pt-BR",
+        idempotency_key="msg_x",
+        occurred_at=T0,
+        payload='{"amount": "1.00"}',
+        not_before=T0,
+        attempt=3,
     )
 
 
 @pytest.mark.parametrize(
     "record",
     [
-        DomainEvent(event_id="e1", type="security_alert", occurred_at=T0, user_id="u1", tenant="acme",
-                    locale="de", payload='{"ip": "10.0.0.1"}'),
+        DomainEvent(
+            event_id="e1",
+            type="security_alert",
+            occurred_at=T0,
+            user_id="u1",
+            tenant="acme",
+            locale="de",
+            payload='{"ip": "10.0.0.1"}',
+        ),
         _message(),
-        DeliveryOutcome(outcome_id="o1", notification_id="n1", event_id="e1", event_type="t", user_id="u1",
-                        tier=Tier.HIGH, status=OutcomeStatus.FAILED_RETRYABLE, occurred_at=T0, recorded_at=T0,
-                        channel=Channel.PUSH, lane=Lane.PRIORITY, error_code="QUOTA_EXCEEDED",
-                        retry_after_ms=1500, message=_message()),
+        DeliveryOutcome(
+            outcome_id="o1",
+            notification_id="n1",
+            event_id="e1",
+            event_type="t",
+            user_id="u1",
+            tier=Tier.HIGH,
+            status=OutcomeStatus.FAILED_RETRYABLE,
+            occurred_at=T0,
+            recorded_at=T0,
+            channel=Channel.PUSH,
+            lane=Lane.PRIORITY,
+            error_code="QUOTA_EXCEEDED",
+            retry_after_ms=1500,
+            message=_message(),
+        ),
         Receipt(notification_id="n1", user_id="u1", status=ReceiptStatus.READ, at=T0, channel=Channel.IN_APP),
     ],
     ids=lambda r: type(r).__name__,
@@ -134,8 +165,9 @@ def test_a_reader_on_v2_reads_v1_records(tmp_path: Path) -> None:
         ({"name": "occurred_at", "type": "string"}, None, "cannot be read as string"),
     ],
 )
-def test_incompatible_changes_are_rejected(tmp_path: Path, change: dict[str, object], drop: str | None,
-                                           problem: str) -> None:
+def test_incompatible_changes_are_rejected(
+    tmp_path: Path, change: dict[str, object], drop: str | None, problem: str
+) -> None:
     contracts = load_contracts(_write_v2(tmp_path, change, drop))
     by_version = {c.version: c for c in contracts if c.name == "DomainEvent"}
     with pytest.raises(IncompatibleSchema, match=problem):
