@@ -6,15 +6,20 @@ the fallback consumer reschedules, so a provider fault is seen and classified ex
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable, Container
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import aioboto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
-__all__ = ["AwsClientOptions", "error_code", "open_client"]
+from channels.base import RETRY, Outcome, PermanentDelivery, RetryableDelivery
+
+__all__ = ["AwsClientOptions", "call_classified", "error_code", "open_client"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,3 +58,34 @@ def error_code(exc: ClientError) -> tuple[str, int | None, str]:
     err = exc.response.get("Error", {})
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return str(err.get("Code") or "Unknown"), status, str(err.get("Message") or "")
+
+
+log = logging.getLogger(__name__)
+
+
+async def call_classified(
+    provider: str,
+    call: Callable[..., Awaitable[dict[str, Any]]],
+    params: dict[str, Any],
+    *,
+    classify: Callable[[str, int | None], Literal["retry", "permanent"]],
+    known: Container[str],
+) -> dict[str, Any] | Outcome:
+    """Call an AWS API; a failure comes back as an Outcome classified by ``classify``.
+
+    Timeouts and broken connections are retryable: the provider may or may not have acted,
+    and retrying risks a duplicate, not a loss (the at-least-once trade).
+    """
+    try:
+        return await call(**params)
+    except ClientError as exc:
+        code, status, text = error_code(exc)
+        verdict = classify(code, status)
+        if verdict == RETRY and code not in known:
+            log.warning("%s: unclassified error %s (HTTP %s): %s; retrying", provider, code, status, text)
+        error_cls = RetryableDelivery if verdict == RETRY else PermanentDelivery
+        return Outcome.from_error(error_cls(provider, code, text[:500]))
+    except (BotoCoreError, ResponseParserError, TimeoutError) as exc:
+        return Outcome.from_error(
+            RetryableDelivery(provider, type(exc).__name__, str(exc)[:500], reason="provider_timeout")
+        )

@@ -26,8 +26,8 @@ from urllib.parse import quote
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-from channels.aws import error_code
-from channels.base import PERMANENT, RETRY, Content, Outcome, PermanentDelivery, RetryableDelivery
+from channels.aws import call_classified
+from channels.base import PERMANENT, RETRY, Content, Outcome, PermanentDelivery
 from channels.pacing import TokenBucket
 from schemas.models import Channel, ChannelMessage, Lane
 
@@ -236,23 +236,11 @@ class SesEmailAdapter:
         except PermanentDelivery as exc:
             return Outcome.from_error(exc)
         await self.bucket.acquire()
-        try:
-            response = await self.client.send_email(**params)
-        except ClientError as exc:
-            code, status, text = error_code(exc)
-            verdict = classify(code, status)
-            if verdict == RETRY and code not in _SES_CODES:
-                log.warning("SES: unclassified error %s (HTTP %s): %s; retrying", code, status, text)
-            error_cls = RetryableDelivery if verdict == RETRY else PermanentDelivery
-            return Outcome.from_error(error_cls(self.provider, code, text[:500]))
-        except (BotoCoreError, ResponseParserError, TimeoutError) as exc:
-            # Timeouts and broken connections: SES may or may not have sent it; retrying risks
-            # a duplicate, not a loss, which is the at-least-once trade.
-            return Outcome.from_error(
-                RetryableDelivery(
-                    self.provider, type(exc).__name__, str(exc)[:500], reason="provider_timeout"
-                )
-            )
+        response = await call_classified(
+            self.provider, self.client.send_email, params, classify=classify, known=_SES_CODES
+        )
+        if isinstance(response, Outcome):
+            return response
         return Outcome.sent(self.provider, response.get("MessageId"))
 
     async def close(self) -> None:

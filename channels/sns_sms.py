@@ -9,21 +9,16 @@ rather than arriving as an expensive, reordered string of fragments.
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any, Literal
 
-from botocore.exceptions import BotoCoreError, ClientError
-from botocore.parsers import ResponseParserError
-
-from channels.aws import error_code
-from channels.base import PERMANENT, RETRY, Content, Outcome, PermanentDelivery, RetryableDelivery
+from channels.aws import call_classified
+from channels.base import PERMANENT, RETRY, Content, Outcome, PermanentDelivery
 from channels.pacing import TokenBucket
 from schemas.models import Channel, ChannelMessage, Lane, Tier
 
 __all__ = ["SnsSmsAdapter", "classify", "is_e164", "segments", "sms_type"]
 
-log = logging.getLogger(__name__)
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
@@ -140,21 +135,11 @@ class SnsSmsAdapter:
         except PermanentDelivery as exc:
             return Outcome.from_error(exc)
         await self.bucket.acquire()
-        try:
-            response = await self.client.publish(**params)
-        except ClientError as exc:
-            code, status, text = error_code(exc)
-            verdict = classify(code, status)
-            if verdict == RETRY and code not in _SNS_CODES:
-                log.warning("SNS: unclassified error %s (HTTP %s): %s; retrying", code, status, text)
-            error_cls = RetryableDelivery if verdict == RETRY else PermanentDelivery
-            return Outcome.from_error(error_cls(self.provider, code, text[:500]))
-        except (BotoCoreError, ResponseParserError, TimeoutError) as exc:
-            return Outcome.from_error(
-                RetryableDelivery(
-                    self.provider, type(exc).__name__, str(exc)[:500], reason="provider_timeout"
-                )
-            )
+        response = await call_classified(
+            self.provider, self.client.publish, params, classify=classify, known=_SNS_CODES
+        )
+        if isinstance(response, Outcome):
+            return response
         encoding, count = segments(params["Message"])
         return Outcome.sent(self.provider, response.get("MessageId"), detail=f"{count} {encoding} segment(s)")
 
