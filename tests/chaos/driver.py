@@ -73,25 +73,33 @@ class ChaosRun:
     def say(self, text: str) -> None:
         self.log.append(f"{time.monotonic() - self.t0:7.1f}s {text}")
 
-    async def stream(self, duration_s: float,
-                     hooks: Mapping[int, Callable[[], Coroutine[Any, Any, None]]] | None = None) -> None:
+    async def stream(
+        self,
+        duration_s: float,
+        hooks: Mapping[int, Callable[[], Coroutine[Any, Any, None]]] | None = None,
+        events: list[Planned] | None = None,
+    ) -> None:
         """Emit every planned event, evenly over ``duration_s``; ``hooks[i]`` starts before event i
         and runs alongside the stream; returns when the events are out and every hook is done."""
         hooks = hooks or {}
         running: list[asyncio.Task[None]] = []
         start = time.monotonic()
-        step = duration_s / max(1, len(self.events))
+        planned = self.events if events is None else events
+        step = duration_s / max(1, len(planned))
         async with Emitter(self.pipeline.stack.kafka, self.pipeline.topics.events) as emit:
-            for i, e in enumerate(self.events):
+            for i, e in enumerate(planned):
                 if i in hooks:
                     running.append(asyncio.create_task(hooks[i]()))
                 delay = start + i * step - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                await emit.emit_event(build_event(e.event_type, user_id=e.user_id, data=e.data,
-                                                  event_id=e.event_id, locale=e.locale))
+                await emit.emit_event(
+                    build_event(
+                        e.event_type, user_id=e.user_id, data=e.data, event_id=e.event_id, locale=e.locale
+                    )
+                )
                 self.emitted[e.event_id] = time.monotonic()
-        self.say(f"streamed {len(self.events)} events in {time.monotonic() - start:.1f}s")
+        self.say(f"streamed {len(planned)} events in {time.monotonic() - start:.1f}s")
         await asyncio.gather(*running)
 
     async def killer(self, every_s: float, stop: asyncio.Event) -> None:
@@ -120,18 +128,26 @@ class ChaosRun:
         if service == "postgres":
             await self.pipeline.reconnect()
 
-    async def drain(self, ledger: Ledger, timeout_s: float, *, settle: Callable[[Account], bool] | None = None,
-                    ) -> Account:
-        """Re-read everything until every expectation holds (or the timeout)."""
+    async def drain(
+        self,
+        ledger: Ledger,
+        timeout_s: float,
+        *,
+        settle: Callable[[Account], bool] | None = None,
+        extra: list[Expect] | None = None,
+    ) -> Account:
+        """Re-read everything until every expectation (the table's, plus ``extra``) holds, or the timeout."""
         deadline = time.monotonic() + timeout_s
-        expects = self.expects()
+        expects = self.expects() + (extra or [])
         markers = self.markers()
         while True:
             await ledger.refresh()
             ledger.sms_key_map(markers)
             acc = ledger.account(expects, self.user_ids)
             if (acc.complete and (settle is None or settle(acc))) or time.monotonic() > deadline:
-                self.say(f"drained: {sum(acc.ok.values())}/{acc.expected} accounted, {len(acc.missing)} missing, "
-                         f"{len(acc.orphans)} orphans")
+                self.say(
+                    f"drained: {sum(acc.ok.values())}/{acc.expected} accounted, {len(acc.missing)} missing, "
+                    f"{len(acc.orphans)} orphans"
+                )
                 return acc
             await asyncio.sleep(2.0)

@@ -50,12 +50,17 @@ class TopicTail:
 
     async def poll(self) -> list[Any]:
         if self.consumer is None:
-            self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                             max_partition_fetch_bytes=4 * 1024 * 1024)
+            self.consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap,
+                enable_auto_commit=False,
+                max_partition_fetch_bytes=4 * 1024 * 1024,
+            )
             await self.consumer.start()
             await self.consumer._client.force_metadata_update()
             for t in self.topics:
-                self.tps += [TopicPartition(t, p) for p in sorted(self.consumer.partitions_for_topic(t) or ())]
+                self.tps += [
+                    TopicPartition(t, p) for p in sorted(self.consumer.partitions_for_topic(t) or ())
+                ]
             self.consumer.assign(self.tps)
             await self.consumer.seek_to_beginning(*self.tps)
         end = await self.consumer.end_offsets(self.tps)
@@ -95,7 +100,9 @@ class Ledger:
         t = pipeline.topics
         self.outcome_tail = TopicTail(pipeline.stack.kafka, [t.outcomes])
         self.channel_tail = TopicTail(pipeline.stack.kafka, t.channel_topics())
-        self.dlq_tail = TopicTail(pipeline.stack.kafka, [dlq(x) for x in [t.events, *t.channel_topics(), t.outcomes]])
+        self.dlq_tail = TopicTail(
+            pipeline.stack.kafka, [dlq(x) for x in [t.events, *t.channel_topics(), t.outcomes]]
+        )
         self.codec = default_codec()
         self.outcomes: dict[str, list[DeliveryOutcome]] = defaultdict(list)  # idempotency key -> outcomes
         self.by_event: dict[str, list[DeliveryOutcome]] = defaultdict(list)
@@ -129,22 +136,22 @@ class Ledger:
         async with httpx.AsyncClient(timeout=30) as client:
             data = (await client.get(f"{self.p.stack.moto_url}/moto-api/data.json")).json()
         mails = data.get("ses", {}).get("RawMessage", [])
-        for m in mails[self._seen["mail"]:]:
+        for m in mails[self._seen["mail"] :]:
             msg = email.message_from_string(m["raw_data"], policy=email.policy.compat32)
             self.provider["email"][str(msg.get("X-Herald-Idempotency-Key", "?"))] += 1
         self._seen["mail"] = len(mails)
         texts = data.get("sns", {}).get("SMS", [])
-        for s in texts[self._seen["sms"]:]:
+        for s in texts[self._seen["sms"] :]:
             found = _MARKER.search(str(s.get("message", "")))
             self.sms_markers[found.group(0) if found else "?"] += 1
         self._seen["sms"] = len(texts)
         pushes = self.p.fcm.messages()
-        for sent in pushes[self._seen["push"]:]:
+        for sent in pushes[self._seen["push"] :]:
             data = sent["message"].get("data") or {}
             self.provider["push"][str(data.get("idempotency_key", "?"))] += 1
         self._seen["push"] = len(pushes)
         hooks = self.p.receiver.deliveries
-        for d in hooks[self._seen["webhook"]:]:
+        for d in hooks[self._seen["webhook"] :]:
             self.webhook_attempts[d.webhook_id or "?"] += 1
             if d.accepted:
                 self.provider["webhook"][d.webhook_id or "?"] += 1
@@ -172,7 +179,9 @@ class Ledger:
                 continue
             ends = [o.status.value for o in self.outcomes.get(key, []) if o.status.value in _TERMINAL]
             if not ends:
-                acc.orphans.append(f"{m.channel.value} {m.event_type} {key} attempt={m.attempt} user={m.user_id}")
+                acc.orphans.append(
+                    f"{m.channel.value} {m.event_type} {key} attempt={m.attempt} user={m.user_id}"
+                )
         for channel, counter in self.provider.items():
             for key, n in counter.items():
                 known = self.messages.get(key)
@@ -223,9 +232,14 @@ def summary(title: str, acc: Account, facts: dict[str, Any]) -> str:
         lines.append(f"  {k:<26} {v}")
     lines.append(f"{'channel':<10} {'delivered':>9} {'calls':>7} {'dups':>6}")
     for c in Channel:
-        lines.append(f"{c.value:<10} {acc.deliveries[c.value]:>9} {acc.calls[c.value]:>7} {acc.duplicates[c.value]:>6}")
+        lines.append(
+            f"{c.value:<10} {acc.deliveries[c.value]:>9} {acc.calls[c.value]:>7} {acc.duplicates[c.value]:>6}"
+        )
     if acc.extra:
-        lines.append("extra deliveries (escalations, digests): " + ", ".join(f"{k}={v}" for k, v in sorted(acc.extra.items())))
+        lines.append(
+            "extra deliveries (escalations, digests): "
+            + ", ".join(f"{k}={v}" for k, v in sorted(acc.extra.items()))
+        )
     lines.append(f"{'missing/wrong/orphans':<28} {len(acc.missing)}/{len(acc.wrong)}/{len(acc.orphans)}")
     for e, why in (acc.missing + acc.wrong)[:15]:
         lines.append(f"  ! {e.channel.value} {e.event_type} {e.user_id} {e.key}: {why}")

@@ -63,7 +63,9 @@ CHAOS_ENV: dict[str, str] = {
     "HERALD_RUNTIME__HANDLER_RETRY_MAX_S": "2",
     # Redis is consulted for the low tier only (a limit nobody reaches), so a Redis outage
     # shows the documented degradation: low re-queued, the rest flows.
-    "HERALD_CLASSIFIER__RATE_LIMITS_PER_HOUR": json.dumps({"high": 0, "medium": 0, "low": 1_000_000, "system": 0}),
+    "HERALD_CLASSIFIER__RATE_LIMITS_PER_HOUR": json.dumps(
+        {"high": 0, "medium": 0, "low": 1_000_000, "system": 0}
+    ),
     "HERALD_CLASSIFIER__LIMITER_RETRY_S": "5",
     "HERALD_CLASSIFIER__LIMITER_COOLDOWN_S": "2",
     "HERALD_FALLBACK__HIGH_ESCALATION_DELAY_S": "30",
@@ -71,13 +73,15 @@ CHAOS_ENV: dict[str, str] = {
     "HERALD_FALLBACK__DIGEST_WINDOW_S": "120",
     "HERALD_FALLBACK__DIGEST_COLLECT_S": "5",
     "HERALD_FALLBACK__CRITICAL_CHECK_AFTER_S": "60",
-    "HERALD_FALLBACK__RETRY_SCHEDULES_S": json.dumps({
-        "webhook": [1, 2, 4, 8, 8, 8, 8, 8, 8, 8, 8, 8],
-        "push": [1, 2, 4, 8, 8, 8, 8, 8],
-        "email": [1, 2, 4, 8, 8, 8, 8, 8],
-        "sms": [1, 2, 4, 8, 8],
-        "in_app": [1, 2, 4, 8, 8, 8],
-    }),
+    "HERALD_FALLBACK__RETRY_SCHEDULES_S": json.dumps(
+        {
+            "webhook": [1, 2, 4, 8, 8, 8, 8, 8, 8, 8, 8, 8],
+            "push": [1, 2, 4, 8, 8, 8, 8, 8],
+            "email": [1, 2, 4, 8, 8, 8, 8, 8],
+            "sms": [1, 2, 4, 8, 8],
+            "in_app": [1, 2, 4, 8, 8, 8],
+        }
+    ),
     "HERALD_FALLBACK__RETRY_JITTER": "0.2",
     "HERALD_CHANNEL__BATCH_DEADLINE_S": "30",
     "HERALD_WEBHOOK__ALLOW_HOSTS": '["127.0.0.1/32"]',
@@ -129,8 +133,11 @@ class Pipeline:
     @property
     def settings(self) -> HeraldSettings:
         return HeraldSettings(
-            kafka_bootstrap_servers=self.stack.kafka, database_url=self.stack.database_url,
-            redis_url=self.stack.redis_url, topic_prefix=self.prefix, partitions=4,
+            kafka_bootstrap_servers=self.stack.kafka,
+            database_url=self.stack.database_url,
+            redis_url=self.stack.redis_url,
+            topic_prefix=self.prefix,
+            partitions=4,
         )
 
     @property
@@ -138,8 +145,14 @@ class Pipeline:
         return Topics(self.prefix)
 
     def env(self, name: str) -> dict[str, str]:
-        env = {**os.environ, **self.stack.env(), **CHAOS_ENV, **self.fcm.env(self.root / "fcm.json"),
-               "HERALD_TOPIC_PREFIX": self.prefix, "HERALD_METRICS_HOST": "127.0.0.1"}
+        env = {
+            **os.environ,
+            **self.stack.env(),
+            **CHAOS_ENV,
+            **self.fcm.env(self.root / "fcm.json"),
+            "HERALD_TOPIC_PREFIX": self.prefix,
+            "HERALD_METRICS_HOST": "127.0.0.1",
+        }
         if name.startswith("email"):
             env["HERALD_AWS__ENDPOINT_URL"] = self.proxy.url  # SES faults are injected here
         return env
@@ -150,8 +163,13 @@ class Pipeline:
         await migrate(self.pool)
         await create_topics(self.settings, self.topics.all())
         session = aioboto3.Session()
-        async with session.client("sesv2", region_name="us-east-1", endpoint_url=self.stack.moto_url,
-                                  aws_access_key_id="testing", aws_secret_access_key="testing") as ses:
+        async with session.client(
+            "sesv2",
+            region_name="us-east-1",
+            endpoint_url=self.stack.moto_url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        ) as ses:
             await ses.create_email_identity(EmailIdentity="herald.dev")
             await ses.create_email_identity(EmailIdentity="chaos.example.com")
 
@@ -191,7 +209,9 @@ class Pipeline:
                         tail = (self.root / f"{name}.log").read_text(errors="replace")[-3000:]
                         raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
                     with contextlib.suppress(httpx.HTTPError):
-                        if (await client.get(f"http://127.0.0.1:{self.ports[name]}/readyz")).status_code == 200:
+                        if (
+                            await client.get(f"http://127.0.0.1:{self.ports[name]}/readyz")
+                        ).status_code == 200:
                             break
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"{name} not ready after {timeout}s (see {self.root / name}.log)")
@@ -228,16 +248,28 @@ class Pipeline:
                 await conn.execute(
                     "INSERT INTO herald_recipients (user_id, email, phone, timezone, locale, quiet_start, quiet_end) "
                     "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    u.user_id, u.email, u.phone, u.timezone, u.locale, quiet[0], quiet[1],
+                    u.user_id,
+                    u.email,
+                    u.phone,
+                    u.timezone,
+                    u.locale,
+                    quiet[0],
+                    quiet[1],
                 )
                 for token in u.tokens:
-                    await conn.execute("INSERT INTO herald_device_tokens (token, user_id) VALUES ($1, $2)",
-                                       token, u.user_id)
-                for (category, channel), enabled in [*((c, False) for c in u.opt_out),
-                                                     *((c, True) for c in u.opt_in)]:
+                    await conn.execute(
+                        "INSERT INTO herald_device_tokens (token, user_id) VALUES ($1, $2)", token, u.user_id
+                    )
+                for (category, channel), enabled in [
+                    *((c, False) for c in u.opt_out),
+                    *((c, True) for c in u.opt_in),
+                ]:
                     await conn.execute(
                         "INSERT INTO herald_preferences (user_id, category, channel, enabled) VALUES ($1, $2, $3, $4)",
-                        u.user_id, category, channel, enabled,
+                        u.user_id,
+                        category,
+                        channel,
+                        enabled,
                     )
                 for ep in u.endpoints:
                     await self.add_endpoint(conn, ep, u.user_id, self.receiver_url(ep))
@@ -250,5 +282,8 @@ class Pipeline:
         await conn.execute(
             "INSERT INTO herald_webhook_endpoints (endpoint_id, owner_id, url, secrets, event_types) "
             "VALUES ($1, $2, $3, $4, '{system.*}')",
-            endpoint_id, owner, url, [self.secret],
+            endpoint_id,
+            owner,
+            url,
+            [self.secret],
         )

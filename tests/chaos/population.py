@@ -50,8 +50,14 @@ EVENT_MIX: list[tuple[str, float]] = [
     ("system.invoice.paid", 0.18),
 ]
 TIER = {
-    "security_alert": "critical", "payment_receipt": "high", "login_code": "high", "comment_reply": "medium",
-    "mention": "medium", "activity.like": "medium", "marketing.weekly": "low", "tips.daily": "low",
+    "security_alert": "critical",
+    "payment_receipt": "high",
+    "login_code": "high",
+    "comment_reply": "medium",
+    "mention": "medium",
+    "activity.like": "medium",
+    "marketing.weekly": "low",
+    "tips.daily": "low",
     "system.invoice.paid": "system",
 }
 CATEGORY = {"critical": "security", "high": "payments", "medium": "activity", "low": "marketing"}
@@ -120,8 +126,17 @@ def make_users(run: str, n: int, *, now_utc: datetime, rnd: random.Random, orgs:
             end = (now_utc + timedelta(hours=4)).time().replace(second=0, microsecond=0)
             users.append(User(uid, kind, email, phone, tokens, locale, "UTC", quiet=(start, end)))
         elif kind == "opted_out":
-            users.append(User(uid, kind, email, phone, tokens, locale,
-                              opt_out=(("marketing", "email"), ("tips", "email"), ("payments", "push"))))
+            users.append(
+                User(
+                    uid,
+                    kind,
+                    email,
+                    phone,
+                    tokens,
+                    locale,
+                    opt_out=(("marketing", "email"), ("tips", "email"), ("payments", "push")),
+                )
+            )
         elif kind == "push_opt_in":
             users.append(User(uid, kind, email, phone, tokens, locale, opt_in=(("activity", "push"),)))
         else:
@@ -148,7 +163,11 @@ def _payload(event_type: str, marker: str, rnd: random.Random) -> dict[str, Any]
     if event_type.startswith("activity."):
         return {"summary": f"Carla liked {marker}"}
     if event_type.startswith("marketing."):
-        return {"headline": f"News {marker}", "body": "Dark mode is here.", "cta_url": "https://example.com/new"}
+        return {
+            "headline": f"News {marker}",
+            "body": "Dark mode is here.",
+            "cta_url": "https://example.com/new",
+        }
     if event_type.startswith("tips."):
         return {"tip": f"Tip {marker}: press ? for shortcuts"}
     return {"invoice": marker, "amount": "120.00"}
@@ -164,8 +183,16 @@ def make_events(run: str, n: int, users: list[User], rnd: random.Random) -> list
         event_type = rnd.choices(types, weights=weights)[0]
         user = rnd.choice(orgs if event_type.startswith("system.") else people)
         marker = f"chaos-{run}-{seq}"
-        out.append(Planned(seq, f"{run}-e{seq:06d}", event_type, user.user_id, _payload(event_type, marker, rnd),
-                           marker=marker))
+        out.append(
+            Planned(
+                seq,
+                f"{run}-e{seq:06d}",
+                event_type,
+                user.user_id,
+                _payload(event_type, marker, rnd),
+                marker=marker,
+            )
+        )
     return out
 
 

@@ -39,7 +39,9 @@ async def test_kills_and_outages_lose_nothing(
     acc = await run.drain(ledger, timeout_s=120 + chaos_knobs.events / 50)
     elapsed = time.monotonic() - started
     deferred_by_limiter = sum(
-        1 for os_ in ledger.by_event.values() for o in os_
+        1
+        for os_ in ledger.by_event.values()
+        for o in os_
         if o.event_id.startswith(run.events[0].event_id[:8]) and o.reason == "rate_limiter_unavailable"
     )
     facts = {

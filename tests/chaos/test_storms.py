@@ -120,7 +120,9 @@ async def test_provider_storms_deliver_everything_on_schedule(
     lat_hooks = sorted(
         d.at - run.emitted[json.loads(d.body)["event_id"]]
         for d in pipeline.receiver.deliveries
-        if d.accepted and d.path.rsplit("/", 1)[1] in healthy_eps and storm_start <= d.at <= storm_end
+        if d.accepted
+        and d.path.rsplit("/", 1)[1] in healthy_eps
+        and storm_start <= d.at <= storm_end
         and json.loads(d.body).get("event_id") in run.emitted
     )
     assert pipeline.pool is not None
@@ -129,7 +131,7 @@ async def test_provider_storms_deliver_everything_on_schedule(
     facts = {
         "events": len(run.events),
         "storms": f"SES 429 {ses_s:.0f}s, FCM 503 {fcm_s:.0f}s (Retry-After {FCM_RETRY_AFTER_S}), "
-                  f"webhook 500 {hook_s:.0f}s",
+        f"webhook 500 {hook_s:.0f}s",
         "failed_retryable outcomes": dict(failed),
         "retries (attempts after the 1st)": dict(retries),
         "webhook attempts on storm endpoint": pipeline.behaviours[storm_ep].requests,
@@ -157,7 +159,8 @@ async def _inbox_latency(pipeline: Pipeline, run: ChaosRun, start: float, end: f
     assert pipeline.pool is not None
     rows = await pipeline.pool.fetch(
         "SELECT notification_id, extract(epoch from created_at) AS at FROM herald_inbox WHERE user_id = ANY($1)",
-        list(run.user_ids))
+        list(run.user_ids),
+    )
     wall_minus_mono = time.time() - time.monotonic()
     nid_to_event = {notification_id(e.event_id, e.user_id): e.event_id for e in run.events}
     out = []
@@ -169,4 +172,3 @@ async def _inbox_latency(pipeline: Pipeline, run: ChaosRun, start: float, end: f
         if start <= sent_at <= end:
             out.append(float(r["at"]) - wall_minus_mono - sent_at)
     return sorted(out)
-
