@@ -127,7 +127,6 @@ async def test_provider_storms_deliver_everything_on_schedule(
     )
     assert pipeline.pool is not None
     in_app_lat = await _inbox_latency(pipeline, run, storm_start, storm_end)
-    p99 = lambda xs: xs[int(0.99 * (len(xs) - 1))] if xs else float("nan")  # noqa: E731
     facts = {
         "events": len(run.events),
         "storms": f"SES 429 {ses_s:.0f}s, FCM 503 {fcm_s:.0f}s (Retry-After {FCM_RETRY_AFTER_S}), "
@@ -152,6 +151,10 @@ async def test_provider_storms_deliver_everything_on_schedule(
         assert failed[channel] > 0, f"the {channel} storm produced no failed_retryable outcome"
     assert lat_hooks and p99(lat_hooks) < 10.0, lat_hooks[-5:]
     assert in_app_lat and p99(in_app_lat) < 10.0, in_app_lat[-5:]
+
+
+def p99(xs: list[float]) -> float:
+    return xs[int(0.99 * (len(xs) - 1))] if xs else float("nan")
 
 
 async def _inbox_latency(pipeline: Pipeline, run: ChaosRun, start: float, end: float) -> list[float]:
