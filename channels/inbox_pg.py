@@ -29,6 +29,7 @@ __all__ = [
     "ReadRow",
     "decode_cursor",
     "encode_cursor",
+    "inbox_item",
 ]
 
 _COLUMNS = "id, notification_id, type, category, title, body, data, created_at, expires_at"
@@ -55,6 +56,12 @@ class InboxItem:
     data: dict[str, Any]
     created_at: datetime
     expires_at: datetime | None
+    read_at: datetime | None = None
+
+    @property
+    def event_id(self) -> str:
+        """The SSE event id: where a reconnecting stream resumes (``Last-Event-ID``)."""
+        return encode_cursor(self.created_at, self.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +98,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     return created_at, uuid.UUID(id_)
 
 
-def _item(row: asyncpg.Record) -> InboxItem:
+def inbox_item(row: asyncpg.Record) -> InboxItem:
+    """An ``herald_inbox`` row (``read_at`` when the query selected it)."""
     data = row["data"]
     return InboxItem(
         id=row["id"],
@@ -103,6 +111,7 @@ def _item(row: asyncpg.Record) -> InboxItem:
         data=json.loads(data) if isinstance(data, str) else dict(data),
         created_at=row["created_at"],
         expires_at=row["expires_at"],
+        read_at=row.get("read_at"),
     )
 
 
@@ -167,7 +176,7 @@ class InboxService:
         else:
             created_at, id_ = decode_cursor(cursor)
             rows = await self._pool.fetch(GET_UNREAD_NEXT_SQL, user_id, limit + 1, created_at, id_)
-        items = [_item(r) for r in rows[:limit]]
+        items = [inbox_item(r) for r in rows[:limit]]
         more = len(rows) > limit
         return Page(items, encode_cursor(items[-1].created_at, items[-1].id) if more and items else None)
 

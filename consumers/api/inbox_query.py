@@ -9,7 +9,6 @@ partial index: ``herald_inbox_unread`` (migration 002) and ``herald_inbox_read``
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +17,9 @@ from typing import Any, Literal
 
 import asyncpg
 
-from channels.inbox_pg import decode_cursor, encode_cursor
+from channels.inbox_pg import InboxItem, decode_cursor, encode_cursor, inbox_item
+
+InboxRow = InboxItem  # an inbox row as the API shows it (read_at included)
 
 __all__ = ["InboxQueries", "InboxRow", "ListPage", "decode_list_cursor", "encode_list_cursor"]
 
@@ -27,25 +28,6 @@ Section = Literal["u", "r"]
 _COLUMNS = "id, notification_id, type, category, title, body, data, created_at, read_at, expires_at"
 _LIVE = "(expires_at IS NULL OR expires_at > now())"
 _SECTION_SQL = {"u": "read_at IS NULL", "r": "read_at IS NOT NULL"}
-
-
-@dataclass(frozen=True, slots=True)
-class InboxRow:
-    id: uuid.UUID
-    notification_id: str
-    type: str
-    category: str
-    title: str
-    body: str | None
-    data: dict[str, Any]
-    created_at: datetime
-    read_at: datetime | None
-    expires_at: datetime | None
-
-    @property
-    def event_id(self) -> str:
-        """The SSE event id: where a reconnecting stream resumes (``Last-Event-ID``)."""
-        return encode_cursor(self.created_at, self.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,22 +49,6 @@ def decode_list_cursor(cursor: str) -> tuple[Section, datetime, uuid.UUID]:
     return ("u" if section == "u" else "r"), created_at, id_
 
 
-def _row(r: asyncpg.Record) -> InboxRow:
-    data = r["data"]
-    return InboxRow(
-        id=r["id"],
-        notification_id=r["notification_id"],
-        type=r["type"],
-        category=r["category"],
-        title=r["title"],
-        body=r["body"],
-        data=json.loads(data) if isinstance(data, str) else dict(data),
-        created_at=r["created_at"],
-        read_at=r["read_at"],
-        expires_at=r["expires_at"],
-    )
-
-
 class InboxQueries:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -96,7 +62,7 @@ class InboxQueries:
             where += " AND (created_at, id) < ($3, $4)"
             args += list(after)
         sql = f"SELECT {_COLUMNS} FROM herald_inbox WHERE {where} ORDER BY created_at DESC, id DESC LIMIT $2"
-        return [_row(r) for r in await self._pool.fetch(sql, *args)]
+        return [inbox_item(r) for r in await self._pool.fetch(sql, *args)]
 
     async def page(self, user_id: str, *, limit: int, cursor: str | None, unread_only: bool) -> ListPage:
         """Unread rows newest first, then (unless ``unread_only``) read rows newest first."""
@@ -121,7 +87,7 @@ class InboxQueries:
         r = await self._pool.fetchrow(
             f"SELECT {_COLUMNS} FROM herald_inbox WHERE id = $1 AND user_id = $2 AND {_LIVE}", id_, user_id
         )
-        return _row(r) if r is not None else None
+        return inbox_item(r) if r is not None else None
 
     async def owned(self, user_id: str, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         """The ids among ``ids`` that are this user's (another user's id looks like a missing one)."""
@@ -141,4 +107,4 @@ class InboxQueries:
             f"{part.format(section=_SECTION_SQL['u'])} UNION ALL {part.format(section=_SECTION_SQL['r'])} "
             "ORDER BY created_at, id LIMIT $4"
         )
-        return [_row(r) for r in await self._pool.fetch(sql, user_id, created_at, id_, limit)]
+        return [inbox_item(r) for r in await self._pool.fetch(sql, user_id, created_at, id_, limit)]

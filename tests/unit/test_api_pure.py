@@ -123,7 +123,18 @@ def test_eddsa_verifies_with_the_public_key_only_and_refuses_hs256() -> None:
 
 
 def test_list_cursor_round_trip_and_garbage() -> None:
-    row = InboxRow(uuid.uuid4(), "n", "t", "c", "title", None, {}, NOW, None, None)
+    row = InboxRow(
+        id=uuid.uuid4(),
+        notification_id="n",
+        type="t",
+        category="c",
+        title="title",
+        body=None,
+        data={},
+        created_at=NOW,
+        expires_at=None,
+        read_at=None,
+    )
     for section in ("u", "r"):
         assert decode_list_cursor(encode_list_cursor(section, row)) == (section, NOW, row.id)  # type: ignore[arg-type]
     for bad in ["", "x", "u.", "q.abc", "u.!!!", "u." + "A" * 40]:
