@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 
 from bench.common import Timing, preload
 from bench.passthrough import raw_passthrough
 from bench.run import Bench, Row, console
-from bench.timed import timed_consumer_factory
+from bench.timed import time_runner
 from channels.dry_run import DryRunAdapter
 from channels.templates import TemplateRenderer
 from consumers.channel.consumer import ChannelConsumer
@@ -17,7 +15,6 @@ from consumers.channel.dedupe import Dedupe
 from consumers.kafka import create_topics
 from consumers.keys import idempotency_key, notification_id
 from consumers.resources import Resources
-from consumers.runtime import Runner
 from consumers.topics import dlq
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, Lane, Tier, utcnow
@@ -74,25 +71,9 @@ async def _run_consumer(res: Resources, channel: Channel, source: str, total: in
     consumer.dedupe = Dedupe(
         res.redis(), window_s=3600, namespace=f"{res.settings.topic_prefix}:dedupe", consumer=consumer.name
     )
-    consumer_cls = timed_consumer_factory(total)
-    runner: Runner[object] = Runner(
-        consumer,
-        topics=[source],
-        group_id=group,  # type: ignore[arg-type]
-        bootstrap_servers=res.settings.kafka_bootstrap_servers,
-        producer=await res.producer(),
-        settings=res.settings.runtime,
-        consumer_factory=consumer_cls,
+    return await time_runner(
+        consumer, topic=source, group=group, total=total, producer=await res.producer(), settings=res.settings
     )
-    task = asyncio.create_task(runner.run())
-    try:
-        await consumer_cls.done.wait()
-        end = time.perf_counter()
-    finally:
-        runner.stop()
-        await task
-    assert consumer_cls.first_at is not None
-    return Timing(end - consumer_cls.first_at, total)
 
 
 async def phase(b: Bench) -> None:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from bench.common import Timing, mixed_events, preload
 from bench.run import Bench, Row, console
 from bench.seed import seed_users
-from bench.timed import timed_consumer_factory
+from bench.timed import time_runner
 from consumers.classifier.process import build_classifier
 from consumers.kafka import create_topics
 from consumers.resources import Resources
-from consumers.runtime import Runner
 from consumers.topics import dlq
 
 __all__ = ["USERS", "phase", "run_classifier"]
@@ -24,25 +20,14 @@ async def run_classifier(res: Resources, total: int, group: str) -> Timing:
     topics = res.topics
     await create_topics(res.settings, [dlq(topics.events), topics.outcomes, *topics.channel_topics()])
     handler = await build_classifier(res)
-    consumer_cls = timed_consumer_factory(total)
-    runner = Runner(
+    return await time_runner(
         handler,
-        topics=[topics.events],
-        group_id=group,
-        bootstrap_servers=res.settings.kafka_bootstrap_servers,
+        topic=topics.events,
+        group=group,
+        total=total,
         producer=await res.producer(),
-        settings=res.settings.runtime,
-        consumer_factory=consumer_cls,
+        settings=res.settings,
     )
-    task = asyncio.create_task(runner.run())
-    try:
-        await consumer_cls.done.wait()
-        end = time.perf_counter()
-    finally:
-        runner.stop()
-        await task
-    assert consumer_cls.first_at is not None
-    return Timing(end - consumer_cls.first_at, total)
 
 
 async def phase(b: Bench) -> None:

@@ -9,10 +9,9 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from bench.common import Timing
-from bench.timed import timed_consumer_factory
+from bench.timed import time_runner, timed_consumer_factory
 from consumers.kafka import create_topics, make_producer
 from consumers.passthrough import PassThrough
-from consumers.runtime import Runner
 from consumers.settings import HeraldSettings
 from consumers.topics import dlq
 
@@ -75,25 +74,16 @@ async def runtime_passthrough(
     settings: HeraldSettings, source: str, target: str, total: int, group: str, *, decode: bool = True
 ) -> Timing:
     await create_topics(settings, [target, dlq(source)])
-    consumer_cls = timed_consumer_factory(total)
     producer = make_producer(settings)
     await producer.start()
-    runner = Runner(
-        PassThrough(target) if decode else NoOp(target),
-        topics=[source],
-        group_id=group,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        producer=producer,
-        settings=settings.runtime,
-        consumer_factory=consumer_cls,
-    )
-    task = asyncio.create_task(runner.run())
     try:
-        await consumer_cls.done.wait()
-        end = time.perf_counter()
+        return await time_runner(
+            PassThrough(target) if decode else NoOp(target),
+            topic=source,
+            group=group,
+            total=total,
+            producer=producer,
+            settings=settings,
+        )
     finally:
-        runner.stop()
-        await task
         await producer.stop()
-    assert consumer_cls.first_at is not None
-    return Timing(end - consumer_cls.first_at, total)

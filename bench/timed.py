@@ -8,7 +8,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-__all__ = ["TimedConsumer", "timed_consumer_factory"]
+from bench.common import Timing
+
+__all__ = ["TimedConsumer", "time_runner", "timed_consumer_factory"]
 
 
 class TimedConsumer(AIOKafkaConsumer):  # type: ignore[misc]
@@ -37,3 +39,34 @@ def timed_consumer_factory(total: int) -> type[TimedConsumer]:
     """A fresh subclass (its own clock and event) for one measured run."""
     cls = type("Timed", (TimedConsumer,), {"total": total, "first_at": None, "done": asyncio.Event()})
     return cls
+
+
+async def time_runner(
+    handler: Any, *, topic: str, group: str, total: int, producer: Any, settings: Any
+) -> Timing:
+    """Run ``handler`` in a real Runner until its commits cover ``total`` records of ``topic``.
+
+    The clock runs from the first poll that returned records to the commit that covered the
+    last one: group start-up is not counted.
+    """
+    from consumers.runtime import Runner
+
+    consumer_cls = timed_consumer_factory(total)
+    runner: Runner[Any] = Runner(
+        handler,
+        topics=[topic],
+        group_id=group,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        producer=producer,
+        settings=settings.runtime,
+        consumer_factory=consumer_cls,
+    )
+    task = asyncio.create_task(runner.run())
+    try:
+        await consumer_cls.done.wait()
+        end = time.perf_counter()
+    finally:
+        runner.stop()
+        await task
+    assert consumer_cls.first_at is not None
+    return Timing(end - consumer_cls.first_at, total)
