@@ -50,6 +50,10 @@ class ChaosRun:
     rnd: random.Random
     log: list[str] = field(default_factory=list)
     emitted: dict[str, float] = field(default_factory=dict)  # event id -> time.monotonic() when acked
+    outages: list[tuple[str, float, float]] = field(default_factory=list)  # (service, down at, back at)
+    exits: list[tuple[str, int, float, float]] = field(
+        default_factory=list
+    )  # (name, rc, started at, seen at)
     t0: float = field(default_factory=time.monotonic)
 
     @property
@@ -119,11 +123,35 @@ class ChaosRun:
             self.pipeline.restart(name)
             self.say(f"SIGKILL {name}, restarted")
 
+    async def supervise(self, stop: asyncio.Event) -> None:
+        """Restart a process that exited by itself, as Kubernetes would, and remember it."""
+        while not stop.is_set():
+            for name in self.pipeline.dead():
+                rc = self.pipeline.procs[name].returncode
+                self.exits.append((name, rc, self.pipeline.started_at[name], time.monotonic()))
+                self.say(f"{name} exited by itself (rc {rc}): restarted")
+                self.pipeline.start(name)
+            try:
+                await asyncio.wait_for(stop.wait(), 0.5)
+            except TimeoutError:
+                pass
+
+    def crashes(self, margin_s: float = 2.0) -> list[str]:
+        """Exits of processes that were running when an outage began (not started during one)."""
+        out = []
+        for name, rc, started, seen in self.exits:
+            during = any(down - margin_s <= started <= back + margin_s for _, down, back in self.outages)
+            if not during:
+                out.append(f"{name} rc={rc} started {started - self.t0:.1f}s exited by {seen - self.t0:.1f}s")
+        return out
+
     async def outage(self, service: str, seconds: float) -> None:
         self.say(f"{service} stopped")
+        down = time.monotonic()
         await asyncio.to_thread(self.pipeline.stack.stop_service, service)
         await asyncio.sleep(seconds)
         await asyncio.to_thread(self.pipeline.stack.start_service, service)
+        self.outages.append((service, down, time.monotonic()))
         self.say(f"{service} back after {seconds:.0f}s")
         if service == "postgres":
             await self.pipeline.reconnect()

@@ -88,10 +88,11 @@ class Account:
     deliveries: Counter[str] = field(default_factory=Counter)  # channel -> distinct keys delivered
     calls: Counter[str] = field(default_factory=Counter)  # channel -> provider calls recorded
     extra: Counter[str] = field(default_factory=Counter)  # deliveries not required by the table
+    rekeyed: list[str] = field(default_factory=list)  # one (event, channel, recipient) under two keys
 
     @property
     def complete(self) -> bool:
-        return not self.missing and not self.wrong and not self.orphans
+        return not self.missing and not self.wrong and not self.orphans and not self.rekeyed
 
 
 class Ledger:
@@ -182,6 +183,7 @@ class Ledger:
                 acc.orphans.append(
                     f"{m.channel.value} {m.event_type} {key} attempt={m.attempt} user={m.user_id}"
                 )
+        sends: dict[tuple[str, str, str, bool], set[str]] = defaultdict(set)
         for channel, counter in self.provider.items():
             for key, n in counter.items():
                 known = self.messages.get(key)
@@ -193,6 +195,10 @@ class Ledger:
                 if key not in required:
                     kind = known.event_type if known.escalated_from is None else "escalation"
                     acc.extra[f"{channel}:{kind}"] += 1
+                derived = known.escalated_from is not None or known.event_type == "digest"
+                sends[(known.event_id, channel, known.recipient, derived)].add(key)
+        # A provider call repeated under another key would be a duplicate nobody can detect.
+        acc.rekeyed = [f"{k}: {sorted(v)}" for k, v in sends.items() if len(v) > 1]
         return acc
 
     def _check(self, e: Expect, acc: Account) -> None:
@@ -240,7 +246,10 @@ def summary(title: str, acc: Account, facts: dict[str, Any]) -> str:
             "extra deliveries (escalations, digests): "
             + ", ".join(f"{k}={v}" for k, v in sorted(acc.extra.items()))
         )
-    lines.append(f"{'missing/wrong/orphans':<28} {len(acc.missing)}/{len(acc.wrong)}/{len(acc.orphans)}")
+    lines.append(
+        f"{'missing/wrong/orphans/rekeyed':<28} {len(acc.missing)}/{len(acc.wrong)}/{len(acc.orphans)}/{len(acc.rekeyed)}"
+    )
+    lines += [f"  ! rekeyed {r}" for r in acc.rekeyed[:10]]
     for e, why in (acc.missing + acc.wrong)[:15]:
         lines.append(f"  ! {e.channel.value} {e.event_type} {e.user_id} {e.key}: {why}")
     for o in acc.orphans[:10]:

@@ -104,6 +104,7 @@ class Pipeline:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     kills: list[tuple[float, str]] = field(default_factory=list)
+    started_at: dict[str, float] = field(default_factory=dict)  # name -> time.monotonic() of its last start
     behaviours: dict[str, Behaviour] = field(default_factory=dict)
     pool: asyncpg.Pool | None = None
 
@@ -178,6 +179,7 @@ class Pipeline:
         env = {**self.env(name), "HERALD_METRICS_PORT": str(port)}
         self.procs[name] = spawn_herald(PROCESSES[name], env=env, log=self.root / f"{name}.log")
         self.ports[name] = port
+        self.started_at[name] = time.monotonic()
         return self.procs[name]
 
     def kill(self, name: str) -> None:
