@@ -96,7 +96,7 @@ def test_one_deployment_per_process_and_channel_lane() -> None:
         for lane, cfg in lanes.items()
         if cfg.get("enabled")
     }
-    assert components == {"classifier", "fallback", "scheduler", "inbox-janitor"} | channels
+    assert components == {"classifier", "fallback", "scheduler", "inbox-janitor", "api"} | channels
     assert "channel-email-bulk" in components and "channel-in-app-priority" in components
 
 
@@ -167,7 +167,9 @@ def test_probes_security_and_graceful_termination() -> None:
 def test_grace_follows_the_shutdown_setting() -> None:
     docs = render({"shutdownGraceSeconds": 45.5, "terminationExtraSeconds": 5})
     for dep in _kind(docs, "Deployment").values():
-        assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 51
+        # The API also waits out its preStop sleep (tests/ops/test_chart_api.py).
+        pre_stop = VALUES["api"]["preStopSleepSeconds"] if _component(dep) == "api" else 0
+        assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 51 + pre_stop
     with pytest.raises(helm_python.HelmError, match="terminationExtraSeconds"):
         render({"terminationExtraSeconds": 0})
 
@@ -234,7 +236,7 @@ def test_template_and_routing_overrides() -> None:
 
 
 def test_service_monitor_scrapes_every_pod_and_pdbs_cover_every_deployment() -> None:
-    (service,) = _kind(DEFAULT, "Service").values()
+    service = _kind(DEFAULT, "Service")["herald-metrics"]
     (monitor,) = _kind(DEFAULT, "ServiceMonitor").values()
     assert service["spec"]["clusterIP"] == "None"
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()

@@ -42,7 +42,8 @@ app.kubernetes.io/part-of: herald
 {{/*
 Every process of the release, as YAML {items: [...]}; each item has
   component (DNS name part), args (herald CLI), channel/lane/group/topic (channel consumers),
-  replicas (fixed) or scale (KEDA settings), resources.
+  api (the HTTP API), replicas (fixed; absent when KEDA or an HPA owns it), scale (KEDA settings),
+  resources.
 */}}
 {{- define "herald.processes" -}}
 items:
@@ -53,6 +54,16 @@ items:
     replicas: {{ $p.replicas }}
     resources: {{ toJson (default $.Values.defaultResources $p.resources) }}
 {{- end }}
+{{- end }}
+{{- if .Values.api.enabled }}
+{{- include "herald.apiGuards" . }}
+  - component: api
+    args: [run, api]
+    api: true
+    {{- if not .Values.api.autoscaling.enabled }}
+    replicas: {{ .Values.api.replicas }}
+    {{- end }}
+    resources: {{ toJson (default .Values.defaultResources .Values.api.resources) }}
 {{- end }}
 {{- range $channel, $lanes := .Values.channels }}
 {{- range $lane, $c := $lanes }}
@@ -80,7 +91,7 @@ items:
 {{- end }}
 {{- end -}}
 
-{{/* Environment shared by every container. */}}
+{{/* Environment of a container: .root, .channel (channel consumers), .api (the HTTP API). */}}
 {{- define "herald.env" -}}
 - name: KAFKA_BOOTSTRAP_SERVERS
   value: {{ .root.Values.kafka.bootstrapServers | quote }}
@@ -107,6 +118,27 @@ items:
 {{- $secret := deepCopy .root.Values.secretEnv.common }}
 {{- if .channel }}
 {{- $secret = merge (deepCopy (default dict (get .root.Values.secretEnv.channels .channel))) $secret }}
+{{- end }}
+{{- if .api }}
+{{- $jwt := .root.Values.api.jwt }}
+- name: HERALD_API__HOST
+  value: "0.0.0.0"
+- name: HERALD_API__PORT
+  value: {{ .root.Values.api.port | quote }}
+- name: HERALD_API__JWT_ALGORITHM
+  value: {{ $jwt.algorithm | quote }}
+- name: HERALD_API__JWT_AUDIENCE
+  value: {{ $jwt.audience | quote }}
+{{- with $jwt.issuer }}
+- name: HERALD_API__JWT_ISSUER
+  value: {{ . | quote }}
+{{- end }}
+{{- with $jwt.secretRef }}
+{{- $_ := set $secret "HERALD_API__JWT_SECRET" . }}
+{{- end }}
+{{- with $jwt.publicKeyRef }}
+{{- $_ := set $secret "HERALD_API__JWT_PUBLIC_KEY" . }}
+{{- end }}
 {{- end }}
 {{- range $k, $ref := $secret }}
 - name: {{ $k }}
@@ -165,4 +197,34 @@ tolerations:
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end -}}
+
+{{/* The API's key configuration, refused at render time rather than by a crash-looping pod. */}}
+{{- define "herald.apiGuards" -}}
+{{- $jwt := .Values.api.jwt -}}
+{{- range $k := list "HERALD_API__JWT_SECRET" "HERALD_API__JWT_PUBLIC_KEY" -}}
+{{- if hasKey $.Values.env $k -}}
+{{- fail (printf "env.%s: reference the key with api.jwt.secretRef / api.jwt.publicKeyRef, never inline it" $k) -}}
+{{- end -}}
+{{- end -}}
+{{- range $ref := list (list "secretRef" $jwt.secretRef) (list "publicKeyRef" $jwt.publicKeyRef) -}}
+{{- $v := index $ref 1 -}}
+{{- if and $v (not (and (kindIs "map" $v) $v.name $v.key)) -}}
+{{- fail (printf "api.jwt.%s must be {name: <Secret>, key: <key>}" (index $ref 0)) -}}
+{{- end -}}
+{{- end -}}
+{{- if eq $jwt.algorithm "HS256" -}}
+{{- if not $jwt.secretRef -}}
+{{- fail "api.jwt.algorithm HS256 needs api.jwt.secretRef (a Secret with the 32+ byte key)" -}}
+{{- end -}}
+{{- else if eq $jwt.algorithm "EdDSA" -}}
+{{- if not (or $jwt.publicKeyRef $jwt.secretRef) -}}
+{{- fail "api.jwt.algorithm EdDSA needs api.jwt.publicKeyRef (or the private key in api.jwt.secretRef)" -}}
+{{- end -}}
+{{- else -}}
+{{- fail (printf "api.jwt.algorithm must be HS256 or EdDSA, not %v" $jwt.algorithm) -}}
+{{- end -}}
+{{- if and .Values.api.autoscaling.enabled (gt (int .Values.api.autoscaling.minReplicas) (int .Values.api.autoscaling.maxReplicas)) -}}
+{{- fail "api.autoscaling: minReplicas > maxReplicas" -}}
+{{- end -}}
 {{- end -}}
