@@ -34,6 +34,6 @@ ENV PATH=/opt/herald/bin:${PATH} \
 # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
 USER 10001:10001
 WORKDIR /tmp
-EXPOSE 9464
+EXPOSE 9464 8080
 ENTRYPOINT ["herald"]
 CMD ["--help"]
