@@ -13,6 +13,7 @@ import time
 from collections import Counter
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
 from consumers.keys import notification_id
 from schemas.models import DeliveryOutcome, OutcomeStatus
@@ -125,9 +126,27 @@ async def test_provider_storms_deliver_everything_on_schedule(
         and storm_start <= d.at <= storm_end
         and json.loads(d.body).get("event_id") in run.emitted
     )
+    per_ep: dict[str, list[float]] = {}
+    for d in pipeline.receiver.deliveries:
+        body = json.loads(d.body)
+        ep = d.path.rsplit("/", 1)[1]
+        if (
+            d.accepted
+            and ep in healthy_eps
+            and storm_start <= d.at <= storm_end
+            and body.get("event_id") in run.emitted
+        ):
+            per_ep.setdefault(ep, []).append(d.at - run.emitted[body["event_id"]])
+    partition = {
+        ep: DefaultPartitioner()(ep.encode(), [0, 1, 2, 3], [0, 1, 2, 3]) for ep in [storm_ep, *healthy_eps]
+    }
     assert pipeline.pool is not None
     in_app_lat = await _inbox_latency(pipeline, run, storm_start, storm_end)
     facts = {
+        "healthy endpoints: p99 (s), partition": {
+            ep: (round(p99(sorted(v)), 2), partition[ep]) for ep, v in sorted(per_ep.items())
+        },
+        "storm endpoint partition": partition[storm_ep],
         "events": len(run.events),
         "storms": f"SES 429 {ses_s:.0f}s, FCM 503 {fcm_s:.0f}s (Retry-After {FCM_RETRY_AFTER_S}), "
         f"webhook 500 {hook_s:.0f}s",
@@ -149,7 +168,10 @@ async def test_provider_storms_deliver_everything_on_schedule(
     assert not problems, problems[:10]
     for channel in ("email", "push", "webhook"):
         assert failed[channel] > 0, f"the {channel} storm produced no failed_retryable outcome"
-    assert lat_hooks and p99(lat_hooks) < 10.0, lat_hooks[-5:]
+    # A failing endpoint must not hold the others back (they are other keys, here other partitions).
+    # Known to fail at full scale (make chaos): the channel consumer finishes a poll batch only when
+    # the failing endpoint's per-key queue has run its in-process retries (about 8-10 s here).
+    assert lat_hooks and p99(lat_hooks) < 3.0, facts["healthy endpoints: p99 (s), partition"]
     assert in_app_lat and p99(in_app_lat) < 10.0, in_app_lat[-5:]
 
 
