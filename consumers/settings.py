@@ -171,6 +171,11 @@ class ChannelConsumerSettings(BaseModel, frozen=True):
         2, description="Short retries of a retryable error before failed_retryable."
     )
     inprocess_retry_max_s: float = 2.0
+    inprocess_budget_s: float = Field(
+        2.0,
+        description="Most time one message spends in in-process retries; then failed_retryable, so a "
+        "failing recipient holds its batch for seconds at most.",
+    )
     batch_deadline_s: float = Field(
         120.0,
         description="A poll batch still delivering after this (slow provider, long per-key queue): messages not "

@@ -65,6 +65,13 @@ class _Done:
     duplicate: bool = False
 
 
+_RECIPIENT_BACKOFF = _Done(
+    OutcomeStatus.FAILED_RETRYABLE,
+    reason="recipient_backoff",
+    detail="not attempted: an earlier message to this recipient failed in the same batch",
+)
+
+
 class ChannelConsumer:
     """The runtime :class:`~consumers.runtime.Handler` for any channel and lane."""
 
@@ -115,8 +122,15 @@ class ChannelConsumer:
         self._deadline = time.monotonic() + self.settings.batch_deadline_s
 
         async def run_key(indexes: list[int]) -> None:
+            failing = False
             for i in indexes:  # one key in offset order
-                results[i] = await self._one(batch[i].value, sent, newly_sent)
+                if failing:
+                    # This recipient is failing right now: its later messages go straight to the
+                    # fallback's backoff instead of holding the batch (and every other key on the
+                    # partition) through their own attempts and in-process retries.
+                    results[i] = [self._output(batch[i].value, _RECIPIENT_BACKOFF)]
+                    continue
+                results[i], failing = await self._one(batch[i].value, sent, newly_sent)
 
         await asyncio.gather(*(run_key(ix) for ix in by_key.values()))
         if self.dedupe is not None:
@@ -128,13 +142,14 @@ class ChannelConsumer:
     # -- one message ---------------------------------------------------------------------------
     async def _one(
         self, message: ChannelMessage, sent: dict[str, str | None], newly_sent: dict[str, str | None]
-    ) -> Result:
+    ) -> tuple[Result, bool]:
+        """The message's result, and whether its delivery failed retryably."""
         if message.channel != self.channel:
             return DeadLetter(
                 "wrong_channel",
                 "WrongChannel",
                 f"{message.channel.value} message on the {self.channel.value} topic",
-            )
+            ), False
         try:
             done = await self._decide(message, sent)
             if done.status is OutcomeStatus.SENT and not done.duplicate and done.outcome is not None:
@@ -147,7 +162,8 @@ class ChannelConsumer:
                 reason="internal_error",
                 detail=f"{type(exc).__name__}: {exc}"[:500],
             )
-        return [self._output(message, done)]
+        attempted = done.outcome is not None  # the provider was called (not a deadline or a bug)
+        return [self._output(message, done)], attempted and done.status is OutcomeStatus.FAILED_RETRYABLE
 
     async def _decide(self, message: ChannelMessage, sent: dict[str, str | None]) -> _Done:
         now = self.clock.now()
@@ -193,6 +209,9 @@ class ChannelConsumer:
 
     async def _deliver(self, message: ChannelMessage, content: Content) -> Outcome:
         retry = 0
+        # The whole in-process retry sequence of one message fits in inprocess_budget_s, so a
+        # failing recipient holds its batch (and the partition) for seconds at most.
+        budget_end = time.monotonic() + self.settings.inprocess_budget_s
         while True:
             async with self._slots:
                 started = time.perf_counter()
@@ -217,7 +236,7 @@ class ChannelConsumer:
                 rand=self.rand(),
                 retry_after=outcome.retry_after,
             )
-            if delay is None:
+            if delay is None or time.monotonic() + delay > budget_end:
                 return outcome
             log.debug(
                 "%s: %s retryable (%s); in-process retry %d in %.2fs",

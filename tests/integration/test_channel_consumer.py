@@ -345,3 +345,35 @@ async def test_a_batch_past_its_deadline_hands_the_rest_to_the_fallback(settings
 def test_retry_delay(retry: int, rand: float, retry_after: float | None, expected: float | None) -> None:
     got = retry_delay(retry, max_s=2.0, rand=rand, retry_after=retry_after)
     assert got == expected if expected is None else got == pytest.approx(expected)
+
+
+async def test_a_failing_recipient_hands_its_later_messages_to_the_fallback_at_once(
+    settings: HeraldSettings,
+) -> None:
+    failing = message("u-down", payload={"code": "1"})
+    unavailable = Outcome("failed_retryable", "scripted", provider_code="503", reason="provider_503")
+    provider = ScriptedProvider(script={failing.recipient: [unavailable] * 10}, delay_s=0.01)
+    later = [message("u-down", payload={"code": str(i)}) for i in range(2, 5)]
+    healthy = message("u-fine", payload={"code": "9"}, recipient="+15555550199")
+    consumer = make_consumer(settings, provider, inprocess_budget_s=0.5)
+    results = outcomes(await consumer.handle(incoming([failing, *later, healthy])))
+    # The first message used its attempts (1 + 2 in-process retries); the rest of that recipient's
+    # messages were not attempted: they wait in the fallback's backoff, not in this batch.
+    assert results[0].status is OutcomeStatus.FAILED_RETRYABLE and results[0].error_code == "503"
+    assert [(o.status, o.reason) for o in results[1:4]] == [
+        (OutcomeStatus.FAILED_RETRYABLE, "recipient_backoff")
+    ] * 3
+    assert results[4].status is OutcomeStatus.SENT
+    assert sum(1 for user, *_ in provider.calls if user == "u-down") == 3
+
+
+async def test_in_process_retries_stop_at_the_budget(settings: HeraldSettings) -> None:
+    m = message("u-slow-fail")
+    unavailable = Outcome("failed_retryable", "scripted", provider_code="503", reason="provider_503")
+    provider = ScriptedProvider(script={m.recipient: [unavailable] * 10}, delay_s=0.1)
+    consumer = make_consumer(settings, provider, inprocess_retries=10, inprocess_budget_s=0.25)
+    started = time.monotonic()
+    (o,) = outcomes(await consumer.handle(incoming([m])))
+    assert o.status is OutcomeStatus.FAILED_RETRYABLE
+    assert time.monotonic() - started < 0.6  # not 11 x 0.1 s of attempts plus sleeps
+    assert 2 <= len(provider.calls) <= 4
