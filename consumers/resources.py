@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 import asyncpg
 import redis.asyncio as redis_asyncio
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
 from consumers.clock import Clock, SystemClock
-from consumers.db import connect_pool, migrate
+from consumers.db import DatabaseUnavailable, connect_pool, migrate
 from consumers.kafka import KafkaUnavailable, make_producer
 from consumers.settings import HeraldSettings
 from consumers.topics import Topics
 
 __all__ = ["Resources"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Resources:
@@ -27,23 +36,43 @@ class Resources:
 
     async def producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = make_producer(self.settings)
-            try:
-                await producer.start()
-            except KafkaConnectionError as exc:
-                await producer.stop()
-                raise KafkaUnavailable(
-                    f"Kafka is not reachable at {self.settings.kafka_bootstrap_servers}: {exc}"
-                ) from exc
-            self._producer = producer
+            self._producer = await self._with_startup_retries("Kafka", self._start_producer)
         return self._producer
+
+    async def _start_producer(self) -> AIOKafkaProducer:
+        producer = make_producer(self.settings)
+        try:
+            await producer.start()
+        except KafkaConnectionError as exc:
+            await producer.stop()
+            raise KafkaUnavailable(
+                f"Kafka is not reachable at {self.settings.kafka_bootstrap_servers}: {exc}"
+            ) from exc
+        return producer
 
     async def pool(self, *, apply_migrations: bool = True) -> asyncpg.Pool:
         if self._pool is None:
-            self._pool = await connect_pool(self.settings.database_url, max_size=20)
+            self._pool = await self._with_startup_retries(
+                "PostgreSQL", lambda: connect_pool(self.settings.database_url, max_size=20)
+            )
             if apply_migrations:
                 await migrate(self._pool)
         return self._pool
+
+    async def _with_startup_retries(self, what: str, connect: Callable[[], Awaitable[T]]) -> T:
+        """A dependency down while we start (a restart during an outage) is waited for, up to
+        ``runtime.startup_wait_s``, instead of failing the process at once."""
+        deadline = time.monotonic() + self.settings.runtime.startup_wait_s
+        delay = 0.2
+        while True:
+            try:
+                return await connect()
+            except (DatabaseUnavailable, KafkaUnavailable) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("%s not reachable yet (%s); retrying in %.1fs", what, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def redis(self) -> redis_asyncio.Redis:
         if self._redis is None:

@@ -52,6 +52,9 @@ class RuntimeSettings(BaseModel, frozen=True):
     handler_retry_max_s: float = 5.0
     max_message_bytes: int = Field(262_144, description="Larger input records go to the DLQ (too_large).")
     linger_ms: int = 5
+    startup_wait_s: float = Field(
+        30.0, description="At start, wait this long for Kafka and PostgreSQL before exiting with an error."
+    )
 
 
 class SchedulerSettings(BaseModel, frozen=True):
