@@ -97,6 +97,13 @@ class Record:
         return cls(**{name: record[name] for name in _field_names(cls) if name in record})
 
 
+def _json_object(payload: str) -> dict[str, Any]:
+    value = json.loads(payload)
+    if not isinstance(value, dict):
+        raise ValueError("payload must be a JSON object")
+    return value
+
+
 def _enum(kind: type[StrEnum], value: Any) -> Any:
     return value if value is None or isinstance(value, kind) else kind(value)
 
@@ -115,10 +122,7 @@ class DomainEvent(Record):
 
     def data(self) -> dict[str, Any]:
         """The payload as a JSON object (parsed on demand: the classifier never needs it)."""
-        value = json.loads(self.payload)
-        if not isinstance(value, dict):
-            raise ValueError("payload must be a JSON object")
-        return value
+        return _json_object(self.payload)
 
 
 @dataclass(slots=True)
@@ -152,10 +156,7 @@ class ChannelMessage(Record):
         self.tier = _enum(Tier, self.tier)
 
     def data(self) -> dict[str, Any]:
-        value = json.loads(self.payload)
-        if not isinstance(value, dict):
-            raise ValueError("payload must be a JSON object")
-        return value
+        return _json_object(self.payload)
 
 
 @dataclass(slots=True)
