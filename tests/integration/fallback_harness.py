@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +16,7 @@ from consumers.clock import ManualClock
 from consumers.fallback.context import FallbackContext
 from consumers.fallback.handler import FallbackHandler, Signal
 from consumers.fallback.process import fire_handlers
-from consumers.kafka import create_topics
+from consumers.kafka import create_topics, make_producer
 from consumers.keys import idempotency_key, notification_id, outcome_id
 from consumers.runtime import DeadLetter, Incoming, Output
 from consumers.scheduler import Scheduler, TimerPoller
@@ -182,3 +183,17 @@ class Harness:
             "UPDATE herald_timers SET state = 'cancelled' WHERE state = 'pending' AND due_at < $1",
             datetime(1996, 1, 1, tzinfo=UTC),
         )
+
+
+@asynccontextmanager
+async def running_harness(settings: HeraldSettings, pool: asyncpg.Pool) -> AsyncIterator[Harness]:
+    """A Harness on its own started producer, cleaned up afterwards."""
+    producer = make_producer(settings)
+    await producer.start()
+    harness = Harness(settings, pool, producer, past_clock())
+    await harness.setup()
+    try:
+        yield harness
+    finally:
+        await harness.cleanup()
+        await producer.stop()

@@ -10,35 +10,26 @@ from datetime import UTC, datetime, time, timedelta
 
 import asyncpg
 import pytest_asyncio
-from aiokafka import AIOKafkaProducer
 
 from consumers.fallback.decisions import digest_window
-from consumers.kafka import make_producer
 from consumers.scheduler import TimerPoller
 from consumers.settings import HeraldSettings, SchedulerSettings
 from schemas.models import Channel, ChannelMessage, OutcomeStatus, Tier
-from tests.integration.fallback_harness import Harness, channel_message, outcome_of, past_clock
+from tests.integration.fallback_harness import (
+    Harness,
+    channel_message,
+    outcome_of,
+    running_harness,
+)
 
 DAY = 86_400.0
 COLLECT = 60.0
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def producer(settings: HeraldSettings) -> AsyncIterator[AIOKafkaProducer]:
-    p = make_producer(settings)
-    await p.start()
-    yield p
-    await p.stop()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def h(
-    settings: HeraldSettings, pg_pool: asyncpg.Pool, producer: AIOKafkaProducer
-) -> AsyncIterator[Harness]:
-    harness = Harness(settings, pg_pool, producer, past_clock())
-    await harness.setup()
-    yield harness
-    await harness.cleanup()
+async def h(settings: HeraldSettings, pg_pool: asyncpg.Pool) -> AsyncIterator[Harness]:
+    async with running_harness(settings, pg_pool) as harness:
+        yield harness
 
 
 async def _user(h: Harness, email: bool = True, **kw: object) -> str:

@@ -9,7 +9,6 @@ from datetime import timedelta
 
 import asyncpg
 import pytest_asyncio
-from aiokafka import AIOKafkaProducer
 
 from consumers.clock import SystemClock
 from consumers.devstack import DevStack
@@ -25,28 +24,22 @@ from consumers.topics import Topics
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, OutcomeStatus, Receipt, ReceiptStatus, Tier
 from tests.conftest import make_settings
-from tests.integration.fallback_harness import Harness, channel_message, outcome_of, past_clock
+from tests.integration.fallback_harness import (
+    Harness,
+    channel_message,
+    outcome_of,
+    past_clock,
+    running_harness,
+)
 from tests.kafka_helpers import produce_raw, read_all, wait_for_records
 
 DELAY = 300.0
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def producer(settings: HeraldSettings) -> AsyncIterator[AIOKafkaProducer]:
-    p = make_producer(settings)
-    await p.start()
-    yield p
-    await p.stop()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def h(
-    settings: HeraldSettings, pg_pool: asyncpg.Pool, producer: AIOKafkaProducer
-) -> AsyncIterator[Harness]:
-    harness = Harness(settings, pg_pool, producer, past_clock())
-    await harness.setup()
-    yield harness
-    await harness.cleanup()
+async def h(settings: HeraldSettings, pg_pool: asyncpg.Pool) -> AsyncIterator[Harness]:
+    async with running_harness(settings, pg_pool) as harness:
+        yield harness
 
 
 def _user() -> str:
