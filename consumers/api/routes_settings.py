@@ -178,7 +178,7 @@ def router() -> APIRouter:
         return Device(token=body.token, platform=body.platform)
 
     @r.delete(
-        "/devices/{token}",
+        "/devices/{token:path}",  # a token with an encoded "/" still reaches this route (then 422/404)
         status_code=204,
         response_class=Response,
         tags=["devices"],

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -14,7 +15,7 @@ from consumers.cli.errors import CliError
 from consumers.db import connect_pool, migrate
 from consumers.emitter import Emitter, build_event
 from consumers.kafka import KafkaUnavailable, create_topics
-from consumers.settings import HeraldSettings
+from consumers.settings import PACKAGE_DIR, HeraldSettings
 from consumers.topics import Topics
 
 __all__ = ["register", "settings_table"]
@@ -97,6 +98,8 @@ def _rows(model: type[BaseModel], prefix: str, instance: Any) -> list[tuple[str,
         var = f"{prefix}{name.upper()}"
         if prefix == "HERALD_" and name in ("kafka_bootstrap_servers", "database_url", "redis_url"):
             var = f"{name.upper()} or {var}"
+        if isinstance(value, Path) and value.is_relative_to(PACKAGE_DIR.parent):
+            value = value.relative_to(PACKAGE_DIR.parent)  # the shipped file, wherever Herald is installed
         shown = json.dumps(value, default=str) if isinstance(value, dict | list) else str(value)
         if "SecretStr" in str(info.annotation) and value is not None:
             shown = "(secret)"
