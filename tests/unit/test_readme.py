@@ -12,4 +12,6 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def test_readme_lists_every_setting_with_its_default() -> None:
     text = README.read_text()
     missing = [row for row in settings_table(markdown=True).splitlines()[2:] if row not in text]
-    assert not missing, "README is out of date; regenerate with `herald settings --markdown`:\n" + "\n".join(missing)
+    assert not missing, "README is out of date; regenerate with `herald settings --markdown`:\n" + "\n".join(
+        missing
+    )
