@@ -45,6 +45,7 @@ class Service:
     stop_signal: int = signal.SIGTERM
     started_in_s: float = 0.0
     restart: Callable[[], subprocess.Popen[bytes]] | None = None  # same command, same port, same data
+    ready: Callable[[], bool] | None = None  # beyond an open port (PostgreSQL: accepting connections)
 
     @property
     def port(self) -> int:
@@ -71,7 +72,7 @@ class DevStack:
             self._start_postgres()  # slowest last: the others warm up meanwhile
             for svc in self.services.values():
                 if svc.proc is not None:
-                    wait_for_port(svc.port, svc.proc, self._log(svc.name))
+                    self._wait_ready(svc)
         except BaseException:
             self.close()
             raise
@@ -105,7 +106,18 @@ class DevStack:
         if svc.proc is not None and svc.proc.poll() is None:
             return
         svc.proc = svc.restart()
-        wait_for_port(svc.port, svc.proc, self._log(name))
+        self._wait_ready(svc)
+
+    def _wait_ready(self, svc: Service, timeout: float = 30.0) -> None:
+        assert svc.proc is not None
+        wait_for_port(svc.port, svc.proc, self._log(svc.name), timeout)
+        deadline = time.monotonic() + timeout
+        while svc.ready is not None and not svc.ready():
+            # PostgreSQL opens its port before it accepts connections ("the database system is
+            # starting up"), most visibly after a restart in an outage drill.
+            if svc.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{svc.name} did not become ready (see {self._log(svc.name)})")
+            time.sleep(0.05)
 
     # -- what clients need -----------------------------------------------------------------
     @property
@@ -263,6 +275,15 @@ class DevStack:
                 death_signal=signal.SIGQUIT,  # immediate shutdown if we are killed
             )
 
+        def accepting() -> bool:
+            check = [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
+            return subprocess.run(check, check=False, timeout=10).returncode == 0
+
         self.services["postgres"] = Service(
-            "postgres", f"postgresql://postgres@127.0.0.1:{port}/postgres", run(), signal.SIGINT, restart=run
+            "postgres",
+            f"postgresql://postgres@127.0.0.1:{port}/postgres",
+            run(),
+            signal.SIGINT,
+            restart=run,
+            ready=accepting,
         )
