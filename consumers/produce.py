@@ -13,36 +13,25 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-__all__ = ["ProducerRecord", "enqueue_all", "produce_all"]
+from consumers.handling import Output
 
-
-class ProducerRecord(Protocol):
-    @property
-    def topic(self) -> str: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes: ...
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+__all__ = ["enqueue_all", "produce_all"]
 
 
 _partitioner = DefaultPartitioner()
 
 
-async def produce_all(producer: AIOKafkaProducer, records: Sequence[ProducerRecord]) -> None:
+async def produce_all(producer: AIOKafkaProducer, records: Sequence[Output]) -> None:
     """Send every record; return when the broker acknowledged all of them (raises on failure)."""
     await asyncio.gather(*await enqueue_all(producer, records))
 
 
-async def enqueue_all(
-    producer: AIOKafkaProducer, records: Sequence[ProducerRecord]
-) -> list[asyncio.Future[Any]]:
+async def enqueue_all(producer: AIOKafkaProducer, records: Sequence[Output]) -> list[asyncio.Future[Any]]:
     """Hand every record to the producer, in order; return the futures of the broker's acks."""
     if not records:
         return []

@@ -26,7 +26,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aiokafka import (
     AIOKafkaConsumer,
@@ -38,16 +38,27 @@ from aiokafka import (
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from consumers import metrics
+from consumers.handling import (
+    DeadLetter,
+    Handler,
+    Incoming,
+    Output,
+    Result,
+    RetryableError,
+    dead_letter_headers,
+)
 from consumers.produce import enqueue_all
 from consumers.settings import RuntimeSettings
 from consumers.topics import dlq
 from schemas.codec import DecodeError
 
+# The handler contract lives in consumers.handling; re-exported here for the consumers' imports.
 __all__ = [
     "DeadLetter",
     "Handler",
     "Incoming",
     "Output",
+    "Result",
     "RetryableError",
     "Runner",
     "dead_letter_headers",
@@ -55,78 +66,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-T_co = TypeVar("T_co", covariant=True)
-
-
-class RetryableError(Exception):
-    """A failure of something the handler depends on (not of the message): try again later."""
-
-
-@dataclass(frozen=True, slots=True)
-class Output:
-    """A record to produce. ``value`` is already encoded."""
-
-    topic: str
-    value: bytes
-    key: bytes | None = None
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """The handler's verdict that a record cannot be processed, ever."""
-
-    reason: str
-    error_class: str = "Rejected"
-    detail: str = ""
-
-
-@dataclass(slots=True)
-class Incoming(Generic[T]):
-    """A decoded input record with its coordinates."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: T
-    headers: tuple[tuple[str, bytes], ...]
-    timestamp_ms: int
-
-
-Result = Sequence[Output] | DeadLetter
-
-
-class Handler(Protocol[T]):
-    """What a consumer plugs into the runner."""
-
-    name: str
-
-    def decode(self, raw: bytes) -> T:
-        """Decode one record's value; raise :class:`DecodeError` for poison bytes."""
-        ...
-
-    async def handle(self, batch: Sequence[Incoming[T]]) -> Sequence[Result]:
-        """Decide on a batch; return one result per input, in order.
-
-        Raise :class:`RetryableError` when a dependency is down (the batch is retried);
-        any other exception is isolated to the offending record, which is dead-lettered.
-        """
-        ...
-
-
-def dead_letter_headers(
-    letter: DeadLetter, topic: str, partition: int, offset: int, group: str
-) -> list[tuple[str, bytes]]:
-    return [
-        ("herald-dlq-reason", letter.reason.encode()),
-        ("herald-dlq-error-class", letter.error_class.encode()),
-        ("herald-dlq-detail", letter.detail[:1000].encode()),
-        ("herald-source-topic", topic.encode()),
-        ("herald-source-partition", str(partition).encode()),
-        ("herald-source-offset", str(offset).encode()),
-        ("herald-consumer-group", group.encode()),
-    ]
 
 
 @dataclass
