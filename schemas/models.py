@@ -185,6 +185,33 @@ class DeliveryOutcome(Record):
     not_before: datetime | None = None
     message: ChannelMessage | None = None
 
+    @classmethod
+    def about(
+        cls,
+        message: ChannelMessage,
+        status: OutcomeStatus,
+        *,
+        outcome_id: str,
+        recorded_at: datetime,
+        **fields: Any,
+    ) -> DeliveryOutcome:
+        """An outcome concerning ``message``: its identity, tier, channel, lane, key, attempt and
+        event time copied, the message embedded; ``fields`` override or add (reason, provider...)."""
+        copied: dict[str, Any] = {
+            "notification_id": message.notification_id,
+            "event_id": message.event_id,
+            "event_type": message.event_type,
+            "user_id": message.user_id,
+            "tier": message.tier,
+            "occurred_at": message.occurred_at,
+            "channel": message.channel,
+            "lane": message.lane,
+            "idempotency_key": message.idempotency_key,
+            "attempt": message.attempt,
+            "message": message,
+        }
+        return cls(outcome_id=outcome_id, status=status, recorded_at=recorded_at, **{**copied, **fields})
+
     def __post_init__(self) -> None:
         self.channel = _enum(Channel, self.channel)
         self.lane = _enum(Lane, self.lane)

@@ -161,23 +161,15 @@ def fallback_outcome(
 ) -> DeliveryOutcome:
     """An outcome the fallback consumer records about ``message`` (escalated, exhausted, suppressed)."""
     key = key or message.idempotency_key
-    return DeliveryOutcome(
+    return DeliveryOutcome.about(
+        message,
+        status,
         outcome_id=outcome_id(key, f"{status.value}:{reason or ''}", message.attempt),
-        notification_id=message.notification_id,
-        event_id=message.event_id,
-        event_type=message.event_type,
-        user_id=message.user_id,
-        tier=message.tier,
-        status=status,
-        occurred_at=message.occurred_at,
         recorded_at=now,
         channel=channel or message.channel,
-        lane=message.lane,
         reason=reason,
         detail=detail,
         idempotency_key=key,
-        attempt=message.attempt,
-        message=message,
     )
 
 
