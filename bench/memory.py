@@ -10,8 +10,7 @@ from bench.channels import channel_messages
 from bench.common import mixed_events, preload
 from bench.procs import HeraldProcs, committed_total, rss_mib
 from bench.run import Bench, Row, console
-from bench.seed import seed_users
-from consumers.db import connect_pool, migrate
+from bench.seed import ensure_users
 from consumers.kafka import create_topics
 from consumers.topics import Topics
 from schemas.models import Channel, Lane
@@ -22,7 +21,7 @@ USERS = 20_000
 CHUNK = 100_000
 
 
-async def _drain(s: object, procs: HeraldProcs, group: str, topic: str, total: int) -> None:
+async def _drain(procs: HeraldProcs, group: str, topic: str, total: int) -> None:
     while await committed_total(procs.settings, group, topic) < total:
         await asyncio.sleep(0.5)
 
@@ -32,13 +31,7 @@ async def phase(b: Bench) -> None:
     s = b.settings(partitions=4)
     topics = Topics(s.topic_prefix)
     await create_topics(s, topics.all())
-    pool = await connect_pool(b.stack.database_url)
-    try:
-        await migrate(pool)
-        if not await pool.fetchval("SELECT count(*) FROM herald_recipients WHERE user_id = 'u0'"):
-            await seed_users(pool, USERS)
-    finally:
-        await pool.close()
+    await ensure_users(b.stack.database_url, USERS)
     email_topic = topics.channel(Channel.EMAIL, Lane.PRIORITY)
     with HeraldProcs(b.stack, s, {"HERALD_CHANNEL__DRY_RUN": "true"}) as procs:
         cls = procs.start("mem-classifier", ["classifier"])
@@ -55,12 +48,11 @@ async def phase(b: Bench) -> None:
             with console.status(f"memory: {done:,}/{events_total:,} events"):
                 await preload(s, topics.events, mixed_events(n, users=USERS, seed=done), 4)
                 await preload(s, email_topic, channel_messages(Channel.EMAIL, n // 5), 4)
-                await _drain(s, procs, "herald-classifier", topics.events, done + n)
+                await _drain(procs, "herald-classifier", topics.events, done + n)
             done += n
             samples["classifier"].append((done, rss_mib(cls.pid)))
             samples["email consumer"].append((done, rss_mib(eml.pid)))
         await _drain(
-            s,
             procs,
             "mem-email",
             email_topic,

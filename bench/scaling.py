@@ -8,8 +8,7 @@ import time
 from bench.common import mixed_events, preload
 from bench.procs import HeraldProcs, committed_total
 from bench.run import Bench, Row, console
-from bench.seed import seed_users
-from consumers.db import connect_pool, migrate
+from bench.seed import ensure_users
 from consumers.kafka import create_topics
 from consumers.topics import Topics
 
@@ -44,13 +43,7 @@ async def _measure(b: Bench, n_procs: int, events: list[tuple[bytes, bytes]]) ->
 
 
 async def phase(b: Bench) -> None:
-    pool = await connect_pool(b.stack.database_url)
-    try:
-        await migrate(pool)
-        if not await pool.fetchval("SELECT count(*) FROM herald_recipients WHERE user_id = 'u0'"):
-            await seed_users(pool, USERS)
-    finally:
-        await pool.close()
+    await ensure_users(b.stack.database_url, USERS)
     events = mixed_events(b.events, users=USERS, seed=99)
     rates = {}
     for n in (1, 2, 4):

@@ -72,3 +72,16 @@ async def seed_users(pool: asyncpg.Pool, users: int, seed: int = 11) -> None:
             records=endpoints,
             columns=["endpoint_id", "owner_id", "url", "secrets"],
         )
+
+
+async def ensure_users(database_url: str, users: int) -> None:
+    """Migrate and seed u0..u{users-1} unless an earlier phase of this run already did."""
+    from consumers.db import connect_pool, migrate
+
+    pool = await connect_pool(database_url)
+    try:
+        await migrate(pool)
+        if not await pool.fetchval("SELECT count(*) FROM herald_recipients WHERE user_id = 'u0'"):
+            await seed_users(pool, users)
+    finally:
+        await pool.close()
