@@ -30,10 +30,10 @@ import asyncpg
 import httpx
 
 from consumers.api.auth import TokenKeys, mint_token
-from consumers.db import migrate
 from consumers.devstack import DevStack
 from consumers.devstack.processes import free_port
-from consumers.settings import ApiSettings
+from consumers.infra.db import migrate
+from consumers.infra.settings import ApiSettings
 
 __all__ = ["load_inbox", "measure", "phase"]
 

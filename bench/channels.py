@@ -12,10 +12,10 @@ from channels.dry_run import DryRunAdapter
 from channels.templates import TemplateRenderer
 from consumers.channel.consumer import ChannelConsumer
 from consumers.channel.dedupe import Dedupe
-from consumers.kafka import create_topics
-from consumers.keys import idempotency_key, notification_id
-from consumers.resources import Resources
-from consumers.topics import dlq
+from consumers.infra.keys import idempotency_key, notification_id
+from consumers.infra.resources import Resources
+from consumers.runtime.kafka import create_topics
+from consumers.runtime.topics import dlq
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, Lane, Tier, utcnow
 

@@ -7,9 +7,9 @@ from bench.run import Bench, Row, console
 from bench.seed import seed_users
 from bench.timed import time_runner
 from consumers.classifier.process import build_classifier
-from consumers.kafka import create_topics
-from consumers.resources import Resources
-from consumers.topics import dlq
+from consumers.infra.resources import Resources
+from consumers.runtime.kafka import create_topics
+from consumers.runtime.topics import dlq
 
 __all__ = ["USERS", "phase", "run_classifier"]
 

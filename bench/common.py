@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from consumers.emitter import build_event
-from consumers.kafka import create_topics
-from consumers.settings import HeraldSettings
+from consumers.infra.settings import HeraldSettings
+from consumers.runtime.kafka import create_topics
 from schemas.codec import default_codec
 
 __all__ = ["MIX", "Timing", "count_records", "mixed_events", "preload", "wait_drained"]

@@ -29,12 +29,12 @@ from consumers.channel.builders.aws import client_options
 from consumers.channel.consumer import ChannelConsumer
 from consumers.channel.dedupe import Dedupe
 from consumers.devstack import DevStack
-from consumers.kafka import create_topics
-from consumers.keys import idempotency_key, notification_id
-from consumers.resources import Resources
-from consumers.runtime import Runner
-from consumers.settings import AwsSettings, HeraldSettings, RuntimeSettings
-from consumers.topics import dlq
+from consumers.infra.keys import idempotency_key, notification_id
+from consumers.infra.resources import Resources
+from consumers.infra.settings import AwsSettings, HeraldSettings, RuntimeSettings
+from consumers.runtime.kafka import create_topics
+from consumers.runtime.runner import Runner
+from consumers.runtime.topics import dlq
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, Lane, Tier, utcnow
 

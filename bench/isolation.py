@@ -21,11 +21,11 @@ from bench.channels import channel_messages
 from bench.common import preload, wait_drained
 from bench.procs import HeraldProcs
 from bench.run import Bench, Row, console
-from consumers.db import connect_pool, migrate
 from consumers.emitter import Emitter
-from consumers.kafka import create_topics
-from consumers.settings import HeraldSettings
-from consumers.topics import Topics
+from consumers.infra.db import connect_pool, migrate
+from consumers.infra.settings import HeraldSettings
+from consumers.runtime.kafka import create_topics
+from consumers.runtime.topics import Topics
 from schemas.codec import default_codec
 from schemas.models import Channel, DeliveryOutcome, Lane, OutcomeStatus, Tier
 

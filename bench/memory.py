@@ -11,8 +11,8 @@ from bench.common import mixed_events, preload
 from bench.procs import HeraldProcs, committed_total, rss_mib
 from bench.run import Bench, Row, console
 from bench.seed import ensure_users
-from consumers.kafka import create_topics
-from consumers.topics import Topics
+from consumers.runtime.kafka import create_topics
+from consumers.runtime.topics import Topics
 from schemas.models import Channel, Lane
 
 __all__ = ["phase"]

@@ -10,10 +10,10 @@ from aiokafka import AIOKafkaProducer
 
 from bench.common import Timing
 from bench.timed import time_runner, timed_consumer_factory
-from consumers.kafka import create_topics, make_producer
-from consumers.passthrough import PassThrough
-from consumers.settings import HeraldSettings
-from consumers.topics import dlq
+from consumers.infra.settings import HeraldSettings
+from consumers.runtime.kafka import create_topics, make_producer
+from consumers.runtime.passthrough import PassThrough
+from consumers.runtime.topics import dlq
 
 __all__ = ["NoOp", "raw_passthrough", "runtime_passthrough"]
 

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumers.devstack import DevStack
 from consumers.devstack.processes import free_port, spawn_herald, stop
-from consumers.settings import HeraldSettings
+from consumers.infra.settings import HeraldSettings
 
 __all__ = ["HeraldProcs", "committed_total", "rss_mib"]
 

@@ -25,7 +25,7 @@ from rich.table import Table
 from bench.common import mixed_events, preload
 from bench.passthrough import raw_passthrough, runtime_passthrough
 from consumers.devstack import DevStack
-from consumers.settings import HeraldSettings, RuntimeSettings
+from consumers.infra.settings import HeraldSettings, RuntimeSettings
 
 RESULTS = Path(__file__).parent / "results.json"
 console = Console(width=160)

@@ -76,7 +76,7 @@ async def seed_users(pool: asyncpg.Pool, users: int, seed: int = 11) -> None:
 
 async def ensure_users(database_url: str, users: int) -> None:
     """Migrate and seed u0..u{users-1} unless an earlier phase of this run already did."""
-    from consumers.db import connect_pool, migrate
+    from consumers.infra.db import connect_pool, migrate
 
     pool = await connect_pool(database_url)
     try:

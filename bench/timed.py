@@ -49,7 +49,7 @@ async def time_runner(
     The clock runs from the first poll that returned records to the commit that covered the
     last one: group start-up is not counted.
     """
-    from consumers.runtime import Runner
+    from consumers.runtime.runner import Runner
 
     consumer_cls = timed_consumer_factory(total)
     runner: Runner[Any] = Runner(

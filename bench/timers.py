@@ -26,12 +26,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.run import Row, console
-from consumers.clock import SystemClock
 from consumers.devstack import DevStack
-from consumers.kafka import create_topics
-from consumers.resources import Resources
-from consumers.scheduler import Scheduler, TimerPoller, publish_timer
-from consumers.settings import HeraldSettings, SchedulerSettings
+from consumers.infra.clock import SystemClock
+from consumers.infra.resources import Resources
+from consumers.infra.settings import HeraldSettings, SchedulerSettings
+from consumers.runtime.kafka import create_topics
+from consumers.scheduler.store import Scheduler, TimerPoller, publish_timer
 
 __all__ = ["backlog", "main", "phase", "steady"]
 

@@ -25,8 +25,8 @@ import channels.webhook as webhook_module
 from channels.endpoints_pg import EndpointStore
 from channels.signing import generate_secret, signing_headers
 from channels.webhook import WebhookAdapter, WebhookConfig
-from consumers.db import connect_pool, migrate
 from consumers.devstack import DevStack
+from consumers.infra.db import connect_pool, migrate
 from tests.integration.webhook_helpers import webhook_message
 
 

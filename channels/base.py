@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from schemas.errors import HeraldError
 from schemas.models import Channel, ChannelMessage
 
 __all__ = [
@@ -68,7 +69,7 @@ class Outcome:
         )
 
 
-class DeliveryError(Exception):
+class DeliveryError(HeraldError):
     """A classified provider failure."""
 
     def __init__(
@@ -89,11 +90,11 @@ class DeliveryError(Exception):
 
 
 class RetryableDelivery(DeliveryError):
-    pass
+    retryable = True
 
 
 class PermanentDelivery(DeliveryError):
-    pass
+    retryable = False
 
 
 @dataclass(frozen=True, slots=True)

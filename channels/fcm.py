@@ -28,7 +28,7 @@ import httpx
 
 from channels.base import Content, Outcome
 from channels.devices_pg import DeviceStore
-from channels.fcm_auth import AuthError, TokenSource
+from channels.fcm_auth import CredentialsError, TokenSource
 from channels.fcm_message import (
     FCM_LIMIT_BYTES,
     PayloadTooLarge,
@@ -165,7 +165,7 @@ class FcmAdapter:
         for attempt in (1, 2):
             try:
                 bearer = await self._auth.token()
-            except AuthError as exc:
+            except CredentialsError as exc:
                 return _TokenResult(
                     token,
                     Outcome(

@@ -20,14 +20,16 @@ import google.auth.exceptions
 import google.auth.transport.requests
 from google.oauth2 import service_account
 
-__all__ = ["FCM_SCOPE", "AuthError", "FcmAuth", "TokenSource", "load_service_account", "needs_refresh"]
+from schemas.errors import HeraldError
+
+__all__ = ["FCM_SCOPE", "CredentialsError", "FcmAuth", "TokenSource", "load_service_account", "needs_refresh"]
 
 log = logging.getLogger(__name__)
 
 FCM_SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 
 
-class AuthError(Exception):
+class CredentialsError(HeraldError):
     """The token endpoint refused us or could not be reached."""
 
 
@@ -113,9 +115,9 @@ class FcmAuth:
         try:
             await asyncio.to_thread(self._creds.refresh, request)
         except google.auth.exceptions.GoogleAuthError as exc:
-            raise AuthError(f"token endpoint refused the service account: {exc}") from exc
+            raise CredentialsError(f"token endpoint refused the service account: {exc}") from exc
         except OSError as exc:  # requests' ConnectionError is an OSError
-            raise AuthError(f"token endpoint unreachable: {exc}") from exc
+            raise CredentialsError(f"token endpoint unreachable: {exc}") from exc
         self.refreshes += 1
         self._token = self._creds.token
         self._expiry = _utc(self._creds.expiry)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from schemas.errors import RecordError
 from schemas.models import ChannelMessage, Tier
 
 __all__ = [
@@ -45,11 +46,13 @@ _RESERVED = frozenset({"from", "notification", "message_type", "collapse_key"})
 _APNS_COLLAPSE_MAX = 64  # bytes, APNs limit on apns-collapse-id
 
 
-class PayloadTooLarge(ValueError):
+class PayloadTooLarge(RecordError):
     """Even with an empty body the message exceeds the limit."""
 
     def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"push payload is {size} bytes without a body; the limit is {limit}")
+        super().__init__(
+            f"push payload is {size} bytes without a body; the limit is {limit}", reason="payload_too_large"
+        )
         self.size = size
         self.limit = limit
 

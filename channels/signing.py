@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from schemas.errors import ConfigurationError, HeraldError
+
 __all__ = [
     "SECRET_PREFIX",
     "FutureTimestamp",
@@ -52,11 +54,11 @@ _MAX_SIGNATURES = 16  # bounds the work an attacker's header can cause
 SecretLike = str | bytes
 
 
-class InvalidSecret(ValueError):
+class InvalidSecret(ConfigurationError, ValueError):
     """A secret that is not ``whsec_`` + base64 of some bytes."""
 
 
-class WebhookVerificationError(ValueError):
+class WebhookVerificationError(HeraldError, ValueError):
     """A webhook that must be rejected. Subclasses say why."""
 
 

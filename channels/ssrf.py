@@ -31,6 +31,8 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
+from schemas.errors import RecordError
+
 __all__ = [
     "METADATA_ADDRESSES",
     "AddressPolicy",
@@ -62,12 +64,11 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 
 
-class BlockedDestination(Exception):
+class BlockedDestination(RecordError):
     """The webhook URL may not be called (SSRF policy or https-only). Permanent."""
 
     def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
+        super().__init__(f"{reason}: {detail}", reason=reason)
         self.detail = detail
 
 

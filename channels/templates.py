@@ -27,6 +27,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from channels.base import Content
+from schemas.errors import RecordError
 from schemas.models import Channel, ChannelMessage
 
 __all__ = ["CHANNEL_FILES", "TemplateError", "TemplateRenderer", "locale_chain", "template_variables"]
@@ -42,8 +43,10 @@ _LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-class TemplateError(Exception):
+class TemplateError(RecordError):
     """A message cannot be rendered: unknown template, missing variable, broken template."""
+
+    reason = "template_error"
 
 
 def locale_chain(locale: str | None, default: str) -> list[str]:

@@ -1,7 +1,7 @@
 """System-to-system webhooks: signed JSON POSTs to subscriber endpoints.
 
 One attempt per :meth:`WebhookAdapter.deliver`; retries are the fallback consumer's
-scheduler rows (``consumers/retries.py``), never a sleep here. The request carries the
+scheduler rows (``consumers/scheduler/retries.py``), never a sleep here. The request carries the
 Standard Webhooks headers: ``webhook-id`` = the message's idempotency key (identical on every
 retry and replay, so receivers dedupe on it), ``webhook-timestamp`` (unix seconds of this
 attempt) and ``webhook-signature`` (one ``v1,`` signature per active secret).

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from fastavro import schemaless_reader, schemaless_writer
 
+from schemas.errors import RecordError
 from schemas.models import ChannelMessage, DeliveryOutcome, DomainEvent, Receipt, Record
 from schemas.registry import Contract, load_contracts
 
@@ -21,12 +22,11 @@ _HEADER = len(MAGIC) + 8
 R = TypeVar("R", bound=Record)
 
 
-class DecodeError(ValueError):
+class DecodeError(RecordError, ValueError):
     """Bytes that are not a record we can read. ``reason`` is a stable machine-readable code."""
 
     def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
+        super().__init__(f"{reason}: {detail}", reason=reason)
         self.detail = detail
 
 

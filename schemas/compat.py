@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from schemas.errors import ConfigurationError
+
 __all__ = ["IncompatibleSchema", "backward_problems", "check_backward"]
 
 _PROMOTIONS = {
@@ -20,7 +22,7 @@ _PROMOTIONS = {
 }
 
 
-class IncompatibleSchema(ValueError):
+class IncompatibleSchema(ConfigurationError, ValueError):
     """A reader schema that cannot resolve data written with an older schema."""
 
 

@@ -19,8 +19,8 @@ from consumers.api.app import create_app
 from consumers.api.auth import mint_token
 from consumers.api.deps import ApiContext
 from consumers.api.server import ApiServer, open_context
-from consumers.resources import Resources
-from consumers.settings import ApiSettings, HeraldSettings
+from consumers.infra.resources import Resources
+from consumers.infra.settings import ApiSettings, HeraldSettings
 
 __all__ = ["RunningApi", "api_settings", "running_api"]
 

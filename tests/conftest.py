@@ -14,9 +14,9 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as redis_asyncio
 
-from consumers.db import migrate
 from consumers.devstack import DevStack
-from consumers.settings import HeraldSettings, RuntimeSettings
+from consumers.infra.db import migrate
+from consumers.infra.settings import HeraldSettings, RuntimeSettings
 
 
 @pytest.fixture(scope="session")

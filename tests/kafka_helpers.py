@@ -9,8 +9,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from consumers.kafka import create_topics
-from consumers.settings import HeraldSettings
+from consumers.infra.settings import HeraldSettings
+from consumers.runtime.kafka import create_topics
 
 __all__ = ["committed_offsets", "produce_raw", "read_all", "wait_for_records"]
 

@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 
-from consumers.settings import ApiSettings
+from consumers.api.problems import ApiError
+from consumers.infra.settings import ApiSettings
 
 __all__ = ["MIN_HS256_KEY_BYTES", "AuthError", "Principal", "TokenKeys", "mint_token", "verify_token"]
 
@@ -22,7 +23,7 @@ _REQUIRED_CLAIMS = ["exp", "sub", "aud", "iat"]
 _MAX_SUB_LEN = 200
 
 
-class AuthError(Exception):
+class AuthError(ApiError):
     """The request is not authenticated; the message is safe to show the caller."""
 
 

@@ -24,9 +24,9 @@ from consumers.api.preferences import PreferenceSlot
 from consumers.api.problems import ProblemError
 from consumers.api.ratelimit import RateLimiter
 from consumers.api.stream import InboxHub
-from consumers.inbox import InboxReads
-from consumers.settings import ApiSettings
-from consumers.topics import Topics
+from consumers.inbox.reads import InboxReads
+from consumers.infra.settings import ApiSettings
+from consumers.runtime.topics import Topics
 from schemas.codec import Codec
 from schemas.models import Channel
 

@@ -14,8 +14,11 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from schemas.errors import HeraldError
+
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
+    "ApiError",
     "FieldError",
     "Problem",
     "ProblemError",
@@ -47,7 +50,11 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = Field(None, description="422: one entry per invalid field.")
 
 
-class ProblemError(Exception):
+class ApiError(HeraldError):
+    """An error the API answers as an RFC 9457 problem."""
+
+
+class ProblemError(ApiError):
     """Raise from a handler to answer with a problem; ``headers`` e.g. WWW-Authenticate, Retry-After."""
 
     def __init__(

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 
 from consumers.api.app import create_app
 from consumers.api.server import ApiServer, open_context
-from consumers.cli.errors import CliError
-from consumers.cli.run import ProcessSpec
-from consumers.resources import Resources
+from consumers.infra.resources import Resources
+from consumers.runtime.process import ProcessOptions, ProcessSpec
+from schemas.errors import ConfigurationError
 
 __all__ = ["build"]
 
 
-async def build(res: Resources, _: argparse.Namespace) -> ProcessSpec:
+async def build(res: Resources, _: ProcessOptions) -> ProcessSpec:
     try:
         ctx = await open_context(res)
     except ValueError as exc:
-        raise CliError(str(exc)) from exc
+        raise ConfigurationError(str(exc)) from exc
     server = ApiServer(create_app(ctx), res.settings.api.host, res.settings.api.port)
 
     async def serve_api(stopping: asyncio.Event) -> None:

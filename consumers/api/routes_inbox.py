@@ -15,7 +15,7 @@ from consumers.api.deps import Ctx, User, invalid, item_out, kafka_down
 from consumers.api.models import InboxItemOut, InboxPageOut, MarkReadIn, MarkReadOut, UnreadCount
 from consumers.api.problems import ProblemError, problem_responses
 from consumers.api.stream import event_stream
-from consumers.settings import ApiSettings
+from consumers.infra.settings import ApiSettings
 
 __all__ = ["router"]
 

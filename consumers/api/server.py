@@ -1,4 +1,4 @@
-"""Open the API's clients from :class:`~consumers.resources.Resources` and serve the app with uvicorn."""
+"""Open the API's clients from :class:`~consumers.infra.resources.Resources` and serve the app with uvicorn."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from consumers.api.deps import ApiContext
 from consumers.api.preferences import preference_slots
 from consumers.api.ratelimit import RateLimiter
 from consumers.api.stream import InboxHub
-from consumers.asgi_server import LoopServer
 from consumers.classifier.routing import load_routing
-from consumers.kafka import create_topics
-from consumers.resources import Resources
+from consumers.infra.resources import Resources
+from consumers.runtime.http_server import LoopServer
+from consumers.runtime.kafka import create_topics
 from schemas.codec import default_codec
 
 __all__ = ["ApiServer", "open_context"]

@@ -27,13 +27,13 @@ from datetime import datetime
 
 from channels.base import ChannelAdapter, Content, DeliveryError, Outcome
 from channels.templates import TemplateError, TemplateRenderer
-from consumers import metrics
 from consumers.channel.dedupe import Dedupe
-from consumers.clock import Clock, SystemClock
-from consumers.keys import outcome_id
-from consumers.runtime import DeadLetter, Incoming, Output, Result
-from consumers.settings import ChannelConsumerSettings
-from consumers.topics import Topics
+from consumers.infra.clock import Clock, SystemClock
+from consumers.infra.keys import outcome_id
+from consumers.infra.settings import ChannelConsumerSettings
+from consumers.runtime import metrics
+from consumers.runtime.handling import DeadLetter, Incoming, Output, Result
+from consumers.runtime.topics import Topics
 from schemas.codec import Codec, default_codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus
 
@@ -73,7 +73,7 @@ _RECIPIENT_BACKOFF = _Done(
 
 
 class ChannelConsumer:
-    """The runtime :class:`~consumers.runtime.Handler` for any channel and lane."""
+    """The runtime :class:`~consumers.runtime.runner.Handler` for any channel and lane."""
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
 
-from consumers import metrics
+from consumers.runtime import metrics
 
 __all__ = ["Dedupe"]
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
-
 from channels.templates import TemplateRenderer
 from consumers.channel.consumer import ChannelConsumer
 from consumers.channel.dedupe import Dedupe
 from consumers.channel.registry import build_adapter
-from consumers.cli.errors import CliError
-from consumers.cli.run import ProcessSpec
-from consumers.kafka import create_topics
-from consumers.resources import Resources
-from consumers.runtime import Runner
-from consumers.topics import dlq
+from consumers.infra.resources import Resources
+from consumers.runtime.kafka import create_topics
+from consumers.runtime.process import ProcessOptions, ProcessSpec
+from consumers.runtime.runner import Runner
+from consumers.runtime.topics import dlq
+from schemas.errors import ConfigurationError
 from schemas.models import Channel, Lane
 
 __all__ = ["build", "build_consumer", "group_id"]
@@ -23,15 +21,15 @@ def group_id(channel: Channel, lane: Lane) -> str:
     return f"herald-channel-{channel.value}-{lane.value}"
 
 
-def _parse(args: argparse.Namespace) -> tuple[Channel, Lane]:
+def _parse(options: ProcessOptions) -> tuple[Channel, Lane]:
     try:
-        channel = Channel(args.channel)
+        channel = Channel(options.channel or "")
     except ValueError:
-        raise CliError(f"--channel must be one of: {', '.join(c.value for c in Channel)}") from None
+        raise ConfigurationError(f"--channel must be one of: {', '.join(c.value for c in Channel)}") from None
     try:
-        lane = Lane(args.lane or "priority")
+        lane = Lane(options.lane or "priority")
     except ValueError:
-        raise CliError(f"--lane must be one of: {', '.join(lane.value for lane in Lane)}") from None
+        raise ConfigurationError(f"--lane must be one of: {', '.join(lane.value for lane in Lane)}") from None
     return channel, lane
 
 
@@ -57,15 +55,15 @@ async def build_consumer(res: Resources, channel: Channel, lane: Lane) -> Channe
     return consumer
 
 
-async def build(res: Resources, args: argparse.Namespace) -> ProcessSpec:
-    channel, lane = _parse(args)
+async def build(res: Resources, options: ProcessOptions) -> ProcessSpec:
+    channel, lane = _parse(options)
     source = res.topics.channel(channel, lane)
     await create_topics(res.settings, [source, dlq(source), res.topics.outcomes, dlq(res.topics.outcomes)])
     consumer = await build_consumer(res, channel, lane)
     runner: Runner[object] = Runner(
         consumer,  # type: ignore[arg-type]
         topics=[source],
-        group_id=args.group or group_id(channel, lane),
+        group_id=options.group or group_id(channel, lane),
         bootstrap_servers=res.settings.kafka_bootstrap_servers,
         producer=await res.producer(),
         settings=res.settings.runtime,

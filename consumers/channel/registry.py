@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from channels.base import ChannelAdapter
 from channels.dry_run import DryRunAdapter
-from consumers.resources import Resources
+from consumers.infra.resources import Resources
 from schemas.models import Channel
 
 __all__ = ["ADAPTER_BUILDERS", "build_adapter"]

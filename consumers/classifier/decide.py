@@ -21,14 +21,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from operator import attrgetter
 
-from consumers import keys
 from consumers.classifier.profile import Profile, zone
 from consumers.classifier.quiet_hours import QuietAction, QuietDecision, quiet_decision
 from consumers.classifier.ratelimit import LimiterDown, LimitRequest, bucket_key, limit_for, on_limiter_down
 from consumers.classifier.routing import Route
-from consumers.runtime import Output
-from consumers.scheduler import Timer, publish_timer
-from consumers.topics import Topics
+from consumers.infra import keys
+from consumers.runtime.handling import Output
+from consumers.runtime.topics import Topics
+from consumers.scheduler.store import Timer, publish_timer
 from schemas.codec import Codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, DomainEvent, Lane, OutcomeStatus, Tier
 

@@ -5,7 +5,7 @@ buckets), one PostgreSQL insert (deferred sends). Payloads are never parsed.
 
 Outages:
 
-* PostgreSQL down (lookups or arming timers) → :class:`RetryableError`: the runtime retries,
+* PostgreSQL down (lookups or arming timers) → :class:`DependencyUnavailable`: the runtime retries,
   then pauses and replays from the last commit; nothing is lost or sent twice (keys).
 * Redis down → the batch goes on without rate limits: critical and high always flow, tiers in
   ``defer_tiers_when_limiter_down`` (default: low) are re-classified later through a scheduler
@@ -23,17 +23,18 @@ from datetime import timedelta
 
 import asyncpg
 
-from consumers import metrics
 from consumers.classifier.decide import DecideConfig, Plan, finalize, plan
 from consumers.classifier.lookup import LookupUnavailable, ProfileCache
 from consumers.classifier.ratelimit import LimiterUnavailable, RateLimiter
 from consumers.classifier.routing import RoutingTable
-from consumers.clock import Clock
-from consumers.runtime import DeadLetter, Incoming, Result, RetryableError
-from consumers.scheduler import Scheduler, Timer
-from consumers.settings import HeraldSettings
-from consumers.topics import Topics
+from consumers.infra.clock import Clock
+from consumers.infra.settings import HeraldSettings
+from consumers.runtime import metrics
+from consumers.runtime.handling import DeadLetter, Incoming, Result
+from consumers.runtime.topics import Topics
+from consumers.scheduler.store import Scheduler, Timer
 from schemas.codec import Codec, default_codec
+from schemas.errors import DependencyUnavailable
 from schemas.models import DomainEvent
 
 __all__ = ["Classifier", "decide_config"]
@@ -101,7 +102,7 @@ class Classifier:
             profiles = await self.profiles.get_many(e.user_id for _, e in routed)
         except LookupUnavailable as exc:
             metrics.DEPENDENCY_ERRORS.labels("postgresql", self.name).inc()
-            raise RetryableError(f"recipient lookup failed: {exc}") from exc
+            raise DependencyUnavailable(f"recipient lookup failed: {exc}") from exc
 
         plans: list[tuple[int, Plan]] = []
         for i, event in routed:
@@ -128,7 +129,7 @@ class Classifier:
                 await self.scheduler.arm(timers)
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 metrics.DEPENDENCY_ERRORS.labels("postgresql", self.name).inc()
-                raise RetryableError(f"arming deferred sends failed: {exc}") from exc
+                raise DependencyUnavailable(f"arming deferred sends failed: {exc}") from exc
 
         for tier, n in tiers.items():
             metrics.EVENTS_CLASSIFIED.labels(tier).inc(n)

@@ -16,6 +16,7 @@ import asyncpg
 
 from consumers.classifier.profile import Endpoint, Profile
 from consumers.classifier.quiet_hours import QuietWindow
+from schemas.errors import DependencyUnavailable
 from schemas.models import Channel
 
 __all__ = ["LookupUnavailable", "ProfileCache", "fetch_profiles"]
@@ -33,7 +34,7 @@ LEFT JOIN herald_recipients r ON r.user_id = u.id
 """
 
 
-class LookupUnavailable(Exception):
+class LookupUnavailable(DependencyUnavailable):
     """PostgreSQL did not answer."""
 
 

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
-
 from consumers.classifier.handler import Classifier, decide_config
 from consumers.classifier.lookup import ProfileCache
 from consumers.classifier.ratelimit import RateLimiter
 from consumers.classifier.routing import RoutingError, load_routing
-from consumers.cli.errors import CliError
-from consumers.cli.run import ProcessSpec
-from consumers.kafka import create_topics
-from consumers.resources import Resources
-from consumers.runtime import Runner
-from consumers.scheduler import Scheduler
-from consumers.topics import dlq
+from consumers.infra.resources import Resources
+from consumers.runtime.kafka import create_topics
+from consumers.runtime.process import ProcessOptions, ProcessSpec
+from consumers.runtime.runner import Runner
+from consumers.runtime.topics import dlq
+from consumers.scheduler.store import Scheduler
+from schemas.errors import ConfigurationError
 
 __all__ = ["build", "build_classifier"]
 
@@ -25,7 +23,7 @@ async def build_classifier(res: Resources) -> Classifier:
     try:
         table = load_routing(settings.classifier.routing_file, settings.classifier.default_tier)
     except RoutingError as exc:
-        raise CliError(str(exc)) from exc
+        raise ConfigurationError(str(exc)) from exc
     pool = await res.pool()
     return Classifier(
         table=table,
@@ -43,7 +41,7 @@ async def build_classifier(res: Resources) -> Classifier:
     )
 
 
-async def build(res: Resources, args: argparse.Namespace) -> ProcessSpec:
+async def build(res: Resources, options: ProcessOptions) -> ProcessSpec:
     handler = await build_classifier(res)
     topics = res.topics
     await create_topics(
@@ -52,7 +50,7 @@ async def build(res: Resources, args: argparse.Namespace) -> ProcessSpec:
     runner = Runner(
         handler,
         topics=[topics.events],
-        group_id=args.group or "herald-classifier",
+        group_id=options.group or "herald-classifier",
         bootstrap_servers=res.settings.kafka_bootstrap_servers,
         producer=await res.producer(),
         settings=res.settings.runtime,

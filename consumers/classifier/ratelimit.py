@@ -23,6 +23,7 @@ from enum import StrEnum
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
 
+from schemas.errors import DependencyUnavailable
 from schemas.models import Channel, Tier
 
 __all__ = [
@@ -79,7 +80,7 @@ class LimitRequest:
     limit: int
 
 
-class LimiterUnavailable(Exception):
+class LimiterUnavailable(DependencyUnavailable):
     """Redis did not answer; the caller applies :func:`on_limiter_down`."""
 
 

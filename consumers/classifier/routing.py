@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from schemas.errors import ConfigurationError
 from schemas.models import Channel, Lane, Tier
 
 __all__ = [
@@ -40,7 +41,7 @@ DEFAULT_CHANNELS: Mapping[Tier, tuple[Channel, ...]] = {
 """The decision table's channels per tier: used for unknown types when a default tier is set."""
 
 
-class RoutingError(ValueError):
+class RoutingError(ConfigurationError, ValueError):
     """The routing table is invalid; the message says where and why."""
 
 

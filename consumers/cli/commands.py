@@ -11,12 +11,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from consumers.cli.errors import CliError
-from consumers.db import connect_pool, migrate
 from consumers.emitter import Emitter, build_event
-from consumers.kafka import KafkaUnavailable, create_topics
-from consumers.settings import PACKAGE_DIR, HeraldSettings
-from consumers.topics import Topics
+from consumers.infra.db import connect_pool, migrate
+from consumers.infra.settings import PACKAGE_DIR, HeraldSettings
+from consumers.runtime.kafka import KafkaUnavailable, create_topics
+from consumers.runtime.topics import Topics
+from schemas.errors import ConfigurationError
 
 __all__ = ["register", "settings_table"]
 
@@ -58,9 +58,9 @@ async def produce(settings: HeraldSettings, args: argparse.Namespace) -> int:
     try:
         data = json.loads(args.data)
     except json.JSONDecodeError as exc:
-        raise CliError(f"--data is not JSON: {exc}") from exc
+        raise ConfigurationError(f"--data is not JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise CliError("--data must be a JSON object")
+        raise ConfigurationError("--data must be a JSON object")
     topic = Topics(settings.topic_prefix).events
     await create_topics(settings, [topic])
     try:

@@ -23,10 +23,10 @@ from typing import Any
 import httpx
 
 from consumers.cli.tail import format_record, read_topic
-from consumers.db import connect_pool, migrate
-from consumers.kafka import create_topics
-from consumers.settings import HeraldSettings
-from consumers.topics import Topics
+from consumers.infra.db import connect_pool, migrate
+from consumers.infra.settings import HeraldSettings
+from consumers.runtime.kafka import create_topics
+from consumers.runtime.topics import Topics
 
 __all__ = ["DEV_PROCESSES", "register"]
 
@@ -170,8 +170,8 @@ async def _stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
 
 
 async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
-    from consumers.api.demo import demo_access_lines, demo_api_env
     from consumers.devstack import DevStack
+    from consumers.devstack.api_demo import demo_access_lines, demo_api_env
     from consumers.devstack.demo import STALE_TOKEN, new_webhook_secret, run_demo_stream, seed
     from consumers.devstack.fcm_fake import FcmFake
     from consumers.devstack.processes import free_port, spawn_herald

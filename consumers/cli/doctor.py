@@ -18,7 +18,7 @@ from botocore.parsers import ResponseParserError
 
 from channels.aws import error_code, open_client
 from consumers.channel.builders.aws import client_options
-from consumers.settings import HeraldSettings
+from consumers.infra.settings import HeraldSettings
 
 __all__ = ["Facts", "Finding", "dns_records", "evaluate", "gather", "register", "sender_domain"]
 

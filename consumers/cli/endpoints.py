@@ -15,13 +15,13 @@ from typing import Any
 from channels.endpoints_pg import Endpoint, EndpointStore
 from channels.signing import InvalidSecret
 from channels.ssrf import AddressPolicy, BlockedDestination, check_url, refusal
-from consumers.cli.errors import CliError
-from consumers.clock import SystemClock
-from consumers.db import connect_pool, migrate
-from consumers.kafka import create_topics, make_producer
-from consumers.settings import HeraldSettings
-from consumers.topics import Topics
+from consumers.infra.clock import SystemClock
+from consumers.infra.db import connect_pool, migrate
+from consumers.infra.settings import HeraldSettings
+from consumers.runtime.kafka import create_topics, make_producer
+from consumers.runtime.topics import Topics
 from schemas.codec import default_codec
+from schemas.errors import ConfigurationError
 from schemas.models import Channel, ChannelMessage
 
 __all__ = ["parse_since", "register"]
@@ -39,7 +39,9 @@ def parse_since(value: str, now: datetime) -> datetime:
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise CliError(f"--since {value!r}: expected an ISO date/time or a duration like 6h, 3d") from None
+        raise ConfigurationError(
+            f"--since {value!r}: expected an ISO date/time or a duration like 6h, 3d"
+        ) from None
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
@@ -117,7 +119,7 @@ def _summary(ep: Endpoint) -> dict[str, Any]:
 async def _get(store: EndpointStore, endpoint_id: str) -> Endpoint:
     ep = await store.get(endpoint_id)
     if ep is None:
-        raise CliError(f"no webhook endpoint {endpoint_id!r}")
+        raise ConfigurationError(f"no webhook endpoint {endpoint_id!r}")
     return ep
 
 
@@ -125,14 +127,16 @@ async def add(settings: HeraldSettings, args: argparse.Namespace) -> int:
     try:
         _, host, _ = check_url(args.url, https_only=settings.webhook.https_only)
     except BlockedDestination as exc:
-        raise CliError(f"--url refused: {exc}") from exc
+        raise ConfigurationError(f"--url refused: {exc}") from exc
     policy = AddressPolicy.from_strings(settings.webhook.allow_hosts)
     try:
         reason = refusal(host.strip("[]"), policy.allow)
     except ValueError:
         reason = None  # a name: checked on every connection, after resolution
     if reason is not None:
-        raise CliError(f"--url refused: {host} is a {reason} address (see HERALD_WEBHOOK__ALLOW_HOSTS)")
+        raise ConfigurationError(
+            f"--url refused: {host} is a {reason} address (see HERALD_WEBHOOK__ALLOW_HOSTS)"
+        )
     async with _store(settings) as store:
         try:
             ep = await store.add(
@@ -145,7 +149,7 @@ async def add(settings: HeraldSettings, args: argparse.Namespace) -> int:
                 secret=args.secret,
             )
         except InvalidSecret as exc:
-            raise CliError(f"--secret: {exc}") from exc
+            raise ConfigurationError(f"--secret: {exc}") from exc
     print(
         json.dumps(
             {
@@ -185,9 +189,9 @@ async def rotate_secret(settings: HeraldSettings, args: argparse.Namespace) -> i
                 args.endpoint_id, now=_now(), grace_s=grace, new_secret=args.secret
             )
         except InvalidSecret as exc:
-            raise CliError(f"--secret: {exc}") from exc
+            raise ConfigurationError(f"--secret: {exc}") from exc
     if ep is None:
-        raise CliError(f"no webhook endpoint {args.endpoint_id!r}")
+        raise ConfigurationError(f"no webhook endpoint {args.endpoint_id!r}")
     expires = ep.previous_secret_expires_at.isoformat() if ep.previous_secret_expires_at else None
     print(
         json.dumps(
@@ -222,7 +226,7 @@ async def replay(settings: HeraldSettings, args: argparse.Namespace) -> int:
     async with _store(settings) as store:
         ep = await _get(store, args.endpoint_id)
         if ep.disabled and not args.dry_run:
-            raise CliError(
+            raise ConfigurationError(
                 f"{ep.endpoint_id} is disabled ({ep.disabled_reason}): "
                 f"`herald endpoints enable {ep.endpoint_id}` first"
             )

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from consumers.db import DatabaseUnavailable
-from consumers.kafka import KafkaUnavailable
+from schemas.errors import ConfigurationError, DependencyUnavailable
 
-__all__ = ["EXPECTED", "CliError"]
+__all__ = ["EXPECTED"]
 
-
-class CliError(Exception):
-    """A wrong argument or a state the user can fix."""
-
-
-EXPECTED: tuple[type[BaseException], ...] = (CliError, KafkaUnavailable, DatabaseUnavailable, ConnectionError)
+# A configuration mistake or a server that is not there: the user can fix both, so no traceback.
+EXPECTED: tuple[type[BaseException], ...] = (ConfigurationError, DependencyUnavailable, ConnectionError)

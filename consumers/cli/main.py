@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from consumers.cli import commands, dev, doctor, endpoints, receipts, run, tail, token, why
 from consumers.cli.errors import EXPECTED
-from consumers.settings import HeraldSettings
+from consumers.infra.settings import HeraldSettings
 
 __all__ = ["build_parser", "main"]
 

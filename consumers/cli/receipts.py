@@ -11,9 +11,9 @@ import argparse
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
-from consumers.kafka import KafkaUnavailable, create_topics
-from consumers.settings import HeraldSettings
-from consumers.topics import Topics
+from consumers.infra.settings import HeraldSettings
+from consumers.runtime.kafka import KafkaUnavailable, create_topics
+from consumers.runtime.topics import Topics
 from schemas.codec import default_codec
 from schemas.models import Channel, Receipt, ReceiptStatus, utcnow
 

@@ -5,38 +5,25 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
 
-from consumers.cli.errors import CliError
-from consumers.process import BackgroundLoop, serve
-from consumers.resources import Resources
-from consumers.runtime import Runner
-from consumers.settings import HeraldSettings
+from consumers.infra.resources import Resources
+from consumers.infra.settings import HeraldSettings
+from consumers.runtime.process import ProcessFactory, ProcessOptions, serve
+from schemas.errors import ConfigurationError
 
-__all__ = ["PROCESSES", "ProcessSpec", "register"]
+__all__ = ["PROCESSES", "register"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class ProcessSpec:
-    runners: list[Runner[Any]] = field(default_factory=list)
-    loops: list[BackgroundLoop] = field(default_factory=list)
-    on_stop: Callable[[], Awaitable[None]] | None = None
-
-
-ProcessFactory = Callable[[Resources, argparse.Namespace], Awaitable[ProcessSpec]]
-
 # name -> "module:function". Imported on demand so `herald run webhook` loads no FCM code.
 PROCESSES: dict[str, str] = {
-    "passthrough": "consumers.passthrough_process:build",
+    "passthrough": "consumers.runtime.passthrough_process:build",
     "classifier": "consumers.classifier.process:build",
     "channel": "consumers.channel.process:build",
     "fallback": "consumers.fallback.process:build",
-    "scheduler": "consumers.scheduler_process:build",
-    "inbox-janitor": "consumers.inbox_janitor:build",
+    "scheduler": "consumers.scheduler.process:build",
+    "inbox-janitor": "consumers.inbox.janitor:build",
     "api": "consumers.api.process:build",
 }
 
@@ -45,7 +32,9 @@ def _factory(name: str) -> ProcessFactory:
     try:
         target = PROCESSES[name]
     except KeyError:
-        raise CliError(f"unknown process {name!r}; choose one of: {', '.join(sorted(PROCESSES))}") from None
+        raise ConfigurationError(
+            f"unknown process {name!r}; choose one of: {', '.join(sorted(PROCESSES))}"
+        ) from None
     module, _, attr = target.partition(":")
     factory: ProcessFactory = getattr(importlib.import_module(module), attr)
     return factory
@@ -65,7 +54,8 @@ async def run_process(settings: HeraldSettings, args: argparse.Namespace) -> int
     factory = _factory(args.process)
     resources = Resources(settings)
     try:
-        spec = await factory(resources, args)
+        options = ProcessOptions(channel=args.channel, lane=args.lane, group=args.group, target=args.target)
+        spec = await factory(resources, options)
 
         async def on_stop() -> None:
             if spec.on_stop is not None:

@@ -13,10 +13,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
-from consumers.cli.errors import CliError
-from consumers.kafka import KafkaUnavailable
-from consumers.settings import HeraldSettings
+from consumers.infra.settings import HeraldSettings
+from consumers.runtime.kafka import KafkaUnavailable
 from schemas.codec import DecodeError, default_codec
+from schemas.errors import ConfigurationError
 
 __all__ = ["format_record", "read_topic", "register"]
 
@@ -72,7 +72,7 @@ async def read_topic(
             await consumer._client.force_metadata_update()
             partitions = consumer.partitions_for_topic(topic)
         if not partitions:
-            raise CliError(f"topic {topic!r} does not exist")
+            raise ConfigurationError(f"topic {topic!r} does not exist")
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)

@@ -10,8 +10,8 @@ import argparse
 from datetime import UTC, datetime, timedelta
 
 from consumers.api.auth import TokenKeys, mint_token
-from consumers.cli.errors import CliError
-from consumers.settings import HeraldSettings
+from consumers.infra.settings import HeraldSettings
+from schemas.errors import ConfigurationError
 
 __all__ = ["register", "token"]
 
@@ -35,7 +35,7 @@ def token(settings: HeraldSettings, args: argparse.Namespace) -> int:
             ttl=timedelta(seconds=args.ttl) if args.ttl is not None else None,
         )
     except ValueError as exc:
-        raise CliError(str(exc)) from exc
+        raise ConfigurationError(str(exc)) from exc
     print(value)
     if args.curl:
         port = settings.api.port

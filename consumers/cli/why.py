@@ -11,10 +11,10 @@ import sys
 from collections.abc import Iterable
 from datetime import datetime
 
-from consumers import keys
 from consumers.cli.tail import read_topic
-from consumers.settings import HeraldSettings
-from consumers.topics import Topics
+from consumers.infra import keys
+from consumers.infra.settings import HeraldSettings
+from consumers.runtime.topics import Topics
 from schemas.codec import DecodeError, default_codec
 from schemas.models import DeliveryOutcome
 

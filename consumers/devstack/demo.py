@@ -13,7 +13,7 @@ import asyncpg
 
 from channels.signing import generate_secret
 from consumers.emitter import Emitter
-from consumers.settings import HeraldSettings
+from consumers.infra.settings import HeraldSettings
 
 __all__ = ["DEMO_SCRIPT", "DEMO_USERS", "random_events", "run_demo_stream", "seed"]
 

@@ -9,11 +9,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import asyncpg
 
 from consumers.classifier.quiet_hours import QuietWindow
-from consumers.clock import Clock
-from consumers.runtime import Output
-from consumers.scheduler import Scheduler
-from consumers.settings import FallbackSettings
-from consumers.topics import Topics
+from consumers.infra.clock import Clock
+from consumers.infra.settings import FallbackSettings
+from consumers.runtime.handling import Output
+from consumers.runtime.topics import Topics
+from consumers.scheduler.store import Scheduler
 from schemas.codec import Codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane
 

@@ -8,12 +8,12 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from consumers import metrics
 from consumers.fallback.context import FallbackContext
 from consumers.fallback.decisions import KIND_CRITICAL_CHECK, counts_as_sent, critical_verdict
-from consumers.keys import derived_key
-from consumers.runtime import Output
-from consumers.scheduler import Timer
+from consumers.infra.keys import derived_key
+from consumers.runtime import metrics
+from consumers.runtime.handling import Output
+from consumers.scheduler.store import Timer
 from schemas.models import DeliveryOutcome
 
 __all__ = ["fire_critical_check", "mark_reached", "watch_critical"]

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from consumers.keys import derived_key, notification_id, outcome_id
+from consumers.infra.keys import derived_key, notification_id, outcome_id
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, ReceiptStatus, Tier
 
 __all__ = [

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from consumers import metrics
 from consumers.classifier.quiet_hours import quiet_until
 from consumers.fallback.context import Contact, FallbackContext, load_contact
 from consumers.fallback.decisions import (
@@ -27,9 +26,10 @@ from consumers.fallback.decisions import (
     digest_send_at,
     fallback_outcome,
 )
-from consumers.keys import derived_key, outcome_id
-from consumers.runtime import Output
-from consumers.scheduler import Timer
+from consumers.infra.keys import derived_key, outcome_id
+from consumers.runtime import metrics
+from consumers.runtime.handling import Output
+from consumers.scheduler.store import Timer
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, OutcomeStatus, Tier
 
 __all__ = ["arm_digest_item", "fire_digest_item", "fire_digest_send"]

@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from consumers import metrics
 from consumers.fallback.context import FallbackContext, load_contact
 from consumers.fallback.decisions import (
     KIND_ESCALATE,
@@ -22,8 +21,9 @@ from consumers.fallback.decisions import (
     escalation_timer_key,
     fallback_outcome,
 )
-from consumers.runtime import Output
-from consumers.scheduler import Timer
+from consumers.runtime import metrics
+from consumers.runtime.handling import Output
+from consumers.scheduler.store import Timer
 from schemas.models import Channel, ChannelMessage, OutcomeStatus
 
 __all__ = ["PUSH_TIMEOUT", "arm_escalation", "cancel_escalations", "fire_escalation"]

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 
 import asyncpg
 
-from consumers import metrics
 from consumers.fallback.context import FallbackContext
 from consumers.fallback.critical import mark_reached, watch_critical
 from consumers.fallback.decisions import (
@@ -29,9 +28,11 @@ from consumers.fallback.decisions import (
 )
 from consumers.fallback.digest import arm_digest_item
 from consumers.fallback.escalation import PUSH_TIMEOUT, arm_escalation, cancel_escalations
-from consumers.retries import plan_retry
-from consumers.runtime import Incoming, Output, Result, RetryableError
+from consumers.runtime import metrics
+from consumers.runtime.handling import Incoming, Output, Result
+from consumers.scheduler.retries import plan_retry
 from schemas.codec import DecodeError
+from schemas.errors import DependencyUnavailable
 from schemas.models import DeliveryOutcome, OutcomeStatus, Receipt
 
 __all__ = ["FallbackHandler"]
@@ -76,7 +77,7 @@ class FallbackHandler:
                 return [await self._one(conn, item.value) for item in batch]
         except _OUTAGES as exc:
             metrics.DEPENDENCY_ERRORS.labels("postgres", self.name).inc()
-            raise RetryableError(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+            raise DependencyUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
 
     async def _one(self, conn: asyncpg.Connection, value: Signal) -> list[Output]:
         if isinstance(value, Receipt):

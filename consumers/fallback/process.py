@@ -7,13 +7,11 @@ releases every timer Herald arms.
 
 from __future__ import annotations
 
-import argparse
 import functools
 from collections.abc import Mapping, Sequence
 
 import asyncpg
 
-from consumers.cli.run import ProcessSpec
 from consumers.fallback.context import FallbackContext
 from consumers.fallback.critical import fire_critical_check
 from consumers.fallback.decisions import (
@@ -25,11 +23,13 @@ from consumers.fallback.decisions import (
 from consumers.fallback.digest import fire_digest_item, fire_digest_send
 from consumers.fallback.escalation import fire_escalation
 from consumers.fallback.handler import FallbackHandler
-from consumers.kafka import create_topics
-from consumers.resources import Resources
-from consumers.runtime import Output, Runner
-from consumers.scheduler import FireHandler, Scheduler, Timer, TimerPoller
-from consumers.topics import dlq
+from consumers.infra.resources import Resources
+from consumers.runtime.handling import Output
+from consumers.runtime.kafka import create_topics
+from consumers.runtime.process import ProcessOptions, ProcessSpec
+from consumers.runtime.runner import Runner
+from consumers.runtime.topics import dlq
+from consumers.scheduler.store import FireHandler, Scheduler, Timer, TimerPoller
 from schemas.codec import default_codec
 from schemas.models import Channel, Lane
 
@@ -55,7 +55,7 @@ def fire_handlers(ctx: FallbackContext) -> Mapping[str, FireHandler]:
     }
 
 
-async def build(res: Resources, args: argparse.Namespace) -> ProcessSpec:
+async def build(res: Resources, options: ProcessOptions) -> ProcessSpec:
     settings = res.settings
     topics = res.topics
     await create_topics(
@@ -82,7 +82,7 @@ async def build(res: Resources, args: argparse.Namespace) -> ProcessSpec:
     runner = Runner(
         FallbackHandler(ctx, pool),
         topics=[topics.outcomes, topics.receipts],
-        group_id=getattr(args, "group", None) or GROUP_ID,
+        group_id=options.group or GROUP_ID,
         bootstrap_servers=settings.kafka_bootstrap_servers,
         producer=producer,
         settings=settings.runtime,

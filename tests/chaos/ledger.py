@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from consumers.topics import dlq
+from consumers.runtime.topics import dlq
 from schemas.codec import DecodeError, default_codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome
 from tests.chaos.pipeline import Pipeline

@@ -28,13 +28,13 @@ import asyncpg
 import httpx
 
 from channels.signing import generate_secret
-from consumers.db import connect_pool, migrate
 from consumers.devstack import DevStack
 from consumers.devstack.fcm_fake import FcmFake
 from consumers.devstack.processes import free_port, spawn_herald
-from consumers.kafka import create_topics
-from consumers.settings import HeraldSettings
-from consumers.topics import Topics
+from consumers.infra.db import connect_pool, migrate
+from consumers.infra.settings import HeraldSettings
+from consumers.runtime.kafka import create_topics
+from consumers.runtime.topics import Topics
 from tests.chaos.population import User
 from tests.fakes.fault_proxy import FaultProxy
 from tests.fakes.webhook_receiver import Behaviour, WebhookReceiver

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from consumers import keys
+from consumers.infra import keys
 from schemas.models import Channel
 
 __all__ = [

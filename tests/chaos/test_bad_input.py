@@ -28,8 +28,8 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from consumers import keys
 from consumers.emitter import build_event
+from consumers.infra import keys
 from schemas.codec import MAGIC, default_codec
 from schemas.models import Channel, ChannelMessage, Lane, Tier
 from tests.chaos.conftest import new_run

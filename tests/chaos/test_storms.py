@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from consumers.keys import notification_id
+from consumers.infra.keys import notification_id
 from schemas.models import DeliveryOutcome, OutcomeStatus
 from tests.chaos.conftest import new_run
 from tests.chaos.driver import ChaosRun, Knobs

@@ -18,11 +18,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from consumers.kafka import make_producer
-from consumers.passthrough import PassThrough
-from consumers.process import serve
-from consumers.runtime import Incoming, Result, Runner
-from consumers.settings import HeraldSettings
+from consumers.infra.settings import HeraldSettings
+from consumers.runtime.handling import Incoming, Result
+from consumers.runtime.kafka import make_producer
+from consumers.runtime.passthrough import PassThrough
+from consumers.runtime.process import serve
+from consumers.runtime.runner import Runner
 from schemas.models import DomainEvent
 
 

@@ -12,16 +12,16 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from consumers.clock import ManualClock
 from consumers.fallback.context import FallbackContext
 from consumers.fallback.handler import FallbackHandler, Signal
 from consumers.fallback.process import fire_handlers
-from consumers.kafka import create_topics, make_producer
-from consumers.keys import idempotency_key, notification_id, outcome_id
-from consumers.runtime import DeadLetter, Incoming, Output
-from consumers.scheduler import Scheduler, TimerPoller
-from consumers.settings import HeraldSettings
-from consumers.topics import Topics
+from consumers.infra.clock import ManualClock
+from consumers.infra.keys import idempotency_key, notification_id, outcome_id
+from consumers.infra.settings import HeraldSettings
+from consumers.runtime.handling import DeadLetter, Incoming, Output
+from consumers.runtime.kafka import create_topics, make_producer
+from consumers.runtime.topics import Topics
+from consumers.scheduler.store import Scheduler, TimerPoller
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, Tier
 from tests.kafka_helpers import read_all

@@ -22,13 +22,13 @@ import redis.asyncio as redis_asyncio
 
 from channels.base import Content, Outcome, PermanentDelivery, RetryableDelivery
 from channels.templates import TemplateRenderer
-from consumers import metrics
 from consumers.channel.consumer import ChannelConsumer, retry_delay
 from consumers.channel.dedupe import Dedupe
-from consumers.keys import idempotency_key, notification_id, outcome_id
-from consumers.runtime import DeadLetter, Incoming, Output, Result
-from consumers.settings import ChannelConsumerSettings, HeraldSettings
-from consumers.topics import Topics
+from consumers.infra.keys import idempotency_key, notification_id, outcome_id
+from consumers.infra.settings import ChannelConsumerSettings, HeraldSettings
+from consumers.runtime import metrics
+from consumers.runtime.handling import DeadLetter, Incoming, Output, Result
+from consumers.runtime.topics import Topics
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, Tier, utcnow
 

@@ -19,13 +19,13 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from consumers.classifier.process import build_classifier
-from consumers.clock import ManualClock
 from consumers.emitter import build_event
-from consumers.kafka import create_topics
-from consumers.resources import Resources
-from consumers.runtime import Runner
-from consumers.settings import ClassifierSettings, HeraldSettings
-from consumers.topics import Topics, dlq
+from consumers.infra.clock import ManualClock
+from consumers.infra.resources import Resources
+from consumers.infra.settings import ClassifierSettings, HeraldSettings
+from consumers.runtime.kafka import create_topics
+from consumers.runtime.runner import Runner
+from consumers.runtime.topics import Topics, dlq
 from schemas.codec import default_codec
 from schemas.models import ChannelMessage, DeliveryOutcome
 from tests.conftest import make_settings

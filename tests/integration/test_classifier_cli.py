@@ -12,17 +12,17 @@ import pytest
 
 from consumers.classifier.handler import Classifier
 from consumers.classifier.process import build
-from consumers.cli.errors import CliError
 from consumers.cli.main import build_parser
 from consumers.cli.why import why
-from consumers.clock import ManualClock
 from consumers.emitter import build_event
-from consumers.kafka import create_topics
-from consumers.resources import Resources
-from consumers.runtime import DeadLetter, Incoming
-from consumers.scheduler_process import build as build_scheduler
-from consumers.settings import ClassifierSettings, HeraldSettings
-from consumers.topics import Topics
+from consumers.infra.clock import ManualClock
+from consumers.infra.resources import Resources
+from consumers.infra.settings import ClassifierSettings, HeraldSettings
+from consumers.runtime.handling import DeadLetter, Incoming
+from consumers.runtime.kafka import create_topics
+from consumers.runtime.topics import Topics
+from consumers.scheduler.process import build as build_scheduler
+from schemas.errors import ConfigurationError
 from tests.kafka_helpers import produce_raw
 
 
@@ -31,7 +31,7 @@ async def test_build_validates_the_routing_table_at_start(settings: HeraldSettin
     bad.write_text("routes:\n  - {match: x, tier: urgent, category: c, channels: [push], template: t}\n")
     res = Resources(settings.model_copy(update={"classifier": ClassifierSettings(routing_file=bad)}))
     try:
-        with pytest.raises(CliError, match="bad tier 'urgent'"):
+        with pytest.raises(ConfigurationError, match="bad tier 'urgent'"):
             await build(res, argparse.Namespace(group=None))
     finally:
         await res.close()

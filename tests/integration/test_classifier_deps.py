@@ -17,15 +17,16 @@ from consumers.classifier.handler import Classifier, decide_config
 from consumers.classifier.lookup import LookupUnavailable, ProfileCache, fetch_profiles
 from consumers.classifier.ratelimit import LimiterUnavailable, LimitRequest, RateLimiter
 from consumers.classifier.routing import load_routing
-from consumers.clock import ManualClock
 from consumers.devstack.processes import free_port
 from consumers.emitter import build_event
-from consumers.kafka import create_topics, make_producer
-from consumers.runtime import DeadLetter, Incoming, RetryableError
-from consumers.scheduler import Scheduler, TimerPoller
-from consumers.settings import ClassifierSettings, HeraldSettings, SchedulerSettings
-from consumers.topics import Topics
+from consumers.infra.clock import ManualClock
+from consumers.infra.settings import ClassifierSettings, HeraldSettings, SchedulerSettings
+from consumers.runtime.handling import DeadLetter, Incoming
+from consumers.runtime.kafka import create_topics, make_producer
+from consumers.runtime.topics import Topics
+from consumers.scheduler.store import Scheduler, TimerPoller
 from schemas.codec import default_codec
+from schemas.errors import DependencyUnavailable
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, DomainEvent
 from tests.kafka_helpers import read_all, wait_for_records
 
@@ -241,7 +242,7 @@ async def test_postgres_down_is_retryable(
     assert pool is not None
     await pool.close()
     handler = _handler(_settings(settings), pool, redis_client, ManualClock())
-    with pytest.raises(RetryableError):
+    with pytest.raises(DependencyUnavailable):
         await handler.handle(_batch([build_event("payment_receipt", user_id=_uid("x"))]))
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from consumers.devstack import DevStack
 from consumers.devstack.processes import free_port
-from consumers.settings import HeraldSettings
+from consumers.infra.settings import HeraldSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from consumers.devstack import DevStack
 from consumers.emitter import build_event
-from consumers.kafka import create_topics
-from consumers.settings import HeraldSettings
-from consumers.topics import dlq
+from consumers.infra.settings import HeraldSettings
+from consumers.runtime.kafka import create_topics
+from consumers.runtime.topics import dlq
 from schemas.codec import default_codec
 from tests.kafka_helpers import committed_offsets, produce_raw, read_all, wait_for_records
 

@@ -20,9 +20,9 @@ from consumers.channel.builders.email import build as build_email
 from consumers.channel.consumer import ChannelConsumer
 from consumers.channel.process import build as build_process
 from consumers.devstack import DevStack
-from consumers.resources import Resources
-from consumers.settings import AwsSettings, ChannelConsumerSettings, EmailSettings, HeraldSettings
-from consumers.topics import Topics
+from consumers.infra.resources import Resources
+from consumers.infra.settings import AwsSettings, ChannelConsumerSettings, EmailSettings, HeraldSettings
+from consumers.runtime.topics import Topics
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, Tier
 from tests.conftest import make_settings

@@ -11,10 +11,10 @@ import pytest
 from channels.endpoints_pg import EndpointStore
 from channels.signing import decode_secret
 from consumers.cli import endpoints as cli
-from consumers.cli.errors import CliError
 from consumers.cli.main import build_parser
 from consumers.devstack import DevStack
-from consumers.settings import HeraldSettings, WebhookSettings
+from consumers.infra.settings import HeraldSettings, WebhookSettings
+from schemas.errors import ConfigurationError
 from tests.conftest import make_settings
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -39,7 +39,7 @@ def test_parse_since(value: str, expected: datetime) -> None:
 
 @pytest.mark.parametrize("value", ["yesterday", "3 fortnights", ""])
 def test_parse_since_refuses_nonsense(value: str) -> None:
-    with pytest.raises(CliError):
+    with pytest.raises(ConfigurationError):
         cli.parse_since(value, NOW)
 
 
@@ -81,7 +81,7 @@ async def test_add_list_rotate_disable_enable(
     stored = await EndpointStore(pg_pool).get(ep_id)
     assert stored is not None and stored.disabled_reason == "manual"
     args = _args(["replay", ep_id, "--since", "1h"])
-    with pytest.raises(CliError, match="enable"):
+    with pytest.raises(ConfigurationError, match="enable"):
         await args.func(settings, args)
     args = _args(["enable", ep_id])
     await args.func(settings, args)
@@ -105,7 +105,7 @@ async def test_add_list_rotate_disable_enable(
 async def test_add_refuses_bad_urls(stack: DevStack, url: str, https_only: bool, match: str) -> None:
     settings = make_settings(stack, webhook=WebhookSettings(https_only=https_only))
     args = _args(["add", "--owner", "acct-cli", "--url", url])
-    with pytest.raises(CliError, match=match):
+    with pytest.raises(ConfigurationError, match=match):
         await args.func(settings, args)
 
 
@@ -118,8 +118,8 @@ async def test_unknown_endpoint_and_bad_secret(stack: DevStack, pg_pool: asyncpg
         ["replay", "ep_nope", "--since", "1d"],
     ):
         args = _args(argv)
-        with pytest.raises(CliError, match="no webhook endpoint"):
+        with pytest.raises(ConfigurationError, match="no webhook endpoint"):
             await args.func(settings, args)
     args = _args(["add", "--owner", "o", "--url", "https://example.com/h", "--secret", "whsec_!!"])
-    with pytest.raises(CliError, match="secret"):
+    with pytest.raises(ConfigurationError, match="secret"):
         await args.func(settings, args)

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import asyncpg
 
-from consumers.clock import SystemClock
 from consumers.devstack import DevStack
 from consumers.fallback.decisions import escalation_email_key, escalation_timer_key
-from consumers.kafka import create_topics
-from consumers.topics import Topics
+from consumers.infra.clock import SystemClock
+from consumers.runtime.kafka import create_topics
+from consumers.runtime.topics import Topics
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, Tier
 from tests.conftest import make_settings

@@ -12,8 +12,8 @@ import asyncpg
 import pytest_asyncio
 
 from consumers.fallback.decisions import digest_window
-from consumers.scheduler import TimerPoller
-from consumers.settings import HeraldSettings, SchedulerSettings
+from consumers.infra.settings import HeraldSettings, SchedulerSettings
+from consumers.scheduler.store import TimerPoller
 from schemas.models import Channel, ChannelMessage, OutcomeStatus, Tier
 from tests.integration.fallback_harness import (
     Harness,

@@ -10,17 +10,17 @@ from datetime import timedelta
 import asyncpg
 import pytest_asyncio
 
-from consumers.clock import SystemClock
 from consumers.devstack import DevStack
 from consumers.fallback.context import FallbackContext
 from consumers.fallback.decisions import escalation_email_key
 from consumers.fallback.handler import FallbackHandler
 from consumers.fallback.process import fire_handlers
-from consumers.kafka import make_producer
-from consumers.runtime import Runner
-from consumers.scheduler import Scheduler, TimerPoller
-from consumers.settings import FallbackSettings, HeraldSettings, SchedulerSettings
-from consumers.topics import Topics
+from consumers.infra.clock import SystemClock
+from consumers.infra.settings import FallbackSettings, HeraldSettings, SchedulerSettings
+from consumers.runtime.kafka import make_producer
+from consumers.runtime.runner import Runner
+from consumers.runtime.topics import Topics
+from consumers.scheduler.store import Scheduler, TimerPoller
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, OutcomeStatus, Receipt, ReceiptStatus, Tier
 from tests.conftest import make_settings

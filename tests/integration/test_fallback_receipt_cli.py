@@ -6,8 +6,8 @@ import pytest
 
 from consumers.cli.main import build_parser
 from consumers.cli.receipts import receipt
-from consumers.settings import HeraldSettings
-from consumers.topics import Topics
+from consumers.infra.settings import HeraldSettings
+from consumers.runtime.topics import Topics
 from schemas.codec import default_codec
 from schemas.models import Channel, Receipt, ReceiptStatus
 from tests.kafka_helpers import read_all

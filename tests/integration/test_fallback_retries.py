@@ -11,8 +11,8 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from consumers.devstack import DevStack
-from consumers.kafka import make_producer
-from consumers.settings import FallbackSettings, HeraldSettings
+from consumers.infra.settings import FallbackSettings, HeraldSettings
+from consumers.runtime.kafka import make_producer
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, Lane, OutcomeStatus, Receipt, ReceiptStatus, Tier
 from tests.conftest import make_settings

@@ -15,13 +15,13 @@ import pytest_asyncio
 from channels.base import Content
 from channels.inapp import InAppAdapter
 from channels.inbox_pg import InboxService, decode_cursor, encode_cursor
-from consumers.clock import ManualClock
 from consumers.devstack import DevStack
-from consumers.inbox import InboxReads
-from consumers.inbox_janitor import InboxJanitor, Sweep
-from consumers.kafka import create_topics, make_producer
-from consumers.settings import HeraldSettings, InAppSettings
-from consumers.topics import Topics
+from consumers.inbox.janitor import InboxJanitor, Sweep
+from consumers.inbox.reads import InboxReads
+from consumers.infra.clock import ManualClock
+from consumers.infra.settings import HeraldSettings, InAppSettings
+from consumers.runtime.kafka import create_topics, make_producer
+from consumers.runtime.topics import Topics
 from schemas.codec import default_codec
 from schemas.models import ChannelMessage, Receipt, ReceiptStatus, Tier
 from tests.inbox_helpers import isolated_inbox

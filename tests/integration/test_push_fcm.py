@@ -21,8 +21,8 @@ from channels.fcm_auth import FcmAuth
 from consumers.channel.builders.push import build
 from consumers.devstack import DevStack
 from consumers.devstack.fcm_fake import FcmFake, make_service_account
-from consumers.resources import Resources
-from consumers.settings import PushSettings
+from consumers.infra.resources import Resources
+from consumers.infra.settings import PushSettings
 from schemas.models import ChannelMessage, Tier
 from tests.conftest import make_settings
 

@@ -20,10 +20,10 @@ from channels.inbox_pg import InboxService
 from consumers.channel.process import build as build_process
 from consumers.devstack import DevStack
 from consumers.devstack.fcm_fake import FcmFake
-from consumers.keys import idempotency_key, notification_id
-from consumers.resources import Resources
-from consumers.settings import PushSettings
-from consumers.topics import Topics
+from consumers.infra.keys import idempotency_key, notification_id
+from consumers.infra.resources import Resources
+from consumers.infra.settings import PushSettings
+from consumers.runtime.topics import Topics
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, Tier, utcnow
 from tests.conftest import make_settings

@@ -6,12 +6,14 @@ import asyncio
 from collections.abc import Sequence
 
 from consumers.emitter import build_event
-from consumers.kafka import create_topics, make_producer
-from consumers.passthrough import PassThrough
-from consumers.runtime import DeadLetter, Incoming, Output, Result, RetryableError, Runner
-from consumers.settings import HeraldSettings
-from consumers.topics import Topics, dlq
+from consumers.infra.settings import HeraldSettings
+from consumers.runtime.handling import DeadLetter, Incoming, Output, Result
+from consumers.runtime.kafka import create_topics, make_producer
+from consumers.runtime.passthrough import PassThrough
+from consumers.runtime.runner import Runner
+from consumers.runtime.topics import Topics, dlq
 from schemas.codec import MAGIC, default_codec
+from schemas.errors import DependencyUnavailable
 from tests.kafka_helpers import committed_offsets, produce_raw, wait_for_records
 
 
@@ -79,7 +81,7 @@ async def test_poison_bytes_go_to_dlq_with_reason_and_the_partition_moves_on(
 
 
 class _Flaky:
-    """Fails with RetryableError a few times (a dependency outage), rejects one record, forwards the rest."""
+    """Fails with DependencyUnavailable a few times (a dependency outage), rejects one record, forwards the rest."""
 
     name = "flaky"
 
@@ -95,7 +97,7 @@ class _Flaky:
         self.calls += 1
         if self.failures > 0:
             self.failures -= 1
-            raise RetryableError("database down")
+            raise DependencyUnavailable("database down")
         results: list[Result] = []
         for item in batch:
             if item.value == b"boom":

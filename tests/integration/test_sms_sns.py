@@ -16,9 +16,9 @@ from channels.templates import TemplateRenderer
 from consumers.channel.builders.sms import build as build_sms
 from consumers.channel.consumer import ChannelConsumer
 from consumers.devstack import DevStack
-from consumers.resources import Resources
-from consumers.settings import AwsSettings, ChannelConsumerSettings, HeraldSettings, SmsSettings
-from consumers.topics import Topics
+from consumers.infra.resources import Resources
+from consumers.infra.settings import AwsSettings, ChannelConsumerSettings, HeraldSettings, SmsSettings
+from consumers.runtime.topics import Topics
 from schemas.models import Channel, ChannelMessage, Lane, OutcomeStatus, Tier
 from tests.conftest import make_settings
 from tests.fakes.fault_proxy import SNS_THROTTLE, FaultProxy, Recorded

@@ -21,12 +21,12 @@ from channels.webhook import WebhookAdapter
 from consumers.channel.consumer import ChannelConsumer
 from consumers.channel.dedupe import Dedupe
 from consumers.cli import endpoints as endpoints_cli
-from consumers.kafka import create_topics, make_producer
-from consumers.retries import plan_retry
-from consumers.runtime import Incoming, Output
-from consumers.scheduler import Scheduler, TimerPoller
-from consumers.settings import ChannelConsumerSettings, HeraldSettings, SchedulerSettings
-from consumers.topics import Topics
+from consumers.infra.settings import ChannelConsumerSettings, HeraldSettings, SchedulerSettings
+from consumers.runtime.handling import Incoming, Output
+from consumers.runtime.kafka import create_topics, make_producer
+from consumers.runtime.topics import Topics
+from consumers.scheduler.retries import plan_retry
+from consumers.scheduler.store import Scheduler, TimerPoller
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, utcnow
 from tests.fakes.webhook_receiver import Behaviour, WebhookReceiver, running_receiver

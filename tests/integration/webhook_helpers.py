@@ -13,7 +13,7 @@ from channels.endpoints_pg import Endpoint, EndpointStore
 from channels.signing import generate_secret
 from channels.ssrf import Resolver, system_resolver
 from channels.webhook import WebhookAdapter, WebhookConfig
-from consumers.keys import idempotency_key, notification_id
+from consumers.infra.keys import idempotency_key, notification_id
 from schemas.models import Channel, ChannelMessage, Lane, Tier, utcnow
 from tests.fakes.webhook_receiver import Behaviour, WebhookReceiver
 

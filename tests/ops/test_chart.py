@@ -24,8 +24,8 @@ from pydantic import BaseModel
 from consumers.channel.process import group_id
 from consumers.cli.main import build_parser
 from consumers.cli.run import PROCESSES
-from consumers.settings import HeraldSettings
-from consumers.topics import Topics
+from consumers.infra.settings import HeraldSettings
+from consumers.runtime.topics import Topics
 from schemas.models import Channel, Lane
 from tests.ops._chart import CHART, render, validate
 from tests.ops._tools import REPO

@@ -33,7 +33,7 @@ from pydantic import SecretStr
 from consumers.api.auth import TokenKeys, mint_token
 from consumers.cli.main import build_parser
 from consumers.devstack import DevStack
-from consumers.settings import ApiSettings, HeraldSettings
+from consumers.infra.settings import ApiSettings, HeraldSettings
 from tests.ops._chart import CHART, render, validate
 
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())

@@ -25,8 +25,8 @@ import yaml
 
 from consumers.devstack import DevStack
 from consumers.emitter import build_event
-from consumers.settings import HeraldSettings
-from consumers.topics import Topics
+from consumers.infra.settings import HeraldSettings
+from consumers.runtime.topics import Topics
 from schemas.codec import default_codec
 from tests.conftest import make_settings
 from tests.kafka_helpers import produce_raw, wait_for_records

@@ -15,7 +15,7 @@ from consumers.api.auth import AuthError, TokenKeys, mint_token, verify_token
 from consumers.api.inbox_query import InboxRow, decode_list_cursor, encode_list_cursor
 from consumers.api.preferences import preference_slots, preference_view, reject_changes
 from consumers.classifier.routing import load_routing
-from consumers.settings import ApiSettings, ClassifierSettings
+from consumers.infra.settings import ApiSettings, ClassifierSettings
 from schemas.models import Channel
 
 SLOTS = preference_slots(load_routing(ClassifierSettings().routing_file))

@@ -12,13 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumers import keys
 from consumers.classifier.decide import DecideConfig, Decision, finalize, plan
 from consumers.classifier.profile import Endpoint, Profile
 from consumers.classifier.quiet_hours import QuietWindow
 from consumers.classifier.routing import Route, load_routing
-from consumers.settings import ClassifierSettings
-from consumers.topics import Topics
+from consumers.infra import keys
+from consumers.infra.settings import ClassifierSettings
+from consumers.runtime.topics import Topics
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, DomainEvent, Lane, OutcomeStatus, Tier
 
@@ -306,7 +306,7 @@ def test_hot_path_encoding_is_the_codec_encoding() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.text(), st.text())
 def test_fast_notification_id_is_uuid5(event_id: str, user_id: str) -> None:
-    # consumers.keys.notification_id skips the UUID object on the hot path; it must stay uuid5.
+    # consumers.infra.keys.notification_id skips the UUID object on the hot path; it must stay uuid5.
     ns = uuid.UUID("6f1d1c3e-5b0a-4c7e-9d1f-6e7261616c64")
     try:
         expected = str(uuid.uuid5(ns, f"{event_id}\x1f{user_id}"))

@@ -29,7 +29,7 @@ from consumers.fallback.decisions import (
     receipt_cancels,
     watches_critical,
 )
-from consumers.keys import derived_key
+from consumers.infra.keys import derived_key
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, ReceiptStatus, Tier
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)

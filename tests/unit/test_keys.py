@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consumers.keys import derived_key, idempotency_key, notification_id, outcome_id
+from consumers.infra.keys import derived_key, idempotency_key, notification_id, outcome_id
 
 
 def test_keys_are_deterministic_and_distinct_per_part() -> None:

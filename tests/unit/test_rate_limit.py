@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from consumers.classifier.ratelimit import LimiterDown, bucket_key, limit_for, on_limiter_down
-from consumers.settings import ClassifierSettings
+from consumers.infra.settings import ClassifierSettings
 from schemas.models import Channel, Tier
 
 LIMITS = {"critical": 1, "high": 30, "medium": 20, "low": 3, "system": 0}

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumers.keys import idempotency_key, notification_id, outcome_id
-from consumers.retries import next_delay, plan_retry, retry_timer_key
-from consumers.settings import FallbackSettings
-from consumers.topics import Topics
+from consumers.infra.keys import idempotency_key, notification_id, outcome_id
+from consumers.infra.settings import FallbackSettings
+from consumers.runtime.topics import Topics
+from consumers.scheduler.retries import next_delay, plan_retry, retry_timer_key
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, Tier
 

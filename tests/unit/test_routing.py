@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from consumers.classifier.routing import DEFAULT_CHANNELS, RoutingError, load_routing, parse_routing
-from consumers.settings import ClassifierSettings
+from consumers.infra.settings import ClassifierSettings
 from schemas.models import Channel, Lane, Tier
 
 E, S, P, IA, W = Channel.EMAIL, Channel.SMS, Channel.PUSH, Channel.IN_APP, Channel.WEBHOOK

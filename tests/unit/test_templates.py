@@ -8,7 +8,7 @@ import pytest
 
 from channels.sns_sms import segments
 from channels.templates import CHANNEL_FILES, TemplateError, TemplateRenderer, locale_chain
-from consumers.settings import PACKAGE_DIR
+from consumers.infra.settings import PACKAGE_DIR
 from schemas.models import Channel
 
 TEMPLATES = PACKAGE_DIR / "templates"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from channels.aws import AwsClientOptions
-from consumers.settings import HeraldSettings
+from consumers.infra.settings import HeraldSettings
 
 __all__ = ["client_options"]
 

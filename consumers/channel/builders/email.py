@@ -8,7 +8,7 @@ from channels.aws import open_client
 from channels.pacing import TokenBucket
 from channels.ses import DEFAULT_MAX_SEND_RATE, SesEmailAdapter, discover_max_send_rate
 from consumers.channel.builders.aws import client_options
-from consumers.resources import Resources
+from consumers.infra.resources import Resources
 
 __all__ = ["build"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from channels.base import ChannelAdapter
 from channels.inapp import InAppAdapter
 from channels.inbox_pg import InboxService
-from consumers.resources import Resources
+from consumers.infra.resources import Resources
 
 __all__ = ["build"]
 

@@ -6,8 +6,8 @@ from channels.base import ChannelAdapter
 from channels.devices_pg import PgDeviceTokens
 from channels.fcm import FcmAdapter, make_client
 from channels.fcm_auth import FcmAuth, load_service_account
-from consumers.cli.errors import CliError
-from consumers.resources import Resources
+from consumers.infra.resources import Resources
+from schemas.errors import ConfigurationError
 
 __all__ = ["build"]
 
@@ -18,10 +18,10 @@ async def build(res: Resources) -> ChannelAdapter:
     try:
         info = load_service_account(file=cfg.service_account_file, info_json=secret, token_uri=cfg.token_uri)
     except (OSError, ValueError) as exc:
-        raise CliError(f"push: cannot load the FCM service account: {exc}") from exc
+        raise ConfigurationError(f"push: cannot load the FCM service account: {exc}") from exc
     project_id = cfg.project_id or info.get("project_id")
     if not project_id:
-        raise CliError(
+        raise ConfigurationError(
             "push: no project id (set HERALD_PUSH__PROJECT_ID or use a service account that has one)"
         )
     auth = FcmAuth(info, margin_s=cfg.token_refresh_margin_s, clock=res.clock.now)

@@ -6,7 +6,7 @@ from channels.aws import open_client
 from channels.pacing import TokenBucket
 from channels.sns_sms import SnsSmsAdapter
 from consumers.channel.builders.aws import client_options
-from consumers.resources import Resources
+from consumers.infra.resources import Resources
 
 __all__ = ["build"]
 

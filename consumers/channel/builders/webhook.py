@@ -5,9 +5,9 @@ from __future__ import annotations
 from channels.base import ChannelAdapter
 from channels.endpoints_pg import EndpointStore
 from channels.webhook import WebhookAdapter, WebhookConfig
-from consumers import metrics
-from consumers.resources import Resources
-from consumers.settings import WebhookSettings
+from consumers.infra.resources import Resources
+from consumers.infra.settings import WebhookSettings
+from consumers.runtime import metrics
 
 __all__ = ["build", "webhook_config"]
 

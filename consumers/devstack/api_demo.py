@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime
 
 from consumers.api.auth import TokenKeys, mint_token
-from consumers.settings import HeraldSettings
+from consumers.infra.settings import HeraldSettings
 
 __all__ = ["DEMO_API_USER", "demo_access_lines", "demo_api_env"]
 

@@ -14,7 +14,7 @@ __all__ = ["LoopServer"]
 
 
 class _QuietServer(uvicorn.Server):
-    """The process owns SIGTERM/SIGINT (consumers/process.py); uvicorn must not take them over."""
+    """The process owns SIGTERM/SIGINT (consumers/runtime/process.py); uvicorn must not take them over."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

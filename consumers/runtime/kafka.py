@@ -8,14 +8,15 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
-from consumers.settings import HeraldSettings
+from consumers.infra.settings import HeraldSettings
+from schemas.errors import DependencyUnavailable
 
 __all__ = ["KafkaUnavailable", "create_topics", "make_producer"]
 
 log = logging.getLogger(__name__)
 
 
-class KafkaUnavailable(RuntimeError):
+class KafkaUnavailable(DependencyUnavailable):
     """The broker could not be reached (an expected failure: reported without a traceback)."""
 
 

@@ -13,11 +13,11 @@ import redis.asyncio as redis_asyncio
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
-from consumers.clock import Clock, SystemClock
-from consumers.db import DatabaseUnavailable, connect_pool, migrate
-from consumers.kafka import KafkaUnavailable, make_producer
-from consumers.settings import HeraldSettings
-from consumers.topics import Topics
+from consumers.infra.clock import Clock, SystemClock
+from consumers.infra.db import DatabaseUnavailable, connect_pool, migrate
+from consumers.infra.settings import HeraldSettings
+from consumers.runtime.kafka import KafkaUnavailable, make_producer
+from consumers.runtime.topics import Topics
 
 __all__ = ["Resources"]
 

@@ -6,13 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-__all__ = ["DeadLetter", "Handler", "Incoming", "Output", "Result", "RetryableError", "dead_letter_headers"]
+__all__ = ["DeadLetter", "Handler", "Incoming", "Output", "Result", "dead_letter_headers"]
 
 T = TypeVar("T")
-
-
-class RetryableError(Exception):
-    """A failure of something the handler depends on (not of the message): try again later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +58,7 @@ class Handler(Protocol[T]):
     async def handle(self, batch: Sequence[Incoming[T]]) -> Sequence[Result]:
         """Decide on a batch; return one result per input, in order.
 
-        Raise :class:`RetryableError` when a dependency is down (the batch is retried);
+        Raise :class:`~schemas.errors.DependencyUnavailable` when a dependency is down (the batch is retried);
         any other exception is isolated to the offending record, which is dead-lettered.
         """
         ...

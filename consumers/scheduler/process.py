@@ -6,16 +6,14 @@ fallback consumer); this poller takes only the kinds it has handlers for.
 
 from __future__ import annotations
 
-import argparse
-
-from consumers.cli.run import ProcessSpec
-from consumers.resources import Resources
-from consumers.scheduler import Scheduler, TimerPoller
+from consumers.infra.resources import Resources
+from consumers.runtime.process import ProcessOptions, ProcessSpec
+from consumers.scheduler.store import Scheduler, TimerPoller
 
 __all__ = ["build"]
 
 
-async def build(res: Resources, args: argparse.Namespace) -> ProcessSpec:
+async def build(res: Resources, options: ProcessOptions) -> ProcessSpec:
     pool = await res.pool()
     poller = TimerPoller(Scheduler(pool, res.clock), await res.producer(), res.settings.scheduler)
     return ProcessSpec(loops=[poller.run])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from consumers.runtime import Incoming, Output, Result
+from consumers.runtime.handling import Incoming, Output, Result
 from schemas.codec import Codec, default_codec
 from schemas.models import DomainEvent
 

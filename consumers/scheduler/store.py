@@ -22,10 +22,10 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Gauge, Histogram
 
-from consumers.clock import Clock, SystemClock
-from consumers.produce import produce_all
-from consumers.runtime import Output
-from consumers.settings import SchedulerSettings
+from consumers.infra.clock import Clock, SystemClock
+from consumers.infra.settings import SchedulerSettings
+from consumers.runtime.handling import Output
+from consumers.runtime.produce import produce_all
 
 __all__ = ["FireHandler", "Scheduler", "Timer", "TimerPoller", "publish_timer"]
 

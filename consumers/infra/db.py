@@ -1,4 +1,4 @@
-"""PostgreSQL pool and migrations (``consumers/migrations/NNN_name.sql``, applied once, in order)."""
+"""PostgreSQL pool and migrations (``consumers/infra/migrations/NNN_name.sql``, applied once, in order)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 
 import asyncpg
 
+from schemas.errors import DependencyUnavailable
+
 __all__ = ["DatabaseUnavailable", "connect_pool", "migrate"]
 
 log = logging.getLogger(__name__)
@@ -15,7 +17,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 _LOCK_ID = 0x4E52414C44  # "HERALD": one migrator at a time across processes
 
 
-class DatabaseUnavailable(RuntimeError):
+class DatabaseUnavailable(DependencyUnavailable):
     """PostgreSQL could not be reached (reported without a traceback)."""
 
 

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 
 from channels.inbox_pg import InboxService, ReadRow
-from consumers import metrics
-from consumers.topics import Topics
+from consumers.runtime import metrics
+from consumers.runtime.topics import Topics
 from schemas.codec import Codec, default_codec
 from schemas.models import Channel, Receipt, ReceiptStatus
 

@@ -1,4 +1,6 @@
-"""One Herald process: its runners and background loops, health server, signals, grace period."""
+"""One Herald process: what it runs (:class:`ProcessSpec`), how it was asked to run
+(:class:`ProcessOptions`), and :func:`serve`, which runs it with a health server, signals and a
+grace period. Every process module exposes ``async def build(res, options) -> ProcessSpec``."""
 
 from __future__ import annotations
 
@@ -6,18 +8,42 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from consumers.health import HealthServer
-from consumers.runtime import Runner
-from consumers.settings import HeraldSettings
+from consumers.infra.resources import Resources
+from consumers.infra.settings import HeraldSettings
+from consumers.runtime.health import HealthServer
+from consumers.runtime.runner import Runner
 
-__all__ = ["BackgroundLoop", "serve"]
+__all__ = ["BackgroundLoop", "ProcessFactory", "ProcessOptions", "ProcessSpec", "serve"]
 
 log = logging.getLogger(__name__)
 
 BackgroundLoop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 """A coroutine that runs until the event is set (scheduler poller, janitor...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessOptions:
+    """How a process was asked to run; each process reads the fields that concern it."""
+
+    channel: str | None = None  # channel process: email, sms, push, in_app, webhook
+    lane: str = "priority"  # channel process: priority or bulk
+    group: str | None = None  # consumer group id; None = the process's default
+    target: str | None = None  # passthrough: topic to forward to
+
+
+@dataclass
+class ProcessSpec:
+    """What a process runs: Kafka runners, background loops, and what to close at the end."""
+
+    runners: list[Runner[Any]] = field(default_factory=list)
+    loops: list[BackgroundLoop] = field(default_factory=list)
+    on_stop: Callable[[], Awaitable[None]] | None = None
+
+
+ProcessFactory = Callable[[Resources, ProcessOptions], Awaitable[ProcessSpec]]
 
 
 async def serve(

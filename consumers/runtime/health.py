@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from consumers.asgi_server import LoopServer
+from consumers.runtime.http_server import LoopServer
 
 __all__ = ["HealthServer"]
 

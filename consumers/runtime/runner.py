@@ -13,7 +13,7 @@ Guarantees (architecture.md, "Invariants"):
 * **Bad input is kept.** Undecodable bytes, oversized records and records the handler
   rejects go to ``<topic>.dlq`` with the reason, error class and source
   topic/partition/offset in headers, and the partition moves on.
-* **Outages pause, they do not drop.** A :class:`RetryableError` (database or cache down)
+* **Outages pause, they do not drop.** A :class:`DependencyUnavailable` (database or cache down)
   retries the batch with backoff; past ``handler_max_retries`` the consumer seeks back to
   its last commit, reports not-ready and keeps trying.
 """
@@ -37,32 +37,15 @@ from aiokafka import (
 )
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from consumers import metrics
-from consumers.handling import (
-    DeadLetter,
-    Handler,
-    Incoming,
-    Output,
-    Result,
-    RetryableError,
-    dead_letter_headers,
-)
-from consumers.produce import enqueue_all
-from consumers.settings import RuntimeSettings
-from consumers.topics import dlq
+from consumers.infra.settings import RuntimeSettings
+from consumers.runtime import metrics
+from consumers.runtime.handling import DeadLetter, Handler, Incoming, Output, Result, dead_letter_headers
+from consumers.runtime.produce import enqueue_all
+from consumers.runtime.topics import dlq
 from schemas.codec import DecodeError
+from schemas.errors import DependencyUnavailable
 
-# The handler contract lives in consumers.handling; re-exported here for the consumers' imports.
-__all__ = [
-    "DeadLetter",
-    "Handler",
-    "Incoming",
-    "Output",
-    "Result",
-    "RetryableError",
-    "Runner",
-    "dead_letter_headers",
-]
+__all__ = ["Runner"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -179,7 +162,7 @@ class Runner(Generic[T]):
                 await self._process_once(batch)
                 self._set_ready(True)
                 break
-            except RetryableError as exc:
+            except DependencyUnavailable as exc:
                 attempt += 1
                 metrics.HANDLER_RETRIES.labels(self.handler.name).inc()
                 if attempt > self.settings.handler_max_retries:
@@ -259,7 +242,7 @@ class Runner(Generic[T]):
             return []
         try:
             results = await self.handler.handle(decoded)
-        except RetryableError:
+        except DependencyUnavailable:
             raise
         except Exception:
             # Find the poison record: handle one at a time so one bad record costs only itself.
@@ -275,7 +258,7 @@ class Runner(Generic[T]):
         try:
             (result,) = await self.handler.handle([item])
             return result
-        except RetryableError:
+        except DependencyUnavailable:
             raise
         except Exception as exc:
             return DeadLetter("handler_error", type(exc).__name__, str(exc))

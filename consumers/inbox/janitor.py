@@ -10,7 +10,6 @@ is a product decision (export them from a replica if needed).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -19,11 +18,11 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from consumers import metrics
-from consumers.cli.run import ProcessSpec
-from consumers.clock import Clock
-from consumers.resources import Resources
-from consumers.settings import InAppSettings
+from consumers.infra.clock import Clock
+from consumers.infra.resources import Resources
+from consumers.infra.settings import InAppSettings
+from consumers.runtime import metrics
+from consumers.runtime.process import ProcessOptions, ProcessSpec
 
 __all__ = ["InboxJanitor", "Sweep", "build"]
 
@@ -99,6 +98,6 @@ class InboxJanitor:
                 await asyncio.wait_for(stopping.wait(), self._settings.janitor_interval_s)
 
 
-async def build(res: Resources, _: argparse.Namespace) -> ProcessSpec:
+async def build(res: Resources, _: ProcessOptions) -> ProcessSpec:
     janitor = InboxJanitor(await res.pool(), res.settings.in_app, res.clock)
     return ProcessSpec(loops=[janitor.run])

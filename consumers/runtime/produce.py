@@ -18,7 +18,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from consumers.handling import Output
+from consumers.runtime.handling import Output
 
 __all__ = ["enqueue_all", "produce_all"]
 

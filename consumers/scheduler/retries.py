@@ -18,9 +18,9 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
-from consumers.keys import derived_key
-from consumers.scheduler import Timer
-from consumers.topics import Topics
+from consumers.infra.keys import derived_key
+from consumers.runtime.topics import Topics
+from consumers.scheduler.store import Timer
 from schemas.codec import Codec
 from schemas.models import Channel, DeliveryOutcome, OutcomeStatus
 

@@ -32,7 +32,7 @@ __all__ = [
     "WebhookSettings",
 ]
 
-PACKAGE_DIR = Path(__file__).parent
+PACKAGE_DIR = Path(__file__).parents[1]  # consumers/: routing.yaml and templates/ ship there
 
 
 class RuntimeSettings(BaseModel, frozen=True):

@@ -1,0 +1,1 @@
+"""The in-app inbox beyond delivery: read receipts and the janitor that archives old rows."""

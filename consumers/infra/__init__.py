@@ -1,0 +1,1 @@
+"""Infrastructure shared by every process: settings, clock, PostgreSQL, the process's clients, keys."""

@@ -1,0 +1,1 @@
+"""Durable timers in PostgreSQL (released with FOR UPDATE SKIP LOCKED) and the retry schedule."""

@@ -1,0 +1,70 @@
+"""Herald's one exception tree. Every error Herald raises is a :class:`HeraldError`.
+
+It lives in the lowest layer so that every layer (``schemas`` ← ``channels`` ← ``consumers``)
+can subclass it. Each error is classified once, where it is defined, along two questions:
+is it about *the record* or about *a dependency*, and is trying again any use?
+
+::
+
+    HeraldError
+    ├── ConfigurationError        settings, routing file, arguments: fix and restart (exit 2)
+    │   ├── RoutingError              consumers.classifier.routing
+    │   ├── IncompatibleSchema        schemas.compat
+    │   └── InvalidSecret             channels.signing
+    ├── DependencyUnavailable     a server Herald needs did not answer: retry, pause (retryable)
+    │   ├── KafkaUnavailable          consumers.runtime.kafka
+    │   ├── DatabaseUnavailable       consumers.infra.db
+    │   ├── LookupUnavailable         consumers.classifier.lookup
+    │   └── LimiterUnavailable        consumers.classifier.ratelimit
+    ├── RecordError               this record's content can never be processed: dead letter or
+    │   │                         failed_permanent with ``reason``, never a retry
+    │   ├── DecodeError               schemas.codec
+    │   ├── TemplateError             channels.templates
+    │   ├── PayloadTooLarge           channels.fcm_message
+    │   └── BlockedDestination        channels.ssrf
+    ├── DeliveryError             a provider's answer, classified in its adapter (channels.base)
+    │   ├── RetryableDelivery
+    │   └── PermanentDelivery
+    ├── CredentialsError          a provider's credentials are unusable (channels.fcm_auth)
+    ├── WebhookVerificationError  a received webhook failed verification (channels.signing)
+    └── ApiError                  answered over HTTP as RFC 9457 (consumers.api)
+        └── AuthError
+
+``retryable`` says whether the same work may succeed later without anyone changing anything.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = ["ConfigurationError", "DependencyUnavailable", "HeraldError", "RecordError"]
+
+
+class HeraldError(Exception):
+    """The root of every error Herald raises on purpose."""
+
+    retryable: ClassVar[bool] = False
+
+
+class ConfigurationError(HeraldError):
+    """Something the operator must fix (a setting, a file, an argument); the process cannot start."""
+
+
+class DependencyUnavailable(HeraldError):
+    """A server Herald depends on (Kafka, PostgreSQL, Redis) failed or timed out; not the record's fault."""
+
+    retryable = True
+
+
+class RecordError(HeraldError):
+    """The record's content is bad: retrying it can never succeed.
+
+    ``reason`` is the machine-readable reason put on the dead letter or the outcome.
+    """
+
+    reason: str = "invalid_record"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
