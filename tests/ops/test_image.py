@@ -107,7 +107,7 @@ for name in {modules!r}:
     importlib.import_module(name)
 pkg = r.files("consumers")
 assert pkg.joinpath("routing.yaml").is_file()
-assert any(pkg.joinpath("migrations").iterdir())
+assert any(pkg.joinpath("infra", "migrations").iterdir())
 assert any(p.name.endswith(".j2") for t in pkg.joinpath("templates").iterdir() if t.is_dir()
            for loc in t.iterdir() if loc.is_dir() for p in loc.iterdir())
 assert any(p.name.endswith(".avsc") for p in r.files("schemas").joinpath("avro").iterdir())
