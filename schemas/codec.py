@@ -2,11 +2,17 @@
 
 Every message names its writer schema by fingerprint, so a reader on a newer version
 of a contract resolves older records (schema evolution) without a registry.
+
+The fingerprint is written in the specification's byte order (little-endian). Herald 0.1
+wrote it reversed; such records still decode, and each one is reported to the codec's
+``on_legacy_header`` callback (the processes count them in a metric). docs/wire-format.md
+says until when.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastavro import schemaless_reader, schemaless_writer
@@ -15,11 +21,13 @@ from schemas.errors import RecordError
 from schemas.models import ChannelMessage, DeliveryOutcome, DomainEvent, Receipt, Record
 from schemas.registry import Contract, load_contracts
 
-__all__ = ["MAGIC", "Codec", "DecodeError", "default_codec"]
+__all__ = ["MAGIC", "Codec", "DecodeError", "LegacyHeaderHook", "default_codec"]
 
 MAGIC = b"\xc3\x01"
 _HEADER = len(MAGIC) + 8
 R = TypeVar("R", bound=Record)
+LegacyHeaderHook = Callable[[Contract], None]
+"""Called with the writer's contract for each record decoded from a reversed (Herald 0.1) header."""
 
 
 class DecodeError(RecordError, ValueError):
@@ -33,9 +41,16 @@ class DecodeError(RecordError, ValueError):
 class Codec:
     """Encodes with the newest version of each contract; decodes any known version into the newest."""
 
-    def __init__(self, contracts: list[Contract] | None = None) -> None:
+    def __init__(
+        self, contracts: list[Contract] | None = None, *, on_legacy_header: LegacyHeaderHook | None = None
+    ) -> None:
         contracts = load_contracts() if contracts is None else contracts
         self._by_fingerprint: dict[bytes, Contract] = {c.fingerprint: c for c in contracts}
+        # A reversed fingerprint equal to some contract's real one would be ambiguous: the real one wins.
+        self._by_legacy: dict[bytes, Contract] = {
+            c.legacy_fingerprint: c for c in contracts if c.legacy_fingerprint not in self._by_fingerprint
+        }
+        self.on_legacy_header = on_legacy_header
         self._latest: dict[str, Contract] = {}
         for c in contracts:
             if c.name not in self._latest or c.version > self._latest[c.name].version:
@@ -62,9 +77,7 @@ class Codec:
         """Return (contract name, record in the newest version's shape)."""
         if len(data) < _HEADER or data[:2] != MAGIC:
             raise DecodeError("malformed", "not Avro single-object encoding (bad magic or too short)")
-        writer = self._by_fingerprint.get(data[2:_HEADER])
-        if writer is None:
-            raise DecodeError("unknown_schema", f"unknown writer schema fingerprint {data[2:_HEADER].hex()}")
+        writer = self._writer(data[2:_HEADER])
         reader = self._latest[writer.name]
         buf = io.BytesIO(data)
         buf.seek(_HEADER)
@@ -81,6 +94,17 @@ class Codec:
             raise DecodeError("malformed", f"{len(data) - buf.tell()} trailing bytes after {writer.name}")
         assert isinstance(record, dict)
         return writer.name, record
+
+    def _writer(self, fingerprint: bytes) -> Contract:
+        writer = self._by_fingerprint.get(fingerprint)
+        if writer is not None:
+            return writer
+        writer = self._by_legacy.get(fingerprint)
+        if writer is None:
+            raise DecodeError("unknown_schema", f"unknown writer schema fingerprint {fingerprint.hex()}")
+        if self.on_legacy_header is not None:
+            self.on_legacy_header(writer)
+        return writer
 
     def decode(self, data: bytes, kind: type[R]) -> R:
         name, record = self.decode_record(data)

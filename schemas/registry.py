@@ -34,11 +34,17 @@ class Contract:
     parsed: dict[str, Any]  # fastavro-parsed
     fingerprint: bytes  # CRC-64-AVRO of the parsing canonical form, 8 bytes little-endian
 
+    @property
+    def legacy_fingerprint(self) -> bytes:
+        """The fingerprint's bytes reversed, as Herald 0.1 wrote them (read until 0.4, see docs)."""
+        return self.fingerprint[::-1]
 
-def fingerprint_of(schema: dict[str, Any]) -> bytes:
-    """Avro single-object fingerprint: CRC-64-AVRO of the canonical form, little-endian bytes."""
-    hex_be = fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO")
-    return int(hex_be, 16).to_bytes(8, "little")
+
+def fingerprint_of(schema: dict[str, Any] | str) -> bytes:
+    """Avro single-object fingerprint: CRC-64-AVRO of the canonical form as the 8 bytes of the
+    64-bit value, least significant first (the specification's order: ``"null"`` gives
+    ``8a8f25cce724dd63``). fastavro's hex string already spells that byte sequence."""
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
 
 
 def _full_name(name: str) -> str:

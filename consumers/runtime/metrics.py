@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from schemas.codec import Codec
+
 __all__ = [
     "CLASSIFIER_DECISIONS",
     "CONSUMED",
@@ -23,12 +25,14 @@ __all__ = [
     "EVENTS_CLASSIFIED",
     "HANDLER_RETRIES",
     "HANDLER_SECONDS",
+    "LEGACY_HEADERS",
     "PRODUCED",
     "PROVIDER_SECONDS",
     "READY",
     "RETRIES_EXHAUSTED",
     "RETRIES_SCHEDULED",
     "WEBHOOK_ENDPOINTS_DISABLED",
+    "count_legacy_headers",
 ]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -53,6 +57,12 @@ CONSUMER_LAG = Gauge(
     "herald_consumer_lag",
     "Records behind the high watermark, per partition.",
     ["group", "topic", "partition"],
+)
+LEGACY_HEADERS = Counter(
+    "herald_legacy_header_records_total",
+    "Records decoded whose header has the schema fingerprint in Herald 0.1's reversed byte order "
+    "(accepted until Herald 0.4; docs/wire-format.md).",
+    ["schema"],
 )
 READY = Gauge(
     "herald_ready", "1 when the process is consuming normally, 0 while paused or starting.", ["consumer"]
@@ -101,3 +111,8 @@ DEPENDENCY_ERRORS = Counter(
     "Failures of a dependency seen by a process; dependency is one of: postgres, redis.",
     ["dependency", "consumer"],
 )
+
+
+def count_legacy_headers(codec: Codec) -> None:
+    """Count in :data:`LEGACY_HEADERS` every record ``codec`` decodes from a Herald 0.1 header."""
+    codec.on_legacy_header = lambda contract: LEGACY_HEADERS.labels(contract.name).inc()

@@ -14,7 +14,9 @@ from typing import Any
 from consumers.infra.resources import Resources
 from consumers.infra.settings import HeraldSettings
 from consumers.runtime.health import HealthServer
+from consumers.runtime.metrics import count_legacy_headers
 from consumers.runtime.runner import Runner
+from schemas.codec import default_codec
 
 __all__ = ["BackgroundLoop", "ProcessFactory", "ProcessOptions", "ProcessSpec", "serve"]
 
@@ -56,6 +58,7 @@ async def serve(
 ) -> int:
     """Run until SIGTERM/SIGINT; then finish in-flight work within the grace period. Returns an exit code."""
     stopping = asyncio.Event()
+    count_legacy_headers(default_codec())  # every process decodes with the shared codec
     health = HealthServer(
         settings.metrics_host,
         settings.metrics_port,
