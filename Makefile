@@ -16,6 +16,17 @@ $(STAMP): pyproject.toml scripts/setup-system.sh
 	bash scripts/setup-system.sh
 	touch $(STAMP)
 
+# The Node.js emitter example's npm packages (avsc, kafkajs), exactly as locked. Without npm,
+# setup goes on and the Node emitter test says what is missing.
+NODE_EXAMPLE := examples/node
+NODE_STAMP := $(NODE_EXAMPLE)/node_modules/.package-lock.json
+setup: $(NODE_STAMP)
+
+$(NODE_STAMP): $(NODE_EXAMPLE)/package.json $(NODE_EXAMPLE)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm ci --prefix $(NODE_EXAMPLE) --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "!! setup: npm not found: cannot install $(NODE_EXAMPLE) (tests/integration/test_node_emitter.py)" >&2; fi
+
 run: setup
 	$(BIN)/herald dev
 
