@@ -30,7 +30,7 @@ from consumers.runtime.metrics import count_legacy_headers
 from consumers.runtime.process import ProcessOptions, ProcessSpec
 from consumers.runtime.topics import Topics
 from schemas.codec import default_codec
-from schemas.models import DeliveryOutcome, OutcomeStatus
+from schemas.models import Channel, DeliveryOutcome, OutcomeStatus
 from tests.conftest import make_settings
 from tests.kafka_helpers import produce_raw, wait_for_records
 from tests.toolchain import missing_toolchain
@@ -50,7 +50,6 @@ def _node() -> str:
         or not (EXAMPLE / "node_modules" / "kafkajs").is_dir()
     ):
         missing_toolchain("examples/node/node_modules", "run `make setup` (npm ci in examples/node)")
-    assert node is not None
     return node
 
 
@@ -130,8 +129,8 @@ async def test_node_emitter_events_are_classified_and_delivered(
         await res.close()
 
     outcomes = {o.user_id: o for o in (codec.decode(r.value, DeliveryOutcome) for r in records)}
-    assert {u: (o.channel.value, o.status) for u, o in outcomes.items()} == {
-        u: ("in_app", OutcomeStatus.SENT) for u in (english, portuguese, old)
+    assert {u: (o.channel, o.status) for u, o in outcomes.items()} == {
+        u: (Channel.IN_APP, OutcomeStatus.SENT) for u in (english, portuguese, old)
     }
     inbox = InboxService(pg_pool)
     for line, title in zip(sent, ["Ana replied to Kafka", "Ana respondeu em Kafka"], strict=True):

@@ -5,8 +5,10 @@ decodes, reported to the codec's callback and counted by the processes' metric."
 from __future__ import annotations
 
 import json
+import re
 import struct
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fastavro.schema import to_parsing_canonical_form
@@ -31,6 +33,7 @@ SPEC_VECTORS: list[tuple[str, int]] = [
     ('{"name":"foo","type":"record","fields":[{"name":"f1","type":"boolean"}]}', 7843277075252814651),
 ]
 
+DOC = Path(__file__).resolve().parents[2] / "docs" / "wire-format.md"
 _EMPTY = 0xC15D213AA4D7A795  # the specification's CRC-64-AVRO polynomial / initial value
 
 
@@ -153,3 +156,19 @@ def test_both_orders_decode_to_the_same_event(
     event = _event(event_id=event_id, user_id=user_id, tenant=tenant, payload=json.dumps(payload))
     data = codec.encode(event)
     assert codec.decode(data, DomainEvent) == codec.decode(_reversed_header(data), DomainEvent) == event
+
+
+def test_the_documented_worked_example_is_what_herald_writes() -> None:
+    """docs/wire-format.md's event and hex dump cannot drift from the codec."""
+    text = DOC.read_text(encoding="utf-8")
+    block = re.search(r"```json\n(.*?)```", text, re.S)
+    assert block is not None
+    fields = json.loads(block[1])
+    fields["occurred_at"] = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=fields["occurred_at"])
+    dump = re.findall(r"^[0-9a-f]{8}  ((?:[0-9a-f]{2} )+)", text, re.M)
+    assert len(dump) >= 4
+    codec = Codec()
+    assert codec.encode(DomainEvent(**fields)) == bytes.fromhex("".join(dump))
+    fingerprint = codec.latest("DomainEvent").fingerprint
+    assert f"0x{int.from_bytes(fingerprint, 'little'):016x}" in text
+    assert " ".join(f"{b:02x}" for b in fingerprint) in text
