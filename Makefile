@@ -4,10 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.herald-setup
+WEB := consumers/api/web
+BUNDLE := $(WEB)/dist/herald.js
 
 .PHONY: setup run test lint bench chaos stack clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(BUNDLE)
 
 $(STAMP): pyproject.toml scripts/setup-system.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +28,13 @@ $(NODE_STAMP): $(NODE_EXAMPLE)/package.json $(NODE_EXAMPLE)/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then \
 	  npm ci --prefix $(NODE_EXAMPLE) --no-audit --no-fund --loglevel=error && touch $@; \
 	else echo "!! setup: npm not found: cannot install $(NODE_EXAMPLE) (tests/integration/test_node_emitter.py)" >&2; fi
+
+# The web components: npm ci (esbuild, pinned by package-lock.json), then one bundle the API serves.
+$(WEB)/node_modules/.package-lock.json: $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+
+$(BUNDLE): $(WEB)/node_modules/.package-lock.json $(wildcard $(WEB)/src/*.js) $(WEB)/build.mjs
+	cd $(WEB) && node build.mjs
 
 run: setup
 	$(BIN)/herald dev

@@ -3,10 +3,15 @@
 # promtool (Debian `prometheus`) checks and unit-tests the alert rules.
 # libavro-java (Apache Avro's reference implementation) is the independent encoder the wire-format
 # tests compare Herald's codec with (tests/integration/test_wire_java.py; compiled with the JDK's javac).
+# Chromium runs the web components' browser tests (Playwright drives /usr/bin/chromium; it never
+# downloads a browser); Node.js and npm build the components' bundle.
 set -euo pipefail
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 [ -f /usr/share/java/avro.jar ] || need+=(libavro-java)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "!! setup: cannot install ${need[*]} (need root and apt-get); tests that need them will say so loudly" >&2

@@ -7,8 +7,9 @@ tests and ``herald run api`` build the same app.
 from __future__ import annotations
 
 from fastapi import FastAPI, Response
+from fastapi.middleware.cors import CORSMiddleware
 
-from consumers.api import routes_inbox, routes_settings
+from consumers.api import routes_inbox, routes_settings, routes_static, routes_unsubscribe, routes_webapp
 from consumers.api.deps import ApiContext
 from consumers.api.limits import BodyLimit
 from consumers.api.problems import install_problem_handlers, problem_responses
@@ -31,6 +32,20 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=ctx.api.max_body_bytes)
     app.include_router(routes_inbox.router(ctx.api))
     app.include_router(routes_settings.router())
+    app.include_router(routes_webapp.router(ctx.api))
+    app.include_router(routes_unsubscribe.router())
+    app.include_router(routes_static.router(ctx.api))
+    if (
+        ctx.api.cors_origins
+    ):  # only the listed origins may call from a browser; tokens are headers, not cookies
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(ctx.api.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+            allow_credentials=False,
+            max_age=600,
+        )
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> Response:

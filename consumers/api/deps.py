@@ -24,6 +24,7 @@ from consumers.api.preferences import PreferenceSlot
 from consumers.api.problems import ProblemError
 from consumers.api.ratelimit import RateLimiter
 from consumers.api.stream import InboxHub
+from consumers.api.tickets import StreamTickets
 from consumers.inbox.reads import InboxReads
 from consumers.infra.settings import ApiSettings
 from consumers.runtime.topics import Topics
@@ -44,6 +45,7 @@ class ApiContext:
     limiter: RateLimiter
     hub: InboxHub
     slots: dict[tuple[str, Channel], PreferenceSlot]
+    tickets: StreamTickets | None = None  # the browser components' stream tickets (Redis)
 
     def __post_init__(self) -> None:
         self.queries = InboxQueries(self.pool)

@@ -9,6 +9,7 @@ from consumers.api.deps import ApiContext
 from consumers.api.preferences import preference_slots
 from consumers.api.ratelimit import RateLimiter
 from consumers.api.stream import InboxHub
+from consumers.api.tickets import StreamTickets
 from consumers.classifier.routing import load_routing
 from consumers.infra.resources import Resources
 from consumers.runtime.http_server import LoopServer
@@ -45,6 +46,9 @@ async def open_context(res: Resources) -> ApiContext:
         limiter=limiter,
         hub=InboxHub(settings.database_url),
         slots=preference_slots(routing),
+        tickets=StreamTickets(
+            res.redis(), ttl_s=api.stream_ticket_ttl_s, prefix=api.stream_ticket_key_prefix
+        ),
     )
 
 

@@ -238,6 +238,27 @@ class ApiSettings(BaseModel, frozen=True):
     max_ids: int = Field(500, description="Most ids in one POST /v1/inbox/read.")
     sse_heartbeat_s: float = Field(15.0, description="Comment line sent on idle event streams (for proxies).")
     sse_replay_max: int = Field(500, description="Most rows replayed on a reconnect with Last-Event-ID.")
+    cors_origins: list[str] = Field(
+        [],
+        description="Origins (scheme://host[:port]) of web apps that embed the web components and may call "
+        "this API from the browser; empty: no cross-origin calls.",
+    )
+    stream_ticket_ttl_s: int = Field(
+        60, description="Lifetime of a single-use event-stream ticket (EventSource cannot send a token)."
+    )
+    stream_ticket_key_prefix: str = Field("herald:api:ticket", description="Redis keys of stream tickets.")
+    unsubscribe_secret: SecretStr | None = Field(
+        None, description="HMAC key (32+ bytes) of unsubscribe links; unset: /v1/unsubscribe answers 404."
+    )
+    unsubscribe_ttl_s: int = Field(60 * 86_400, description="How long an unsubscribe link stays valid.")
+    preference_centre_url: str = Field(
+        "/demo#preferences", description="Where the unsubscribe page links to change other preferences."
+    )
+    demo_user: str | None = Field(
+        None,
+        description="`herald dev` only: serve /demo with the web components for this user and mint its "
+        "tokens at /demo/token. Never set in production.",
+    )
 
 
 def _env(name: str) -> AliasChoices:

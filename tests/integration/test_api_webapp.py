@@ -1,0 +1,206 @@
+"""What the browser components use: single-use stream tickets, the ticketed stream, archive, CORS
+for the allow-listed origins only, the versioned bundle, the demo routes and unsubscribe links."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest_asyncio
+
+from consumers.api.routes_static import BUNDLE, bundle_path
+from consumers.api.unsubscribe_token import sign_unsubscribe
+from consumers.devstack import DevStack
+from tests.api_helpers import RunningApi, api_settings, running_api
+from tests.conftest import make_settings
+
+ORIGIN = "https://app.example.com"
+UNSUB_KEY = "u" * 40
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def api(stack: DevStack) -> AsyncIterator[RunningApi]:
+    settings = make_settings(
+        stack,
+        api=api_settings(
+            cors_origins=[ORIGIN],
+            stream_ticket_ttl_s=1,
+            unsubscribe_secret=UNSUB_KEY,
+            demo_user="demo-user",
+        ),
+    )
+    async with running_api(settings) as running:
+        yield running
+
+
+def _user() -> str:
+    return f"u-{time.monotonic_ns()}"
+
+
+async def _first_event(client: httpx.AsyncClient, url: str, params: dict[str, str]) -> dict[str, object]:
+    async with client.stream("GET", url, params=params, timeout=10) as res:
+        assert res.status_code == 200, await res.aread()
+        data = None
+        async for line in res.aiter_lines():
+            if line.startswith("data:"):
+                data = json.loads(line[5:])
+            elif line == "" and data is not None:
+                return data
+    raise AssertionError("stream ended")
+
+
+async def test_ticket_opens_one_stream_for_its_user_only(api: RunningApi) -> None:
+    user, other = _user(), _user()
+    res = await api.client.post("/v1/stream-tickets", headers=api.auth(user))
+    assert res.status_code == 201
+    ticket = res.json()["ticket"]
+    assert res.json()["expires_in_s"] == 1
+    reader = asyncio.create_task(_first_event(api.client, "/v1/stream", {"ticket": ticket}))
+    await asyncio.sleep(0.3)
+    await api.add_rows(other, 1)  # someone else's row never shows
+    [mine] = await api.add_rows(user, 1)
+    event = await asyncio.wait_for(reader, 5)
+    assert event["id"] == str(mine)
+    # Single use: the same ticket is refused.
+    again = await api.client.get("/v1/stream", params={"ticket": ticket})
+    assert again.status_code == 401
+    assert "already used" in again.json()["detail"]
+
+
+async def test_ticket_expires_and_needs_a_token(api: RunningApi) -> None:
+    assert (await api.client.post("/v1/stream-tickets")).status_code == 401
+    ticket = (await api.client.post("/v1/stream-tickets", headers=api.auth(_user()))).json()["ticket"]
+    await asyncio.sleep(1.3)
+    assert (await api.client.get("/v1/stream", params={"ticket": ticket})).status_code == 401
+    forged = await api.client.get("/v1/stream", params={"ticket": "x" * 43})
+    assert forged.status_code == 401
+
+
+async def test_ticketed_stream_resumes_from_last_event_id(api: RunningApi) -> None:
+    user = _user()
+    first, second, third = await api.add_rows(user, 3)
+    page = (await api.client.get("/v1/inbox", headers=api.auth(user))).json()["items"]
+    event_of_first = None
+    ticket = (await api.client.post("/v1/stream-tickets", headers=api.auth(user))).json()["ticket"]
+    # The event id of a row is its keyset cursor: take it from a live replay of everything after the first.
+    rows = {r["id"]: r for r in page}
+    assert str(first) in rows
+    from datetime import datetime
+
+    from channels.inbox_pg import encode_cursor
+
+    event_of_first = encode_cursor(datetime.fromisoformat(rows[str(first)]["created_at"]), first)
+    got = await _first_event(api.client, "/v1/stream", {"ticket": ticket, "last_event_id": event_of_first})
+    assert got["id"] == str(second)  # the replay starts right after the resumed event
+    bad = await api.client.get("/v1/stream", params={"ticket": ticket, "last_event_id": "nope"})
+    assert bad.status_code == 422
+    assert third
+
+
+async def test_archive_removes_rows_and_the_unread_count(api: RunningApi) -> None:
+    user = _user()
+    a, b = await api.add_rows(user, 2)
+    res = await api.client.post("/v1/inbox/archive", json={"ids": [str(a)]}, headers=api.auth(user))
+    assert res.status_code == 200 and res.json() == {"archived": [str(a)]}
+    items = (await api.client.get("/v1/inbox", headers=api.auth(user))).json()["items"]
+    assert [i["id"] for i in items] == [str(b)]
+    count = (await api.client.get("/v1/inbox/unread-count", headers=api.auth(user))).json()
+    assert count == {"unread": 1}
+    # Another user's row looks missing, and nothing is removed.
+    res = await api.client.post("/v1/inbox/archive", json={"ids": [str(b)]}, headers=api.auth(_user()))
+    assert res.status_code == 404
+    assert len((await api.client.get("/v1/inbox", headers=api.auth(user))).json()["items"]) == 1
+
+
+async def test_cors_allows_listed_origins_only(api: RunningApi) -> None:
+    pre = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+    ok = await api.client.options("/v1/inbox/read", headers={"Origin": ORIGIN, **pre})
+    assert ok.status_code == 200
+    assert ok.headers["access-control-allow-origin"] == ORIGIN
+    assert "authorization" in ok.headers["access-control-allow-headers"].lower()
+    evil = await api.client.options("/v1/inbox/read", headers={"Origin": "https://evil.example", **pre})
+    assert evil.status_code == 400
+    assert "access-control-allow-origin" not in evil.headers
+    user = _user()
+    got = await api.client.get("/v1/inbox/unread-count", headers={"Origin": ORIGIN, **api.auth(user)})
+    assert got.headers["access-control-allow-origin"] == ORIGIN
+    other = await api.client.get(
+        "/v1/inbox/unread-count", headers={"Origin": "https://evil.example", **api.auth(user)}
+    )
+    assert "access-control-allow-origin" not in other.headers
+
+
+async def test_no_cors_headers_without_an_allow_list(stack: DevStack) -> None:
+    async with running_api(make_settings(stack, api=api_settings())) as plain:
+        res = await plain.client.options(
+            "/v1/inbox", headers={"Origin": ORIGIN, "Access-Control-Request-Method": "GET"}
+        )
+        assert "access-control-allow-origin" not in res.headers
+        assert (await plain.client.get("/demo")).status_code == 404  # demo only when configured
+
+
+async def test_bundle_is_served_at_its_versioned_path(api: RunningApi) -> None:
+    res = await api.client.get(bundle_path())
+    assert res.status_code == 200
+    assert res.headers["content-type"].startswith("text/javascript")
+    assert "immutable" in res.headers["cache-control"]
+    assert res.content == BUNDLE.read_bytes()
+    assert b"herald-inbox" in res.content
+    assert (await api.client.get("/web/0.0.0-nope/herald.js")).status_code == 404
+
+
+async def test_demo_page_and_its_token(api: RunningApi) -> None:
+    page = await api.client.get("/demo")
+    assert page.status_code == 200
+    assert bundle_path() in page.text and "<herald-inbox" in page.text and "<herald-preferences" in page.text
+    assert "eyJ" not in page.text  # no token in the HTML
+    token = (await api.client.get("/demo/token")).json()["token"]
+    me = await api.client.get("/v1/inbox/unread-count", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 200
+
+
+async def test_unsubscribe_page_then_one_click(api: RunningApi) -> None:
+    user = _user()
+    token = sign_unsubscribe(UNSUB_KEY.encode(), user, "marketing", int(time.time()) + 600)
+    page = await api.client.get(f"/v1/unsubscribe/{token}")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "marketing" in page.text and 'href="/demo#preferences"' in page.text
+    prefs = await api.client.get("/v1/preferences", headers=api.auth(user))
+    marketing = [
+        p for p in prefs.json()["preferences"] if p["category"] == "marketing" and p["channel"] == "email"
+    ]
+    assert marketing[0]["enabled"] is True  # GET changed nothing
+    wrong = await api.client.post(f"/v1/unsubscribe/{token}", content=b"yes please")
+    assert wrong.status_code == 400
+    res = await api.client.post(
+        f"/v1/unsubscribe/{token}",
+        content=b"List-Unsubscribe=One-Click",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert res.status_code == 200
+    prefs = await api.client.get("/v1/preferences", headers=api.auth(user))
+    marketing = [
+        p for p in prefs.json()["preferences"] if p["category"] == "marketing" and p["channel"] == "email"
+    ]
+    assert marketing[0]["enabled"] is False
+
+
+async def test_unsubscribe_refuses_bad_links_and_critical(api: RunningApi) -> None:
+    user = _user()
+    expired = sign_unsubscribe(UNSUB_KEY.encode(), user, "marketing", int(time.time()) - 1)
+    page = await api.client.get(f"/v1/unsubscribe/{expired}")
+    assert page.status_code == 400 and "expired" in page.text
+    forged = sign_unsubscribe(b"not-the-key" * 4, user, "marketing", int(time.time()) + 600)
+    res = await api.client.post(f"/v1/unsubscribe/{forged}", content=b"List-Unsubscribe=One-Click")
+    assert res.status_code == 400
+    security = sign_unsubscribe(UNSUB_KEY.encode(), user, "security", int(time.time()) + 600)
+    page = await api.client.get(f"/v1/unsubscribe/{security}")
+    assert "cannot be turned off" in page.text and "<form" not in page.text
+    res = await api.client.post(f"/v1/unsubscribe/{security}", content=b"List-Unsubscribe=One-Click")
+    assert res.status_code == 409
