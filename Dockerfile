@@ -3,6 +3,15 @@
 # --lane priority`, `herald run fallback`, `herald run scheduler`, `herald migrate`, ...
 # Installs the package without the `stack` / `dev` extras (no embedded Kafka, PostgreSQL or Redis).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+# The web components' bundle (served by `herald run api` at /web/<version>/herald.js); node stays here.
+FROM ${NODE_IMAGE} AS web
+WORKDIR /web
+COPY consumers/api/web/package.json consumers/api/web/package-lock.json consumers/api/web/build.mjs ./
+RUN npm ci --no-audit --no-fund
+COPY consumers/api/web/src ./src
+RUN node build.mjs
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
@@ -20,6 +29,7 @@ RUN /opt/herald/bin/pip install -r /tmp/requirements.txt
 COPY schemas ./schemas
 COPY channels ./channels
 COPY consumers ./consumers
+COPY --from=web /web/dist ./consumers/api/web/dist
 RUN /opt/herald/bin/pip install --no-deps . \
  && /opt/herald/bin/python -m compileall -q /opt/herald/lib
 

@@ -30,8 +30,14 @@ def _port() -> int:
 
 
 def demo_api_env() -> dict[str, str]:
-    """A fresh signing key per run (demo tokens die with it) and port 8080 when it is free."""
-    return {"HERALD_API__JWT_SECRET": secrets.token_urlsafe(32), "HERALD_API__PORT": str(_port())}
+    """A fresh signing key per run (demo tokens die with it), port 8080 when it is free, and the
+    web components' demo page for the demo user."""
+    return {
+        "HERALD_API__JWT_SECRET": secrets.token_urlsafe(32),
+        "HERALD_API__PORT": str(_port()),
+        "HERALD_API__DEMO_USER": DEMO_API_USER,
+        "HERALD_API__UNSUBSCRIBE_SECRET": secrets.token_urlsafe(32),
+    }
 
 
 async def demo_access_lines(
@@ -54,4 +60,5 @@ async def demo_access_lines(
         f"API on {base} (OpenAPI {base}/openapi.json, docs {base}/docs); token for {user_id}: {token}",
         f"curl -H 'Authorization: Bearer {token}' {base}/v1/inbox",
         f"curl -N -H 'Authorization: Bearer {token}' {base}/v1/inbox/stream",
+        f"web components (inbox and preference centre of {user_id}): open {base}/demo",
     ]
