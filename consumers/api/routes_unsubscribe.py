@@ -16,7 +16,7 @@ from fastapi import APIRouter, Path, Request
 from starlette.responses import HTMLResponse
 
 from consumers.api.deps import Ctx
-from consumers.api.problems import ProblemError
+from consumers.api.problems import ProblemError, problem_responses
 from consumers.api.unsubscribe_token import (
     MAX_TOKEN_CHARS,
     BadUnsubscribeToken,
@@ -62,13 +62,22 @@ def _claim(ctx: Ctx, token: str) -> UnsubscribeClaim:
     return verify_unsubscribe([secret.get_secret_value().encode()], token, now=int(time.time()))
 
 
+def _html(status: int, description: str) -> dict[int | str, dict[str, object]]:
+    return {status: {"description": description, "content": {"text/html": {"schema": {"type": "string"}}}}}
+
+
 _Token = Annotated[str, Path(min_length=3, max_length=MAX_TOKEN_CHARS)]
 
 
 def router() -> APIRouter:
     r = APIRouter(prefix="/v1/unsubscribe", tags=["unsubscribe"])
 
-    @r.get("/{token}", response_class=HTMLResponse, summary="The confirmation page of an unsubscribe link")
+    @r.get(
+        "/{token}",
+        response_class=HTMLResponse,
+        summary="The confirmation page of an unsubscribe link",
+        responses={**problem_responses(404), **_html(400, "A malformed, forged or expired link (a page)")},
+    )
     async def confirm(token: _Token, ctx: Ctx) -> HTMLResponse:
         try:
             claim = _claim(ctx, token)

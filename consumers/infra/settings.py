@@ -248,7 +248,8 @@ class ApiSettings(BaseModel, frozen=True):
     )
     stream_ticket_key_prefix: str = Field("herald:api:ticket", description="Redis keys of stream tickets.")
     unsubscribe_secret: SecretStr | None = Field(
-        None, description="HMAC key (32+ bytes) of unsubscribe links; unset: /v1/unsubscribe answers 404."
+        None,
+        description="HMAC key of unsubscribe links (use 32+ random bytes); unset: /v1/unsubscribe answers 404.",
     )
     unsubscribe_ttl_s: int = Field(60 * 86_400, description="How long an unsubscribe link stays valid.")
     preference_centre_url: str = Field(
