@@ -119,6 +119,9 @@ class DomainEvent(Record):
     tenant: str | None = None
     locale: str | None = None
     payload: str = "{}"
+    topic: str | None = None  # v2: fan out to the topic's subscribers (user_id is then empty)
+    send_at: datetime | None = None  # v2: a scheduled send
+    cancel_key: str | None = None  # v2: cancelled by a herald.cancel event with the same key
 
     def data(self) -> dict[str, Any]:
         """The payload as a JSON object (parsed on demand: the classifier never needs it)."""

@@ -2,9 +2,9 @@
 // (org.apache.avro.message.BinaryMessageEncoder/Decoder: the single-object encoding).
 //
 //   javac -cp "$AVRO_CP" -d out HeraldWire.java
-//   java -cp "out:$AVRO_CP" HeraldWire encode schemas/avro/DomainEvent.v1.avsc \
+//   java -cp "out:$AVRO_CP" HeraldWire encode schemas/avro/DomainEvent.v2.avsc \
 //        EVENT_ID TYPE OCCURRED_AT_MS USER_ID TENANT|- LOCALE|- PAYLOAD_JSON   -> hex of the record
-//   java -cp "out:$AVRO_CP" HeraldWire decode schemas/avro/DomainEvent.v1.avsc HEX -> the record as JSON
+//   java -cp "out:$AVRO_CP" HeraldWire decode schemas/avro/DomainEvent.v2.avsc HEX -> the record as JSON
 //
 // The bytes are what a Kafka record's value on herald.events holds; send them with your Kafka
 // client, keyed by the user id (see docs/wire-format.md). "-" stands for a null tenant or locale.

@@ -17,7 +17,7 @@ const { parseArgs } = require('node:util');
 const avro = require('avsc');
 const { Kafka, Partitioners, logLevel } = require('kafkajs');
 
-const SCHEMA_FILE = path.join(__dirname, '..', '..', 'schemas', 'avro', 'DomainEvent.v1.avsc');
+const SCHEMA_FILE = path.join(__dirname, '..', '..', 'schemas', 'avro', 'DomainEvent.v2.avsc');
 const MAGIC = Buffer.from([0xc3, 0x01]);
 
 // CRC-64-AVRO, as listed in the Avro specification ("Schema Fingerprints").

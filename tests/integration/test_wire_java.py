@@ -20,7 +20,7 @@ from tests.toolchain import missing_toolchain
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = REPO / "examples" / "java" / "HeraldWire.java"
-SCHEMA = AVRO_DIR / "DomainEvent.v1.avsc"
+SCHEMA = AVRO_DIR / "DomainEvent.v2.avsc"
 JARS = [
     "avro",
     "avro-guava-dependencies",
@@ -106,6 +106,9 @@ def test_herald_encoded_event_decodes_in_java(java: list[str], event: DomainEven
         "tenant": event.tenant,
         "locale": event.locale,
         "payload": event.payload,
+        "topic": event.topic,
+        "send_at": None if event.send_at is None else int(event.send_at.timestamp() * 1000),
+        "cancel_key": event.cancel_key,
     }
 
 
