@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
 from consumers.api.auth import AuthError, TokenKeys, mint_token, verify_token
-from consumers.api.inbox_query import InboxRow, decode_list_cursor, encode_list_cursor
+from consumers.api.inbox_query import InboxRow, Section, decode_list_cursor, encode_list_cursor
 from consumers.api.preferences import preference_slots, preference_view, reject_changes
 from consumers.classifier.routing import load_routing
 from consumers.infra.settings import ApiSettings, ClassifierSettings
@@ -135,8 +135,9 @@ def test_list_cursor_round_trip_and_garbage() -> None:
         expires_at=None,
         read_at=None,
     )
-    for section in ("u", "r"):
-        assert decode_list_cursor(encode_list_cursor(section, row)) == (section, NOW, row.id)  # type: ignore[arg-type]
+    sections: tuple[Section, ...] = ("u", "r")
+    for section in sections:
+        assert decode_list_cursor(encode_list_cursor(section, row)) == (section, NOW, row.id)
     for bad in ["", "x", "u.", "q.abc", "u.!!!", "u." + "A" * 40]:
         with pytest.raises(ValueError):
             decode_list_cursor(bad)
