@@ -3,7 +3,7 @@
 Users come in kinds that exercise every branch of the decision table (full profiles, no
 addresses at all, no device, quiet hours now, marketing opt-out, activity push opt-in) plus
 webhook owners for system events. :func:`expectations` is an oracle written from
-architecture.md and routing.yaml, independent of the classifier: it says, per event, which
+docs/architecture.md and routing.yaml, independent of the classifier: it says, per event, which
 (channel, recipient) must end delivered, suppressed (with which reason), deferred or failed.
 """
 
