@@ -101,3 +101,21 @@ def test_no_production_module_is_over_400_lines() -> None:
     sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in _modules(*PRODUCTION)}
     assert len(sizes) > 100
     assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def _tested_module(test_file: Path) -> Path | None:
+    """The module a unit test file is named after: tests/unit/<dir>/test_<module>[_<aspect>].py."""
+    folder = ROOT / test_file.parent.relative_to(ROOT / "tests" / "unit")
+    words = test_file.stem.removeprefix("test_").split("_")
+    for n in range(len(words), 0, -1):
+        candidate = folder / ("_".join(words[:n]) + ".py")
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def test_unit_test_files_mirror_the_module_they_test() -> None:
+    # Top-level files test the repository itself (layout, README); the rest sit where their module does.
+    files = [p for p in (ROOT / "tests" / "unit").rglob("test_*.py") if p.parent != ROOT / "tests" / "unit"]
+    assert len(files) > 20
+    assert [str(p.relative_to(ROOT)) for p in files if _tested_module(p) is None] == []
