@@ -23,7 +23,7 @@ class NoOp(PassThrough):
 
     name = "noop"
 
-    def decode(self, raw: bytes) -> tuple[Any, bytes]:  # type: ignore[override]
+    def decode(self, raw: bytes) -> tuple[Any, bytes]:
         return None, raw
 
 

@@ -38,7 +38,7 @@ Status = Literal["sent", "failed_retryable", "failed_permanent"]
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one delivery attempt came to (architecture.md statuses)."""
+    """What one delivery attempt came to (docs/architecture.md, "Outcome statuses")."""
 
     status: Status
     provider: str

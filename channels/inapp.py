@@ -11,7 +11,7 @@ from schemas.models import Channel, ChannelMessage
 __all__ = ["InAppAdapter", "InboxWriter"]
 
 PROVIDER = "inbox"
-TITLE_MAX = 255  # the seed's VARCHAR(255): longer titles are cut, never refused
+TITLE_MAX = 255  # an inbox title is one line in a list: longer ones are cut, never refused
 
 
 class InboxWriter(Protocol):

@@ -7,7 +7,7 @@ secret, space-separated, so receivers keep verifying while a secret rotates. Sec
 
 Nothing here reads a clock: :func:`verify` takes ``now``. Byte-for-byte compatible with the
 reference implementations (the ``standardwebhooks`` PyPI package verifies what we sign,
-and we verify what it signs; see tests/unit/test_signing_interop.py).
+and we verify what it signs; see tests/unit/channels/test_signing_interop.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Reading and writing topics in tests (manual assignment: no group to wait for)."""
+"""Reading and writing topics in tests (manual assignment: no group to wait for), and waiting on
+their state instead of sleeping: to prove that something did *not* happen, wait until the consumer
+has committed everything it was given (:func:`wait_until_consumed`; it commits only after its
+outputs are acknowledged) and the topics it writes have stopped growing (:func:`wait_until_quiet`)."""
 
 from __future__ import annotations
 
@@ -11,8 +14,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from consumers.infra.settings import HeraldSettings
 from consumers.runtime.kafka import create_topics
+from tests.waiting import until
 
-__all__ = ["committed_offsets", "produce_raw", "read_all", "wait_for_records"]
+__all__ = [
+    "committed_offsets",
+    "end_offsets",
+    "produce_raw",
+    "read_all",
+    "wait_for_records",
+    "wait_until_consumed",
+    "wait_until_quiet",
+]
 
 
 async def produce_raw(
@@ -79,3 +91,60 @@ async def committed_offsets(settings: HeraldSettings, group: str, topic: str) ->
         return out
     finally:
         await consumer.stop()
+
+
+async def end_offsets(settings: HeraldSettings, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+    """The end offset of every partition of ``topics`` (missing topics have none)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        return {(tp.topic, tp.partition): off for tp, off in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def wait_until_consumed(
+    settings: HeraldSettings, group: str, topics: Sequence[str], *, timeout: float = 30.0
+) -> None:
+    """Wait until ``group`` has committed every partition of ``topics`` up to its end offset.
+
+    A Herald consumer commits only after what it produced for those records is acknowledged, so
+    from then on all of its outputs for them are in their topics.
+    """
+
+    async def caught_up() -> bool:
+        ends = await end_offsets(settings, topics)
+        committed: dict[tuple[str, int], int] = {}
+        for t in topics:
+            committed.update(
+                {(t, p): off for p, off in (await committed_offsets(settings, group, t)).items()}
+            )
+        return all(committed.get(tp, 0) >= end for tp, end in ends.items())
+
+    await until(caught_up, what=f"group {group} consumed {list(topics)}", timeout=timeout, interval=0.1)
+
+
+async def wait_until_quiet(
+    settings: HeraldSettings,
+    topics: Sequence[str],
+    *,
+    polls: int = 5,
+    interval: float = 0.1,
+    timeout: float = 30.0,
+) -> dict[tuple[str, int], int]:
+    """Wait until the end offsets of ``topics`` have not moved for ``polls`` polls in a row; returns them."""
+    last = await end_offsets(settings, topics)
+    unchanged = 0
+
+    async def quiet() -> bool:
+        nonlocal last, unchanged
+        now = await end_offsets(settings, topics)
+        unchanged = unchanged + 1 if now == last else 0
+        last = now
+        return unchanged >= polls
+
+    await until(quiet, what=f"{list(topics)} stopped growing", timeout=timeout, interval=interval)
+    return last

@@ -31,8 +31,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     install_problem_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=ctx.api.max_body_bytes)
     app.include_router(routes_inbox.router(ctx.api))
-    app.include_router(routes_settings.router())
-    app.include_router(routes_webapp.router(ctx.api))
+    app.include_router(routes_settings.router)
+    app.include_router(routes_webapp.router)
     app.include_router(routes_unsubscribe.router())
     app.include_router(routes_static.router(ctx.api))
     if (

@@ -1,8 +1,9 @@
 """``/v1/inbox``: list (unread first), count, one row, mark read, and the event stream."""
-# No `from __future__ import annotations`: FastAPI must evaluate the query constraints, which
+# No `from __future__ import annotations`: FastAPI must evaluate the list's query constraints, which
 # close over the settings.
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -19,11 +20,25 @@ from consumers.infra.settings import ApiSettings
 
 __all__ = ["router"]
 
+# The routes whose signatures do not depend on the settings (they read ``ctx.api`` per request).
+_routes = APIRouter()
+
 
 def router(api: ApiSettings) -> APIRouter:
+    """The inbox routes. The list's page-size bounds come from the settings, so it is built per app."""
     r = APIRouter(prefix="/v1/inbox", tags=["inbox"])
+    r.add_api_route(
+        "",
+        _list_inbox(api),
+        methods=["GET"],
+        response_model=InboxPageOut,
+        summary="The inbox: unread first, newest first, keyset pages",
+    )
+    r.include_router(_routes)
+    return r
 
-    @r.get("", response_model=InboxPageOut, summary="The inbox: unread first, newest first, keyset pages")
+
+def _list_inbox(api: ApiSettings) -> Callable[..., Awaitable[InboxPageOut]]:
     async def list_inbox(
         who: User,
         ctx: Ctx,
@@ -41,90 +56,92 @@ def router(api: ApiSettings) -> APIRouter:
             items=[InboxItemOut(**item_out(r)) for r in page.items], next_cursor=page.next_cursor
         )
 
-    @r.get("/unread-count", response_model=UnreadCount, summary="How many unread rows")
-    async def unread_count(who: User, ctx: Ctx) -> UnreadCount:
-        return UnreadCount(unread=await ctx.reads.inbox.unread_count(who.user_id))
+    return list_inbox
 
-    @r.post(
-        "/read",
-        response_model=MarkReadOut,
-        summary="Mark rows read (publishes `read` receipts)",
-        responses=problem_responses(404, 503),
-    )
-    async def mark_read(body: MarkReadIn, who: User, ctx: Ctx) -> MarkReadOut:
-        ids = list(dict.fromkeys(body.ids))
-        if len(ids) > api.max_ids:
-            raise invalid(("body", "ids"), f"at most {api.max_ids} ids", "too_long")
-        missing = set(ids) - await ctx.queries.owned(who.user_id, ids)
-        if missing:
-            raise ProblemError(404, f"no such inbox rows: {', '.join(sorted(map(str, missing)))}")
+
+@_routes.get("/unread-count", response_model=UnreadCount, summary="How many unread rows")
+async def unread_count(who: User, ctx: Ctx) -> UnreadCount:
+    return UnreadCount(unread=await ctx.reads.inbox.unread_count(who.user_id))
+
+
+@_routes.post(
+    "/read",
+    response_model=MarkReadOut,
+    summary="Mark rows read (publishes `read` receipts)",
+    responses=problem_responses(404, 503),
+)
+async def mark_read(body: MarkReadIn, who: User, ctx: Ctx) -> MarkReadOut:
+    ids = list(dict.fromkeys(body.ids))
+    if len(ids) > ctx.api.max_ids:
+        raise invalid(("body", "ids"), f"at most {ctx.api.max_ids} ids", "too_long")
+    missing = set(ids) - await ctx.queries.owned(who.user_id, ids)
+    if missing:
+        raise ProblemError(404, f"no such inbox rows: {', '.join(sorted(map(str, missing)))}")
+    try:
+        rows = await ctx.reads.mark_read(who.user_id, ids)
+    except KafkaError as exc:
+        raise kafka_down("rows marked read") from exc
+    return MarkReadOut(read=[r.id for r in rows])
+
+
+@_routes.post(
+    "/read-all",
+    response_model=MarkReadOut,
+    summary="Mark every unread row read",
+    responses=problem_responses(503),
+)
+async def mark_all_read(who: User, ctx: Ctx) -> MarkReadOut:
+    try:
+        rows = await ctx.reads.mark_all_read(who.user_id)
+    except KafkaError as exc:
+        raise kafka_down("rows marked read") from exc
+    return MarkReadOut(read=[r.id for r in rows])
+
+
+@_routes.get(
+    "/stream",
+    summary="Server-Sent Events: new notifications as they arrive",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": "`event: notification` with an inbox item as data; resume with `Last-Event-ID`.",
+        }
+    },
+)
+async def stream(
+    who: User,
+    ctx: Ctx,
+    last_event_id: Annotated[str | None, Header(max_length=200)] = None,
+) -> StreamingResponse:
+    if last_event_id is not None:
         try:
-            rows = await ctx.reads.mark_read(who.user_id, ids)
-        except KafkaError as exc:
-            raise kafka_down("rows marked read") from exc
-        return MarkReadOut(read=[r.id for r in rows])
-
-    @r.post(
-        "/read-all",
-        response_model=MarkReadOut,
-        summary="Mark every unread row read",
-        responses=problem_responses(503),
+            decode_cursor(last_event_id)
+        except ValueError as exc:
+            raise invalid(("header", "last-event-id"), "not an event id this API sent", "event_id") from exc
+    sub = ctx.hub.subscribe(who.user_id)
+    body = event_stream(
+        ctx.hub,
+        sub,
+        ctx.queries,
+        last_event_id=last_event_id,
+        heartbeat_s=ctx.api.sse_heartbeat_s,
+        replay_max=ctx.api.sse_replay_max,
+        render=item_out,
+        opened_at=datetime.now(UTC),
     )
-    async def mark_all_read(who: User, ctx: Ctx) -> MarkReadOut:
-        try:
-            rows = await ctx.reads.mark_all_read(who.user_id)
-        except KafkaError as exc:
-            raise kafka_down("rows marked read") from exc
-        return MarkReadOut(read=[r.id for r in rows])
-
-    @r.get(
-        "/stream",
-        summary="Server-Sent Events: new notifications as they arrive",
-        response_class=StreamingResponse,
-        responses={
-            200: {
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                "description": "`event: notification` with an inbox item as data; resume with "
-                "`Last-Event-ID`.",
-            }
-        },
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
-    async def stream(
-        who: User,
-        ctx: Ctx,
-        last_event_id: Annotated[str | None, Header(max_length=200)] = None,
-    ) -> StreamingResponse:
-        if last_event_id is not None:
-            try:
-                decode_cursor(last_event_id)
-            except ValueError as exc:
-                raise invalid(
-                    ("header", "last-event-id"), "not an event id this API sent", "event_id"
-                ) from exc
-        sub = ctx.hub.subscribe(who.user_id)
-        body = event_stream(
-            ctx.hub,
-            sub,
-            ctx.queries,
-            last_event_id=last_event_id,
-            heartbeat_s=api.sse_heartbeat_s,
-            replay_max=api.sse_replay_max,
-            render=item_out,
-            opened_at=datetime.now(UTC),
-        )
-        return StreamingResponse(
-            body,
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
 
-    @r.get(
-        "/{item_id}", response_model=InboxItemOut, summary="One inbox row", responses=problem_responses(404)
-    )
-    async def get_item(item_id: uuid.UUID, who: User, ctx: Ctx) -> InboxItemOut:
-        row = await ctx.queries.get(who.user_id, item_id)
-        if row is None:
-            raise ProblemError(404, "no such inbox row")
-        return InboxItemOut(**item_out(row))
 
-    return r
+@_routes.get(
+    "/{item_id}", response_model=InboxItemOut, summary="One inbox row", responses=problem_responses(404)
+)
+async def get_item(item_id: uuid.UUID, who: User, ctx: Ctx) -> InboxItemOut:
+    row = await ctx.queries.get(who.user_id, item_id)
+    if row is None:
+        raise ProblemError(404, "no such inbox row")
+    return InboxItemOut(**item_out(row))

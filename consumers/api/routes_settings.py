@@ -65,160 +65,169 @@ def _quiet_out(timezone: str, start: time | None, end: time | None) -> QuietHour
     )
 
 
-def router() -> APIRouter:
-    r = APIRouter(prefix="/v1")
-
-    @r.get(
-        "/preferences",
-        response_model=PreferencesOut,
-        tags=["preferences"],
-        summary="Every category x channel the user can choose, with critical ones locked",
-    )
-    async def get_preferences(who: User, ctx: Ctx) -> PreferencesOut:
-        return await _preferences(ctx, who.user_id)
-
-    @r.put(
-        "/preferences",
-        response_model=PreferencesOut,
-        tags=["preferences"],
-        summary="Turn channels on or off per category (only the listed pairs change)",
-    )
-    async def put_preferences(body: PreferencesIn, who: User, ctx: Ctx) -> PreferencesOut:
-        changes = [(p.category, p.channel, p.enabled) for p in body.preferences]
-        errors = reject_changes(ctx.slots, changes)
-        if errors:
-            raise RequestValidationError(
-                [{"loc": ("body", "preferences", i), "msg": msg, "type": kind} for i, kind, msg in errors]
-            )
-        # A locked pair is always on: storing it would only mislead a reader of the table.
-        kept = {(c, ch): on for c, ch, on in changes if not ctx.slots[(c, ch)].locked}
-        if kept:
-            await ctx.pool.execute(
-                """
-                INSERT INTO herald_preferences (user_id, category, channel, enabled)
-                SELECT $1, c, ch, e FROM unnest($2::text[], $3::text[], $4::bool[]) AS t(c, ch, e)
-                ON CONFLICT (user_id, category, channel)
-                DO UPDATE SET enabled = EXCLUDED.enabled, updated_at = now()
-                """,
-                who.user_id,
-                [c for c, _ in kept],
-                [ch.value for _, ch in kept],
-                list(kept.values()),
-            )
-        return await _preferences(ctx, who.user_id)
-
-    @r.get(
-        "/quiet-hours",
-        response_model=QuietHours,
-        tags=["quiet hours"],
-        summary="The user's time zone and quiet window (local wall-clock times)",
-    )
-    async def get_quiet_hours(who: User, ctx: Ctx) -> QuietHours:
-        row = await ctx.pool.fetchrow(
-            "SELECT timezone, quiet_start, quiet_end FROM herald_recipients WHERE user_id = $1", who.user_id
+def _quiet_window(body: QuietHours) -> tuple[time | None, time | None]:
+    """The quiet window a PUT asks for, checked: a known zone, both ends or neither, not empty."""
+    if body.timezone not in _zones():
+        raise invalid(
+            ("body", "timezone"),
+            f"{body.timezone!r} is not an IANA time zone (e.g. Europe/Lisbon)",
+            "timezone",
         )
-        if row is None:
-            return QuietHours()
-        return _quiet_out(row["timezone"], row["quiet_start"], row["quiet_end"])
+    if (body.start is None) != (body.end is None):
+        raise invalid(
+            ("body", "end" if body.end is None else "start"),
+            "start and end go together (both null: no quiet hours)",
+            "quiet_window",
+        )
+    if body.start is not None and body.start == body.end:
+        raise invalid(("body", "end"), "an empty window: end must differ from start", "quiet_window")
+    start = time.fromisoformat(body.start) if body.start else None
+    end = time.fromisoformat(body.end) if body.end else None
+    return start, end
 
-    @r.put(
-        "/quiet-hours",
-        response_model=QuietHours,
-        tags=["quiet hours"],
-        summary="Set the time zone (IANA) and quiet window; start and end both null turn it off",
-    )
-    async def put_quiet_hours(body: QuietHours, who: User, ctx: Ctx) -> QuietHours:
-        if body.timezone not in _zones():
-            raise invalid(
-                ("body", "timezone"),
-                f"{body.timezone!r} is not an IANA time zone (e.g. Europe/Lisbon)",
-                "timezone",
-            )
-        if (body.start is None) != (body.end is None):
-            raise invalid(
-                ("body", "end" if body.end is None else "start"),
-                "start and end go together (both null: no quiet hours)",
-                "quiet_window",
-            )
-        if body.start is not None and body.start == body.end:
-            raise invalid(("body", "end"), "an empty window: end must differ from start", "quiet_window")
-        start = time.fromisoformat(body.start) if body.start else None
-        end = time.fromisoformat(body.end) if body.end else None
+
+router = APIRouter(prefix="/v1")
+
+
+@router.get(
+    "/preferences",
+    response_model=PreferencesOut,
+    tags=["preferences"],
+    summary="Every category x channel the user can choose, with critical ones locked",
+)
+async def get_preferences(who: User, ctx: Ctx) -> PreferencesOut:
+    return await _preferences(ctx, who.user_id)
+
+
+@router.put(
+    "/preferences",
+    response_model=PreferencesOut,
+    tags=["preferences"],
+    summary="Turn channels on or off per category (only the listed pairs change)",
+)
+async def put_preferences(body: PreferencesIn, who: User, ctx: Ctx) -> PreferencesOut:
+    changes = [(p.category, p.channel, p.enabled) for p in body.preferences]
+    errors = reject_changes(ctx.slots, changes)
+    if errors:
+        raise RequestValidationError(
+            [{"loc": ("body", "preferences", i), "msg": msg, "type": kind} for i, kind, msg in errors]
+        )
+    # A locked pair is always on: storing it would only mislead a reader of the table.
+    kept = {(c, ch): on for c, ch, on in changes if not ctx.slots[(c, ch)].locked}
+    if kept:
         await ctx.pool.execute(
             """
-            INSERT INTO herald_recipients (user_id, timezone, quiet_start, quiet_end) VALUES ($1, $2, $3, $4)
-            ON CONFLICT (user_id) DO UPDATE
-               SET timezone = EXCLUDED.timezone, quiet_start = EXCLUDED.quiet_start,
-                   quiet_end = EXCLUDED.quiet_end, updated_at = now()
+            INSERT INTO herald_preferences (user_id, category, channel, enabled)
+            SELECT $1, c, ch, e FROM unnest($2::text[], $3::text[], $4::bool[]) AS t(c, ch, e)
+            ON CONFLICT (user_id, category, channel)
+            DO UPDATE SET enabled = EXCLUDED.enabled, updated_at = now()
             """,
             who.user_id,
-            body.timezone,
-            start,
-            end,
+            [c for c, _ in kept],
+            [ch.value for _, ch in kept],
+            list(kept.values()),
         )
-        return _quiet_out(body.timezone, start, end)
+    return await _preferences(ctx, who.user_id)
 
-    @r.get("/devices", response_model=DeviceList, tags=["devices"], summary="The user's push devices")
-    async def list_devices(who: User, ctx: Ctx) -> DeviceList:
-        return DeviceList(
-            devices=[
-                Device(token=t.token, platform=t.platform) for t in await ctx.devices.tokens(who.user_id)
-            ]
+
+@router.get(
+    "/quiet-hours",
+    response_model=QuietHours,
+    tags=["quiet hours"],
+    summary="The user's time zone and quiet window (local wall-clock times)",
+)
+async def get_quiet_hours(who: User, ctx: Ctx) -> QuietHours:
+    row = await ctx.pool.fetchrow(
+        "SELECT timezone, quiet_start, quiet_end FROM herald_recipients WHERE user_id = $1", who.user_id
+    )
+    if row is None:
+        return QuietHours()
+    return _quiet_out(row["timezone"], row["quiet_start"], row["quiet_end"])
+
+
+@router.put(
+    "/quiet-hours",
+    response_model=QuietHours,
+    tags=["quiet hours"],
+    summary="Set the time zone (IANA) and quiet window; start and end both null turn it off",
+)
+async def put_quiet_hours(body: QuietHours, who: User, ctx: Ctx) -> QuietHours:
+    start, end = _quiet_window(body)
+    await ctx.pool.execute(
+        """
+        INSERT INTO herald_recipients (user_id, timezone, quiet_start, quiet_end) VALUES ($1, $2, $3, $4)
+        ON CONFLICT (user_id) DO UPDATE
+           SET timezone = EXCLUDED.timezone, quiet_start = EXCLUDED.quiet_start,
+               quiet_end = EXCLUDED.quiet_end, updated_at = now()
+        """,
+        who.user_id,
+        body.timezone,
+        start,
+        end,
+    )
+    return _quiet_out(body.timezone, start, end)
+
+
+@router.get("/devices", response_model=DeviceList, tags=["devices"], summary="The user's push devices")
+async def list_devices(who: User, ctx: Ctx) -> DeviceList:
+    return DeviceList(
+        devices=[Device(token=t.token, platform=t.platform) for t in await ctx.devices.tokens(who.user_id)]
+    )
+
+
+@router.post(
+    "/devices",
+    response_model=Device,
+    status_code=201,
+    tags=["devices"],
+    summary="Register (or refresh) this device's FCM token",
+)
+async def register_device(body: DeviceIn, who: User, ctx: Ctx) -> Device:
+    await ctx.devices.register(who.user_id, body.token, body.platform)
+    return Device(token=body.token, platform=body.platform)
+
+
+@router.delete(
+    "/devices/{token:path}",  # a token with an encoded "/" still reaches this route (then 422/404)
+    status_code=204,
+    response_class=Response,
+    tags=["devices"],
+    responses=problem_responses(404),
+    summary="Forget a device token (logout)",
+)
+async def delete_device(
+    who: User, ctx: Ctx, token: Annotated[str, Path(max_length=4096, pattern=_TOKEN_PATH)]
+) -> Response:
+    if await ctx.devices.delete(who.user_id, [token]) == 0:
+        raise ProblemError(404, "no such device")
+    return Response(status_code=204)
+
+
+@router.post(
+    "/receipts",
+    response_model=ReceiptOut,
+    status_code=202,
+    tags=["receipts"],
+    responses=problem_responses(503),
+    summary="A push was delivered to / opened on the device (published to herald.receipts)",
+)
+async def post_receipt(body: ReceiptIn, who: User, ctx: Ctx) -> ReceiptOut:
+    now = datetime.now(UTC)
+    at = body.at or now
+    if abs((at - now).total_seconds()) > _MAX_RECEIPT_SKEW_S:
+        raise invalid(("body", "at"), "must be within a day of now", "out_of_range")
+    receipt = Receipt(
+        notification_id=body.notification_id,
+        user_id=who.user_id,
+        status=ReceiptStatus(body.status),
+        at=at,
+        channel=Channel(body.channel),
+        source="api",
+    )
+    try:
+        await ctx.producer.send_and_wait(
+            ctx.topics.receipts, ctx.codec.encode(receipt), key=body.notification_id.encode()
         )
-
-    @r.post(
-        "/devices",
-        response_model=Device,
-        status_code=201,
-        tags=["devices"],
-        summary="Register (or refresh) this device's FCM token",
-    )
-    async def register_device(body: DeviceIn, who: User, ctx: Ctx) -> Device:
-        await ctx.devices.register(who.user_id, body.token, body.platform)
-        return Device(token=body.token, platform=body.platform)
-
-    @r.delete(
-        "/devices/{token:path}",  # a token with an encoded "/" still reaches this route (then 422/404)
-        status_code=204,
-        response_class=Response,
-        tags=["devices"],
-        responses=problem_responses(404),
-        summary="Forget a device token (logout)",
-    )
-    async def delete_device(
-        who: User, ctx: Ctx, token: Annotated[str, Path(max_length=4096, pattern=_TOKEN_PATH)]
-    ) -> Response:
-        if await ctx.devices.delete(who.user_id, [token]) == 0:
-            raise ProblemError(404, "no such device")
-        return Response(status_code=204)
-
-    @r.post(
-        "/receipts",
-        response_model=ReceiptOut,
-        status_code=202,
-        tags=["receipts"],
-        responses=problem_responses(503),
-        summary="A push was delivered to / opened on the device (published to herald.receipts)",
-    )
-    async def post_receipt(body: ReceiptIn, who: User, ctx: Ctx) -> ReceiptOut:
-        now = datetime.now(UTC)
-        at = body.at or now
-        if abs((at - now).total_seconds()) > _MAX_RECEIPT_SKEW_S:
-            raise invalid(("body", "at"), "must be within a day of now", "out_of_range")
-        receipt = Receipt(
-            notification_id=body.notification_id,
-            user_id=who.user_id,
-            status=ReceiptStatus(body.status),
-            at=at,
-            channel=Channel(body.channel),
-            source="api",
-        )
-        try:
-            await ctx.producer.send_and_wait(
-                ctx.topics.receipts, ctx.codec.encode(receipt), key=body.notification_id.encode()
-            )
-        except KafkaError as exc:
-            raise kafka_down("receipt not recorded") from exc
-        return ReceiptOut(notification_id=body.notification_id, status=body.status, published=True)
-
-    return r
+    except KafkaError as exc:
+        raise kafka_down("receipt not recorded") from exc
+    return ReceiptOut(notification_id=body.notification_id, status=body.status, published=True)

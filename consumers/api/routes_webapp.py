@@ -6,7 +6,6 @@ single-use ticket; ``GET /v1/stream?ticket=…`` is ``GET /v1/inbox/stream`` for
 which can send neither a header nor, on a fresh connection, ``Last-Event-ID`` (so it is also
 accepted as the ``last_event_id`` query parameter). A reconnecting client mints a new ticket.
 """
-# No `from __future__ import annotations`: FastAPI must evaluate the query constraints.
 
 from datetime import UTC, datetime
 from typing import Annotated
@@ -21,7 +20,6 @@ from consumers.api.models import MarkReadIn
 from consumers.api.problems import ProblemError, problem_responses
 from consumers.api.stream import event_stream
 from consumers.api.tickets import StreamTickets, TicketStoreDown
-from consumers.infra.settings import ApiSettings
 
 __all__ = ["ArchiveOut", "StreamTicketOut", "router"]
 
@@ -45,91 +43,89 @@ def _down(exc: TicketStoreDown) -> ProblemError:
     return ProblemError(503, str(exc), kind="unavailable", headers={"Retry-After": "2"})
 
 
-def router(api: ApiSettings) -> APIRouter:
-    r = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1")
 
-    @r.post(
-        "/stream-tickets",
-        response_model=StreamTicketOut,
-        status_code=201,
-        tags=["inbox"],
-        summary="A single-use, one-minute ticket that opens GET /v1/stream (for EventSource)",
-        responses=problem_responses(503),
-    )
-    async def mint_ticket(who: User, ctx: Ctx) -> StreamTicketOut:
-        tickets = _tickets(ctx)
+
+@router.post(
+    "/stream-tickets",
+    response_model=StreamTicketOut,
+    status_code=201,
+    tags=["inbox"],
+    summary="A single-use, one-minute ticket that opens GET /v1/stream (for EventSource)",
+    responses=problem_responses(503),
+)
+async def mint_ticket(who: User, ctx: Ctx) -> StreamTicketOut:
+    tickets = _tickets(ctx)
+    try:
+        ticket = await tickets.mint(who.user_id)
+    except TicketStoreDown as exc:
+        raise _down(exc) from exc
+    return StreamTicketOut(ticket=ticket, expires_in_s=tickets.ttl_s)
+
+
+@router.get(
+    "/stream",
+    tags=["inbox"],
+    summary="GET /v1/inbox/stream authenticated by a stream ticket instead of a bearer token",
+    response_class=StreamingResponse,
+    responses={
+        **problem_responses(401, 503),
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
+    },
+)
+async def ticketed_stream(
+    ctx: Ctx,
+    ticket: Annotated[str, Query(min_length=16, max_length=100)],
+    last_event_id_q: Annotated[str | None, Query(alias="last_event_id", max_length=200)] = None,
+    last_event_id: Annotated[str | None, Header(max_length=200)] = None,
+) -> StreamingResponse:
+    resume = last_event_id or last_event_id_q or None
+    if resume is not None:
         try:
-            ticket = await tickets.mint(who.user_id)
-        except TicketStoreDown as exc:
-            raise _down(exc) from exc
-        return StreamTicketOut(ticket=ticket, expires_in_s=tickets.ttl_s)
-
-    @r.get(
-        "/stream",
-        tags=["inbox"],
-        summary="GET /v1/inbox/stream authenticated by a stream ticket instead of a bearer token",
-        response_class=StreamingResponse,
-        responses={
-            **problem_responses(401, 503),
-            200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
-        },
+            decode_cursor(resume)
+        except ValueError as exc:
+            raise invalid(("query", "last_event_id"), "not an event id this API sent", "event_id") from exc
+    try:
+        user_id = await _tickets(ctx).redeem(ticket)
+    except TicketStoreDown as exc:
+        raise _down(exc) from exc
+    if user_id is None:
+        raise ProblemError(401, "unknown, expired or already used stream ticket", kind="unauthorized")
+    sub = ctx.hub.subscribe(user_id)
+    body = event_stream(
+        ctx.hub,
+        sub,
+        ctx.queries,
+        last_event_id=resume,
+        heartbeat_s=ctx.api.sse_heartbeat_s,
+        replay_max=ctx.api.sse_replay_max,
+        render=item_out,
+        opened_at=datetime.now(UTC),
     )
-    async def ticketed_stream(
-        ctx: Ctx,
-        ticket: Annotated[str, Query(min_length=16, max_length=100)],
-        last_event_id_q: Annotated[str | None, Query(alias="last_event_id", max_length=200)] = None,
-        last_event_id: Annotated[str | None, Header(max_length=200)] = None,
-    ) -> StreamingResponse:
-        resume = last_event_id or last_event_id_q or None
-        if resume is not None:
-            try:
-                decode_cursor(resume)
-            except ValueError as exc:
-                raise invalid(
-                    ("query", "last_event_id"), "not an event id this API sent", "event_id"
-                ) from exc
-        try:
-            user_id = await _tickets(ctx).redeem(ticket)
-        except TicketStoreDown as exc:
-            raise _down(exc) from exc
-        if user_id is None:
-            raise ProblemError(401, "unknown, expired or already used stream ticket", kind="unauthorized")
-        sub = ctx.hub.subscribe(user_id)
-        body = event_stream(
-            ctx.hub,
-            sub,
-            ctx.queries,
-            last_event_id=resume,
-            heartbeat_s=api.sse_heartbeat_s,
-            replay_max=api.sse_replay_max,
-            render=item_out,
-            opened_at=datetime.now(UTC),
-        )
-        return StreamingResponse(
-            body,
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-
-    @r.post(
-        "/inbox/archive",
-        response_model=ArchiveOut,
-        tags=["inbox"],
-        summary="Remove rows from the inbox (as the janitor does with old read rows)",
-        responses=problem_responses(404),
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
-    async def archive(body: MarkReadIn, who: User, ctx: Ctx) -> ArchiveOut:
-        ids = list(dict.fromkeys(body.ids))
-        if len(ids) > api.max_ids:
-            raise invalid(("body", "ids"), f"at most {api.max_ids} ids", "too_long")
-        missing = set(ids) - await ctx.queries.owned(who.user_id, ids)
-        if missing:
-            raise ProblemError(404, f"no such inbox rows: {', '.join(sorted(map(str, missing)))}")
-        rows = await ctx.pool.fetch(
-            "DELETE FROM herald_inbox WHERE user_id = $1 AND id = ANY($2::uuid[]) RETURNING id",
-            who.user_id,
-            ids,
-        )
-        return ArchiveOut(archived=[str(row["id"]) for row in rows])
 
-    return r
+
+@router.post(
+    "/inbox/archive",
+    response_model=ArchiveOut,
+    tags=["inbox"],
+    summary="Remove rows from the inbox (as the janitor does with old read rows)",
+    responses=problem_responses(404),
+)
+async def archive(body: MarkReadIn, who: User, ctx: Ctx) -> ArchiveOut:
+    ids = list(dict.fromkeys(body.ids))
+    if len(ids) > ctx.api.max_ids:
+        raise invalid(("body", "ids"), f"at most {ctx.api.max_ids} ids", "too_long")
+    missing = set(ids) - await ctx.queries.owned(who.user_id, ids)
+    if missing:
+        raise ProblemError(404, f"no such inbox rows: {', '.join(sorted(map(str, missing)))}")
+    rows = await ctx.pool.fetch(
+        "DELETE FROM herald_inbox WHERE user_id = $1 AND id = ANY($2::uuid[]) RETURNING id",
+        who.user_id,
+        ids,
+    )
+    return ArchiveOut(archived=[str(row["id"]) for row in rows])

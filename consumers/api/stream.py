@@ -144,6 +144,45 @@ def format_event(row: InboxRow, payload: dict[str, Any]) -> bytes:
     return f"id: {row.event_id}\nevent: notification\ndata: {data}\n\n".encode()
 
 
+class _Sent:
+    """What one stream already sent (a bounded set, so a replay does not repeat rows) and the newest
+    row among them: where a resync resumes."""
+
+    def __init__(self, last_event_id: str | None, opened_at: datetime) -> None:
+        self._ids: OrderedDict[uuid.UUID, None] = OrderedDict()
+        self._last: tuple[datetime, uuid.UUID] | None = (
+            decode_cursor(last_event_id) if last_event_id else None
+        )
+        self._opened_at = opened_at
+
+    def first_time(self, row: InboxRow) -> bool:
+        """Record ``row`` as sent; False if it already was."""
+        if row.id in self._ids:
+            return False
+        self._ids[row.id] = None
+        if len(self._ids) > _SEEN_MAX:
+            self._ids.popitem(last=False)
+        if self._last is None or (row.created_at, row.id) > self._last:  # the newest row is where to resume
+            self._last = (row.created_at, row.id)
+        return True
+
+    def resume_from(self) -> str:
+        """The event id to replay after: the newest row sent, else the moment the stream opened."""
+        if self._last is not None:
+            return encode_cursor(*self._last)
+        return encode_cursor(self._opened_at, uuid.UUID(int=0))
+
+
+async def _rows_for(
+    item: object, user_id: str, queries: InboxQueries, sent: _Sent, replay_max: int
+) -> list[InboxRow]:
+    """The rows a queue item stands for: a resync replays, a row id reads that row (if still live)."""
+    if item is _RESYNC:
+        return await queries.since(user_id, sent.resume_from(), replay_max)
+    one = await queries.get(user_id, uuid.UUID(str(item)))
+    return [one] if one is not None else []
+
+
 async def event_stream(
     hub: InboxHub,
     sub: Subscription,
@@ -160,26 +199,13 @@ async def event_stream(
     ``last_event_id`` must be valid (the endpoint checks it). A resync with no event sent yet
     replays from ``opened_at``.
     """
-    sent: OrderedDict[uuid.UUID, None] = OrderedDict()
-    last: tuple[datetime, uuid.UUID] | None = decode_cursor(last_event_id) if last_event_id else None
-
-    def emit(row: InboxRow) -> bytes | None:
-        nonlocal last
-        if row.id in sent:
-            return None
-        sent[row.id] = None
-        if len(sent) > _SEEN_MAX:
-            sent.popitem(last=False)
-        if last is None or (row.created_at, row.id) > last:  # the newest row is where to resume
-            last = (row.created_at, row.id)
-        return format_event(row, render(row))
-
+    sent = _Sent(last_event_id, opened_at)
     try:
         yield b"retry: 2000\n: connected\n\n"
         if last_event_id is not None:
             for row in await queries.since(sub.user_id, last_event_id, replay_max):
-                if (chunk := emit(row)) is not None:
-                    yield chunk
+                if sent.first_time(row):
+                    yield format_event(row, render(row))
         while not hub.closed:
             try:
                 item = await asyncio.wait_for(sub.queue.get(), heartbeat_s)
@@ -188,16 +214,8 @@ async def event_stream(
                 continue
             if item is _CLOSED:
                 return
-            if item is _RESYNC:
-                since = (
-                    encode_cursor(*last) if last is not None else encode_cursor(opened_at, uuid.UUID(int=0))
-                )
-                rows = await queries.since(sub.user_id, since, replay_max)
-            else:
-                one = await queries.get(sub.user_id, uuid.UUID(str(item)))
-                rows = [one] if one is not None else []
-            for row in rows:
-                if (chunk := emit(row)) is not None:
-                    yield chunk
+            for row in await _rows_for(item, sub.user_id, queries, sent, replay_max):
+                if sent.first_time(row):
+                    yield format_event(row, render(row))
     finally:
         hub.unsubscribe(sub)

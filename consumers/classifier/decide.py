@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from operator import attrgetter
+from zoneinfo import ZoneInfo
 
 from consumers.classifier.profile import Profile, zone
 from consumers.classifier.quiet_hours import QuietAction, QuietDecision, quiet_decision
@@ -138,176 +139,223 @@ def _outcome(
     )
 
 
-def plan(event: DomainEvent, route: Route, profile: Profile, now: datetime, cfg: DecideConfig) -> Plan:
-    tier = route.tier
-    nid = keys.notification_id(event.event_id, event.user_id)
-    out = Plan(event, route, nid)
-    channels = list(route.channels)
-    channels += [c for c in route.opt_in if profile.preference(route.category, c) is True]
-    tz = zone(profile.timezone)
-    stale_after = cfg.stale_after if tier is Tier.LOW else None
-    quiet: dict[bool, QuietDecision] = {}  # by "does quiet hours apply to this channel"
-    limit = limit_for(tier, cfg.limits)
-    locale = event.locale or profile.locale or cfg.default_locale
-    expires_at = event.occurred_at + cfg.stale_after if tier is Tier.LOW else None
-    for channel in channels:
-        if tier is not Tier.CRITICAL and profile.preference(route.category, channel) is False:
-            key = keys.idempotency_key(event.event_id, channel, "")
-            out.suppressed.append(
-                _outcome(
-                    event,
-                    tier,
-                    OutcomeStatus.SUPPRESSED,
-                    "opted_out",
-                    now,
-                    nid=nid,
-                    channel=channel,
-                    route=route,
-                    key=key,
-                    detail=f"user opted out of {route.category} by {channel.value}",
-                )
-            )
-            continue
-        addresses = recipients_for(channel, event, profile)
-        if not addresses:
+@dataclass(slots=True)
+class _EventPlan:
+    """What :func:`plan` works out once per event and shares across its channels and addresses."""
+
+    event: DomainEvent
+    route: Route
+    profile: Profile
+    now: datetime
+    cfg: DecideConfig
+    nid: str
+    tz: ZoneInfo
+    locale: str
+    stale_after: timedelta | None  # low tier only: older events are dropped, not sent late
+    expires_at: datetime | None  # low tier only: when the message is stale
+    limit: int | None  # per user x channel x hour; None = unlimited
+    quiet: dict[bool, QuietDecision] = field(default_factory=dict)  # by "quiet hours apply to the channel"
+
+    @classmethod
+    def of(
+        cls, event: DomainEvent, route: Route, profile: Profile, now: datetime, cfg: DecideConfig
+    ) -> _EventPlan:
+        low = route.tier is Tier.LOW
+        return cls(
+            event,
+            route,
+            profile,
+            now,
+            cfg,
+            nid=keys.notification_id(event.event_id, event.user_id),
+            tz=zone(profile.timezone),
+            locale=event.locale or profile.locale or cfg.default_locale,
+            stale_after=cfg.stale_after if low else None,
+            expires_at=event.occurred_at + cfg.stale_after if low else None,
+            limit=limit_for(route.tier, cfg.limits),
+        )
+
+    def suppressed(
+        self, channel: Channel, reason: str, detail: str, *, key: str, message: ChannelMessage | None = None
+    ) -> DeliveryOutcome:
+        return _outcome(
+            self.event,
+            self.route.tier,
+            OutcomeStatus.SUPPRESSED,
+            reason,
+            self.now,
+            nid=self.nid,
+            channel=channel,
+            route=self.route,
+            key=key,
+            message=message,
+            detail=detail,
+        )
+
+    def refusal(self, channel: Channel, addresses: Sequence[str]) -> DeliveryOutcome | None:
+        """The channel's suppression when the user opted out (never for critical) or has no address."""
+        route = self.route
+        if route.tier is not Tier.CRITICAL and self.profile.preference(route.category, channel) is False:
+            reason, detail = "opted_out", f"user opted out of {route.category} by {channel.value}"
+        elif not addresses:
             reason = "no_endpoint" if channel is Channel.WEBHOOK else "no_address"
-            key = keys.idempotency_key(event.event_id, channel, "")
-            out.suppressed.append(
-                _outcome(
-                    event,
-                    tier,
-                    OutcomeStatus.SUPPRESSED,
-                    reason,
-                    now,
-                    nid=nid,
-                    channel=channel,
-                    route=route,
-                    key=key,
-                    detail=f"no {channel.value} address on file",
-                )
-            )
-            continue
-        applies = channel in cfg.quiet_channels
-        decision = quiet.get(applies)
+            detail = f"no {channel.value} address on file"
+        else:
+            return None
+        return self.suppressed(
+            channel, reason, detail, key=keys.idempotency_key(self.event.event_id, channel, "")
+        )
+
+    def quiet_for(self, channel: Channel) -> QuietDecision:
+        """Quiet hours and staleness for the channel (computed once per kind of channel)."""
+        applies = channel in self.cfg.quiet_channels
+        decision = self.quiet.get(applies)
         if decision is None:
-            decision = quiet[applies] = quiet_decision(
-                now,
-                tz,
-                profile.quiet if applies else None,
-                tier,
-                occurred_at=event.occurred_at,
-                stale_after=stale_after,
+            decision = self.quiet[applies] = quiet_decision(
+                self.now,
+                self.tz,
+                self.profile.quiet if applies else None,
+                self.route.tier,
+                occurred_at=self.event.occurred_at,
+                stale_after=self.stale_after,
             )
+        return decision
+
+    def message(self, channel: Channel, address: str) -> ChannelMessage:
+        event, route = self.event, self.route
+        return ChannelMessage(
+            notification_id=self.nid,
+            event_id=event.event_id,
+            event_type=event.type,
+            user_id=event.user_id,
+            channel=channel,
+            lane=route.lane,
+            tier=route.tier,
+            category=route.category,
+            recipient=address,
+            template=route.template,
+            locale=self.locale,
+            idempotency_key=keys.idempotency_key(event.event_id, channel, address),
+            occurred_at=event.occurred_at,
+            tenant=event.tenant,
+            timezone=self.profile.timezone,
+            payload=event.payload,
+            expires_at=self.expires_at,
+        )
+
+    def pending(self, message: ChannelMessage, decision: QuietDecision) -> Pending:
+        """The message held until quiet hours end (if they apply), with the rate-limit bucket it needs."""
+        if decision.action is QuietAction.DEFER:
+            message.not_before = decision.until
+        request = None
+        if self.limit is not None:
+            bucket = bucket_key(self.cfg.rate_prefix, self.event.user_id, message.channel, self.now)
+            request = LimitRequest(bucket, message.idempotency_key, self.limit)
+        record_key = (
+            message.recipient if message.channel is Channel.WEBHOOK else self.event.user_id
+        ).encode()
+        return Pending(message, record_key, decision.until, request)
+
+
+def plan(event: DomainEvent, route: Route, profile: Profile, now: datetime, cfg: DecideConfig) -> Plan:
+    """Step 1 (see the module's docstring): per channel a suppression, or per address a :class:`Pending`."""
+    ep = _EventPlan.of(event, route, profile, now, cfg)
+    out = Plan(event, route, ep.nid)
+    opted_in = [c for c in route.opt_in if profile.preference(route.category, c) is True]
+    for channel in [*route.channels, *opted_in]:
+        addresses = recipients_for(channel, event, profile)
+        refused = ep.refusal(channel, addresses)
+        if refused is not None:
+            out.suppressed.append(refused)
+            continue
+        decision = ep.quiet_for(channel)
         for address in addresses:
-            message = ChannelMessage(
-                notification_id=nid,
-                event_id=event.event_id,
-                event_type=event.type,
-                user_id=event.user_id,
-                channel=channel,
-                lane=route.lane,
-                tier=tier,
-                category=route.category,
-                recipient=address,
-                template=route.template,
-                locale=locale,
-                idempotency_key=keys.idempotency_key(event.event_id, channel, address),
-                occurred_at=event.occurred_at,
-                tenant=event.tenant,
-                timezone=profile.timezone,
-                payload=event.payload,
-                expires_at=expires_at,
-            )
+            message = ep.message(channel, address)
             if decision.action is QuietAction.DROP:
-                out.suppressed.append(
-                    _outcome(
-                        event,
-                        tier,
-                        OutcomeStatus.SUPPRESSED,
-                        "stale",
-                        now,
-                        nid=nid,
-                        channel=channel,
-                        route=route,
-                        key=message.idempotency_key,
-                        message=message,
-                        detail="low-tier message too old to send",
-                    )
+                stale = ep.suppressed(
+                    channel,
+                    "stale",
+                    "low-tier message too old to send",
+                    key=message.idempotency_key,
+                    message=message,
                 )
-                continue
-            if decision.action is QuietAction.DEFER:
-                message.not_before = decision.until
-            request = None
-            if limit is not None:
-                request = LimitRequest(
-                    bucket_key(cfg.rate_prefix, event.user_id, channel, now), message.idempotency_key, limit
-                )
-            record_key = (address if channel is Channel.WEBHOOK else event.user_id).encode()
-            out.pending.append(Pending(message, record_key, decision.until, request))
+                out.suppressed.append(stale)
+            else:
+                out.pending.append(ep.pending(message, decision))
     return out
 
 
 def finalize(p: Plan, admitted: Sequence[bool | None], now: datetime, cfg: DecideConfig) -> Decision:
-    """``admitted[i]`` answers ``p.pending[i]``: True/False, or None when the limiter was down."""
+    """Step 2: the records and timers. ``admitted[i]`` answers ``p.pending[i]``: True/False, or None
+    when the limiter was down."""
     d = Decision()
-    tier, route, event = p.route.tier, p.route, p.event
-    outcomes_topic = cfg.topics.outcomes
-    encode = cfg.codec.encode
-    encode_message = cfg.encode_message
-    nid, nid_key = p.nid, p.nid.encode()
+    nid_key = p.nid.encode()
     for outcome in p.suppressed:
-        d.outputs.append(Output(outcomes_topic, encode(outcome), nid_key))
+        d.outputs.append(Output(cfg.topics.outcomes, cfg.codec.encode(outcome), nid_key))
         d.counts.append((str(outcome.channel), "suppressed", outcome.reason or ""))
     for item, ok in zip(p.pending, admitted, strict=True):
-        msg = item.message
-        note = ""
-        if ok is None:
-            if on_limiter_down(tier, cfg.defer_on_limiter_down) is LimiterDown.DEFER:
-                _defer_until_limiter(d, p, item, now, cfg=cfg, nid_key=nid_key)
-                continue
-            note = "rate_limiter_unavailable"  # failed open
-        elif not ok:
-            per_hour = item.limit.limit if item.limit else 0
-            outcome = _outcome(
-                event,
-                tier,
-                OutcomeStatus.SUPPRESSED,
-                "rate_limited",
-                now,
-                nid=nid,
-                channel=msg.channel,
-                route=route,
-                key=msg.idempotency_key,
-                message=msg,
-                detail=f"over {per_hour}/hour for {msg.channel.value}",
+        if ok is None and on_limiter_down(p.route.tier, cfg.defer_on_limiter_down) is LimiterDown.DEFER:
+            _defer_until_limiter(d, p, item, now, cfg=cfg, nid_key=nid_key)
+        elif ok is False:
+            _suppress_rate_limited(d, p, item, now, cfg=cfg, nid_key=nid_key)
+        elif item.until is None:
+            msg = item.message
+            note = "rate_limiter_unavailable" if ok is None else ""  # None here: failed open
+            d.outputs.append(
+                Output(cfg.channel_topic(msg.channel, msg.lane), cfg.encode_message(msg), item.key)
             )
-            d.outputs.append(Output(outcomes_topic, encode(outcome), nid_key))
-            d.counts.append((msg.channel, "suppressed", "rate_limited"))
-            continue
-        topic = cfg.channel_topic(msg.channel, msg.lane)
-        if item.until is None:
-            d.outputs.append(Output(topic, encode_message(msg), item.key))
             d.counts.append((msg.channel, "routed", note))
-            continue
-        timer_key = msg.idempotency_key + ":deferred"
-        d.timers.append(publish_timer(timer_key, item.until, topic, item.key, encode_message(msg)))
-        outcome = _outcome(
-            event,
-            tier,
-            OutcomeStatus.DEFERRED,
-            "quiet_hours",
-            now,
-            nid=nid,
-            channel=msg.channel,
-            route=route,
-            key=msg.idempotency_key,
-            message=msg,
-            not_before=item.until,
-            detail=f"quiet hours in {msg.timezone}",
-        )
-        d.outputs.append(Output(outcomes_topic, encode(outcome), nid_key))
-        d.counts.append((msg.channel, "deferred", "quiet_hours"))
+        else:
+            _defer_for_quiet_hours(d, p, item, item.until, now, cfg=cfg, nid_key=nid_key)
     return d
+
+
+def _suppress_rate_limited(
+    d: Decision, p: Plan, item: Pending, now: datetime, *, cfg: DecideConfig, nid_key: bytes
+) -> None:
+    msg = item.message
+    per_hour = item.limit.limit if item.limit else 0
+    outcome = _outcome(
+        p.event,
+        p.route.tier,
+        OutcomeStatus.SUPPRESSED,
+        "rate_limited",
+        now,
+        nid=p.nid,
+        channel=msg.channel,
+        route=p.route,
+        key=msg.idempotency_key,
+        message=msg,
+        detail=f"over {per_hour}/hour for {msg.channel.value}",
+    )
+    d.outputs.append(Output(cfg.topics.outcomes, cfg.codec.encode(outcome), nid_key))
+    d.counts.append((msg.channel, "suppressed", "rate_limited"))
+
+
+def _defer_for_quiet_hours(
+    d: Decision, p: Plan, item: Pending, until: datetime, now: datetime, *, cfg: DecideConfig, nid_key: bytes
+) -> None:
+    """A timer releases the message to its channel topic when quiet hours end; a deferred outcome says so."""
+    msg = item.message
+    topic = cfg.channel_topic(msg.channel, msg.lane)
+    timer_key = msg.idempotency_key + ":deferred"
+    d.timers.append(publish_timer(timer_key, until, topic, item.key, cfg.encode_message(msg)))
+    outcome = _outcome(
+        p.event,
+        p.route.tier,
+        OutcomeStatus.DEFERRED,
+        "quiet_hours",
+        now,
+        nid=p.nid,
+        channel=msg.channel,
+        route=p.route,
+        key=msg.idempotency_key,
+        message=msg,
+        not_before=until,
+        detail=f"quiet hours in {msg.timezone}",
+    )
+    d.outputs.append(Output(cfg.topics.outcomes, cfg.codec.encode(outcome), nid_key))
+    d.counts.append((msg.channel, "deferred", "quiet_hours"))
 
 
 def _defer_until_limiter(

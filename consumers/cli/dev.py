@@ -174,7 +174,6 @@ async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
     from consumers.devstack.api_demo import demo_access_lines, demo_api_env
     from consumers.devstack.demo import STALE_TOKEN, new_webhook_secret, run_demo_stream, seed
     from consumers.devstack.fcm_fake import FcmFake
-    from consumers.devstack.processes import free_port, spawn_herald
     from consumers.devstack.webhook_sink import WebhookSink
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the provider watcher polls every second
@@ -208,16 +207,7 @@ async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
             await migrate(pool)
             await create_topics(settings, Topics(settings.topic_prefix).all())
             await seed(settings, pool, sink.url, secret)
-            for name, argv in DEV_PROCESSES:
-                port = free_port()
-                procs[name] = spawn_herald(
-                    argv, env={**env, "HERALD_METRICS_PORT": str(port)}, log=logs / f"{name}.log"
-                )
-                _say(
-                    "process",
-                    f"{name:<15} pid={procs[name].pid} metrics=http://127.0.0.1:{port}/metrics "
-                    f"log={logs / (name + '.log')}",
-                )
+            procs.update(_start_processes(env, logs))
             for line in await demo_access_lines(settings):
                 _say("api", line)
             _say("ready", "demo events follow; Ctrl-C stops everything")
@@ -240,6 +230,19 @@ async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
             sink.stop()
     _say("stopped", json.dumps({name: p.returncode for name, p in procs.items()}))
     return 0
+
+
+def _start_processes(env: dict[str, str], logs: Path) -> dict[str, subprocess.Popen[bytes]]:
+    """Every Herald process of the demo, each with its own metrics port and log file."""
+    from consumers.devstack.processes import free_port, spawn_herald
+
+    procs = {}
+    for name, argv in DEV_PROCESSES:
+        port = free_port()
+        log = logs / f"{name}.log"
+        procs[name] = spawn_herald(argv, env={**env, "HERALD_METRICS_PORT": str(port)}, log=log)
+        _say("process", f"{name:<15} pid={procs[name].pid} metrics=http://127.0.0.1:{port}/metrics log={log}")
+    return procs
 
 
 async def _supervise(procs: dict[str, subprocess.Popen[bytes]], duration: float | None) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,15 @@ from types import TracebackType
 from typing import Self
 
 from consumers.devstack.processes import free_port, spawn, stop, unprivileged_user, wait_for_port
+
+# The dev stack's data is disposable: durability off for speed, and room for many test pools.
+_POSTGRES_SETTINGS = (
+    "fsync=off",
+    "synchronous_commit=off",
+    "full_page_writes=off",
+    "max_connections=300",
+    "shared_buffers=256MB",
+)
 
 __all__ = ["DevStack", "Service"]
 
@@ -217,6 +227,21 @@ class DevStack:
 
         self.services["moto"] = Service("moto", f"http://127.0.0.1:{port}", run(), restart=run)
 
+    def _initdb(self, bindir: Path, data: Path, user: pwd.struct_passwd | None) -> None:
+        init_log = self._log("initdb")
+        argv: list[str | Path] = [
+            bindir / "initdb",
+            "-D",
+            data,
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+        ]
+        init = spawn([*argv, "-E", "UTF8", "--locale=C"], log=init_log, user=user)
+        if init.wait(60) != 0:
+            raise RuntimeError(f"initdb failed:\n{init_log.read_text(errors='replace')[-2000:]}")
+
     def _start_postgres(self) -> None:
         if self._external("postgres", "DATABASE_URL"):
             return
@@ -226,50 +251,13 @@ class DevStack:
         data.mkdir()
         if user is not None:
             os.chown(data, user.pw_uid, user.pw_gid)
-        init_log = self._log("initdb")
-        init = spawn(
-            [
-                bindir / "initdb",
-                "-D",
-                data,
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--no-sync",
-                "-E",
-                "UTF8",
-                "--locale=C",
-            ],
-            log=init_log,
-            user=user,
-        )
-        if init.wait(60) != 0:
-            raise RuntimeError(f"initdb failed:\n{init_log.read_text(errors='replace')[-2000:]}")
+        self._initdb(bindir, data, user)
         port = free_port()
+        options = [arg for setting in _POSTGRES_SETTINGS for arg in ("-c", setting)]
 
         def run() -> subprocess.Popen[bytes]:
             return spawn(
-                [
-                    bindir / "postgres",
-                    "-D",
-                    data,
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "-k",
-                    data,
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                    "-c",
-                    "max_connections=300",
-                    "-c",
-                    "shared_buffers=256MB",
-                ],
+                [bindir / "postgres", "-D", data, "-h", "127.0.0.1", "-p", str(port), "-k", data, *options],
                 log=self._log("postgres"),
                 user=user,
                 death_signal=signal.SIGQUIT,  # immediate shutdown if we are killed

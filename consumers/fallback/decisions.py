@@ -1,7 +1,7 @@
 """What the fallback consumer does about an outcome, a receipt or a due timer: pure functions.
 
 No clock, no database, no broker: ``now`` and every looked-up fact come in as arguments, so
-each rule is a table in ``tests/unit/test_fallback_decisions.py``.
+each rule is a table in ``tests/unit/consumers/fallback/test_decisions.py``.
 """
 
 from __future__ import annotations

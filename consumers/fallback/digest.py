@@ -150,33 +150,12 @@ async def fire_digest_send(ctx: FallbackContext, timer: Timer, conn: asyncpg.Con
         await conn.execute("UPDATE herald_digests SET send_at = $2 WHERE id = $1", digest_id, quiet)
         await ctx.scheduler.arm([_send_timer(digest_id, quiet, f":{quiet.isoformat()}")], conn)
         return []
-    rows = await conn.fetch(
-        "SELECT d.inbox_id, d.notification_id, d.idempotency_key, d.event_id, d.event_type, i.title, i.body, "
-        "i.created_at, i.read_at FROM herald_digest_items d LEFT JOIN herald_inbox i ON i.id = d.inbox_id "
-        "WHERE d.user_id = $1 AND d.digest_id IS NULL FOR UPDATE OF d",
-        user_id,
-    )
-    unread = [r for r in rows if r["title"] is not None and r["read_at"] is None]
-    gone = [r["inbox_id"] for r in rows if r["title"] is None or r["read_at"] is not None]
-    if gone:  # read (or archived) before the digest went out: left out, for good
-        await conn.execute("DELETE FROM herald_digest_items WHERE inbox_id = ANY($1::uuid[])", gone)
+    unread = await _unread_items(conn, user_id)
     if not unread:
         # Nothing to say: free the window so a later item can still have this window's digest.
         await conn.execute("DELETE FROM herald_digests WHERE id = $1", digest_id)
         return []
-    state = "sent" if contact.email else "no_address"
-    await conn.execute(
-        "UPDATE herald_digests SET state = $2, item_count = $3, sent_at = $4 WHERE id = $1",
-        digest_id,
-        state,
-        len(unread),
-        now,
-    )
-    await conn.execute(
-        "UPDATE herald_digest_items SET digest_id = $1 WHERE inbox_id = ANY($2::uuid[])",
-        digest_id,
-        [r["inbox_id"] for r in unread],
-    )
+    await _close(conn, digest_id, unread, state="sent" if contact.email else "no_address", now=now)
     items = [DigestItem(r["title"], r["body"] or "", r["created_at"]) for r in unread]
     content = digest_content(items, ctx.settings.digest_max_items)
     message = digest_message(
@@ -207,6 +186,39 @@ async def fire_digest_send(ctx: FallbackContext, timer: Timer, conn: asyncpg.Con
     outputs = [ctx.email_output(message)]
     outputs += [ctx.outcome_output(_item_outcome(r, message, now)) for r in unread]
     return outputs
+
+
+async def _unread_items(conn: asyncpg.Connection, user_id: str) -> list[asyncpg.Record]:
+    """The user's items waiting for a digest and still unread, locked for this transaction."""
+    rows = await conn.fetch(
+        "SELECT d.inbox_id, d.notification_id, d.idempotency_key, d.event_id, d.event_type, i.title, i.body, "
+        "i.created_at, i.read_at FROM herald_digest_items d LEFT JOIN herald_inbox i ON i.id = d.inbox_id "
+        "WHERE d.user_id = $1 AND d.digest_id IS NULL FOR UPDATE OF d",
+        user_id,
+    )
+    unread = [r for r in rows if r["title"] is not None and r["read_at"] is None]
+    gone = [r["inbox_id"] for r in rows if r["title"] is None or r["read_at"] is not None]
+    if gone:  # read (or archived) before the digest went out: left out, for good
+        await conn.execute("DELETE FROM herald_digest_items WHERE inbox_id = ANY($1::uuid[])", gone)
+    return unread
+
+
+async def _close(
+    conn: asyncpg.Connection, digest_id: int, items: list[asyncpg.Record], *, state: str, now: datetime
+) -> None:
+    """The digest is done (``sent`` or ``no_address``) and these items are in it: no later digest lists them."""
+    await conn.execute(
+        "UPDATE herald_digests SET state = $2, item_count = $3, sent_at = $4 WHERE id = $1",
+        digest_id,
+        state,
+        len(items),
+        now,
+    )
+    await conn.execute(
+        "UPDATE herald_digest_items SET digest_id = $1 WHERE inbox_id = ANY($2::uuid[])",
+        digest_id,
+        [r["inbox_id"] for r in items],
+    )
 
 
 def _item_outcome(row: asyncpg.Record, digest: ChannelMessage, now: datetime) -> DeliveryOutcome:

@@ -1,4 +1,4 @@
-"""``herald run inbox-janitor``: keeps the inbox small (the seed's "in-app notification bloat").
+"""``herald run inbox-janitor``: keeps the in-app inbox from growing without bound.
 
 Deletes read rows older than ``in_app.retention_days`` and every row past its ``expires_at``,
 ``in_app.janitor_batch`` rows per short transaction: each batch picks its ids through the

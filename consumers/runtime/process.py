@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,23 +80,11 @@ async def serve(
 
     tasks = [asyncio.create_task(r.run(), name=f"runner:{r.handler.name}") for r in runners]
     tasks += [asyncio.create_task(fn(stopping), name=f"loop:{getattr(fn, '__name__', fn)}") for fn in loops]
-    code = 0
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for t in done:
-            if not t.cancelled() and t.exception() is not None:
-                log.error("%s failed", t.get_name(), exc_info=t.exception())
-                code = 1
+        code = _report_failures(done)
         request_stop()
-        _, late = await asyncio.wait(tasks, timeout=settings.runtime.shutdown_grace_s)
-        if late:
-            log.error(
-                "grace period over: abandoning %s (uncommitted work will be replayed)",
-                [t.get_name() for t in late],
-            )
-            for t in late:
-                t.cancel()
-            code = code or 1
+        code = max(code, await _finish_within(tasks, settings.runtime.shutdown_grace_s))
     finally:
         if on_stop is not None:
             await on_stop()
@@ -105,3 +93,27 @@ async def serve(
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
     return code
+
+
+def _report_failures(done: Iterable[asyncio.Task[Any]]) -> int:
+    """Log every task that ended with an exception; the exit code: 1 if any did."""
+    code = 0
+    for t in done:
+        if not t.cancelled() and t.exception() is not None:
+            log.error("%s failed", t.get_name(), exc_info=t.exception())
+            code = 1
+    return code
+
+
+async def _finish_within(tasks: Sequence[asyncio.Task[Any]], grace_s: float) -> int:
+    """Let the tasks finish; cancel those still running after ``grace_s``. The exit code: 1 if any were."""
+    _, late = await asyncio.wait(tasks, timeout=grace_s)
+    if not late:
+        return 0
+    log.error(
+        "grace period over: abandoning %s (uncommitted work will be replayed)",
+        [t.get_name() for t in late],
+    )
+    for t in late:
+        t.cancel()
+    return 1

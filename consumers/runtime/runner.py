@@ -1,6 +1,6 @@
 """The consume → handle → produce → commit loop every Herald consumer runs on.
 
-Guarantees (architecture.md, "Invariants"):
+Guarantees (docs/architecture.md, "Invariants"):
 
 * **At-least-once.** Offsets of a poll batch are committed only after every record the
   handler produced for it, and every dead letter, is acknowledged by the broker

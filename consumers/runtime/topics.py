@@ -1,4 +1,4 @@
-"""Topic names from architecture.md, in one place."""
+"""Topic names (docs/architecture.md, "Topics and lanes"), in one place."""
 
 from __future__ import annotations
 

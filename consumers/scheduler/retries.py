@@ -95,7 +95,8 @@ def plan_retry(
     if message.expires_at is not None and due_at >= message.expires_at:
         return None
     retry = dataclasses.replace(message, attempt=attempt + 1)
-    # Kafka key per contracts: webhooks are keyed by endpoint id (the recipient), others by user.
+    # The channel topics' key (docs/architecture.md, "Topics and lanes"): webhooks are keyed by
+    # endpoint id (the recipient), the other channels by user.
     msg_key = message.recipient if message.channel == Channel.WEBHOOK else message.user_id
     return Timer(
         key=retry_timer_key(message.idempotency_key, attempt + 1),

@@ -3,7 +3,7 @@
 Users come in kinds that exercise every branch of the decision table (full profiles, no
 addresses at all, no device, quiet hours now, marketing opt-out, activity push opt-in) plus
 webhook owners for system events. :func:`expectations` is an oracle written from
-architecture.md and routing.yaml, independent of the classifier: it says, per event, which
+docs/architecture.md and routing.yaml, independent of the classifier: it says, per event, which
 (channel, recipient) must end delivered, suppressed (with which reason), deferred or failed.
 """
 
@@ -202,52 +202,64 @@ def _deliver_or_no_device(e: Planned, user: User, channel: Channel) -> tuple[str
     return "deliver", frozenset()
 
 
-def expectations(e: Planned, user: User) -> list[Expect]:
-    """The decision table (architecture.md) for one event and its recipient's profile."""
-    tier = TIER[e.event_type]
-    out: list[Expect] = []
-
-    def add(channel: Channel, recipient: str, want: str, reasons: frozenset[str] = frozenset()) -> None:
-        key = keys.idempotency_key(e.event_id, channel, recipient)
-        out.append(Expect(e.event_id, e.event_type, e.user_id, channel, recipient, key, want, reasons))
-
-    def addressed(channel: Channel) -> str | None:
-        if channel is Channel.EMAIL:
-            return user.email
-        if channel is Channel.SMS:
-            return user.phone
-        return user.user_id
-
-    if tier == "system":
-        if not user.endpoints:
-            add(Channel.WEBHOOK, "", "suppressed", frozenset({"no_endpoint"}))
-        for ep in user.endpoints:
-            add(Channel.WEBHOOK, ep, "deliver")
-        return out
+def _channels(tier: str, user: User) -> list[Channel]:
+    """The channels the decision table names for a (non-system) tier, with the user's opt-ins."""
     if tier == "critical":
-        channels = [Channel.PUSH, Channel.SMS, Channel.EMAIL]
-    elif tier == "high":
-        channels = [Channel.PUSH]
-    elif tier == "medium":
-        channels = [Channel.IN_APP]
-        if ("activity", "push") in user.opt_in:
-            channels.append(Channel.PUSH)
+        return [Channel.PUSH, Channel.SMS, Channel.EMAIL]
+    if tier == "high":
+        return [Channel.PUSH]
+    if tier == "medium":
+        return [Channel.IN_APP, Channel.PUSH] if ("activity", "push") in user.opt_in else [Channel.IN_APP]
+    return [Channel.EMAIL]
+
+
+def _category(tier: str, event_type: str) -> str:
+    if event_type.startswith("tips."):
+        return "tips"
+    if tier == "high" and event_type == "login_code":
+        return "auth"
+    return CATEGORY[tier]
+
+
+def _address(user: User, channel: Channel) -> str | None:
+    if channel is Channel.EMAIL:
+        return user.email
+    if channel is Channel.SMS:
+        return user.phone
+    return user.user_id
+
+
+def _expect_on(e: Planned, user: User, tier: str, channel: Channel) -> tuple[str, str, frozenset[str]]:
+    """(recipient, expected result, reasons) for one channel of one event."""
+    if tier != "critical" and (_category(tier, e.event_type), channel.value) in user.opt_out:
+        return "", "suppressed", frozenset({"opted_out"})
+    recipient = _address(user, channel)
+    if not recipient:
+        return "", "suppressed", frozenset({"no_address"})
+    if user.quiet is not None and tier != "critical" and channel is not Channel.IN_APP:
+        return recipient, "deferred", frozenset({"quiet_hours"})
+    return (recipient, *_deliver_or_no_device(e, user, channel))
+
+
+def expectations(e: Planned, user: User) -> list[Expect]:
+    """The decision table (docs/architecture.md) for one event and its recipient's profile."""
+    tier = TIER[e.event_type]
+    if tier == "system":
+        targets = [(Channel.WEBHOOK, ep, "deliver", frozenset[str]()) for ep in user.endpoints]
+        if not user.endpoints:
+            targets = [(Channel.WEBHOOK, "", "suppressed", frozenset({"no_endpoint"}))]
     else:
-        channels = [Channel.EMAIL]
-    category = "tips" if e.event_type.startswith("tips.") else CATEGORY[tier]
-    if tier == "high" and e.event_type == "login_code":
-        category = "auth"
-    for channel in channels:
-        if tier != "critical" and (category, channel.value) in user.opt_out:
-            add(channel, "", "suppressed", frozenset({"opted_out"}))
-            continue
-        recipient = addressed(channel)
-        if not recipient:
-            add(channel, "", "suppressed", frozenset({"no_address"}))
-            continue
-        if user.quiet is not None and tier != "critical" and channel is not Channel.IN_APP:
-            add(channel, recipient, "deferred", frozenset({"quiet_hours"}))
-            continue
-        want, reasons = _deliver_or_no_device(e, user, channel)
-        add(channel, recipient, want, reasons)
-    return out
+        targets = [(channel, *_expect_on(e, user, tier, channel)) for channel in _channels(tier, user)]
+    return [
+        Expect(
+            e.event_id,
+            e.event_type,
+            e.user_id,
+            channel,
+            recipient,
+            keys.idempotency_key(e.event_id, channel, recipient),
+            want,
+            reasons,
+        )
+        for channel, recipient, want, reasons in targets
+    ]

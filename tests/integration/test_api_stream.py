@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -16,6 +16,7 @@ import pytest_asyncio
 from consumers.devstack import DevStack
 from tests.api_helpers import RunningApi, api_settings, running_api
 from tests.conftest import make_settings
+from tests.waiting import until
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -45,6 +46,14 @@ class Events:
                 field, _, value = line.partition(":")
                 event[field] = json.loads(value.strip()) if field == "data" else value.strip()
 
+    def saw_comments(self, n: int) -> Callable[[], Awaitable[bool]]:
+        """A condition for :func:`until`: at least ``n`` SSE comments (connected, keepalives) read."""
+
+        async def check() -> bool:
+            return self.comments >= n
+
+        return check
+
     async def next(self, timeout: float = 5.0) -> dict[str, Any]:
         return await asyncio.wait_for(self.queue.get(), timeout)
 
@@ -71,7 +80,8 @@ async def test_new_notification_arrives_within_one_second_and_only_for_its_user(
     me, other = f"s-{uuid.uuid4().hex[:10]}", f"s-{uuid.uuid4().hex[:10]}"
     _, events, cm = await open_stream(api, me)
     try:
-        await asyncio.sleep(0.1)  # the stream is subscribed once headers are out; be generous anyway
+        # The stream is subscribed before its first bytes (": connected") go out.
+        await until(events.saw_comments(1), what="the stream's ': connected' comment", timeout=5)
         await api.add_rows(other, 1)
         t0 = time.monotonic()
         (mine,) = await api.add_rows(me, 1)
@@ -81,8 +91,11 @@ async def test_new_notification_arrives_within_one_second_and_only_for_its_user(
         assert event["data"]["id"] == str(mine) and event["data"]["title"] == "title 0"
         assert latency < 1.0
         assert events.queue.empty()
-        await asyncio.sleep(1.2)  # heartbeat every 0.5 s in tests keeps proxies (and us) informed
-        assert events.comments >= 2 and events.queue.empty()  # the other user's row never came
+        # A heartbeat every 0.5 s in tests keeps proxies (and us) informed. Two of them after my row:
+        # the other user's row, written before mine, would have come by then; it never does.
+        seen = events.comments
+        await until(events.saw_comments(seen + 2), what="two keepalives", timeout=5)
+        assert events.queue.empty()
     finally:
         await events.close()
         await cm.__aexit__(None, None, None)

@@ -43,7 +43,7 @@ def _user() -> str:
 async def _first_event(client: httpx.AsyncClient, url: str, params: dict[str, str]) -> dict[str, object]:
     async with client.stream("GET", url, params=params, timeout=10) as res:
         assert res.status_code == 200, await res.aread()
-        data = None
+        data: dict[str, object] | None = None
         async for line in res.aiter_lines():
             if line.startswith("data:"):
                 data = json.loads(line[5:])

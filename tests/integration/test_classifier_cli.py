@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from consumers.infra.resources import Resources
 from consumers.infra.settings import ClassifierSettings, HeraldSettings
 from consumers.runtime.handling import DeadLetter, Incoming
 from consumers.runtime.kafka import create_topics
+from consumers.runtime.process import ProcessOptions
 from consumers.runtime.topics import Topics
 from consumers.scheduler.process import build as build_scheduler
 from schemas.errors import ConfigurationError
@@ -32,7 +32,7 @@ async def test_build_validates_the_routing_table_at_start(settings: HeraldSettin
     res = Resources(settings.model_copy(update={"classifier": ClassifierSettings(routing_file=bad)}))
     try:
         with pytest.raises(ConfigurationError, match="bad tier 'urgent'"):
-            await build(res, argparse.Namespace(group=None))
+            await build(res, ProcessOptions(group=None))
     finally:
         await res.close()
 
@@ -40,11 +40,11 @@ async def test_build_validates_the_routing_table_at_start(settings: HeraldSettin
 async def test_build_makes_one_runner_and_the_topics(settings: HeraldSettings) -> None:
     res = Resources(settings)
     try:
-        spec = await build(res, argparse.Namespace(group=None))
+        spec = await build(res, ProcessOptions(group=None))
         (runner,) = spec.runners
         assert isinstance(runner.handler, Classifier)
         assert runner.group_id == "herald-classifier" and runner.topics == [res.topics.events]
-        sched = await build_scheduler(res, argparse.Namespace())
+        sched = await build_scheduler(res, ProcessOptions())
         assert len(sched.loops) == 1 and not sched.runners
     finally:
         await res.close()
@@ -64,7 +64,7 @@ async def test_why_prints_every_decision_for_an_event(
     )
     res = Resources(settings, clock=ManualClock())
     try:
-        spec = await build(res, argparse.Namespace(group=None))
+        spec = await build(res, ProcessOptions(group=None))
         handler: Any = spec.runners[0].handler
         event = build_event("security_alert", user_id=user)  # critical: opt-out ignored, no phone
         other = build_event("payment_receipt", user_id=user)

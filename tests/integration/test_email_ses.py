@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 import uuid
@@ -22,6 +21,7 @@ from consumers.channel.process import build as build_process
 from consumers.devstack import DevStack
 from consumers.infra.resources import Resources
 from consumers.infra.settings import AwsSettings, ChannelConsumerSettings, EmailSettings, HeraldSettings
+from consumers.runtime.process import ProcessOptions
 from consumers.runtime.topics import Topics
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, Tier
@@ -204,7 +204,7 @@ async def test_email_process_end_to_end_in_two_locales(stack: DevStack, moto: st
         [(m.user_id.encode(), codec.encode(m)) for m in messages],
     )
     res = Resources(settings)
-    args = argparse.Namespace(channel="email", lane="priority", group=f"{settings.topic_prefix}-email")
+    args = ProcessOptions(channel="email", lane="priority", group=f"{settings.topic_prefix}-email")
     spec = await build_process(res, args)
     (runner,) = spec.runners
     task = asyncio.create_task(runner.run())

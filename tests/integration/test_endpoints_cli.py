@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -43,7 +44,7 @@ def test_parse_since_refuses_nonsense(value: str) -> None:
         cli.parse_since(value, NOW)
 
 
-def _args(argv: list[str]):  # type: ignore[no-untyped-def]
+def _args(argv: list[str]) -> argparse.Namespace:
     return build_parser().parse_args(["endpoints", *argv])
 
 

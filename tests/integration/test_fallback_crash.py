@@ -22,7 +22,7 @@ from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, Tier
 from tests.conftest import make_settings
 from tests.integration.fallback_harness import channel_message, outcome_of
-from tests.kafka_helpers import produce_raw, read_all, wait_for_records
+from tests.kafka_helpers import produce_raw, read_all, wait_for_records, wait_until_consumed, wait_until_quiet
 
 ROOT = Path(__file__).resolve().parents[2]
 _now = SystemClock().now
@@ -117,9 +117,11 @@ async def test_kill_9_between_arming_and_firing_escalates_exactly_once(
     try:
         await _wait_state(pg_pool, key, "fired", second, log)
         assert time.monotonic() - armed_at >= DELAY_S - 1.0  # fired on its schedule, not at restart
-        emails = await wait_for_records(settings, email_topic, 1, timeout=10)
-        # Give the restarted consumer time to replay the uncommitted outcome, if any: still one.
-        await asyncio.sleep(3)
+        await wait_for_records(settings, email_topic, 1, timeout=10)
+        # The restarted consumer replays the uncommitted outcome, if any; once it has committed all it
+        # was given and nothing more is being written, there is still one email.
+        await wait_until_consumed(settings, group, [topics.outcomes, topics.receipts])
+        await wait_until_quiet(settings, [email_topic, topics.outcomes])
         emails = await read_all(settings, email_topic)
         assert len(emails) == 1
         email = default_codec().decode(emails[0].value, ChannelMessage)

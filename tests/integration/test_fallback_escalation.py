@@ -12,7 +12,7 @@ import pytest_asyncio
 
 from consumers.devstack import DevStack
 from consumers.fallback.context import FallbackContext
-from consumers.fallback.decisions import escalation_email_key
+from consumers.fallback.decisions import escalation_email_key, escalation_timer_key
 from consumers.fallback.handler import FallbackHandler
 from consumers.fallback.process import fire_handlers
 from consumers.infra.clock import SystemClock
@@ -31,7 +31,14 @@ from tests.integration.fallback_harness import (
     past_clock,
     running_harness,
 )
-from tests.kafka_helpers import produce_raw, read_all, wait_for_records
+from tests.kafka_helpers import (
+    produce_raw,
+    read_all,
+    wait_for_records,
+    wait_until_consumed,
+    wait_until_quiet,
+)
+from tests.waiting import until
 
 DELAY = 300.0
 
@@ -243,7 +250,19 @@ async def test_through_kafka_with_a_shortened_delay(stack: DevStack, pg_pool: as
         first = await wait_for_records(settings, h.email_topic, 1, timeout=30)
         assert codec.decode(first[0].value, ChannelMessage).user_id == dead.user_id  # at once: first
         both = await wait_for_records(settings, h.email_topic, 2, timeout=30)
-        await asyncio.sleep(2.5)  # well past the confirmed push's deadline
+        # The confirmed push never escalates: once the runner has consumed the receipt and the outcomes,
+        # its timeout timer is cancelled or was never armed (a pending one would fire at the deadline),
+        # and nothing more reaches the email topic.
+        await wait_until_consumed(
+            settings, f"{settings.topic_prefix}-fallback", [topics.outcomes, topics.receipts]
+        )
+        confirmed_timer = escalation_timer_key(confirmed.idempotency_key)
+
+        async def confirmed_settled() -> bool:
+            return await scheduler.state(confirmed_timer) != "pending"
+
+        await until(confirmed_settled, what=f"timer {confirmed_timer} no longer pending")
+        await wait_until_quiet(settings, [h.email_topic])
         records = await read_all(settings, h.email_topic)
         assert len(records) == 2 and both[1].value in [r.value for r in records]
         assert {codec.decode(r.value, ChannelMessage).user_id for r in records} == {

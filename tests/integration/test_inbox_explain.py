@@ -106,7 +106,7 @@ async def test_unread_queries_use_the_partial_index(
         assert "Sort" not in kinds or sql is UNREAD_COUNT_SQL, (sql, kinds)  # the index gives the order
 
 
-def pct(samples: list[float], q: float) -> float:
+def pct(samples: list[float], q: int) -> float:
     return statistics.quantiles(samples, n=100, method="inclusive")[q - 1] if q < 100 else max(samples)
 
 

@@ -23,7 +23,7 @@ from consumers.devstack import DevStack
 from consumers.devstack.fcm_fake import FcmFake, make_service_account
 from consumers.infra.resources import Resources
 from consumers.infra.settings import PushSettings
-from schemas.models import ChannelMessage, Tier
+from schemas.models import Channel, ChannelMessage, Lane, Tier
 from tests.conftest import make_settings
 
 
@@ -62,10 +62,10 @@ def message(user: str, tier: Tier = Tier.HIGH, payload: dict[str, object] | None
         event_id=str(uuid.uuid4()),
         event_type="payment_receipt",
         user_id=user,
-        channel="push",
-        lane="priority",
+        channel=Channel.PUSH,
+        lane=Lane.PRIORITY,
         tier=tier,
-        category="payments",  # type: ignore[arg-type]
+        category="payments",
         recipient=user,
         template="payment_receipt",
         locale="en",

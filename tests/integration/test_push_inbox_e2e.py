@@ -4,7 +4,6 @@ and the local FCM fake, with the default templates."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import uuid
@@ -23,6 +22,7 @@ from consumers.devstack.fcm_fake import FcmFake
 from consumers.infra.keys import idempotency_key, notification_id
 from consumers.infra.resources import Resources
 from consumers.infra.settings import PushSettings
+from consumers.runtime.process import ProcessOptions
 from consumers.runtime.topics import Topics
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, Tier, utcnow
@@ -101,7 +101,7 @@ async def test_push_and_in_app_processes(
     res = Resources(settings)
     specs = [
         await build_process(
-            res, argparse.Namespace(channel=c, lane="priority", group=f"{settings.topic_prefix}-{c}")
+            res, ProcessOptions(channel=c, lane="priority", group=f"{settings.topic_prefix}-{c}")
         )
         for c in ("push", "in_app")
     ]

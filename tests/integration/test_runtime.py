@@ -54,7 +54,7 @@ async def test_poison_bytes_go_to_dlq_with_reason_and_the_partition_moves_on(
     producer = make_producer(settings)
     await producer.start()
     try:
-        runner: Runner[object] = Runner(
+        runner = Runner(
             PassThrough(target),
             topics=[topics.events],
             group_id=f"{settings.topic_prefix}-g",

@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from channels.base import Outcome
 from channels.endpoints_pg import EndpointStore
 from channels.signing import generate_secret
 from channels.ssrf import PerEndpointPool
@@ -28,7 +29,7 @@ async def receiver() -> AsyncIterator[WebhookReceiver]:
         yield r
 
 
-async def _send(a: WebhookAdapter, message: ChannelMessage):  # type: ignore[no-untyped-def]
+async def _send(a: WebhookAdapter, message: ChannelMessage) -> Outcome:
     return await a.deliver(message, a.render(message), idempotency_key=message.idempotency_key)
 
 

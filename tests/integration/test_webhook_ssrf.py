@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from channels.ssrf import Resolver
 from tests.fakes.webhook_receiver import WebhookReceiver, running_receiver
 from tests.integration.webhook_helpers import adapter, endpoint, webhook_message
 
@@ -19,7 +20,7 @@ async def receiver() -> AsyncIterator[WebhookReceiver]:
         yield r
 
 
-def _fixed(answers: Mapping[str, Sequence[str]], calls: list[str]):  # type: ignore[no-untyped-def]
+def _fixed(answers: Mapping[str, Sequence[str]], calls: list[str]) -> Resolver:
     async def resolve(host: str, port: int) -> Sequence[str]:
         calls.append(host)
         return answers[host]

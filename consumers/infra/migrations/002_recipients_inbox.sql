@@ -52,7 +52,7 @@ CREATE TABLE herald_webhook_endpoints (
 );
 CREATE INDEX herald_webhook_endpoints_owner ON herald_webhook_endpoints (owner_id);
 
--- The in-app inbox (seed schema plus idempotency, category, expiry).
+-- The in-app inbox: one row per in-app notification, with its idempotency key, category and expiry.
 CREATE TABLE herald_inbox (
     id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     user_id          text NOT NULL,

@@ -13,7 +13,7 @@ from schemas.models import Channel
 
 TEMPLATES = PACKAGE_DIR / "templates"
 
-# The demo payloads of /contracts (routing.yaml ↔ templates ↔ demo).
+# One payload per template with every variable it uses (what the routing table sends it).
 DEMO: dict[str, dict[str, object]] = {
     "security_alert": {"device": "iPhone 15", "ip": "203.0.113.7", "location": "Lisbon, PT"},
     "payment_receipt": {"amount": "12.50", "currency": "EUR", "merchant": "Corner Café"},

@@ -33,7 +33,7 @@ SPEC_VECTORS: list[tuple[str, int]] = [
     ('{"name":"foo","type":"record","fields":[{"name":"f1","type":"boolean"}]}', 7843277075252814651),
 ]
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "wire-format.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "wire-format.md"
 _EMPTY = 0xC15D213AA4D7A795  # the specification's CRC-64-AVRO polynomial / initial value
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import httpcore
 import pytest
 
-from channels.ssrf import AddressPolicy, BlockedDestination, GuardedBackend, check_url, refusal
+from channels.ssrf import AddressPolicy, BlockedDestination, GuardedBackend, Resolver, check_url, refusal
 
 REFUSED = [
     # IPv4
@@ -138,7 +138,7 @@ def test_accepted_urls(url: str, expected: tuple[str, str, int]) -> None:
     assert check_url(url) == expected
 
 
-def _resolver(answers: dict[str, Sequence[str]], calls: list[str]):  # type: ignore[no-untyped-def]
+def _resolver(answers: dict[str, Sequence[str]], calls: list[str]) -> Resolver:
     async def resolve(host: str, port: int) -> Sequence[str]:
         calls.append(host)
         return answers[host]

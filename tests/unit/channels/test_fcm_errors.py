@@ -13,7 +13,7 @@ from channels.base import Content, Outcome
 from channels.devices_pg import DeviceToken
 from channels.fcm import FcmAdapter
 from channels.fcm_message import ErrorClass, FcmError, classify, parse_error, parse_retry_after
-from schemas.models import ChannelMessage, Tier
+from schemas.models import Channel, ChannelMessage, Lane, Tier
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 FCM = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
@@ -133,12 +133,12 @@ def message() -> ChannelMessage:
         event_id="e-1",
         event_type="login_code",
         user_id="u-1",
-        channel="push",  # type: ignore[arg-type]
-        lane="priority",
+        channel=Channel.PUSH,
+        lane=Lane.PRIORITY,
         tier=Tier.HIGH,
         category="auth",
         recipient="u-1",
-        template="login_code",  # type: ignore[arg-type]
+        template="login_code",
         locale="en",
         idempotency_key="msg_k",
         occurred_at=NOW,
@@ -308,7 +308,7 @@ async def test_one_message_per_token_and_mixed_results() -> None:
     assert sorted(sent_to) == ["busy", "dead", "ok"]
     assert outcome.status == "sent" and outcome.provider_message_id == "m/ok"
     assert devices.deleted == ["dead"]
-    assert "1/3 devices accepted" in outcome.detail
+    assert outcome.detail is not None and "1/3 devices accepted" in outcome.detail
 
     outcome, devices, _ = await deliver(handler, ["dead", "busy"])
     assert outcome.status == "failed_retryable" and outcome.reason == "unavailable"

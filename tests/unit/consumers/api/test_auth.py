@@ -1,0 +1,64 @@
+"""Bearer tokens: HS256 and EdDSA keys, expiry, audience, issuer."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import SecretStr
+
+from consumers.api.auth import AuthError, TokenKeys, mint_token, verify_token
+from consumers.infra.settings import ApiSettings
+
+NOW = datetime.now(UTC)
+
+
+def hs() -> ApiSettings:
+    return ApiSettings(jwt_secret=SecretStr("s" * 32))
+
+
+def test_short_hs256_key_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        TokenKeys.from_settings(ApiSettings(jwt_secret=SecretStr("short")))
+    with pytest.raises(ValueError):
+        TokenKeys.from_settings(ApiSettings())
+
+
+def test_hs256_round_trip_and_failures() -> None:
+    api = hs()
+    keys = TokenKeys.from_settings(api)
+    who = verify_token(mint_token(keys, api, "alice", now=NOW), keys, api)
+    assert who.user_id == "alice" and who.token_id.startswith("alice:")
+    expired = mint_token(keys, api, "alice", now=NOW - timedelta(days=2), ttl=timedelta(hours=1))
+    with pytest.raises(AuthError, match="expired"):
+        verify_token(expired, keys, api)
+    other_aud = mint_token(keys, api.model_copy(update={"jwt_audience": "x"}), "alice", now=NOW)
+    with pytest.raises(AuthError, match="audience"):
+        verify_token(other_aud, keys, api)
+    with_iss = api.model_copy(update={"jwt_issuer": "https://idp"})
+    with pytest.raises(AuthError):
+        verify_token(mint_token(keys, api, "alice", now=NOW), keys, with_iss)  # iss required, absent
+    assert verify_token(mint_token(keys, with_iss, "bob", now=NOW), keys, with_iss).user_id == "bob"
+
+
+def test_eddsa_verifies_with_the_public_key_only_and_refuses_hs256() -> None:
+    private = Ed25519PrivateKey.generate()
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    signer = ApiSettings(jwt_algorithm="EdDSA", jwt_secret=SecretStr(pem))
+    verifier = ApiSettings(jwt_algorithm="EdDSA", jwt_public_key=public)
+    token = mint_token(TokenKeys.from_settings(signer), signer, "carla", now=NOW)
+    vkeys = TokenKeys.from_settings(verifier)
+    assert vkeys.signing_key is None
+    assert verify_token(token, vkeys, verifier).user_id == "carla"
+    hs_token = mint_token(TokenKeys.from_settings(hs()), hs(), "carla", now=NOW)
+    with pytest.raises(AuthError):
+        verify_token(hs_token, vkeys, verifier)
