@@ -15,6 +15,7 @@ from typing import Any, Self
 from aiokafka import AIOKafkaProducer
 
 from schemas.codec import Codec, default_codec
+from schemas.identifiers import check_identifiers
 from schemas.models import DomainEvent, utcnow
 
 __all__ = ["Emitter", "build_event"]
@@ -30,14 +31,16 @@ def build_event(
     locale: str | None = None,
     tenant: str | None = None,
 ) -> DomainEvent:
-    """A validated DomainEvent (raises ValueError on an empty type/user or a non-JSON payload)."""
-    if not event_type or not event_type.strip():
-        raise ValueError("event type must not be empty")
-    if not user_id:
-        raise ValueError("user_id must not be empty")
+    """A validated DomainEvent.
+
+    Raises :class:`~schemas.identifiers.InvalidIdentifier` (a ValueError naming the field) for an
+    empty, overlong or control-character identifier, ValueError for a non-JSON payload.
+    """
+    event_id = event_id or str(uuid.uuid4())
+    check_identifiers(event_id=event_id, event_type=event_type, user_id=user_id, tenant=tenant)
     payload = json.dumps(data or {}, separators=(",", ":"), default=str)
     return DomainEvent(
-        event_id=event_id or str(uuid.uuid4()),
+        event_id=event_id,
         type=event_type,
         occurred_at=occurred_at or utcnow(),
         user_id=user_id,
@@ -65,6 +68,10 @@ class Emitter:
         await self.producer.stop()
 
     async def emit_event(self, event: DomainEvent) -> DomainEvent:
+        """Produce ``event`` (its identifiers are checked first: InvalidIdentifier)."""
+        check_identifiers(
+            event_id=event.event_id, event_type=event.type, user_id=event.user_id, tenant=event.tenant
+        )
         await self.producer.send_and_wait(self.topic, self.codec.encode(event), key=event.user_id.encode())
         return event
 

@@ -11,10 +11,16 @@ Outages:
   ``defer_tiers_when_limiter_down`` (default: low) are re-classified later through a scheduler
   timer with a ``deferred``/``rate_limiter_unavailable`` outcome, the rest fail open. Counted
   in ``herald_dependency_errors_total{dependency="redis"}``.
+
+Bad records: identifiers are checked again here (a raw producer can bypass the emitter) and an
+invalid one is dead-lettered as ``invalid_event`` naming the field. PostgreSQL or Redis refusing
+a record's values raises a :class:`RecordError`, never an outage; the runtime splits the batch
+down to that record and dead-letters it alone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
@@ -23,6 +29,7 @@ from datetime import timedelta
 
 import asyncpg
 
+from channels.storage_errors import classify_pg_error
 from consumers.classifier.decide import DecideConfig, Plan, finalize, plan
 from consumers.classifier.lookup import LookupUnavailable, ProfileCache
 from consumers.classifier.ratelimit import LimiterUnavailable, RateLimiter
@@ -34,7 +41,8 @@ from consumers.runtime.handling import DeadLetter, Incoming, Result
 from consumers.runtime.topics import Topics
 from consumers.scheduler.store import Scheduler, Timer
 from schemas.codec import Codec, default_codec
-from schemas.errors import DependencyUnavailable
+from schemas.errors import DependencyUnavailable, RecordError
+from schemas.identifiers import InvalidIdentifier, check_identifiers
 from schemas.models import DomainEvent
 
 __all__ = ["Classifier", "decide_config"]
@@ -55,6 +63,17 @@ def decide_config(settings: HeraldSettings, codec: Codec | None = None) -> Decid
         defer_on_limiter_down=tuple(str(t) for t in c.defer_tiers_when_limiter_down),
         limiter_retry=timedelta(seconds=c.limiter_retry_s),
     )
+
+
+def _invalid_identifier(event: DomainEvent) -> DeadLetter | None:
+    """A raw producer can bypass the emitter's check: the same check again, as a dead letter."""
+    try:
+        check_identifiers(
+            event_id=event.event_id, event_type=event.type, user_id=event.user_id, tenant=event.tenant
+        )
+    except InvalidIdentifier as exc:
+        return DeadLetter(exc.reason, type(exc).__name__, str(exc))
+    return None
 
 
 class Classifier:
@@ -79,6 +98,11 @@ class Classifier:
         self._codec = config.codec
         self._redis_warned_at = 0.0
 
+    async def probe(self) -> bool:
+        """Does PostgreSQL answer? Asked by the runtime's poison net before it blames a record."""
+        async with asyncio.timeout(2.0):
+            return bool(await self.profiles.pool.fetchval("SELECT 1"))
+
     def decode(self, raw: bytes) -> DomainEvent:
         return self._codec.decode(raw, DomainEvent)
 
@@ -87,7 +111,10 @@ class Classifier:
         results: list[Result | None] = [None] * len(batch)
         routed: list[tuple[int, DomainEvent]] = []
         for i, item in enumerate(batch):
-            if self.table.match(item.value.type) is None:
+            invalid = _invalid_identifier(item.value)
+            if invalid is not None:
+                results[i] = invalid
+            elif self.table.match(item.value.type) is None:
                 results[i] = DeadLetter(
                     "unknown_event_type",
                     "UnknownEventType",
@@ -128,6 +155,10 @@ class Classifier:
             try:
                 await self.scheduler.arm(timers)
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                if classify_pg_error(exc) == "record":  # the runtime splits to the record at fault
+                    raise RecordError(
+                        f"arming deferred sends refused: {exc}", reason="invalid_event"
+                    ) from exc
                 metrics.DEPENDENCY_ERRORS.labels("postgresql", self.name).inc()
                 raise DependencyUnavailable(f"arming deferred sends failed: {exc}") from exc
 

@@ -14,12 +14,13 @@ from typing import Any
 
 import asyncpg
 
+from channels.storage_errors import classify_pg_error
 from consumers.classifier.profile import Endpoint, Profile
 from consumers.classifier.quiet_hours import QuietWindow
-from schemas.errors import DependencyUnavailable
+from schemas.errors import DependencyUnavailable, RecordError
 from schemas.models import Channel
 
-__all__ = ["LookupUnavailable", "ProfileCache", "fetch_profiles"]
+__all__ = ["LookupRejected", "LookupUnavailable", "ProfileCache", "fetch_profiles"]
 
 # One round trip for recipients, preferences and (enabled) webhook endpoints of many users.
 _QUERY = """
@@ -36,6 +37,15 @@ LEFT JOIN herald_recipients r ON r.user_id = u.id
 
 class LookupUnavailable(DependencyUnavailable):
     """PostgreSQL did not answer."""
+
+
+class LookupRejected(RecordError):
+    """PostgreSQL refused a user id of the batch (e.g. text it cannot store): a record's fault.
+
+    The runtime splits the batch until the record stands alone and dead-letters it.
+    """
+
+    reason = "invalid_event"
 
 
 def _profile(row: Any) -> Profile:
@@ -63,10 +73,16 @@ def _profile(row: Any) -> Profile:
 
 
 async def fetch_profiles(pool: asyncpg.Pool, user_ids: list[str]) -> dict[str, Profile]:
-    """Profiles of ``user_ids`` in one query; raises :class:`LookupUnavailable` on an outage."""
+    """Profiles of ``user_ids`` in one query.
+
+    Raises :class:`LookupUnavailable` on an outage, :class:`LookupRejected` when PostgreSQL refused
+    the values (:func:`~channels.storage_errors.classify_pg_error`).
+    """
     try:
         rows = await pool.fetch(_QUERY, user_ids)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, ValueError) as exc:
+        if classify_pg_error(exc) == "record":
+            raise LookupRejected(f"{type(exc).__name__}: {exc}") from exc
         raise LookupUnavailable(f"{type(exc).__name__}: {exc}") from exc
     return {row["user_id"]: _profile(row) for row in rows}
 

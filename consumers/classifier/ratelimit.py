@@ -23,12 +23,14 @@ from enum import StrEnum
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
 
-from schemas.errors import DependencyUnavailable
+from channels.storage_errors import classify_redis_error
+from schemas.errors import DependencyUnavailable, RecordError
 from schemas.models import Channel, Tier
 
 __all__ = [
     "LimitRequest",
     "LimiterDown",
+    "LimiterRejected",
     "LimiterUnavailable",
     "RateLimiter",
     "bucket_key",
@@ -78,6 +80,12 @@ class LimitRequest:
     bucket: str
     member: str  # the message's idempotency key
     limit: int
+
+
+class LimiterRejected(RecordError):
+    """Redis refused a rate-limit key or value of the batch (a record's fault, not an outage)."""
+
+    reason = "invalid_event"
 
 
 class LimiterUnavailable(DependencyUnavailable):
@@ -141,7 +149,9 @@ class RateLimiter:
         try:
             async with asyncio.timeout(self._timeout_s):
                 return await self._acquire(requests)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (RedisError, OSError, TimeoutError, UnicodeError) as exc:
+            if classify_redis_error(exc) == "record":  # Redis answers: the batch's values are at fault
+                raise LimiterRejected(f"{type(exc).__name__}: {exc}") from exc
             self._down_until = self._monotonic() + self._cooldown_s
             raise LimiterUnavailable(f"{type(exc).__name__}: {exc}") from exc
 

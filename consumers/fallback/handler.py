@@ -9,12 +9,14 @@ batch arms nothing twice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Callable, Sequence
 
 import asyncpg
 
+from channels.storage_errors import classify_pg_error
 from consumers.fallback.context import FallbackContext
 from consumers.fallback.critical import mark_reached, watch_critical
 from consumers.fallback.decisions import (
@@ -32,7 +34,7 @@ from consumers.runtime import metrics
 from consumers.runtime.handling import Incoming, Output, Result
 from consumers.scheduler.retries import plan_retry
 from schemas.codec import DecodeError
-from schemas.errors import DependencyUnavailable
+from schemas.errors import DependencyUnavailable, RecordError
 from schemas.models import DeliveryOutcome, OutcomeStatus, Receipt
 
 __all__ = ["FallbackHandler"]
@@ -75,9 +77,18 @@ class FallbackHandler:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 return [await self._one(conn, item.value) for item in batch]
-        except _OUTAGES as exc:
+        except (*_OUTAGES, asyncpg.PostgresError) as exc:
+            if classify_pg_error(exc) == "record":  # the runtime splits down to the record at fault
+                raise RecordError(
+                    f"PostgreSQL refused: {type(exc).__name__}: {exc}", reason="invalid_record"
+                ) from exc
             metrics.DEPENDENCY_ERRORS.labels("postgres", self.name).inc()
             raise DependencyUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+
+    async def probe(self) -> bool:
+        """Does PostgreSQL answer? Asked by the runtime's poison net before it blames a record."""
+        async with asyncio.timeout(2.0):
+            return bool(await self.pool.fetchval("SELECT 1"))
 
     async def _one(self, conn: asyncpg.Connection, value: Signal) -> list[Output]:
         if isinstance(value, Receipt):

@@ -49,6 +49,11 @@ class RuntimeSettings(BaseModel, frozen=True):
     shutdown_grace_s: float = Field(20.0, description="SIGTERM: finish in-flight work within this.")
     handler_max_retries: int = Field(5, description="Retries of a retryable handler error before pausing.")
     handler_retry_base_s: float = 0.2
+    poison_after_retries: int = Field(
+        2,
+        description="After this many failed tries of a batch with a dependency error, split it to find "
+        "a poison record (dead-lettered as `poison` only if the dependency answers other work or a probe).",
+    )
     handler_retry_max_s: float = 5.0
     max_message_bytes: int = Field(262_144, description="Larger input records go to the DLQ (too_large).")
     linger_ms: int = 5

@@ -58,8 +58,11 @@ class Handler(Protocol[T]):
     async def handle(self, batch: Sequence[Incoming[T]]) -> Sequence[Result]:
         """Decide on a batch; return one result per input, in order.
 
-        Raise :class:`~schemas.errors.DependencyUnavailable` when a dependency is down (the batch is retried);
-        any other exception is isolated to the offending record, which is dead-lettered.
+        Raise :class:`~schemas.errors.DependencyUnavailable` when a dependency is down (the batch is
+        retried), :class:`~schemas.errors.RecordError` when a record's content is at fault. Any
+        exception but an outage is isolated to the offending record, which is dead-lettered
+        (:mod:`consumers.runtime.isolate`). A handler may also define ``async def probe() -> bool``
+        (do its servers answer?): the runtime's poison net asks it before blaming a record.
         """
         ...
 

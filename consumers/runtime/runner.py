@@ -16,6 +16,10 @@ Guarantees (docs/architecture.md, "Invariants"):
 * **Outages pause, they do not drop.** A :class:`DependencyUnavailable` (database or cache down)
   retries the batch with backoff; past ``handler_max_retries`` the consumer seeks back to
   its last commit, reports not-ready and keeps trying.
+* **A record is never a reason to stop.** A batch that fails otherwise, or keeps failing with
+  ``DependencyUnavailable`` past ``poison_after_retries`` tries while the dependency answers,
+  is split until the failing record stands alone (:mod:`consumers.runtime.isolate`); that record
+  is dead-lettered (``poison``, or the ``RecordError``'s reason) and the rest goes through.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from consumers.infra.settings import RuntimeSettings
 from consumers.runtime import metrics
 from consumers.runtime.handling import DeadLetter, Handler, Incoming, Output, Result, dead_letter_headers
+from consumers.runtime.isolate import Probe, isolate
 from consumers.runtime.produce import enqueue_all
 from consumers.runtime.topics import dlq
 from schemas.codec import DecodeError
@@ -159,7 +164,8 @@ class Runner(Generic[T]):
         attempt = 0
         while True:
             try:
-                await self._process_once(batch)
+                # Past a few tries, look for a poison record instead of blaming the dependency.
+                await self._process_once(batch, split=attempt >= self.settings.poison_after_retries)
                 self._set_ready(True)
                 break
             except DependencyUnavailable as exc:
@@ -209,7 +215,7 @@ class Runner(Generic[T]):
             if tp in self.consumer.assignment():
                 self.consumer.seek(tp, offset)
 
-    async def _process_once(self, batch: list[ConsumerRecord[bytes, bytes]]) -> None:
+    async def _process_once(self, batch: list[ConsumerRecord[bytes, bytes]], *, split: bool = False) -> None:
         results: list[Result | None] = [None] * len(batch)
         decoded: list[Incoming[T]] = []
         pending: list[int] = []
@@ -233,35 +239,42 @@ class Runner(Generic[T]):
                     pending.append(i)
         for topic, n in consumed.items():
             metrics.CONSUMED.labels(self.handler.name, topic).inc(n)
-        for i, result in zip(pending, await self._handle(decoded), strict=True):
+        for i, result in zip(pending, await self._handle(decoded, split=split), strict=True):
             results[i] = result
         await self._produce_and_schedule_commit(batch, [r for r in results if r is not None])
 
-    async def _handle(self, decoded: list[Incoming[T]]) -> Sequence[Result]:
+    async def _handle(self, decoded: list[Incoming[T]], *, split: bool) -> Sequence[Result]:
         if not decoded:
             return []
         try:
             results = await self.handler.handle(decoded)
-        except DependencyUnavailable:
-            raise
-        except Exception:
-            # Find the poison record: handle one at a time so one bad record costs only itself.
+        except DependencyUnavailable as exc:
+            if not split:
+                raise
+            return await self._isolate(decoded, exc)
+        except Exception as exc:
             log.exception("%s: batch handler failed; isolating the failing record", self.handler.name)
-            results = [await self._handle_one(item) for item in decoded]
+            return await self._isolate(decoded, exc)
         if len(results) != len(decoded):
             raise RuntimeError(
                 f"{self.handler.name}: handler returned {len(results)} results for {len(decoded)}"
             )
         return results
 
-    async def _handle_one(self, item: Incoming[T]) -> Result:
-        try:
-            (result,) = await self.handler.handle([item])
-            return result
-        except DependencyUnavailable:
-            raise
-        except Exception as exc:
-            return DeadLetter("handler_error", type(exc).__name__, str(exc))
+    async def _isolate(self, decoded: list[Incoming[T]], exc: Exception) -> Sequence[Result]:
+        started = time.perf_counter()
+        probe: Probe | None = getattr(self.handler, "probe", None)
+        results, calls = await isolate(self.handler.handle, decoded, exc, probe=probe)
+        dead = sum(isinstance(r, DeadLetter) for r in results)
+        log.warning(
+            "%s: split a failing batch of %d in %d calls (%.2fs): %d record(s) dead-lettered",
+            self.handler.name,
+            len(decoded),
+            calls,
+            time.perf_counter() - started,
+            dead,
+        )
+        return results
 
     async def _produce_and_schedule_commit(
         self, batch: list[ConsumerRecord[bytes, bytes]], results: list[Result]
