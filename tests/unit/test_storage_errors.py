@@ -1,0 +1,91 @@
+"""Record vs dependency: the one table for asyncpg errors and the one for redis errors."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+from asyncpg.exceptions import _base as asyncpg_base
+from redis import exceptions as redis_errors
+
+from channels.storage_errors import classify_pg_error, classify_redis_error
+
+
+def _pg(cls: type[asyncpg.PostgresError]) -> asyncpg.PostgresError:
+    return cls("refused")
+
+
+@pytest.mark.parametrize(
+    ("error", "blame"),
+    [
+        # the record's values: never retried
+        (_pg(asyncpg.exceptions.CharacterNotInRepertoireError), "record"),  # NUL in text
+        (_pg(asyncpg.exceptions.UntranslatableCharacterError), "record"),
+        (_pg(asyncpg.exceptions.InvalidTextRepresentationError), "record"),
+        (_pg(asyncpg.exceptions.NumericValueOutOfRangeError), "record"),
+        (_pg(asyncpg.exceptions.DatetimeFieldOverflowError), "record"),
+        (_pg(asyncpg.exceptions.StringDataRightTruncationError), "record"),
+        (_pg(asyncpg.exceptions.CheckViolationError), "record"),
+        (_pg(asyncpg.exceptions.NotNullViolationError), "record"),
+        (_pg(asyncpg.exceptions.ProgramLimitExceededError), "record"),  # index row too large
+        (asyncpg_base.DataError("invalid input for query argument $1"), "record"),
+        (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), "record"),
+        (OverflowError("date value out of range"), "record"),
+        # the server's state: retry, pause
+        (_pg(asyncpg.exceptions.CannotConnectNowError), "dependency"),
+        (_pg(asyncpg.exceptions.AdminShutdownError), "dependency"),
+        (_pg(asyncpg.exceptions.QueryCanceledError), "dependency"),  # statement timeout
+        (_pg(asyncpg.exceptions.DeadlockDetectedError), "dependency"),
+        (_pg(asyncpg.exceptions.SerializationError), "dependency"),
+        (_pg(asyncpg.exceptions.TooManyConnectionsError), "dependency"),
+        (_pg(asyncpg.exceptions.DiskFullError), "dependency"),
+        (_pg(asyncpg.exceptions.ReadOnlySQLTransactionError), "dependency"),
+        (_pg(asyncpg.exceptions.UndefinedTableError), "dependency"),  # not migrated: not the record
+        (asyncpg.exceptions.ConnectionDoesNotExistError("closed"), "dependency"),
+        (asyncpg.InterfaceError("pool is closing"), "dependency"),
+        (ConnectionRefusedError(111, "refused"), "dependency"),
+        (TimeoutError(), "dependency"),
+        (RuntimeError("unknown"), "dependency"),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
+)
+def test_pg_errors_are_blamed_on_the_record_only_for_refused_values(error: BaseException, blame: str) -> None:
+    assert classify_pg_error(error) == blame
+
+
+@pytest.mark.parametrize(
+    ("error", "blame"),
+    [
+        (redis_errors.DataError("Invalid input of type: 'dict'"), "record"),
+        (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"), "record"),
+        (redis_errors.ResponseError("WRONGTYPE Operation against a key holding the wrong kind"), "record"),
+        (redis_errors.ResponseError("ERR value is not an integer or out of range"), "record"),
+        (redis_errors.ResponseError("ERR string exceeds maximum allowed size"), "record"),
+        (redis_errors.ConnectionError("Error 111 connecting"), "dependency"),
+        (redis_errors.TimeoutError("Timeout reading from socket"), "dependency"),
+        (redis_errors.BusyLoadingError("LOADING Redis is loading the dataset in memory"), "dependency"),
+        (redis_errors.ReadOnlyError("READONLY You can't write against a read only replica."), "dependency"),
+        (redis_errors.OutOfMemoryError("OOM command not allowed"), "dependency"),
+        (redis_errors.NoScriptError("NOSCRIPT No matching script"), "dependency"),
+        (redis_errors.ResponseError("MISCONF Redis is configured to save RDB snapshots"), "dependency"),
+        (redis_errors.ResponseError("BUSY Redis is busy running a script"), "dependency"),
+        (redis_errors.ResponseError("MASTERDOWN Link with MASTER is down"), "dependency"),
+        (OSError(113, "No route to host"), "dependency"),
+        (TimeoutError(), "dependency"),
+        (RuntimeError("unknown"), "dependency"),
+    ],
+    ids=lambda v: f"{type(v).__name__}:{str(v)[:12]}" if isinstance(v, BaseException) else str(v),
+)
+def test_redis_errors_are_blamed_on_the_record_only_for_refused_values(
+    error: BaseException, blame: str
+) -> None:
+    assert classify_redis_error(error) == blame
+
+
+async def test_a_nul_byte_really_is_refused_as_a_record_error(pg_pool: asyncpg.Pool) -> None:
+    """The issue's poison, against the real server: what PostgreSQL raises is classified ``record``."""
+    with pytest.raises(asyncpg.PostgresError) as caught:
+        await pg_pool.fetchval("SELECT $1::text", "u\x00ser")
+    assert classify_pg_error(caught.value) == "record"
+    with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ValueError)) as dated:
+        await pg_pool.fetchval("SELECT $1::timestamptz", "0001-01-01T00:00:00+14:00")
+    assert classify_pg_error(dated.value) == "record"
