@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from channels.signing import decode_secret, generate_secret
+from channels.ssrf import check_url
 
 __all__ = ["Endpoint", "EndpointStore", "PendingMessage", "new_endpoint_id"]
 
@@ -109,6 +110,7 @@ class EndpointStore:
     ) -> Endpoint:
         secret = secret or generate_secret()
         decode_secret(secret)  # refuse a malformed secret at the door, not at the first send
+        check_url(url)  # and a URL delivery could never parse (BlockedDestination invalid_url)
         row = await self.pool.fetchrow(
             f"INSERT INTO herald_webhook_endpoints (endpoint_id, owner_id, url, secrets, event_types, "
             f"description, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {_COLUMNS}",

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import httpx
 
 from channels.base import Content, Outcome
@@ -38,6 +39,7 @@ from channels.fcm_message import (
     parse_error,
     parse_retry_after,
 )
+from channels.storage_errors import classify_pg_error
 from schemas.models import Channel, ChannelMessage
 
 __all__ = ["FcmAdapter", "make_client"]
@@ -125,7 +127,13 @@ class FcmAdapter:
         self._clock = clock
 
     async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:
-        tokens = await self._devices.tokens(message.recipient)
+        try:
+            tokens = await self._devices.tokens(message.recipient)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            detail = f"device lookup: {type(exc).__name__}: {exc}"[:500]
+            if classify_pg_error(exc) == "record":  # a user id PostgreSQL cannot even compare
+                return Outcome("failed_permanent", PROVIDER, reason="invalid_address", detail=detail)
+            return Outcome("failed_retryable", PROVIDER, reason="database_unavailable", detail=detail)
         if not tokens:
             return Outcome(
                 "failed_permanent", PROVIDER, reason="no_device", detail="user has no device token"

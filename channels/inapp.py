@@ -1,11 +1,19 @@
-"""The ``in_app`` channel: a row in the user's inbox. ``sent`` means the row is there."""
+"""The ``in_app`` channel: a row in the user's inbox. ``sent`` means the row is there.
+
+PostgreSQL refusing the row's values (a NUL, a huge id) is ``failed_permanent invalid_content``;
+PostgreSQL not answering is ``failed_retryable database_unavailable``
+(:func:`~channels.storage_errors.classify_pg_error`).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Protocol
 
+import asyncpg
+
 from channels.base import Content, Outcome
+from channels.storage_errors import classify_pg_error
 from schemas.models import Channel, ChannelMessage
 
 __all__ = ["InAppAdapter", "InboxWriter"]
@@ -50,18 +58,29 @@ class InAppAdapter:
             data = message.data()
         except ValueError as exc:
             return Outcome("failed_permanent", PROVIDER, reason="invalid_payload", detail=str(exc))
-        row_id, created = await self._inbox.create(
+        try:
+            row_id, created = await self._create(message, content, title, data, idempotency_key)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            detail = f"{type(exc).__name__}: {exc}"[:500]
+            if classify_pg_error(exc) == "record":  # NUL or a lone surrogate in the text, a huge id
+                return Outcome("failed_permanent", PROVIDER, reason="invalid_content", detail=detail)
+            return Outcome("failed_retryable", PROVIDER, reason="database_unavailable", detail=detail)
+        return Outcome.sent(PROVIDER, str(row_id), detail=None if created else "already in the inbox")
+
+    async def _create(
+        self, message: ChannelMessage, content: Content, title: str, data: dict[str, Any], key: str
+    ) -> tuple[Any, bool]:
+        return await self._inbox.create(
             user_id=message.recipient,
             notification_id=message.notification_id,
             type_=message.event_type,
             category=message.category,
             title=title[:TITLE_MAX],
             body=content.text,
-            idempotency_key=idempotency_key,
+            idempotency_key=key,
             data=data,
             expires_at=message.expires_at,
         )
-        return Outcome.sent(PROVIDER, str(row_id), detail=None if created else "already in the inbox")
 
     async def close(self) -> None:
         return None

@@ -1,7 +1,8 @@
 """SMS through Amazon SNS ``Publish`` to a phone number.
 
-The number is checked against E.164 before any call (an invalid one is a permanent failure,
-not a provider round trip). ``AWS.SNS.SMS.SMSType`` is Transactional for anything a user is
+The number is checked before any call: E.164 form, then country code and length with the
+``phonenumbers`` library (an invalid one is a permanent ``invalid_address``, not a provider
+round trip). ``AWS.SNS.SMS.SMSType`` is Transactional for anything a user is
 waiting for and Promotional for the bulk lane (cheaper, and carriers treat it so). Texts are
 measured in GSM-7 / UCS-2 segments; past ``max_segments`` the message fails permanently
 rather than arriving as an expensive, reordered string of fragments.
@@ -12,12 +13,14 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
+import phonenumbers
+
 from channels.aws import call_classified
 from channels.base import PERMANENT, RETRY, Content, Outcome, PermanentDelivery
 from channels.pacing import TokenBucket
 from schemas.models import Channel, ChannelMessage, Lane, Tier
 
-__all__ = ["SnsSmsAdapter", "classify", "is_e164", "segments", "sms_type"]
+__all__ = ["SnsSmsAdapter", "classify", "is_e164", "phone_problem", "segments", "sms_type"]
 
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -51,6 +54,26 @@ _SNS_CODES: dict[str, Literal["retry", "permanent"]] = {
 def is_e164(number: str) -> bool:
     """``+`` then 7 to 15 digits, no leading zero country code. Pure."""
     return bool(_E164.fullmatch(number))
+
+
+def phone_problem(number: str) -> str | None:
+    """Why ``number`` cannot receive an SMS, or None: E.164 form, a country code that exists and a
+    length that country's numbering plan allows (Google's libphonenumber metadata). Pure."""
+    if not is_e164(number):
+        return f"not an E.164 phone number: {number!r}"
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException as exc:
+        return f"not a phone number: {number!r} ({exc})"
+    if not phonenumbers.is_possible_number(parsed):
+        reason = phonenumbers.is_possible_number_with_reason(parsed)
+        why = {
+            phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",
+            phonenumbers.ValidationResult.TOO_SHORT: "too short for its country",
+            phonenumbers.ValidationResult.TOO_LONG: "too long for its country",
+        }.get(reason, "impossible length for its country")
+        return f"not a dialable phone number: {number!r} ({why})"
+    return None
 
 
 def segments(text: str) -> tuple[Literal["GSM-7", "UCS-2"], int]:
@@ -103,13 +126,9 @@ class SnsSmsAdapter:
 
     def request(self, message: ChannelMessage, content: Content) -> dict[str, Any]:
         """The Publish parameters (raises PermanentDelivery for a bad number or text)."""
-        if not is_e164(message.recipient):
-            raise PermanentDelivery(
-                self.provider,
-                None,
-                f"not an E.164 phone number: {message.recipient!r}",
-                reason="invalid_address",
-            )
+        problem = phone_problem(message.recipient)
+        if problem is not None:
+            raise PermanentDelivery(self.provider, None, problem, reason="invalid_address")
         text = (content.text or "").strip()
         if not text:
             raise PermanentDelivery(self.provider, None, "empty SMS text", reason="empty_content")

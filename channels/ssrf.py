@@ -148,7 +148,8 @@ def check_url(url: str, *, https_only: bool = False) -> tuple[str, str, int]:
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError as exc:
+        httpx.URL(url)  # what delivery will parse: refuse here what it cannot (e.g. http://0177.0.0.1/)
+    except (ValueError, httpx.InvalidURL) as exc:
         raise BlockedDestination("invalid_url", str(exc)) from exc
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):

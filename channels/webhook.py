@@ -46,6 +46,7 @@ from channels.signing import signing_headers
 from channels.ssrf import AddressPolicy, BlockedDestination, GuardedTransport, Resolver, system_resolver
 from channels.templates import TemplateError
 from schemas.codec import Codec, default_codec
+from schemas.errors import InvalidContent
 from schemas.models import Channel, ChannelMessage
 
 __all__ = [
@@ -139,7 +140,11 @@ def render_body(message: ChannelMessage) -> bytes:
         "event_id": message.event_id,
         "notification_id": message.notification_id,
     }
-    return json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
+    text = json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate in the payload: no receiver can parse it
+        raise InvalidContent(f"webhook body: lone surrogate at position {exc.start}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +266,8 @@ class WebhookAdapter:
                     head = await self._read_capped(response)
                     verdict = classify_response(response.status_code, response.headers, now=self.clock())
                     return verdict, head.decode("utf-8", "replace") or None
-        except (httpx.HTTPError, BlockedDestination, TimeoutError) as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, BlockedDestination, TimeoutError) as exc:
+            # InvalidURL is not an HTTPError: without it, a URL httpx cannot parse was an internal_error
             verdict = classify_error(exc)
             if verdict.status == "failed_retryable":
                 log.debug("webhook %s: %s", url, exc)

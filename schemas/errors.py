@@ -18,6 +18,8 @@ is it about *the record* or about *a dependency*, and is trying again any use?
     │   └── LimiterUnavailable        consumers.classifier.ratelimit
     ├── RecordError               this record's content can never be processed: dead letter or
     │   │                         failed_permanent with ``reason``, never a retry
+    │   ├── InvalidContent            text or structure no channel can carry (invalid_content)
+    │   ├── InvalidIdentifier         schemas.identifiers (invalid_event)
     │   ├── DecodeError               schemas.codec
     │   ├── TemplateError             channels.templates
     │   ├── PayloadTooLarge           channels.fcm_message
@@ -37,7 +39,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-__all__ = ["ConfigurationError", "DependencyUnavailable", "HeraldError", "RecordError"]
+__all__ = ["ConfigurationError", "DependencyUnavailable", "HeraldError", "InvalidContent", "RecordError"]
 
 
 class HeraldError(Exception):
@@ -68,3 +70,10 @@ class RecordError(HeraldError):
         super().__init__(message)
         if reason is not None:
             self.reason = reason
+
+
+class InvalidContent(RecordError):
+    """The message's content cannot be carried by any channel: a lone surrogate or a NUL in its
+    text, a payload nested deeper than can be parsed, a value the store refuses."""
+
+    reason = "invalid_content"

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Self
 
+from schemas.errors import InvalidContent
+
 __all__ = [
     "Channel",
     "ChannelMessage",
@@ -98,7 +100,10 @@ class Record:
 
 
 def _json_object(payload: str) -> dict[str, Any]:
-    value = json.loads(payload)
+    try:
+        value = json.loads(payload)
+    except RecursionError as exc:  # e.g. 100,000 nested arrays: never parseable, never retried
+        raise InvalidContent("payload is nested too deeply to parse") from exc
     if not isinstance(value, dict):
         raise ValueError("payload must be a JSON object")
     return value

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from channels.base import ChannelAdapter, Content, DeliveryError, Outcome
+from channels.content import check_content
 from channels.templates import TemplateError, TemplateRenderer
 from consumers.channel.dedupe import Dedupe
 from consumers.infra.clock import Clock, SystemClock
@@ -35,6 +36,8 @@ from consumers.runtime import metrics
 from consumers.runtime.handling import DeadLetter, Incoming, Output, Result
 from consumers.runtime.topics import Topics
 from schemas.codec import Codec, default_codec
+from schemas.errors import RecordError
+from schemas.identifiers import check_identifier
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus
 
 __all__ = ["ChannelConsumer", "retry_delay"]
@@ -155,8 +158,11 @@ class ChannelConsumer:
             if done.status is OutcomeStatus.SENT and not done.duplicate and done.outcome is not None:
                 key, provider_id = message.idempotency_key, done.outcome.provider_message_id
                 sent[key] = newly_sent[key] = provider_id
+        except RecordError as exc:  # the content is at fault, wherever it was found: never retried
+            done = _Done(OutcomeStatus.FAILED_PERMANENT, reason=exc.reason, detail=str(exc)[:1000])
         except Exception as exc:  # a bug in an adapter or renderer costs this message, not the batch
             log.exception("%s: unexpected error on %s", self.name, message.idempotency_key)
+            metrics.INTERNAL_ERRORS.labels(self.name, type(exc).__name__).inc()
             done = _Done(
                 OutcomeStatus.FAILED_RETRYABLE,
                 reason="internal_error",
@@ -192,10 +198,10 @@ class ChannelConsumer:
                 detail="duplicate: already sent within the dedupe window",
                 duplicate=True,
             )
-        try:
-            content = self._render(message)
-        except TemplateError as exc:
-            return _Done(OutcomeStatus.FAILED_PERMANENT, reason="template_error", detail=str(exc)[:1000])
+        # A raw producer can bypass the classifier: the same identifier check, before any lookup.
+        check_identifier("user_id", message.user_id)
+        content = self._render(message)  # a TemplateError is a RecordError: failed_permanent in _one
+        check_content(content)  # InvalidContent before any provider sees it
         outcome = await self._deliver(message, content)
         return _Done(OutcomeStatus(outcome.status), outcome)
 

@@ -25,6 +25,7 @@ __all__ = [
     "EVENTS_CLASSIFIED",
     "HANDLER_RETRIES",
     "HANDLER_SECONDS",
+    "INTERNAL_ERRORS",
     "LEGACY_HEADERS",
     "PRODUCED",
     "PROVIDER_SECONDS",
@@ -105,6 +106,12 @@ CRITICAL_UNDELIVERED = Counter(
 )
 WEBHOOK_ENDPOINTS_DISABLED = Counter(
     "herald_webhook_endpoints_disabled_total", "Webhook endpoints disabled automatically.", ["reason"]
+)
+INTERNAL_ERRORS = Counter(
+    "herald_internal_errors_total",
+    "Deliveries that failed with an unclassified error (outcome reason internal_error, retried): "
+    "each one is a classification to add; by consumer and Python error class.",
+    ["consumer", "error_class"],
 )
 DEPENDENCY_ERRORS = Counter(
     "herald_dependency_errors_total",
