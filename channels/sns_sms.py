@@ -64,14 +64,17 @@ def phone_problem(number: str) -> str | None:
     try:
         parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException as exc:
-        return f"not a phone number: {number!r} ({exc})"
-    if not phonenumbers.is_possible_number(parsed):
-        reason = phonenumbers.is_possible_number_with_reason(parsed)
+        why = "unknown country code" if exc.error_type == exc.INVALID_COUNTRY_CODE else str(exc)
+        return f"not a phone number: {number!r} ({why})"
+    # Exactly IS_POSSIBLE: "possible local only" (no area code) cannot be dialled from abroad.
+    result = phonenumbers.is_possible_number_with_reason(parsed)
+    if result != phonenumbers.ValidationResult.IS_POSSIBLE:
         why = {
             phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "unknown country code",
             phonenumbers.ValidationResult.TOO_SHORT: "too short for its country",
+            phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "too short for its country (no area code)",
             phonenumbers.ValidationResult.TOO_LONG: "too long for its country",
-        }.get(reason, "impossible length for its country")
+        }.get(result, "impossible length for its country")
         return f"not a dialable phone number: {number!r} ({why})"
     return None
 

@@ -1,0 +1,120 @@
+"""Bad content is classified where it is found: permanent, with a precise reason."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from channels.base import Content
+from channels.content import check_content, text_problem
+from channels.sns_sms import phone_problem
+from channels.ssrf import BlockedDestination, check_url
+from channels.webhook import classify_error, render_body
+from schemas.errors import InvalidContent
+from schemas.models import Channel, ChannelMessage, DomainEvent, Lane, Tier
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("hello", None),
+        ("tab\tnew\nline ok, emoji 🎉", None),
+        ("a\x00b", "NUL character at position 1"),
+        ("ab\ud800", "lone surrogate U+D800 at position 2"),
+        ("\udfff", "lone surrogate U+DFFF at position 0"),
+    ],
+)
+def test_text_problem(text: str, problem: str | None) -> None:
+    assert text_problem(text) == problem
+
+
+def test_check_content_names_the_field() -> None:
+    check_content(Content(subject="s", html="<p>ok</p>", text="ok"))
+    with pytest.raises(InvalidContent, match=r"^html: NUL") as caught:
+        check_content(Content(subject="s", html="<p>\x00</p>", text="ok"))
+    assert caught.value.reason == "invalid_content"
+    with pytest.raises(InvalidContent, match=r"^title: lone surrogate"):
+        check_content(Content(title="\ud83d", text="x"))
+
+
+def _message(payload: str) -> ChannelMessage:
+    return ChannelMessage(
+        notification_id="n",
+        event_id="e",
+        event_type="t",
+        user_id="u",
+        channel=Channel.WEBHOOK,
+        lane=Lane.PRIORITY,
+        tier=Tier.SYSTEM,
+        category="system",
+        recipient="ep",
+        template="t",
+        locale="en",
+        idempotency_key="k",
+        occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+        payload=payload,
+    )
+
+
+def test_a_payload_nested_100000_deep_is_invalid_content_not_a_recursion_error() -> None:
+    deep = '{"a":' * 100_000 + "1" + "}" * 100_000
+    with pytest.raises(InvalidContent, match="nested too deeply"):
+        _message(deep).data()
+    with pytest.raises(InvalidContent):
+        DomainEvent(event_id="e", type="t", occurred_at=datetime.now(UTC), user_id="u", payload=deep).data()
+    with pytest.raises(InvalidContent):
+        render_body(_message(deep))
+
+
+def test_a_lone_surrogate_in_a_webhook_payload_is_invalid_content() -> None:
+    with pytest.raises(InvalidContent, match="lone surrogate"):
+        render_body(_message(json.dumps({"name": "\ud800"})))
+    assert b'"name":"\\u0000"' in render_body(_message(json.dumps({"name": "\x00"})))  # JSON escapes NUL
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://0177.0.0.1/",
+        "http://[::1/",
+        "http://a\x00b.example.com/",
+        "http://999.1.1.1/",
+        "https://exa mple.com:99999/",
+    ],
+)
+def test_registration_refuses_what_delivery_cannot_parse(url: str) -> None:
+    with pytest.raises(BlockedDestination) as caught:
+        check_url(url)
+    assert caught.value.reason == "invalid_url"
+
+
+def test_delivery_classifies_an_unparseable_url_as_permanent_invalid_url() -> None:
+    with pytest.raises(httpx.InvalidURL) as raised:
+        httpx.URL("http://0177.0.0.1/")
+    verdict = classify_error(raised.value)
+    assert (verdict.status, verdict.reason) == ("failed_permanent", "invalid_url")
+
+
+@pytest.mark.parametrize(
+    ("number", "problem"),
+    [
+        ("+14155550199", None),
+        ("+15555550100", None),  # fictional but of a possible length: SNS decides
+        ("+4915112345678", None),
+        ("+351912345678", None),
+        ("+999999999999", "unknown country code"),
+        ("+12345678", "too short for its country"),
+        ("+1415555019912345", "not an E.164"),
+        ("+35191234567890", "too long for its country"),
+        ("4155550199", "not an E.164"),
+    ],
+)
+def test_phone_numbers_need_a_real_country_code_and_length(number: str, problem: str | None) -> None:
+    found = phone_problem(number)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and problem in found, found
