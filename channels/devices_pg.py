@@ -48,16 +48,26 @@ class PgDeviceTokens:
         )
         return int(status.rsplit(" ", 1)[1])
 
-    async def register(self, user_id: str, token: str, platform: str = "android") -> None:
+    async def register(self, user_id: str, token: str, platform: str = "android") -> str | None:
         """Add or refresh a token (an app calls this at start; tests and the demo seed with it).
-        A token moves to the new user when a device changes hands."""
-        await self._pool.execute(
-            """
-            INSERT INTO herald_device_tokens (token, user_id, platform) VALUES ($1, $2, $3)
-            ON CONFLICT (token) DO UPDATE
-               SET user_id = EXCLUDED.user_id, platform = EXCLUDED.platform, last_seen_at = now()
-            """,
-            token,
-            user_id,
-            platform,
-        )
+
+        A token registered to another user **moves** to ``user_id``: an FCM token is a secret of
+        the device that holds it, and a device that changed hands (another account signed in)
+        must stop receiving the previous user's notifications. Returns the previous owner when
+        the token moved, else None, so the caller can log and count the move.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            previous: str | None = await conn.fetchval(
+                "SELECT user_id FROM herald_device_tokens WHERE token = $1 FOR UPDATE", token
+            )
+            await conn.execute(
+                """
+                INSERT INTO herald_device_tokens (token, user_id, platform) VALUES ($1, $2, $3)
+                ON CONFLICT (token) DO UPDATE
+                   SET user_id = EXCLUDED.user_id, platform = EXCLUDED.platform, last_seen_at = now()
+                """,
+                token,
+                user_id,
+                platform,
+            )
+        return previous if previous is not None and previous != user_id else None

@@ -14,7 +14,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -95,6 +95,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise ValueError("invalid cursor") from exc
     if created_at.tzinfo is None:
         raise ValueError("invalid cursor")
+    try:
+        # Into range before SQL: 0001-01-01T00:00:00+14:00 parses, but lies before datetime.min in
+        # UTC and PostgreSQL's driver would fail on it (a 500, or a cut stream as Last-Event-ID).
+        created_at = created_at.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("invalid cursor: date out of range") from exc
     return created_at, uuid.UUID(id_)
 
 

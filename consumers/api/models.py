@@ -91,7 +91,7 @@ class PreferencesOut(BaseModel):
 
 
 class PreferenceChange(_In):
-    category: str = Field(min_length=1, max_length=100)
+    category: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")  # no control chars
     channel: Channel
     enabled: bool
 

@@ -7,6 +7,7 @@ effect within that time.
 from __future__ import annotations
 
 import functools
+import logging
 import zoneinfo
 from datetime import UTC, datetime, time
 from typing import Annotated
@@ -29,7 +30,10 @@ from consumers.api.models import (
 )
 from consumers.api.preferences import preference_view, reject_changes
 from consumers.api.problems import ProblemError, problem_responses
+from consumers.runtime import metrics
 from schemas.models import Channel, Receipt, ReceiptStatus
+
+log = logging.getLogger(__name__)
 
 __all__ = ["router"]
 
@@ -183,7 +187,12 @@ async def list_devices(who: User, ctx: Ctx) -> DeviceList:
     summary="Register (or refresh) this device's FCM token",
 )
 async def register_device(body: DeviceIn, who: User, ctx: Ctx) -> Device:
-    await ctx.devices.register(who.user_id, body.token, body.platform)
+    previous = await ctx.devices.register(who.user_id, body.token, body.platform)
+    if previous is not None:
+        # Deliberate (docs/bad-input.md, "Smaller rules"): the token follows the device to its new
+        # user. Logged without the token (a device secret); counted for the alert on bursts.
+        log.info("device token moved from user %r to user %r (%s)", previous, who.user_id, body.platform)
+        metrics.DEVICE_TOKENS_MOVED.inc()
     return Device(token=body.token, platform=body.platform)
 
 

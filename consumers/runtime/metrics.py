@@ -18,6 +18,7 @@ __all__ = [
     "CRITICAL_UNDELIVERED",
     "DELIVERIES",
     "DEPENDENCY_ERRORS",
+    "DEVICE_TOKENS_MOVED",
     "DIGESTS",
     "DLQ",
     "END_TO_END_SECONDS",
@@ -106,6 +107,10 @@ CRITICAL_UNDELIVERED = Counter(
 )
 WEBHOOK_ENDPOINTS_DISABLED = Counter(
     "herald_webhook_endpoints_disabled_total", "Webhook endpoints disabled automatically.", ["reason"]
+)
+DEVICE_TOKENS_MOVED = Counter(
+    "herald_device_tokens_moved_total",
+    "Push tokens registered by a user while registered to another: the token moved to the new user.",
 )
 INTERNAL_ERRORS = Counter(
     "herald_internal_errors_total",
