@@ -13,15 +13,18 @@ Locales fall back ``pt-BR`` → ``pt`` → the default locale; one locale serves
 a channel, so a subject and its body never mix languages. The environment is sandboxed
 (templates may come from operators, and payload values from any domain service), undefined
 variables raise (a blank email is worse than a ``template_error``), and only ``.html.j2``
-files are autoescaped. Compiled templates are cached for the life of the renderer.
+files are autoescaped. Every URL that reaches an ``href``/``src`` passes the ``safe_url``
+filter: a scheme outside the allow-list (``https``, ``http``, ``mailto``; settings
+``template_url_schemes``) fails the message permanently as ``invalid_url``. Compiled templates are cached for the life of the renderer.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
@@ -30,7 +33,16 @@ from channels.base import Content
 from schemas.errors import RecordError
 from schemas.models import Channel, ChannelMessage
 
-__all__ = ["CHANNEL_FILES", "TemplateError", "TemplateRenderer", "locale_chain", "template_variables"]
+__all__ = [
+    "CHANNEL_FILES",
+    "DEFAULT_URL_SCHEMES",
+    "TemplateError",
+    "TemplateRenderer",
+    "UnsafeUrl",
+    "locale_chain",
+    "template_variables",
+    "url_problem",
+]
 
 CHANNEL_FILES: dict[Channel, tuple[str, ...]] = {
     Channel.EMAIL: ("email.subject.j2", "email.html.j2", "email.txt.j2"),
@@ -47,6 +59,37 @@ class TemplateError(RecordError):
     """A message cannot be rendered: unknown template, missing variable, broken template."""
 
     reason = "template_error"
+
+
+class UnsafeUrl(RecordError):
+    """A URL bound for an ``href``/``src`` has a scheme outside the allow-list (``javascript:``...)."""
+
+    reason = "invalid_url"
+
+
+DEFAULT_URL_SCHEMES = ("https", "http", "mailto")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+_URL_NOISE = re.compile(r"[\t\n\r]")  # browsers drop these anywhere in a URL: "java\tscript:"
+
+
+def url_problem(url: str, schemes: Collection[str] = DEFAULT_URL_SCHEMES) -> str | None:
+    """Why ``url`` may not be an ``href``/``src``, or None. Pure.
+
+    Read the way a browser reads it: surrounding spaces and control characters dropped, tabs
+    and newlines removed anywhere. It needs a scheme from ``schemes``; http(s) needs a host.
+    """
+    cleaned = _URL_NOISE.sub("", url.strip("".join(map(chr, range(0x21)))))
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in cleaned):
+        return "control character in URL"
+    match = _SCHEME.match(cleaned)
+    if match is None:
+        return "URL without a scheme"
+    scheme = match.group(1).lower()
+    if scheme not in {s.lower() for s in schemes}:
+        return f"scheme {scheme!r} is not allowed (allowed: {', '.join(schemes)})"
+    if scheme in ("http", "https") and not urlsplit(cleaned).netloc:
+        return "http(s) URL without a host"
+    return None
 
 
 def locale_chain(locale: str | None, default: str) -> list[str]:
@@ -85,9 +128,17 @@ def _one_line(value: str) -> str:
 class TemplateRenderer:
     """Renders messages from a template directory; one instance per process."""
 
-    def __init__(self, templates_dir: Path, default_locale: str = "en", *, cache_size: int = 2000) -> None:
+    def __init__(
+        self,
+        templates_dir: Path,
+        default_locale: str = "en",
+        *,
+        cache_size: int = 2000,
+        url_schemes: Collection[str] = DEFAULT_URL_SCHEMES,
+    ) -> None:
         self.templates_dir = Path(templates_dir)
         self.default_locale = default_locale
+        self.url_schemes = tuple(url_schemes)
         self.env = SandboxedEnvironment(
             loader=jinja2.FileSystemLoader(str(self.templates_dir)),
             undefined=jinja2.StrictUndefined,
@@ -98,7 +149,16 @@ class TemplateRenderer:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self.env.filters["safe_url"] = self._safe_url
         self._resolved: dict[tuple[str, Channel, str], str | None] = {}
+
+    def _safe_url(self, value: object) -> str:
+        """The ``safe_url`` filter: every URL that reaches ``href``/``src`` in an HTML template."""
+        url = str(value)
+        problem = url_problem(url, self.url_schemes)
+        if problem is not None:
+            raise UnsafeUrl(f"{problem}: {url[:100]!r}")
+        return url.strip()
 
     def resolve_locale(self, template: str, channel: Channel, locale: str) -> str | None:
         """The first locale of the chain that has every file the channel needs (cached)."""

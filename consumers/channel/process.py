@@ -43,7 +43,9 @@ async def build_consumer(res: Resources, channel: Channel, lane: Lane) -> Channe
         adapter=adapter,
         topics=res.topics,
         settings=settings.channel,
-        renderer=TemplateRenderer(settings.templates_dir, settings.default_locale),
+        renderer=TemplateRenderer(
+            settings.templates_dir, settings.default_locale, url_schemes=settings.template_url_schemes
+        ),
         clock=res.clock,
     )
     consumer.dedupe = Dedupe(

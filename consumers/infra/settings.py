@@ -289,6 +289,11 @@ class HeraldSettings(BaseSettings):
         PACKAGE_DIR / "templates", description="Jinja2 templates, <name>/<locale>/..."
     )
     default_locale: str = "en"
+    template_url_schemes: list[str] = Field(
+        default_factory=lambda: ["https", "http", "mailto"],
+        description="URL schemes the `safe_url` template filter lets into href/src; others fail the "
+        "message (failed_permanent invalid_url).",
+    )
 
     runtime: RuntimeSettings = RuntimeSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
