@@ -17,6 +17,15 @@
 | unknown locale                          | rendered in the default locale (``en``) and sent         |
 | webhook URL at 169.254.169.254          | ``failed_permanent`` reason ``blocked_destination``,     |
 |                                         | error code ``metadata`` (SSRF guard), no request made    |
+| NUL in user_id (raw producer)           | herald.events.dlq, reason ``invalid_event``              |
+| empty user_id (raw producer)            | herald.events.dlq, reason ``invalid_event``              |
+| 100 KB user_id (raw producer)           | herald.events.dlq, reason ``invalid_event``              |
+| NUL / lone surrogate in a payload value | in-app ``failed_permanent invalid_content``              |
+| payload nested 20,000 deep (raw)        | in-app ``failed_permanent invalid_content``              |
+| ``cta_url: javascript:alert(1)``        | email ``failed_permanent invalid_url`` (no href)         |
+| webhook URL ``http://0177.0.0.1/``      | ``failed_permanent invalid_url`` (stored before          |
+|                                         | registration refused such URLs), no request made         |
+| SMS to ``+999999999999``                | ``failed_permanent invalid_address`` (no country code)   |
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from aiokafka import AIOKafkaProducer
 from consumers.emitter import build_event
 from consumers.infra import keys
 from schemas.codec import MAGIC, default_codec
-from schemas.models import Channel, ChannelMessage, Lane, Tier
+from schemas.models import Channel, ChannelMessage, DomainEvent, Lane, Tier
 from tests.chaos.conftest import new_run
 from tests.chaos.driver import Knobs
 from tests.chaos.ledger import Ledger, summary
@@ -69,13 +78,17 @@ async def test_bad_input_gets_its_documented_error_and_the_stream_goes_on(
     )
     bad_email = User(f"{rid}-x-bademail", "full", "not-an-email", None, (f"tok-{rid}-x-bad",))
     ssrf_org = User(f"{rid}-x-ssrf", "org", None, None, ())
-    run.users += [full, bad_email, ssrf_org]
+    octal_org = User(f"{rid}-x-octal", "org", None, None, ())
+    cta = User(f"{rid}-x-cta", "full", f"{rid}-x-cta@chaos.example.com", None, ())
+    run.users += [full, bad_email, ssrf_org, octal_org, cta]
     await pipeline.seed(run.users)
     assert pipeline.pool is not None
     async with pipeline.pool.acquire() as conn:
         await pipeline.add_endpoint(
             conn, f"{rid}-ep-ssrf", ssrf_org.user_id, "http://169.254.169.254/latest/meta-data/"
         )
+        # stored directly: a row from before registration refused URLs delivery cannot parse
+        await pipeline.add_endpoint(conn, f"{rid}-ep-octal", octal_org.user_id, "http://0177.0.0.1/")
         with pytest.raises(asyncpg.CheckViolationError):  # an invalid phone never gets into a profile
             await conn.execute(
                 "INSERT INTO herald_recipients (user_id, phone) VALUES ($1, '12345')", f"{rid}-x-badphone"
@@ -83,14 +96,30 @@ async def test_bad_input_gets_its_documented_error_and_the_stream_goes_on(
 
     codec = default_codec()
     good = codec.encode(build_event("payment_receipt", user_id=full.user_id, data={"amount": "1"}))
-    raw_bad = {
-        "malformed": good[: len(good) // 2],
-        "unknown_schema": MAGIC + b"\x00\x11\x22\x33\x44\x55\x66\x77" + good[10:],
-        "unknown_event_type": codec.encode(build_event("no_such_event", user_id=full.user_id)),
-        "too_large": codec.encode(
-            build_event("mention", user_id=full.user_id, data={"author": "A", "context": "x" * 300_000})
+    template = build_event("comment_reply", user_id=full.user_id)
+
+    def raw_event(event_id: str, user_id: str, payload: str = "{}") -> DomainEvent:
+        # what a raw producer can write: the emitter would refuse these identifiers
+        return DomainEvent(event_id, "comment_reply", template.occurred_at, user_id, payload=payload)
+
+    raw_bad = {  # label -> (bytes, the documented DLQ reason)
+        "malformed": (good[: len(good) // 2], "malformed"),
+        "unknown_schema": (MAGIC + b"\x00\x11\x22\x33\x44\x55\x66\x77" + good[10:], "unknown_schema"),
+        "unknown_event_type": (
+            codec.encode(build_event("no_such_event", user_id=full.user_id)),
+            "unknown_event_type",
         ),
+        "too_large": (
+            codec.encode(
+                build_event("mention", user_id=full.user_id, data={"author": "A", "context": "x" * 300_000})
+            ),
+            "too_large",
+        ),
+        "nul_user_id": (codec.encode(raw_event(f"{rid}-r-nul", "u\x00ser")), "invalid_event"),
+        "empty_user_id": (codec.encode(raw_event(f"{rid}-r-empty", "")), "invalid_event"),
+        "huge_user_id": (codec.encode(raw_event(f"{rid}-r-huge", "u" * 100_000)), "invalid_event"),
     }
+    deep = raw_event(f"{rid}-r-deep", full.user_id, '{"a":' * 20_000 + "1" + "}" * 20_000)
     big = "x" * 10_240
     specials = [
         Planned(0, f"{rid}-s-missing", "payment_receipt", full.user_id, {"currency": "EUR"}),
@@ -125,7 +154,36 @@ async def test_bad_input_gets_its_documented_error_and_the_stream_goes_on(
             {"device": "y" * 3000, "ip": "203.0.113.9", "location": "Porto"},
         ),
     ]
-    missing, bademail, bigpush, locale, ssrf, longpush = specials
+    reply = {"author": "Ana", "post_title": "Kafka", "excerpt": "Nice post"}
+    specials += [
+        Planned(6, f"{rid}-s-nul", "comment_reply", full.user_id, {**reply, "author": "A\x00na"}),
+        Planned(7, f"{rid}-s-surrogate", "comment_reply", full.user_id, {**reply, "excerpt": "bad \ud800"}),
+        Planned(
+            8,
+            f"{rid}-s-cta",
+            "marketing.weekly",
+            cta.user_id,
+            {"headline": "h", "body": "b", "cta_url": "javascript:alert(1)"},
+        ),
+        Planned(9, f"{rid}-s-octal", "system.invoice.paid", octal_org.user_id, {"invoice": "inv_2"}),
+    ]
+    missing, bademail, bigpush, locale, ssrf, longpush, nul, surrogate, cta_event, octal = specials
+    no_country = ChannelMessage(
+        notification_id=keys.notification_id(f"{rid}-s-999", full.user_id),
+        event_id=f"{rid}-s-999",
+        event_type="security_alert",
+        user_id=full.user_id,
+        channel=Channel.SMS,
+        lane=Lane.PRIORITY,
+        tier=Tier.CRITICAL,
+        category="security",
+        recipient="+999999999999",
+        template="security_alert",
+        locale="en",
+        idempotency_key=keys.idempotency_key(f"{rid}-s-999", Channel.SMS, "+999999999999"),
+        occurred_at=template.occurred_at,
+        payload=json.dumps({"device": "d", "ip": "i", "location": "l"}),
+    )
     bad_phone_msg = ChannelMessage(
         notification_id=keys.notification_id(f"{rid}-s-phone", full.user_id),
         event_id=f"{rid}-s-phone",
@@ -163,6 +221,30 @@ async def test_bad_input_gets_its_documented_error_and_the_stream_goes_on(
         _expect(bigpush, Channel.PUSH, full.user_id, "failed_permanent", "payload_too_large"),
         _expect(longpush, Channel.SMS, full.phone or "", "failed_permanent", "payload_too_large"),
         _expect(longpush, Channel.EMAIL, full.email or "", "deliver"),
+        _expect(nul, Channel.IN_APP, full.user_id, "failed_permanent", "invalid_content"),
+        _expect(surrogate, Channel.IN_APP, full.user_id, "failed_permanent", "invalid_content"),
+        _expect(cta_event, Channel.EMAIL, cta.email or "", "failed_permanent", "invalid_url"),
+        _expect(octal, Channel.WEBHOOK, f"{rid}-ep-octal", "failed_permanent", "invalid_url"),
+        Expect(
+            deep.event_id,
+            "comment_reply",
+            full.user_id,
+            Channel.IN_APP,
+            full.user_id,
+            keys.idempotency_key(deep.event_id, Channel.IN_APP, full.user_id),
+            "failed_permanent",
+            frozenset({"invalid_content"}),
+        ),
+        Expect(
+            no_country.event_id,
+            "security_alert",
+            full.user_id,
+            Channel.SMS,
+            "+999999999999",
+            no_country.idempotency_key,
+            "failed_permanent",
+            frozenset({"invalid_address"}),
+        ),
     ]
 
     async def inject() -> None:
@@ -171,13 +253,17 @@ async def test_bad_input_gets_its_documented_error_and_the_stream_goes_on(
         )
         await producer.start()
         try:
-            for value in raw_bad.values():
+            for value, _ in raw_bad.values():
                 await producer.send_and_wait(pipeline.topics.events, value, key=full.user_id.encode())
             await producer.send_and_wait(
-                pipeline.topics.channel(Channel.SMS, Lane.PRIORITY),
-                codec.encode(bad_phone_msg),
-                key=full.user_id.encode(),
+                pipeline.topics.events, codec.encode(deep), key=full.user_id.encode()
             )
+            for sms in (bad_phone_msg, no_country):
+                await producer.send_and_wait(
+                    pipeline.topics.channel(Channel.SMS, Lane.PRIORITY),
+                    codec.encode(sms),
+                    key=full.user_id.encode(),
+                )
         finally:
             await producer.stop()
         await run.stream(1.0, events=specials)
@@ -188,7 +274,7 @@ async def test_bad_input_gets_its_documented_error_and_the_stream_goes_on(
     acc = await run.drain(ledger, timeout_s=90, extra=extra)
 
     dlq = {bytes(v): reason for v, reason in ledger.dlq_reasons()}
-    dlq_verdicts = {want: dlq.get(value) for want, value in raw_bad.items()}
+    dlq_verdicts = {label: dlq.get(value) for label, (value, _) in raw_bad.items()}
     pushes = {m["message"]["data"]["idempotency_key"]: m["message"] for m in pipeline.fcm.messages()}
     long_push = pushes.get(extra[2].key, {})
     locale_push = pushes.get(extra[5].key, {})
@@ -208,7 +294,7 @@ async def test_bad_input_gets_its_documented_error_and_the_stream_goes_on(
         print("\n" + summary("bad-input matrix", acc, facts))
         print("\n".join(run.log))
     assert acc.complete, summary("bad-input matrix", acc, facts)
-    assert dlq_verdicts == {k: k for k in raw_bad}, dlq_verdicts
+    assert dlq_verdicts == {label: reason for label, (_, reason) in raw_bad.items()}, dlq_verdicts
     body = long_push["notification"]["body"]
     # the user's locale (pt) rendered it; truncated to fit, marked with an ellipsis, still sent
     assert body.startswith("Novo acesso em yyy") and body.endswith("…") and len(body.encode()) < 3000
@@ -225,4 +311,12 @@ async def test_bad_input_gets_its_documented_error_and_the_stream_goes_on(
         if x.event_id == e.event_id and x.want == "deliver"
     )
     assert not [o for o in ledger.outcomes.get(extra[6].key, []) if o.status.value == "sent"]
-    assert not [d for d in pipeline.receiver.deliveries if "ssrf" in d.path]
+    assert not [d for d in pipeline.receiver.deliveries if "ssrf" in d.path or "octal" in d.path]
+    # every hostile case above has a named reason: none was retried as an internal_error
+    internal = [
+        (o.channel, o.event_id, o.detail)
+        for outs in ledger.outcomes.values()
+        for o in outs
+        if o.reason == "internal_error" and o.user_id in run.user_ids
+    ]
+    assert not internal, internal
