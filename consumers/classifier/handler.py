@@ -106,20 +106,25 @@ class Classifier:
     def decode(self, raw: bytes) -> DomainEvent:
         return self._codec.decode(raw, DomainEvent)
 
+    def _reject(self, event: DomainEvent) -> DeadLetter | None:
+        """The dead letter of an event that cannot be routed at all, else None."""
+        invalid = _invalid_identifier(event)
+        if invalid is not None:
+            return invalid
+        if self.table.match(event.type) is None:
+            return DeadLetter(
+                "unknown_event_type", "UnknownEventType", f"no route matches event type {event.type!r}"
+            )
+        return None
+
     async def handle(self, batch: Sequence[Incoming[DomainEvent]]) -> Sequence[Result]:
         now = self.clock.now()
         results: list[Result | None] = [None] * len(batch)
         routed: list[tuple[int, DomainEvent]] = []
         for i, item in enumerate(batch):
-            invalid = _invalid_identifier(item.value)
-            if invalid is not None:
-                results[i] = invalid
-            elif self.table.match(item.value.type) is None:
-                results[i] = DeadLetter(
-                    "unknown_event_type",
-                    "UnknownEventType",
-                    f"no route matches event type {item.value.type!r}",
-                )
+            rejected = self._reject(item.value)
+            if rejected is not None:
+                results[i] = rejected
             else:
                 routed.append((i, item.value))
         if not routed:
@@ -152,21 +157,22 @@ class Classifier:
         if timers:
             # Armed before the outputs are returned: the runtime commits offsets only after the
             # outputs are acked, so a crash after this point replays into ON CONFLICT DO NOTHING.
-            try:
-                await self.scheduler.arm(timers)
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                if classify_pg_error(exc) == "record":  # the runtime splits to the record at fault
-                    raise RecordError(
-                        f"arming deferred sends refused: {exc}", reason="invalid_event"
-                    ) from exc
-                metrics.DEPENDENCY_ERRORS.labels("postgresql", self.name).inc()
-                raise DependencyUnavailable(f"arming deferred sends failed: {exc}") from exc
+            await self._arm(timers)
 
         for tier, n in tiers.items():
             metrics.EVENTS_CLASSIFIED.labels(tier).inc(n)
         for labels, n in decisions.items():
             metrics.CLASSIFIER_DECISIONS.labels(*labels).inc(n)
         return [r for r in results if r is not None]
+
+    async def _arm(self, timers: list[Timer]) -> None:
+        try:
+            await self.scheduler.arm(timers)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if classify_pg_error(exc) == "record":  # the runtime splits to the record at fault
+                raise RecordError(f"arming deferred sends refused: {exc}", reason="invalid_event") from exc
+            metrics.DEPENDENCY_ERRORS.labels("postgresql", self.name).inc()
+            raise DependencyUnavailable(f"arming deferred sends failed: {exc}") from exc
 
     async def _acquire(self, plans: list[tuple[int, Plan]]) -> dict[int, list[bool | None]]:
         """Admission per pending message, indexed like ``plans``; None everywhere Redis could not answer."""
