@@ -15,7 +15,7 @@ from typing import Any, Self
 from aiokafka import AIOKafkaProducer
 
 from schemas.codec import Codec, default_codec
-from schemas.identifiers import check_identifiers
+from schemas.identifiers import check_event, check_identifiers
 from schemas.models import DomainEvent, utcnow
 
 __all__ = ["Emitter", "build_event"]
@@ -69,9 +69,7 @@ class Emitter:
 
     async def emit_event(self, event: DomainEvent) -> DomainEvent:
         """Produce ``event`` (its identifiers are checked first: InvalidIdentifier)."""
-        check_identifiers(
-            event_id=event.event_id, event_type=event.type, user_id=event.user_id, tenant=event.tenant
-        )
+        check_event(event)
         await self.producer.send_and_wait(self.topic, self.codec.encode(event), key=event.user_id.encode())
         return event
 

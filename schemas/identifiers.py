@@ -1,6 +1,6 @@
 """The one check of an event's identifiers, wherever an event enters Herald. Pure.
 
-``user_id``, ``tenant``, the event ``type`` and ``event_id`` become Kafka keys, SQL values,
+``user_id``, ``tenant``, the event ``type``, ``event_id``, ``topic`` and ``cancel_key`` become Kafka keys, SQL values,
 Redis keys, log lines and URL parts. Each must be non-empty, within its length limit and free
 of control characters (C0, DEL, C1) and lone surrogates: PostgreSQL cannot store a NUL, a
 surrogate cannot be encoded as UTF-8, and a 100 KB key overflows an index row.
@@ -16,11 +16,26 @@ import unicodedata
 from collections.abc import Mapping
 
 from schemas.errors import RecordError
+from schemas.models import DomainEvent
 
-__all__ = ["LIMITS", "InvalidIdentifier", "check_identifier", "check_identifiers", "identifier_problem"]
+__all__ = [
+    "LIMITS",
+    "InvalidIdentifier",
+    "check_event",
+    "check_identifier",
+    "check_identifiers",
+    "identifier_problem",
+]
 
 # Longest accepted value per field, in characters.
-LIMITS: Mapping[str, int] = {"user_id": 256, "tenant": 128, "type": 128, "event_id": 200}
+LIMITS: Mapping[str, int] = {
+    "user_id": 256,
+    "tenant": 128,
+    "type": 128,
+    "event_id": 200,
+    "topic": 200,
+    "cancel_key": 200,
+}
 
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs"})  # control characters, (lone) surrogates
 
@@ -59,9 +74,34 @@ def check_identifier(field: str, value: str | None, *, required: bool = True) ->
         raise InvalidIdentifier(field, problem)
 
 
-def check_identifiers(*, event_id: str, event_type: str, user_id: str, tenant: str | None) -> None:
-    """Check every identifier of a DomainEvent; the first bad one raises, naming its field."""
+def check_identifiers(
+    *,
+    event_id: str,
+    event_type: str,
+    user_id: str,
+    tenant: str | None,
+    topic: str | None = None,
+    cancel_key: str | None = None,
+) -> None:
+    """Check every identifier of a DomainEvent; the first bad one raises, naming its field.
+
+    ``user_id`` may be empty only for a fan-out event (one with a ``topic``).
+    """
     check_identifier("event_id", event_id)
     check_identifier("type", event_type)
-    check_identifier("user_id", user_id)
+    check_identifier("topic", topic, required=False)
+    check_identifier("user_id", user_id or None, required=topic is None)
     check_identifier("tenant", tenant, required=False)
+    check_identifier("cancel_key", cancel_key, required=False)
+
+
+def check_event(event: DomainEvent) -> None:
+    """:func:`check_identifiers` of a whole DomainEvent."""
+    check_identifiers(
+        event_id=event.event_id,
+        event_type=event.type,
+        user_id=event.user_id,
+        tenant=event.tenant,
+        topic=event.topic,
+        cancel_key=event.cancel_key,
+    )

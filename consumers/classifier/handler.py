@@ -42,7 +42,7 @@ from consumers.runtime.topics import Topics
 from consumers.scheduler.store import Scheduler, Timer
 from schemas.codec import Codec, default_codec
 from schemas.errors import DependencyUnavailable, RecordError
-from schemas.identifiers import InvalidIdentifier, check_identifiers
+from schemas.identifiers import InvalidIdentifier, check_event
 from schemas.models import DomainEvent
 
 __all__ = ["Classifier", "decide_config"]
@@ -68,9 +68,7 @@ def decide_config(settings: HeraldSettings, codec: Codec | None = None) -> Decid
 def _invalid_identifier(event: DomainEvent) -> DeadLetter | None:
     """A raw producer can bypass the emitter's check: the same check again, as a dead letter."""
     try:
-        check_identifiers(
-            event_id=event.event_id, event_type=event.type, user_id=event.user_id, tenant=event.tenant
-        )
+        check_event(event)
     except InvalidIdentifier as exc:
         return DeadLetter(exc.reason, type(exc).__name__, str(exc))
     return None

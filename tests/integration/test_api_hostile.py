@@ -51,6 +51,14 @@ async def test_a_last_event_id_with_an_out_of_range_date_is_422_not_a_cut_stream
         assert r.headers["content-type"] == PROBLEM
 
 
+@pytest.mark.parametrize("when", OUT_OF_RANGE)
+async def test_the_ticketed_stream_refuses_an_out_of_range_resume_point(api: RunningApi, when: str) -> None:
+    params = {"ticket": "t" * 32, "last_event_id": _cursor(when)}
+    async with api.client.stream("GET", "/v1/stream", params=params, timeout=10) as r:
+        assert r.status_code == 422
+        assert r.headers["content-type"] == PROBLEM
+
+
 async def test_control_characters_in_a_preference_category_are_422(api: RunningApi) -> None:
     h = api.auth(f"u-{uuid.uuid4().hex[:8]}")
     body = {"preferences": [{"category": "acti\x00vity", "channel": "email", "enabled": False}]}

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumers.emitter import build_event
-from schemas.identifiers import LIMITS, InvalidIdentifier, check_identifiers, identifier_problem
+from schemas.identifiers import LIMITS, InvalidIdentifier, check_event, check_identifiers, identifier_problem
 
 
 @pytest.mark.parametrize(
@@ -66,3 +66,21 @@ def test_accepted_identifiers_are_storable_text(value: str) -> None:
     if identifier_problem(value, limit=256) is None:
         encoded = value.encode("utf-8")
         assert b"\x00" not in encoded and value.strip() and len(value) <= 256
+
+
+def test_a_fan_out_event_may_have_an_empty_user_id_but_a_valid_topic() -> None:
+    check_identifiers(event_id="e1", event_type="release", user_id="", tenant=None, topic="product-news")
+    with pytest.raises(InvalidIdentifier) as caught:
+        check_identifiers(event_id="e1", event_type="release", user_id="", tenant=None, topic="news\x00")
+    assert caught.value.field == "topic"
+    with pytest.raises(InvalidIdentifier) as no_topic:
+        check_identifiers(event_id="e1", event_type="release", user_id="", tenant=None)
+    assert no_topic.value.field == "user_id"
+
+
+def test_check_event_covers_the_cancel_key() -> None:
+    event = build_event("mention", user_id="u1")
+    event.cancel_key = "order-1\x1b"
+    with pytest.raises(InvalidIdentifier) as caught:
+        check_event(event)
+    assert caught.value.field == "cancel_key"
