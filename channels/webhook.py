@@ -44,6 +44,7 @@ from channels.base import Content, Outcome
 from channels.endpoints_pg import Endpoint, EndpointStore
 from channels.signing import signing_headers
 from channels.ssrf import AddressPolicy, BlockedDestination, GuardedTransport, Resolver, system_resolver
+from channels.storage_errors import classify_pg_error
 from channels.templates import TemplateError
 from schemas.codec import Codec, default_codec
 from schemas.errors import InvalidContent
@@ -212,7 +213,13 @@ class WebhookAdapter:
         return endpoint
 
     async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:
-        endpoint = await self._endpoint(message.recipient)
+        try:
+            endpoint = await self._endpoint(message.recipient)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            why = f"endpoint lookup: {type(exc).__name__}: {exc}"[:500]
+            if classify_pg_error(exc) == "record":  # an endpoint id PostgreSQL cannot even compare
+                return Outcome("failed_permanent", PROVIDER, reason="no_endpoint", detail=why)
+            return Outcome("failed_retryable", PROVIDER, reason="database_unavailable", detail=why)
         if endpoint is None:
             return Outcome(
                 "failed_permanent",

@@ -21,11 +21,18 @@ import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from channels.base import Content
 from channels.devices_pg import PgDeviceTokens
+from channels.endpoints_pg import EndpointStore
+from channels.fcm import FcmAdapter, make_client
+from channels.fcm_auth import FcmAuth
+from channels.inapp import InAppAdapter
+from channels.inbox_pg import InboxService
+from channels.webhook import WebhookAdapter, WebhookConfig
 from consumers.channel.consumer import ChannelConsumer
 from consumers.channel.process import build_consumer
 from consumers.devstack import DevStack
-from consumers.devstack.fcm_fake import FcmFake
+from consumers.devstack.fcm_fake import FcmFake, make_service_account
 from consumers.infra.keys import idempotency_key, notification_id
 from consumers.infra.resources import Resources
 from consumers.infra.settings import PushSettings, WebhookSettings
@@ -180,3 +187,32 @@ async def test_hostile_content_ends_permanent_or_delivered_in_one_attempt(
         assert outcome.reason != "internal_error", verdict
         if outcome.status is OutcomeStatus.FAILED_PERMANENT:
             assert outcome.reason, verdict
+
+
+async def test_postgresql_down_is_a_named_retryable_outcome_not_an_internal_error(stack: DevStack) -> None:
+    """In-app rows, push device lookups and webhook endpoint lookups: an outage is retried as
+    ``database_unavailable``, never the catch-all ``internal_error``."""
+    pool = await asyncpg.create_pool(stack.database_url, min_size=1, max_size=1)
+    assert pool is not None
+    await pool.close()  # the server is up, but this pool cannot reach it: an outage as asyncpg sees it
+    fcm_client = make_client("http://127.0.0.1:9", timeout_s=1.0, max_connections=1)
+    adapters: list[InAppAdapter | FcmAdapter | WebhookAdapter] = [
+        InAppAdapter(InboxService(pool)),
+        FcmAdapter(
+            client=fcm_client,
+            auth=FcmAuth(make_service_account("http://127.0.0.1:9/token"), margin_s=60),
+            devices=PgDeviceTokens(pool),
+            project_id="p",
+        ),
+        WebhookAdapter(EndpointStore(pool), WebhookConfig()),
+    ]
+    try:
+        for adapter in adapters:
+            message = _message(adapter.channel, "u1", "u1", json.dumps(dict.fromkeys(VARIABLES, "ok")))
+            outcome = await adapter.deliver(
+                message, Content(title="t", text="x", body=b"{}"), idempotency_key="k"
+            )
+            assert (outcome.status, outcome.reason) == ("failed_retryable", "database_unavailable"), outcome
+    finally:
+        await fcm_client.aclose()
+        await adapters[2].close()
