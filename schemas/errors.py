@@ -22,6 +22,9 @@ is it about *the record* or about *a dependency*, and is trying again any use?
     │   ├── InvalidIdentifier         schemas.identifiers (invalid_event)
     │   ├── DecodeError               schemas.codec
     │   ├── TemplateError             channels.templates
+    │   ├── UnsafeUrl                 channels.templates (invalid_url)
+    │   ├── LookupRejected            consumers.classifier.lookup (invalid_event)
+    │   ├── LimiterRejected           consumers.classifier.ratelimit (invalid_event)
     │   ├── PayloadTooLarge           channels.fcm_message
     │   └── BlockedDestination        channels.ssrf
     ├── DeliveryError             a provider's answer, classified in its adapter (channels.base)
