@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 import asyncpg
 import pytest
 
+from channels.storage_errors import classify_pg_error
 from consumers.classifier.lookup import LookupRejected, fetch_profiles
 from consumers.classifier.process import build_classifier
 from consumers.emitter import build_event
@@ -265,3 +266,13 @@ async def test_a_user_id_postgresql_refuses_is_a_record_error_not_an_outage(pg_p
         await fetch_profiles(pg_pool, ["ok", "u\x00ser"])
     assert caught.value.reason == "invalid_event"
     assert not isinstance(caught.value, DependencyUnavailable)
+
+
+async def test_a_nul_byte_really_is_refused_as_a_record_error(pg_pool: asyncpg.Pool) -> None:
+    """The issue's poison, against the real server: what PostgreSQL raises is classified ``record``."""
+    with pytest.raises(asyncpg.PostgresError) as caught:
+        await pg_pool.fetchval("SELECT $1::text", "u\x00ser")
+    assert classify_pg_error(caught.value) == "record"
+    with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ValueError)) as dated:
+        await pg_pool.fetchval("SELECT $1::timestamptz", "0001-01-01T00:00:00+14:00")
+    assert classify_pg_error(dated.value) == "record"

@@ -10,7 +10,7 @@ import pytest
 from channels.templates import TemplateRenderer, UnsafeUrl, url_problem
 from schemas.models import Channel
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "consumers" / "templates"
+TEMPLATES = Path(__file__).resolve().parents[3] / "consumers" / "templates"
 
 
 @pytest.mark.parametrize(

@@ -1,18 +1,15 @@
-"""Bad content is classified where it is found: permanent, with a precise reason."""
+"""Content no channel can carry is InvalidContent (failed_permanent invalid_content), wherever found."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 
 from channels.base import Content
 from channels.content import check_content, text_problem
-from channels.sns_sms import phone_problem
-from channels.ssrf import BlockedDestination, check_url
-from channels.webhook import classify_error, render_body
+from channels.webhook import render_body
 from schemas.errors import InvalidContent
 from schemas.models import Channel, ChannelMessage, DomainEvent, Lane, Tier
 
@@ -73,48 +70,3 @@ def test_a_lone_surrogate_in_a_webhook_payload_is_invalid_content() -> None:
     with pytest.raises(InvalidContent, match="lone surrogate"):
         render_body(_message(json.dumps({"name": "\ud800"})))
     assert b'"name":"\\u0000"' in render_body(_message(json.dumps({"name": "\x00"})))  # JSON escapes NUL
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "http://0177.0.0.1/",
-        "http://[::1/",
-        "http://a\x00b.example.com/",
-        "http://999.1.1.1/",
-        "https://exa mple.com:99999/",
-    ],
-)
-def test_registration_refuses_what_delivery_cannot_parse(url: str) -> None:
-    with pytest.raises(BlockedDestination) as caught:
-        check_url(url)
-    assert caught.value.reason == "invalid_url"
-
-
-def test_delivery_classifies_an_unparseable_url_as_permanent_invalid_url() -> None:
-    with pytest.raises(httpx.InvalidURL) as raised:
-        httpx.URL("http://0177.0.0.1/")
-    verdict = classify_error(raised.value)
-    assert (verdict.status, verdict.reason) == ("failed_permanent", "invalid_url")
-
-
-@pytest.mark.parametrize(
-    ("number", "problem"),
-    [
-        ("+14155550199", None),
-        ("+15555550100", None),  # fictional but of a possible length: SNS decides
-        ("+4915112345678", None),
-        ("+351912345678", None),
-        ("+999999999999", "unknown country code"),
-        ("+12345678", "too short for its country"),
-        ("+1415555019912345", "not an E.164"),
-        ("+35191234567890", "too long for its country"),
-        ("4155550199", "not an E.164"),
-    ],
-)
-def test_phone_numbers_need_a_real_country_code_and_length(number: str, problem: str | None) -> None:
-    found = phone_problem(number)
-    if problem is None:
-        assert found is None
-    else:
-        assert found is not None and problem in found, found

@@ -1,0 +1,32 @@
+"""Registration refuses what delivery cannot parse; delivery classifies it permanent (invalid_url)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from channels.ssrf import BlockedDestination, check_url
+from channels.webhook import classify_error
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://0177.0.0.1/",
+        "http://[::1/",
+        "http://a\x00b.example.com/",
+        "http://999.1.1.1/",
+        "https://exa mple.com:99999/",
+    ],
+)
+def test_registration_refuses_what_delivery_cannot_parse(url: str) -> None:
+    with pytest.raises(BlockedDestination) as caught:
+        check_url(url)
+    assert caught.value.reason == "invalid_url"
+
+
+def test_delivery_classifies_an_unparseable_url_as_permanent_invalid_url() -> None:
+    with pytest.raises(httpx.InvalidURL) as raised:
+        httpx.URL("http://0177.0.0.1/")
+    verdict = classify_error(raised.value)
+    assert (verdict.status, verdict.reason) == ("failed_permanent", "invalid_url")
