@@ -14,7 +14,9 @@ __all__ = ["DatabaseUnavailable", "connect_pool", "migrate"]
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
-_LOCK_ID = 0x4E52414C44  # "HERALD": one migrator at a time across processes
+# One migrator at a time across processes. An arbitrary key (its bytes read "NRALD", not "HERALD");
+# keep the value: a migrator with a different key would not wait for one holding this one.
+_LOCK_ID = 0x4E52414C44
 
 
 class DatabaseUnavailable(DependencyUnavailable):

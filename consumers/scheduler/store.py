@@ -114,15 +114,6 @@ class Scheduler:
             result = await conn.execute(sql, key)
         return bool(result.endswith(" 1"))
 
-    async def cancel_many(self, keys: Sequence[str]) -> int:
-        if not keys:
-            return 0
-        result = await self.pool.execute(
-            "UPDATE herald_timers SET state = 'cancelled' WHERE key = ANY($1::text[]) AND state = 'pending'",
-            list(keys),
-        )
-        return int(result.rsplit(" ", 1)[1])
-
     async def state(self, key: str) -> str | None:
         value = await self.pool.fetchval("SELECT state FROM herald_timers WHERE key = $1", key)
         return None if value is None else str(value)
