@@ -36,8 +36,8 @@ from channels.fcm_message import (
     classify,
     fit_message,
     parse_error,
-    parse_retry_after,
 )
+from channels.retry_after import parse_retry_after
 from schemas.models import Channel, ChannelMessage
 
 __all__ = ["FcmAdapter", "make_client"]

@@ -12,12 +12,11 @@ the message is refused: ``failed_permanent`` reason ``payload_too_large``.
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from schemas.errors import RecordError
@@ -34,7 +33,6 @@ __all__ = [
     "data_strings",
     "fit_message",
     "parse_error",
-    "parse_retry_after",
     "payload_size",
 ]
 
@@ -243,19 +241,3 @@ def parse_error(http_status: int, body: bytes) -> FcmError:
             fields = [v.get("field") for v in detail.get("fieldViolations") or [] if isinstance(v, dict)]
             token_invalid = token_invalid or "message.token" in fields
     return FcmError(http_status, status if isinstance(status, str) else None, error_code, token_invalid)
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date); None if absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())

@@ -34,7 +34,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Literal
 
 import asyncpg
@@ -42,6 +41,7 @@ import httpx
 
 from channels.base import Content, Outcome
 from channels.endpoints_pg import Endpoint, EndpointStore
+from channels.retry_after import parse_retry_after
 from channels.signing import signing_headers
 from channels.ssrf import AddressPolicy, BlockedDestination, GuardedTransport, Resolver, system_resolver
 from channels.templates import TemplateError
@@ -55,13 +55,11 @@ __all__ = [
     "WebhookConfig",
     "classify_error",
     "classify_response",
-    "parse_retry_after",
     "render_body",
 ]
 
 log = logging.getLogger(__name__)
 PROVIDER = "http"
-_MAX_RETRY_AFTER_S = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,22 +69,6 @@ class Verdict:
     reason: str | None = None
     retry_after: float | None = None
     disable: bool = False
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date); None if absent/invalid."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), _MAX_RETRY_AFTER_S)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return min(max(0.0, (when - now).total_seconds()), _MAX_RETRY_AFTER_S)
 
 
 def classify_response(status: int, headers: Mapping[str, str], *, now: datetime) -> Verdict:

@@ -12,7 +12,7 @@ import pytest
 from channels.base import Content, Outcome
 from channels.devices_pg import DeviceToken
 from channels.fcm import FcmAdapter
-from channels.fcm_message import ErrorClass, FcmError, classify, parse_error, parse_retry_after
+from channels.fcm_message import ErrorClass, FcmError, classify, parse_error
 from schemas.models import Channel, ChannelMessage, Lane, Tier
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -78,22 +78,6 @@ def test_unparseable_errors_fall_back_to_http_status(raw: bytes) -> None:
     assert parsed.error_code is None
     assert classify(parsed).kind == "retry"
     assert FcmError(503).code == "503"
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (None, None),
-        ("", None),
-        ("7", 7.0),
-        (" 120 ", 120.0),
-        ("soon", None),
-        ("Wed, 25 Nov 2026 12:00:30 GMT", 30.0),
-        ("Wed, 25 Nov 2026 11:00:00 GMT", 0.0),
-    ],
-)
-def test_retry_after(value: str | None, expected: float | None) -> None:
-    assert parse_retry_after(value, NOW) == expected
 
 
 # -- the adapter against scripted answers -------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 
 from channels.ssrf import BlockedDestination
 from channels.templates import TemplateError
-from channels.webhook import classify_error, classify_response, parse_retry_after, render_body
+from channels.webhook import classify_error, classify_response, render_body
 from schemas.models import Channel, ChannelMessage, Lane, Tier
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
@@ -90,24 +90,6 @@ def test_unknown_exceptions_are_not_swallowed() -> None:
         classify_error(KeyError("bug"))
     with pytest.raises(TypeError):
         classify_error(httpcore.ConnectError("raw httpcore must have been mapped by httpx"))
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (None, None),
-        ("", None),
-        ("0", 0.0),
-        ("45", 45.0),
-        ("999999999", 86_400.0),  # capped at a day
-        ("soon", None),
-        ("-5", None),
-        ("Wed, 25 Nov 2026 12:01:30 GMT", 90.0),
-        ("Wed, 25 Nov 2026 11:00:00 GMT", 0.0),  # in the past: now
-    ],
-)
-def test_retry_after(value: str | None, expected: float | None) -> None:
-    assert parse_retry_after(value, NOW) == expected
 
 
 def _message(payload: str) -> ChannelMessage:
