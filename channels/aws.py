@@ -7,19 +7,19 @@ the fallback consumer reschedules, so a provider fault is seen and classified ex
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Container
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import aioboto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-from channels.base import RETRY, Outcome, PermanentDelivery, RetryableDelivery
+from channels.base import PERMANENT, RETRY, Failure, Outcome, RetryableDelivery
 
-__all__ = ["AwsClientOptions", "call_classified", "error_code", "open_client"]
+__all__ = ["AwsClientOptions", "call_classified", "classify", "error_code", "open_client"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,15 +63,24 @@ def error_code(exc: ClientError) -> tuple[str, int | None, str]:
 log = logging.getLogger(__name__)
 
 
+def classify(table: Mapping[str, Failure], code: str, status: int | None) -> Failure:
+    """An AWS error code through a service's table. Codes not in it: a 4xx other than 408/429 is
+    the request's fault (permanent); 5xx, throttling and no status at all retry. Pure."""
+    if code in table:
+        return table[code]
+    if status is not None and 400 <= status < 500 and status not in (408, 429):
+        return PERMANENT
+    return RETRY
+
+
 async def call_classified(
     provider: str,
     call: Callable[..., Awaitable[dict[str, Any]]],
     params: dict[str, Any],
     *,
-    classify: Callable[[str, int | None], Literal["retry", "permanent"]],
-    known: Container[str],
+    table: Mapping[str, Failure],
 ) -> dict[str, Any] | Outcome:
-    """Call an AWS API; a failure comes back as an Outcome classified by ``classify``.
+    """Call an AWS API; a failure comes back as an Outcome classified through ``table``.
 
     Timeouts and broken connections are retryable: the provider may or may not have acted,
     and retrying risks a duplicate, not a loss (the at-least-once trade).
@@ -80,11 +89,10 @@ async def call_classified(
         return await call(**params)
     except ClientError as exc:
         code, status, text = error_code(exc)
-        verdict = classify(code, status)
-        if verdict == RETRY and code not in known:
+        failure = classify(table, code, status)
+        if failure.retryable and code not in table:
             log.warning("%s: unclassified error %s (HTTP %s): %s; retrying", provider, code, status, text)
-        error_cls = RetryableDelivery if verdict == RETRY else PermanentDelivery
-        return Outcome.from_error(error_cls(provider, code, text[:500]))
+        return failure.outcome(provider, code, text[:500])
     except (BotoCoreError, ResponseParserError, TimeoutError) as exc:
         return Outcome.from_error(
             RetryableDelivery(provider, type(exc).__name__, str(exc)[:500], reason="provider_timeout")

@@ -54,9 +54,9 @@ NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 def test_response_table(
     status: int, headers: dict[str, str], expected: tuple[str, str | None, float | None, bool]
 ) -> None:
-    v = classify_response(status, httpx.Headers(headers), now=NOW)
-    assert (v.status, v.reason, v.retry_after, v.disable) == expected
-    assert v.code == str(status)
+    f = classify_response(status, httpx.Headers(headers), now=NOW)
+    got = ("sent", None, None, False) if f is None else (f.kind.value, f.reason, f.retry_after, f.gone)
+    assert got == expected
 
 
 @pytest.mark.parametrize(
@@ -77,12 +77,15 @@ def test_response_table(
     ],
 )
 def test_error_table(exc: BaseException, status: str, reason: str) -> None:
-    v = classify_error(exc)
-    assert (v.status, v.reason) == (status, reason)
+    _, f = classify_error(exc)
+    assert (f.kind.value, f.reason, f.gone, f.reauth) == (status, reason, False, False)
 
 
-def test_blocked_destination_code_is_the_policy_reason() -> None:
-    assert classify_error(BlockedDestination("metadata", "x")).code == "metadata"
+def test_provider_codes_of_attempts_without_a_response() -> None:
+    assert classify_error(BlockedDestination("metadata", "x"))[0] == "metadata"
+    assert classify_error(httpx.ReadTimeout("t"))[0] == "timeout"
+    assert classify_error(httpx.InvalidURL("x"))[0] == "invalid_url"
+    assert classify_error(httpx.ConnectError("refused"))[0] == "ConnectError"
 
 
 def test_unknown_exceptions_are_not_swallowed() -> None:
