@@ -1,7 +1,10 @@
-"""One pooled aioboto3 client per process and service, and reading a ClientError once.
+"""AWS settings, one pooled aioboto3 client per process and service, and reading a ClientError once.
 
 botocore's own retries are off: Herald's channel consumer retries in-process (briefly) and
 the fallback consumer reschedules, so a provider fault is seen and classified exactly once.
+
+:class:`AwsSettings` is the one declaration of these knobs: Herald's settings object nests it
+as ``HERALD_AWS__*``.
 """
 
 from __future__ import annotations
@@ -9,46 +12,54 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from typing import Any
 
 import aioboto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
+from pydantic import BaseModel, Field, SecretStr
 
 from channels.base import PERMANENT, RETRY, Failure, Outcome, RetryableDelivery
 
-__all__ = ["AwsClientOptions", "call_classified", "classify", "error_code", "open_client"]
+__all__ = ["AwsSettings", "call_classified", "classify", "error_code", "open_client"]
 
 
-@dataclass(frozen=True, slots=True)
-class AwsClientOptions:
-    region: str = "us-east-1"
-    endpoint_url: str | None = None
-    access_key_id: str | None = None
-    secret_access_key: str | None = None
-    connect_timeout_s: float = 3.0
-    read_timeout_s: float = 10.0
-    max_pool_connections: int = 64
+class AwsSettings(BaseModel, frozen=True):
+    """SES and SNS clients (credentials unset: the default AWS chain, e.g. an IAM role)."""
+
+    region: str = Field("us-east-1", description="AWS region of SES and SNS.")
+    endpoint_url: str | None = Field(None, description="Override (moto in the dev stack).")
+    access_key_id: SecretStr | None = Field(None, description="Access key; unset: the default AWS chain.")
+    secret_access_key: SecretStr | None = Field(None, description="Secret key; unset: the default AWS chain.")
+    connect_timeout_s: float = Field(3.0, description="SES/SNS connect timeout.")
+    read_timeout_s: float = Field(
+        10.0, description="SES/SNS read timeout (a timeout is a retryable failure)."
+    )
 
 
-async def open_client(service: str, options: AwsClientOptions) -> tuple[Any, AsyncExitStack]:
+def _reveal(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
+
+
+async def open_client(
+    service: str, settings: AwsSettings, *, max_pool_connections: int = 64
+) -> tuple[Any, AsyncExitStack]:
     """(client, stack): the client lives until ``await stack.aclose()``."""
     session = aioboto3.Session(
-        aws_access_key_id=options.access_key_id,
-        aws_secret_access_key=options.secret_access_key,
-        region_name=options.region,
+        aws_access_key_id=_reveal(settings.access_key_id),
+        aws_secret_access_key=_reveal(settings.secret_access_key),
+        region_name=settings.region,
     )
     config = Config(
-        connect_timeout=options.connect_timeout_s,
-        read_timeout=options.read_timeout_s,
+        connect_timeout=settings.connect_timeout_s,
+        read_timeout=settings.read_timeout_s,
         retries={"total_max_attempts": 1, "mode": "standard"},
-        max_pool_connections=options.max_pool_connections,
+        max_pool_connections=max_pool_connections,
     )
     stack = AsyncExitStack()
     client = await stack.enter_async_context(
-        session.client(service, endpoint_url=options.endpoint_url, config=config)
+        session.client(service, endpoint_url=settings.endpoint_url, config=config)
     )
     return client, stack
 

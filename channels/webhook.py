@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 import httpx
+from pydantic import BaseModel, Field
 
 from channels.base import Content, Failure, Outcome
 from channels.endpoints_pg import Endpoint, EndpointStore
@@ -51,7 +52,7 @@ from schemas.models import Channel, ChannelMessage
 __all__ = [
     "PROVIDER",
     "WebhookAdapter",
-    "WebhookConfig",
+    "WebhookSettings",
     "classify_error",
     "classify_response",
     "render_body",
@@ -122,21 +123,26 @@ class _Attempt:
     detail: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class WebhookConfig:
-    """The adapter's knobs (built from ``WebhookSettings`` by the consumer-side builder)."""
+class WebhookSettings(BaseModel, frozen=True):
+    """System-to-system webhooks (Standard Webhooks signatures, SSRF guard, endpoint registry).
 
-    connect_timeout_s: float = 5.0
-    total_timeout_s: float = 15.0
-    max_body_bytes: int = 256 * 1024
-    max_response_bytes: int = 4096
-    allow_hosts: tuple[str, ...] = ()
-    https_only: bool = False
-    disable_after_s: float = 5 * 86_400.0
-    endpoint_cache_ttl_s: float = 5.0
-    max_connections_per_endpoint: int = 16
-    max_pooled_endpoints: int = 1024
-    user_agent: str = "Herald-Webhooks/1"
+    The one declaration of these knobs: Herald's settings object nests it as ``HERALD_WEBHOOK__*``.
+    """
+
+    connect_timeout_s: float = Field(5.0, description="TCP (and TLS) connect timeout per attempt.")
+    total_timeout_s: float = Field(15.0, description="Whole attempt: connect, send, read the response.")
+    max_body_bytes: int = Field(256 * 1024, description="Larger bodies fail permanently (payload_too_large).")
+    max_response_bytes: int = Field(4096, description="Response bytes read (kept as detail); rest dropped.")
+    allow_hosts: tuple[str, ...] = Field((), description="IPs/CIDRs exempt from the SSRF guard.")
+    https_only: bool = Field(False, description="Refuse plain-http endpoint URLs.")
+    disable_after_s: float = Field(5 * 86_400.0, description="Auto-disable after failing this long.")
+    rotation_grace_s: float = Field(
+        86_400.0, description="After rotate-secret the old secret still signs this long."
+    )
+    endpoint_cache_ttl_s: float = Field(5.0, description="How long a consumer caches an endpoint row.")
+    max_connections_per_endpoint: int = Field(16, description="Pooled HTTP connections per endpoint URL.")
+    max_pooled_endpoints: int = Field(1024, description="Connection pools kept; idle ones beyond are closed.")
+    user_agent: str = Field("Herald-Webhooks/1", description="User-Agent header of every delivery.")
 
 
 class WebhookAdapter:
@@ -146,7 +152,7 @@ class WebhookAdapter:
     def __init__(
         self,
         endpoints: EndpointStore,
-        config: WebhookConfig,
+        config: WebhookSettings,
         *,
         resolver: Resolver = system_resolver,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),

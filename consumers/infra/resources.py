@@ -82,7 +82,7 @@ class Resources:
             # A bounded, blocking pool: many concurrent deliveries wait for a connection instead
             # of opening one each (which runs into file-descriptor and maxclients limits).
             pool = redis_asyncio.BlockingConnectionPool.from_url(
-                self.settings.redis_url,
+                self.settings.redis_url.get_secret_value(),
                 max_connections=32,
                 timeout=2.0,
                 socket_timeout=1.0,

@@ -131,7 +131,7 @@ def make_consumer(
         renderer=TemplateRenderer(settings.templates_dir, settings.default_locale),
     )
     client = redis_asyncio.Redis.from_url(
-        redis_url or settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
+        redis_url or settings.redis_url.get_secret_value(), socket_timeout=0.5, socket_connect_timeout=0.5
     )
     consumer.dedupe = Dedupe(
         client,
