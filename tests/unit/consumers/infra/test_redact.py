@@ -39,11 +39,7 @@ def test_any_escaped_password_is_masked_whole(password: str, user: str) -> None:
     assert redact_url(url) == f"postgresql://{user}:***@db.internal:5432/herald?sslmode=require"
 
 
-@given(
-    password=st.text(
-        alphabet=st.characters(codec="utf-8", exclude_characters="?#"), min_size=8
-    )
-)
+@given(password=st.text(alphabet=st.characters(codec="utf-8", exclude_characters="?#"), min_size=8))
 def test_an_unescaped_password_never_shows(password: str) -> None:
     shown = redact_url(f"redis://app:{password}@cache:6379/0")
     assert shown == "redis://app:***@cache:6379/0"
