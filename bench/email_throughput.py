@@ -20,18 +20,18 @@ from typing import Any
 
 from bench.common import Timing, preload
 from bench.timed import timed_consumer_factory
-from channels.aws import open_client
+from channels.aws import AwsSettings
 from channels.base import ChannelAdapter, Content, Outcome
 from channels.pacing import TokenBucket
 from channels.ses import DEFAULT_MAX_SEND_RATE, SesEmailAdapter, build_mime
 from channels.templates import TemplateRenderer
-from consumers.channel.builders.aws import client_options
+from consumers.channel.builders.aws import open_aws_client
 from consumers.channel.consumer import ChannelConsumer
 from consumers.channel.dedupe import Dedupe
 from consumers.devstack import DevStack
 from consumers.infra.keys import idempotency_key, notification_id
 from consumers.infra.resources import Resources
-from consumers.infra.settings import AwsSettings, HeraldSettings, RuntimeSettings
+from consumers.infra.settings import HeraldSettings, RuntimeSettings
 from consumers.runtime.kafka import create_topics
 from consumers.runtime.runner import Runner
 from consumers.runtime.topics import dlq
@@ -101,7 +101,7 @@ def _settings(stack: DevStack, tag: str) -> HeraldSettings:
 
 
 async def _verify_sender(settings: HeraldSettings) -> None:
-    client, stack = await open_client("sesv2", client_options(settings))
+    client, stack = await open_aws_client("sesv2", settings)
     try:
         names = {i["IdentityName"] for i in (await client.list_email_identities()).get("EmailIdentities", [])}
         if "example.com" not in names:
@@ -156,7 +156,7 @@ async def _run(stack: DevStack, tag: str, n: int, make_adapter: Any) -> Timing:
 def _ses(rate: float) -> Any:
     async def make(settings: HeraldSettings) -> SesEmailAdapter:
         await _verify_sender(settings)
-        client, stack = await open_client("sesv2", client_options(settings))
+        client, stack = await open_aws_client("sesv2", settings)
         return SesEmailAdapter(
             client, from_address=settings.email.from_address, bucket=TokenBucket(rate), close=stack.aclose
         )
@@ -172,7 +172,7 @@ async def _raw_ses(stack: DevStack, n: int, concurrency: int = 64) -> Timing:
     """The provider alone: prebuilt MIME, aioboto3 SendEmail to moto, same concurrency, no Kafka."""
     settings = _settings(stack, "r")
     await _verify_sender(settings)
-    client, aws = await open_client("sesv2", client_options(settings))
+    client, aws = await open_aws_client("sesv2", settings)
     raw = build_mime(
         from_address=settings.email.from_address,
         to="raw@example.org",

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 import channels.webhook as webhook_module
 from channels.endpoints_pg import EndpointStore
 from channels.signing import generate_secret, signing_headers
-from channels.webhook import WebhookAdapter, WebhookConfig
+from channels.webhook import WebhookAdapter, WebhookSettings
 from consumers.devstack import DevStack
 from consumers.infra.db import connect_pool, migrate
 from tests.integration.webhook_helpers import webhook_message
@@ -90,7 +90,7 @@ async def run(messages: int, in_flight: int, n_endpoints: int) -> None:
 
         webhook_module.signing_headers = timed_signing  # type: ignore[attr-defined]  # bench instrumentation
         adapter = WebhookAdapter(
-            store, WebhookConfig(allow_hosts=("127.0.0.1",), max_connections_per_endpoint=in_flight)
+            store, WebhookSettings(allow_hosts=("127.0.0.1",), max_connections_per_endpoint=in_flight)
         )
         batch = [
             webhook_message(

@@ -1,54 +1,65 @@
-"""One pooled aioboto3 client per process and service, and reading a ClientError once.
+"""AWS settings, one pooled aioboto3 client per process and service, and reading a ClientError once.
 
 botocore's own retries are off: Herald's channel consumer retries in-process (briefly) and
 the fallback consumer reschedules, so a provider fault is seen and classified exactly once.
+
+:class:`AwsSettings` is the one declaration of these knobs: Herald's settings object nests it
+as ``HERALD_AWS__*``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Container
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import aioboto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
+from pydantic import BaseModel, Field, SecretStr
 
-from channels.base import RETRY, Outcome, PermanentDelivery, RetryableDelivery
+from channels.base import PERMANENT, RETRY, Failure, Outcome, RetryableDelivery
 
-__all__ = ["AwsClientOptions", "call_classified", "error_code", "open_client"]
-
-
-@dataclass(frozen=True, slots=True)
-class AwsClientOptions:
-    region: str = "us-east-1"
-    endpoint_url: str | None = None
-    access_key_id: str | None = None
-    secret_access_key: str | None = None
-    connect_timeout_s: float = 3.0
-    read_timeout_s: float = 10.0
-    max_pool_connections: int = 64
+__all__ = ["AwsSettings", "call_classified", "classify", "error_code", "open_client"]
 
 
-async def open_client(service: str, options: AwsClientOptions) -> tuple[Any, AsyncExitStack]:
+class AwsSettings(BaseModel, frozen=True):
+    """SES and SNS clients (credentials unset: the default AWS chain, e.g. an IAM role)."""
+
+    region: str = Field("us-east-1", description="AWS region of SES and SNS.")
+    endpoint_url: str | None = Field(None, description="Override (moto in the dev stack).")
+    access_key_id: SecretStr | None = Field(None, description="Access key; unset: the default AWS chain.")
+    secret_access_key: SecretStr | None = Field(None, description="Secret key; unset: the default AWS chain.")
+    connect_timeout_s: float = Field(3.0, description="SES/SNS connect timeout.")
+    read_timeout_s: float = Field(
+        10.0, description="SES/SNS read timeout (a timeout is a retryable failure)."
+    )
+
+
+def _reveal(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
+
+
+async def open_client(
+    service: str, settings: AwsSettings, *, max_pool_connections: int = 64
+) -> tuple[Any, AsyncExitStack]:
     """(client, stack): the client lives until ``await stack.aclose()``."""
     session = aioboto3.Session(
-        aws_access_key_id=options.access_key_id,
-        aws_secret_access_key=options.secret_access_key,
-        region_name=options.region,
+        aws_access_key_id=_reveal(settings.access_key_id),
+        aws_secret_access_key=_reveal(settings.secret_access_key),
+        region_name=settings.region,
     )
     config = Config(
-        connect_timeout=options.connect_timeout_s,
-        read_timeout=options.read_timeout_s,
+        connect_timeout=settings.connect_timeout_s,
+        read_timeout=settings.read_timeout_s,
         retries={"total_max_attempts": 1, "mode": "standard"},
-        max_pool_connections=options.max_pool_connections,
+        max_pool_connections=max_pool_connections,
     )
     stack = AsyncExitStack()
     client = await stack.enter_async_context(
-        session.client(service, endpoint_url=options.endpoint_url, config=config)
+        session.client(service, endpoint_url=settings.endpoint_url, config=config)
     )
     return client, stack
 
@@ -63,15 +74,24 @@ def error_code(exc: ClientError) -> tuple[str, int | None, str]:
 log = logging.getLogger(__name__)
 
 
+def classify(table: Mapping[str, Failure], code: str, status: int | None) -> Failure:
+    """An AWS error code through a service's table. Codes not in it: a 4xx other than 408/429 is
+    the request's fault (permanent); 5xx, throttling and no status at all retry. Pure."""
+    if code in table:
+        return table[code]
+    if status is not None and 400 <= status < 500 and status not in (408, 429):
+        return PERMANENT
+    return RETRY
+
+
 async def call_classified(
     provider: str,
     call: Callable[..., Awaitable[dict[str, Any]]],
     params: dict[str, Any],
     *,
-    classify: Callable[[str, int | None], Literal["retry", "permanent"]],
-    known: Container[str],
+    table: Mapping[str, Failure],
 ) -> dict[str, Any] | Outcome:
-    """Call an AWS API; a failure comes back as an Outcome classified by ``classify``.
+    """Call an AWS API; a failure comes back as an Outcome classified through ``table``.
 
     Timeouts and broken connections are retryable: the provider may or may not have acted,
     and retrying risks a duplicate, not a loss (the at-least-once trade).
@@ -80,11 +100,10 @@ async def call_classified(
         return await call(**params)
     except ClientError as exc:
         code, status, text = error_code(exc)
-        verdict = classify(code, status)
-        if verdict == RETRY and code not in known:
+        failure = classify(table, code, status)
+        if failure.retryable and code not in table:
             log.warning("%s: unclassified error %s (HTTP %s): %s; retrying", provider, code, status, text)
-        error_cls = RetryableDelivery if verdict == RETRY else PermanentDelivery
-        return Outcome.from_error(error_cls(provider, code, text[:500]))
+        return failure.outcome(provider, code, text[:500])
     except (BotoCoreError, ResponseParserError, TimeoutError) as exc:
         return Outcome.from_error(
             RetryableDelivery(provider, type(exc).__name__, str(exc)[:500], reason="provider_timeout")

@@ -1,4 +1,4 @@
-"""The contract every delivery adapter implements, and the error tree.
+"""The contract every delivery adapter implements, its failure vocabulary and error tree.
 
 ::
 
@@ -6,14 +6,29 @@
     ├── RetryableDelivery         try again later (throttling, 5xx, timeouts)
     └── PermanentDelivery         never going to work (rejected, invalid address, dead token)
 
-An adapter classifies its provider's errors once, through a table, and returns an
-:class:`Outcome`. Code above ``channels/`` reads ``Outcome.status`` and
-``Outcome.provider_code``; it never inspects SDK exceptions or message text.
+An adapter classifies its provider's errors once, through a table of :class:`Failure` rows
+keyed by the provider's code, and returns an :class:`Outcome`. The pattern every adapter
+follows (``channels/ses.py`` is the shortest example)::
+
+    _CODES: dict[str, Failure] = {
+        "MessageRejected": PERMANENT,                       # reason: provider_messagerejected
+        "UNREGISTERED": Failure.permanent("unregistered", gone=True),
+        "Throttling": RETRY,
+    }
+
+    def classify(code: str, status: int | None) -> Failure:   # pure; unknown codes retry
+        ...
+
+    return classify(code, status).outcome(self.provider, code, detail)
+
+Code above ``channels/`` reads ``Outcome.status`` and ``Outcome.provider_code``; it never
+inspects SDK exceptions or message text.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Literal, Protocol
 
 from schemas.errors import HeraldError
@@ -25,15 +40,76 @@ __all__ = [
     "ChannelAdapter",
     "Content",
     "DeliveryError",
+    "Failure",
+    "FailureKind",
     "Outcome",
     "PermanentDelivery",
     "RetryableDelivery",
 ]
 
-RETRY: Literal["retry"] = "retry"
-PERMANENT: Literal["permanent"] = "permanent"
-
 Status = Literal["sent", "failed_retryable", "failed_permanent"]
+
+
+class FailureKind(StrEnum):
+    """Whether a failed attempt is worth repeating. The value is the outcome status it gives."""
+
+    RETRYABLE = "failed_retryable"  # throttling, 5xx, timeouts, unknown codes
+    PERMANENT = "failed_permanent"  # rejected, invalid address, dead token
+
+
+def _default_reason(code: str | None) -> str:
+    return "provider_error" if code is None else f"provider_{code}".lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """What a provider failure means: a row of an adapter's classification table, or the verdict
+    a classifier derived from one response.
+
+    ``reason`` is Herald's machine-readable reason; ``None`` derives it from the provider code
+    (``provider_<code>``). ``gone``: the destination no longer exists (FCM ``UNREGISTERED``,
+    webhook 410), so the adapter deletes or disables it. ``reauth``: our credentials were
+    refused; the adapter refreshes them and resends once, after which the failure counts as
+    ``kind``. ``retry_after``: seconds the provider asked for (a ``Retry-After`` header).
+    """
+
+    kind: FailureKind
+    reason: str | None = None
+    gone: bool = False
+    reauth: bool = False
+    retry_after: float | None = None
+
+    @classmethod
+    def retry(cls, reason: str | None = None, *, reauth: bool = False) -> Failure:
+        return cls(FailureKind.RETRYABLE, reason, reauth=reauth)
+
+    @classmethod
+    def permanent(cls, reason: str | None = None, *, gone: bool = False) -> Failure:
+        return cls(FailureKind.PERMANENT, reason, gone=gone)
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind is FailureKind.RETRYABLE
+
+    def with_retry_after(self, retry_after: float | None) -> Failure:
+        """This failure with the provider's requested wait."""
+        return replace(self, retry_after=retry_after)
+
+    def outcome(self, provider: str, code: str | None, detail: str | None = None) -> Outcome:
+        """The outcome of an attempt that failed like this, with the provider's ``code``."""
+        status: Status = "failed_retryable" if self.retryable else "failed_permanent"
+        return Outcome(
+            status,
+            provider,
+            provider_code=code,
+            reason=self.reason or _default_reason(code),
+            detail=detail,
+            retry_after=self.retry_after,
+        )
+
+
+RETRY = Failure(FailureKind.RETRYABLE)  # a table row: retry, reason from the provider code
+PERMANENT = Failure(FailureKind.PERMANENT)  # a table row: give up, reason from the provider code
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +161,7 @@ class DeliveryError(HeraldError):
         self.provider = provider
         self.code = code
         self.detail = detail
-        self.reason = reason or ("provider_error" if code is None else f"provider_{code}".lower())
+        self.reason = reason or _default_reason(code)
         self.retry_after = retry_after
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from channels.base import Content, Outcome
+from channels.base import Content, Failure, Outcome
 from channels.devices_pg import DeviceStore
 from channels.fcm_auth import CredentialsError, TokenSource
 from channels.fcm_message import (
@@ -37,8 +37,8 @@ from channels.fcm_message import (
     classify,
     fit_message,
     parse_error,
-    parse_retry_after,
 )
+from channels.retry_after import parse_retry_after
 from channels.storage_errors import classify_pg_error
 from schemas.models import Channel, ChannelMessage
 
@@ -46,6 +46,10 @@ __all__ = ["FcmAdapter", "make_client"]
 
 log = logging.getLogger(__name__)
 PROVIDER = "fcm"
+# No answer from FCM (or from Google's token endpoint): it may or may not have acted; retry.
+_AUTH_FAILED = Failure.retry("auth_failed")
+_TIMEOUT = Failure.retry("timeout")
+_NETWORK = Failure.retry("network")
 
 
 def make_client(base_url: str, *, timeout_s: float = 10.0, max_connections: int = 100) -> httpx.AsyncClient:
@@ -174,16 +178,7 @@ class FcmAdapter:
             try:
                 bearer = await self._auth.token()
             except CredentialsError as exc:
-                return _TokenResult(
-                    token,
-                    Outcome(
-                        "failed_retryable",
-                        PROVIDER,
-                        provider_code="AUTH",
-                        reason="auth_failed",
-                        detail=str(exc),
-                    ),
-                )
+                return _TokenResult(token, _AUTH_FAILED.outcome(PROVIDER, "AUTH", str(exc)))
             try:
                 resp = await self._client.post(
                     self._path,
@@ -191,54 +186,28 @@ class FcmAdapter:
                     headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
                 )
             except httpx.TimeoutException as exc:
-                return _TokenResult(
-                    token, Outcome("failed_retryable", PROVIDER, reason="timeout", detail=type(exc).__name__)
-                )
+                return _TokenResult(token, _TIMEOUT.outcome(PROVIDER, None, type(exc).__name__))
             except httpx.HTTPError as exc:
-                return _TokenResult(
-                    token,
-                    Outcome(
-                        "failed_retryable", PROVIDER, reason="network", detail=f"{type(exc).__name__}: {exc}"
-                    ),
-                )
+                return _TokenResult(token, _NETWORK.outcome(PROVIDER, None, f"{type(exc).__name__}: {exc}"))
             if resp.status_code == 200:
                 name = _message_name(resp)
                 return _TokenResult(token, Outcome.sent(PROVIDER, name))
             error = parse_error(resp.status_code, resp.content)
-            verdict = classify(error)
-            if verdict.kind == "refresh":
+            failure = classify(error)
+            if failure.reauth:
                 if attempt == 1:
                     await self._auth.invalidate(bearer)
                     continue
                 return _TokenResult(
-                    token,
-                    Outcome(
-                        "failed_retryable",
-                        PROVIDER,
-                        provider_code=error.code,
-                        reason=verdict.reason,
-                        detail="token refused after refresh",
-                    ),
+                    token, failure.outcome(PROVIDER, error.code, "token refused after refresh")
                 )
-            if verdict.kind == "retry":
-                if verdict.reason.startswith("http_"):
+            if failure.retryable:
+                if (failure.reason or "").startswith("http_"):
                     log.warning("unknown FCM error %s (HTTP %d): retrying", error.code, resp.status_code)
-                wait = parse_retry_after(resp.headers.get("retry-after"), self._clock())
-                return _TokenResult(
-                    token,
-                    Outcome(
-                        "failed_retryable",
-                        PROVIDER,
-                        provider_code=error.code,
-                        reason=verdict.reason,
-                        retry_after=wait,
-                    ),
+                failure = failure.with_retry_after(
+                    parse_retry_after(resp.headers.get("retry-after"), self._clock())
                 )
-            return _TokenResult(
-                token,
-                Outcome("failed_permanent", PROVIDER, provider_code=error.code, reason=verdict.reason),
-                drop_token=verdict.drop_token,
-            )
+            return _TokenResult(token, failure.outcome(PROVIDER, error.code), drop_token=failure.gone)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def close(self) -> None:

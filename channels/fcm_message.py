@@ -12,20 +12,19 @@ the message is refused: ``failed_permanent`` reason ``payload_too_large``.
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any
 
+from channels.base import Failure
 from schemas.errors import RecordError
 from schemas.models import ChannelMessage, Tier
 
 __all__ = [
     "FCM_LIMIT_BYTES",
-    "ErrorClass",
     "FcmError",
     "PayloadTooLarge",
     "build_message",
@@ -34,7 +33,6 @@ __all__ = [
     "data_strings",
     "fit_message",
     "parse_error",
-    "parse_retry_after",
     "payload_size",
 ]
 
@@ -166,8 +164,6 @@ def fit_message(msg: dict[str, Any], limit: int = FCM_LIMIT_BYTES) -> tuple[dict
 
 # -- errors ------------------------------------------------------------------------------------
 
-Kind = Literal["permanent", "retry", "refresh"]
-
 
 @dataclass(frozen=True, slots=True)
 class FcmError:
@@ -183,33 +179,27 @@ class FcmError:
         return self.error_code or self.status or str(self.http_status)
 
 
-@dataclass(frozen=True, slots=True)
-class ErrorClass:
-    kind: Kind
-    reason: str
-    drop_token: bool = False
-
-
-_BY_CODE: dict[str, ErrorClass] = {
-    "UNREGISTERED": ErrorClass("permanent", "unregistered", drop_token=True),
-    "SENDER_ID_MISMATCH": ErrorClass("permanent", "sender_id_mismatch"),
-    "THIRD_PARTY_AUTH_ERROR": ErrorClass("permanent", "third_party_auth_error"),
-    "INVALID_ARGUMENT": ErrorClass("permanent", "invalid_argument"),
-    "PERMISSION_DENIED": ErrorClass("permanent", "permission_denied"),
-    "QUOTA_EXCEEDED": ErrorClass("retry", "quota_exceeded"),
-    "RESOURCE_EXHAUSTED": ErrorClass("retry", "quota_exceeded"),
-    "UNAVAILABLE": ErrorClass("retry", "unavailable"),
-    "INTERNAL": ErrorClass("retry", "internal"),
-    "UNAUTHENTICATED": ErrorClass("refresh", "unauthenticated"),
+_BY_CODE: dict[str, Failure] = {
+    "UNREGISTERED": Failure.permanent("unregistered", gone=True),
+    "SENDER_ID_MISMATCH": Failure.permanent("sender_id_mismatch"),
+    "THIRD_PARTY_AUTH_ERROR": Failure.permanent("third_party_auth_error"),
+    "INVALID_ARGUMENT": Failure.permanent("invalid_argument"),
+    "PERMISSION_DENIED": Failure.permanent("permission_denied"),
+    "QUOTA_EXCEEDED": Failure.retry("quota_exceeded"),
+    "RESOURCE_EXHAUSTED": Failure.retry("quota_exceeded"),
+    "UNAVAILABLE": Failure.retry("unavailable"),
+    "INTERNAL": Failure.retry("internal"),
+    "UNAUTHENTICATED": Failure.retry("unauthenticated", reauth=True),
 }
-_INVALID_TOKEN = ErrorClass("permanent", "invalid_token", drop_token=True)
+_INVALID_TOKEN = Failure.permanent("invalid_token", gone=True)
 
 
-def classify(error: FcmError) -> ErrorClass:
+def classify(error: FcmError) -> Failure:
     """The FCM v1 error table. ``errorCode`` wins over the rpc status, which wins over HTTP.
 
-    A 401 that is not THIRD_PARTY_AUTH_ERROR means our access token was refused: refresh
-    once and resend. Unknown codes are retried (and logged by the adapter).
+    A 401 that is not THIRD_PARTY_AUTH_ERROR means our access token was refused (``reauth``):
+    refresh once and resend. ``gone``: the device token is dead and is deleted. Unknown
+    codes are retried (and logged by the adapter).
     """
     if error.token_invalid and error.error_code in (None, "INVALID_ARGUMENT"):
         return _INVALID_TOKEN
@@ -220,7 +210,7 @@ def classify(error: FcmError) -> ErrorClass:
         return _BY_CODE["UNAUTHENTICATED"]
     if error.http_status == 400:
         return _BY_CODE["INVALID_ARGUMENT"]
-    return ErrorClass("retry", f"http_{error.http_status}" if error.http_status else "unknown")
+    return Failure.retry(f"http_{error.http_status}" if error.http_status else "unknown")
 
 
 def parse_error(http_status: int, body: bytes) -> FcmError:
@@ -243,19 +233,3 @@ def parse_error(http_status: int, body: bytes) -> FcmError:
             fields = [v.get("field") for v in detail.get("fieldViolations") or [] if isinstance(v, dict)]
             token_invalid = token_invalid or "message.token" in fields
     return FcmError(http_status, status if isinstance(status, str) else None, error_code, token_invalid)
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date); None if absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())

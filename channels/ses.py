@@ -20,14 +20,15 @@ from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
+from channels import aws
 from channels.aws import call_classified
-from channels.base import PERMANENT, RETRY, Content, Outcome, PermanentDelivery
+from channels.base import PERMANENT, RETRY, Content, Failure, Outcome, PermanentDelivery
 from channels.pacing import TokenBucket
 from schemas.models import Channel, ChannelMessage, Lane
 
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_SEND_RATE = 14.0  # a new SES account's MaxSendRate
 
-_SES_CODES: dict[str, Literal["retry", "permanent"]] = {
+_SES_CODES: dict[str, Failure] = {
     "MessageRejected": PERMANENT,
     "MailFromDomainNotVerifiedException": PERMANENT,
     "MailFromDomainNotVerified": PERMANENT,
@@ -67,13 +68,9 @@ _SES_CODES: dict[str, Literal["retry", "permanent"]] = {
 }
 
 
-def classify(code: str, status: int | None) -> Literal["retry", "permanent"]:
-    """Retry or give up on an SES error code. 5xx and unknown codes retry; other 4xx are the table's. Pure."""
-    if code in _SES_CODES:
-        return _SES_CODES[code]
-    if status is not None and 400 <= status < 500 and status not in (408, 429):
-        return PERMANENT
-    return RETRY
+def classify(code: str, status: int | None) -> Failure:
+    """What an SES error code means: the table, then :func:`channels.aws.classify`'s rule. Pure."""
+    return aws.classify(_SES_CODES, code, status)
 
 
 def unsubscribe_headers(
@@ -236,9 +233,7 @@ class SesEmailAdapter:
         except PermanentDelivery as exc:
             return Outcome.from_error(exc)
         await self.bucket.acquire()
-        response = await call_classified(
-            self.provider, self.client.send_email, params, classify=classify, known=_SES_CODES
-        )
+        response = await call_classified(self.provider, self.client.send_email, params, table=_SES_CODES)
         if isinstance(response, Outcome):
             return response
         return Outcome.sent(self.provider, response.get("MessageId"))

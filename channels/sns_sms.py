@@ -15,8 +15,9 @@ from typing import Any, Literal
 
 import phonenumbers
 
+from channels import aws
 from channels.aws import call_classified
-from channels.base import PERMANENT, RETRY, Content, Outcome, PermanentDelivery
+from channels.base import PERMANENT, RETRY, Content, Failure, Outcome, PermanentDelivery
 from channels.pacing import TokenBucket
 from schemas.models import Channel, ChannelMessage, Lane, Tier
 
@@ -32,7 +33,7 @@ _GSM7_BASIC = set(
 )
 _GSM7_EXTENDED = set("^{}\\[~]|€\f")
 
-_SNS_CODES: dict[str, Literal["retry", "permanent"]] = {
+_SNS_CODES: dict[str, Failure] = {
     "InvalidParameter": PERMANENT,
     "InvalidParameterValue": PERMANENT,
     "ParameterValueInvalid": PERMANENT,
@@ -97,13 +98,9 @@ def sms_type(tier: Tier, lane: Lane) -> Literal["Transactional", "Promotional"]:
     return "Promotional" if lane is Lane.BULK or tier is Tier.LOW else "Transactional"
 
 
-def classify(code: str, status: int | None) -> Literal["retry", "permanent"]:
-    """Retry or give up on an SNS error code; 5xx and unknown codes retry. Pure."""
-    if code in _SNS_CODES:
-        return _SNS_CODES[code]
-    if status is not None and 400 <= status < 500 and status not in (408, 429):
-        return PERMANENT
-    return RETRY
+def classify(code: str, status: int | None) -> Failure:
+    """What an SNS error code means: the table, then :func:`channels.aws.classify`'s rule. Pure."""
+    return aws.classify(_SNS_CODES, code, status)
 
 
 class SnsSmsAdapter:
@@ -157,9 +154,7 @@ class SnsSmsAdapter:
         except PermanentDelivery as exc:
             return Outcome.from_error(exc)
         await self.bucket.acquire()
-        response = await call_classified(
-            self.provider, self.client.publish, params, classify=classify, known=_SNS_CODES
-        )
+        response = await call_classified(self.provider, self.client.publish, params, table=_SNS_CODES)
         if isinstance(response, Outcome):
             return response
         encoding, count = segments(params["Message"])

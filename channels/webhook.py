@@ -11,7 +11,8 @@ The HTTP client is one pooled ``httpx.AsyncClient`` over :class:`~channels.ssrf.
 are not followed; at most ``max_response_bytes`` of a response are read; the whole attempt is
 bounded by ``total_timeout_s``.
 
-Classification (:func:`classify_response`, :func:`classify_error`; pure tables):
+Classification (:func:`classify_response`, :func:`classify_error`; pure tables of
+:class:`~channels.base.Failure`):
 
 =================================================  ==========================================
 2xx                                                sent
@@ -34,14 +35,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Literal
 
 import asyncpg
 import httpx
+from pydantic import BaseModel, Field
 
-from channels.base import Content, Outcome
+from channels.base import Content, Failure, Outcome
 from channels.endpoints_pg import Endpoint, EndpointStore
+from channels.retry_after import parse_retry_after
 from channels.signing import signing_headers
 from channels.ssrf import AddressPolicy, BlockedDestination, GuardedTransport, Resolver, system_resolver
 from channels.storage_errors import classify_pg_error
@@ -52,78 +53,46 @@ from schemas.models import Channel, ChannelMessage
 
 __all__ = [
     "PROVIDER",
-    "Verdict",
     "WebhookAdapter",
-    "WebhookConfig",
+    "WebhookSettings",
     "classify_error",
     "classify_response",
-    "parse_retry_after",
     "render_body",
 ]
 
 log = logging.getLogger(__name__)
 PROVIDER = "http"
-_MAX_RETRY_AFTER_S = 86_400.0
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    status: Literal["sent", "failed_retryable", "failed_permanent"]
-    code: str
-    reason: str | None = None
-    retry_after: float | None = None
-    disable: bool = False
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date); None if absent/invalid."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), _MAX_RETRY_AFTER_S)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return min(max(0.0, (when - now).total_seconds()), _MAX_RETRY_AFTER_S)
-
-
-def classify_response(status: int, headers: Mapping[str, str], *, now: datetime) -> Verdict:
-    """The verdict on an HTTP response (headers: case-insensitive mapping, e.g. httpx.Headers)."""
-    code = str(status)
+def classify_response(status: int, headers: Mapping[str, str], *, now: datetime) -> Failure | None:
+    """What an HTTP response means (``None``: delivered). The provider code is the status.
+    ``headers``: a case-insensitive mapping such as httpx.Headers."""
     if 200 <= status < 300:
-        return Verdict("sent", code)
+        return None
     if headers.get("webhook-delivery", "").strip().lower() == "abort-message":
-        return Verdict("failed_permanent", code, "receiver_aborted")
+        return Failure.permanent("receiver_aborted")
     if status == 410:
-        return Verdict("failed_permanent", code, "endpoint_gone", disable=True)
+        return Failure.permanent("endpoint_gone", gone=True)
     if status in (408, 429) or 500 <= status < 600:
-        return Verdict(
-            "failed_retryable",
-            code,
-            f"http_{status}",
-            retry_after=parse_retry_after(headers.get("retry-after"), now),
-        )
+        retry_after = parse_retry_after(headers.get("retry-after"), now)
+        return Failure.retry(f"http_{status}").with_retry_after(retry_after)
     if 300 <= status < 400:
-        return Verdict("failed_permanent", code, "redirect")
+        return Failure.permanent("redirect")
     if 400 <= status < 500:
-        return Verdict("failed_permanent", code, f"http_{status}")
-    return Verdict("failed_retryable", code, "unexpected_status")
+        return Failure.permanent(f"http_{status}")
+    return Failure.retry("unexpected_status")
 
 
-def classify_error(exc: BaseException) -> Verdict:
-    """The verdict on an attempt that got no response."""
+def classify_error(exc: BaseException) -> tuple[str, Failure]:
+    """(provider code, what it means) for an attempt that got no response."""
     if isinstance(exc, BlockedDestination):
-        return Verdict("failed_permanent", exc.reason, "blocked_destination")
+        return exc.reason, Failure.permanent("blocked_destination")
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
-        return Verdict("failed_retryable", "timeout", "timeout")
+        return "timeout", Failure.retry("timeout")
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-        return Verdict("failed_permanent", "invalid_url", "invalid_url")
+        return "invalid_url", Failure.permanent("invalid_url")
     if isinstance(exc, httpx.TransportError):  # connect/read/write errors, protocol errors, TLS
-        return Verdict("failed_retryable", type(exc).__name__, "connection_error")
+        return type(exc).__name__, Failure.retry("connection_error")
     raise TypeError(f"not a delivery error: {exc!r}") from exc
 
 
@@ -148,21 +117,38 @@ def render_body(message: ChannelMessage) -> bytes:
         raise InvalidContent(f"webhook body: lone surrogate at position {exc.start}") from exc
 
 
-@dataclass(frozen=True, slots=True)
-class WebhookConfig:
-    """The adapter's knobs (built from ``WebhookSettings`` by the consumer-side builder)."""
+_DISABLED = Failure.permanent("endpoint_disabled")
 
-    connect_timeout_s: float = 5.0
-    total_timeout_s: float = 15.0
-    max_body_bytes: int = 256 * 1024
-    max_response_bytes: int = 4096
-    allow_hosts: tuple[str, ...] = ()
-    https_only: bool = False
-    disable_after_s: float = 5 * 86_400.0
-    endpoint_cache_ttl_s: float = 5.0
-    max_connections_per_endpoint: int = 16
-    max_pooled_endpoints: int = 1024
-    user_agent: str = "Herald-Webhooks/1"
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """One POST: the provider code (HTTP status, or what stopped it), ``failure`` None if delivered."""
+
+    code: str
+    failure: Failure | None
+    detail: str | None
+
+
+class WebhookSettings(BaseModel, frozen=True):
+    """System-to-system webhooks (Standard Webhooks signatures, SSRF guard, endpoint registry).
+
+    The one declaration of these knobs: Herald's settings object nests it as ``HERALD_WEBHOOK__*``.
+    """
+
+    connect_timeout_s: float = Field(5.0, description="TCP (and TLS) connect timeout per attempt.")
+    total_timeout_s: float = Field(15.0, description="Whole attempt: connect, send, read the response.")
+    max_body_bytes: int = Field(256 * 1024, description="Larger bodies fail permanently (payload_too_large).")
+    max_response_bytes: int = Field(4096, description="Response bytes read (kept as detail); rest dropped.")
+    allow_hosts: tuple[str, ...] = Field((), description="IPs/CIDRs exempt from the SSRF guard.")
+    https_only: bool = Field(False, description="Refuse plain-http endpoint URLs.")
+    disable_after_s: float = Field(5 * 86_400.0, description="Auto-disable after failing this long.")
+    rotation_grace_s: float = Field(
+        86_400.0, description="After rotate-secret the old secret still signs this long."
+    )
+    endpoint_cache_ttl_s: float = Field(5.0, description="How long a consumer caches an endpoint row.")
+    max_connections_per_endpoint: int = Field(16, description="Pooled HTTP connections per endpoint URL.")
+    max_pooled_endpoints: int = Field(1024, description="Connection pools kept; idle ones beyond are closed.")
+    user_agent: str = Field("Herald-Webhooks/1", description="User-Agent header of every delivery.")
 
 
 class WebhookAdapter:
@@ -172,7 +158,7 @@ class WebhookAdapter:
     def __init__(
         self,
         endpoints: EndpointStore,
-        config: WebhookConfig,
+        config: WebhookSettings,
         *,
         resolver: Resolver = system_resolver,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -263,22 +249,24 @@ class WebhookAdapter:
             "user-agent": self.config.user_agent,
             **signing_headers(endpoint.active_secrets(now), idempotency_key, int(now.timestamp()), body),
         }
-        verdict, detail = await self._post(endpoint.url, body, headers)
-        return await self._record(endpoint, message, idempotency_key, verdict, detail)
+        attempt = await self._post(endpoint.url, body, headers)
+        return await self._record(endpoint, message, idempotency_key, attempt)
 
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[Verdict, str | None]:
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> _Attempt:
         try:
             async with asyncio.timeout(self.config.total_timeout_s):
                 async with self.client.stream("POST", url, content=body, headers=headers) as response:
                     head = await self._read_capped(response)
-                    verdict = classify_response(response.status_code, response.headers, now=self.clock())
-                    return verdict, head.decode("utf-8", "replace") or None
+                    failure = classify_response(response.status_code, response.headers, now=self.clock())
+                    return _Attempt(
+                        str(response.status_code), failure, head.decode("utf-8", "replace") or None
+                    )
         except (httpx.HTTPError, httpx.InvalidURL, BlockedDestination, TimeoutError) as exc:
             # InvalidURL is not an HTTPError: without it, a URL httpx cannot parse was an internal_error
-            verdict = classify_error(exc)
-            if verdict.status == "failed_retryable":
+            code, failure = classify_error(exc)
+            if failure.retryable:
                 log.debug("webhook %s: %s", url, exc)
-            return verdict, f"{type(exc).__name__}: {exc}"[:500]
+            return _Attempt(code, failure, f"{type(exc).__name__}: {exc}"[:500])
 
     async def _read_capped(self, response: httpx.Response) -> bytes:
         cap = self.config.max_response_bytes
@@ -292,13 +280,14 @@ class WebhookAdapter:
         return b"".join(chunks)[:cap]
 
     async def _record(
-        self, endpoint: Endpoint, message: ChannelMessage, key: str, verdict: Verdict, detail: str | None
+        self, endpoint: Endpoint, message: ChannelMessage, key: str, attempt: _Attempt
     ) -> Outcome:
         # The POST has happened: a database hiccup while recording it must not turn a delivered
         # message into a retry (statistics are best effort; the outcome is what counts).
         now = self.clock()
+        failure = attempt.failure
         try:
-            if verdict.status == "sent":
+            if failure is None:
                 await self.endpoints.record_success(endpoint.endpoint_id, key, now=now)
                 return Outcome.sent(PROVIDER, key, detail=None)
             disabled = await self.endpoints.record_failure(
@@ -306,39 +295,27 @@ class WebhookAdapter:
                 idempotency_key=key,
                 event_type=message.event_type,
                 message=self.codec.encode(message),
-                reason=verdict.reason or verdict.code,
+                reason=failure.reason or attempt.code,
                 now=now,
                 disable_after_s=self.config.disable_after_s,
-                disable_reason="gone" if verdict.disable else None,
+                disable_reason="gone" if failure.gone else None,
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("webhook endpoint %s: statistics not recorded (%s)", endpoint.endpoint_id, exc)
-            if verdict.status == "sent":
+            if failure is None:
                 return Outcome.sent(PROVIDER, key, detail=None)
             disabled = False
         if disabled:
             self._cache.pop(endpoint.endpoint_id, None)
-            reason = "gone" if verdict.disable else "failing"
+            reason = "gone" if failure.gone else "failing"
             log.warning("webhook endpoint %s disabled (%s)", endpoint.endpoint_id, reason)
             if self.on_disabled is not None:
                 self.on_disabled(reason)
-            if not verdict.disable:  # failed too long: stop retrying, the message waits for replay
-                return Outcome(
-                    "failed_permanent",
-                    PROVIDER,
-                    provider_code=verdict.code,
-                    reason="endpoint_disabled",
-                    detail="endpoint disabled after failing continuously; kept for replay",
+            if not failure.gone:  # failed too long: stop retrying, the message waits for replay
+                return _DISABLED.outcome(
+                    PROVIDER, attempt.code, "endpoint disabled after failing continuously; kept for replay"
                 )
-        status = verdict.status
-        return Outcome(
-            status,
-            PROVIDER,
-            provider_code=verdict.code,
-            reason=verdict.reason,
-            detail=detail[:500] if detail else None,
-            retry_after=verdict.retry_after,
-        )
+        return failure.outcome(PROVIDER, attempt.code, attempt.detail[:500] if attempt.detail else None)
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from fastavro import schemaless_reader, schemaless_writer
 
 from schemas.errors import RecordError
-from schemas.models import ChannelMessage, DeliveryOutcome, DomainEvent, Receipt, Record
+from schemas.models import Record
 from schemas.registry import Contract, load_contracts
 
 __all__ = ["MAGIC", "Codec", "DecodeError", "LegacyHeaderHook", "default_codec"]
@@ -125,7 +125,3 @@ def default_codec() -> Codec:
     if _default is None:
         _default = Codec()
     return _default
-
-
-# Keep the dataclass imports referenced for re-export convenience.
-CONTRACT_TYPES: tuple[type[Record], ...] = (DomainEvent, ChannelMessage, DeliveryOutcome, Receipt)

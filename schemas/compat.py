@@ -34,14 +34,6 @@ def _kind(schema: Any) -> str:
     return str(schema)
 
 
-def _name(schema: Any) -> str | None:
-    if isinstance(schema, dict) and "name" in schema:
-        return str(schema["name"]).rsplit(".", 1)[-1]
-    if isinstance(schema, str) and schema not in _PROMOTIONS and schema not in ("null", "boolean", "double"):
-        return schema.rsplit(".", 1)[-1]
-    return None
-
-
 def backward_problems(reader: Any, writer: Any, path: str = "$") -> list[str]:
     """Every reason a ``reader`` cannot read data written with ``writer`` (empty: compatible)."""
     rk, wk = _kind(reader), _kind(writer)

@@ -74,9 +74,6 @@ class InboxHub:
             if not subs:
                 del self._subs[sub.user_id]
 
-    def subscribers(self) -> int:
-        return sum(len(s) for s in self._subs.values())
-
     def _broadcast(self, item: object, users: Iterable[str] | None = None) -> None:
         for user in list(self._subs if users is None else users):
             for sub in list(self._subs.get(user, ())):

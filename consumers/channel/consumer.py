@@ -29,6 +29,7 @@ from channels.base import ChannelAdapter, Content, DeliveryError, Outcome
 from channels.content import check_content
 from channels.templates import TemplateError, TemplateRenderer
 from consumers.channel.dedupe import Dedupe
+from consumers.infra.backoff import backoff
 from consumers.infra.clock import Clock, SystemClock
 from consumers.infra.keys import outcome_id
 from consumers.infra.settings import ChannelConsumerSettings
@@ -45,18 +46,16 @@ __all__ = ["ChannelConsumer", "retry_delay"]
 log = logging.getLogger(__name__)
 
 
-def retry_delay(
-    retry: int, *, max_s: float, rand: float, retry_after: float | None = None, base_s: float = 0.1
-) -> float | None:
-    """Delay before in-process retry number ``retry`` (1-based), jittered in [50%, 100%].
+def retry_delay(retry: int, *, max_s: float, rand: float, retry_after: float | None = None) -> float | None:
+    """Delay before in-process retry number ``retry`` (1-based): 0.1 s doubling, ±50 %, at most
+    ``max_s``, at least the provider's ``retry_after``.
 
     ``None`` when the provider asks to wait longer than ``max_s``: that is the fallback
     consumer's job (a scheduler row), not a sleep in this one. Pure.
     """
     if retry_after is not None and retry_after > max_s:
         return None
-    delay: float = min(max_s, base_s * 2.0 ** (retry - 1)) * (0.5 + rand / 2)
-    return max(delay, retry_after or 0.0)
+    return backoff(retry, base=0.1, cap=max_s, jitter=0.5, rand=rand, retry_after=retry_after)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,6 @@ from schemas.models import Tier
 __all__ = ["QuietAction", "QuietDecision", "QuietWindow", "in_window", "quiet_decision", "quiet_until"]
 
 _DAY = timedelta(days=1)
-_SECOND = timedelta(seconds=1)
 
 
 @dataclass(frozen=True, slots=True)

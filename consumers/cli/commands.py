@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from consumers.emitter import Emitter, build_event
 from consumers.infra.db import connect_pool, migrate
+from consumers.infra.redact import redact_url
 from consumers.infra.settings import PACKAGE_DIR, HeraldSettings
 from consumers.runtime.kafka import KafkaUnavailable, create_topics
 from consumers.runtime.topics import Topics
@@ -100,9 +101,9 @@ def _rows(model: type[BaseModel], prefix: str, instance: Any) -> list[tuple[str,
             var = f"{name.upper()} or {var}"
         if isinstance(value, Path) and value.is_relative_to(PACKAGE_DIR.parent):
             value = value.relative_to(PACKAGE_DIR.parent)  # the shipped file, wherever Herald is installed
-        shown = json.dumps(value, default=str) if isinstance(value, dict | list) else str(value)
-        if "SecretStr" in str(info.annotation) and value is not None:
-            shown = "(secret)"
+        shown = json.dumps(value, default=str) if isinstance(value, dict | list | tuple) else str(value)
+        if isinstance(value, SecretStr):
+            shown = redact_url(value) if name.endswith("_url") else "(secret)"
         rows.append((var, shown, info.description or ""))
     return rows
 

@@ -24,6 +24,7 @@ import httpx
 
 from consumers.cli.tail import format_record, read_topic
 from consumers.infra.db import connect_pool, migrate
+from consumers.infra.redact import redact_url
 from consumers.infra.settings import HeraldSettings
 from consumers.runtime.kafka import create_topics
 from consumers.runtime.topics import Topics
@@ -200,8 +201,8 @@ async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
             settings = HeraldSettings()
             _say(
                 "stack",
-                f"up in {stack.started_in_s:.2f}s: kafka={stack.kafka} postgres={stack.database_url} "
-                f"redis={stack.redis_url} moto={stack.moto_url} fcm={fcm.base_url} webhooks={sink.url}",
+                f"up in {stack.started_in_s:.2f}s: kafka={stack.kafka} postgres={redact_url(stack.database_url)} "
+                f"redis={redact_url(stack.redis_url)} moto={stack.moto_url} fcm={fcm.base_url} webhooks={sink.url}",
             )
             pool = await connect_pool(settings.database_url)
             await migrate(pool)

@@ -16,8 +16,8 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-from channels.aws import error_code, open_client
-from consumers.channel.builders.aws import client_options
+from channels.aws import error_code
+from consumers.channel.builders.aws import open_aws_client
 from consumers.infra.settings import HeraldSettings
 
 __all__ = ["Facts", "Finding", "dns_records", "evaluate", "gather", "register", "sender_domain"]
@@ -182,8 +182,7 @@ def _code(exc: Exception) -> str:
 async def gather(settings: HeraldSettings) -> Facts:
     sender, domain = sender_domain(settings.email.from_address)
     facts = Facts(sender=sender, domain=domain, configuration_set=settings.email.configuration_set)
-    options = client_options(settings)
-    ses, ses_stack = await open_client("sesv2", options)
+    ses, ses_stack = await open_aws_client("sesv2", settings)
     try:
         try:
             facts.account = await ses.get_account()
@@ -201,7 +200,7 @@ async def gather(settings: HeraldSettings) -> Facts:
                 facts.configuration_set_error = _code(exc)
     finally:
         await ses_stack.aclose()
-    sns, sns_stack = await open_client("sns", options)
+    sns, sns_stack = await open_aws_client("sns", settings)
     try:
         status = await sns.get_sms_sandbox_account_status()
         facts.sms_sandbox = bool(status.get("IsInSandbox"))

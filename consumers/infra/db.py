@@ -7,25 +7,33 @@ import logging
 from pathlib import Path
 
 import asyncpg
+from pydantic import SecretStr
 
-from schemas.errors import DependencyUnavailable
+from consumers.infra.redact import redact_url
+from schemas.errors import ConfigurationError, DependencyUnavailable
 
 __all__ = ["DatabaseUnavailable", "connect_pool", "migrate"]
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
-_LOCK_ID = 0x4E52414C44  # "HERALD": one migrator at a time across processes
+# One migrator at a time across processes. An arbitrary key (its bytes read "NRALD", not "HERALD");
+# keep the value: a migrator with a different key would not wait for one holding this one.
+_LOCK_ID = 0x4E52414C44
 
 
 class DatabaseUnavailable(DependencyUnavailable):
     """PostgreSQL could not be reached (reported without a traceback)."""
 
 
-async def connect_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+async def connect_pool(dsn: str | SecretStr, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A pool on ``dsn``. Errors name the server by :func:`redact_url`: never with its password."""
+    raw = dsn.get_secret_value() if isinstance(dsn, SecretStr) else dsn
     try:
-        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=30)
+        pool = await asyncpg.create_pool(raw, min_size=min_size, max_size=max_size, command_timeout=30)
     except (OSError, asyncpg.PostgresError) as exc:
-        raise DatabaseUnavailable(f"PostgreSQL is not reachable at {dsn}: {exc}") from exc
+        raise DatabaseUnavailable(f"PostgreSQL is not reachable at {redact_url(raw)}: {exc}") from exc
+    except ValueError as exc:  # a malformed URL (asyncpg's ClientConfigurationError too): no retry helps
+        raise ConfigurationError(f"DATABASE_URL {redact_url(raw)} is not usable: {exc}") from exc
     assert pool is not None
     return pool
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -13,6 +14,7 @@ import redis.asyncio as redis_asyncio
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
+from consumers.infra.backoff import backoff
 from consumers.infra.clock import Clock, SystemClock
 from consumers.infra.db import DatabaseUnavailable, connect_pool, migrate
 from consumers.infra.settings import HeraldSettings
@@ -63,23 +65,24 @@ class Resources:
         """A dependency down while we start (a restart during an outage) is waited for, up to
         ``runtime.startup_wait_s``, instead of failing the process at once."""
         deadline = time.monotonic() + self.settings.runtime.startup_wait_s
-        delay = 0.2
+        attempt = 0
         while True:
             try:
                 return await connect()
             except (DatabaseUnavailable, KafkaUnavailable) as exc:
+                attempt += 1
+                delay = backoff(attempt, base=0.2, cap=5.0, jitter=0.2, rand=random.random())
                 if time.monotonic() + delay > deadline:
                     raise
                 log.warning("%s not reachable yet (%s); retrying in %.1fs", what, exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     def redis(self) -> redis_asyncio.Redis:
         if self._redis is None:
             # A bounded, blocking pool: many concurrent deliveries wait for a connection instead
             # of opening one each (which runs into file-descriptor and maxclients limits).
             pool = redis_asyncio.BlockingConnectionPool.from_url(
-                self.settings.redis_url,
+                self.settings.redis_url.get_secret_value(),
                 max_connections=32,
                 timeout=2.0,
                 socket_timeout=1.0,

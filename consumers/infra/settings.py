@@ -14,11 +14,12 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from channels.aws import AwsSettings
+from channels.webhook import WebhookSettings
 from schemas.models import Channel, Tier
 
 __all__ = [
     "ApiSettings",
-    "AwsSettings",
     "ChannelConsumerSettings",
     "ClassifierSettings",
     "EmailSettings",
@@ -29,7 +30,6 @@ __all__ = [
     "RuntimeSettings",
     "SchedulerSettings",
     "SmsSettings",
-    "WebhookSettings",
 ]
 
 PACKAGE_DIR = Path(__file__).parents[1]  # consumers/: routing.yaml and templates/ ship there
@@ -39,24 +39,32 @@ class RuntimeSettings(BaseModel, frozen=True):
     """The consume→handle→produce loop shared by every consumer."""
 
     max_batch: int = Field(500, description="Records fetched and handled per poll.")
-    poll_timeout_ms: int = 200
+    poll_timeout_ms: int = Field(
+        200, description="Longest one poll waits for records before the loop goes round."
+    )
     fetch_max_wait_ms: int = Field(
         20, description="Longest the broker may hold a fetch for more data; the floor of per-hop latency."
     )
     session_timeout_ms: int = Field(10_000, description="Kafka group session timeout.")
-    heartbeat_interval_ms: int = 3_000
-    max_poll_interval_ms: int = 300_000
+    heartbeat_interval_ms: int = Field(3_000, description="Kafka group heartbeat interval.")
+    max_poll_interval_ms: int = Field(
+        300_000, description="Kafka max.poll.interval.ms: a batch taking longer leaves the group."
+    )
     shutdown_grace_s: float = Field(20.0, description="SIGTERM: finish in-flight work within this.")
     handler_max_retries: int = Field(5, description="Retries of a retryable handler error before pausing.")
-    handler_retry_base_s: float = 0.2
+    handler_retry_base_s: float = Field(
+        0.2, description="First retry delay of a retryable handler error (doubles)."
+    )
     poison_after_retries: int = Field(
         2,
         description="After this many failed tries of a batch with a dependency error, split it to find "
         "a poison record (dead-lettered as `poison` only if the dependency answers other work or a probe).",
     )
-    handler_retry_max_s: float = 5.0
+    handler_retry_max_s: float = Field(
+        5.0, description="Longest delay between handler retries; also the pause after."
+    )
     max_message_bytes: int = Field(262_144, description="Larger input records go to the DLQ (too_large).")
-    linger_ms: int = 5
+    linger_ms: int = Field(5, description="Producer linger: how long a batch of outputs waits to fill.")
     startup_wait_s: float = Field(
         30.0, description="At start, wait this long for Kafka and PostgreSQL before exiting with an error."
     )
@@ -66,7 +74,7 @@ class SchedulerSettings(BaseModel, frozen=True):
     """Durable timers in PostgreSQL (deferred sends, retries, escalations)."""
 
     poll_interval_s: float = Field(0.1, description="How often due timers are looked for.")
-    batch_size: int = 500
+    batch_size: int = Field(500, description="Due timers released per poll.")
 
 
 class ClassifierSettings(BaseModel, frozen=True):
@@ -75,7 +83,7 @@ class ClassifierSettings(BaseModel, frozen=True):
     routing_file: Path = Field(PACKAGE_DIR / "routing.yaml", description="Routing table (YAML).")
     default_tier: Tier | None = Field(None, description="Tier for unknown event types; unset: DLQ.")
     lookup_cache_ttl_s: float = Field(30.0, description="Recipient/preference cache TTL.")
-    lookup_cache_size: int = 100_000
+    lookup_cache_size: int = Field(100_000, description="Recipients/preferences kept in the lookup cache.")
     rate_limits_per_hour: dict[Tier, int] = Field(
         default_factory=lambda: {Tier.HIGH: 30, Tier.MEDIUM: 20, Tier.LOW: 3, Tier.SYSTEM: 0},
         description="Per user × channel × hour, by tier; 0 = unlimited; critical is never limited.",
@@ -99,25 +107,23 @@ class ClassifierSettings(BaseModel, frozen=True):
     limiter_cooldown_s: float = Field(5.0, description="After a Redis failure, skip rate limiting this long.")
 
 
-class AwsSettings(BaseModel, frozen=True):
-    region: str = "us-east-1"
-    endpoint_url: str | None = Field(None, description="Override (moto in the dev stack).")
-    access_key_id: SecretStr | None = None
-    secret_access_key: SecretStr | None = None
-    connect_timeout_s: float = Field(3.0, description="SES/SNS connect timeout.")
-    read_timeout_s: float = Field(
-        10.0, description="SES/SNS read timeout (a timeout is a retryable failure)."
-    )
-
-
 class EmailSettings(BaseModel, frozen=True):
-    from_address: str = "Herald <noreply@example.com>"
-    configuration_set: str | None = None
+    from_address: str = Field(
+        "Herald <noreply@example.com>", description="From header; its domain must be verified in SES."
+    )
+    configuration_set: str | None = Field(
+        None, description="SES configuration set (bounce/complaint events, reputation)."
+    )
     max_send_rate: float | None = Field(
         None, description="Override SES MaxSendRate; default: GetAccount, else 14/s."
     )
-    unsubscribe_url: str = "https://example.com/unsubscribe?u={user_id}&c={category}"
-    unsubscribe_mailto: str | None = "mailto:unsubscribe@example.com"
+    unsubscribe_url: str = Field(
+        "https://example.com/unsubscribe?u={user_id}&c={category}",
+        description="Bulk mail: one-click List-Unsubscribe URL ({user_id}, {category} filled in).",
+    )
+    unsubscribe_mailto: str | None = Field(
+        "mailto:unsubscribe@example.com", description="Bulk mail: List-Unsubscribe mailto target."
+    )
 
 
 class SmsSettings(BaseModel, frozen=True):
@@ -127,10 +133,12 @@ class SmsSettings(BaseModel, frozen=True):
 
 
 class PushSettings(BaseModel, frozen=True):
-    service_account_file: Path | None = None
-    service_account_json: SecretStr | None = None
+    service_account_file: Path | None = Field(None, description="FCM service account JSON file.")
+    service_account_json: SecretStr | None = Field(None, description="FCM service account JSON, inline.")
     project_id: str | None = Field(None, description="Default: the service account's project_id.")
-    fcm_base_url: str = "https://fcm.googleapis.com"
+    fcm_base_url: str = Field(
+        "https://fcm.googleapis.com", description="FCM HTTP v1 API (the fake in the dev stack)."
+    )
     token_uri: str | None = Field(None, description="Override the service account's token_uri.")
     ttl_s: int = Field(
         3600, description="How long FCM/APNs keep an undelivered push (android ttl, apns-expiration)."
@@ -147,27 +155,10 @@ class PushSettings(BaseModel, frozen=True):
 
 class InAppSettings(BaseModel, frozen=True):
     retention_days: int = Field(90, description="Read rows older than this are archived.")
-    janitor_interval_s: float = 300.0
-    janitor_batch: int = 1000
-
-
-class WebhookSettings(BaseModel, frozen=True):
-    """System-to-system webhooks (Standard Webhooks signatures, SSRF guard, endpoint registry)."""
-
-    connect_timeout_s: float = Field(5.0, description="TCP (and TLS) connect timeout per attempt.")
-    total_timeout_s: float = Field(15.0, description="Whole attempt: connect, send, read the response.")
-    max_body_bytes: int = Field(256 * 1024, description="Larger bodies fail permanently (payload_too_large).")
-    max_response_bytes: int = Field(4096, description="Response bytes read (kept as detail); rest dropped.")
-    allow_hosts: list[str] = Field(default_factory=list, description="IPs/CIDRs exempt from the SSRF guard.")
-    https_only: bool = Field(False, description="Refuse plain-http endpoint URLs.")
-    disable_after_s: float = Field(5 * 86_400.0, description="Auto-disable after failing this long.")
-    rotation_grace_s: float = Field(
-        86_400.0, description="After rotate-secret the old secret still signs this long."
+    janitor_interval_s: float = Field(
+        300.0, description="How often the inbox janitor archives old read rows."
     )
-    endpoint_cache_ttl_s: float = Field(5.0, description="How long a consumer caches an endpoint row.")
-    max_connections_per_endpoint: int = Field(16, description="Pooled HTTP connections per endpoint URL.")
-    max_pooled_endpoints: int = Field(1024, description="Connection pools kept; idle ones beyond are closed.")
-    user_agent: str = "Herald-Webhooks/1"
+    janitor_batch: int = Field(1000, description="Rows archived per janitor statement.")
 
 
 class ChannelConsumerSettings(BaseModel, frozen=True):
@@ -178,7 +169,9 @@ class ChannelConsumerSettings(BaseModel, frozen=True):
     inprocess_retries: int = Field(
         2, description="Short retries of a retryable error before failed_retryable."
     )
-    inprocess_retry_max_s: float = 2.0
+    inprocess_retry_max_s: float = Field(
+        2.0, description="Longest in-process retry delay; a longer Retry-After goes to the fallback."
+    )
     inprocess_budget_s: float = Field(
         2.0,
         description="Most time one message spends in in-process retries; then failed_retryable, so a "
@@ -217,13 +210,13 @@ class FallbackSettings(BaseModel, frozen=True):
         },
         description="Delay (s) before attempt n+1 after attempt n failed, per channel; then exhausted.",
     )
-    retry_jitter: float = 0.2
+    retry_jitter: float = Field(0.2, description="Retry delays are spread uniformly within ± this fraction.")
 
 
 class ApiSettings(BaseModel, frozen=True):
     """The apps' HTTP API (``herald run api``): inbox, preferences, quiet hours, devices, receipts."""
 
-    host: str = "0.0.0.0"
+    host: str = Field("0.0.0.0", description="Address the API listens on.")
     port: int = Field(8080, description="HTTP port of the API; 0 picks a free port.")
     jwt_algorithm: Literal["HS256", "EdDSA"] = Field("HS256", description="How bearer tokens are signed.")
     jwt_secret: SecretStr | None = Field(
@@ -236,9 +229,9 @@ class ApiSettings(BaseModel, frozen=True):
     token_ttl_s: int = Field(86_400, description="Lifetime of tokens minted by `herald token`.")
     rate_limit_requests: int = Field(600, description="Requests per token per window; 0 = unlimited.")
     rate_limit_window_s: int = Field(60, description="Rate-limit window (fixed, in Redis).")
-    rate_limit_key_prefix: str = "herald:api:rl"
+    rate_limit_key_prefix: str = Field("herald:api:rl", description="Prefix of the Redis rate-limit keys.")
     max_body_bytes: int = Field(65_536, description="Larger request bodies get 413.")
-    page_size_default: int = 20
+    page_size_default: int = Field(20, description="`limit` of GET /v1/inbox when none is given.")
     page_size_max: int = Field(100, description="Largest `limit` of GET /v1/inbox.")
     max_ids: int = Field(500, description="Most ids in one POST /v1/inbox/read.")
     sse_heartbeat_s: float = Field(15.0, description="Comment line sent on idle event streams (for proxies).")
@@ -274,21 +267,32 @@ def _env(name: str) -> AliasChoices:
 class HeraldSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HERALD_", env_nested_delimiter="__", frozen=True)
 
-    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"))
-    database_url: str = Field(
-        "postgresql://postgres@127.0.0.1:5432/postgres", validation_alias=_env("DATABASE_URL")
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092",
+        validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"),
+        description="Kafka brokers, host:port,...",
     )
-    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL"))
-    topic_prefix: str = "herald"
+    # URLs carry passwords: secrets, shown only through redact_url.
+    database_url: SecretStr = Field(
+        SecretStr("postgresql://postgres@127.0.0.1:5432/postgres"),
+        validation_alias=_env("DATABASE_URL"),
+        description="PostgreSQL URL (a secret: its password is never printed).",
+    )
+    redis_url: SecretStr = Field(
+        SecretStr("redis://127.0.0.1:6379/0"),
+        validation_alias=_env("REDIS_URL"),
+        description="Redis URL (a secret: its password is never printed).",
+    )
+    topic_prefix: str = Field("herald", description="Prefix of every topic name (herald.events, ...).")
     partitions: int = Field(4, description="Partitions of each topic created by Herald.")
-    replication_factor: int = 1
-    metrics_host: str = "0.0.0.0"
+    replication_factor: int = Field(1, description="Replication factor of each topic created by Herald.")
+    metrics_host: str = Field("0.0.0.0", description="Address of the /metrics, /healthz, /readyz server.")
     metrics_port: int = Field(9464, description="/metrics, /healthz, /readyz; 0 picks a free port.")
-    log_level: str = "INFO"
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
     templates_dir: Path = Field(
         PACKAGE_DIR / "templates", description="Jinja2 templates, <name>/<locale>/..."
     )
-    default_locale: str = "en"
+    default_locale: str = Field("en", description="Locale when neither the event nor the user has one.")
     template_url_schemes: list[str] = Field(
         default_factory=lambda: ["https", "http", "mailto"],
         description="URL schemes the `safe_url` template filter lets into href/src; others fail the "

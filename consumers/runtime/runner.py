@@ -41,6 +41,7 @@ from aiokafka import (
 )
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from consumers.infra.backoff import backoff
 from consumers.infra.settings import RuntimeSettings
 from consumers.runtime import metrics
 from consumers.runtime.handling import DeadLetter, Handler, Incoming, Output, Result, dead_letter_headers
@@ -183,13 +184,17 @@ class Runner(Generic[T]):
                     self._rewind(batch)
                     await self._sleep(self.settings.handler_retry_max_s)
                     return
-                delay = min(
-                    self.settings.handler_retry_max_s, self.settings.handler_retry_base_s * 2 ** (attempt - 1)
+                delay = backoff(
+                    attempt,
+                    base=self.settings.handler_retry_base_s,
+                    cap=self.settings.handler_retry_max_s,
+                    jitter=0.2,
+                    rand=random.random(),
                 )
                 log.warning(
                     "%s: retryable failure (%s); retry %d in %.2fs", self.handler.name, exc, attempt, delay
                 )
-                await self._sleep(delay * random.uniform(0.8, 1.2))
+                await self._sleep(delay)
             except KafkaError as exc:
                 # Produce failed or timed out: nothing is committed, so rewind and let it replay.
                 log.error("%s: Kafka error while producing (%s); replaying batch", self.handler.name, exc)

@@ -18,6 +18,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
+from consumers.infra.backoff import jittered
 from consumers.infra.keys import derived_key
 from consumers.runtime.topics import Topics
 from consumers.scheduler.store import Timer
@@ -32,27 +33,20 @@ def next_delay(
 ) -> float | None:
     """Delay before attempt+1 after `attempt` failed (1-based); None when the schedule is used up.
 
-    ``rand`` in [0, 1) picks the jitter: the step is scaled by ``1 + jitter * (2*rand - 1)``,
-    i.e. uniformly within ±``jitter`` of it, so retries of many messages that failed together
-    spread out instead of hammering a recovering receiver at once. A provider's
-    ``retry_after`` is honoured as a floor, but clamped to the schedule's longest step so a
-    hostile or broken ``Retry-After: 99999999`` cannot park a message forever.
+    The step is :func:`~consumers.infra.backoff.jittered`: ``rand`` in [0, 1) spreads it
+    uniformly within ±``jitter`` of itself, so retries of many messages that failed together
+    spread out instead of hammering a recovering receiver at once. Nothing waits longer than
+    the schedule's longest step, and a provider's ``retry_after`` is honoured as a floor up
+    to that step, so a hostile ``Retry-After: 99999999`` cannot park a message forever.
     """
     if attempt < 1:
         raise ValueError(f"attempt is 1-based, got {attempt}")
-    if not 0.0 <= jitter < 1.0:
-        raise ValueError(f"jitter must be in [0, 1), got {jitter}")
-    if not 0.0 <= rand < 1.0:
-        raise ValueError(f"rand must be in [0, 1), got {rand}")
     if attempt > len(schedule):
         return None
     step = float(schedule[attempt - 1])
     if step < 0:
         raise ValueError(f"negative step in retry schedule: {step}")
-    delay = step * (1.0 + jitter * (2.0 * rand - 1.0))
-    if retry_after is not None and retry_after > 0:
-        delay = max(delay, min(float(retry_after), float(max(schedule))))
-    return delay
+    return jittered(step, cap=float(max(schedule)), jitter=jitter, rand=rand, retry_after=retry_after)
 
 
 def retry_timer_key(idempotency_key: str, next_attempt: int) -> str:

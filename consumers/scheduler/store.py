@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Gauge, Histogram
 
+from consumers.infra.backoff import backoff
 from consumers.infra.clock import Clock, SystemClock
 from consumers.infra.settings import SchedulerSettings
 from consumers.runtime.handling import Output
@@ -114,15 +116,6 @@ class Scheduler:
             result = await conn.execute(sql, key)
         return bool(result.endswith(" 1"))
 
-    async def cancel_many(self, keys: Sequence[str]) -> int:
-        if not keys:
-            return 0
-        result = await self.pool.execute(
-            "UPDATE herald_timers SET state = 'cancelled' WHERE key = ANY($1::text[]) AND state = 'pending'",
-            list(keys),
-        )
-        return int(result.rsplit(" ", 1)[1])
-
     async def state(self, key: str) -> str | None:
         value = await self.pool.fetchval("SELECT state FROM herald_timers WHERE key = $1", key)
         return None if value is None else str(value)
@@ -198,21 +191,22 @@ class TimerPoller:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Poll until ``stopping`` is set; a database outage backs off and recovers by itself."""
-        backoff = self.settings.poll_interval_s
-        polls = 0
+        polls = failures = 0
         while not stopping.is_set():
+            wait = self.settings.poll_interval_s
             try:
                 fired = await self.release_due()
                 polls += 1
                 if polls % 20 == 1:
                     await self.observe_backlog()
-                backoff = self.settings.poll_interval_s
+                failures = 0
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("scheduler: database unavailable (%s); retrying in %.1fs", exc, backoff)
+                failures += 1
+                wait = backoff(failures, base=wait, cap=5.0, jitter=0.2, rand=random.random())
+                log.warning("scheduler: database unavailable (%s); retrying in %.1fs", exc, wait)
                 fired = 0
-                backoff = min(backoff * 2, 5.0)
             if fired < self.settings.batch_size:
                 try:
-                    await asyncio.wait_for(stopping.wait(), timeout=backoff)
+                    await asyncio.wait_for(stopping.wait(), timeout=wait)
                 except TimeoutError:
                     pass

@@ -9,12 +9,12 @@ from typing import Any
 
 import httpx
 
-from channels.aws import AwsClientOptions, open_client
+from channels.aws import AwsSettings, open_client
 
 __all__ = ["aws_options", "ensure_identity", "sent_mail", "sent_sms"]
 
 
-def aws_options(endpoint_url: str, **overrides: Any) -> AwsClientOptions:
+def aws_options(endpoint_url: str, **overrides: Any) -> AwsSettings:
     base: dict[str, Any] = {
         "endpoint_url": endpoint_url,
         "access_key_id": "testing",
@@ -23,7 +23,7 @@ def aws_options(endpoint_url: str, **overrides: Any) -> AwsClientOptions:
         "read_timeout_s": 10.0,
     }
     base.update(overrides)
-    return AwsClientOptions(**base)
+    return AwsSettings(**base)
 
 
 async def ensure_identity(moto_url: str, identity: str = "example.com") -> None:

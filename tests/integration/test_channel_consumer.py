@@ -131,7 +131,7 @@ def make_consumer(
         renderer=TemplateRenderer(settings.templates_dir, settings.default_locale),
     )
     client = redis_asyncio.Redis.from_url(
-        redis_url or settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
+        redis_url or settings.redis_url.get_secret_value(), socket_timeout=0.5, socket_connect_timeout=0.5
     )
     consumer.dedupe = Dedupe(
         client,
@@ -332,11 +332,12 @@ async def test_a_batch_past_its_deadline_hands_the_rest_to_the_fallback(settings
 @pytest.mark.parametrize(
     ("retry", "rand", "retry_after", "expected"),
     [
-        (1, 0.0, None, 0.05),  # base 0.1 s, jitter floor 50 %
-        (1, 1.0, None, 0.1),
-        (2, 1.0, None, 0.2),
-        (3, 0.5, None, 0.3),  # 0.4 x 75 %
-        (10, 1.0, None, 2.0),  # capped at max_s
+        (1, 0.0, None, 0.05),  # base 0.1 s, -50 %
+        (1, 0.5, None, 0.1),
+        (2, 0.5, None, 0.2),
+        (3, 0.75, None, 0.5),  # 0.4 + 25 %
+        (10, 0.5, None, 2.0),  # capped at max_s
+        (5, 0.99, None, 2.0),  # 1.6 + 49 %, capped
         (1, 0.0, 1.5, 1.5),  # a provider's short Retry-After is a floor
         (1, 0.0, 2.0, 2.0),
         (1, 0.0, 2.5, None),  # longer than the in-process budget: the fallback's job

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from channels.aws import open_client
+from channels.aws import AwsSettings, open_client
 from channels.pacing import TokenBucket
 from channels.ses import SesEmailAdapter
 from channels.templates import TemplateRenderer
@@ -20,7 +20,7 @@ from consumers.channel.consumer import ChannelConsumer
 from consumers.channel.process import build as build_process
 from consumers.devstack import DevStack
 from consumers.infra.resources import Resources
-from consumers.infra.settings import AwsSettings, ChannelConsumerSettings, EmailSettings, HeraldSettings
+from consumers.infra.settings import ChannelConsumerSettings, EmailSettings, HeraldSettings
 from consumers.runtime.process import ProcessOptions
 from consumers.runtime.topics import Topics
 from schemas.codec import default_codec

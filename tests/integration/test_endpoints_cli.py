@@ -11,10 +11,11 @@ import pytest
 
 from channels.endpoints_pg import EndpointStore
 from channels.signing import decode_secret
+from channels.webhook import WebhookSettings
 from consumers.cli import endpoints as cli
 from consumers.cli.main import build_parser
 from consumers.devstack import DevStack
-from consumers.infra.settings import HeraldSettings, WebhookSettings
+from consumers.infra.settings import HeraldSettings
 from schemas.errors import ConfigurationError
 from tests.conftest import make_settings
 

@@ -28,14 +28,14 @@ from channels.fcm import FcmAdapter, make_client
 from channels.fcm_auth import FcmAuth
 from channels.inapp import InAppAdapter
 from channels.inbox_pg import InboxService
-from channels.webhook import WebhookAdapter, WebhookConfig
+from channels.webhook import WebhookAdapter, WebhookSettings
 from consumers.channel.consumer import ChannelConsumer
 from consumers.channel.process import build_consumer
 from consumers.devstack import DevStack
 from consumers.devstack.fcm_fake import FcmFake, make_service_account
 from consumers.infra.keys import idempotency_key, notification_id
 from consumers.infra.resources import Resources
-from consumers.infra.settings import PushSettings, WebhookSettings
+from consumers.infra.settings import PushSettings
 from consumers.runtime.handling import Incoming, Output
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, Tier, utcnow
@@ -204,7 +204,7 @@ async def test_postgresql_down_is_a_named_retryable_outcome_not_an_internal_erro
             devices=PgDeviceTokens(pool),
             project_id="p",
         ),
-        WebhookAdapter(EndpointStore(pool), WebhookConfig()),
+        WebhookAdapter(EndpointStore(pool), WebhookSettings()),
     ]
     try:
         for adapter in adapters:

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs
 import pytest
 import pytest_asyncio
 
-from channels.aws import open_client
+from channels.aws import AwsSettings, open_client
 from channels.pacing import TokenBucket
 from channels.sns_sms import SnsSmsAdapter
 from channels.templates import TemplateRenderer
@@ -17,7 +17,7 @@ from consumers.channel.builders.sms import build as build_sms
 from consumers.channel.consumer import ChannelConsumer
 from consumers.devstack import DevStack
 from consumers.infra.resources import Resources
-from consumers.infra.settings import AwsSettings, ChannelConsumerSettings, HeraldSettings, SmsSettings
+from consumers.infra.settings import ChannelConsumerSettings, HeraldSettings, SmsSettings
 from consumers.runtime.topics import Topics
 from schemas.models import Channel, ChannelMessage, Lane, OutcomeStatus, Tier
 from tests.conftest import make_settings

@@ -52,7 +52,7 @@ def consumer(settings: HeraldSettings, a: WebhookAdapter, **channel: object) -> 
         settings=cfg,
     )
     c.dedupe = Dedupe(
-        redis_asyncio.Redis.from_url(settings.redis_url),
+        redis_asyncio.Redis.from_url(settings.redis_url.get_secret_value()),
         window_s=600,
         namespace=f"{settings.topic_prefix}:dedupe",
         consumer=c.name,

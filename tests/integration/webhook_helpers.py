@@ -12,7 +12,7 @@ import asyncpg
 from channels.endpoints_pg import Endpoint, EndpointStore
 from channels.signing import generate_secret
 from channels.ssrf import Resolver, system_resolver
-from channels.webhook import WebhookAdapter, WebhookConfig
+from channels.webhook import WebhookAdapter, WebhookSettings
 from consumers.infra.keys import idempotency_key, notification_id
 from schemas.models import Channel, ChannelMessage, Lane, Tier, utcnow
 from tests.fakes.webhook_receiver import Behaviour, WebhookReceiver
@@ -53,7 +53,7 @@ def webhook_message(
 def adapter(
     pool: asyncpg.Pool, *, resolver: Resolver = system_resolver, clock: Any = None, **config: Any
 ) -> WebhookAdapter:
-    cfg = WebhookConfig(
+    cfg = WebhookSettings(
         **{
             "allow_hosts": LOCAL,
             "connect_timeout_s": 2.0,

@@ -15,3 +15,11 @@ def test_readme_lists_every_setting_with_its_default() -> None:
     assert not missing, "README is out of date; regenerate with `herald settings --markdown`:\n" + "\n".join(
         missing
     )
+
+
+def test_every_setting_says_what_it_is() -> None:
+    rows = settings_table(markdown=False).splitlines()
+    undescribed = [row for row in rows if "  # " not in row]
+    assert not undescribed, "settings without a description (Field(..., description=...)):\n" + "\n".join(
+        undescribed
+    )

@@ -1,21 +1,18 @@
-"""AWS client options from settings (shared by the email and SMS builders and ``herald doctor``)."""
+"""An AWS client for this process (shared by the email and SMS builders and ``herald doctor``)."""
 
 from __future__ import annotations
 
-from channels.aws import AwsClientOptions
+from contextlib import AsyncExitStack
+from typing import Any
+
+from channels.aws import open_client
 from consumers.infra.settings import HeraldSettings
 
-__all__ = ["client_options"]
+__all__ = ["open_aws_client"]
 
 
-def client_options(settings: HeraldSettings) -> AwsClientOptions:
-    aws = settings.aws
-    return AwsClientOptions(
-        region=aws.region,
-        endpoint_url=aws.endpoint_url,
-        access_key_id=aws.access_key_id.get_secret_value() if aws.access_key_id else None,
-        secret_access_key=aws.secret_access_key.get_secret_value() if aws.secret_access_key else None,
-        connect_timeout_s=aws.connect_timeout_s,
-        read_timeout_s=aws.read_timeout_s,
-        max_pool_connections=max(10, settings.channel.concurrency),
+async def open_aws_client(service: str, settings: HeraldSettings) -> tuple[Any, AsyncExitStack]:
+    """(client, stack) for ``service``, pooled for as many calls as the channel consumer makes at once."""
+    return await open_client(
+        service, settings.aws, max_pool_connections=max(10, settings.channel.concurrency)
     )

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from channels.aws import open_client
 from channels.pacing import TokenBucket
 from channels.ses import DEFAULT_MAX_SEND_RATE, SesEmailAdapter, discover_max_send_rate
-from consumers.channel.builders.aws import client_options
+from consumers.channel.builders.aws import open_aws_client
 from consumers.infra.resources import Resources
 
 __all__ = ["build"]
@@ -17,7 +16,7 @@ log = logging.getLogger(__name__)
 
 async def build(res: Resources) -> SesEmailAdapter:
     settings = res.settings
-    client, stack = await open_client("sesv2", client_options(settings))
+    client, stack = await open_aws_client("sesv2", settings)
     rate = settings.email.max_send_rate
     source = "settings"
     if rate is None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from channels.aws import open_client
 from channels.pacing import TokenBucket
 from channels.sns_sms import SnsSmsAdapter
-from consumers.channel.builders.aws import client_options
+from consumers.channel.builders.aws import open_aws_client
 from consumers.infra.resources import Resources
 
 __all__ = ["build"]
@@ -13,7 +12,7 @@ __all__ = ["build"]
 
 async def build(res: Resources) -> SnsSmsAdapter:
     settings = res.settings
-    client, stack = await open_client("sns", client_options(settings))
+    client, stack = await open_aws_client("sns", settings)
     return SnsSmsAdapter(
         client,
         bucket=TokenBucket(settings.sms.max_send_rate),

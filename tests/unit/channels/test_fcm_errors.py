@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from channels.base import Content, Outcome
+from channels.base import Content, Failure, Outcome
 from channels.devices_pg import DeviceToken
 from channels.fcm import FcmAdapter
-from channels.fcm_message import ErrorClass, FcmError, classify, parse_error, parse_retry_after
+from channels.fcm_message import FcmError, classify, parse_error
 from schemas.models import Channel, ChannelMessage, Lane, Tier
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -34,38 +34,38 @@ def body(http: int, status: str | None, code: str | None = None, token_violation
 @pytest.mark.parametrize(
     ("http", "status", "code", "token_violation", "expected"),
     [
-        (404, "NOT_FOUND", "UNREGISTERED", False, ErrorClass("permanent", "unregistered", drop_token=True)),
-        (400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", True, ErrorClass("permanent", "invalid_token", True)),
-        (400, "INVALID_ARGUMENT", None, True, ErrorClass("permanent", "invalid_token", True)),
-        (400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", False, ErrorClass("permanent", "invalid_argument")),
-        (400, None, None, False, ErrorClass("permanent", "invalid_argument")),
+        (404, "NOT_FOUND", "UNREGISTERED", False, Failure.permanent("unregistered", gone=True)),
+        (400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", True, Failure.permanent("invalid_token", gone=True)),
+        (400, "INVALID_ARGUMENT", None, True, Failure.permanent("invalid_token", gone=True)),
+        (400, "INVALID_ARGUMENT", "INVALID_ARGUMENT", False, Failure.permanent("invalid_argument")),
+        (400, None, None, False, Failure.permanent("invalid_argument")),
         (
             403,
             "PERMISSION_DENIED",
             "SENDER_ID_MISMATCH",
             False,
-            ErrorClass("permanent", "sender_id_mismatch"),
+            Failure.permanent("sender_id_mismatch"),
         ),
-        (403, "PERMISSION_DENIED", None, False, ErrorClass("permanent", "permission_denied")),
+        (403, "PERMISSION_DENIED", None, False, Failure.permanent("permission_denied")),
         (
             401,
             "UNAUTHENTICATED",
             "THIRD_PARTY_AUTH_ERROR",
             False,
-            ErrorClass("permanent", "third_party_auth_error"),
+            Failure.permanent("third_party_auth_error"),
         ),
-        (401, "UNAUTHENTICATED", None, False, ErrorClass("refresh", "unauthenticated")),
-        (401, None, None, False, ErrorClass("refresh", "unauthenticated")),
-        (429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", False, ErrorClass("retry", "quota_exceeded")),
-        (429, None, None, False, ErrorClass("retry", "http_429")),
-        (503, "UNAVAILABLE", "UNAVAILABLE", False, ErrorClass("retry", "unavailable")),
-        (500, "INTERNAL", "INTERNAL", False, ErrorClass("retry", "internal")),
-        (502, None, None, False, ErrorClass("retry", "http_502")),
-        (418, "SOMETHING_NEW", "BRAND_NEW_CODE", False, ErrorClass("retry", "http_418")),
+        (401, "UNAUTHENTICATED", None, False, Failure.retry("unauthenticated", reauth=True)),
+        (401, None, None, False, Failure.retry("unauthenticated", reauth=True)),
+        (429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", False, Failure.retry("quota_exceeded")),
+        (429, None, None, False, Failure.retry("http_429")),
+        (503, "UNAVAILABLE", "UNAVAILABLE", False, Failure.retry("unavailable")),
+        (500, "INTERNAL", "INTERNAL", False, Failure.retry("internal")),
+        (502, None, None, False, Failure.retry("http_502")),
+        (418, "SOMETHING_NEW", "BRAND_NEW_CODE", False, Failure.retry("http_418")),
     ],
 )
 def test_error_table(
-    http: int, status: str | None, code: str | None, token_violation: bool, expected: ErrorClass
+    http: int, status: str | None, code: str | None, token_violation: bool, expected: Failure
 ) -> None:
     parsed = parse_error(http, body(http, status, code, token_violation))
     assert parsed.error_code == code and parsed.status == status and parsed.token_invalid == token_violation
@@ -76,24 +76,8 @@ def test_error_table(
 def test_unparseable_errors_fall_back_to_http_status(raw: bytes) -> None:
     parsed = parse_error(503, raw)
     assert parsed.error_code is None
-    assert classify(parsed).kind == "retry"
+    assert classify(parsed).retryable
     assert FcmError(503).code == "503"
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (None, None),
-        ("", None),
-        ("7", 7.0),
-        (" 120 ", 120.0),
-        ("soon", None),
-        ("Wed, 25 Nov 2026 12:00:30 GMT", 30.0),
-        ("Wed, 25 Nov 2026 11:00:00 GMT", 0.0),
-    ],
-)
-def test_retry_after(value: str | None, expected: float | None) -> None:
-    assert parse_retry_after(value, NOW) == expected
 
 
 # -- the adapter against scripted answers -------------------------------------------------------

@@ -10,35 +10,37 @@ from typing import Any
 
 import pytest
 
-from channels.base import Content, PermanentDelivery
+from channels.base import Content, FailureKind, PermanentDelivery
 from channels.pacing import TokenBucket
 from channels.ses import SesEmailAdapter, build_mime, classify, unsubscribe_headers
 from schemas.models import Channel, ChannelMessage, Lane, Tier
+
+PERMANENT, RETRYABLE = FailureKind.PERMANENT, FailureKind.RETRYABLE
 
 
 @pytest.mark.parametrize(
     ("code", "status", "verdict"),
     [
-        ("MessageRejected", 400, "permanent"),
-        ("MailFromDomainNotVerifiedException", 400, "permanent"),
-        ("AccountSuspendedException", 400, "permanent"),
-        ("SendingPausedException", 400, "permanent"),
-        ("NotFoundException", 404, "permanent"),
-        ("BadRequestException", 400, "permanent"),
-        ("TooManyRequestsException", 429, "retry"),
-        ("Throttling", 400, "retry"),  # "Maximum sending rate exceeded"
-        ("LimitExceededException", 400, "retry"),
-        ("ServiceUnavailable", 503, "retry"),
-        ("InternalFailure", 500, "retry"),
-        ("SomethingNew", 500, "retry"),  # unknown 5xx: retry
-        ("SomethingNew", None, "retry"),  # no status (connection level): retry
-        ("SomethingNew", 429, "retry"),
-        ("SomethingNew", 408, "retry"),
-        ("SomethingNew", 403, "permanent"),  # unknown 4xx: the request itself is wrong
+        ("MessageRejected", 400, PERMANENT),
+        ("MailFromDomainNotVerifiedException", 400, PERMANENT),
+        ("AccountSuspendedException", 400, PERMANENT),
+        ("SendingPausedException", 400, PERMANENT),
+        ("NotFoundException", 404, PERMANENT),
+        ("BadRequestException", 400, PERMANENT),
+        ("TooManyRequestsException", 429, RETRYABLE),
+        ("Throttling", 400, RETRYABLE),  # "Maximum sending rate exceeded"
+        ("LimitExceededException", 400, RETRYABLE),
+        ("ServiceUnavailable", 503, RETRYABLE),
+        ("InternalFailure", 500, RETRYABLE),
+        ("SomethingNew", 500, RETRYABLE),  # unknown 5xx: retry
+        ("SomethingNew", None, RETRYABLE),  # no status (connection level): retry
+        ("SomethingNew", 429, RETRYABLE),
+        ("SomethingNew", 408, RETRYABLE),
+        ("SomethingNew", 403, PERMANENT),  # unknown 4xx: the request itself is wrong
     ],
 )
-def test_error_table(code: str, status: int | None, verdict: str) -> None:
-    assert classify(code, status) == verdict
+def test_error_table(code: str, status: int | None, verdict: FailureKind) -> None:
+    assert classify(code, status).kind == verdict
 
 
 def test_unsubscribe_headers_one_click_and_mailto() -> None:

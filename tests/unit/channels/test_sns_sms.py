@@ -6,8 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from channels.base import FailureKind
 from channels.sns_sms import classify, is_e164, segments, sms_type
 from schemas.models import Lane, Tier
+
+PERMANENT, RETRYABLE = FailureKind.PERMANENT, FailureKind.RETRYABLE
 
 
 @pytest.mark.parametrize(
@@ -86,18 +89,18 @@ def test_sms_type(tier: Tier, lane: Lane, kind: str) -> None:
 @pytest.mark.parametrize(
     ("code", "status", "verdict"),
     [
-        ("InvalidParameter", 400, "permanent"),
-        ("InvalidParameterValue", 400, "permanent"),
-        ("OptedOut", 400, "permanent"),
-        ("AuthorizationError", 403, "permanent"),
-        ("Throttling", 400, "retry"),
-        ("Throttled", 400, "retry"),
-        ("KMSThrottling", 400, "retry"),
-        ("InternalError", 500, "retry"),
-        ("Unknown5xx", 502, "retry"),
-        ("Unknown4xx", 400, "permanent"),
-        ("Unknown", None, "retry"),
+        ("InvalidParameter", 400, PERMANENT),
+        ("InvalidParameterValue", 400, PERMANENT),
+        ("OptedOut", 400, PERMANENT),
+        ("AuthorizationError", 403, PERMANENT),
+        ("Throttling", 400, RETRYABLE),
+        ("Throttled", 400, RETRYABLE),
+        ("KMSThrottling", 400, RETRYABLE),
+        ("InternalError", 500, RETRYABLE),
+        ("Unknown5xx", 502, RETRYABLE),
+        ("Unknown4xx", 400, PERMANENT),
+        ("Unknown", None, RETRYABLE),
     ],
 )
-def test_error_table(code: str, status: int | None, verdict: str) -> None:
-    assert classify(code, status) == verdict
+def test_error_table(code: str, status: int | None, verdict: FailureKind) -> None:
+    assert classify(code, status).kind == verdict

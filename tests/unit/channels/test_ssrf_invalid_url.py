@@ -28,5 +28,5 @@ def test_registration_refuses_what_delivery_cannot_parse(url: str) -> None:
 def test_delivery_classifies_an_unparseable_url_as_permanent_invalid_url() -> None:
     with pytest.raises(httpx.InvalidURL) as raised:
         httpx.URL("http://0177.0.0.1/")
-    verdict = classify_error(raised.value)
-    assert (verdict.status, verdict.reason) == ("failed_permanent", "invalid_url")
+    code, failure = classify_error(raised.value)
+    assert (code, failure.kind.value, failure.reason) == ("invalid_url", "failed_permanent", "invalid_url")

@@ -11,7 +11,7 @@ import pytest
 
 from channels.ssrf import BlockedDestination
 from channels.templates import TemplateError
-from channels.webhook import classify_error, classify_response, parse_retry_after, render_body
+from channels.webhook import classify_error, classify_response, render_body
 from schemas.models import Channel, ChannelMessage, Lane, Tier
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
@@ -54,9 +54,9 @@ NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
 def test_response_table(
     status: int, headers: dict[str, str], expected: tuple[str, str | None, float | None, bool]
 ) -> None:
-    v = classify_response(status, httpx.Headers(headers), now=NOW)
-    assert (v.status, v.reason, v.retry_after, v.disable) == expected
-    assert v.code == str(status)
+    f = classify_response(status, httpx.Headers(headers), now=NOW)
+    got = ("sent", None, None, False) if f is None else (f.kind.value, f.reason, f.retry_after, f.gone)
+    assert got == expected
 
 
 @pytest.mark.parametrize(
@@ -77,12 +77,15 @@ def test_response_table(
     ],
 )
 def test_error_table(exc: BaseException, status: str, reason: str) -> None:
-    v = classify_error(exc)
-    assert (v.status, v.reason) == (status, reason)
+    _, f = classify_error(exc)
+    assert (f.kind.value, f.reason, f.gone, f.reauth) == (status, reason, False, False)
 
 
-def test_blocked_destination_code_is_the_policy_reason() -> None:
-    assert classify_error(BlockedDestination("metadata", "x")).code == "metadata"
+def test_provider_codes_of_attempts_without_a_response() -> None:
+    assert classify_error(BlockedDestination("metadata", "x"))[0] == "metadata"
+    assert classify_error(httpx.ReadTimeout("t"))[0] == "timeout"
+    assert classify_error(httpx.InvalidURL("x"))[0] == "invalid_url"
+    assert classify_error(httpx.ConnectError("refused"))[0] == "ConnectError"
 
 
 def test_unknown_exceptions_are_not_swallowed() -> None:
@@ -90,24 +93,6 @@ def test_unknown_exceptions_are_not_swallowed() -> None:
         classify_error(KeyError("bug"))
     with pytest.raises(TypeError):
         classify_error(httpcore.ConnectError("raw httpcore must have been mapped by httpx"))
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (None, None),
-        ("", None),
-        ("0", 0.0),
-        ("45", 45.0),
-        ("999999999", 86_400.0),  # capped at a day
-        ("soon", None),
-        ("-5", None),
-        ("Wed, 25 Nov 2026 12:01:30 GMT", 90.0),
-        ("Wed, 25 Nov 2026 11:00:00 GMT", 0.0),  # in the past: now
-    ],
-)
-def test_retry_after(value: str | None, expected: float | None) -> None:
-    assert parse_retry_after(value, NOW) == expected
 
 
 def _message(payload: str) -> ChannelMessage:
