@@ -7,7 +7,7 @@ STAMP := $(VENV)/.herald-setup
 WEB := consumers/api/web
 BUNDLE := $(WEB)/dist/herald.js
 
-.PHONY: setup run test lint bench chaos stack clean
+.PHONY: setup run test lint docs bench chaos stack clean
 
 setup: $(STAMP) $(BUNDLE)
 
@@ -50,6 +50,9 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+docs: setup
+	$(BIN)/mkdocs build --strict --clean --site-dir site
+
 bench: setup
 	$(BIN)/python -m bench.run
 
@@ -57,4 +60,4 @@ chaos: setup
 	HERALD_CHAOS_EVENTS=10000 $(BIN)/pytest -q tests/chaos -m chaos
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache site

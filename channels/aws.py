@@ -32,9 +32,9 @@ class AwsSettings(BaseModel, frozen=True):
     endpoint_url: str | None = Field(None, description="Override (moto in the dev stack).")
     access_key_id: SecretStr | None = Field(None, description="Access key; unset: the default AWS chain.")
     secret_access_key: SecretStr | None = Field(None, description="Secret key; unset: the default AWS chain.")
-    connect_timeout_s: float = Field(3.0, description="SES/SNS connect timeout.")
+    connect_timeout_s: float = Field(3.0, gt=0, description="SES/SNS connect timeout.")
     read_timeout_s: float = Field(
-        10.0, description="SES/SNS read timeout (a timeout is a retryable failure)."
+        10.0, gt=0, description="SES/SNS read timeout (a timeout is a retryable failure)."
     )
 
 

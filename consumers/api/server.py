@@ -13,7 +13,6 @@ from consumers.api.tickets import StreamTickets
 from consumers.classifier.routing import load_routing
 from consumers.infra.resources import Resources
 from consumers.runtime.http_server import LoopServer
-from consumers.runtime.kafka import create_topics
 from schemas.codec import default_codec
 
 __all__ = ["ApiServer", "open_context"]
@@ -28,7 +27,7 @@ async def open_context(res: Resources) -> ApiContext:
     routing = load_routing(settings.classifier.routing_file)
     pool = await res.pool()
     producer = await res.producer()
-    await create_topics(settings, [res.topics.receipts])
+    await res.create_topics([res.topics.receipts])
     api = settings.api
     limiter = RateLimiter(
         res.redis(),

@@ -49,7 +49,7 @@ class Dedupe:
         except (RedisError, OSError) as exc:
             self._errors.inc()
             log.warning(
-                "dedupe: Redis unavailable (%s); sending %d message(s) without the duplicate check",
+                "dedupe: Redis unavailable (%s; REDIS_URL points at it); sending %d message(s) without the duplicate check",
                 exc,
                 len(keys),
             )
@@ -72,4 +72,8 @@ class Dedupe:
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             self._errors.inc()
-            log.warning("dedupe: Redis unavailable (%s); %d sent message(s) not remembered", exc, len(sent))
+            log.warning(
+                "dedupe: Redis unavailable (%s; REDIS_URL points at it); %d sent message(s) not remembered",
+                exc,
+                len(sent),
+            )

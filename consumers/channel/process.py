@@ -7,7 +7,6 @@ from consumers.channel.consumer import ChannelConsumer
 from consumers.channel.dedupe import Dedupe
 from consumers.channel.registry import build_adapter
 from consumers.infra.resources import Resources
-from consumers.runtime.kafka import create_topics
 from consumers.runtime.process import ProcessOptions, ProcessSpec
 from consumers.runtime.runner import Runner
 from consumers.runtime.topics import dlq
@@ -60,7 +59,7 @@ async def build_consumer(res: Resources, channel: Channel, lane: Lane) -> Channe
 async def build(res: Resources, options: ProcessOptions) -> ProcessSpec:
     channel, lane = _parse(options)
     source = res.topics.channel(channel, lane)
-    await create_topics(res.settings, [source, dlq(source), res.topics.outcomes, dlq(res.topics.outcomes)])
+    await res.create_topics([source, dlq(source), res.topics.outcomes, dlq(res.topics.outcomes)])
     consumer = await build_consumer(res, channel, lane)
     runner: Runner[object] = Runner(
         consumer,  # type: ignore[arg-type]

@@ -7,7 +7,6 @@ from consumers.classifier.lookup import ProfileCache
 from consumers.classifier.ratelimit import RateLimiter
 from consumers.classifier.routing import RoutingError, load_routing
 from consumers.infra.resources import Resources
-from consumers.runtime.kafka import create_topics
 from consumers.runtime.process import ProcessOptions, ProcessSpec
 from consumers.runtime.runner import Runner
 from consumers.runtime.topics import dlq
@@ -44,9 +43,7 @@ async def build_classifier(res: Resources) -> Classifier:
 async def build(res: Resources, options: ProcessOptions) -> ProcessSpec:
     handler = await build_classifier(res)
     topics = res.topics
-    await create_topics(
-        res.settings, [topics.events, dlq(topics.events), topics.outcomes, *topics.channel_topics()]
-    )
+    await res.create_topics([topics.events, dlq(topics.events), topics.outcomes, *topics.channel_topics()])
     runner = Runner(
         handler,
         topics=[topics.events],

@@ -153,7 +153,7 @@ class RateLimiter:
             if classify_redis_error(exc) == "record":  # Redis answers: the batch's values are at fault
                 raise LimiterRejected(f"{type(exc).__name__}: {exc}") from exc
             self._down_until = self._monotonic() + self._cooldown_s
-            raise LimiterUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise LimiterUnavailable(f"Redis (REDIS_URL) failed: {type(exc).__name__}: {exc}") from exc
 
     async def _acquire(self, requests: Sequence[LimitRequest]) -> list[bool]:
         admitted: list[bool] = []

@@ -11,13 +11,15 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
+from consumers.classifier.routing import load_routing
+from consumers.cli.templates import format_preview, load_payload, recipient_locale
 from consumers.emitter import Emitter, build_event
 from consumers.infra.db import connect_pool, migrate
 from consumers.infra.redact import redact_url
 from consumers.infra.settings import PACKAGE_DIR, HeraldSettings
+from consumers.preview import UnknownEventType, check_templates, route_for
 from consumers.runtime.kafka import KafkaUnavailable, create_topics
 from consumers.runtime.topics import Topics
-from schemas.errors import ConfigurationError
 
 __all__ = ["register", "settings_table"]
 
@@ -36,6 +38,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--locale")
     p.add_argument("--event-id")
     p.add_argument("--count", type=int, default=1)
+    p.add_argument("--force", action="store_true", help="send even when no route matches the event type")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="emit nothing: render every channel's templates in the recipient's locale, list missing variables",
+    )
     p.set_defaults(func=produce)
 
     p = sub.add_parser("migrate", help="apply PostgreSQL migrations")
@@ -56,12 +64,24 @@ async def topics_create(settings: HeraldSettings, args: argparse.Namespace) -> i
 
 
 async def produce(settings: HeraldSettings, args: argparse.Namespace) -> int:
-    try:
-        data = json.loads(args.data)
-    except json.JSONDecodeError as exc:
-        raise ConfigurationError(f"--data is not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigurationError("--data must be a JSON object")
+    data = load_payload(args.data, "--data")
+    if args.dry_run:
+        locale, source = (
+            (args.locale, "--locale") if args.locale else await recipient_locale(settings, args.user)
+        )
+        locale = locale or settings.default_locale
+        preview = check_templates(
+            args.event_type, data, locales=[locale], user_id=args.user, settings=settings
+        )
+        print(f"dry run, nothing emitted; locale {locale} ({source})")
+        print("\n".join(format_preview(preview)))
+        return 1 if preview.problems else 0
+    if not args.force:
+        routing = load_routing(settings.classifier.routing_file, settings.classifier.default_tier)
+        try:
+            route_for(routing, args.event_type)
+        except UnknownEventType as exc:
+            raise UnknownEventType(f"{exc} (--force sends it anyway)") from None
     topic = Topics(settings.topic_prefix).events
     await create_topics(settings, [topic])
     try:

@@ -22,10 +22,11 @@ from typing import Any
 
 import httpx
 
+from consumers.cli.dev_env import ENV_FILE, read_env_file, second_shell_hint, write_env_file
 from consumers.cli.tail import format_record, read_topic
 from consumers.infra.db import connect_pool, migrate
 from consumers.infra.redact import redact_url
-from consumers.infra.settings import HeraldSettings
+from consumers.infra.settings import HeraldSettings, load_settings
 from consumers.runtime.kafka import create_topics
 from consumers.runtime.topics import Topics
 
@@ -65,6 +66,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
     p.add_argument("--interval", type=float, default=3.0, help="seconds between random demo events")
     p.add_argument("--logs", type=Path, default=Path(".herald-dev"), help="where process logs go")
+    p.add_argument(
+        "--print-env",
+        action="store_true",
+        help='print the running demo\'s variables for a second shell: eval "$(herald dev --print-env)"',
+    )
     p.set_defaults(func=dev)
 
 
@@ -81,7 +87,7 @@ def _outcome_line(rec: dict[str, Any]) -> str:
     to = f" to={msg.get('recipient')}" if msg.get("recipient") else ""
     return (
         f"{rec.get('status', '?'):<16} {where:<8} {rec.get('tier', ''):<8} {rec.get('event_type', '')} "
-        f"user={rec.get('user_id')}{to}{reason}{code}"
+        f"user={rec.get('user_id')}{to}{reason}{code} event={rec.get('event_id')}"
     )
 
 
@@ -101,7 +107,8 @@ async def _watch_dlq(settings: HeraldSettings, stop: asyncio.Event) -> None:
         rec = format_record(value, headers)
         _say(
             "dlq",
-            f"{rec.get('type', '?')} user={rec.get('user_id')} reason={rec.get('dlq', {}).get('dlq-reason')}",
+            f"{rec.get('type', '?')} user={rec.get('user_id')} reason={rec.get('dlq', {}).get('dlq-reason')} "
+            f"event={rec.get('event_id')}",
         )
         if stop.is_set():
             return
@@ -171,8 +178,11 @@ async def _stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
 
 
 async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
+    if args.print_env:
+        sys.stdout.write(read_env_file(args.logs))
+        return 0
     from consumers.devstack import DevStack
-    from consumers.devstack.api_demo import demo_access_lines, demo_api_env
+    from consumers.devstack.api_demo import demo_api_env
     from consumers.devstack.demo import STALE_TOKEN, new_webhook_secret, run_demo_stream, seed
     from consumers.devstack.fcm_fake import FcmFake
     from consumers.devstack.webhook_sink import WebhookSink
@@ -198,7 +208,7 @@ async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
             os.environ.update(
                 {k: v for k, v in env.items() if k.startswith(("HERALD_", "KAFKA_", "DATABASE_", "REDIS_"))}
             )
-            settings = HeraldSettings()
+            settings = load_settings()
             _say(
                 "stack",
                 f"up in {stack.started_in_s:.2f}s: kafka={stack.kafka} postgres={redact_url(stack.database_url)} "
@@ -209,9 +219,7 @@ async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
             await create_topics(settings, Topics(settings.topic_prefix).all())
             await seed(settings, pool, sink.url, secret)
             procs.update(_start_processes(env, logs))
-            for line in await demo_access_lines(settings):
-                _say("api", line)
-            _say("ready", "demo events follow; Ctrl-C stops everything")
+            await _announce(settings, env, logs)
             tasks = [
                 asyncio.create_task(run_demo_stream(settings, args.interval, stop)),
                 asyncio.create_task(_watch_outcomes(settings, stop)),
@@ -222,15 +230,34 @@ async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
                 await _supervise(procs, args.duration)
             finally:
                 stop.set()
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                await _stop_all(procs)
-                await pool.close()
+                await _wind_down(tasks, procs, pool)
         finally:
+            (logs / ENV_FILE).unlink(missing_ok=True)
             sink.stop()
     _say("stopped", json.dumps({name: p.returncode for name, p in procs.items()}))
     return 0
+
+
+async def _announce(settings: HeraldSettings, env: dict[str, str], logs: Path) -> None:
+    """How to reach the running demo: the API, and the line for a second shell."""
+    from consumers.devstack.api_demo import demo_access_lines
+
+    for line in await demo_access_lines(settings):
+        _say("api", line)
+    write_env_file(logs, env)
+    for line in second_shell_hint(logs):
+        _say("shell", line)
+    _say("ready", "demo events follow; Ctrl-C stops everything")
+
+
+async def _wind_down(
+    tasks: list[asyncio.Task[None]], procs: dict[str, subprocess.Popen[bytes]], pool: Any
+) -> None:
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await _stop_all(procs)
+    await pool.close()
 
 
 def _start_processes(env: dict[str, str], logs: Path) -> dict[str, subprocess.Popen[bytes]]:

@@ -4,26 +4,49 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import inspect
 import logging
 import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from pydantic import ValidationError
-
-from consumers.cli import commands, dev, doctor, endpoints, receipts, run, tail, token, why
+from consumers.cli import commands, dev, doctor, endpoints, receipts, run, tail, templates, token, why
 from consumers.cli.errors import EXPECTED
-from consumers.infra.settings import HeraldSettings
+from consumers.infra.settings import load_settings
 
 __all__ = ["build_parser", "main"]
 
 # Modules that add subcommands; each has register(subparsers).
-_COMMAND_MODULES: list[ModuleType] = [run, commands, tail, dev, why, endpoints, doctor, receipts, token]
+_COMMAND_MODULES: list[ModuleType] = [
+    run,
+    commands,
+    tail,
+    dev,
+    why,
+    endpoints,
+    doctor,
+    receipts,
+    token,
+    templates,
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that answers a mistyped command with the closest one (``herald tial`` → tail)."""
+
+    def _check_value(self, action: argparse.Action, value: object) -> None:
+        choices = action.choices
+        if choices is not None and isinstance(value, str) and value not in choices:
+            close = difflib.get_close_matches(value, [str(c) for c in choices], n=1)
+            if close:
+                what = "command" if isinstance(action, argparse._SubParsersAction) else action.dest
+                self.error(f"unknown {what} {value!r}; did you mean {close[0]!r}?")
+        super()._check_value(action, value)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="herald", description=__doc__)
+    parser = _Parser(prog="herald", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in _COMMAND_MODULES:
@@ -35,9 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = HeraldSettings()
-    except ValidationError as exc:
-        print(f"herald: error: invalid settings:\n{exc}", file=sys.stderr)
+        settings = load_settings()
+    except EXPECTED as exc:
+        _error(exc)
         return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else settings.log_level,
@@ -50,10 +73,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = asyncio.run(result)
         return int(result or 0)
     except EXPECTED as exc:
-        print(f"herald: error: {exc}", file=sys.stderr)
+        _error(exc)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _error(exc: BaseException) -> None:
+    for line in str(exc).splitlines() or [type(exc).__name__]:
+        print(f"herald: error: {line}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import logging
 
@@ -10,6 +11,7 @@ from consumers.infra.resources import Resources
 from consumers.infra.settings import HeraldSettings
 from consumers.runtime.process import ProcessFactory, ProcessOptions, serve
 from schemas.errors import ConfigurationError
+from schemas.models import Channel, Lane
 
 __all__ = ["PROCESSES", "register"]
 
@@ -32,8 +34,10 @@ def _factory(name: str) -> ProcessFactory:
     try:
         target = PROCESSES[name]
     except KeyError:
+        close = difflib.get_close_matches(name, list(PROCESSES), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigurationError(
-            f"unknown process {name!r}; choose one of: {', '.join(sorted(PROCESSES))}"
+            f"unknown process {name!r}; {hint}choose one of: {', '.join(sorted(PROCESSES))}"
         ) from None
     module, _, attr = target.partition(":")
     factory: ProcessFactory = getattr(importlib.import_module(module), attr)
@@ -43,8 +47,13 @@ def _factory(name: str) -> ProcessFactory:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="run a Herald process until SIGTERM/SIGINT")
     p.add_argument("process", help=f"one of: {', '.join(sorted(PROCESSES))}")
-    p.add_argument("--channel", help="channel process: email, sms, push, in_app, webhook")
-    p.add_argument("--lane", default="priority", help="channel process: priority or bulk (default priority)")
+    p.add_argument("--channel", choices=[c.value for c in Channel], help="channel process: which channel")
+    p.add_argument(
+        "--lane",
+        default="priority",
+        choices=[lane.value for lane in Lane],
+        help="channel process (default priority)",
+    )
     p.add_argument("--group", help="consumer group id (default: herald-<process>[-<channel>-<lane>])")
     p.add_argument("--target", help="passthrough: topic to forward to (default <prefix>.passthrough)")
     p.set_defaults(func=run_process)

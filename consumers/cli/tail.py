@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+from contextlib import aclosing
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -18,7 +19,7 @@ from consumers.runtime.kafka import KafkaUnavailable
 from schemas.codec import DecodeError, default_codec
 from schemas.errors import ConfigurationError
 
-__all__ = ["format_record", "read_topic", "register"]
+__all__ = ["format_record", "read_topic", "read_topics", "register"]
 
 
 def _plain(value: Any) -> Any:
@@ -58,6 +59,23 @@ async def read_topic(
     bootstrap: str, topic: str, *, follow: bool = False, limit: int | None = None, idle_s: float = 1.0
 ) -> Any:
     """Yield (partition, offset, key, value, headers) for every record, from the beginning."""
+    records = read_topics(bootstrap, [topic], follow=follow, limit=limit, idle_s=idle_s, missing_ok=False)
+    async with aclosing(records):  # the consumer stops when the caller stops reading
+        async for _, partition, offset, key, value, headers in records:
+            yield partition, offset, key, value, headers
+
+
+async def read_topics(
+    bootstrap: str,
+    topics: list[str],
+    *,
+    follow: bool = False,
+    limit: int | None = None,
+    idle_s: float = 1.0,
+    missing_ok: bool = True,
+) -> Any:
+    """Yield (topic, partition, offset, key, value, headers) for every record of the topics that
+    exist, from the beginning; without ``follow``, stop at the end offsets seen at start."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
     )
@@ -65,24 +83,24 @@ async def read_topic(
         await consumer.start()
     except KafkaConnectionError as exc:
         await consumer.stop()
-        raise KafkaUnavailable(f"Kafka is not reachable at {bootstrap}: {exc}") from exc
+        raise KafkaUnavailable(
+            f"Kafka is not reachable at {bootstrap} (set KAFKA_BOOTSTRAP_SERVERS): {exc}"
+        ) from exc
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            raise ConfigurationError(f"topic {topic!r} does not exist")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = await _partitions(consumer, topics, missing_ok)
+        if not tps:
+            return
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
+        if not follow and all(end[tp] == 0 for tp in tps):
+            return
         seen = 0
         while True:
             batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
             for tp, records in batch.items():
                 for r in records:
-                    yield tp.partition, r.offset, r.key, r.value, list(r.headers)
+                    yield tp.topic, tp.partition, r.offset, r.key, r.value, list(r.headers)
                     seen += 1
                     if limit is not None and seen >= limit:
                         return
@@ -92,6 +110,23 @@ async def read_topic(
                     return
     finally:
         await consumer.stop()
+
+
+async def _partitions(
+    consumer: AIOKafkaConsumer, topics: list[str], missing_ok: bool
+) -> list[TopicPartition]:
+    tps: list[TopicPartition] = []
+    for topic in topics:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            if missing_ok:
+                continue
+            raise ConfigurationError(f"topic {topic!r} does not exist")
+        tps += [TopicPartition(topic, p) for p in sorted(partitions)]
+    return tps
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,7 +1,8 @@
-"""``herald why <event_id>``: every decision recorded for an event, from herald.outcomes.
+"""``herald why <event_id>``: every decision recorded for an event, from herald.outcomes, and
+every dead-letter topic that holds it (an unknown type, a bad payload).
 
-Reads the outcomes topic from the beginning, so it answers "why didn't I get it?" without any
-other store (with ``--user`` it skips decoding records of other notifications).
+Reads the topics from the beginning, so it answers "why didn't I get it?" without any other
+store (with ``--user`` it skips decoding outcomes of other notifications).
 """
 
 from __future__ import annotations
@@ -9,16 +10,27 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
-from consumers.cli.tail import read_topic
+from consumers.cli.tail import read_topic, read_topics
 from consumers.infra import keys
 from consumers.infra.settings import HeraldSettings
-from consumers.runtime.topics import Topics
+from consumers.runtime.topics import Topics, dlq
 from schemas.codec import DecodeError, default_codec
 from schemas.models import DeliveryOutcome
 
-__all__ = ["explain", "register"]
+__all__ = ["DeadLetter", "explain", "explain_dead_letters", "register"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record of the event found on a dead-letter topic, with the reason the consumer gave."""
+
+    topic: str
+    partition: int
+    offset: int
+    headers: dict[str, str]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,6 +71,43 @@ def explain(outcomes: Iterable[DeliveryOutcome]) -> list[str]:
     return lines
 
 
+def explain_dead_letters(letters: Iterable[DeadLetter]) -> list[str]:
+    """One line per dead-lettered record: where it is, why, and what the consumer said. Pure."""
+    lines = []
+    for d in letters:
+        h = d.headers
+        source = h.get("herald-source-topic", "?")
+        parts = [
+            f"dead-lettered by {h.get('herald-consumer-group', '?')} reading {source}",
+            f"reason={h.get('herald-dlq-reason', '?')}",
+            f"at {d.topic} partition {d.partition} offset {d.offset}",
+        ]
+        if h.get("herald-dlq-detail"):
+            parts.append(f"({h['herald-dlq-detail']})")
+        lines.append("  ".join(parts))
+    return lines
+
+
+async def _dead_letters(settings: HeraldSettings, event_id: str) -> list[DeadLetter]:
+    topics = Topics(settings.topic_prefix)
+    dlqs = [t for t in topics.all() if t == dlq(t.removesuffix(".dlq"))]
+    codec = default_codec()
+    found: list[DeadLetter] = []
+    async for topic, partition, offset, _, value, headers in read_topics(
+        settings.kafka_bootstrap_servers, dlqs
+    ):
+        if value is None:
+            continue
+        try:
+            _, record = codec.decode_record(value)
+        except DecodeError:
+            continue  # undecodable: it names no event (tail the topic to see its bytes)
+        if record.get("event_id") == event_id:
+            hdrs = {k: v.decode(errors="replace") for k, v in headers}
+            found.append(DeadLetter(topic, partition, offset, hdrs))
+    return found
+
+
 async def _matching(settings: HeraldSettings, event_id: str, user: str | None) -> list[DeliveryOutcome]:
     topic = Topics(settings.topic_prefix).outcomes
     codec = default_codec()
@@ -80,11 +129,12 @@ async def _matching(settings: HeraldSettings, event_id: str, user: str | None) -
 
 async def why(settings: HeraldSettings, args: argparse.Namespace) -> int:
     found = await _matching(settings, args.event_id, args.user)
-    if not found:
+    letters = await _dead_letters(settings, args.event_id)
+    if not found and not letters:
         print(
-            f"no outcomes recorded for event {args.event_id} (yet): it may still be in flight, or was sent "
-            "without any suppression or deferral being recorded"
+            f"no outcomes recorded for event {args.event_id} (yet), and no dead-letter topic holds it: "
+            "it may still be in flight"
         )
         return 1
-    sys.stdout.write("\n".join(explain(found)) + "\n")
+    sys.stdout.write("".join(f"{line}\n" for line in [*explain(found), *explain_dead_letters(letters)]))
     return 0

@@ -25,7 +25,6 @@ from consumers.fallback.escalation import fire_escalation
 from consumers.fallback.handler import FallbackHandler
 from consumers.infra.resources import Resources
 from consumers.runtime.handling import Output
-from consumers.runtime.kafka import create_topics
 from consumers.runtime.process import ProcessOptions, ProcessSpec
 from consumers.runtime.runner import Runner
 from consumers.runtime.topics import dlq
@@ -58,8 +57,7 @@ def fire_handlers(ctx: FallbackContext) -> Mapping[str, FireHandler]:
 async def build(res: Resources, options: ProcessOptions) -> ProcessSpec:
     settings = res.settings
     topics = res.topics
-    await create_topics(
-        settings,
+    await res.create_topics(
         [
             topics.outcomes,
             dlq(topics.outcomes),

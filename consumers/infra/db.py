@@ -31,7 +31,9 @@ async def connect_pool(dsn: str | SecretStr, *, min_size: int = 1, max_size: int
     try:
         pool = await asyncpg.create_pool(raw, min_size=min_size, max_size=max_size, command_timeout=30)
     except (OSError, asyncpg.PostgresError) as exc:
-        raise DatabaseUnavailable(f"PostgreSQL is not reachable at {redact_url(raw)}: {exc}") from exc
+        raise DatabaseUnavailable(
+            f"PostgreSQL is not reachable at {redact_url(raw)} (set DATABASE_URL): {exc}"
+        ) from exc
     except ValueError as exc:  # a malformed URL (asyncpg's ClientConfigurationError too): no retry helps
         raise ConfigurationError(f"DATABASE_URL {redact_url(raw)} is not usable: {exc}") from exc
     assert pool is not None

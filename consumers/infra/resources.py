@@ -18,7 +18,7 @@ from consumers.infra.backoff import backoff
 from consumers.infra.clock import Clock, SystemClock
 from consumers.infra.db import DatabaseUnavailable, connect_pool, migrate
 from consumers.infra.settings import HeraldSettings
-from consumers.runtime.kafka import KafkaUnavailable, make_producer
+from consumers.runtime.kafka import KafkaUnavailable, create_topics, make_producer
 from consumers.runtime.topics import Topics
 
 __all__ = ["Resources"]
@@ -48,9 +48,14 @@ class Resources:
         except KafkaConnectionError as exc:
             await producer.stop()
             raise KafkaUnavailable(
-                f"Kafka is not reachable at {self.settings.kafka_bootstrap_servers}: {exc}"
+                f"Kafka is not reachable at {self.settings.kafka_bootstrap_servers} "
+                f"(set KAFKA_BOOTSTRAP_SERVERS): {exc}"
             ) from exc
         return producer
+
+    async def create_topics(self, topics: list[str]) -> list[str]:
+        """Create the topics a process needs, waiting for Kafka as long as for PostgreSQL."""
+        return await self._with_startup_retries("Kafka", lambda: create_topics(self.settings, topics))
 
     async def pool(self, *, apply_migrations: bool = True) -> asyncpg.Pool:
         if self._pool is None:

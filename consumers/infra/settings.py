@@ -2,20 +2,22 @@
 
 Nested groups use ``__``: ``HERALD_EMAIL__FROM_ADDRESS``. Three variables are also read
 without the prefix because they are how every tool names them: ``KAFKA_BOOTSTRAP_SERVERS``,
-``DATABASE_URL`` and ``REDIS_URL``. Every variable and default is listed in the README
+``DATABASE_URL`` and ``REDIS_URL``. Every variable and default is listed in docs/settings.md
 (``herald settings`` prints them).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BaseModel, Field, NonNegativeInt, PositiveFloat, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from channels.aws import AwsSettings
 from channels.webhook import WebhookSettings
+from consumers.infra.settings_env import CommaListEnvSource, load_strictly
 from schemas.models import Channel, Tier
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "RuntimeSettings",
     "SchedulerSettings",
     "SmsSettings",
+    "load_settings",
 ]
 
 PACKAGE_DIR = Path(__file__).parents[1]  # consumers/: routing.yaml and templates/ ship there
@@ -38,43 +41,52 @@ PACKAGE_DIR = Path(__file__).parents[1]  # consumers/: routing.yaml and template
 class RuntimeSettings(BaseModel, frozen=True):
     """The consume→handle→produce loop shared by every consumer."""
 
-    max_batch: int = Field(500, description="Records fetched and handled per poll.")
+    max_batch: int = Field(500, gt=0, description="Records fetched and handled per poll.")
     poll_timeout_ms: int = Field(
-        200, description="Longest one poll waits for records before the loop goes round."
+        200, gt=0, description="Longest one poll waits for records before the loop goes round."
     )
     fetch_max_wait_ms: int = Field(
-        20, description="Longest the broker may hold a fetch for more data; the floor of per-hop latency."
+        20,
+        ge=0,
+        description="Longest the broker may hold a fetch for more data; the floor of per-hop latency.",
     )
-    session_timeout_ms: int = Field(10_000, description="Kafka group session timeout.")
-    heartbeat_interval_ms: int = Field(3_000, description="Kafka group heartbeat interval.")
+    session_timeout_ms: int = Field(10_000, gt=0, description="Kafka group session timeout.")
+    heartbeat_interval_ms: int = Field(3_000, gt=0, description="Kafka group heartbeat interval.")
     max_poll_interval_ms: int = Field(
-        300_000, description="Kafka max.poll.interval.ms: a batch taking longer leaves the group."
+        300_000, gt=0, description="Kafka max.poll.interval.ms: a batch taking longer leaves the group."
     )
-    shutdown_grace_s: float = Field(20.0, description="SIGTERM: finish in-flight work within this.")
-    handler_max_retries: int = Field(5, description="Retries of a retryable handler error before pausing.")
+    shutdown_grace_s: float = Field(20.0, gt=0, description="SIGTERM: finish in-flight work within this.")
+    handler_max_retries: int = Field(
+        5, ge=0, description="Retries of a retryable handler error before pausing."
+    )
     handler_retry_base_s: float = Field(
-        0.2, description="First retry delay of a retryable handler error (doubles)."
+        0.2, gt=0, description="First retry delay of a retryable handler error (doubles)."
     )
     poison_after_retries: int = Field(
         2,
+        ge=0,
         description="After this many failed tries of a batch with a dependency error, split it to find "
         "a poison record (dead-lettered as `poison` only if the dependency answers other work or a probe).",
     )
     handler_retry_max_s: float = Field(
-        5.0, description="Longest delay between handler retries; also the pause after."
+        5.0, gt=0, description="Longest delay between handler retries; also the pause after."
     )
-    max_message_bytes: int = Field(262_144, description="Larger input records go to the DLQ (too_large).")
-    linger_ms: int = Field(5, description="Producer linger: how long a batch of outputs waits to fill.")
+    max_message_bytes: int = Field(
+        262_144, gt=0, description="Larger input records go to the DLQ (too_large)."
+    )
+    linger_ms: int = Field(5, ge=0, description="Producer linger: how long a batch of outputs waits to fill.")
     startup_wait_s: float = Field(
-        30.0, description="At start, wait this long for Kafka and PostgreSQL before exiting with an error."
+        30.0,
+        ge=0,
+        description="At start, wait this long for Kafka and PostgreSQL before exiting with an error.",
     )
 
 
 class SchedulerSettings(BaseModel, frozen=True):
     """Durable timers in PostgreSQL (deferred sends, retries, escalations)."""
 
-    poll_interval_s: float = Field(0.1, description="How often due timers are looked for.")
-    batch_size: int = Field(500, description="Due timers released per poll.")
+    poll_interval_s: float = Field(0.1, gt=0, description="How often due timers are looked for.")
+    batch_size: int = Field(500, gt=0, description="Due timers released per poll.")
 
 
 class ClassifierSettings(BaseModel, frozen=True):
@@ -82,13 +94,17 @@ class ClassifierSettings(BaseModel, frozen=True):
 
     routing_file: Path = Field(PACKAGE_DIR / "routing.yaml", description="Routing table (YAML).")
     default_tier: Tier | None = Field(None, description="Tier for unknown event types; unset: DLQ.")
-    lookup_cache_ttl_s: float = Field(30.0, description="Recipient/preference cache TTL.")
-    lookup_cache_size: int = Field(100_000, description="Recipients/preferences kept in the lookup cache.")
-    rate_limits_per_hour: dict[Tier, int] = Field(
+    lookup_cache_ttl_s: float = Field(30.0, ge=0, description="Recipient/preference cache TTL.")
+    lookup_cache_size: int = Field(
+        100_000, gt=0, description="Recipients/preferences kept in the lookup cache."
+    )
+    rate_limits_per_hour: dict[Tier, NonNegativeInt] = Field(
         default_factory=lambda: {Tier.HIGH: 30, Tier.MEDIUM: 20, Tier.LOW: 3, Tier.SYSTEM: 0},
         description="Per user × channel × hour, by tier; 0 = unlimited; critical is never limited.",
     )
-    low_stale_after_s: float = Field(86_400.0, description="Low-tier messages older than this are dropped.")
+    low_stale_after_s: float = Field(
+        86_400.0, gt=0, description="Low-tier messages older than this are dropped."
+    )
     quiet_hours_channels: list[Channel] = Field(
         default_factory=lambda: [Channel.PUSH, Channel.SMS, Channel.EMAIL],
         description="Channels held by quiet hours (in_app and webhook do not interrupt anyone).",
@@ -99,12 +115,14 @@ class ClassifierSettings(BaseModel, frozen=True):
         description="Redis down: tiers re-queued (critical and high always flow; the rest fail open).",
     )
     limiter_retry_s: float = Field(
-        300.0, description="Redis down: delay before a deferred event is classified again."
+        300.0, gt=0, description="Redis down: delay before a deferred event is classified again."
     )
     limiter_timeout_s: float = Field(
-        0.5, description="A rate-limit call slower than this counts as Redis down."
+        0.5, gt=0, description="A rate-limit call slower than this counts as Redis down."
     )
-    limiter_cooldown_s: float = Field(5.0, description="After a Redis failure, skip rate limiting this long.")
+    limiter_cooldown_s: float = Field(
+        5.0, ge=0, description="After a Redis failure, skip rate limiting this long."
+    )
 
 
 class EmailSettings(BaseModel, frozen=True):
@@ -115,7 +133,7 @@ class EmailSettings(BaseModel, frozen=True):
         None, description="SES configuration set (bounce/complaint events, reputation)."
     )
     max_send_rate: float | None = Field(
-        None, description="Override SES MaxSendRate; default: GetAccount, else 14/s."
+        None, gt=0, description="Override SES MaxSendRate; default: GetAccount, else 14/s."
     )
     unsubscribe_url: str = Field(
         "https://example.com/unsubscribe?u={user_id}&c={category}",
@@ -128,8 +146,8 @@ class EmailSettings(BaseModel, frozen=True):
 
 class SmsSettings(BaseModel, frozen=True):
     sender_id: str | None = Field("Herald", description="AWS.SNS.SMS.SenderID (alphanumeric, 1-11 chars).")
-    max_segments: int = Field(3, description="Longer texts fail permanently (payload_too_large).")
-    max_send_rate: float = Field(20.0, description="SNS Publish calls per second per process.")
+    max_segments: int = Field(3, gt=0, description="Longer texts fail permanently (payload_too_large).")
+    max_send_rate: float = Field(20.0, gt=0, description="SNS Publish calls per second per process.")
 
 
 class PushSettings(BaseModel, frozen=True):
@@ -141,44 +159,46 @@ class PushSettings(BaseModel, frozen=True):
     )
     token_uri: str | None = Field(None, description="Override the service account's token_uri.")
     ttl_s: int = Field(
-        3600, description="How long FCM/APNs keep an undelivered push (android ttl, apns-expiration)."
+        3600, ge=0, description="How long FCM/APNs keep an undelivered push (android ttl, apns-expiration)."
     )
     token_refresh_margin_s: float = Field(
-        300.0, description="Refresh the OAuth2 token this long before it expires."
+        300.0, ge=0, description="Refresh the OAuth2 token this long before it expires."
     )
-    request_timeout_s: float = Field(10.0, description="Timeout of one FCM request.")
-    max_connections: int = Field(100, description="Connection pool size of the shared HTTP/2 client.")
+    request_timeout_s: float = Field(10.0, gt=0, description="Timeout of one FCM request.")
+    max_connections: int = Field(100, gt=0, description="Connection pool size of the shared HTTP/2 client.")
     max_payload_bytes: int = Field(
-        4096, description="FCM/APNs payload limit; longer bodies are truncated to fit."
+        4096, gt=0, description="FCM/APNs payload limit; longer bodies are truncated to fit."
     )
 
 
 class InAppSettings(BaseModel, frozen=True):
-    retention_days: int = Field(90, description="Read rows older than this are archived.")
+    retention_days: int = Field(90, gt=0, description="Read rows older than this are archived.")
     janitor_interval_s: float = Field(
-        300.0, description="How often the inbox janitor archives old read rows."
+        300.0, gt=0, description="How often the inbox janitor archives old read rows."
     )
-    janitor_batch: int = Field(1000, description="Rows archived per janitor statement.")
+    janitor_batch: int = Field(1000, gt=0, description="Rows archived per janitor statement.")
 
 
 class ChannelConsumerSettings(BaseModel, frozen=True):
-    concurrency: int = Field(64, description="Deliveries in flight per process.")
+    concurrency: int = Field(64, gt=0, description="Deliveries in flight per process.")
     dedupe_window_s: int = Field(
-        86_400, description="Same idempotency key not sent twice within this (Redis)."
+        86_400, gt=0, description="Same idempotency key not sent twice within this (Redis)."
     )
     inprocess_retries: int = Field(
-        2, description="Short retries of a retryable error before failed_retryable."
+        2, ge=0, description="Short retries of a retryable error before failed_retryable."
     )
     inprocess_retry_max_s: float = Field(
-        2.0, description="Longest in-process retry delay; a longer Retry-After goes to the fallback."
+        2.0, gt=0, description="Longest in-process retry delay; a longer Retry-After goes to the fallback."
     )
     inprocess_budget_s: float = Field(
         2.0,
+        ge=0,
         description="Most time one message spends in in-process retries; then failed_retryable, so a "
         "failing recipient holds its batch for seconds at most.",
     )
     batch_deadline_s: float = Field(
         120.0,
+        gt=0,
         description="A poll batch still delivering after this (slow provider, long per-key queue): messages not "
         "yet started become failed_retryable (reason batch_deadline) for the fallback consumer to reschedule.",
     )
@@ -190,17 +210,25 @@ class ChannelConsumerSettings(BaseModel, frozen=True):
 class FallbackSettings(BaseModel, frozen=True):
     """The fallback consumer: retries, push→email escalation, the in-app digest, critical watch."""
 
-    high_escalation_delay_s: float = Field(300.0, description="High: email when no push receipt by then.")
-    digest_after_s: float = Field(86_400.0, description="Medium: in-app items unread this long are digested.")
-    digest_window_s: float = Field(86_400.0, description="At most one digest per user per (epoch) window.")
+    high_escalation_delay_s: float = Field(
+        300.0, gt=0, description="High: email when no push receipt by then."
+    )
+    digest_after_s: float = Field(
+        86_400.0, gt=0, description="Medium: in-app items unread this long are digested."
+    )
+    digest_window_s: float = Field(
+        86_400.0, gt=0, description="At most one digest per user per (epoch) window."
+    )
     digest_collect_s: float = Field(
-        60.0, description="A digest goes out this long after its first item joins (a burst shares one)."
+        60.0, ge=0, description="A digest goes out this long after its first item joins (a burst shares one)."
     )
-    digest_max_items: int = Field(10, description="Items listed in a digest; the rest count as 'and N more'.")
+    digest_max_items: int = Field(
+        10, gt=0, description="Items listed in a digest; the rest count as 'and N more'."
+    )
     critical_check_after_s: float = Field(
-        120.0, description="Critical tier: alert when no channel sent within this of the event."
+        120.0, gt=0, description="Critical tier: alert when no channel sent within this of the event."
     )
-    retry_schedules_s: dict[str, list[float]] = Field(
+    retry_schedules_s: dict[str, list[PositiveFloat]] = Field(
         default_factory=lambda: {
             "webhook": [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
             "push": [5.0, 30.0, 120.0, 600.0],
@@ -210,14 +238,16 @@ class FallbackSettings(BaseModel, frozen=True):
         },
         description="Delay (s) before attempt n+1 after attempt n failed, per channel; then exhausted.",
     )
-    retry_jitter: float = Field(0.2, description="Retry delays are spread uniformly within ± this fraction.")
+    retry_jitter: float = Field(
+        0.2, ge=0, le=1, description="Retry delays are spread uniformly within ± this fraction."
+    )
 
 
 class ApiSettings(BaseModel, frozen=True):
     """The apps' HTTP API (``herald run api``): inbox, preferences, quiet hours, devices, receipts."""
 
     host: str = Field("0.0.0.0", description="Address the API listens on.")
-    port: int = Field(8080, description="HTTP port of the API; 0 picks a free port.")
+    port: int = Field(8080, ge=0, le=65535, description="HTTP port of the API; 0 picks a free port.")
     jwt_algorithm: Literal["HS256", "EdDSA"] = Field("HS256", description="How bearer tokens are signed.")
     jwt_secret: SecretStr | None = Field(
         None, description="HS256 key (32+ bytes), or the EdDSA private key PEM (only `herald token` uses it)."
@@ -225,31 +255,37 @@ class ApiSettings(BaseModel, frozen=True):
     jwt_public_key: str | None = Field(None, description="EdDSA: the public key PEM that verifies tokens.")
     jwt_audience: str = Field("herald-api", description="Tokens must carry this `aud`.")
     jwt_issuer: str | None = Field(None, description="If set, tokens must carry this `iss`.")
-    jwt_leeway_s: float = Field(30.0, description="Clock skew allowed on `exp`/`nbf`/`iat`.")
-    token_ttl_s: int = Field(86_400, description="Lifetime of tokens minted by `herald token`.")
-    rate_limit_requests: int = Field(600, description="Requests per token per window; 0 = unlimited.")
-    rate_limit_window_s: int = Field(60, description="Rate-limit window (fixed, in Redis).")
+    jwt_leeway_s: float = Field(30.0, ge=0, description="Clock skew allowed on `exp`/`nbf`/`iat`.")
+    token_ttl_s: int = Field(86_400, gt=0, description="Lifetime of tokens minted by `herald token`.")
+    rate_limit_requests: int = Field(600, ge=0, description="Requests per token per window; 0 = unlimited.")
+    rate_limit_window_s: int = Field(60, gt=0, description="Rate-limit window (fixed, in Redis).")
     rate_limit_key_prefix: str = Field("herald:api:rl", description="Prefix of the Redis rate-limit keys.")
-    max_body_bytes: int = Field(65_536, description="Larger request bodies get 413.")
-    page_size_default: int = Field(20, description="`limit` of GET /v1/inbox when none is given.")
-    page_size_max: int = Field(100, description="Largest `limit` of GET /v1/inbox.")
-    max_ids: int = Field(500, description="Most ids in one POST /v1/inbox/read.")
-    sse_heartbeat_s: float = Field(15.0, description="Comment line sent on idle event streams (for proxies).")
-    sse_replay_max: int = Field(500, description="Most rows replayed on a reconnect with Last-Event-ID.")
+    max_body_bytes: int = Field(65_536, gt=0, description="Larger request bodies get 413.")
+    page_size_default: int = Field(20, gt=0, description="`limit` of GET /v1/inbox when none is given.")
+    page_size_max: int = Field(100, gt=0, description="Largest `limit` of GET /v1/inbox.")
+    max_ids: int = Field(500, gt=0, description="Most ids in one POST /v1/inbox/read.")
+    sse_heartbeat_s: float = Field(
+        15.0, gt=0, description="Comment line sent on idle event streams (for proxies)."
+    )
+    sse_replay_max: int = Field(
+        500, ge=0, description="Most rows replayed on a reconnect with Last-Event-ID."
+    )
     cors_origins: list[str] = Field(
         [],
         description="Origins (scheme://host[:port]) of web apps that embed the web components and may call "
         "this API from the browser; empty: no cross-origin calls.",
     )
     stream_ticket_ttl_s: int = Field(
-        60, description="Lifetime of a single-use event-stream ticket (EventSource cannot send a token)."
+        60,
+        gt=0,
+        description="Lifetime of a single-use event-stream ticket (EventSource cannot send a token).",
     )
     stream_ticket_key_prefix: str = Field("herald:api:ticket", description="Redis keys of stream tickets.")
     unsubscribe_secret: SecretStr | None = Field(
         None,
         description="HMAC key of unsubscribe links (use 32+ random bytes); unset: /v1/unsubscribe answers 404.",
     )
-    unsubscribe_ttl_s: int = Field(60 * 86_400, description="How long an unsubscribe link stays valid.")
+    unsubscribe_ttl_s: int = Field(60 * 86_400, gt=0, description="How long an unsubscribe link stays valid.")
     preference_centre_url: str = Field(
         "/demo#preferences", description="Where the unsubscribe page links to change other preferences."
     )
@@ -266,6 +302,18 @@ def _env(name: str) -> AliasChoices:
 
 class HeraldSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HERALD_", env_nested_delimiter="__", frozen=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Lists also read as comma-separated values: HERALD_WEBHOOK__ALLOW_HOSTS=127.0.0.1,10.0.0.0/8.
+        return init_settings, CommaListEnvSource(settings_cls), dotenv_settings, file_secret_settings
 
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092",
@@ -284,10 +332,14 @@ class HeraldSettings(BaseSettings):
         description="Redis URL (a secret: its password is never printed).",
     )
     topic_prefix: str = Field("herald", description="Prefix of every topic name (herald.events, ...).")
-    partitions: int = Field(4, description="Partitions of each topic created by Herald.")
-    replication_factor: int = Field(1, description="Replication factor of each topic created by Herald.")
+    partitions: int = Field(4, gt=0, description="Partitions of each topic created by Herald.")
+    replication_factor: int = Field(
+        1, gt=0, description="Replication factor of each topic created by Herald."
+    )
     metrics_host: str = Field("0.0.0.0", description="Address of the /metrics, /healthz, /readyz server.")
-    metrics_port: int = Field(9464, description="/metrics, /healthz, /readyz; 0 picks a free port.")
+    metrics_port: int = Field(
+        9464, ge=0, le=65535, description="/metrics, /healthz, /readyz; 0 picks a free port."
+    )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
     templates_dir: Path = Field(
         PACKAGE_DIR / "templates", description="Jinja2 templates, <name>/<locale>/..."
@@ -311,3 +363,9 @@ class HeraldSettings(BaseSettings):
     in_app: InAppSettings = InAppSettings()
     webhook: WebhookSettings = WebhookSettings()
     api: ApiSettings = ApiSettings()
+
+
+def load_settings() -> HeraldSettings:
+    """The settings from the process environment, strictly: an unknown ``HERALD_*`` variable or a
+    bad value raises ConfigurationError with one line per problem, naming the variable."""
+    return load_strictly(HeraldSettings, os.environ)

@@ -42,7 +42,7 @@ async def create_topics(
         await admin.start()
     except KafkaConnectionError as exc:
         raise KafkaUnavailable(
-            f"Kafka is not reachable at {settings.kafka_bootstrap_servers}: {exc}"
+            f"Kafka is not reachable at {settings.kafka_bootstrap_servers} (set KAFKA_BOOTSTRAP_SERVERS): {exc}"
         ) from exc
     try:
         existing = set(await admin.list_topics())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from consumers.infra.resources import Resources
-from consumers.runtime.kafka import create_topics
 from consumers.runtime.passthrough import PassThrough
 from consumers.runtime.process import ProcessOptions, ProcessSpec
 from consumers.runtime.runner import Runner
@@ -15,7 +14,7 @@ __all__ = ["build"]
 async def build(res: Resources, options: ProcessOptions) -> ProcessSpec:
     target = options.target or f"{res.topics.prefix}.passthrough"
     source = res.topics.events
-    await create_topics(res.settings, [source, dlq(source), target])
+    await res.create_topics([source, dlq(source), target])
     runner = Runner(
         PassThrough(target),
         topics=[source],

@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from consumers.classifier.handler import Classifier
 from consumers.classifier.process import build
@@ -17,11 +18,12 @@ from consumers.emitter import build_event
 from consumers.infra.clock import ManualClock
 from consumers.infra.resources import Resources
 from consumers.infra.settings import ClassifierSettings, HeraldSettings
-from consumers.runtime.handling import DeadLetter, Incoming
+from consumers.runtime.handling import DeadLetter, Incoming, dead_letter_headers
 from consumers.runtime.kafka import create_topics
 from consumers.runtime.process import ProcessOptions
-from consumers.runtime.topics import Topics
+from consumers.runtime.topics import Topics, dlq
 from consumers.scheduler.process import build as build_scheduler
+from schemas.codec import default_codec
 from schemas.errors import ConfigurationError
 from tests.kafka_helpers import produce_raw
 
@@ -93,3 +95,32 @@ async def test_why_prints_every_decision_for_an_event(
     assert await why(settings, build_parser().parse_args(["why", event.event_id, "--user", user])) == 0
     assert capsys.readouterr().out.strip().splitlines() == lines
     assert await why(settings, build_parser().parse_args(["why", "no-such-event"])) == 1
+
+
+async def test_why_tells_when_the_event_went_to_a_dead_letter_topic(
+    settings: HeraldSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    res = Resources(settings, clock=ManualClock())
+    try:
+        spec = await build(res, ProcessOptions(group=None))
+        handler: Any = spec.runners[0].handler
+        event = build_event("no_such_event_type", user_id=f"why-{uuid.uuid4().hex[:8]}")
+        (letter,) = await handler.handle([Incoming(res.topics.events, 0, 7, None, event, (), 0)])
+    finally:
+        await res.close()
+    assert isinstance(letter, DeadLetter)
+    # What the runner writes for a dead letter: the event's bytes and the reason in headers.
+    topic = dlq(Topics(settings.topic_prefix).events)
+    await create_topics(settings, [topic])
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        headers = dead_letter_headers(letter, Topics(settings.topic_prefix).events, 0, 7, "herald-classifier")
+        await producer.send_and_wait(topic, default_codec().encode(event), headers=headers)
+    finally:
+        await producer.stop()
+
+    assert await why(settings, build_parser().parse_args(["why", event.event_id])) == 0
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    assert "dead-lettered by herald-classifier" in line and "reason=unknown_event_type" in line
+    assert f"at {topic} partition" in line and "offset" in line

@@ -6,6 +6,8 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,6 +21,34 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
+def _wait_for(lines: list[str], pattern: str, timeout: float) -> re.Match[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in list(lines):
+            if m := re.search(pattern, line):
+                return m
+        time.sleep(0.2)
+    raise AssertionError(f"no line matching {pattern!r}:\n" + "".join(lines)[-3000:])
+
+
+def _second_shell(
+    lines: list[str], env: dict[str, str], logs: Path
+) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Run what the console says to run in a second shell: eval the printed line, then herald."""
+    hint = _wait_for(lines, r'eval "\$\((.+) dev --print-env --logs (\S+)\)"', 120)
+    assert Path(hint.group(2)) == logs
+    dead = _wait_for(lines, r"dlq .*no_such_event .* event=(\S+)", 60).group(1)
+    results = {}
+    for name, command in {"why": f"herald why {dead}", "doctor": "herald doctor"}.items():
+        script = f'eval "$({hint.group(1)} dev --print-env --logs {hint.group(2)})" && {command}'
+        started = time.monotonic()
+        results[name] = subprocess.run(
+            ["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        results[name].stderr += f"\n({name} took {time.monotonic() - started:.1f}s)"
+    return results
+
+
 def test_herald_dev_shows_every_path_and_stops_cleanly(tmp_path: Path) -> None:
     env = {
         k: v
@@ -26,16 +56,35 @@ def test_herald_dev_shows_every_path_and_stops_cleanly(tmp_path: Path) -> None:
         if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL")
     }
     env = {k: v for k, v in env.items() if not k.startswith("HERALD_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "consumers.cli.main", "dev", "--duration", "55", "--logs", str(tmp_path)],
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "consumers.cli.main", "dev", "--duration", "70", "--logs", str(tmp_path)],
         cwd=ROOT,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=180,
     )
-    out = proc.stdout
-    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        second_shell = _second_shell(lines, env, tmp_path)
+        _, err = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    reader.join(10)
+    out = "".join(lines)
+    assert proc.returncode == 0, out[-3000:] + err[-3000:]
+    # The second shell that `make run` prints works against the demo: doctor passes, why finds the
+    # dead-lettered event by the id shown on the console.
+    assert second_shell["doctor"].returncode == 0, (
+        second_shell["doctor"].stdout + second_shell["doctor"].stderr
+    )
+    assert "0 problem(s)" in second_shell["doctor"].stdout
+    why = second_shell["why"]
+    assert why.returncode == 0 and "reason=unknown_event_type" in why.stdout, why.stdout + why.stderr
+    assert "dead-lettered by herald-classifier" in why.stdout
+    assert not (tmp_path / "env").exists()  # the demo's variables go with the demo
     # Deliveries accepted by every fake provider, with subjects rendered in two locales.
     assert re.search(r"delivered email .*alice@example\.com.*subject='Security alert", out), out
     assert re.search(r"delivered email .*bruno@example\.com.*subject='(Recibo|Novidades)", out), out
