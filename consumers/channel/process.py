@@ -36,7 +36,7 @@ def _parse(options: ProcessOptions) -> tuple[Channel, Lane]:
 async def build_consumer(res: Resources, channel: Channel, lane: Lane) -> ChannelConsumer:
     """The handler with its adapter, renderer and dedupe, built from settings."""
     settings = res.settings
-    adapter = await build_adapter(channel, res)
+    adapter = await build_adapter(channel, res, lane)
     consumer = ChannelConsumer(
         channel=channel,
         lane=lane,

@@ -7,10 +7,10 @@ from channels.sns_sms import SnsSmsAdapter
 from consumers.channel.builders.aws import open_aws_client
 from consumers.infra.resources import Resources
 
-__all__ = ["build"]
+__all__ = ["build_sns"]
 
 
-async def build(res: Resources) -> SnsSmsAdapter:
+async def build_sns(res: Resources) -> SnsSmsAdapter:
     settings = res.settings
     client, stack = await open_aws_client("sns", settings)
     return SnsSmsAdapter(

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from channels.base import Content, FailureKind, PermanentDelivery
+from channels.email.mime import build_mime, unsubscribe_headers
 from channels.pacing import TokenBucket
-from channels.ses import SesEmailAdapter, build_mime, classify, unsubscribe_headers
+from channels.ses import SesEmailAdapter, classify
 from schemas.models import Channel, ChannelMessage, Lane, Tier
 
 PERMANENT, RETRYABLE = FailureKind.PERMANENT, FailureKind.RETRYABLE
