@@ -219,3 +219,33 @@ async def test_outcome_records_the_provider_that_delivered(rig: Rig, settings: H
     consumer = consumer_for(settings, failover(rig, breakers(rig.redis, rig.ns)))  # type: ignore[arg-type]
     (o,) = outcomes(await consumer.handle(incoming([email_message("o")])))
     assert (o.status, o.provider) == (OutcomeStatus.SENT, "smtp")
+
+
+async def test_sms_sns_throttled_fails_over_to_twilio(
+    stack: DevStack, proxy: FaultProxy, redis_client: Any
+) -> None:
+    from channels.sns_sms import SnsSmsAdapter
+    from consumers.devstack.twilio_fake import TwilioFake
+    from tests.fakes.fault_proxy import SNS_THROTTLE
+    from tests.integration.test_sms_sns import sms_message
+    from tests.integration.test_sms_twilio import adapter_for as twilio_adapter
+
+    client, exit_stack = await open_client("sns", aws_options(proxy.url))
+    with TwilioFake() as twilio:
+        sns = SnsSmsAdapter(client, bucket=TokenBucket(1000), close=exit_stack.aclose)
+        tw = twilio_adapter(twilio)
+        b = Breakers(redis_client, channel="sms", policy=POLICY, namespace=f"t{uuid.uuid4().hex[:8]}")
+        adapter = FailoverAdapter(
+            Channel.SMS,
+            {"sns": sns, "twilio": tw},
+            providers=ProvidersSettings(sms=["sns", "twilio"]),
+            breakers=b,
+        )
+        proxy.inject(SNS_THROTTLE, times=1)
+        try:
+            first = await adapter.deliver(sms_message("s1"), Content(text="code 1"), idempotency_key="s1")
+            second = await adapter.deliver(sms_message("s2"), Content(text="code 2"), idempotency_key="s2")
+        finally:
+            await adapter.close()
+    assert (first.provider, first.ok, second.provider, second.ok) == ("twilio", True, "sns", True)
+    assert [m["body"] for m in twilio.messages()] == ["code 1"]

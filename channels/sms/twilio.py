@@ -1,0 +1,177 @@
+"""SMS through Twilio's Messages API (``POST /2010-04-01/Accounts/{sid}/Messages.json``) over httpx.
+
+Basic auth with the account SID and auth token. The number is checked against E.164 and the
+text against the segment limit before any call, as for SNS. Twilio's errors carry a numeric
+``code``; :func:`classify` reads it through a table, then falls back on the HTTP status (429 and
+5xx retry, other 4xx are the request's fault). Misconfiguration (refused credentials, a ``From``
+number the account does not own) retries rather than failing every message permanently: it is
+the provider's fault, not the message's, and retried it opens the breaker so the next provider
+takes over.
+
+Twilio's Messages API has no idempotency key: the channel consumer's delivery ledger is the guard.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from channels.base import PERMANENT, RETRY, Content, Outcome, PermanentDelivery, RetryableDelivery
+from channels.pacing import TokenBucket
+from channels.sns_sms import is_e164, segments
+from schemas.models import Channel, ChannelMessage
+
+__all__ = ["TwilioOptions", "TwilioSmsAdapter", "classify", "make_client"]
+
+log = logging.getLogger(__name__)
+
+Verdict = tuple[Literal["retry", "permanent"], str]
+
+# https://www.twilio.com/docs/api/errors -> (verdict, Herald reason)
+_TWILIO_CODES: dict[int, Verdict] = {
+    21211: (PERMANENT, "invalid_address"),  # 'To' is not a valid phone number
+    21614: (PERMANENT, "invalid_address"),  # 'To' is not a mobile number
+    21612: (PERMANENT, "unreachable"),  # cannot route to this number
+    21610: (PERMANENT, "opted_out"),  # the recipient replied STOP
+    21408: (PERMANENT, "region_not_enabled"),  # no permission to send to that region
+    21602: (PERMANENT, "empty_content"),  # body required
+    21617: (PERMANENT, "payload_too_large"),  # body over 1600 characters
+    20003: (RETRY, "provider_auth"),  # authentication failed: our configuration
+    20404: (RETRY, "provider_auth"),  # the account in the URL is not ours
+    21606: (RETRY, "provider_config"),  # 'From' is not a number of this account
+    21212: (RETRY, "provider_config"),  # 'From' is not a valid number
+    20429: (RETRY, "provider_throttled"),  # too many requests
+    30001: (RETRY, "provider_throttled"),  # queue overflow
+    20500: (RETRY, "provider_unavailable"),  # internal server error
+    20503: (RETRY, "provider_unavailable"),  # service unavailable
+}
+
+
+def classify(code: int | None, status: int) -> Verdict:
+    """Retry or give up on a Twilio error: the code's table row, else the HTTP status. Pure."""
+    if code is not None and code in _TWILIO_CODES:
+        return _TWILIO_CODES[code]
+    reason = f"provider_{code}" if code is not None else f"provider_http_{status}"
+    if 400 <= status < 500 and status not in (408, 429):
+        return PERMANENT, reason
+    return RETRY, reason
+
+
+@dataclass(frozen=True, slots=True)
+class TwilioOptions:
+    account_sid: str
+    auth_token: str
+    from_number: str | None = None
+    messaging_service_sid: str | None = None
+    status_callback_url: str | None = None
+    max_segments: int = 3
+
+
+def make_client(base_url: str, *, timeout_s: float, max_connections: int) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout_s),
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+    )
+
+
+class TwilioSmsAdapter:
+    """The SMS channel over Twilio. One instance (and one pooled client) per process."""
+
+    channel = Channel.SMS
+    provider = "twilio"
+
+    def __init__(self, client: httpx.AsyncClient, options: TwilioOptions, *, bucket: TokenBucket) -> None:
+        if not (options.from_number or options.messaging_service_sid):
+            raise ValueError("twilio needs from_number or messaging_service_sid")
+        self.client = client
+        self.options = options
+        self.bucket = bucket
+        self.path = f"/2010-04-01/Accounts/{options.account_sid}/Messages.json"
+
+    def form(self, message: ChannelMessage, content: Content) -> dict[str, str]:
+        """The form parameters (raises PermanentDelivery for a bad number or text)."""
+        if not is_e164(message.recipient):
+            raise PermanentDelivery(
+                self.provider,
+                None,
+                f"not an E.164 phone number: {message.recipient!r}",
+                reason="invalid_address",
+            )
+        text = (content.text or "").strip()
+        if not text:
+            raise PermanentDelivery(self.provider, None, "empty SMS text", reason="empty_content")
+        encoding, count = segments(text)
+        if count > self.options.max_segments:
+            raise PermanentDelivery(
+                self.provider,
+                None,
+                f"{count} {encoding} segments > {self.options.max_segments} ({len(text)} chars)",
+                reason="payload_too_large",
+            )
+        form = {"To": message.recipient, "Body": text}
+        if self.options.messaging_service_sid:
+            form["MessagingServiceSid"] = self.options.messaging_service_sid
+        else:
+            form["From"] = self.options.from_number or ""
+        if self.options.status_callback_url:
+            form["StatusCallback"] = self.options.status_callback_url
+        return form
+
+    async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:
+        try:
+            form = self.form(message, content)
+        except PermanentDelivery as exc:
+            return Outcome.from_error(exc)
+        await self.bucket.acquire()
+        try:
+            response = await self.client.post(
+                self.path, data=form, auth=(self.options.account_sid, self.options.auth_token)
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            return Outcome.from_error(
+                RetryableDelivery(
+                    self.provider, type(exc).__name__, str(exc)[:500], reason="provider_unavailable"
+                )
+            )
+        except httpx.TransportError as exc:  # the request went out; Twilio may have accepted it
+            return Outcome.from_error(
+                RetryableDelivery(
+                    self.provider, type(exc).__name__, str(exc)[:500], reason="provider_timeout"
+                )
+            )
+        if response.status_code in (200, 201):
+            body = _json(response)
+            return Outcome.sent(
+                self.provider, str(body.get("sid") or "") or None, detail=str(body.get("status") or "")
+            )
+        return self._failure(response)
+
+    def _failure(self, response: httpx.Response) -> Outcome:
+        body = _json(response)
+        raw_code = body.get("code")
+        code = int(raw_code) if isinstance(raw_code, int | str) and str(raw_code).isdigit() else None
+        verdict, reason = classify(code, response.status_code)
+        if verdict == RETRY and code not in _TWILIO_CODES:
+            log.warning("twilio: unclassified error %s (HTTP %s); retrying", code, response.status_code)
+        error_cls = RetryableDelivery if verdict == RETRY else PermanentDelivery
+        detail = str(body.get("message") or response.text)[:500]
+        return Outcome.from_error(
+            error_cls(
+                self.provider, str(code if code is not None else response.status_code), detail, reason=reason
+            )
+        )
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
