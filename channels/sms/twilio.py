@@ -21,7 +21,7 @@ import httpx
 
 from channels.base import PERMANENT, RETRY, Content, Outcome, PermanentDelivery, RetryableDelivery
 from channels.pacing import TokenBucket
-from channels.sns_sms import is_e164, segments
+from channels.sms.sns import is_e164, segments
 from schemas.models import Channel, ChannelMessage
 
 __all__ = ["TwilioOptions", "TwilioSmsAdapter", "classify", "make_client"]

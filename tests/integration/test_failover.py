@@ -16,9 +16,9 @@ from prometheus_client import REGISTRY
 
 from channels.aws import open_client
 from channels.base import Content
+from channels.email.ses import SesEmailAdapter
 from channels.email.smtp import SmtpEmailAdapter
 from channels.pacing import TokenBucket
-from channels.ses import SesEmailAdapter
 from consumers.channel.breaker import BreakerPolicy, Circuit, Result
 from consumers.channel.breakers import Breakers
 from consumers.channel.failover import FailoverAdapter
@@ -224,7 +224,7 @@ async def test_outcome_records_the_provider_that_delivered(rig: Rig, settings: H
 async def test_sms_sns_throttled_fails_over_to_twilio(
     stack: DevStack, proxy: FaultProxy, redis_client: Any
 ) -> None:
-    from channels.sns_sms import SnsSmsAdapter
+    from channels.sms.sns import SnsSmsAdapter
     from consumers.devstack.twilio_fake import TwilioFake
     from tests.fakes.fault_proxy import SNS_THROTTLE
     from tests.integration.test_sms_sns import sms_message

@@ -6,7 +6,7 @@ import logging
 
 from channels.email.smtp import SmtpEmailAdapter, SmtpOptions
 from channels.pacing import TokenBucket
-from channels.ses import DEFAULT_MAX_SEND_RATE, SesEmailAdapter, discover_max_send_rate
+from channels.email.ses import DEFAULT_MAX_SEND_RATE, SesEmailAdapter, discover_max_send_rate
 from consumers.channel.builders.aws import open_aws_client
 from consumers.infra.resources import Resources
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from channels.pacing import TokenBucket
 from channels.sms.twilio import TwilioOptions, TwilioSmsAdapter, make_client
-from channels.sns_sms import SnsSmsAdapter
+from channels.sms.sns import SnsSmsAdapter
 from consumers.channel.builders.aws import open_aws_client
 from consumers.infra.resources import Resources
 from schemas.errors import ConfigurationError

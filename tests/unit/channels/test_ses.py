@@ -12,8 +12,8 @@ import pytest
 
 from channels.base import Content, FailureKind, PermanentDelivery
 from channels.email.mime import build_mime, unsubscribe_headers
+from channels.email.ses import SesEmailAdapter, classify
 from channels.pacing import TokenBucket
-from channels.ses import SesEmailAdapter, classify
 from schemas.models import Channel, ChannelMessage, Lane, Tier
 
 PERMANENT, RETRYABLE = FailureKind.PERMANENT, FailureKind.RETRYABLE
