@@ -15,8 +15,8 @@ from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from channels.devices_pg import PgDeviceTokens
-from channels.inbox_pg import InboxService
+from channels.in_app.inbox_pg import InboxService
+from channels.push.devices_pg import PgDeviceTokens
 from consumers.api.auth import AuthError, Principal, TokenKeys, verify_token
 from consumers.api.inbox_query import InboxQueries, InboxRow
 from consumers.api.models import InboxItemOut

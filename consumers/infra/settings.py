@@ -15,7 +15,7 @@ from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from channels.aws import AwsSettings
-from channels.webhook import WebhookSettings
+from channels.webhook.http import WebhookSettings
 from schemas.models import Channel, Lane, Tier
 
 __all__ = [
