@@ -20,6 +20,7 @@ from channels import aws
 from channels.aws import call_classified
 from channels.base import PERMANENT, RETRY, Content, Failure, Outcome, PermanentDelivery
 from channels.email.mime import compose
+from channels.email.ses_events import encode_tag
 from channels.pacing import TokenBucket
 from schemas.models import Channel, ChannelMessage
 
@@ -118,6 +119,14 @@ class SesEmailAdapter:
                 {"Name": "herald_category", "Value": category},
             ],
         }
+        # Who the mail was about, for the feedback endpoint (Delivery -> a delivered receipt).
+        for name, value in (
+            ("herald_notification", message.notification_id),
+            ("herald_user", message.user_id),
+        ):
+            encoded = encode_tag(value)
+            if encoded is not None:
+                params["EmailTags"].append({"Name": name, "Value": encoded})
         if self.configuration_set:
             params["ConfigurationSetName"] = self.configuration_set
         return params

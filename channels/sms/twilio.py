@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlencode
 
 import httpx
 
@@ -24,7 +25,7 @@ from channels.pacing import TokenBucket
 from channels.sms.sns import is_e164, segments
 from schemas.models import Channel, ChannelMessage
 
-__all__ = ["TwilioOptions", "TwilioSmsAdapter", "classify", "make_client"]
+__all__ = ["TwilioOptions", "TwilioSmsAdapter", "callback_url", "classify", "make_client"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,13 @@ class TwilioOptions:
     messaging_service_sid: str | None = None
     status_callback_url: str | None = None
     max_segments: int = 3
+
+
+def callback_url(base: str, message: ChannelMessage) -> str:
+    """The status callback URL for ``message``: which notification and user it is about ride in the
+    query (Twilio signs the full URL, so they cannot be altered). Pure."""
+    query = urlencode({"n": message.notification_id, "u": message.user_id})
+    return f"{base}{'&' if '?' in base else '?'}{query}"
 
 
 def make_client(base_url: str, *, timeout_s: float, max_connections: int) -> httpx.AsyncClient:
@@ -118,7 +126,7 @@ class TwilioSmsAdapter:
         else:
             form["From"] = self.options.from_number or ""
         if self.options.status_callback_url:
-            form["StatusCallback"] = self.options.status_callback_url
+            form["StatusCallback"] = callback_url(self.options.status_callback_url, message)
         return form
 
     async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:

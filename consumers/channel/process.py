@@ -7,6 +7,7 @@ from consumers.channel.consumer import ChannelConsumer
 from consumers.channel.dedupe import Dedupe
 from consumers.channel.registry import build_adapter
 from consumers.infra.resources import Resources
+from consumers.infra.suppressions import SuppressionStore
 from consumers.runtime.kafka import create_topics
 from consumers.runtime.process import ProcessOptions, ProcessSpec
 from consumers.runtime.runner import Runner
@@ -47,6 +48,10 @@ async def build_consumer(res: Resources, channel: Channel, lane: Lane) -> Channe
             settings.templates_dir, settings.default_locale, url_schemes=settings.template_url_schemes
         ),
         clock=res.clock,
+        # Hard bounces and complaints (provider feedback): email only, and not in dry-run demos.
+        suppressions=SuppressionStore(await res.pool())
+        if channel is Channel.EMAIL and not settings.channel.dry_run
+        else None,
     )
     consumer.dedupe = Dedupe(
         res.redis(),

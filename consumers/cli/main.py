@@ -12,14 +12,25 @@ from types import ModuleType
 
 from pydantic import ValidationError
 
-from consumers.cli import commands, dev, doctor, endpoints, receipts, run, tail, token, why
+from consumers.cli import commands, dev, doctor, endpoints, receipts, run, suppressions, tail, token, why
 from consumers.cli.errors import EXPECTED
 from consumers.infra.settings import HeraldSettings
 
 __all__ = ["build_parser", "main"]
 
 # Modules that add subcommands; each has register(subparsers).
-_COMMAND_MODULES: list[ModuleType] = [run, commands, tail, dev, why, endpoints, doctor, receipts, token]
+_COMMAND_MODULES: list[ModuleType] = [
+    run,
+    commands,
+    tail,
+    dev,
+    why,
+    endpoints,
+    suppressions,
+    doctor,
+    receipts,
+    token,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,6 +25,7 @@ __all__ = [
     "ClassifierSettings",
     "EmailSettings",
     "FallbackSettings",
+    "FeedbackSettings",
     "HeraldSettings",
     "InAppSettings",
     "ProvidersSettings",
@@ -188,6 +189,25 @@ class BreakerSettings(BaseModel, frozen=True):
     )
 
 
+class FeedbackSettings(BaseModel, frozen=True):
+    """Provider feedback endpoints of the API: SES events through SNS, Twilio status callbacks."""
+
+    sns_cert_host_pattern: str = Field(
+        r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?",
+        description="Regex an SNS SigningCertURL / SubscribeURL host must match in full.",
+    )
+    sns_cert_scheme: Literal["https", "http"] = Field(
+        "https", description="Scheme of those URLs (http: dev only)."
+    )
+    sns_topic_arns: list[str] = Field(
+        default_factory=list,
+        description="Topics whose messages are accepted; empty: any (signature still checked).",
+    )
+    fetch_timeout_s: float = Field(
+        5.0, description="Fetching a signing certificate or confirming a subscription."
+    )
+
+
 class ProvidersSettings(BaseModel, frozen=True):
     """Providers per channel, in failover order. A channel with one provider has no breaker."""
 
@@ -200,6 +220,7 @@ class ProvidersSettings(BaseModel, frozen=True):
         default_factory=dict, description="Per-tier override (wins over by_lane), e.g. a premium route."
     )
     breaker: BreakerSettings = BreakerSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
 
 
 class PushSettings(BaseModel, frozen=True):

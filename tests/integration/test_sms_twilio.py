@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -64,7 +65,9 @@ async def test_sent_through_the_consumer_and_recorded_by_the_fake(
     assert o.provider_message_id == got["sid"] and got["sid"].startswith("SM")
     assert got["to"] == m.recipient and got["from"] == twilio.numbers[0]
     assert "Pixel 8" in got["body"]
-    assert got["status_callback"] == "https://herald.example.com/v1/providers/twilio/status"
+    callback = urlsplit(got["status_callback"])
+    assert callback.path == "/v1/providers/twilio/status"
+    assert parse_qs(callback.query) == {"n": [m.notification_id], "u": ["u-tw"]}
 
 
 async def test_wrong_token_is_retryable_provider_auth(twilio: TwilioFake) -> None:
