@@ -48,9 +48,9 @@ async def build_consumer(res: Resources, channel: Channel, lane: Lane) -> Channe
             settings.templates_dir, settings.default_locale, url_schemes=settings.template_url_schemes
         ),
         clock=res.clock,
-        # Hard bounces and complaints (provider feedback): email only, and not in dry-run demos.
+        # Hard bounces, complaints, STOP replies (provider feedback); not in dry-run demos.
         suppressions=SuppressionStore(await res.pool())
-        if channel is Channel.EMAIL and not settings.channel.dry_run
+        if channel in (Channel.EMAIL, Channel.SMS) and not settings.channel.dry_run
         else None,
     )
     consumer.dedupe = Dedupe(
