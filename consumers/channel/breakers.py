@@ -8,6 +8,13 @@ is down, and the state machine exists once, in Python, where it is tested.
 
 Time is wall-clock seconds (``clock``), the one clock replicas share.
 
+Redis is not asked on every call: that made one hot key the bottleneck of a busy channel. A
+process serialises its own changes per provider (a lock, so replicas race each other but never
+themselves), trusts the state it last saw for ``sync_s`` (a closed breaker admits without a round
+trip), and folds successes into the shared state in batches (at least every ``sync_s``). A
+retryable failure, and any result while the breaker is not closed, is written at once: opening
+is never delayed.
+
 When Redis fails or answers slower than ``timeout_s``, the breaker of this process carries on
 alone for ``local_for_s`` (a process-local state per provider, same functions), then Redis is
 tried again: a Redis outage costs the agreement between replicas, never a delivery.
@@ -18,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -46,6 +54,7 @@ return {cur}
 
 _TTL_S = 86_400  # a provider nobody used for a day starts closed again
 _MAX_RACES = 16
+_MAX_PENDING = 256  # successes folded into one write at most
 
 
 class Breakers:
@@ -60,6 +69,7 @@ class Breakers:
         namespace: str = "herald:breaker",
         timeout_s: float = 0.25,
         local_for_s: float = 5.0,
+        sync_s: float = 0.1,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = redis
@@ -68,7 +78,12 @@ class Breakers:
         self.namespace = namespace
         self.timeout_s = timeout_s
         self.local_for_s = local_for_s
+        self.sync_s = sync_s
         self.clock = clock
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._known: dict[str, tuple[BreakerState, float]] = {}  # last state seen, monotonic when
+        self._pending: dict[str, list[tuple[float, Result]]] = {}  # successes not written yet
+        self._pending_since: dict[str, float] = {}
         self._cas = redis.register_script(_CAS)
         self._local: dict[str, BreakerState] = {}
         self._local_until = 0.0  # monotonic: use the local breakers until then
@@ -79,11 +94,41 @@ class Breakers:
 
     async def admit(self, provider: str) -> bool:
         """Whether a call may go to ``provider`` now (an open breaker says no; half-open: a probe)."""
+        known = self._fresh(provider)
+        if known is not None and known.circuit is Circuit.CLOSED:
+            return True
         return await self._change(provider, lambda s, now: admit(s, self.policy, now))
 
     async def record(self, provider: str, result: Result) -> None:
-        """Count a finished call."""
-        await self._change(provider, lambda s, now: (record(s, self.policy, now, result), None))
+        """Count a finished call (successes of a closed breaker are written in batches)."""
+        pending = self._pending.setdefault(provider, [])
+        if not pending:
+            self._pending_since[provider] = time.monotonic()
+        pending.append((self.clock(), result))
+        known = self._fresh(provider)
+        urgent = result is Result.RETRYABLE or known is None or known.circuit is not Circuit.CLOSED
+        due = time.monotonic() - self._pending_since[provider] >= self.sync_s
+        if urgent or due or len(pending) >= _MAX_PENDING:
+            await self.flush(provider)
+
+    async def flush(self, provider: str) -> None:
+        """Write the results not written yet, in the order they happened."""
+        results, self._pending[provider] = self._pending.get(provider, []), []
+        if not results:
+            return
+
+        def fold(state: BreakerState, now: float) -> tuple[BreakerState, None]:
+            for at, result in results:
+                state = record(state, self.policy, at, result)
+            return state, None
+
+        await self._change(provider, fold)
+
+    def _fresh(self, provider: str) -> BreakerState | None:
+        entry = self._known.get(provider)
+        if entry is None or time.monotonic() - entry[1] > self.sync_s:
+            return None
+        return entry[0]
 
     async def retry_in(self, provider: str) -> float:
         """Seconds until ``provider`` takes a probe (0 unless open)."""
@@ -94,6 +139,12 @@ class Breakers:
 
     # -- the read-compute-write loop ----------------------------------------------------------
     async def _change(
+        self, provider: str, change: Callable[[BreakerState, float], tuple[BreakerState, T]]
+    ) -> T:
+        async with self._locks[provider]:  # waiting for our own turn is not Redis being slow
+            return await self._change_locked(provider, change)
+
+    async def _change_locked(
         self, provider: str, change: Callable[[BreakerState, float], tuple[BreakerState, T]]
     ) -> T:
         if time.monotonic() >= self._local_until:
@@ -137,6 +188,7 @@ class Breakers:
         raise TimeoutError(f"breaker {key}: lost {_MAX_RACES} races in a row")
 
     def _observe(self, provider: str, state: BreakerState) -> None:
+        self._known[provider] = (state, time.monotonic())
         metrics.PROVIDER_CIRCUIT_STATE.labels(self.channel, provider).set(state.circuit.gauge)
         before = self._seen.get(provider, Circuit.CLOSED)
         if state.circuit is not before:

@@ -249,3 +249,30 @@ async def test_sms_sns_throttled_fails_over_to_twilio(
             await adapter.close()
     assert (first.provider, first.ok, second.provider, second.ok) == ("twilio", True, "sns", True)
     assert [m["body"] for m in twilio.messages()] == ["code 1"]
+
+
+async def test_a_closed_breaker_does_not_cost_a_redis_round_trip_per_call(rig: Rig, stack: DevStack) -> None:
+    """Successes are folded into the shared state in batches; a closed breaker admits from what it saw."""
+
+    async def calls() -> int:
+        stats = await rig.redis.info("commandstats")
+        return sum(
+            int(v["calls"])
+            for k, v in stats.items()
+            if k in ("cmdstat_get", "cmdstat_evalsha", "cmdstat_eval")
+        )
+
+    b = breakers(rig.redis, rig.ns, sync_s=0.5)
+    before = await calls()
+    for _ in range(200):
+        assert await b.admit("smtp")
+        await b.record("smtp", Result.SUCCESS)
+    await b.flush("smtp")
+    used = await calls() - before
+    assert used < 20, used
+    state = await b.state("smtp")
+    assert state.circuit is Circuit.CLOSED and state.calls == 200  # every success counted
+    for _ in range(3):  # failures are written at once: the breaker opens on the third
+        await b.record("smtp", Result.RETRYABLE)
+    other = breakers(rig.redis, rig.ns)
+    assert not await other.admit("smtp")
