@@ -1,7 +1,7 @@
 """SMS through Twilio's Messages API (``POST /2010-04-01/Accounts/{sid}/Messages.json``) over httpx.
 
-Basic auth with the account SID and auth token. The number is checked against E.164 and the
-text against the segment limit before any call, as for SNS. Twilio's errors carry a numeric
+Basic auth with the account SID and auth token. The number (E.164, country code, length) and
+the text (segment limit) are checked before any call, as for SNS. Twilio's errors carry a numeric
 ``code``; :func:`classify` reads it through a table, then falls back on the HTTP status (429 and
 5xx retry, other 4xx are the request's fault). Misconfiguration (refused credentials, a ``From``
 number the account does not own) retries rather than failing every message permanently: it is
@@ -22,7 +22,7 @@ import httpx
 
 from channels.base import PERMANENT, RETRY, Content, Outcome, PermanentDelivery, RetryableDelivery
 from channels.pacing import TokenBucket
-from channels.sms.sns import is_e164, segments
+from channels.sms.sns import phone_problem, segments
 from schemas.models import Channel, ChannelMessage
 
 __all__ = ["TwilioOptions", "TwilioSmsAdapter", "callback_url", "classify", "make_client"]
@@ -102,13 +102,9 @@ class TwilioSmsAdapter:
 
     def form(self, message: ChannelMessage, content: Content) -> dict[str, str]:
         """The form parameters (raises PermanentDelivery for a bad number or text)."""
-        if not is_e164(message.recipient):
-            raise PermanentDelivery(
-                self.provider,
-                None,
-                f"not an E.164 phone number: {message.recipient!r}",
-                reason="invalid_address",
-            )
+        problem = phone_problem(message.recipient)  # E.164, country code, length: as for SNS
+        if problem is not None:
+            raise PermanentDelivery(self.provider, None, problem, reason="invalid_address")
         text = (content.text or "").strip()
         if not text:
             raise PermanentDelivery(self.provider, None, "empty SMS text", reason="empty_content")

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 
 from channels.email.ses_events import FeedbackKind, SesFeedback, read_ses_event
 from channels.sns_verify import SnsSignatureError, cert_url_allowed, verify_sns
-from consumers.infra.settings import FeedbackSettings
+from consumers.infra.provider_settings import FeedbackSettings
 from consumers.infra.suppressions import SuppressionStore
 from consumers.runtime.topics import Topics
 from schemas.codec import Codec

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from channels.base import ChannelAdapter, Content, DeliveryError, Outcome, RetryableDelivery
 from consumers.channel.breaker import Result
 from consumers.channel.breakers import Breakers
-from consumers.infra.settings import ProvidersSettings
+from consumers.infra.provider_settings import ProvidersSettings
 from consumers.runtime import metrics
 from schemas.models import Channel, ChannelMessage, Lane, Tier
 

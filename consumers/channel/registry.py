@@ -16,8 +16,8 @@ from channels.dry_run import DryRunAdapter
 from consumers.channel.breaker import BreakerPolicy
 from consumers.channel.breakers import Breakers
 from consumers.channel.failover import FailoverAdapter, chain_providers
+from consumers.infra.provider_settings import BreakerSettings
 from consumers.infra.resources import Resources
-from consumers.infra.settings import BreakerSettings
 from schemas.errors import ConfigurationError
 from schemas.models import Channel, Lane
 

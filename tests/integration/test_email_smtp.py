@@ -14,8 +14,9 @@ from channels.email.smtp import SmtpEmailAdapter, SmtpOptions, classify
 from channels.pacing import TokenBucket
 from consumers.channel.builders.email import build_smtp
 from consumers.devstack.smtp_sink import SmtpSink
+from consumers.infra.provider_settings import SmtpSettings
 from consumers.infra.resources import Resources
-from consumers.infra.settings import HeraldSettings, SmtpSettings
+from consumers.infra.settings import HeraldSettings
 from schemas.models import Lane, OutcomeStatus
 from tests.integration.test_channel_consumer import incoming, outcomes
 from tests.integration.test_email_ses import consumer_for, email_message
@@ -162,7 +163,7 @@ async def test_builder_reads_settings(stack: Any, sink: SmtpSink) -> None:
             host="127.0.0.1",
             port=sink.port,
             username="herald",
-            password="s3cret",  # type: ignore[arg-type]
+            password="s3cret",
             ca_file=sink.ca_file,
         ),
     )

@@ -25,8 +25,9 @@ from consumers.channel.failover import FailoverAdapter
 from consumers.channel.registry import build_adapter
 from consumers.devstack import DevStack
 from consumers.devstack.smtp_sink import SmtpSink
+from consumers.infra.provider_settings import ProvidersSettings, SmtpSettings
 from consumers.infra.resources import Resources
-from consumers.infra.settings import HeraldSettings, ProvidersSettings, SmtpSettings
+from consumers.infra.settings import HeraldSettings
 from schemas.models import Channel, Lane, OutcomeStatus, Tier
 from tests.conftest import make_settings
 from tests.fakes.fault_proxy import SES_5XX, SES_REJECT, FaultProxy, stall

@@ -24,7 +24,7 @@ from consumers.devstack import DevStack
 from consumers.devstack.smtp_sink import SmtpSink
 from consumers.devstack.sns_signer import SnsSigner
 from consumers.devstack.threaded_app import ThreadedApp
-from consumers.infra.settings import FeedbackSettings, ProvidersSettings, TwilioSettings
+from consumers.infra.provider_settings import FeedbackSettings, ProvidersSettings, TwilioSettings
 from consumers.infra.suppressions import SuppressionStore
 from schemas.codec import default_codec
 from schemas.models import Channel, OutcomeStatus, Receipt, ReceiptStatus
@@ -80,7 +80,7 @@ async def api(stack: DevStack, signer: SnsSigner) -> AsyncIterator[RunningApi]:
         stack,
         api=api_settings(),
         providers=ProvidersSettings(feedback=feedback),
-        twilio=TwilioSettings(auth_token=TWILIO_TOKEN, status_callback_url=CALLBACK),  # type: ignore[arg-type]
+        twilio=TwilioSettings(auth_token=TWILIO_TOKEN, status_callback_url=CALLBACK),
     )
     async with running_api(settings) as running:
         yield running

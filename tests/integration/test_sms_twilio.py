@@ -16,8 +16,9 @@ from channels.sms.twilio import TwilioOptions, TwilioSmsAdapter, classify, make_
 from consumers.channel.builders.sms import build_twilio
 from consumers.devstack import DevStack
 from consumers.devstack.twilio_fake import TwilioFake
+from consumers.infra.provider_settings import TwilioSettings
 from consumers.infra.resources import Resources
-from consumers.infra.settings import HeraldSettings, TwilioSettings
+from consumers.infra.settings import HeraldSettings
 from schemas.errors import ConfigurationError
 from schemas.models import OutcomeStatus
 from tests.conftest import make_settings
@@ -166,7 +167,7 @@ async def test_builder_needs_credentials_and_a_sender(stack: DevStack, twilio: T
     cfg = TwilioSettings(
         base_url=twilio.base_url,
         account_sid=twilio.account_sid,
-        auth_token=twilio.auth_token,  # type: ignore[arg-type]
+        auth_token=twilio.auth_token,
         from_number=twilio.numbers[0],
     )
     a = await build_twilio(Resources(make_settings(stack, twilio=cfg)))

@@ -7,7 +7,7 @@ import pytest
 from channels.base import Outcome
 from consumers.channel.breaker import Result
 from consumers.channel.failover import breaker_result, chain_providers, fails_over, provider_chain
-from consumers.infra.settings import ProvidersSettings
+from consumers.infra.provider_settings import ProvidersSettings
 from schemas.models import Channel, Lane, Tier
 
 ROUTES = ProvidersSettings(
