@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 
 import channels.webhook.http as webhook_module
 from channels.webhook.endpoints_pg import EndpointStore
-from channels.webhook.signing import generate_secret, signing_headers
 from channels.webhook.http import WebhookAdapter, WebhookSettings
+from channels.webhook.signing import generate_secret, signing_headers
 from consumers.devstack import DevStack
 from consumers.infra.db import connect_pool, migrate
 from tests.integration.webhook_helpers import webhook_message

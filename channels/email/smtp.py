@@ -29,7 +29,7 @@ from aiosmtplib.errors import (
     SMTPTimeoutError,
 )
 
-from channels.base import PERMANENT, RETRY, Content, Outcome, PermanentDelivery, RetryableDelivery
+from channels.base import Content, Failure, Outcome, PermanentDelivery, RetryableDelivery
 from channels.email.mime import compose, envelope_sender
 from channels.pacing import TokenBucket
 from schemas.models import Channel, ChannelMessage
@@ -38,34 +38,30 @@ __all__ = ["SmtpEmailAdapter", "SmtpOptions", "classify"]
 
 log = logging.getLogger(__name__)
 
-Verdict = tuple[Literal["retry", "permanent"], str]
-
-# RFC 5321 §4.2 reply codes -> (verdict, Herald reason).
-_SMTP_CODES: dict[int, Verdict] = {
-    421: (RETRY, "provider_unavailable"),  # service not available, closing the channel
-    450: (RETRY, "mailbox_busy"),  # mailbox unavailable now (greylisting)
-    451: (RETRY, "provider_error"),  # local error in processing
-    452: (RETRY, "provider_storage"),  # insufficient system storage
-    454: (RETRY, "provider_tls"),  # TLS / auth temporarily unavailable
-    530: (RETRY, "provider_auth"),  # authentication required: our configuration
-    534: (RETRY, "provider_auth"),  # authentication mechanism too weak
-    535: (RETRY, "provider_auth"),  # credentials invalid
-    550: (PERMANENT, "mailbox_unavailable"),  # no such user, or refused by policy
-    551: (PERMANENT, "invalid_address"),  # user not local
-    552: (PERMANENT, "mailbox_full"),  # exceeded storage allocation
-    553: (PERMANENT, "invalid_address"),  # mailbox name not allowed
-    554: (PERMANENT, "rejected"),  # transaction failed (spam, content)
-    501: (PERMANENT, "invalid_address"),  # syntax error in parameters (the address)
+# RFC 5321 §4.2 reply codes -> what they mean for Herald.
+_SMTP_CODES: dict[int, Failure] = {
+    421: Failure.retry("provider_unavailable"),  # service not available, closing the channel
+    450: Failure.retry("mailbox_busy"),  # mailbox unavailable now (greylisting)
+    451: Failure.retry("provider_error"),  # local error in processing
+    452: Failure.retry("provider_storage"),  # insufficient system storage
+    454: Failure.retry("provider_tls"),  # TLS / auth temporarily unavailable
+    530: Failure.retry("provider_auth"),  # authentication required: our configuration
+    534: Failure.retry("provider_auth"),  # authentication mechanism too weak
+    535: Failure.retry("provider_auth"),  # credentials invalid
+    550: Failure.permanent("mailbox_unavailable"),  # no such user, or refused by policy
+    551: Failure.permanent("invalid_address"),  # user not local
+    552: Failure.permanent("mailbox_full"),  # exceeded storage allocation
+    553: Failure.permanent("invalid_address"),  # mailbox name not allowed
+    554: Failure.permanent("rejected"),  # transaction failed (spam, content)
+    501: Failure.permanent("invalid_address"),  # syntax error in parameters (the address)
 }
 
 
-def classify(code: int) -> Verdict:
-    """Retry or give up on an SMTP reply code: the table, then the first digit. Pure."""
+def classify(code: int) -> Failure:
+    """What an SMTP reply code means: the table, then the first digit (5xx permanent). Pure."""
     if code in _SMTP_CODES:
         return _SMTP_CODES[code]
-    if 500 <= code < 600:
-        return PERMANENT, f"provider_{code}"
-    return RETRY, f"provider_{code}"
+    return Failure.permanent() if 500 <= code < 600 else Failure.retry()
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,11 +171,7 @@ class SmtpEmailAdapter:
         if isinstance(exc, SMTPRecipientsRefused) and exc.recipients:
             exc = exc.recipients[0]
         if isinstance(exc, SMTPResponseException):
-            verdict, reason = classify(exc.code)
-            error_cls = RetryableDelivery if verdict == RETRY else PermanentDelivery
-            return Outcome.from_error(
-                error_cls(self.provider, str(exc.code), exc.message[:500], reason=reason)
-            )
+            return classify(exc.code).outcome(self.provider, str(exc.code), exc.message[:500])
         ambiguous = isinstance(exc, SMTPTimeoutError | SMTPServerDisconnected) and not isinstance(
             exc, SMTPConnectError
         )

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 
-from channels.base import PERMANENT, RETRY, Content, Outcome, PermanentDelivery, RetryableDelivery
+from channels.base import Content, Failure, Outcome, PermanentDelivery, RetryableDelivery
 from channels.pacing import TokenBucket
+from channels.retry_after import parse_retry_after
 from channels.sms.sns import phone_problem, segments
 from schemas.models import Channel, ChannelMessage
 
@@ -29,36 +31,35 @@ __all__ = ["TwilioOptions", "TwilioSmsAdapter", "callback_url", "classify", "mak
 
 log = logging.getLogger(__name__)
 
-Verdict = tuple[Literal["retry", "permanent"], str]
-
-# https://www.twilio.com/docs/api/errors -> (verdict, Herald reason)
-_TWILIO_CODES: dict[int, Verdict] = {
-    21211: (PERMANENT, "invalid_address"),  # 'To' is not a valid phone number
-    21614: (PERMANENT, "invalid_address"),  # 'To' is not a mobile number
-    21612: (PERMANENT, "unreachable"),  # cannot route to this number
-    21610: (PERMANENT, "opted_out"),  # the recipient replied STOP
-    21408: (PERMANENT, "region_not_enabled"),  # no permission to send to that region
-    21602: (PERMANENT, "empty_content"),  # body required
-    21617: (PERMANENT, "payload_too_large"),  # body over 1600 characters
-    20003: (RETRY, "provider_auth"),  # authentication failed: our configuration
-    20404: (RETRY, "provider_auth"),  # the account in the URL is not ours
-    21606: (RETRY, "provider_config"),  # 'From' is not a number of this account
-    21212: (RETRY, "provider_config"),  # 'From' is not a valid number
-    20429: (RETRY, "provider_throttled"),  # too many requests
-    30001: (RETRY, "provider_throttled"),  # queue overflow
-    20500: (RETRY, "provider_unavailable"),  # internal server error
-    20503: (RETRY, "provider_unavailable"),  # service unavailable
+# https://www.twilio.com/docs/api/errors -> what they mean for Herald.
+_TWILIO_CODES: dict[int, Failure] = {
+    21211: Failure.permanent("invalid_address"),  # 'To' is not a valid phone number
+    21614: Failure.permanent("invalid_address"),  # 'To' is not a mobile number
+    21612: Failure.permanent("unreachable"),  # cannot route to this number
+    21610: Failure.permanent("opted_out"),  # the recipient replied STOP
+    21408: Failure.permanent("region_not_enabled"),  # no permission to send to that region
+    21602: Failure.permanent("empty_content"),  # body required
+    21617: Failure.permanent("payload_too_large"),  # body over 1600 characters
+    20003: Failure.retry("provider_auth"),  # authentication failed: our configuration
+    20404: Failure.retry("provider_auth"),  # the account in the URL is not ours
+    21606: Failure.retry("provider_config"),  # 'From' is not a number of this account
+    21212: Failure.retry("provider_config"),  # 'From' is not a valid number
+    20429: Failure.retry("provider_throttled"),  # too many requests
+    30001: Failure.retry("provider_throttled"),  # queue overflow
+    20500: Failure.retry("provider_unavailable"),  # internal server error
+    20503: Failure.retry("provider_unavailable"),  # service unavailable
 }
 
 
-def classify(code: int | None, status: int) -> Verdict:
-    """Retry or give up on a Twilio error: the code's table row, else the HTTP status. Pure."""
+def classify(code: int | None, status: int) -> Failure:
+    """What a Twilio error means: the code's table row, else the HTTP status (429, 408 and 5xx
+    retry; other 4xx are the request's fault). Pure."""
     if code is not None and code in _TWILIO_CODES:
         return _TWILIO_CODES[code]
     reason = f"provider_{code}" if code is not None else f"provider_http_{status}"
     if 400 <= status < 500 and status not in (408, 429):
-        return PERMANENT, reason
-    return RETRY, reason
+        return Failure.permanent(reason)
+    return Failure.retry(reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,16 +159,13 @@ class TwilioSmsAdapter:
         body = _json(response)
         raw_code = body.get("code")
         code = int(raw_code) if isinstance(raw_code, int | str) and str(raw_code).isdigit() else None
-        verdict, reason = classify(code, response.status_code)
-        if verdict == RETRY and code not in _TWILIO_CODES:
-            log.warning("twilio: unclassified error %s (HTTP %s); retrying", code, response.status_code)
-        error_cls = RetryableDelivery if verdict == RETRY else PermanentDelivery
-        detail = str(body.get("message") or response.text)[:500]
-        return Outcome.from_error(
-            error_cls(
-                self.provider, str(code if code is not None else response.status_code), detail, reason=reason
-            )
+        failure = classify(code, response.status_code).with_retry_after(
+            parse_retry_after(response.headers.get("retry-after"), datetime.now(UTC))
         )
+        if failure.retryable and code not in _TWILIO_CODES:
+            log.warning("twilio: unclassified error %s (HTTP %s); retrying", code, response.status_code)
+        detail = str(body.get("message") or response.text)[:500]
+        return failure.outcome(self.provider, str(code if code is not None else response.status_code), detail)
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -41,12 +41,18 @@ import httpx
 from pydantic import BaseModel, Field
 
 from channels.base import Content, Failure, Outcome
-from channels.webhook.endpoints_pg import Endpoint, EndpointStore
 from channels.retry_after import parse_retry_after
-from channels.webhook.signing import signing_headers
-from channels.webhook.ssrf import AddressPolicy, BlockedDestination, GuardedTransport, Resolver, system_resolver
 from channels.storage_errors import classify_pg_error
 from channels.templates import TemplateError
+from channels.webhook.endpoints_pg import Endpoint, EndpointStore
+from channels.webhook.signing import signing_headers
+from channels.webhook.ssrf import (
+    AddressPolicy,
+    BlockedDestination,
+    GuardedTransport,
+    Resolver,
+    system_resolver,
+)
 from schemas.codec import Codec, default_codec
 from schemas.errors import InvalidContent
 from schemas.models import Channel, ChannelMessage

@@ -12,8 +12,8 @@ import pytest
 import pytest_asyncio
 
 from channels.aws import AwsSettings, open_client
-from channels.pacing import TokenBucket
 from channels.email.ses import SesEmailAdapter
+from channels.pacing import TokenBucket
 from channels.templates import TemplateRenderer
 from consumers.channel.builders.email import build_ses as build_email
 from consumers.channel.consumer import ChannelConsumer

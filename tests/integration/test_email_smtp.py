@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from channels.base import Content
+from channels.base import Content, Failure
 from channels.email.smtp import SmtpEmailAdapter, SmtpOptions, classify
 from channels.pacing import TokenBucket
 from consumers.channel.builders.email import build_smtp
@@ -175,8 +175,8 @@ async def test_builder_reads_settings(stack: Any, sink: SmtpSink) -> None:
 
 
 def test_classify_table_and_first_digit() -> None:
-    assert classify(535) == ("retry", "provider_auth")
-    assert classify(553) == ("permanent", "invalid_address")
-    assert classify(499) == ("retry", "provider_499")
-    assert classify(599) == ("permanent", "provider_599")
+    assert classify(535) == Failure.retry("provider_auth")
+    assert classify(553) == Failure.permanent("invalid_address")
+    assert classify(499).outcome("smtp", "499").reason == "provider_499" and classify(499).retryable
+    assert classify(599).outcome("smtp", "599").reason == "provider_599" and not classify(599).retryable
     assert ssl.PROTOCOL_TLS_CLIENT  # the stdlib ssl module backs STARTTLS

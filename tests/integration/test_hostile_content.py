@@ -22,12 +22,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from channels.base import Content
-from channels.push.devices_pg import PgDeviceTokens
-from channels.webhook.endpoints_pg import EndpointStore
-from channels.push.fcm import FcmAdapter, make_client
-from channels.push.fcm_auth import FcmAuth
 from channels.in_app.inbox import InAppAdapter
 from channels.in_app.inbox_pg import InboxService
+from channels.push.devices_pg import PgDeviceTokens
+from channels.push.fcm import FcmAdapter, make_client
+from channels.push.fcm_auth import FcmAuth
+from channels.webhook.endpoints_pg import EndpointStore
 from channels.webhook.http import WebhookAdapter, WebhookSettings
 from consumers.channel.consumer import ChannelConsumer
 from consumers.channel.process import build_consumer

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from channels.base import Content
+from channels.base import Content, Failure
 from channels.pacing import TokenBucket
 from channels.sms.twilio import TwilioOptions, TwilioSmsAdapter, classify, make_client
 from consumers.channel.builders.sms import build_twilio
@@ -178,6 +178,7 @@ async def test_builder_needs_credentials_and_a_sender(stack: DevStack, twilio: T
 
 
 def test_classify_falls_back_on_the_status() -> None:
-    assert classify(99999, 400) == ("permanent", "provider_99999")
-    assert classify(None, 502) == ("retry", "provider_http_502")
-    assert classify(None, 429) == ("retry", "provider_http_429")
+    assert classify(99999, 400) == Failure.permanent("provider_99999")
+    assert classify(None, 502) == Failure.retry("provider_http_502")
+    assert classify(None, 429) == Failure.retry("provider_http_429")
+    assert classify(21211, 400) == Failure.permanent("invalid_address")

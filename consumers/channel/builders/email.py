@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from channels.email.ses import DEFAULT_MAX_SEND_RATE, SesEmailAdapter, discover_max_send_rate
 from channels.email.smtp import SmtpEmailAdapter, SmtpOptions
 from channels.pacing import TokenBucket
-from channels.email.ses import DEFAULT_MAX_SEND_RATE, SesEmailAdapter, discover_max_send_rate
 from consumers.channel.builders.aws import open_aws_client
 from consumers.infra.resources import Resources
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from channels.pacing import TokenBucket
-from channels.sms.twilio import TwilioOptions, TwilioSmsAdapter, make_client
 from channels.sms.sns import SnsSmsAdapter
+from channels.sms.twilio import TwilioOptions, TwilioSmsAdapter, make_client
 from consumers.channel.builders.aws import open_aws_client
 from consumers.infra.resources import Resources
 from schemas.errors import ConfigurationError
