@@ -22,8 +22,9 @@ from bench.common import Timing, preload
 from bench.timed import timed_consumer_factory
 from channels.aws import AwsSettings
 from channels.base import ChannelAdapter, Content, Outcome
+from channels.email.mime import build_mime
+from channels.email.ses import DEFAULT_MAX_SEND_RATE, SesEmailAdapter
 from channels.pacing import TokenBucket
-from channels.ses import DEFAULT_MAX_SEND_RATE, SesEmailAdapter, build_mime
 from channels.templates import TemplateRenderer
 from consumers.channel.builders.aws import open_aws_client
 from consumers.channel.consumer import ChannelConsumer

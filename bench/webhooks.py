@@ -5,7 +5,7 @@
 * deliveries/s: the real adapter (endpoint lookup in PostgreSQL, signing, SSRF-guarded pooled
   httpx client, statistics written back per delivery) with ``--in-flight`` deliveries in
   flight, to a local receiver running in a **separate process** (it verifies every signature
-  with ``channels.signing.verify``), so the two do not share one interpreter.
+  with ``channels.webhook.signing.verify``), so the two do not share one interpreter.
 * signing: the time of ``signing_headers`` per delivery (two active secrets, the realistic
   rotation worst case), measured inside the same run under load, and in a tight loop.
 """
@@ -21,10 +21,10 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-import channels.webhook as webhook_module
-from channels.endpoints_pg import EndpointStore
-from channels.signing import generate_secret, signing_headers
-from channels.webhook import WebhookAdapter, WebhookSettings
+import channels.webhook.http as webhook_module
+from channels.webhook.endpoints_pg import EndpointStore
+from channels.webhook.http import WebhookAdapter, WebhookSettings
+from channels.webhook.signing import generate_secret, signing_headers
 from consumers.devstack import DevStack
 from consumers.infra.db import connect_pool, migrate
 from tests.integration.webhook_helpers import webhook_message

@@ -8,7 +8,7 @@
 
 An adapter classifies its provider's errors once, through a table of :class:`Failure` rows
 keyed by the provider's code, and returns an :class:`Outcome`. The pattern every adapter
-follows (``channels/ses.py`` is the shortest example)::
+follows (``channels/email/ses.py`` is the shortest example)::
 
     _CODES: dict[str, Failure] = {
         "MessageRejected": PERMANENT,                       # reason: provider_messagerejected

@@ -10,7 +10,7 @@ is it about *the record* or about *a dependency*, and is trying again any use?
     ├── ConfigurationError        settings, routing file, arguments: fix and restart (exit 2)
     │   ├── RoutingError              consumers.classifier.routing
     │   ├── IncompatibleSchema        schemas.compat
-    │   └── InvalidSecret             channels.signing
+    │   └── InvalidSecret             channels.webhook.signing
     ├── DependencyUnavailable     a server Herald needs did not answer: retry, pause (retryable)
     │   ├── KafkaUnavailable          consumers.runtime.kafka
     │   ├── DatabaseUnavailable       consumers.infra.db
@@ -25,13 +25,13 @@ is it about *the record* or about *a dependency*, and is trying again any use?
     │   ├── UnsafeUrl                 channels.templates (invalid_url)
     │   ├── LookupRejected            consumers.classifier.lookup (invalid_event)
     │   ├── LimiterRejected           consumers.classifier.ratelimit (invalid_event)
-    │   ├── PayloadTooLarge           channels.fcm_message
-    │   └── BlockedDestination        channels.ssrf
+    │   ├── PayloadTooLarge           channels.push.fcm_message
+    │   └── BlockedDestination        channels.webhook.ssrf
     ├── DeliveryError             a provider's answer, classified in its adapter (channels.base)
     │   ├── RetryableDelivery
     │   └── PermanentDelivery
-    ├── CredentialsError          a provider's credentials are unusable (channels.fcm_auth)
-    ├── WebhookVerificationError  a received webhook failed verification (channels.signing)
+    ├── CredentialsError          a provider's credentials are unusable (channels.push.fcm_auth)
+    ├── WebhookVerificationError  a received webhook failed verification (channels.webhook.signing)
     └── ApiError                  answered over HTTP as RFC 9457 (consumers.api)
         └── AuthError
 

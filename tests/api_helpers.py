@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from channels.inbox_pg import InboxService
+from channels.in_app.inbox_pg import InboxService
 from consumers.api.app import create_app
 from consumers.api.auth import mint_token
 from consumers.api.deps import ApiContext

@@ -9,7 +9,14 @@ from __future__ import annotations
 from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 
-from consumers.api import routes_inbox, routes_settings, routes_static, routes_unsubscribe, routes_webapp
+from consumers.api import (
+    routes_inbox,
+    routes_providers,
+    routes_settings,
+    routes_static,
+    routes_unsubscribe,
+    routes_webapp,
+)
 from consumers.api.deps import ApiContext
 from consumers.api.limits import BodyLimit
 from consumers.api.problems import install_problem_handlers, problem_responses
@@ -34,6 +41,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(routes_settings.router)
     app.include_router(routes_webapp.router)
     app.include_router(routes_unsubscribe.router())
+    app.include_router(routes_providers.router())
     app.include_router(routes_static.router(ctx.api))
     if (
         ctx.api.cors_origins

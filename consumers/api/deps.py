@@ -15,9 +15,10 @@ from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from channels.devices_pg import PgDeviceTokens
-from channels.inbox_pg import InboxService
+from channels.in_app.inbox_pg import InboxService
+from channels.push.devices_pg import PgDeviceTokens
 from consumers.api.auth import AuthError, Principal, TokenKeys, verify_token
+from consumers.api.feedback import ProviderFeedback
 from consumers.api.inbox_query import InboxQueries, InboxRow
 from consumers.api.models import InboxItemOut
 from consumers.api.preferences import PreferenceSlot
@@ -46,6 +47,7 @@ class ApiContext:
     hub: InboxHub
     slots: dict[tuple[str, Channel], PreferenceSlot]
     tickets: StreamTickets | None = None  # the browser components' stream tickets (Redis)
+    feedback: ProviderFeedback | None = None  # /v1/providers/...: SES events, Twilio callbacks
 
     def __post_init__(self) -> None:
         self.queries = InboxQueries(self.pool)

@@ -1,4 +1,4 @@
-"""Inbox reads the API needs beyond :class:`channels.inbox_pg.InboxService`: the whole inbox
+"""Inbox reads the API needs beyond :class:`channels.in_app.inbox_pg.InboxService`: the whole inbox
 (unread first, then read), single rows, ownership checks, and the stream's replay.
 
 Pages are keyset, never OFFSET. A cursor names the section (unread ``u`` or read ``r``) and the
@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-from channels.inbox_pg import InboxItem, decode_cursor, encode_cursor, inbox_item
+from channels.in_app.inbox_pg import InboxItem, decode_cursor, encode_cursor, inbox_item
 
 InboxRow = InboxItem  # an inbox row as the API shows it (read_at included)
 

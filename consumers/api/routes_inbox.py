@@ -11,7 +11,7 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Header, Query
 from starlette.responses import StreamingResponse
 
-from channels.inbox_pg import decode_cursor
+from channels.in_app.inbox_pg import decode_cursor
 from consumers.api.deps import Ctx, User, invalid, item_out, kafka_down
 from consumers.api.models import InboxItemOut, InboxPageOut, MarkReadIn, MarkReadOut, UnreadCount
 from consumers.api.problems import ProblemError, problem_responses

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Header, Query
 from pydantic import BaseModel, Field
 from starlette.responses import StreamingResponse
 
-from channels.inbox_pg import decode_cursor
+from channels.in_app.inbox_pg import decode_cursor
 from consumers.api.deps import Ctx, User, invalid, item_out
 from consumers.api.models import MarkReadIn
 from consumers.api.problems import ProblemError, problem_responses

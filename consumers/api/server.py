@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 
+import httpx
+
 from consumers.api.auth import TokenKeys
 from consumers.api.deps import ApiContext
+from consumers.api.feedback import ProviderFeedback
 from consumers.api.preferences import preference_slots
 from consumers.api.ratelimit import RateLimiter
 from consumers.api.stream import InboxHub
 from consumers.api.tickets import StreamTickets
 from consumers.classifier.routing import load_routing
 from consumers.infra.resources import Resources
+from consumers.infra.suppressions import SuppressionStore
 from consumers.runtime.http_server import LoopServer
 from schemas.codec import default_codec
 
@@ -47,6 +51,18 @@ async def open_context(res: Resources) -> ApiContext:
         slots=preference_slots(routing),
         tickets=StreamTickets(
             res.redis(), ttl_s=api.stream_ticket_ttl_s, prefix=api.stream_ticket_key_prefix
+        ),
+        feedback=ProviderFeedback(
+            settings.providers.feedback,
+            SuppressionStore(pool),
+            producer,
+            res.topics,
+            default_codec(),
+            httpx.AsyncClient(follow_redirects=False),
+            twilio_auth_token=settings.twilio.auth_token.get_secret_value()
+            if settings.twilio.auth_token
+            else None,
+            twilio_callback_url=settings.twilio.status_callback_url,
         ),
     )
 

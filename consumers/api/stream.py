@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 
-from channels.inbox_pg import decode_cursor, encode_cursor
+from channels.in_app.inbox_pg import decode_cursor, encode_cursor
 from consumers.api.inbox_query import InboxQueries, InboxRow
 
 __all__ = ["CHANNEL", "InboxHub", "Subscription", "event_stream", "format_event"]

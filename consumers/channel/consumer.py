@@ -1,6 +1,8 @@
 """The generic channel consumer: one ChannelMessage in, one DeliveryOutcome out.
 
-Per message: drop it as ``suppressed``/``stale`` once ``expires_at`` has passed; report a
+Per message: drop it as ``suppressed``/``stale`` once ``expires_at`` has passed, or as
+``suppressed``/``address_suppressed`` when its address is on the suppression list (hard
+bounces, complaints: one lookup per batch, when a list is given); report a
 duplicate (idempotency key already sent within the dedupe window) as the original ``sent``
 without calling the provider; render (the adapter's own ``render`` when it has one, else the
 Jinja2 templates); deliver through the adapter with a few short in-process retries of
@@ -21,9 +23,10 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from channels.base import ChannelAdapter, Content, DeliveryError, Outcome
 from channels.content import check_content
@@ -41,7 +44,7 @@ from schemas.errors import RecordError
 from schemas.identifiers import check_identifier
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus
 
-__all__ = ["ChannelConsumer", "retry_delay"]
+__all__ = ["ChannelConsumer", "SuppressionList", "retry_delay"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,12 @@ def retry_delay(retry: int, *, max_s: float, rand: float, retry_after: float | N
     if retry_after is not None and retry_after > max_s:
         return None
     return backoff(retry, base=0.1, cap=max_s, jitter=0.5, rand=rand, retry_after=retry_after)
+
+
+class SuppressionList(Protocol):
+    async def suppressed(self, channel: str, addresses: Iterable[str]) -> set[str]:
+        """Which of ``addresses`` must not be sent to (raises DependencyUnavailable if unknown)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +99,11 @@ class ChannelConsumer:
         codec: Codec | None = None,
         clock: Clock | None = None,
         rand: Callable[[], float] = random.random,
+        suppressions: SuppressionList | None = None,
     ) -> None:
         self.name = f"channel-{channel.value}-{lane.value}"
+        self.suppressions = suppressions
+        self._blocked: set[str] = set()
         self.channel = channel
         self.lane = lane
         self.adapter = adapter
@@ -121,6 +133,10 @@ class ChannelConsumer:
         if self.dedupe is not None:
             sent.update(await self.dedupe.seen([item.value.idempotency_key for item in batch]))
         newly_sent: dict[str, str | None] = {}
+        if self.suppressions is not None:
+            self._blocked = await self.suppressions.suppressed(
+                self.channel.value, {item.value.recipient for item in batch}
+            )
         self._deadline = time.monotonic() + self.settings.batch_deadline_s
 
         async def run_key(indexes: list[int]) -> None:
@@ -177,6 +193,12 @@ class ChannelConsumer:
                 OutcomeStatus.SUPPRESSED,
                 reason="stale",
                 detail=f"expired at {message.expires_at.isoformat()}",
+            )
+        if message.recipient in self._blocked:
+            return _Done(
+                OutcomeStatus.SUPPRESSED,
+                reason="address_suppressed",
+                detail="the address is on the suppression list (hard bounce or complaint)",
             )
         if time.monotonic() > self._deadline:
             # The batch has run too long (a provider timing out on a long per-key queue): hand the

@@ -7,6 +7,7 @@ from consumers.channel.consumer import ChannelConsumer
 from consumers.channel.dedupe import Dedupe
 from consumers.channel.registry import build_adapter
 from consumers.infra.resources import Resources
+from consumers.infra.suppressions import SuppressionStore
 from consumers.runtime.process import ProcessOptions, ProcessSpec
 from consumers.runtime.runner import Runner
 from consumers.runtime.topics import dlq
@@ -35,7 +36,7 @@ def _parse(options: ProcessOptions) -> tuple[Channel, Lane]:
 async def build_consumer(res: Resources, channel: Channel, lane: Lane) -> ChannelConsumer:
     """The handler with its adapter, renderer and dedupe, built from settings."""
     settings = res.settings
-    adapter = await build_adapter(channel, res)
+    adapter = await build_adapter(channel, res, lane)
     consumer = ChannelConsumer(
         channel=channel,
         lane=lane,
@@ -46,6 +47,10 @@ async def build_consumer(res: Resources, channel: Channel, lane: Lane) -> Channe
             settings.templates_dir, settings.default_locale, url_schemes=settings.template_url_schemes
         ),
         clock=res.clock,
+        # Hard bounces, complaints, STOP replies (provider feedback); not in dry-run demos.
+        suppressions=SuppressionStore(await res.pool())
+        if channel in (Channel.EMAIL, Channel.SMS) and not settings.channel.dry_run
+        else None,
     )
     consumer.dedupe = Dedupe(
         res.redis(),

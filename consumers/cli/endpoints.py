@@ -12,9 +12,9 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from channels.endpoints_pg import Endpoint, EndpointStore
-from channels.signing import InvalidSecret
-from channels.ssrf import AddressPolicy, BlockedDestination, check_url, refusal
+from channels.webhook.endpoints_pg import Endpoint, EndpointStore
+from channels.webhook.signing import InvalidSecret
+from channels.webhook.ssrf import AddressPolicy, BlockedDestination, check_url, refusal
 from consumers.infra.clock import SystemClock
 from consumers.infra.db import connect_pool, migrate
 from consumers.infra.settings import HeraldSettings

@@ -11,7 +11,19 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from consumers.cli import commands, dev, doctor, endpoints, receipts, run, tail, templates, token, why
+from consumers.cli import (
+    commands,
+    dev,
+    doctor,
+    endpoints,
+    receipts,
+    run,
+    suppressions,
+    tail,
+    templates,
+    token,
+    why,
+)
 from consumers.cli.errors import EXPECTED
 from consumers.infra.settings import load_settings
 
@@ -25,6 +37,7 @@ _COMMAND_MODULES: list[ModuleType] = [
     dev,
     why,
     endpoints,
+    suppressions,
     doctor,
     receipts,
     token,

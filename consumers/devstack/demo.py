@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import aioboto3
 import asyncpg
 
-from channels.signing import generate_secret
+from channels.webhook.signing import generate_secret
 from consumers.emitter import Emitter
 from consumers.infra.settings import HeraldSettings
 

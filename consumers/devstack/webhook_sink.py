@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from channels.signing import WebhookVerificationError, verify
+from channels.webhook.signing import WebhookVerificationError, verify
 
 __all__ = ["WebhookSink"]
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 
-from channels.inbox_pg import InboxService, ReadRow
+from channels.in_app.inbox_pg import InboxService, ReadRow
 from consumers.runtime import metrics
 from consumers.runtime.topics import Topics
 from schemas.codec import Codec, default_codec

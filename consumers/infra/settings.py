@@ -16,7 +16,8 @@ from pydantic import AliasChoices, BaseModel, Field, NonNegativeInt, PositiveFlo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from channels.aws import AwsSettings
-from channels.webhook import WebhookSettings
+from channels.webhook.http import WebhookSettings
+from consumers.infra.provider_settings import ProvidersSettings, SmtpSettings, TwilioSettings
 from consumers.infra.settings_env import CommaListEnvSource, load_strictly
 from schemas.models import Channel, Tier
 
@@ -359,6 +360,9 @@ class HeraldSettings(BaseSettings):
     aws: AwsSettings = AwsSettings()
     email: EmailSettings = EmailSettings()
     sms: SmsSettings = SmsSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    twilio: TwilioSettings = TwilioSettings()
+    providers: ProvidersSettings = ProvidersSettings()
     push: PushSettings = PushSettings()
     in_app: InAppSettings = InAppSettings()
     webhook: WebhookSettings = WebhookSettings()

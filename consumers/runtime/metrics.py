@@ -29,6 +29,8 @@ __all__ = [
     "INTERNAL_ERRORS",
     "LEGACY_HEADERS",
     "PRODUCED",
+    "PROVIDER_CIRCUIT_STATE",
+    "PROVIDER_FAILOVERS",
     "PROVIDER_SECONDS",
     "READY",
     "RETRIES_EXHAUSTED",
@@ -87,6 +89,16 @@ PROVIDER_SECONDS = Histogram(
     "Latency of one provider call.",
     ["channel", "provider"],
     buckets=_LATENCY_BUCKETS,
+)
+PROVIDER_CIRCUIT_STATE = Gauge(
+    "herald_provider_circuit_state",
+    "Circuit breaker of a provider as this process last saw it: 0 closed, 1 half-open, 2 open.",
+    ["channel", "provider"],
+)
+PROVIDER_FAILOVERS = Counter(
+    "herald_provider_failovers_total",
+    "Messages a provider did not take (breaker open, or it refused retryably) passed to the next one.",
+    ["channel", "provider", "reason"],
 )
 END_TO_END_SECONDS = Histogram(
     "herald_end_to_end_seconds",

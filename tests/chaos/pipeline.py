@@ -27,7 +27,7 @@ import aioboto3
 import asyncpg
 import httpx
 
-from channels.signing import generate_secret
+from channels.webhook.signing import generate_secret
 from consumers.devstack import DevStack
 from consumers.devstack.fcm_fake import FcmFake
 from consumers.devstack.processes import free_port, spawn_herald

@@ -1,6 +1,6 @@
 """A webhook receiver: a real HTTP/1.1 server on 127.0.0.1 (h11 over asyncio streams).
 
-Every request is verified on receipt twice: with Herald's own ``channels.signing.verify`` and
+Every request is verified on receipt twice: with Herald's own ``channels.webhook.signing.verify`` and
 with the independent ``standardwebhooks`` library. Each path is an endpoint with its own
 secrets and behaviour: fail the first N requests, be slow, answer 410, ask to abort, or
 answer a fixed status. Deliveries are recorded (by ``webhook-id``) with both verdicts.
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import h11
 import standardwebhooks
 
-from channels.signing import WebhookVerificationError, verify
+from channels.webhook.signing import WebhookVerificationError, verify
 
 __all__ = ["Behaviour", "Delivery", "WebhookReceiver", "running_receiver"]
 

@@ -90,7 +90,7 @@ async def test_ticketed_stream_resumes_from_last_event_id(api: RunningApi) -> No
     assert str(first) in rows
     from datetime import datetime
 
-    from channels.inbox_pg import encode_cursor
+    from channels.in_app.inbox_pg import encode_cursor
 
     event_of_first = encode_cursor(datetime.fromisoformat(rows[str(first)]["created_at"]), first)
     got = await _first_event(api.client, "/v1/stream", {"ticket": ticket, "last_event_id": event_of_first})

@@ -12,10 +12,10 @@ import pytest
 import pytest_asyncio
 
 from channels.aws import AwsSettings, open_client
+from channels.email.ses import SesEmailAdapter
 from channels.pacing import TokenBucket
-from channels.ses import SesEmailAdapter
 from channels.templates import TemplateRenderer
-from consumers.channel.builders.email import build as build_email
+from consumers.channel.builders.email import build_ses as build_email
 from consumers.channel.consumer import ChannelConsumer
 from consumers.channel.process import build as build_process
 from consumers.devstack import DevStack

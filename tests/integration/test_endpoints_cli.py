@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from channels.endpoints_pg import EndpointStore
-from channels.signing import decode_secret
-from channels.webhook import WebhookSettings
+from channels.webhook.endpoints_pg import EndpointStore
+from channels.webhook.http import WebhookSettings
+from channels.webhook.signing import decode_secret
 from consumers.cli import endpoints as cli
 from consumers.cli.main import build_parser
 from consumers.devstack import DevStack

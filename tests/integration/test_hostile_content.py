@@ -22,13 +22,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from channels.base import Content
-from channels.devices_pg import PgDeviceTokens
-from channels.endpoints_pg import EndpointStore
-from channels.fcm import FcmAdapter, make_client
-from channels.fcm_auth import FcmAuth
-from channels.inapp import InAppAdapter
-from channels.inbox_pg import InboxService
-from channels.webhook import WebhookAdapter, WebhookSettings
+from channels.in_app.inbox import InAppAdapter
+from channels.in_app.inbox_pg import InboxService
+from channels.push.devices_pg import PgDeviceTokens
+from channels.push.fcm import FcmAdapter, make_client
+from channels.push.fcm_auth import FcmAuth
+from channels.webhook.endpoints_pg import EndpointStore
+from channels.webhook.http import WebhookAdapter, WebhookSettings
 from consumers.channel.consumer import ChannelConsumer
 from consumers.channel.process import build_consumer
 from consumers.devstack import DevStack

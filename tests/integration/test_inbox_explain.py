@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from channels.inbox_pg import GET_UNREAD_FIRST_SQL, GET_UNREAD_NEXT_SQL, UNREAD_COUNT_SQL, InboxService
+from channels.in_app.inbox_pg import GET_UNREAD_FIRST_SQL, GET_UNREAD_NEXT_SQL, UNREAD_COUNT_SQL, InboxService
 from consumers.devstack import DevStack
 from tests.inbox_helpers import isolated_inbox
 

@@ -13,8 +13,8 @@ import pytest
 import pytest_asyncio
 
 from channels.base import Content
-from channels.inapp import InAppAdapter
-from channels.inbox_pg import InboxService, decode_cursor, encode_cursor
+from channels.in_app.inbox import InAppAdapter
+from channels.in_app.inbox_pg import InboxService, decode_cursor, encode_cursor
 from consumers.devstack import DevStack
 from consumers.inbox.janitor import InboxJanitor, Sweep
 from consumers.inbox.reads import InboxReads

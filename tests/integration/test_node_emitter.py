@@ -19,7 +19,7 @@ import asyncpg
 from aiokafka.partitioner import murmur2
 from prometheus_client import REGISTRY
 
-from channels.inbox_pg import InboxService
+from channels.in_app.inbox_pg import InboxService
 from consumers.channel.process import build as build_channel
 from consumers.classifier.process import build as build_classifier
 from consumers.devstack import DevStack

@@ -15,9 +15,9 @@ import pytest
 import pytest_asyncio
 
 from channels.base import Content, Outcome
-from channels.devices_pg import PgDeviceTokens
-from channels.fcm import FcmAdapter, make_client
-from channels.fcm_auth import FcmAuth
+from channels.push.devices_pg import PgDeviceTokens
+from channels.push.fcm import FcmAdapter, make_client
+from channels.push.fcm_auth import FcmAuth
 from consumers.channel.builders.push import build
 from consumers.devstack import DevStack
 from consumers.devstack.fcm_fake import FcmFake, make_service_account

@@ -14,8 +14,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from channels.devices_pg import PgDeviceTokens
-from channels.inbox_pg import InboxService
+from channels.in_app.inbox_pg import InboxService
+from channels.push.devices_pg import PgDeviceTokens
 from consumers.channel.process import build as build_process
 from consumers.devstack import DevStack
 from consumers.devstack.fcm_fake import FcmFake

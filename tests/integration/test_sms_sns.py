@@ -11,9 +11,9 @@ import pytest_asyncio
 
 from channels.aws import AwsSettings, open_client
 from channels.pacing import TokenBucket
-from channels.sns_sms import SnsSmsAdapter
+from channels.sms.sns import SnsSmsAdapter
 from channels.templates import TemplateRenderer
-from consumers.channel.builders.sms import build as build_sms
+from consumers.channel.builders.sms import build_sns as build_sms
 from consumers.channel.consumer import ChannelConsumer
 from consumers.devstack import DevStack
 from consumers.infra.resources import Resources

@@ -12,10 +12,10 @@ import pytest
 import pytest_asyncio
 
 from channels.base import Outcome
-from channels.endpoints_pg import EndpointStore
-from channels.signing import generate_secret
-from channels.ssrf import PerEndpointPool
-from channels.webhook import WebhookAdapter
+from channels.webhook.endpoints_pg import EndpointStore
+from channels.webhook.http import WebhookAdapter
+from channels.webhook.signing import generate_secret
+from channels.webhook.ssrf import PerEndpointPool
 from consumers.devstack import DevStack
 from schemas.codec import default_codec
 from schemas.models import ChannelMessage

@@ -16,8 +16,8 @@ import asyncpg
 import pytest_asyncio
 import redis.asyncio as redis_asyncio
 
-from channels.endpoints_pg import EndpointStore
-from channels.webhook import WebhookAdapter
+from channels.webhook.endpoints_pg import EndpointStore
+from channels.webhook.http import WebhookAdapter
 from consumers.channel.consumer import ChannelConsumer
 from consumers.channel.dedupe import Dedupe
 from consumers.cli import endpoints as endpoints_cli

@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from channels.ssrf import Resolver
+from channels.webhook.ssrf import Resolver
 from tests.fakes.webhook_receiver import WebhookReceiver, running_receiver
 from tests.integration.webhook_helpers import adapter, endpoint, webhook_message
 

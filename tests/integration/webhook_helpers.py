@@ -9,10 +9,10 @@ from typing import Any
 
 import asyncpg
 
-from channels.endpoints_pg import Endpoint, EndpointStore
-from channels.signing import generate_secret
-from channels.ssrf import Resolver, system_resolver
-from channels.webhook import WebhookAdapter, WebhookSettings
+from channels.webhook.endpoints_pg import Endpoint, EndpointStore
+from channels.webhook.http import WebhookAdapter, WebhookSettings
+from channels.webhook.signing import generate_secret
+from channels.webhook.ssrf import Resolver, system_resolver
 from consumers.infra.keys import idempotency_key, notification_id
 from schemas.models import Channel, ChannelMessage, Lane, Tier, utcnow
 from tests.fakes.webhook_receiver import Behaviour, WebhookReceiver

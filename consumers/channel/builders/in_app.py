@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from channels.base import ChannelAdapter
-from channels.inapp import InAppAdapter
-from channels.inbox_pg import InboxService
+from channels.in_app.inbox import InAppAdapter
+from channels.in_app.inbox_pg import InboxService
 from consumers.infra.resources import Resources
 
 __all__ = ["build"]

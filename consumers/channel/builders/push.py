@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from channels.base import ChannelAdapter
-from channels.devices_pg import PgDeviceTokens
-from channels.fcm import FcmAdapter, make_client
-from channels.fcm_auth import FcmAuth, load_service_account
+from channels.push.devices_pg import PgDeviceTokens
+from channels.push.fcm import FcmAdapter, make_client
+from channels.push.fcm_auth import FcmAuth, load_service_account
 from consumers.infra.resources import Resources
 from schemas.errors import ConfigurationError
 

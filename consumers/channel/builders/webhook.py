@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from channels.base import ChannelAdapter
-from channels.endpoints_pg import EndpointStore
-from channels.webhook import WebhookAdapter
+from channels.webhook.endpoints_pg import EndpointStore
+from channels.webhook.http import WebhookAdapter
 from consumers.infra.resources import Resources
 from consumers.runtime import metrics
 

@@ -9,7 +9,7 @@ import pytest
 
 from channels.base import Content
 from channels.content import check_content, text_problem
-from channels.webhook import render_body
+from channels.webhook.http import render_body
 from schemas.errors import InvalidContent
 from schemas.models import Channel, ChannelMessage, DomainEvent, Lane, Tier
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from channels.sns_sms import segments
+from channels.sms.sns import segments
 from channels.templates import CHANNEL_FILES, TemplateError, TemplateRenderer, locale_chain
 from consumers.infra.settings import PACKAGE_DIR
 from schemas.models import Channel

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from channels.base import FailureKind
-from channels.sns_sms import classify, is_e164, segments, sms_type
+from channels.sms.sns import classify, is_e164, segments, sms_type
 from schemas.models import Lane, Tier
 
 PERMANENT, RETRYABLE = FailureKind.PERMANENT, FailureKind.RETRYABLE

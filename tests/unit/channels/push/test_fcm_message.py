@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from channels.fcm_message import (
+from channels.push.fcm_message import (
     ELLIPSIS,
     FCM_LIMIT_BYTES,
     PayloadTooLarge,

@@ -10,7 +10,7 @@ import standardwebhooks
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from channels.signing import NoMatchingSignature, generate_secret, sign, signing_headers, verify
+from channels.webhook.signing import NoMatchingSignature, generate_secret, sign, signing_headers, verify
 
 
 def _now() -> tuple[datetime, int]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from channels.ssrf import BlockedDestination, check_url
-from channels.webhook import classify_error
+from channels.webhook.http import classify_error
+from channels.webhook.ssrf import BlockedDestination, check_url
 
 
 @pytest.mark.parametrize(

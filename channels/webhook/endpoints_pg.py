@@ -24,8 +24,8 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from channels.signing import decode_secret, generate_secret
-from channels.ssrf import check_url
+from channels.webhook.signing import decode_secret, generate_secret
+from channels.webhook.ssrf import check_url
 
 __all__ = ["Endpoint", "EndpointStore", "PendingMessage", "new_endpoint_id"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from channels.sns_sms import phone_problem
+from channels.sms.sns import phone_problem
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from channels.signing import (
+from channels.webhook.signing import (
     FutureTimestamp,
     InvalidSecret,
     MalformedHeader,

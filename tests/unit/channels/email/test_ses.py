@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -11,8 +12,10 @@ from typing import Any
 import pytest
 
 from channels.base import Content, FailureKind, PermanentDelivery
+from channels.email.mime import build_mime, unsubscribe_headers
+from channels.email.ses import SesEmailAdapter, classify
+from channels.email.ses_events import encode_tag
 from channels.pacing import TokenBucket
-from channels.ses import SesEmailAdapter, build_mime, classify, unsubscribe_headers
 from schemas.models import Channel, ChannelMessage, Lane, Tier
 
 PERMANENT, RETRYABLE = FailureKind.PERMANENT, FailureKind.RETRYABLE
@@ -130,10 +133,15 @@ def test_request_carries_configuration_set_tags_and_bulk_headers() -> None:
         _message(lane=Lane.BULK), CONTENT, idempotency_key="msg_1"
     )
     assert params["ConfigurationSetName"] == "herald"
+    message = _message(lane=Lane.BULK)
     assert params["EmailTags"] == [
         {"Name": "herald_key", "Value": "msg_1"},
         {"Name": "herald_category", "Value": "market_ing"},
+        {"Name": "herald_notification", "Value": encode_tag(message.notification_id)},
+        {"Name": "herald_user", "Value": encode_tag("u-1")},
     ]
+    tag_alphabet = re.compile(r"^[A-Za-z0-9_.@-]{1,256}$")  # what SES accepts in a tag value
+    assert all(tag_alphabet.match(t["Value"]) for t in params["EmailTags"])
     raw = email.message_from_bytes(params["Content"]["Raw"]["Data"], policy=email.policy.default)
     assert raw["List-Unsubscribe"] == "<https://x/u?u=u-1>"
     assert raw["X-Herald-Idempotency-Key"] == "msg_1"

@@ -6,7 +6,7 @@ Standard Webhooks headers: ``webhook-id`` = the message's idempotency key (ident
 retry and replay, so receivers dedupe on it), ``webhook-timestamp`` (unix seconds of this
 attempt) and ``webhook-signature`` (one ``v1,`` signature per active secret).
 
-The HTTP client is one pooled ``httpx.AsyncClient`` over :class:`~channels.ssrf.GuardedTransport`
+The HTTP client is one pooled ``httpx.AsyncClient`` over :class:`~channels.webhook.ssrf.GuardedTransport`
 (resolve once, refuse private/metadata/... addresses, connect to the checked IP). Redirects
 are not followed; at most ``max_response_bytes`` of a response are read; the whole attempt is
 bounded by ``total_timeout_s``.
@@ -41,12 +41,18 @@ import httpx
 from pydantic import BaseModel, Field
 
 from channels.base import Content, Failure, Outcome
-from channels.endpoints_pg import Endpoint, EndpointStore
 from channels.retry_after import parse_retry_after
-from channels.signing import signing_headers
-from channels.ssrf import AddressPolicy, BlockedDestination, GuardedTransport, Resolver, system_resolver
 from channels.storage_errors import classify_pg_error
 from channels.templates import TemplateError
+from channels.webhook.endpoints_pg import Endpoint, EndpointStore
+from channels.webhook.signing import signing_headers
+from channels.webhook.ssrf import (
+    AddressPolicy,
+    BlockedDestination,
+    GuardedTransport,
+    Resolver,
+    system_resolver,
+)
 from schemas.codec import Codec, default_codec
 from schemas.errors import InvalidContent
 from schemas.models import Channel, ChannelMessage

@@ -8,7 +8,14 @@ from collections.abc import Sequence
 import httpcore
 import pytest
 
-from channels.ssrf import AddressPolicy, BlockedDestination, GuardedBackend, Resolver, check_url, refusal
+from channels.webhook.ssrf import (
+    AddressPolicy,
+    BlockedDestination,
+    GuardedBackend,
+    Resolver,
+    check_url,
+    refusal,
+)
 
 REFUSED = [
     # IPv4

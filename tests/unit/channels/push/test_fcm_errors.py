@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from channels.base import Content, Failure, Outcome
-from channels.devices_pg import DeviceToken
-from channels.fcm import FcmAdapter
-from channels.fcm_message import FcmError, classify, parse_error
+from channels.push.devices_pg import DeviceToken
+from channels.push.fcm import FcmAdapter
+from channels.push.fcm_message import FcmError, classify, parse_error
 from schemas.models import Channel, ChannelMessage, Lane, Tier
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

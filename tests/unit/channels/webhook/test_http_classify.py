@@ -9,9 +9,9 @@ import httpcore
 import httpx
 import pytest
 
-from channels.ssrf import BlockedDestination
 from channels.templates import TemplateError
-from channels.webhook import classify_error, classify_response, render_body
+from channels.webhook.http import classify_error, classify_response, render_body
+from channels.webhook.ssrf import BlockedDestination
 from schemas.models import Channel, ChannelMessage, Lane, Tier
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)

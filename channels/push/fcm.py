@@ -28,9 +28,9 @@ import asyncpg
 import httpx
 
 from channels.base import Content, Failure, Outcome
-from channels.devices_pg import DeviceStore
-from channels.fcm_auth import CredentialsError, TokenSource
-from channels.fcm_message import (
+from channels.push.devices_pg import DeviceStore
+from channels.push.fcm_auth import CredentialsError, TokenSource
+from channels.push.fcm_message import (
     FCM_LIMIT_BYTES,
     PayloadTooLarge,
     build_message,

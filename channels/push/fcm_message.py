@@ -1,6 +1,6 @@
 """Pure parts of the FCM adapter: the v1 message per tier, the 4 KB rule and the error table.
 
-No I/O here; ``now`` is always an argument. :mod:`channels.fcm` does the sending.
+No I/O here; ``now`` is always an argument. :mod:`channels.push.fcm` does the sending.
 
 Size rule (documented decision): the payload is measured as the UTF-8 bytes of the compact
 JSON of the v1 ``message`` object *without* its ``token`` (a slight over-estimate of what

@@ -1,0 +1,147 @@
+"""Email through Amazon SES v2 (``SendEmail``), paced to the account's send rate.
+
+Mail is sent as Raw MIME (:func:`channels.email.mime.compose`), which carries the headers SES
+v2's Simple content cannot carry everywhere. SES has no idempotency parameter; the key also
+travels as an ``EmailTags`` entry so event destinations can report it.
+
+Errors are classified once, by :func:`classify`; unknown codes are retried (and logged).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
+
+from channels import aws
+from channels.aws import call_classified
+from channels.base import PERMANENT, RETRY, Content, Failure, Outcome, PermanentDelivery
+from channels.email.mime import compose
+from channels.email.ses_events import encode_tag
+from channels.pacing import TokenBucket
+from schemas.models import Channel, ChannelMessage
+
+__all__ = [
+    "DEFAULT_MAX_SEND_RATE",
+    "SesEmailAdapter",
+    "classify",
+    "discover_max_send_rate",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_SEND_RATE = 14.0  # a new SES account's MaxSendRate
+
+_SES_CODES: dict[str, Failure] = {
+    "MessageRejected": PERMANENT,
+    "MailFromDomainNotVerifiedException": PERMANENT,
+    "MailFromDomainNotVerified": PERMANENT,
+    "AccountSuspendedException": PERMANENT,
+    "AccountSuspended": PERMANENT,
+    "SendingPausedException": PERMANENT,
+    "SendingPaused": PERMANENT,
+    "NotFoundException": PERMANENT,
+    "BadRequestException": PERMANENT,
+    "InvalidParameterValue": PERMANENT,
+    "ValidationException": PERMANENT,
+    "AccessDeniedException": PERMANENT,
+    "TooManyRequestsException": RETRY,
+    "Throttling": RETRY,
+    "ThrottlingException": RETRY,
+    "LimitExceededException": RETRY,
+    "LimitExceeded": RETRY,
+    "ServiceUnavailable": RETRY,
+    "InternalFailure": RETRY,
+}
+
+
+def classify(code: str, status: int | None) -> Failure:
+    """What an SES error code means: the table, then :func:`channels.aws.classify`'s rule. Pure."""
+    return aws.classify(_SES_CODES, code, status)
+
+
+async def discover_max_send_rate(client: Any) -> float | None:
+    """The account's MaxSendRate from GetAccount, or None when it cannot be read (moto: 404)."""
+    try:
+        account = await client.get_account()
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
+        log.info("SES GetAccount unavailable (%s); using the configured send rate", exc)
+        return None
+    rate = account.get("SendQuota", {}).get("MaxSendRate")
+    return float(rate) if rate else None
+
+
+class SesEmailAdapter:
+    """The email channel over SES v2. One instance (and one client) per process."""
+
+    channel = Channel.EMAIL
+    provider = "ses"
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        from_address: str,
+        bucket: TokenBucket,
+        configuration_set: str | None = None,
+        unsubscribe_url: str | None = None,
+        unsubscribe_mailto: str | None = None,
+        close: Any = None,
+    ) -> None:
+        self.client = client
+        self.from_address = from_address
+        self.bucket = bucket
+        self.configuration_set = configuration_set
+        self.unsubscribe_url = unsubscribe_url
+        self.unsubscribe_mailto = unsubscribe_mailto
+        self._close = close
+
+    def request(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> dict[str, Any]:
+        """The SendEmail parameters for one message (raises PermanentDelivery on bad input)."""
+        raw = compose(
+            self.provider,
+            message,
+            content,
+            from_address=self.from_address,
+            idempotency_key=idempotency_key,
+            unsubscribe_url=self.unsubscribe_url,
+            unsubscribe_mailto=self.unsubscribe_mailto,
+        )
+        category = re.sub(r"[^A-Za-z0-9_-]", "_", message.category)[:256] or "none"
+        params: dict[str, Any] = {
+            "FromEmailAddress": self.from_address,
+            "Content": {"Raw": {"Data": raw}},
+            "EmailTags": [
+                {"Name": "herald_key", "Value": idempotency_key},
+                {"Name": "herald_category", "Value": category},
+            ],
+        }
+        # Who the mail was about, for the feedback endpoint (Delivery -> a delivered receipt).
+        for name, value in (
+            ("herald_notification", message.notification_id),
+            ("herald_user", message.user_id),
+        ):
+            encoded = encode_tag(value)
+            if encoded is not None:
+                params["EmailTags"].append({"Name": name, "Value": encoded})
+        if self.configuration_set:
+            params["ConfigurationSetName"] = self.configuration_set
+        return params
+
+    async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:
+        try:
+            params = self.request(message, content, idempotency_key=idempotency_key)
+        except PermanentDelivery as exc:
+            return Outcome.from_error(exc)
+        await self.bucket.acquire()
+        response = await call_classified(self.provider, self.client.send_email, params, table=_SES_CODES)
+        if isinstance(response, Outcome):
+            return response
+        return Outcome.sent(self.provider, response.get("MessageId"))
+
+    async def close(self) -> None:
+        if self._close is not None:
+            await self._close()

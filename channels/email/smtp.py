@@ -1,0 +1,196 @@
+"""Email over SMTP (``aiosmtplib``): STARTTLS or implicit TLS, AUTH, a pool of open connections.
+
+The message is the same Raw MIME SES sends (:func:`channels.email.mime.compose`). Reply codes
+are classified once, by :func:`classify`, through a table; codes not in it follow RFC 5321's
+first digit (4xx transient: retry; 5xx permanent). Refused credentials (530/534/535) retry
+instead: they are our configuration's fault, every message would fail alike, and counted as
+retryable they open this provider's breaker so the next provider takes the mail.
+
+A connection error before the message was handed over (connect refused, TLS failure, a pooled
+connection the server had closed) is a plain retryable refusal; a timeout or disconnect while
+the message was in flight is ``provider_timeout`` (the server may have accepted it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import Literal
+
+import aiosmtplib
+from aiosmtplib.errors import (
+    SMTPConnectError,
+    SMTPException,
+    SMTPRecipientsRefused,
+    SMTPResponseException,
+    SMTPServerDisconnected,
+    SMTPTimeoutError,
+)
+
+from channels.base import Content, Failure, Outcome, PermanentDelivery, RetryableDelivery
+from channels.email.mime import compose, envelope_sender
+from channels.pacing import TokenBucket
+from schemas.models import Channel, ChannelMessage
+
+__all__ = ["SmtpEmailAdapter", "SmtpOptions", "classify"]
+
+log = logging.getLogger(__name__)
+
+# RFC 5321 §4.2 reply codes -> what they mean for Herald.
+_SMTP_CODES: dict[int, Failure] = {
+    421: Failure.retry("provider_unavailable"),  # service not available, closing the channel
+    450: Failure.retry("mailbox_busy"),  # mailbox unavailable now (greylisting)
+    451: Failure.retry("provider_error"),  # local error in processing
+    452: Failure.retry("provider_storage"),  # insufficient system storage
+    454: Failure.retry("provider_tls"),  # TLS / auth temporarily unavailable
+    530: Failure.retry("provider_auth"),  # authentication required: our configuration
+    534: Failure.retry("provider_auth"),  # authentication mechanism too weak
+    535: Failure.retry("provider_auth"),  # credentials invalid
+    550: Failure.permanent("mailbox_unavailable"),  # no such user, or refused by policy
+    551: Failure.permanent("invalid_address"),  # user not local
+    552: Failure.permanent("mailbox_full"),  # exceeded storage allocation
+    553: Failure.permanent("invalid_address"),  # mailbox name not allowed
+    554: Failure.permanent("rejected"),  # transaction failed (spam, content)
+    501: Failure.permanent("invalid_address"),  # syntax error in parameters (the address)
+}
+
+
+def classify(code: int) -> Failure:
+    """What an SMTP reply code means: the table, then the first digit (5xx permanent). Pure."""
+    if code in _SMTP_CODES:
+        return _SMTP_CODES[code]
+    return Failure.permanent() if 500 <= code < 600 else Failure.retry()
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpOptions:
+    host: str
+    port: int = 587
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: str | None = None
+    validate_certs: bool = True
+    ca_file: str | None = None
+    timeout_s: float = 10.0
+    pool_size: int = 8
+
+
+class SmtpEmailAdapter:
+    """The email channel over one SMTP server. One instance (and one pool) per process."""
+
+    channel = Channel.EMAIL
+    provider = "smtp"
+
+    def __init__(
+        self,
+        options: SmtpOptions,
+        *,
+        from_address: str,
+        bucket: TokenBucket,
+        unsubscribe_url: str | None = None,
+        unsubscribe_mailto: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.options = options
+        self.from_address = from_address
+        self.sender = envelope_sender(from_address)
+        self.bucket = bucket
+        self.unsubscribe_url = unsubscribe_url
+        self.unsubscribe_mailto = unsubscribe_mailto
+        self.tls_context = tls_context
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._slots = asyncio.Semaphore(max(1, options.pool_size))
+
+    async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:
+        try:
+            raw = compose(
+                self.provider,
+                message,
+                content,
+                from_address=self.from_address,
+                idempotency_key=idempotency_key,
+                unsubscribe_url=self.unsubscribe_url,
+                unsubscribe_mailto=self.unsubscribe_mailto,
+            )
+        except PermanentDelivery as exc:
+            return Outcome.from_error(exc)
+        await self.bucket.acquire()
+        async with self._slots:
+            return await self._send(message.recipient, raw)
+
+    async def _send(self, recipient: str, raw: bytes) -> Outcome:
+        while True:
+            conn = self._idle.pop() if self._idle else None
+            pooled = conn is not None
+            try:
+                conn = conn or await self._connect()
+                _, reply = await conn.sendmail(self.sender, [recipient], raw)
+            except SMTPServerDisconnected as exc:
+                if pooled:
+                    continue  # the server had closed this idle connection: take another, or a fresh one
+                return self._failure(exc)
+            except SMTPException as exc:
+                await self._recycle(conn)
+                return self._failure(exc)
+            except OSError as exc:  # connect refused, TLS handshake, DNS
+                return self._failure(exc)
+            self._idle.append(conn)
+            return Outcome.sent(self.provider, _queued_id(reply))
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        o = self.options
+        conn = aiosmtplib.SMTP(
+            hostname=o.host,
+            port=o.port,
+            use_tls=o.security == "tls",
+            start_tls=o.security == "starttls",  # required when asked for; never when "none"
+            validate_certs=o.validate_certs,
+            cert_bundle=o.ca_file,
+            tls_context=self.tls_context,
+            timeout=o.timeout_s,
+            username=o.username,
+            password=o.password,
+        )
+        await conn.connect()
+        return conn
+
+    async def _recycle(self, conn: aiosmtplib.SMTP | None) -> None:
+        """After a refusal the session may go on (RSET); if even that fails, drop it."""
+        if conn is None or not conn.is_connected:
+            return
+        try:
+            await conn.rset()
+        except (SMTPException, OSError):
+            conn.close()
+            return
+        self._idle.append(conn)
+
+    def _failure(self, exc: BaseException) -> Outcome:
+        if isinstance(exc, SMTPRecipientsRefused) and exc.recipients:
+            exc = exc.recipients[0]
+        if isinstance(exc, SMTPResponseException):
+            return classify(exc.code).outcome(self.provider, str(exc.code), exc.message[:500])
+        ambiguous = isinstance(exc, SMTPTimeoutError | SMTPServerDisconnected) and not isinstance(
+            exc, SMTPConnectError
+        )
+        reason = "provider_timeout" if ambiguous else "provider_unavailable"
+        return Outcome.from_error(
+            RetryableDelivery(self.provider, type(exc).__name__, str(exc)[:500], reason=reason)
+        )
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            try:
+                await conn.quit()
+            except (SMTPException, OSError):
+                conn.close()
+
+
+def _queued_id(reply: str) -> str | None:
+    """The server's queue id from ``250 2.0.0 Ok: queued as 4F2C1`` (or the reply itself)."""
+    text = reply.strip()
+    marker = "queued as "
+    return text.split(marker, 1)[1].strip() or None if marker in text else (text[:200] or None)

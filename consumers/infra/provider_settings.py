@@ -1,0 +1,108 @@
+"""Settings of the delivery providers: SMTP and Twilio, the per-channel chains and their breakers,
+and the provider feedback endpoints. Part of the one settings object (:mod:`consumers.infra.settings`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+
+from schemas.models import Channel, Lane, Tier
+
+__all__ = ["BreakerSettings", "FeedbackSettings", "ProvidersSettings", "SmtpSettings", "TwilioSettings"]
+
+
+class SmtpSettings(BaseModel, frozen=True):
+    """The SMTP email provider (``smtp`` in ``HERALD_PROVIDERS__EMAIL``)."""
+
+    host: str = Field("127.0.0.1", description="SMTP server (relay or submission) host.")
+    port: int = Field(
+        587, ge=1, le=65535, description="587 for STARTTLS submission, 465 for implicit TLS, 25 for relay."
+    )
+    security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="starttls: upgrade after EHLO (required); tls: TLS from the first byte."
+    )
+    username: str | None = Field(None, description="AUTH user; unset: no AUTH.")
+    password: SecretStr | None = Field(None, description="AUTH password.")
+    validate_certs: bool = Field(True, description="Verify the server's TLS certificate.")
+    ca_file: Path | None = Field(None, description="CA bundle that signs the server's certificate.")
+    timeout_s: float = Field(10.0, gt=0, description="Connect and per-command timeout (a timeout retries).")
+    pool_size: int = Field(8, gt=0, description="SMTP connections kept open per process.")
+    max_send_rate: float = Field(50.0, gt=0, description="Messages per second per process.")
+
+
+class TwilioSettings(BaseModel, frozen=True):
+    """The Twilio SMS provider (``twilio`` in ``HERALD_PROVIDERS__SMS``)."""
+
+    account_sid: str | None = Field(None, description="Account SID (AC...); also the Basic-auth user.")
+    auth_token: SecretStr | None = Field(
+        None, description="Auth token: Basic-auth password, callback signing key."
+    )
+    from_number: str | None = Field(None, description="E.164 sender number (or set messaging_service_sid).")
+    messaging_service_sid: str | None = Field(
+        None, description="MG...; used instead of from_number when set."
+    )
+    base_url: str = Field("https://api.twilio.com", description="API root (a local fake in tests).")
+    status_callback_url: str | None = Field(
+        None, description="Public URL of POST /v1/providers/twilio/status; unset: no status callbacks."
+    )
+    timeout_s: float = Field(10.0, gt=0, description="Timeout of one API request.")
+    max_connections: int = Field(20, gt=0, description="Pooled HTTP connections.")
+    max_send_rate: float = Field(20.0, gt=0, description="Messages per second per process.")
+
+
+class BreakerSettings(BaseModel, frozen=True):
+    """The circuit breaker of each provider, shared by every replica through Redis."""
+
+    consecutive_failures: int = Field(
+        5, gt=0, description="Open after this many retryable failures in a row."
+    )
+    error_rate: float = Field(
+        0.5, gt=0, le=1, description="... or this share of retryable failures in the window."
+    )
+    min_calls: int = Field(20, gt=0, description="Calls the window must hold before the error rate counts.")
+    window_s: float = Field(30.0, gt=0, description="The error-rate window.")
+    open_s: float = Field(
+        15.0, gt=0, description="An open breaker refuses this long, then lets probes through."
+    )
+    half_open_probes: int = Field(3, gt=0, description="Probes at once, and successes needed to close.")
+    redis_timeout_s: float = Field(0.25, gt=0, description="A slower Redis counts as down for the breaker.")
+    local_for_s: float = Field(
+        5.0, ge=0, description="After a Redis error, use the process-local breaker this long."
+    )
+
+
+class FeedbackSettings(BaseModel, frozen=True):
+    """Provider feedback endpoints of the API: SES events through SNS, Twilio status callbacks."""
+
+    sns_cert_host_pattern: str = Field(
+        r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?",
+        description="Regex an SNS SigningCertURL / SubscribeURL host must match in full.",
+    )
+    sns_cert_scheme: Literal["https", "http"] = Field(
+        "https", description="Scheme of those URLs (http: dev only)."
+    )
+    sns_topic_arns: list[str] = Field(
+        default_factory=list,
+        description="Topics whose messages are accepted; empty: any (signature still checked).",
+    )
+    fetch_timeout_s: float = Field(
+        5.0, gt=0, description="Fetching a signing certificate or confirming a subscription."
+    )
+
+
+class ProvidersSettings(BaseModel, frozen=True):
+    """Providers per channel, in failover order. A channel with one provider has no breaker."""
+
+    email: list[str] = Field(["ses"], description="Email providers in order: ses, smtp.")
+    sms: list[str] = Field(["sns"], description="SMS providers in order: sns, twilio.")
+    by_lane: dict[Lane, dict[Channel, list[str]]] = Field(
+        default_factory=dict, description="Per-lane override, e.g. {bulk: {email: [smtp, ses]}}."
+    )
+    by_tier: dict[Tier, dict[Channel, list[str]]] = Field(
+        default_factory=dict, description="Per-tier override (wins over by_lane), e.g. a premium route."
+    )
+    breaker: BreakerSettings = BreakerSettings()
+    feedback: FeedbackSettings = FeedbackSettings()

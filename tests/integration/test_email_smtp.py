@@ -1,0 +1,182 @@
+"""Email over SMTP against a real SMTP server (aiosmtpd, from the dev stack) that records what it got."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from channels.base import Content, Failure
+from channels.email.smtp import SmtpEmailAdapter, SmtpOptions, classify
+from channels.pacing import TokenBucket
+from consumers.channel.builders.email import build_smtp
+from consumers.devstack.smtp_sink import SmtpSink
+from consumers.infra.provider_settings import SmtpSettings
+from consumers.infra.resources import Resources
+from consumers.infra.settings import HeraldSettings
+from schemas.models import Lane, OutcomeStatus
+from tests.integration.test_channel_consumer import incoming, outcomes
+from tests.integration.test_email_ses import consumer_for, email_message
+
+FROM = "Herald <noreply@example.com>"
+CONTENT = Content(subject="Hello", text="plain body", html="<p>html body</p>")
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    with SmtpSink(security="starttls", username="herald", password="s3cret") as s:
+        yield s
+
+
+def adapter_for(sink: SmtpSink, **kw: Any) -> SmtpEmailAdapter:
+    options = {
+        "host": "127.0.0.1",
+        "port": sink.port,
+        "security": sink.security,
+        "username": sink.username,
+        "password": sink.password,
+        "ca_file": str(sink.ca_file) if sink.ca_file else None,
+        "timeout_s": 3.0,
+        "pool_size": 4,
+        **kw,
+    }
+    return SmtpEmailAdapter(
+        SmtpOptions(**options),
+        from_address=FROM,
+        bucket=TokenBucket(10_000),
+        unsubscribe_url="https://example.com/unsub?u={user_id}&c={category}",
+    )
+
+
+@pytest_asyncio.fixture
+async def adapter(sink: SmtpSink) -> AsyncIterator[SmtpEmailAdapter]:
+    a = adapter_for(sink)
+    yield a
+    await a.close()
+
+
+async def test_starttls_auth_send_recorded_by_the_server(
+    settings: HeraldSettings, adapter: SmtpEmailAdapter, sink: SmtpSink
+) -> None:
+    prio, bulk = email_message("u-smtp"), email_message("u-smtp-bulk", lane=Lane.BULK)
+    o1, o2 = outcomes(await consumer_for(settings, adapter).handle(incoming([prio, bulk])))  # type: ignore[arg-type]
+    assert (o1.status, o2.status) == (OutcomeStatus.SENT, OutcomeStatus.SENT)
+    assert o1.provider == "smtp"
+    got = {r.rcpt_tos[0]: r for r in sink.messages()}
+    p, b = got[prio.recipient], got[bulk.recipient]
+    assert p.tls and p.authenticated_as == "herald" and p.mail_from == "noreply@example.com"
+    assert o1.provider_message_id == p.queue_id
+    assert p.message["Subject"] == "Receipt: 12.50 EUR at Café <Lisboa>"
+    assert p.message["X-Herald-Idempotency-Key"] == prio.idempotency_key
+    assert p.message["List-Unsubscribe"] is None
+    assert b.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+async def test_connections_are_pooled(adapter: SmtpEmailAdapter, sink: SmtpSink) -> None:
+    for i in range(5):
+        o = await adapter.deliver(email_message(f"u-pool{i}"), CONTENT, idempotency_key=f"k{i}")
+        assert o.ok, o
+    assert len(sink.messages()) == 5
+    assert sink.connections <= 2  # one session: EHLO before and after STARTTLS
+
+
+async def test_wrong_password_is_retryable_provider_auth(sink: SmtpSink) -> None:
+    a = adapter_for(sink, password="wrong")
+    o = await a.deliver(email_message("u-auth"), CONTENT, idempotency_key="k-auth")
+    assert (o.status, o.provider_code, o.reason) == ("failed_retryable", "535", "provider_auth")
+    assert sink.messages() == []
+
+
+async def test_certificate_not_trusted_is_refused(sink: SmtpSink) -> None:
+    a = adapter_for(sink, ca_file=None)  # the system CAs do not know the dev certificate
+    o = await a.deliver(email_message("u-tls"), CONTENT, idempotency_key="k-tls")
+    assert o.status == "failed_retryable" and o.reason == "provider_unavailable"
+    assert sink.messages() == []
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        (451, "data", "failed_retryable", "provider_error"),
+        (421, "data", "failed_retryable", "provider_unavailable"),
+        (450, "rcpt", "failed_retryable", "mailbox_busy"),
+        (550, "rcpt", "failed_permanent", "mailbox_unavailable"),
+        (554, "data", "failed_permanent", "rejected"),
+    ],
+)
+async def test_reply_codes_are_classified(
+    adapter: SmtpEmailAdapter, sink: SmtpSink, case: tuple[int, Any, str, str]
+) -> None:
+    code, stage, status, reason = case
+    sink.fault(code, stage=stage)
+    o = await adapter.deliver(email_message("u-fault"), CONTENT, idempotency_key="k-f")
+    assert (o.status, o.provider_code, o.reason) == (status, str(code), reason)
+    # the connection is still usable afterwards (RSET), or a fresh one is opened
+    again = await adapter.deliver(email_message("u-after"), CONTENT, idempotency_key="k-a")
+    assert again.ok, again
+    assert len(sink.messages()) == 1
+
+
+async def test_implicit_tls_and_no_auth() -> None:
+    with SmtpSink(security="tls") as sink:
+        a = adapter_for(sink)
+        try:
+            o = await a.deliver(email_message("u-tls465"), CONTENT, idempotency_key="k-465")
+        finally:
+            await a.close()
+        assert o.ok, o
+        (r,) = sink.messages()
+        assert r.tls and r.authenticated_as is None
+
+
+async def test_server_down_is_retryable_and_not_ambiguous() -> None:
+    with SmtpSink(security="none") as sink:
+        port = sink.port
+    a = SmtpEmailAdapter(
+        SmtpOptions("127.0.0.1", port, security="none", timeout_s=1.0),
+        from_address=FROM,
+        bucket=TokenBucket(100),
+    )
+    o = await a.deliver(email_message("u-down"), CONTENT, idempotency_key="k-down")
+    assert (o.status, o.reason) == ("failed_retryable", "provider_unavailable")
+
+
+async def test_a_pooled_connection_the_server_closed_is_replaced(
+    sink: SmtpSink, adapter: SmtpEmailAdapter
+) -> None:
+    assert (await adapter.deliver(email_message("u-1"), CONTENT, idempotency_key="k1")).ok
+    for conn in adapter._idle:  # the server side goes away while the connection sits idle
+        conn.close()
+    assert (await adapter.deliver(email_message("u-2"), CONTENT, idempotency_key="k2")).ok
+    assert len(sink.messages()) == 2
+
+
+async def test_builder_reads_settings(stack: Any, sink: SmtpSink) -> None:
+    from tests.conftest import make_settings
+
+    settings = make_settings(
+        stack,
+        smtp=SmtpSettings(
+            host="127.0.0.1",
+            port=sink.port,
+            username="herald",
+            password="s3cret",
+            ca_file=sink.ca_file,
+        ),
+    )
+    a = await build_smtp(Resources(settings))
+    try:
+        assert (await a.deliver(email_message("u-b"), CONTENT, idempotency_key="k-b")).ok
+    finally:
+        await a.close()
+
+
+def test_classify_table_and_first_digit() -> None:
+    assert classify(535) == Failure.retry("provider_auth")
+    assert classify(553) == Failure.permanent("invalid_address")
+    assert classify(499).outcome("smtp", "499").reason == "provider_499" and classify(499).retryable
+    assert classify(599).outcome("smtp", "599").reason == "provider_599" and not classify(599).retryable
+    assert ssl.PROTOCOL_TLS_CLIENT  # the stdlib ssl module backs STARTTLS
