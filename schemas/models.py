@@ -61,6 +61,7 @@ class OutcomeStatus(StrEnum):
     DEFERRED = "deferred"
     ESCALATED = "escalated"
     EXHAUSTED = "exhausted"
+    CANCELLED = "cancelled"  # v2: a herald.cancel event with the notification's cancel_key
 
 
 class ReceiptStatus(StrEnum):

@@ -31,6 +31,7 @@ from typing import Protocol
 from channels.base import ChannelAdapter, Content, DeliveryError, Outcome
 from channels.content import check_content
 from channels.templates import TemplateError, TemplateRenderer
+from consumers.channel.cancelled import CancelCheck
 from consumers.channel.dedupe import Dedupe
 from consumers.infra.backoff import backoff
 from consumers.infra.clock import Clock, SystemClock
@@ -111,6 +112,8 @@ class ChannelConsumer:
         self.settings = settings
         self.renderer = renderer
         self.dedupe = dedupe
+        self.cancel_check: CancelCheck | None = None  # herald.cancel: checked before the provider call
+        self._cancelled: set[str] = set()
         self.codec = codec or default_codec()
         self.clock: Clock = clock or SystemClock()
         self.rand = rand
@@ -130,6 +133,10 @@ class ChannelConsumer:
             key = item.key if item.key is not None else item.value.user_id.encode()
             by_key.setdefault(key, []).append(i)
         sent: dict[str, str | None] = {}
+        if self.cancel_check is not None:
+            self._cancelled = await self.cancel_check.cancelled(
+                [item.value.notification_id for item in batch]
+            )
         if self.dedupe is not None:
             sent.update(await self.dedupe.seen([item.value.idempotency_key for item in batch]))
         newly_sent: dict[str, str | None] = {}
@@ -193,6 +200,10 @@ class ChannelConsumer:
                 OutcomeStatus.SUPPRESSED,
                 reason="stale",
                 detail=f"expired at {message.expires_at.isoformat()}",
+            )
+        if message.notification_id in self._cancelled:
+            return _Done(
+                OutcomeStatus.CANCELLED, reason="cancel_key", detail="cancelled while waiting in the lane"
             )
         if message.recipient in self._blocked:
             return _Done(

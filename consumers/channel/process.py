@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from channels.templates import TemplateRenderer
+from consumers.channel.cancelled import CancelCheck
 from consumers.channel.consumer import ChannelConsumer
 from consumers.channel.dedupe import Dedupe
 from consumers.channel.registry import build_adapter
@@ -57,6 +58,9 @@ async def build_consumer(res: Resources, channel: Channel, lane: Lane) -> Channe
         window_s=settings.channel.dedupe_window_s,
         namespace=f"{settings.topic_prefix}:dedupe",
         consumer=consumer.name,
+    )
+    consumer.cancel_check = CancelCheck(
+        res.redis(), consumer=consumer.name, prefix=f"{settings.topic_prefix}:cancel"
     )
     return consumer
 

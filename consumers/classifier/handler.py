@@ -25,7 +25,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -40,6 +40,8 @@ from consumers.runtime import metrics
 from consumers.runtime.handling import DeadLetter, Incoming, Result
 from consumers.runtime.topics import Topics
 from consumers.scheduler.store import Scheduler, Timer
+from consumers.workflow.cancel import CANCEL_EVENT_TYPE
+from consumers.workflow.intake import Intake, Taken
 from schemas.codec import Codec, default_codec
 from schemas.errors import DependencyUnavailable, RecordError
 from schemas.identifiers import InvalidIdentifier, check_event
@@ -86,6 +88,7 @@ class Classifier:
         scheduler: Scheduler,
         config: DecideConfig,
         clock: Clock,
+        intake: Intake | None = None,
     ) -> None:
         self.table = table
         self.profiles = profiles
@@ -93,6 +96,7 @@ class Classifier:
         self.scheduler = scheduler
         self.config = config
         self.clock = clock
+        self.intake = intake
         self._codec = config.codec
         self._redis_warned_at = 0.0
 
@@ -101,15 +105,19 @@ class Classifier:
         async with asyncio.timeout(2.0):
             return bool(await self.profiles.pool.fetchval("SELECT 1"))
 
+    def use_table(self, table: RoutingTable) -> None:
+        """Swap the routing table (SIGHUP reload); a batch in progress keeps the one it started with."""
+        self.table = table
+
     def decode(self, raw: bytes) -> DomainEvent:
         return self._codec.decode(raw, DomainEvent)
 
-    def _reject(self, event: DomainEvent) -> DeadLetter | None:
+    def _reject(self, event: DomainEvent, table: RoutingTable) -> DeadLetter | None:
         """The dead letter of an event that cannot be routed at all, else None."""
         invalid = _invalid_identifier(event)
         if invalid is not None:
             return invalid
-        if self.table.match(event.type) is None:
+        if table.match(event.type) is None and event.type != CANCEL_EVENT_TYPE:
             return DeadLetter(
                 "unknown_event_type", "UnknownEventType", f"no route matches event type {event.type!r}"
             )
@@ -117,15 +125,21 @@ class Classifier:
 
     async def handle(self, batch: Sequence[Incoming[DomainEvent]]) -> Sequence[Result]:
         now = self.clock.now()
+        table = self.table  # one table per batch, even if a reload swaps it meanwhile
         results: list[Result | None] = [None] * len(batch)
         routed: list[tuple[int, DomainEvent]] = []
         for i, item in enumerate(batch):
-            rejected = self._reject(item.value)
+            rejected = self._reject(item.value, table)
             if rejected is not None:
                 results[i] = rejected
             else:
                 routed.append((i, item.value))
+        taken = await self._intake(routed, table, now)
+        for i, result in taken.results.items():
+            results[i] = result
+        routed = [(i, e) for i, e in routed if i not in taken.results]
         if not routed:
+            await self._arm(taken.timers)
             return [r for r in results if r is not None]
 
         try:
@@ -136,12 +150,12 @@ class Classifier:
 
         plans: list[tuple[int, Plan]] = []
         for i, event in routed:
-            route = self.table.match(event.type)
+            route = table.match(event.type)
             assert route is not None
             plans.append((i, plan(event, route, profiles[event.user_id], now, self.config)))
 
         answers = await self._acquire(plans)
-        timers: list[Timer] = []
+        timers: list[Timer] = list(taken.timers)
         decisions: Counter[tuple[str, str, str, str]] = Counter()
         tiers: Counter[str] = Counter()
         for i, p in plans:
@@ -152,10 +166,7 @@ class Classifier:
             for channel, decision, reason in d.counts:
                 decisions[(p.route.tier.value, channel, decision, reason)] += 1
 
-        if timers:
-            # Armed before the outputs are returned: the runtime commits offsets only after the
-            # outputs are acked, so a crash after this point replays into ON CONFLICT DO NOTHING.
-            await self._arm(timers)
+        await self._arm(timers, taken.index, now)
 
         for tier, n in tiers.items():
             metrics.EVENTS_CLASSIFIED.labels(tier).inc(n)
@@ -163,9 +174,30 @@ class Classifier:
             metrics.CLASSIFIER_DECISIONS.labels(*labels).inc(n)
         return [r for r in results if r is not None]
 
-    async def _arm(self, timers: list[Timer]) -> None:
+    async def _intake(
+        self, routed: list[tuple[int, DomainEvent]], table: RoutingTable, now: datetime
+    ) -> Taken:
+        if self.intake is None or not routed:
+            return Taken()
         try:
-            await self.scheduler.arm(timers)
+            return await self.intake.take(routed, table, now)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if classify_pg_error(exc) == "record":
+                raise RecordError(f"cancellation refused: {exc}", reason="invalid_event") from exc
+            metrics.DEPENDENCY_ERRORS.labels("postgresql", self.name).inc()
+            raise DependencyUnavailable(f"cancellation failed: {exc}") from exc
+
+    async def _arm(
+        self, timers: list[Timer], index: Sequence[tuple[str, str]] = (), now: datetime | None = None
+    ) -> None:
+        """Timers (deferred, scheduled, workflow starts) and the cancel index, before outputs are returned:
+        the runtime commits offsets only after the outputs are acked, so a crash after this point
+        replays into ON CONFLICT DO NOTHING."""
+        try:
+            if timers:
+                await self.scheduler.arm(timers)
+            if index and self.intake is not None and now is not None:
+                await self.intake.canceller.index(index, now)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             if classify_pg_error(exc) == "record":  # the runtime splits to the record at fault
                 raise RecordError(f"arming deferred sends refused: {exc}", reason="invalid_event") from exc

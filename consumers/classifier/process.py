@@ -2,29 +2,70 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from consumers.classifier.handler import Classifier, decide_config
 from consumers.classifier.lookup import ProfileCache
 from consumers.classifier.ratelimit import RateLimiter
-from consumers.classifier.routing import RoutingError, load_routing
+from consumers.classifier.reload import RoutingReloader
+from consumers.classifier.routing import RoutingError, RoutingTable, load_routing
 from consumers.infra.resources import Resources
+from consumers.infra.settings import HeraldSettings
 from consumers.runtime.process import ProcessOptions, ProcessSpec
 from consumers.runtime.runner import Runner
 from consumers.runtime.topics import dlq
 from consumers.scheduler.store import Scheduler
+from consumers.workflow.cancel import Canceller
+from consumers.workflow.intake import Intake
+from consumers.workflow.presets import PresetTimings
+from schemas.codec import default_codec
 from schemas.errors import ConfigurationError
+from schemas.models import Tier
 
-__all__ = ["build", "build_classifier"]
+__all__ = ["build", "build_classifier", "load_table", "preset_timings"]
+
+
+def preset_timings(settings: HeraldSettings) -> PresetTimings:
+    """The tier presets' delays, from the fallback settings that implement them."""
+    f = settings.fallback
+    return PresetTimings(
+        high_escalation_delay_s=f.high_escalation_delay_s,
+        digest_after_s=f.digest_after_s,
+        digest_window_s=f.digest_window_s,
+        digest_collect_s=f.digest_collect_s,
+        digest_max_items=f.digest_max_items,
+    )
+
+
+def load_table(settings: HeraldSettings, path: Path | None = None) -> RoutingTable:
+    """The routing table from ``path`` (default: the configured routing file); RoutingError if invalid."""
+    c = settings.classifier
+    return load_routing(path or c.routing_file, c.default_tier, preset_timings(settings))
 
 
 async def build_classifier(res: Resources) -> Classifier:
     """The handler over this process's resources (the routing table is validated here, at start)."""
     settings = res.settings
     try:
-        table = load_routing(settings.classifier.routing_file, settings.classifier.default_tier)
+        table = load_table(settings)
     except RoutingError as exc:
         raise ConfigurationError(str(exc)) from exc
     pool = await res.pool()
-    return Classifier(
+    codec = default_codec()
+
+    def tier_of(event_type: str) -> Tier:  # the table in use, after any reload
+        route = classifier.table.match(event_type)
+        return route.tier if route is not None else Tier.MEDIUM
+
+    canceller = Canceller(
+        pool,
+        res.redis(),
+        codec,
+        tier_of,
+        prefix=f"{settings.topic_prefix}:cancel",
+        ttl_s=settings.classifier.cancel_ttl_s,
+    )
+    classifier = Classifier(
         table=table,
         profiles=ProfileCache(
             pool, ttl_s=settings.classifier.lookup_cache_ttl_s, max_size=settings.classifier.lookup_cache_size
@@ -35,9 +76,11 @@ async def build_classifier(res: Resources) -> Classifier:
             cooldown_s=settings.classifier.limiter_cooldown_s,
         ),
         scheduler=Scheduler(pool, res.clock),
-        config=decide_config(settings),
+        config=decide_config(settings, codec),
         clock=res.clock,
+        intake=Intake(canceller, res.topics, codec),
     )
+    return classifier
 
 
 async def build(res: Resources, options: ProcessOptions) -> ProcessSpec:
@@ -52,4 +95,5 @@ async def build(res: Resources, options: ProcessOptions) -> ProcessSpec:
         producer=await res.producer(),
         settings=res.settings.runtime,
     )
-    return ProcessSpec(runners=[runner])
+    reloader = RoutingReloader(lambda: load_table(res.settings), handler.use_table)
+    return ProcessSpec(runners=[runner], loops=[reloader.run])

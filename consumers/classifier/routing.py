@@ -1,8 +1,12 @@
-"""The routing table: event type → tier, category, channels, template.
+"""The routing table: event type → tier, category, channels (or workflow steps), template.
 
 Loaded once at start from YAML (``settings.classifier.routing_file``) and validated with
 errors that name the file, the entry and the fix. Matching: an exact name wins over any
 glob; among globs the first in file order wins (so list narrow patterns before broad ones).
+
+A route gives either ``channels`` (the tier's preset workflow, the decision table) or
+``steps`` (its own workflow: ``consumers.workflow.steps``); either way ``Route.steps`` holds
+the expanded workflow that ``herald routes explain`` prints.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from consumers.workflow.presets import PresetTimings, preset_steps
+from consumers.workflow.steps import Send, Step, StepError, parse_steps, sends
 from schemas.errors import ConfigurationError
 from schemas.models import Channel, Lane, Tier
 
@@ -29,7 +35,7 @@ __all__ = [
 ]
 
 _GLOB_CHARS = frozenset("*?[")
-_KNOWN_KEYS = frozenset({"match", "tier", "category", "channels", "opt_in", "fallback", "template"})
+_KNOWN_KEYS = frozenset({"match", "tier", "category", "channels", "opt_in", "fallback", "template", "steps"})
 
 DEFAULT_CHANNELS: Mapping[Tier, tuple[Channel, ...]] = {
     Tier.CRITICAL: (Channel.PUSH, Channel.SMS, Channel.EMAIL),
@@ -66,16 +72,25 @@ class Route:
     template: str
     opt_in: tuple[Channel, ...] = ()
     fallback: tuple[Channel, ...] = ()
+    steps: tuple[Step, ...] = ()  # the expanded workflow (the tier's preset unless ``custom``)
+    custom: bool = False  # the routing file gave ``steps``: the workflow executor runs them
 
     @property
     def lane(self) -> Lane:
         return lane_for(self.tier)
 
+    def workflow(self) -> tuple[Step, ...]:
+        """The steps, expanding the preset for a route built in code without them."""
+        return self.steps or preset_steps(self.tier, self.channels, self.opt_in, self.fallback)
+
 
 class RoutingTable:
-    def __init__(self, routes: Sequence[Route], default_tier: Tier | None = None) -> None:
+    def __init__(
+        self, routes: Sequence[Route], default_tier: Tier | None = None, timings: PresetTimings | None = None
+    ) -> None:
         self.routes = tuple(routes)
         self.default_tier = default_tier
+        self.timings = timings or PresetTimings()
         self._exact = {r.match: r for r in routes if not _is_glob(r.match)}
         self._globs = [r for r in routes if _is_glob(r.match)]
         self._memo: dict[str, Route | None] = {}
@@ -90,12 +105,14 @@ class RoutingTable:
         if route is None:
             route = next((r for r in self._globs if fnmatch.fnmatchcase(event_type, r.match)), None)
         if route is None and self.default_tier is not None:
+            channels = DEFAULT_CHANNELS[self.default_tier]
             route = Route(
                 match=event_type,
                 tier=self.default_tier,
                 category="other",
-                channels=DEFAULT_CHANNELS[self.default_tier],
+                channels=channels,
                 template=event_type,
+                steps=preset_steps(self.default_tier, channels, timings=self.timings),
             )
         if len(self._memo) < 10_000:  # event types are few; the bound only guards against junk types
             self._memo[event_type] = route
@@ -127,7 +144,8 @@ def _channels(where: str, key: str, value: Any) -> tuple[Channel, ...]:
     return tuple(out)
 
 
-def _route(where: str, entry: Any) -> Route:
+def _header(where: str, entry: Any) -> tuple[str, str, Tier, str]:
+    """The route's (where, match, tier, category), or a RoutingError naming the entry."""
     if not isinstance(entry, dict):
         raise RoutingError(f"{where}: expected a mapping with match, tier, category, channels, template")
     unknown = set(entry) - _KNOWN_KEYS
@@ -149,37 +167,62 @@ def _route(where: str, entry: Any) -> Route:
     category = entry.get("category")
     if not isinstance(category, str) or not category:
         raise RoutingError(f"{where}: 'category' must be a non-empty string")
+    return where, match, tier, category
+
+
+def _preset(where: str, entry: dict[str, Any], tier: Tier, timings: PresetTimings) -> dict[str, Any]:
     channels = _channels(where, "channels", entry.get("channels"))
     if not channels:
-        raise RoutingError(f"{where}: 'channels' must name at least one channel")
+        raise RoutingError(f"{where}: 'channels' must name at least one channel (or give 'steps')")
     opt_in = _channels(where, "opt_in", entry.get("opt_in"))
     both = set(channels) & set(opt_in)
     if both:
         raise RoutingError(f"{where}: {', '.join(sorted(both))} in both 'channels' and 'opt_in'")
     fallback = _channels(where, "fallback", entry.get("fallback"))
-    has_webhook = Channel.WEBHOOK in channels or Channel.WEBHOOK in opt_in
-    if tier is Tier.SYSTEM and (set(channels) | set(opt_in)) != {Channel.WEBHOOK}:
+    steps = preset_steps(tier, channels, opt_in, fallback, timings)
+    return {"channels": channels, "opt_in": opt_in, "fallback": fallback, "steps": steps}
+
+
+def _custom(where: str, entry: dict[str, Any]) -> dict[str, Any]:
+    given = [k for k in ("channels", "opt_in", "fallback") if k in entry]
+    if given:
+        raise RoutingError(
+            f"{where}: give either 'steps' or {', '.join(repr(k) for k in given)} (the tier's preset), not both"
+        )
+    try:
+        steps = parse_steps(where, entry["steps"])
+    except StepError as exc:
+        raise RoutingError(str(exc)) from None
+    first = next((s for s in steps if isinstance(s, Send)), None)
+    channels = first.channels if first is not None else ()
+    opt_in = first.opt_in if first is not None else ()
+    return {"channels": channels, "opt_in": opt_in, "fallback": (), "steps": steps, "custom": True}
+
+
+def _route(where: str, entry: Any, timings: PresetTimings) -> Route:
+    where, match, tier, category = _header(where, entry)
+    parts = _custom(where, entry) if "steps" in entry else _preset(where, entry, tier, timings)
+    used = set(sends(parts["steps"])) | set(parts["channels"]) | set(parts["opt_in"])
+    if tier is Tier.SYSTEM and used != {Channel.WEBHOOK}:
         raise RoutingError(f"{where}: system tier goes to webhook only")
-    if tier is not Tier.SYSTEM and has_webhook:
+    if tier is not Tier.SYSTEM and Channel.WEBHOOK in used:
         raise RoutingError(f"{where}: webhook is reserved for the system tier")
     template = entry.get("template")
     if template is None and tier is Tier.SYSTEM:
         template = ""  # webhooks post the payload as JSON: nothing to render
     if not isinstance(template, str) or (not template and tier is not Tier.SYSTEM):
         raise RoutingError(f"{where}: 'template' must name a template directory")
-    return Route(
-        match=match,
-        tier=tier,
-        category=category,
-        channels=channels,
-        template=template,
-        opt_in=opt_in,
-        fallback=fallback,
-    )
+    return Route(match=match, tier=tier, category=category, template=template, **parts)
 
 
-def parse_routing(data: Any, source: str = "<routing>", default_tier: Tier | None = None) -> RoutingTable:
+def parse_routing(
+    data: Any,
+    source: str = "<routing>",
+    default_tier: Tier | None = None,
+    timings: PresetTimings | None = None,
+) -> RoutingTable:
     """Validate a parsed YAML document (``{"routes": [...]}``) into a table."""
+    timings = timings or PresetTimings()
     if not isinstance(data, dict) or not isinstance(data.get("routes"), list):
         raise RoutingError(f"{source}: expected a top-level 'routes:' list")
     extra = set(data) - {"routes"}
@@ -188,7 +231,7 @@ def parse_routing(data: Any, source: str = "<routing>", default_tier: Tier | Non
     routes: list[Route] = []
     seen: dict[str, int] = {}
     for i, entry in enumerate(data["routes"], start=1):
-        route = _route(f"{source}: route {i}", entry)
+        route = _route(f"{source}: route {i}", entry, timings)
         if route.match in seen:
             raise RoutingError(
                 f"{source}: route {i}: duplicate pattern {route.match!r} (also route {seen[route.match]})"
@@ -197,10 +240,12 @@ def parse_routing(data: Any, source: str = "<routing>", default_tier: Tier | Non
         routes.append(route)
     if not routes:
         raise RoutingError(f"{source}: 'routes' is empty")
-    return RoutingTable(routes, default_tier)
+    return RoutingTable(routes, default_tier, timings)
 
 
-def load_routing(path: Path, default_tier: Tier | None = None) -> RoutingTable:
+def load_routing(
+    path: Path, default_tier: Tier | None = None, timings: PresetTimings | None = None
+) -> RoutingTable:
     try:
         text = path.read_text()
     except OSError as exc:
@@ -209,4 +254,4 @@ def load_routing(path: Path, default_tier: Tier | None = None) -> RoutingTable:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise RoutingError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_routing(data, str(path), default_tier)
+    return parse_routing(data, str(path), default_tier, timings)

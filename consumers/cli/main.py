@@ -17,6 +17,7 @@ from consumers.cli import (
     doctor,
     endpoints,
     receipts,
+    routes,
     run,
     suppressions,
     tail,
@@ -42,6 +43,7 @@ _COMMAND_MODULES: list[ModuleType] = [
     receipts,
     token,
     templates,
+    routes,
 ]
 
 

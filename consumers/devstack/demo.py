@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -12,10 +13,18 @@ import aioboto3
 import asyncpg
 
 from channels.webhook.signing import generate_secret
-from consumers.emitter import Emitter
+from consumers.emitter import Emitter, build_event
 from consumers.infra.settings import HeraldSettings
+from consumers.workflow.cancel import CANCEL_EVENT_TYPE
 
-__all__ = ["DEMO_SCRIPT", "DEMO_USERS", "random_events", "run_demo_stream", "seed"]
+__all__ = [
+    "DEMO_SCRIPT",
+    "DEMO_USERS",
+    "emit_scheduled_and_cancelled",
+    "random_events",
+    "run_demo_stream",
+    "seed",
+]
 
 DEMO_USERS: list[dict[str, Any]] = [
     {
@@ -131,13 +140,33 @@ def random_events(rnd: random.Random) -> tuple[str, str, dict[str, Any]]:
     return rnd.choice(DEMO_SCRIPT[:-1])
 
 
+async def emit_scheduled_and_cancelled(emit: Emitter, *, in_s: float = 20.0) -> None:
+    """One scheduled send (deferred now, sent in ``in_s``) and one cancelled before it fires."""
+    at = datetime.now(UTC) + timedelta(seconds=in_s)
+    receipt = build_event(
+        "payment_receipt", user_id="alice", data={"amount": "5.00", "currency": "EUR", "merchant": "Later"}
+    )
+    await emit.emit_event(dataclasses.replace(receipt, send_at=at))
+    promo = build_event(
+        "marketing.weekly",
+        user_id="bruno",
+        data={"headline": "Amanhã", "body": "Cancelado.", "cta_url": "https://example.com"},
+    )
+    await emit.emit_event(dataclasses.replace(promo, send_at=at, cancel_key="demo-promo"))
+    await asyncio.sleep(1.0)
+    cancel = build_event(CANCEL_EVENT_TYPE, user_id="bruno")
+    await emit.emit_event(dataclasses.replace(cancel, cancel_key="demo-promo"))
+
+
 async def run_demo_stream(settings: HeraldSettings, interval_s: float, stop: asyncio.Event) -> None:
-    """The scripted events, then a random one every ``interval_s`` until ``stop``."""
+    """The scripted events, a scheduled send and a cancellation, then a random event every
+    ``interval_s`` until ``stop``."""
     rnd = random.Random(42)
     async with Emitter(settings.kafka_bootstrap_servers, f"{settings.topic_prefix}.events") as emit:
         for event_type, user, data in DEMO_SCRIPT:
             await emit(event_type, user_id=user, data=data)
             await asyncio.sleep(0.2)
+        await emit_scheduled_and_cancelled(emit)
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), interval_s)

@@ -33,6 +33,8 @@ from consumers.fallback.escalation import PUSH_TIMEOUT, arm_escalation, cancel_e
 from consumers.runtime import metrics
 from consumers.runtime.handling import Incoming, Output, Result
 from consumers.scheduler.retries import plan_retry
+from consumers.workflow.context import WorkflowContext
+from consumers.workflow.executor import workflow_receipt
 from schemas.codec import DecodeError
 from schemas.errors import DependencyUnavailable, RecordError
 from schemas.models import DeliveryOutcome, OutcomeStatus, Receipt
@@ -56,11 +58,16 @@ class FallbackHandler:
     name = "fallback"
 
     def __init__(
-        self, ctx: FallbackContext, pool: asyncpg.Pool, rand: Callable[[], float] = random.random
+        self,
+        ctx: FallbackContext,
+        pool: asyncpg.Pool,
+        rand: Callable[[], float] = random.random,
+        workflows: WorkflowContext | None = None,
     ) -> None:
         self.ctx = ctx
         self.pool = pool
         self.rand = rand
+        self.workflows = workflows  # routes with their own steps: the executor, not the tier presets
 
     def decode(self, raw: bytes) -> Signal:
         name, record = self.ctx.codec.decode_record(raw)
@@ -107,6 +114,8 @@ class FallbackHandler:
             receipt.at,
             receipt.source,
         )
+        if self.workflows is not None:
+            await workflow_receipt(self.workflows, conn, receipt.notification_id, receipt.status.value)
         if receipt_cancels(receipt.status):
             if await cancel_escalations(self.ctx, conn, receipt.notification_id):
                 log.info(
@@ -117,11 +126,14 @@ class FallbackHandler:
 
     async def _outcome(self, conn: asyncpg.Connection, outcome: DeliveryOutcome) -> list[Output]:
         now = self.ctx.clock.now()
-        if watches_critical(outcome):
+        if watches_critical(outcome) and not self._custom(outcome.event_type):
             await watch_critical(self.ctx, conn, outcome, now)
         outputs: list[Output] = []
         message = outcome.message
-        for action in decide_outcome(outcome):
+        actions = decide_outcome(outcome)
+        if self._custom(outcome.event_type):  # its steps decide what follows; retries stay per channel
+            actions = [a for a in actions if a is Action.RETRY]
+        for action in actions:
             if message is None or action is Action.IGNORE:
                 continue
             if action is Action.ARM_ESCALATION:
@@ -133,6 +145,12 @@ class FallbackHandler:
             elif action is Action.RETRY:
                 outputs += await self._retry(conn, outcome)
         return outputs
+
+    def _custom(self, event_type: str) -> bool:
+        if self.workflows is None:
+            return False
+        route = self.workflows.table.match(event_type)
+        return route is not None and route.custom
 
     async def _retry(self, conn: asyncpg.Connection, outcome: DeliveryOutcome) -> list[Output]:
         assert outcome.message is not None

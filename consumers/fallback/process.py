@@ -29,6 +29,8 @@ from consumers.runtime.process import ProcessOptions, ProcessSpec
 from consumers.runtime.runner import Runner
 from consumers.runtime.topics import dlq
 from consumers.scheduler.store import FireHandler, Scheduler, Timer, TimerPoller
+from consumers.workflow.process import fire_handlers as workflow_handlers
+from consumers.workflow.process import workflow_context
 from schemas.codec import default_codec
 from schemas.models import Channel, Lane
 
@@ -69,21 +71,24 @@ async def build(res: Resources, options: ProcessOptions) -> ProcessSpec:
     pool = await res.pool()
     producer = await res.producer()
     scheduler = Scheduler(pool, res.clock)
+    codec = default_codec()
+    wf, reloader = await workflow_context(res, scheduler, codec)
     ctx = FallbackContext(
         scheduler=scheduler,
         topics=topics,
-        codec=default_codec(),
+        codec=codec,
         settings=settings.fallback,
         clock=res.clock,
         default_locale=settings.default_locale,
     )
     runner = Runner(
-        FallbackHandler(ctx, pool),
+        FallbackHandler(ctx, pool, workflows=wf),
         topics=[topics.outcomes, topics.receipts],
         group_id=options.group or GROUP_ID,
         bootstrap_servers=settings.kafka_bootstrap_servers,
         producer=producer,
         settings=settings.runtime,
     )
-    poller = TimerPoller(scheduler, producer, settings.scheduler, handlers=fire_handlers(ctx))
-    return ProcessSpec(runners=[runner], loops=[poller.run])
+    handlers = {**fire_handlers(ctx), **workflow_handlers(wf)}
+    poller = TimerPoller(scheduler, producer, settings.scheduler, handlers=handlers)
+    return ProcessSpec(runners=[runner], loops=[poller.run, reloader.run])

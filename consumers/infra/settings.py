@@ -124,6 +124,11 @@ class ClassifierSettings(BaseModel, frozen=True):
     limiter_cooldown_s: float = Field(
         5.0, ge=0, description="After a Redis failure, skip rate limiting this long."
     )
+    cancel_ttl_s: int = Field(
+        7 * 86_400,
+        gt=0,
+        description="How long Redis remembers a herald.cancel (events and lane messages with it are refused).",
+    )
 
 
 class EmailSettings(BaseModel, frozen=True):

@@ -97,6 +97,9 @@ def test_herald_dev_shows_every_path_and_stops_cleanly(tmp_path: Path) -> None:
     assert re.search(r"escalated .*payment_receipt user=bruno .*reason=push_failed", out)
     assert re.search(r"escalated .*payment_receipt user=alice .*reason=push_timeout", out), out
     assert re.search(r"sent +email .*event_type=digest|sent +email +medium", out), out
+    # Workflows: a scheduled send held by the scheduler, and one cancelled before it fired.
+    assert re.search(r"deferred .*payment_receipt user=alice .*reason=scheduled", out), out
+    assert re.search(r"cancelled .*marketing\.weekly user=bruno .*reason=cancel_key", out), out
     assert re.search(r"web components .*open http://127\.0\.0\.1:\d+/demo", out), out
     # Every process it started is gone, and so are the servers.
     pids = [int(p) for p in re.findall(r"process .* pid=(\d+)", out)]

@@ -1,0 +1,1 @@
+"""Notification workflows: per-route steps (parse, presets, explain) and their executor."""

@@ -1,0 +1,150 @@
+"""A workflow's ``digest`` step: notifications collected per (user, route, window), sent as one.
+
+One digest row per (user, route, window) and one item row per notification are unique, and the
+digest row is locked while items join and while it is sent, so a replay, two pollers or two
+items at once never make a second digest or lose an item. The digest message goes through the
+same checks as any send (``consumers.workflow.sending``); its key derives from the digest row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from consumers.classifier.routing import Route
+from consumers.fallback.decisions import DIGEST_EVENT_TYPE, DigestItem, digest_content, digest_window
+from consumers.infra.keys import derived_key
+from consumers.runtime.handling import Output
+from consumers.scheduler.store import Timer
+from consumers.workflow.context import KIND_DIGEST_SEND, WorkflowContext
+from consumers.workflow.sending import send_step
+from consumers.workflow.steps import Digest
+from schemas.models import DomainEvent
+
+__all__ = ["fire_digest", "join_digest"]
+
+log = logging.getLogger(__name__)
+
+
+def _send_timer(digest_id: int, due_at: datetime) -> Timer:
+    return Timer(
+        key=derived_key(f"workflow-digest:{digest_id}", "send"),
+        kind=KIND_DIGEST_SEND,
+        due_at=due_at,
+        data={"digest_id": digest_id},
+    )
+
+
+async def join_digest(
+    ctx: WorkflowContext,
+    conn: asyncpg.Connection,
+    *,
+    nid: str,
+    event: DomainEvent,
+    route: Route,
+    step: Digest,
+    now: datetime,
+) -> int:
+    """Add the notification to the user's pending digest of this route; returns the digest's id."""
+    window = digest_window(now, step.window_s)
+    while True:
+        send_at = max(now + timedelta(seconds=step.send_after_s), window)
+        await conn.execute(
+            "INSERT INTO herald_workflow_digests (user_id, route, window_start, send_at) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (user_id, route, window_start) DO NOTHING",
+            event.user_id,
+            route.match,
+            window,
+            send_at,
+        )
+        row = await conn.fetchrow(
+            "SELECT id, state, send_at FROM herald_workflow_digests "
+            "WHERE user_id = $1 AND route = $2 AND window_start = $3 FOR UPDATE",
+            event.user_id,
+            route.match,
+            window,
+        )
+        assert row is not None
+        if row["state"] == "pending":
+            break
+        window += timedelta(seconds=step.window_s)  # this window's digest went out: the next one's
+    digest_id = int(row["id"])
+    await conn.execute(
+        "INSERT INTO herald_workflow_digest_items (notification_id, digest_id, cancel_key, event, joined_at) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        nid,
+        digest_id,
+        event.cancel_key,
+        ctx.decide.codec.encode(event),
+        now,
+    )
+    await ctx.scheduler.arm([_send_timer(digest_id, row["send_at"])], conn)
+    return digest_id
+
+
+def _item(event: DomainEvent, joined_at: datetime) -> DigestItem:
+    try:
+        data = event.data()
+    except ValueError:
+        data = {}
+    title = str(data.get("title") or event.type)
+    body = str(data.get("body") or data.get("text") or "")
+    return DigestItem(title, body, joined_at)
+
+
+async def fire_digest(ctx: WorkflowContext, timer: Timer, conn: asyncpg.Connection) -> Sequence[Output]:
+    """Due: send the digest once, listing the newest ``max_items`` items and how many more."""
+    digest_id = int(timer.data["digest_id"])
+    digest = await conn.fetchrow(
+        "SELECT id, user_id, route, state FROM herald_workflow_digests WHERE id = $1 FOR UPDATE", digest_id
+    )
+    if digest is None or digest["state"] != "pending":
+        return []
+    rows = await conn.fetch(
+        "SELECT event, joined_at FROM herald_workflow_digest_items WHERE digest_id = $1 ORDER BY joined_at",
+        digest_id,
+    )
+    route = ctx.route(digest["route"])
+    step = route.steps[-1] if route is not None and route.steps else None
+    if not rows or route is None or not isinstance(step, Digest):
+        await conn.execute("DELETE FROM herald_workflow_digests WHERE id = $1", digest_id)
+        return []
+    now = ctx.clock.now()
+    events = [ctx.decide.codec.decode(r["event"], DomainEvent) for r in rows]
+    content = digest_content(
+        [_item(e, r["joined_at"]) for e, r in zip(events, rows, strict=True)], step.max_items
+    )
+    key = derived_key(f"workflow-digest:{digest_id}", "message")
+    digest_event = DomainEvent(
+        event_id=f"digest:{key}",
+        type=DIGEST_EVENT_TYPE,
+        occurred_at=now,
+        user_id=digest["user_id"],
+        locale=events[-1].locale,
+        tenant=events[-1].tenant,
+        payload=json.dumps(content, separators=(",", ":")),
+    )
+    digest_route = dataclasses.replace(route, template=DIGEST_EVENT_TYPE)
+    sent = send_step(
+        digest_event,
+        digest_route,
+        channels=(step.channel,),
+        step=0,
+        first_send=True,
+        profile=await ctx.profile(digest["user_id"]),
+        now=now,
+        cfg=ctx.decide,
+    )
+    await conn.execute(
+        "UPDATE herald_workflow_digests SET state = 'sent', item_count = $2 WHERE id = $1",
+        digest_id,
+        len(rows),
+    )
+    await ctx.scheduler.arm(sent.timers, conn)
+    log.info("workflow digest %s for user %s: %d items", route.match, digest["user_id"], len(rows))
+    return sent.decision.outputs

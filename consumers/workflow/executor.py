@@ -1,0 +1,291 @@
+"""Runs a workflow's steps on the durable scheduler: one state row per notification (event, user).
+
+A ``workflow_step`` timer names (notification, step). Firing it locks the state row; the step
+runs only if the row is still active and at that step, so a re-fired timer, a replayed
+classification or a second poller finds the step done and does nothing. Steps that do not
+wait (throttle, send, escalate, digest) run on in the same transaction; a wait or a delay
+arms the next step's timer and ends it. ``herald_workflow_runs`` logs one row per step run.
+
+The poller produces what a fire returns and commits only after the broker's acks: a crash in
+between runs the step again with the same idempotency keys (the channel consumer's dedupe).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from consumers.classifier.routing import Route
+from consumers.fallback.decisions import digest_window
+from consumers.infra.keys import derived_key, outcome_id
+from consumers.runtime.handling import Output
+from consumers.scheduler.store import Timer
+from consumers.workflow.context import WorkflowContext, step_timer, with_cancel_key
+from consumers.workflow.digest import join_digest
+from consumers.workflow.sending import send_step
+from consumers.workflow.steps import (
+    Delay,
+    Digest,
+    Escalate,
+    Overflow,
+    Send,
+    SendMode,
+    Step,
+    Throttle,
+    Wait,
+    WaitFor,
+)
+from schemas.models import DeliveryOutcome, DomainEvent, OutcomeStatus
+
+__all__ = ["ACTIVE", "fire_step", "receipt_satisfies", "workflow_receipt"]
+
+log = logging.getLogger(__name__)
+ACTIVE = ("running", "waiting")
+
+
+@dataclass(slots=True)
+class Run:
+    """A workflow being advanced inside one fire."""
+
+    nid: str
+    event: DomainEvent
+    route: Route
+    step: int
+    first_send: int  # index of the first send step: it keeps the classifier's keys
+    outputs: list[Output] = field(default_factory=list)
+    timers: list[Timer] = field(default_factory=list)
+    log: list[tuple[int, str, str]] = field(default_factory=list)  # (step, kind, result) run in this fire
+
+
+@dataclass(slots=True)
+class After:
+    """What comes after a step: go on (to ``jump`` if set), sleep until ``due``, or stop."""
+
+    result: str
+    then: str = "continue"  # continue | sleep | stop
+    due: datetime | None = None
+    state: str = "running"
+    wait_for: WaitFor | None = None
+    jump: int | None = None
+
+
+def receipt_satisfies(wait_for: str | None, status: str) -> bool:
+    """A read receipt satisfies both waits; delivered and opened only "until delivered"."""
+    return status == "read" or (wait_for == WaitFor.DELIVERED.value and status in ("delivered", "opened"))
+
+
+async def _receipts(conn: asyncpg.Connection, nid: str) -> list[str]:
+    rows = await conn.fetch("SELECT status FROM herald_receipts WHERE notification_id = $1", nid)
+    return [r["status"] for r in rows]
+
+
+async def workflow_receipt(ctx: WorkflowContext, conn: asyncpg.Connection, nid: str, status: str) -> bool:
+    """A receipt arrived: a workflow waiting for it is done, and its timeout timer cancelled."""
+    row = await conn.fetchrow(
+        "SELECT step, wait_for FROM herald_workflows WHERE notification_id = $1 AND state = 'waiting' FOR UPDATE",
+        nid,
+    )
+    if row is None or not receipt_satisfies(row["wait_for"], status):
+        return False
+    await conn.execute(
+        "UPDATE herald_workflows SET state = 'done', updated_at = $2 WHERE notification_id = $1",
+        nid,
+        ctx.clock.now(),
+    )
+    await ctx.scheduler.cancel(step_timer(nid, row["step"], ctx.clock.now(), None).key, conn)
+    return True
+
+
+def _outcome(run: Run, status: OutcomeStatus, reason: str, detail: str, now: datetime) -> DeliveryOutcome:
+    key = derived_key(run.nid, f"workflow:{run.step}:{reason}")
+    return DeliveryOutcome(
+        outcome_id=outcome_id(key, status.value),
+        notification_id=run.nid,
+        event_id=run.event.event_id,
+        event_type=run.event.type,
+        user_id=run.event.user_id,
+        tier=run.route.tier,
+        status=status,
+        occurred_at=run.event.occurred_at,
+        recorded_at=now,
+        lane=run.route.lane,
+        reason=reason,
+        detail=detail,
+        idempotency_key=key,
+    )
+
+
+async def _send(ctx: WorkflowContext, run: Run, step: Send | Escalate, now: datetime) -> After:
+    profile = await ctx.profile(run.event.user_id)
+    is_send = isinstance(step, Send)
+    sent = send_step(
+        run.event,
+        run.route,
+        channels=step.channels,
+        opt_in=step.opt_in if isinstance(step, Send) else (),
+        mode=step.mode if isinstance(step, Send) else SendMode.ALL,
+        step=run.step,
+        first_send=is_send and run.step == run.first_send,
+        profile=profile,
+        now=now,
+        cfg=ctx.decide,
+    )
+    run.outputs += sent.decision.outputs
+    run.timers += with_cancel_key(sent.timers, run.nid, run.event.cancel_key)
+    return After(f"{step.kind}:{'+'.join(c.value for c in sent.sent) or 'nothing'}")
+
+
+async def _throttle(
+    ctx: WorkflowContext, conn: asyncpg.Connection, run: Run, step: Throttle, now: datetime
+) -> After:
+    window = digest_window(now, step.per_s)
+    admitted = await conn.fetchval(
+        "INSERT INTO herald_workflow_throttle (user_id, route, window_start, admitted) VALUES ($1, $2, $3, 1) "
+        "ON CONFLICT (user_id, route, window_start) DO UPDATE "
+        "SET admitted = herald_workflow_throttle.admitted + 1 WHERE herald_workflow_throttle.admitted < $4 "
+        "RETURNING admitted",
+        run.event.user_id,
+        run.route.match,
+        window,
+        step.limit,
+    )
+    if admitted is not None:
+        return After(f"throttle:admitted {admitted}/{step.limit}")
+    if step.overflow is Overflow.DIGEST:
+        return After("throttle:to digest", jump=len(run.route.steps) - 1)
+    detail = f"over {step.limit} per {step.per_s:g}s for {run.route.match}"
+    run.outputs.append(ctx.outcome_output(_outcome(run, OutcomeStatus.SUPPRESSED, "throttled", detail, now)))
+    return After("throttle:dropped", then="stop", state="dropped")
+
+
+async def _wait(conn: asyncpg.Connection, run: Run, step: Wait | Delay, now: datetime) -> After:
+    if isinstance(step, Delay):
+        return After("delay", then="sleep", due=now + timedelta(seconds=step.duration_s))
+    due = now + timedelta(seconds=step.bound_s)
+    if step.until is None:
+        return After("wait", then="sleep", due=due)
+    if any(receipt_satisfies(step.until.value, s) for s in await _receipts(conn, run.nid)):
+        return After(f"wait:{step.until.value} already", then="stop", state="done")
+    return After(f"wait:{step.until.value}", then="sleep", due=due, state="waiting", wait_for=step.until)
+
+
+async def _one(ctx: WorkflowContext, conn: asyncpg.Connection, run: Run, step: Step, now: datetime) -> After:
+    if isinstance(step, Send):
+        return await _send(ctx, run, step, now)
+    if isinstance(step, Escalate):
+        if await _receipts(conn, run.nid):
+            return After("escalate:not needed (receipt)", then="stop", state="done")
+        return await _send(ctx, run, step, now)
+    if isinstance(step, Throttle):
+        return await _throttle(ctx, conn, run, step, now)
+    if isinstance(step, Digest):
+        await join_digest(ctx, conn, nid=run.nid, event=run.event, route=run.route, step=step, now=now)
+        return After("digest:joined", then="stop", state="done")
+    return await _wait(conn, run, step, now)
+
+
+async def _advance(ctx: WorkflowContext, conn: asyncpg.Connection, run: Run, waiting: str | None) -> None:
+    """Run steps from ``run.step`` until one waits or the workflow ends; record where it stands."""
+    now = ctx.clock.now()
+    steps = run.route.steps
+    if waiting is not None and any(receipt_satisfies(waiting, s) for s in await _receipts(conn, run.nid)):
+        await _store(conn, run.nid, run.step, "done", wait_for=None, now=now)  # the receipt raced the timeout
+        return
+    state, wait_for = "done", None
+    while run.step < len(steps):
+        after = await _one(ctx, conn, run, steps[run.step], now)
+        run.log.append((run.step, steps[run.step].kind, after.result))
+        run.step = after.jump if after.jump is not None else run.step + 1
+        if after.then == "sleep" and after.due is not None:
+            state, wait_for = after.state, after.wait_for
+            run.timers.append(step_timer(run.nid, run.step, after.due, run.event.cancel_key))
+            break
+        if after.then == "stop":
+            state = after.state
+            break
+    await _store(
+        conn, run.nid, run.step, state, wait_for=wait_for.value if wait_for else None, now=now, log=run.log
+    )
+
+
+_STORE = """
+WITH ran AS (
+    INSERT INTO herald_workflow_runs (notification_id, step, kind, result, ran_at)
+    SELECT $1, s, k, r, $5 FROM unnest($6::int[], $7::text[], $8::text[]) AS t(s, k, r)
+    ON CONFLICT DO NOTHING
+)
+UPDATE herald_workflows SET step = $2, state = $3, wait_for = $4, updated_at = $5 WHERE notification_id = $1
+"""
+
+
+async def _store(
+    conn: asyncpg.Connection,
+    nid: str,
+    step: int,
+    state: str,
+    *,
+    wait_for: str | None,
+    now: datetime,
+    log: Sequence[tuple[int, str, str]] = (),
+) -> None:
+    """Where the workflow stands, and the steps this fire ran, in one statement."""
+    await conn.execute(
+        _STORE,
+        nid,
+        step,
+        state,
+        wait_for,
+        now,
+        [s for s, _, _ in log],
+        [k for _, k, _ in log],
+        [r for _, _, r in log],
+    )
+
+
+async def _lock_or_start(
+    ctx: WorkflowContext, conn: asyncpg.Connection, timer: Timer
+) -> asyncpg.Record | None:
+    nid = str(timer.data["notification_id"])
+    if timer.payload is not None and int(timer.data["step"]) == 0:
+        event = ctx.decide.codec.decode(timer.payload, DomainEvent)
+        now = ctx.clock.now()
+        await conn.execute(
+            "INSERT INTO herald_workflows (notification_id, event_id, user_id, route, cancel_key, event, "
+            "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING",
+            nid,
+            event.event_id,
+            event.user_id,
+            str(timer.data["route"]),
+            event.cancel_key,
+            timer.payload,
+            now,
+        )
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT step, state, wait_for, route, event FROM herald_workflows WHERE notification_id = $1 FOR UPDATE",
+        nid,
+    )
+    return row
+
+
+async def fire_step(ctx: WorkflowContext, timer: Timer, conn: asyncpg.Connection) -> Sequence[Output]:
+    """Due: run the workflow's step named by the timer (and the ones after it that do not wait)."""
+    row = await _lock_or_start(ctx, conn, timer)
+    step = int(timer.data["step"])
+    if row is None or row["state"] not in ACTIVE or row["step"] != step:
+        return []  # already run, cancelled, dropped or satisfied: a replay does nothing
+    nid = str(timer.data["notification_id"])
+    route = ctx.route(row["route"])
+    if route is None or not route.custom:
+        log.warning("workflow %s: route %r is gone from the routing file; stopped", nid, row["route"])
+        await _store(conn, nid, step, "done", wait_for=None, now=ctx.clock.now())
+        return []
+    event = ctx.decide.codec.decode(row["event"], DomainEvent)
+    first_send = next(i for i, s in enumerate(route.steps) if isinstance(s, Send | Escalate | Digest))
+    run = Run(nid, event, route, step, first_send)
+    await _advance(ctx, conn, run, row["wait_for"] if row["state"] == "waiting" else None)
+    await ctx.scheduler.arm(run.timers, conn)
+    return run.outputs
