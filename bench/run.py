@@ -108,6 +108,7 @@ PHASES: list[tuple[str, str]] = [
     ("memory", "bench.memory:phase"),
     ("scaling", "bench.scaling:phase"),
     ("timers", "bench.timers:phase"),
+    ("admin", "bench.admin:phase"),
 ]
 
 

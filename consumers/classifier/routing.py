@@ -29,7 +29,9 @@ __all__ = [
 ]
 
 _GLOB_CHARS = frozenset("*?[")
-_KNOWN_KEYS = frozenset({"match", "tier", "category", "channels", "opt_in", "fallback", "template"})
+_KNOWN_KEYS = frozenset(
+    {"match", "tier", "category", "channels", "opt_in", "fallback", "template", "broadcast_lane"}
+)
 
 DEFAULT_CHANNELS: Mapping[Tier, tuple[Channel, ...]] = {
     Tier.CRITICAL: (Channel.PUSH, Channel.SMS, Channel.EMAIL),
@@ -66,10 +68,12 @@ class Route:
     template: str
     opt_in: tuple[Channel, ...] = ()
     fallback: tuple[Channel, ...] = ()
+    broadcast_lane: Lane = Lane.BULK  # the lane of topic fan-out copies (herald run classifier --lane bulk)
+    lane_override: Lane | None = None  # set on the copies' route: every message goes to this lane
 
     @property
     def lane(self) -> Lane:
-        return lane_for(self.tier)
+        return self.lane_override or lane_for(self.tier)
 
 
 class RoutingTable:
@@ -175,7 +179,15 @@ def _route(where: str, entry: Any) -> Route:
         template=template,
         opt_in=opt_in,
         fallback=fallback,
+        broadcast_lane=_broadcast_lane(where, entry),
     )
+
+
+def _broadcast_lane(where: str, entry: dict[str, Any]) -> Lane:
+    try:
+        return Lane(str(entry.get("broadcast_lane", Lane.BULK.value)))
+    except ValueError:
+        raise RoutingError(f"{where}: 'broadcast_lane' must be bulk or priority") from None
 
 
 def parse_routing(data: Any, source: str = "<routing>", default_tier: Tier | None = None) -> RoutingTable:

@@ -16,7 +16,9 @@ from consumers.cli import (
     dev,
     doctor,
     endpoints,
+    keys,
     receipts,
+    recipients,
     run,
     suppressions,
     tail,
@@ -42,6 +44,8 @@ _COMMAND_MODULES: list[ModuleType] = [
     receipts,
     token,
     templates,
+    keys,
+    recipients,
 ]
 
 
