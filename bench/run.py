@@ -109,6 +109,7 @@ PHASES: list[tuple[str, str]] = [
     ("scaling", "bench.scaling:phase"),
     ("timers", "bench.timers:phase"),
     ("workflows", "bench.workflows:phase"),
+    ("admin", "bench.admin:phase"),
 ]
 
 

@@ -9,6 +9,11 @@ push       ``push.title.j2``, ``push.body.j2``
 in_app     ``in_app.title.j2``, ``in_app.body.j2``
 =========  ==============================================================
 
+A tenant may override any template: for each locale of the chain,
+``<templates_dir>/<tenant>/<template>/<locale>/`` is tried before the shared ``<template>/<locale>/``,
+so a tenant overrides only what it brands and a reader still gets their language first (a shared
+Portuguese template beats the tenant's English one). Keep tenant names distinct from template names.
+
 Locales fall back ``pt-BR`` → ``pt`` → the default locale; one locale serves all the files of
 a channel, so a subject and its body never mix languages. The environment is sandboxed
 (templates may come from operators, and payload values from any domain service), undefined
@@ -150,7 +155,7 @@ class TemplateRenderer:
             lstrip_blocks=True,
         )
         self.env.filters["safe_url"] = self._safe_url
-        self._resolved: dict[tuple[str, Channel, str], str | None] = {}
+        self._resolved: dict[tuple[str, Channel, str, str], tuple[str, str] | None] = {}
 
     def _safe_url(self, value: object) -> str:
         """The ``safe_url`` filter: every URL that reaches ``href``/``src`` in an HTML template."""
@@ -160,35 +165,54 @@ class TemplateRenderer:
             raise UnsafeUrl(f"{problem}: {url[:100]!r}")
         return url.strip()
 
-    def resolve_locale(self, template: str, channel: Channel, locale: str) -> str | None:
-        """The first locale of the chain that has every file the channel needs (cached)."""
-        key = (template, channel, locale)
+    def resolve(
+        self, template: str, channel: Channel, locale: str, tenant: str = ""
+    ) -> tuple[str, str] | None:
+        """(directory, locale): the tenant's override, else the shared template, in the first
+        locale of the chain that has every file the channel needs (cached)."""
+        key = (template, channel, locale, tenant)
         if key not in self._resolved:
             files = CHANNEL_FILES[channel]
             found = None
-            for candidate in locale_chain(locale, self.default_locale):
-                base = self.templates_dir / template / candidate
-                if all((base / f).is_file() for f in files):
-                    found = candidate
+            dirs = (
+                [f"{tenant}/{template}", template]
+                if _NAME.match(tenant) and not tenant.startswith(".")
+                else [template]
+            )
+            for candidate in locale_chain(locale, self.default_locale):  # the language first, then the brand
+                for directory in dirs:
+                    base = self.templates_dir / directory / candidate
+                    if all((base / f).is_file() for f in files):
+                        found = (directory, candidate)
+                        break
+                if found:
                     break
             self._resolved[key] = found
         return self._resolved[key]
 
-    def render(self, channel: Channel, template: str, locale: str, variables: Mapping[str, Any]) -> Content:
+    def resolve_locale(self, template: str, channel: Channel, locale: str) -> str | None:
+        """The first locale of the chain that has every file the channel needs (shared templates)."""
+        found = self.resolve(template, channel, locale)
+        return found[1] if found else None
+
+    def render(
+        self, channel: Channel, template: str, locale: str, variables: Mapping[str, Any], tenant: str = ""
+    ) -> Content:
         """Render the channel's files; raise :class:`TemplateError` with a reason a human can act on."""
         if channel not in CHANNEL_FILES:
             raise TemplateError(f"channel {channel.value!r} has no templates (its adapter renders)")
         if not template or not _NAME.match(template):
             raise TemplateError(f"invalid template name {template!r}")
-        used = self.resolve_locale(template, channel, locale)
-        if used is None:
+        found = self.resolve(template, channel, locale, tenant)
+        if found is None:
             chain = locale_chain(locale, self.default_locale)
             raise TemplateError(
                 f"unknown template {template!r} for channel {channel.value} "
                 f"(no {'/'.join(CHANNEL_FILES[channel])} for locales {chain})"
             )
+        directory, used = found
         files = CHANNEL_FILES[channel]
-        out = {name: self._render_file(f"{template}/{used}/{name}", variables) for name in files}
+        out = {name: self._render_file(f"{directory}/{used}/{name}", variables) for name in files}
         if channel is Channel.EMAIL:
             return Content(
                 subject=_one_line(out["email.subject.j2"]),
@@ -204,7 +228,13 @@ class TemplateRenderer:
         )
 
     def render_message(self, message: ChannelMessage) -> Content:
-        return self.render(message.channel, message.template, message.locale, template_variables(message))
+        return self.render(
+            message.channel,
+            message.template,
+            message.locale,
+            template_variables(message),
+            message.tenant or "",
+        )
 
     def _render_file(self, name: str, variables: Mapping[str, Any]) -> str:
         try:

@@ -18,7 +18,7 @@ from schemas.codec import Codec, default_codec
 from schemas.identifiers import check_event, check_identifiers
 from schemas.models import DomainEvent, utcnow
 
-__all__ = ["Emitter", "build_event"]
+__all__ = ["Emitter", "build_event", "partition_key"]
 
 
 def build_event(
@@ -50,6 +50,11 @@ def build_event(
     )
 
 
+def partition_key(event: DomainEvent) -> bytes:
+    """The Kafka key of an event: its user, or its topic when addressed to a topic (the contract)."""
+    return (event.user_id or event.topic or "").encode()
+
+
 class Emitter:
     """Produces DomainEvents to ``herald.events`` keyed by user id, acks=all."""
 
@@ -70,7 +75,7 @@ class Emitter:
     async def emit_event(self, event: DomainEvent) -> DomainEvent:
         """Produce ``event`` (its identifiers are checked first: InvalidIdentifier)."""
         check_event(event)
-        await self.producer.send_and_wait(self.topic, self.codec.encode(event), key=event.user_id.encode())
+        await self.producer.send_and_wait(self.topic, self.codec.encode(event), key=partition_key(event))
         return event
 
     async def __call__(

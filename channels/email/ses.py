@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -89,10 +90,12 @@ class SesEmailAdapter:
         configuration_set: str | None = None,
         unsubscribe_url: str | None = None,
         unsubscribe_mailto: str | None = None,
+        tenant_from: Mapping[str, str] | None = None,
         close: Any = None,
     ) -> None:
         self.client = client
         self.from_address = from_address
+        self.tenant_from = dict(tenant_from or {})  # a tenant's own sender identity
         self.bucket = bucket
         self.configuration_set = configuration_set
         self.unsubscribe_url = unsubscribe_url
@@ -101,18 +104,19 @@ class SesEmailAdapter:
 
     def request(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> dict[str, Any]:
         """The SendEmail parameters for one message (raises PermanentDelivery on bad input)."""
+        from_address = self.tenant_from.get(message.tenant or "", self.from_address)
         raw = compose(
             self.provider,
             message,
             content,
-            from_address=self.from_address,
+            from_address=from_address,
             idempotency_key=idempotency_key,
             unsubscribe_url=self.unsubscribe_url,
             unsubscribe_mailto=self.unsubscribe_mailto,
         )
         category = re.sub(r"[^A-Za-z0-9_-]", "_", message.category)[:256] or "none"
         params: dict[str, Any] = {
-            "FromEmailAddress": self.from_address,
+            "FromEmailAddress": from_address,
             "Content": {"Raw": {"Data": raw}},
             "EmailTags": [
                 {"Name": "herald_key", "Value": idempotency_key},

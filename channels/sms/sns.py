@@ -11,6 +11,7 @@ rather than arriving as an expensive, reordered string of fragments.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import phonenumbers
@@ -116,11 +117,13 @@ class SnsSmsAdapter:
         bucket: TokenBucket,
         sender_id: str | None = None,
         max_segments: int = 3,
+        tenant_sender_ids: Mapping[str, str] | None = None,
         close: Any = None,
     ) -> None:
         self.client = client
         self.bucket = bucket
         self.sender_id = sender_id
+        self.tenant_sender_ids = dict(tenant_sender_ids or {})  # a tenant's own alphanumeric sender
         self.max_segments = max_segments
         self._close = close
 
@@ -142,8 +145,9 @@ class SnsSmsAdapter:
             )
         kind = sms_type(message.tier, message.lane)
         attributes: dict[str, Any] = {"AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": kind}}
-        if self.sender_id:
-            attributes["AWS.SNS.SMS.SenderID"] = {"DataType": "String", "StringValue": self.sender_id}
+        sender_id = self.tenant_sender_ids.get(message.tenant or "", self.sender_id)
+        if sender_id:
+            attributes["AWS.SNS.SMS.SenderID"] = {"DataType": "String", "StringValue": sender_id}
         return {"PhoneNumber": message.recipient, "Message": text, "MessageAttributes": attributes}
 
     async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:

@@ -17,6 +17,7 @@ from consumers.api import (
     routes_unsubscribe,
     routes_webapp,
 )
+from consumers.api.admin.mount import BATCH_PATHS, admin_routers
 from consumers.api.deps import ApiContext
 from consumers.api.limits import BodyLimit
 from consumers.api.problems import install_problem_handlers, problem_responses
@@ -36,13 +37,20 @@ def create_app(ctx: ApiContext) -> FastAPI:
     )
     app.state.ctx = ctx
     install_problem_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=ctx.api.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=ctx.api.max_body_bytes,
+        larger=dict.fromkeys(BATCH_PATHS, ctx.admin.settings.batch_max_bytes) if ctx.admin else None,
+    )
     app.include_router(routes_inbox.router(ctx.api))
     app.include_router(routes_settings.router)
     app.include_router(routes_webapp.router)
     app.include_router(routes_unsubscribe.router())
     app.include_router(routes_providers.router())
     app.include_router(routes_static.router(ctx.api))
+    if ctx.admin is not None and ctx.admin.keys is not None:  # off without HERALD_ADMIN__KEY_PEPPER
+        for admin_router in admin_routers():  # service API keys only (consumers/api/admin)
+            app.include_router(admin_router)
     if (
         ctx.api.cors_origins
     ):  # only the listed origins may call from a browser; tokens are headers, not cookies

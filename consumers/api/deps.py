@@ -17,6 +17,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from channels.in_app.inbox_pg import InboxService
 from channels.push.devices_pg import PgDeviceTokens
+from consumers.api.admin.context import AdminContext
+from consumers.api.admin.keys import looks_like_key
 from consumers.api.auth import AuthError, Principal, TokenKeys, verify_token
 from consumers.api.feedback import ProviderFeedback
 from consumers.api.inbox_query import InboxQueries, InboxRow
@@ -48,6 +50,7 @@ class ApiContext:
     slots: dict[tuple[str, Channel], PreferenceSlot]
     tickets: StreamTickets | None = None  # the browser components' stream tickets (Redis)
     feedback: ProviderFeedback | None = None  # /v1/providers/...: SES events, Twilio callbacks
+    admin: AdminContext | None = None  # the admin API (service keys, recipients, events)
 
     def __post_init__(self) -> None:
         self.queries = InboxQueries(self.pool)
@@ -74,6 +77,13 @@ async def principal(
             "missing bearer token",
             kind="unauthorized",
             headers={"WWW-Authenticate": 'Bearer realm="herald"'},
+        )
+    if looks_like_key(creds.credentials):  # service keys never reach the users' routes
+        raise ProblemError(
+            401,
+            "user routes take a user token, not a service API key",
+            kind="unauthorized",
+            headers={"WWW-Authenticate": 'Bearer realm="herald", error="invalid_token"'},
         )
     try:
         who = verify_token(creds.credentials, ctx.keys, ctx.api)

@@ -7,7 +7,7 @@ import asyncio
 from consumers.api.app import create_app
 from consumers.api.server import ApiServer, open_context
 from consumers.infra.resources import Resources
-from consumers.runtime.process import ProcessOptions, ProcessSpec
+from consumers.runtime.process import BackgroundLoop, ProcessOptions, ProcessSpec
 from schemas.errors import ConfigurationError
 
 __all__ = ["build"]
@@ -26,4 +26,7 @@ async def build(res: Resources, _: ProcessOptions) -> ProcessSpec:
         ctx.hub.close()  # ends open event streams, so uvicorn need not wait for their clients
         await server.stop()
 
-    return ProcessSpec(loops=[ctx.hub.run, serve_api])
+    loops: list[BackgroundLoop] = [ctx.hub.run, serve_api]
+    if ctx.admin is not None:
+        loops.append(ctx.admin.run_flusher)  # keys' last use, written in batches
+    return ProcessSpec(loops=loops)

@@ -6,6 +6,7 @@ import logging
 
 import httpx
 
+from consumers.api.admin.mount import admin_context
 from consumers.api.auth import TokenKeys
 from consumers.api.deps import ApiContext
 from consumers.api.feedback import ProviderFeedback
@@ -31,7 +32,7 @@ async def open_context(res: Resources) -> ApiContext:
     routing = load_routing(settings.classifier.routing_file)
     pool = await res.pool()
     producer = await res.producer()
-    await res.create_topics([res.topics.receipts])
+    await res.create_topics([res.topics.receipts, res.topics.events])  # POST /v1/events produces
     api = settings.api
     limiter = RateLimiter(
         res.redis(),
@@ -64,6 +65,7 @@ async def open_context(res: Resources) -> ApiContext:
             else None,
             twilio_callback_url=settings.twilio.status_callback_url,
         ),
+        admin=admin_context(settings.admin, pool, res.redis(), routing),
     )
 
 

@@ -21,6 +21,7 @@ down to that record and dead-letters it alone.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -33,7 +34,8 @@ from channels.storage_errors import classify_pg_error
 from consumers.classifier.decide import DecideConfig, Plan, finalize, plan
 from consumers.classifier.lookup import LookupUnavailable, ProfileCache
 from consumers.classifier.ratelimit import LimiterUnavailable, RateLimiter
-from consumers.classifier.routing import RoutingTable
+from consumers.classifier.routing import Route, RoutingTable
+from consumers.fanout.copies import is_broadcast
 from consumers.infra.clock import Clock
 from consumers.infra.settings import HeraldSettings
 from consumers.runtime import metrics
@@ -89,7 +91,10 @@ class Classifier:
         config: DecideConfig,
         clock: Clock,
         intake: Intake | None = None,
+        broadcast: bool = False,
     ) -> None:
+        self.broadcast = broadcast  # reading topic fan-out copies: each route's broadcast_lane applies
+        self._broadcast_routes: dict[str, Route] = {}
         self.table = table
         self.profiles = profiles
         self.limiter = limiter
@@ -123,17 +128,33 @@ class Classifier:
             )
         return None
 
-    async def handle(self, batch: Sequence[Incoming[DomainEvent]]) -> Sequence[Result]:
-        now = self.clock.now()
-        table = self.table  # one table per batch, even if a reload swaps it meanwhile
-        results: list[Result | None] = [None] * len(batch)
+    def _broadcast_route(self, route: Route) -> Route:
+        found = self._broadcast_routes.get(route.match)
+        if found is None:
+            found = dataclasses.replace(route, lane_override=route.broadcast_lane)
+            self._broadcast_routes[route.match] = found
+        return found
+
+    def _triage(
+        self, batch: Sequence[Incoming[DomainEvent]], results: list[Result | None], table: RoutingTable
+    ) -> list[tuple[int, DomainEvent]]:
+        """The events to classify; the others get their result here (dead-lettered or skipped)."""
         routed: list[tuple[int, DomainEvent]] = []
         for i, item in enumerate(batch):
             rejected = self._reject(item.value, table)
             if rejected is not None:
                 results[i] = rejected
+            elif is_broadcast(item.value):
+                results[i] = ()  # addressed to a topic: herald run fanout makes one event per subscriber
             else:
                 routed.append((i, item.value))
+        return routed
+
+    async def handle(self, batch: Sequence[Incoming[DomainEvent]]) -> Sequence[Result]:
+        now = self.clock.now()
+        table = self.table  # one table per batch, even if a reload swaps it meanwhile
+        results: list[Result | None] = [None] * len(batch)
+        routed = self._triage(batch, results, table)
         taken = await self._intake(routed, table, now)
         for i, result in taken.results.items():
             results[i] = result
@@ -152,6 +173,8 @@ class Classifier:
         for i, event in routed:
             route = table.match(event.type)
             assert route is not None
+            if self.broadcast:
+                route = self._broadcast_route(route)
             plans.append((i, plan(event, route, profiles[event.user_id], now, self.config)))
 
         answers = await self._acquire(plans)

@@ -103,6 +103,7 @@ class ProfileCache:
         self.max_size = max_size
         self._monotonic = monotonic
         self._entries: dict[str, tuple[float, Profile]] = {}
+        self._epoch = 0  # bumped by invalidate(): a fetch that overlapped one is not cached
         self.queries = 0  # round trips made (tests and the benchmark read it)
 
     async def get_many(self, user_ids: Iterable[str]) -> dict[str, Profile]:
@@ -116,14 +117,17 @@ class ProfileCache:
             else:
                 missing.append(uid)
         if missing:
+            epoch = self._epoch
             fetched = await fetch_profiles(self.pool, missing)
             self.queries += 1
             expires = now + self.ttl_s
             for uid in missing:
                 profile = fetched.get(uid) or Profile(uid)
+                found[uid] = profile
+                if self._epoch != epoch:  # the row may have changed after we read it: use, don't keep
+                    continue
                 self._entries.pop(uid, None)  # re-insert at the young end
                 self._entries[uid] = (expires, profile)
-                found[uid] = profile
             self._evict()
         return found
 
@@ -135,6 +139,7 @@ class ProfileCache:
             del self._entries[uid]
 
     def invalidate(self, user_id: str | None = None) -> None:
+        self._epoch += 1
         if user_id is None:
             self._entries.clear()
         else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from consumers.classifier.handler import Classifier, decide_config
+from consumers.classifier.invalidation import ProfileInvalidator
 from consumers.classifier.lookup import ProfileCache
 from consumers.classifier.ratelimit import RateLimiter
 from consumers.classifier.reload import RoutingReloader
@@ -43,7 +44,7 @@ def load_table(settings: HeraldSettings, path: Path | None = None) -> RoutingTab
     return load_routing(path or c.routing_file, c.default_tier, preset_timings(settings))
 
 
-async def build_classifier(res: Resources) -> Classifier:
+async def build_classifier(res: Resources, *, broadcast: bool = False) -> Classifier:
     """The handler over this process's resources (the routing table is validated here, at start)."""
     settings = res.settings
     try:
@@ -79,21 +80,34 @@ async def build_classifier(res: Resources) -> Classifier:
         config=decide_config(settings, codec),
         clock=res.clock,
         intake=Intake(canceller, res.topics, codec),
+        broadcast=broadcast,
     )
     return classifier
 
 
 async def build(res: Resources, options: ProcessOptions) -> ProcessSpec:
-    handler = await build_classifier(res)
+    # --lane bulk: the topic fan-out's copies (herald.events.fanout), in a group of their own.
+    broadcast = options.lane == "bulk"
+    handler = await build_classifier(res, broadcast=broadcast)
+    invalidator = ProfileInvalidator(res.settings.database_url.get_secret_value(), handler.profiles)
     topics = res.topics
-    await res.create_topics([topics.events, dlq(topics.events), topics.outcomes, *topics.channel_topics()])
+    await res.create_topics(
+        [
+            topics.events,
+            dlq(topics.events),
+            topics.fanout,
+            dlq(topics.fanout),
+            topics.outcomes,
+            *topics.channel_topics(),
+        ]
+    )
     runner = Runner(
         handler,
-        topics=[topics.events],
-        group_id=options.group or "herald-classifier",
+        topics=[topics.fanout if broadcast else topics.events],
+        group_id=options.group or ("herald-classifier-bulk" if broadcast else "herald-classifier"),
         bootstrap_servers=res.settings.kafka_bootstrap_servers,
         producer=await res.producer(),
         settings=res.settings.runtime,
     )
     reloader = RoutingReloader(lambda: load_table(res.settings), handler.use_table)
-    return ProcessSpec(runners=[runner], loops=[reloader.run])
+    return ProcessSpec(runners=[runner], loops=[reloader.run, invalidator.run])

@@ -35,7 +35,9 @@ __all__ = [
 ]
 
 _GLOB_CHARS = frozenset("*?[")
-_KNOWN_KEYS = frozenset({"match", "tier", "category", "channels", "opt_in", "fallback", "template", "steps"})
+_KNOWN_KEYS = frozenset(
+    {"match", "tier", "category", "channels", "opt_in", "fallback", "template", "steps", "broadcast_lane"}
+)
 
 DEFAULT_CHANNELS: Mapping[Tier, tuple[Channel, ...]] = {
     Tier.CRITICAL: (Channel.PUSH, Channel.SMS, Channel.EMAIL),
@@ -74,10 +76,12 @@ class Route:
     fallback: tuple[Channel, ...] = ()
     steps: tuple[Step, ...] = ()  # the expanded workflow (the tier's preset unless ``custom``)
     custom: bool = False  # the routing file gave ``steps``: the workflow executor runs them
+    broadcast_lane: Lane = Lane.BULK  # the lane of topic fan-out copies (herald run classifier --lane bulk)
+    lane_override: Lane | None = None  # set on the copies' route: every message goes to this lane
 
     @property
     def lane(self) -> Lane:
-        return lane_for(self.tier)
+        return self.lane_override or lane_for(self.tier)
 
     def workflow(self) -> tuple[Step, ...]:
         """The steps, expanding the preset for a route built in code without them."""
@@ -212,7 +216,21 @@ def _route(where: str, entry: Any, timings: PresetTimings) -> Route:
         template = ""  # webhooks post the payload as JSON: nothing to render
     if not isinstance(template, str) or (not template and tier is not Tier.SYSTEM):
         raise RoutingError(f"{where}: 'template' must name a template directory")
-    return Route(match=match, tier=tier, category=category, template=template, **parts)
+    return Route(
+        match=match,
+        tier=tier,
+        category=category,
+        template=template,
+        broadcast_lane=_broadcast_lane(where, entry),
+        **parts,
+    )
+
+
+def _broadcast_lane(where: str, entry: dict[str, Any]) -> Lane:
+    try:
+        return Lane(str(entry.get("broadcast_lane", Lane.BULK.value)))
+    except ValueError:
+        raise RoutingError(f"{where}: 'broadcast_lane' must be bulk or priority") from None
 
 
 def parse_routing(

@@ -35,6 +35,8 @@ __all__ = ["DEV_PROCESSES", "register"]
 # Every process `make run` starts: (name, argv after `herald run`).
 DEV_PROCESSES: list[tuple[str, list[str]]] = [
     ("classifier", ["classifier"]),
+    ("classifier-bulk", ["classifier", "--lane", "bulk"]),  # topic fan-out copies, on the bulk lane
+    ("fanout", ["fanout"]),
     ("email-priority", ["channel", "--channel", "email", "--lane", "priority"]),
     ("email-bulk", ["channel", "--channel", "email", "--lane", "bulk"]),
     ("sms", ["channel", "--channel", "sms", "--lane", "priority"]),

@@ -16,7 +16,9 @@ from consumers.cli import (
     dev,
     doctor,
     endpoints,
+    keys,
     receipts,
+    recipients,
     routes,
     run,
     suppressions,
@@ -43,6 +45,8 @@ _COMMAND_MODULES: list[ModuleType] = [
     receipts,
     token,
     templates,
+    keys,
+    recipients,
     routes,
 ]
 

@@ -27,6 +27,7 @@ PROCESSES: dict[str, str] = {
     "scheduler": "consumers.scheduler.process:build",
     "inbox-janitor": "consumers.inbox.janitor:build",
     "api": "consumers.api.process:build",
+    "fanout": "consumers.fanout.process:build",
 }
 
 

@@ -8,7 +8,10 @@ import socket
 import time
 from datetime import UTC, datetime
 
+from consumers.api.admin.key_store import KeyStore
+from consumers.api.admin.keys import Scope
 from consumers.api.auth import TokenKeys, mint_token
+from consumers.infra.db import connect_pool
 from consumers.infra.settings import HeraldSettings
 
 __all__ = ["DEMO_API_USER", "demo_access_lines", "demo_api_env"]
@@ -37,6 +40,7 @@ def demo_api_env() -> dict[str, str]:
         "HERALD_API__PORT": str(_port()),
         "HERALD_API__DEMO_USER": DEMO_API_USER,
         "HERALD_API__UNSUBSCRIBE_SECRET": secrets.token_urlsafe(32),
+        "HERALD_ADMIN__KEY_PEPPER": secrets.token_urlsafe(32),  # the admin API (herald keys create)
     }
 
 
@@ -61,4 +65,23 @@ async def demo_access_lines(
         f"curl -H 'Authorization: Bearer {token}' {base}/v1/inbox",
         f"curl -N -H 'Authorization: Bearer {token}' {base}/v1/inbox/stream",
         f"web components (inbox and preference centre of {user_id}): open {base}/demo",
+        *await _admin_lines(settings, base),
+    ]
+
+
+async def _admin_lines(settings: HeraldSettings, base: str) -> list[str]:
+    """An admin key for the demo (the pepper is this run's own) and one emit over HTTP."""
+    if settings.admin.key_pepper is None:
+        return []
+    pool = await connect_pool(settings.database_url, max_size=1)
+    try:
+        pepper = settings.admin.key_pepper.get_secret_value().encode()
+        key = await KeyStore(pool, pepper).create("herald-dev", (Scope.ADMIN,))
+    finally:
+        await pool.close()
+    body = '{"type": "payment_receipt", "user_id": "alice", "data": {"amount": "9.90", "currency": "EUR"}}'
+    return [
+        f"admin API key (scope admin, this run only): {key.token}",
+        f"curl -H 'Authorization: Bearer {key.token}' -H 'Content-Type: application/json' "
+        f"-d '{body}' {base}/v1/events",
     ]

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from channels.aws import AwsSettings
 from channels.webhook.http import WebhookSettings
+from consumers.api.admin.settings import AdminSettings
 from consumers.infra.provider_settings import ProvidersSettings, SmtpSettings, TwilioSettings
 from consumers.infra.settings_env import CommaListEnvSource, load_strictly
 from schemas.models import Channel, Tier
@@ -148,12 +149,19 @@ class EmailSettings(BaseModel, frozen=True):
     unsubscribe_mailto: str | None = Field(
         "mailto:unsubscribe@example.com", description="Bulk mail: List-Unsubscribe mailto target."
     )
+    tenant_from_addresses: dict[str, str] = Field(
+        default_factory=dict,
+        description='Per-tenant From, e.g. {"acme": "Acme <noreply@acme.example>"}; other tenants use from_address.',
+    )
 
 
 class SmsSettings(BaseModel, frozen=True):
     sender_id: str | None = Field("Herald", description="AWS.SNS.SMS.SenderID (alphanumeric, 1-11 chars).")
     max_segments: int = Field(3, gt=0, description="Longer texts fail permanently (payload_too_large).")
     max_send_rate: float = Field(20.0, gt=0, description="SNS Publish calls per second per process.")
+    tenant_sender_ids: dict[str, str] = Field(
+        default_factory=dict, description='Per-tenant SenderID, e.g. {"acme": "ACME"}; others use sender_id.'
+    )
 
 
 class PushSettings(BaseModel, frozen=True):
@@ -350,6 +358,11 @@ class HeraldSettings(BaseSettings):
     templates_dir: Path = Field(
         PACKAGE_DIR / "templates", description="Jinja2 templates, <name>/<locale>/..."
     )
+    fanout_chunk: int = Field(
+        1000,
+        gt=0,
+        description="Subscribers read, produced and checkpointed at a time by `herald run fanout`.",
+    )
     default_locale: str = Field("en", description="Locale when neither the event nor the user has one.")
     template_url_schemes: list[str] = Field(
         default_factory=lambda: ["https", "http", "mailto"],
@@ -371,6 +384,7 @@ class HeraldSettings(BaseSettings):
     push: PushSettings = PushSettings()
     in_app: InAppSettings = InAppSettings()
     webhook: WebhookSettings = WebhookSettings()
+    admin: AdminSettings = AdminSettings()
     api: ApiSettings = ApiSettings()
 
 

@@ -20,6 +20,7 @@ class Topics:
         self.events = f"{prefix}.events"
         self.outcomes = f"{prefix}.outcomes"
         self.receipts = f"{prefix}.receipts"
+        self.fanout = f"{prefix}.events.fanout"  # one copy per subscriber of a topic event
 
     def channel(self, channel: Channel | str, lane: Lane | str) -> str:
         return f"{self.prefix}.channel.{Channel(channel).value}.{Lane(lane).value}"
@@ -29,5 +30,5 @@ class Topics:
 
     def all(self) -> list[str]:
         """Every topic Herald reads or writes, each with its DLQ."""
-        base = [self.events, *self.channel_topics(), self.outcomes, self.receipts]
+        base = [self.events, self.fanout, *self.channel_topics(), self.outcomes, self.receipts]
         return [t for topic in base for t in (topic, dlq(topic))]

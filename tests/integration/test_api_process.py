@@ -62,6 +62,7 @@ def api_process(stack: DevStack, tmp_path: Path) -> Iterator[ApiProcess]:
         "HERALD_API__RATE_LIMIT_REQUESTS": "0",  # schemathesis sends hundreds of requests with one token
         "HERALD_API__RATE_LIMIT_KEY_PREFIX": f"t:api:{uuid.uuid4().hex[:8]}",
         "HERALD_API__SSE_HEARTBEAT_S": "0.5",
+        "HERALD_ADMIN__KEY_PEPPER": secrets.token_urlsafe(32),  # serve the admin routes (user tokens: 401)
     }
     log = tmp_path / "api.log"
     with log.open("wb") as out:

@@ -32,6 +32,7 @@ async def build_ses(res: Resources) -> SesEmailAdapter:
         configuration_set=settings.email.configuration_set,
         unsubscribe_url=settings.email.unsubscribe_url,
         unsubscribe_mailto=settings.email.unsubscribe_mailto,
+        tenant_from=settings.email.tenant_from_addresses,
         close=stack.aclose,
     )
 

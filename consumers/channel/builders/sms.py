@@ -20,6 +20,7 @@ async def build_sns(res: Resources) -> SnsSmsAdapter:
         bucket=TokenBucket(settings.sms.max_send_rate),
         sender_id=settings.sms.sender_id,
         max_segments=settings.sms.max_segments,
+        tenant_sender_ids=settings.sms.tenant_sender_ids,
         close=stack.aclose,
     )
 

@@ -1,0 +1,32 @@
+"""Plugging the admin API into the apps' API process: its context, routers and body limits."""
+
+from __future__ import annotations
+
+import asyncpg
+import redis.asyncio as redis_asyncio
+from fastapi import APIRouter
+
+from consumers.api.admin import routes_events, routes_recipients, routes_topics
+from consumers.api.admin.context import AdminContext
+from consumers.api.admin.key_store import KeyStore
+from consumers.api.admin.settings import AdminSettings
+from consumers.classifier.routing import RoutingTable
+
+__all__ = ["BATCH_PATHS", "admin_context", "admin_routers"]
+
+BATCH_PATHS = ("/v1/events", "/v1/recipients:batch")  # bodies up to admin.batch_max_bytes
+
+
+def admin_context(
+    admin: AdminSettings, pool: asyncpg.Pool, redis: redis_asyncio.Redis, routing: RoutingTable
+) -> AdminContext:
+    keys = (
+        KeyStore(pool, admin.key_pepper.get_secret_value().encode(), cache_ttl_s=admin.key_cache_ttl_s)
+        if admin.key_pepper is not None
+        else None
+    )
+    return AdminContext(keys=keys, redis=redis, routing=routing, settings=admin)
+
+
+def admin_routers() -> list[APIRouter]:
+    return [routes_recipients.router(), routes_events.router(), routes_topics.router()]

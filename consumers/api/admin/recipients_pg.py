@@ -1,0 +1,190 @@
+"""Recipients in PostgreSQL: upsert, merge, read and erase, scoped by tenant.
+
+A recipient row belongs to one tenant (``''`` = none); a caller in another tenant neither sees
+nor changes it. Every write fires the ``herald_profiles`` NOTIFY (migration 070), which is how
+classifiers learn to drop their cached profile.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+
+from consumers.api.admin.recipient_models import (
+    PreferenceIn,
+    QuietHoursIn,
+    RecipientIn,
+    RecipientOut,
+    RecipientPatch,
+)
+
+__all__ = ["ERASED_KINDS", "OtherTenant", "RecipientStore"]
+
+
+class OtherTenant(Exception):
+    """The id belongs to a recipient of another tenant."""
+
+
+_UPSERT = """
+INSERT INTO herald_recipients AS r (user_id, tenant, email, phone, locale, timezone, quiet_start, quiet_end,
+                                    properties)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)
+ON CONFLICT (user_id) DO UPDATE SET email = $3, phone = $4, locale = $5, timezone = $6, quiet_start = $7,
+    quiet_end = $8, properties = $9::jsonb, updated_at = now()
+WHERE r.tenant = $2
+RETURNING user_id
+"""
+
+_SELECT = """
+SELECT r.user_id, r.tenant, r.email, r.phone, r.locale, r.timezone, r.quiet_start, r.quiet_end,
+       r.properties::text AS properties, r.created_at, r.updated_at,
+       (SELECT json_agg(json_build_array(p.category, p.channel, p.enabled) ORDER BY p.category, p.channel)
+          FROM herald_preferences p WHERE p.user_id = r.user_id)::text AS prefs
+FROM herald_recipients r WHERE r.user_id = $1 AND r.tenant = $2
+"""
+
+# Erasure, in order: what points at the user's notifications first, then the rows themselves.
+# Pending timers are found by their Kafka key (deferred sends and retries are keyed by user) or by
+# a notification of the user's (escalations, digest items, critical checks).
+_USER_NOTIFICATIONS = """
+    SELECT notification_id FROM herald_inbox WHERE user_id = $1
+    UNION SELECT notification_id FROM herald_critical_watch WHERE user_id = $1
+    UNION SELECT notification_id FROM herald_receipts WHERE user_id = $1
+    UNION SELECT notification_id FROM herald_digest_items WHERE user_id = $1
+"""
+_ERASE: tuple[tuple[str, str], ...] = (
+    (
+        "pending_steps",
+        "DELETE FROM herald_timers WHERE state = 'pending' AND (msg_key = convert_to($1, 'UTF8') "
+        "OR data->>'user_id' = $1 OR data->>'notification_id' IN (" + _USER_NOTIFICATIONS + ") "
+        "OR (data->>'digest_id')::bigint IN (SELECT id FROM herald_digests WHERE user_id = $1))",
+    ),
+    ("digest_items", "DELETE FROM herald_digest_items WHERE user_id = $1"),
+    ("digests", "DELETE FROM herald_digests WHERE user_id = $1"),
+    ("receipts", "DELETE FROM herald_receipts WHERE user_id = $1"),
+    ("critical_watch", "DELETE FROM herald_critical_watch WHERE user_id = $1"),
+    ("inbox", "DELETE FROM herald_inbox WHERE user_id = $1"),
+    ("devices", "DELETE FROM herald_device_tokens WHERE user_id = $1"),
+    ("preferences", "DELETE FROM herald_preferences WHERE user_id = $1"),
+    ("recipient", "DELETE FROM herald_recipients WHERE user_id = $1"),
+)
+ERASED_KINDS = tuple(kind for kind, _ in _ERASE)
+
+
+def _count(status: str) -> int:
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _out(row: Any) -> RecipientOut:
+    quiet = None
+    if row["quiet_start"] is not None and row["quiet_end"] is not None:
+        quiet = QuietHoursIn(start=row["quiet_start"], end=row["quiet_end"])
+    prefs = json.loads(row["prefs"]) if row["prefs"] else []
+    return RecipientOut(
+        id=row["user_id"],
+        tenant=row["tenant"],
+        email=row["email"],
+        phone=row["phone"],
+        locale=row["locale"],
+        timezone=row["timezone"],
+        quiet_hours=quiet,
+        preferences=[PreferenceIn(category=c, channel=ch, enabled=e) for c, ch, e in prefs],
+        properties=json.loads(row["properties"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def _upsert_prefs(conn: asyncpg.Connection, user_id: str, prefs: list[PreferenceIn]) -> None:
+    if not prefs:
+        return
+    await conn.execute(
+        "INSERT INTO herald_preferences (user_id, category, channel, enabled) "
+        "SELECT $1, c, ch, e FROM unnest($2::text[], $3::text[], $4::bool[]) AS u(c, ch, e) "
+        "ON CONFLICT (user_id, category, channel) DO UPDATE SET enabled = EXCLUDED.enabled, updated_at = now()",
+        user_id,
+        [p.category for p in prefs],
+        [p.channel.value for p in prefs],
+        [p.enabled for p in prefs],
+    )
+
+
+class RecipientStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def get(self, tenant: str, user_id: str) -> RecipientOut | None:
+        row = await self.pool.fetchrow(_SELECT, user_id, tenant)
+        return _out(row) if row else None
+
+    async def put(self, tenant: str, user_id: str, r: RecipientIn) -> tuple[RecipientOut, bool]:
+        """Create or replace; (recipient, created). Raises :class:`OtherTenant`."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            existed = await conn.fetchval("SELECT true FROM herald_recipients WHERE user_id = $1", user_id)
+            await self.write(conn, tenant, user_id, r)
+            row = await conn.fetchrow(_SELECT, user_id, tenant)
+        return _out(row), not existed
+
+    @staticmethod
+    async def write(conn: asyncpg.Connection, tenant: str, user_id: str, r: RecipientIn) -> None:
+        """The replace of one recipient inside the caller's transaction (PUT and the batch share it)."""
+        quiet = r.quiet_hours
+        done = await conn.fetchval(
+            _UPSERT,
+            user_id,
+            tenant,
+            r.email,
+            r.phone,
+            r.locale,
+            r.timezone,
+            quiet.start if quiet else None,
+            quiet.end if quiet else None,
+            json.dumps(r.properties),
+        )
+        if done is None:
+            raise OtherTenant(user_id)
+        await conn.execute("DELETE FROM herald_preferences WHERE user_id = $1", user_id)
+        await _upsert_prefs(conn, user_id, r.preferences)
+
+    async def patch(self, tenant: str, user_id: str, p: RecipientPatch) -> RecipientOut | None:
+        """Merge ``p`` into the recipient; None when there is none in this tenant."""
+        fields = p.model_fields_set
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(_SELECT + " FOR UPDATE OF r", user_id, tenant)
+            if row is None:
+                return None
+            current = _out(row)
+            props = dict(current.properties)
+            for k, v in (p.properties or {}).items():  # RFC 7396 at the top level: null removes
+                if v is None:
+                    props.pop(k, None)
+                else:
+                    props[k] = v
+            merged = RecipientIn(
+                email=p.email if "email" in fields else current.email,
+                phone=p.phone if "phone" in fields else current.phone,
+                locale=p.locale or current.locale,
+                timezone=p.timezone or current.timezone,
+                quiet_hours=p.quiet_hours if "quiet_hours" in fields else current.quiet_hours,
+                preferences=current.preferences,
+                properties=props,
+            )
+            await self.write(conn, tenant, user_id, merged)
+            await _upsert_prefs(conn, user_id, p.preferences or [])
+            row = await conn.fetchrow(_SELECT, user_id, tenant)
+        return _out(row)
+
+    async def erase(self, tenant: str, user_id: str) -> dict[str, int] | None:
+        """Delete everything Herald keeps about the user, in one transaction; rows removed per kind.
+
+        None when the id is a recipient of another tenant (nothing is touched). A user without a
+        recipient row (known only from events) is erased all the same."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            owner = await conn.fetchval(
+                "SELECT tenant FROM herald_recipients WHERE user_id = $1 FOR UPDATE", user_id
+            )
+            if owner is not None and owner != tenant:
+                return None
+            return {kind: _count(await conn.execute(sql, user_id)) for kind, sql in _ERASE}

@@ -1,0 +1,154 @@
+"""``/v1/recipients/{id}``: identify (PUT replaces, PATCH merges), read, and erase (DELETE)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from pydantic import BaseModel, Field
+
+from consumers.api.admin.auth import Caller, require
+from consumers.api.admin.context import AdminContext
+from consumers.api.admin.keys import Scope
+from consumers.api.admin.recipient_models import (
+    ErasureOut,
+    RecipientIn,
+    RecipientOut,
+    RecipientPatch,
+    check_id,
+)
+from consumers.api.admin.recipients_bulk import BatchRow, parse_row, put_many
+from consumers.api.admin.recipients_pg import OtherTenant, RecipientStore
+from consumers.api.deps import ApiContext, invalid
+from consumers.api.problems import ProblemError, problem_responses
+
+__all__ = ["check_properties", "router"]
+
+
+def _admin(ctx: ApiContext) -> AdminContext:
+    assert ctx.admin is not None  # the routes' auth dependency answered 503 otherwise
+    return ctx.admin
+
+
+Reader = Annotated[Caller, Depends(require(Scope.RECIPIENTS_READ))]
+Writer = Annotated[Caller, Depends(require(Scope.RECIPIENTS_WRITE))]
+RecipientId = Annotated[str, Path(description="The recipient's id (the events' user_id).", max_length=200)]
+
+
+def _store(request: Request) -> RecipientStore:
+    ctx: ApiContext = request.app.state.ctx
+    return RecipientStore(ctx.pool)
+
+
+def _checked_id(value: str) -> str:
+    why = check_id(value)
+    if why is not None:
+        raise invalid(("path", "id"), why, "value_error")
+    return value
+
+
+def check_properties(props: dict[str, Any] | None, max_bytes: int, loc: tuple[str, ...]) -> None:
+    if props is not None and len(json.dumps(props).encode()) > max_bytes:
+        raise invalid(loc, f"properties over {max_bytes} bytes of JSON", "value_error.too_large")
+
+
+class BatchIn(BaseModel, extra="forbid"):
+    recipients: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=1000,
+        description="Objects with `id` and the fields of PUT /v1/recipients/{id}.",
+    )
+
+
+class BatchRowOut(BaseModel):
+    index: int
+    id: str | None
+    status: str = Field(description="created, updated, invalid, or conflict (the id is another tenant's).")
+    errors: list[dict[str, str]] | None = None
+
+
+class BatchOut(BaseModel):
+    results: list[BatchRowOut]
+
+
+async def _batch(request: Request, caller: Caller, body: BatchIn) -> BatchOut:
+    ctx: ApiContext = request.app.state.ctx
+    out: list[BatchRowOut | None] = [None] * len(body.recipients)
+    valid: list[tuple[int, BatchRow]] = []
+    for i, raw in enumerate(body.recipients):
+        parsed = parse_row(raw, _admin(ctx).settings.recipient_properties_max_bytes)
+        if isinstance(parsed, BatchRow):
+            valid.append((i, parsed))
+        else:
+            ident = raw.get("id")
+            errors = [{"loc": e.loc, "msg": e.msg} for e in parsed]
+            out[i] = BatchRowOut(
+                index=i, id=ident if isinstance(ident, str) else None, status="invalid", errors=errors
+            )
+    if valid:
+        async with ctx.pool.acquire() as conn:
+            results = await put_many(conn, caller.tenant, [row for _, row in valid])
+        for (i, _), res in zip(valid, results, strict=True):
+            out[i] = BatchRowOut(index=i, id=res.id, status=res.status)
+    return BatchOut(results=[r for r in out if r is not None])
+
+
+def _not_found() -> ProblemError:
+    return ProblemError(404, "no such recipient", kind="not-found")
+
+
+def router() -> APIRouter:
+    r = APIRouter(tags=["admin: recipients"], responses=problem_responses(401, 403, 422, 429, 503))
+
+    @r.post("/v1/recipients:batch", response_model=BatchOut, responses=problem_responses(413))
+    async def batch_recipients(request: Request, body: BatchIn, caller: Writer) -> BatchOut:
+        """Create or replace up to 1,000 recipients; each row answers created, updated, invalid or conflict."""
+        return await _batch(request, caller, body)
+
+    @r.put("/v1/recipients/{id}", response_model=RecipientOut, responses=problem_responses(409))
+    async def put_recipient(
+        request: Request, response: Response, id: RecipientId, body: RecipientIn, caller: Writer
+    ) -> RecipientOut:
+        """Create or replace a recipient (an absent field takes its default; preferences are replaced)."""
+        ctx: ApiContext = request.app.state.ctx
+        check_properties(
+            body.properties, _admin(ctx).settings.recipient_properties_max_bytes, ("body", "properties")
+        )
+        try:
+            out, created = await _store(request).put(caller.tenant, _checked_id(id), body)
+        except OtherTenant:
+            raise ProblemError(409, "this id is taken in another tenant", kind="conflict") from None
+        response.status_code = 201 if created else 200
+        return out
+
+    @r.patch("/v1/recipients/{id}", response_model=RecipientOut, responses=problem_responses(404))
+    async def patch_recipient(
+        request: Request, id: RecipientId, body: RecipientPatch, caller: Writer
+    ) -> RecipientOut:
+        """Merge fields into a recipient: properties merge key by key (null removes one)."""
+        ctx: ApiContext = request.app.state.ctx
+        check_properties(
+            body.properties, _admin(ctx).settings.recipient_properties_max_bytes, ("body", "properties")
+        )
+        out = await _store(request).patch(caller.tenant, _checked_id(id), body)
+        if out is None:
+            raise _not_found()
+        return out
+
+    @r.get("/v1/recipients/{id}", response_model=RecipientOut, responses=problem_responses(404))
+    async def get_recipient(request: Request, id: RecipientId, caller: Reader) -> RecipientOut:
+        out = await _store(request).get(caller.tenant, _checked_id(id))
+        if out is None:
+            raise _not_found()
+        return out
+
+    @r.delete("/v1/recipients/{id}", response_model=ErasureOut, responses=problem_responses(404))
+    async def erase_recipient(request: Request, id: RecipientId, caller: Writer) -> ErasureOut:
+        """Erase everything kept about the recipient: row, devices, preferences, inbox, pending steps."""
+        removed = await _store(request).erase(caller.tenant, _checked_id(id))
+        if removed is None:
+            raise _not_found()
+        return ErasureOut(id=id, removed=removed)
+
+    return r

@@ -1,0 +1,38 @@
+"""The admin API's settings (``HERALD_ADMIN__*``), declared beside it; part of the one settings object."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, SecretStr
+
+__all__ = ["AdminSettings"]
+
+
+class AdminSettings(BaseModel, frozen=True):
+    """Service API keys, recipients and ``POST /v1/events`` (served by ``herald run api``)."""
+
+    key_pepper: SecretStr | None = Field(
+        None,
+        description="HMAC key under which service API keys are hashed (32+ random bytes; changing it "
+        "invalidates every key); unset: the admin routes are not served and `herald keys` refuses.",
+    )
+    key_cache_ttl_s: float = Field(
+        5.0,
+        ge=0,
+        description="How long an API process trusts a key row it read: a revoked key works at most this long.",
+    )
+    key_last_used_flush_s: float = Field(
+        30.0, gt=0, description="How often keys' last use is written to PostgreSQL."
+    )
+    recipient_properties_max_bytes: int = Field(
+        8192, gt=0, description="Largest custom properties object of a recipient (JSON bytes)."
+    )
+    batch_max_bytes: int = Field(
+        8 * 1024 * 1024, gt=0, description="Largest body of POST /v1/events and POST /v1/recipients:batch."
+    )
+    events_batch_max: int = Field(500, gt=0, description="Most events in one POST /v1/events.")
+    event_dedupe_ttl_s: int = Field(
+        86_400,
+        gt=0,
+        description="POST /v1/events: a repeated event id within this is acknowledged, not re-sent.",
+    )
+    event_dedupe_prefix: str = Field("herald:api:event", description="Redis keys of emitted event ids.")

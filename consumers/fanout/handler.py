@@ -1,0 +1,121 @@
+"""``herald run fanout``: events addressed to a topic → one event per subscriber on ``<prefix>.events.fanout``.
+
+Subscribers are read in chunks in primary-key order (user id). After the broker acknowledged
+every copy of a chunk, the chunk's last user id is saved in ``herald_fanout_cursors``; a
+restarted fan-out resumes after it. A crash can therefore re-send at most the chunk in flight,
+with the same deterministic copy ids (uuid5 of event id + subscriber), which the classifier's
+idempotency keys turn into one notification each: no subscriber is skipped, none notified twice.
+
+The copies go to their own topic, read by ``herald run classifier --lane bulk``, which puts
+them on the bulk lane (unless the route sets ``broadcast_lane: priority``): a broadcast to a
+million subscribers never queues in front of ``herald.events`` or the priority lane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter
+
+from consumers.fanout.copies import copy_for, is_broadcast
+from consumers.runtime.handling import Incoming, Result
+from schemas.codec import Codec
+from schemas.errors import DependencyUnavailable
+from schemas.models import DomainEvent
+
+__all__ = ["Fanout"]
+
+log = logging.getLogger(__name__)
+
+COPIES = Counter("herald_fanout_copies_total", "Per-subscriber copies produced by the fan-out.")
+BROADCASTS = Counter("herald_fanout_events_total", "Topic events fanned out to the end.")
+
+_PAGE = (
+    "SELECT user_id FROM herald_topic_subscribers WHERE tenant = $1 AND topic = $2 AND user_id > $3 "
+    "ORDER BY user_id LIMIT $4"
+)
+
+
+class Fanout:
+    name = "fanout"
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        producer: AIOKafkaProducer,
+        codec: Codec,
+        out_topic: str,
+        *,
+        chunk: int = 1000,
+    ) -> None:
+        self.pool = pool
+        self.producer = producer
+        self.codec = codec
+        self.out_topic = out_topic
+        self.chunk = chunk
+
+    def decode(self, raw: bytes) -> DomainEvent:
+        return self.codec.decode(raw, DomainEvent)
+
+    async def handle(self, batch: Sequence[Incoming[DomainEvent]]) -> Sequence[Result]:
+        for item in batch:
+            if is_broadcast(item.value):
+                try:
+                    await self.fan_out(item.value)
+                except (
+                    OSError,
+                    TimeoutError,
+                    asyncpg.PostgresError,
+                    asyncpg.InterfaceError,
+                    KafkaError,
+                ) as exc:
+                    raise DependencyUnavailable(f"fan-out of {item.value.event_id}: {exc}") from exc
+        return [() for _ in batch]  # the copies are produced (and acknowledged) above
+
+    async def fan_out(self, event: DomainEvent) -> int:
+        """Produce every subscriber's copy not produced yet; returns how many this call produced."""
+        assert event.topic is not None
+        tenant = event.tenant or ""
+        await self.pool.execute(
+            "INSERT INTO herald_fanout_cursors (event_id, tenant, topic) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            event.event_id,
+            tenant,
+            event.topic,
+        )
+        row = await self.pool.fetchrow(
+            "SELECT after_user, finished_at FROM herald_fanout_cursors WHERE event_id = $1", event.event_id
+        )
+        if row["finished_at"] is not None:
+            return 0  # a replay of a finished broadcast
+        after, produced = row["after_user"], 0
+        while ids := [
+            r["user_id"] for r in await self.pool.fetch(_PAGE, tenant, event.topic, after, self.chunk)
+        ]:
+            await self._produce(event, ids)
+            after = ids[-1]
+            await self.pool.execute(
+                "UPDATE herald_fanout_cursors SET after_user = $2, fanned = fanned + $3 WHERE event_id = $1",
+                event.event_id,
+                after,
+                len(ids),
+            )
+            produced += len(ids)
+        await self.pool.execute(
+            "UPDATE herald_fanout_cursors SET finished_at = now() WHERE event_id = $1", event.event_id
+        )
+        BROADCASTS.inc()
+        log.info("fanned out %s to topic %r: %d copies", event.event_id, event.topic, produced)
+        return produced
+
+    async def _produce(self, event: DomainEvent, user_ids: list[str]) -> None:
+        sends = []
+        for uid in user_ids:
+            copy = copy_for(event, uid)
+            sends.append(await self.producer.send(self.out_topic, self.codec.encode(copy), key=uid.encode()))
+        await asyncio.gather(*sends)
+        COPIES.inc(len(user_ids))
