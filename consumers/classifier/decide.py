@@ -15,11 +15,9 @@ was classified in.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from operator import attrgetter
 from zoneinfo import ZoneInfo
 
 from consumers.classifier.profile import Profile, zone
@@ -32,12 +30,20 @@ from consumers.runtime.topics import Topics
 from consumers.scheduler.store import Timer, publish_timer
 from schemas.codec import Codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, DomainEvent, Lane, OutcomeStatus, Tier
+from schemas.segments import SegmentedEncoder
 
 __all__ = ["DecideConfig", "Decision", "Pending", "Plan", "finalize", "plan", "recipients_for"]
 
 
-_MESSAGE_FIELDS = tuple(f.name for f in dataclasses.fields(ChannelMessage))
-_message_values = attrgetter(*_MESSAGE_FIELDS)
+# What differs between the ChannelMessages of one event (_EventPlan.message): the rest is encoded once.
+_PER_MESSAGE = ("channel", "recipient", "idempotency_key", "not_before")
+
+
+@dataclass(slots=True)
+class Family:
+    """The encoded fields shared by one event's messages, filled by the first message encoded."""
+
+    parts: list[bytes] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +58,27 @@ class DecideConfig:
     defer_on_limiter_down: tuple[str, ...] = ("low",)
     limiter_retry: timedelta = timedelta(minutes=5)
     _channel_topics: dict[tuple[Channel, Lane], str] = field(default_factory=dict, repr=False, compare=False)
+    _encoders: dict[str, SegmentedEncoder] = field(default_factory=dict, repr=False, compare=False)
 
-    def encode_message(self, message: ChannelMessage) -> bytes:
-        """``codec.encode`` for the hot path: the record dict built by one C-level attrgetter."""
-        return self.codec.encode_record(
-            "ChannelMessage", dict(zip(_MESSAGE_FIELDS, _message_values(message), strict=True))
-        )
+    def _encoder(self, name: str, varying: tuple[str, ...] = ()) -> SegmentedEncoder:
+        encoder = self._encoders.get(name)
+        if encoder is None:
+            encoder = self._encoders[name] = SegmentedEncoder(self.codec.latest(name), varying)
+        return encoder
+
+    def encode_outcome(self, outcome: DeliveryOutcome) -> bytes:
+        """``codec.encode(outcome)``, byte for byte, without building the record dicts."""
+        return self._encoder("DeliveryOutcome").whole(outcome)
+
+    def encode_message(self, message: ChannelMessage, family: Family | None = None) -> bytes:
+        """``codec.encode(message)``, byte for byte; with the event's ``family``, the fields all its
+        messages share are encoded once (schemas/segments.py)."""
+        encoder = self._encoder("ChannelMessage", _PER_MESSAGE)
+        if family is None:
+            return encoder.whole(message)
+        if family.parts is None:
+            family.parts = encoder.shared(message)
+        return encoder.encode(family.parts, message)
 
     def channel_topic(self, channel: Channel, lane: Lane) -> str:
         topic = self._channel_topics.get((channel, lane))
@@ -74,6 +95,7 @@ class Pending:
     key: bytes
     until: datetime | None = None
     limit: LimitRequest | None = None
+    family: Family | None = None  # shared with the event's other messages
 
 
 @dataclass(slots=True)
@@ -155,6 +177,7 @@ class _EventPlan:
     expires_at: datetime | None  # low tier only: when the message is stale
     limit: int | None  # per user x channel x hour; None = unlimited
     quiet: dict[bool, QuietDecision] = field(default_factory=dict)  # by "quiet hours apply to the channel"
+    family: Family = field(default_factory=Family)
 
     @classmethod
     def of(
@@ -254,7 +277,7 @@ class _EventPlan:
         record_key = (
             message.recipient if message.channel is Channel.WEBHOOK else self.event.user_id
         ).encode()
-        return Pending(message, record_key, decision.until, request)
+        return Pending(message, record_key, decision.until, request, self.family)
 
 
 def plan(event: DomainEvent, route: Route, profile: Profile, now: datetime, cfg: DecideConfig) -> Plan:
@@ -291,7 +314,7 @@ def finalize(p: Plan, admitted: Sequence[bool | None], now: datetime, cfg: Decid
     d = Decision()
     nid_key = p.nid.encode()
     for outcome in p.suppressed:
-        d.outputs.append(Output(cfg.topics.outcomes, cfg.codec.encode(outcome), nid_key))
+        d.outputs.append(Output(cfg.topics.outcomes, cfg.encode_outcome(outcome), nid_key))
         d.counts.append((str(outcome.channel), "suppressed", outcome.reason or ""))
     for item, ok in zip(p.pending, admitted, strict=True):
         if ok is None and on_limiter_down(p.route.tier, cfg.defer_on_limiter_down) is LimiterDown.DEFER:
@@ -302,7 +325,9 @@ def finalize(p: Plan, admitted: Sequence[bool | None], now: datetime, cfg: Decid
             msg = item.message
             note = "rate_limiter_unavailable" if ok is None else ""  # None here: failed open
             d.outputs.append(
-                Output(cfg.channel_topic(msg.channel, msg.lane), cfg.encode_message(msg), item.key)
+                Output(
+                    cfg.channel_topic(msg.channel, msg.lane), cfg.encode_message(msg, item.family), item.key
+                )
             )
             d.counts.append((msg.channel, "routed", note))
         else:
@@ -328,7 +353,7 @@ def _suppress_rate_limited(
         message=msg,
         detail=f"over {per_hour}/hour for {msg.channel.value}",
     )
-    d.outputs.append(Output(cfg.topics.outcomes, cfg.codec.encode(outcome), nid_key))
+    d.outputs.append(Output(cfg.topics.outcomes, cfg.encode_outcome(outcome), nid_key))
     d.counts.append((msg.channel, "suppressed", "rate_limited"))
 
 
@@ -339,7 +364,7 @@ def _defer_for_quiet_hours(
     msg = item.message
     topic = cfg.channel_topic(msg.channel, msg.lane)
     timer_key = msg.idempotency_key + ":deferred"
-    d.timers.append(publish_timer(timer_key, until, topic, item.key, cfg.encode_message(msg)))
+    d.timers.append(publish_timer(timer_key, until, topic, item.key, cfg.encode_message(msg, item.family)))
     outcome = _outcome(
         p.event,
         p.route.tier,
@@ -354,7 +379,7 @@ def _defer_for_quiet_hours(
         not_before=until,
         detail=f"quiet hours in {msg.timezone}",
     )
-    d.outputs.append(Output(cfg.topics.outcomes, cfg.codec.encode(outcome), nid_key))
+    d.outputs.append(Output(cfg.topics.outcomes, cfg.encode_outcome(outcome), nid_key))
     d.counts.append((msg.channel, "deferred", "quiet_hours"))
 
 
@@ -393,5 +418,5 @@ def _defer_until_limiter(
         not_before=release,
         detail="rate limiter (Redis) unavailable; classified again when it is back",
     )
-    d.outputs.append(Output(cfg.topics.outcomes, cfg.codec.encode(outcome), nid_key))
+    d.outputs.append(Output(cfg.topics.outcomes, cfg.encode_outcome(outcome), nid_key))
     d.counts.append((msg.channel, "deferred", "rate_limiter_unavailable"))
