@@ -4,7 +4,8 @@ Avro's binary encoding of a record is the concatenation of its fields' encodings
 The classifier writes, per event, one ``ChannelMessage`` per channel and address; most fields
 (ids, template, locale, payload, times) are equal for all of them. :class:`SegmentedEncoder`
 encodes those once per event (:meth:`~SegmentedEncoder.shared`) and only the varying fields per
-message (:meth:`~SegmentedEncoder.encode`).
+message (:meth:`~SegmentedEncoder.encode`). :meth:`schemas.codec.Codec.encode` writes every
+record this way (:meth:`~SegmentedEncoder.whole`).
 
 fastavro's per-call overhead is most of the cost of a small record, so the primitive types the
 contracts use are written here straight from the specification ("Binary Encoding"): ``string``
@@ -13,7 +14,7 @@ index), ``timestamp-millis`` (fastavro's own conversion, then a long) and a ``["
 (branch index, then T) and records of these (named types resolved as Avro does). Any other field
 type is written by fastavro as a one-field record.
 tests/unit/schemas/test_segments.py checks byte equality with :class:`schemas.codec.Codec` on
-generated records; everything else in Herald encodes through the codec.
+generated records of every contract.
 """
 
 from __future__ import annotations
@@ -29,8 +30,7 @@ from fastavro._logical_writers import (  # type: ignore[attr-defined]  # untyped
     prepare_timestamp_millis,  # the very conversion fastavro's writer applies
 )
 
-from schemas.codec import MAGIC
-from schemas.registry import Contract
+from schemas.registry import MAGIC, Contract
 
 __all__ = ["SegmentedEncoder", "avro_long", "avro_string"]
 

@@ -66,10 +66,6 @@ class DecideConfig:
             encoder = self._encoders[name] = SegmentedEncoder(self.codec.latest(name), varying)
         return encoder
 
-    def encode_outcome(self, outcome: DeliveryOutcome) -> bytes:
-        """``codec.encode(outcome)``, byte for byte, without building the record dicts."""
-        return self._encoder("DeliveryOutcome").whole(outcome)
-
     def encode_message(self, message: ChannelMessage, family: Family | None = None) -> bytes:
         """``codec.encode(message)``, byte for byte; with the event's ``family``, the fields all its
         messages share are encoded once (schemas/segments.py)."""
@@ -314,7 +310,7 @@ def finalize(p: Plan, admitted: Sequence[bool | None], now: datetime, cfg: Decid
     d = Decision()
     nid_key = p.nid.encode()
     for outcome in p.suppressed:
-        d.outputs.append(Output(cfg.topics.outcomes, cfg.encode_outcome(outcome), nid_key))
+        d.outputs.append(Output(cfg.topics.outcomes, cfg.codec.encode(outcome), nid_key))
         d.counts.append((str(outcome.channel), "suppressed", outcome.reason or ""))
     for item, ok in zip(p.pending, admitted, strict=True):
         if ok is None and on_limiter_down(p.route.tier, cfg.defer_on_limiter_down) is LimiterDown.DEFER:
@@ -353,7 +349,7 @@ def _suppress_rate_limited(
         message=msg,
         detail=f"over {per_hour}/hour for {msg.channel.value}",
     )
-    d.outputs.append(Output(cfg.topics.outcomes, cfg.encode_outcome(outcome), nid_key))
+    d.outputs.append(Output(cfg.topics.outcomes, cfg.codec.encode(outcome), nid_key))
     d.counts.append((msg.channel, "suppressed", "rate_limited"))
 
 
@@ -379,7 +375,7 @@ def _defer_for_quiet_hours(
         not_before=until,
         detail=f"quiet hours in {msg.timezone}",
     )
-    d.outputs.append(Output(cfg.topics.outcomes, cfg.encode_outcome(outcome), nid_key))
+    d.outputs.append(Output(cfg.topics.outcomes, cfg.codec.encode(outcome), nid_key))
     d.counts.append((msg.channel, "deferred", "quiet_hours"))
 
 
@@ -418,5 +414,5 @@ def _defer_until_limiter(
         not_before=release,
         detail="rate limiter (Redis) unavailable; classified again when it is back",
     )
-    d.outputs.append(Output(cfg.topics.outcomes, cfg.encode_outcome(outcome), nid_key))
+    d.outputs.append(Output(cfg.topics.outcomes, cfg.codec.encode(outcome), nid_key))
     d.counts.append((msg.channel, "deferred", "rate_limiter_unavailable"))
