@@ -63,3 +63,8 @@ async def phase(b: Bench) -> None:
         "classifier",
     )
     b.extra["classifier_seconds"] = t.seconds
+    b.extra["classifier_timeline_ms_per_batch"] = {"batches": t.batches, **t.timeline}
+    console.print(
+        f"classifier, one batch ({t.records / max(1, t.batches):.0f} events on average, {t.batches:,} batches): "
+        + ", ".join(f"{name} {ms:.1f} ms" for name, ms in t.timeline.items())
+    )

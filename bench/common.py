@@ -7,7 +7,7 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -108,6 +108,9 @@ class Timing:
     seconds: float
     records: int
     cpu_s: float | None = None
+    # Mean ms per batch in each step (consumers/runtime/steps.py); "handle > x" is inside handle.
+    timeline: dict[str, float] = field(default_factory=dict)
+    batches: int = 0
 
     @property
     def rate(self) -> float:

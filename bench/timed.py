@@ -74,4 +74,15 @@ async def time_runner(
         runner.stop()
         await task
     assert consumer_cls.first_at is not None
-    return Timing(end - consumer_cls.first_at, total, consumer_cls.end_cpu - consumer_cls.first_cpu)
+    timeline = runner.steps.per_batch_ms()
+    inner = getattr(handler, "steps", None)
+    if inner is not None:
+        inner.batches = runner.steps.batches
+        timeline |= {f"handle > {name}": ms for name, ms in inner.per_batch_ms().items()}
+    return Timing(
+        end - consumer_cls.first_at,
+        total,
+        consumer_cls.end_cpu - consumer_cls.first_cpu,
+        timeline,
+        runner.steps.batches,
+    )
