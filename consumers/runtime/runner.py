@@ -170,10 +170,12 @@ class Runner(Generic[T]):
 
     async def _fetch(self) -> Decoded[T]:
         """Poll and decode; let the handler start what the batch will need (``prepare``)."""
-        with self.steps.step("poll"):
-            fetched = await self.consumer.getmany(
-                timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.max_batch
-            )
+        polled_at = time.perf_counter()
+        fetched = await self.consumer.getmany(
+            timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.max_batch
+        )
+        # An empty poll is idle time (no records yet, or joining the group), not a batch's wait.
+        self.steps.add("poll" if fetched else "poll (empty)", time.perf_counter() - polled_at)
         # After the poll: what it returned belongs to the assignment of this moment (a join or a
         # rebalance may complete inside getmany).
         generation = self._listener.generation

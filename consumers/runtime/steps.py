@@ -21,13 +21,16 @@ class Steps:
         self.seconds: dict[str, float] = {}
         self.batches = 0
 
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
         started = time.perf_counter()
         try:
             yield
         finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+            self.add(name, time.perf_counter() - started)
 
     def per_batch_ms(self) -> dict[str, float]:
         """Mean milliseconds per batch in each step."""
