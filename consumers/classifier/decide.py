@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from consumers.classifier.family import Family, MessageEncoder
 from consumers.classifier.profile import Profile, zone
 from consumers.classifier.quiet_hours import QuietAction, QuietDecision, quiet_decision
 from consumers.classifier.ratelimit import LimiterDown, LimitRequest, bucket_key, limit_for, on_limiter_down
@@ -30,20 +31,8 @@ from consumers.runtime.topics import Topics
 from consumers.scheduler.store import Timer, publish_timer
 from schemas.codec import Codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, DomainEvent, Lane, OutcomeStatus, Tier
-from schemas.segments import SegmentedEncoder
 
 __all__ = ["DecideConfig", "Decision", "Pending", "Plan", "finalize", "plan", "recipients_for"]
-
-
-# What differs between the ChannelMessages of one event (_EventPlan.message): the rest is encoded once.
-_PER_MESSAGE = ("channel", "recipient", "idempotency_key", "not_before")
-
-
-@dataclass(slots=True)
-class Family:
-    """The encoded fields shared by one event's messages, filled by the first message encoded."""
-
-    parts: list[bytes] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,23 +47,14 @@ class DecideConfig:
     defer_on_limiter_down: tuple[str, ...] = ("low",)
     limiter_retry: timedelta = timedelta(minutes=5)
     _channel_topics: dict[tuple[Channel, Lane], str] = field(default_factory=dict, repr=False, compare=False)
-    _encoders: dict[str, SegmentedEncoder] = field(default_factory=dict, repr=False, compare=False)
-
-    def _encoder(self, name: str, varying: tuple[str, ...] = ()) -> SegmentedEncoder:
-        encoder = self._encoders.get(name)
-        if encoder is None:
-            encoder = self._encoders[name] = SegmentedEncoder(self.codec.latest(name), varying)
-        return encoder
+    _messages: list[MessageEncoder] = field(default_factory=list, repr=False, compare=False)
 
     def encode_message(self, message: ChannelMessage, family: Family | None = None) -> bytes:
         """``codec.encode(message)``, byte for byte; with the event's ``family``, the fields all its
-        messages share are encoded once (schemas/segments.py)."""
-        encoder = self._encoder("ChannelMessage", _PER_MESSAGE)
-        if family is None:
-            return encoder.whole(message)
-        if family.parts is None:
-            family.parts = encoder.shared(message)
-        return encoder.encode(family.parts, message)
+        messages share are encoded once (:mod:`consumers.classifier.family`)."""
+        if not self._messages:
+            self._messages.append(MessageEncoder(self.codec))
+        return self._messages[0].encode(message, family)
 
     def channel_topic(self, channel: Channel, lane: Lane) -> str:
         topic = self._channel_topics.get((channel, lane))

@@ -211,7 +211,7 @@ async def test_redis_down_degrades_dedupe_but_still_delivers(settings: HeraldSet
 
 
 async def test_dedupe_marks_a_batch_in_one_call_and_the_first_send_wins(settings: HeraldSettings) -> None:
-    client = redis_asyncio.Redis.from_url(settings.redis_url)
+    client = redis_asyncio.Redis.from_url(settings.redis_url.get_secret_value())
     dedupe = Dedupe(client, window_s=120, namespace=f"{settings.topic_prefix}:dd", consumer="test")
     try:
         await dedupe.mark({"k1": "first", "k2": None})

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumers.classifier.decide import DecideConfig, Decision, Family, finalize, plan
+from consumers.classifier.decide import DecideConfig, Decision, finalize, plan
+from consumers.classifier.family import Family
 from consumers.classifier.profile import Endpoint, Profile
 from consumers.classifier.quiet_hours import QuietWindow
 from consumers.classifier.routing import Route, load_routing
