@@ -7,10 +7,12 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench.cost import Cost
 from consumers.emitter import build_event
 from consumers.infra.settings import HeraldSettings
 from consumers.runtime.kafka import create_topics
@@ -35,8 +37,11 @@ MIX: list[tuple[str, float, dict[str, str]]] = [
 ]
 
 
-def mixed_events(n: int, users: int, seed: int = 7) -> list[tuple[bytes, bytes]]:
-    """``n`` encoded DomainEvents over ``users`` user ids (u0..), keyed by user id."""
+def mixed_events(
+    n: int, users: int, seed: int = 7, occurred_at: datetime | None = None
+) -> list[tuple[bytes, bytes]]:
+    """``n`` encoded DomainEvents over ``users`` user ids (u0..), keyed by user id (occurring now,
+    or all at ``occurred_at``: the same bytes every time)."""
     rnd = random.Random(seed)
     types = [m[0] for m in MIX]
     weights = [m[1] for m in MIX]
@@ -46,7 +51,13 @@ def mixed_events(n: int, users: int, seed: int = 7) -> list[tuple[bytes, bytes]]
     for _ in range(n):
         t = rnd.choices(types, weights)[0]
         user = f"u{rnd.randrange(users)}"
-        ev = build_event(t, user_id=user, data=data[t], event_id=str(uuid.UUID(int=rnd.getrandbits(128))))
+        ev = build_event(
+            t,
+            user_id=user,
+            data=data[t],
+            event_id=str(uuid.UUID(int=rnd.getrandbits(128))),
+            occurred_at=occurred_at,
+        )
         out.append((user.encode(), codec.encode(ev)))
     return out
 
@@ -92,12 +103,21 @@ async def count_records(settings: HeraldSettings, topic: str) -> int:
 
 @dataclass
 class Timing:
+    """A measured in-process run: wall seconds, records handled, and this process's CPU seconds."""
+
     seconds: float
     records: int
+    cpu_s: float | None = None
+    # Mean ms per batch in each step (consumers/runtime/steps.py); "handle > x" is inside handle.
+    timeline: dict[str, float] = field(default_factory=dict)
+    batches: int = 0
 
     @property
     def rate(self) -> float:
         return self.records / self.seconds if self.seconds else 0.0
+
+    def cost(self, process: str) -> Cost | None:
+        return None if self.cpu_s is None else Cost(process, self.records, self.cpu_s, self.seconds)
 
 
 async def wait_drained(

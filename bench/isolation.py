@@ -131,7 +131,9 @@ async def phase(b: Bench, seconds: float = 20.0) -> None:
             burst_task = asyncio.create_task(preload(s, bulk_topic, bulk))
             loud = await _critical_stream(s, seconds, "burst")
             await burst_task
-            drained_at = await wait_drained(s, "herald-channel-email-bulk", bulk_topic, BURST, timeout=900)
+            drained_at = await wait_drained(
+                s, "herald-channel-email-bulk", bulk_topic, BURST, timeout=b.timeout(BURST, floor=900)
+            )
             drain_s = drained_at - t0
         with console.status("collecting outcomes"):
             lat = await _latencies(s, 3 * (warmup + quiet + loud))

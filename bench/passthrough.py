@@ -67,7 +67,7 @@ async def raw_passthrough(
         await consumer.stop()
         await producer.stop()
     assert consumer_cls.first_at is not None
-    return Timing(end - consumer_cls.first_at, total)
+    return Timing(end - consumer_cls.first_at, total, consumer_cls.end_cpu - consumer_cls.first_cpu)
 
 
 async def runtime_passthrough(

@@ -56,7 +56,7 @@ class HeraldProcs:
         self.procs[name] = (proc, port)
         return proc
 
-    async def wait_ready(self, timeout: float = 60) -> None:
+    async def wait_ready(self, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient() as client:
             for name, (proc, port) in self.procs.items():

@@ -1,7 +1,11 @@
 """``make bench``: every benchmark in one run on one embedded stack, so the ratios are fair.
 
-Prints a table and writes bench/results.json (figures, machine, git commit). Phases whose
-code is not present are reported as missing, never silently skipped.
+Prints a table and writes bench/results.json (figures, machine, load average, git commit) after
+every phase, so a phase that fails keeps what the others measured. Each figure carries, where a
+Herald process did the work, its CPU time per event and CPU utilisation (:mod:`bench.cost`),
+and that CPU per event as a multiple of the no-op pass-through's and raw aiokafka's. Phases
+whose code is not present are reported as missing, never silently skipped; a phase that
+raises is reported as not completed and the next one runs.
 """
 
 from __future__ import annotations
@@ -9,10 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import subprocess
 import time
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +28,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.common import mixed_events, preload
+from bench.common import Timing, mixed_events, preload
+from bench.cost import Cost
 from bench.passthrough import raw_passthrough, runtime_passthrough
 from consumers.devstack import DevStack
 from consumers.infra.settings import HeraldSettings, RuntimeSettings
@@ -40,6 +47,16 @@ class Row:
     ratio: float | None = None
     goal: str = ""
     note: str = ""
+    cpu_us: float | None = None  # CPU µs per event, all of the phase's Herald processes together
+    util: float | None = None  # CPU s / wall s of the busiest process (1.0 = one core)
+    cpu_vs_noop: float | None = None  # cpu_us / the runtime's no-op pass-through's
+    cpu_vs_raw: float | None = None  # cpu_us / raw aiokafka's
+    processes: list[dict[str, Any]] = field(default_factory=list)  # Cost.as_dict() per process
+    phase: str = ""
+
+
+# Until the pass-through phase has measured a rate, timeouts assume this slow a machine.
+ASSUMED_RATE = 1_000.0
 
 
 @dataclass
@@ -48,7 +65,11 @@ class Bench:
     events: int
     rows: list[Row] = field(default_factory=list)
     raw_rate: float = 0.0
+    raw_cpu_us: float | None = None
+    noop_cpu_us: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    phases: dict[str, str] = field(default_factory=dict)  # phase -> "done" / "failed: ..."
+    current: str = ""
 
     def settings(self, **overrides: Any) -> HeraldSettings:
         runtime = RuntimeSettings(session_timeout_ms=6000, heartbeat_interval_ms=500, poll_timeout_ms=100)
@@ -65,10 +86,34 @@ class Bench:
         base.update(overrides)
         return HeraldSettings(**base)
 
-    def add(self, row: Row) -> None:
+    def timeout(self, records: int, *, floor: float = 120.0) -> float:
+        """Seconds to allow for ``records`` to pass through: 20× what the slowest rate measured
+        so far (raw aiokafka's, or ASSUMED_RATE before it is known) would take, at least ``floor``."""
+        rate = min([r.value for r in self.rows if r.unit == "msg/s" and r.value > 0] or [ASSUMED_RATE])
+        return max(floor, 20 * records / rate)
+
+    def add(self, row: Row, costs: list[Cost] | None = None) -> None:
+        """Record a figure; ``costs`` (one per Herald process of the run) fill its CPU columns."""
+        if costs:
+            events = max(c.events for c in costs)
+            row.cpu_us = sum(c.cpu_s for c in costs) / events * 1e6 if events else None
+            row.util = max(c.utilisation for c in costs)
+            row.processes = [c.as_dict() for c in costs]
+        if row.cpu_us is not None:
+            if self.noop_cpu_us:
+                row.cpu_vs_noop = row.cpu_us / self.noop_cpu_us
+            if self.raw_cpu_us:
+                row.cpu_vs_raw = row.cpu_us / self.raw_cpu_us
+        row.phase = self.current
         self.rows.append(row)
         ratio = f" ({row.ratio:.2f}× {row.baseline})" if row.ratio is not None else ""
-        console.print(f"[bold]{row.name}[/]: {row.value:,.1f} {row.unit}{ratio} {row.note}")
+        cpu = f" [{row.cpu_us:,.1f} µs CPU/event, util {row.util:.2f}]" if row.cpu_us is not None else ""
+        console.print(f"[bold]{row.name}[/]: {row.value:,.1f} {row.unit}{ratio}{cpu} {row.note}")
+
+    def add_timing(self, row: Row, timing: Timing, process: str) -> None:
+        """A figure measured in this process: its rusage over the timed window is the cost."""
+        cost = timing.cost(process)
+        self.add(row, [cost] if cost is not None else None)
 
 
 async def phase_passthrough(b: Bench) -> None:
@@ -87,16 +132,35 @@ async def phase_passthrough(b: Bench) -> None:
     with console.status("raw aiokafka again (drift check)"):
         raw2 = await raw_passthrough(s, source, f"{source}.raw2", b.events, f"{s.topic_prefix}-raw2")
     b.raw_rate = (raw1.rate + raw2.rate) / 2
+    raw_cpu = [c for c in (raw1.cost("raw aiokafka"), raw2.cost("raw aiokafka")) if c is not None]
+    raw_total = None
+    if len(raw_cpu) == 2:  # both runs' CPU together over both runs' events and wall time
+        raw_total = Cost(
+            "raw aiokafka",
+            sum(c.events for c in raw_cpu),
+            sum(c.cpu_s for c in raw_cpu),
+            sum(c.wall_s for c in raw_cpu),
+        )
+        b.raw_cpu_us = raw_total.us_per_event
+    noop_cost = noop.cost("runtime no-op")
+    b.noop_cpu_us = noop_cost.us_per_event if noop_cost else None
     b.add(
         Row(
             "raw aiokafka pass-through",
             b.raw_rate,
             "msg/s",
             note=f"(runs: {raw1.rate:,.0f}, {raw2.rate:,.0f})",
-        )
+        ),
+        [raw_total] if raw_total else None,
     )
-    b.add(Row("runtime, no-op handler", noop.rate, "msg/s", "raw", noop.rate / b.raw_rate))
-    b.add(Row("runtime, Avro-decoding pass-through", dec.rate, "msg/s", "raw", dec.rate / b.raw_rate))
+    b.add_timing(
+        Row("runtime, no-op handler", noop.rate, "msg/s", "raw", noop.rate / b.raw_rate), noop, "noop"
+    )
+    b.add_timing(
+        Row("runtime, Avro-decoding pass-through", dec.rate, "msg/s", "raw", dec.rate / b.raw_rate),
+        dec,
+        "pass-through",
+    )
     b.extra["passthrough_source"] = source
 
 
@@ -141,6 +205,7 @@ def _machine() -> dict[str, Any]:
     )
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "commit": commit,
         "cpus": os.cpu_count(),
         "cpu": cpu,
@@ -148,6 +213,67 @@ def _machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
+
+
+async def _run_phase(b: Bench, name: str, fn: Callable[[Bench], Awaitable[None]]) -> None:
+    """One phase; if it raises, say so in the results and let the next one run."""
+    b.current = name
+    started = time.perf_counter()
+    b.extra.setdefault("load_average", {})[name] = [round(x, 2) for x in os.getloadavg()]
+    try:
+        await fn(b)
+    except Exception as exc:  # any failure of a phase is reported, not fatal
+        b.phases[name] = f"failed after {time.perf_counter() - started:.0f}s: {type(exc).__name__}: {exc}"
+        console.print(f"[red]{name} did not complete[/]: {type(exc).__name__}: {exc}")
+        console.print(traceback.format_exc(limit=5))
+    else:
+        b.phases[name] = f"done in {time.perf_counter() - started:.0f}s"
+    finally:
+        b.current = ""
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+def print_table(b: Bench) -> None:
+    table = Table(title=f"Herald benchmarks ({b.events:,} events)")
+    cols = ("benchmark", "value", "unit", "vs", "ratio", "CPU µs/event", "util", "× no-op CPU", "× raw CPU")
+    for col in (*cols, "goal", "note"):
+        table.add_column(col)
+    for r in b.rows:
+        table.add_row(
+            r.name,
+            _fmt(r.value, ",.2f"),
+            r.unit,
+            r.baseline,
+            _fmt(r.ratio, ".2f"),
+            _fmt(r.cpu_us, ",.1f"),
+            _fmt(r.util, ".2f"),
+            _fmt(r.cpu_vs_noop, ".2f"),
+            _fmt(r.cpu_vs_raw, ".2f"),
+            r.goal,
+            r.note,
+        )
+    console.print(table)
+    for name, status in b.phases.items():
+        if not status.startswith("done"):
+            console.print(f"[red]{name}: {status}[/]")
+
+
+def write_results(b: Bench, path: Path = RESULTS) -> None:
+    """bench/results.json as it stands: called after every phase."""
+    doc = {
+        "machine": _machine(),
+        "events": b.events,
+        "baselines": {"raw_cpu_us": b.raw_cpu_us, "noop_cpu_us": b.noop_cpu_us},
+        "phases": b.phases,
+        "rows": [r.__dict__ for r in b.rows],
+        "extra": b.extra,
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    tmp.replace(path)
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -161,35 +287,13 @@ async def main_async(args: argparse.Namespace) -> None:
             fn = _load(target)
             if fn is None:
                 console.print(f"[yellow]{name}: not available yet ({target} missing)[/]")
+                b.phases[name] = "missing"
                 continue
             console.rule(name)
-            await fn(b)
-    table = Table(title=f"Herald benchmarks ({b.events:,} events)")
-    for col in ("benchmark", "value", "unit", "vs", "ratio", "goal", "note"):
-        table.add_column(col)
-    for r in b.rows:
-        table.add_row(
-            r.name,
-            f"{r.value:,.2f}",
-            r.unit,
-            r.baseline,
-            f"{r.ratio:.2f}" if r.ratio is not None else "",
-            r.goal,
-            r.note,
-        )
-    console.print(table)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "machine": _machine(),
-                "events": b.events,
-                "rows": [r.__dict__ for r in b.rows],
-                "extra": b.extra,
-            },
-            indent=2,
-            default=str,
-        )
-    )
+            await _run_phase(b, name, fn)
+            write_results(b)
+    print_table(b)
+    write_results(b)
     console.print(f"wrote {RESULTS}")
 
 

@@ -1,4 +1,8 @@
-"""Classifier throughput with 1, 2 and 4 processes in one group on a 4-partition topic."""
+"""Classifier throughput with 1, 2 and 4 processes in one group on a 4-partition topic.
+
+Each process's CPU (``/proc/<pid>/stat``) is read at the 10 % and 90 % marks with the rate, so
+the figures are CPU µs per event for the group and each process's utilisation (CPU s / wall s).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import asyncio
 import time
 
 from bench.common import mixed_events, preload
+from bench.cost import Cost, Window
 from bench.procs import HeraldProcs, committed_total
 from bench.run import Bench, Row, console
 from bench.seed import ensure_users
@@ -17,29 +22,34 @@ __all__ = ["phase"]
 USERS = 20_000
 
 
-async def _measure(b: Bench, n_procs: int, events: list[tuple[bytes, bytes]]) -> float:
+async def _measure(b: Bench, n_procs: int, events: list[tuple[bytes, bytes]]) -> tuple[float, list[Cost]]:
     s = b.settings(partitions=4)
     topics = Topics(s.topic_prefix)
     await create_topics(s, topics.all())
     total = len(events)
     with HeraldProcs(b.stack, s) as procs:
+        pids: dict[str, int | None] = {}
         for i in range(n_procs):
-            procs.start(f"scale{n_procs}-classifier{i}", ["classifier"])
+            pids[f"classifier{i}"] = procs.start(f"scale{n_procs}-classifier{i}", ["classifier"]).pid
         await procs.wait_ready()
         await asyncio.sleep(3)  # let the group settle with every member before the load arrives
         await preload(s, topics.events, events, 4)
-        # Rate between 10 % and 90 % committed: excludes start-up and the tail.
-        marks: dict[float, float] = {}
-        deadline = time.monotonic() + 900
+        # Rate and CPU between 10 % and 90 % committed: excludes start-up and the tail.
+        window = Window(pids)
+        seen: set[float] = set()
+        deadline = time.monotonic() + b.timeout(total)
         while time.monotonic() < deadline:
             done = await committed_total(s, "herald-classifier", topics.events)
-            for frac in (0.1, 0.9):
-                if frac not in marks and done >= frac * total:
-                    marks[frac] = time.perf_counter()
-            if 0.9 in marks:
+            if 0.1 not in seen and done >= 0.1 * total:
+                seen.add(0.1)
+                window.start()
+            if done >= 0.9 * total:
+                window.stop()
                 break
             await asyncio.sleep(0.1)
-    return 0.8 * total / (marks[0.9] - marks[0.1])
+        else:
+            raise TimeoutError(f"{n_procs} classifier(s) did not reach 90 % of {total:,} events in time")
+    return 0.8 * total / window.wall_s, window.costs(int(0.8 * total))
 
 
 async def phase(b: Bench) -> None:
@@ -48,7 +58,8 @@ async def phase(b: Bench) -> None:
     rates = {}
     for n in (1, 2, 4):
         with console.status(f"classifier × {n} processes"):
-            rates[n] = await _measure(b, n, events)
+            rates[n], costs = await _measure(b, n, events)
+        utils = ", ".join(f"{c.utilisation:.2f}" for c in costs)
         b.add(
             Row(
                 f"classifier, {n} process{'es' if n > 1 else ''}",
@@ -56,7 +67,8 @@ async def phase(b: Bench) -> None:
                 "msg/s",
                 "1 process",
                 rates[n] / rates[1],
-                note="4 partitions, one group, separate OS processes",
-            )
+                note=f"4 partitions, one group, separate OS processes; CPU utilisation per process: {utils}",
+            ),
+            costs,
         )
     b.extra["scaling"] = rates

@@ -9,6 +9,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from bench.common import Timing
+from bench.cost import self_cpu_s
 
 __all__ = ["TimedConsumer", "time_runner", "timed_consumer_factory"]
 
@@ -16,6 +17,8 @@ __all__ = ["TimedConsumer", "time_runner", "timed_consumer_factory"]
 class TimedConsumer(AIOKafkaConsumer):  # type: ignore[misc]
     total: int = 0
     first_at: float | None = None
+    first_cpu: float = 0.0  # this process's CPU seconds when the first records arrived
+    end_cpu: float = 0.0  # ... and when the commit covering the total returned
     done: asyncio.Event
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -26,12 +29,14 @@ class TimedConsumer(AIOKafkaConsumer):  # type: ignore[misc]
         batch = await super().getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
         if batch and type(self).first_at is None:
             type(self).first_at = time.perf_counter()
+            type(self).first_cpu = self_cpu_s()
         return batch
 
     async def commit(self, offsets: Any = None) -> None:
         await super().commit(offsets)
         self._committed.update(offsets or {})
-        if sum(self._committed.values()) >= type(self).total:
+        if sum(self._committed.values()) >= type(self).total and not type(self).done.is_set():
+            type(self).end_cpu = self_cpu_s()
             type(self).done.set()
 
 
@@ -46,8 +51,8 @@ async def time_runner(
 ) -> Timing:
     """Run ``handler`` in a real Runner until its commits cover ``total`` records of ``topic``.
 
-    The clock runs from the first poll that returned records to the commit that covered the
-    last one: group start-up is not counted.
+    The clock, and this process's CPU count, run from the first poll that returned records to
+    the commit that covered the last one: group start-up is not counted.
     """
     from consumers.runtime.runner import Runner
 
@@ -69,4 +74,15 @@ async def time_runner(
         runner.stop()
         await task
     assert consumer_cls.first_at is not None
-    return Timing(end - consumer_cls.first_at, total)
+    timeline = runner.steps.per_batch_ms()
+    inner = getattr(handler, "steps", None)
+    if inner is not None:
+        inner.batches = runner.steps.batches
+        timeline |= {f"handle > {name}": ms for name, ms in inner.per_batch_ms().items()}
+    return Timing(
+        end - consumer_cls.first_at,
+        total,
+        consumer_cls.end_cpu - consumer_cls.first_cpu,
+        timeline,
+        runner.steps.batches,
+    )

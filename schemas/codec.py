@@ -19,11 +19,11 @@ from fastavro import schemaless_reader, schemaless_writer
 
 from schemas.errors import RecordError
 from schemas.models import Record
-from schemas.registry import Contract, load_contracts
+from schemas.registry import MAGIC, Contract, load_contracts
+from schemas.segments import SegmentedEncoder
 
 __all__ = ["MAGIC", "Codec", "DecodeError", "LegacyHeaderHook", "default_codec"]
 
-MAGIC = b"\xc3\x01"
 _HEADER = len(MAGIC) + 8
 R = TypeVar("R", bound=Record)
 LegacyHeaderHook = Callable[[Contract], None]
@@ -51,6 +51,7 @@ class Codec:
             c.legacy_fingerprint: c for c in contracts if c.legacy_fingerprint not in self._by_fingerprint
         }
         self.on_legacy_header = on_legacy_header
+        self._fast: dict[str, SegmentedEncoder | None] = {}
         self._latest: dict[str, Contract] = {}
         for c in contracts:
             if c.name not in self._latest or c.version > self._latest[c.name].version:
@@ -71,7 +72,31 @@ class Codec:
         return buf.getvalue()
 
     def encode(self, obj: Record) -> bytes:
+        """The record's single-object encoding with the newest version of its contract.
+
+        Written field by field from the dataclass (schemas/segments.py: no record dicts, no
+        per-call schema handling); a value that path cannot write (a wrong type) goes through
+        fastavro, which writes it or raises its usual error. The bytes are the same either way.
+        """
+        fast = self._fast_encoder(obj.SCHEMA)
+        if fast is not None:
+            try:
+                return fast.whole(obj)
+            except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
+                pass
         return self.encode_record(obj.SCHEMA, obj.to_record())
+
+    def _fast_encoder(self, name: str) -> SegmentedEncoder | None:
+        try:
+            return self._fast[name]
+        except KeyError:
+            pass
+        try:
+            fast: SegmentedEncoder | None = SegmentedEncoder(self.latest(name), ())
+        except Exception:  # a schema the field-by-field path cannot take: fastavro writes it all
+            fast = None
+        self._fast[name] = fast
+        return fast
 
     def decode_record(self, data: bytes) -> tuple[str, dict[str, Any]]:
         """Return (contract name, record in the newest version's shape)."""

@@ -17,7 +17,9 @@ from typing import Any
 
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
-__all__ = ["AVRO_DIR", "Contract", "fingerprint_of", "load_contracts", "self_contained"]
+__all__ = ["AVRO_DIR", "MAGIC", "Contract", "fingerprint_of", "load_contracts", "self_contained"]
+
+MAGIC = b"\xc3\x01"  # Avro single-object encoding: marker, then the 8-byte fingerprint, then the body
 
 AVRO_DIR = Path(__file__).parent / "avro"
 _FILE = re.compile(r"^(?P<name>[A-Za-z]+)\.v(?P<version>\d+)\.avsc$")

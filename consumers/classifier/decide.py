@@ -15,13 +15,12 @@ was classified in.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from operator import attrgetter
 from zoneinfo import ZoneInfo
 
+from consumers.classifier.family import Family, MessageEncoder
 from consumers.classifier.profile import Profile, zone
 from consumers.classifier.quiet_hours import QuietAction, QuietDecision, quiet_decision
 from consumers.classifier.ratelimit import LimiterDown, LimitRequest, bucket_key, limit_for, on_limiter_down
@@ -36,10 +35,6 @@ from schemas.models import Channel, ChannelMessage, DeliveryOutcome, DomainEvent
 __all__ = ["DecideConfig", "Decision", "Pending", "Plan", "finalize", "plan", "recipients_for"]
 
 
-_MESSAGE_FIELDS = tuple(f.name for f in dataclasses.fields(ChannelMessage))
-_message_values = attrgetter(*_MESSAGE_FIELDS)
-
-
 @dataclass(frozen=True, slots=True)
 class DecideConfig:
     topics: Topics
@@ -52,12 +47,14 @@ class DecideConfig:
     defer_on_limiter_down: tuple[str, ...] = ("low",)
     limiter_retry: timedelta = timedelta(minutes=5)
     _channel_topics: dict[tuple[Channel, Lane], str] = field(default_factory=dict, repr=False, compare=False)
+    _messages: list[MessageEncoder] = field(default_factory=list, repr=False, compare=False)
 
-    def encode_message(self, message: ChannelMessage) -> bytes:
-        """``codec.encode`` for the hot path: the record dict built by one C-level attrgetter."""
-        return self.codec.encode_record(
-            "ChannelMessage", dict(zip(_MESSAGE_FIELDS, _message_values(message), strict=True))
-        )
+    def encode_message(self, message: ChannelMessage, family: Family | None = None) -> bytes:
+        """``codec.encode(message)``, byte for byte; with the event's ``family``, the fields all its
+        messages share are encoded once (:mod:`consumers.classifier.family`)."""
+        if not self._messages:
+            self._messages.append(MessageEncoder(self.codec))
+        return self._messages[0].encode(message, family)
 
     def channel_topic(self, channel: Channel, lane: Lane) -> str:
         topic = self._channel_topics.get((channel, lane))
@@ -74,6 +71,7 @@ class Pending:
     key: bytes
     until: datetime | None = None
     limit: LimitRequest | None = None
+    family: Family | None = None  # shared with the event's other messages
 
 
 @dataclass(slots=True)
@@ -155,6 +153,7 @@ class _EventPlan:
     expires_at: datetime | None  # low tier only: when the message is stale
     limit: int | None  # per user x channel x hour; None = unlimited
     quiet: dict[bool, QuietDecision] = field(default_factory=dict)  # by "quiet hours apply to the channel"
+    family: Family = field(default_factory=Family)
 
     @classmethod
     def of(
@@ -254,7 +253,7 @@ class _EventPlan:
         record_key = (
             message.recipient if message.channel is Channel.WEBHOOK else self.event.user_id
         ).encode()
-        return Pending(message, record_key, decision.until, request)
+        return Pending(message, record_key, decision.until, request, self.family)
 
 
 def plan(event: DomainEvent, route: Route, profile: Profile, now: datetime, cfg: DecideConfig) -> Plan:
@@ -302,7 +301,9 @@ def finalize(p: Plan, admitted: Sequence[bool | None], now: datetime, cfg: Decid
             msg = item.message
             note = "rate_limiter_unavailable" if ok is None else ""  # None here: failed open
             d.outputs.append(
-                Output(cfg.channel_topic(msg.channel, msg.lane), cfg.encode_message(msg), item.key)
+                Output(
+                    cfg.channel_topic(msg.channel, msg.lane), cfg.encode_message(msg, item.family), item.key
+                )
             )
             d.counts.append((msg.channel, "routed", note))
         else:
@@ -339,7 +340,7 @@ def _defer_for_quiet_hours(
     msg = item.message
     topic = cfg.channel_topic(msg.channel, msg.lane)
     timer_key = msg.idempotency_key + ":deferred"
-    d.timers.append(publish_timer(timer_key, until, topic, item.key, cfg.encode_message(msg)))
+    d.timers.append(publish_timer(timer_key, until, topic, item.key, cfg.encode_message(msg, item.family)))
     outcome = _outcome(
         p.event,
         p.route.tier,

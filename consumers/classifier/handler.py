@@ -40,6 +40,7 @@ from consumers.infra.clock import Clock
 from consumers.infra.settings import HeraldSettings
 from consumers.runtime import metrics
 from consumers.runtime.handling import DeadLetter, Incoming, Result
+from consumers.runtime.steps import Steps
 from consumers.runtime.topics import Topics
 from consumers.scheduler.store import Scheduler, Timer
 from consumers.workflow.cancel import CANCEL_EVENT_TYPE
@@ -104,6 +105,8 @@ class Classifier:
         self.intake = intake
         self._codec = config.codec
         self._redis_warned_at = 0.0
+        self.steps = Steps()  # time in the profile lookup, the rate limiter and arming timers
+        self._warming: asyncio.Task[None] | None = None  # the lookup started by prepare()
 
     async def probe(self) -> bool:
         """Does PostgreSQL answer? Asked by the runtime's poison net before it blames a record."""
@@ -116,6 +119,19 @@ class Classifier:
 
     def decode(self, raw: bytes) -> DomainEvent:
         return self._codec.decode(raw, DomainEvent)
+
+    def prepare(self, batch: Sequence[Incoming[DomainEvent]]) -> None:
+        """Start the profile lookup of a batch fetched ahead (the runner calls this while the
+        previous batch is handled); :meth:`handle` joins it. A failure is left to handle."""
+        if self._warming is not None and not self._warming.done():
+            return  # one lookup ahead at a time: handle() fetches whatever this one did not start
+        self._warming = asyncio.create_task(self._warm([item.value.user_id for item in batch]))
+
+    async def _warm(self, user_ids: list[str]) -> None:
+        try:
+            await self.profiles.get_many(user_ids)
+        except Exception as exc:  # handle() looks up again and classifies the failure
+            log.debug("classifier: lookup ahead failed (%s); handle() retries it", exc)
 
     def _reject(self, event: DomainEvent, table: RoutingTable) -> DeadLetter | None:
         """The dead letter of an event that cannot be routed at all, else None."""
@@ -164,7 +180,8 @@ class Classifier:
             return [r for r in results if r is not None]
 
         try:
-            profiles = await self.profiles.get_many(e.user_id for _, e in routed)
+            with self.steps.step("profile lookup"):
+                profiles = await self.profiles.get_many(e.user_id for _, e in routed)
         except LookupUnavailable as exc:
             metrics.DEPENDENCY_ERRORS.labels("postgresql", self.name).inc()
             raise DependencyUnavailable(f"recipient lookup failed: {exc}") from exc
@@ -177,7 +194,8 @@ class Classifier:
                 route = self._broadcast_route(route)
             plans.append((i, plan(event, route, profiles[event.user_id], now, self.config)))
 
-        answers = await self._acquire(plans)
+        with self.steps.step("rate limiter"):
+            answers = await self._acquire(plans)
         timers: list[Timer] = list(taken.timers)
         decisions: Counter[tuple[str, str, str, str]] = Counter()
         tiers: Counter[str] = Counter()
@@ -189,7 +207,8 @@ class Classifier:
             for channel, decision, reason in d.counts:
                 decisions[(p.route.tier.value, channel, decision, reason)] += 1
 
-        await self._arm(timers, taken.index, now)
+        with self.steps.step("arm timers"):
+            await self._arm(timers, taken.index, now)
 
         for tier, n in tiers.items():
             metrics.EVENTS_CLASSIFIED.labels(tier).inc(n)

@@ -1,11 +1,13 @@
 """Profiles from PostgreSQL: one query per poll batch for the cache misses, then a TTL cache.
 
 Unknown users are cached too (negative caching), so a burst for users without a row costs
-one query per TTL, not one per batch.
+one query per TTL, not one per batch. A lookup already in flight for a user (the runner starts
+the next batch's while the current one is handled) is joined rather than repeated.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import time
@@ -104,32 +106,63 @@ class ProfileCache:
         self._monotonic = monotonic
         self._entries: dict[str, tuple[float, Profile]] = {}
         self._epoch = 0  # bumped by invalidate(): a fetch that overlapped one is not cached
+        self._inflight: dict[str, asyncio.Future[None]] = {}  # user -> the lookup fetching it now
         self.queries = 0  # round trips made (tests and the benchmark read it)
+
+    def _cached(self, uid: str, now: float) -> Profile | None:
+        entry = self._entries.get(uid)
+        return entry[1] if entry is not None and entry[0] > now else None
 
     async def get_many(self, user_ids: Iterable[str]) -> dict[str, Profile]:
         now = self._monotonic()
         found: dict[str, Profile] = {}
         missing: list[str] = []
+        joined: set[asyncio.Future[None]] = set()
         for uid in dict.fromkeys(user_ids):
-            entry = self._entries.get(uid)
-            if entry is not None and entry[0] > now:
-                found[uid] = entry[1]
+            profile = self._cached(uid, now)
+            if profile is not None:
+                found[uid] = profile
+            elif uid in self._inflight:
+                joined.add(self._inflight[uid])
+                missing.append(uid)  # fetched below unless that lookup brings it
             else:
                 missing.append(uid)
-        if missing:
-            epoch = self._epoch
-            fetched = await fetch_profiles(self.pool, missing)
-            self.queries += 1
-            expires = now + self.ttl_s
+        if joined:
+            await asyncio.wait(joined)  # their failure is theirs: what they did not bring is fetched here
+            left = []
             for uid in missing:
-                profile = fetched.get(uid) or Profile(uid)
-                found[uid] = profile
-                if self._epoch != epoch:  # the row may have changed after we read it: use, don't keep
-                    continue
-                self._entries.pop(uid, None)  # re-insert at the young end
-                self._entries[uid] = (expires, profile)
-            self._evict()
+                profile = self._cached(uid, now)
+                if profile is None:
+                    left.append(uid)
+                else:
+                    found[uid] = profile
+            missing = left
+        if missing:
+            await self._fetch(missing, found, now)
         return found
+
+    async def _fetch(self, missing: list[str], found: dict[str, Profile], now: float) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for uid in missing:
+            self._inflight.setdefault(uid, done)
+        epoch = self._epoch
+        try:
+            fetched = await fetch_profiles(self.pool, missing)
+        finally:
+            for uid in missing:
+                if self._inflight.get(uid) is done:
+                    del self._inflight[uid]
+            done.set_result(None)
+        self.queries += 1
+        expires = now + self.ttl_s
+        for uid in missing:
+            profile = fetched.get(uid) or Profile(uid)
+            found[uid] = profile
+            if self._epoch != epoch:  # the row may have changed after we read it: use, don't keep
+                continue
+            self._entries.pop(uid, None)  # re-insert at the young end
+            self._entries[uid] = (expires, profile)
+        self._evict()
 
     def _evict(self) -> None:
         excess = len(self._entries) - self.max_size

@@ -62,7 +62,9 @@ class Handler(Protocol[T]):
         retried), :class:`~schemas.errors.RecordError` when a record's content is at fault. Any
         exception but an outage is isolated to the offending record, which is dead-lettered
         (:mod:`consumers.runtime.isolate`). A handler may also define ``async def probe() -> bool``
-        (do its servers answer?): the runtime's poison net asks it before blaming a record.
+        (do its servers answer?): the runtime's poison net asks it before blaming a record, and
+        ``def prepare(batch) -> None``: called with a batch fetched ahead while the previous one is
+        still handled, to start its lookups (it must not raise; ``handle`` reports failures).
         """
         ...
 

@@ -10,6 +10,9 @@ Guarantees (docs/architecture.md, "Invariants"):
   do not idle the handler.
 * **Per-key order.** Partitions are handled in offset order and outputs are produced in
   that order; a handler may run different keys concurrently but keeps one key sequential.
+  The next batch is polled and decoded, and the handler's optional ``prepare`` started, while
+  the current one waits (:mod:`consumers.runtime.ahead`); it is handled only after the current
+  batch's outputs are enqueued.
 * **Bad input is kept.** Undecodable bytes, oversized records and records the handler
   rejects go to ``<topic>.dlq`` with the reason, error class and source
   topic/partition/offset in headers, and the partition moves on.
@@ -44,11 +47,12 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from consumers.infra.backoff import backoff
 from consumers.infra.settings import RuntimeSettings
 from consumers.runtime import metrics
+from consumers.runtime.ahead import Decoded, decode_batch
 from consumers.runtime.handling import DeadLetter, Handler, Incoming, Output, Result, dead_letter_headers
 from consumers.runtime.isolate import Probe, isolate
 from consumers.runtime.produce import enqueue_all
+from consumers.runtime.steps import Steps
 from consumers.runtime.topics import dlq
-from schemas.codec import DecodeError
 from schemas.errors import DependencyUnavailable
 
 __all__ = ["Runner"]
@@ -65,10 +69,12 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     group_id: str
     settle: Callable[[], Awaitable[None]]
     assigned: set[TopicPartition] = field(default_factory=set)
+    generation: int = 0  # bumped at each revocation: a batch fetched before it is stale
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.lock:
             await self.settle()  # the batch whose acks are in flight commits before we let go
+            self.generation += 1
             self.assigned -= set(revoked)
             for tp in revoked:  # another member reports these now; a stale value would double count
                 try:
@@ -117,6 +123,7 @@ class Runner(Generic[T]):
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
+        self.steps = Steps()  # wall time per step of a batch (make bench prints the timeline)
         self._ready_gauge = metrics.READY.labels(handler.name)
         self._handle_time = metrics.HANDLER_SECONDS.labels(handler.name)
 
@@ -132,41 +139,71 @@ class Runner(Generic[T]):
     async def run(self) -> None:
         await self.consumer.start()
         self.consumer.subscribe(self.topics, listener=self._listener)
+        ahead: asyncio.Task[Decoded[T]] | None = None  # the next batch, fetched while this one waits
         try:
             while not self._stopping.is_set():
-                batch = await self._poll()
-                if not batch:
+                current = await ahead if ahead is not None else await self._fetch()
+                ahead = None
+                if current.generation != self._listener.generation:
+                    continue  # fetched before a revocation: replayed from the commit by the owner
+                if not current.batch:
                     async with self._lock:
                         await self._settle_or_rewind()
                     self._set_ready(bool(self.consumer.assignment()))
                     continue
+                ahead = asyncio.create_task(self._fetch())
                 async with self._lock:
-                    await self._process(batch)
+                    replayed = await self._process(current)
+                if replayed:  # those offsets come again, and so must the batch fetched after them
+                    self._rewind([*replayed, *(await ahead).batch])
+                    ahead = None
+                self.steps.batches += 1
                 await self._update_lag()
             async with self._lock:
                 await self._settle_or_rewind()
         finally:
+            if ahead is not None:  # fetched, never handled, never committed: nothing to undo
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
             self._set_ready(False)
             await self.consumer.stop()  # leaves the group: partitions move at once
 
-    async def _poll(self) -> list[ConsumerRecord[bytes, bytes]]:
+    async def _fetch(self) -> Decoded[T]:
+        """Poll and decode; let the handler start what the batch will need (``prepare``)."""
+        polled_at = time.perf_counter()
         fetched = await self.consumer.getmany(
             timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.max_batch
         )
-        return [r for records in fetched.values() for r in records]
+        # An empty poll is idle time (no records yet, or joining the group), not a batch's wait.
+        self.steps.add("poll" if fetched else "poll (empty)", time.perf_counter() - polled_at)
+        # After the poll: what it returned belongs to the assignment of this moment (a join or a
+        # rebalance may complete inside getmany).
+        generation = self._listener.generation
+        batch = [r for records in fetched.values() for r in records]
+        with self.steps.step("decode"):
+            decoded: Decoded[T] = decode_batch(
+                self.handler, batch, self.settings.max_message_bytes, generation
+            )
+        prepare = getattr(self.handler, "prepare", None)
+        if prepare is not None and decoded.incoming:
+            prepare(decoded.incoming)  # starts lookups; never raises, handle() reports failures
+        return decoded
 
     def _set_ready(self, ready: bool) -> None:
         self.ready = ready
         self._ready_gauge.set(1 if ready else 0)
 
     # -- one batch ---------------------------------------------------------------------------
-    async def _process(self, batch: list[ConsumerRecord[bytes, bytes]]) -> None:
+    async def _process(self, fetched: Decoded[T]) -> list[ConsumerRecord[bytes, bytes]]:
+        """Handle one batch until its outputs are enqueued; the records rewound for a replay, if any."""
+        batch = fetched.batch
         started = time.perf_counter()
         attempt = 0
         while True:
             try:
                 # Past a few tries, look for a poison record instead of blaming the dependency.
-                await self._process_once(batch, split=attempt >= self.settings.poison_after_retries)
+                split = attempt >= self.settings.poison_after_retries
+                await self._process_once(fetched if attempt == 0 else None, batch, split=split)
                 self._set_ready(True)
                 break
             except DependencyUnavailable as exc:
@@ -183,7 +220,7 @@ class Runner(Generic[T]):
                     self._set_ready(False)
                     self._rewind(batch)
                     await self._sleep(self.settings.handler_retry_max_s)
-                    return
+                    return batch
                 delay = backoff(
                     attempt,
                     base=self.settings.handler_retry_base_s,
@@ -198,11 +235,13 @@ class Runner(Generic[T]):
             except KafkaError as exc:
                 # Produce failed or timed out: nothing is committed, so rewind and let it replay.
                 log.error("%s: Kafka error while producing (%s); replaying batch", self.handler.name, exc)
-                self._rewind([*self._inflight_batch, *batch])
+                replayed = [*self._inflight_batch, *batch]
+                self._rewind(replayed)
                 self._inflight, self._inflight_batch = None, []
                 await self._sleep(1.0)
-                return
+                return replayed
         self._handle_time.observe(time.perf_counter() - started)
+        return []
 
     async def _sleep(self, seconds: float) -> None:
         # Interruptible by stop(): shutdown never waits for a backoff to run out.
@@ -220,31 +259,16 @@ class Runner(Generic[T]):
             if tp in self.consumer.assignment():
                 self.consumer.seek(tp, offset)
 
-    async def _process_once(self, batch: list[ConsumerRecord[bytes, bytes]], *, split: bool = False) -> None:
-        results: list[Result | None] = [None] * len(batch)
-        decoded: list[Incoming[T]] = []
-        pending: list[int] = []
-        max_bytes = self.settings.max_message_bytes
-        consumed: dict[str, int] = {}
-        for i, r in enumerate(batch):
-            consumed[r.topic] = consumed.get(r.topic, 0) + 1
-            if r.value is None:
-                results[i] = DeadLetter("malformed", "EmptyValue", "record has no value (tombstone)")
-            elif len(r.value) > max_bytes:
-                results[i] = DeadLetter("too_large", "RecordTooLarge", f"{len(r.value)} bytes > {max_bytes}")
-            else:
-                try:
-                    value = self.handler.decode(r.value)
-                except DecodeError as exc:
-                    results[i] = DeadLetter(exc.reason, type(exc).__name__, exc.detail)
-                else:
-                    decoded.append(
-                        Incoming(r.topic, r.partition, r.offset, r.key, value, tuple(r.headers), r.timestamp)
-                    )
-                    pending.append(i)
-        for topic, n in consumed.items():
-            metrics.CONSUMED.labels(self.handler.name, topic).inc(n)
-        for i, result in zip(pending, await self._handle(decoded, split=split), strict=True):
+    async def _process_once(
+        self, fetched: Decoded[T] | None, batch: list[ConsumerRecord[bytes, bytes]], *, split: bool = False
+    ) -> None:
+        """One try: ``fetched`` as decoded ahead on the first, decoded afresh on a retry."""
+        if fetched is None:
+            fetched = decode_batch(self.handler, batch, self.settings.max_message_bytes)
+        results = list(fetched.results)
+        with self.steps.step("handle"):
+            handled = await self._handle(fetched.incoming, split=split)
+        for i, result in zip(fetched.pending, handled, strict=True):
             results[i] = result
         await self._produce_and_schedule_commit(batch, [r for r in results if r is not None])
 
@@ -310,8 +334,10 @@ class Runner(Generic[T]):
         # Hand this batch's outputs to the producer now, then wait for the previous batch's
         # acks and commit; this batch's acks and commit overlap the next batch's handling.
         # Commits stay in order, and each covers only records whose outputs were acknowledged.
-        acks = await enqueue_all(self.producer, records)
-        await self._settle()
+        with self.steps.step("enqueue"):
+            acks = await enqueue_all(self.producer, records)
+        with self.steps.step("wait acks+commit"):
+            await self._settle()
         self._inflight_batch = batch
         self._inflight = asyncio.create_task(self._ack_and_commit(batch, records, acks))
 

@@ -210,6 +210,19 @@ async def test_redis_down_degrades_dedupe_but_still_delivers(settings: HeraldSet
     assert counter._value.get() >= before + 2  # the check and the mark both failed, and were counted
 
 
+async def test_dedupe_marks_a_batch_in_one_call_and_the_first_send_wins(settings: HeraldSettings) -> None:
+    client = redis_asyncio.Redis.from_url(settings.redis_url.get_secret_value())
+    dedupe = Dedupe(client, window_s=120, namespace=f"{settings.topic_prefix}:dd", consumer="test")
+    try:
+        await dedupe.mark({"k1": "first", "k2": None})
+        await dedupe.mark({"k1": "second", "k3": "third"})  # k1 is already marked: NX keeps "first"
+        assert await dedupe.seen(["k1", "k2", "k3", "k4"]) == {"k1": "first", "k2": None, "k3": "third"}
+        ttl = await client.ttl(f"{settings.topic_prefix}:dd:sent:k3")
+        assert 100 < ttl <= 120
+    finally:
+        await client.aclose()
+
+
 async def test_in_process_retry_recovers_a_transient_error(settings: HeraldSettings) -> None:
     m = message("u-transient")
     throttled = RetryableDelivery("scripted", "Throttling", "slow down")

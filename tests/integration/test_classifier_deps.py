@@ -154,6 +154,19 @@ async def test_profiles_are_fetched_in_one_query_per_batch_and_cached(pg_pool: a
     assert cache.queries == 3
 
 
+async def test_a_lookup_in_flight_is_joined_not_repeated(pg_pool: asyncpg.Pool) -> None:
+    # The runner starts the next batch's lookup (Classifier.prepare) while the current one is handled.
+    users = [_uid("join") for _ in range(20)]
+    cache = ProfileCache(pg_pool, ttl_s=30, max_size=1000)
+    ahead = asyncio.create_task(cache.get_many(users[:15]))
+    await asyncio.sleep(0)  # the first lookup is in flight
+    got = await cache.get_many(users[10:])  # five joined, five fetched here
+    await ahead
+    assert set(got) == set(users[10:])
+    assert cache.queries == 2  # not three: users 10..14 were fetched once
+    assert not cache._inflight
+
+
 async def test_closed_pool_is_lookup_unavailable(stack: Any) -> None:
     pool = await asyncpg.create_pool(stack.database_url, min_size=1, max_size=1)
     assert pool is not None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import unicodedata
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -84,3 +87,17 @@ def test_check_event_covers_the_cancel_key() -> None:
     with pytest.raises(InvalidIdentifier) as caught:
         check_event(event)
     assert caught.value.field == "cancel_key"
+
+
+def test_forbidden_characters_are_exactly_unicode_categories_cc_and_cs() -> None:
+    # The check is one regular expression; every code point agrees with unicodedata's categories.
+    disagree = [
+        cp
+        for cp in range(sys.maxunicode + 1)
+        if (identifier_problem(f"a{chr(cp)}", limit=8) is not None)
+        != (unicodedata.category(chr(cp)) in {"Cc", "Cs"})
+    ]
+    assert disagree == []
+    assert (
+        identifier_problem("ab\x85c", limit=8) == "control character or lone surrogate U+0085 at position 2"
+    )

@@ -4,7 +4,9 @@ staleness, rate-limit answers (including Redis down), lanes, keys and outcomes."
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -13,14 +15,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumers.classifier.decide import DecideConfig, Decision, finalize, plan
+from consumers.classifier.family import Family
 from consumers.classifier.profile import Endpoint, Profile
 from consumers.classifier.quiet_hours import QuietWindow
 from consumers.classifier.routing import Route, load_routing
 from consumers.infra import keys
 from consumers.infra.settings import ClassifierSettings
 from consumers.runtime.topics import Topics
-from schemas.codec import default_codec
-from schemas.models import Channel, ChannelMessage, DeliveryOutcome, DomainEvent, Lane, OutcomeStatus, Tier
+from schemas.codec import Codec, default_codec
+from schemas.models import (
+    Channel,
+    ChannelMessage,
+    DeliveryOutcome,
+    DomainEvent,
+    Lane,
+    OutcomeStatus,
+    Record,
+    Tier,
+)
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 TOPICS = Topics("h")
@@ -39,13 +51,9 @@ TYPES = {
 
 
 def event(event_type: str, user: str = "u1", age: timedelta = timedelta(0), **kw: Any) -> DomainEvent:
+    fields: dict[str, Any] = {"payload": '{"x": 1}', **kw}
     return DomainEvent(
-        event_id=f"e-{event_type}-{user}",
-        type=event_type,
-        occurred_at=NOW - age,
-        user_id=user,
-        payload='{"x": 1}',
-        **kw,
+        event_id=f"e-{event_type}-{user}", type=event_type, occurred_at=NOW - age, user_id=user, **fields
     )
 
 
@@ -301,6 +309,74 @@ def test_hot_path_encoding_is_the_codec_encoding() -> None:
         assert route is not None
         for item in plan(event(TYPES[tier]), route, full_profile(quiet=QUIET), NOW, CFG).pending:
             assert CFG.encode_message(item.message) == CODEC.encode(item.message)
+
+
+class _FastavroCodec(Codec):
+    """The encoding before the hot path was specialised: record dicts through fastavro."""
+
+    def encode(self, obj: Record) -> bytes:
+        return self.encode_record(obj.SCHEMA, obj.to_record())
+
+
+@dataclass(frozen=True, slots=True)
+class _CodecPathConfig(DecideConfig):
+    def encode_message(self, message: ChannelMessage, family: Family | None = None) -> bytes:
+        return self.codec.encode(message)
+
+
+CODEC_PATH = _CodecPathConfig(
+    **{f.name: getattr(CFG, f.name) for f in fields(DecideConfig) if not f.name.startswith("_")}
+    | {"codec": _FastavroCodec()}
+)
+
+_WORDS = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    tier=st.sampled_from(list(Tier)),
+    user=_WORDS,
+    tenant=st.none() | _WORDS,
+    locale=st.none() | st.sampled_from(["en", "pt-BR", "ja"]),
+    payload=st.dictionaries(_WORDS, _WORDS, max_size=3),
+    age=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=2)),
+    quiet=st.booleans(),
+    endpoints=st.integers(0, 3),
+    admitted=st.sampled_from([True, False, None]),
+)
+def test_every_output_of_finalize_is_the_codec_encoding_of_its_record(
+    *,
+    tier: Tier,
+    user: str,
+    tenant: str | None,
+    locale: str | None,
+    payload: dict[str, str],
+    age: timedelta,
+    quiet: bool,
+    endpoints: int,
+    admitted: bool | None,
+) -> None:
+    # The hot path encodes the fields one event's messages share once (schemas/segments.py) and
+    # writes outcomes without record dicts: every record must be what the codec writes for it.
+    route = TABLE.match(TYPES[tier])
+    assert route is not None
+    ev = event(TYPES[tier], user, age, tenant=tenant, locale=locale, payload=json.dumps(payload))
+    profile = full_profile(
+        user,
+        quiet=QUIET if quiet else None,
+        endpoints=tuple(Endpoint(f"ep{i}-{user}") for i in range(endpoints)),
+    )
+    p = plan(ev, route, profile, NOW, CFG)
+    d = finalize(p, [admitted] * len(p.pending), NOW, CFG)
+    old = plan(ev, route, profile, NOW, CODEC_PATH)
+    reference = finalize(old, [admitted] * len(old.pending), NOW, CODEC_PATH)
+    assert d.outputs
+    assert [(o.topic, o.key, o.value) for o in d.outputs] == [
+        (o.topic, o.key, o.value) for o in reference.outputs
+    ]
+    assert [(t.key, t.topic, t.payload) for t in d.timers] == [
+        (t.key, t.topic, t.payload) for t in reference.timers
+    ]
 
 
 @settings(max_examples=300, deadline=None)

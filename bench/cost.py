@@ -1,0 +1,113 @@
+"""CPU cost: what a process spent (user + system, from its own rusage) per event it handled.
+
+Wall-clock rates on a shared machine swing with the neighbours' load; the CPU seconds a process
+was charged for do not (much), so every phase reports them next to its rate:
+
+* **µs/event**: the process's CPU time over the measured window / events it handled.
+* **utilisation**: the same CPU time / the window's wall time (1.0 = one core fully busy).
+
+In-process runs read ``getrusage(RUSAGE_SELF)`` deltas; separate processes are read from
+``/proc/<pid>/stat`` (``utime`` + ``stime``, the kernel's accounting of that process alone).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Cost", "Window", "proc_cpu_s", "self_cpu_s", "total_us_per_event"]
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def self_cpu_s() -> float:
+    """CPU seconds (user + system) this process has used so far."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far, children not included."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # The command name (field 2) is in parentheses and may hold spaces: split after its ')'.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
+    return (utime + stime) / _TICKS
+
+
+@dataclass(frozen=True)
+class Cost:
+    """One process's CPU over a measured window in which it handled ``events``."""
+
+    process: str
+    events: int
+    cpu_s: float
+    wall_s: float
+
+    @property
+    def us_per_event(self) -> float:
+        return self.cpu_s / self.events * 1e6 if self.events else float("nan")
+
+    @property
+    def utilisation(self) -> float:
+        return self.cpu_s / self.wall_s if self.wall_s else float("nan")
+
+    def as_dict(self) -> dict[str, float | str | int]:
+        return {
+            "process": self.process,
+            "events": self.events,
+            "cpu_s": round(self.cpu_s, 4),
+            "wall_s": round(self.wall_s, 4),
+            "us_per_event": round(self.us_per_event, 2),
+            "utilisation": round(self.utilisation, 3),
+        }
+
+
+class Window:
+    """CPU and wall clock of some processes between :meth:`start` and :meth:`stop`.
+
+    ``pids`` maps a name to a pid; ``None`` as the pid means this process (``RUSAGE_SELF``).
+    """
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = pids
+        self._cpu0: dict[str, float] = {}
+        self._cpu1: dict[str, float] = {}
+        self._t0 = self._t1 = 0.0
+
+    @staticmethod
+    def _read(pid: int | None) -> float:
+        return self_cpu_s() if pid is None else proc_cpu_s(pid)
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter()
+        self._cpu0 = {name: self._read(pid) for name, pid in self.pids.items()}
+
+    def stop(self) -> None:
+        self._t1 = time.perf_counter()
+        self._cpu1 = {name: self._read(pid) for name, pid in self.pids.items()}
+
+    @property
+    def wall_s(self) -> float:
+        return self._t1 - self._t0
+
+    def costs(self, events: int | dict[str, int]) -> list[Cost]:
+        """Per process; ``events`` is one count for all or a count per process name."""
+        return [
+            Cost(
+                name,
+                events if isinstance(events, int) else events.get(name, 0),
+                self._cpu1[name] - self._cpu0[name],
+                self.wall_s,
+            )
+            for name in self.pids
+        ]
+
+
+def total_us_per_event(costs: Iterable[Cost], events: int) -> float:
+    """All the processes' CPU together per event (or per notification: pass that count)."""
+    return sum(c.cpu_s for c in costs) / events * 1e6 if events else float("nan")

@@ -1,0 +1,53 @@
+"""CPU per event and utilisation, read from the kernel's accounting of each process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from bench.cost import Cost, Window, proc_cpu_s, self_cpu_s
+
+
+def test_a_busy_child_is_charged_its_own_cpu_and_an_idle_one_nearly_none() -> None:
+    busy = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nt=time.process_time()\nwhile time.process_time()-t<0.6: pass\nimport sys; sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+    )
+    idle = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        time.sleep(0.3)  # both interpreters started
+        window = Window({"busy": busy.pid, "idle": idle.pid, "self": None})
+        window.start()
+        deadline = time.monotonic() + 30
+        while proc_cpu_s(busy.pid) < 0.6 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        window.stop()
+        costs = {c.process: c for c in window.costs({"busy": 1000, "idle": 1000, "self": 1000})}
+    finally:
+        for p in (busy, idle):
+            p.communicate(b"")
+    assert costs["busy"].cpu_s > 0.2
+    assert costs["idle"].cpu_s < 0.05
+    assert costs["busy"].us_per_event == costs["busy"].cpu_s / 1000 * 1e6
+    assert 0 < costs["busy"].utilisation <= (os.cpu_count() or 1) + 0.1
+
+
+def test_self_cpu_counts_this_process_work() -> None:
+    before = self_cpu_s()
+    t = time.process_time()
+    while time.process_time() - t < 0.1:
+        pass
+    assert self_cpu_s() - before >= 0.09
+
+
+def test_cost_per_event_and_utilisation() -> None:
+    c = Cost("classifier", events=20_000, cpu_s=1.0, wall_s=2.0)
+    assert c.us_per_event == 50.0
+    assert c.utilisation == 0.5
+    assert c.as_dict()["us_per_event"] == 50.0
