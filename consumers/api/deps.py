@@ -7,6 +7,7 @@ rate limit; routes take the user only from it, so no request can name another us
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import asyncpg
@@ -14,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.responses import StreamingResponse
 
 from channels.in_app.inbox_pg import InboxService
 from channels.push.devices_pg import PgDeviceTokens
@@ -26,7 +28,7 @@ from consumers.api.models import InboxItemOut
 from consumers.api.preferences import PreferenceSlot
 from consumers.api.problems import ProblemError
 from consumers.api.ratelimit import RateLimiter
-from consumers.api.stream import InboxHub
+from consumers.api.stream import InboxHub, event_stream
 from consumers.api.tickets import StreamTickets
 from consumers.inbox.reads import InboxReads
 from consumers.infra.settings import ApiSettings
@@ -34,7 +36,7 @@ from consumers.runtime.topics import Topics
 from schemas.codec import Codec
 from schemas.models import Channel
 
-__all__ = ["ApiContext", "Ctx", "User", "invalid", "item_out", "kafka_down", "principal"]
+__all__ = ["ApiContext", "Ctx", "User", "inbox_stream", "invalid", "item_out", "kafka_down", "principal"]
 
 
 @dataclass
@@ -128,6 +130,25 @@ def item_out(row: InboxRow) -> dict[str, Any]:
         read_at=row.read_at,
         expires_at=row.expires_at,
     ).model_dump(mode="json")
+
+
+def inbox_stream(ctx: ApiContext, user_id: str, last_event_id: str | None) -> StreamingResponse:
+    """The user's live inbox as server-sent events, resuming after ``last_event_id`` (already validated)."""
+    body = event_stream(
+        ctx.hub,
+        ctx.hub.subscribe(user_id),
+        ctx.queries,
+        last_event_id=last_event_id,
+        heartbeat_s=ctx.api.sse_heartbeat_s,
+        replay_max=ctx.api.sse_replay_max,
+        render=item_out,
+        opened_at=datetime.now(UTC),
+    )
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 def kafka_down(what: str) -> ProblemError:

@@ -4,7 +4,6 @@
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Annotated
 
 from aiokafka.errors import KafkaError
@@ -12,10 +11,9 @@ from fastapi import APIRouter, Header, Query
 from starlette.responses import StreamingResponse
 
 from channels.in_app.inbox_pg import decode_cursor
-from consumers.api.deps import Ctx, User, invalid, item_out, kafka_down
+from consumers.api.deps import Ctx, User, inbox_stream, invalid, item_out, kafka_down
 from consumers.api.models import InboxItemOut, InboxPageOut, MarkReadIn, MarkReadOut, UnreadCount
 from consumers.api.problems import ProblemError, problem_responses
-from consumers.api.stream import event_stream
 from consumers.infra.settings import ApiSettings
 
 __all__ = ["router"]
@@ -119,22 +117,7 @@ async def stream(
             decode_cursor(last_event_id)
         except ValueError as exc:
             raise invalid(("header", "last-event-id"), "not an event id this API sent", "event_id") from exc
-    sub = ctx.hub.subscribe(who.user_id)
-    body = event_stream(
-        ctx.hub,
-        sub,
-        ctx.queries,
-        last_event_id=last_event_id,
-        heartbeat_s=ctx.api.sse_heartbeat_s,
-        replay_max=ctx.api.sse_replay_max,
-        render=item_out,
-        opened_at=datetime.now(UTC),
-    )
-    return StreamingResponse(
-        body,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return inbox_stream(ctx, who.user_id, last_event_id)
 
 
 @_routes.get(

@@ -7,7 +7,6 @@ which can send neither a header nor, on a fresh connection, ``Last-Event-ID`` (s
 accepted as the ``last_event_id`` query parameter). A reconnecting client mints a new ticket.
 """
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
@@ -15,10 +14,9 @@ from pydantic import BaseModel, Field
 from starlette.responses import StreamingResponse
 
 from channels.in_app.inbox_pg import decode_cursor
-from consumers.api.deps import Ctx, User, invalid, item_out
+from consumers.api.deps import Ctx, User, inbox_stream, invalid
 from consumers.api.models import MarkReadIn
 from consumers.api.problems import ProblemError, problem_responses
-from consumers.api.stream import event_stream
 from consumers.api.tickets import StreamTickets, TicketStoreDown
 
 __all__ = ["ArchiveOut", "StreamTicketOut", "router"]
@@ -91,22 +89,7 @@ async def ticketed_stream(
         raise _down(exc) from exc
     if user_id is None:
         raise ProblemError(401, "unknown, expired or already used stream ticket", kind="unauthorized")
-    sub = ctx.hub.subscribe(user_id)
-    body = event_stream(
-        ctx.hub,
-        sub,
-        ctx.queries,
-        last_event_id=resume,
-        heartbeat_s=ctx.api.sse_heartbeat_s,
-        replay_max=ctx.api.sse_replay_max,
-        render=item_out,
-        opened_at=datetime.now(UTC),
-    )
-    return StreamingResponse(
-        body,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return inbox_stream(ctx, user_id, resume)
 
 
 @router.post(
