@@ -89,7 +89,7 @@ async def _ran(scheduler: Scheduler, run: str) -> int:
 
 async def _poller(res: Resources, settings: HeraldSettings) -> tuple[Scheduler, TimerPoller]:
     await create_topics(settings, [res.topics.outcomes, *res.topics.channel_topics()])
-    scheduler = Scheduler(await res.pool(), SystemClock())
+    scheduler = Scheduler(await res.pool(), SystemClock(), namespace=settings.topic_prefix)
     wf, _ = await workflow_context(res, scheduler, default_codec())
     return scheduler, TimerPoller(scheduler, await res.producer(), settings.scheduler, fire_handlers(wf))
 

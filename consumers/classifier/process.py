@@ -63,6 +63,7 @@ async def build_classifier(res: Resources, *, broadcast: bool = False) -> Classi
         res.redis(),
         codec,
         tier_of,
+        namespace=settings.topic_prefix,
         prefix=f"{settings.topic_prefix}:cancel",
         ttl_s=settings.classifier.cancel_ttl_s,
     )
@@ -76,7 +77,7 @@ async def build_classifier(res: Resources, *, broadcast: bool = False) -> Classi
             timeout_s=settings.classifier.limiter_timeout_s,
             cooldown_s=settings.classifier.limiter_cooldown_s,
         ),
-        scheduler=Scheduler(pool, res.clock),
+        scheduler=Scheduler(pool, res.clock, namespace=settings.topic_prefix),
         config=decide_config(settings, codec),
         clock=res.clock,
         intake=Intake(canceller, res.topics, codec),

@@ -70,7 +70,7 @@ async def build(res: Resources, options: ProcessOptions) -> ProcessSpec:
     )
     pool = await res.pool()
     producer = await res.producer()
-    scheduler = Scheduler(pool, res.clock)
+    scheduler = Scheduler(pool, res.clock, namespace=settings.topic_prefix)
     codec = default_codec()
     wf, reloader = await workflow_context(res, scheduler, codec)
     ctx = FallbackContext(

@@ -15,5 +15,9 @@ __all__ = ["build"]
 
 async def build(res: Resources, options: ProcessOptions) -> ProcessSpec:
     pool = await res.pool()
-    poller = TimerPoller(Scheduler(pool, res.clock), await res.producer(), res.settings.scheduler)
+    poller = TimerPoller(
+        Scheduler(pool, res.clock, namespace=res.settings.topic_prefix),
+        await res.producer(),
+        res.settings.scheduler,
+    )
     return ProcessSpec(loops=[poller.run])

@@ -1,7 +1,8 @@
 """Durable timers in PostgreSQL: the only way Herald waits.
 
 A consumer never sleeps on a message. A deferred send, a retry, an escalation check or a
-digest is a row in ``herald_timers`` (``due_at``), armed idempotently by key. The
+digest is a row in ``herald_timers`` (``due_at``), armed idempotently by key within its
+namespace (the deployment's topic prefix: a poller releases only its own deployment's timers). The
 :class:`TimerPoller` releases due rows with ``FOR UPDATE SKIP LOCKED`` (many pollers can
 run side by side), hands each to the handler of its kind, produces what the handler
 returns, waits for the broker's acks and only then marks the rows fired and commits. A
@@ -72,19 +73,20 @@ async def _publish(timer: Timer, _: asyncpg.Connection) -> Sequence[Output]:
 
 
 _INSERT = """
-INSERT INTO herald_timers (key, kind, due_at, topic, msg_key, payload, data)
-SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::bytea[], $6::bytea[], $7::jsonb[])
-ON CONFLICT (key) DO NOTHING
+INSERT INTO herald_timers (namespace, key, kind, due_at, topic, msg_key, payload, data)
+SELECT $8, * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::bytea[], $6::bytea[], $7::jsonb[])
+ON CONFLICT (namespace, key) DO NOTHING
 RETURNING kind
 """
 
 
 class Scheduler:
-    """Arms and cancels timers."""
+    """Arms and cancels the timers of one namespace (the deployment's topic prefix)."""
 
-    def __init__(self, pool: asyncpg.Pool, clock: Clock | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, clock: Clock | None = None, *, namespace: str) -> None:
         self.pool = pool
         self.clock = clock or SystemClock()
+        self.namespace = namespace
 
     async def arm(self, timers: Sequence[Timer], conn: asyncpg.Connection | None = None) -> int:
         """Arm timers; a key already armed (or fired) is left alone. Returns how many were new."""
@@ -98,6 +100,7 @@ class Scheduler:
             [t.msg_key for t in timers],
             [t.payload for t in timers],
             [json.dumps(dict(t.data)) for t in timers],
+            self.namespace,
         )
         if conn is None:
             async with self.pool.acquire() as c:
@@ -109,15 +112,20 @@ class Scheduler:
         return len(rows)
 
     async def cancel(self, key: str, conn: asyncpg.Connection | None = None) -> bool:
-        sql = "UPDATE herald_timers SET state = 'cancelled' WHERE key = $1 AND state = 'pending'"
+        sql = (
+            "UPDATE herald_timers SET state = 'cancelled' "
+            "WHERE namespace = $2 AND key = $1 AND state = 'pending'"
+        )
         if conn is None:
-            result = await self.pool.execute(sql, key)
+            result = await self.pool.execute(sql, key, self.namespace)
         else:
-            result = await conn.execute(sql, key)
+            result = await conn.execute(sql, key, self.namespace)
         return bool(result.endswith(" 1"))
 
     async def state(self, key: str) -> str | None:
-        value = await self.pool.fetchval("SELECT state FROM herald_timers WHERE key = $1", key)
+        value = await self.pool.fetchval(
+            "SELECT state FROM herald_timers WHERE namespace = $2 AND key = $1", key, self.namespace
+        )
         return None if value is None else str(value)
 
 
@@ -142,11 +150,12 @@ class TimerPoller:
         async with self.scheduler.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "SELECT id, key, kind, due_at, topic, msg_key, payload, data FROM herald_timers "
-                "WHERE state = 'pending' AND due_at <= $1 AND kind = ANY($3::text[]) "
+                "WHERE namespace = $4 AND state = 'pending' AND due_at <= $1 AND kind = ANY($3::text[]) "
                 "ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
                 now,
                 self.settings.batch_size,
                 list(self.handlers),  # a poller only takes the kinds it can fire
+                self.scheduler.namespace,
             )
             if not rows:
                 return 0
@@ -182,8 +191,9 @@ class TimerPoller:
     async def observe_backlog(self) -> None:
         row = await self.scheduler.pool.fetchrow(
             "SELECT count(*) AS pending, count(*) FILTER (WHERE due_at <= $1) AS due FROM herald_timers "
-            "WHERE state = 'pending'",
+            "WHERE namespace = $2 AND state = 'pending'",
             self.scheduler.clock.now(),
+            self.scheduler.namespace,
         )
         if row is not None:
             TIMER_BACKLOG.set(row["pending"])

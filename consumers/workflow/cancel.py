@@ -48,6 +48,7 @@ class Canceller:
     redis: Redis
     codec: Codec
     tier_of: Callable[[str], Tier]  # event type → tier (the routing table)
+    namespace: str  # the deployment's timers (the topic prefix)
     prefix: str = "herald:cancel"
     ttl_s: int = 7 * 86_400
 
@@ -65,11 +66,12 @@ class Canceller:
                 )
             ]
             timers = await conn.fetch(
-                "UPDATE herald_timers SET state = 'cancelled' WHERE state = 'pending' AND ("
+                "UPDATE herald_timers SET state = 'cancelled' WHERE namespace = $3 AND state = 'pending' AND ("
                 "(data ? 'cancel_key' AND data->>'cancel_key' = $1) OR "
                 "(kind = 'publish' AND data->>'notification_id' = ANY($2::text[]))) RETURNING payload",
                 cancel_key,
                 nids,
+                self.namespace,
             )
             flows = await conn.fetch(
                 "UPDATE herald_workflows SET state = 'cancelled', updated_at = $2 "

@@ -100,7 +100,7 @@ class Harness:
         self.clock = clock
         self.topics = Topics(settings.topic_prefix)
         self.producer = producer
-        self.scheduler = Scheduler(pool, clock)
+        self.scheduler = Scheduler(pool, clock, namespace=settings.topic_prefix)
         self.ctx = FallbackContext(
             scheduler=self.scheduler,
             topics=self.topics,

@@ -208,7 +208,7 @@ async def test_delete_erases_everything_and_counts_it(api: RunningApi) -> None:
     await api.ctx.devices.register(ident, f"tok-{ident}")
     rows = await api.add_rows(ident, 3)
     await api.add_rows(other, 1)
-    timers = Scheduler(api.ctx.pool)
+    timers = Scheduler(api.ctx.pool, namespace="admin-erasure")  # erasure clears every namespace
     due = datetime.now(UTC) + timedelta(hours=1)
     await timers.arm(
         [

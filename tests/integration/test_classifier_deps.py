@@ -193,7 +193,7 @@ def _handler(
         table=load_routing(settings.classifier.routing_file),
         profiles=ProfileCache(pool, ttl_s=30, max_size=1000),
         limiter=RateLimiter(redis),
-        scheduler=Scheduler(pool, clock),
+        scheduler=Scheduler(pool, clock, namespace=settings.topic_prefix),
         config=decide_config(settings),
         clock=clock,
     )
@@ -291,7 +291,9 @@ async def test_quiet_hours_deferral_is_released_by_the_scheduler(
     producer = make_producer(settings)
     await producer.start()
     try:
-        poller = TimerPoller(Scheduler(pg_pool, clock), producer, SchedulerSettings())
+        poller = TimerPoller(
+            Scheduler(pg_pool, clock, namespace=settings.topic_prefix), producer, SchedulerSettings()
+        )
         clock.advance(14 * 60)
         await poller.release_due()
         assert await pg_pool.fetchval("SELECT state FROM herald_timers WHERE key = $1", key) == "pending"

@@ -190,7 +190,7 @@ async def test_through_kafka_with_a_shortened_delay(stack: DevStack, pg_pool: as
     await producer.start()
     h = Harness(settings, pg_pool, producer, past_clock())
     await h.setup()
-    scheduler = Scheduler(pg_pool, clock)
+    scheduler = Scheduler(pg_pool, clock, namespace=settings.topic_prefix)
     ctx = FallbackContext(
         scheduler=scheduler, topics=topics, codec=default_codec(), settings=settings.fallback, clock=clock
     )

@@ -79,7 +79,9 @@ async def test_fails_three_times_then_succeeds_with_one_webhook_id(
     c = consumer(settings, a)
     producer = make_producer(settings)
     await producer.start()
-    poller = TimerPoller(Scheduler(pg_pool), producer, SchedulerSettings(poll_interval_s=0.02))
+    poller = TimerPoller(
+        Scheduler(pg_pool, namespace=settings.topic_prefix), producer, SchedulerSettings(poll_interval_s=0.02)
+    )
     schedule = {"webhook": [0.05, 0.05, 0.05, 0.05, 0.05]}  # the production schedule, shortened
     try:
         message = webhook_message(ep.endpoint_id)

@@ -97,7 +97,9 @@ async def test_kill_9_between_two_steps_runs_each_step_once(
     nid = notification_id(event.event_id, user)
     route = load_routing(routing).match("crash.login")
     assert route is not None
-    await Scheduler(pg_pool).arm([start_timer(nid, route, default_codec().encode(event), now, None)])
+    await Scheduler(pg_pool, namespace=settings.topic_prefix).arm(
+        [start_timer(nid, route, default_codec().encode(event), now, None)]
+    )
 
     log = tmp_path / "executor.log"
     proc = _spawn(env, log)

@@ -52,7 +52,7 @@ class WorkflowHarness:
         self.pool: asyncpg.Pool = await self.res.pool()
         self.producer = await self.res.producer()
         self.classifier: Classifier = await build_classifier(self.res)
-        self.scheduler = Scheduler(self.pool, self.clock)
+        self.scheduler = Scheduler(self.pool, self.clock, namespace=self.settings.topic_prefix)
         self.wf, _ = await workflow_context(self.res, self.scheduler, CODEC)
         ctx = FallbackContext(
             scheduler=self.scheduler,
