@@ -174,6 +174,8 @@ PHASES: list[tuple[str, str]] = [
     ("timers", "bench.timers:phase"),
     ("workflows", "bench.workflows:phase"),
     ("admin", "bench.admin:phase"),
+    ("ledger", "bench.ledger:phase"),
+    ("activity_timeline", "bench.ledger:phase_timeline"),
 ]
 
 

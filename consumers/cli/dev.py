@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from consumers.cli.console import login_url
 from consumers.cli.dev_env import ENV_FILE, read_env_file, second_shell_hint, write_env_file
 from consumers.cli.tail import format_record, read_topic
 from consumers.infra.db import connect_pool, migrate
@@ -46,6 +47,7 @@ DEV_PROCESSES: list[tuple[str, list[str]]] = [
     ("fallback", ["fallback"]),
     ("api", ["api"]),
     ("inbox-janitor", ["inbox-janitor"]),
+    ("ledger", ["ledger"]),
 ]
 
 # Shortened delays so the demo shows an escalation and a digest within a minute.
@@ -246,6 +248,8 @@ async def _announce(settings: HeraldSettings, env: dict[str, str], logs: Path) -
 
     for line in await demo_access_lines(settings):
         _say("api", line)
+    console_url = await login_url(settings, "make-run")
+    _say("console", f"operators' console: open {console_url} (a one-time login)")
     write_env_file(logs, env)
     for line in second_shell_hint(logs):
         _say("shell", line)

@@ -3,46 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from channels.webhook.endpoints_pg import Endpoint, EndpointStore
 from channels.webhook.signing import InvalidSecret
 from channels.webhook.ssrf import AddressPolicy, BlockedDestination, check_url, refusal
+from consumers.console.endpoint_ops import parse_since, replay_pending
 from consumers.infra.clock import SystemClock
 from consumers.infra.db import connect_pool, migrate
 from consumers.infra.settings import HeraldSettings
-from consumers.runtime.kafka import create_topics, make_producer
-from consumers.runtime.topics import Topics
-from schemas.codec import default_codec
 from schemas.errors import ConfigurationError
-from schemas.models import Channel, ChannelMessage
 
 __all__ = ["parse_since", "register"]
-
-_RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d|w)")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-
-
-def parse_since(value: str, now: datetime) -> datetime:
-    """``2026-11-20T10:00:00Z``, ``2026-11-20`` (UTC) or a duration back from now: ``90m``, ``6h``, ``3d``."""
-    value = value.strip()
-    rel = _RELATIVE.fullmatch(value)
-    if rel:
-        return now - timedelta(seconds=float(rel.group(1)) * _UNITS[rel.group(2)])
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigurationError(
-            f"--since {value!r}: expected an ISO date/time or a duration like 6h, 3d"
-        ) from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -218,11 +195,9 @@ async def enable(settings: HeraldSettings, args: argparse.Namespace) -> int:
 
 
 async def replay(settings: HeraldSettings, args: argparse.Namespace) -> int:
-    """Re-publish kept messages to the webhook topic of their lane, attempt 1 (a fresh retry
-    schedule), same idempotency key (receivers that got one before dedupe on webhook-id)."""
+    """Re-publish kept messages (:func:`consumers.console.endpoint_ops.replay_pending`)."""
     now = _now()
     since = parse_since(args.since, now)
-    codec, topics = default_codec(), Topics(settings.topic_prefix)
     async with _store(settings) as store:
         ep = await _get(store, args.endpoint_id)
         if ep.disabled and not args.dry_run:
@@ -230,25 +205,12 @@ async def replay(settings: HeraldSettings, args: argparse.Namespace) -> int:
                 f"{ep.endpoint_id} is disabled ({ep.disabled_reason}): "
                 f"`herald endpoints enable {ep.endpoint_id}` first"
             )
-        pending = await store.pending(ep.endpoint_id, since=since)
         if args.dry_run:
+            pending = await store.pending(ep.endpoint_id, since=since)
             for p in pending:
                 print(f"{p.first_failed_at.isoformat()}  {p.idempotency_key}  {p.event_type}  {p.reason}")
             print(f"{len(pending)} message(s) would be re-sent")
             return 0
-        records: list[tuple[str, bytes]] = []
-        for p in pending:
-            message = dataclasses.replace(codec.decode(p.message, ChannelMessage), attempt=1, not_before=None)
-            records.append((topics.channel(Channel.WEBHOOK, message.lane), codec.encode(message)))
-        if records:
-            await create_topics(settings, sorted({t for t, _ in records}))
-            producer = make_producer(settings)
-            await producer.start()
-            try:
-                futures = [await producer.send(t, v, key=ep.endpoint_id.encode()) for t, v in records]
-                await asyncio.gather(*futures)  # acknowledged before they are marked replayed
-            finally:
-                await producer.stop()
-            await store.mark_replayed(ep.endpoint_id, [p.idempotency_key for p in pending], now=_now())
-    print(f"{ep.endpoint_id}: re-sent {len(records)} message(s) kept since {since.isoformat()}")
+        count = await replay_pending(settings, store, ep, since, now)
+    print(f"{ep.endpoint_id}: re-sent {count} message(s) kept since {since.isoformat()}")
     return 0

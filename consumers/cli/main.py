@@ -13,7 +13,9 @@ from types import ModuleType
 
 from consumers.cli import (
     commands,
+    console,
     dev,
+    dlq,
     doctor,
     endpoints,
     keys,
@@ -39,6 +41,8 @@ _COMMAND_MODULES: list[ModuleType] = [
     tail,
     dev,
     why,
+    dlq,
+    console,
     endpoints,
     suppressions,
     doctor,

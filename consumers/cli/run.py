@@ -28,6 +28,7 @@ PROCESSES: dict[str, str] = {
     "inbox-janitor": "consumers.inbox.janitor:build",
     "api": "consumers.api.process:build",
     "fanout": "consumers.fanout.process:build",
+    "ledger": "consumers.ledger.process:build",
 }
 
 

@@ -1,8 +1,10 @@
-"""``herald why <event_id>``: every decision recorded for an event, from herald.outcomes, and
-every dead-letter topic that holds it (an unknown type, a bad payload).
+"""``herald why <event_id>``: every decision recorded for an event.
 
-Reads the topics from the beginning, so it answers "why didn't I get it?" without any other
-store (with ``--user`` it skips decoding outcomes of other notifications).
+Reads the activity store first (``herald run ledger``; :mod:`consumers.cli.why_store`). When the
+store is unreachable or has nothing for the event (no ledger runs, or the event is past its
+retention), reads herald.outcomes and every dead-letter topic that holds it (an unknown type, a bad
+payload) from the beginning, so it answers "why didn't I get it?" without any other store (with
+``--user`` it skips decoding outcomes of other notifications).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from consumers.cli.tail import read_topic, read_topics
+from consumers.cli.why_store import from_store
 from consumers.infra import keys
 from consumers.infra.settings import HeraldSettings
 from consumers.runtime.topics import Topics, dlq
@@ -37,6 +40,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("why", help="explain what happened to an event: every outcome recorded for it")
     p.add_argument("event_id")
     p.add_argument("--user", help="the event's user id (faster: skips other notifications)")
+    p.add_argument(
+        "--source",
+        choices=("auto", "store", "topic"),
+        default="auto",
+        help="where to read: the activity store, the topics, or the store then the topics (default)",
+    )
     p.set_defaults(func=why)
 
 
@@ -128,6 +137,15 @@ async def _matching(settings: HeraldSettings, event_id: str, user: str | None) -
 
 
 async def why(settings: HeraldSettings, args: argparse.Namespace) -> int:
+    source = getattr(args, "source", "auto")
+    if source != "topic":
+        lines = await from_store(settings, args.event_id)
+        if lines:
+            sys.stdout.write("".join(f"{line}\n" for line in lines))
+            return 0
+        if source == "store":
+            print(f"no activity recorded for event {args.event_id} in the activity store")
+            return 1
     found = await _matching(settings, args.event_id, args.user)
     letters = await _dead_letters(settings, args.event_id)
     if not found and not letters:

@@ -18,8 +18,10 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from channels.aws import AwsSettings
 from channels.webhook.http import WebhookSettings
 from consumers.api.admin.settings import AdminSettings
+from consumers.console.settings import ConsoleSettings
 from consumers.infra.provider_settings import ProvidersSettings, SmtpSettings, TwilioSettings
 from consumers.infra.settings_env import CommaListEnvSource, load_strictly
+from consumers.ledger.settings import LedgerSettings
 from schemas.models import Channel, Tier
 
 __all__ = [
@@ -383,6 +385,8 @@ class HeraldSettings(BaseSettings):
     providers: ProvidersSettings = ProvidersSettings()
     push: PushSettings = PushSettings()
     in_app: InAppSettings = InAppSettings()
+    ledger: LedgerSettings = LedgerSettings()
+    console: ConsoleSettings = ConsoleSettings()
     webhook: WebhookSettings = WebhookSettings()
     admin: AdminSettings = AdminSettings()
     api: ApiSettings = ApiSettings()

@@ -101,6 +101,9 @@ def test_herald_dev_shows_every_path_and_stops_cleanly(tmp_path: Path) -> None:
     assert re.search(r"deferred .*payment_receipt user=alice .*reason=scheduled", out), out
     assert re.search(r"cancelled .*marketing\.weekly user=bruno .*reason=cancel_key", out), out
     assert re.search(r"web components .*open http://127\.0\.0\.1:\d+/demo", out), out
+    assert re.search(
+        r"console .*open http://127\.0\.0\.1:\d+/console/login\?link=hcl_[\w-]+ \(a one-time login\)", out
+    )
     # Every process it started is gone, and so are the servers.
     pids = [int(p) for p in re.findall(r"process .* pid=(\d+)", out)]
     assert len(pids) >= 8

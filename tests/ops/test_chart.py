@@ -96,7 +96,7 @@ def test_one_deployment_per_process_and_channel_lane() -> None:
         for lane, cfg in lanes.items()
         if cfg.get("enabled")
     }
-    assert components == {"classifier", "fallback", "scheduler", "inbox-janitor", "api"} | channels
+    assert components == {"classifier", "fallback", "scheduler", "inbox-janitor", "ledger", "api"} | channels
     assert "channel-email-bulk" in components and "channel-in-app-priority" in components
 
 

@@ -1,0 +1,56 @@
+"""``herald why`` from the activity store: every outcome, receipt and dead letter of an event's
+notifications in one indexed query (``herald run ledger`` writes them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from consumers.infra.db import DatabaseUnavailable, connect_pool
+from consumers.infra.settings import HeraldSettings
+from consumers.ledger.queries import ActivityReader
+
+__all__ = ["explain_rows", "from_store"]
+
+
+def _when(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value is not None else "-"
+
+
+def explain_rows(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """One line per activity-store row (outcomes, receipts, dead letters), oldest first. Pure."""
+    lines = []
+    for r in rows:
+        parts = [_when(r["recorded_at"]), r["status"], r["channel"] or "-", r["tier"] or r["kind"]]
+        if r["user_id"]:
+            parts.append(f"user={r['user_id']}")
+        for label, column in (("reason", "reason"), ("until", "not_before"), ("provider", "provider")):
+            if r[column]:
+                parts.append(f"{label}={_when(r[column]) if column == 'not_before' else r[column]}")
+        if r["attempt"] > 1:
+            parts.append(f"attempt={r['attempt']}")
+        if r["error_code"]:
+            parts.append(f"error={r['error_code']}")
+        if r["kind"] == "dead_letter":
+            parts.append(f"dlq={r['topic']}@{r['kafka_partition']}:{r['kafka_offset']}")
+        if r["detail"]:
+            parts.append(f"({r['detail']})")
+        lines.append("  ".join(parts))
+    return lines
+
+
+async def from_store(settings: HeraldSettings, event_id: str) -> list[str] | None:
+    """The store's lines for the event; None when the store is unreachable or not migrated."""
+    try:
+        pool = await connect_pool(settings.database_url, max_size=1)
+    except DatabaseUnavailable:
+        return None
+    try:
+        return explain_rows(await ActivityReader(pool).for_event(event_id))
+    except (DatabaseUnavailable, asyncpg.UndefinedTableError):
+        return None
+    finally:
+        await pool.close()
