@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
 
+from consumers.api.admin.key_store import KeyStore
+from consumers.api.admin.keys import Scope
+from consumers.api.admin.settings import AdminSettings
 from consumers.api.process import build
 from consumers.console.auth import LoginLinks
 from consumers.devstack.processes import free_port
@@ -24,7 +28,11 @@ __all__ = ["RunningConsole", "console_settings", "login", "running_console"]
 
 
 def console_settings(settings: HeraldSettings) -> HeraldSettings:
-    return settings.model_copy(update={"api": api_settings(port=free_port(), rate_limit_requests=0)})
+    """An API on a free port, with the admin API's key store (so admin keys can log in)."""
+    admin = AdminSettings(key_pepper=secrets.token_urlsafe(32), key_cache_ttl_s=0.0)
+    return settings.model_copy(
+        update={"api": api_settings(port=free_port(), rate_limit_requests=0), "admin": admin}
+    )
 
 
 @dataclass
@@ -32,6 +40,19 @@ class RunningConsole:
     url: str
     settings: HeraldSettings
     res: Resources
+
+    async def key(self, *scopes: Scope, tenant: str | None = None) -> tuple[str, str]:
+        """A new service key: (its id, the credential), as `herald keys create` makes it."""
+        pepper = self.settings.admin.key_pepper
+        assert pepper is not None
+        store = KeyStore(await self.res.pool(), pepper.get_secret_value().encode(), cache_ttl_s=0.0)
+        new = await store.create(f"ops-{'-'.join(s.value for s in scopes)}", scopes, tenant)
+        return new.key_id, new.token
+
+    async def revoke(self, key_id: str) -> None:
+        pepper = self.settings.admin.key_pepper
+        assert pepper is not None
+        await KeyStore(await self.res.pool(), pepper.get_secret_value().encode()).revoke(key_id)
 
     async def link(self, label: str = "test") -> str:
         pool = await self.res.pool()

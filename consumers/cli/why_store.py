@@ -24,6 +24,9 @@ def explain_rows(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     """One line per activity-store row (outcomes, receipts, dead letters), oldest first. Pure."""
     lines = []
     for r in rows:
+        if r["kind"] == "dead_letter":
+            lines.append(_dead_letter(r))
+            continue
         parts = [_when(r["recorded_at"]), r["status"], r["channel"] or "-", r["tier"] or r["kind"]]
         if r["user_id"]:
             parts.append(f"user={r['user_id']}")
@@ -34,12 +37,22 @@ def explain_rows(rows: Iterable[Mapping[str, Any]]) -> list[str]:
             parts.append(f"attempt={r['attempt']}")
         if r["error_code"]:
             parts.append(f"error={r['error_code']}")
-        if r["kind"] == "dead_letter":
-            parts.append(f"dlq={r['topic']}@{r['kafka_partition']}:{r['kafka_offset']}")
         if r["detail"]:
             parts.append(f"({r['detail']})")
         lines.append("  ".join(parts))
     return lines
+
+
+def _dead_letter(r: Mapping[str, Any]) -> str:
+    """As ``herald why`` words a dead letter it finds on a topic."""
+    parts = [
+        f"dead-lettered by {r['consumer_group'] or '?'} reading {r['source_topic'] or '?'}",
+        f"reason={r['reason']}",
+        f"at {r['topic']} partition {r['kafka_partition']} offset {r['kafka_offset']}",
+    ]
+    if r["detail"]:
+        parts.append(f"({r['detail']})")
+    return "  ".join(parts)
 
 
 async def from_store(settings: HeraldSettings, event_id: str) -> list[str] | None:

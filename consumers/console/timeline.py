@@ -92,6 +92,7 @@ def _facts(row: Mapping[str, Any], since_previous: float | None) -> tuple[tuple[
         ("provider id", "provider_message_id"),
         ("detail", "detail"),
         ("source", "source_topic"),
+        ("consumer group", "consumer_group"),
     ):
         if row.get(column):
             facts.append((label, str(row[column])))

@@ -17,7 +17,7 @@ __all__ = ["ActivityReader", "Search"]
 _ROW = (
     "kind, status, attempt, anchor_at, recorded_at, event_id, notification_id, user_id, tenant, "
     "event_type, tier, channel, lane, recipient, provider, provider_message_id, reason, detail, "
-    "error_code, not_before, escalated_from, topic, kafka_partition, kafka_offset, source_topic"
+    "error_code, not_before, escalated_from, topic, kafka_partition, kafka_offset, source_topic, consumer_group"
 )
 
 

@@ -71,6 +71,7 @@ class ActivityRow:
     kafka_partition: int | None = None
     kafka_offset: int | None = None
     source_topic: str | None = None
+    consumer_group: str | None = None
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ActivityRow))
@@ -175,6 +176,7 @@ def row_from_dead_letter(
         kafka_partition=at.partition,
         kafka_offset=at.offset,
         source_topic=_text(_header(headers, "herald-source-topic")),
+        consumer_group=_text(_header(headers, "herald-consumer-group")),
     )
 
 

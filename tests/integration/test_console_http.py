@@ -13,6 +13,7 @@ import pytest
 import pytest_asyncio
 
 from channels.webhook.endpoints_pg import EndpointStore
+from consumers.api.admin.keys import Scope
 from consumers.api.auth import TokenKeys, mint_token
 from consumers.console.auth import digest
 from consumers.infra.settings import HeraldSettings
@@ -56,6 +57,28 @@ async def test_nothing_without_a_session_not_even_with_a_user_token(console: Run
                 k.lower() for k in r.headers if "console" in r.headers[k]
             }
             assert (await c.get("/console/")).status_code == 303
+
+
+async def test_only_a_live_admin_key_bound_to_no_tenant_opens_the_console(console: RunningConsole) -> None:
+    admin_id, admin = await console.key(Scope.ADMIN)
+    async with _client(console) as c:
+        r = await login(c, admin)
+        assert r.status_code == 303
+        page = await c.get("/console/")
+        assert page.status_code == 200 and f"key:{admin_id}" in page.text
+    refused = [
+        (await console.key(Scope.EMIT))[1],
+        (await console.key(Scope.RECIPIENTS_WRITE, Scope.TOPICS_WRITE))[1],
+        (await console.key(Scope.ADMIN, tenant="acme"))[1],  # the console sees every tenant
+        admin[:-1] + ("A" if admin[-1] != "A" else "B"),  # right id, wrong secret
+    ]
+    for credential in refused:
+        async with _client(console) as c:
+            assert (await login(c, credential)).status_code == 401
+            assert (await c.get("/console/")).status_code == 303
+    await console.revoke(admin_id)
+    async with _client(console) as c:
+        assert (await login(c, admin)).status_code == 401
 
 
 async def test_a_login_link_opens_one_session_once_with_a_strict_httponly_cookie(

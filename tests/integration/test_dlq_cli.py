@@ -109,7 +109,12 @@ async def test_why_reads_the_store_first(
     user = f"why-{uuid.uuid4().hex[:8]}"
     push = message(f"ev-{user}", user, Channel.PUSH)
     email = message(f"ev-{user}", user, Channel.EMAIL)
-    from consumers.ledger.rows import partition_day, row_from_outcome
+    from consumers.ledger.rows import (
+        DeadLetterCoordinates,
+        partition_day,
+        row_from_dead_letter,
+        row_from_outcome,
+    )
 
     rows = [
         row_from_outcome(outcome(push, OutcomeStatus.SENT, after_s=1, provider="fcm")),
@@ -118,15 +123,25 @@ async def test_why_reads_the_store_first(
             outcome(email, OutcomeStatus.FAILED_PERMANENT, after_s=301, error_code="MessageRejected")
         ),
     ]
+    letter = row_from_dead_letter(
+        DeadLetterCoordinates("h.events.dlq", 1, 4, int(push.occurred_at.timestamp() * 1000) + 400_000),
+        dead_letter_headers(DeadLetter("poison", "Rejected", "boom"), "h.events", 0, 9, "herald-classifier"),
+        {"event_id": push.event_id, "user_id": user, "notification_id": push.notification_id},
+    )
+    rows.append(letter)
     await ActivityWriter(pg_pool, 30).insert(rows, partition_day(push.occurred_at))
     parser = build_parser()
     assert await why(settings, parser.parse_args(["why", push.event_id, "--source", "store"])) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [ln.split("  ")[1:3] for ln in lines] == [
+    assert [ln.split("  ")[1:3] for ln in lines[:3]] == [
         ["sent", "push"],
         ["escalated", "push"],
         ["failed_permanent", "email"],
     ]
+    assert lines[3] == (
+        "dead-lettered by herald-classifier reading h.events  reason=poison  at h.events.dlq partition 1 "
+        "offset 4  (boom)"
+    )
     assert (
         "provider=fcm" in lines[0] and "reason=no_receipt" in lines[1] and "error=MessageRejected" in lines[2]
     )

@@ -32,6 +32,7 @@ CREATE TABLE herald_activity (
     kafka_partition     integer,
     kafka_offset        bigint,
     source_topic        text,                   -- dead letters: where the record came from
+    consumer_group      text,                   -- dead letters: the group that refused it
     ingested_at         timestamptz NOT NULL DEFAULT now(),
     UNIQUE (dedupe_key, status, attempt, anchor_at)
 ) PARTITION BY RANGE (anchor_at);

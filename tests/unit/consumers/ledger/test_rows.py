@@ -72,9 +72,11 @@ def test_a_dead_letter_row_reads_its_headers_and_the_last_verdict_wins() -> None
         ("herald-dlq-reason", b"unknown_event_type"),
         ("herald-dlq-error-class", b"Rejected"),
         ("herald-source-topic", b"h.events"),
+        ("herald-consumer-group", b"herald-classifier"),
     ]
     row = row_from_dead_letter(at, headers, {"event_id": "ev-5", "user_id": "u5"})
     assert (row.reason, row.error_code, row.source_topic) == ("unknown_event_type", "Rejected", "h.events")
+    assert row.consumer_group == "herald-classifier"
     assert (row.topic, row.kafka_partition, row.kafka_offset, row.event_id) == ("h.events.dlq", 1, 17, "ev-5")
     assert row.dedupe_key == "dlq:h.events.dlq:1:17" and row.anchor_at == T0
     assert row_from_dead_letter(at, []).reason == "unknown"
