@@ -90,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING if not args.verbose else logging.DEBUG)
+    # One INFO line per HTTP request (providers, the supervisor's scrapes of its workers) drowns the log.
+    logging.getLogger("httpx").setLevel(logging.WARNING if not args.verbose else logging.DEBUG)
     try:
         result = args.func(settings, args)
         if inspect.iscoroutine(result):

@@ -6,10 +6,12 @@ import argparse
 import difflib
 import importlib
 import logging
+import sys
 
 from consumers.infra.resources import Resources
 from consumers.infra.settings import HeraldSettings
 from consumers.runtime.process import ProcessFactory, ProcessOptions, serve
+from consumers.runtime.workers import Supervisor
 from schemas.errors import ConfigurationError
 from schemas.models import Channel, Lane
 
@@ -58,11 +60,38 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--group", help="consumer group id (default: herald-<process>[-<channel>-<lane>])")
     p.add_argument("--target", help="passthrough: topic to forward to (default <prefix>.passthrough)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes in this container, supervised (Kafka consumers only; default 1)",
+    )
     p.set_defaults(func=run_process)
+
+
+# The API binds one port: scale it with replicas, not workers in one container.
+_SINGLE_PROCESS = frozenset({"api"})
+
+
+def worker_command(args: argparse.Namespace) -> list[str]:
+    """The command line of one worker: this process, same options, no ``--workers``."""
+    argv = [sys.executable, "-m", "consumers.cli.main", "run", args.process, "--lane", args.lane]
+    for flag, value in (("--channel", args.channel), ("--group", args.group), ("--target", args.target)):
+        if value is not None:
+            argv += [flag, value]
+    return argv
 
 
 async def run_process(settings: HeraldSettings, args: argparse.Namespace) -> int:
     factory = _factory(args.process)
+    if args.workers != 1:
+        if args.workers < 1:
+            raise ConfigurationError(f"--workers must be at least 1, got {args.workers}")
+        if args.process in _SINGLE_PROCESS:
+            raise ConfigurationError(
+                f"{args.process} runs as one process per container; scale it with replicas"
+            )
+        return await Supervisor(worker_command(args), args.workers, settings).run()
     resources = Resources(settings)
     try:
         options = ProcessOptions(channel=args.channel, lane=args.lane, group=args.group, target=args.target)

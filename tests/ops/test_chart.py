@@ -280,3 +280,22 @@ def test_chart_refuses_more_replicas_than_partitions() -> None:
         render({"channels": {"push": {"priority": {"maxReplicas": 50}}}})
     with pytest.raises(helm_python.HelmError, match="lane must be priority or bulk"):
         render({"channels": {"push": {"urgent": {"enabled": True}}}})
+
+
+def test_workers_per_pod_reach_the_command_and_count_against_partitions() -> None:
+    docs = render(
+        {
+            "channels": {"push": {"priority": {"workers": 2, "maxReplicas": 4}}},
+            "processes": {"classifier": {"workers": 3}},
+        }
+    )
+    deployments = _kind(docs, "Deployment")
+    args = deployments["herald-channel-push-priority"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[-2:] == ["--workers", "2"]
+    classifier = deployments["herald-classifier"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert classifier == ["run", "classifier", "--workers", "3"]
+    email = deployments["herald-channel-email-priority"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--workers" not in email  # one worker: the plain command
+    assert "workers" not in str(_kind(docs, "ScaledObject")["herald-channel-push-priority"]["spec"])
+    with pytest.raises(helm_python.HelmError, match=r"maxReplicas × workers"):
+        render({"channels": {"push": {"priority": {"workers": 4, "maxReplicas": 6}}}})

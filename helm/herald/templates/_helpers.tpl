@@ -50,7 +50,7 @@ items:
 {{- range $name, $p := .Values.processes }}
 {{- if $p.enabled }}
   - component: {{ $name }}
-    args: [run, {{ $name }}]
+    args: [run, {{ $name }}{{ if gt (int (default 1 $p.workers)) 1 }}, --workers, {{ $p.workers | quote }}{{ end }}]
     replicas: {{ $p.replicas }}
     resources: {{ toJson (default $.Values.defaultResources $p.resources) }}
 {{- end }}
@@ -75,16 +75,19 @@ items:
 {{- if gt (int $cfg.maxReplicas) (int $.Values.kafka.partitions) }}
 {{- fail (printf "channels.%s.%s.maxReplicas (%v) exceeds kafka.partitions (%v): extra consumers would sit idle" $channel $lane $cfg.maxReplicas $.Values.kafka.partitions) }}
 {{- end }}
+{{- if gt (mul (int $cfg.maxReplicas) (int $cfg.workers)) (int $.Values.kafka.partitions) }}
+{{- fail (printf "channels.%s.%s: maxReplicas × workers (%v × %v) exceeds kafka.partitions (%v): extra consumers would sit idle" $channel $lane $cfg.maxReplicas $cfg.workers $.Values.kafka.partitions) }}
+{{- end }}
 {{- if gt (int $cfg.minReplicas) (int $cfg.maxReplicas) }}
 {{- fail (printf "channels.%s.%s: minReplicas > maxReplicas" $channel $lane) }}
 {{- end }}
   - component: {{ printf "channel-%s-%s" ($channel | replace "_" "-") $lane }}
-    args: [run, channel, --channel, {{ $channel }}, --lane, {{ $lane }}]
+    args: [run, channel, --channel, {{ $channel }}, --lane, {{ $lane }}{{ if gt (int $cfg.workers) 1 }}, --workers, {{ $cfg.workers | quote }}{{ end }}]
     channel: {{ $channel }}
     lane: {{ $lane }}
     group: {{ printf "herald-channel-%s-%s" $channel $lane }}
     topic: {{ printf "%s.channel.%s.%s" $.Values.topicPrefix $channel $lane }}
-    scale: {{ toJson (omit $cfg "resources" "enabled") }}
+    scale: {{ toJson (omit $cfg "resources" "enabled" "workers") }}
     resources: {{ toJson (default $.Values.defaultResources $cfg.resources) }}
 {{- end }}
 {{- end }}
