@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, NonNegativeInt, PositiveFloat, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, NonNegativeInt, PositiveFloat, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from channels.aws import AwsSettings
@@ -142,7 +142,13 @@ class EmailSettings(BaseModel, frozen=True):
         None, description="SES configuration set (bounce/complaint events, reputation)."
     )
     max_send_rate: float | None = Field(
-        None, gt=0, description="Override SES MaxSendRate; default: GetAccount, else 14/s."
+        None,
+        gt=0,
+        description="The account's SES rate, shared by all email processes; default GetAccount, else 14/s.",
+    )
+    priority_share: float = Field(0.3, ge=0, le=1, description="Share of the SES rate bulk can never take.")
+    expected_replicas: int = Field(
+        4, ge=1, description="Email processes; Redis down: each sends rate / this."
     )
     unsubscribe_url: str = Field(
         "https://example.com/unsubscribe?u={user_id}&c={category}",
@@ -188,7 +194,12 @@ class PushSettings(BaseModel, frozen=True):
 
 
 class InAppSettings(BaseModel, frozen=True):
-    retention_days: int = Field(90, gt=0, description="Read rows older than this are archived.")
+    retention_days: int = Field(
+        90, gt=0, description="Read rows older than this move to herald_inbox_archive."
+    )
+    archive_retention_days: int = Field(
+        365, ge=0, description="Archive months older than this are dropped; 0: kept."
+    )
     janitor_interval_s: float = Field(
         300.0, gt=0, description="How often the inbox janitor archives old read rows."
     )
@@ -197,8 +208,11 @@ class InAppSettings(BaseModel, frozen=True):
 
 class ChannelConsumerSettings(BaseModel, frozen=True):
     concurrency: int = Field(64, gt=0, description="Deliveries in flight per process.")
-    dedupe_window_s: int = Field(
-        86_400, gt=0, description="Same idempotency key not sent twice within this (Redis)."
+    ledger_ttl_s: int = Field(
+        172_800, gt=0, description="Delivery ledger memory (Redis); >= any retry schedule."
+    )
+    ledger_owner_ttl_s: float = Field(
+        10.0, gt=0, description="A process silent this long is dead (its sends ambiguous)."
     )
     inprocess_retries: int = Field(
         2, ge=0, description="Short retries of a retryable error before failed_retryable."
@@ -257,6 +271,7 @@ class FallbackSettings(BaseModel, frozen=True):
     retry_jitter: float = Field(
         0.2, ge=0, le=1, description="Retry delays are spread uniformly within ± this fraction."
     )
+    receipt_window_days: int = Field(30, gt=0, description="Sent messages kept this long for their receipts.")
 
 
 class ApiSettings(BaseModel, frozen=True):
@@ -390,6 +405,14 @@ class HeraldSettings(BaseSettings):
     webhook: WebhookSettings = WebhookSettings()
     admin: AdminSettings = AdminSettings()
     api: ApiSettings = ApiSettings()
+
+    @model_validator(mode="after")
+    def _ledger_outlives_retries(self) -> HeraldSettings:
+        # A retry re-sends with the same key: a ledger that forgot it could send an accepted email again.
+        longest = max((sum(steps) for steps in self.fallback.retry_schedules_s.values()), default=0.0)
+        if self.channel.ledger_ttl_s < longest:
+            raise ValueError(f"channel.ledger_ttl_s must be >= the longest retry schedule ({longest:.0f} s)")
+        return self
 
 
 def load_settings() -> HeraldSettings:

@@ -20,7 +20,7 @@ import email
 import email.policy
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -230,16 +230,22 @@ class Ledger:
         return out
 
 
-def summary(title: str, acc: Account, facts: dict[str, Any]) -> str:
-    """The table printed at the end of a chaos test."""
+def summary(
+    title: str, acc: Account, facts: dict[str, Any], in_flight: Mapping[str, int] | None = None
+) -> str:
+    """The table printed at the end of a chaos test: per channel, distinct keys delivered, provider
+    calls, duplicates (extra calls under the same key) and, for kill runs, the provider calls that
+    were in flight at the moments of the kills (the most a crash can duplicate)."""
     lines = [f"== chaos: {title} ==", *(f"{k:<28} {v}" for k, v in facts.items())]
     lines.append(f"{'expectations':<28} {acc.expected}")
     for k, v in sorted(acc.ok.items()):
         lines.append(f"  {k:<26} {v}")
-    lines.append(f"{'channel':<10} {'delivered':>9} {'calls':>7} {'dups':>6}")
+    lines.append(f"{'channel':<10} {'keys':>9} {'calls':>7} {'dups':>6} {'in flight at kills':>19}")
     for c in Channel:
+        flight = "" if in_flight is None else str(in_flight.get(c.value, 0))
         lines.append(
             f"{c.value:<10} {acc.deliveries[c.value]:>9} {acc.calls[c.value]:>7} {acc.duplicates[c.value]:>6}"
+            f" {flight:>19}"
         )
     if acc.extra:
         lines.append(

@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ from pathlib import Path
 import aioboto3
 import asyncpg
 import httpx
+import redis.asyncio as redis_asyncio
+from redis.exceptions import RedisError
 
 from channels.webhook.signing import generate_secret
 from consumers.devstack import DevStack
@@ -104,6 +107,10 @@ class Pipeline:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     kills: list[tuple[float, str]] = field(default_factory=list)
+    # channel -> provider calls in flight when its process was SIGKILLed (delivery-ledger claims the
+    # dead process left behind: claimed, neither done nor released)
+    in_flight_at_kills: Counter[str] = field(default_factory=Counter)
+    _in_flight_seen: set[str] = field(default_factory=set)
     started_at: dict[str, float] = field(default_factory=dict)  # name -> time.monotonic() of its last start
     behaviours: dict[str, Behaviour] = field(default_factory=dict)
     pool: asyncpg.Pool | None = None
@@ -193,6 +200,30 @@ class Pipeline:
     def restart(self, name: str) -> None:
         self.kill(name)
         self.start(name)
+
+    async def count_in_flight(self, name: str) -> int:
+        """After ``name`` was killed: how many of its provider calls were in flight (0 for non-channel
+        processes). A dead process's claims stay in the ledger until a replay resolves them."""
+        argv = PROCESSES[name]
+        if argv[0] != "channel":
+            return 0
+        channel, lane = argv[argv.index("--channel") + 1], argv[argv.index("--lane") + 1]
+        owner = f"in_flight|channel-{channel}-{lane}:"
+        client = redis_asyncio.Redis.from_url(self.stack.redis_url, socket_timeout=5)
+        found = 0
+        try:
+            async for key in client.scan_iter(match=f"{self.prefix}:delivery:ledger:*", count=1000):
+                value = await client.get(key)
+                text = value.decode() if isinstance(value, bytes) else str(value or "")
+                if text.startswith(owner) and (ident := f"{key!r}={text}") not in self._in_flight_seen:
+                    self._in_flight_seen.add(ident)
+                    found += 1
+        except (RedisError, OSError):
+            return 0  # Redis is in an outage drill: nothing was claimed in it anyway
+        finally:
+            await client.aclose()
+        self.in_flight_at_kills[channel] += found
+        return found
 
     def dead(self) -> list[str]:
         return [name for name, p in self.procs.items() if p.poll() is not None]
