@@ -147,9 +147,7 @@ class EmailSettings(BaseModel, frozen=True):
         description="The account's SES rate, shared by all email processes; default GetAccount, else 14/s.",
     )
     priority_share: float = Field(0.3, ge=0, le=1, description="Share of the SES rate bulk can never take.")
-    expected_replicas: int = Field(
-        4, ge=1, description="Email processes; Redis down: each sends rate / this."
-    )
+    expected_replicas: int = Field(4, ge=1, description="Email processes; Redis down: each sends rate/this.")
     unsubscribe_url: str = Field(
         "https://example.com/unsubscribe?u={user_id}&c={category}",
         description="Bulk mail: one-click List-Unsubscribe URL ({user_id}, {category} filled in).",
@@ -194,12 +192,8 @@ class PushSettings(BaseModel, frozen=True):
 
 
 class InAppSettings(BaseModel, frozen=True):
-    retention_days: int = Field(
-        90, gt=0, description="Read rows older than this move to herald_inbox_archive."
-    )
-    archive_retention_days: int = Field(
-        365, ge=0, description="Archive months older than this are dropped; 0: kept."
-    )
+    retention_days: int = Field(90, gt=0, description="Read rows older than this move to the archive.")
+    archive_retention_days: int = Field(365, ge=0, description="Archive months kept this long; 0: forever.")
     janitor_interval_s: float = Field(
         300.0, gt=0, description="How often the inbox janitor archives old read rows."
     )
@@ -208,12 +202,8 @@ class InAppSettings(BaseModel, frozen=True):
 
 class ChannelConsumerSettings(BaseModel, frozen=True):
     concurrency: int = Field(64, gt=0, description="Deliveries in flight per process.")
-    ledger_ttl_s: int = Field(
-        172_800, gt=0, description="Delivery ledger memory (Redis); >= any retry schedule."
-    )
-    ledger_owner_ttl_s: float = Field(
-        10.0, gt=0, description="A process silent this long is dead (its sends ambiguous)."
-    )
+    ledger_ttl_s: int = Field(172_800, gt=0, description="Delivery ledger memory; >= any retry schedule.")
+    ledger_owner_ttl_s: float = Field(10.0, gt=0, description="A process silent this long is dead.")
     inprocess_retries: int = Field(
         2, ge=0, description="Short retries of a retryable error before failed_retryable."
     )
