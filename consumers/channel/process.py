@@ -12,6 +12,7 @@ from consumers.channel.ledger import DeliveryLedger
 from consumers.channel.quota import SharedQuota
 from consumers.channel.registry import build_adapter
 from consumers.infra.resources import Resources
+from consumers.infra.settings import HeraldSettings
 from consumers.infra.suppressions import SuppressionStore
 from consumers.runtime.process import BackgroundLoop, ProcessOptions, ProcessSpec
 from consumers.runtime.runner import Runner
@@ -55,9 +56,20 @@ def _share_ses_quota(res: Resources, adapter: ChannelAdapter, lane: Lane) -> Non
             )
 
 
+def _check_ledger_ttl(settings: HeraldSettings) -> None:
+    """A retry re-sends with the same key: a ledger that forgot it could send an accepted email again."""
+    longest = max((sum(steps) for steps in settings.fallback.retry_schedules_s.values()), default=0.0)
+    if settings.channel.ledger_ttl_s < longest:
+        raise ConfigurationError(
+            f"HERALD_CHANNEL__LEDGER_TTL_S={settings.channel.ledger_ttl_s} is shorter than the longest "
+            f"retry schedule ({longest:.0f} s): set it to at least that"
+        )
+
+
 async def build_consumer(res: Resources, channel: Channel, lane: Lane) -> ChannelConsumer:
     """The handler with its adapter, renderer and delivery ledger, built from settings."""
     settings = res.settings
+    _check_ledger_ttl(settings)
     adapter = await build_adapter(channel, res, lane)
     _share_ses_quota(res, adapter, lane)
     consumer = ChannelConsumer(

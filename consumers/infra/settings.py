@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, NonNegativeInt, PositiveFloat, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, Field, NonNegativeInt, PositiveFloat, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from channels.aws import AwsSettings
@@ -141,11 +141,7 @@ class EmailSettings(BaseModel, frozen=True):
     configuration_set: str | None = Field(
         None, description="SES configuration set (bounce/complaint events, reputation)."
     )
-    max_send_rate: float | None = Field(
-        None,
-        gt=0,
-        description="The account's SES rate, shared by all email processes; default GetAccount, else 14/s.",
-    )
+    max_send_rate: float | None = Field(None, gt=0, description="SES rate of the account (all processes).")
     priority_share: float = Field(0.3, ge=0, le=1, description="Share of the SES rate bulk can never take.")
     expected_replicas: int = Field(4, ge=1, description="Email processes; Redis down: each sends rate/this.")
     unsubscribe_url: str = Field(
@@ -395,14 +391,6 @@ class HeraldSettings(BaseSettings):
     webhook: WebhookSettings = WebhookSettings()
     admin: AdminSettings = AdminSettings()
     api: ApiSettings = ApiSettings()
-
-    @model_validator(mode="after")
-    def _ledger_outlives_retries(self) -> HeraldSettings:
-        # A retry re-sends with the same key: a ledger that forgot it could send an accepted email again.
-        longest = max((sum(steps) for steps in self.fallback.retry_schedules_s.values()), default=0.0)
-        if self.channel.ledger_ttl_s < longest:
-            raise ValueError(f"channel.ledger_ttl_s must be >= the longest retry schedule ({longest:.0f} s)")
-        return self
 
 
 def load_settings() -> HeraldSettings:
