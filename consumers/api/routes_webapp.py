@@ -7,6 +7,7 @@ which can send neither a header nor, on a fresh connection, ``Last-Event-ID`` (s
 accepted as the ``last_event_id`` query parameter). A reconnecting client mints a new ticket.
 """
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
