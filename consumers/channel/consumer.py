@@ -264,18 +264,18 @@ class ChannelConsumer:
     async def _send(
         self, message: ChannelMessage, content: Content, entry: Entry | None, sent: dict[str, str | None]
     ) -> _Done:
-        """Claim the key (``in_flight``), call the provider, record ``done`` or release the claim."""
+        """Deliver under the ledger: ``in_flight`` claimed at the first call, then ``done`` or released."""
         key = message.idempotency_key
-        if self.ledger is not None and not await self.ledger.claim(key, entry):
-            return _IN_FLIGHT_ELSEWHERE  # another process claimed it since the batch's lookup
         try:
-            outcome = await self._deliver(message, content)
+            outcome = await self._deliver(message, content, entry)
         except asyncio.CancelledError:
             raise  # abandoned mid-call (grace period over): the claim stays for a replay to judge
         except Exception:
             if self.ledger is not None:  # not a provider answer (a bug, a content error): a retry may send
                 await self.ledger.release(key)
             raise
+        if outcome is None:
+            return _IN_FLIGHT_ELSEWHERE  # another process claimed it since the batch's lookup
         if self.ledger is not None:
             if outcome.status == "sent":
                 await self.ledger.done(key, outcome.provider_message_id)
@@ -310,22 +310,23 @@ class ChannelConsumer:
             raise TemplateError(f"no renderer configured for channel {self.channel.value}")
         return self.renderer.render_message(message)
 
-    async def _deliver(self, message: ChannelMessage, content: Content) -> Outcome:
+    async def _deliver(
+        self, message: ChannelMessage, content: Content, entry: Entry | None
+    ) -> Outcome | None:
+        """The provider's answer, after a few short in-process retries of retryable failures.
+
+        None: the key's ledger claim was lost to another process (the provider was not called)."""
         retry = 0
         # The whole in-process retry sequence of one message fits in inprocess_budget_s, so a
         # failing recipient holds its batch (and the partition) for seconds at most.
         budget_end = time.monotonic() + self.settings.inprocess_budget_s
         while True:
             async with self._slots:
-                started = time.perf_counter()
-                try:
-                    outcome = await self.adapter.deliver(
-                        message, content, idempotency_key=message.idempotency_key
-                    )
-                except DeliveryError as exc:  # adapters may raise their classified errors
-                    outcome = Outcome.from_error(exc)
-                finally:
-                    self._provider_seconds.observe(time.perf_counter() - started)
+                # Claimed inside the slot, right before the first call: messages still queued for a
+                # slot hold no claim, so a kill leaves `in_flight` only what was at the provider.
+                if retry == 0 and not await self._claim(message.idempotency_key, entry):
+                    return None
+                outcome = await self._attempt(message, content)
             if (
                 outcome.status != "failed_retryable"
                 or retry >= self.settings.inprocess_retries
@@ -350,6 +351,18 @@ class ChannelConsumer:
                 delay,
             )
             await asyncio.sleep(delay)  # seconds at most: slot released while waiting
+
+    async def _claim(self, key: str, entry: Entry | None) -> bool:
+        return self.ledger is None or await self.ledger.claim(key, entry)
+
+    async def _attempt(self, message: ChannelMessage, content: Content) -> Outcome:
+        started = time.perf_counter()
+        try:
+            return await self.adapter.deliver(message, content, idempotency_key=message.idempotency_key)
+        except DeliveryError as exc:  # adapters may raise their classified errors
+            return Outcome.from_error(exc)
+        finally:
+            self._provider_seconds.observe(time.perf_counter() - started)
 
     # -- the outcome ---------------------------------------------------------------------------
     def _output(self, message: ChannelMessage, done: _Done) -> Output:

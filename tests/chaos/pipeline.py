@@ -111,6 +111,9 @@ class Pipeline:
     # dead process left behind: claimed, neither done nor released)
     in_flight_at_kills: Counter[str] = field(default_factory=Counter)
     _in_flight_seen: set[str] = field(default_factory=set)
+    # killed on purpose and about to be started again by whoever killed it: not a crash, and not
+    # the supervisor's to restart (else two copies run, one of them untracked)
+    held: set[str] = field(default_factory=set)
     started_at: dict[str, float] = field(default_factory=dict)  # name -> time.monotonic() of its last start
     behaviours: dict[str, Behaviour] = field(default_factory=dict)
     pool: asyncpg.Pool | None = None
@@ -187,11 +190,14 @@ class Pipeline:
         self.procs[name] = spawn_herald(PROCESSES[name], env=env, log=self.root / f"{name}.log")
         self.ports[name] = port
         self.started_at[name] = time.monotonic()
+        self.held.discard(name)
         return self.procs[name]
 
     def kill(self, name: str) -> None:
-        """SIGKILL: no shutdown hook runs, nothing is flushed or committed."""
+        """SIGKILL: no shutdown hook runs, nothing is flushed or committed. The caller starts it again
+        (:meth:`start`); until then the supervisor leaves it alone."""
         proc = self.procs[name]
+        self.held.add(name)
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
@@ -226,7 +232,8 @@ class Pipeline:
         return found
 
     def dead(self) -> list[str]:
-        return [name for name, p in self.procs.items() if p.poll() is not None]
+        """Processes that exited by themselves (not those killed on purpose and awaiting their restart)."""
+        return [name for name, p in self.procs.items() if name not in self.held and p.poll() is not None]
 
     def ensure_running(self) -> None:
         for name in self.dead():

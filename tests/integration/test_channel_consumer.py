@@ -468,6 +468,27 @@ async def test_an_in_flight_send_of_a_low_tier_is_ambiguous_not_resent(settings:
     assert len(provider.calls) == 1
 
 
+async def test_messages_queued_for_a_slot_hold_no_claim_so_a_kill_is_ambiguous_only_where_a_call_was(
+    settings: HeraldSettings,
+) -> None:
+    # Four recipients, one provider call at a time: the first call hangs (the kill), three wait for
+    # the slot. Only the call at the provider may have been taken; the others were certainly not.
+    batch = [message(f"u-queued-{i}", tier=Tier.LOW, payload={"code": f"{i}"}) for i in range(4)]
+    dead = await _die_mid_batch(settings, batch, accept=0)
+    assert len(dead.calls) == 1
+    provider = ScriptedProvider()
+    replay = outcomes(await make_consumer(settings, provider).handle(incoming(batch)))
+    assert sorted((o.status, o.reason or "") for o in replay) == [
+        (OutcomeStatus.FAILED_PERMANENT, "ambiguous"),
+        (OutcomeStatus.SENT, ""),
+        (OutcomeStatus.SENT, ""),
+        (OutcomeStatus.SENT, ""),
+    ]
+    (ambiguous,) = [o for o in replay if o.status is OutcomeStatus.FAILED_PERMANENT]
+    assert ambiguous.user_id == dead.calls[0][0]  # the one that was at the provider
+    assert len(provider.calls) == 3
+
+
 async def test_a_key_in_flight_in_a_live_process_is_left_to_it(settings: HeraldSettings) -> None:
     m = message("u-live-owner", tier=Tier.LOW)
     other = make_consumer(settings, ScriptedProvider())

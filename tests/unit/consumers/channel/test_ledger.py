@@ -24,20 +24,27 @@ def test_nothing_known_sends_done_acks_live_owner_waits(tier: Tier, channel: Cha
     assert replay_decision(AMBIGUOUS, tier=tier, channel=channel, owner=ME) is Replay.AMBIGUOUS
 
 
+# In flight from a dead process, every tier x channel: resend where a duplicate is harmless (in-app:
+# the inbox insert is unique by key; webhooks: receivers dedupe on `webhook-id`) or beats a loss
+# (critical, high); elsewhere report it ambiguous rather than risk a second email, SMS or push.
+S, A = Replay.SEND, Replay.AMBIGUOUS
+IN_FLIGHT_FROM_A_DEAD_PROCESS: dict[Tier, dict[Channel, Replay]] = {
+    Tier.CRITICAL: {Channel.EMAIL: S, Channel.SMS: S, Channel.PUSH: S, Channel.IN_APP: S, Channel.WEBHOOK: S},
+    Tier.HIGH: {Channel.EMAIL: S, Channel.SMS: S, Channel.PUSH: S, Channel.IN_APP: S, Channel.WEBHOOK: S},
+    Tier.MEDIUM: {Channel.EMAIL: A, Channel.SMS: A, Channel.PUSH: A, Channel.IN_APP: S, Channel.WEBHOOK: S},
+    Tier.LOW: {Channel.EMAIL: A, Channel.SMS: A, Channel.PUSH: A, Channel.IN_APP: S, Channel.WEBHOOK: S},
+    Tier.SYSTEM: {Channel.EMAIL: A, Channel.SMS: A, Channel.PUSH: A, Channel.IN_APP: S, Channel.WEBHOOK: S},
+}
+
+
+def test_the_table_covers_every_tier_and_channel() -> None:
+    assert set(IN_FLIGHT_FROM_A_DEAD_PROCESS) == set(Tier)
+    assert all(set(row) == set(Channel) for row in IN_FLIGHT_FROM_A_DEAD_PROCESS.values())
+
+
 @pytest.mark.parametrize(
     ("tier", "channel", "expected"),
-    [
-        (Tier.CRITICAL, Channel.EMAIL, Replay.SEND),
-        (Tier.CRITICAL, Channel.SMS, Replay.SEND),
-        (Tier.HIGH, Channel.PUSH, Replay.SEND),
-        (Tier.HIGH, Channel.EMAIL, Replay.SEND),
-        (Tier.MEDIUM, Channel.EMAIL, Replay.AMBIGUOUS),
-        (Tier.MEDIUM, Channel.PUSH, Replay.AMBIGUOUS),
-        (Tier.LOW, Channel.EMAIL, Replay.AMBIGUOUS),
-        (Tier.LOW, Channel.SMS, Replay.AMBIGUOUS),
-        (Tier.MEDIUM, Channel.IN_APP, Replay.SEND),  # the inbox insert is unique by key
-        (Tier.SYSTEM, Channel.WEBHOOK, Replay.SEND),  # receivers dedupe on webhook-id
-    ],
+    [(t, c, v) for t, row in IN_FLIGHT_FROM_A_DEAD_PROCESS.items() for c, v in row.items()],
 )
 def test_in_flight_from_a_dead_process(tier: Tier, channel: Channel, expected: Replay) -> None:
     assert replay_decision(DEAD, tier=tier, channel=channel, owner=ME) is expected
