@@ -7,10 +7,10 @@ bounces, complaints: one lookup per batch, when a list is given); ask the delive
 before: report the original ``sent`` without calling the provider; in flight from a dead
 process: resend or report ``failed_permanent``/``ambiguous`` by
 :func:`~consumers.channel.ledger.replay_decision`; render (the adapter's own ``render`` when
-it has one, else the Jinja2 templates); mark the key ``in_flight``, deliver through the
-adapter with a few short in-process retries of retryable failures, mark it ``done`` the moment
-the provider accepts (per message, not per batch: a kill mid-batch re-sends at most the calls
-that were in flight); publish the outcome to ``herald.outcomes`` keyed by notification id.
+it has one, else the Jinja2 templates); mark the key ``in_flight`` once the message holds a
+concurrency slot (right before the provider call), deliver through the adapter with a few short
+in-process retries of retryable failures, mark it ``done`` the moment the provider accepts (per
+message, not per batch: a kill mid-batch re-sends at most the calls that were in flight); publish the outcome to ``herald.outcomes`` keyed by notification id.
 The runtime commits the input offsets only after those outcomes are acknowledged.
 
 Concurrency: a batch is grouped by Kafka key (the user, or the webhook endpoint). Keys run

@@ -123,7 +123,8 @@ class ChaosRun:
             self.pipeline.kill(name)
             in_flight = await self.pipeline.count_in_flight(name)
             self.pipeline.start(name)
-            self.say(f"SIGKILL {name} ({in_flight} provider calls in flight), restarted")
+            counted = "unknown (Redis down)" if in_flight is None else str(in_flight)
+            self.say(f"SIGKILL {name} ({counted} provider calls in flight), restarted")
 
     async def supervise(self, stop: asyncio.Event) -> None:
         """Restart a process that exited by itself, as Kubernetes would, and remember it."""

@@ -111,6 +111,7 @@ class Pipeline:
     # dead process left behind: claimed, neither done nor released)
     in_flight_at_kills: Counter[str] = field(default_factory=Counter)
     _in_flight_seen: set[str] = field(default_factory=set)
+    in_flight_unknown: set[str] = field(default_factory=set)  # channels killed while Redis was unreadable
     # killed on purpose and about to be started again by whoever killed it: not a crash, and not
     # the supervisor's to restart (else two copies run, one of them untracked)
     held: set[str] = field(default_factory=set)
@@ -207,25 +208,31 @@ class Pipeline:
         self.kill(name)
         self.start(name)
 
-    async def count_in_flight(self, name: str) -> int:
+    async def count_in_flight(self, name: str) -> int | None:
         """After ``name`` was killed: how many of its provider calls were in flight (0 for non-channel
-        processes). A dead process's claims stay in the ledger until a replay resolves them."""
+        processes). A dead process's claims stay in the ledger until a replay resolves them. None
+        (and the channel remembered in ``in_flight_unknown``) when Redis could not be read."""
         argv = PROCESSES[name]
         if argv[0] != "channel":
             return 0
         channel, lane = argv[argv.index("--channel") + 1], argv[argv.index("--lane") + 1]
         owner = f"in_flight|channel-{channel}-{lane}:"
-        client = redis_asyncio.Redis.from_url(self.stack.redis_url, socket_timeout=5)
+        client = redis_asyncio.Redis.from_url(
+            self.stack.redis_url, socket_timeout=5, socket_connect_timeout=2
+        )
         found = 0
         try:
-            async for key in client.scan_iter(match=f"{self.prefix}:delivery:ledger:*", count=1000):
-                value = await client.get(key)
-                text = value.decode() if isinstance(value, bytes) else str(value or "")
-                if text.startswith(owner) and (ident := f"{key!r}={text}") not in self._in_flight_seen:
-                    self._in_flight_seen.add(ident)
-                    found += 1
+            keys = [k async for k in client.scan_iter(match=f"{self.prefix}:delivery:ledger:*", count=1000)]
+            for i in range(0, len(keys), 1000):
+                chunk = keys[i : i + 1000]
+                for key, value in zip(chunk, await client.mget(chunk), strict=True):
+                    text = value.decode() if isinstance(value, bytes) else str(value or "")
+                    if text.startswith(owner) and (ident := f"{key!r}={text}") not in self._in_flight_seen:
+                        self._in_flight_seen.add(ident)
+                        found += 1
         except (RedisError, OSError):
-            return 0  # Redis is in an outage drill: nothing was claimed in it anyway
+            self.in_flight_unknown.add(channel)  # Redis is in its outage drill: nothing to count with
+            return None
         finally:
             await client.aclose()
         self.in_flight_at_kills[channel] += found
