@@ -47,10 +47,13 @@ log = logging.getLogger(__name__)
 Signal = DeliveryOutcome | Receipt
 
 # asyncpg raises these when PostgreSQL is down or the connection broke: the batch is retried.
+# InternalClientError: the server shut down mid-COMMIT ("cannot switch to state 15"); not a record's
+# fault, so not a reason to isolate and dead-letter outcomes (their retries would be lost).
 _OUTAGES = (
     OSError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     asyncpg.CannotConnectNowError,
     TimeoutError,
 )
