@@ -11,7 +11,7 @@ from bench.timed import time_runner
 from channels.dry_run import DryRunAdapter
 from channels.templates import TemplateRenderer
 from consumers.channel.consumer import ChannelConsumer
-from consumers.channel.dedupe import Dedupe
+from consumers.channel.ledger import DeliveryLedger
 from consumers.infra.keys import idempotency_key, notification_id
 from consumers.infra.resources import Resources
 from consumers.runtime.kafka import create_topics
@@ -68,8 +68,8 @@ async def _run_consumer(res: Resources, channel: Channel, source: str, total: in
         renderer=TemplateRenderer(res.settings.templates_dir, res.settings.default_locale),
         clock=res.clock,
     )
-    consumer.dedupe = Dedupe(
-        res.redis(), window_s=3600, namespace=f"{res.settings.topic_prefix}:dedupe", consumer=consumer.name
+    consumer.ledger = DeliveryLedger(
+        res.redis(), ttl_s=3600, namespace=f"{res.settings.topic_prefix}:delivery", consumer=consumer.name
     )
     return await time_runner(
         consumer, topic=source, group=group, total=total, producer=await res.producer(), settings=res.settings

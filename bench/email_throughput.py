@@ -4,7 +4,7 @@
 
 Both runs use the same embedded stack, the same preloaded ChannelMessages (a third in pt-BR),
 the real runtime (Kafka in, outcomes out, commit after acks), Jinja2 rendering and Redis
-dedupe; only the adapter differs. The SES run paces to ``--rate`` (default: unpaced, 10k/s)
+delivery ledger; only the adapter differs. The SES run paces to ``--rate`` (default: unpaced, 10k/s)
 so it measures the consumer and moto; ``--paced N`` adds a run at SES's default 14/s.
 The clock starts at the first poll that returned records and stops when the commits cover
 every message.
@@ -28,7 +28,7 @@ from channels.pacing import TokenBucket
 from channels.templates import TemplateRenderer
 from consumers.channel.builders.aws import open_aws_client
 from consumers.channel.consumer import ChannelConsumer
-from consumers.channel.dedupe import Dedupe
+from consumers.channel.ledger import DeliveryLedger
 from consumers.devstack import DevStack
 from consumers.infra.keys import idempotency_key, notification_id
 from consumers.infra.resources import Resources
@@ -127,8 +127,8 @@ async def _run(stack: DevStack, tag: str, n: int, make_adapter: Any) -> Timing:
             settings=settings.channel,
             renderer=TemplateRenderer(settings.templates_dir, settings.default_locale),
         )
-        consumer.dedupe = Dedupe(
-            res.redis(), window_s=3600, namespace=f"{settings.topic_prefix}:dedupe", consumer=consumer.name
+        consumer.ledger = DeliveryLedger(
+            res.redis(), ttl_s=3600, namespace=f"{settings.topic_prefix}:delivery", consumer=consumer.name
         )
         timed = timed_consumer_factory(n)
         runner: Runner[object] = Runner(

@@ -10,8 +10,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
-__all__ = ["TokenBucket", "reserve"]
+__all__ = ["Pacer", "TokenBucket", "reserve"]
+
+
+class Pacer(Protocol):
+    """What an adapter waits on before each provider call: this process's bucket, or an
+    account-wide one shared by every process (``consumers/channel/quota.py``)."""
+
+    rate: float
+
+    async def acquire(self) -> float: ...
 
 
 def reserve(tokens: float, last: float, now: float, *, rate: float, burst: float) -> tuple[float, float]:

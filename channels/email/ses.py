@@ -22,7 +22,7 @@ from channels.aws import call_classified
 from channels.base import PERMANENT, RETRY, Content, Failure, Outcome, PermanentDelivery
 from channels.email.mime import compose
 from channels.email.ses_events import encode_tag
-from channels.pacing import TokenBucket
+from channels.pacing import Pacer
 from schemas.models import Channel, ChannelMessage
 
 __all__ = [
@@ -86,7 +86,7 @@ class SesEmailAdapter:
         client: Any,
         *,
         from_address: str,
-        bucket: TokenBucket,
+        bucket: Pacer,
         configuration_set: str | None = None,
         unsubscribe_url: str | None = None,
         unsubscribe_mailto: str | None = None,

@@ -152,7 +152,7 @@ class SnsSmsAdapter:
 
     async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:
         # SNS Publish to a phone number has no idempotency parameter (MessageDeduplicationId is
-        # FIFO topics only): the consumer's Redis dedupe is the guard.
+        # FIFO topics only): the consumer's delivery ledger is the guard.
         try:
             params = self.request(message, content)
         except PermanentDelivery as exc:

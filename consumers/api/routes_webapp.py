@@ -7,6 +7,7 @@ which can send neither a header nor, on a fresh connection, ``Last-Event-ID`` (s
 accepted as the ``last_event_id`` query parameter). A reconnecting client mints a new ticket.
 """
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
@@ -18,6 +19,7 @@ from consumers.api.deps import Ctx, User, inbox_stream, invalid
 from consumers.api.models import MarkReadIn
 from consumers.api.problems import ProblemError, problem_responses
 from consumers.api.tickets import StreamTickets, TicketStoreDown
+from consumers.inbox.archiving import archive_user_rows
 
 __all__ = ["ArchiveOut", "StreamTicketOut", "router"]
 
@@ -96,7 +98,7 @@ async def ticketed_stream(
     "/inbox/archive",
     response_model=ArchiveOut,
     tags=["inbox"],
-    summary="Remove rows from the inbox (as the janitor does with old read rows)",
+    summary="Move rows from the inbox to the archive (as the janitor does with old read rows)",
     responses=problem_responses(404),
 )
 async def archive(body: MarkReadIn, who: User, ctx: Ctx) -> ArchiveOut:
@@ -106,9 +108,5 @@ async def archive(body: MarkReadIn, who: User, ctx: Ctx) -> ArchiveOut:
     missing = set(ids) - await ctx.queries.owned(who.user_id, ids)
     if missing:
         raise ProblemError(404, f"no such inbox rows: {', '.join(sorted(map(str, missing)))}")
-    rows = await ctx.pool.fetch(
-        "DELETE FROM herald_inbox WHERE user_id = $1 AND id = ANY($2::uuid[]) RETURNING id",
-        who.user_id,
-        ids,
-    )
-    return ArchiveOut(archived=[str(row["id"]) for row in rows])
+    moved = await archive_user_rows(ctx.pool, who.user_id, ids, datetime.now(UTC))
+    return ArchiveOut(archived=[str(i) for i in moved])

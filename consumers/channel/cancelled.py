@@ -3,7 +3,7 @@
 A ``herald.cancel`` marks the notifications it stops in Redis (``consumers.workflow.cancel``);
 a message that was already waiting in a lane when the cancel came is found here and reported
 ``cancelled`` instead of being sent. Redis down fails open (the message is sent), counted in
-``herald_dependency_errors_total{dependency="redis"}``, like the dedupe check.
+``herald_dependency_errors_total{dependency="redis"}``, like the delivery ledger.
 """
 
 from __future__ import annotations

@@ -2,11 +2,15 @@
 
 Per message: drop it as ``suppressed``/``stale`` once ``expires_at`` has passed, or as
 ``suppressed``/``address_suppressed`` when its address is on the suppression list (hard
-bounces, complaints: one lookup per batch, when a list is given); report a
-duplicate (idempotency key already sent within the dedupe window) as the original ``sent``
-without calling the provider; render (the adapter's own ``render`` when it has one, else the
-Jinja2 templates); deliver through the adapter with a few short in-process retries of
-retryable failures; publish the outcome to ``herald.outcomes`` keyed by notification id.
+bounces, complaints: one lookup per batch, when a list is given); ask the delivery ledger
+(:mod:`consumers.channel.ledger`) what already happened to its idempotency key — accepted
+before: report the original ``sent`` without calling the provider; in flight from a dead
+process: resend or report ``failed_permanent``/``ambiguous`` by
+:func:`~consumers.channel.ledger.replay_decision`; render (the adapter's own ``render`` when
+it has one, else the Jinja2 templates); mark the key ``in_flight`` once the message holds a
+concurrency slot (right before the provider call), deliver through the adapter with a few short
+in-process retries of retryable failures, mark it ``done`` the moment the provider accepts (per
+message, not per batch: a kill mid-batch re-sends at most the calls that were in flight); publish the outcome to ``herald.outcomes`` keyed by notification id.
 The runtime commits the input offsets only after those outcomes are acknowledged.
 
 Concurrency: a batch is grouped by Kafka key (the user, or the webhook endpoint). Keys run
@@ -32,7 +36,7 @@ from channels.base import ChannelAdapter, Content, DeliveryError, Outcome
 from channels.content import check_content
 from channels.templates import TemplateError, TemplateRenderer
 from consumers.channel.cancelled import CancelCheck
-from consumers.channel.dedupe import Dedupe
+from consumers.channel.ledger import DeliveryLedger, Entry, Replay, replay_decision
 from consumers.infra.backoff import backoff
 from consumers.infra.clock import Clock, SystemClock
 from consumers.infra.keys import outcome_id
@@ -84,6 +88,22 @@ _RECIPIENT_BACKOFF = _Done(
 )
 
 
+_IN_FLIGHT_ELSEWHERE = _Done(
+    OutcomeStatus.FAILED_RETRYABLE,
+    reason="in_flight_elsewhere",
+    detail="not attempted: another live process is sending this key; the retry will see its result",
+)
+
+
+def _duplicate(provider: str, provider_id: str | None) -> _Done:
+    return _Done(
+        OutcomeStatus.SENT,
+        Outcome.sent(provider, provider_id),
+        detail="duplicate: already sent (delivery ledger)",
+        duplicate=True,
+    )
+
+
 class ChannelConsumer:
     """The runtime :class:`~consumers.runtime.runner.Handler` for any channel and lane."""
 
@@ -96,7 +116,7 @@ class ChannelConsumer:
         topics: Topics,
         settings: ChannelConsumerSettings,
         renderer: TemplateRenderer | None = None,
-        dedupe: Dedupe | None = None,
+        ledger: DeliveryLedger | None = None,
         codec: Codec | None = None,
         clock: Clock | None = None,
         rand: Callable[[], float] = random.random,
@@ -111,7 +131,7 @@ class ChannelConsumer:
         self.topics = topics
         self.settings = settings
         self.renderer = renderer
-        self.dedupe = dedupe
+        self.ledger = ledger
         self.cancel_check: CancelCheck | None = None  # herald.cancel: checked before the provider call
         self._cancelled: set[str] = set()
         self.codec = codec or default_codec()
@@ -132,14 +152,14 @@ class ChannelConsumer:
         for i, item in enumerate(batch):
             key = item.key if item.key is not None else item.value.user_id.encode()
             by_key.setdefault(key, []).append(i)
-        sent: dict[str, str | None] = {}
+        sent: dict[str, str | None] = {}  # keys the provider accepted in this batch
         if self.cancel_check is not None:
             self._cancelled = await self.cancel_check.cancelled(
                 [item.value.notification_id for item in batch]
             )
-        if self.dedupe is not None:
-            sent.update(await self.dedupe.seen([item.value.idempotency_key for item in batch]))
-        newly_sent: dict[str, str | None] = {}
+        entries: dict[str, Entry] = {}
+        if self.ledger is not None:
+            entries = await self.ledger.lookup([item.value.idempotency_key for item in batch])
         if self.suppressions is not None:
             self._blocked = await self.suppressions.suppressed(
                 self.channel.value, {item.value.recipient for item in batch}
@@ -155,18 +175,14 @@ class ChannelConsumer:
                     # partition) through their own attempts and in-process retries.
                     results[i] = [self._output(batch[i].value, _RECIPIENT_BACKOFF)]
                     continue
-                results[i], failing = await self._one(batch[i].value, sent, newly_sent)
+                results[i], failing = await self._one(batch[i].value, entries, sent)
 
         await asyncio.gather(*(run_key(ix) for ix in by_key.values()))
-        if self.dedupe is not None:
-            # Before the outcomes are produced, so before the commit: a crash in between
-            # replays the batch, and the replay finds these keys already sent.
-            await self.dedupe.mark(newly_sent)
         return [r if r is not None else DeadLetter("handler_error", "Missing", "no result") for r in results]
 
     # -- one message ---------------------------------------------------------------------------
     async def _one(
-        self, message: ChannelMessage, sent: dict[str, str | None], newly_sent: dict[str, str | None]
+        self, message: ChannelMessage, entries: dict[str, Entry], sent: dict[str, str | None]
     ) -> tuple[Result, bool]:
         """The message's result, and whether its delivery failed retryably."""
         if message.channel != self.channel:
@@ -176,10 +192,7 @@ class ChannelConsumer:
                 f"{message.channel.value} message on the {self.channel.value} topic",
             ), False
         try:
-            done = await self._decide(message, sent)
-            if done.status is OutcomeStatus.SENT and not done.duplicate and done.outcome is not None:
-                key, provider_id = message.idempotency_key, done.outcome.provider_message_id
-                sent[key] = newly_sent[key] = provider_id
+            done = await self._decide(message, entries, sent)
         except RecordError as exc:  # the content is at fault, wherever it was found: never retried
             done = _Done(OutcomeStatus.FAILED_PERMANENT, reason=exc.reason, detail=str(exc)[:1000])
         except Exception as exc:  # a bug in an adapter or renderer costs this message, not the batch
@@ -193,7 +206,9 @@ class ChannelConsumer:
         attempted = done.outcome is not None  # the provider was called (not a deadline or a bug)
         return [self._output(message, done)], attempted and done.status is OutcomeStatus.FAILED_RETRYABLE
 
-    async def _decide(self, message: ChannelMessage, sent: dict[str, str | None]) -> _Done:
+    async def _decide(
+        self, message: ChannelMessage, entries: dict[str, Entry], sent: dict[str, str | None]
+    ) -> _Done:
         now = self.clock.now()
         if message.expires_at is not None and message.expires_at <= now:
             return _Done(
@@ -220,22 +235,72 @@ class ChannelConsumer:
                 reason="batch_deadline",
                 detail=f"not attempted: batch ran past {self.settings.batch_deadline_s:.0f}s",
             )
-        if message.idempotency_key in sent:
+        key = message.idempotency_key
+        if key in sent:  # the same key twice in one batch
+            return _duplicate(self.adapter.provider, sent[key])
+        entry = entries.get(key)
+        verdict = Replay.SEND
+        if self.ledger is not None:
+            verdict = replay_decision(
+                entry, tier=message.tier, channel=message.channel, owner=self.ledger.owner
+            )
+        if verdict is Replay.ACK:
             # Replayed after a send whose outcome may never have reached Kafka: report the
             # same `sent` (same outcome id) and do not call the provider again.
-            provider_id = sent[message.idempotency_key]
-            return _Done(
-                OutcomeStatus.SENT,
-                Outcome.sent(self.adapter.provider, provider_id),
-                detail="duplicate: already sent within the dedupe window",
-                duplicate=True,
-            )
+            assert entry is not None
+            return _duplicate(self.adapter.provider, entry.provider_id)
+        if verdict is Replay.WAIT:
+            return _IN_FLIGHT_ELSEWHERE
+        if verdict is Replay.AMBIGUOUS:
+            return await self._ambiguous(message)
         # A raw producer can bypass the classifier: the same identifier check, before any lookup.
         check_identifier("user_id", message.user_id)
         content = self._render(message)  # a TemplateError is a RecordError: failed_permanent in _one
         check_content(content)  # InvalidContent before any provider sees it
-        outcome = await self._deliver(message, content)
+        if entry is not None:  # in flight from a dead process: a duplicate beats a loss here
+            metrics.LEDGER_RESENDS.labels(self.channel.value, self.lane.value).inc()
+        return await self._send(message, content, entry, sent)
+
+    async def _send(
+        self, message: ChannelMessage, content: Content, entry: Entry | None, sent: dict[str, str | None]
+    ) -> _Done:
+        """Deliver under the ledger: ``in_flight`` claimed at the first call, then ``done`` or released."""
+        key = message.idempotency_key
+        try:
+            outcome = await self._deliver(message, content, entry)
+        except asyncio.CancelledError:
+            raise  # abandoned mid-call (grace period over): the claim stays for a replay to judge
+        except Exception:
+            if self.ledger is not None:  # not a provider answer (a bug, a content error): a retry may send
+                await self.ledger.release(key)
+            raise
+        if outcome is None:
+            return _IN_FLIGHT_ELSEWHERE  # another process claimed it since the batch's lookup
+        if self.ledger is not None:
+            if outcome.status == "sent":
+                await self.ledger.done(key, outcome.provider_message_id)
+            else:
+                await self.ledger.release(key)
+        if outcome.status == "sent":
+            sent[key] = outcome.provider_message_id
         return _Done(OutcomeStatus(outcome.status), outcome)
+
+    async def _ambiguous(self, message: ChannelMessage) -> _Done:
+        metrics.AMBIGUOUS_DELIVERIES.labels(self.channel.value, self.lane.value).inc()
+        assert self.ledger is not None
+        await self.ledger.ambiguous(message.idempotency_key)
+        log.warning(
+            "%s: %s was in flight when its process died; not resent (%s tier)",
+            self.name,
+            message.idempotency_key,
+            message.tier.value,
+        )
+        return _Done(
+            OutcomeStatus.FAILED_PERMANENT,
+            reason="ambiguous",
+            detail="in flight at the provider when its process died; not resent for this tier "
+            "(the provider may or may not have accepted it)",
+        )
 
     def _render(self, message: ChannelMessage) -> Content:
         if self._render_own is not None:
@@ -245,22 +310,23 @@ class ChannelConsumer:
             raise TemplateError(f"no renderer configured for channel {self.channel.value}")
         return self.renderer.render_message(message)
 
-    async def _deliver(self, message: ChannelMessage, content: Content) -> Outcome:
+    async def _deliver(
+        self, message: ChannelMessage, content: Content, entry: Entry | None
+    ) -> Outcome | None:
+        """The provider's answer, after a few short in-process retries of retryable failures.
+
+        None: the key's ledger claim was lost to another process (the provider was not called)."""
         retry = 0
         # The whole in-process retry sequence of one message fits in inprocess_budget_s, so a
         # failing recipient holds its batch (and the partition) for seconds at most.
         budget_end = time.monotonic() + self.settings.inprocess_budget_s
         while True:
             async with self._slots:
-                started = time.perf_counter()
-                try:
-                    outcome = await self.adapter.deliver(
-                        message, content, idempotency_key=message.idempotency_key
-                    )
-                except DeliveryError as exc:  # adapters may raise their classified errors
-                    outcome = Outcome.from_error(exc)
-                finally:
-                    self._provider_seconds.observe(time.perf_counter() - started)
+                # Claimed inside the slot, right before the first call: messages still queued for a
+                # slot hold no claim, so a kill leaves `in_flight` only what was at the provider.
+                if retry == 0 and not await self._claim(message.idempotency_key, entry):
+                    return None
+                outcome = await self._attempt(message, content)
             if (
                 outcome.status != "failed_retryable"
                 or retry >= self.settings.inprocess_retries
@@ -285,6 +351,18 @@ class ChannelConsumer:
                 delay,
             )
             await asyncio.sleep(delay)  # seconds at most: slot released while waiting
+
+    async def _claim(self, key: str, entry: Entry | None) -> bool:
+        return self.ledger is None or await self.ledger.claim(key, entry)
+
+    async def _attempt(self, message: ChannelMessage, content: Content) -> Outcome:
+        started = time.perf_counter()
+        try:
+            return await self.adapter.deliver(message, content, idempotency_key=message.idempotency_key)
+        except DeliveryError as exc:  # adapters may raise their classified errors
+            return Outcome.from_error(exc)
+        finally:
+            self._provider_seconds.observe(time.perf_counter() - started)
 
     # -- the outcome ---------------------------------------------------------------------------
     def _output(self, message: ChannelMessage, done: _Done) -> Output:

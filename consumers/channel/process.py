@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from channels.base import ChannelAdapter
+from channels.email.ses import SesEmailAdapter
 from channels.templates import TemplateRenderer
 from consumers.channel.cancelled import CancelCheck
 from consumers.channel.consumer import ChannelConsumer
-from consumers.channel.dedupe import Dedupe
+from consumers.channel.failover import FailoverAdapter
+from consumers.channel.ledger import DeliveryLedger
+from consumers.channel.quota import SharedQuota
 from consumers.channel.registry import build_adapter
 from consumers.infra.resources import Resources
+from consumers.infra.settings import HeraldSettings
 from consumers.infra.suppressions import SuppressionStore
-from consumers.runtime.process import ProcessOptions, ProcessSpec
+from consumers.runtime.process import BackgroundLoop, ProcessOptions, ProcessSpec
 from consumers.runtime.runner import Runner
 from consumers.runtime.topics import dlq
 from schemas.errors import ConfigurationError
@@ -34,10 +39,39 @@ def _parse(options: ProcessOptions) -> tuple[Channel, Lane]:
     return channel, lane
 
 
+def _share_ses_quota(res: Resources, adapter: ChannelAdapter, lane: Lane) -> None:
+    """SES's rate is the account's: every email process paces from one shared bucket (alone or
+    behind failover), with the lane's share of it."""
+    leaves = adapter.adapters.values() if isinstance(adapter, FailoverAdapter) else [adapter]
+    email = res.settings.email
+    for leaf in leaves:
+        if isinstance(leaf, SesEmailAdapter):
+            leaf.bucket = SharedQuota(
+                res.redis(),
+                rate=leaf.bucket.rate,
+                lane=lane,
+                priority_share=email.priority_share,
+                expected_replicas=email.expected_replicas,
+                key=f"{res.settings.topic_prefix}:ses:quota",
+            )
+
+
+def _check_ledger_ttl(settings: HeraldSettings) -> None:
+    """A retry re-sends with the same key: a ledger that forgot it could send an accepted email again."""
+    longest = max((sum(steps) for steps in settings.fallback.retry_schedules_s.values()), default=0.0)
+    if settings.channel.ledger_ttl_s < longest:
+        raise ConfigurationError(
+            f"HERALD_CHANNEL__LEDGER_TTL_S={settings.channel.ledger_ttl_s} is shorter than the longest "
+            f"retry schedule ({longest:.0f} s): set it to at least that"
+        )
+
+
 async def build_consumer(res: Resources, channel: Channel, lane: Lane) -> ChannelConsumer:
-    """The handler with its adapter, renderer and dedupe, built from settings."""
+    """The handler with its adapter, renderer and delivery ledger, built from settings."""
     settings = res.settings
+    _check_ledger_ttl(settings)
     adapter = await build_adapter(channel, res, lane)
+    _share_ses_quota(res, adapter, lane)
     consumer = ChannelConsumer(
         channel=channel,
         lane=lane,
@@ -53,11 +87,12 @@ async def build_consumer(res: Resources, channel: Channel, lane: Lane) -> Channe
         if channel in (Channel.EMAIL, Channel.SMS) and not settings.channel.dry_run
         else None,
     )
-    consumer.dedupe = Dedupe(
+    consumer.ledger = DeliveryLedger(
         res.redis(),
-        window_s=settings.channel.dedupe_window_s,
-        namespace=f"{settings.topic_prefix}:dedupe",
+        ttl_s=settings.channel.ledger_ttl_s,
+        namespace=f"{settings.topic_prefix}:delivery",
         consumer=consumer.name,
+        owner_ttl_s=settings.channel.ledger_owner_ttl_s,
     )
     consumer.cancel_check = CancelCheck(
         res.redis(), consumer=consumer.name, prefix=f"{settings.topic_prefix}:cancel"
@@ -78,4 +113,5 @@ async def build(res: Resources, options: ProcessOptions) -> ProcessSpec:
         producer=await res.producer(),
         settings=res.settings.runtime,
     )
-    return ProcessSpec(runners=[runner], on_stop=consumer.adapter.close)
+    loops: list[BackgroundLoop] = [consumer.ledger.heartbeat] if consumer.ledger is not None else []
+    return ProcessSpec(runners=[runner], loops=loops, on_stop=consumer.adapter.close)

@@ -194,7 +194,7 @@ class _EventPlan:
     def refusal(self, channel: Channel, addresses: Sequence[str]) -> DeliveryOutcome | None:
         """The channel's suppression when the user opted out (never for critical) or has no address."""
         route = self.route
-        if route.tier is not Tier.CRITICAL and self.profile.preference(route.category, channel) is False:
+        if channel not in route.opt_in and not self.profile.allows(route.tier, route.category, channel):
             reason, detail = "opted_out", f"user opted out of {route.category} by {channel.value}"
         elif not addresses:
             reason = "no_endpoint" if channel is Channel.WEBHOOK else "no_address"
@@ -260,7 +260,7 @@ def plan(event: DomainEvent, route: Route, profile: Profile, now: datetime, cfg:
     """Step 1 (see the module's docstring): per channel a suppression, or per address a :class:`Pending`."""
     ep = _EventPlan.of(event, route, profile, now, cfg)
     out = Plan(event, route, ep.nid)
-    opted_in = [c for c in route.opt_in if profile.preference(route.category, c) is True]
+    opted_in = [c for c in route.opt_in if profile.allows(route.tier, route.category, c, opt_in=True)]
     for channel in [*route.channels, *opted_in]:
         addresses = recipients_for(channel, event, profile)
         refused = ep.refusal(channel, addresses)

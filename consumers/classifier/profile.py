@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from consumers.classifier.consent import may_send
 from consumers.classifier.quiet_hours import QuietWindow
-from schemas.models import Channel
+from schemas.models import Channel, Tier
 
 __all__ = ["Endpoint", "Profile", "zone"]
 
@@ -45,6 +46,10 @@ class Profile:
     quiet: QuietWindow | None = None
     preferences: Mapping[tuple[str, Channel], bool] = field(default_factory=dict)
     endpoints: tuple[Endpoint, ...] = ()
+
+    def allows(self, tier: Tier, category: str, channel: Channel, *, opt_in: bool = False) -> bool:
+        """The consent check's preference half (:func:`consumers.classifier.consent.may_send`)."""
+        return may_send(tier, category, channel, self.preferences, opt_in=opt_in)
 
     def preference(self, category: str, channel: Channel) -> bool | None:
         """True/False when the user chose; None when there is no row (the channel's default)."""

@@ -26,6 +26,7 @@ from schemas.models import Channel, Lane, Tier
 
 __all__ = [
     "DEFAULT_CHANNELS",
+    "DEFAULT_FALLBACK",
     "Route",
     "RoutingError",
     "RoutingTable",
@@ -48,6 +49,13 @@ DEFAULT_CHANNELS: Mapping[Tier, tuple[Channel, ...]] = {
 }
 """The decision table's channels per tier: used for unknown types when a default tier is set."""
 
+DEFAULT_FALLBACK: Mapping[Tier, tuple[Channel, ...]] = {
+    Tier.HIGH: (Channel.EMAIL,),
+    Tier.MEDIUM: (Channel.EMAIL,),
+}
+"""The only fallbacks the fallback consumer implements: high push → email when the push is not
+confirmed, medium in-app → email digest when unread. A route's ``fallback:`` turns them on or off."""
+
 
 class RoutingError(ConfigurationError, ValueError):
     """The routing table is invalid; the message says where and why."""
@@ -63,8 +71,10 @@ class Route:
     """How one event type (or pattern) is notified.
 
     ``channels`` always go out (subject to opt-outs); ``opt_in`` channels only when the user
-    has an explicit enabled preference for (category, channel). ``fallback`` is informational
-    for the fallback consumer (e.g. high: email after push).
+    has an explicit enabled preference for (category, channel). ``fallback`` is what the
+    fallback consumer does when the first channel does not get through: ``[email]`` on a high
+    route escalates an unconfirmed push to email, on a medium route digests unread in-app items
+    by email; empty (or absent) turns that off for the route.
     """
 
     match: str
@@ -110,13 +120,15 @@ class RoutingTable:
             route = next((r for r in self._globs if fnmatch.fnmatchcase(event_type, r.match)), None)
         if route is None and self.default_tier is not None:
             channels = DEFAULT_CHANNELS[self.default_tier]
+            fallback = DEFAULT_FALLBACK.get(self.default_tier, ())
             route = Route(
                 match=event_type,
                 tier=self.default_tier,
                 category="other",
                 channels=channels,
                 template=event_type,
-                steps=preset_steps(self.default_tier, channels, timings=self.timings),
+                fallback=fallback,
+                steps=preset_steps(self.default_tier, channels, fallback=fallback, timings=self.timings),
             )
         if len(self._memo) < 10_000:  # event types are few; the bound only guards against junk types
             self._memo[event_type] = route
@@ -174,6 +186,18 @@ def _header(where: str, entry: Any) -> tuple[str, str, Tier, str]:
     return where, match, tier, category
 
 
+def _fallback(where: str, tier: Tier, value: Any) -> tuple[Channel, ...]:
+    """A route's ``fallback:``, refused unless it is one the fallback consumer actually does."""
+    fallback = _channels(where, "fallback", value)
+    if fallback and fallback != DEFAULT_FALLBACK.get(tier):
+        allowed = "; ".join(f"{t.value}: [email]" for t in DEFAULT_FALLBACK)
+        raise RoutingError(
+            f"{where}: 'fallback' {[c.value for c in fallback]} is not one the fallback consumer does "
+            f"(only {allowed}); remove it or use one of those"
+        )
+    return fallback
+
+
 def _preset(where: str, entry: dict[str, Any], tier: Tier, timings: PresetTimings) -> dict[str, Any]:
     channels = _channels(where, "channels", entry.get("channels"))
     if not channels:
@@ -182,7 +206,7 @@ def _preset(where: str, entry: dict[str, Any], tier: Tier, timings: PresetTiming
     both = set(channels) & set(opt_in)
     if both:
         raise RoutingError(f"{where}: {', '.join(sorted(both))} in both 'channels' and 'opt_in'")
-    fallback = _channels(where, "fallback", entry.get("fallback"))
+    fallback = _fallback(where, tier, entry.get("fallback"))
     steps = preset_steps(tier, channels, opt_in, fallback, timings)
     return {"channels": channels, "opt_in": opt_in, "fallback": fallback, "steps": steps}
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import time
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
 
+from consumers.classifier.consent import DEFAULT_QUIET_CHANNELS, Consent, consent
 from consumers.classifier.quiet_hours import QuietWindow
 from consumers.infra.clock import Clock
 from consumers.infra.settings import FallbackSettings
@@ -15,7 +18,7 @@ from consumers.runtime.handling import Output
 from consumers.runtime.topics import Topics
 from consumers.scheduler.store import Scheduler
 from schemas.codec import Codec
-from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane
+from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, Tier
 
 __all__ = ["Contact", "FallbackContext", "load_contact"]
 
@@ -28,6 +31,7 @@ class FallbackContext:
     settings: FallbackSettings
     clock: Clock
     default_locale: str = "en"
+    quiet_channels: frozenset[Channel] = DEFAULT_QUIET_CHANNELS
 
     def email_output(self, message: ChannelMessage) -> Output:
         return Output(
@@ -49,15 +53,45 @@ class Contact:
     timezone: str
     zone: ZoneInfo
     quiet: QuietWindow | None
+    preferences: Mapping[tuple[str, Channel], bool] = field(default_factory=dict)
+
+    def consent(
+        self,
+        *,
+        tier: Tier,
+        category: str,
+        channel: Channel,
+        at: datetime,
+        quiet_channels: frozenset[Channel] = DEFAULT_QUIET_CHANNELS,
+    ) -> Consent:
+        """The same check the classifier makes (:func:`consumers.classifier.consent.consent`)."""
+        return consent(
+            tier=tier,
+            category=category,
+            channel=channel,
+            at=at,
+            preferences=self.preferences,
+            zone=self.zone,
+            window=self.quiet,
+            quiet_channels=quiet_channels,
+        )
+
+
+_CONTACT = """
+SELECT r.email, r.locale, r.timezone, r.quiet_start, r.quiet_end,
+       (SELECT json_agg(json_build_array(p.category, p.channel, p.enabled))
+          FROM herald_preferences p WHERE p.user_id = u.id) AS prefs
+FROM (SELECT $1::text AS id) u LEFT JOIN herald_recipients r ON r.user_id = u.id
+"""
 
 
 async def load_contact(conn: asyncpg.Connection, user_id: str, default_locale: str) -> Contact:
-    row = await conn.fetchrow(
-        "SELECT email, locale, timezone, quiet_start, quiet_end FROM herald_recipients WHERE user_id = $1",
-        user_id,
-    )
-    if row is None:
-        return Contact(None, default_locale, "UTC", ZoneInfo("UTC"), None)
+    """The recipient's address, locale, zone, quiet window and preferences (one query)."""
+    row = await conn.fetchrow(_CONTACT, user_id)
+    assert row is not None
+    prefs = {(c, Channel(ch)): bool(on) for c, ch, on in (json.loads(row["prefs"]) if row["prefs"] else ())}
+    if row["timezone"] is None:  # no herald_recipients row: defaults
+        return Contact(None, default_locale, "UTC", ZoneInfo("UTC"), None, prefs)
     try:
         zone = ZoneInfo(row["timezone"])
     except (ZoneInfoNotFoundError, ValueError):
@@ -65,4 +99,4 @@ async def load_contact(conn: asyncpg.Connection, user_id: str, default_locale: s
     start: time | None = row["quiet_start"]
     end: time | None = row["quiet_end"]
     quiet = QuietWindow(start, end) if start is not None and end is not None else None
-    return Contact(row["email"] or None, row["locale"] or default_locale, zone.key, zone, quiet)
+    return Contact(row["email"] or None, row["locale"] or default_locale, zone.key, zone, quiet, prefs)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -61,9 +61,13 @@ class Action(StrEnum):
     ARM_DIGEST_ITEM = "arm_digest_item"  # medium in-app sent: digest it if still unread later
 
 
-def decide_outcome(outcome: DeliveryOutcome) -> list[Action]:
+def decide_outcome(
+    outcome: DeliveryOutcome, fallback: Collection[Channel] = (Channel.EMAIL,)
+) -> list[Action]:
     """The actions an outcome calls for (the critical watch is separate: :func:`watches_critical`).
 
+    ``fallback`` is the route's ``fallback:`` channels for the message's event type: without
+    email there, a high push never escalates and a medium in-app item is never digested.
     Outcomes the fallback consumer itself writes (escalated, exhausted, suppressed) come back
     on the same topic and are ignored here, so nothing loops."""
     if outcome.message is None:
@@ -71,6 +75,8 @@ def decide_outcome(outcome: DeliveryOutcome) -> list[Action]:
     channel, tier, status = outcome.message.channel, outcome.message.tier, outcome.status
     if status == OutcomeStatus.FAILED_RETRYABLE:
         return [Action.RETRY]
+    if Channel.EMAIL not in fallback:
+        return [Action.IGNORE]
     if tier == Tier.HIGH and channel == Channel.PUSH and outcome.message.escalated_from is None:
         if status == OutcomeStatus.SENT:
             return [Action.ARM_ESCALATION]

@@ -1,5 +1,9 @@
 """Medium tier: in-app items still unread after a while are emailed as one digest per window.
 
+Each item passes the consent check of its own category for email when the digest goes out: an
+item whose category the user switched off for email is left out (``suppressed``/``opted_out``
+on that item), and a digest due inside quiet hours waits for the window's end.
+
 One digest per (user, window) and one digest membership per inbox row are unique
 constraints (``herald_digests``, ``herald_digest_items``); the digest row is locked while
 items join and while it is sent, so two items arriving in the same millisecond, two
@@ -9,11 +13,12 @@ pollers or a replay can never make a second digest or lose an item between diges
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 import asyncpg
 
+from consumers.classifier.consent import may_send
 from consumers.classifier.quiet_hours import quiet_until
 from consumers.fallback.context import Contact, FallbackContext, load_contact
 from consumers.fallback.decisions import (
@@ -30,7 +35,7 @@ from consumers.infra.keys import derived_key, outcome_id
 from consumers.runtime import metrics
 from consumers.runtime.handling import Output
 from consumers.scheduler.store import Timer
-from schemas.models import Channel, ChannelMessage, DeliveryOutcome, OutcomeStatus, Tier
+from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, Tier
 
 __all__ = ["arm_digest_item", "fire_digest_item", "fire_digest_send"]
 
@@ -150,11 +155,12 @@ async def fire_digest_send(ctx: FallbackContext, timer: Timer, conn: asyncpg.Con
         await conn.execute("UPDATE herald_digests SET send_at = $2 WHERE id = $1", digest_id, quiet)
         await ctx.scheduler.arm([_send_timer(digest_id, quiet, f":{quiet.isoformat()}")], conn)
         return []
-    unread = await _unread_items(conn, user_id)
+    unread, opted_out = await _unread_items(conn, user_id, contact.preferences)
+    skipped = [ctx.outcome_output(_opted_out_outcome(r, user_id, now)) for r in opted_out]
     if not unread:
         # Nothing to say: free the window so a later item can still have this window's digest.
         await conn.execute("DELETE FROM herald_digests WHERE id = $1", digest_id)
-        return []
+        return skipped
     await _close(conn, digest_id, unread, state="sent" if contact.email else "no_address", now=now)
     items = [DigestItem(r["title"], r["body"] or "", r["created_at"]) for r in unread]
     content = digest_content(items, ctx.settings.digest_max_items)
@@ -178,29 +184,36 @@ async def fire_digest_send(ctx: FallbackContext, timer: Timer, conn: asyncpg.Con
                     reason="no_address",
                     detail=f"digest of {len(unread)} items",
                 )
-            )
+            ),
+            *skipped,
         ]
     metrics.DIGESTS.inc()
     metrics.ESCALATIONS.labels(Tier.MEDIUM.value, "digest").inc(len(unread))
     log.info("digest for user %s: %d items (%d listed)", user_id, len(unread), len(content["items"]))
     outputs = [ctx.email_output(message)]
     outputs += [ctx.outcome_output(_item_outcome(r, message, now)) for r in unread]
-    return outputs
+    return outputs + skipped
 
 
-async def _unread_items(conn: asyncpg.Connection, user_id: str) -> list[asyncpg.Record]:
-    """The user's items waiting for a digest and still unread, locked for this transaction."""
+async def _unread_items(
+    conn: asyncpg.Connection, user_id: str, preferences: Mapping[tuple[str, Channel], bool]
+) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+    """The user's items waiting for a digest and still unread, locked for this transaction; and those
+    left out because the user switched their category's email off."""
     rows = await conn.fetch(
         "SELECT d.inbox_id, d.notification_id, d.idempotency_key, d.event_id, d.event_type, i.title, i.body, "
-        "i.created_at, i.read_at FROM herald_digest_items d LEFT JOIN herald_inbox i ON i.id = d.inbox_id "
-        "WHERE d.user_id = $1 AND d.digest_id IS NULL FOR UPDATE OF d",
+        "i.created_at, i.read_at, i.category FROM herald_digest_items d LEFT JOIN herald_inbox i "
+        "ON i.id = d.inbox_id WHERE d.user_id = $1 AND d.digest_id IS NULL FOR UPDATE OF d",
         user_id,
     )
     unread = [r for r in rows if r["title"] is not None and r["read_at"] is None]
+    opted_out = [r for r in unread if not may_send(Tier.MEDIUM, r["category"], Channel.EMAIL, preferences)]
+    unread = [r for r in unread if r not in opted_out]
     gone = [r["inbox_id"] for r in rows if r["title"] is None or r["read_at"] is not None]
-    if gone:  # read (or archived) before the digest went out: left out, for good
+    gone += [r["inbox_id"] for r in opted_out]
+    if gone:  # read, archived, or its category switched off for email: left out, for good
         await conn.execute("DELETE FROM herald_digest_items WHERE inbox_id = ANY($1::uuid[])", gone)
-    return unread
+    return unread, opted_out
 
 
 async def _close(
@@ -238,4 +251,25 @@ def _item_outcome(row: asyncpg.Record, digest: ChannelMessage, now: datetime) ->
         reason="digest",
         detail=f"in-app unread; in digest {digest.idempotency_key}",
         idempotency_key=digest.idempotency_key,
+    )
+
+
+def _opted_out_outcome(row: asyncpg.Record, user_id: str, now: datetime) -> DeliveryOutcome:
+    """Per item left out of the digest because its category's email is switched off."""
+    key = derived_key(row["idempotency_key"], "digest")
+    return DeliveryOutcome(
+        outcome_id=outcome_id(key, "suppressed:opted_out"),
+        notification_id=row["notification_id"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        user_id=user_id,
+        tier=Tier.MEDIUM,
+        status=OutcomeStatus.SUPPRESSED,
+        occurred_at=row["created_at"],
+        recorded_at=now,
+        channel=Channel.EMAIL,
+        lane=Lane.PRIORITY,
+        reason="opted_out",
+        detail=f"left out of the digest: user opted out of {row['category']} by email",
+        idempotency_key=key,
     )

@@ -2,7 +2,10 @@
 
 Both paths go through a timer (the at-once path is due immediately), so one transactional
 fire handler decides, and ``herald_escalations`` (keyed by the email's idempotency key)
-lets a push escalate once however many timers or replays ask for it.
+lets a push escalate once however many timers or replays ask for it. At fire time the email
+passes the same consent check as a first send: a recipient who switched off email for the
+category gets no escalation email (``suppressed``/``opted_out``), and one inside quiet hours
+gets it when the window ends (the timer is re-armed there).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from consumers.classifier.consent import Verdict
 from consumers.fallback.context import FallbackContext, load_contact
 from consumers.fallback.decisions import (
     KIND_ESCALATE,
@@ -92,7 +96,20 @@ async def fire_escalation(ctx: FallbackContext, timer: Timer, conn: asyncpg.Conn
         return []
     now = ctx.clock.now()
     contact = await load_contact(conn, push.user_id, ctx.default_locale)
+    verdict = contact.consent(
+        tier=push.tier,
+        category=push.category,
+        channel=Channel.EMAIL,
+        at=now,
+        quiet_channels=ctx.quiet_channels,
+    )
+    if verdict.verdict is Verdict.HELD and verdict.until is not None:
+        await _hold(ctx, conn, timer, verdict.until)
+        return []
     email_key = escalation_email_key(push.idempotency_key)
+    result = "email" if contact.email else "no_address"
+    if verdict.verdict is Verdict.OPTED_OUT:
+        result = "opted_out"
     first = await conn.fetchval(
         "INSERT INTO herald_escalations "
         "(escalation_key, notification_id, push_key, reason, result, created_at) "
@@ -101,12 +118,26 @@ async def fire_escalation(ctx: FallbackContext, timer: Timer, conn: asyncpg.Conn
         push.notification_id,
         push.idempotency_key,
         reason,
-        "email" if contact.email else "no_address",
+        result,
         now,
     )
     if not first:
         return []
     label = reason.split(":", 1)[0]
+    if result == "opted_out":
+        log.info(
+            "escalation of %s (%s): user opted out of %s email", push.notification_id, reason, push.category
+        )
+        opted_out = fallback_outcome(
+            push,
+            OutcomeStatus.SUPPRESSED,
+            now=now,
+            reason="opted_out",
+            detail=f"escalation ({reason}): user opted out of {push.category} by email",
+            channel=Channel.EMAIL,
+            key=email_key,
+        )
+        return [ctx.outcome_output(opted_out)]
     if contact.email is None:
         log.warning(
             "escalation of %s (%s): user %s has no email address", push.notification_id, reason, push.user_id
@@ -132,3 +163,22 @@ async def fire_escalation(ctx: FallbackContext, timer: Timer, conn: asyncpg.Conn
     metrics.ESCALATIONS.labels(push.tier.value, label).inc()
     log.info("escalated %s to email (%s)", push.notification_id, reason)
     return [ctx.email_output(email), ctx.outcome_output(escalated)]
+
+
+async def _hold(ctx: FallbackContext, conn: asyncpg.Connection, timer: Timer, until: datetime) -> None:
+    """Quiet hours: the same escalation, due when the window ends (a new key per hold, so it arms)."""
+    held = Timer(
+        key=f"{timer.key}:held:{until.isoformat()}",
+        kind=timer.kind,
+        due_at=until,
+        payload=timer.payload,
+        data=timer.data,
+    )
+    if await ctx.scheduler.arm([held], conn):
+        await conn.execute(
+            "INSERT INTO herald_escalation_watch (timer_key, notification_id, push_key, armed_at) "
+            "SELECT $1, notification_id, push_key, armed_at FROM herald_escalation_watch WHERE timer_key = $2 "
+            "ON CONFLICT DO NOTHING",
+            held.key,
+            timer.key,
+        )

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 import asyncpg
 
 from channels.storage_errors import classify_pg_error
+from consumers.classifier.routing import DEFAULT_FALLBACK
 from consumers.fallback.context import FallbackContext
 from consumers.fallback.critical import mark_reached, watch_critical
 from consumers.fallback.decisions import (
@@ -30,6 +31,7 @@ from consumers.fallback.decisions import (
 )
 from consumers.fallback.digest import arm_digest_item
 from consumers.fallback.escalation import PUSH_TIMEOUT, arm_escalation, cancel_escalations
+from consumers.fallback.receipts import receipt_outcomes, remember_sent
 from consumers.runtime import metrics
 from consumers.runtime.handling import Incoming, Output, Result
 from consumers.scheduler.retries import plan_retry
@@ -37,7 +39,7 @@ from consumers.workflow.context import WorkflowContext
 from consumers.workflow.executor import workflow_receipt
 from schemas.codec import DecodeError
 from schemas.errors import DependencyUnavailable, RecordError
-from schemas.models import DeliveryOutcome, OutcomeStatus, Receipt
+from schemas.models import Channel, ChannelMessage, DeliveryOutcome, OutcomeStatus, Receipt
 
 __all__ = ["FallbackHandler"]
 
@@ -45,10 +47,13 @@ log = logging.getLogger(__name__)
 Signal = DeliveryOutcome | Receipt
 
 # asyncpg raises these when PostgreSQL is down or the connection broke: the batch is retried.
+# InternalClientError: the server shut down mid-COMMIT ("cannot switch to state 15"); not a record's
+# fault, so not a reason to isolate and dead-letter outcomes (their retries would be lost).
 _OUTAGES = (
     OSError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     asyncpg.CannotConnectNowError,
     TimeoutError,
 )
@@ -99,11 +104,10 @@ class FallbackHandler:
 
     async def _one(self, conn: asyncpg.Connection, value: Signal) -> list[Output]:
         if isinstance(value, Receipt):
-            await self._receipt(conn, value)
-            return []
+            return await self._receipt(conn, value)
         return await self._outcome(conn, value)
 
-    async def _receipt(self, conn: asyncpg.Connection, receipt: Receipt) -> None:
+    async def _receipt(self, conn: asyncpg.Connection, receipt: Receipt) -> list[Output]:
         await conn.execute(
             "INSERT INTO herald_receipts (notification_id, status, user_id, channel, at, source) "
             "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
@@ -123,6 +127,7 @@ class FallbackHandler:
                 )
             channel = receipt.channel.value if receipt.channel else None
             await mark_reached(conn, receipt.notification_id, receipt.at, channel)
+        return await receipt_outcomes(self.ctx, conn, receipt)
 
     async def _outcome(self, conn: asyncpg.Connection, outcome: DeliveryOutcome) -> list[Output]:
         now = self.ctx.clock.now()
@@ -130,7 +135,9 @@ class FallbackHandler:
             await watch_critical(self.ctx, conn, outcome, now)
         outputs: list[Output] = []
         message = outcome.message
-        actions = decide_outcome(outcome)
+        if outcome.status is OutcomeStatus.SENT and message is not None:
+            outputs += await remember_sent(self.ctx, conn, outcome)
+        actions = decide_outcome(outcome, self._fallback(message) if message is not None else ())
         if self._custom(outcome.event_type):  # its steps decide what follows; retries stay per channel
             actions = [a for a in actions if a is Action.RETRY]
         for action in actions:
@@ -145,6 +152,13 @@ class FallbackHandler:
             elif action is Action.RETRY:
                 outputs += await self._retry(conn, outcome)
         return outputs
+
+    def _fallback(self, message: ChannelMessage) -> tuple[Channel, ...]:
+        """The route's ``fallback:`` channels (escalation, digest) for this message's event type."""
+        if self.workflows is None:
+            return DEFAULT_FALLBACK.get(message.tier, ())  # no routing table: the decision table
+        route = self.workflows.table.match(message.event_type)
+        return route.fallback if route is not None else ()
 
     def _custom(self, event_type: str) -> bool:
         if self.workflows is None:
@@ -184,6 +198,6 @@ class FallbackHandler:
             reason=outcome.reason or outcome.error_code,
             detail=f"retries exhausted after attempt {max(outcome.attempt, message.attempt)}",
         )
-        if escalates_on_exhaustion(message):
+        if escalates_on_exhaustion(message) and Channel.EMAIL in self._fallback(message):
             await arm_escalation(self.ctx, conn, message, reason="push_failed:exhausted", now=now)
         return [self.ctx.outcome_output(exhausted)]

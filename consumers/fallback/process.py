@@ -23,11 +23,13 @@ from consumers.fallback.decisions import (
 from consumers.fallback.digest import fire_digest_item, fire_digest_send
 from consumers.fallback.escalation import fire_escalation
 from consumers.fallback.handler import FallbackHandler
+from consumers.fallback.retrying import fire_retry
 from consumers.infra.resources import Resources
 from consumers.runtime.handling import Output
 from consumers.runtime.process import ProcessOptions, ProcessSpec
 from consumers.runtime.runner import Runner
 from consumers.runtime.topics import dlq
+from consumers.scheduler.retries import KIND_RETRY
 from consumers.scheduler.store import FireHandler, Scheduler, Timer, TimerPoller
 from consumers.workflow.process import fire_handlers as workflow_handlers
 from consumers.workflow.process import workflow_context
@@ -53,6 +55,7 @@ def fire_handlers(ctx: FallbackContext) -> Mapping[str, FireHandler]:
         KIND_DIGEST_ITEM: bind(fire_digest_item),
         KIND_DIGEST_SEND: bind(fire_digest_send),
         KIND_CRITICAL_CHECK: bind(fire_critical_check),
+        KIND_RETRY: bind(fire_retry),
     }
 
 
@@ -80,6 +83,7 @@ async def build(res: Resources, options: ProcessOptions) -> ProcessSpec:
         settings=settings.fallback,
         clock=res.clock,
         default_locale=settings.default_locale,
+        quiet_channels=frozenset(settings.classifier.quiet_hours_channels),
     )
     runner = Runner(
         FallbackHandler(ctx, pool, workflows=wf),

@@ -1,11 +1,14 @@
-"""``herald run inbox-janitor``: keeps the in-app inbox from growing without bound.
+"""``herald run inbox-janitor``: keeps the inbox small by archiving, not deleting.
 
-Deletes read rows older than ``in_app.retention_days`` and every row past its ``expires_at``,
-``in_app.janitor_batch`` rows per short transaction: each batch picks its ids through the
-partial indexes of migration 030, skips rows another transaction holds (``SKIP LOCKED``),
-gives up quickly on a lock (``lock_timeout``) and commits, so the table is never locked for
-long and readers/writers interleave between batches. Rows are deleted, not moved: an archive
-is a product decision (export them from a replica if needed).
+Moves read rows older than ``in_app.retention_days`` and every row past its ``expires_at`` to
+``herald_inbox_archive`` (one partition per month of archiving, :mod:`consumers.inbox.archive`),
+``in_app.janitor_batch`` rows per short transaction: each batch picks its ids through the partial
+indexes of migration 030, skips rows another transaction holds (``SKIP LOCKED``), gives up
+quickly on a lock (``lock_timeout``), deletes and inserts in one statement and commits, so a row
+is always in exactly one of the two tables and readers/writers interleave between batches.
+Archive partitions older than ``in_app.archive_retention_days`` are dropped whole (cheap, no
+vacuum debt). The same pass deletes ``herald_sent`` rows past ``fallback.receipt_window_days``
+(the fallback's memory of sent messages for their receipts).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from consumers.inbox.archive import ARCHIVE_TABLE, expired_partitions
+from consumers.inbox.archiving import ensure_partition, move_sql
 from consumers.infra.clock import Clock
 from consumers.infra.resources import Resources
 from consumers.infra.settings import InAppSettings
@@ -28,52 +33,76 @@ __all__ = ["InboxJanitor", "Sweep", "build"]
 
 log = logging.getLogger(__name__)
 
-_READ_SQL = """
-DELETE FROM herald_inbox WHERE id IN (
-    SELECT id FROM herald_inbox WHERE read_at IS NOT NULL AND read_at < $1
-     LIMIT $2 FOR UPDATE SKIP LOCKED)
-"""
-_EXPIRED_SQL = """
-DELETE FROM herald_inbox WHERE id IN (
-    SELECT id FROM herald_inbox WHERE expires_at IS NOT NULL AND expires_at <= $1
-     LIMIT $2 FOR UPDATE SKIP LOCKED)
+_READ_SQL = move_sql(
+    "SELECT id FROM herald_inbox WHERE read_at IS NOT NULL AND read_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED"
+)
+_EXPIRED_SQL = move_sql(
+    "SELECT id FROM herald_inbox WHERE expires_at IS NOT NULL AND expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED"
+)
+_PARTITIONS = f"""
+SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = '{ARCHIVE_TABLE}'::regclass
 """
 
 
 @dataclass(frozen=True, slots=True)
 class Sweep:
-    read_deleted: int
-    expired_deleted: int
+    read_archived: int
+    expired_archived: int
     batches: int
+    partitions_dropped: int = 0
 
 
 class InboxJanitor:
     def __init__(
-        self, pool: asyncpg.Pool, settings: InAppSettings, clock: Clock, *, lock_timeout_ms: int = 500
+        self,
+        pool: asyncpg.Pool,
+        settings: InAppSettings,
+        clock: Clock,
+        *,
+        lock_timeout_ms: int = 500,
+        receipt_window_days: int | None = None,
     ) -> None:
         self._pool = pool
         self._settings = settings
         self._clock = clock
         self._lock_timeout = f"{int(lock_timeout_ms)}ms"
+        self._receipt_window_days = receipt_window_days
 
     async def sweep(self, now: datetime, stopping: asyncio.Event | None = None) -> Sweep:
-        """One pass; returns what it deleted. Stops between batches when ``stopping`` is set."""
+        """One pass; returns what it archived. Stops between batches when ``stopping`` is set."""
+        await ensure_partition(self._pool, now)
         cutoff = now - timedelta(days=self._settings.retention_days)
-        read, b1 = await self._batches(_READ_SQL, cutoff, stopping)
-        expired, b2 = await self._batches(_EXPIRED_SQL, now, stopping)
-        return Sweep(read, expired, b1 + b2)
+        read, b1 = await self._batches(_READ_SQL, cutoff, now, stopping)
+        expired, b2 = await self._batches(_EXPIRED_SQL, now, now, stopping)
+        dropped = await self._drop_expired(now)
+        if self._receipt_window_days is not None:
+            await self._pool.execute(
+                "DELETE FROM herald_sent WHERE sent_at < $1", now - timedelta(days=self._receipt_window_days)
+            )
+        return Sweep(read, expired, b1 + b2, dropped)
 
-    async def _batches(self, sql: str, bound: datetime, stopping: asyncio.Event | None) -> tuple[int, int]:
+    async def _drop_expired(self, now: datetime) -> int:
+        names = [r["relname"] for r in await self._pool.fetch(_PARTITIONS)]
+        expired = expired_partitions(names, now, self._settings.archive_retention_days)
+        for name in expired:
+            await self._pool.execute(f"DROP TABLE IF EXISTS {name}")
+            log.info("inbox janitor: dropped archive partition %s", name)
+        return len(expired)
+
+    async def _batches(
+        self, sql: str, bound: datetime, now: datetime, stopping: asyncio.Event | None
+    ) -> tuple[int, int]:
         total = batches = 0
         size = self._settings.janitor_batch
         while stopping is None or not stopping.is_set():
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute(f"SET LOCAL lock_timeout = '{self._lock_timeout}'")
-                status: str = await conn.execute(sql, bound, size)
-            deleted = int(status.rsplit(" ", 1)[1])
-            total += deleted
+                status: str = await conn.execute(sql, bound, size, now)
+            moved = int(status.rsplit(" ", 1)[1])
+            total += moved
             batches += 1
-            if deleted < size:
+            if moved < size:
                 break
             await asyncio.sleep(0)  # let the pool's other users in between batches
         return total, batches
@@ -83,11 +112,11 @@ class InboxJanitor:
         while not stopping.is_set():
             try:
                 result = await self.sweep(self._clock.now(), stopping)
-                if result.read_deleted or result.expired_deleted:
+                if result.read_archived or result.expired_archived:
                     log.info(
-                        "inbox janitor: deleted %d read and %d expired rows in %d batches",
-                        result.read_deleted,
-                        result.expired_deleted,
+                        "inbox janitor: archived %d read and %d expired rows in %d batches",
+                        result.read_archived,
+                        result.expired_archived,
                         result.batches,
                     )
             except (OSError, asyncpg.PostgresError) as exc:
@@ -99,5 +128,10 @@ class InboxJanitor:
 
 
 async def build(res: Resources, _: ProcessOptions) -> ProcessSpec:
-    janitor = InboxJanitor(await res.pool(), res.settings.in_app, res.clock)
+    janitor = InboxJanitor(
+        await res.pool(),
+        res.settings.in_app,
+        res.clock,
+        receipt_window_days=res.settings.fallback.receipt_window_days,
+    )
     return ProcessSpec(loops=[janitor.run])

@@ -141,9 +141,9 @@ class EmailSettings(BaseModel, frozen=True):
     configuration_set: str | None = Field(
         None, description="SES configuration set (bounce/complaint events, reputation)."
     )
-    max_send_rate: float | None = Field(
-        None, gt=0, description="Override SES MaxSendRate; default: GetAccount, else 14/s."
-    )
+    max_send_rate: float | None = Field(None, gt=0, description="SES rate of the account (all processes).")
+    priority_share: float = Field(0.3, ge=0, le=1, description="Share of the SES rate bulk can never take.")
+    expected_replicas: int = Field(4, ge=1, description="Email processes; Redis down: each sends rate/this.")
     unsubscribe_url: str = Field(
         "https://example.com/unsubscribe?u={user_id}&c={category}",
         description="Bulk mail: one-click List-Unsubscribe URL ({user_id}, {category} filled in).",
@@ -188,7 +188,8 @@ class PushSettings(BaseModel, frozen=True):
 
 
 class InAppSettings(BaseModel, frozen=True):
-    retention_days: int = Field(90, gt=0, description="Read rows older than this are archived.")
+    retention_days: int = Field(90, gt=0, description="Read rows older than this move to the archive.")
+    archive_retention_days: int = Field(365, ge=0, description="Archive months kept this long; 0: forever.")
     janitor_interval_s: float = Field(
         300.0, gt=0, description="How often the inbox janitor archives old read rows."
     )
@@ -197,9 +198,8 @@ class InAppSettings(BaseModel, frozen=True):
 
 class ChannelConsumerSettings(BaseModel, frozen=True):
     concurrency: int = Field(64, gt=0, description="Deliveries in flight per process.")
-    dedupe_window_s: int = Field(
-        86_400, gt=0, description="Same idempotency key not sent twice within this (Redis)."
-    )
+    ledger_ttl_s: int = Field(172_800, gt=0, description="Delivery ledger memory; >= any retry schedule.")
+    ledger_owner_ttl_s: float = Field(10.0, gt=0, description="A process silent this long is dead.")
     inprocess_retries: int = Field(
         2, ge=0, description="Short retries of a retryable error before failed_retryable."
     )
@@ -257,6 +257,7 @@ class FallbackSettings(BaseModel, frozen=True):
     retry_jitter: float = Field(
         0.2, ge=0, le=1, description="Retry delays are spread uniformly within ± this fraction."
     )
+    receipt_window_days: int = Field(30, gt=0, description="Sent messages kept this long for their receipts.")
 
 
 class ApiSettings(BaseModel, frozen=True):

@@ -12,6 +12,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from schemas.codec import Codec
 
 __all__ = [
+    "AMBIGUOUS_DELIVERIES",
     "CLASSIFIER_DECISIONS",
     "CONSUMED",
     "CONSUMER_LAG",
@@ -27,6 +28,7 @@ __all__ = [
     "HANDLER_RETRIES",
     "HANDLER_SECONDS",
     "INTERNAL_ERRORS",
+    "LEDGER_RESENDS",
     "LEGACY_HEADERS",
     "PRODUCED",
     "PROVIDER_CIRCUIT_STATE",
@@ -35,6 +37,7 @@ __all__ = [
     "READY",
     "RETRIES_EXHAUSTED",
     "RETRIES_SCHEDULED",
+    "SES_QUOTA_FALLBACK",
     "WEBHOOK_ENDPOINTS_DISABLED",
     "count_legacy_headers",
 ]
@@ -140,3 +143,20 @@ DEPENDENCY_ERRORS = Counter(
 def count_legacy_headers(codec: Codec) -> None:
     """Count in :data:`LEGACY_HEADERS` every record ``codec`` decodes from a Herald 0.1 header."""
     codec.on_legacy_header = lambda contract: LEGACY_HEADERS.labels(contract.name).inc()
+
+
+AMBIGUOUS_DELIVERIES = Counter(
+    "herald_ambiguous_deliveries_total",
+    "Replayed messages found in flight from a dead process and not resent (failed_permanent/ambiguous).",
+    ["channel", "lane"],
+)
+LEDGER_RESENDS = Counter(
+    "herald_ledger_resends_total",
+    "Replayed messages found in flight from a dead process and sent again (critical/high, idempotent channels).",
+    ["channel", "lane"],
+)
+SES_QUOTA_FALLBACK = Counter(
+    "herald_ses_quota_fallback_total",
+    "SES sends paced by the local fallback rate because the shared Redis quota was unavailable.",
+    ["lane"],
+)

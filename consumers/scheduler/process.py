@@ -1,7 +1,8 @@
-"""``herald run scheduler``: releases due "publish" timers (deferred sends, retries) to their topics.
+"""``herald run scheduler``: releases due "publish" timers (the classifier's deferred sends) to their topics.
 
-Other timer kinds (escalations, digests) are fired by the process that owns their logic (the
-fallback consumer); this poller takes only the kinds it has handlers for.
+Other timer kinds (retries, escalations, digests) are fired by the process that owns their
+logic and its consent check (the fallback consumer); this poller takes only the kinds it has
+handlers for.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Both functions are pure: the clock (``now``) and the randomness (``rand``) come 
 arguments, so every schedule is a table in the tests. The fallback consumer calls
 :func:`plan_retry` on each ``failed_retryable`` outcome, arms the returned timer in the
 scheduler (a row in PostgreSQL, never a sleep) and publishes ``exhausted`` when it gets
-``None``.
+``None``. The timer's kind is ``retry``: the fallback fires it through the same consent check
+as a first send (preferences, quiet hours; ``consumers/fallback/retrying.py``).
 
 A retry re-sends the outcome's own ChannelMessage with ``attempt + 1`` and the **same**
 idempotency key (webhooks send it as ``webhook-id``; receivers dedupe on it). The timer's
@@ -25,7 +26,9 @@ from consumers.scheduler.store import Timer
 from schemas.codec import Codec
 from schemas.models import Channel, DeliveryOutcome, OutcomeStatus
 
-__all__ = ["next_delay", "plan_retry", "retry_timer_key"]
+__all__ = ["KIND_RETRY", "next_delay", "plan_retry", "retry_timer_key"]
+
+KIND_RETRY = "retry"
 
 
 def next_delay(
@@ -64,7 +67,7 @@ def plan_retry(
     topics: Topics,
     codec: Codec,
 ) -> Timer | None:
-    """The scheduler Timer (kind "publish") that re-sends outcome.message with attempt+1 and the SAME
+    """The scheduler Timer (kind ``retry``) that re-sends outcome.message with attempt+1 and the SAME
     idempotency key to its channel topic at now+delay; None when retries are exhausted.
 
     ``None`` also when the channel has no schedule (no retries configured) and when the retry
@@ -94,7 +97,7 @@ def plan_retry(
     msg_key = message.recipient if message.channel == Channel.WEBHOOK else message.user_id
     return Timer(
         key=retry_timer_key(message.idempotency_key, attempt + 1),
-        kind="publish",
+        kind=KIND_RETRY,
         due_at=due_at,
         topic=topics.channel(message.channel, message.lane),
         msg_key=msg_key.encode(),

@@ -210,7 +210,14 @@ class TimerPoller:
                 if polls % 20 == 1:
                     await self.observe_backlog()
                 failures = 0
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # InternalClientError: asyncpg's state machine when the server shuts down mid-COMMIT
+            # ("cannot switch to state 15; another operation is in progress"), an outage too.
+            except (
+                OSError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,
+            ) as exc:
                 failures += 1
                 wait = backoff(failures, base=wait, cap=5.0, jitter=0.2, rand=random.random())
                 log.warning("scheduler: database unavailable (%s); retrying in %.1fs", exc, wait)

@@ -7,7 +7,7 @@ wait (throttle, send, escalate, digest) run on in the same transaction; a wait o
 arms the next step's timer and ends it. ``herald_workflow_runs`` logs one row per step run.
 
 The poller produces what a fire returns and commits only after the broker's acks: a crash in
-between runs the step again with the same idempotency keys (the channel consumer's dedupe).
+between runs the step again with the same idempotency keys (the channel consumer's delivery ledger).
 """
 
 from __future__ import annotations

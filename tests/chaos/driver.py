@@ -120,8 +120,11 @@ class ChaosRun:
             if not names:
                 names = self.rnd.sample(list(PROCESSES), len(PROCESSES))
             name = names.pop()
-            self.pipeline.restart(name)
-            self.say(f"SIGKILL {name}, restarted")
+            self.pipeline.kill(name)
+            in_flight = await self.pipeline.count_in_flight(name)
+            self.pipeline.start(name)
+            counted = "unknown (Redis down)" if in_flight is None else str(in_flight)
+            self.say(f"SIGKILL {name} ({counted} provider calls in flight), restarted")
 
     async def supervise(self, stop: asyncio.Event) -> None:
         """Restart a process that exited by itself, as Kubernetes would, and remember it."""

@@ -12,6 +12,12 @@ assignment, incremental), and reads back each fake provider by idempotency key:
 
 :meth:`Ledger.account` checks each :class:`Expect` and, for every ChannelMessage that reached
 a channel topic (escalations, digests and retries included), that it ended somewhere.
+
+"Nothing lost" means every message ends in an outcome this ledger can account for: delivered (the
+provider recorded it), or a terminal outcome the decision table expects, or — for a send that was
+in flight at the provider when its process was SIGKILLed, on a tier and channel where a duplicate
+would hurt more than a loss — ``failed_permanent``/``ambiguous``: reported, not silently dropped,
+counted per channel, and bounded (with the duplicates) by the provider calls in flight at the kills.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import email
 import email.policy
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +37,7 @@ from consumers.runtime.topics import dlq
 from schemas.codec import DecodeError, default_codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome
 from tests.chaos.pipeline import Pipeline
-from tests.chaos.population import Expect
+from tests.chaos.population import Expect, ambiguity_allowed
 
 __all__ = ["Account", "Ledger", "TopicTail"]
 
@@ -85,6 +91,10 @@ class Account:
     wrong: list[tuple[Expect, str]] = field(default_factory=list)  # satisfied by the wrong thing
     orphans: list[str] = field(default_factory=list)  # channel messages that ended nowhere
     duplicates: Counter[str] = field(default_factory=Counter)  # channel -> extra provider calls, same key
+    ambiguous: Counter[str] = field(
+        default_factory=Counter
+    )  # channel -> keys ended failed_permanent/ambiguous
+    forbidden_ambiguous: list[str] = field(default_factory=list)  # ambiguous where the rule resends
     deliveries: Counter[str] = field(default_factory=Counter)  # channel -> distinct keys delivered
     calls: Counter[str] = field(default_factory=Counter)  # channel -> provider calls recorded
     extra: Counter[str] = field(default_factory=Counter)  # deliveries not required by the table
@@ -92,7 +102,13 @@ class Account:
 
     @property
     def complete(self) -> bool:
-        return not self.missing and not self.wrong and not self.orphans and not self.rekeyed
+        return (
+            not self.missing
+            and not self.wrong
+            and not self.orphans
+            and not self.rekeyed
+            and not self.forbidden_ambiguous
+        )
 
 
 class Ledger:
@@ -199,7 +215,21 @@ class Ledger:
                 sends[(known.event_id, channel, known.recipient, derived)].add(key)
         # A provider call repeated under another key would be a duplicate nobody can detect.
         acc.rekeyed = [f"{k}: {sorted(v)}" for k, v in sends.items() if len(v) > 1]
+        self._ambiguous(acc, users)
         return acc
+
+    def _ambiguous(self, acc: Account, users: set[str]) -> None:
+        """Count, per channel, the keys reported ``failed_permanent``/``ambiguous`` (a send in flight
+        at a kill, not resent), and flag any on a tier or channel where the rule says resend."""
+        for key, outcomes in self.outcomes.items():
+            if not any(_is_ambiguous(o) for o in outcomes):
+                continue
+            m = self.messages.get(key)
+            if m is None or m.user_id not in users:
+                continue
+            acc.ambiguous[m.channel.value] += 1
+            if not ambiguity_allowed(m.tier.value, m.channel):
+                acc.forbidden_ambiguous.append(f"{m.channel.value} {m.tier.value} {m.event_type} {key}")
 
     def _check(self, e: Expect, acc: Account) -> None:
         outcomes = self.outcomes.get(e.key, [])
@@ -207,6 +237,9 @@ class Ledger:
         if e.want == "deliver":
             if self.provider[e.channel.value][e.key]:
                 acc.ok["delivered"] += 1
+                return
+            if e.ambiguous_ok and ("failed_permanent", "ambiguous") in statuses:
+                acc.ok["failed_permanent:ambiguous"] += 1  # in flight at a kill: reported, not lost
                 return
             final = [s for s in statuses if s[0] in _TERMINAL]
             if final:
@@ -230,16 +263,30 @@ class Ledger:
         return out
 
 
-def summary(title: str, acc: Account, facts: dict[str, Any]) -> str:
-    """The table printed at the end of a chaos test."""
+def _is_ambiguous(o: DeliveryOutcome) -> bool:
+    return o.status.value == "failed_permanent" and o.reason == "ambiguous"
+
+
+def summary(
+    title: str, acc: Account, facts: dict[str, Any], in_flight: Mapping[str, int] | None = None
+) -> str:
+    """The table printed at the end of a chaos test: per channel, provider calls, unique keys the
+    provider recorded, duplicates (extra calls under the same key), keys reported
+    ``failed_permanent``/``ambiguous`` and, for kill runs, the provider calls that were in flight at
+    the moments of the kills (the most a crash can turn into a duplicate or an ambiguous outcome)."""
     lines = [f"== chaos: {title} ==", *(f"{k:<28} {v}" for k, v in facts.items())]
     lines.append(f"{'expectations':<28} {acc.expected}")
     for k, v in sorted(acc.ok.items()):
         lines.append(f"  {k:<26} {v}")
-    lines.append(f"{'channel':<10} {'delivered':>9} {'calls':>7} {'dups':>6}")
+    lines.append(
+        f"{'channel':<10} {'calls':>7} {'unique keys':>11} {'duplicates':>10} {'ambiguous':>9}"
+        f" {'in flight at kills':>19}"
+    )
     for c in Channel:
+        flight = "" if in_flight is None else str(in_flight.get(c.value, 0))
         lines.append(
-            f"{c.value:<10} {acc.deliveries[c.value]:>9} {acc.calls[c.value]:>7} {acc.duplicates[c.value]:>6}"
+            f"{c.value:<10} {acc.calls[c.value]:>7} {acc.deliveries[c.value]:>11} {acc.duplicates[c.value]:>10}"
+            f" {acc.ambiguous[c.value]:>9} {flight:>19}"
         )
     if acc.extra:
         lines.append(
@@ -250,6 +297,7 @@ def summary(title: str, acc: Account, facts: dict[str, Any]) -> str:
         f"{'missing/wrong/orphans/rekeyed':<28} {len(acc.missing)}/{len(acc.wrong)}/{len(acc.orphans)}/{len(acc.rekeyed)}"
     )
     lines += [f"  ! rekeyed {r}" for r in acc.rekeyed[:10]]
+    lines += [f"  ! ambiguous where the rule resends: {a}" for a in acc.forbidden_ambiguous[:10]]
     for e, why in (acc.missing + acc.wrong)[:15]:
         lines.append(f"  ! {e.channel.value} {e.event_type} {e.user_id} {e.key}: {why}")
     for o in acc.orphans[:10]:

@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ from pathlib import Path
 import aioboto3
 import asyncpg
 import httpx
+import redis.asyncio as redis_asyncio
+from redis.exceptions import RedisError
 
 from channels.webhook.signing import generate_secret
 from consumers.devstack import DevStack
@@ -104,6 +107,14 @@ class Pipeline:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     kills: list[tuple[float, str]] = field(default_factory=list)
+    # channel -> provider calls in flight when its process was SIGKILLed (delivery-ledger claims the
+    # dead process left behind: claimed, neither done nor released)
+    in_flight_at_kills: Counter[str] = field(default_factory=Counter)
+    _in_flight_seen: set[str] = field(default_factory=set)
+    in_flight_unknown: set[str] = field(default_factory=set)  # channels killed while Redis was unreadable
+    # killed on purpose and about to be started again by whoever killed it: not a crash, and not
+    # the supervisor's to restart (else two copies run, one of them untracked)
+    held: set[str] = field(default_factory=set)
     started_at: dict[str, float] = field(default_factory=dict)  # name -> time.monotonic() of its last start
     behaviours: dict[str, Behaviour] = field(default_factory=dict)
     pool: asyncpg.Pool | None = None
@@ -180,11 +191,14 @@ class Pipeline:
         self.procs[name] = spawn_herald(PROCESSES[name], env=env, log=self.root / f"{name}.log")
         self.ports[name] = port
         self.started_at[name] = time.monotonic()
+        self.held.discard(name)
         return self.procs[name]
 
     def kill(self, name: str) -> None:
-        """SIGKILL: no shutdown hook runs, nothing is flushed or committed."""
+        """SIGKILL: no shutdown hook runs, nothing is flushed or committed. The caller starts it again
+        (:meth:`start`); until then the supervisor leaves it alone."""
         proc = self.procs[name]
+        self.held.add(name)
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
@@ -194,8 +208,39 @@ class Pipeline:
         self.kill(name)
         self.start(name)
 
+    async def count_in_flight(self, name: str) -> int | None:
+        """After ``name`` was killed: how many of its provider calls were in flight (0 for non-channel
+        processes). A dead process's claims stay in the ledger until a replay resolves them. None
+        (and the channel remembered in ``in_flight_unknown``) when Redis could not be read."""
+        argv = PROCESSES[name]
+        if argv[0] != "channel":
+            return 0
+        channel, lane = argv[argv.index("--channel") + 1], argv[argv.index("--lane") + 1]
+        owner = f"in_flight|channel-{channel}-{lane}:"
+        client = redis_asyncio.Redis.from_url(
+            self.stack.redis_url, socket_timeout=5, socket_connect_timeout=2
+        )
+        found = 0
+        try:
+            keys = [k async for k in client.scan_iter(match=f"{self.prefix}:delivery:ledger:*", count=1000)]
+            for i in range(0, len(keys), 1000):
+                chunk = keys[i : i + 1000]
+                for key, value in zip(chunk, await client.mget(chunk), strict=True):
+                    text = value.decode() if isinstance(value, bytes) else str(value or "")
+                    if text.startswith(owner) and (ident := f"{key!r}={text}") not in self._in_flight_seen:
+                        self._in_flight_seen.add(ident)
+                        found += 1
+        except (RedisError, OSError):
+            self.in_flight_unknown.add(channel)  # Redis is in its outage drill: nothing to count with
+            return None
+        finally:
+            await client.aclose()
+        self.in_flight_at_kills[channel] += found
+        return found
+
     def dead(self) -> list[str]:
-        return [name for name, p in self.procs.items() if p.poll() is not None]
+        """Processes that exited by themselves (not those killed on purpose and awaiting their restart)."""
+        return [name for name, p in self.procs.items() if name not in self.held and p.poll() is not None]
 
     def ensure_running(self) -> None:
         for name in self.dead():

@@ -22,6 +22,7 @@ __all__ = [
     "Expect",
     "Planned",
     "User",
+    "ambiguity_allowed",
     "expectations",
     "make_events",
     "make_users",
@@ -103,6 +104,16 @@ class Expect:
     key: str  # the idempotency key of the message, or the suppression key
     want: str  # deliver | suppressed | deferred | failed_permanent
     reasons: frozenset[str] = field(default_factory=frozenset)
+    # "deliver" may instead end failed_permanent/ambiguous: a send in flight at a kill that is not
+    # resent because a duplicate would hurt more than a loss (see ambiguity_allowed)
+    ambiguous_ok: bool = False
+
+
+def ambiguity_allowed(tier: str, channel: Channel) -> bool:
+    """Whether a send in flight at a kill may end ``failed_permanent``/``ambiguous`` instead of
+    delivered (docs/guarantees.md): never for critical and high (a duplicate beats a loss), never
+    on in-app and webhooks (idempotent at the receiving end, so always resent)."""
+    return tier not in ("critical", "high") and channel not in (Channel.IN_APP, Channel.WEBHOOK)
 
 
 def make_users(run: str, n: int, *, now_utc: datetime, rnd: random.Random, orgs: int = 4) -> list[User]:
@@ -260,6 +271,7 @@ def expectations(e: Planned, user: User) -> list[Expect]:
             keys.idempotency_key(e.event_id, channel, recipient),
             want,
             reasons,
+            want == "deliver" and ambiguity_allowed(tier, channel),
         )
         for channel, recipient, want, reasons in targets
     ]

@@ -105,6 +105,8 @@ async def test_archive_removes_rows_and_the_unread_count(api: RunningApi) -> Non
     a, b = await api.add_rows(user, 2)
     res = await api.client.post("/v1/inbox/archive", json={"ids": [str(a)]}, headers=api.auth(user))
     assert res.status_code == 200 and res.json() == {"archived": [str(a)]}
+    # moved to the archive, not deleted
+    assert await api.ctx.pool.fetchval("SELECT user_id FROM herald_inbox_archive WHERE id = $1", a) == user
     items = (await api.client.get("/v1/inbox", headers=api.auth(user))).json()["items"]
     assert [i["id"] for i in items] == [str(b)]
     count = (await api.client.get("/v1/inbox/unread-count", headers=api.auth(user))).json()

@@ -1,13 +1,14 @@
-"""The generic channel consumer against real Redis (dedupe) and a scripted provider.
+"""The generic channel consumer against real Redis (delivery ledger) and a scripted provider.
 
 The provider here is a fake at the adapter boundary (the ``ChannelAdapter`` contract), so the
-consumer's own logic (ordering, concurrency, retries, dedupe, outcomes) is what is tested.
+consumer's own logic (ordering, concurrency, retries, ledger, outcomes) is what is tested.
 The email and SMS tests run the same consumer against moto.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
@@ -23,7 +24,7 @@ import redis.asyncio as redis_asyncio
 from channels.base import Content, Outcome, PermanentDelivery, RetryableDelivery
 from channels.templates import TemplateRenderer
 from consumers.channel.consumer import ChannelConsumer, retry_delay
-from consumers.channel.dedupe import Dedupe
+from consumers.channel.ledger import DeliveryLedger, LedgerState
 from consumers.infra.keys import idempotency_key, notification_id, outcome_id
 from consumers.infra.settings import ChannelConsumerSettings, HeraldSettings
 from consumers.runtime import metrics
@@ -46,6 +47,7 @@ def message(
     attempt: int = 1,
     expires_in_s: float | None = None,
     recipient: str | None = None,
+    tier: Tier = Tier.HIGH,
 ) -> ChannelMessage:
     event_id = event_id or str(uuid.uuid4())
     recipient = recipient or ("+15555550100" if channel is Channel.SMS else f"{user}@example.org")
@@ -58,7 +60,7 @@ def message(
         user_id=user,
         channel=channel,
         lane=Lane.PRIORITY,
-        tier=Tier.HIGH,
+        tier=tier,
         category="auth",
         recipient=recipient,
         template=template,
@@ -133,10 +135,10 @@ def make_consumer(
     client = redis_asyncio.Redis.from_url(
         redis_url or settings.redis_url.get_secret_value(), socket_timeout=0.5, socket_connect_timeout=0.5
     )
-    consumer.dedupe = Dedupe(
+    consumer.ledger = DeliveryLedger(
         client,
-        window_s=cfg.dedupe_window_s,
-        namespace=f"{settings.topic_prefix}:dedupe",
+        ttl_s=cfg.ledger_ttl_s,
+        namespace=f"{settings.topic_prefix}:delivery",
         consumer=consumer.name,
     )
     return consumer
@@ -200,25 +202,35 @@ async def test_failures_are_not_remembered_so_a_retry_sends(settings: HeraldSett
     assert ok.status is OutcomeStatus.SENT and len(provider.calls) == 4
 
 
-async def test_redis_down_degrades_dedupe_but_still_delivers(settings: HeraldSettings) -> None:
+async def test_redis_down_degrades_the_ledger_but_still_delivers(settings: HeraldSettings) -> None:
     provider = ScriptedProvider()
     consumer = make_consumer(settings, provider, redis_url="redis://127.0.0.1:1/0")
     counter = metrics.DEPENDENCY_ERRORS.labels("redis", consumer.name)
     before = counter._value.get()
     (o,) = outcomes(await consumer.handle(incoming([message("u-noredis")])))
     assert o.status is OutcomeStatus.SENT and len(provider.calls) == 1
-    assert counter._value.get() >= before + 2  # the check and the mark both failed, and were counted
+    assert counter._value.get() >= before + 3  # lookup, claim and done all failed, and were counted
 
 
-async def test_dedupe_marks_a_batch_in_one_call_and_the_first_send_wins(settings: HeraldSettings) -> None:
+async def test_ledger_claims_by_compare_and_set_and_remembers_done_for_its_ttl(
+    settings: HeraldSettings,
+) -> None:
     client = redis_asyncio.Redis.from_url(settings.redis_url.get_secret_value())
-    dedupe = Dedupe(client, window_s=120, namespace=f"{settings.topic_prefix}:dd", consumer="test")
+    ns = f"{settings.topic_prefix}:dd"
+    mine = DeliveryLedger(client, ttl_s=120, namespace=ns, consumer="a")
+    other = DeliveryLedger(client, ttl_s=120, namespace=ns, consumer="b")
     try:
-        await dedupe.mark({"k1": "first", "k2": None})
-        await dedupe.mark({"k1": "second", "k3": "third"})  # k1 is already marked: NX keeps "first"
-        assert await dedupe.seen(["k1", "k2", "k3", "k4"]) == {"k1": "first", "k2": None, "k3": "third"}
-        ttl = await client.ttl(f"{settings.topic_prefix}:dd:sent:k3")
-        assert 100 < ttl <= 120
+        assert await mine.claim("k1", None)
+        assert not await other.claim("k1", None)  # it changed since "b" looked: b must not send
+        await other.release("k1")  # not b's claim: nothing happens
+        (entry,) = (await other.lookup(["k1"])).values()
+        assert (entry.state, entry.owner) == (LedgerState.IN_FLIGHT, mine.owner)
+        await mine.done("k1", "pm-1")
+        assert (await mine.lookup(["k1", "k2"]))["k1"].provider_id == "pm-1"
+        assert 100 < await client.ttl(f"{ns}:ledger:k1") <= 120
+        assert await mine.claim("k2", None)
+        await mine.release("k2")  # a failed attempt: the retry may send
+        assert await mine.lookup(["k2"]) == {}
     finally:
         await client.aclose()
 
@@ -391,3 +403,107 @@ async def test_in_process_retries_stop_at_the_budget(settings: HeraldSettings) -
     assert o.status is OutcomeStatus.FAILED_RETRYABLE
     assert time.monotonic() - started < 0.6  # not 11 x 0.1 s of attempts plus sleeps
     assert 2 <= len(provider.calls) <= 4
+
+
+# -- the delivery ledger: a crash re-sends at most what was in flight ------------------------------
+@dataclass
+class HangingProvider(ScriptedProvider):
+    """Accepts the first ``accept`` calls, then never answers (the process dies mid-call)."""
+
+    accept: int = 0
+    hung: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:
+        if len(self.calls) >= self.accept:
+            self.calls.append((message.user_id, content.text or "", time.monotonic(), 0.0))
+            self.hung.set()
+            await asyncio.Event().wait()
+        return await super().deliver(message, content, idempotency_key=idempotency_key)
+
+
+async def _die_mid_batch(
+    settings: HeraldSettings, batch: list[ChannelMessage], accept: int, **channel: Any
+) -> HangingProvider:
+    """Run ``batch`` through a consumer whose provider hangs after ``accept`` sends, then kill it there."""
+    provider = HangingProvider(accept=accept)
+    consumer = make_consumer(settings, provider, concurrency=1, **channel)
+    task = asyncio.create_task(consumer.handle(incoming(batch)))
+    await asyncio.wait_for(provider.hung.wait(), 5)
+    task.cancel()  # the process is gone: no outcome was produced, nothing committed
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return provider
+
+
+async def test_a_replay_after_a_crash_mid_batch_sends_only_what_was_in_flight(
+    settings: HeraldSettings,
+) -> None:
+    batch = [message("u-crash", tier=Tier.HIGH, payload={"code": f"{i}"}) for i in range(5)]
+    dead = await _die_mid_batch(settings, batch, accept=3)
+    assert len(dead.calls) == 4  # three accepted, the fourth in flight at the "kill"
+    provider = ScriptedProvider()
+    replay = outcomes(await make_consumer(settings, provider).handle(incoming(batch)))
+    assert [o.status for o in replay] == [OutcomeStatus.SENT] * 5
+    assert ["duplicate" in (o.detail or "") for o in replay] == [True, True, True, False, False]
+    # high tier: the in-flight one is sent again (a duplicate beats a loss), plus the unstarted one
+    assert [c[1] for c in provider.calls] == [f"Your sign-in code is {i}. Never share it." for i in (3, 4)]
+
+
+async def test_an_in_flight_send_of_a_low_tier_is_ambiguous_not_resent(settings: HeraldSettings) -> None:
+    batch = [message("u-ambiguous", tier=Tier.LOW, payload={"code": f"{i}"}) for i in range(3)]
+    await _die_mid_batch(settings, batch, accept=1)
+    counter = metrics.AMBIGUOUS_DELIVERIES.labels(Channel.SMS.value, Lane.PRIORITY.value)
+    before = counter._value.get()
+    provider = ScriptedProvider()
+    consumer = make_consumer(settings, provider)
+    first = outcomes(await consumer.handle(incoming(batch)))
+    assert [(o.status, o.reason) for o in first] == [
+        (OutcomeStatus.SENT, None),
+        (OutcomeStatus.FAILED_PERMANENT, "ambiguous"),
+        (OutcomeStatus.SENT, None),
+    ]
+    assert len(provider.calls) == 1 and counter._value.get() == before + 1
+    again = outcomes(await make_consumer(settings, provider).handle(incoming(batch)))
+    assert [o.outcome_id for o in again] == [o.outcome_id for o in first]  # same verdicts, same ids
+    assert len(provider.calls) == 1
+
+
+async def test_messages_queued_for_a_slot_hold_no_claim_so_a_kill_is_ambiguous_only_where_a_call_was(
+    settings: HeraldSettings,
+) -> None:
+    # Four recipients, one provider call at a time: the first call hangs (the kill), three wait for
+    # the slot. Only the call at the provider may have been taken; the others were certainly not.
+    batch = [message(f"u-queued-{i}", tier=Tier.LOW, payload={"code": f"{i}"}) for i in range(4)]
+    dead = await _die_mid_batch(settings, batch, accept=0)
+    assert len(dead.calls) == 1
+    provider = ScriptedProvider()
+    replay = outcomes(await make_consumer(settings, provider).handle(incoming(batch)))
+    assert sorted((o.status, o.reason or "") for o in replay) == [
+        (OutcomeStatus.FAILED_PERMANENT, "ambiguous"),
+        (OutcomeStatus.SENT, ""),
+        (OutcomeStatus.SENT, ""),
+        (OutcomeStatus.SENT, ""),
+    ]
+    (ambiguous,) = [o for o in replay if o.status is OutcomeStatus.FAILED_PERMANENT]
+    assert ambiguous.user_id == dead.calls[0][0]  # the one that was at the provider
+    assert len(provider.calls) == 3
+
+
+async def test_a_key_in_flight_in_a_live_process_is_left_to_it(settings: HeraldSettings) -> None:
+    m = message("u-live-owner", tier=Tier.LOW)
+    other = make_consumer(settings, ScriptedProvider())
+    assert other.ledger is not None
+    stopping = asyncio.Event()
+    beat = asyncio.create_task(other.ledger.heartbeat(stopping))  # the other process is alive
+    try:
+        assert await other.ledger.claim(m.idempotency_key, None)
+        provider = ScriptedProvider()
+        (o,) = outcomes(await make_consumer(settings, provider).handle(incoming([m])))
+        assert (o.status, o.reason) == (OutcomeStatus.FAILED_RETRYABLE, "in_flight_elsewhere")
+        assert provider.calls == []
+    finally:
+        stopping.set()
+        await beat
+    # the other process stopped without finishing: its claim is now a dead process's
+    (o,) = outcomes(await make_consumer(settings, ScriptedProvider()).handle(incoming([m])))
+    assert (o.status, o.reason) == (OutcomeStatus.FAILED_PERMANENT, "ambiguous")

@@ -16,6 +16,7 @@ from channels.base import Content
 from channels.in_app.inbox import InAppAdapter
 from channels.in_app.inbox_pg import InboxService, decode_cursor, encode_cursor
 from consumers.devstack import DevStack
+from consumers.inbox.archive import partition_for
 from consumers.inbox.janitor import InboxJanitor, Sweep
 from consumers.inbox.reads import InboxReads
 from consumers.infra.clock import ManualClock
@@ -198,7 +199,7 @@ async def test_in_app_adapter_creates_one_row_per_key(inbox: InboxService) -> No
     assert (empty.status, empty.reason) == ("failed_permanent", "empty_title")
 
 
-async def test_janitor_deletes_old_read_and_expired_rows_in_batches(
+async def test_janitor_archives_old_read_and_expired_rows_in_batches(
     pg_pool: asyncpg.Pool, stack: DevStack
 ) -> None:
     async with isolated_inbox(pg_pool, stack.database_url) as pool:
@@ -220,13 +221,42 @@ async def test_janitor_deletes_old_read_and_expired_rows_in_batches(
             unread_old,
             now - timedelta(days=400),
         )
+        before = {r["id"]: dict(r) for r in await pool.fetch("SELECT * FROM herald_inbox")}
         janitor = InboxJanitor(pool, InAppSettings(retention_days=30, janitor_batch=3), ManualClock(now))
         result = await janitor.sweep(now)
         left = {r["id"] for r in await pool.fetch("SELECT id FROM herald_inbox")}
         assert left == set(recent_read + unread_old)  # unread rows are never swept, however old
-        assert (result.read_deleted, result.expired_deleted) == (7, 3)
+        assert (result.read_archived, result.expired_archived) == (7, 3)
         assert result.batches == 3 + 2  # batches of 3: 3+3+1 read, then 3+0 expired
+        # moved, not deleted: every swept row is in this month's archive partition, unchanged
+        archived = await pool.fetch(f"SELECT * FROM {partition_for(now).name}")
+        assert {r["id"] for r in archived} == set(old_read + expired)
+        for r in archived:
+            row = dict(r)
+            assert row.pop("archived_at") == now and row == before[r["id"]]
         assert await janitor.sweep(now) == Sweep(0, 0, 2)
+
+
+async def test_archive_partitions_past_their_retention_are_dropped(
+    pg_pool: asyncpg.Pool, stack: DevStack
+) -> None:
+    async with isolated_inbox(pg_pool, stack.database_url) as pool:
+        inbox = InboxService(pool)
+        then = datetime(2025, 1, 15, tzinfo=UTC)
+        ids = await add(inbox, uid(), 2, expires_at=then - timedelta(minutes=1))
+        settings = InAppSettings(archive_retention_days=60)
+        janitor = InboxJanitor(pool, settings, ManualClock(then))
+        assert (await janitor.sweep(then)).expired_archived == 2
+        assert (
+            await pool.fetchval("SELECT count(*) FROM herald_inbox_archive WHERE id = ANY($1::uuid[])", ids)
+            == 2
+        )
+        # 60 days after the end of January the January partition goes, whole
+        assert (await janitor.sweep(datetime(2025, 4, 1, tzinfo=UTC))).partitions_dropped == 0
+        later = datetime(2025, 4, 2, tzinfo=UTC)
+        assert (await janitor.sweep(later)).partitions_dropped == 1
+        assert await pool.fetchval("SELECT count(*) FROM herald_inbox_archive") == 0
+        assert await pool.fetchval("SELECT to_regclass($1)", partition_for(then).name) is None
 
 
 async def test_janitor_run_loop_stops(pg_pool: asyncpg.Pool, stack: DevStack) -> None:

@@ -172,8 +172,8 @@ async def test_channel_consumer_isolates_a_poison_message_and_delivers_the_next_
     try:
         isolated, _, dead = await _isolate_and_deliver(settings, handler, source, records)
     finally:
-        assert consumer.dedupe is not None
-        await consumer.dedupe.client.aclose()
+        assert consumer.ledger is not None
+        await consumer.ledger.client.aclose()
     _check_letter(dead, records[POISON_AT][1], isolated)
     sent = {u for u, _, _, _ in adapter.calls}
     assert sent == {m.user_id for m in messages} - {messages[POISON_AT].user_id}

@@ -1,7 +1,7 @@
 """Webhooks through the generic channel consumer, the retry planner, the scheduler and replay.
 
 Real Kafka (the retries travel through the channel topic), PostgreSQL (endpoints, timers,
-pending messages), Redis (dedupe) and a real receiver on 127.0.0.1.
+pending messages), Redis (delivery ledger) and a real receiver on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -19,13 +19,16 @@ import redis.asyncio as redis_asyncio
 from channels.webhook.endpoints_pg import EndpointStore
 from channels.webhook.http import WebhookAdapter
 from consumers.channel.consumer import ChannelConsumer
-from consumers.channel.dedupe import Dedupe
+from consumers.channel.ledger import DeliveryLedger
 from consumers.cli import endpoints as endpoints_cli
+from consumers.fallback.context import FallbackContext
+from consumers.fallback.process import fire_handlers
+from consumers.infra.clock import SystemClock
 from consumers.infra.settings import ChannelConsumerSettings, HeraldSettings, SchedulerSettings
 from consumers.runtime.handling import Incoming, Output
 from consumers.runtime.kafka import create_topics, make_producer
 from consumers.runtime.topics import Topics
-from consumers.scheduler.retries import plan_retry
+from consumers.scheduler.retries import KIND_RETRY, plan_retry
 from consumers.scheduler.store import Scheduler, TimerPoller
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, utcnow
@@ -51,10 +54,10 @@ def consumer(settings: HeraldSettings, a: WebhookAdapter, **channel: object) -> 
         topics=Topics(settings.topic_prefix),
         settings=cfg,
     )
-    c.dedupe = Dedupe(
+    c.ledger = DeliveryLedger(
         redis_asyncio.Redis.from_url(settings.redis_url.get_secret_value()),
-        window_s=600,
-        namespace=f"{settings.topic_prefix}:dedupe",
+        ttl_s=600,
+        namespace=f"{settings.topic_prefix}:delivery",
         consumer=c.name,
     )
     return c
@@ -79,9 +82,11 @@ async def test_fails_three_times_then_succeeds_with_one_webhook_id(
     c = consumer(settings, a)
     producer = make_producer(settings)
     await producer.start()
-    poller = TimerPoller(
-        Scheduler(pg_pool, namespace=settings.topic_prefix), producer, SchedulerSettings(poll_interval_s=0.02)
-    )
+    scheduler = Scheduler(pg_pool, namespace=settings.topic_prefix)
+    # Retry timers are fired by the fallback consumer, through the consent check.
+    ctx = FallbackContext(scheduler, topics, CODEC, settings.fallback, SystemClock())
+    handlers = {KIND_RETRY: fire_handlers(ctx)[KIND_RETRY]}
+    poller = TimerPoller(scheduler, producer, SchedulerSettings(poll_interval_s=0.02), handlers=handlers)
     schedule = {"webhook": [0.05, 0.05, 0.05, 0.05, 0.05]}  # the production schedule, shortened
     try:
         message = webhook_message(ep.endpoint_id)
@@ -116,7 +121,7 @@ async def test_fails_three_times_then_succeeds_with_one_webhook_id(
     assert all(d.verified_ours and d.verified_theirs for d in deliveries)
     assert [d.status for d in deliveries] == [503, 503, 503, 200]
     assert len([d for d in deliveries if d.accepted]) == 1
-    # a replay of the last record (e.g. a consumer crash before its commit) is deduped, not re-sent
+    # a replay of the last record (e.g. a consumer crash before its commit) is acknowledged from the ledger, not re-sent
     c2 = consumer(settings, adapter(pg_pool))
     try:
         again = await handle_one(c2, message)

@@ -123,3 +123,29 @@ def test_file_errors(tmp_path: Path) -> None:
     bad.write_text("routes: [\n")
     with pytest.raises(RoutingError, match="not valid YAML"):
         load_routing(bad)
+
+
+def test_fallback_is_only_what_the_fallback_consumer_does() -> None:
+    def route(tier: str, channels: list[str], fallback: list[str]) -> dict[str, Any]:
+        r = {"match": "x", "tier": tier, "category": "c", "channels": channels, "template": "t"}
+        return {"routes": [{**r, "fallback": fallback}]}
+
+    assert parse_routing(route("high", ["push"], ["email"])).match("x").fallback == (Channel.EMAIL,)  # type: ignore[union-attr]
+    assert parse_routing(route("medium", ["in_app"], [])).match("x").fallback == ()  # type: ignore[union-attr]
+    for tier, channels, fallback in [
+        ("low", ["email"], ["email"]),  # nothing falls back from low
+        ("high", ["push"], ["sms"]),  # escalation goes to email only
+        ("critical", ["push", "sms", "email"], ["email"]),
+    ]:
+        with pytest.raises(RoutingError, match="'fallback'"):
+            parse_routing(route(tier, channels, fallback))
+
+
+@pytest.mark.parametrize("tier", [Tier.HIGH, Tier.MEDIUM])
+def test_default_tier_routes_keep_the_decision_tables_fallback(tier: Tier) -> None:
+    table = parse_routing(
+        {"routes": [{"match": "a", "tier": "low", "category": "c", "channels": ["email"], "template": "t"}]},
+        default_tier=tier,
+    )
+    route = table.match("unknown.type")
+    assert route is not None and route.fallback == (Channel.EMAIL,)

@@ -323,3 +323,20 @@ def test_fallback_outcome_ids_are_replay_stable_and_distinct_per_status() -> Non
         "push_timeout",
         m,
     )
+
+
+@pytest.mark.parametrize(
+    ("channel", "tier", "status", "with_email", "without"),
+    [
+        (Channel.PUSH, Tier.HIGH, OutcomeStatus.SENT, Action.ARM_ESCALATION, Action.IGNORE),
+        (Channel.PUSH, Tier.HIGH, OutcomeStatus.FAILED_PERMANENT, Action.ESCALATE_NOW, Action.IGNORE),
+        (Channel.IN_APP, Tier.MEDIUM, OutcomeStatus.SENT, Action.ARM_DIGEST_ITEM, Action.IGNORE),
+        (Channel.PUSH, Tier.HIGH, OutcomeStatus.FAILED_RETRYABLE, Action.RETRY, Action.RETRY),  # retries stay
+    ],
+)
+def test_the_routes_fallback_key_turns_escalation_and_digest_on_and_off(
+    channel: Channel, tier: Tier, status: OutcomeStatus, with_email: Action, without: Action
+) -> None:
+    outcome = _outcome(status, _msg(channel, tier))
+    assert decide_outcome(outcome, (Channel.EMAIL,)) == [with_email]
+    assert decide_outcome(outcome, ()) == [without]

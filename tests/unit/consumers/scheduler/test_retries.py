@@ -153,7 +153,7 @@ def test_plan_retry_resends_same_key_with_next_attempt() -> None:
         _failed(msg, attempt=3), SCHEDULES, jitter=0.2, now=NOW, rand=0.5, topics=topics, codec=codec
     )
     assert timer is not None
-    assert timer.kind == "publish"
+    assert timer.kind == "retry"
     assert timer.due_at == NOW + timedelta(seconds=1800)
     assert timer.topic == "px.channel.webhook.priority"
     assert timer.msg_key == b"ep_1"  # webhook: keyed by endpoint id

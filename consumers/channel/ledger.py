@@ -1,0 +1,229 @@
+"""The delivery ledger: what happened to each idempotency key at the provider, in Redis.
+
+One key per idempotency key, ``<ns>:ledger:<idempotency key>``, with TTL ``ttl_s`` (at least
+the longest replay window: the fallback's longest retry schedule, checked in settings):
+
+* ``in_flight|<owner>`` written (compare-and-set) **before** the provider call;
+* ``done|<provider message id>`` written **right after** the provider accepted, per message;
+* deleted after a failed attempt (a retry must try again);
+* ``ambiguous`` once a replay found the key in flight from a dead process and chose not to
+  risk a second send (so every later replay answers the same).
+
+A process is alive while its owner key ``<ns>:owner:<owner>`` exists; :meth:`heartbeat`
+refreshes it every ``owner_ttl_s / 3`` and deletes it on a clean stop. So after a SIGKILL the
+only keys a replay finds ``in_flight`` are the provider calls that were in flight at the
+kill: those are the only sends that can be ambiguous, and :func:`replay_decision` says what
+to do about each (pure).
+
+Redis down degrades the ledger, it does not block delivery: every call logs, counts
+``herald_dependency_errors_total{dependency="redis"}`` and answers "nothing known", so a
+message replayed during a Redis outage may be sent twice (at-least-once allows it); holding
+every critical notification hostage to a cache would not be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import redis.asyncio as redis_asyncio
+from redis.exceptions import RedisError
+
+from consumers.runtime import metrics
+from schemas.models import Channel, Tier
+
+__all__ = ["DeliveryLedger", "Entry", "LedgerState", "Replay", "replay_decision"]
+
+log = logging.getLogger(__name__)
+
+_SEP = "|"
+_NO_ID = "-"  # a send the provider accepted without a message id (Redis values cannot be None)
+
+# Compare-and-set: claim the key only if it still holds what the batch's lookup saw (ARGV[3],
+# "" = absent). Returns nil on success, else the value found (someone else got there first).
+_CLAIM = """
+local v = redis.call('GET', KEYS[1])
+if (v or '') ~= ARGV[3] then return v or '' end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return nil
+"""
+# Release a failed attempt's claim, but only our own.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class LedgerState(StrEnum):
+    IN_FLIGHT = "in_flight"
+    DONE = "done"
+    AMBIGUOUS = "ambiguous"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What the ledger holds for one key, as the batch's lookup saw it."""
+
+    state: LedgerState
+    raw: str  # the stored value, for the compare-and-set
+    owner: str | None = None  # IN_FLIGHT: the process that claimed it
+    owner_alive: bool = False  # IN_FLIGHT: whether that process still heartbeats
+    provider_id: str | None = None  # DONE: the provider's message id
+
+
+class Replay(StrEnum):
+    SEND = "send"  # nothing known, or a resend where a duplicate beats a loss
+    ACK = "ack"  # already accepted by the provider: report the same `sent`, do not call it
+    WAIT = "wait"  # another live process is sending it right now: ask the fallback to look again
+    AMBIGUOUS = "ambiguous"  # in flight when its process died; a duplicate would hurt more than a loss
+
+
+# Channels whose provider call is idempotent by key at the receiving end: the inbox insert is
+# unique by idempotency key, webhook receivers dedupe on `webhook-id`. A resend there is free.
+IDEMPOTENT_CHANNELS = frozenset({Channel.IN_APP, Channel.WEBHOOK})
+# Tiers where a possible duplicate beats a possible loss.
+RESEND_TIERS = frozenset({Tier.CRITICAL, Tier.HIGH})
+
+
+def replay_decision(entry: Entry | None, *, tier: Tier, channel: Channel, owner: str) -> Replay:
+    """What to do with a message whose key the ledger holds as ``entry`` (None: nothing). Pure."""
+    if entry is None:
+        return Replay.SEND
+    if entry.state is LedgerState.DONE:
+        return Replay.ACK
+    if entry.state is LedgerState.AMBIGUOUS:
+        return Replay.AMBIGUOUS
+    if entry.owner != owner and entry.owner_alive:
+        return Replay.WAIT
+    # In flight from a process that is gone (or from this one's own earlier, interrupted attempt):
+    # the provider may or may not have taken it.
+    if channel in IDEMPOTENT_CHANNELS or tier in RESEND_TIERS:
+        return Replay.SEND
+    return Replay.AMBIGUOUS
+
+
+def _parse(raw: str) -> Entry | None:
+    state, _, rest = raw.partition(_SEP)
+    if state == LedgerState.DONE:
+        return Entry(LedgerState.DONE, raw, provider_id=None if rest == _NO_ID else rest)
+    if state == LedgerState.IN_FLIGHT:
+        return Entry(LedgerState.IN_FLIGHT, raw, owner=rest)
+    if state == LedgerState.AMBIGUOUS:
+        return Entry(LedgerState.AMBIGUOUS, raw)
+    return None  # unknown value (an older format): treat as nothing known
+
+
+class DeliveryLedger:
+    def __init__(
+        self,
+        client: redis_asyncio.Redis,
+        *,
+        ttl_s: int,
+        namespace: str,
+        consumer: str,
+        owner_ttl_s: float = 10.0,
+    ) -> None:
+        self.client = client
+        self.ttl_s = ttl_s
+        self.namespace = namespace
+        self.owner = f"{consumer}:{uuid.uuid4().hex[:16]}"
+        self.owner_ttl_s = owner_ttl_s
+        self._errors = metrics.DEPENDENCY_ERRORS.labels("redis", consumer)
+        self._claim = client.register_script(_CLAIM)
+        self._release = client.register_script(_RELEASE)
+
+    def _key(self, idempotency_key: str) -> str:
+        return f"{self.namespace}:ledger:{idempotency_key}"
+
+    def _owner_key(self, owner: str) -> str:
+        return f"{self.namespace}:owner:{owner}"
+
+    def _down(self, exc: BaseException, what: str) -> None:
+        self._errors.inc()
+        log.warning("delivery ledger: Redis unavailable (%s; REDIS_URL points at it); %s", exc, what)
+
+    async def lookup(self, idempotency_keys: Sequence[str]) -> dict[str, Entry]:
+        """The ledger's entries for a batch: one MGET, plus one EXISTS pipeline for in-flight owners."""
+        keys = list(dict.fromkeys(idempotency_keys))
+        if not keys:
+            return {}
+        try:
+            values = await self.client.mget([self._key(k) for k in keys])
+            entries: dict[str, Entry] = {}
+            for key, value in zip(keys, values, strict=True):
+                if value is not None:
+                    entry = _parse(value.decode() if isinstance(value, bytes) else str(value))
+                    if entry is not None:
+                        entries[key] = entry
+            owners = sorted({e.owner for e in entries.values() if e.owner and e.owner != self.owner})
+            if owners:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for o in owners:
+                        pipe.exists(self._owner_key(o))
+                    alive = dict(zip(owners, [bool(n) for n in await pipe.execute()], strict=True))
+                entries = {
+                    k: Entry(e.state, e.raw, e.owner, alive.get(e.owner or "", False), e.provider_id)
+                    for k, e in entries.items()
+                }
+            return entries
+        except (RedisError, OSError) as exc:
+            self._down(exc, f"{len(keys)} message(s) handled without the ledger")
+            return {}
+
+    async def claim(self, idempotency_key: str, seen: Entry | None) -> bool:
+        """Mark the key in flight by this process, if it still holds what the lookup saw.
+
+        False when another process changed it meanwhile (the caller does not send). Redis down:
+        True (deliver without the ledger)."""
+        try:
+            found = await self._claim(
+                keys=[self._key(idempotency_key)],
+                args=[f"{LedgerState.IN_FLIGHT}{_SEP}{self.owner}", self.ttl_s, seen.raw if seen else ""],
+            )
+        except (RedisError, OSError) as exc:
+            self._down(exc, "sending without an in-flight mark")
+            return True
+        return found is None
+
+    async def done(self, idempotency_key: str, provider_id: str | None) -> None:
+        """The provider accepted: any later replay is acknowledged without calling it."""
+        value = f"{LedgerState.DONE}{_SEP}{provider_id or _NO_ID}"
+        try:
+            await self.client.set(self._key(idempotency_key), value, ex=self.ttl_s)
+        except (RedisError, OSError) as exc:
+            self._down(exc, "an accepted send not remembered")
+
+    async def release(self, idempotency_key: str) -> None:
+        """The attempt failed: forget our claim, so the retry tries again."""
+        try:
+            await self._release(
+                keys=[self._key(idempotency_key)], args=[f"{LedgerState.IN_FLIGHT}{_SEP}{self.owner}"]
+            )
+        except (RedisError, OSError) as exc:
+            self._down(exc, "a failed attempt's claim left to expire")
+
+    async def ambiguous(self, idempotency_key: str) -> None:
+        """Remember the verdict, so every later replay reports the same."""
+        try:
+            await self.client.set(self._key(idempotency_key), str(LedgerState.AMBIGUOUS), ex=self.ttl_s)
+        except (RedisError, OSError) as exc:
+            self._down(exc, "an ambiguous verdict not remembered")
+
+    async def heartbeat(self, stopping: asyncio.Event) -> None:
+        """Keep this process's owner key alive until ``stopping``; then delete it."""
+        key = self._owner_key(self.owner)
+        ttl_ms = max(1, int(self.owner_ttl_s * 1000))
+        while not stopping.is_set():
+            try:
+                await self.client.set(key, "1", px=ttl_ms)
+            except (RedisError, OSError) as exc:
+                self._down(exc, "owner heartbeat missed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self.owner_ttl_s / 3)
+        with contextlib.suppress(RedisError, OSError):
+            await self.client.delete(key)
