@@ -21,9 +21,25 @@ import asyncpg
 from asyncpg.exceptions import _base as asyncpg_base
 from redis import exceptions as redis_errors
 
-__all__ = ["Blame", "classify_pg_error", "classify_redis_error"]
+__all__ = ["PG_ERRORS", "PG_OUTAGES", "Blame", "classify_pg_error", "classify_redis_error"]
 
 Blame = Literal["record", "dependency"]
+
+# What a PostgreSQL call can raise because of the server or the connection: retry, pause.
+# InternalClientError is asyncpg's state machine when the server shuts down mid-COMMIT
+# ("cannot switch to state 15; another operation is in progress"): an outage too.
+PG_OUTAGES: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
+# Everything a PostgreSQL call can raise that is about the call, outage or refused values:
+# catch these, then ask :func:`classify_pg_error` whose fault it was.
+PG_ERRORS: tuple[type[BaseException], ...] = (*PG_OUTAGES, asyncpg.PostgresError)
 
 # SQLSTATE classes (the first two characters) caused by the values a statement carries.
 _PG_RECORD_CLASSES: dict[str, str] = {

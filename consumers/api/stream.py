@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 
 from channels.in_app.inbox_pg import decode_cursor, encode_cursor
+from channels.storage_errors import PG_ERRORS
 from consumers.api.inbox_query import InboxQueries, InboxRow
 
 __all__ = ["CHANNEL", "InboxHub", "Subscription", "event_stream", "format_event"]
@@ -112,7 +113,7 @@ class InboxHub:
                 await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
                 stopper.cancel()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except PG_ERRORS as exc:
                 log.warning("inbox stream: LISTEN connection failed: %s", exc)
             finally:
                 self.listening.clear()

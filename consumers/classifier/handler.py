@@ -28,9 +28,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-import asyncpg
-
-from channels.storage_errors import classify_pg_error
+from channels.storage_errors import PG_ERRORS, classify_pg_error
 from consumers.classifier.decide import DecideConfig, Plan, finalize, plan
 from consumers.classifier.lookup import LookupUnavailable, ProfileCache
 from consumers.classifier.ratelimit import LimiterUnavailable, RateLimiter
@@ -223,7 +221,7 @@ class Classifier:
             return Taken()
         try:
             return await self.intake.take(routed, table, now)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except PG_ERRORS as exc:
             if classify_pg_error(exc) == "record":
                 raise RecordError(f"cancellation refused: {exc}", reason="invalid_event") from exc
             metrics.DEPENDENCY_ERRORS.labels("postgresql", self.name).inc()
@@ -240,7 +238,7 @@ class Classifier:
                 await self.scheduler.arm(timers)
             if index and self.intake is not None and now is not None:
                 await self.intake.canceller.index(index, now)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except PG_ERRORS as exc:
             if classify_pg_error(exc) == "record":  # the runtime splits to the record at fault
                 raise RecordError(f"arming deferred sends refused: {exc}", reason="invalid_event") from exc
             metrics.DEPENDENCY_ERRORS.labels("postgresql", self.name).inc()

@@ -15,6 +15,7 @@ import logging
 
 import asyncpg
 
+from channels.storage_errors import PG_ERRORS
 from consumers.classifier.lookup import ProfileCache
 
 __all__ = ["CHANNEL", "ProfileInvalidator"]
@@ -56,13 +57,11 @@ class ProfileInvalidator:
                 await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
                 stopper.cancel()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except PG_ERRORS as exc:
                 log.warning("profile invalidation: LISTEN connection failed: %s", exc)
             finally:
                 self.listening.clear()
-                with contextlib.suppress(
-                    OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError
-                ):
+                with contextlib.suppress(*PG_ERRORS):
                     await conn.close(timeout=2)
             if not stopping.is_set():
                 await _wait(stopping, self._reconnect_s)

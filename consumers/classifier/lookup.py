@@ -16,13 +16,16 @@ from typing import Any
 
 import asyncpg
 
-from channels.storage_errors import classify_pg_error
+from channels.storage_errors import PG_ERRORS, classify_pg_error
 from consumers.classifier.profile import Endpoint, Profile
 from consumers.classifier.quiet_hours import QuietWindow
 from schemas.errors import DependencyUnavailable, RecordError
 from schemas.models import Channel
 
 __all__ = ["LookupRejected", "LookupUnavailable", "ProfileCache", "fetch_profiles"]
+
+# ValueError: asyncpg refused to encode an argument (a user id with a NUL byte, ...).
+_LOOKUP_ERRORS: tuple[type[BaseException], ...] = (*PG_ERRORS, ValueError)
 
 # One round trip for recipients, preferences and (enabled) webhook endpoints of many users.
 _QUERY = """
@@ -82,7 +85,7 @@ async def fetch_profiles(pool: asyncpg.Pool, user_ids: list[str]) -> dict[str, P
     """
     try:
         rows = await pool.fetch(_QUERY, user_ids)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, ValueError) as exc:
+    except _LOOKUP_ERRORS as exc:
         if classify_pg_error(exc) == "record":
             raise LookupRejected(f"{type(exc).__name__}: {exc}") from exc
         raise LookupUnavailable(f"{type(exc).__name__}: {exc}") from exc

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 import asyncpg
 
-from channels.storage_errors import classify_pg_error
+from channels.storage_errors import PG_OUTAGES, classify_pg_error
 from consumers.classifier.routing import DEFAULT_FALLBACK
 from consumers.fallback.context import FallbackContext
 from consumers.fallback.critical import mark_reached, watch_critical
@@ -46,17 +46,9 @@ __all__ = ["FallbackHandler"]
 log = logging.getLogger(__name__)
 Signal = DeliveryOutcome | Receipt
 
-# asyncpg raises these when PostgreSQL is down or the connection broke: the batch is retried.
-# InternalClientError: the server shut down mid-COMMIT ("cannot switch to state 15"); not a record's
-# fault, so not a reason to isolate and dead-letter outcomes (their retries would be lost).
-_OUTAGES = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    asyncpg.CannotConnectNowError,
-    TimeoutError,
-)
+# PostgreSQL is down or the connection broke (mid-COMMIT included): the batch is retried, never
+# isolated record by record (dead-lettered outcomes would lose their retries).
+_OUTAGES = PG_OUTAGES
 
 
 class FallbackHandler:

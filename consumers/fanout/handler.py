@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
+from channels.storage_errors import PG_ERRORS
 from consumers.fanout.copies import copy_for, is_broadcast
 from consumers.runtime.handling import Incoming, Result
 from schemas.codec import Codec
@@ -67,13 +68,7 @@ class Fanout:
             if is_broadcast(item.value):
                 try:
                     await self.fan_out(item.value)
-                except (
-                    OSError,
-                    TimeoutError,
-                    asyncpg.PostgresError,
-                    asyncpg.InterfaceError,
-                    KafkaError,
-                ) as exc:
+                except (*PG_ERRORS, KafkaError) as exc:
                     raise DependencyUnavailable(f"fan-out of {item.value.event_id}: {exc}") from exc
         return [() for _ in batch]  # the copies are produced (and acknowledged) above
 

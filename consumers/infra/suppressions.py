@@ -12,6 +12,7 @@ from datetime import datetime
 
 import asyncpg
 
+from channels.storage_errors import PG_OUTAGES
 from consumers.infra.db import DatabaseUnavailable
 
 __all__ = ["Suppression", "SuppressionStore"]
@@ -68,7 +69,7 @@ class SuppressionStore:
                 channel,
                 list(set(given.values())),
             )
-        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        except PG_OUTAGES as exc:
             # Not knowing is not "not suppressed": the consumer pauses until PostgreSQL answers.
             raise DatabaseUnavailable(f"suppression list unavailable: {exc}") from exc
         hit = {r["address"] for r in rows}

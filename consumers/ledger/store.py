@@ -9,6 +9,7 @@ from datetime import date, timedelta
 
 import asyncpg
 
+from channels.storage_errors import PG_OUTAGES
 from consumers.infra.db import DatabaseUnavailable
 from consumers.ledger.rows import (
     COLUMNS,
@@ -25,14 +26,8 @@ __all__ = ["OUTAGES", "ActivityWriter"]
 
 log = logging.getLogger(__name__)
 
-# asyncpg raises these when PostgreSQL is down or the connection broke: the batch is retried.
-OUTAGES = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-)
+# PostgreSQL is down or the connection broke: the batch is retried.
+OUTAGES = PG_OUTAGES
 
 _TYPES = {
     "anchor_at": "timestamptz",

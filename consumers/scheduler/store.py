@@ -24,6 +24,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Gauge, Histogram
 
+from channels.storage_errors import PG_ERRORS
 from consumers.infra.backoff import backoff
 from consumers.infra.clock import Clock, SystemClock
 from consumers.infra.settings import SchedulerSettings
@@ -210,14 +211,7 @@ class TimerPoller:
                 if polls % 20 == 1:
                     await self.observe_backlog()
                 failures = 0
-            # InternalClientError: asyncpg's state machine when the server shuts down mid-COMMIT
-            # ("cannot switch to state 15; another operation is in progress"), an outage too.
-            except (
-                OSError,
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-                asyncpg.InternalClientError,
-            ) as exc:
+            except PG_ERRORS as exc:
                 failures += 1
                 wait = backoff(failures, base=wait, cap=5.0, jitter=0.2, rand=random.random())
                 log.warning("scheduler: database unavailable (%s); retrying in %.1fs", exc, wait)

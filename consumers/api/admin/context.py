@@ -7,9 +7,9 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-import asyncpg
 import redis.asyncio as redis_asyncio
 
+from channels.storage_errors import PG_ERRORS
 from consumers.api.admin.key_store import KeyStore
 from consumers.api.admin.settings import AdminSettings
 from consumers.classifier.routing import RoutingTable
@@ -35,6 +35,6 @@ class AdminContext:
                 await asyncio.wait_for(stopping.wait(), self.settings.key_last_used_flush_s)
             try:
                 await self.keys.flush_last_used()
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except PG_ERRORS as exc:
                 # a lost timestamp must not stop the API; the next flush writes the newer one
                 log.warning("could not record API keys' last use: %s", exc)

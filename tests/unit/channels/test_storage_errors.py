@@ -7,7 +7,7 @@ import pytest
 from asyncpg.exceptions import _base as asyncpg_base
 from redis import exceptions as redis_errors
 
-from channels.storage_errors import classify_pg_error, classify_redis_error
+from channels.storage_errors import PG_ERRORS, PG_OUTAGES, classify_pg_error, classify_redis_error
 
 
 def _pg(cls: type[asyncpg.PostgresError]) -> asyncpg.PostgresError:
@@ -79,3 +79,24 @@ def test_redis_errors_are_blamed_on_the_record_only_for_refused_values(
     error: BaseException, blame: str
 ) -> None:
     assert classify_redis_error(error) == blame
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        asyncpg.InternalClientError("cannot switch to state 15; another operation is in progress"),
+        asyncpg.CannotConnectNowError("the database system is shutting down"),
+        asyncpg.InterfaceError("connection is closed"),
+        ConnectionResetError(),
+        TimeoutError(),
+    ],
+)
+def test_a_server_going_away_mid_statement_is_an_outage_everywhere(error: BaseException) -> None:
+    """Every consumer catches PG_OUTAGES/PG_ERRORS; a shutdown mid-COMMIT must retry, not dead-letter."""
+    assert isinstance(error, PG_OUTAGES) and isinstance(error, PG_ERRORS)
+    assert classify_pg_error(error) == "dependency"
+
+
+def test_refused_values_are_caught_as_errors_but_are_not_outages() -> None:
+    refused = asyncpg.CharacterNotInRepertoireError("invalid byte sequence")
+    assert isinstance(refused, PG_ERRORS) and not isinstance(refused, PG_OUTAGES)
