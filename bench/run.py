@@ -171,6 +171,7 @@ PHASES: list[tuple[str, str]] = [
     ("isolation", "bench.isolation:phase"),
     ("memory", "bench.memory:phase"),
     ("scaling", "bench.scaling:phase"),
+    ("workers", "bench.scaling:phase_workers"),
     ("timers", "bench.timers:phase"),
     ("workflows", "bench.workflows:phase"),
     ("admin", "bench.admin:phase"),

@@ -1,4 +1,6 @@
-"""Classifier throughput with 1, 2 and 4 processes in one group on a 4-partition topic.
+"""Classifier throughput with 1, 2 and 4 processes in one group on a 4-partition topic: as
+separate OS processes (:func:`phase`), and as one ``herald run classifier --workers N``
+supervisor (:func:`phase_workers`).
 
 Each process's CPU (``/proc/<pid>/stat``) is read at the 10 % and 90 % marks with the rate, so
 the figures are CPU µs per event for the group and each process's utilisation (CPU s / wall s).
@@ -17,21 +19,35 @@ from bench.seed import ensure_users
 from consumers.runtime.kafka import create_topics
 from consumers.runtime.topics import Topics
 
-__all__ = ["phase"]
+__all__ = ["phase", "phase_workers"]
 
 USERS = 20_000
 
 
-async def _measure(b: Bench, n_procs: int, events: list[tuple[bytes, bytes]]) -> tuple[float, list[Cost]]:
+def _children(pid: int) -> list[int]:
+    """The worker processes a supervisor started (Linux)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(c) for c in f.read().split()]
+
+
+async def _measure(
+    b: Bench, n_procs: int, events: list[tuple[bytes, bytes]], *, workers: bool = False
+) -> tuple[float, list[Cost]]:
     s = b.settings(partitions=4)
     topics = Topics(s.topic_prefix)
     await create_topics(s, topics.all())
     total = len(events)
     with HeraldProcs(b.stack, s) as procs:
         pids: dict[str, int | None] = {}
-        for i in range(n_procs):
-            pids[f"classifier{i}"] = procs.start(f"scale{n_procs}-classifier{i}", ["classifier"]).pid
-        await procs.wait_ready()
+        if workers:
+            sup = procs.start(f"workers{n_procs}", ["classifier", "--workers", str(n_procs)]).pid
+            await procs.wait_ready()  # the supervisor is ready when every worker is
+            pids["supervisor"] = sup
+            pids.update({f"worker{i}": pid for i, pid in enumerate(_children(sup))})
+        else:
+            for i in range(n_procs):
+                pids[f"classifier{i}"] = procs.start(f"scale{n_procs}-classifier{i}", ["classifier"]).pid
+            await procs.wait_ready()
         await asyncio.sleep(3)  # let the group settle with every member before the load arrives
         await preload(s, topics.events, events, 4)
         # Rate and CPU between 10 % and 90 % committed: excludes start-up and the tail.
@@ -72,3 +88,26 @@ async def phase(b: Bench) -> None:
             costs,
         )
     b.extra["scaling"] = rates
+
+
+async def phase_workers(b: Bench) -> None:
+    """The same load through one supervisor with 1, 2 and 4 workers (``--workers N``)."""
+    await ensure_users(b.stack.database_url, USERS)
+    events = mixed_events(b.events, users=USERS, seed=99)
+    rates = {}
+    for n in (1, 2, 4):
+        with console.status(f"classifier --workers {n}"):
+            rates[n], costs = await _measure(b, n, events, workers=True)
+        utils = ", ".join(f"{c.process}={c.utilisation:.2f}" for c in costs)
+        b.add(
+            Row(
+                f"classifier --workers {n}",
+                rates[n],
+                "msg/s",
+                "--workers 1",
+                rates[n] / rates[1],
+                note=f"4 partitions, one supervisor; CPU utilisation: {utils}",
+            ),
+            costs,
+        )
+    b.extra["workers"] = rates
