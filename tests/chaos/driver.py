@@ -55,6 +55,7 @@ class ChaosRun:
         default_factory=list
     )  # (name, rc, started at, seen at)
     t0: float = field(default_factory=time.monotonic)
+    spared: set[str] = field(default_factory=set)  # processes the killer leaves alone for now
 
     @property
     def user_ids(self) -> set[str]:
@@ -119,7 +120,11 @@ class ChaosRun:
                 pass
             if not names:
                 names = self.rnd.sample(list(PROCESSES), len(PROCESSES))
-            name = names.pop()
+            eligible = [n for n in names if n not in self.spared]
+            if not eligible:
+                continue
+            name = eligible[-1]
+            names.remove(name)
             self.pipeline.kill(name)
             in_flight = await self.pipeline.count_in_flight(name)
             self.pipeline.start(name)
