@@ -16,10 +16,12 @@ from pydantic import AliasChoices, BaseModel, Field, NonNegativeInt, PositiveFlo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from channels.aws import AwsSettings
+from channels.email.smtp import SmtpSettings
+from channels.sms.twilio import TwilioSettings
 from channels.webhook.http import WebhookSettings
 from consumers.api.admin.settings import AdminSettings
 from consumers.console.settings import ConsoleSettings
-from consumers.infra.provider_settings import ProvidersSettings, SmtpSettings, TwilioSettings
+from consumers.infra.provider_settings import ProvidersSettings
 from consumers.infra.settings_env import CommaListEnvSource, load_strictly
 from consumers.ledger.settings import LedgerSettings
 from schemas.models import Channel, Tier
