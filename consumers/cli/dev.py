@@ -221,6 +221,7 @@ async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
     from consumers.devstack.webhook_sink import WebhookSink
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the provider watcher polls every second
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd: a line per SMTP command
     logs: Path = args.logs
     await asyncio.to_thread(logs.mkdir, parents=True, exist_ok=True)
     secret = new_webhook_secret()
