@@ -8,6 +8,7 @@ from bench.common import Timing, preload
 from bench.passthrough import raw_passthrough
 from bench.run import Bench, Row, console
 from bench.timed import time_runner
+from channels.base import ChannelAdapter
 from channels.dry_run import DryRunAdapter
 from channels.templates import TemplateRenderer
 from consumers.channel.consumer import ChannelConsumer
@@ -19,7 +20,7 @@ from consumers.runtime.topics import dlq
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, Lane, Tier, utcnow
 
-__all__ = ["channel_messages", "phase"]
+__all__ = ["channel_messages", "phase", "run_consumer"]
 
 _TEMPLATES = {
     Channel.EMAIL: ("payment_receipt", {"amount": "12.50", "currency": "EUR", "merchant": "Shop"}),
@@ -58,11 +59,21 @@ def channel_messages(
     return out
 
 
-async def _run_consumer(res: Resources, channel: Channel, source: str, total: int, group: str) -> Timing:
+async def run_consumer(
+    res: Resources,
+    channel: Channel,
+    source: str,
+    total: int,
+    group: str,
+    *,
+    adapter: ChannelAdapter | None = None,
+) -> Timing:
+    """The channel consumer over ``total`` messages of ``source``, through ``adapter`` (default:
+    the instant dry-run provider)."""
     consumer = ChannelConsumer(
         channel=channel,
         lane=Lane.PRIORITY,
-        adapter=DryRunAdapter(channel),
+        adapter=adapter or DryRunAdapter(channel),
         topics=res.topics,
         settings=res.settings.channel,
         renderer=TemplateRenderer(res.settings.templates_dir, res.settings.default_locale),
@@ -89,7 +100,7 @@ async def phase(b: Bench) -> None:
             with console.status(f"raw pass-through of {channel.value} messages"):
                 raw = await raw_passthrough(s, source, f"{source}.raw", n, f"{s.topic_prefix}-raw")
             with console.status(f"{channel.value} consumer, no-op provider"):
-                t = await _run_consumer(res, channel, source, n, f"{s.topic_prefix}-{channel.value}")
+                t = await run_consumer(res, channel, source, n, f"{s.topic_prefix}-{channel.value}")
         finally:
             await res.close()
         added_ms = (1 / t.rate - 1 / raw.rate) * 1000

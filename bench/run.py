@@ -168,6 +168,7 @@ PHASES: list[tuple[str, str]] = [
     ("passthrough", "bench.run:phase_passthrough"),
     ("classifier", "bench.classifier:phase"),
     ("channel_overhead", "bench.channels:phase"),
+    ("smtp", "bench.smtp:phase"),
     ("isolation", "bench.isolation:phase"),
     ("memory", "bench.memory:phase"),
     ("scaling", "bench.scaling:phase"),

@@ -9,6 +9,9 @@ retryable they open this provider's breaker so the next provider takes the mail.
 A connection error before the message was handed over (connect refused, TLS failure, a pooled
 connection the server had closed) is a plain retryable refusal; a timeout or disconnect while
 the message was in flight is ``provider_timeout`` (the server may have accepted it).
+
+:class:`SmtpSettings` is the one declaration of this provider's knobs: the adapter reads it as
+is, and Herald's settings object nests it as ``HERALD_SMTP__*``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import aiosmtplib
@@ -28,13 +31,14 @@ from aiosmtplib.errors import (
     SMTPServerDisconnected,
     SMTPTimeoutError,
 )
+from pydantic import BaseModel, Field, SecretStr
 
 from channels.base import Content, Failure, Outcome, PermanentDelivery, RetryableDelivery
 from channels.email.mime import compose, envelope_sender
 from channels.pacing import TokenBucket
 from schemas.models import Channel, ChannelMessage
 
-__all__ = ["SmtpEmailAdapter", "SmtpOptions", "classify"]
+__all__ = ["SmtpEmailAdapter", "SmtpSettings", "classify"]
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +68,23 @@ def classify(code: int) -> Failure:
     return Failure.permanent() if 500 <= code < 600 else Failure.retry()
 
 
-@dataclass(frozen=True, slots=True)
-class SmtpOptions:
-    host: str
-    port: int = 587
-    security: Literal["starttls", "tls", "none"] = "starttls"
-    username: str | None = None
-    password: str | None = None
-    validate_certs: bool = True
-    ca_file: str | None = None
-    timeout_s: float = 10.0
-    pool_size: int = 8
+class SmtpSettings(BaseModel, frozen=True):
+    """The SMTP email provider (``smtp`` in ``HERALD_PROVIDERS__EMAIL``)."""
+
+    host: str = Field("127.0.0.1", description="SMTP server (relay or submission) host.")
+    port: int = Field(
+        587, ge=1, le=65535, description="587 for STARTTLS submission, 465 for implicit TLS, 25 for relay."
+    )
+    security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="starttls: upgrade after EHLO (required); tls: TLS from the first byte."
+    )
+    username: str | None = Field(None, description="AUTH user; unset: no AUTH.")
+    password: SecretStr | None = Field(None, description="AUTH password.")
+    validate_certs: bool = Field(True, description="Verify the server's TLS certificate.")
+    ca_file: Path | None = Field(None, description="CA bundle that signs the server's certificate.")
+    timeout_s: float = Field(10.0, gt=0, description="Connect and per-command timeout (a timeout retries).")
+    pool_size: int = Field(8, gt=0, description="SMTP connections kept open per process.")
+    max_send_rate: float = Field(50.0, gt=0, description="Messages per second per process.")
 
 
 class SmtpEmailAdapter:
@@ -85,7 +95,7 @@ class SmtpEmailAdapter:
 
     def __init__(
         self,
-        options: SmtpOptions,
+        settings: SmtpSettings,
         *,
         from_address: str,
         bucket: TokenBucket,
@@ -93,7 +103,7 @@ class SmtpEmailAdapter:
         unsubscribe_mailto: str | None = None,
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
-        self.options = options
+        self.settings = settings
         self.from_address = from_address
         self.sender = envelope_sender(from_address)
         self.bucket = bucket
@@ -101,7 +111,7 @@ class SmtpEmailAdapter:
         self.unsubscribe_mailto = unsubscribe_mailto
         self.tls_context = tls_context
         self._idle: list[aiosmtplib.SMTP] = []
-        self._slots = asyncio.Semaphore(max(1, options.pool_size))
+        self._slots = asyncio.Semaphore(max(1, settings.pool_size))
 
     async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:
         try:
@@ -140,18 +150,18 @@ class SmtpEmailAdapter:
             return Outcome.sent(self.provider, _queued_id(reply))
 
     async def _connect(self) -> aiosmtplib.SMTP:
-        o = self.options
+        o = self.settings
         conn = aiosmtplib.SMTP(
             hostname=o.host,
             port=o.port,
             use_tls=o.security == "tls",
             start_tls=o.security == "starttls",  # required when asked for; never when "none"
             validate_certs=o.validate_certs,
-            cert_bundle=o.ca_file,
+            cert_bundle=str(o.ca_file) if o.ca_file else None,
             tls_context=self.tls_context,
             timeout=o.timeout_s,
             username=o.username,
-            password=o.password,
+            password=o.password.get_secret_value() if o.password else None,
         )
         await conn.connect()
         return conn

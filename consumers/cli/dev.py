@@ -1,9 +1,14 @@
 """``herald dev`` (what ``make run`` calls): the whole pipeline on the embedded stack, with a demo stream.
 
-Starts Kafka, PostgreSQL, Redis, moto (SES/SNS), a local FCM and a webhook receiver; applies
+Starts Kafka, PostgreSQL, Redis, moto (SES/SNS), a local FCM, an SMTP server (aiosmtpd), a local
+Twilio and a webhook receiver; applies
 migrations, creates topics, seeds demo users; runs every Herald process as its own OS
 process (as in production); emits demo events; prints every outcome and every delivery the
 fake providers accepted. Ctrl-C stops everything; nothing is left running.
+
+Each channel with a second provider has it configured (:data:`DEMO_PROVIDERS`): email SES then
+SMTP, SMS SNS then Twilio, behind their shared breakers. So that the second providers are seen
+working, the bulk lane's email puts SMTP first and critical SMS puts Twilio first.
 """
 
 from __future__ import annotations
@@ -64,6 +69,14 @@ DEMO_ENV = {
     "HERALD_EMAIL__FROM_ADDRESS": "Herald <noreply@herald.dev>",
 }
 
+# Several providers per channel, in failover order; a lane and a tier route show the second ones.
+DEMO_PROVIDERS = {
+    "HERALD_PROVIDERS__EMAIL": json.dumps(["ses", "smtp"]),
+    "HERALD_PROVIDERS__SMS": json.dumps(["sns", "twilio"]),
+    "HERALD_PROVIDERS__BY_LANE": json.dumps({"bulk": {"email": ["smtp", "ses"]}}),
+    "HERALD_PROVIDERS__BY_TIER": json.dumps({"critical": {"sms": ["twilio", "sns"]}}),
+}
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("dev", help="run everything on the embedded stack with a demo stream (make run)")
@@ -118,43 +131,57 @@ async def _watch_dlq(settings: HeraldSettings, stop: asyncio.Event) -> None:
             return
 
 
+def _new(seen: dict[str, int], kind: str, items: list[Any]) -> list[Any]:
+    """The items not shown yet (providers only ever append)."""
+    fresh = items[seen.get(kind, 0) :]
+    seen[kind] = len(items)
+    return fresh
+
+
+def _show_ses_sns(data: dict[str, Any], seen: dict[str, int]) -> None:
+    ses = data.get("ses", {})
+    for m in _new(seen, "ses", ses.get("Message", []) + ses.get("RawMessage", [])):
+        subject = m.get("subject") or _raw_subject(m.get("raw_data", ""))
+        _say(
+            "delivered",
+            f"email   via ses to={m.get('destinations', m.get('destination'))} subject={subject!r}",
+        )
+    for s in _new(seen, "sns", data.get("sns", {}).get("SMS", [])):
+        _say("delivered", f"sms     via sns {s}")
+
+
+def _show_fakes(fakes: dict[str, Any], seen: dict[str, int]) -> None:
+    for r in _new(seen, "smtp", fakes["smtp"].messages()):
+        _say("delivered", f"email   via smtp to={list(r.rcpt_tos)} subject={str(r.message['Subject'])!r}")
+    for t in _new(seen, "twilio", fakes["twilio"].messages()):
+        _say("delivered", f"sms     via twilio to={t['to']} from={t['from']} body={t['body']!r}")
+    for p in _new(seen, "push", fakes["fcm"].messages()):
+        msg = p.get("message", p)
+        _say(
+            "delivered",
+            f"push    token={msg.get('token')} title={msg.get('notification', {}).get('title')!r}",
+        )
+    for h in _new(seen, "webhook", fakes["webhook"].received):
+        _say("delivered", f"webhook {'signature verified' if h['ok'] else 'REJECTED'} {h}")
+
+
 async def _watch_providers(
-    settings: HeraldSettings, fcm: Any, sink: Any, pool: Any, stop: asyncio.Event
+    settings: HeraldSettings, fakes: dict[str, Any], pool: Any, stop: asyncio.Event
 ) -> None:
-    """Print what the fake providers accepted: the proof that deliveries happened."""
-    seen: dict[str, int] = {"email": 0, "sms": 0, "push": 0, "webhook": 0, "inbox": 0}
+    """Print what the providers accepted (moto, the SMTP server, the fakes): the proof that
+    deliveries happened, and through which provider."""
+    seen: dict[str, int] = {}
+    inbox = 0
     async with httpx.AsyncClient(timeout=5) as client:
         while not stop.is_set():
-            data = (await client.get(f"{settings.aws.endpoint_url}/moto-api/data.json")).json()
-            ses = data.get("ses", {})
-            mails = ses.get("Message", []) + ses.get("RawMessage", [])
-            for m in mails[seen["email"] :]:
-                subject = m.get("subject") or _raw_subject(m.get("raw_data", ""))
-                _say(
-                    "delivered",
-                    f"email   to={m.get('destinations', m.get('destination'))} subject={subject!r}",
-                )
-            seen["email"] = len(mails)
-            sms = data.get("sns", {}).get("SMS", [])
-            for s in sms[seen["sms"] :]:
-                _say("delivered", f"sms     {s}")
-            seen["sms"] = len(sms)
-            pushes = fcm.messages()
-            for p in pushes[seen["push"] :]:
-                n = p.get("message", p).get("notification", {})
-                _say(
-                    "delivered", f"push    token={p.get('message', p).get('token')} title={n.get('title')!r}"
-                )
-            seen["push"] = len(pushes)
-            for h in sink.received[seen["webhook"] :]:
-                _say("delivered", f"webhook {'signature verified' if h['ok'] else 'REJECTED'} {h}")
-            seen["webhook"] = len(sink.received)
+            _show_ses_sns((await client.get(f"{settings.aws.endpoint_url}/moto-api/data.json")).json(), seen)
+            _show_fakes(fakes, seen)
             rows = await pool.fetch(
-                "SELECT user_id, title FROM herald_inbox ORDER BY created_at OFFSET $1", seen["inbox"]
+                "SELECT user_id, title FROM herald_inbox ORDER BY created_at OFFSET $1", inbox
             )
             for r in rows:
                 _say("delivered", f"in-app  user={r['user_id']} title={r['title']!r}")
-            seen["inbox"] += len(rows)
+            inbox += len(rows)
             try:
                 await asyncio.wait_for(stop.wait(), 1.0)
             except TimeoutError:
@@ -189,15 +216,19 @@ async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
     from consumers.devstack.api_demo import demo_api_env
     from consumers.devstack.demo import STALE_TOKEN, new_webhook_secret, run_demo_stream, seed
     from consumers.devstack.fcm_fake import FcmFake
+    from consumers.devstack.smtp_sink import SmtpSink
+    from consumers.devstack.twilio_fake import TwilioFake
     from consumers.devstack.webhook_sink import WebhookSink
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the provider watcher polls every second
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd: a line per SMTP command
     logs: Path = args.logs
     await asyncio.to_thread(logs.mkdir, parents=True, exist_ok=True)
     secret = new_webhook_secret()
     procs: dict[str, subprocess.Popen[bytes]] = {}
     stop = asyncio.Event()
-    with DevStack() as stack, FcmFake() as fcm:
+    smtp = SmtpSink(security="starttls", directory=logs)  # a submission server: STARTTLS required
+    with DevStack() as stack, FcmFake() as fcm, smtp, TwilioFake() as twilio:
         sink = WebhookSink(secret).start()
         try:
             fcm.fault("UNREGISTERED", count=-1, token=STALE_TOKEN)
@@ -207,6 +238,9 @@ async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
                 **DEMO_ENV,
                 **demo_api_env(),
                 **fcm.env(logs / "fcm-service-account.json"),
+                **smtp.env(),
+                **twilio.env(),
+                **DEMO_PROVIDERS,
             }
             fcm.service_account(logs / "fcm-service-account.json")
             os.environ.update(
@@ -216,7 +250,8 @@ async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
             _say(
                 "stack",
                 f"up in {stack.started_in_s:.2f}s: kafka={stack.kafka} postgres={redact_url(stack.database_url)} "
-                f"redis={redact_url(stack.redis_url)} moto={stack.moto_url} fcm={fcm.base_url} webhooks={sink.url}",
+                f"redis={redact_url(stack.redis_url)} moto={stack.moto_url} fcm={fcm.base_url} webhooks={sink.url} "
+                f"smtp=127.0.0.1:{smtp.port} twilio={twilio.base_url}",
             )
             pool = await connect_pool(settings.database_url)
             await migrate(pool)
@@ -228,7 +263,11 @@ async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
                 asyncio.create_task(run_demo_stream(settings, args.interval, stop)),
                 asyncio.create_task(_watch_outcomes(settings, stop)),
                 asyncio.create_task(_watch_dlq(settings, stop)),
-                asyncio.create_task(_watch_providers(settings, fcm, sink, pool, stop)),
+                asyncio.create_task(
+                    _watch_providers(
+                        settings, {"fcm": fcm, "webhook": sink, "smtp": smtp, "twilio": twilio}, pool, stop
+                    )
+                ),
             ]
             try:
                 await _supervise(procs, args.duration)
@@ -253,6 +292,11 @@ async def _announce(settings: HeraldSettings, env: dict[str, str], logs: Path) -
     write_env_file(logs, env)
     for line in second_shell_hint(logs):
         _say("shell", line)
+    _say(
+        "providers",
+        "email: ses, then smtp (bulk lane: smtp, then ses); sms: sns, then twilio (critical: twilio, "
+        "then sns); each channel process's /metrics shows herald_provider_circuit_state",
+    )
     _say("ready", "demo events follow; Ctrl-C stops everything")
 
 

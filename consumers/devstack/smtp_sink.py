@@ -10,7 +10,7 @@ Like a submission server it
 * answers a queued fault (``fault(451)``, ``fault(550, stage="rcpt")``) to the next messages.
 
 Accepted messages are kept with their envelope (``messages()``) until ``reset()``. Used by the
-tests and the benchmark; ``herald dev`` can point the ``smtp`` provider at it.
+tests, the benchmark and ``herald dev`` (email: SES, then this server).
 """
 
 from __future__ import annotations

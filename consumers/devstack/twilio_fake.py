@@ -11,7 +11,8 @@ Twilio it checks
 
 and answers errors in Twilio's JSON shape (``code``, ``message``, ``more_info``, ``status``).
 Accepted messages are kept (``messages()``). ``fault(code)`` makes the next sends fail with any
-Twilio error code (e.g. 20429, 21610, 20500).
+Twilio error code (e.g. 20429, 21610, 20500). Used by the tests and by ``herald dev`` (SMS: SNS, then
+this fake).
 """
 
 from __future__ import annotations

@@ -1,56 +1,17 @@
-"""Settings of the delivery providers: SMTP and Twilio, the per-channel chains and their breakers,
-and the provider feedback endpoints. Part of the one settings object (:mod:`consumers.infra.settings`).
+"""Settings of the per-channel provider chains, their breakers and the provider feedback endpoints.
+Part of the one settings object (:mod:`consumers.infra.settings`). Each provider's own knobs sit
+beside its adapter (``channels.email.smtp.SmtpSettings``, ``channels.sms.twilio.TwilioSettings``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field
 
 from schemas.models import Channel, Lane, Tier
 
-__all__ = ["BreakerSettings", "FeedbackSettings", "ProvidersSettings", "SmtpSettings", "TwilioSettings"]
-
-
-class SmtpSettings(BaseModel, frozen=True):
-    """The SMTP email provider (``smtp`` in ``HERALD_PROVIDERS__EMAIL``)."""
-
-    host: str = Field("127.0.0.1", description="SMTP server (relay or submission) host.")
-    port: int = Field(
-        587, ge=1, le=65535, description="587 for STARTTLS submission, 465 for implicit TLS, 25 for relay."
-    )
-    security: Literal["starttls", "tls", "none"] = Field(
-        "starttls", description="starttls: upgrade after EHLO (required); tls: TLS from the first byte."
-    )
-    username: str | None = Field(None, description="AUTH user; unset: no AUTH.")
-    password: SecretStr | None = Field(None, description="AUTH password.")
-    validate_certs: bool = Field(True, description="Verify the server's TLS certificate.")
-    ca_file: Path | None = Field(None, description="CA bundle that signs the server's certificate.")
-    timeout_s: float = Field(10.0, gt=0, description="Connect and per-command timeout (a timeout retries).")
-    pool_size: int = Field(8, gt=0, description="SMTP connections kept open per process.")
-    max_send_rate: float = Field(50.0, gt=0, description="Messages per second per process.")
-
-
-class TwilioSettings(BaseModel, frozen=True):
-    """The Twilio SMS provider (``twilio`` in ``HERALD_PROVIDERS__SMS``)."""
-
-    account_sid: str | None = Field(None, description="Account SID (AC...); also the Basic-auth user.")
-    auth_token: SecretStr | None = Field(
-        None, description="Auth token: Basic-auth password, callback signing key."
-    )
-    from_number: str | None = Field(None, description="E.164 sender number (or set messaging_service_sid).")
-    messaging_service_sid: str | None = Field(
-        None, description="MG...; used instead of from_number when set."
-    )
-    base_url: str = Field("https://api.twilio.com", description="API root (a local fake in tests).")
-    status_callback_url: str | None = Field(
-        None, description="Public URL of POST /v1/providers/twilio/status; unset: no status callbacks."
-    )
-    timeout_s: float = Field(10.0, gt=0, description="Timeout of one API request.")
-    max_connections: int = Field(20, gt=0, description="Pooled HTTP connections.")
-    max_send_rate: float = Field(20.0, gt=0, description="Messages per second per process.")
+__all__ = ["BreakerSettings", "FeedbackSettings", "ProvidersSettings"]
 
 
 class BreakerSettings(BaseModel, frozen=True):

@@ -1,9 +1,8 @@
 """The one settings object. Built once in the CLI from ``HERALD_*`` environment variables.
 
-Nested groups use ``__``: ``HERALD_EMAIL__FROM_ADDRESS``. Three variables are also read
-without the prefix because they are how every tool names them: ``KAFKA_BOOTSTRAP_SERVERS``,
-``DATABASE_URL`` and ``REDIS_URL``. Every variable and default is listed in docs/settings.md
-(``herald settings`` prints them).
+Nested groups use ``__``: ``HERALD_EMAIL__FROM_ADDRESS``. Three variables are also read without the
+prefix because every tool names them so: ``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL`` and
+``REDIS_URL``. docs/settings.md lists every variable and default (``herald settings`` prints them).
 """
 
 from __future__ import annotations
@@ -16,10 +15,12 @@ from pydantic import AliasChoices, BaseModel, Field, NonNegativeInt, PositiveFlo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from channels.aws import AwsSettings
+from channels.email.smtp import SmtpSettings
+from channels.sms.twilio import TwilioSettings
 from channels.webhook.http import WebhookSettings
 from consumers.api.admin.settings import AdminSettings
 from consumers.console.settings import ConsoleSettings
-from consumers.infra.provider_settings import ProvidersSettings, SmtpSettings, TwilioSettings
+from consumers.infra.provider_settings import ProvidersSettings
 from consumers.infra.settings_env import CommaListEnvSource, load_strictly
 from consumers.ledger.settings import LedgerSettings
 from schemas.models import Channel, Tier

@@ -10,11 +10,10 @@ import pytest
 import pytest_asyncio
 
 from channels.base import Content, Failure
-from channels.email.smtp import SmtpEmailAdapter, SmtpOptions, classify
+from channels.email.smtp import SmtpEmailAdapter, SmtpSettings, classify
 from channels.pacing import TokenBucket
 from consumers.channel.builders.email import build_smtp
 from consumers.devstack.smtp_sink import SmtpSink
-from consumers.infra.provider_settings import SmtpSettings
 from consumers.infra.resources import Resources
 from consumers.infra.settings import HeraldSettings
 from schemas.models import Lane, OutcomeStatus
@@ -44,7 +43,7 @@ def adapter_for(sink: SmtpSink, **kw: Any) -> SmtpEmailAdapter:
         **kw,
     }
     return SmtpEmailAdapter(
-        SmtpOptions(**options),
+        SmtpSettings(**options),
         from_address=FROM,
         bucket=TokenBucket(10_000),
         unsubscribe_url="https://example.com/unsub?u={user_id}&c={category}",
@@ -136,7 +135,7 @@ async def test_server_down_is_retryable_and_not_ambiguous() -> None:
     with SmtpSink(security="none") as sink:
         port = sink.port
     a = SmtpEmailAdapter(
-        SmtpOptions("127.0.0.1", port, security="none", timeout_s=1.0),
+        SmtpSettings(host="127.0.0.1", port=port, security="none", timeout_s=1.0),
         from_address=FROM,
         bucket=TokenBucket(100),
     )

@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 from channels.aws import open_client
 from channels.base import Content
 from channels.email.ses import SesEmailAdapter
-from channels.email.smtp import SmtpEmailAdapter
+from channels.email.smtp import SmtpEmailAdapter, SmtpSettings
 from channels.pacing import TokenBucket
 from consumers.channel.breaker import BreakerPolicy, Circuit, Result
 from consumers.channel.breakers import Breakers
@@ -25,7 +25,7 @@ from consumers.channel.failover import FailoverAdapter
 from consumers.channel.registry import build_adapter
 from consumers.devstack import DevStack
 from consumers.devstack.smtp_sink import SmtpSink
-from consumers.infra.provider_settings import ProvidersSettings, SmtpSettings
+from consumers.infra.provider_settings import ProvidersSettings
 from consumers.infra.resources import Resources
 from consumers.infra.settings import HeraldSettings
 from schemas.models import Channel, Lane, OutcomeStatus, Tier

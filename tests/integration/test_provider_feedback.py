@@ -18,13 +18,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from channels.email.ses_events import encode_tag
+from channels.sms.twilio import TwilioSettings
 from channels.sms.twilio_signature import twilio_signature
 from consumers.cli.main import build_parser
 from consumers.devstack import DevStack
 from consumers.devstack.smtp_sink import SmtpSink
 from consumers.devstack.sns_signer import SnsSigner
 from consumers.devstack.threaded_app import ThreadedApp
-from consumers.infra.provider_settings import FeedbackSettings, ProvidersSettings, TwilioSettings
+from consumers.infra.provider_settings import FeedbackSettings, ProvidersSettings
 from consumers.infra.suppressions import SuppressionStore
 from schemas.codec import default_codec
 from schemas.models import Channel, OutcomeStatus, Receipt, ReceiptStatus

@@ -12,11 +12,10 @@ import pytest_asyncio
 
 from channels.base import Content, Failure
 from channels.pacing import TokenBucket
-from channels.sms.twilio import TwilioOptions, TwilioSmsAdapter, classify, make_client
+from channels.sms.twilio import TwilioOptions, TwilioSettings, TwilioSmsAdapter, classify, make_client
 from consumers.channel.builders.sms import build_twilio
 from consumers.devstack import DevStack
 from consumers.devstack.twilio_fake import TwilioFake
-from consumers.infra.provider_settings import TwilioSettings
 from consumers.infra.resources import Resources
 from consumers.infra.settings import HeraldSettings
 from schemas.errors import ConfigurationError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from channels.email.ses import DEFAULT_MAX_SEND_RATE, SesEmailAdapter, discover_max_send_rate
-from channels.email.smtp import SmtpEmailAdapter, SmtpOptions
+from channels.email.smtp import SmtpEmailAdapter
 from channels.pacing import TokenBucket
 from consumers.channel.builders.aws import open_aws_client
 from consumers.infra.resources import Resources
@@ -40,20 +40,9 @@ async def build_ses(res: Resources) -> SesEmailAdapter:
 async def build_smtp(res: Resources) -> SmtpEmailAdapter:
     settings = res.settings
     smtp = settings.smtp
-    options = SmtpOptions(
-        host=smtp.host,
-        port=smtp.port,
-        security=smtp.security,
-        username=smtp.username,
-        password=smtp.password.get_secret_value() if smtp.password else None,
-        validate_certs=smtp.validate_certs,
-        ca_file=str(smtp.ca_file) if smtp.ca_file else None,
-        timeout_s=smtp.timeout_s,
-        pool_size=smtp.pool_size,
-    )
     log.info("email: SMTP via %s:%d (%s), %.1f/s", smtp.host, smtp.port, smtp.security, smtp.max_send_rate)
     return SmtpEmailAdapter(
-        options,
+        smtp,
         from_address=settings.email.from_address,
         bucket=TokenBucket(smtp.max_send_rate),
         unsubscribe_url=settings.email.unsubscribe_url,
