@@ -121,15 +121,22 @@ async def test_a_tenant_bound_key_sees_only_its_tenant(api: RunningApi) -> None:
     acme = await key(api, Scope.RECIPIENTS_WRITE, tenant="acme")
     globex = await key(api, Scope.RECIPIENTS_WRITE, tenant="globex")
     unbound = await key(api, Scope.RECIPIENTS_WRITE)
-    body = {"email": "a@acme.example", "preferences": [{"category": "c", "channel": "email", "enabled": False}]}
+    body = {
+        "email": "a@acme.example",
+        "preferences": [{"category": "c", "channel": "email", "enabled": False}],
+    }
     assert (await api.client.put(f"/v1/recipients/{ident}", json=body, headers=acme)).status_code == 201
     assert (await api.client.get(f"/v1/recipients/{ident}", headers=globex)).status_code == 404
     assert (await api.client.patch(f"/v1/recipients/{ident}", json={}, headers=globex)).status_code == 404
-    assert (await api.client.get(f"/v1/recipients/{ident}", headers=unbound)).status_code == 404  # default tenant
+    assert (
+        await api.client.get(f"/v1/recipients/{ident}", headers=unbound)
+    ).status_code == 404  # default tenant
     r = await api.client.put(f"/v1/recipients/{ident}", json={"email": "a@globex.example"}, headers=globex)
     assert r.status_code == 201 and r.json()["tenant"] == "globex" and r.json()["preferences"] == []
     r = await api.client.get(f"/v1/recipients/{ident}", headers={**unbound, "Herald-Tenant": "acme"})
-    assert r.status_code == 200 and r.json()["email"] == "a@acme.example" and len(r.json()["preferences"]) == 1
+    assert (
+        r.status_code == 200 and r.json()["email"] == "a@acme.example" and len(r.json()["preferences"]) == 1
+    )
     await api.add_rows(ident, 2, tenant="acme")
     await api.add_rows(ident, 1, tenant="globex")
     r = await api.client.delete(f"/v1/recipients/{ident}", headers=globex)
