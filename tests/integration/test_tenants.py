@@ -1,21 +1,24 @@
 """Tenants as a scope, end to end on the dev stack: the same user id in two tenants is two
 recipients with their own addresses, preferences and inbox. An event of tenant A is decided on
 A's profile and reaches A's address only; the in-app row lands in A's inbox, which only a user
-token carrying A's tenant claim reads."""
+token carrying A's tenant claim reads; templates see A's recipient properties."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncpg
 import pytest_asyncio
 import redis.asyncio as redis_asyncio
 
-from channels.base import Content
+from channels.base import Content, Outcome
 from channels.in_app.inbox import InAppAdapter
 from channels.in_app.inbox_pg import InboxService
+from channels.templates import TemplateRenderer
+from consumers.channel.consumer import ChannelConsumer
 from consumers.classifier.handler import Classifier, decide_config
 from consumers.classifier.lookup import ProfileCache
 from consumers.classifier.ratelimit import RateLimiter
@@ -23,11 +26,22 @@ from consumers.classifier.routing import load_routing
 from consumers.devstack import DevStack
 from consumers.emitter import build_event
 from consumers.infra.clock import ManualClock
-from consumers.infra.settings import HeraldSettings
+from consumers.infra.recipient_properties import RecipientProperties
+from consumers.infra.settings import ChannelConsumerSettings, HeraldSettings
 from consumers.runtime.handling import DeadLetter, Incoming, Output
+from consumers.runtime.topics import Topics
 from consumers.scheduler.store import Scheduler
 from schemas.codec import default_codec
-from schemas.models import Channel, ChannelMessage, DeliveryOutcome, DomainEvent
+from schemas.models import (
+    Channel,
+    ChannelMessage,
+    DeliveryOutcome,
+    DomainEvent,
+    Lane,
+    OutcomeStatus,
+    Tier,
+    utcnow,
+)
 from tests.api_helpers import RunningApi, api_settings, running_api
 from tests.conftest import make_settings
 
@@ -153,3 +167,70 @@ async def test_inboxes_are_per_tenant_and_read_with_the_tokens_tenant(api: Runni
         "SELECT tenant, enabled FROM herald_preferences WHERE user_id = $1 AND category = 'activity'", user
     )
     assert [(r["tenant"], r["enabled"]) for r in stored] == [("acme", False)]
+
+
+class _Sms:
+    """Records what would be sent (the provider edge; no network)."""
+
+    channel = Channel.SMS
+    provider = "recording"
+
+    def __init__(self) -> None:
+        self.texts: dict[str, str] = {}
+
+    async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:
+        self.texts[message.tenant or ""] = content.text or ""
+        return Outcome.sent(self.provider, f"pm-{idempotency_key}")
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_templates_read_the_tenants_recipient_properties(
+    settings: HeraldSettings, pg_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    (tmp_path / "plan" / "en").mkdir(parents=True)
+    (tmp_path / "plan" / "en" / "sms.txt.j2").write_text(
+        "{{ recipient.properties.first_name | default('Hi') }}: plan {{ recipient.properties.plan }}"
+    )
+    user = f"t-{uuid.uuid4().hex[:10]}"
+    await pg_pool.execute(
+        "INSERT INTO herald_recipients (tenant, user_id, properties) VALUES "
+        '(\'acme\', $1, \'{"first_name": "Ana", "plan": "pro"}\'), (\'globex\', $1, \'{"plan": "free"}\')',
+        user,
+    )
+    sms = _Sms()
+    consumer = ChannelConsumer(
+        channel=Channel.SMS,
+        lane=Lane.PRIORITY,
+        adapter=sms,
+        topics=Topics(settings.topic_prefix),
+        settings=ChannelConsumerSettings(),
+        renderer=TemplateRenderer(tmp_path, "en"),
+        properties=RecipientProperties(pg_pool),
+    )
+    batch = []
+    for i, tenant in enumerate(("acme", "globex", None)):
+        event_id = str(uuid.uuid4())
+        m = ChannelMessage(
+            notification_id=f"n-{event_id}",
+            event_id=event_id,
+            event_type="plan",
+            user_id=user,
+            channel=Channel.SMS,
+            lane=Lane.PRIORITY,
+            tier=Tier.HIGH,
+            category="c",
+            recipient=f"+1555010010{i}",
+            template="plan",
+            locale="en",
+            idempotency_key=f"k-{event_id}",
+            occurred_at=utcnow(),
+            tenant=tenant,
+        )
+        batch.append(Incoming("t", 0, i, user.encode(), m, (), 0))
+    results = await consumer.handle(batch)
+    statuses = [CODEC.decode(r[0].value, DeliveryOutcome).status for r in results]  # type: ignore[index]
+    assert statuses == [OutcomeStatus.SENT] * 3
+    # acme's and globex's properties, each to its own; no recipient in the default tenant: blanks.
+    assert sms.texts == {"acme": "Ana: plan pro", "globex": "Hi: plan free", "": "Hi: plan"}
