@@ -97,7 +97,8 @@ def verify_token(token: str, keys: TokenKeys, api: ApiSettings) -> Principal:
         raise AuthError("invalid token tenant")
     jti = claims.get("jti")
     token_id = jti if isinstance(jti, str) and jti else hashlib.sha256(token.encode()).hexdigest()[:32]
-    return Principal(user_id=sub, token_id=f"{tenant}:{sub}:{token_id}", tenant=tenant)
+    owner = f"{tenant}/{sub}" if tenant else sub
+    return Principal(user_id=sub, token_id=f"{owner}:{token_id}", tenant=tenant)
 
 
 def mint_token(
