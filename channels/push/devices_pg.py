@@ -1,6 +1,6 @@
 """Device tokens of a user (``herald_device_tokens``, migration 002), for the push adapter.
 
-A user is a (tenant, user id) (migration 210; ``''`` is the default tenant)."""
+A user is a (tenant, user id) (migration 230; ``''`` is the default tenant)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ Pages are keyset, never OFFSET. A cursor names the section (unread ``u`` or read
 ``(created_at, id)`` of the page's last row, so rows that arrive while a client pages (newer,
 hence before the cursor) never shift or repeat a later page. Each section walks its own
 partial index: ``herald_inbox_unread`` and ``herald_inbox_read`` (both on (tenant, user_id, ...)
-since migration 210). Every query is scoped by (user, tenant); ``''`` is the default tenant.
+since migration 230). Every query is scoped by (user, tenant); ``''`` is the default tenant.
 """
 
 from __future__ import annotations

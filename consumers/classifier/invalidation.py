@@ -1,6 +1,6 @@
 """Profile changes reach the classifier's cache within one NOTIFY: LISTEN on ``herald_profiles``.
 
-Migration 070's triggers (payload: ``{"tenant": ..., "user_id": ...}`` since migration 210) notify at commit of any write to ``herald_recipients`` or
+Migration 070's triggers (payload: ``{"tenant": ..., "user_id": ...}`` since migration 230) notify at commit of any write to ``herald_recipients`` or
 ``herald_preferences`` (the admin API, the apps' preference routes, SQL by hand). The cache drops
 that (tenant, user), so the next event reads the new profile. While the LISTEN connection is down
 notifications can be missed: on every (re)connect the whole cache is dropped, and the TTL
