@@ -60,7 +60,7 @@ def _classifier(settings: HeraldSettings, pool: asyncpg.Pool, redis: redis_async
         table=load_routing(settings.classifier.routing_file),
         profiles=ProfileCache(pool, ttl_s=30, max_size=1000),
         limiter=RateLimiter(redis),
-        scheduler=Scheduler(pool, clock),
+        scheduler=Scheduler(pool, clock, namespace=settings.topic_prefix),
         config=decide_config(settings),
         clock=clock,
     )
