@@ -31,7 +31,9 @@ INSERT INTO {ARCHIVE_TABLE} ({COLUMNS}, archived_at) SELECT {COLUMNS}, $3 FROM m
 """
 
 
-_USER_ROWS = move_sql("SELECT id FROM herald_inbox WHERE user_id = $1 AND tenant = $4 AND id = ANY($2::uuid[])")
+_USER_ROWS = move_sql(
+    "SELECT id FROM herald_inbox WHERE user_id = $1 AND tenant = $4 AND id = ANY($2::uuid[])"
+)
 
 
 async def ensure_partition(conn: asyncpg.Connection | asyncpg.Pool, at: datetime) -> None:

@@ -65,6 +65,7 @@ _ERASE: tuple[tuple[str, str, str], ...] = (
     ("receipts", "user", "DELETE FROM herald_receipts WHERE user_id = $1 AND NOT $2::bool"),
     ("critical_watch", "user", "DELETE FROM herald_critical_watch WHERE user_id = $1 AND NOT $2::bool"),
     ("inbox", "tenant", "DELETE FROM herald_inbox WHERE user_id = $1 AND tenant = $2"),
+    ("inbox_archive", "tenant", "DELETE FROM herald_inbox_archive WHERE user_id = $1 AND tenant = $2"),
     ("devices", "tenant", "DELETE FROM herald_device_tokens WHERE user_id = $1 AND tenant = $2"),
     ("preferences", "tenant", "DELETE FROM herald_preferences WHERE user_id = $1 AND tenant = $2"),
     ("recipient", "tenant", "DELETE FROM herald_recipients WHERE user_id = $1 AND tenant = $2"),

@@ -34,6 +34,11 @@ DROP INDEX herald_inbox_read;
 CREATE INDEX herald_inbox_unread ON herald_inbox (tenant, user_id, created_at DESC, id DESC) WHERE read_at IS NULL;
 CREATE INDEX herald_inbox_read ON herald_inbox (tenant, user_id, created_at DESC, id DESC) WHERE read_at IS NOT NULL;
 
+-- Archived inbox rows keep their tenant (the janitor and the archive action move it along).
+ALTER TABLE herald_inbox_archive ADD COLUMN tenant text NOT NULL DEFAULT '';
+UPDATE herald_inbox_archive a SET tenant = r.tenant FROM herald_recipients r
+    WHERE r.user_id = a.user_id AND r.tenant <> '';
+
 -- A new inbox row is announced with its tenant: a stream is opened by a (tenant, user).
 CREATE OR REPLACE FUNCTION herald_inbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
