@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from channels.storage_errors import PG_OUTAGES
 from consumers.infra.db import DatabaseUnavailable
 
 __all__ = ["RecipientKey", "RecipientProperties"]
@@ -38,7 +39,7 @@ class RecipientProperties:
                 [t for t, _ in unique],
                 [u for _, u in unique],
             )
-        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        except PG_OUTAGES as exc:
             # Rendering without them would send blanks where the template expects a value: wait.
             raise DatabaseUnavailable(f"recipient properties unavailable: {exc}") from exc
         return {(r["tenant"], r["user_id"]): json.loads(r["properties"]) for r in rows}
