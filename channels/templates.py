@@ -14,6 +14,13 @@ A tenant may override any template: for each locale of the chain,
 so a tenant overrides only what it brands and a reader still gets their language first (a shared
 Portuguese template beats the tenant's English one). Keep tenant names distinct from template names.
 
+Variables: the event's payload keys at the top level, plus ``user_id``, ``event_type``,
+``notification_id``, ``locale`` and ``recipient``: ``recipient.id``, ``recipient.tenant`` and
+``recipient.properties`` (the custom properties set through the admin API). A property the
+recipient does not have renders as empty (and is falsy, so ``default`` and ``if`` work): properties
+are optional per recipient, and one recipient without ``first_name`` must not fail a broadcast.
+Payload variables stay strict: the payload is the event type's contract.
+
 Locales fall back ``pt-BR`` → ``pt`` → the default locale; one locale serves all the files of
 a channel, so a subject and its body never mix languages. The environment is sandboxed
 (templates may come from operators, and payload values from any domain service), undefined
@@ -32,6 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
+from jinja2 import meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from channels.base import Content
@@ -41,6 +49,7 @@ from schemas.models import Channel, ChannelMessage
 __all__ = [
     "CHANNEL_FILES",
     "DEFAULT_URL_SCHEMES",
+    "Properties",
     "TemplateError",
     "TemplateRenderer",
     "UnsafeUrl",
@@ -110,8 +119,28 @@ def locale_chain(locale: str | None, default: str) -> list[str]:
     return chain
 
 
-def template_variables(message: ChannelMessage) -> dict[str, Any]:
-    """The payload's keys plus ``user_id``, ``event_type``, ``notification_id``, ``locale``."""
+class Properties(dict[str, Any]):
+    """A recipient's custom properties: a missing key is an empty, falsy value that chains
+    (``recipient.properties.address.city`` with no address renders empty), never an error."""
+
+    def __missing__(self, key: str) -> jinja2.ChainableUndefined:
+        return jinja2.ChainableUndefined(name=key)
+
+    @classmethod
+    def of(cls, value: Any) -> Any:
+        """``value`` with every JSON object in it a :class:`Properties`."""
+        if isinstance(value, dict):
+            return cls({k: cls.of(v) for k, v in value.items()})
+        if isinstance(value, list):
+            return [cls.of(v) for v in value]
+        return value
+
+
+def template_variables(
+    message: ChannelMessage, properties: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The payload's keys plus ``user_id``, ``event_type``, ``notification_id``, ``locale`` and
+    ``recipient`` (``id``, ``tenant``, ``properties``: the recipient's custom properties)."""
     try:
         data = message.data()
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
@@ -122,6 +151,11 @@ def template_variables(message: ChannelMessage) -> dict[str, Any]:
         "event_type": message.event_type,
         "notification_id": message.notification_id,
         "locale": message.locale,
+        "recipient": {
+            "id": message.user_id,
+            "tenant": message.tenant or "",
+            "properties": Properties.of(dict(properties or {})),
+        },
     }
 
 
@@ -156,6 +190,7 @@ class TemplateRenderer:
         )
         self.env.filters["safe_url"] = self._safe_url
         self._resolved: dict[tuple[str, Channel, str, str], tuple[str, str] | None] = {}
+        self._uses_recipient: dict[tuple[str, str, Channel], bool] = {}
 
     def _safe_url(self, value: object) -> str:
         """The ``safe_url`` filter: every URL that reaches ``href``/``src`` in an HTML template."""
@@ -227,14 +262,44 @@ class TemplateRenderer:
             title=_one_line(out[f"{prefix}.title.j2"]), text=out[f"{prefix}.body.j2"].strip(), locale=used
         )
 
-    def render_message(self, message: ChannelMessage) -> Content:
+    def render_message(self, message: ChannelMessage, properties: Mapping[str, Any] | None = None) -> Content:
         return self.render(
             message.channel,
             message.template,
             message.locale,
-            template_variables(message),
+            template_variables(message, properties),
             message.tenant or "",
         )
+
+    def uses_recipient(self, message: ChannelMessage) -> bool:
+        """Whether the message's templates read ``recipient`` (so its properties are worth a
+        lookup); False when they cannot be found (rendering reports that). Cached per file set."""
+        if message.channel not in CHANNEL_FILES or not _NAME.match(message.template or "-"):
+            return False
+        found = self.resolve(message.template, message.channel, message.locale, message.tenant or "")
+        if found is None:
+            return False
+        key = (*found, message.channel)
+        if key not in self._uses_recipient:
+            self._uses_recipient[key] = self._reads_recipient(found, message.channel)
+        return self._uses_recipient[key]
+
+    def _reads_recipient(self, found: tuple[str, str], channel: Channel) -> bool:
+        try:
+            return any(
+                "recipient"
+                in meta.find_undeclared_variables(self.env.parse(self._source(f"{found[0]}/{found[1]}/{f}")))
+                for f in CHANNEL_FILES[channel]
+            )
+        except jinja2.TemplateSyntaxError:
+            return False  # rendering reports it, with its line
+
+    def _source(self, name: str) -> str:
+        try:
+            source, _, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
+        except jinja2.TemplateNotFound:
+            return ""
+        return source
 
     def _render_file(self, name: str, variables: Mapping[str, Any]) -> str:
         try:

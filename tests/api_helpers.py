@@ -44,15 +44,19 @@ class RunningApi:
     settings: HeraldSettings
     client: httpx.AsyncClient
 
-    def token(self, user_id: str, *, ttl: timedelta | None = None, **api_overrides: Any) -> str:
+    def token(
+        self, user_id: str, *, ttl: timedelta | None = None, tenant: str = "", **api_overrides: Any
+    ) -> str:
         api = self.ctx.api.model_copy(update=api_overrides) if api_overrides else self.ctx.api
-        return mint_token(self.ctx.keys, api, user_id, now=datetime.now(UTC), ttl=ttl)
+        return mint_token(self.ctx.keys, api, user_id, now=datetime.now(UTC), ttl=ttl, tenant=tenant)
 
-    def auth(self, user_id: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token(user_id)}"}
+    def auth(self, user_id: str, tenant: str = "") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user_id, tenant=tenant)}"}
 
-    async def add_rows(self, user_id: str, n: int, *, category: str = "activity") -> list[uuid.UUID]:
-        """``n`` inbox rows for ``user_id`` (what the in-app channel writes), oldest first."""
+    async def add_rows(
+        self, user_id: str, n: int, *, category: str = "activity", tenant: str = ""
+    ) -> list[uuid.UUID]:
+        """``n`` inbox rows for ``user_id`` in ``tenant`` (what the in-app channel writes), oldest first."""
         inbox = InboxService(self.ctx.pool)
         ids = []
         for i in range(n):
@@ -66,6 +70,7 @@ class RunningApi:
                 body=f"body {i}",
                 idempotency_key=f"msg_{key}",
                 data={"i": i},
+                tenant=tenant,
             )
             ids.append(row_id)
         return ids

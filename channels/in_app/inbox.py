@@ -35,6 +35,7 @@ class InboxWriter(Protocol):
         idempotency_key: str,
         data: dict[str, Any] | None = None,
         expires_at: datetime | None = None,
+        tenant: str = "",
     ) -> tuple[Any, bool]: ...
 
 
@@ -80,6 +81,7 @@ class InAppAdapter:
             idempotency_key=key,
             data=data,
             expires_at=message.expires_at,
+            tenant=message.tenant or "",
         )
 
     async def close(self) -> None:

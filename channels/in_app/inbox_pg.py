@@ -1,7 +1,8 @@
 """The in-app inbox in PostgreSQL (``herald_inbox``, migration 002).
 
-Every query is scoped by user id. Unread reads walk the partial index
-``herald_inbox_unread (user_id, created_at DESC, id DESC) WHERE read_at IS NULL``, so millions
+Every query is scoped by (tenant, user id): the same user id in two tenants has two inboxes
+(tenant ``''`` is the default tenant). Unread reads walk the partial index
+``herald_inbox_unread (tenant, user_id, created_at DESC, id DESC) WHERE read_at IS NULL``, so millions
 of read rows do not slow them down; pages are keyset (``(created_at, id) <`` the cursor),
 never OFFSET, so they stay stable while new rows arrive. Rows past ``expires_at`` are hidden
 here and deleted by the janitor.
@@ -33,14 +34,14 @@ __all__ = [
 ]
 
 _COLUMNS = "id, notification_id, type, category, title, body, data, created_at, expires_at"
-_UNREAD = "user_id = $1 AND read_at IS NULL AND (expires_at IS NULL OR expires_at > now())"
+_UNREAD = "user_id = $1 AND tenant = $2 AND read_at IS NULL AND (expires_at IS NULL OR expires_at > now())"
 
 GET_UNREAD_FIRST_SQL = (
-    f"SELECT {_COLUMNS} FROM herald_inbox WHERE {_UNREAD} ORDER BY created_at DESC, id DESC LIMIT $2"
+    f"SELECT {_COLUMNS} FROM herald_inbox WHERE {_UNREAD} ORDER BY created_at DESC, id DESC LIMIT $3"
 )
 GET_UNREAD_NEXT_SQL = (
-    f"SELECT {_COLUMNS} FROM herald_inbox WHERE {_UNREAD} AND (created_at, id) < ($3, $4) "
-    "ORDER BY created_at DESC, id DESC LIMIT $2"
+    f"SELECT {_COLUMNS} FROM herald_inbox WHERE {_UNREAD} AND (created_at, id) < ($4, $5) "
+    "ORDER BY created_at DESC, id DESC LIMIT $3"
 )
 UNREAD_COUNT_SQL = f"SELECT count(*) FROM herald_inbox WHERE {_UNREAD}"
 
@@ -143,6 +144,7 @@ class InboxService:
         idempotency_key: str,
         data: Mapping[str, Any] | None = None,
         expires_at: datetime | None = None,
+        tenant: str = "",
     ) -> tuple[uuid.UUID, bool]:
         """``(row id, created)``. A redelivered message (same key) returns the existing row's id."""
         data_json = json.dumps(dict(data or {}), separators=(",", ":"), default=str)
@@ -150,8 +152,8 @@ class InboxService:
             new_id = await conn.fetchval(
                 """
                 INSERT INTO herald_inbox (user_id, notification_id, type, category, title, body, data,
-                                          idempotency_key, expires_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)
+                                          idempotency_key, expires_at, tenant)
+                VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10)
                 ON CONFLICT (idempotency_key) DO NOTHING
                 RETURNING id
                 """,
@@ -164,6 +166,7 @@ class InboxService:
                 data_json,
                 idempotency_key,
                 expires_at,
+                tenant,
             )
             if new_id is not None:
                 return new_id, True
@@ -174,23 +177,25 @@ class InboxService:
             raise LookupError(f"inbox row of {idempotency_key} vanished")
         return existing, False
 
-    async def get_unread(self, user_id: str, *, limit: int = 50, cursor: str | None = None) -> Page:
+    async def get_unread(
+        self, user_id: str, *, limit: int = 50, cursor: str | None = None, tenant: str = ""
+    ) -> Page:
         """Newest first. Pass ``next_cursor`` back for the following page."""
         limit = max(1, min(limit, 500))
         if cursor is None:
-            rows = await self._pool.fetch(GET_UNREAD_FIRST_SQL, user_id, limit + 1)
+            rows = await self._pool.fetch(GET_UNREAD_FIRST_SQL, user_id, tenant, limit + 1)
         else:
             created_at, id_ = decode_cursor(cursor)
-            rows = await self._pool.fetch(GET_UNREAD_NEXT_SQL, user_id, limit + 1, created_at, id_)
+            rows = await self._pool.fetch(GET_UNREAD_NEXT_SQL, user_id, tenant, limit + 1, created_at, id_)
         items = [inbox_item(r) for r in rows[:limit]]
         more = len(rows) > limit
         return Page(items, encode_cursor(items[-1].created_at, items[-1].id) if more and items else None)
 
-    async def unread_count(self, user_id: str) -> int:
-        count: int = await self._pool.fetchval(UNREAD_COUNT_SQL, user_id)
+    async def unread_count(self, user_id: str, tenant: str = "") -> int:
+        count: int = await self._pool.fetchval(UNREAD_COUNT_SQL, user_id, tenant)
         return count
 
-    async def mark_read(self, user_id: str, ids: Sequence[uuid.UUID]) -> list[ReadRow]:
+    async def mark_read(self, user_id: str, ids: Sequence[uuid.UUID], tenant: str = "") -> list[ReadRow]:
         """Mark the user's rows among ``ids`` read; returns every one of them that is read,
         including those read before (with their first read time), so a caller that failed
         to publish receipts can simply call again. Other users' ids are ignored."""
@@ -199,22 +204,24 @@ class InboxService:
         rows = await self._pool.fetch(
             """
             UPDATE herald_inbox SET read_at = COALESCE(read_at, now())
-             WHERE user_id = $1 AND id = ANY($2::uuid[])
+             WHERE user_id = $1 AND tenant = $3 AND id = ANY($2::uuid[])
             RETURNING id, notification_id, user_id, read_at
             """,
             user_id,
             list(ids),
+            tenant,
         )
         return _read_rows(rows)
 
-    async def mark_all_read(self, user_id: str) -> list[ReadRow]:
+    async def mark_all_read(self, user_id: str, tenant: str = "") -> list[ReadRow]:
         """Mark every unread row of the user read; returns the rows it changed."""
         rows = await self._pool.fetch(
             """
             UPDATE herald_inbox SET read_at = now()
-             WHERE user_id = $1 AND read_at IS NULL
+             WHERE user_id = $1 AND tenant = $2 AND read_at IS NULL
             RETURNING id, notification_id, user_id, read_at
             """,
             user_id,
+            tenant,
         )
         return _read_rows(rows)

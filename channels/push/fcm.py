@@ -132,7 +132,7 @@ class FcmAdapter:
 
     async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:
         try:
-            tokens = await self._devices.tokens(message.recipient)
+            tokens = await self._devices.tokens(message.recipient, message.tenant or "")
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             detail = f"device lookup: {type(exc).__name__}: {exc}"[:500]
             if classify_pg_error(exc) == "record":  # a user id PostgreSQL cannot even compare
@@ -163,7 +163,7 @@ class FcmAdapter:
             return Outcome("failed_permanent", PROVIDER, reason="invalid_payload", detail=str(exc))
         results = await asyncio.gather(*(self._send({**template, "token": t.token}, t.token) for t in tokens))
         dead = [r.token for r in results if r.drop_token]
-        deleted = await self._devices.delete(message.recipient, dead) if dead else 0
+        deleted = await self._devices.delete(message.recipient, dead, message.tenant or "") if dead else 0
         if dead:
             log.info(
                 "deleted %d dead FCM token(s) of a user (%s)",

@@ -1,6 +1,7 @@
 """Bearer tokens: JWTs signed with a key from settings (HS256 or EdDSA), with expiry and audience.
 
-The user is the token's ``sub``; nothing in a request body or path can name another user.
+The user is the token's ``sub`` in the tenant of its optional ``tenant`` claim (absent or empty:
+the default tenant ``''``); nothing in a request body or path can name another user or tenant.
 """
 
 from __future__ import annotations
@@ -16,11 +17,20 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key, l
 from consumers.api.problems import ApiError
 from consumers.infra.settings import ApiSettings
 
-__all__ = ["MIN_HS256_KEY_BYTES", "AuthError", "Principal", "TokenKeys", "mint_token", "verify_token"]
+__all__ = [
+    "MIN_HS256_KEY_BYTES",
+    "TENANT_CLAIM",
+    "AuthError",
+    "Principal",
+    "TokenKeys",
+    "mint_token",
+    "verify_token",
+]
 
 MIN_HS256_KEY_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash output
 _REQUIRED_CLAIMS = ["exp", "sub", "aud", "iat"]
 _MAX_SUB_LEN = 200
+TENANT_CLAIM = "tenant"
 
 
 class AuthError(ApiError):
@@ -31,6 +41,7 @@ class AuthError(ApiError):
 class Principal:
     user_id: str
     token_id: str  # what the per-token rate limit counts: the jti, else a digest of the token
+    tenant: str = ""  # the token's tenant claim; '' = the default tenant
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,15 +92,26 @@ def verify_token(token: str, keys: TokenKeys, api: ApiSettings) -> Principal:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub or len(sub) > _MAX_SUB_LEN:
         raise AuthError("invalid token subject")
+    tenant = claims.get(TENANT_CLAIM) or ""
+    if not isinstance(tenant, str) or len(tenant) > _MAX_SUB_LEN:
+        raise AuthError("invalid token tenant")
     jti = claims.get("jti")
     token_id = jti if isinstance(jti, str) and jti else hashlib.sha256(token.encode()).hexdigest()[:32]
-    return Principal(user_id=sub, token_id=f"{sub}:{token_id}")
+    owner = f"{tenant}/{sub}" if tenant else sub
+    return Principal(user_id=sub, token_id=f"{owner}:{token_id}", tenant=tenant)
 
 
 def mint_token(
-    keys: TokenKeys, api: ApiSettings, user_id: str, *, now: datetime, ttl: timedelta | None = None
+    keys: TokenKeys,
+    api: ApiSettings,
+    user_id: str,
+    *,
+    now: datetime,
+    ttl: timedelta | None = None,
+    tenant: str = "",
 ) -> str:
-    """A token for ``user_id`` (the demo, tests, ``herald token``); apps get theirs from their own IdP."""
+    """A token for ``user_id`` in ``tenant`` (the demo, tests, ``herald token``); apps get theirs
+    from their own IdP, with a ``tenant`` claim when they serve more than one tenant."""
     if keys.signing_key is None:
         raise ValueError("no signing key configured (HERALD_API__JWT_SECRET)")
     lifetime = ttl if ttl is not None else timedelta(seconds=api.token_ttl_s)
@@ -102,4 +124,6 @@ def mint_token(
     }
     if api.jwt_issuer:
         claims["iss"] = api.jwt_issuer
+    if tenant:
+        claims[TENANT_CLAIM] = tenant
     return jwt.encode(claims, keys.signing_key, algorithm=keys.algorithm)  # type: ignore[arg-type]

@@ -132,11 +132,13 @@ def item_out(row: InboxRow) -> dict[str, Any]:
     ).model_dump(mode="json")
 
 
-def inbox_stream(ctx: ApiContext, user_id: str, last_event_id: str | None) -> StreamingResponse:
+def inbox_stream(
+    ctx: ApiContext, user_id: str, last_event_id: str | None, tenant: str = ""
+) -> StreamingResponse:
     """The user's live inbox as server-sent events, resuming after ``last_event_id`` (already validated)."""
     body = event_stream(
         ctx.hub,
-        ctx.hub.subscribe(user_id),
+        ctx.hub.subscribe(user_id, tenant),
         ctx.queries,
         last_event_id=last_event_id,
         heartbeat_s=ctx.api.sse_heartbeat_s,

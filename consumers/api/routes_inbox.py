@@ -47,7 +47,9 @@ def _list_inbox(api: ApiSettings) -> Callable[..., Awaitable[InboxPageOut]]:
         unread_only: bool = False,
     ) -> InboxPageOut:
         try:
-            page = await ctx.queries.page(who.user_id, limit=limit, cursor=cursor, unread_only=unread_only)
+            page = await ctx.queries.page(
+                who.user_id, limit=limit, cursor=cursor, unread_only=unread_only, tenant=who.tenant
+            )
         except ValueError as exc:
             raise invalid(("query", "cursor"), "not a cursor this API returned", "cursor") from exc
         return InboxPageOut(
@@ -59,7 +61,7 @@ def _list_inbox(api: ApiSettings) -> Callable[..., Awaitable[InboxPageOut]]:
 
 @_routes.get("/unread-count", response_model=UnreadCount, summary="How many unread rows")
 async def unread_count(who: User, ctx: Ctx) -> UnreadCount:
-    return UnreadCount(unread=await ctx.reads.inbox.unread_count(who.user_id))
+    return UnreadCount(unread=await ctx.reads.inbox.unread_count(who.user_id, who.tenant))
 
 
 @_routes.post(
@@ -72,11 +74,11 @@ async def mark_read(body: MarkReadIn, who: User, ctx: Ctx) -> MarkReadOut:
     ids = list(dict.fromkeys(body.ids))
     if len(ids) > ctx.api.max_ids:
         raise invalid(("body", "ids"), f"at most {ctx.api.max_ids} ids", "too_long")
-    missing = set(ids) - await ctx.queries.owned(who.user_id, ids)
+    missing = set(ids) - await ctx.queries.owned(who.user_id, ids, who.tenant)
     if missing:
         raise ProblemError(404, f"no such inbox rows: {', '.join(sorted(map(str, missing)))}")
     try:
-        rows = await ctx.reads.mark_read(who.user_id, ids)
+        rows = await ctx.reads.mark_read(who.user_id, ids, who.tenant)
     except KafkaError as exc:
         raise kafka_down("rows marked read") from exc
     return MarkReadOut(read=[r.id for r in rows])
@@ -90,7 +92,7 @@ async def mark_read(body: MarkReadIn, who: User, ctx: Ctx) -> MarkReadOut:
 )
 async def mark_all_read(who: User, ctx: Ctx) -> MarkReadOut:
     try:
-        rows = await ctx.reads.mark_all_read(who.user_id)
+        rows = await ctx.reads.mark_all_read(who.user_id, who.tenant)
     except KafkaError as exc:
         raise kafka_down("rows marked read") from exc
     return MarkReadOut(read=[r.id for r in rows])
@@ -117,14 +119,14 @@ async def stream(
             decode_cursor(last_event_id)
         except ValueError as exc:
             raise invalid(("header", "last-event-id"), "not an event id this API sent", "event_id") from exc
-    return inbox_stream(ctx, who.user_id, last_event_id)
+    return inbox_stream(ctx, who.user_id, last_event_id, who.tenant)
 
 
 @_routes.get(
     "/{item_id}", response_model=InboxItemOut, summary="One inbox row", responses=problem_responses(404)
 )
 async def get_item(item_id: uuid.UUID, who: User, ctx: Ctx) -> InboxItemOut:
-    row = await ctx.queries.get(who.user_id, item_id)
+    row = await ctx.queries.get(who.user_id, item_id, who.tenant)
     if row is None:
         raise ProblemError(404, "no such inbox row")
     return InboxItemOut(**item_out(row))

@@ -46,9 +46,11 @@ def _zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
-async def _preferences(ctx: Ctx, user_id: str) -> PreferencesOut:
+async def _preferences(ctx: Ctx, user_id: str, tenant: str) -> PreferencesOut:
     rows = await ctx.pool.fetch(
-        "SELECT category, channel, enabled FROM herald_preferences WHERE user_id = $1", user_id
+        "SELECT category, channel, enabled FROM herald_preferences WHERE tenant = $1 AND user_id = $2",
+        tenant,
+        user_id,
     )
     stored = {(r["category"], Channel(r["channel"])): bool(r["enabled"]) for r in rows}
     return PreferencesOut(
@@ -100,7 +102,7 @@ router = APIRouter(prefix="/v1")
     summary="Every category x channel the user can choose, with critical ones locked",
 )
 async def get_preferences(who: User, ctx: Ctx) -> PreferencesOut:
-    return await _preferences(ctx, who.user_id)
+    return await _preferences(ctx, who.user_id, who.tenant)
 
 
 @router.put(
@@ -121,17 +123,18 @@ async def put_preferences(body: PreferencesIn, who: User, ctx: Ctx) -> Preferenc
     if kept:
         await ctx.pool.execute(
             """
-            INSERT INTO herald_preferences (user_id, category, channel, enabled)
-            SELECT $1, c, ch, e FROM unnest($2::text[], $3::text[], $4::bool[]) AS t(c, ch, e)
-            ON CONFLICT (user_id, category, channel)
+            INSERT INTO herald_preferences (tenant, user_id, category, channel, enabled)
+            SELECT $5, $1, c, ch, e FROM unnest($2::text[], $3::text[], $4::bool[]) AS t(c, ch, e)
+            ON CONFLICT (tenant, user_id, category, channel)
             DO UPDATE SET enabled = EXCLUDED.enabled, updated_at = now()
             """,
             who.user_id,
             [c for c, _ in kept],
             [ch.value for _, ch in kept],
             list(kept.values()),
+            who.tenant,
         )
-    return await _preferences(ctx, who.user_id)
+    return await _preferences(ctx, who.user_id, who.tenant)
 
 
 @router.get(
@@ -142,7 +145,9 @@ async def put_preferences(body: PreferencesIn, who: User, ctx: Ctx) -> Preferenc
 )
 async def get_quiet_hours(who: User, ctx: Ctx) -> QuietHours:
     row = await ctx.pool.fetchrow(
-        "SELECT timezone, quiet_start, quiet_end FROM herald_recipients WHERE user_id = $1", who.user_id
+        "SELECT timezone, quiet_start, quiet_end FROM herald_recipients WHERE tenant = $1 AND user_id = $2",
+        who.tenant,
+        who.user_id,
     )
     if row is None:
         return QuietHours()
@@ -159,8 +164,9 @@ async def put_quiet_hours(body: QuietHours, who: User, ctx: Ctx) -> QuietHours:
     start, end = _quiet_window(body)
     await ctx.pool.execute(
         """
-        INSERT INTO herald_recipients (user_id, timezone, quiet_start, quiet_end) VALUES ($1, $2, $3, $4)
-        ON CONFLICT (user_id) DO UPDATE
+        INSERT INTO herald_recipients (user_id, timezone, quiet_start, quiet_end, tenant)
+        VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (tenant, user_id) DO UPDATE
            SET timezone = EXCLUDED.timezone, quiet_start = EXCLUDED.quiet_start,
                quiet_end = EXCLUDED.quiet_end, updated_at = now()
         """,
@@ -168,6 +174,7 @@ async def put_quiet_hours(body: QuietHours, who: User, ctx: Ctx) -> QuietHours:
         body.timezone,
         start,
         end,
+        who.tenant,
     )
     return _quiet_out(body.timezone, start, end)
 
@@ -175,7 +182,10 @@ async def put_quiet_hours(body: QuietHours, who: User, ctx: Ctx) -> QuietHours:
 @router.get("/devices", response_model=DeviceList, tags=["devices"], summary="The user's push devices")
 async def list_devices(who: User, ctx: Ctx) -> DeviceList:
     return DeviceList(
-        devices=[Device(token=t.token, platform=t.platform) for t in await ctx.devices.tokens(who.user_id)]
+        devices=[
+            Device(token=t.token, platform=t.platform)
+            for t in await ctx.devices.tokens(who.user_id, who.tenant)
+        ]
     )
 
 
@@ -187,7 +197,7 @@ async def list_devices(who: User, ctx: Ctx) -> DeviceList:
     summary="Register (or refresh) this device's FCM token",
 )
 async def register_device(body: DeviceIn, who: User, ctx: Ctx) -> Device:
-    previous = await ctx.devices.register(who.user_id, body.token, body.platform)
+    previous = await ctx.devices.register(who.user_id, body.token, body.platform, who.tenant)
     if previous is not None:
         # Deliberate (docs/bad-input.md, "Smaller rules"): the token follows the device to its new
         # user. Logged without the token (a device secret); counted for the alert on bursts.
@@ -207,7 +217,7 @@ async def register_device(body: DeviceIn, who: User, ctx: Ctx) -> Device:
 async def delete_device(
     who: User, ctx: Ctx, token: Annotated[str, Path(max_length=4096, pattern=_TOKEN_PATH)]
 ) -> Response:
-    if await ctx.devices.delete(who.user_id, [token]) == 0:
+    if await ctx.devices.delete(who.user_id, [token], who.tenant) == 0:
         raise ProblemError(404, "no such device")
     return Response(status_code=204)
 

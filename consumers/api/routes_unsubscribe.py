@@ -115,11 +115,13 @@ def router() -> APIRouter:
             return _page(ctx, 409, "These emails cannot be turned off", _locked(claim.category))
         await ctx.pool.execute(
             """
-            INSERT INTO herald_preferences (user_id, category, channel, enabled) VALUES ($1, $2, 'email', false)
-            ON CONFLICT (user_id, category, channel) DO UPDATE SET enabled = false, updated_at = now()
+            INSERT INTO herald_preferences (tenant, user_id, category, channel, enabled)
+            VALUES ($3, $1, $2, 'email', false)
+            ON CONFLICT (tenant, user_id, category, channel) DO UPDATE SET enabled = false, updated_at = now()
             """,
             claim.user_id,
             claim.category,
+            claim.tenant,
         )
         return _page(ctx, 200, "You are unsubscribed", f"You will no longer get {claim.category} emails.")
 

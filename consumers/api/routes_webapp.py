@@ -57,7 +57,7 @@ router = APIRouter(prefix="/v1")
 async def mint_ticket(who: User, ctx: Ctx) -> StreamTicketOut:
     tickets = _tickets(ctx)
     try:
-        ticket = await tickets.mint(who.user_id)
+        ticket = await tickets.mint(who.user_id, who.tenant)
     except TicketStoreDown as exc:
         raise _down(exc) from exc
     return StreamTicketOut(ticket=ticket, expires_in_s=tickets.ttl_s)
@@ -86,12 +86,12 @@ async def ticketed_stream(
         except ValueError as exc:
             raise invalid(("query", "last_event_id"), "not an event id this API sent", "event_id") from exc
     try:
-        user_id = await _tickets(ctx).redeem(ticket)
+        holder = await _tickets(ctx).redeem(ticket)
     except TicketStoreDown as exc:
         raise _down(exc) from exc
-    if user_id is None:
+    if holder is None:
         raise ProblemError(401, "unknown, expired or already used stream ticket", kind="unauthorized")
-    return inbox_stream(ctx, user_id, resume)
+    return inbox_stream(ctx, holder[0], resume, holder[1])
 
 
 @router.post(
@@ -105,8 +105,8 @@ async def archive(body: MarkReadIn, who: User, ctx: Ctx) -> ArchiveOut:
     ids = list(dict.fromkeys(body.ids))
     if len(ids) > ctx.api.max_ids:
         raise invalid(("body", "ids"), f"at most {ctx.api.max_ids} ids", "too_long")
-    missing = set(ids) - await ctx.queries.owned(who.user_id, ids)
+    missing = set(ids) - await ctx.queries.owned(who.user_id, ids, who.tenant)
     if missing:
         raise ProblemError(404, f"no such inbox rows: {', '.join(sorted(map(str, missing)))}")
-    moved = await archive_user_rows(ctx.pool, who.user_id, ids, datetime.now(UTC))
+    moved = await archive_user_rows(ctx.pool, who.user_id, ids, datetime.now(UTC), who.tenant)
     return ArchiveOut(archived=[str(i) for i in moved])

@@ -38,8 +38,9 @@ _SEEN_MAX = 2000
 
 
 class Subscription:
-    def __init__(self, user_id: str) -> None:
+    def __init__(self, user_id: str, tenant: str = "") -> None:
         self.user_id = user_id
+        self.tenant = tenant  # '' = the default tenant
         self.queue: asyncio.Queue[object] = asyncio.Queue(_QUEUE_MAX)
 
     def offer(self, item: object) -> None:
@@ -58,24 +59,25 @@ class InboxHub:
     def __init__(self, dsn: str, *, reconnect_s: float = 1.0) -> None:
         self._dsn = dsn
         self._reconnect_s = reconnect_s
-        self._subs: dict[str, set[Subscription]] = {}
+        self._subs: dict[tuple[str, str], set[Subscription]] = {}  # (tenant, user) -> its streams
         self._conn: asyncpg.Connection | None = None
         self.listening = asyncio.Event()
         self.closed = False
 
-    def subscribe(self, user_id: str) -> Subscription:
-        sub = Subscription(user_id)
-        self._subs.setdefault(user_id, set()).add(sub)
+    def subscribe(self, user_id: str, tenant: str = "") -> Subscription:
+        sub = Subscription(user_id, tenant)
+        self._subs.setdefault((tenant, user_id), set()).add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
-        subs = self._subs.get(sub.user_id)
+        key = (sub.tenant, sub.user_id)
+        subs = self._subs.get(key)
         if subs is not None:
             subs.discard(sub)
             if not subs:
-                del self._subs[sub.user_id]
+                del self._subs[key]
 
-    def _broadcast(self, item: object, users: Iterable[str] | None = None) -> None:
+    def _broadcast(self, item: object, users: Iterable[tuple[str, str]] | None = None) -> None:
         for user in list(self._subs if users is None else users):
             for sub in list(self._subs.get(user, ())):
                 sub.offer(item)
@@ -83,12 +85,12 @@ class InboxHub:
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         try:
             msg = json.loads(payload)
-            user_id, row_id = str(msg["user_id"]), str(msg["id"])
-        except (ValueError, KeyError, TypeError):
+            key, row_id = (str(msg.get("tenant") or ""), str(msg["user_id"])), str(msg["id"])
+        except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("ignoring malformed %s notification: %.200s", CHANNEL, payload)
             return
-        if user_id in self._subs:
-            self._broadcast(row_id, [user_id])
+        if key in self._subs:
+            self._broadcast(row_id, [key])
 
     async def run(self, stopping: asyncio.Event) -> None:
         """A BackgroundLoop: listen until ``stopping``; reconnect (and resync streams) on loss."""
@@ -172,12 +174,12 @@ class _Sent:
 
 
 async def _rows_for(
-    item: object, user_id: str, queries: InboxQueries, sent: _Sent, replay_max: int
+    item: object, sub: Subscription, queries: InboxQueries, sent: _Sent, replay_max: int
 ) -> list[InboxRow]:
     """The rows a queue item stands for: a resync replays, a row id reads that row (if still live)."""
     if item is _RESYNC:
-        return await queries.since(user_id, sent.resume_from(), replay_max)
-    one = await queries.get(user_id, uuid.UUID(str(item)))
+        return await queries.since(sub.user_id, sent.resume_from(), replay_max, sub.tenant)
+    one = await queries.get(sub.user_id, uuid.UUID(str(item)), sub.tenant)
     return [one] if one is not None else []
 
 
@@ -201,7 +203,7 @@ async def event_stream(
     try:
         yield b"retry: 2000\n: connected\n\n"
         if last_event_id is not None:
-            for row in await queries.since(sub.user_id, last_event_id, replay_max):
+            for row in await queries.since(sub.user_id, last_event_id, replay_max, sub.tenant):
                 if sent.first_time(row):
                     yield format_event(row, render(row))
         while not hub.closed:
@@ -212,7 +214,7 @@ async def event_stream(
                 continue
             if item is _CLOSED:
                 return
-            for row in await _rows_for(item, sub.user_id, queries, sent, replay_max):
+            for row in await _rows_for(item, sub, queries, sent, replay_max):
                 if sent.first_time(row):
                     yield format_event(row, render(row))
     finally:

@@ -10,6 +10,7 @@ ticket is stored, so a Redis dump holds nothing a client could replay.
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 
 import redis.asyncio as redis_asyncio
@@ -33,20 +34,21 @@ class StreamTickets:
     def _key(self, ticket: str) -> str:
         return f"{self._prefix}:{hashlib.sha256(ticket.encode()).hexdigest()}"
 
-    async def mint(self, user_id: str) -> str:
+    async def mint(self, user_id: str, tenant: str = "") -> str:
         ticket = secrets.token_urlsafe(32)
         try:
-            await self._redis.set(self._key(ticket), user_id, ex=self.ttl_s, nx=True)
+            await self._redis.set(self._key(ticket), json.dumps([tenant, user_id]), ex=self.ttl_s, nx=True)
         except RedisError as exc:
             raise TicketStoreDown(f"stream tickets unavailable: {exc}") from exc
         return ticket
 
-    async def redeem(self, ticket: str) -> str | None:
-        """The ticket's user, once; ``None`` for an unknown, expired or already used ticket."""
+    async def redeem(self, ticket: str) -> tuple[str, str] | None:
+        """The ticket's (user, tenant), once; ``None`` for an unknown, expired or already used ticket."""
         try:
             user = await self._redis.getdel(self._key(ticket))
         except RedisError as exc:
             raise TicketStoreDown(f"stream tickets unavailable: {exc}") from exc
         if user is None:
             return None
-        return user.decode() if isinstance(user, bytes) else str(user)
+        tenant, user_id = json.loads(user)
+        return str(user_id), str(tenant)

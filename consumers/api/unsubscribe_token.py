@@ -32,6 +32,7 @@ class UnsubscribeClaim:
     user_id: str
     category: str
     expires_at: int
+    tenant: str = ""  # '' = the default tenant
 
 
 def _b64(raw: bytes) -> str:
@@ -46,8 +47,11 @@ def _mac(secret: bytes, payload: str) -> bytes:
     return hmac.new(secret, payload.encode(), hashlib.sha256).digest()
 
 
-def sign_unsubscribe(secret: bytes, user_id: str, category: str, expires_at: int) -> str:
-    payload = _b64(json.dumps({"u": user_id, "c": category, "e": expires_at}, separators=(",", ":")).encode())
+def sign_unsubscribe(secret: bytes, user_id: str, category: str, expires_at: int, tenant: str = "") -> str:
+    claims: dict[str, object] = {"u": user_id, "c": category, "e": expires_at}
+    if tenant:  # absent for the default tenant: such links read as they did before tenants
+        claims["t"] = tenant
+    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
     return f"{payload}.{_b64(_mac(secret, payload))}"
 
 
@@ -58,12 +62,14 @@ def _claim(payload: str) -> UnsubscribeClaim:
         raise BadUnsubscribeToken("not an unsubscribe link", reason="malformed") from exc
     if not isinstance(data, dict):
         raise BadUnsubscribeToken("not an unsubscribe link", reason="malformed")
-    user, category, expiry = data.get("u"), data.get("c"), data.get("e")
+    user, category, expiry, tenant = data.get("u"), data.get("c"), data.get("e"), data.get("t", "")
     if not (isinstance(user, str) and user and isinstance(category, str) and category):
+        raise BadUnsubscribeToken("not an unsubscribe link", reason="malformed")
+    if not isinstance(tenant, str):
         raise BadUnsubscribeToken("not an unsubscribe link", reason="malformed")
     if not isinstance(expiry, int) or isinstance(expiry, bool):
         raise BadUnsubscribeToken("not an unsubscribe link", reason="malformed")
-    return UnsubscribeClaim(user, category, expiry)
+    return UnsubscribeClaim(user, category, expiry, tenant)
 
 
 def verify_unsubscribe(secrets: Sequence[bytes], token: str, *, now: int) -> UnsubscribeClaim:

@@ -40,6 +40,7 @@ from consumers.channel.ledger import DeliveryLedger, Entry, Replay, replay_decis
 from consumers.infra.backoff import backoff
 from consumers.infra.clock import Clock, SystemClock
 from consumers.infra.keys import outcome_id
+from consumers.infra.recipient_properties import RecipientKey, RecipientProperties
 from consumers.infra.settings import ChannelConsumerSettings
 from consumers.runtime import metrics
 from consumers.runtime.handling import DeadLetter, Incoming, Output, Result
@@ -121,9 +122,12 @@ class ChannelConsumer:
         clock: Clock | None = None,
         rand: Callable[[], float] = random.random,
         suppressions: SuppressionList | None = None,
+        properties: RecipientProperties | None = None,
     ) -> None:
         self.name = f"channel-{channel.value}-{lane.value}"
         self.suppressions = suppressions
+        self.properties = properties  # recipients' custom properties, for templates that use them
+        self._props: dict[RecipientKey, dict[str, object]] = {}
         self._blocked: set[str] = set()
         self.channel = channel
         self.lane = lane
@@ -164,6 +168,7 @@ class ChannelConsumer:
             self._blocked = await self.suppressions.suppressed(
                 self.channel.value, {item.value.recipient for item in batch}
             )
+        await self._load_properties(batch)
         self._deadline = time.monotonic() + self.settings.batch_deadline_s
 
         async def run_key(indexes: list[int]) -> None:
@@ -179,6 +184,20 @@ class ChannelConsumer:
 
         await asyncio.gather(*(run_key(ix) for ix in by_key.values()))
         return [r if r is not None else DeadLetter("handler_error", "Missing", "no result") for r in results]
+
+    async def _load_properties(self, batch: Sequence[Incoming[ChannelMessage]]) -> None:
+        """One lookup per batch, for the messages whose templates read ``recipient``."""
+        self._props = {}
+        renderer = self.renderer
+        if self.properties is None or renderer is None or self._render_own is not None:
+            return
+        wanted = [
+            (m.tenant or "", m.user_id)
+            for m in (item.value for item in batch)
+            if m.channel == self.channel and renderer.uses_recipient(m)
+        ]
+        if wanted:
+            self._props = await self.properties.get_many(wanted)
 
     # -- one message ---------------------------------------------------------------------------
     async def _one(
@@ -308,7 +327,7 @@ class ChannelConsumer:
             return content
         if self.renderer is None:
             raise TemplateError(f"no renderer configured for channel {self.channel.value}")
-        return self.renderer.render_message(message)
+        return self.renderer.render_message(message, self._props.get((message.tenant or "", message.user_id)))
 
     async def _deliver(
         self, message: ChannelMessage, content: Content, entry: Entry | None

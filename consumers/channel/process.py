@@ -11,6 +11,7 @@ from consumers.channel.failover import FailoverAdapter
 from consumers.channel.ledger import DeliveryLedger
 from consumers.channel.quota import SharedQuota
 from consumers.channel.registry import build_adapter
+from consumers.infra.recipient_properties import RecipientProperties
 from consumers.infra.resources import Resources
 from consumers.infra.settings import HeraldSettings
 from consumers.infra.suppressions import SuppressionStore
@@ -86,6 +87,8 @@ async def build_consumer(res: Resources, channel: Channel, lane: Lane) -> Channe
         suppressions=SuppressionStore(await res.pool())
         if channel in (Channel.EMAIL, Channel.SMS) and not settings.channel.dry_run
         else None,
+        # Custom properties for templates that read `recipient` (the webhook renders its own body).
+        properties=RecipientProperties(await res.pool()) if channel is not Channel.WEBHOOK else None,
     )
     consumer.ledger = DeliveryLedger(
         res.redis(),

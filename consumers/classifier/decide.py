@@ -248,7 +248,8 @@ class _EventPlan:
             message.not_before = decision.until
         request = None
         if self.limit is not None:
-            bucket = bucket_key(self.cfg.rate_prefix, self.event.user_id, message.channel, self.now)
+            e = self.event
+            bucket = bucket_key(self.cfg.rate_prefix, e.user_id, message.channel, self.now, e.tenant or "")
             request = LimitRequest(bucket, message.idempotency_key, self.limit)
         record_key = (
             message.recipient if message.channel is Channel.WEBHOOK else self.event.user_id

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 
 from channels.storage_errors import PG_ERRORS, classify_pg_error
 from consumers.classifier.decide import DecideConfig, Plan, finalize, plan
-from consumers.classifier.lookup import LookupUnavailable, ProfileCache
+from consumers.classifier.lookup import LookupUnavailable, ProfileCache, ProfileKey, key_of
 from consumers.classifier.ratelimit import LimiterUnavailable, RateLimiter
 from consumers.classifier.routing import Route, RoutingTable
 from consumers.fanout.copies import is_broadcast
@@ -123,11 +123,11 @@ class Classifier:
         previous batch is handled); :meth:`handle` joins it. A failure is left to handle."""
         if self._warming is not None and not self._warming.done():
             return  # one lookup ahead at a time: handle() fetches whatever this one did not start
-        self._warming = asyncio.create_task(self._warm([item.value.user_id for item in batch]))
+        self._warming = asyncio.create_task(self._warm([key_of(item.value) for item in batch]))
 
-    async def _warm(self, user_ids: list[str]) -> None:
+    async def _warm(self, keys: list[ProfileKey]) -> None:
         try:
-            await self.profiles.get_many(user_ids)
+            await self.profiles.get_many(keys)
         except Exception as exc:  # handle() looks up again and classifies the failure
             log.debug("classifier: lookup ahead failed (%s); handle() retries it", exc)
 
@@ -179,7 +179,7 @@ class Classifier:
 
         try:
             with self.steps.step("profile lookup"):
-                profiles = await self.profiles.get_many(e.user_id for _, e in routed)
+                profiles = await self.profiles.get_many(key_of(e) for _, e in routed)
         except LookupUnavailable as exc:
             metrics.DEPENDENCY_ERRORS.labels("postgresql", self.name).inc()
             raise DependencyUnavailable(f"recipient lookup failed: {exc}") from exc
@@ -190,7 +190,7 @@ class Classifier:
             assert route is not None
             if self.broadcast:
                 route = self._broadcast_route(route)
-            plans.append((i, plan(event, route, profiles[event.user_id], now, self.config)))
+            plans.append((i, plan(event, route, profiles[key_of(event)], now, self.config)))
 
         with self.steps.step("rate limiter"):
             answers = await self._acquire(plans)

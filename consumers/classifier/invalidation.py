@@ -1,8 +1,8 @@
 """Profile changes reach the classifier's cache within one NOTIFY: LISTEN on ``herald_profiles``.
 
-Migration 070's triggers notify the user id at commit of any write to ``herald_recipients`` or
+Migration 070's triggers (payload: ``{"tenant": ..., "user_id": ...}`` since migration 230) notify at commit of any write to ``herald_recipients`` or
 ``herald_preferences`` (the admin API, the apps' preference routes, SQL by hand). The cache drops
-that user, so the next event reads the new profile. While the LISTEN connection is down
+that (tenant, user), so the next event reads the new profile. While the LISTEN connection is down
 notifications can be missed: on every (re)connect the whole cache is dropped, and the TTL
 (``classifier.lookup_cache_ttl_s``) bounds staleness in between.
 """
@@ -11,18 +11,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 
 import asyncpg
 
 from channels.storage_errors import PG_ERRORS
-from consumers.classifier.lookup import ProfileCache
+from consumers.classifier.lookup import ProfileCache, ProfileKey
 
-__all__ = ["CHANNEL", "ProfileInvalidator"]
+__all__ = ["CHANNEL", "ProfileInvalidator", "profile_key"]
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "herald_profiles"
+
+
+def profile_key(payload: str) -> ProfileKey | None:
+    """The (tenant, user id) a notification names; None when it names none (drop everything). Pure."""
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    tenant, user_id = data.get("tenant"), data.get("user_id")
+    if not isinstance(tenant, str) or not isinstance(user_id, str):
+        return None
+    return tenant, user_id
 
 
 class ProfileInvalidator:
@@ -35,7 +50,7 @@ class ProfileInvalidator:
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         self.received += 1
-        self._cache.invalidate(payload)
+        self._cache.invalidate(profile_key(payload))  # unreadable: drop all rather than keep a stale one
 
     async def run(self, stopping: asyncio.Event) -> None:
         """A BackgroundLoop: listen until ``stopping``; on every (re)connect drop the whole cache."""

@@ -35,7 +35,8 @@ class Endpoint:
 
 @dataclass(frozen=True, slots=True)
 class Profile:
-    """One user. ``known`` is False when herald_recipients has no row (defaults apply)."""
+    """One user of one tenant (``''``: the default tenant). ``known`` is False when
+    herald_recipients has no row (defaults apply)."""
 
     user_id: str
     known: bool = False
@@ -46,6 +47,7 @@ class Profile:
     quiet: QuietWindow | None = None
     preferences: Mapping[tuple[str, Channel], bool] = field(default_factory=dict)
     endpoints: tuple[Endpoint, ...] = ()
+    tenant: str = ""
 
     def allows(self, tier: Tier, category: str, channel: Channel, *, opt_in: bool = False) -> bool:
         """The consent check's preference half (:func:`consumers.classifier.consent.may_send`)."""

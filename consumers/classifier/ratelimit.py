@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from urllib.parse import quote
 
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
@@ -69,10 +70,14 @@ def on_limiter_down(tier: Tier, defer_tiers: Sequence[str]) -> LimiterDown:
     return LimiterDown.DEFER if tier.value in defer_tiers else LimiterDown.ALLOW
 
 
-def bucket_key(prefix: str, user_id: str, channel: Channel, now: datetime) -> str:
-    """The bucket of the clock hour containing ``now`` (fixed window, UTC hours)."""
+def bucket_key(prefix: str, user_id: str, channel: Channel, now: datetime, tenant: str = "") -> str:
+    """The bucket of the clock hour containing ``now`` (fixed window, UTC hours), per (tenant, user):
+    the same id in two tenants is two recipients with two budgets. The default tenant's keys are
+    ``prefix:user:...``; another tenant's ``prefix@tenant:user:...`` (``@`` never follows the prefix
+    otherwise, so the two never meet)."""
     user = user_id.replace("\n", "%0A")  # newline separates buckets in the script's arguments
-    return f"{prefix}:{user}:{channel}:{int(now.timestamp()) // _HOUR}"
+    scope = f"{prefix}@{quote(tenant, safe='')}" if tenant else prefix
+    return f"{scope}:{user}:{channel}:{int(now.timestamp()) // _HOUR}"
 
 
 @dataclass(frozen=True, slots=True)

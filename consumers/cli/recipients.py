@@ -32,7 +32,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rsub = p.add_subparsers(dest="recipients_cmd", required=True)
     i = rsub.add_parser("import", help="import recipients from a CSV or NDJSON file (resumable)")
     i.add_argument("file", type=Path)
-    i.add_argument("--tenant", default="", help="the tenant the recipients belong to (default: none)")
+    i.add_argument(
+        "--tenant", default="", help="the tenant the recipients belong to (default: the default tenant '')"
+    )
     i.add_argument("--format", choices=["csv", "ndjson"], default=None, help="default: by file extension")
     i.add_argument("--batch", type=int, default=1000, help="rows per transaction (default 1000)")
     i.add_argument(
@@ -105,7 +107,7 @@ async def _import(
 ) -> int:
     fmt = args.format or detect_format(path)
     pool = await connect_pool(settings.database_url, max_size=2)
-    counts = {"created": 0, "updated": 0, "conflict": 0, "invalid": 0}
+    counts = {"created": 0, "updated": 0, "invalid": 0}
     started = time.monotonic()
     sidecars = _Sidecars(path, append=after > 0)
     columns = (
@@ -126,14 +128,6 @@ async def _import(
                     results = await put_many(conn, args.tenant, rows) if rows else []
                 for res in results:
                     counts[res.status] += 1
-                    if res.status == "conflict":
-                        errors.append(
-                            {
-                                "line": None,
-                                "id": res.id,
-                                "errors": [{"loc": "id", "msg": "another tenant's id"}],
-                            }
-                        )
                 after = lines[-1].number
                 sidecars.committed(after, errors)  # committed through this line
                 bar.update(task, completed=after)
@@ -143,6 +137,6 @@ async def _import(
     elapsed = max(time.monotonic() - started, 1e-9)
     done = sum(counts.values())
     summary = ", ".join(f"{k} {v}" for k, v in counts.items())
-    report = f"; errors in {sidecars.errors_path}" if counts["invalid"] or counts["conflict"] else ""
+    report = f"; errors in {sidecars.errors_path}" if counts["invalid"] else ""
     print(f"{done} rows in {elapsed:.1f}s ({done / elapsed:.0f} rows/s): {summary}{report}")
     return 0

@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("token", help="mint an API bearer token for a user (needs HERALD_API__JWT_SECRET)")
     p.add_argument("user_id")
     p.add_argument("--ttl", type=float, default=None, help="lifetime in seconds (default api.token_ttl_s)")
+    p.add_argument("--tenant", default="", help="the token's tenant claim (default: the default tenant)")
     p.add_argument("--curl", action="store_true", help="also print a curl line that reads the user's inbox")
     p.set_defaults(func=token)
 
@@ -33,6 +34,7 @@ def token(settings: HeraldSettings, args: argparse.Namespace) -> int:
             args.user_id,
             now=datetime.now(UTC),
             ttl=timedelta(seconds=args.ttl) if args.ttl is not None else None,
+            tenant=args.tenant,
         )
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from exc

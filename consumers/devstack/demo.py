@@ -97,7 +97,7 @@ async def seed(settings: HeraldSettings, pool: asyncpg.Pool, webhook_url: str, w
                 quiet_end = (local + timedelta(minutes=2)).time().replace(second=0, microsecond=0)
             await conn.execute(
                 "INSERT INTO herald_recipients (user_id, email, phone, timezone, locale, quiet_start, quiet_end) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id) DO UPDATE SET email = $2, phone = $3, "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, user_id) DO UPDATE SET email = $2, phone = $3, "
                 "timezone = $4, locale = $5, quiet_start = $6, quiet_end = $7",
                 u["user_id"],
                 u["email"],

@@ -80,14 +80,18 @@ class Contact:
 _CONTACT = """
 SELECT r.email, r.locale, r.timezone, r.quiet_start, r.quiet_end,
        (SELECT json_agg(json_build_array(p.category, p.channel, p.enabled))
-          FROM herald_preferences p WHERE p.user_id = u.id) AS prefs
-FROM (SELECT $1::text AS id) u LEFT JOIN herald_recipients r ON r.user_id = u.id
+          FROM herald_preferences p WHERE p.tenant = u.tenant AND p.user_id = u.id) AS prefs
+FROM (SELECT $1::text AS id, $2::text AS tenant) u
+LEFT JOIN herald_recipients r ON r.tenant = u.tenant AND r.user_id = u.id
 """
 
 
-async def load_contact(conn: asyncpg.Connection, user_id: str, default_locale: str) -> Contact:
-    """The recipient's address, locale, zone, quiet window and preferences (one query)."""
-    row = await conn.fetchrow(_CONTACT, user_id)
+async def load_contact(
+    conn: asyncpg.Connection, user_id: str, default_locale: str, tenant: str = ""
+) -> Contact:
+    """The recipient's address, locale, zone, quiet window and preferences (one query): ``user_id``
+    in ``tenant`` ('' = the default tenant), never another tenant's."""
+    row = await conn.fetchrow(_CONTACT, user_id, tenant)
     assert row is not None
     prefs = {(c, Channel(ch)): bool(on) for c, ch, on in (json.loads(row["prefs"]) if row["prefs"] else ())}
     if row["timezone"] is None:  # no herald_recipients row: defaults

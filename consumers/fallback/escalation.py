@@ -95,7 +95,7 @@ async def fire_escalation(ctx: FallbackContext, timer: Timer, conn: asyncpg.Conn
     if reason == PUSH_TIMEOUT and await _has_receipt(conn, push.notification_id):
         return []
     now = ctx.clock.now()
-    contact = await load_contact(conn, push.user_id, ctx.default_locale)
+    contact = await load_contact(conn, push.user_id, ctx.default_locale, push.tenant or "")
     verdict = contact.consent(
         tier=push.tier,
         category=push.category,

@@ -32,7 +32,7 @@ async def fire_retry(ctx: FallbackContext, timer: Timer, conn: asyncpg.Connectio
         raise ValueError(f"retry timer {timer.key} has no topic or payload")
     message = ctx.codec.decode(timer.payload, ChannelMessage)
     now = ctx.clock.now()
-    contact = await load_contact(conn, message.user_id, ctx.default_locale)
+    contact = await load_contact(conn, message.user_id, ctx.default_locale, message.tenant or "")
     verdict = contact.consent(
         tier=message.tier,
         category=message.category,

@@ -19,7 +19,7 @@ __all__ = ["COLUMNS", "archive_user_rows", "ensure_partition", "move_sql"]
 
 COLUMNS = (
     "id, user_id, notification_id, type, category, title, body, data, idempotency_key, read_at, created_at, "
-    "expires_at"
+    "expires_at, tenant"
 )
 
 
@@ -31,7 +31,9 @@ INSERT INTO {ARCHIVE_TABLE} ({COLUMNS}, archived_at) SELECT {COLUMNS}, $3 FROM m
 """
 
 
-_USER_ROWS = move_sql("SELECT id FROM herald_inbox WHERE user_id = $1 AND id = ANY($2::uuid[])")
+_USER_ROWS = move_sql(
+    "SELECT id FROM herald_inbox WHERE user_id = $1 AND tenant = $4 AND id = ANY($2::uuid[])"
+)
 
 
 async def ensure_partition(conn: asyncpg.Connection | asyncpg.Pool, at: datetime) -> None:
@@ -45,9 +47,9 @@ async def ensure_partition(conn: asyncpg.Connection | asyncpg.Pool, at: datetime
 
 
 async def archive_user_rows(
-    pool: asyncpg.Pool, user_id: str, ids: Sequence[uuid.UUID], now: datetime
+    pool: asyncpg.Pool, user_id: str, ids: Sequence[uuid.UUID], now: datetime, tenant: str = ""
 ) -> list[uuid.UUID]:
-    """Move ``user_id``'s rows among ``ids`` to the archive; return the ids moved."""
+    """Move ``user_id``'s (in ``tenant``) rows among ``ids`` to the archive; return the ids moved."""
     await ensure_partition(pool, now)
-    rows = await pool.fetch(_USER_ROWS, user_id, list(ids), now)
+    rows = await pool.fetch(_USER_ROWS, user_id, list(ids), now, tenant)
     return [r["id"] for r in rows]

@@ -44,13 +44,13 @@ class InboxReads:
         self._topic = topics.receipts
         self._codec = codec or default_codec()
 
-    async def mark_read(self, user_id: str, ids: Sequence[uuid.UUID]) -> list[ReadRow]:
-        rows = await self.inbox.mark_read(user_id, ids)
+    async def mark_read(self, user_id: str, ids: Sequence[uuid.UUID], tenant: str = "") -> list[ReadRow]:
+        rows = await self.inbox.mark_read(user_id, ids, tenant)
         await self._publish(rows)
         return rows
 
-    async def mark_all_read(self, user_id: str) -> list[ReadRow]:
-        rows = await self.inbox.mark_all_read(user_id)
+    async def mark_all_read(self, user_id: str, tenant: str = "") -> list[ReadRow]:
+        rows = await self.inbox.mark_all_read(user_id, tenant)
         await self._publish(rows)
         return rows
 

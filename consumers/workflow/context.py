@@ -40,12 +40,13 @@ class WorkflowContext:
         """The route a workflow was started under, by its match (None if the file dropped it)."""
         return next((r for r in self.table.routes if r.match == match), None)
 
-    async def profile(self, user_id: str) -> Profile:
-        """The user's profile, as fresh as the classifier's (its cache TTL): a step hours after the
-        event sees that day's preferences and addresses."""
+    async def profile(self, user_id: str, tenant: str | None = None) -> Profile:
+        """The user's profile in ``tenant`` (None: the default), as fresh as the classifier's (its
+        cache TTL): a step hours after the event sees that day's preferences and addresses."""
+        key = (tenant or "", user_id)
         if self.profiles is not None:
-            return (await self.profiles.get_many([user_id]))[user_id]
-        return (await fetch_profiles(self.pool, [user_id]))[user_id]
+            return (await self.profiles.get_many([key]))[key]
+        return (await fetch_profiles(self.pool, [key])).get(key) or Profile(user_id, tenant=key[0])
 
     def outcome_output(self, outcome: DeliveryOutcome) -> Output:
         return Output(

@@ -136,7 +136,7 @@ async def fire_digest(ctx: WorkflowContext, timer: Timer, conn: asyncpg.Connecti
         channels=(step.channel,),
         step=0,
         first_send=True,
-        profile=await ctx.profile(digest["user_id"]),
+        profile=await ctx.profile(digest["user_id"], digest_event.tenant),
         now=now,
         cfg=ctx.decide,
     )

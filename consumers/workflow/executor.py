@@ -120,7 +120,7 @@ def _outcome(run: Run, status: OutcomeStatus, reason: str, detail: str, now: dat
 
 
 async def _send(ctx: WorkflowContext, run: Run, step: Send | Escalate, now: datetime) -> After:
-    profile = await ctx.profile(run.event.user_id)
+    profile = await ctx.profile(run.event.user_id, run.event.tenant)
     is_send = isinstance(step, Send)
     sent = send_step(
         run.event,

@@ -133,30 +133,31 @@ async def test_profiles_are_fetched_in_one_query_per_batch_and_cached(pg_pool: a
     )
     clock = [0.0]
     cache = ProfileCache(pg_pool, ttl_s=30, max_size=45, monotonic=lambda: clock[0])
-    got = await cache.get_many(users)
-    assert cache.queries == 1 and set(got) == set(users)
-    p0 = got[users[0]]
+    keys = [("", u) for u in users]
+    got = await cache.get_many(keys)
+    assert cache.queries == 1 and set(got) == set(keys)
+    p0 = got[keys[0]]
     assert p0.known and p0.email == f"{users[0]}@example.com" and p0.timezone == "America/St_Johns"
     assert p0.quiet is not None and p0.quiet.start == time(22) and p0.locale == "pt"
     assert (
         p0.preference("marketing", Channel.EMAIL) is False and p0.preference("activity", Channel.PUSH) is True
     )
-    assert got[users[1]].endpoints[0].wants("system.invoice.paid")
-    assert not got[users[1]].endpoints[0].wants("system.user.created")
-    assert not got[users[45]].known and got[users[45]].email is None  # no row: defaults
+    assert got[keys[1]].endpoints[0].wants("system.invoice.paid")
+    assert not got[keys[1]].endpoints[0].wants("system.user.created")
+    assert not got[keys[45]].known and got[keys[45]].email is None  # no row: defaults
     # the newest 45 are cached: a second batch of them costs no query
-    await cache.get_many(users[5:])
+    await cache.get_many(keys[5:])
     assert cache.queries == 1
-    await cache.get_many(users[:5])
+    await cache.get_many(keys[:5])
     assert cache.queries == 2
     clock[0] = 31.0  # past the TTL
-    await cache.get_many(users[:1])
+    await cache.get_many(keys[:1])
     assert cache.queries == 3
 
 
 async def test_a_lookup_in_flight_is_joined_not_repeated(pg_pool: asyncpg.Pool) -> None:
     # The runner starts the next batch's lookup (Classifier.prepare) while the current one is handled.
-    users = [_uid("join") for _ in range(20)]
+    users = [("", _uid("join")) for _ in range(20)]
     cache = ProfileCache(pg_pool, ttl_s=30, max_size=1000)
     ahead = asyncio.create_task(cache.get_many(users[:15]))
     await asyncio.sleep(0)  # the first lookup is in flight
@@ -172,7 +173,7 @@ async def test_closed_pool_is_lookup_unavailable(stack: Any) -> None:
     assert pool is not None
     await pool.close()
     with pytest.raises(LookupUnavailable):
-        await fetch_profiles(pool, ["x"])
+        await fetch_profiles(pool, [("", "x")])
 
 
 # -- the handler against outages, and the scheduler release ---------------------------------

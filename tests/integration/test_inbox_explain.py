@@ -95,9 +95,9 @@ async def test_unread_queries_use_the_partial_index(
         user,
     )
     for sql, args in [
-        (GET_UNREAD_FIRST_SQL, (user, 51)),
-        (GET_UNREAD_NEXT_SQL, (user, 51, row["created_at"], row["id"])),
-        (UNREAD_COUNT_SQL, (user,)),
+        (GET_UNREAD_FIRST_SQL, (user, "", 51)),
+        (GET_UNREAD_NEXT_SQL, (user, "", 51, row["created_at"], row["id"])),
+        (UNREAD_COUNT_SQL, (user, "")),
     ]:
         plan = await plan_of(big_inbox, sql, *args, generic=generic)
         kinds = [n["Node Type"] for n in plan]
@@ -137,7 +137,7 @@ async def test_get_unread_latency(big_inbox: asyncpg.Pool) -> None:
         )
         for u in users[:30]:
             t0 = time.perf_counter()
-            await conn.fetch(GET_UNREAD_FIRST_SQL + " -- planned under these settings", u, 51)
+            await conn.fetch(GET_UNREAD_FIRST_SQL + " -- planned under these settings", u, "", 51)
             without.append((time.perf_counter() - t0) * 1000)
     seq50 = statistics.median(without)
     print(

@@ -263,7 +263,7 @@ async def test_a_nul_in_a_user_id_from_a_raw_producer_is_dead_lettered_not_an_ou
 
 async def test_a_user_id_postgresql_refuses_is_a_record_error_not_an_outage(pg_pool: asyncpg.Pool) -> None:
     with pytest.raises(LookupRejected) as caught:
-        await fetch_profiles(pg_pool, ["ok", "u\x00ser"])
+        await fetch_profiles(pg_pool, [("", "ok"), ("", "u\x00ser")])
     assert caught.value.reason == "invalid_event"
     assert not isinstance(caught.value, DependencyUnavailable)
 

@@ -16,13 +16,15 @@ from consumers.devstack import DevStack
 from schemas.models import Channel
 
 
-async def _staleness(cache: ProfileCache, uid: str, check: object, change: str, *args: object) -> float:
+async def _staleness(
+    cache: ProfileCache, uid: str, check: object, change: str, *args: object, tenant: str = ""
+) -> float:
     pool = cache.pool
     t0 = time.perf_counter()
     await pool.execute(change, uid, *args)
     committed = time.perf_counter()
     while True:
-        profile = (await cache.get_many([uid]))[uid]
+        profile = (await cache.get_many([(tenant, uid)]))[(tenant, uid)]
         if check(profile):  # type: ignore[operator]
             return time.perf_counter() - committed
         assert time.perf_counter() - t0 < 5, "the cache never saw the change"
@@ -42,7 +44,7 @@ async def test_changes_reach_the_cache_within_a_notify(stack: DevStack, pg_pool:
         )
         samples = []
         for i in range(1, 31):
-            assert (await cache.get_many([uid]))[uid].email is not None  # cached now
+            assert (await cache.get_many([("", uid)]))[("", uid)].email is not None  # cached now
             samples.append(
                 await _staleness(
                     cache,
@@ -76,10 +78,47 @@ async def test_changes_reach_the_cache_within_a_notify(stack: DevStack, pg_pool:
 async def test_a_fetch_overlapping_an_invalidation_is_not_cached(pg_pool: asyncpg.Pool) -> None:
     cache = ProfileCache(pg_pool, ttl_s=3600, max_size=1000)
     uid = f"race-{uuid.uuid4().hex[:10]}"
-    fetch = asyncio.create_task(cache.get_many([uid]))
+    fetch = asyncio.create_task(cache.get_many([("", uid)]))
     await asyncio.sleep(0)  # the fetch is in flight
-    cache.invalidate(uid)
+    cache.invalidate(("", uid))
     await fetch
     queries = cache.queries
-    await cache.get_many([uid])
+    await cache.get_many([("", uid)])
     assert cache.queries == queries + 1  # read again, not served from a possibly stale entry
+
+
+async def test_a_change_in_one_tenant_reaches_that_tenants_profile_only(
+    stack: DevStack, pg_pool: asyncpg.Pool
+) -> None:
+    # The same user id in two tenants: two profiles, cached apart; a write names its tenant.
+    cache = ProfileCache(pg_pool, ttl_s=3600, max_size=1000)
+    invalidator = ProfileInvalidator(stack.database_url, cache)
+    stopping = asyncio.Event()
+    task = asyncio.create_task(invalidator.run(stopping))
+    try:
+        await asyncio.wait_for(invalidator.listening.wait(), 10)
+        uid = f"ten-{uuid.uuid4().hex[:10]}"
+        await pg_pool.execute(
+            "INSERT INTO herald_recipients (tenant, user_id, email) VALUES ('acme', $1, 'a@acme.example'), "
+            "('globex', $1, 'a@globex.example')",
+            uid,
+        )
+        got = await cache.get_many([("acme", uid), ("globex", uid), ("", uid)])
+        assert (
+            got[("acme", uid)].email == "a@acme.example" and got[("globex", uid)].email == "a@globex.example"
+        )
+        assert not got[("", uid)].known  # not a recipient of the default tenant
+        await _staleness(
+            cache,
+            uid,
+            lambda p: p.email == "b@acme.example",
+            "UPDATE herald_recipients SET email = $2 WHERE tenant = 'acme' AND user_id = $1",
+            "b@acme.example",
+            tenant="acme",
+        )
+        queries = cache.queries
+        assert (await cache.get_many([("globex", uid)]))[("globex", uid)].email == "a@globex.example"
+        assert cache.queries == queries  # the other tenant's profile stayed cached
+    finally:
+        stopping.set()
+        await task

@@ -78,3 +78,14 @@ def test_signed_non_object_payload_is_malformed() -> None:
     with pytest.raises(BadUnsubscribeToken) as err:
         verify_unsubscribe([KEY], f"{payload}.{mac}", now=1)
     assert err.value.reason == "malformed"
+
+
+def test_the_tenant_is_signed_and_absent_for_the_default_tenant() -> None:
+    plain = sign_unsubscribe(KEY, "alice", "marketing", 1000)
+    acme = sign_unsubscribe(KEY, "alice", "marketing", 1000, tenant="acme")
+    assert plain == sign_unsubscribe(KEY, "alice", "marketing", 1000, tenant="")  # links as before
+    assert verify_unsubscribe([KEY], plain, now=1).tenant == ""
+    assert verify_unsubscribe([KEY], acme, now=1).tenant == "acme"
+    forged = acme.split(".")[0] + "." + plain.split(".")[1]  # another tenant's payload, this signature
+    with pytest.raises(BadUnsubscribeToken):
+        verify_unsubscribe([KEY], forged, now=1)

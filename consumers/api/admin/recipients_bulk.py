@@ -3,7 +3,8 @@
 :func:`parse_row` is pure (one row of JSON → a recipient or the reasons it is refused);
 :func:`put_many` writes a batch in three set-based statements (recipients, then their
 preferences replaced), so an import runs at thousands of rows a second instead of one round
-trip per row. A row whose id belongs to another tenant is reported, the others are written.
+trip per row. Every row is written in the caller's tenant (the same id in another tenant is
+another recipient).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class RowError:
 @dataclass(frozen=True, slots=True)
 class RowResult:
     id: str
-    status: str  # created | updated | conflict
+    status: str  # created | updated
 
 
 def parse_row(raw: Any, max_properties_bytes: int) -> BatchRow | list[RowError]:
@@ -65,10 +66,9 @@ INSERT INTO herald_recipients AS r (user_id, tenant, email, phone, locale, timez
 SELECT u.id, $1, u.email, u.phone, u.locale, u.tz, u.qs, u.qe, u.props::jsonb
 FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::time[], $8::time[], $9::text[])
      AS u(id, email, phone, locale, tz, qs, qe, props)
-ON CONFLICT (user_id) DO UPDATE SET email = EXCLUDED.email, phone = EXCLUDED.phone, locale = EXCLUDED.locale,
+ON CONFLICT (tenant, user_id) DO UPDATE SET email = EXCLUDED.email, phone = EXCLUDED.phone, locale = EXCLUDED.locale,
     timezone = EXCLUDED.timezone, quiet_start = EXCLUDED.quiet_start, quiet_end = EXCLUDED.quiet_end,
     properties = EXCLUDED.properties, updated_at = now()
-WHERE r.tenant = EXCLUDED.tenant
 RETURNING user_id, xmax = 0 AS created
 """
 
@@ -94,19 +94,19 @@ async def put_many(conn: asyncpg.Connection, tenant: str, rows: Sequence[BatchRo
             )
         }
         ids = list(written)
-        await conn.execute("DELETE FROM herald_preferences WHERE user_id = ANY($1::text[])", ids)
+        await conn.execute(
+            "DELETE FROM herald_preferences WHERE tenant = $1 AND user_id = ANY($2::text[])", tenant, ids
+        )
         prefs = [(b.id, p) for b in batch if b.id in written for p in b.recipient.preferences]
         if prefs:
             await conn.execute(
-                "INSERT INTO herald_preferences (user_id, category, channel, enabled) "
-                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[]) "
-                "ON CONFLICT (user_id, category, channel) DO UPDATE SET enabled = EXCLUDED.enabled",
+                "INSERT INTO herald_preferences (tenant, user_id, category, channel, enabled) "
+                "SELECT $5, * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[]) "
+                "ON CONFLICT (tenant, user_id, category, channel) DO UPDATE SET enabled = EXCLUDED.enabled",
                 [uid for uid, _ in prefs],
                 [p.category for _, p in prefs],
                 [p.channel.value for _, p in prefs],
                 [p.enabled for _, p in prefs],
+                tenant,
             )
-    return [
-        RowResult(b.id, "conflict" if b.id not in written else ("created" if written[b.id] else "updated"))
-        for b in rows
-    ]
+    return [RowResult(b.id, "created" if written[b.id] else "updated") for b in rows]

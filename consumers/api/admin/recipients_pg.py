@@ -1,7 +1,8 @@
 """Recipients in PostgreSQL: upsert, merge, read and erase, scoped by tenant.
 
-A recipient row belongs to one tenant (``''`` = none); a caller in another tenant neither sees
-nor changes it. Every write fires the ``herald_profiles`` NOTIFY (migration 070), which is how
+A recipient is a (tenant, user id) (``''`` = the default tenant): the same id in two tenants is
+two recipients, with their own preferences, devices and inbox, and a caller in one tenant never
+sees or changes the other's. Every write fires the ``herald_profiles`` NOTIFY (migration 070), which is how
 classifiers learn to drop their cached profile.
 """
 
@@ -20,57 +21,56 @@ from consumers.api.admin.recipient_models import (
     RecipientPatch,
 )
 
-__all__ = ["ERASED_KINDS", "OtherTenant", "RecipientStore"]
-
-
-class OtherTenant(Exception):
-    """The id belongs to a recipient of another tenant."""
+__all__ = ["ERASED_KINDS", "RecipientStore"]
 
 
 _UPSERT = """
 INSERT INTO herald_recipients AS r (user_id, tenant, email, phone, locale, timezone, quiet_start, quiet_end,
                                     properties)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)
-ON CONFLICT (user_id) DO UPDATE SET email = $3, phone = $4, locale = $5, timezone = $6, quiet_start = $7,
-    quiet_end = $8, properties = $9::jsonb, updated_at = now()
-WHERE r.tenant = $2
-RETURNING user_id
+ON CONFLICT (tenant, user_id) DO UPDATE SET email = $3, phone = $4, locale = $5, timezone = $6,
+    quiet_start = $7, quiet_end = $8, properties = $9::jsonb, updated_at = now()
 """
 
 _SELECT = """
 SELECT r.user_id, r.tenant, r.email, r.phone, r.locale, r.timezone, r.quiet_start, r.quiet_end,
        r.properties::text AS properties, r.created_at, r.updated_at,
        (SELECT json_agg(json_build_array(p.category, p.channel, p.enabled) ORDER BY p.category, p.channel)
-          FROM herald_preferences p WHERE p.user_id = r.user_id)::text AS prefs
+          FROM herald_preferences p WHERE p.tenant = r.tenant AND p.user_id = r.user_id)::text AS prefs
 FROM herald_recipients r WHERE r.user_id = $1 AND r.tenant = $2
 """
 
 # Erasure, in order: what points at the user's notifications first, then the rows themselves.
-# Pending timers are found by their Kafka key (deferred sends and retries are keyed by user) or by
-# a notification of the user's (escalations, digest items, critical checks).
+# The recipient, its preferences, devices and inbox rows are the tenant's. The delivery state
+# (pending timers, digests, receipts, critical checks) is keyed by user id only: it goes too
+# unless the same id is a recipient in another tenant ("shared"), whose state it may be.
+# Parameters by scope: tenant ($1 user, $2 tenant), user ($1 user, $2 shared), both ($3 shared).
 _USER_NOTIFICATIONS = """
-    SELECT notification_id FROM herald_inbox WHERE user_id = $1
-    UNION SELECT notification_id FROM herald_critical_watch WHERE user_id = $1
-    UNION SELECT notification_id FROM herald_receipts WHERE user_id = $1
-    UNION SELECT notification_id FROM herald_digest_items WHERE user_id = $1
+    SELECT notification_id FROM herald_inbox WHERE user_id = $1 AND tenant = $2
+    UNION SELECT notification_id FROM herald_critical_watch WHERE user_id = $1 AND NOT $3::bool
+    UNION SELECT notification_id FROM herald_receipts WHERE user_id = $1 AND NOT $3::bool
+    UNION SELECT notification_id FROM herald_digest_items WHERE user_id = $1 AND NOT $3::bool
 """
-_ERASE: tuple[tuple[str, str], ...] = (
+_ERASE: tuple[tuple[str, str, str], ...] = (
     (
         "pending_steps",
-        "DELETE FROM herald_timers WHERE state = 'pending' AND (msg_key = convert_to($1, 'UTF8') "
-        "OR data->>'user_id' = $1 OR data->>'notification_id' IN (" + _USER_NOTIFICATIONS + ") "
-        "OR (data->>'digest_id')::bigint IN (SELECT id FROM herald_digests WHERE user_id = $1))",
+        "both",
+        "DELETE FROM herald_timers WHERE state = 'pending' AND ("
+        "((msg_key = convert_to($1, 'UTF8') OR data->>'user_id' = $1) AND NOT $3::bool) "
+        "OR data->>'notification_id' IN (" + _USER_NOTIFICATIONS + ") "
+        "OR (data->>'digest_id')::bigint IN (SELECT id FROM herald_digests WHERE user_id = $1 AND NOT $3::bool))",
     ),
-    ("digest_items", "DELETE FROM herald_digest_items WHERE user_id = $1"),
-    ("digests", "DELETE FROM herald_digests WHERE user_id = $1"),
-    ("receipts", "DELETE FROM herald_receipts WHERE user_id = $1"),
-    ("critical_watch", "DELETE FROM herald_critical_watch WHERE user_id = $1"),
-    ("inbox", "DELETE FROM herald_inbox WHERE user_id = $1"),
-    ("devices", "DELETE FROM herald_device_tokens WHERE user_id = $1"),
-    ("preferences", "DELETE FROM herald_preferences WHERE user_id = $1"),
-    ("recipient", "DELETE FROM herald_recipients WHERE user_id = $1"),
+    ("digest_items", "user", "DELETE FROM herald_digest_items WHERE user_id = $1 AND NOT $2::bool"),
+    ("digests", "user", "DELETE FROM herald_digests WHERE user_id = $1 AND NOT $2::bool"),
+    ("receipts", "user", "DELETE FROM herald_receipts WHERE user_id = $1 AND NOT $2::bool"),
+    ("critical_watch", "user", "DELETE FROM herald_critical_watch WHERE user_id = $1 AND NOT $2::bool"),
+    ("inbox", "tenant", "DELETE FROM herald_inbox WHERE user_id = $1 AND tenant = $2"),
+    ("inbox_archive", "tenant", "DELETE FROM herald_inbox_archive WHERE user_id = $1 AND tenant = $2"),
+    ("devices", "tenant", "DELETE FROM herald_device_tokens WHERE user_id = $1 AND tenant = $2"),
+    ("preferences", "tenant", "DELETE FROM herald_preferences WHERE user_id = $1 AND tenant = $2"),
+    ("recipient", "tenant", "DELETE FROM herald_recipients WHERE user_id = $1 AND tenant = $2"),
 )
-ERASED_KINDS = tuple(kind for kind, _ in _ERASE)
+ERASED_KINDS = tuple(kind for kind, _, _ in _ERASE)
 
 
 def _count(status: str) -> int:
@@ -97,17 +97,21 @@ def _out(row: Any) -> RecipientOut:
     )
 
 
-async def _upsert_prefs(conn: asyncpg.Connection, user_id: str, prefs: list[PreferenceIn]) -> None:
+async def _upsert_prefs(
+    conn: asyncpg.Connection, tenant: str, user_id: str, prefs: list[PreferenceIn]
+) -> None:
     if not prefs:
         return
     await conn.execute(
-        "INSERT INTO herald_preferences (user_id, category, channel, enabled) "
-        "SELECT $1, c, ch, e FROM unnest($2::text[], $3::text[], $4::bool[]) AS u(c, ch, e) "
-        "ON CONFLICT (user_id, category, channel) DO UPDATE SET enabled = EXCLUDED.enabled, updated_at = now()",
+        "INSERT INTO herald_preferences (tenant, user_id, category, channel, enabled) "
+        "SELECT $5, $1, c, ch, e FROM unnest($2::text[], $3::text[], $4::bool[]) AS u(c, ch, e) "
+        "ON CONFLICT (tenant, user_id, category, channel) "
+        "DO UPDATE SET enabled = EXCLUDED.enabled, updated_at = now()",
         user_id,
         [p.category for p in prefs],
         [p.channel.value for p in prefs],
         [p.enabled for p in prefs],
+        tenant,
     )
 
 
@@ -120,9 +124,11 @@ class RecipientStore:
         return _out(row) if row else None
 
     async def put(self, tenant: str, user_id: str, r: RecipientIn) -> tuple[RecipientOut, bool]:
-        """Create or replace; (recipient, created). Raises :class:`OtherTenant`."""
+        """Create or replace; (recipient, created)."""
         async with self.pool.acquire() as conn, conn.transaction():
-            existed = await conn.fetchval("SELECT true FROM herald_recipients WHERE user_id = $1", user_id)
+            existed = await conn.fetchval(
+                "SELECT true FROM herald_recipients WHERE tenant = $1 AND user_id = $2", tenant, user_id
+            )
             await self.write(conn, tenant, user_id, r)
             row = await conn.fetchrow(_SELECT, user_id, tenant)
         return _out(row), not existed
@@ -131,7 +137,7 @@ class RecipientStore:
     async def write(conn: asyncpg.Connection, tenant: str, user_id: str, r: RecipientIn) -> None:
         """The replace of one recipient inside the caller's transaction (PUT and the batch share it)."""
         quiet = r.quiet_hours
-        done = await conn.fetchval(
+        await conn.execute(
             _UPSERT,
             user_id,
             tenant,
@@ -143,10 +149,10 @@ class RecipientStore:
             quiet.end if quiet else None,
             json.dumps(r.properties),
         )
-        if done is None:
-            raise OtherTenant(user_id)
-        await conn.execute("DELETE FROM herald_preferences WHERE user_id = $1", user_id)
-        await _upsert_prefs(conn, user_id, r.preferences)
+        await conn.execute(
+            "DELETE FROM herald_preferences WHERE tenant = $1 AND user_id = $2", tenant, user_id
+        )
+        await _upsert_prefs(conn, tenant, user_id, r.preferences)
 
     async def patch(self, tenant: str, user_id: str, p: RecipientPatch) -> RecipientOut | None:
         """Merge ``p`` into the recipient; None when there is none in this tenant."""
@@ -172,19 +178,30 @@ class RecipientStore:
                 properties=props,
             )
             await self.write(conn, tenant, user_id, merged)
-            await _upsert_prefs(conn, user_id, p.preferences or [])
+            await _upsert_prefs(conn, tenant, user_id, p.preferences or [])
             row = await conn.fetchrow(_SELECT, user_id, tenant)
         return _out(row)
 
-    async def erase(self, tenant: str, user_id: str) -> dict[str, int] | None:
-        """Delete everything Herald keeps about the user, in one transaction; rows removed per kind.
-
-        None when the id is a recipient of another tenant (nothing is touched). A user without a
-        recipient row (known only from events) is erased all the same."""
+    async def erase(self, tenant: str, user_id: str) -> dict[str, int]:
+        """Delete everything Herald keeps about the user in ``tenant``, in one transaction; rows
+        removed per kind. A user without a recipient row (known only from events) is erased all
+        the same; the same id in another tenant is another recipient and keeps its rows."""
         async with self.pool.acquire() as conn, conn.transaction():
-            owner = await conn.fetchval(
-                "SELECT tenant FROM herald_recipients WHERE user_id = $1 FOR UPDATE", user_id
+            await conn.execute(
+                "SELECT 1 FROM herald_recipients WHERE tenant = $1 AND user_id = $2 FOR UPDATE",
+                tenant,
+                user_id,
             )
-            if owner is not None and owner != tenant:
-                return None
-            return {kind: _count(await conn.execute(sql, user_id)) for kind, sql in _ERASE}
+            shared = bool(
+                await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM herald_recipients WHERE user_id = $1 AND tenant <> $2)",
+                    user_id,
+                    tenant,
+                )
+            )
+            args: dict[str, tuple[object, ...]] = {
+                "tenant": (user_id, tenant),
+                "user": (user_id, shared),
+                "both": (user_id, tenant, shared),
+            }
+            return {kind: _count(await conn.execute(sql, *args[scope])) for kind, scope, sql in _ERASE}

@@ -19,7 +19,7 @@ from consumers.api.admin.recipient_models import (
     check_id,
 )
 from consumers.api.admin.recipients_bulk import BatchRow, parse_row, put_many
-from consumers.api.admin.recipients_pg import OtherTenant, RecipientStore
+from consumers.api.admin.recipients_pg import RecipientStore
 from consumers.api.deps import ApiContext, invalid
 from consumers.api.problems import ProblemError, problem_responses
 
@@ -64,7 +64,7 @@ class BatchIn(BaseModel, extra="forbid"):
 class BatchRowOut(BaseModel):
     index: int
     id: str | None
-    status: str = Field(description="created, updated, invalid, or conflict (the id is another tenant's).")
+    status: str = Field(description="created, updated or invalid.")
     errors: list[dict[str, str]] | None = None
 
 
@@ -103,10 +103,10 @@ def router() -> APIRouter:
 
     @r.post("/v1/recipients:batch", response_model=BatchOut, responses=problem_responses(413))
     async def batch_recipients(request: Request, body: BatchIn, caller: Writer) -> BatchOut:
-        """Create or replace up to 1,000 recipients; each row answers created, updated, invalid or conflict."""
+        """Create or replace up to 1,000 recipients; each row answers created, updated or invalid."""
         return await _batch(request, caller, body)
 
-    @r.put("/v1/recipients/{id}", response_model=RecipientOut, responses=problem_responses(409))
+    @r.put("/v1/recipients/{id}", response_model=RecipientOut)
     async def put_recipient(
         request: Request, response: Response, id: RecipientId, body: RecipientIn, caller: Writer
     ) -> RecipientOut:
@@ -115,10 +115,7 @@ def router() -> APIRouter:
         check_properties(
             body.properties, _admin(ctx).settings.recipient_properties_max_bytes, ("body", "properties")
         )
-        try:
-            out, created = await _store(request).put(caller.tenant, _checked_id(id), body)
-        except OtherTenant:
-            raise ProblemError(409, "this id is taken in another tenant", kind="conflict") from None
+        out, created = await _store(request).put(caller.tenant, _checked_id(id), body)
         response.status_code = 201 if created else 200
         return out
 
@@ -143,12 +140,11 @@ def router() -> APIRouter:
             raise _not_found()
         return out
 
-    @r.delete("/v1/recipients/{id}", response_model=ErasureOut, responses=problem_responses(404))
+    @r.delete("/v1/recipients/{id}", response_model=ErasureOut)
     async def erase_recipient(request: Request, id: RecipientId, caller: Writer) -> ErasureOut:
-        """Erase everything kept about the recipient: row, devices, preferences, inbox, pending steps."""
+        """Erase everything kept about the recipient in the caller's tenant: row, devices,
+        preferences, inbox, pending steps (the same id in another tenant is untouched)."""
         removed = await _store(request).erase(caller.tenant, _checked_id(id))
-        if removed is None:
-            raise _not_found()
         return ErasureOut(id=id, removed=removed)
 
     return r

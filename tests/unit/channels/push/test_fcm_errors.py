@@ -88,10 +88,10 @@ class Devices:
         self.tokens_ = list(tokens)
         self.deleted: list[str] = []
 
-    async def tokens(self, user_id: str) -> list[DeviceToken]:
+    async def tokens(self, user_id: str, tenant: str = "") -> list[DeviceToken]:
         return [DeviceToken(t, "android") for t in self.tokens_]
 
-    async def delete(self, user_id: str, tokens: Sequence[str]) -> int:
+    async def delete(self, user_id: str, tokens: Sequence[str], tenant: str = "") -> int:
         gone = [t for t in self.tokens_ if t in tokens]
         self.tokens_ = [t for t in self.tokens_ if t not in tokens]
         self.deleted += gone

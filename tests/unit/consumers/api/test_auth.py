@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -41,6 +42,28 @@ def test_hs256_round_trip_and_failures() -> None:
     with pytest.raises(AuthError):
         verify_token(mint_token(keys, api, "alice", now=NOW), keys, with_iss)  # iss required, absent
     assert verify_token(mint_token(keys, with_iss, "bob", now=NOW), keys, with_iss).user_id == "bob"
+
+
+def test_the_tenant_claim_scopes_the_principal() -> None:
+    api = hs()
+    keys = TokenKeys.from_settings(api)
+    assert verify_token(mint_token(keys, api, "alice", now=NOW), keys, api).tenant == ""  # the default
+    who = verify_token(mint_token(keys, api, "alice", now=NOW, tenant="acme"), keys, api)
+    assert who.user_id == "alice" and who.tenant == "acme" and who.token_id.startswith("acme/alice:")
+    for bad in (42, ["acme"], "t" * 201):
+        token = jwt.encode(
+            {
+                "sub": "alice",
+                "aud": api.jwt_audience,
+                "iat": int(NOW.timestamp()),
+                "exp": int(NOW.timestamp()) + 60,
+                "tenant": bad,
+            },
+            "s" * 32,
+            algorithm="HS256",
+        )
+        with pytest.raises(AuthError, match="tenant"):
+            verify_token(token, keys, api)
 
 
 def test_eddsa_verifies_with_the_public_key_only_and_refuses_hs256() -> None:

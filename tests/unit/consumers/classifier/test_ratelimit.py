@@ -85,7 +85,11 @@ def test_buckets_are_per_user_channel_and_clock_hour() -> None:
                 bucket_key("rl", "u1", Channel.EMAIL, next_hour),
                 bucket_key("rl", "u2", Channel.EMAIL, t),
                 bucket_key("rl", "u1", Channel.PUSH, t),
+                bucket_key("rl", "u1", Channel.EMAIL, t, "acme"),  # the same id in another tenant
+                bucket_key("rl", "acme:u1", Channel.EMAIL, t),
+                bucket_key("rl", "u1", Channel.EMAIL, t, "acme:x"),
             }
         )
-        == 4
+        == 7
     )
+    assert bucket_key("rl", "u1", Channel.EMAIL, t, "") == k  # the default tenant's keys are unchanged
