@@ -28,7 +28,6 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -36,6 +35,7 @@ from channels.base import ChannelAdapter, Content, DeliveryError, Outcome
 from channels.content import check_content
 from channels.templates import TemplateError, TemplateRenderer
 from consumers.channel.cancelled import CancelCheck
+from consumers.channel.done import IN_FLIGHT_ELSEWHERE, RECIPIENT_BACKOFF, Done, already_sent
 from consumers.channel.ledger import DeliveryLedger, Entry, Replay, replay_decision
 from consumers.infra.backoff import backoff
 from consumers.infra.clock import Clock, SystemClock
@@ -71,38 +71,6 @@ class SuppressionList(Protocol):
     async def suppressed(self, channel: str, addresses: Iterable[str]) -> set[str]:
         """Which of ``addresses`` must not be sent to (raises DependencyUnavailable if unknown)."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class _Done:
-    status: OutcomeStatus
-    outcome: Outcome | None = None
-    reason: str | None = None
-    detail: str | None = None
-    duplicate: bool = False
-
-
-_RECIPIENT_BACKOFF = _Done(
-    OutcomeStatus.FAILED_RETRYABLE,
-    reason="recipient_backoff",
-    detail="not attempted: an earlier message to this recipient failed in the same batch",
-)
-
-
-_IN_FLIGHT_ELSEWHERE = _Done(
-    OutcomeStatus.FAILED_RETRYABLE,
-    reason="in_flight_elsewhere",
-    detail="not attempted: another live process is sending this key; the retry will see its result",
-)
-
-
-def _duplicate(provider: str, provider_id: str | None) -> _Done:
-    return _Done(
-        OutcomeStatus.SENT,
-        Outcome.sent(provider, provider_id),
-        detail="duplicate: already sent (delivery ledger)",
-        duplicate=True,
-    )
 
 
 class ChannelConsumer:
@@ -178,7 +146,7 @@ class ChannelConsumer:
                     # This recipient is failing right now: its later messages go straight to the
                     # fallback's backoff instead of holding the batch (and every other key on the
                     # partition) through their own attempts and in-process retries.
-                    results[i] = [self._output(batch[i].value, _RECIPIENT_BACKOFF)]
+                    results[i] = [self._output(batch[i].value, RECIPIENT_BACKOFF)]
                     continue
                 results[i], failing = await self._one(batch[i].value, entries, sent)
 
@@ -213,11 +181,11 @@ class ChannelConsumer:
         try:
             done = await self._decide(message, entries, sent)
         except RecordError as exc:  # the content is at fault, wherever it was found: never retried
-            done = _Done(OutcomeStatus.FAILED_PERMANENT, reason=exc.reason, detail=str(exc)[:1000])
+            done = Done(OutcomeStatus.FAILED_PERMANENT, reason=exc.reason, detail=str(exc)[:1000])
         except Exception as exc:  # a bug in an adapter or renderer costs this message, not the batch
             log.exception("%s: unexpected error on %s", self.name, message.idempotency_key)
             metrics.INTERNAL_ERRORS.labels(self.name, type(exc).__name__).inc()
-            done = _Done(
+            done = Done(
                 OutcomeStatus.FAILED_RETRYABLE,
                 reason="internal_error",
                 detail=f"{type(exc).__name__}: {exc}"[:500],
@@ -227,20 +195,20 @@ class ChannelConsumer:
 
     async def _decide(
         self, message: ChannelMessage, entries: dict[str, Entry], sent: dict[str, str | None]
-    ) -> _Done:
+    ) -> Done:
         now = self.clock.now()
         if message.expires_at is not None and message.expires_at <= now:
-            return _Done(
+            return Done(
                 OutcomeStatus.SUPPRESSED,
                 reason="stale",
                 detail=f"expired at {message.expires_at.isoformat()}",
             )
         if message.notification_id in self._cancelled:
-            return _Done(
+            return Done(
                 OutcomeStatus.CANCELLED, reason="cancel_key", detail="cancelled while waiting in the lane"
             )
         if message.recipient in self._blocked:
-            return _Done(
+            return Done(
                 OutcomeStatus.SUPPRESSED,
                 reason="address_suppressed",
                 detail="the address is on the suppression list (hard bounce or complaint)",
@@ -249,14 +217,14 @@ class ChannelConsumer:
             # The batch has run too long (a provider timing out on a long per-key queue): hand the
             # rest to the fallback consumer's backoff instead of blocking the partition (and
             # overrunning max_poll_interval) for many minutes.
-            return _Done(
+            return Done(
                 OutcomeStatus.FAILED_RETRYABLE,
                 reason="batch_deadline",
                 detail=f"not attempted: batch ran past {self.settings.batch_deadline_s:.0f}s",
             )
         key = message.idempotency_key
         if key in sent:  # the same key twice in one batch
-            return _duplicate(self.adapter.provider, sent[key])
+            return already_sent(self.adapter.provider, sent[key])
         entry = entries.get(key)
         verdict = Replay.SEND
         if self.ledger is not None:
@@ -267,9 +235,9 @@ class ChannelConsumer:
             # Replayed after a send whose outcome may never have reached Kafka: report the
             # same `sent` (same outcome id) and do not call the provider again.
             assert entry is not None
-            return _duplicate(self.adapter.provider, entry.provider_id)
+            return already_sent(self.adapter.provider, entry.provider_id)
         if verdict is Replay.WAIT:
-            return _IN_FLIGHT_ELSEWHERE
+            return IN_FLIGHT_ELSEWHERE
         if verdict is Replay.AMBIGUOUS:
             return await self._ambiguous(message)
         # A raw producer can bypass the classifier: the same identifier check, before any lookup.
@@ -282,7 +250,7 @@ class ChannelConsumer:
 
     async def _send(
         self, message: ChannelMessage, content: Content, entry: Entry | None, sent: dict[str, str | None]
-    ) -> _Done:
+    ) -> Done:
         """Deliver under the ledger: ``in_flight`` claimed at the first call, then ``done`` or released."""
         key = message.idempotency_key
         try:
@@ -294,7 +262,7 @@ class ChannelConsumer:
                 await self.ledger.release(key)
             raise
         if outcome is None:
-            return _IN_FLIGHT_ELSEWHERE  # another process claimed it since the batch's lookup
+            return IN_FLIGHT_ELSEWHERE  # another process claimed it since the batch's lookup
         if self.ledger is not None:
             if outcome.status == "sent":
                 await self.ledger.done(key, outcome.provider_message_id)
@@ -302,9 +270,9 @@ class ChannelConsumer:
                 await self.ledger.release(key)
         if outcome.status == "sent":
             sent[key] = outcome.provider_message_id
-        return _Done(OutcomeStatus(outcome.status), outcome)
+        return Done(OutcomeStatus(outcome.status), outcome)
 
-    async def _ambiguous(self, message: ChannelMessage) -> _Done:
+    async def _ambiguous(self, message: ChannelMessage) -> Done:
         metrics.AMBIGUOUS_DELIVERIES.labels(self.channel.value, self.lane.value).inc()
         assert self.ledger is not None
         await self.ledger.ambiguous(message.idempotency_key)
@@ -314,7 +282,7 @@ class ChannelConsumer:
             message.idempotency_key,
             message.tier.value,
         )
-        return _Done(
+        return Done(
             OutcomeStatus.FAILED_PERMANENT,
             reason="ambiguous",
             detail="in flight at the provider when its process died; not resent for this tier "
@@ -384,7 +352,7 @@ class ChannelConsumer:
             self._provider_seconds.observe(time.perf_counter() - started)
 
     # -- the outcome ---------------------------------------------------------------------------
-    def _output(self, message: ChannelMessage, done: _Done) -> Output:
+    def _output(self, message: ChannelMessage, done: Done) -> Output:
         o = done.outcome
         now = self.clock.now()
         provider = o.provider if o is not None else self.adapter.provider
