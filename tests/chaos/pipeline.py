@@ -34,6 +34,7 @@ from channels.webhook.signing import generate_secret
 from consumers.devstack import DevStack
 from consumers.devstack.fcm_fake import FcmFake
 from consumers.devstack.processes import free_port, spawn_herald
+from consumers.devstack.stack import KafkaStorage
 from consumers.infra.db import connect_pool, migrate
 from consumers.infra.settings import HeraldSettings
 from consumers.runtime.kafka import create_topics
@@ -118,18 +119,21 @@ class Pipeline:
     started_at: dict[str, float] = field(default_factory=dict)  # name -> time.monotonic() of its last start
     behaviours: dict[str, Behaviour] = field(default_factory=dict)
     pool: asyncpg.Pool | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)  # over CHAOS_ENV, for every process
 
     # -- lifecycle -----------------------------------------------------------------------------
     @classmethod
     @contextlib.asynccontextmanager
-    async def up(cls, root: Path) -> AsyncIterator[Pipeline]:
+    async def up(
+        cls, root: Path, kafka_storage: KafkaStorage = "memory", extra_env: dict[str, str] | None = None
+    ) -> AsyncIterator[Pipeline]:
         root.mkdir(parents=True, exist_ok=True)
-        with DevStack() as stack, FcmFake() as fcm:
+        with DevStack(kafka_storage=kafka_storage) as stack, FcmFake() as fcm:
             assert stack.moto_url is not None
             with FaultProxy(stack.moto_url) as proxy:
                 receiver = WebhookReceiver()
                 await receiver.start()
-                p = cls(stack, fcm, proxy, receiver, root)
+                p = cls(stack, fcm, proxy, receiver, root, extra_env=dict(extra_env or {}))
                 try:
                     await p._prepare()
                     for name in PROCESSES:
@@ -149,7 +153,7 @@ class Pipeline:
             database_url=self.stack.database_url,
             redis_url=self.stack.redis_url,
             topic_prefix=self.prefix,
-            partitions=4,
+            partitions=int({**CHAOS_ENV, **self.extra_env}["HERALD_PARTITIONS"]),
         )
 
     @property
@@ -161,6 +165,7 @@ class Pipeline:
             **os.environ,
             **self.stack.env(),
             **CHAOS_ENV,
+            **self.extra_env,
             **self.fcm.env(self.root / "fcm.json"),
             "HERALD_TOPIC_PREFIX": self.prefix,
             "HERALD_METRICS_HOST": "127.0.0.1",

@@ -1,0 +1,99 @@
+"""Faults beyond SIGKILL and outages, shared by the broker, scaling, slowness and soak runs.
+
+* :func:`broker_restart`: stop the broker (SIGKILL or SIGTERM) and start it on the same port
+  with the same durable log; measures seconds from "broker back" to the first delivery of an
+  event emitted after that moment (the whole pipeline is moving again, not just one hop).
+* :func:`readiness`: every Herald process's ``/readyz`` answer.
+* :func:`rss_mb`: resident memory of a process, from ``/proc``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.chaos.driver import ChaosRun
+from tests.chaos.pipeline import Pipeline
+
+__all__ = ["BrokerRestart", "broker_restart", "first_delivery_after", "readiness", "rss_mb"]
+
+
+@dataclass
+class BrokerRestart:
+    sig: str
+    down_s: float  # stop + start until the port accepts connections again
+    back_at: float  # time.monotonic() when the broker was back
+    first_delivery_s: float | None = None  # back -> first delivery of an event emitted after back
+    notes: list[str] = field(default_factory=list)
+
+
+def _first_webhook_after(run: ChaosRun, since: float) -> float | None:
+    """Earliest accepted webhook delivery of an event emitted at or after ``since``."""
+    best: float | None = None
+    for d in list(run.pipeline.receiver.deliveries):
+        if not d.accepted or d.at < since:
+            continue
+        with contextlib.suppress(ValueError):
+            event_id = json.loads(d.body).get("event_id")
+            emitted = run.emitted.get(event_id)
+            if emitted is not None and emitted >= since and (best is None or d.at < best):
+                best = d.at
+    return best
+
+
+async def first_delivery_after(run: ChaosRun, since: float, timeout_s: float = 120.0) -> float | None:
+    """Seconds from ``since`` to the first provider-accepted delivery of an event emitted after it."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        at = _first_webhook_after(run, since)
+        if at is not None:
+            return at - since
+        await asyncio.sleep(0.1)
+    return None
+
+
+async def broker_restart(run: ChaosRun, sig: signal.Signals, pause_s: float = 0.0) -> BrokerRestart:
+    """Restart the broker during the stream; ``pause_s`` keeps it down a little longer."""
+    stack = run.pipeline.stack
+    run.say(f"broker {sig.name}")
+    t0 = time.monotonic()
+    await asyncio.to_thread(stack.stop_service, "kafka", sig)
+    await asyncio.sleep(pause_s)
+    await asyncio.to_thread(stack.start_service, "kafka")
+    back = time.monotonic()
+    result = BrokerRestart(sig.name, back - t0, back)
+    run.outages.append(("kafka", t0, back))
+    run.say(f"broker back after {back - t0:.1f}s")
+    result.first_delivery_s = await first_delivery_after(run, back)
+    run.say(f"first delivery {result.first_delivery_s}s after the broker came back")
+    return result
+
+
+async def readiness(pipeline: Pipeline) -> dict[str, int]:
+    """name -> HTTP status of ``/readyz`` (0: no answer)."""
+    out: dict[str, int] = {}
+    async with httpx.AsyncClient(timeout=2) as client:
+        for name, port in pipeline.ports.items():
+            try:
+                out[name] = (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code
+            except httpx.HTTPError:
+                out[name] = 0
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size in MiB (0.0 when the process is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
