@@ -7,7 +7,7 @@ STAMP := $(VENV)/.herald-setup
 WEB := consumers/api/web
 BUNDLE := $(WEB)/dist/herald.js
 
-.PHONY: setup run test lint docs bench chaos stack clean
+.PHONY: setup run test lint docs bench chaos soak stack clean
 
 setup: $(STAMP) $(BUNDLE)
 
@@ -58,6 +58,11 @@ bench: setup
 
 chaos: setup
 	HERALD_CHAOS_EVENTS=10000 $(BIN)/pytest -q tests/chaos -m chaos
+
+# Every fault at random on a steady stream; not in `make test`. SOAK_MINUTES=5 make soak for a short one.
+SOAK_MINUTES ?= 60
+soak: setup
+	HERALD_SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/pytest -q -p no:cacheprovider tests/chaos/test_soak.py -m soak
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache site

@@ -15,14 +15,26 @@ import json
 import signal
 import time
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 
 import httpx
 
+from schemas.models import OutcomeStatus
 from tests.chaos.driver import ChaosRun
+from tests.chaos.ledger import Ledger
 from tests.chaos.pipeline import Pipeline
+from tests.chaos.population import TIER
 
-__all__ = ["BrokerRestart", "broker_restart", "first_delivery_after", "readiness", "rss_mb"]
+__all__ = [
+    "BrokerRestart",
+    "broker_restart",
+    "critical_latencies",
+    "first_delivery_after",
+    "p99",
+    "readiness",
+    "rss_mb",
+]
 
 
 @dataclass
@@ -97,3 +109,25 @@ def rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def critical_latencies(run: ChaosRun, ledger: Ledger, start: float, end: float) -> list[float]:
+    """Seconds from emit to the first SENT outcome, per (critical event, channel), emitted in the window."""
+    wall_minus_mono = time.time() - time.monotonic()
+    critical = {e.event_id for e in run.events if TIER[e.event_type] == "critical"}
+    first: dict[tuple[str, str], float] = {}
+    for event_id in critical:
+        sent_at = run.emitted.get(event_id)
+        if sent_at is None or not start <= sent_at <= end:
+            continue
+        for o in ledger.by_event.get(event_id, []):
+            if o.status is not OutcomeStatus.SENT:
+                continue
+            at = o.recorded_at.replace(tzinfo=o.recorded_at.tzinfo or UTC).timestamp() - wall_minus_mono
+            key = (event_id, str(o.channel))
+            first[key] = min(first.get(key, at), at)
+    return sorted(at - run.emitted[e] for (e, _), at in first.items())
+
+
+def p99(xs: list[float]) -> float:
+    return xs[int(0.99 * (len(xs) - 1))] if xs else float("nan")

@@ -120,6 +120,7 @@ class Pipeline:
     behaviours: dict[str, Behaviour] = field(default_factory=dict)
     pool: asyncpg.Pool | None = None
     extra_env: dict[str, str] = field(default_factory=dict)  # over CHAOS_ENV, for every process
+    overrides: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> env, over the rest
 
     # -- lifecycle -----------------------------------------------------------------------------
     @classmethod
@@ -172,7 +173,7 @@ class Pipeline:
         }
         if name.startswith("email"):
             env["HERALD_AWS__ENDPOINT_URL"] = self.proxy.url  # SES faults are injected here
-        return env
+        return {**env, **self.overrides.get(name, {})}
 
     async def _prepare(self) -> None:
         self.fcm.service_account(self.root / "fcm.json")

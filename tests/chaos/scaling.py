@@ -13,10 +13,13 @@ period (``consumers.runtime.process.serve``); 1 means it was abandoned mid-batch
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
+
+import httpx
 
 from consumers.devstack.processes import free_port, spawn_herald
 from tests.chaos.pipeline import PROCESSES, Pipeline
@@ -37,6 +40,7 @@ class Replicas:
     extra: dict[str, list[subprocess.Popen[bytes]]] = field(default_factory=dict)
     stopped: list[Stopped] = field(default_factory=list)
     started: int = 0
+    ports: dict[int, int] = field(default_factory=dict)  # pid -> metrics/health port
 
     def count(self, name: str) -> int:
         return 1 + len(self.extra.get(name, []))
@@ -49,9 +53,12 @@ class Replicas:
         extra = self.extra.setdefault(name, [])
         while len(extra) < n - 1:
             self.started += 1
-            env = {**self.pipeline.env(name), "HERALD_METRICS_PORT": str(free_port())}
+            port = free_port()
+            env = {**self.pipeline.env(name), "HERALD_METRICS_PORT": str(port)}
             log = self.pipeline.root / f"{name}-replica{self.started}.log"
-            extra.append(spawn_herald(PROCESSES[name], env=env, log=log))
+            proc = spawn_herald(PROCESSES[name], env=env, log=log)
+            self.ports[proc.pid] = port
+            extra.append(proc)
         stopping = []
         while len(extra) > max(0, n - 1):
             proc = extra.pop()
@@ -60,6 +67,23 @@ class Replicas:
         for proc, t0 in stopping:
             rc = await asyncio.to_thread(_wait, proc)
             self.stopped.append(Stopped(name, rc, time.monotonic() - t0))
+
+    async def live(self, timeout_s: float = 120.0) -> float:
+        """Wait until every replica answers ``/healthz`` (started; it joins its group next); seconds."""
+        t0 = time.monotonic()
+        async with httpx.AsyncClient(timeout=2) as client:
+            for proc in [p for ps in self.extra.values() for p in ps]:
+                while True:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"replica {proc.args!r} exited with {proc.returncode}")
+                    with contextlib.suppress(httpx.HTTPError):
+                        url = f"http://127.0.0.1:{self.ports[proc.pid]}/healthz"
+                        if (await client.get(url)).status_code == 200:
+                            break
+                    if time.monotonic() - t0 > timeout_s:
+                        raise TimeoutError(f"replica {proc.args!r} not live after {timeout_s}s")
+                    await asyncio.sleep(0.2)
+        return time.monotonic() - t0
 
     async def close(self) -> None:
         for name in list(self.extra):

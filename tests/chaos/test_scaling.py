@@ -9,16 +9,14 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from datetime import UTC
 
 import pytest
 
-from schemas.models import OutcomeStatus
 from tests.chaos.conftest import new_run
 from tests.chaos.driver import ChaosRun, Knobs
+from tests.chaos.faults import critical_latencies, p99
 from tests.chaos.ledger import Ledger, summary
 from tests.chaos.pipeline import Pipeline
-from tests.chaos.population import TIER
 from tests.chaos.scaling import Replicas, Stopped
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
@@ -39,38 +37,24 @@ async def _sigterm_while_revoked(run: ChaosRun, name: str, stopped: list[Stopped
     run.say(f"{name}: SIGTERM during revocation, exit {rc}, started again")
 
 
-async def _storm(run: ChaosRun, replicas: Replicas, window: list[float]) -> None:
+def sizes(knobs: Knobs) -> tuple[int, int]:
+    """(push, classifier) replicas at the storm's peak: the issue's 6 and 4 in ``make chaos``;
+    3 and 2 in ``make test`` (eight Python start-ups at once cost ~100 s of a loaded 2-core box)."""
+    return (6, 4) if knobs.events >= 10_000 else (3, 2)
+
+
+async def _storm(run: ChaosRun, replicas: Replicas, window: list[float], peak: tuple[int, int]) -> None:
     window.append(time.monotonic())
-    run.say("scale up: push 1 -> 6, classifier 1 -> 4")
-    await asyncio.gather(replicas.scale("push", 6), replicas.scale("classifier", 4))
+    run.say(f"scale up: push 1 -> {peak[0]}, classifier 1 -> {peak[1]}")
+    await asyncio.gather(replicas.scale("push", peak[0]), replicas.scale("classifier", peak[1]))
+    live_s = await replicas.live()
+    run.say(f"{sum(peak) - 2} new replicas live after {live_s:.1f}s (Python start-up is CPU-bound)")
     await _sigterm_while_revoked(run, "push", replicas.stopped)
     await asyncio.sleep(SETTLE_S)
-    run.say("scale down: push 6 -> 1, classifier 4 -> 1 (SIGTERM)")
+    run.say(f"scale down: push {peak[0]} -> 1, classifier {peak[1]} -> 1 (SIGTERM)")
     await asyncio.gather(replicas.scale("push", 1), replicas.scale("classifier", 1))
     run.say(f"scaled down: {[(s.name, s.rc, round(s.exit_s, 1)) for s in replicas.stopped]}")
     window.append(time.monotonic())
-
-
-def critical_latencies(run: ChaosRun, ledger: Ledger, start: float, end: float) -> list[float]:
-    """Seconds from emit to the first SENT outcome, per (critical event, channel), emitted in the window."""
-    wall_minus_mono = time.time() - time.monotonic()
-    critical = {e.event_id for e in run.events if TIER[e.event_type] == "critical"}
-    first: dict[tuple[str, str], float] = {}
-    for event_id in critical:
-        sent_at = run.emitted.get(event_id)
-        if sent_at is None or not start <= sent_at <= end:
-            continue
-        for o in ledger.by_event.get(event_id, []):
-            if o.status is not OutcomeStatus.SENT:
-                continue
-            at = o.recorded_at.replace(tzinfo=o.recorded_at.tzinfo or UTC).timestamp() - wall_minus_mono
-            key = (event_id, str(o.channel))
-            first[key] = min(first.get(key, at), at)
-    return sorted(at - run.emitted[e] for (e, _), at in first.items())
-
-
-def p99(xs: list[float]) -> float:
-    return xs[int(0.99 * (len(xs) - 1))] if xs else float("nan")
 
 
 async def test_scaling_storm_loses_nothing(
@@ -81,9 +65,10 @@ async def test_scaling_storm_loses_nothing(
     await pipeline.seed(run.users)
     replicas = Replicas(pipeline)
     window: list[float] = []
+    peak = sizes(chaos_knobs)
     started = time.monotonic()
     try:
-        await run.stream(events / 50, {50: lambda: _storm(run, replicas, window)})
+        await run.stream(events / 50, {50: lambda: _storm(run, replicas, window, peak)})
         acc = await run.drain(ledger, timeout_s=180)
     finally:
         await replicas.close()
@@ -91,7 +76,7 @@ async def test_scaling_storm_loses_nothing(
     before = critical_latencies(run, ledger, run.t0, window[0])
     facts = {
         "events": events,
-        "storm": "push 1->6->1, classifier 1->4->1, push SIGTERM during revocation",
+        "storm": f"push 1->{peak[0]}->1, classifier 1->{peak[1]}->1, push SIGTERM during revocation",
         "storm length (s)": f"{window[1] - window[0]:.1f}",
         "SIGTERM exits (name, rc, s)": [(s.name, s.rc, round(s.exit_s, 1)) for s in replicas.stopped],
         "critical p99 during storm (s)": f"{p99(lat):.2f} over {len(lat)} (max {max(lat, default=0):.2f})",
@@ -103,8 +88,9 @@ async def test_scaling_storm_loses_nothing(
         print("\n".join(run.log))
     assert acc.complete, summary("scaling storm", acc, facts)
     # SIGTERM, even mid-revocation, lets a replica finish its batch and commit within the grace.
-    assert len(replicas.stopped) == 5 + 3 + 1
+    assert len(replicas.stopped) == sum(peak) - 2 + 1
     assert all(s.rc == 0 for s in replicas.stopped), facts["SIGTERM exits (name, rc, s)"]
     assert lat, "no critical event was emitted during the storm"
-    # The priority lane stalls no longer than the rebalances themselves (the storm's length).
-    assert p99(lat) < window[1] - window[0], facts
+    # The priority lane stalls no longer than a rebalance: a member's session (6 s here) runs out
+    # and the group settles (~5-11 s on tansu), plus a loaded machine's slack.
+    assert p99(lat) < 30.0, facts

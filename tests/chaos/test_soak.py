@@ -1,0 +1,196 @@
+"""``make soak``: a steady mixed stream for ``HERALD_SOAK_MINUTES`` (default 60) with every fault
+at random, then the ledger per channel, duplicates, RSS of every process, time to zero lag.
+
+Faults, one every 15-45 s (seeded): SIGKILL of any process, broker restart (SIGKILL or
+SIGTERM, durable log), Redis or PostgreSQL outage, Redis slow (2 s per round trip behind a
+latency proxy in front of the classifier's Redis), SES 429 and FCM 503 storms, a push scaling
+storm 1 → 3 → 1. The summary is printed as a table and written to ``HERALD_SOAK_REPORT``
+(default ``.herald-chaos/soak-<timestamp>.json``). Not part of ``make test``: skipped unless
+``HERALD_SOAK_MINUTES`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.chaos.conftest import LOGS, new_run
+from tests.chaos.driver import ChaosRun
+from tests.chaos.faults import broker_restart, rss_mb
+from tests.chaos.ledger import Account, Ledger, summary
+from tests.chaos.pipeline import PROCESSES, Pipeline
+from tests.chaos.scaling import Replicas
+from tests.fakes.fault_proxy import SES_THROTTLE
+from tests.fakes.latency_proxy import LatencyProxy
+
+MINUTES = float(os.environ.get("HERALD_SOAK_MINUTES", "0") or 0)
+RATE_PER_S = float(os.environ.get("HERALD_SOAK_RATE", "8"))  # the S3-backed broker on moto is slow per hop
+
+pytestmark = [
+    pytest.mark.soak,
+    pytest.mark.timeout(int(MINUTES * 60 * 2 + 900)),
+    pytest.mark.skipif(not MINUTES, reason="make soak (HERALD_SOAK_MINUTES) only"),
+]
+
+Fault = Callable[[], Coroutine[Any, Any, None]]
+
+
+def _faults(run: ChaosRun, redis_slow: LatencyProxy, replicas: Replicas) -> dict[str, Fault]:
+    p = run.pipeline
+
+    async def sigkill() -> None:
+        name = run.rnd.choice(list(PROCESSES))
+        p.restart(name)
+        run.say(f"SIGKILL {name}, restarted")
+
+    async def broker() -> None:
+        await broker_restart(run, run.rnd.choice([signal.SIGKILL, signal.SIGTERM]), pause_s=2.0)
+
+    async def redis_slow_2s() -> None:
+        redis_slow.set(2.0)
+        run.say("classifier's Redis: 2 s per round trip")
+        await asyncio.sleep(15)
+        redis_slow.set()
+        run.say("classifier's Redis: healthy")
+
+    async def ses_storm() -> None:
+        p.proxy.inject(SES_THROTTLE, times=10**9, match="outbound-emails")
+        run.say("SES 429")
+        await asyncio.sleep(15)
+        p.proxy.clear()
+
+    async def fcm_storm() -> None:
+        p.fcm.fault("UNAVAILABLE", count=-1, retry_after=3)
+        run.say("FCM 503")
+        await asyncio.sleep(15)
+        with p.fcm.state.lock:
+            p.fcm.state.faults.clear()
+
+    async def scaling() -> None:
+        await replicas.scale("push", 3)
+        run.say("push scaled 1 -> 3")
+        await asyncio.sleep(20)
+        await replicas.scale("push", 1)
+        run.say("push scaled 3 -> 1 (SIGTERM)")
+
+    return {
+        "sigkill": sigkill,
+        "broker restart": broker,
+        "redis outage": lambda: run.outage("redis", 10),
+        "postgres outage": lambda: run.outage("postgres", 10),
+        "redis slow": redis_slow_2s,
+        "SES 429 storm": ses_storm,
+        "FCM 503 storm": fcm_storm,
+        "scaling storm": scaling,
+    }
+
+
+async def _inject(run: ChaosRun, faults: dict[str, Fault], stop: asyncio.Event, counts: Counter[str]) -> None:
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), 15 + 30 * run.rnd.random())
+            return
+        except TimeoutError:
+            pass
+        kind = run.rnd.choice(sorted(faults))
+        counts[kind] += 1
+        await faults[kind]()
+
+
+def _rss(pipeline: Pipeline) -> dict[str, float]:
+    return {name: round(rss_mb(proc.pid), 1) for name, proc in pipeline.procs.items()}
+
+
+def _report(acc: Account, facts: dict[str, Any], rss: dict[str, dict[str, float]]) -> dict[str, Any]:
+    return {
+        **facts,
+        "ledger": {
+            "expected": acc.expected,
+            "accounted": dict(acc.ok),
+            "missing": len(acc.missing),
+            "wrong": len(acc.wrong),
+            "orphans": len(acc.orphans),
+            "rekeyed": len(acc.rekeyed),
+        },
+        "per channel": {
+            c: {"delivered": acc.deliveries[c], "calls": acc.calls[c], "duplicates": acc.duplicates[c]}
+            for c in sorted(acc.calls | acc.deliveries)
+        },
+        "rss_mib": rss,
+    }
+
+
+async def test_soak(durable_pipeline: Pipeline, capsys: pytest.CaptureFixture[str]) -> None:
+    pipeline = durable_pipeline
+    duration = MINUTES * 60
+    redis = urlsplit(pipeline.stack.redis_url)
+    assert redis.hostname and redis.port
+    with LatencyProxy((redis.hostname, redis.port)) as redis_slow:
+        pipeline.overrides["classifier"] = {"REDIS_URL": f"redis://{redis_slow.address}/0"}
+        pipeline.restart("classifier")
+        await pipeline.wait_ready()
+        run = new_run(pipeline, users=200, events=int(duration * RATE_PER_S), seed=60)
+        await pipeline.seed(run.users)
+        replicas = Replicas(pipeline)
+        counts: Counter[str] = Counter()
+        stop, done = asyncio.Event(), asyncio.Event()
+        rss = {"start": _rss(pipeline)}
+        ledger = Ledger(pipeline)
+        injector = asyncio.create_task(_inject(run, _faults(run, redis_slow, replicas), stop, counts))
+        supervisor = asyncio.create_task(run.supervise(done))
+
+        async def middle() -> None:
+            await asyncio.sleep(duration / 2)
+            rss["middle"] = _rss(pipeline)
+
+        started = time.monotonic()
+        try:
+            await asyncio.gather(run.stream(duration), middle())
+            stop.set()
+            await injector
+            await replicas.close()
+            redis_slow.set()
+            faults_over = time.monotonic()
+            acc = await run.drain(ledger, timeout_s=600)
+            zero_lag_s = time.monotonic() - faults_over
+            rss["end"] = _rss(pipeline)
+        finally:
+            stop.set()
+            done.set()
+            await asyncio.gather(injector, supervisor, return_exceptions=True)
+            await ledger.close()
+            pipeline.overrides.clear()
+    facts = {
+        "minutes": MINUTES,
+        "rate (events/s)": RATE_PER_S,
+        "events": len(run.events),
+        "faults injected": dict(counts),
+        "process exits (restarted)": len(run.exits),
+        "time to zero lag after faults (s)": round(zero_lag_s, 1),
+        "wall time (s)": round(time.monotonic() - started),
+    }
+    report = _report(acc, facts, rss)
+    path = Path(
+        os.environ.get("HERALD_SOAK_REPORT", "") or LOGS / f"soak-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    with capsys.disabled():
+        print("\n" + summary(f"soak {MINUTES:g} min", acc, facts))
+        print(f"{'RSS MiB':<16}" + "".join(f"{k:>9}" for k in rss))
+        for name in PROCESSES:
+            print(f"{name:<16}" + "".join(f"{rss[k].get(name, 0):>9.1f}" for k in rss))
+        print(f"report: {path}")
+        print("\n".join(run.log[-60:]))
+    assert acc.complete, summary("soak", acc, facts)
