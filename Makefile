@@ -62,7 +62,7 @@ chaos: setup
 # Every fault at random on a steady stream; not in `make test`. SOAK_MINUTES=5 make soak for a short one.
 SOAK_MINUTES ?= 60
 soak: setup
-	HERALD_SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/pytest -q -p no:cacheprovider tests/chaos/test_soak.py -m soak
+	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/pytest -q -p no:cacheprovider tests/chaos/test_soak.py -m soak
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache site

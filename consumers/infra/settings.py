@@ -61,6 +61,12 @@ class RuntimeSettings(BaseModel, frozen=True):
         300_000, gt=0, description="Kafka max.poll.interval.ms: a batch taking longer leaves the group."
     )
     shutdown_grace_s: float = Field(20.0, gt=0, description="SIGTERM: finish in-flight work within this.")
+    stuck_batch_s: float = Field(
+        30.0,
+        gt=0,
+        description="A batch in hand longer than this (a dependency slow or stalled) makes the process "
+        "not ready (`/readyz` 503, `herald_ready` 0) until it completes; nothing is dropped meanwhile.",
+    )
     handler_max_retries: int = Field(
         5, ge=0, description="Retries of a retryable handler error before pausing."
     )

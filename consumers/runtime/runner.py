@@ -110,7 +110,8 @@ class Runner(Generic[T]):
         self._inflight: asyncio.Task[None] | None = None  # acks + commit of the previous batch
         self._inflight_batch: list[ConsumerRecord[bytes, bytes]] = []
         self._stopping = asyncio.Event()
-        self.ready = False
+        self._ready = False
+        self._batch_since: float | None = None  # time.monotonic() when the batch in hand was taken
         self.consumer = consumer_factory(
             bootstrap_servers=bootstrap_servers,
             group_id=group_id,
@@ -124,13 +125,24 @@ class Runner(Generic[T]):
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         self.steps = Steps()  # wall time per step of a batch (make bench prints the timeline)
-        self._ready_gauge = metrics.READY.labels(handler.name)
+        # Read at scrape time: a batch stuck on a slow dependency shows while it is stuck, not after.
+        metrics.READY.labels(handler.name).set_function(lambda: 1.0 if self.ready else 0.0)
         self._handle_time = metrics.HANDLER_SECONDS.labels(handler.name)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def stop(self) -> None:
         """Ask the loop to finish the batch in flight, commit, leave the group and return."""
         self._stopping.set()
+
+    @property
+    def ready(self) -> bool:
+        """Consuming normally: assigned, not paused, and not stuck in one batch (a slow dependency)."""
+        return self._ready and self.batch_age() <= self.settings.stuck_batch_s
+
+    def batch_age(self) -> float:
+        """Seconds the batch in hand has been handled for (0.0 between batches)."""
+        since = self._batch_since
+        return 0.0 if since is None else time.monotonic() - since
 
     @property
     def stopping(self) -> bool:
@@ -153,7 +165,11 @@ class Runner(Generic[T]):
                     continue
                 ahead = asyncio.create_task(self._fetch())
                 async with self._lock:
-                    replayed = await self._process(current)
+                    self._batch_since = time.monotonic()
+                    try:
+                        replayed = await self._process(current)
+                    finally:
+                        self._batch_since = None
                 if replayed:  # those offsets come again, and so must the batch fetched after them
                     self._rewind([*replayed, *(await ahead).batch])
                     ahead = None
@@ -190,8 +206,7 @@ class Runner(Generic[T]):
         return decoded
 
     def _set_ready(self, ready: bool) -> None:
-        self.ready = ready
-        self._ready_gauge.set(1 if ready else 0)
+        self._ready = ready
 
     # -- one batch ---------------------------------------------------------------------------
     async def _process(self, fetched: Decoded[T]) -> list[ConsumerRecord[bytes, bytes]]:

@@ -1,12 +1,12 @@
-"""``make soak``: a steady mixed stream for ``HERALD_SOAK_MINUTES`` (default 60) with every fault
+"""``make soak``: a steady mixed stream for ``SOAK_MINUTES`` (default 60) with every fault
 at random, then the ledger per channel, duplicates, RSS of every process, time to zero lag.
 
 Faults, one every 15-45 s (seeded): SIGKILL of any process, broker restart (SIGKILL or
 SIGTERM, durable log), Redis or PostgreSQL outage, Redis slow (2 s per round trip behind a
 latency proxy in front of the classifier's Redis), SES 429 and FCM 503 storms, a push scaling
-storm 1 → 3 → 1. The summary is printed as a table and written to ``HERALD_SOAK_REPORT``
+storm 1 → 3 → 1. The summary is printed as a table and written to ``SOAK_REPORT``
 (default ``.herald-chaos/soak-<timestamp>.json``). Not part of ``make test``: skipped unless
-``HERALD_SOAK_MINUTES`` is set.
+``SOAK_MINUTES`` is set.
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ from tests.chaos.scaling import Replicas
 from tests.fakes.fault_proxy import SES_THROTTLE
 from tests.fakes.latency_proxy import LatencyProxy
 
-MINUTES = float(os.environ.get("HERALD_SOAK_MINUTES", "0") or 0)
-RATE_PER_S = float(os.environ.get("HERALD_SOAK_RATE", "8"))  # the S3-backed broker on moto is slow per hop
+MINUTES = float(os.environ.get("SOAK_MINUTES", "0") or 0)
+RATE_PER_S = float(os.environ.get("SOAK_RATE", "8"))  # the S3-backed broker on moto is slow per hop
 
 pytestmark = [
     pytest.mark.soak,
     pytest.mark.timeout(int(MINUTES * 60 * 2 + 900)),
-    pytest.mark.skipif(not MINUTES, reason="make soak (HERALD_SOAK_MINUTES) only"),
+    pytest.mark.skipif(not MINUTES, reason="make soak (SOAK_MINUTES) only"),
 ]
 
 Fault = Callable[[], Coroutine[Any, Any, None]]
@@ -182,7 +182,7 @@ async def test_soak(durable_pipeline: Pipeline, capsys: pytest.CaptureFixture[st
     }
     report = _report(acc, facts, rss)
     path = Path(
-        os.environ.get("HERALD_SOAK_REPORT", "") or LOGS / f"soak-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
+        os.environ.get("SOAK_REPORT", "") or LOGS / f"soak-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2))
