@@ -181,9 +181,7 @@ async def test_soak(durable_pipeline: Pipeline, capsys: pytest.CaptureFixture[st
         "wall time (s)": round(time.monotonic() - started),
     }
     report = _report(acc, facts, rss)
-    path = Path(
-        os.environ.get("SOAK_REPORT", "") or LOGS / f"soak-{datetime.now(UTC):%Y%m%d-%H%M%S}.json"
-    )
+    path = Path(os.environ.get("SOAK_REPORT", "") or LOGS / f"soak-{datetime.now(UTC):%Y%m%d-%H%M%S}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2))
     with capsys.disabled():
