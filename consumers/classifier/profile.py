@@ -48,10 +48,15 @@ class Profile:
     preferences: Mapping[tuple[str, Channel], bool] = field(default_factory=dict)
     endpoints: tuple[Endpoint, ...] = ()
     tenant: str = ""
+    digest: bool = True  # the email digest switch (herald_recipients.digest)
 
-    def allows(self, tier: Tier, category: str, channel: Channel, *, opt_in: bool = False) -> bool:
-        """The consent check's preference half (:func:`consumers.classifier.consent.may_send`)."""
-        return may_send(tier, category, channel, self.preferences, opt_in=opt_in)
+    def allows(
+        self, tier: Tier, category: str, channel: Channel, *, opt_in: bool = False, is_digest: bool = False
+    ) -> bool:
+        """The consent check's preference half (:func:`consumers.classifier.consent.may_send`);
+        ``is_digest``: the message is a digest, so the digest switch applies too."""
+        digest = self.digest if is_digest else None
+        return may_send(tier, category, channel, self.preferences, opt_in=opt_in, digest=digest)
 
     def preference(self, category: str, channel: Channel) -> bool | None:
         """True/False when the user chose; None when there is no row (the channel's default)."""

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from consumers.classifier.consent import DIGEST_EVENT_TYPE
 from consumers.infra.keys import derived_key, notification_id, outcome_id
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, ReceiptStatus, Tier
 
@@ -48,7 +49,6 @@ KIND_ESCALATE = "escalate_push"
 KIND_DIGEST_ITEM = "digest_item"
 KIND_DIGEST_SEND = "digest_send"
 KIND_CRITICAL_CHECK = "critical_check"
-DIGEST_EVENT_TYPE = "digest"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -13,7 +13,7 @@ pollers or a replay can never make a second digest or lose an item between diges
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -155,8 +155,8 @@ async def fire_digest_send(ctx: FallbackContext, timer: Timer, conn: asyncpg.Con
         await conn.execute("UPDATE herald_digests SET send_at = $2 WHERE id = $1", digest_id, quiet)
         await ctx.scheduler.arm([_send_timer(digest_id, quiet, f":{quiet.isoformat()}")], conn)
         return []
-    unread, opted_out = await _unread_items(conn, user_id, contact.preferences)
-    skipped = [ctx.outcome_output(_opted_out_outcome(r, user_id, now)) for r in opted_out]
+    unread, opted_out = await _unread_items(conn, user_id, contact)
+    skipped = [ctx.outcome_output(_opted_out_outcome(r, contact, user_id, now)) for r in opted_out]
     if not unread:
         # Nothing to say: free the window so a later item can still have this window's digest.
         await conn.execute("DELETE FROM herald_digests WHERE id = $1", digest_id)
@@ -196,10 +196,10 @@ async def fire_digest_send(ctx: FallbackContext, timer: Timer, conn: asyncpg.Con
 
 
 async def _unread_items(
-    conn: asyncpg.Connection, user_id: str, preferences: Mapping[tuple[str, Channel], bool]
+    conn: asyncpg.Connection, user_id: str, contact: Contact
 ) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
     """The user's items waiting for a digest and still unread, locked for this transaction; and those
-    left out because the user switched their category's email off."""
+    left out because the user switched their category's email, or the digest itself, off."""
     rows = await conn.fetch(
         "SELECT d.inbox_id, d.notification_id, d.idempotency_key, d.event_id, d.event_type, i.title, i.body, "
         "i.created_at, i.read_at, i.category FROM herald_digest_items d LEFT JOIN herald_inbox i "
@@ -207,7 +207,11 @@ async def _unread_items(
         user_id,
     )
     unread = [r for r in rows if r["title"] is not None and r["read_at"] is None]
-    opted_out = [r for r in unread if not may_send(Tier.MEDIUM, r["category"], Channel.EMAIL, preferences)]
+    opted_out = [
+        r
+        for r in unread
+        if not may_send(Tier.MEDIUM, r["category"], Channel.EMAIL, contact.preferences, digest=contact.digest)
+    ]
     unread = [r for r in unread if r not in opted_out]
     gone = [r["inbox_id"] for r in rows if r["title"] is None or r["read_at"] is not None]
     gone += [r["inbox_id"] for r in opted_out]
@@ -254,8 +258,13 @@ def _item_outcome(row: asyncpg.Record, digest: ChannelMessage, now: datetime) ->
     )
 
 
-def _opted_out_outcome(row: asyncpg.Record, user_id: str, now: datetime) -> DeliveryOutcome:
-    """Per item left out of the digest because its category's email is switched off."""
+def _opted_out_outcome(row: asyncpg.Record, contact: Contact, user_id: str, now: datetime) -> DeliveryOutcome:
+    """Per item left out of the digest because its category's email (or the digest) is switched off."""
+    detail = (
+        "left out of the digest: user turned the email digest off"
+        if not contact.digest
+        else f"left out of the digest: user opted out of {row['category']} by email"
+    )
     key = derived_key(row["idempotency_key"], "digest")
     return DeliveryOutcome(
         outcome_id=outcome_id(key, "suppressed:opted_out"),
@@ -270,6 +279,6 @@ def _opted_out_outcome(row: asyncpg.Record, user_id: str, now: datetime) -> Deli
         channel=Channel.EMAIL,
         lane=Lane.PRIORITY,
         reason="opted_out",
-        detail=f"left out of the digest: user opted out of {row['category']} by email",
+        detail=detail,
         idempotency_key=key,
     )
