@@ -20,7 +20,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from consumers.classifier.consent import DIGEST_EVENT_TYPE
 from consumers.classifier.family import Family, MessageEncoder
 from consumers.classifier.profile import Profile, zone
 from consumers.classifier.quiet_hours import QuietAction, QuietDecision, quiet_decision
@@ -195,13 +194,10 @@ class _EventPlan:
     def refusal(self, channel: Channel, addresses: Sequence[str]) -> DeliveryOutcome | None:
         """The channel's suppression when the user opted out (never for critical) or has no address."""
         route = self.route
-        is_digest = self.event.type == DIGEST_EVENT_TYPE
         if channel not in route.opt_in and not self.profile.allows(
-            route.tier, route.category, channel, is_digest=is_digest
+            route.tier, route.category, channel, event_type=self.event.type
         ):
             reason, detail = "opted_out", f"user opted out of {route.category} by {channel.value}"
-            if is_digest and not self.profile.digest:
-                detail = "user turned the email digest off"
         elif not addresses:
             reason = "no_endpoint" if channel is Channel.WEBHOOK else "no_address"
             detail = f"no {channel.value} address on file"

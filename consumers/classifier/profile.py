@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from consumers.classifier.consent import may_send
+from consumers.classifier.consent import DIGEST_EVENT_TYPE, may_send
 from consumers.classifier.quiet_hours import QuietWindow
 from schemas.models import Channel, Tier
 
@@ -51,11 +51,11 @@ class Profile:
     digest: bool = True  # the email digest switch (herald_recipients.digest)
 
     def allows(
-        self, tier: Tier, category: str, channel: Channel, *, opt_in: bool = False, is_digest: bool = False
+        self, tier: Tier, category: str, channel: Channel, *, opt_in: bool = False, event_type: str = ""
     ) -> bool:
         """The consent check's preference half (:func:`consumers.classifier.consent.may_send`);
-        ``is_digest``: the message is a digest, so the digest switch applies too."""
-        digest = self.digest if is_digest else None
+        a digest (``event_type`` ``digest``) needs the user's digest switch on too."""
+        digest = self.digest if event_type == DIGEST_EVENT_TYPE else None
         return may_send(tier, category, channel, self.preferences, opt_in=opt_in, digest=digest)
 
     def preference(self, category: str, channel: Channel) -> bool | None:

@@ -1,5 +1,9 @@
 """Medium tier: in-app items still unread after a while are emailed as one digest per window.
 
+The medium preset's ``digest`` step runs on the workflow executor
+(``consumers.workflow.preset_run``): :func:`join_user_digest` is its body; the digest itself,
+one per user and window across routes, is sent by :func:`fire_digest_send`.
+
 Each item passes the consent check of its own category for email when the digest goes out: an
 item whose category the user switched off for email is left out (``suppressed``/``opted_out``
 on that item), and a digest due inside quiet hours waits for the window's end.
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import asyncpg
 
@@ -22,7 +26,6 @@ from consumers.classifier.consent import may_send
 from consumers.classifier.quiet_hours import quiet_until
 from consumers.fallback.context import Contact, FallbackContext, load_contact
 from consumers.fallback.decisions import (
-    KIND_DIGEST_ITEM,
     KIND_DIGEST_SEND,
     DigestItem,
     digest_content,
@@ -37,38 +40,39 @@ from consumers.runtime.handling import Output
 from consumers.scheduler.store import Timer
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, Tier
 
-__all__ = ["arm_digest_item", "fire_digest_item", "fire_digest_send"]
+__all__ = ["fire_digest_item", "fire_digest_send", "join_user_digest"]
 
 log = logging.getLogger(__name__)
 
 
-async def arm_digest_item(
-    ctx: FallbackContext, conn: asyncpg.Connection, message: ChannelMessage, created_at: datetime
-) -> bool:
-    """An in-app item was stored: check on it ``digest_after_s`` after its creation."""
-    timer = Timer(
-        key=derived_key(message.idempotency_key, "digest"),
-        kind=KIND_DIGEST_ITEM,
-        due_at=created_at + timedelta(seconds=ctx.settings.digest_after_s),
-        data={
-            "idempotency_key": message.idempotency_key,
-            "user_id": message.user_id,
-            "notification_id": message.notification_id,
-            "event_id": message.event_id,
-            "event_type": message.event_type,
-        },
-    )
-    return await ctx.scheduler.arm([timer], conn) == 1
-
-
 async def fire_digest_item(ctx: FallbackContext, timer: Timer, conn: asyncpg.Connection) -> Sequence[Output]:
-    """Due: if the inbox row is still unread, it joins the user's pending digest."""
+    """Due (a timer armed before the executor ran the medium preset): join the digest if unread."""
+    await join_user_digest(
+        ctx,
+        conn,
+        idempotency_key=str(timer.data["idempotency_key"]),
+        notification_id=str(timer.data.get("notification_id", "")),
+        event_id=str(timer.data.get("event_id", "")),
+        event_type=str(timer.data.get("event_type", "")),
+    )
+    return []
+
+
+async def join_user_digest(
+    ctx: FallbackContext,
+    conn: asyncpg.Connection,
+    *,
+    idempotency_key: str,
+    notification_id: str,
+    event_id: str,
+    event_type: str,
+) -> bool:
+    """If the in-app item (inbox row) is still unread, it joins the user's pending digest."""
     row = await conn.fetchrow(
-        "SELECT id, user_id, read_at FROM herald_inbox WHERE idempotency_key = $1",
-        timer.data["idempotency_key"],
+        "SELECT id, user_id, read_at FROM herald_inbox WHERE idempotency_key = $1", idempotency_key
     )
     if row is None or row["read_at"] is not None:
-        return []
+        return False
     user_id: str = row["user_id"]
     now = ctx.clock.now()
     contact = await load_contact(conn, user_id, ctx.default_locale)
@@ -78,14 +82,14 @@ async def fire_digest_item(ctx: FallbackContext, timer: Timer, conn: asyncpg.Con
         "event_type, joined_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (inbox_id) DO NOTHING",
         row["id"],
         user_id,
-        timer.data.get("notification_id", ""),
-        timer.data["idempotency_key"],
-        timer.data.get("event_id", ""),
-        timer.data.get("event_type", ""),
+        notification_id,
+        idempotency_key,
+        event_id,
+        event_type,
         now,
     )
     await ctx.scheduler.arm([_send_timer(digest_id, send_at)], conn)
-    return []
+    return True
 
 
 def _send_timer(digest_id: int, due_at: datetime, attempt: str = "") -> Timer:

@@ -138,7 +138,7 @@ async def test_at_most_one_digest_per_window_the_next_item_waits_for_the_next_wi
     window = digest_window(h.clock.now(), DAY)
     await _in_app(h, user, 1)  # due in the next day; let's make it due inside the same window instead
     await h.pool.execute(
-        "UPDATE herald_timers SET due_at = $2 WHERE kind = 'digest_item' AND state = 'pending' "
+        "UPDATE herald_timers SET due_at = $2 WHERE kind = 'workflow_step' AND state = 'pending' "
         "AND data->>'user_id' = $1",
         user,
         h.clock.now(),
