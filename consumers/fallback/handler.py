@@ -42,7 +42,7 @@ from consumers.workflow.presets import digest_after, escalation_after, preset_st
 from consumers.workflow.steps import Step
 from schemas.codec import DecodeError
 from schemas.errors import DependencyUnavailable, RecordError
-from schemas.models import Channel, ChannelMessage, DeliveryOutcome, OutcomeStatus, Receipt
+from schemas.models import ChannelMessage, DeliveryOutcome, OutcomeStatus, Receipt
 
 __all__ = ["FallbackHandler"]
 
@@ -135,7 +135,7 @@ class FallbackHandler:
         message = outcome.message
         if outcome.status is OutcomeStatus.SENT and message is not None:
             outputs += await remember_sent(self.ctx, conn, outcome)
-        actions = decide_outcome(outcome, self._fallback(message) if message is not None else ())
+        actions = decide_outcome(outcome, self._steps(message) if message is not None else ())
         if self._custom(outcome.event_type):  # its steps decide what follows; retries stay per channel
             actions = [a for a in actions if a is Action.RETRY]
         for action in actions:
@@ -177,13 +177,6 @@ class FallbackHandler:
         if after is not None:
             await enter_digest(self.ctx, conn, message, after, sent_at=sent_at)
 
-    def _fallback(self, message: ChannelMessage) -> tuple[Channel, ...]:
-        """The route's ``fallback:`` channels (escalation, digest) for this message's event type."""
-        if self.workflows is None:
-            return DEFAULT_FALLBACK.get(message.tier, ())  # no routing table: the decision table
-        route = self.workflows.table.match(message.event_type)
-        return route.fallback if route is not None else ()
-
     def _custom(self, event_type: str) -> bool:
         if self.workflows is None:
             return False
@@ -222,6 +215,6 @@ class FallbackHandler:
             reason=outcome.reason or outcome.error_code,
             detail=f"retries exhausted after attempt {max(outcome.attempt, message.attempt)}",
         )
-        if escalates_on_exhaustion(message):
+        if escalates_on_exhaustion(message, self._steps(message)):
             await self._escalation(conn, message, reason="push_failed:exhausted")
         return [self.ctx.outcome_output(exhausted)]

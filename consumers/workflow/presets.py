@@ -62,7 +62,10 @@ class AfterSend:
 def escalation_after(steps: Sequence[Step], channel: Channel) -> AfterSend | None:
     """``send`` (including ``channel``), ``wait until delivered``, ``escalate``: the escalation a
     message on ``channel`` starts when it is sent (or fails); None when the workflow has none."""
-    if len(steps) < 3:
+    if len(steps) < 3 or channel is not Channel.PUSH:
+        # The preset watches its push: the first-send channel the apps confirm with receipts and
+        # whose failure (no device, unregistered) is known at once. Another channel of the same
+        # send (a route's [push, sms]) neither starts nor hurries the escalation.
         return None
     send, wait, escalate = steps[0], steps[1], steps[2]
     if not (isinstance(send, Send) and channel in send.channels + send.opt_in):
@@ -77,8 +80,8 @@ def escalation_after(steps: Sequence[Step], channel: Channel) -> AfterSend | Non
 def digest_after(steps: Sequence[Step], channel: Channel) -> AfterSend | None:
     """``send`` (including ``channel``), ``wait until read``, ``digest``: the digest an item sent on
     ``channel`` joins if still unread at the wait's end; None when the workflow has none."""
-    if len(steps) != 3:
-        return None
+    if len(steps) != 3 or channel is not Channel.IN_APP:
+        return None  # the digest collects unread inbox items: "read" is the inbox row's state
     send, wait, digest = steps
     if not (isinstance(send, Send) and channel in send.channels):
         return None

@@ -110,10 +110,10 @@ def test_escalation_after_reads_the_wait_and_the_channels_from_the_steps(
     wait = Wait(until=until, timeout_s=wait_s) if until else Wait(duration_s=wait_s)
     steps = (Send((P, S)), wait, Escalate((E,)))
     after = escalation_after(steps, sent)
-    if until is WaitFor.DELIVERED and sent in (P, S):
+    if until is WaitFor.DELIVERED and sent is P:  # the push only: an SMS of the same send does not
         assert after == AfterSend(2, wait_s, (E,))
     else:
-        assert after is None  # a fixed pause or "until read" is not this preset; email was not sent first
+        assert after is None  # a fixed pause or "until read" is not this preset
 
 
 def test_timings_follow_the_fallback_settings() -> None:
@@ -136,4 +136,5 @@ def test_digest_after_needs_wait_until_read_then_a_digest() -> None:
     assert digest_after((Send((IA,)), Wait(duration_s=60), digest), IA) is None
     assert digest_after((Send((IA,)), Wait(until=WaitFor.DELIVERED, timeout_s=60), digest), IA) is None
     assert digest_after((Send((IA,)),), IA) is None
+    assert digest_after((Send((IA, E)), Wait(until=WaitFor.READ, timeout_s=60), digest), E) is None
     assert digest_after(preset_steps(Tier.MEDIUM, (IA,)), IA) is None  # fallback off: no digest
