@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from schemas.models import Channel
 
@@ -88,6 +88,9 @@ class PreferenceOut(BaseModel):
 
 class PreferencesOut(BaseModel):
     preferences: list[PreferenceOut]
+    digest: bool = Field(
+        True, description="Email me a digest of unread notifications (on unless the user turned it off)."
+    )
 
 
 class PreferenceChange(_In):
@@ -97,7 +100,14 @@ class PreferenceChange(_In):
 
 
 class PreferencesIn(_In):
-    preferences: list[PreferenceChange] = Field(min_length=1, max_length=100)
+    preferences: list[PreferenceChange] = Field(default_factory=list, max_length=100)
+    digest: bool | None = Field(None, description="Turn the email digest on or off; absent: unchanged.")
+
+    @model_validator(mode="after")
+    def _something(self) -> PreferencesIn:
+        if not self.preferences and self.digest is None:
+            raise ValueError("nothing to change: give preferences, digest or both")
+        return self
 
 
 class QuietHours(_In):

@@ -53,13 +53,17 @@ async def _preferences(ctx: Ctx, user_id: str, tenant: str) -> PreferencesOut:
         user_id,
     )
     stored = {(r["category"], Channel(r["channel"])): bool(r["enabled"]) for r in rows}
+    digest = await ctx.pool.fetchval(
+        "SELECT digest FROM herald_recipients WHERE tenant = $1 AND user_id = $2", tenant, user_id
+    )
     return PreferencesOut(
+        digest=digest is not False,  # no recipients row: on
         preferences=[
             PreferenceOut(
                 category=e.category, channel=e.channel, enabled=e.enabled, default=e.default, locked=e.locked
             )
             for e in preference_view(ctx.slots, stored)
-        ]
+        ],
     )
 
 
@@ -109,7 +113,7 @@ async def get_preferences(who: User, ctx: Ctx) -> PreferencesOut:
     "/preferences",
     response_model=PreferencesOut,
     tags=["preferences"],
-    summary="Turn channels on or off per category (only the listed pairs change)",
+    summary="Turn channels on or off per category (only the listed pairs change) and the email digest",
 )
 async def put_preferences(body: PreferencesIn, who: User, ctx: Ctx) -> PreferencesOut:
     changes = [(p.category, p.channel, p.enabled) for p in body.preferences]
@@ -132,6 +136,14 @@ async def put_preferences(body: PreferencesIn, who: User, ctx: Ctx) -> Preferenc
             [c for c, _ in kept],
             [ch.value for _, ch in kept],
             list(kept.values()),
+            who.tenant,
+        )
+    if body.digest is not None:
+        await ctx.pool.execute(
+            "INSERT INTO herald_recipients (user_id, digest, tenant) VALUES ($1, $2, $3) "
+            "ON CONFLICT (tenant, user_id) DO UPDATE SET digest = EXCLUDED.digest, updated_at = now()",
+            who.user_id,
+            body.digest,
             who.tenant,
         )
     return await _preferences(ctx, who.user_id, who.tenant)

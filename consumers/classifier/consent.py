@@ -5,7 +5,8 @@ ask :func:`consent` with the recipient's stored preferences and quiet window, so
 forget an opt-out or wake someone up at night. Pure: ``at`` and everything looked up come in.
 
 * **Preferences** (:func:`may_send`): a stored ``false`` for (category, channel) is an
-  opt-out; critical is never opt-outable; an ``opt_in`` channel needs a stored ``true``.
+  opt-out; critical is never opt-outable; an ``opt_in`` channel needs a stored ``true``; a
+  digest (``digest=``: the recipient's digest switch) needs that switch on (the default).
 * **Quiet hours** (:func:`held_until`): a non-critical, non-system message on a channel that
   interrupts (push, SMS, email by default) inside the window is held until it ends — the same
   :func:`~consumers.classifier.quiet_hours.quiet_until` the classifier uses, DST included.
@@ -22,10 +23,20 @@ from zoneinfo import ZoneInfo
 from consumers.classifier.quiet_hours import QuietWindow, quiet_until
 from schemas.models import Channel, Tier
 
-__all__ = ["DEFAULT_QUIET_CHANNELS", "Consent", "Verdict", "consent", "held_until", "may_send"]
+__all__ = [
+    "DEFAULT_QUIET_CHANNELS",
+    "DIGEST_EVENT_TYPE",
+    "Consent",
+    "Verdict",
+    "consent",
+    "held_until",
+    "may_send",
+]
 
 DEFAULT_QUIET_CHANNELS: frozenset[Channel] = frozenset({Channel.PUSH, Channel.SMS, Channel.EMAIL})
 _NEVER_HELD = frozenset({Tier.CRITICAL, Tier.SYSTEM})
+DIGEST_EVENT_TYPE = "digest"
+"""The event type (and template) of every digest message, the fallback's and a workflow's."""
 
 
 def may_send(
@@ -35,8 +46,15 @@ def may_send(
     preferences: Mapping[tuple[str, Channel], bool],
     *,
     opt_in: bool = False,
+    digest: bool | None = None,
 ) -> bool:
-    """Whether the recipient's preferences allow (category, channel) for this tier."""
+    """Whether the recipient's preferences allow (category, channel) for this tier.
+
+    ``digest``: None when the message is not a digest; for a digest, the recipient's digest
+    switch (``herald_recipients.digest``, on unless the user turned it off), which wins over
+    everything else: a user who said "no digests" gets none, whatever the categories say."""
+    if digest is False:
+        return False
     chosen = preferences.get((category, channel))
     if opt_in:
         return chosen is True
@@ -80,9 +98,10 @@ def consent(
     zone: ZoneInfo,
     window: QuietWindow | None,
     quiet_channels: Collection[Channel] = DEFAULT_QUIET_CHANNELS,
+    digest: bool | None = None,
 ) -> Consent:
-    """Preferences first (an opt-out is final), then quiet hours."""
-    if not may_send(tier, category, channel, preferences):
+    """Preferences first (an opt-out is final), then quiet hours. ``digest``: see :func:`may_send`."""
+    if not may_send(tier, category, channel, preferences, digest=digest):
         return Consent(Verdict.OPTED_OUT)
     until = held_until(tier, channel, at=at, zone=zone, window=window, quiet_channels=quiet_channels)
     return Consent(Verdict.HELD, until) if until is not None else Consent(Verdict.SEND)

@@ -5,8 +5,7 @@ Two steps around the one I/O in between (the rate limiter):
 1. :func:`plan`: per channel and recipient, either a suppression outcome (opted_out,
    no_address, no_endpoint, stale) or a :class:`Pending` message, already marked with its
    quiet-hours release time and the rate-limit bucket it needs.
-2. :func:`finalize`: given the limiter's answers, the records to produce (channel messages,
-   outcomes) and the scheduler timers to arm (deferred sends).
+2. :func:`finalize`: the limiter's answers → the records (channel messages, outcomes) and timers to arm.
 
 Order of the checks, per channel: opt-out (never for critical) → address → staleness and
 quiet hours → rate limit. A deferred message counts against the rate limit of the hour it
@@ -194,7 +193,9 @@ class _EventPlan:
     def refusal(self, channel: Channel, addresses: Sequence[str]) -> DeliveryOutcome | None:
         """The channel's suppression when the user opted out (never for critical) or has no address."""
         route = self.route
-        if channel not in route.opt_in and not self.profile.allows(route.tier, route.category, channel):
+        if channel not in route.opt_in and not self.profile.allows(
+            route.tier, route.category, channel, event_type=self.event.type
+        ):
             reason, detail = "opted_out", f"user opted out of {route.category} by {channel.value}"
         elif not addresses:
             reason = "no_endpoint" if channel is Channel.WEBHOOK else "no_address"

@@ -33,7 +33,7 @@ _LOOKUP_ERRORS: tuple[type[BaseException], ...] = (*PG_ERRORS, ValueError)
 # One round trip for recipients, preferences and (enabled) webhook endpoints of many users.
 _QUERY = """
 SELECT u.tenant, u.id AS user_id, r.user_id IS NOT NULL AS known, r.email, r.phone, r.timezone, r.locale,
-       r.quiet_start, r.quiet_end,
+       r.quiet_start, r.quiet_end, r.digest,
        (SELECT json_agg(json_build_array(p.category, p.channel, p.enabled))
           FROM herald_preferences p WHERE p.tenant = u.tenant AND p.user_id = u.id) AS prefs,
        (SELECT json_agg(json_build_array(e.endpoint_id, e.event_types) ORDER BY e.endpoint_id)
@@ -83,6 +83,7 @@ def _profile(row: Any) -> Profile:
         quiet=quiet,
         preferences=prefs,
         endpoints=endpoints,
+        digest=row["digest"] is not False,  # no recipients row: on
     )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from consumers.classifier.consent import may_send
+from consumers.classifier.consent import DIGEST_EVENT_TYPE, may_send
 from consumers.classifier.quiet_hours import QuietWindow
 from schemas.models import Channel, Tier
 
@@ -48,10 +48,15 @@ class Profile:
     preferences: Mapping[tuple[str, Channel], bool] = field(default_factory=dict)
     endpoints: tuple[Endpoint, ...] = ()
     tenant: str = ""
+    digest: bool = True  # the email digest switch (herald_recipients.digest)
 
-    def allows(self, tier: Tier, category: str, channel: Channel, *, opt_in: bool = False) -> bool:
-        """The consent check's preference half (:func:`consumers.classifier.consent.may_send`)."""
-        return may_send(tier, category, channel, self.preferences, opt_in=opt_in)
+    def allows(
+        self, tier: Tier, category: str, channel: Channel, *, opt_in: bool = False, event_type: str = ""
+    ) -> bool:
+        """The consent check's preference half (:func:`consumers.classifier.consent.may_send`);
+        a digest (``event_type`` ``digest``) needs the user's digest switch on too."""
+        digest = self.digest if event_type == DIGEST_EVENT_TYPE else None
+        return may_send(tier, category, channel, self.preferences, opt_in=opt_in, digest=digest)
 
     def preference(self, category: str, channel: Channel) -> bool | None:
         """True/False when the user chose; None when there is no row (the channel's default)."""

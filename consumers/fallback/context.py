@@ -54,6 +54,7 @@ class Contact:
     zone: ZoneInfo
     quiet: QuietWindow | None
     preferences: Mapping[tuple[str, Channel], bool] = field(default_factory=dict)
+    digest: bool = True  # the email digest switch (herald_recipients.digest)
 
     def consent(
         self,
@@ -78,7 +79,7 @@ class Contact:
 
 
 _CONTACT = """
-SELECT r.email, r.locale, r.timezone, r.quiet_start, r.quiet_end,
+SELECT r.email, r.locale, r.timezone, r.quiet_start, r.quiet_end, r.digest,
        (SELECT json_agg(json_build_array(p.category, p.channel, p.enabled))
           FROM herald_preferences p WHERE p.tenant = u.tenant AND p.user_id = u.id) AS prefs
 FROM (SELECT $1::text AS id, $2::text AS tenant) u
@@ -103,4 +104,7 @@ async def load_contact(
     start: time | None = row["quiet_start"]
     end: time | None = row["quiet_end"]
     quiet = QuietWindow(start, end) if start is not None and end is not None else None
-    return Contact(row["email"] or None, row["locale"] or default_locale, zone.key, zone, quiet, prefs)
+    digest = row["digest"] is not False
+    return Contact(
+        row["email"] or None, row["locale"] or default_locale, zone.key, zone, quiet, prefs, digest
+    )

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from consumers.classifier.consent import DIGEST_EVENT_TYPE
 from consumers.infra.keys import derived_key, notification_id, outcome_id
+from consumers.workflow.presets import digest_after, escalation_after
+from consumers.workflow.steps import Step
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, ReceiptStatus, Tier
 
 __all__ = [
@@ -48,7 +51,6 @@ KIND_ESCALATE = "escalate_push"
 KIND_DIGEST_ITEM = "digest_item"
 KIND_DIGEST_SEND = "digest_send"
 KIND_CRITICAL_CHECK = "critical_check"
-DIGEST_EVENT_TYPE = "digest"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -61,28 +63,29 @@ class Action(StrEnum):
     ARM_DIGEST_ITEM = "arm_digest_item"  # medium in-app sent: digest it if still unread later
 
 
-def decide_outcome(
-    outcome: DeliveryOutcome, fallback: Collection[Channel] = (Channel.EMAIL,)
-) -> list[Action]:
+def decide_outcome(outcome: DeliveryOutcome, steps: Sequence[Step] = ()) -> list[Action]:
     """The actions an outcome calls for (the critical watch is separate: :func:`watches_critical`).
 
-    ``fallback`` is the route's ``fallback:`` channels for the message's event type: without
-    email there, a high push never escalates and a medium in-app item is never digested.
-    Outcomes the fallback consumer itself writes (escalated, exhausted, suppressed) come back
-    on the same topic and are ignored here, so nothing loops."""
+    ``steps`` is the workflow of the message's route (a preset expanded, see
+    ``consumers.workflow.presets``): what follows a first send comes from its steps, not from
+    the tier: a send followed by ``wait until delivered`` and ``escalate`` escalates (the high
+    preset), one followed by ``wait until read`` and ``digest`` digests (the medium preset); a
+    route without ``fallback: [email]`` has neither. Outcomes the fallback consumer itself writes
+    (escalated, exhausted, suppressed) come back on the same topic and are ignored here, so
+    nothing loops."""
     if outcome.message is None:
         return [Action.IGNORE]
-    channel, tier, status = outcome.message.channel, outcome.message.tier, outcome.status
+    message, status = outcome.message, outcome.status
     if status == OutcomeStatus.FAILED_RETRYABLE:
         return [Action.RETRY]
-    if Channel.EMAIL not in fallback:
-        return [Action.IGNORE]
-    if tier == Tier.HIGH and channel == Channel.PUSH and outcome.message.escalated_from is None:
+    if message.escalated_from is not None:
+        return [Action.IGNORE]  # already an escalation: it does not escalate again
+    if escalation_after(steps, message.channel) is not None:
         if status == OutcomeStatus.SENT:
             return [Action.ARM_ESCALATION]
         if status == OutcomeStatus.FAILED_PERMANENT:
             return [Action.ESCALATE_NOW]
-    if tier == Tier.MEDIUM and channel == Channel.IN_APP and status == OutcomeStatus.SENT:
+    if status == OutcomeStatus.SENT and digest_after(steps, message.channel) is not None:
         return [Action.ARM_DIGEST_ITEM]
     return [Action.IGNORE]
 
@@ -95,9 +98,9 @@ def push_failure_reason(outcome: DeliveryOutcome) -> str:
     return f"push_failed:{detail}"
 
 
-def escalates_on_exhaustion(message: ChannelMessage) -> bool:
-    """A high-tier push whose retries ran out goes to email like a permanent failure."""
-    return message.tier == Tier.HIGH and message.channel == Channel.PUSH and message.escalated_from is None
+def escalates_on_exhaustion(message: ChannelMessage, steps: Sequence[Step] = ()) -> bool:
+    """A send whose retries ran out escalates like a permanent failure (when its steps escalate)."""
+    return message.escalated_from is None and escalation_after(steps, message.channel) is not None
 
 
 def watches_critical(outcome: DeliveryOutcome) -> bool:

@@ -1,5 +1,9 @@
 """Medium tier: in-app items still unread after a while are emailed as one digest per window.
 
+The medium preset's ``digest`` step runs on the workflow executor
+(``consumers.workflow.preset_run``): :func:`join_user_digest` is its body; the digest itself,
+one per user and window across routes, is sent by :func:`fire_digest_send`.
+
 Each item passes the consent check of its own category for email when the digest goes out: an
 item whose category the user switched off for email is left out (``suppressed``/``opted_out``
 on that item), and a digest due inside quiet hours waits for the window's end.
@@ -13,8 +17,8 @@ pollers or a replay can never make a second digest or lose an item between diges
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime
 
 import asyncpg
 
@@ -22,7 +26,6 @@ from consumers.classifier.consent import may_send
 from consumers.classifier.quiet_hours import quiet_until
 from consumers.fallback.context import Contact, FallbackContext, load_contact
 from consumers.fallback.decisions import (
-    KIND_DIGEST_ITEM,
     KIND_DIGEST_SEND,
     DigestItem,
     digest_content,
@@ -37,38 +40,39 @@ from consumers.runtime.handling import Output
 from consumers.scheduler.store import Timer
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, Tier
 
-__all__ = ["arm_digest_item", "fire_digest_item", "fire_digest_send"]
+__all__ = ["fire_digest_item", "fire_digest_send", "join_user_digest"]
 
 log = logging.getLogger(__name__)
 
 
-async def arm_digest_item(
-    ctx: FallbackContext, conn: asyncpg.Connection, message: ChannelMessage, created_at: datetime
-) -> bool:
-    """An in-app item was stored: check on it ``digest_after_s`` after its creation."""
-    timer = Timer(
-        key=derived_key(message.idempotency_key, "digest"),
-        kind=KIND_DIGEST_ITEM,
-        due_at=created_at + timedelta(seconds=ctx.settings.digest_after_s),
-        data={
-            "idempotency_key": message.idempotency_key,
-            "user_id": message.user_id,
-            "notification_id": message.notification_id,
-            "event_id": message.event_id,
-            "event_type": message.event_type,
-        },
-    )
-    return await ctx.scheduler.arm([timer], conn) == 1
-
-
 async def fire_digest_item(ctx: FallbackContext, timer: Timer, conn: asyncpg.Connection) -> Sequence[Output]:
-    """Due: if the inbox row is still unread, it joins the user's pending digest."""
+    """Due (a timer armed before the executor ran the medium preset): join the digest if unread."""
+    await join_user_digest(
+        ctx,
+        conn,
+        idempotency_key=str(timer.data["idempotency_key"]),
+        notification_id=str(timer.data.get("notification_id", "")),
+        event_id=str(timer.data.get("event_id", "")),
+        event_type=str(timer.data.get("event_type", "")),
+    )
+    return []
+
+
+async def join_user_digest(
+    ctx: FallbackContext,
+    conn: asyncpg.Connection,
+    *,
+    idempotency_key: str,
+    notification_id: str,
+    event_id: str,
+    event_type: str,
+) -> bool:
+    """If the in-app item (inbox row) is still unread, it joins the user's pending digest."""
     row = await conn.fetchrow(
-        "SELECT id, user_id, read_at FROM herald_inbox WHERE idempotency_key = $1",
-        timer.data["idempotency_key"],
+        "SELECT id, user_id, read_at FROM herald_inbox WHERE idempotency_key = $1", idempotency_key
     )
     if row is None or row["read_at"] is not None:
-        return []
+        return False
     user_id: str = row["user_id"]
     now = ctx.clock.now()
     contact = await load_contact(conn, user_id, ctx.default_locale)
@@ -78,14 +82,14 @@ async def fire_digest_item(ctx: FallbackContext, timer: Timer, conn: asyncpg.Con
         "event_type, joined_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (inbox_id) DO NOTHING",
         row["id"],
         user_id,
-        timer.data.get("notification_id", ""),
-        timer.data["idempotency_key"],
-        timer.data.get("event_id", ""),
-        timer.data.get("event_type", ""),
+        notification_id,
+        idempotency_key,
+        event_id,
+        event_type,
         now,
     )
     await ctx.scheduler.arm([_send_timer(digest_id, send_at)], conn)
-    return []
+    return True
 
 
 def _send_timer(digest_id: int, due_at: datetime, attempt: str = "") -> Timer:
@@ -155,8 +159,8 @@ async def fire_digest_send(ctx: FallbackContext, timer: Timer, conn: asyncpg.Con
         await conn.execute("UPDATE herald_digests SET send_at = $2 WHERE id = $1", digest_id, quiet)
         await ctx.scheduler.arm([_send_timer(digest_id, quiet, f":{quiet.isoformat()}")], conn)
         return []
-    unread, opted_out = await _unread_items(conn, user_id, contact.preferences)
-    skipped = [ctx.outcome_output(_opted_out_outcome(r, user_id, now)) for r in opted_out]
+    unread, opted_out = await _unread_items(conn, user_id, contact)
+    skipped = [ctx.outcome_output(_opted_out_outcome(r, contact, user_id, now)) for r in opted_out]
     if not unread:
         # Nothing to say: free the window so a later item can still have this window's digest.
         await conn.execute("DELETE FROM herald_digests WHERE id = $1", digest_id)
@@ -196,10 +200,10 @@ async def fire_digest_send(ctx: FallbackContext, timer: Timer, conn: asyncpg.Con
 
 
 async def _unread_items(
-    conn: asyncpg.Connection, user_id: str, preferences: Mapping[tuple[str, Channel], bool]
+    conn: asyncpg.Connection, user_id: str, contact: Contact
 ) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
     """The user's items waiting for a digest and still unread, locked for this transaction; and those
-    left out because the user switched their category's email off."""
+    left out because the user switched their category's email, or the digest itself, off."""
     rows = await conn.fetch(
         "SELECT d.inbox_id, d.notification_id, d.idempotency_key, d.event_id, d.event_type, i.title, i.body, "
         "i.created_at, i.read_at, i.category FROM herald_digest_items d LEFT JOIN herald_inbox i "
@@ -207,7 +211,11 @@ async def _unread_items(
         user_id,
     )
     unread = [r for r in rows if r["title"] is not None and r["read_at"] is None]
-    opted_out = [r for r in unread if not may_send(Tier.MEDIUM, r["category"], Channel.EMAIL, preferences)]
+    opted_out = [
+        r
+        for r in unread
+        if not may_send(Tier.MEDIUM, r["category"], Channel.EMAIL, contact.preferences, digest=contact.digest)
+    ]
     unread = [r for r in unread if r not in opted_out]
     gone = [r["inbox_id"] for r in rows if r["title"] is None or r["read_at"] is not None]
     gone += [r["inbox_id"] for r in opted_out]
@@ -254,8 +262,13 @@ def _item_outcome(row: asyncpg.Record, digest: ChannelMessage, now: datetime) ->
     )
 
 
-def _opted_out_outcome(row: asyncpg.Record, user_id: str, now: datetime) -> DeliveryOutcome:
-    """Per item left out of the digest because its category's email is switched off."""
+def _opted_out_outcome(row: asyncpg.Record, contact: Contact, user_id: str, now: datetime) -> DeliveryOutcome:
+    """Per item left out of the digest because its category's email (or the digest) is switched off."""
+    detail = (
+        "left out of the digest: user turned the email digest off"
+        if not contact.digest
+        else f"left out of the digest: user opted out of {row['category']} by email"
+    )
     key = derived_key(row["idempotency_key"], "digest")
     return DeliveryOutcome(
         outcome_id=outcome_id(key, "suppressed:opted_out"),
@@ -270,6 +283,6 @@ def _opted_out_outcome(row: asyncpg.Record, user_id: str, now: datetime) -> Deli
         channel=Channel.EMAIL,
         lane=Lane.PRIORITY,
         reason="opted_out",
-        detail=f"left out of the digest: user opted out of {row['category']} by email",
+        detail=detail,
         idempotency_key=key,
     )

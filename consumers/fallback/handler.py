@@ -13,11 +13,12 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 import asyncpg
 
 from channels.storage_errors import PG_OUTAGES, classify_pg_error
-from consumers.classifier.routing import DEFAULT_FALLBACK
+from consumers.classifier.routing import DEFAULT_CHANNELS, DEFAULT_FALLBACK
 from consumers.fallback.context import FallbackContext
 from consumers.fallback.critical import mark_reached, watch_critical
 from consumers.fallback.decisions import (
@@ -29,17 +30,19 @@ from consumers.fallback.decisions import (
     receipt_cancels,
     watches_critical,
 )
-from consumers.fallback.digest import arm_digest_item
-from consumers.fallback.escalation import PUSH_TIMEOUT, arm_escalation, cancel_escalations
+from consumers.fallback.escalation import PUSH_TIMEOUT
 from consumers.fallback.receipts import receipt_outcomes, remember_sent
 from consumers.runtime import metrics
 from consumers.runtime.handling import Incoming, Output, Result
 from consumers.scheduler.retries import plan_retry
 from consumers.workflow.context import WorkflowContext
 from consumers.workflow.executor import workflow_receipt
+from consumers.workflow.preset_run import enter_digest, enter_escalation
+from consumers.workflow.presets import digest_after, escalation_after, preset_steps, timings_of
+from consumers.workflow.steps import Step
 from schemas.codec import DecodeError
 from schemas.errors import DependencyUnavailable, RecordError
-from schemas.models import Channel, ChannelMessage, DeliveryOutcome, OutcomeStatus, Receipt
+from schemas.models import ChannelMessage, DeliveryOutcome, OutcomeStatus, Receipt
 
 __all__ = ["FallbackHandler"]
 
@@ -110,13 +113,16 @@ class FallbackHandler:
             receipt.at,
             receipt.source,
         )
-        if self.workflows is not None:
-            await workflow_receipt(self.workflows, conn, receipt.notification_id, receipt.status.value)
+        now = self.ctx.clock.now()
+        if await workflow_receipt(
+            self.ctx.scheduler, conn, receipt.notification_id, receipt.status.value, now
+        ):
+            log.info(
+                "receipt %s for %s: its workflow's wait is over",
+                receipt.status.value,
+                receipt.notification_id,
+            )
         if receipt_cancels(receipt.status):
-            if await cancel_escalations(self.ctx, conn, receipt.notification_id):
-                log.info(
-                    "receipt %s for %s: escalation cancelled", receipt.status.value, receipt.notification_id
-                )
             channel = receipt.channel.value if receipt.channel else None
             await mark_reached(conn, receipt.notification_id, receipt.at, channel)
         return await receipt_outcomes(self.ctx, conn, receipt)
@@ -129,28 +135,47 @@ class FallbackHandler:
         message = outcome.message
         if outcome.status is OutcomeStatus.SENT and message is not None:
             outputs += await remember_sent(self.ctx, conn, outcome)
-        actions = decide_outcome(outcome, self._fallback(message) if message is not None else ())
+        actions = decide_outcome(outcome, self._steps(message) if message is not None else ())
         if self._custom(outcome.event_type):  # its steps decide what follows; retries stay per channel
             actions = [a for a in actions if a is Action.RETRY]
         for action in actions:
             if message is None or action is Action.IGNORE:
                 continue
             if action is Action.ARM_ESCALATION:
-                await arm_escalation(self.ctx, conn, message, reason=PUSH_TIMEOUT, now=now)
+                await self._escalation(conn, message, reason=PUSH_TIMEOUT)
             elif action is Action.ESCALATE_NOW:
-                await arm_escalation(self.ctx, conn, message, reason=push_failure_reason(outcome), now=now)
+                await self._escalation(conn, message, reason=push_failure_reason(outcome))
             elif action is Action.ARM_DIGEST_ITEM:
-                await arm_digest_item(self.ctx, conn, message, outcome.recorded_at)
+                await self._digest(conn, message, sent_at=outcome.recorded_at)
             elif action is Action.RETRY:
                 outputs += await self._retry(conn, outcome)
         return outputs
 
-    def _fallback(self, message: ChannelMessage) -> tuple[Channel, ...]:
-        """The route's ``fallback:`` channels (escalation, digest) for this message's event type."""
+    def _steps(self, message: ChannelMessage) -> tuple[Step, ...]:
+        """The workflow of the message's route: its preset expanded (the decision table without a
+        routing table)."""
         if self.workflows is None:
-            return DEFAULT_FALLBACK.get(message.tier, ())  # no routing table: the decision table
+            tier = message.tier
+            return preset_steps(
+                tier,
+                DEFAULT_CHANNELS[tier],
+                fallback=DEFAULT_FALLBACK.get(tier, ()),
+                timings=timings_of(self.ctx.settings),
+            )
         route = self.workflows.table.match(message.event_type)
-        return route.fallback if route is not None else ()
+        return route.workflow() if route is not None else ()
+
+    async def _escalation(self, conn: asyncpg.Connection, message: ChannelMessage, *, reason: str) -> None:
+        """The workflow's escalate step after this send, entered on the executor (if it has one)."""
+        after = escalation_after(self._steps(message), message.channel)
+        if after is not None:
+            await enter_escalation(self.ctx, conn, message, after, reason=reason)
+
+    async def _digest(self, conn: asyncpg.Connection, message: ChannelMessage, *, sent_at: datetime) -> None:
+        """The workflow's digest step after this in-app send, entered on the executor (if it has one)."""
+        after = digest_after(self._steps(message), message.channel)
+        if after is not None:
+            await enter_digest(self.ctx, conn, message, after, sent_at=sent_at)
 
     def _custom(self, event_type: str) -> bool:
         if self.workflows is None:
@@ -190,6 +215,6 @@ class FallbackHandler:
             reason=outcome.reason or outcome.error_code,
             detail=f"retries exhausted after attempt {max(outcome.attempt, message.attempt)}",
         )
-        if escalates_on_exhaustion(message) and Channel.EMAIL in self._fallback(message):
-            await arm_escalation(self.ctx, conn, message, reason="push_failed:exhausted", now=now)
+        if escalates_on_exhaustion(message, self._steps(message)):
+            await self._escalation(conn, message, reason="push_failed:exhausted")
         return [self.ctx.outcome_output(exhausted)]

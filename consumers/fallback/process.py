@@ -31,9 +31,13 @@ from consumers.runtime.runner import Runner
 from consumers.runtime.topics import dlq
 from consumers.scheduler.retries import KIND_RETRY
 from consumers.scheduler.store import FireHandler, Scheduler, Timer, TimerPoller
+from consumers.workflow.context import KIND_STEP, WorkflowContext
+from consumers.workflow.executor import fire_step
+from consumers.workflow.preset_run import fire_preset_step, is_preset
 from consumers.workflow.process import fire_handlers as workflow_handlers
 from consumers.workflow.process import workflow_context
 from schemas.codec import default_codec
+from schemas.errors import ConfigurationError
 from schemas.models import Channel, Lane
 
 __all__ = ["GROUP_ID", "build", "fire_handlers"]
@@ -41,8 +45,11 @@ __all__ = ["GROUP_ID", "build", "fire_handlers"]
 GROUP_ID = "herald-fallback"
 
 
-def fire_handlers(ctx: FallbackContext) -> Mapping[str, FireHandler]:
-    """The timer kinds this consumer arms, each bound to the shared context."""
+def fire_handlers(ctx: FallbackContext, wf: WorkflowContext | None = None) -> Mapping[str, FireHandler]:
+    """The timer kinds this consumer arms, each bound to the shared context.
+
+    ``workflow_step`` timers are the executor's: a preset's step (entered from a send's outcome)
+    runs with this context, a route's own steps with ``wf`` (the routing table in use)."""
 
     def bind(fn: object) -> FireHandler:
         async def fire(timer: Timer, conn: asyncpg.Connection) -> Sequence[Output]:
@@ -50,8 +57,20 @@ def fire_handlers(ctx: FallbackContext) -> Mapping[str, FireHandler]:
 
         return functools.update_wrapper(fire, fn)  # type: ignore[arg-type]
 
+    async def step(timer: Timer, conn: asyncpg.Connection) -> Sequence[Output]:
+        route = await conn.fetchval(
+            "SELECT route FROM herald_workflows WHERE notification_id = $1",
+            str(timer.data["notification_id"]),
+        )
+        if route is not None and is_preset(route):
+            return await fire_preset_step(ctx, timer, conn)
+        if wf is None:
+            raise ConfigurationError(f"workflow step {timer.key}: this poller has no routing table")
+        return await fire_step(wf, timer, conn)
+
     return {
-        KIND_ESCALATE: bind(fire_escalation),
+        KIND_STEP: step,
+        KIND_ESCALATE: bind(fire_escalation),  # timers armed before the executor ran the high preset
         KIND_DIGEST_ITEM: bind(fire_digest_item),
         KIND_DIGEST_SEND: bind(fire_digest_send),
         KIND_CRITICAL_CHECK: bind(fire_critical_check),
@@ -93,6 +112,6 @@ async def build(res: Resources, options: ProcessOptions) -> ProcessSpec:
         producer=producer,
         settings=settings.runtime,
     )
-    handlers = {**fire_handlers(ctx), **workflow_handlers(wf)}
+    handlers = {**workflow_handlers(wf), **fire_handlers(ctx, wf)}
     poller = TimerPoller(scheduler, producer, settings.scheduler, handlers=handlers)
     return ProcessSpec(runners=[runner], loops=[poller.run, reloader.run])

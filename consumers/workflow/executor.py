@@ -23,7 +23,7 @@ from consumers.classifier.routing import Route
 from consumers.fallback.decisions import digest_window
 from consumers.infra.keys import derived_key, outcome_id
 from consumers.runtime.handling import Output
-from consumers.scheduler.store import Timer
+from consumers.scheduler.store import Scheduler, Timer
 from consumers.workflow.context import WorkflowContext, step_timer, with_cancel_key
 from consumers.workflow.digest import join_digest
 from consumers.workflow.sending import send_step
@@ -41,7 +41,7 @@ from consumers.workflow.steps import (
 )
 from schemas.models import DeliveryOutcome, DomainEvent, OutcomeStatus
 
-__all__ = ["ACTIVE", "fire_step", "receipt_satisfies", "workflow_receipt"]
+__all__ = ["ACTIVE", "fire_step", "receipt_satisfies", "store_state", "workflow_receipt"]
 
 log = logging.getLogger(__name__)
 ACTIVE = ("running", "waiting")
@@ -83,8 +83,11 @@ async def _receipts(conn: asyncpg.Connection, nid: str) -> list[str]:
     return [r["status"] for r in rows]
 
 
-async def workflow_receipt(ctx: WorkflowContext, conn: asyncpg.Connection, nid: str, status: str) -> bool:
-    """A receipt arrived: a workflow waiting for it is done, and its timeout timer cancelled."""
+async def workflow_receipt(
+    scheduler: Scheduler, conn: asyncpg.Connection, nid: str, status: str, now: datetime
+) -> bool:
+    """A receipt arrived: a workflow waiting for it (a route's or a preset's) is done, and its
+    timeout timer cancelled."""
     row = await conn.fetchrow(
         "SELECT step, wait_for FROM herald_workflows WHERE notification_id = $1 AND state = 'waiting' FOR UPDATE",
         nid,
@@ -92,11 +95,9 @@ async def workflow_receipt(ctx: WorkflowContext, conn: asyncpg.Connection, nid: 
     if row is None or not receipt_satisfies(row["wait_for"], status):
         return False
     await conn.execute(
-        "UPDATE herald_workflows SET state = 'done', updated_at = $2 WHERE notification_id = $1",
-        nid,
-        ctx.clock.now(),
+        "UPDATE herald_workflows SET state = 'done', updated_at = $2 WHERE notification_id = $1", nid, now
     )
-    await ctx.scheduler.cancel(step_timer(nid, row["step"], ctx.clock.now(), None).key, conn)
+    await scheduler.cancel(step_timer(nid, row["step"], now, None).key, conn)
     return True
 
 
@@ -193,7 +194,9 @@ async def _advance(ctx: WorkflowContext, conn: asyncpg.Connection, run: Run, wai
     now = ctx.clock.now()
     steps = run.route.steps
     if waiting is not None and any(receipt_satisfies(waiting, s) for s in await _receipts(conn, run.nid)):
-        await _store(conn, run.nid, run.step, "done", wait_for=None, now=now)  # the receipt raced the timeout
+        await store_state(
+            conn, run.nid, run.step, "done", wait_for=None, now=now
+        )  # the receipt raced the timeout
         return
     state, wait_for = "done", None
     while run.step < len(steps):
@@ -207,7 +210,7 @@ async def _advance(ctx: WorkflowContext, conn: asyncpg.Connection, run: Run, wai
         if after.then == "stop":
             state = after.state
             break
-    await _store(
+    await store_state(
         conn, run.nid, run.step, state, wait_for=wait_for.value if wait_for else None, now=now, log=run.log
     )
 
@@ -222,7 +225,7 @@ UPDATE herald_workflows SET step = $2, state = $3, wait_for = $4, updated_at = $
 """
 
 
-async def _store(
+async def store_state(
     conn: asyncpg.Connection,
     nid: str,
     step: int,
@@ -281,7 +284,7 @@ async def fire_step(ctx: WorkflowContext, timer: Timer, conn: asyncpg.Connection
     route = ctx.route(row["route"])
     if route is None or not route.custom:
         log.warning("workflow %s: route %r is gone from the routing file; stopped", nid, row["route"])
-        await _store(conn, nid, step, "done", wait_for=None, now=ctx.clock.now())
+        await store_state(conn, nid, step, "done", wait_for=None, now=ctx.clock.now())
         return []
     event = ctx.decide.codec.decode(row["event"], DomainEvent)
     first_send = next(i for i, s in enumerate(route.steps) if isinstance(s, Send | Escalate | Digest))

@@ -282,6 +282,37 @@ async def test_preference_change_suppresses_the_next_event(
     await context.close()
 
 
+async def test_digest_switch_is_saved_and_survives_a_reload(browser: Any, api: RunningApi) -> None:
+    context, page = await _demo(browser, api)
+    digest = page.locator("herald-preferences input[name=digest]")
+    await digest.wait_for()
+    assert await digest.is_checked()  # on by default
+    assert await digest.get_attribute("role") == "switch"
+    assert "digest" in (await page.locator("herald-preferences .digest").text_content() or "")
+    await page.evaluate("window.saved = 0; document.addEventListener('herald-saved', () => window.saved++)")
+    await digest.click()
+    await page.wait_for_function("window.saved === 1")
+    assert (
+        await api.ctx.pool.fetchval("SELECT digest FROM herald_recipients WHERE user_id = $1", USER) is False
+    )
+    await page.screenshot(path=OUT / "6-digest-off.png", full_page=True)
+    await page.reload()
+    digest = page.locator("herald-preferences input[name=digest]")
+    await digest.wait_for()
+    await page.wait_for_function(
+        "() => { const el = document.querySelector('herald-preferences');"
+        " return el.shadowRoot.querySelector('input[name=digest]') !== null; }"
+    )
+    assert not await digest.is_checked()  # persisted server-side, not in the page
+    await page.evaluate("window.saved = 0; document.addEventListener('herald-saved', () => window.saved++)")
+    await digest.click()  # back on, for the other tests
+    await page.wait_for_function("window.saved === 1")
+    await page.reload()
+    await page.locator("herald-preferences input[name=digest]").wait_for()
+    assert await page.locator("herald-preferences input[name=digest]").is_checked()
+    await context.close()
+
+
 async def _outcome_of(settings: HeraldSettings, event_id: str, timeout: float = 20.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

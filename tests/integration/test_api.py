@@ -320,6 +320,24 @@ async def test_preferences_show_critical_locked_and_refuse_turning_it_off(api: R
     assert [tuple(r) for r in rows] == [("activity", "push", True), ("marketing", "email", False)]
 
 
+async def test_the_digest_switch_defaults_on_and_persists(api: RunningApi) -> None:
+    u = user()
+    h = api.auth(u)
+    assert (await api.client.get("/v1/preferences", headers=h)).json()["digest"] is True
+    r = await api.client.put("/v1/preferences", headers=h, json={})
+    assert r.status_code == 422  # nothing to change
+    r = await api.client.put("/v1/preferences", headers=h, json={"digest": False})
+    assert r.status_code == 200, r.text
+    assert r.json()["digest"] is False
+    assert await api.ctx.pool.fetchval("SELECT digest FROM herald_recipients WHERE user_id = $1", u) is False
+    assert (await api.client.get("/v1/preferences", headers=h)).json()["digest"] is False
+    # Category changes alone leave it as it is.
+    change = {"preferences": [{"category": "marketing", "channel": "email", "enabled": False}]}
+    assert (await api.client.put("/v1/preferences", headers=h, json=change)).json()["digest"] is False
+    r = await api.client.put("/v1/preferences", headers=h, json={"digest": True})
+    assert r.json()["digest"] is True
+
+
 @pytest.mark.parametrize(
     ("body", "loc"),
     [

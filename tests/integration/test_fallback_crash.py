@@ -14,10 +14,11 @@ from pathlib import Path
 import asyncpg
 
 from consumers.devstack import DevStack
-from consumers.fallback.decisions import escalation_email_key, escalation_timer_key
+from consumers.fallback.decisions import escalation_email_key
 from consumers.infra.clock import SystemClock
 from consumers.runtime.kafka import create_topics
 from consumers.runtime.topics import Topics
+from consumers.workflow.context import step_timer
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, Tier
 from tests.conftest import make_settings
@@ -100,7 +101,7 @@ async def test_kill_9_between_arming_and_firing_escalates_exactly_once(
             )
         ],
     )
-    key = escalation_timer_key(push.idempotency_key)
+    key = step_timer(push.notification_id, 2, _now(), None).key  # the high preset's escalate step
     log = tmp_path / "fallback.log"
 
     first = _spawn(env, group, log)

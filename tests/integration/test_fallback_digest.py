@@ -138,7 +138,7 @@ async def test_at_most_one_digest_per_window_the_next_item_waits_for_the_next_wi
     window = digest_window(h.clock.now(), DAY)
     await _in_app(h, user, 1)  # due in the next day; let's make it due inside the same window instead
     await h.pool.execute(
-        "UPDATE herald_timers SET due_at = $2 WHERE kind = 'digest_item' AND state = 'pending' "
+        "UPDATE herald_timers SET due_at = $2 WHERE kind = 'workflow_step' AND state = 'pending' "
         "AND data->>'user_id' = $1",
         user,
         h.clock.now(),
@@ -205,3 +205,24 @@ async def test_all_items_read_means_no_digest(h: Harness) -> None:
     await h.advance(COLLECT)
     assert await h.emails() == []
     assert await h.pool.fetchval("SELECT count(*) FROM herald_digests WHERE user_id = $1", user) == 0
+
+
+async def test_a_user_who_turned_the_digest_off_gets_none(h: Harness) -> None:
+    off = await _user(h, digest=False)
+    default = await _user(h)  # never chose: on
+    await _in_app(h, off, 2)
+    await _in_app(h, default, 2)
+    await h.advance(DAY)
+    await h.advance(COLLECT)
+    emails = await h.emails()
+    assert [e.user_id for e in emails] == [default]
+    assert _items(emails[0]) == (["reply 1", "reply 0"], 0)
+    left_out = [o for o in await h.outcomes() if o.user_id == off]
+    assert [(o.status, o.reason) for o in left_out] == [(OutcomeStatus.SUPPRESSED, "opted_out")] * 2
+    assert all("digest off" in (o.detail or "") for o in left_out)
+    # Turning it back on: the next unread items are digested again.
+    await h.pool.execute("UPDATE herald_recipients SET digest = true WHERE user_id = $1", off)
+    await _in_app(h, off, 1)
+    await h.advance(DAY)
+    await h.advance(COLLECT)
+    assert [e.user_id for e in await h.emails()].count(off) == 1

@@ -12,7 +12,7 @@ import pytest_asyncio
 
 from consumers.devstack import DevStack
 from consumers.fallback.context import FallbackContext
-from consumers.fallback.decisions import escalation_email_key, escalation_timer_key
+from consumers.fallback.decisions import escalation_email_key
 from consumers.fallback.handler import FallbackHandler
 from consumers.fallback.process import fire_handlers
 from consumers.infra.clock import SystemClock
@@ -21,6 +21,7 @@ from consumers.runtime.kafka import make_producer
 from consumers.runtime.runner import Runner
 from consumers.runtime.topics import Topics
 from consumers.scheduler.store import Scheduler, TimerPoller
+from consumers.workflow.context import step_timer
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, OutcomeStatus, Receipt, ReceiptStatus, Tier
 from tests.conftest import make_settings
@@ -170,11 +171,13 @@ async def test_no_email_address_is_a_suppressed_outcome(h: Harness) -> None:
     ]
 
 
+def _escalation_timer(notification_id: str) -> str:
+    """The high preset's escalate step (step 2: send, wait, escalate) on the workflow executor."""
+    return step_timer(notification_id, 2, past_clock().now(), None).key
+
+
 async def _watch_keys(pool: asyncpg.Pool, ids: list[str]) -> list[str]:
-    rows = await pool.fetch(
-        "SELECT timer_key FROM herald_escalation_watch WHERE notification_id = ANY($1::text[])", ids
-    )
-    return [r["timer_key"] for r in rows]
+    return [_escalation_timer(i) for i in ids]
 
 
 async def test_through_kafka_with_a_shortened_delay(stack: DevStack, pg_pool: asyncpg.Pool) -> None:
@@ -256,7 +259,7 @@ async def test_through_kafka_with_a_shortened_delay(stack: DevStack, pg_pool: as
         await wait_until_consumed(
             settings, f"{settings.topic_prefix}-fallback", [topics.outcomes, topics.receipts]
         )
-        confirmed_timer = escalation_timer_key(confirmed.idempotency_key)
+        confirmed_timer = _escalation_timer(confirmed.notification_id)
 
         async def confirmed_settled() -> bool:
             return await scheduler.state(confirmed_timer) != "pending"

@@ -55,6 +55,9 @@ export class HeraldClient {
   setPreferences(changes) {
     return this.request("PUT", "/v1/preferences", { preferences: changes });
   }
+  setDigest(on) {
+    return this.request("PUT", "/v1/preferences", { digest: on });
+  }
   quietHours() {
     return this.request("GET", "/v1/quiet-hours");
   }

@@ -1,4 +1,5 @@
-// <herald-preferences api-base="…">: category × channel switches, quiet hours with a time zone.
+// <herald-preferences api-base="…">: category × channel switches, the email digest switch, quiet
+// hours with a time zone.
 // Changes are shown at once (optimistic) and rolled back, with a visible error, if the save fails.
 
 import { HeraldClient } from "./api.js";
@@ -26,7 +27,7 @@ export class HeraldPreferences extends HTMLElement {
     const root = this.attachShadow({ mode: "open" });
     root.innerHTML = `<style>${STYLE}</style><section aria-labelledby="ph"><h2 id="ph"></h2>
 <p class="error" role="alert" hidden></p><table><thead></thead><tbody></tbody></table>
-<fieldset class="quiet"><legend></legend></fieldset></section>`;
+<fieldset class="digest"><legend></legend></fieldset><fieldset class="quiet"><legend></legend></fieldset></section>`;
     this.$ = (sel) => root.querySelector(sel);
   }
 
@@ -58,6 +59,7 @@ export class HeraldPreferences extends HTMLElement {
     try {
       const [prefs, quiet] = await Promise.all([this.client.preferences(), this.client.quietHours()]);
       this.renderTable(prefs.preferences);
+      this.renderDigest(prefs.digest !== false);
       this.renderQuiet(quiet);
       this.showError("");
     } catch (err) {
@@ -124,6 +126,28 @@ export class HeraldPreferences extends HTMLElement {
     const wanted = box.checked; // optimistic: the switch already shows it
     try {
       await this.client.setPreferences([{ category: box.dataset.category, channel: box.dataset.channel, enabled: wanted }]);
+      this.showError("");
+      this.dispatchEvent(new CustomEvent("herald-saved", { bubbles: true, composed: true }));
+    } catch (err) {
+      box.checked = !wanted;
+      this.showError(this.t("saveFailed", { reason: err.message }));
+    }
+  }
+
+  renderDigest(on) {
+    const set = this.$(".digest");
+    set.innerHTML = `<legend></legend><label><input type="checkbox" role="switch" name="digest"> <span></span></label>`;
+    set.querySelector("legend").textContent = this.t("digest");
+    set.querySelector("span").textContent = this.t("digestEnabled");
+    const box = set.querySelector("input");
+    box.checked = on;
+    box.addEventListener("change", () => this.saveDigest(box));
+  }
+
+  async saveDigest(box) {
+    const wanted = box.checked; // optimistic, like the category switches
+    try {
+      await this.client.setDigest(wanted);
       this.showError("");
       this.dispatchEvent(new CustomEvent("herald-saved", { bubbles: true, composed: true }));
     } catch (err) {

@@ -54,3 +54,39 @@ def test_an_opt_out_beats_quiet_hours_and_critical_beats_both() -> None:
     assert consent(tier=Tier.CRITICAL, window=NIGHT, **kw).verdict is Verdict.SEND  # type: ignore[arg-type]
     ok = consent(tier=Tier.HIGH, window=NIGHT, **{**kw, "preferences": {}})  # type: ignore[arg-type]
     assert (ok.verdict, ok.until) == (Verdict.HELD, datetime(2026, 3, 8, 11, 0, tzinfo=UTC))
+
+
+@given(
+    tier=st.sampled_from(list(Tier)),
+    channel=st.sampled_from(list(Channel)),
+    chosen=st.sampled_from([True, False, None]),
+    digest=st.sampled_from([True, False, None]),
+)
+def test_the_digest_switch_only_ever_removes_a_digest(
+    tier: Tier, channel: Channel, chosen: bool | None, digest: bool | None
+) -> None:
+    """digest=None (not a digest) and digest=True (switch on) change nothing; False refuses it all."""
+    prefs = {} if chosen is None else {("cat", channel): chosen}
+    plain = may_send(tier, "cat", channel, prefs)
+    assert may_send(tier, "cat", channel, prefs, digest=digest) is (plain and digest is not False)
+
+
+def test_a_digest_turned_off_is_an_opt_out_even_for_a_category_left_on() -> None:
+    at = datetime(2026, 3, 8, 16, 0, tzinfo=UTC)
+    prefs = {("activity", Channel.EMAIL): True}
+
+    def verdict(digest: bool | None) -> Verdict:
+        return consent(
+            tier=Tier.MEDIUM,
+            category="activity",
+            channel=Channel.EMAIL,
+            at=at,
+            preferences=prefs,
+            zone=NY,
+            window=None,
+            digest=digest,
+        ).verdict
+
+    assert verdict(False) is Verdict.OPTED_OUT
+    assert verdict(True) is Verdict.SEND
+    assert verdict(None) is Verdict.SEND

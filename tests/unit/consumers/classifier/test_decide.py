@@ -389,3 +389,14 @@ def test_fast_notification_id_is_uuid5(event_id: str, user_id: str) -> None:
     except UnicodeEncodeError:  # lone surrogates: neither can encode them
         return
     assert keys.notification_id(event_id, user_id) == expected
+
+
+@pytest.mark.parametrize("switch", [True, False])
+def test_a_workflow_digest_honours_the_digest_switch(switch: bool) -> None:
+    """A workflow's digest step sends through plan(): the digest switch is checked there too."""
+    route = Route("comments", Tier.MEDIUM, "activity", (Channel.EMAIL,), "digest")
+    profile = full_profile(digest=switch)
+    for event_type, allowed in (("digest", switch), ("comment_reply", True)):
+        p = plan(event(event_type), route, profile, NOW, CFG)
+        assert [i.message.channel for i in p.pending] == ([Channel.EMAIL] if allowed else [])
+        assert [o.reason for o in p.suppressed] == ([] if allowed else ["opted_out"])

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from consumers.classifier.routing import DEFAULT_CHANNELS, DEFAULT_FALLBACK
 from consumers.fallback.decisions import (
     Action,
     DigestItem,
@@ -30,6 +31,8 @@ from consumers.fallback.decisions import (
     watches_critical,
 )
 from consumers.infra.keys import derived_key
+from consumers.workflow.presets import preset_steps
+from consumers.workflow.steps import Step
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, ReceiptStatus, Tier
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -54,6 +57,12 @@ def _msg(channel: Channel = Channel.PUSH, tier: Tier = Tier.HIGH, **kw: object) 
     )
     base.update(kw)
     return ChannelMessage(**base)  # type: ignore[arg-type]
+
+
+def _preset(tier: Tier, fallback: tuple[Channel, ...] | None = None) -> tuple[Step, ...]:
+    """The tier's preset steps, with the decision table's channels and fallback."""
+    chosen = DEFAULT_FALLBACK.get(tier, ()) if fallback is None else fallback
+    return preset_steps(tier, DEFAULT_CHANNELS[tier], fallback=chosen)
 
 
 def _outcome(status: OutcomeStatus, message: ChannelMessage | None, **kw: object) -> DeliveryOutcome:
@@ -110,7 +119,7 @@ def test_decide_outcome(
     channel: Channel, tier: Tier, status: OutcomeStatus, escalated_from: str | None, expected: Action
 ) -> None:
     message = _msg(channel, tier, escalated_from=escalated_from)
-    assert decide_outcome(_outcome(status, message)) == [expected]
+    assert decide_outcome(_outcome(status, message), _preset(tier)) == [expected]
 
 
 def test_outcome_without_message_is_ignored() -> None:
@@ -168,7 +177,8 @@ def test_timeout_and_failure_timers_have_distinct_keys() -> None:
 def test_escalates_on_exhaustion(
     channel: Channel, tier: Tier, escalated_from: str | None, expected: bool
 ) -> None:
-    assert escalates_on_exhaustion(_msg(channel, tier, escalated_from=escalated_from)) is expected
+    message = _msg(channel, tier, escalated_from=escalated_from)
+    assert escalates_on_exhaustion(message, _preset(tier)) is expected
 
 
 @pytest.mark.parametrize(
@@ -338,5 +348,14 @@ def test_the_routes_fallback_key_turns_escalation_and_digest_on_and_off(
     channel: Channel, tier: Tier, status: OutcomeStatus, with_email: Action, without: Action
 ) -> None:
     outcome = _outcome(status, _msg(channel, tier))
-    assert decide_outcome(outcome, (Channel.EMAIL,)) == [with_email]
-    assert decide_outcome(outcome, ()) == [without]
+    assert decide_outcome(outcome, _preset(tier)) == [with_email]
+    assert decide_outcome(outcome, _preset(tier, fallback=())) == [without]
+
+
+def test_a_high_route_sending_push_and_sms_escalates_from_the_push_only() -> None:
+    steps = preset_steps(Tier.HIGH, (Channel.PUSH, Channel.SMS), fallback=(Channel.EMAIL,))
+    sms = _msg(Channel.SMS, Tier.HIGH)
+    assert decide_outcome(_outcome(OutcomeStatus.FAILED_PERMANENT, sms), steps) == [Action.IGNORE]
+    assert decide_outcome(_outcome(OutcomeStatus.SENT, sms), steps) == [Action.IGNORE]
+    push = _msg(Channel.PUSH, Tier.HIGH)
+    assert decide_outcome(_outcome(OutcomeStatus.FAILED_PERMANENT, push), steps) == [Action.ESCALATE_NOW]
