@@ -273,9 +273,28 @@ async def test_delete_erases_everything_and_counts_it(api: RunningApi) -> None:
             ),
         ]
     )
+    now = datetime.now(UTC)
+    for user in (ident, other):  # workflow state keeps the event (and a preset's sent message)
+        await api.ctx.pool.execute(
+            "INSERT INTO herald_workflows (notification_id, event_id, user_id, route, event, created_at, "
+            "updated_at) VALUES ($1, $1, $2, 'preset:high', 'e'::bytea, $3, $3)",
+            f"n-{user}",
+            user,
+            now,
+        )
+        await api.ctx.pool.execute(
+            "INSERT INTO herald_workflow_runs (notification_id, step, kind, result, ran_at) "
+            "VALUES ($1, 1, 'escalate', 'email', $2)",
+            f"n-{user}",
+            now,
+        )
     r = await api.client.delete(f"/v1/recipients/{ident}", headers=h)
     assert r.status_code == 200, r.text
     removed = r.json()["removed"]
+    assert removed["workflows"] == 1 and removed["workflow_runs"] == 1
+    left = "SELECT count(*) FROM herald_workflow_runs WHERE notification_id = $1"
+    assert await api.ctx.pool.fetchval(left, f"n-{ident}") == 0
+    assert await api.ctx.pool.fetchval(left, f"n-{other}") == 1
     assert removed["recipient"] == 1 and removed["devices"] == 1 and removed["preferences"] == 2
     assert removed["inbox"] == 3 and removed["pending_steps"] == 2
     pool = api.ctx.pool

@@ -60,6 +60,14 @@ _ERASE: tuple[tuple[str, str, str], ...] = (
         "OR data->>'notification_id' IN (" + _USER_NOTIFICATIONS + ") "
         "OR (data->>'digest_id')::bigint IN (SELECT id FROM herald_digests WHERE user_id = $1 AND NOT $3::bool))",
     ),
+    # Workflow state holds the event (and, for presets, the message sent: address, payload).
+    (
+        "workflow_runs",
+        "user",
+        "DELETE FROM herald_workflow_runs WHERE notification_id IN "
+        "(SELECT notification_id FROM herald_workflows WHERE user_id = $1) AND NOT $2::bool",
+    ),
+    ("workflows", "user", "DELETE FROM herald_workflows WHERE user_id = $1 AND NOT $2::bool"),
     ("digest_items", "user", "DELETE FROM herald_digest_items WHERE user_id = $1 AND NOT $2::bool"),
     ("digests", "user", "DELETE FROM herald_digests WHERE user_id = $1 AND NOT $2::bool"),
     ("receipts", "user", "DELETE FROM herald_receipts WHERE user_id = $1 AND NOT $2::bool"),
