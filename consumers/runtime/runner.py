@@ -31,14 +31,12 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from aiokafka import (
     AIOKafkaConsumer,
     AIOKafkaProducer,
-    ConsumerRebalanceListener,
     ConsumerRecord,
     TopicPartition,
 )
@@ -51,6 +49,7 @@ from consumers.runtime.ahead import Decoded, decode_batch
 from consumers.runtime.handling import DeadLetter, Handler, Incoming, Output, Result, dead_letter_headers
 from consumers.runtime.isolate import Probe, isolate
 from consumers.runtime.produce import enqueue_all
+from consumers.runtime.rebalance import RevocationListener
 from consumers.runtime.steps import Steps
 from consumers.runtime.topics import dlq
 from schemas.errors import DependencyUnavailable
@@ -59,31 +58,6 @@ __all__ = ["Runner"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@dataclass
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Lets an in-flight batch finish and commit before partitions are handed to another member."""
-
-    lock: asyncio.Lock
-    group_id: str
-    settle: Callable[[], Awaitable[None]]
-    assigned: set[TopicPartition] = field(default_factory=set)
-    generation: int = 0  # bumped at each revocation: a batch fetched before it is stale
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        async with self.lock:
-            await self.settle()  # the batch whose acks are in flight commits before we let go
-            self.generation += 1
-            self.assigned -= set(revoked)
-            for tp in revoked:  # another member reports these now; a stale value would double count
-                try:
-                    metrics.CONSUMER_LAG.remove(self.group_id, tp.topic, str(tp.partition))
-                except KeyError:
-                    pass
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.assigned |= set(assigned)
 
 
 class Runner(Generic[T]):
@@ -106,7 +80,7 @@ class Runner(Generic[T]):
         self.settings = settings
         self.producer = producer
         self._lock = asyncio.Lock()
-        self._listener = _Listener(self._lock, group_id, self._settle_or_rewind)
+        self._listener = RevocationListener(self._lock, group_id, self._settle_or_rewind)
         self._inflight: asyncio.Task[None] | None = None  # acks + commit of the previous batch
         self._inflight_batch: list[ConsumerRecord[bytes, bytes]] = []
         self._stopping = asyncio.Event()
