@@ -78,6 +78,9 @@ class DevStack:
 
     with_moto: bool = True
     kafka_storage: KafkaStorage = "memory"  # "s3": durable, the broker can be restarted
+    # Use the servers that KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL, REDIS_URL... name. False for a
+    # stack whose servers must be its own (outage drills stop and restart them).
+    honour_env: bool = True
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="herald-stack-")))
     services: dict[str, Service] = field(default_factory=dict)
 
@@ -193,7 +196,7 @@ class DevStack:
         return self.root / f"{name}.log"
 
     def _external(self, name: str, variable: str) -> bool:
-        url = os.environ.get(variable)
+        url = os.environ.get(variable) if self.honour_env else None
         if url:
             self.services[name] = Service(name, url)
         return bool(url)
@@ -252,7 +255,7 @@ class DevStack:
 
     def _start_kafka_store(self) -> None:
         """A moto server of the broker's own (not the SES/SNS one: tests read that one back whole)."""
-        if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        if self.honour_env and os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
             return  # an external broker brings its own storage
         port = free_port()
         moto = Path(sys.executable).with_name("moto_server")

@@ -129,7 +129,8 @@ class Pipeline:
         cls, root: Path, kafka_storage: KafkaStorage = "memory", extra_env: dict[str, str] | None = None
     ) -> AsyncIterator[Pipeline]:
         root.mkdir(parents=True, exist_ok=True)
-        with DevStack(kafka_storage=kafka_storage) as stack, FcmFake() as fcm:
+        # Its own servers, whatever the session's stack exported: the drills stop and restart them.
+        with DevStack(kafka_storage=kafka_storage, honour_env=False) as stack, FcmFake() as fcm:
             assert stack.moto_url is not None
             with FaultProxy(stack.moto_url) as proxy:
                 receiver = WebhookReceiver()
