@@ -68,46 +68,27 @@ async def _measure(
     return 0.8 * total / window.wall_s, window.costs(int(0.8 * total))
 
 
-async def phase(b: Bench) -> None:
+async def _scale(b: Bench, *, workers: bool) -> None:
     await ensure_users(b.stack.database_url, USERS)
     events = mixed_events(b.events, users=USERS, seed=99)
     rates = {}
     for n in (1, 2, 4):
-        with console.status(f"classifier × {n} processes"):
-            rates[n], costs = await _measure(b, n, events)
-        utils = ", ".join(f"{c.utilisation:.2f}" for c in costs)
-        b.add(
-            Row(
-                f"classifier, {n} process{'es' if n > 1 else ''}",
-                rates[n],
-                "msg/s",
-                "1 process",
-                rates[n] / rates[1],
-                note=f"4 partitions, one group, separate OS processes; CPU utilisation per process: {utils}",
-            ),
-            costs,
-        )
-    b.extra["scaling"] = rates
+        label = f"classifier --workers {n}" if workers else f"classifier, {n} process{'es' if n > 1 else ''}"
+        with console.status(label):
+            rates[n], costs = await _measure(b, n, events, workers=workers)
+        utils = ", ".join(f"{c.process}={c.utilisation:.2f}" for c in costs)
+        how = "one supervisor" if workers else "one group, separate OS processes"
+        base = "--workers 1" if workers else "1 process"
+        note = f"4 partitions, {how}; CPU utilisation: {utils}"
+        b.add(Row(label, rates[n], "msg/s", base, rates[n] / rates[1], note=note), costs)
+    b.extra["workers" if workers else "scaling"] = rates
+
+
+async def phase(b: Bench) -> None:
+    """1, 2 and 4 classifier processes, each its own OS process."""
+    await _scale(b, workers=False)
 
 
 async def phase_workers(b: Bench) -> None:
     """The same load through one supervisor with 1, 2 and 4 workers (``--workers N``)."""
-    await ensure_users(b.stack.database_url, USERS)
-    events = mixed_events(b.events, users=USERS, seed=99)
-    rates = {}
-    for n in (1, 2, 4):
-        with console.status(f"classifier --workers {n}"):
-            rates[n], costs = await _measure(b, n, events, workers=True)
-        utils = ", ".join(f"{c.process}={c.utilisation:.2f}" for c in costs)
-        b.add(
-            Row(
-                f"classifier --workers {n}",
-                rates[n],
-                "msg/s",
-                "--workers 1",
-                rates[n] / rates[1],
-                note=f"4 partitions, one supervisor; CPU utilisation: {utils}",
-            ),
-            costs,
-        )
-    b.extra["workers"] = rates
+    await _scale(b, workers=True)

@@ -30,6 +30,7 @@ from consumers.runtime.kafka import create_topics
 from consumers.runtime.topics import Topics, dlq
 from schemas.codec import default_codec
 from schemas.models import Channel, OutcomeStatus
+from tests.browser.conftest import OUTPUT
 from tests.conftest import make_settings
 from tests.console_helpers import RunningConsole, console_settings, running_console
 from tests.ledger_helpers import message, outcome, receipt
@@ -37,16 +38,8 @@ from tests.waiting import until
 
 pw = pytest.importorskip("playwright.async_api")
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-OUT = Path(__file__).resolve().parents[2] / ".herald-test-output" / "console"
+OUT = OUTPUT / "console"
+OUT.mkdir(parents=True, exist_ok=True)
 USER = f"ops-{uuid.uuid4().hex[:8]}"
 CODEC = default_codec()
 
@@ -85,19 +78,6 @@ def ledger(
 async def console(ledger: Path, console_pipeline_settings: HeraldSettings) -> AsyncIterator[RunningConsole]:
     async with running_console(console_pipeline_settings) as running:
         yield running
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def browser() -> AsyncIterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make setup` installs Debian's chromium")
-    OUT.mkdir(parents=True, exist_ok=True)
-    async with pw.async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            await b.close()
 
 
 async def _produce(

@@ -11,7 +11,6 @@ import statistics
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,21 +26,14 @@ from consumers.runtime.topics import Topics
 from schemas.codec import default_codec
 from schemas.models import DeliveryOutcome
 from tests.api_helpers import RunningApi, api_settings, running_api
+from tests.browser.conftest import OUTPUT
 from tests.conftest import make_settings
 from tests.kafka_helpers import read_all
 
 pw = pytest.importorskip("playwright.async_api")
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-OUT = Path(__file__).resolve().parents[2] / ".herald-test-output" / "browser"
+OUT = OUTPUT / "browser"
+OUT.mkdir(parents=True, exist_ok=True)
 USER = f"web-{uuid.uuid4().hex[:8]}"
 WARM = f"{USER}-warm-up"
 CODEC = default_codec()
@@ -92,19 +84,6 @@ def pipeline(
 async def api(pipeline: None, pipeline_settings: HeraldSettings) -> AsyncIterator[RunningApi]:
     async with running_api(pipeline_settings) as running:
         yield running
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def browser() -> AsyncIterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make setup` installs Debian's chromium")
-    OUT.mkdir(parents=True, exist_ok=True)
-    async with pw.async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            await b.close()
 
 
 class Emitter:

@@ -94,3 +94,12 @@ async def test_scaling_storm_loses_nothing(
     # The priority lane stalls no longer than a rebalance: a member's session (6 s here) runs out
     # and the group settles (~5-11 s on tansu), plus a loaded machine's slack.
     assert p99(lat) < 30.0, facts
+    # And after the storm the group settles back: every process is ready again within a few
+    # sessions, and a fresh batch of events is delivered, so no consumer is left wedged for the
+    # tests that follow (one run saw push stop consuming after the last rebalance).
+    await pipeline.wait_ready(timeout=60)
+    probe = new_run(pipeline, users=20, events=100, seed=41)
+    await pipeline.seed(probe.users)
+    await probe.stream(5.0)
+    after = await probe.drain(ledger, timeout_s=60)
+    assert after.complete, summary("after the storm", after, {"events": 100})
