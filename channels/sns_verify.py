@@ -19,6 +19,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from channels.webhook.signing import WebhookVerificationError
+
 __all__ = ["SNS_CERT_HOST", "SnsSignatureError", "cert_url_allowed", "signing_string", "verify_sns"]
 
 # sns.<region>.amazonaws.com (and .com.cn): where AWS serves the signing certificates.
@@ -48,7 +50,7 @@ _FIELDS = {
 _HASHES = {"1": hashes.SHA1, "2": hashes.SHA256}
 
 
-class SnsSignatureError(ValueError):
+class SnsSignatureError(WebhookVerificationError):
     """The message is not a verifiable SNS message (the reason says why)."""
 
 

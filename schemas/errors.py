@@ -9,13 +9,17 @@ is it about *the record* or about *a dependency*, and is trying again any use?
     HeraldError
     ├── ConfigurationError        settings, routing file, arguments: fix and restart (exit 2)
     │   ├── RoutingError              consumers.classifier.routing
+    │   ├── StepError                 consumers.workflow.steps (a workflow step in the routing file)
+    │   ├── UnknownEventType          consumers.preview (no route matches)
     │   ├── IncompatibleSchema        schemas.compat
     │   └── InvalidSecret             channels.webhook.signing
     ├── DependencyUnavailable     a server Herald needs did not answer: retry, pause (retryable)
     │   ├── KafkaUnavailable          consumers.runtime.kafka
     │   ├── DatabaseUnavailable       consumers.infra.db
     │   ├── LookupUnavailable         consumers.classifier.lookup
-    │   └── LimiterUnavailable        consumers.classifier.ratelimit
+    │   ├── LimiterUnavailable        consumers.classifier.ratelimit
+    │   ├── TicketStoreDown           consumers.api.tickets
+    │   └── CancelUnavailable         consumers.workflow.cancel
     ├── RecordError               this record's content can never be processed: dead letter or
     │   │                         failed_permanent with ``reason``, never a retry
     │   ├── InvalidContent            text or structure no channel can carry (invalid_content)
@@ -26,14 +30,25 @@ is it about *the record* or about *a dependency*, and is trying again any use?
     │   ├── LookupRejected            consumers.classifier.lookup (invalid_event)
     │   ├── LimiterRejected           consumers.classifier.ratelimit (invalid_event)
     │   ├── PayloadTooLarge           channels.push.fcm_message
+    │   ├── BadUnsubscribeToken       consumers.api.unsubscribe_token
     │   └── BlockedDestination        channels.webhook.ssrf
     ├── DeliveryError             a provider's answer, classified in its adapter (channels.base)
     │   ├── RetryableDelivery
     │   └── PermanentDelivery
     ├── CredentialsError          a provider's credentials are unusable (channels.push.fcm_auth)
     ├── WebhookVerificationError  a received webhook failed verification (channels.webhook.signing)
-    └── ApiError                  answered over HTTP as RFC 9457 (consumers.api)
-        └── AuthError
+    │   ├── MissingHeader, MalformedHeader, NoMatchingSignature
+    │   │                             channels.webhook.signing
+    │   ├── TimestampOutOfTolerance   channels.webhook.signing
+    │   │   └── StaleTimestamp, FutureTimestamp
+    │   ├── SnsSignatureError         channels.sns_verify (an SNS message's signature)
+    │   └── Rejected                  consumers.api.feedback (provider feedback not genuine: 403)
+    ├── ApiError                  answered over HTTP as RFC 9457 (consumers.api)
+    │   ├── AuthError
+    │   └── ProblemError
+    ├── FieldProblem              consumers.api.admin.event_models (an emitted event's field: 422)
+    └── BadRequest, LoginRequired, Forbidden
+                                  consumers.console.web (the console's forms and sessions)
 
 ``retryable`` says whether the same work may succeed later without anyone changing anything.
 """

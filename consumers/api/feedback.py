@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaProducer
 
 from channels.email.ses_events import FeedbackKind, SesFeedback, read_ses_event
 from channels.sns_verify import SnsSignatureError, cert_url_allowed, verify_sns
+from channels.webhook.signing import WebhookVerificationError
 from consumers.infra.provider_settings import FeedbackSettings
 from consumers.infra.suppressions import SuppressionStore
 from consumers.runtime.topics import Topics
@@ -36,7 +37,7 @@ TWILIO_SUPPRESS_CODES = frozenset({"21610", "30004", "30005", "30006"})  # STOP,
 _MAX_CERTS = 32
 
 
-class Rejected(Exception):
+class Rejected(WebhookVerificationError):
     """The request is not genuine feedback (the message says why); answered 403."""
 
 

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from consumers.console.auth import Session, cookie_name, csrf_matches, same_origin, use_secure_cookie
 from consumers.console.context import ConsoleContext
+from schemas.errors import HeraldError
 
 __all__ = [
     "SECURITY_HEADERS",
@@ -41,15 +42,15 @@ SECURITY_HEADERS = {
 _MAX_FORM_BYTES = 16_384
 
 
-class BadRequest(Exception):
+class BadRequest(HeraldError):
     """A console form or query that cannot be acted on (unknown topic, disabled endpoint...)."""
 
 
-class LoginRequired(Exception):
+class LoginRequired(HeraldError):
     """No valid session: pages redirect to the login form, forms get 403."""
 
 
-class Forbidden(Exception):
+class Forbidden(HeraldError):
     """A state-changing request without a matching CSRF token or from another origin."""
 
 

@@ -15,6 +15,7 @@ from typing import Any, Self
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
 
 from consumers.classifier.routing import RoutingTable
+from schemas.errors import HeraldError
 from schemas.models import DomainEvent
 
 __all__ = ["AcceptedEvent", "EventIn", "EventsAccepted", "FieldProblem", "parse_events", "to_domain_event"]
@@ -54,7 +55,7 @@ class EventsAccepted(BaseModel):
     events: list[AcceptedEvent]
 
 
-class FieldProblem(ValueError):
+class FieldProblem(HeraldError, ValueError):
     """One invalid field: ``loc`` as FastAPI spells it, ``("body", 3, "type")``."""
 
     def __init__(self, errors: list[dict[str, Any]]) -> None:
