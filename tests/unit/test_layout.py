@@ -114,8 +114,29 @@ def _tested_module(test_file: Path) -> Path | None:
     return None
 
 
+# Top-level unit test files test the repository itself, not one module.
+REPOSITORY_TESTS = {"test_docs.py", "test_docs_workflows.py", "test_layout.py", "test_web_logic.py"}
+
+
 def test_unit_test_files_mirror_the_module_they_test() -> None:
-    # Top-level files test the repository itself (layout, README); the rest sit where their module does.
+    # Every other file sits where its module does.
+    top = {p.name for p in (ROOT / "tests" / "unit").glob("test_*.py")}
+    assert top - REPOSITORY_TESTS == set(), "a unit test of a module belongs in its module's folder"
     files = [p for p in (ROOT / "tests" / "unit").rglob("test_*.py") if p.parent != ROOT / "tests" / "unit"]
     assert len(files) > 20
     assert [str(p.relative_to(ROOT)) for p in files if _tested_module(p) is None] == []
+
+
+def test_the_architecture_document_names_every_package() -> None:
+    # docs/architecture.md's folder layout is how a newcomer finds their way: no package is missing.
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    layout = doc.split("## Folder layout", 1)[1]
+    named = {line.split()[0].rstrip("/") for line in layout.splitlines() if line and not line.startswith((" ", "`"))}
+    packages = {
+        str(p.parent.relative_to(ROOT))
+        for top in ("channels", "consumers")
+        for p in (ROOT / top).rglob("__init__.py")
+        if p.parent != ROOT / top and "node_modules" not in p.parts
+    }
+    assert len(packages) > 15
+    assert sorted(packages - named) == []
