@@ -10,6 +10,7 @@ need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 [ -f /usr/share/java/avro.jar ] || need+=(libavro-java)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi

@@ -291,7 +291,9 @@ def load_routing(
     try:
         text = path.read_text()
     except OSError as exc:
-        raise RoutingError(f"cannot read routing table {path}: {exc.strerror or exc}") from exc
+        raise RoutingError(
+            f"cannot read routing table {path}: {exc.strerror or exc} (set HERALD_CLASSIFIER__ROUTING_FILE)"
+        ) from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -23,7 +23,7 @@ from consumers.runtime.topics import Topics, dlq
 from schemas.codec import DecodeError, default_codec
 from schemas.models import DeliveryOutcome
 
-__all__ = ["DeadLetter", "explain", "explain_dead_letters", "register"]
+__all__ = ["DeadLetter", "explain", "explain_dead_letters", "leading_string", "register"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +97,29 @@ def explain_dead_letters(letters: Iterable[DeadLetter]) -> list[str]:
     return lines
 
 
+def leading_string(value: bytes) -> str | None:
+    """The first field of a single-object-encoded record, read as an Avro string without knowing
+    the schema (every Herald contract starts with ``event_id``); None if it is not one. Pure."""
+    if len(value) < 11 or value[:2] != b"\xc3\x01":
+        return None
+    pos, shift, raw = 10, 0, 0
+    while pos < len(value) and shift < 64:  # zig-zag varint length
+        byte = value[pos]
+        raw |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not byte & 0x80:
+            break
+    else:
+        return None
+    length = (raw >> 1) ^ -(raw & 1)
+    if length < 0 or pos + length > len(value):
+        return None
+    try:
+        return value[pos : pos + length].decode()
+    except UnicodeDecodeError:
+        return None
+
+
 async def _dead_letters(settings: HeraldSettings, event_id: str) -> list[DeadLetter]:
     topics = Topics(settings.topic_prefix)
     dlqs = [t for t in topics.all() if t == dlq(t.removesuffix(".dlq"))]
@@ -109,9 +132,12 @@ async def _dead_letters(settings: HeraldSettings, event_id: str) -> list[DeadLet
             continue
         try:
             _, record = codec.decode_record(value)
+            named = record.get("event_id")
         except DecodeError:
-            continue  # undecodable: it names no event (tail the topic to see its bytes)
-        if record.get("event_id") == event_id:
+            # An unknown schema (a producer on a newer contract, or the byte order of Herald 0.1)
+            # or damaged bytes: every contract starts with its event id, so read just that.
+            named = leading_string(value)
+        if named == event_id:
             hdrs = {k: v.decode(errors="replace") for k, v in headers}
             found.append(DeadLetter(topic, partition, offset, hdrs))
     return found

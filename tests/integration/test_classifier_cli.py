@@ -124,3 +124,27 @@ async def test_why_tells_when_the_event_went_to_a_dead_letter_topic(
     (line,) = capsys.readouterr().out.strip().splitlines()
     assert "dead-lettered by herald-classifier" in line and "reason=unknown_event_type" in line
     assert f"at {topic} partition" in line and "offset" in line
+
+
+async def test_why_finds_a_dead_letter_whose_schema_it_does_not_know(
+    settings: HeraldSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A producer on a contract Herald does not ship: the runner dead-letters it as unknown_schema,
+    # and `herald why` still finds it by the event id every contract starts with.
+    event = build_event("order_shipped", user_id=f"why-{uuid.uuid4().hex[:8]}")
+    data = bytearray(default_codec().encode(event))
+    data[2:10] = bytes(8)
+    topic = dlq(Topics(settings.topic_prefix).events)
+    await create_topics(settings, Topics(settings.topic_prefix).all())
+    letter = DeadLetter("unknown_schema", "DecodeError", "no contract has fingerprint 0000000000000000")
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        headers = dead_letter_headers(letter, Topics(settings.topic_prefix).events, 0, 9, "herald-classifier")
+        await producer.send_and_wait(topic, bytes(data), headers=headers)
+    finally:
+        await producer.stop()
+
+    assert await why(settings, build_parser().parse_args(["why", event.event_id])) == 0
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    assert "reason=unknown_schema" in line and f"at {topic} partition" in line

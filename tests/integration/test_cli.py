@@ -61,6 +61,11 @@ def herald(
         ),
         (["tial", "outcomes"], {}, "unknown command 'tial'; did you mean 'tail'?"),
         (["run", "clasifier"], {}, "did you mean 'classifier'?"),
+        (
+            ["produce", "order_shipped", "--user", "u1", "--dry-run"],
+            {"HERALD_CLASSIFIER__ROUTING_FILE": "/nonexistent/routing.yaml"},
+            "(set HERALD_CLASSIFIER__ROUTING_FILE)",
+        ),
     ],
 )
 def test_expected_failures_are_one_line_errors(

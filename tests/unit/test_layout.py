@@ -131,7 +131,11 @@ def test_the_architecture_document_names_every_package() -> None:
     # docs/architecture.md's folder layout is how a newcomer finds their way: no package is missing.
     doc = (ROOT / "docs" / "architecture.md").read_text()
     layout = doc.split("## Folder layout", 1)[1]
-    named = {line.split()[0].rstrip("/") for line in layout.splitlines() if line and not line.startswith((" ", "`"))}
+    named = {
+        line.split()[0].rstrip("/")
+        for line in layout.splitlines()
+        if line and not line.startswith((" ", "`"))
+    }
     packages = {
         str(p.parent.relative_to(ROOT))
         for top in ("channels", "consumers")

@@ -172,3 +172,19 @@ def test_the_documented_worked_example_is_what_herald_writes() -> None:
     fingerprint = codec.latest("DomainEvent").fingerprint
     assert f"0x{int.from_bytes(fingerprint, 'little'):016x}" in text
     assert " ".join(f"{b:02x}" for b in fingerprint) in text
+
+
+def test_the_old_byte_order_is_dropped_by_0_4() -> None:
+    # The README promises that 0.4.0 stops reading Herald 0.1's reversed fingerprints: releasing
+    # 0.4 with the legacy table still in the codec would break that promise silently.
+    from importlib.metadata import version
+
+    from schemas.codec import default_codec
+
+    major, minor = (int(x) for x in version("herald").split(".")[:2])
+    if (major, minor) >= (0, 4):
+        assert not hasattr(default_codec(), "_by_legacy"), (
+            "0.4 drops the old byte order (README, wire-format)"
+        )
+    else:
+        assert default_codec()._by_legacy, "before 0.4 the old byte order still decodes"
