@@ -139,8 +139,14 @@ def escalation_email_key(push_key: str) -> str:
     return derived_key(push_key, "escalate:email")
 
 
-def digest_key(user_id: str, window_start: datetime) -> str:
-    return derived_key(f"{user_id}\x1f{window_start.astimezone(UTC).isoformat()}", "digest")
+def digest_key(user_id: str, window_start: datetime, tenant: str = "") -> str:
+    """The medium digest of (tenant, user, window). The default tenant's keys are those of the
+    time before tenants, so digests already sent keep their keys; another tenant's name it (and a
+    purpose of their own, so no user id can make one tenant's key another's)."""
+    window = window_start.astimezone(UTC).isoformat()
+    if not tenant:
+        return derived_key(f"{user_id}\x1f{window}", "digest")
+    return derived_key(f"{tenant}\x1f{user_id}\x1f{window}", "digest:tenant")
 
 
 # -- escalation -------------------------------------------------------------------------------------
@@ -252,9 +258,12 @@ def digest_message(
     locale: str,
     timezone: str,
     now: datetime,
+    tenant: str = "",
 ) -> ChannelMessage:
-    """The digest email: one per (user, window); its ids derive from the window, not from timing."""
-    key = digest_key(user_id, window_start)
+    """The digest email: one per (tenant, user, window); its ids derive from the window, not from
+    timing. It carries the tenant ('' = the default: none), so the email consumer uses the
+    tenant's sender and templates."""
+    key = digest_key(user_id, window_start, tenant)
     event_id = f"digest:{key}"
     return ChannelMessage(
         notification_id=notification_id(event_id, user_id),
@@ -272,6 +281,7 @@ def digest_message(
         payload=json.dumps(content, separators=(",", ":")),
         idempotency_key=key,
         occurred_at=now,
+        tenant=tenant or None,
     )
 
 

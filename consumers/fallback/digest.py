@@ -8,7 +8,12 @@ Each item passes the consent check of its own category for email when the digest
 item whose category the user switched off for email is left out (``suppressed``/``opted_out``
 on that item), and a digest due inside quiet hours waits for the window's end.
 
-One digest per (user, window) and one digest membership per inbox row are unique
+Digests are a tenant's: the item's inbox row names the tenant (``herald_inbox.tenant``), the
+digest is one per (tenant, user, window), its address, locale and consent are the user's in that
+tenant, and the email carries the tenant (its sender and templates). The same user id in two
+tenants is two recipients with two digests.
+
+One digest per (tenant, user, window) and one digest membership per inbox row are unique
 constraints (``herald_digests``, ``herald_digest_items``); the digest row is locked while
 items join and while it is sent, so two items arriving in the same millisecond, two
 pollers or a replay can never make a second digest or lose an item between digests.
@@ -69,18 +74,21 @@ async def join_user_digest(
 ) -> bool:
     """If the in-app item (inbox row) is still unread, it joins the user's pending digest."""
     row = await conn.fetchrow(
-        "SELECT id, user_id, read_at FROM herald_inbox WHERE idempotency_key = $1", idempotency_key
+        "SELECT id, user_id, tenant, read_at FROM herald_inbox WHERE idempotency_key = $1", idempotency_key
     )
     if row is None or row["read_at"] is not None:
         return False
     user_id: str = row["user_id"]
+    tenant: str = row["tenant"]
     now = ctx.clock.now()
-    contact = await load_contact(conn, user_id, ctx.default_locale)
-    digest_id, send_at = await _pending_digest(ctx, conn, user_id, contact, now)
+    contact = await load_contact(conn, user_id, ctx.default_locale, tenant)
+    digest_id, send_at = await _pending_digest(ctx, conn, (tenant, user_id), contact, now)
     await conn.execute(
-        "INSERT INTO herald_digest_items (inbox_id, user_id, notification_id, idempotency_key, event_id, "
-        "event_type, joined_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (inbox_id) DO NOTHING",
+        "INSERT INTO herald_digest_items (inbox_id, tenant, user_id, notification_id, idempotency_key, "
+        "event_id, event_type, joined_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+        "ON CONFLICT (inbox_id) DO NOTHING",
         row["id"],
+        tenant,
         user_id,
         notification_id,
         idempotency_key,
@@ -103,9 +111,11 @@ def _send_timer(digest_id: int, due_at: datetime, attempt: str = "") -> Timer:
 
 
 async def _pending_digest(
-    ctx: FallbackContext, conn: asyncpg.Connection, user_id: str, contact: Contact, now: datetime
+    ctx: FallbackContext, conn: asyncpg.Connection, who: tuple[str, str], contact: Contact, now: datetime
 ) -> tuple[int, datetime]:
-    """The (locked) pending digest an item joining now belongs to, creating it if needed."""
+    """The (locked) pending digest of ``who`` (tenant, user) an item joining now belongs to,
+    creating it if needed."""
+    tenant, user_id = who
     s = ctx.settings
     taken: list[datetime] = []
     while True:
@@ -122,18 +132,20 @@ async def _pending_digest(
                 quiet_until=quiet,
             )
         await conn.execute(
-            "INSERT INTO herald_digests (user_id, window_start, send_at, idempotency_key) "
-            "VALUES ($1, $2, $3, $4) "
-            "ON CONFLICT (user_id, window_start) DO NOTHING",
+            "INSERT INTO herald_digests (tenant, user_id, window_start, send_at, idempotency_key) "
+            "VALUES ($1, $2, $3, $4, $5) "
+            "ON CONFLICT (tenant, user_id, window_start) DO NOTHING",
+            tenant,
             user_id,
             plan.window_start,
             plan.send_at,
-            digest_key(user_id, plan.window_start),
+            digest_key(user_id, plan.window_start, tenant),
         )
         # The lock orders this join against a send of the same digest in another transaction.
         row = await conn.fetchrow(
             "SELECT id, state, send_at FROM herald_digests "
-            "WHERE user_id = $1 AND window_start = $2 FOR UPDATE",
+            "WHERE tenant = $1 AND user_id = $2 AND window_start = $3 FOR UPDATE",
+            tenant,
             user_id,
             plan.window_start,
         )
@@ -144,22 +156,24 @@ async def _pending_digest(
 
 
 async def fire_digest_send(ctx: FallbackContext, timer: Timer, conn: asyncpg.Connection) -> Sequence[Output]:
-    """Due: email every pending unread item of the user, once for this window."""
+    """Due: email every pending unread item of the (tenant, user), once for this window."""
     digest_id = int(timer.data["digest_id"])
     digest = await conn.fetchrow(
-        "SELECT id, user_id, window_start, state FROM herald_digests WHERE id = $1 FOR UPDATE", digest_id
+        "SELECT id, tenant, user_id, window_start, state FROM herald_digests WHERE id = $1 FOR UPDATE",
+        digest_id,
     )
     if digest is None or digest["state"] != "pending":
         return []
     user_id: str = digest["user_id"]
+    tenant: str = digest["tenant"]
     now = ctx.clock.now()
-    contact = await load_contact(conn, user_id, ctx.default_locale)
+    contact = await load_contact(conn, user_id, ctx.default_locale, tenant)
     quiet = quiet_until(now, contact.zone, contact.quiet)
     if quiet is not None:  # quiet hours changed since the digest was planned: wait for them to end
         await conn.execute("UPDATE herald_digests SET send_at = $2 WHERE id = $1", digest_id, quiet)
         await ctx.scheduler.arm([_send_timer(digest_id, quiet, f":{quiet.isoformat()}")], conn)
         return []
-    unread, opted_out = await _unread_items(conn, user_id, contact)
+    unread, opted_out = await _unread_items(conn, (tenant, user_id), contact)
     skipped = [ctx.outcome_output(_opted_out_outcome(r, contact, user_id, now)) for r in opted_out]
     if not unread:
         # Nothing to say: free the window so a later item can still have this window's digest.
@@ -176,9 +190,12 @@ async def fire_digest_send(ctx: FallbackContext, timer: Timer, conn: asyncpg.Con
         locale=contact.locale,
         timezone=contact.timezone,
         now=now,
+        tenant=tenant,
     )
     if contact.email is None:
-        log.warning("digest for user %s: no email address (%d items)", user_id, len(unread))
+        log.warning(
+            "digest for user %s (tenant %r): no email address (%d items)", user_id, tenant, len(unread)
+        )
         return [
             ctx.outcome_output(
                 fallback_outcome(
@@ -193,22 +210,29 @@ async def fire_digest_send(ctx: FallbackContext, timer: Timer, conn: asyncpg.Con
         ]
     metrics.DIGESTS.inc()
     metrics.ESCALATIONS.labels(Tier.MEDIUM.value, "digest").inc(len(unread))
-    log.info("digest for user %s: %d items (%d listed)", user_id, len(unread), len(content["items"]))
+    log.info(
+        "digest for user %s (tenant %r): %d items (%d listed)",
+        user_id,
+        tenant,
+        len(unread),
+        len(content["items"]),
+    )
     outputs = [ctx.email_output(message)]
     outputs += [ctx.outcome_output(_item_outcome(r, message, now)) for r in unread]
     return outputs + skipped
 
 
 async def _unread_items(
-    conn: asyncpg.Connection, user_id: str, contact: Contact
+    conn: asyncpg.Connection, who: tuple[str, str], contact: Contact
 ) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
-    """The user's items waiting for a digest and still unread, locked for this transaction; and those
-    left out because the user switched their category's email, or the digest itself, off."""
+    """The (tenant, user)'s items waiting for a digest and still unread, locked for this transaction;
+    and those left out because the user switched their category's email, or the digest itself, off."""
     rows = await conn.fetch(
         "SELECT d.inbox_id, d.notification_id, d.idempotency_key, d.event_id, d.event_type, i.title, i.body, "
         "i.created_at, i.read_at, i.category FROM herald_digest_items d LEFT JOIN herald_inbox i "
-        "ON i.id = d.inbox_id WHERE d.user_id = $1 AND d.digest_id IS NULL FOR UPDATE OF d",
-        user_id,
+        "ON i.id = d.inbox_id WHERE d.tenant = $1 AND d.user_id = $2 AND d.digest_id IS NULL "
+        "FOR UPDATE OF d",
+        *who,
     )
     unread = [r for r in rows if r["title"] is not None and r["read_at"] is None]
     opted_out = [

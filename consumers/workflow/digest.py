@@ -1,9 +1,14 @@
-"""A workflow's ``digest`` step: notifications collected per (user, route, window), sent as one.
+"""A workflow's ``digest`` step: notifications collected per (tenant, user, route, window), sent as one.
 
-One digest row per (user, route, window) and one item row per notification are unique, and the
-digest row is locked while items join and while it is sent, so a replay, two pollers or two
-items at once never make a second digest or lose an item. The digest message goes through the
-same checks as any send (``consumers.workflow.sending``); its key derives from the digest row.
+One digest row per (tenant, user, route, window) and one item row per notification are unique,
+and the digest row is locked while items join and while it is sent, so a replay, two pollers or
+two items at once never make a second digest or lose an item. The digest message goes through
+the same checks as any send (``consumers.workflow.sending``), with the profile of the user in
+the digest's tenant, and carries that tenant; its key derives from the digest row.
+
+A tenant's items never go out under another tenant: the same user id in two tenants has two
+digests. A digest row from before migration 240 (keyed by user only) may hold two tenants'
+items; it is sent as one message per tenant (:func:`tenant_groups`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from consumers.workflow.sending import send_step
 from consumers.workflow.steps import Digest
 from schemas.models import DomainEvent
 
-__all__ = ["fire_digest", "join_digest"]
+__all__ = ["digest_message_key", "fire_digest", "join_digest", "tenant_groups"]
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +55,15 @@ async def join_digest(
     step: Digest,
     now: datetime,
 ) -> int:
-    """Add the notification to the user's pending digest of this route; returns the digest's id."""
+    """Add the notification to the (tenant, user)'s pending digest of this route; returns the digest's id."""
     window = digest_window(now, step.window_s)
+    tenant = event.tenant or ""
     while True:
         send_at = max(now + timedelta(seconds=step.send_after_s), window)
         await conn.execute(
-            "INSERT INTO herald_workflow_digests (user_id, route, window_start, send_at) VALUES ($1, $2, $3, $4) "
-            "ON CONFLICT (user_id, route, window_start) DO NOTHING",
+            "INSERT INTO herald_workflow_digests (tenant, user_id, route, window_start, send_at) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, user_id, route, window_start) DO NOTHING",
+            tenant,
             event.user_id,
             route.match,
             window,
@@ -64,7 +71,8 @@ async def join_digest(
         )
         row = await conn.fetchrow(
             "SELECT id, state, send_at FROM herald_workflow_digests "
-            "WHERE user_id = $1 AND route = $2 AND window_start = $3 FOR UPDATE",
+            "WHERE tenant = $1 AND user_id = $2 AND route = $3 AND window_start = $4 FOR UPDATE",
+            tenant,
             event.user_id,
             route.match,
             window,
@@ -87,6 +95,23 @@ async def join_digest(
     return digest_id
 
 
+def tenant_groups(tenants: Sequence[str], own: str) -> list[tuple[str, list[int]]]:
+    """The digest's items (by index) per tenant, the digest's own tenant first, then in order of
+    first appearance. A digest made since migration 240 holds its own tenant's items only (one
+    group); an older one may hold two tenants', which must never share a message."""
+    groups: dict[str, list[int]] = {own: []}
+    for i, tenant in enumerate(tenants):
+        groups.setdefault(tenant, []).append(i)
+    return [(t, idx) for t, idx in groups.items() if idx]
+
+
+def digest_message_key(digest_id: int, tenant: str, own: str) -> str:
+    """The key of the digest's message to ``tenant``: for its own tenant the key it always had;
+    another tenant's items (a digest from before migration 240) get a key of their own."""
+    purpose = "message" if tenant == own else f"message:{tenant}"
+    return derived_key(f"workflow-digest:{digest_id}", purpose)
+
+
 def _item(event: DomainEvent, joined_at: datetime) -> DigestItem:
     try:
         data = event.data()
@@ -101,7 +126,8 @@ async def fire_digest(ctx: WorkflowContext, timer: Timer, conn: asyncpg.Connecti
     """Due: send the digest once, listing the newest ``max_items`` items and how many more."""
     digest_id = int(timer.data["digest_id"])
     digest = await conn.fetchrow(
-        "SELECT id, user_id, route, state FROM herald_workflow_digests WHERE id = $1 FOR UPDATE", digest_id
+        "SELECT id, tenant, user_id, route, state FROM herald_workflow_digests WHERE id = $1 FOR UPDATE",
+        digest_id,
     )
     if digest is None or digest["state"] != "pending":
         return []
@@ -116,35 +142,39 @@ async def fire_digest(ctx: WorkflowContext, timer: Timer, conn: asyncpg.Connecti
         return []
     now = ctx.clock.now()
     events = [ctx.decide.codec.decode(r["event"], DomainEvent) for r in rows]
-    content = digest_content(
-        [_item(e, r["joined_at"]) for e, r in zip(events, rows, strict=True)], step.max_items
-    )
-    key = derived_key(f"workflow-digest:{digest_id}", "message")
-    digest_event = DomainEvent(
-        event_id=f"digest:{key}",
-        type=DIGEST_EVENT_TYPE,
-        occurred_at=now,
-        user_id=digest["user_id"],
-        locale=events[-1].locale,
-        tenant=events[-1].tenant,
-        payload=json.dumps(content, separators=(",", ":")),
-    )
-    digest_route = dataclasses.replace(route, template=DIGEST_EVENT_TYPE)
-    sent = send_step(
-        digest_event,
-        digest_route,
-        channels=(step.channel,),
-        step=0,
-        first_send=True,
-        profile=await ctx.profile(digest["user_id"], digest_event.tenant),
-        now=now,
-        cfg=ctx.decide,
-    )
+    items = [_item(e, r["joined_at"]) for e, r in zip(events, rows, strict=True)]
+    user_id: str = digest["user_id"]
+    outputs: list[Output] = []
+    for tenant, idx in tenant_groups([e.tenant or "" for e in events], digest["tenant"]):
+        content = digest_content([items[i] for i in idx], step.max_items)
+        key = digest_message_key(digest_id, tenant, digest["tenant"])
+        digest_event = DomainEvent(
+            event_id=f"digest:{key}",
+            type=DIGEST_EVENT_TYPE,
+            occurred_at=now,
+            user_id=user_id,
+            locale=events[idx[-1]].locale,
+            tenant=tenant or None,
+            payload=json.dumps(content, separators=(",", ":")),
+        )
+        sent = send_step(
+            digest_event,
+            dataclasses.replace(route, template=DIGEST_EVENT_TYPE),
+            channels=(step.channel,),
+            step=0,
+            first_send=True,
+            profile=await ctx.profile(user_id, tenant),
+            now=now,
+            cfg=ctx.decide,
+        )
+        await ctx.scheduler.arm(sent.timers, conn)
+        outputs += sent.decision.outputs
+        log.info(
+            "workflow digest %s for user %s (tenant %r): %d items", route.match, user_id, tenant, len(idx)
+        )
     await conn.execute(
         "UPDATE herald_workflow_digests SET state = 'sent', item_count = $2 WHERE id = $1",
         digest_id,
         len(rows),
     )
-    await ctx.scheduler.arm(sent.timers, conn)
-    log.info("workflow digest %s for user %s: %d items", route.match, digest["user_id"], len(rows))
-    return sent.decision.outputs
+    return outputs

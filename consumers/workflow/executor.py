@@ -143,16 +143,18 @@ async def _send(ctx: WorkflowContext, run: Run, step: Send | Escalate, now: date
 async def _throttle(
     ctx: WorkflowContext, conn: asyncpg.Connection, run: Run, step: Throttle, now: datetime
 ) -> After:
+    # One allowance per (tenant, user, route, window): the same id in two tenants is two users.
     window = digest_window(now, step.per_s)
     admitted = await conn.fetchval(
-        "INSERT INTO herald_workflow_throttle (user_id, route, window_start, admitted) VALUES ($1, $2, $3, 1) "
-        "ON CONFLICT (user_id, route, window_start) DO UPDATE "
+        "INSERT INTO herald_workflow_throttle (tenant, user_id, route, window_start, admitted) "
+        "VALUES ($5, $1, $2, $3, 1) ON CONFLICT (tenant, user_id, route, window_start) DO UPDATE "
         "SET admitted = herald_workflow_throttle.admitted + 1 WHERE herald_workflow_throttle.admitted < $4 "
         "RETURNING admitted",
         run.event.user_id,
         run.route.match,
         window,
         step.limit,
+        run.event.tenant or "",
     )
     if admitted is not None:
         return After(f"throttle:admitted {admitted}/{step.limit}")
@@ -257,11 +259,12 @@ async def _lock_or_start(
         event = ctx.decide.codec.decode(timer.payload, DomainEvent)
         now = ctx.clock.now()
         await conn.execute(
-            "INSERT INTO herald_workflows (notification_id, event_id, user_id, route, cancel_key, event, "
-            "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING",
+            "INSERT INTO herald_workflows (notification_id, event_id, user_id, tenant, route, cancel_key, "
+            "event, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT DO NOTHING",
             nid,
             event.event_id,
             event.user_id,
+            event.tenant or "",
             str(timer.data["route"]),
             event.cancel_key,
             timer.payload,

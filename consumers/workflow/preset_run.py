@@ -15,7 +15,7 @@ step once (the row must still be active and at that step) and logs it in
 * medium, ``digest``: :func:`enter_digest` on the in-app item's outcome; "until read" is the
   inbox row's read state when the wait ends (the item's own receipt, not the push's), and the
   step's body is :func:`consumers.fallback.digest.join_user_digest`: the item joins the user's
-  digest, sent by the fallback's digest timer (one per user and window, across routes).
+  digest, sent by the fallback's digest timer (one per tenant, user and window, across routes).
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ def preset_timer(message: ChannelMessage, after: AfterSend, due_at: datetime, re
 
 _ENTER = """
 INSERT INTO herald_workflows
-    (notification_id, event_id, user_id, route, step, state, wait_for, event, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
+    (notification_id, event_id, user_id, route, step, state, wait_for, event, created_at, updated_at, tenant)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)
 ON CONFLICT (notification_id) DO UPDATE SET state = 'running', wait_for = NULL, updated_at = $9
     WHERE $6 = 'running' AND herald_workflows.state IN ('running', 'waiting')
       AND herald_workflows.route = EXCLUDED.route
@@ -94,6 +94,7 @@ async def _enter(
         state[1],
         ctx.codec.encode(message),
         ctx.clock.now(),
+        message.tenant or "",
     )
     return await ctx.scheduler.arm([preset_timer(message, after, due, reason)], conn) == 1
 

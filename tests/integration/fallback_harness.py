@@ -166,7 +166,7 @@ class Harness:
     async def add_inbox(self, message: ChannelMessage, title: str, created_at: datetime) -> None:
         await self.pool.execute(
             "INSERT INTO herald_inbox (user_id, notification_id, type, category, title, body, "
-            "idempotency_key, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "idempotency_key, created_at, tenant) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             message.user_id,
             message.notification_id,
             message.event_type,
@@ -175,6 +175,7 @@ class Harness:
             f"body of {title}",
             message.idempotency_key,
             created_at,
+            message.tenant or "",
         )
 
     async def cleanup(self, keys: Sequence[str] = ()) -> None:

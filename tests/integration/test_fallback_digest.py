@@ -11,7 +11,7 @@ from datetime import UTC, datetime, time, timedelta
 import asyncpg
 import pytest_asyncio
 
-from consumers.fallback.decisions import digest_window
+from consumers.fallback.decisions import digest_key, digest_window
 from consumers.infra.settings import HeraldSettings, SchedulerSettings
 from consumers.scheduler.store import TimerPoller
 from schemas.models import Channel, ChannelMessage, OutcomeStatus, Tier
@@ -38,15 +38,19 @@ async def _user(h: Harness, email: bool = True, **kw: object) -> str:
     return user
 
 
-async def _in_app(h: Harness, user: str, n: int, *, feed: bool = True) -> list[ChannelMessage]:
-    """n in-app notifications stored (inbox rows) and reported sent, all in the same instant."""
+async def _in_app(
+    h: Harness, user: str, n: int, *, feed: bool = True, tenant: str | None = None, title: str = "reply"
+) -> list[ChannelMessage]:
+    """n in-app notifications stored (inbox rows, in ``tenant``) and reported sent, all in the same instant."""
     now = h.clock.now()
     messages = [
-        channel_message(user, Channel.IN_APP, Tier.MEDIUM, event_type="comment_reply", occurred_at=now)
+        channel_message(
+            user, Channel.IN_APP, Tier.MEDIUM, event_type="comment_reply", occurred_at=now, tenant=tenant
+        )
         for _ in range(n)
     ]
     for i, m in enumerate(messages):
-        await h.add_inbox(m, f"reply {i}", now + timedelta(microseconds=i))
+        await h.add_inbox(m, f"{title} {i}", now + timedelta(microseconds=i))
     if feed:
         await h.feed(*[outcome_of(m, OutcomeStatus.SENT, at=now) for m in messages])
     return messages
@@ -226,3 +230,49 @@ async def test_a_user_who_turned_the_digest_off_gets_none(h: Harness) -> None:
     await h.advance(DAY)
     await h.advance(COLLECT)
     assert [e.user_id for e in await h.emails()].count(off) == 1
+
+
+async def test_a_tenants_user_gets_the_digest_at_the_tenants_address_with_the_tenant(h: Harness) -> None:
+    # The address is only in acme: the same id has no recipient in the default tenant.
+    user = f"u-{uuid.uuid4().hex[:12]}"
+    await h.add_recipient(user, f"{user}@acme.example", tenant="acme")
+    await _in_app(h, user, 2, tenant="acme")
+    await h.advance(DAY)
+    await h.advance(COLLECT)
+    (email,) = await h.emails()
+    assert (email.recipient, email.tenant, email.user_id) == (f"{user}@acme.example", "acme", user)
+    assert sorted(_items(email)[0]) == ["reply 0", "reply 1"]
+    assert [o for o in await h.outcomes() if o.reason == "no_address"] == []
+    row = await h.pool.fetchrow(
+        "SELECT tenant, state, idempotency_key FROM herald_digests WHERE user_id = $1", user
+    )
+    assert row is not None and (row["tenant"], row["state"], row["idempotency_key"]) == (
+        "acme",
+        "sent",
+        email.idempotency_key,
+    )
+
+
+async def test_the_same_user_id_in_two_tenants_gets_two_digests_of_its_own_items(h: Harness) -> None:
+    user = f"u-{uuid.uuid4().hex[:12]}"
+    await h.add_recipient(user, f"{user}@acme.example", tenant="acme")
+    await h.add_recipient(user, f"{user}@example.com")  # the default tenant's recipient of that id
+    await _in_app(h, user, 2, tenant="acme", title="acme")
+    await _in_app(h, user, 1, title="default")
+    await h.advance(DAY)
+    joined = h.clock.now()
+    await h.advance(COLLECT)
+    await h.advance(DAY * 2)
+    by_tenant = {e.tenant: e for e in await h.emails()}
+    assert sorted(by_tenant, key=str) == [None, "acme"] and len(await h.emails()) == 2
+    acme, default = by_tenant["acme"], by_tenant[None]
+    assert (acme.recipient, sorted(_items(acme)[0])) == (f"{user}@acme.example", ["acme 0", "acme 1"])
+    assert (default.recipient, _items(default)[0]) == (f"{user}@example.com", ["default 0"])
+    assert acme.idempotency_key != default.idempotency_key
+    assert acme.notification_id != default.notification_id
+    # The default tenant's digest keeps the key it had before tenants.
+    assert default.idempotency_key == digest_key(user, digest_window(joined, DAY))
+    per_item = [o for o in await h.outcomes() if o.status == OutcomeStatus.ESCALATED and o.reason == "digest"]
+    assert sorted(o.idempotency_key or "" for o in per_item) == sorted(
+        [acme.idempotency_key] * 2 + [default.idempotency_key]
+    )

@@ -188,6 +188,41 @@ async def test_marketing_at_most_two_per_user_per_day_rest_dropped(h: WorkflowHa
     assert len([m for m in await h.messages(Channel.EMAIL, Lane.BULK) if m.user_id == user]) == 3
 
 
+async def test_the_same_user_id_in_two_tenants_has_its_own_throttle_and_digest(h: WorkflowHarness) -> None:
+    user = await h.add_user(email="k@example.com")
+    await h.add_user(email="k@acme.example", tenant="acme", user=user)
+    # Throttle: two a day each; the default tenant's two do not use up acme's allowance.
+    await h.emit(*(h.event("wf.marketing", user, tenant=t) for t in (None, "acme", None, "acme")))
+    await h.advance(0)
+    sent = [m for m in await h.messages(Channel.EMAIL, Lane.BULK) if m.user_id == user]
+    assert sorted((m.tenant or "", m.recipient) for m in sent) == [
+        ("", "k@example.com"),
+        ("", "k@example.com"),
+        ("acme", "k@acme.example"),
+        ("acme", "k@acme.example"),
+    ]
+    assert [o for o in await h.outcomes() if o.user_id == user and o.reason == "throttled"] == []
+    rows = await h.pool.fetch(
+        "SELECT tenant, admitted FROM herald_workflow_throttle WHERE user_id = $1 ORDER BY tenant", user
+    )
+    assert [(r["tenant"], r["admitted"]) for r in rows] == [("", 2), ("acme", 2)]
+    # Digest: one per tenant, each with its own items, at its own address, under its own tenant.
+    comments = [
+        h.event("wf.comment", user, tenant=t, payload=json.dumps({"title": f"{t or 'default'} {i}"}))
+        for i, t in enumerate((None, "acme", "acme"))
+    ]
+    await h.emit(*comments)
+    await h.advance(0)
+    await h.advance(3600)
+    digests = [m for m in await h.messages(Channel.EMAIL) if m.user_id == user and m.template == "digest"]
+    by_tenant = {m.tenant or "": m for m in digests}
+    assert len(digests) == 2 and sorted(by_tenant) == ["", "acme"]
+    assert by_tenant["acme"].recipient == "k@acme.example"
+    assert sorted(i["title"] for i in by_tenant["acme"].data()["items"]) == ["acme 1", "acme 2"]
+    assert by_tenant[""].recipient == "k@example.com"
+    assert [i["title"] for i in by_tenant[""].data()["items"]] == ["default 0"]
+
+
 async def test_send_first_that_works_skips_a_channel_without_address(h: WorkflowHarness) -> None:
     user = await h.add_user(email="h@example.com")  # no phone: SMS cannot work
     event = h.event("wf.first", user)

@@ -108,10 +108,17 @@ class WorkflowHarness:
             for r in await read_all(self.settings, self.topics.outcomes)
         ]
 
-    async def add_user(self, email: str | None = None, phone: str | None = None) -> str:
-        user = f"u-{uuid.uuid4().hex[:12]}"
+    async def add_user(
+        self, email: str | None = None, phone: str | None = None, *, tenant: str = "", user: str | None = None
+    ) -> str:
+        """A recipient in ``tenant`` ('' = the default); ``user`` names an id (another tenant's too)."""
+        user = user or f"u-{uuid.uuid4().hex[:12]}"
         await self.pool.execute(
-            "INSERT INTO herald_recipients (user_id, email, phone) VALUES ($1, $2, $3)", user, email, phone
+            "INSERT INTO herald_recipients (user_id, email, phone, tenant) VALUES ($1, $2, $3, $4)",
+            user,
+            email,
+            phone,
+            tenant,
         )
         return user
 

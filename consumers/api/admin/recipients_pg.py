@@ -1,8 +1,8 @@
 """Recipients in PostgreSQL: upsert, merge, read and erase, scoped by tenant.
 
 A recipient is a (tenant, user id) (``''`` = the default tenant): the same id in two tenants is
-two recipients, with their own preferences, devices and inbox, and a caller in one tenant never
-sees or changes the other's. Every write fires the ``herald_profiles`` NOTIFY (migration 070), which is how
+two recipients, with their own preferences, devices, inbox, digests and workflow state, and a
+caller in one tenant never sees, changes or erases the other's. Every write fires the ``herald_profiles`` NOTIFY (migration 070), which is how
 classifiers learn to drop their cached profile.
 """
 
@@ -41,15 +41,28 @@ FROM herald_recipients r WHERE r.user_id = $1 AND r.tenant = $2
 """
 
 # Erasure, in order: what points at the user's notifications first, then the rows themselves.
-# The recipient, its preferences, devices and inbox rows are the tenant's. The delivery state
-# (pending timers, digests, receipts, critical checks) is keyed by user id only: it goes too
-# unless the same id is a recipient in another tenant ("shared"), whose state it may be.
+# The recipient, its preferences, devices and inbox rows are the tenant's, and so is the
+# delivery state keyed by tenant since migration 240: digests and their items, workflow state,
+# workflow digests and throttle counters go by (tenant, user_id), whatever other tenants hold.
+# Receipts, critical checks and pending timers that name only the user (a scheduled send's or a
+# retry's record key, a preset step's user id) are still keyed by user id alone: they go too
+# unless the same id is a recipient in another tenant ("shared"), whose state they may be; a
+# timer of one of this tenant's notifications or digests goes in any case.
 # Parameters by scope: tenant ($1 user, $2 tenant), user ($1 user, $2 shared), both ($3 shared).
 _USER_NOTIFICATIONS = """
     SELECT notification_id FROM herald_inbox WHERE user_id = $1 AND tenant = $2
+    UNION SELECT notification_id FROM herald_digest_items WHERE user_id = $1 AND tenant = $2
+    UNION SELECT notification_id FROM herald_workflows WHERE user_id = $1 AND tenant = $2
     UNION SELECT notification_id FROM herald_critical_watch WHERE user_id = $1 AND NOT $3::bool
     UNION SELECT notification_id FROM herald_receipts WHERE user_id = $1 AND NOT $3::bool
-    UNION SELECT notification_id FROM herald_digest_items WHERE user_id = $1 AND NOT $3::bool
+"""
+# The digests' send timers name their digest row: kind digest_send (the medium digest,
+# consumers/fallback) or workflow_digest (a route's digest step, consumers/workflow).
+_USER_DIGESTS = """
+    (kind = 'digest_send' AND (data->>'digest_id')::bigint IN
+        (SELECT id FROM herald_digests WHERE user_id = $1 AND tenant = $2))
+    OR (kind = 'workflow_digest' AND (data->>'digest_id')::bigint IN
+        (SELECT id FROM herald_workflow_digests WHERE user_id = $1 AND tenant = $2))
 """
 _ERASE: tuple[tuple[str, str, str], ...] = (
     (
@@ -57,19 +70,25 @@ _ERASE: tuple[tuple[str, str, str], ...] = (
         "both",
         "DELETE FROM herald_timers WHERE state = 'pending' AND ("
         "((msg_key = convert_to($1, 'UTF8') OR data->>'user_id' = $1) AND NOT $3::bool) "
-        "OR data->>'notification_id' IN (" + _USER_NOTIFICATIONS + ") "
-        "OR (data->>'digest_id')::bigint IN (SELECT id FROM herald_digests WHERE user_id = $1 AND NOT $3::bool))",
+        "OR data->>'notification_id' IN (" + _USER_NOTIFICATIONS + ") OR " + _USER_DIGESTS + ")",
     ),
     # Workflow state holds the event (and, for presets, the message sent: address, payload).
     (
         "workflow_runs",
-        "user",
+        "tenant",
         "DELETE FROM herald_workflow_runs WHERE notification_id IN "
-        "(SELECT notification_id FROM herald_workflows WHERE user_id = $1) AND NOT $2::bool",
+        "(SELECT notification_id FROM herald_workflows WHERE user_id = $1 AND tenant = $2)",
     ),
-    ("workflows", "user", "DELETE FROM herald_workflows WHERE user_id = $1 AND NOT $2::bool"),
-    ("digest_items", "user", "DELETE FROM herald_digest_items WHERE user_id = $1 AND NOT $2::bool"),
-    ("digests", "user", "DELETE FROM herald_digests WHERE user_id = $1 AND NOT $2::bool"),
+    ("workflows", "tenant", "DELETE FROM herald_workflows WHERE user_id = $1 AND tenant = $2"),
+    # A workflow digest's items hold their events; they go with their digest (ON DELETE CASCADE).
+    (
+        "workflow_digests",
+        "tenant",
+        "DELETE FROM herald_workflow_digests WHERE user_id = $1 AND tenant = $2",
+    ),
+    ("throttle", "tenant", "DELETE FROM herald_workflow_throttle WHERE user_id = $1 AND tenant = $2"),
+    ("digest_items", "tenant", "DELETE FROM herald_digest_items WHERE user_id = $1 AND tenant = $2"),
+    ("digests", "tenant", "DELETE FROM herald_digests WHERE user_id = $1 AND tenant = $2"),
     ("receipts", "user", "DELETE FROM herald_receipts WHERE user_id = $1 AND NOT $2::bool"),
     ("critical_watch", "user", "DELETE FROM herald_critical_watch WHERE user_id = $1 AND NOT $2::bool"),
     ("inbox", "tenant", "DELETE FROM herald_inbox WHERE user_id = $1 AND tenant = $2"),

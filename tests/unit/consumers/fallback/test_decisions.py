@@ -321,6 +321,45 @@ def test_digest_message_is_deterministic_per_user_and_window() -> None:
     )
 
 
+def test_the_default_tenants_digest_key_is_the_one_from_before_tenants() -> None:
+    # Digests already sent keep their keys across the upgrade: the default tenant's key is unchanged.
+    before = derived_key(f"u1\x1f{MIDNIGHT.isoformat()}", "digest")
+    assert digest_key("u1", MIDNIGHT) == digest_key("u1", MIDNIGHT, "") == before
+
+
+@given(
+    tenant=st.text(min_size=1, max_size=8),
+    user=st.text(min_size=1, max_size=8),
+    other=st.text(max_size=8),
+)
+def test_a_tenants_digest_key_is_its_own(tenant: str, user: str, other: str) -> None:
+    key = digest_key(user, MIDNIGHT, tenant)
+    assert key == digest_key(user, MIDNIGHT, tenant)  # stable
+    assert key != digest_key(user, MIDNIGHT)  # not the default tenant's digest of the same id
+    if other != tenant:
+        assert key != digest_key(user, MIDNIGHT, other)
+    # No user id makes one tenant's key another's (the tenant is not just a prefix of the id).
+    assert key != digest_key(f"{tenant}\x1f{user}", MIDNIGHT)
+    assert key != digest_key(user, MIDNIGHT + timedelta(days=1), tenant)
+
+
+def test_a_tenants_digest_message_carries_the_tenant_and_its_own_ids() -> None:
+    kw: dict[str, object] = dict(
+        user_id="u1",
+        email="u1@acme.example",
+        window_start=MIDNIGHT,
+        content={"items": [], "more": 0},
+        locale="en",
+        timezone="UTC",
+        now=T0,
+    )
+    default = digest_message(**kw)  # type: ignore[arg-type]
+    acme = digest_message(tenant="acme", **kw)  # type: ignore[arg-type]
+    assert (default.tenant, acme.tenant) == (None, "acme")
+    assert acme.idempotency_key == digest_key("u1", MIDNIGHT, "acme") != default.idempotency_key
+    assert acme.notification_id != default.notification_id and acme.event_id != default.event_id
+
+
 def test_fallback_outcome_ids_are_replay_stable_and_distinct_per_status() -> None:
     m = _msg()
     a = fallback_outcome(m, OutcomeStatus.ESCALATED, now=T0, reason="push_timeout")
