@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key, l
 
 from consumers.api.problems import ApiError
 from consumers.infra.settings import ApiSettings
+from schemas.identifiers import identifier_problem
 
 __all__ = [
     "MIN_HS256_KEY_BYTES",
@@ -90,10 +91,12 @@ def verify_token(token: str, keys: TokenKeys, api: ApiSettings) -> Principal:
     except jwt.PyJWTError as exc:
         raise AuthError("invalid token") from exc
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub or len(sub) > _MAX_SUB_LEN:
+    # The subject and tenant become SQL parameters and key parts: the identifier rules hold for
+    # them as for an emitted event's user_id (no control characters, lone surrogates, NULs).
+    if not isinstance(sub, str) or identifier_problem(sub, limit=_MAX_SUB_LEN) is not None:
         raise AuthError("invalid token subject")
     tenant = claims.get(TENANT_CLAIM) or ""
-    if not isinstance(tenant, str) or len(tenant) > _MAX_SUB_LEN:
+    if not isinstance(tenant, str) or (tenant and identifier_problem(tenant, limit=_MAX_SUB_LEN) is not None):
         raise AuthError("invalid token tenant")
     jti = claims.get("jti")
     token_id = jti if isinstance(jti, str) and jti else hashlib.sha256(token.encode()).hexdigest()[:32]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,8 +10,9 @@ from fastapi.responses import JSONResponse, Response
 
 from consumers.console.breakers import BreakerView, breaker_views
 from consumers.console.timeline import build_timeline
-from consumers.console.web import OperatorSession, console_ctx, harden, page
+from consumers.console.web import BadRequest, OperatorSession, console_ctx, harden, page
 from consumers.ledger.queries import Search
+from schemas.identifiers import identifier_problem
 
 __all__ = ["router"]
 
@@ -27,12 +28,28 @@ def _time(value: str | None) -> datetime | None:
         when = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=datetime.now().astimezone().tzinfo)
+    when = when if when.tzinfo is not None else when.replace(tzinfo=datetime.now().astimezone().tzinfo)
+    try:
+        when.astimezone(UTC)  # 0001-01-01T00:00+14:00 is before year 1 in UTC: the store cannot hold it
+    except OverflowError:
+        return None
+    return when
+
+
+def _filter(params: dict[str, str], name: str) -> str | None:
+    value = params.get(name, "").strip()[:200]
+    if not value:
+        return None
+    problem = identifier_problem(value, limit=200)
+    if problem is not None:  # a NUL or control character can name nothing in the store
+        raise BadRequest(f"{name}: {problem}")
+    return value
 
 
 def search_of(params: dict[str, str]) -> Search:
-    """The search form's fields (blank ones ignored; bad times ignored rather than failing)."""
-    values: dict[str, Any] = {k: params.get(k, "").strip()[:200] or None for k in _FILTERS}
+    """The search form's fields (blank ones ignored; bad times ignored rather than failing; a
+    control character in a field is a 400 naming the field)."""
+    values: dict[str, Any] = {k: _filter(params, k) for k in _FILTERS}
     return Search(**values, since=_time(params.get("since")), until=_time(params.get("until")))
 
 
@@ -49,7 +66,9 @@ async def search(request: Request, session: OperatorSession) -> Response:
 @router.get("/n/{notification_id}")
 async def timeline(request: Request, session: OperatorSession, notification_id: str) -> Response:
     ctx = console_ctx(request)
-    rows = await ctx.reader.timeline(notification_id[:200])
+    if (problem := identifier_problem(notification_id, limit=200)) is not None:
+        raise BadRequest(f"notification id: {problem}")
+    rows = await ctx.reader.timeline(notification_id)
     status = 200 if rows else 404
     return page(request, "timeline.html", session, status=status, t=build_timeline(notification_id, rows))
 

@@ -500,6 +500,9 @@ async def test_topics_subscribe_and_page_by_keyset(api: RunningApi) -> None:
             break
         after = page["next_cursor"]
     assert seen == users[5:]
+    bad_cursor = {"after": "u0\x00", "limit": 10}  # a NUL would reach SQL: 422 naming the parameter
+    r = await api.client.get(f"/v1/topics/{topic}/subscribers", params=bad_cursor, headers=h)
+    assert r.status_code == 422 and "after" in r.text, r.text
     other = await key(api, Scope.TOPICS_WRITE, tenant="globex")
     assert (await api.client.get(f"/v1/topics/{topic}", headers=other)).status_code == 404
     too_many = {"user_ids": [f"x{i}" for i in range(1001)]}

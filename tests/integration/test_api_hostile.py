@@ -92,3 +92,12 @@ async def test_a_token_registered_by_another_user_moves_logged_and_counted(
     assert token not in [d["token"] for d in listed]
     listed = (await api.client.get("/v1/devices", headers=api.auth(bob))).json()["devices"]
     assert token in [d["token"] for d in listed]
+
+
+@pytest.mark.parametrize("sub", ["u\x00x", "u\nx", " "])
+async def test_a_token_whose_subject_is_not_an_identifier_is_refused(api: RunningApi, sub: str) -> None:
+    # A signed token is trusted for who it names, not for what it contains: a subject with a NUL
+    # or a newline would reach SQL and logs. 401, as for any unusable token.
+    r = await api.client.get("/v1/inbox", headers=api.auth(sub))
+    assert r.status_code == 401, r.text
+    assert r.headers["content-type"] == PROBLEM

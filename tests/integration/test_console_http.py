@@ -175,3 +175,23 @@ async def test_dead_letter_pages_refuse_foreign_topics(console: RunningConsole, 
     async with _client(console) as c:
         await login(c, await console.link())
         assert (await c.get(path)).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/console/?user_id=a%00b", "/console/?event_id=a%0Ab", "/console/n/abc%00def"],
+)
+async def test_control_characters_in_a_search_are_400_not_500(console: RunningConsole, path: str) -> None:
+    async with _client(console) as c:
+        await login(c, await console.link())
+        assert (await c.get(path)).status_code == 400
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-23:59"])
+async def test_a_time_out_of_the_stores_range_is_ignored_like_any_bad_time(
+    console: RunningConsole, when: str
+) -> None:
+    async with _client(console) as c:
+        await login(c, await console.link())
+        r = await c.get("/console/", params={"user_id": "nobody", "since": when, "until": when})
+        assert r.status_code == 200

@@ -40,6 +40,14 @@ def _ids(body: SubscribersIn) -> list[str]:
     return body.user_ids
 
 
+def _cursor(after: str) -> str:
+    """A page cursor is the last user id seen: the same rules as any user id (or empty)."""
+    why = check_id(after) if after else None
+    if why is not None:
+        raise invalid(("query", "after"), why, "value_error")
+    return after
+
+
 def _no_topic() -> ProblemError:
     return ProblemError(404, "no such topic", kind="not-found")
 
@@ -101,7 +109,7 @@ def router() -> APIRouter:
         store = _store(request)
         if await store.get(caller.tenant, _key(key)) is None:
             raise _no_topic()
-        ids = await store.page(caller.tenant, key, after, limit)
+        ids = await store.page(caller.tenant, key, _cursor(after), limit)
         return SubscriberPage(user_ids=ids, next_cursor=ids[-1] if len(ids) == limit else None)
 
     return r
