@@ -62,6 +62,18 @@ class RuntimeSettings(BaseModel, frozen=True):
         300_000, gt=0, description="Kafka max.poll.interval.ms: a batch taking longer leaves the group."
     )
     shutdown_grace_s: float = Field(20.0, gt=0, description="SIGTERM: finish in-flight work within this.")
+    commit_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="An offset commit not done within this (coordinator unknown, moving or loading the "
+        "group) is abandoned like one a rebalance refused: the batch, already acknowledged, is replayed.",
+    )
+    revoke_settle_s: float = Field(
+        6.0,
+        gt=0,
+        description="On a revocation, wait at most this for the batch in flight to commit before letting "
+        "the partitions go (it is then replayed); keep it below the session timeout (the rebalance timeout).",
+    )
     stuck_batch_s: float = Field(
         30.0,
         gt=0,

@@ -16,6 +16,7 @@ from consumers.infra.settings import HeraldSettings
 from consumers.runtime.health import HealthServer
 from consumers.runtime.metrics import count_legacy_headers
 from consumers.runtime.runner import Runner
+from consumers.runtime.taskdump import install as install_task_dump
 from schemas.codec import default_codec
 
 __all__ = ["BackgroundLoop", "ProcessFactory", "ProcessOptions", "ProcessSpec", "serve"]
@@ -77,6 +78,7 @@ async def serve(
     if install_signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, request_stop)
+        remove_dump = install_task_dump(runners, [r.handler.name for r in runners])
 
     tasks = [asyncio.create_task(r.run(), name=f"runner:{r.handler.name}") for r in runners]
     tasks += [asyncio.create_task(fn(stopping), name=f"loop:{getattr(fn, '__name__', fn)}") for fn in loops]
@@ -92,6 +94,7 @@ async def serve(
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+            remove_dump()
     return code
 
 

@@ -32,7 +32,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from aiokafka import (
     AIOKafkaConsumer,
@@ -40,16 +40,17 @@ from aiokafka import (
     ConsumerRecord,
     TopicPartition,
 )
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.errors import KafkaError
 
 from consumers.infra.backoff import backoff
 from consumers.infra.settings import RuntimeSettings
 from consumers.runtime import metrics
 from consumers.runtime.ahead import Decoded, decode_batch
 from consumers.runtime.handling import DeadLetter, Handler, Incoming, Output, Result, dead_letter_headers
+from consumers.runtime.inflight import InFlight
 from consumers.runtime.isolate import Probe, isolate
 from consumers.runtime.produce import enqueue_all
-from consumers.runtime.rebalance import RevocationListener
+from consumers.runtime.rebalance import RevocationListener, revoke_bound
 from consumers.runtime.steps import Steps
 from consumers.runtime.topics import dlq
 from schemas.errors import DependencyUnavailable
@@ -80,9 +81,9 @@ class Runner(Generic[T]):
         self.settings = settings
         self.producer = producer
         self._lock = asyncio.Lock()
-        self._listener = RevocationListener(self._lock, group_id, self._settle_or_rewind)
-        self._inflight: asyncio.Task[None] | None = None  # acks + commit of the previous batch
-        self._inflight_batch: list[ConsumerRecord[bytes, bytes]] = []
+        self._listener = RevocationListener(
+            self._lock, group_id, self._settle_or_rewind, settle_timeout_s=revoke_bound(settings)
+        )
         self._stopping = asyncio.Event()
         self._ready = False
         self._batch_since: float | None = None  # time.monotonic() when the batch in hand was taken
@@ -98,6 +99,7 @@ class Runner(Generic[T]):
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
+        self._inflight = InFlight(self.consumer, handler.name, settings.commit_timeout_s)
         self.steps = Steps()  # wall time per step of a batch (make bench prints the timeline)
         # Read at scrape time: a batch stuck on a slow dependency shows while it is stuck, not after.
         metrics.READY.labels(handler.name).set_function(lambda: 1.0 if self.ready else 0.0)
@@ -117,6 +119,22 @@ class Runner(Generic[T]):
         """Seconds the batch in hand has been handled for (0.0 between batches)."""
         since = self._batch_since
         return 0.0 if since is None else time.monotonic() - since
+
+    def describe(self) -> dict[str, object]:
+        """Where this runner stands (``kill -USR1``, :mod:`consumers.runtime.taskdump`)."""
+        coordinator = getattr(self.consumer, "_coordinator", None)
+        return {
+            "group": self.group_id,
+            "assignment": sorted(f"{tp.topic}[{tp.partition}]" for tp in self.consumer.assignment()),
+            "revocations": self._listener.generation,
+            "group_generation": getattr(coordinator, "generation", None),
+            "ready": self.ready,
+            "batch_age_s": round(self.batch_age(), 1),
+            "lock_held": self._lock.locked(),
+            "in_flight": self._inflight.describe(),
+            "revoking": self._listener.revoking.is_set(),
+            "stopping": self.stopping,
+        }
 
     @property
     def stopping(self) -> bool:
@@ -139,6 +157,8 @@ class Runner(Generic[T]):
                     continue
                 ahead = asyncio.create_task(self._fetch())
                 async with self._lock:
+                    if current.generation != self._listener.generation:
+                        continue  # revoked while we waited for the lock: stale as above
                     self._batch_since = time.monotonic()
                     try:
                         replayed = await self._process(current)
@@ -196,6 +216,11 @@ class Runner(Generic[T]):
                 self._set_ready(True)
                 break
             except DependencyUnavailable as exc:
+                if self._listener.revoking.is_set():
+                    # Let the partitions go now (the lock is ours): nothing of this batch was
+                    # produced or committed, so whoever owns them next replays it from the commit.
+                    log.warning("%s: %s; batch left to the next owner (rebalance)", self.handler.name, exc)
+                    return []
                 attempt += 1
                 metrics.HANDLER_RETRIES.labels(self.handler.name).inc()
                 if attempt > self.settings.handler_max_retries:
@@ -224,20 +249,21 @@ class Runner(Generic[T]):
             except KafkaError as exc:
                 # Produce failed or timed out: nothing is committed, so rewind and let it replay.
                 log.error("%s: Kafka error while producing (%s); replaying batch", self.handler.name, exc)
-                replayed = [*self._inflight_batch, *batch]
+                replayed = [*self._inflight.abandon(), *batch]
                 self._rewind(replayed)
-                self._inflight, self._inflight_batch = None, []
                 await self._sleep(1.0)
                 return replayed
         self._handle_time.observe(time.perf_counter() - started)
         return []
 
     async def _sleep(self, seconds: float) -> None:
-        # Interruptible by stop(): shutdown never waits for a backoff to run out.
+        # Interruptible by stop() and by a revocation: neither waits for a backoff to run out.
+        waits = [asyncio.ensure_future(e.wait()) for e in (self._stopping, self._listener.revoking)]
         try:
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
 
     def _rewind(self, batch: list[ConsumerRecord[bytes, bytes]]) -> None:
         first: dict[TopicPartition, int] = {}
@@ -327,53 +353,20 @@ class Runner(Generic[T]):
             acks = await enqueue_all(self.producer, records)
         with self.steps.step("wait acks+commit"):
             await self._settle()
-        self._inflight_batch = batch
-        self._inflight = asyncio.create_task(self._ack_and_commit(batch, records, acks))
+        self._inflight.start(batch, records, acks)
 
     async def _settle(self) -> None:
         """Wait for the batch in flight to be acknowledged and committed (raises its KafkaError)."""
-        task, self._inflight = self._inflight, None
-        if task is not None:
-            try:
-                await task
-            finally:
-                self._inflight_batch = []
+        await self._inflight.settle()
 
     async def _settle_or_rewind(self) -> None:
         """:meth:`_settle`; if the broker did not acknowledge, replay that batch instead of committing."""
-        batch = self._inflight_batch
+        batch = self._inflight.batch
         try:
             await self._settle()
         except KafkaError as exc:
             log.error("%s: Kafka error while producing (%s); replaying batch", self.handler.name, exc)
             self._rewind(batch)
-
-    async def _ack_and_commit(
-        self,
-        batch: list[ConsumerRecord[bytes, bytes]],
-        records: list[Output],
-        acks: list[asyncio.Future[Any]],
-    ) -> None:
-        await asyncio.gather(*acks)  # every output acknowledged (acks=all) ...
-        produced: dict[str, int] = {}
-        for r in records:
-            produced[r.topic] = produced.get(r.topic, 0) + 1
-        for topic, n in produced.items():
-            metrics.PRODUCED.labels(topic).inc(n)
-        offsets: dict[TopicPartition, int] = {}
-        for raw in batch:
-            tp = TopicPartition(raw.topic, raw.partition)
-            offsets[tp] = max(offsets.get(tp, 0), raw.offset + 1)
-        owned = {tp: off for tp, off in offsets.items() if tp in self.consumer.assignment()}
-        if not owned:
-            return
-        try:
-            await self.consumer.commit(owned)  # ... before the offsets move
-        except CommitFailedError as exc:
-            # The group rebalanced under us: the new owner replays; outputs are idempotent.
-            log.warning(
-                "%s: commit failed after rebalance (%s); batch will be replayed", self.handler.name, exc
-            )
 
     async def _update_lag(self) -> None:
         for tp in self.consumer.assignment():
