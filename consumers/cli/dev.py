@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -35,6 +35,9 @@ from consumers.infra.redact import redact_url
 from consumers.infra.settings import HeraldSettings, load_settings
 from consumers.runtime.kafka import create_topics
 from consumers.runtime.topics import Topics
+
+if TYPE_CHECKING:
+    from consumers.devstack import DevStack
 
 __all__ = ["DEV_PROCESSES", "register"]
 
@@ -213,8 +216,7 @@ async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
         sys.stdout.write(read_env_file(args.logs))
         return 0
     from consumers.devstack import DevStack
-    from consumers.devstack.api_demo import demo_api_env
-    from consumers.devstack.demo import STALE_TOKEN, new_webhook_secret, run_demo_stream, seed
+    from consumers.devstack.demo import STALE_TOKEN, new_webhook_secret, seed
     from consumers.devstack.fcm_fake import FcmFake
     from consumers.devstack.smtp_sink import SmtpSink
     from consumers.devstack.twilio_fake import TwilioFake
@@ -230,45 +232,18 @@ async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
     smtp = SmtpSink(security="starttls", directory=logs)  # a submission server: STARTTLS required
     with DevStack() as stack, FcmFake() as fcm, smtp, TwilioFake() as twilio:
         sink = WebhookSink(secret).start()
+        fakes: dict[str, Any] = {"fcm": fcm, "webhook": sink, "smtp": smtp, "twilio": twilio}
         try:
             fcm.fault("UNREGISTERED", count=-1, token=STALE_TOKEN)
-            env = {
-                **os.environ,
-                **stack.env(),
-                **DEMO_ENV,
-                **demo_api_env(),
-                **fcm.env(logs / "fcm-service-account.json"),
-                **smtp.env(),
-                **twilio.env(),
-                **DEMO_PROVIDERS,
-            }
-            fcm.service_account(logs / "fcm-service-account.json")
-            os.environ.update(
-                {k: v for k, v in env.items() if k.startswith(("HERALD_", "KAFKA_", "DATABASE_", "REDIS_"))}
-            )
+            env = _demo_env(stack, fakes, logs)
             settings = load_settings()
-            _say(
-                "stack",
-                f"up in {stack.started_in_s:.2f}s: kafka={stack.kafka} postgres={redact_url(stack.database_url)} "
-                f"redis={redact_url(stack.redis_url)} moto={stack.moto_url} fcm={fcm.base_url} webhooks={sink.url} "
-                f"smtp=127.0.0.1:{smtp.port} twilio={twilio.base_url}",
-            )
             pool = await connect_pool(settings.database_url)
             await migrate(pool)
             await create_topics(settings, Topics(settings.topic_prefix).all())
             await seed(settings, pool, sink.url, secret)
             procs.update(_start_processes(env, logs))
             await _announce(settings, env, logs)
-            tasks = [
-                asyncio.create_task(run_demo_stream(settings, args.interval, stop)),
-                asyncio.create_task(_watch_outcomes(settings, stop)),
-                asyncio.create_task(_watch_dlq(settings, stop)),
-                asyncio.create_task(
-                    _watch_providers(
-                        settings, {"fcm": fcm, "webhook": sink, "smtp": smtp, "twilio": twilio}, pool, stop
-                    )
-                ),
-            ]
+            tasks = _watchers(settings, args.interval, fakes, pool, stop)
             try:
                 await _supervise(procs, args.duration)
             finally:
@@ -279,6 +254,49 @@ async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
             sink.stop()
     _say("stopped", json.dumps({name: p.returncode for name, p in procs.items()}))
     return 0
+
+
+def _demo_env(stack: DevStack, fakes: dict[str, Any], logs: Path) -> dict[str, str]:
+    """The environment every demo process gets (the stack's servers, the fakes, the demo's
+    settings); also this process's own, so its settings point at the same servers."""
+    from consumers.devstack.api_demo import demo_api_env
+
+    fcm, smtp, twilio, sink = fakes["fcm"], fakes["smtp"], fakes["twilio"], fakes["webhook"]
+    env = {
+        **os.environ,
+        **stack.env(),
+        **DEMO_ENV,
+        **demo_api_env(),
+        **fcm.env(logs / "fcm-service-account.json"),
+        **smtp.env(),
+        **twilio.env(),
+        **DEMO_PROVIDERS,
+    }
+    fcm.service_account(logs / "fcm-service-account.json")
+    os.environ.update(
+        {k: v for k, v in env.items() if k.startswith(("HERALD_", "KAFKA_", "DATABASE_", "REDIS_"))}
+    )
+    _say(
+        "stack",
+        f"up in {stack.started_in_s:.2f}s: kafka={stack.kafka} postgres={redact_url(stack.database_url)} "
+        f"redis={redact_url(stack.redis_url)} moto={stack.moto_url} fcm={fcm.base_url} webhooks={sink.url} "
+        f"smtp=127.0.0.1:{smtp.port} twilio={twilio.base_url}",
+    )
+    return env
+
+
+def _watchers(
+    settings: HeraldSettings, interval: float, fakes: dict[str, Any], pool: Any, stop: asyncio.Event
+) -> list[asyncio.Task[None]]:
+    """The demo stream and what the console shows: outcomes, dead letters, what providers received."""
+    from consumers.devstack.demo import run_demo_stream
+
+    return [
+        asyncio.create_task(run_demo_stream(settings, interval, stop)),
+        asyncio.create_task(_watch_outcomes(settings, stop)),
+        asyncio.create_task(_watch_dlq(settings, stop)),
+        asyncio.create_task(_watch_providers(settings, fakes, pool, stop)),
+    ]
 
 
 async def _announce(settings: HeraldSettings, env: dict[str, str], logs: Path) -> None:
