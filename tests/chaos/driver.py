@@ -83,27 +83,45 @@ class ChaosRun:
         duration_s: float,
         hooks: Mapping[int, Callable[[], Coroutine[Any, Any, None]]] | None = None,
         events: list[Planned] | None = None,
+        in_flight: int = 1,
     ) -> None:
         """Emit every planned event, evenly over ``duration_s``; ``hooks[i]`` starts before event i
-        and runs alongside the stream; returns when the events are out and every hook is done."""
+        and runs alongside the stream; returns when the events are out and every hook is done.
+
+        ``in_flight`` > 1 keeps up to that many sends awaiting their ack at once, so the schedule
+        holds when one ack takes longer than the gap between events (the S3-backed broker under
+        load); order per user is kept (one producer, one partition per user)."""
         hooks = hooks or {}
         running: list[asyncio.Task[None]] = []
         start = time.monotonic()
         planned = self.events if events is None else events
         step = duration_s / max(1, len(planned))
+        slots = asyncio.Semaphore(in_flight)
+        sends: list[asyncio.Task[None]] = []
         async with Emitter(self.pipeline.stack.kafka, self.pipeline.topics.events) as emit:
+
+            async def send(e: Planned) -> None:
+                try:
+                    await emit.emit_event(
+                        build_event(
+                            e.event_type, user_id=e.user_id, data=e.data, event_id=e.event_id, locale=e.locale
+                        )
+                    )
+                    self.emitted[e.event_id] = time.monotonic()
+                finally:
+                    slots.release()
+
             for i, e in enumerate(planned):
                 if i in hooks:
                     running.append(asyncio.create_task(hooks[i]()))
                 delay = start + i * step - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                await emit.emit_event(
-                    build_event(
-                        e.event_type, user_id=e.user_id, data=e.data, event_id=e.event_id, locale=e.locale
-                    )
-                )
-                self.emitted[e.event_id] = time.monotonic()
+                await slots.acquire()
+                sends.append(asyncio.create_task(send(e)))
+                if in_flight == 1:
+                    await sends[-1]
+            await asyncio.gather(*sends)
         self.say(f"streamed {len(planned)} events in {time.monotonic() - start:.1f}s")
         await asyncio.gather(*running)
 

@@ -5,6 +5,7 @@
   event emitted after that moment (the whole pipeline is moving again, not just one hop).
 * :func:`readiness`: every Herald process's ``/readyz`` answer.
 * :func:`rss_mb`: resident memory of a process, from ``/proc``.
+* :func:`group_lag`: per consumer group of the pipeline, end offsets minus committed offsets.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from datetime import UTC
 from pathlib import Path
 
 import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.models import OutcomeStatus
 from tests.chaos.driver import ChaosRun
 from tests.chaos.ledger import Ledger
-from tests.chaos.pipeline import Pipeline
+from tests.chaos.pipeline import PROCESSES, Pipeline
 from tests.chaos.population import TIER
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "broker_restart",
     "critical_latencies",
     "first_delivery_after",
+    "group_lag",
     "p99",
     "readiness",
     "rss_mb",
@@ -131,3 +134,43 @@ def critical_latencies(run: ChaosRun, ledger: Ledger, start: float, end: float) 
 
 def p99(xs: list[float]) -> float:
     return xs[int(0.99 * (len(xs) - 1))] if xs else float("nan")
+
+
+def _group(pipeline: Pipeline, argv: list[str]) -> tuple[str, list[str]]:
+    """The consumer group of a pipeline process and the topics it reads."""
+    t = pipeline.topics
+    if argv[0] == "classifier":
+        return "herald-classifier", [t.events]
+    if argv[0] == "fallback":
+        return "herald-fallback", [t.outcomes, t.receipts]
+    channel, lane = argv[argv.index("--channel") + 1], argv[argv.index("--lane") + 1]
+    return f"herald-channel-{channel}-{lane}", [t.channel(channel, lane)]
+
+
+async def group_lag(pipeline: Pipeline, timeout_s: float = 60.0) -> dict[str, int]:
+    """Group -> records not yet committed (end offset minus committed offset, over the
+    partitions of the topics it reads that it has committed on). Asked as a member-less consumer of each group
+    (tansu answers the admin client's OffsetFetch in a form aiokafka cannot decode). Bounded:
+    raises ``TimeoutError`` after ``timeout_s``."""
+    out: dict[str, int] = {}
+    async with asyncio.timeout(timeout_s):
+        for group, topics in sorted(dict(_group(pipeline, argv) for argv in PROCESSES.values()).items()):
+            probe = AIOKafkaConsumer(
+                bootstrap_servers=pipeline.stack.kafka, group_id=group, enable_auto_commit=False
+            )
+            await probe.start()
+            try:
+                await probe._client.force_metadata_update()
+                tps = [
+                    TopicPartition(t, p) for t in topics for p in sorted(probe.partitions_for_topic(t) or ())
+                ]
+                ends = await probe.end_offsets(tps)
+                lag = 0
+                for tp in tps:
+                    committed = await probe.committed(tp)
+                    if committed is not None and committed >= 0:
+                        lag += max(0, ends[tp] - committed)
+                out[group] = lag
+            finally:
+                await probe.stop()
+    return out

@@ -22,6 +22,7 @@ counted per channel, and bounded (with the duplicates) by the provider calls in 
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import re
@@ -46,35 +47,64 @@ _TERMINAL = {"failed_permanent", "suppressed", "exhausted"}
 
 
 class TopicTail:
-    """Reads topics from the beginning, then only what is new on each :meth:`poll`."""
+    """Reads topics from the beginning, then only what is new on each :meth:`poll`.
 
-    def __init__(self, bootstrap: str, topics: list[str]) -> None:
+    A poll is a bounded read: it ends when every position has reached the end offsets taken at its
+    start, or after ``idle_fetches`` fetches in a row that return nothing, or after ``max_s``
+    seconds, whichever comes first. An end offset the broker reports too low just means the next
+    poll reads the rest; one that fetches never reach (tansu on S3 has been seen to report an end
+    past what a fetch returns) ends the poll after a few empty fetches instead of looping forever.
+    """
+
+    def __init__(self, bootstrap: str, topics: list[str], idle_fetches: int = 3, max_s: float = 60.0) -> None:
         self.bootstrap = bootstrap
         self.topics = topics
+        self.idle_fetches = idle_fetches
+        self.max_s = max_s
         self.consumer: AIOKafkaConsumer | None = None
         self.tps: list[TopicPartition] = []
+        self.short_polls = 0  # polls that stopped before the end offsets (empty fetches or time)
+
+    async def _start(self) -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await consumer.start()
+        await consumer._client.force_metadata_update()
+        for t in self.topics:
+            self.tps += [TopicPartition(t, p) for p in sorted(consumer.partitions_for_topic(t) or ())]
+        consumer.assign(self.tps)
+        await consumer.seek_to_beginning(*self.tps)
+        self.consumer = consumer
+        return consumer
 
     async def poll(self) -> list[Any]:
-        if self.consumer is None:
-            self.consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap,
-                enable_auto_commit=False,
-                max_partition_fetch_bytes=4 * 1024 * 1024,
-            )
-            await self.consumer.start()
-            await self.consumer._client.force_metadata_update()
-            for t in self.topics:
-                self.tps += [
-                    TopicPartition(t, p) for p in sorted(self.consumer.partitions_for_topic(t) or ())
-                ]
-            self.consumer.assign(self.tps)
-            await self.consumer.seek_to_beginning(*self.tps)
-        end = await self.consumer.end_offsets(self.tps)
+        consumer = self.consumer or await self._start()
         out: list[Any] = []
-        while [tp for tp in self.tps if await self.consumer.position(tp) < end[tp]]:
-            for records in (await self.consumer.getmany(timeout_ms=500, max_records=5000)).values():
-                out.extend(records)
+        try:
+            async with asyncio.timeout(self.max_s):
+                end = await consumer.end_offsets(self.tps)
+                idle = 0
+                while idle < self.idle_fetches and await self._behind(consumer, end):
+                    batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+                    got = [r for records in batch.values() for r in records]
+                    out.extend(got)
+                    idle = 0 if got else idle + 1
+                if idle >= self.idle_fetches:
+                    self.short_polls += 1
+        except TimeoutError:
+            # Broker unreachable or a position that never resolves: what was read is kept, the
+            # consumer keeps its positions, the next poll goes on from there.
+            self.short_polls += 1
         return out
+
+    async def _behind(self, consumer: AIOKafkaConsumer, end: dict[TopicPartition, int]) -> bool:
+        for tp in self.tps:
+            if await consumer.position(tp) < end[tp]:
+                return True
+        return False
 
     async def close(self) -> None:
         if self.consumer is not None:
@@ -99,6 +129,9 @@ class Account:
     calls: Counter[str] = field(default_factory=Counter)  # channel -> provider calls recorded
     extra: Counter[str] = field(default_factory=Counter)  # deliveries not required by the table
     rekeyed: list[str] = field(default_factory=list)  # one (event, channel, recipient) under two keys
+    # channel -> how each expectation ended: delivered, suppressed, deferred, failed_permanent,
+    # ambiguous (in flight at a kill, reported), lost (missing or wrong)
+    ends: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
     @property
     def complete(self) -> bool:
@@ -232,28 +265,34 @@ class Ledger:
                 acc.forbidden_ambiguous.append(f"{m.channel.value} {m.tier.value} {m.event_type} {key}")
 
     def _check(self, e: Expect, acc: Account) -> None:
+        end = self._end(e, acc)
+        acc.ends[e.channel.value][end] += 1
+
+    def _end(self, e: Expect, acc: Account) -> str:
         outcomes = self.outcomes.get(e.key, [])
         statuses = [(o.status.value, o.reason or "") for o in outcomes]
         if e.want == "deliver":
             if self.provider[e.channel.value][e.key]:
                 acc.ok["delivered"] += 1
-                return
+                return "delivered"
             if e.ambiguous_ok and ("failed_permanent", "ambiguous") in statuses:
                 acc.ok["failed_permanent:ambiguous"] += 1  # in flight at a kill: reported, not lost
-                return
+                return "ambiguous"
             final = [s for s in statuses if s[0] in _TERMINAL]
             if final:
                 acc.wrong.append((e, f"wanted delivery, got {final}"))
             else:
                 acc.missing.append((e, f"not delivered; outcomes {statuses}"))
-            return
+            return "lost"
         match = [s for s in statuses if s[0] == e.want and s[1] in e.reasons]
         if match:
             acc.ok[f"{e.want}:{match[0][1]}"] += 1
             if self.provider[e.channel.value][e.key] and e.want != "failed_permanent":
                 acc.wrong.append((e, f"{e.want} but the provider got it"))
-            return
+                return "lost"
+            return e.want
         acc.missing.append((e, f"wanted {e.want} {sorted(e.reasons)}; outcomes {statuses}"))
+        return "lost"
 
     def dlq_reasons(self) -> list[tuple[bytes, str]]:
         out = []

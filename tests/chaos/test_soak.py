@@ -4,8 +4,15 @@ at random, then the ledger per channel, duplicates, RSS of every process, time t
 Faults, one every 15-45 s (seeded): SIGKILL of any process, broker restart (SIGKILL or
 SIGTERM, durable log), Redis or PostgreSQL outage, Redis slow (2 s per round trip behind a
 latency proxy in front of the classifier's Redis), SES 429 and FCM 503 storms, a push scaling
-storm 1 → 3 → 1. The summary is printed as a table and written to ``SOAK_REPORT``
-(default ``.herald-chaos/soak-<timestamp>.json``). Not part of ``make test``: skipped unless
+storm 1 → 3 → 1. Events are sent with up to 64 acks outstanding, so the stream keeps its
+rate when the S3-backed broker is slow to acknowledge.
+
+The end: faults stop with the stream, then the ledger is re-read (bounded reads) until every
+event is accounted for on every channel, or ``SOAK_DRAIN_MINUTES`` (default 10) pass; then the
+consumer groups' lag (end minus committed offsets) is read until it is zero, for at most a minute.
+Neither wait hangs: past its deadline the soak reports what it has and fails on the ledger.
+The summary is printed as tables and written to ``SOAK_REPORT`` (default
+``.herald-chaos/soak-<timestamp>.json``). Not part of ``make test``: skipped unless
 ``SOAK_MINUTES`` is set.
 """
 
@@ -24,10 +31,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from aiokafka.errors import KafkaError
 
+from schemas.models import Channel
 from tests.chaos.conftest import LOGS, new_run
 from tests.chaos.driver import ChaosRun
-from tests.chaos.faults import broker_restart, rss_mb
+from tests.chaos.faults import broker_restart, group_lag, rss_mb
 from tests.chaos.ledger import Account, Ledger, summary
 from tests.chaos.pipeline import PROCESSES, Pipeline
 from tests.chaos.scaling import Replicas
@@ -36,10 +45,13 @@ from tests.fakes.latency_proxy import LatencyProxy
 
 MINUTES = float(os.environ.get("SOAK_MINUTES", "0") or 0)
 RATE_PER_S = float(os.environ.get("SOAK_RATE", "8"))  # the S3-backed broker on moto is slow per hop
+DRAIN_S = float(os.environ.get("SOAK_DRAIN_MINUTES", "10")) * 60
+IN_FLIGHT = 64  # sends awaiting their ack at once
+ENDS = ["delivered", "suppressed", "deferred", "failed_permanent", "ambiguous", "lost"]
 
 pytestmark = [
     pytest.mark.soak,
-    pytest.mark.timeout(int(MINUTES * 60 * 2 + 900)),
+    pytest.mark.timeout(int(MINUTES * 60 * 2 + DRAIN_S + 900)),
     pytest.mark.skipif(not MINUTES, reason="make soak (SOAK_MINUTES) only"),
 ]
 
@@ -51,8 +63,11 @@ def _faults(run: ChaosRun, redis_slow: LatencyProxy, replicas: Replicas) -> dict
 
     async def sigkill() -> None:
         name = run.rnd.choice(list(PROCESSES))
-        p.restart(name)
-        run.say(f"SIGKILL {name}, restarted")
+        p.kill(name)
+        in_flight = await p.count_in_flight(name)
+        p.start(name)
+        counted = "unknown (Redis down)" if in_flight is None else str(in_flight)
+        run.say(f"SIGKILL {name} ({counted} provider calls in flight), restarted")
 
     async def broker() -> None:
         await broker_restart(run, run.rnd.choice([signal.SIGKILL, signal.SIGTERM]), pause_s=2.0)
@@ -112,7 +127,24 @@ def _rss(pipeline: Pipeline) -> dict[str, float]:
     return {name: round(rss_mb(proc.pid), 1) for name, proc in pipeline.procs.items()}
 
 
-def _report(acc: Account, facts: dict[str, Any], rss: dict[str, dict[str, float]]) -> dict[str, Any]:
+async def _lag_to_zero(pipeline: Pipeline, run: ChaosRun, timeout_s: float) -> dict[str, int] | str:
+    """The groups' lag, re-read every 2 s until it is zero or ``timeout_s`` passes (then the last
+    reading); a string when the broker could not be asked."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            lag = await group_lag(pipeline)
+        except (TimeoutError, KafkaError) as exc:
+            lag = None
+            run.say(f"group lag unreadable: {exc!r}")
+        if (lag is not None and not any(lag.values())) or time.monotonic() > deadline:
+            return lag if lag is not None else "unreadable"
+        await asyncio.sleep(2.0)
+
+
+def _report(
+    acc: Account, facts: dict[str, Any], rss: dict[str, dict[str, float]], in_flight: Counter[str]
+) -> dict[str, Any]:
     return {
         **facts,
         "ledger": {
@@ -124,11 +156,26 @@ def _report(acc: Account, facts: dict[str, Any], rss: dict[str, dict[str, float]
             "rekeyed": len(acc.rekeyed),
         },
         "per channel": {
-            c: {"delivered": acc.deliveries[c], "calls": acc.calls[c], "duplicates": acc.duplicates[c]}
-            for c in sorted(acc.calls | acc.deliveries)
+            c.value: {
+                "expected": sum(acc.ends[c.value].values()),
+                **{end: acc.ends[c.value][end] for end in ENDS},
+                "provider calls": acc.calls[c.value],
+                "unique keys": acc.deliveries[c.value],
+                "duplicates": acc.duplicates[c.value],
+                "in flight at kills": in_flight[c.value],
+            }
+            for c in Channel
         },
         "rss_mib": rss,
     }
+
+
+def _ends_table(acc: Account) -> str:
+    lines = [f"{'ends per channel':<16}{'expected':>9}" + "".join(f"{e:>17}" for e in ENDS)]
+    for c in Channel:
+        ends = acc.ends[c.value]
+        lines.append(f"{c.value:<16}{sum(ends.values()):>9}" + "".join(f"{ends[e]:>17}" for e in ENDS))
+    return "\n".join(lines)
 
 
 async def test_soak(durable_pipeline: Pipeline, capsys: pytest.CaptureFixture[str]) -> None:
@@ -156,14 +203,19 @@ async def test_soak(durable_pipeline: Pipeline, capsys: pytest.CaptureFixture[st
 
         started = time.monotonic()
         try:
-            await asyncio.gather(run.stream(duration), middle())
+            await asyncio.gather(run.stream(duration, in_flight=IN_FLIGHT), middle())
+            streamed_s = time.monotonic() - started
             stop.set()
             await injector
             await replicas.close()
             redis_slow.set()
             faults_over = time.monotonic()
-            acc = await run.drain(ledger, timeout_s=600)
-            zero_lag_s = time.monotonic() - faults_over
+            run.say("faults over")
+            acc = await run.drain(ledger, timeout_s=DRAIN_S)
+            accounted_s = time.monotonic() - faults_over if acc.complete else None
+            lag = await _lag_to_zero(pipeline, run, timeout_s=60)
+            lag_zero = isinstance(lag, dict) and not any(lag.values())
+            zero_lag_s = time.monotonic() - faults_over if acc.complete and lag_zero else None
             rss["end"] = _rss(pipeline)
         finally:
             stop.set()
@@ -175,20 +227,29 @@ async def test_soak(durable_pipeline: Pipeline, capsys: pytest.CaptureFixture[st
         "minutes": MINUTES,
         "rate (events/s)": RATE_PER_S,
         "events": len(run.events),
-        "faults injected": dict(counts),
+        "stream (s)": round(streamed_s, 1),
+        "faults injected": dict(sorted(counts.items())),
         "process exits (restarted)": len(run.exits),
-        "time to zero lag after faults (s)": round(zero_lag_s, 1),
+        "dead-lettered": len(ledger.dlq),
+        "all accounted after faults (s)": None if accounted_s is None else round(accounted_s, 1),
+        "group lag at end": lag,
+        "time to zero lag after faults (s)": None if zero_lag_s is None else round(zero_lag_s, 1),
+        "short ledger reads (empty fetches)": sum(
+            t.short_polls for t in (ledger.outcome_tail, ledger.channel_tail, ledger.dlq_tail)
+        ),
         "wall time (s)": round(time.monotonic() - started),
     }
-    report = _report(acc, facts, rss)
+    in_flight = pipeline.in_flight_at_kills
+    report = _report(acc, facts, rss, in_flight)
     path = Path(os.environ.get("SOAK_REPORT", "") or LOGS / f"soak-{datetime.now(UTC):%Y%m%d-%H%M%S}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2))
     with capsys.disabled():
-        print("\n" + summary(f"soak {MINUTES:g} min", acc, facts))
+        print("\n" + summary(f"soak {MINUTES:g} min", acc, facts, in_flight))
+        print(_ends_table(acc))
         print(f"{'RSS MiB':<16}" + "".join(f"{k:>9}" for k in rss))
         for name in PROCESSES:
             print(f"{name:<16}" + "".join(f"{rss[k].get(name, 0):>9.1f}" for k in rss))
         print(f"report: {path}")
-        print("\n".join(run.log[-60:]))
+        print("\n".join(run.log[-80:]))
     assert acc.complete, summary("soak", acc, facts)
