@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 import uuid
@@ -18,7 +19,7 @@ from consumers.infra.settings import HeraldSettings
 from consumers.runtime.kafka import create_topics
 from schemas.codec import default_codec
 
-__all__ = ["MIX", "Timing", "count_records", "mixed_events", "preload", "wait_drained"]
+__all__ = ["MIX", "Timing", "count_records", "mixed_events", "preload", "sized", "wait_drained"]
 
 # Event-type mix for throughput runs: mostly activity and marketing, like a real product.
 MIX: list[tuple[str, float, dict[str, str]]] = [
@@ -35,6 +36,11 @@ MIX: list[tuple[str, float, dict[str, str]]] = [
     ("security_alert", 0.02, {"device": "Pixel", "ip": "203.0.113.9", "location": "Lisbon"}),
     ("system.invoice.paid", 0.03, {"invoice": "inv_1"}),
 ]
+
+
+def sized(env: str, default: int, scale: float = 1.0) -> int:
+    """A phase's size: ``env`` if set, else ``default``, times the run's ``--scale`` (at least 1)."""
+    return max(1, round(int(os.environ.get(env, str(default))) * scale))
 
 
 def mixed_events(

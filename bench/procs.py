@@ -60,16 +60,19 @@ class HeraldProcs:
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient() as client:
             for name, (proc, port) in self.procs.items():
+                last = "no answer"
                 while True:
                     if proc.poll() is not None:
                         raise RuntimeError(f"{name} exited with {proc.returncode}; see {LOGS / name}.log")
                     try:
-                        if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                        answer = await client.get(f"http://127.0.0.1:{port}/readyz")
+                        if answer.status_code == 200:
                             break
-                    except httpx.HTTPError:
-                        pass
+                        last = answer.text.strip().replace("\n", "; ")
+                    except httpx.HTTPError as exc:
+                        last = f"{type(exc).__name__}"
                     if time.monotonic() > deadline:
-                        raise TimeoutError(f"{name} not ready after {timeout}s")
+                        raise TimeoutError(f"{name} not ready after {timeout}s (last /readyz: {last})")
                     await asyncio.sleep(0.2)
 
     def stop_all(self) -> None:

@@ -63,6 +63,7 @@ ASSUMED_RATE = 1_000.0
 class Bench:
     stack: DevStack
     events: int
+    scale: float = 1.0  # multiplies the 1M-sized phases (burst, broadcast, import) for small runs
     rows: list[Row] = field(default_factory=list)
     raw_rate: float = 0.0
     raw_cpu_us: float | None = None
@@ -170,6 +171,7 @@ PHASES: list[tuple[str, str]] = [
     ("channel_overhead", "bench.channels:phase"),
     ("smtp", "bench.smtp:phase"),
     ("isolation", "bench.isolation:phase"),
+    ("e2e_cost", "bench.e2e:phase"),
     ("memory", "bench.memory:phase"),
     ("scaling", "bench.scaling:phase"),
     ("workers", "bench.scaling:phase_workers"),
@@ -194,10 +196,14 @@ def _load(target: str) -> Callable[[Bench], Awaitable[None]] | None:
     return fn
 
 
-def _machine() -> dict[str, Any]:
-    commit = subprocess.run(
+def _commit() -> str:
+    return subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
+
+
+def _machine() -> dict[str, Any]:
+    commit = _commit()
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     cpu = next(
         (
@@ -223,7 +229,15 @@ async def _run_phase(b: Bench, name: str, fn: Callable[[Bench], Awaitable[None]]
     """One phase; if it raises, say so in the results and let the next one run."""
     b.current = name
     started = time.perf_counter()
-    b.extra.setdefault("load_average", {})[name] = [round(x, 2) for x in os.getloadavg()]
+    load = [round(x, 2) for x in os.getloadavg()]
+    b.extra.setdefault("load_average", {})[name] = load
+    b.extra.setdefault("runs", {})[name] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": _commit(),
+        "events": b.events,
+        "scale": b.scale,
+        "load_average": load,
+    }
     try:
         await fn(b)
     except Exception as exc:  # any failure of a phase is reported, not fatal
@@ -265,9 +279,38 @@ def print_table(b: Bench) -> None:
             console.print(f"[red]{name}: {status}[/]")
 
 
-def write_results(b: Bench, path: Path = RESULTS) -> None:
-    """bench/results.json as it stands: called after every phase."""
-    doc = {
+def merge_results(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` with the phases of ``old`` it did not run (``--keep``): their rows, status and
+    extras, each phase with the date, commit, size and load average of the run that measured it."""
+    ran = set(new["phases"])
+    kept = {k: v for k, v in old.get("phases", {}).items() if k not in ran}
+    if not kept:
+        return new
+    m = old["machine"]
+    old_runs = old.get("extra", {}).get("runs", {})
+    old_load = old.get("extra", {}).get("load_average", {})
+    runs = {
+        k: old_runs.get(k)
+        or {
+            "date": m["date"],
+            "commit": m["commit"],
+            "events": old["events"],
+            "load_average": old_load.get(k, m.get("load_average")),
+        }
+        for k in kept
+    }
+    extra = {**old.get("extra", {}), **new["extra"]}
+    extra["runs"] = {**runs, **new["extra"].get("runs", {})}
+    extra["load_average"] = {**old_load, **new["extra"].get("load_average", {})}
+    rows = [r for r in new["rows"] if r.get("phase")]  # this run's start-up row: the kept run's stays
+    old_rows = [r for r in old["rows"] if not r.get("phase") or r.get("phase") in kept]
+    return {**new, "phases": {**kept, **new["phases"]}, "rows": old_rows + rows, "extra": extra}
+
+
+def write_results(b: Bench, path: Path = RESULTS, keep: dict[str, Any] | None = None) -> None:
+    """bench/results.json as it stands: called after every phase (merged into ``keep``, the file
+    as it was, with ``--keep``)."""
+    doc: dict[str, Any] = {
         "machine": _machine(),
         "events": b.events,
         "baselines": {"raw_cpu_us": b.raw_cpu_us, "noop_cpu_us": b.noop_cpu_us},
@@ -275,14 +318,18 @@ def write_results(b: Bench, path: Path = RESULTS) -> None:
         "rows": [r.__dict__ for r in b.rows],
         "extra": b.extra,
     }
+    if keep is not None:
+        doc = merge_results(keep, doc)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
     tmp.replace(path)
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    path: Path = args.results
+    keep = json.loads(path.read_text()) if args.keep and path.exists() else None
     with DevStack() as stack:
-        b = Bench(stack, args.events)
+        b = Bench(stack, args.events, scale=args.scale)
         console.print(f"dev stack up in {stack.started_in_s:.2f}s")
         b.add(Row("dev stack start-up", stack.started_in_s, "s"))
         for name, target in PHASES:
@@ -295,16 +342,30 @@ async def main_async(args: argparse.Namespace) -> None:
                 continue
             console.rule(name)
             await _run_phase(b, name, fn)
-            write_results(b)
+            write_results(b, path, keep=keep)
     print_table(b)
-    write_results(b)
-    console.print(f"wrote {RESULTS}")
+    write_results(b, path, keep=keep)
+    console.print(f"wrote {path}")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--events", type=int, default=int(os.environ.get("HERALD_BENCH_EVENTS", "200000")))
     p.add_argument("--only", nargs="*", help="phases to run")
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=float(os.environ.get("HERALD_BENCH_SCALE", "1")),
+        help="multiply the 1M-sized phases (isolation burst, admin broadcast and import) by this, "
+        "e.g. 0.02 for a validation run (default 1, or HERALD_BENCH_SCALE)",
+    )
+    p.add_argument("--results", type=Path, default=RESULTS, help=f"where to write (default {RESULTS})")
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the phases of bench/results.json this run does not run (each with its own "
+        "date, size and load average)",
+    )
     asyncio.run(main_async(p.parse_args()))
 
 

@@ -41,7 +41,7 @@ async def _measure(
         pids: dict[str, int | None] = {}
         if workers:
             sup = procs.start(f"workers{n_procs}", ["classifier", "--workers", str(n_procs)]).pid
-            await procs.wait_ready()  # the supervisor is ready when every worker is
+            await procs.wait_ready(600)  # the supervisor is ready when every worker is
             pids["supervisor"] = sup
             pids.update({f"worker{i}": pid for i, pid in enumerate(_children(sup))})
         else:

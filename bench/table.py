@@ -49,16 +49,29 @@ def render(results: dict[str, Any]) -> str:
     """The Markdown block (markers included) for one results document."""
     m = results["machine"]
     load = m.get("load_average")
-    lines = [
-        START,
-        "",
-        f"Measured {m['date']} at commit `{m['commit']}`: {m['cpus']} cores ({m['cpu']}), "
-        f"{m['memory_gib']} GiB, Python {m['python']}, {results['events']:,} events"
-        + (f", load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min)" if load else "")
-        + ".",
-        "",
-        *HEADER,
-    ]
+    runs: dict[str, dict[str, Any]] = results.get("extra", {}).get("runs", {})
+    if len({r["date"][:13] for r in runs.values()}) > 1:  # phases of several runs (bench.run --keep)
+        lines = [
+            START,
+            "",
+            f"{m['cpus']} cores ({m['cpu']}), {m['memory_gib']} GiB, Python {m['python']}; "
+            "phases measured in separate runs:",
+            "",
+            *(_run_line(name, run) for name, run in sorted(runs.items(), key=lambda kv: kv[1]["date"])),
+            "",
+            *HEADER,
+        ]
+    else:
+        lines = [
+            START,
+            "",
+            f"Measured {m['date']} at commit `{m['commit']}`: {m['cpus']} cores ({m['cpu']}), "
+            f"{m['memory_gib']} GiB, Python {m['python']}, {results['events']:,} events"
+            + (f", load average {_load(load)}" if load else "")
+            + ".",
+            "",
+            *HEADER,
+        ]
     for row in results["rows"]:
         ratio = f"{row['ratio']:.2f}× {row['baseline']}" if row.get("ratio") is not None else ""
         lines.append(
@@ -84,6 +97,17 @@ def render(results: dict[str, Any]) -> str:
         lines += ["", *(f"- phase `{k}`: {v}" for k, v in failed.items())]
     lines += ["", END]
     return "\n".join(lines)
+
+
+def _load(load: list[float]) -> str:
+    return f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min)"
+
+
+def _run_line(phase: str, run: dict[str, Any]) -> str:
+    scale = run.get("scale", 1)
+    size = f"{run['events']:,} events" + (f", 1M sizes × {scale:g}" if scale != 1 else "")
+    load = f", load average {_load(run['load_average'])}" if run.get("load_average") else ""
+    return f"- `{phase}`: {run['date']} at commit `{run['commit']}`, {size}{load}"
 
 
 def replace_table(text: str, block: str) -> str:

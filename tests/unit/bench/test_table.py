@@ -83,3 +83,26 @@ def test_the_published_table_is_the_one_results_json_gives() -> None:
     assert START in DOC.read_text()
     assert render(json.loads(RESULTS.read_text())) in DOC.read_text()
     assert main(["--check"]) == 0
+
+
+def test_phases_of_several_runs_each_say_their_run() -> None:
+    results = _results(classifier="done in 30s", isolation="done in 900s")
+    results["extra"] = {
+        "runs": {
+            "classifier": {"date": "2026-12-01T22:00:00+00:00", "commit": "abc1234", "events": 30_000},
+            "isolation": {
+                "date": "2026-12-02T05:00:00+00:00",
+                "commit": "def5678",
+                "events": 200_000,
+                "scale": 0.5,
+                "load_average": [3.0, 4.0, 5.0],
+            },
+        }
+    }
+    block = render(results)
+    assert "- `classifier`: 2026-12-01T22:00:00+00:00 at commit `abc1234`, 30,000 events" in block
+    assert (
+        "- `isolation`: 2026-12-02T05:00:00+00:00 at commit `def5678`, 200,000 events, 1M sizes × 0.5, "
+        "load average 3.0 / 4.0 / 5.0 (1 / 5 / 15 min)" in block
+    )
+    assert "Measured 2026-12-01" not in block  # no single date claimed for the whole table
