@@ -202,10 +202,8 @@ def _commit() -> str:
     ).stdout.strip()
 
 
-def _machine() -> dict[str, Any]:
-    commit = _commit()
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    cpu = next(
+def _cpu() -> str:
+    return next(
         (
             ln.split(":", 1)[1].strip()
             for ln in Path("/proc/cpuinfo").read_text().splitlines()
@@ -213,6 +211,12 @@ def _machine() -> dict[str, Any]:
         ),
         platform.processor(),
     )
+
+
+def _machine() -> dict[str, Any]:
+    commit = _commit()
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    cpu = _cpu()
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "load_average": [round(x, 2) for x in os.getloadavg()],
@@ -234,6 +238,7 @@ async def _run_phase(b: Bench, name: str, fn: Callable[[Bench], Awaitable[None]]
     b.extra.setdefault("runs", {})[name] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": _commit(),
+        "cpu": _cpu(),
         "events": b.events,
         "scale": b.scale,
         "load_average": load,
@@ -294,6 +299,7 @@ def merge_results(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         or {
             "date": m["date"],
             "commit": m["commit"],
+            "cpu": m.get("cpu"),
             "events": old["events"],
             "load_average": old_load.get(k, m.get("load_average")),
         }

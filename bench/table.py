@@ -54,7 +54,7 @@ def render(results: dict[str, Any]) -> str:
         lines = [
             START,
             "",
-            f"{m['cpus']} cores ({m['cpu']}), {m['memory_gib']} GiB, Python {m['python']}; "
+            f"{m['cpus']} cores, {m['memory_gib']} GiB, Python {m['python']}; "
             "phases measured in separate runs:",
             "",
             *(_run_line(name, run) for name, run in sorted(runs.items(), key=lambda kv: kv[1]["date"])),
@@ -107,7 +107,8 @@ def _run_line(phase: str, run: dict[str, Any]) -> str:
     scale = run.get("scale", 1)
     size = f"{run['events']:,} events" + (f", 1M sizes × {scale:g}" if scale != 1 else "")
     load = f", load average {_load(run['load_average'])}" if run.get("load_average") else ""
-    return f"- `{phase}`: {run['date']} at commit `{run['commit']}`, {size}{load}"
+    cpu = f" on {run['cpu']}" if run.get("cpu") else ""
+    return f"- `{phase}`: {run['date']} at commit `{run['commit']}`{cpu}, {size}{load}"
 
 
 def replace_table(text: str, block: str) -> str:

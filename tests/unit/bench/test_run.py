@@ -34,6 +34,7 @@ def test_phases_not_run_are_kept_with_the_run_that_measured_them() -> None:
     assert doc["extra"]["runs"]["classifier"] == {
         "date": "2026-12-01T22:00:00+00:00",
         "commit": "abc1234",
+        "cpu": None,
         "events": 30_000,
         "load_average": [8.0, 8.0, 8.0],
     }
