@@ -21,7 +21,7 @@ import asyncpg
 from asyncpg.exceptions import _base as asyncpg_base
 from redis import exceptions as redis_errors
 
-__all__ = ["PG_ERRORS", "PG_OUTAGES", "Blame", "classify_pg_error", "classify_redis_error"]
+__all__ = ["PG_CALL_ERRORS", "PG_ERRORS", "PG_OUTAGES", "Blame", "classify_pg_error", "classify_redis_error"]
 
 Blame = Literal["record", "dependency"]
 
@@ -55,6 +55,11 @@ _CLIENT_RECORD_ERRORS: tuple[type[BaseException], ...] = (
     UnicodeError,
     OverflowError,
 )
+
+# What an adapter's own PostgreSQL call can raise, to be classified with classify_pg_error:
+# an outage, a refused value, or a value the driver could not even encode. An adapter that
+# catches less lets the rest escape as an unclassified, retryable internal_error.
+PG_CALL_ERRORS: tuple[type[BaseException], ...] = (*PG_ERRORS, *_CLIENT_RECORD_ERRORS)
 
 # Redis answers these when the server, not the command, is the problem.
 _REDIS_DEPENDENCY_PREFIXES = (

@@ -10,10 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-import asyncpg
-
 from channels.base import Content, Outcome
-from channels.storage_errors import classify_pg_error
+from channels.storage_errors import PG_CALL_ERRORS, classify_pg_error
 from schemas.models import Channel, ChannelMessage
 
 __all__ = ["InAppAdapter", "InboxWriter"]
@@ -61,7 +59,7 @@ class InAppAdapter:
             return Outcome("failed_permanent", PROVIDER, reason="invalid_payload", detail=str(exc))
         try:
             row_id, created = await self._create(message, content, title, data, idempotency_key)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except PG_CALL_ERRORS as exc:
             detail = f"{type(exc).__name__}: {exc}"[:500]
             if classify_pg_error(exc) == "record":  # NUL or a lone surrogate in the text, a huge id
                 return Outcome("failed_permanent", PROVIDER, reason="invalid_content", detail=detail)

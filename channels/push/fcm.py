@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import httpx
 
 from channels.base import Content, Failure, Outcome
@@ -39,7 +38,7 @@ from channels.push.fcm_message import (
     parse_error,
 )
 from channels.retry_after import parse_retry_after
-from channels.storage_errors import classify_pg_error
+from channels.storage_errors import PG_CALL_ERRORS, classify_pg_error
 from schemas.models import Channel, ChannelMessage
 
 __all__ = ["FcmAdapter", "make_client"]
@@ -133,7 +132,7 @@ class FcmAdapter:
     async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:
         try:
             tokens = await self._devices.tokens(message.recipient, message.tenant or "")
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except PG_CALL_ERRORS as exc:
             detail = f"device lookup: {type(exc).__name__}: {exc}"[:500]
             if classify_pg_error(exc) == "record":  # a user id PostgreSQL cannot even compare
                 return Outcome("failed_permanent", PROVIDER, reason="invalid_address", detail=detail)

@@ -36,13 +36,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import asyncpg
 import httpx
 from pydantic import BaseModel, Field
 
 from channels.base import Content, Failure, Outcome
 from channels.retry_after import parse_retry_after
-from channels.storage_errors import classify_pg_error
+from channels.storage_errors import PG_CALL_ERRORS, classify_pg_error
 from channels.templates import TemplateError
 from channels.webhook.endpoints_pg import Endpoint, EndpointStore
 from channels.webhook.signing import signing_headers
@@ -215,7 +214,7 @@ class WebhookAdapter:
     async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:
         try:
             endpoint = await self._endpoint(message.recipient)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except PG_CALL_ERRORS as exc:
             why = f"endpoint lookup: {type(exc).__name__}: {exc}"[:500]
             if classify_pg_error(exc) == "record":  # an endpoint id PostgreSQL cannot even compare
                 return Outcome("failed_permanent", PROVIDER, reason="no_endpoint", detail=why)
@@ -314,7 +313,7 @@ class WebhookAdapter:
                 disable_after_s=self.config.disable_after_s,
                 disable_reason="gone" if failure.gone else None,
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except PG_CALL_ERRORS as exc:
             log.warning("webhook endpoint %s: statistics not recorded (%s)", endpoint.endpoint_id, exc)
             if failure is None:
                 return Outcome.sent(PROVIDER, key, detail=None)

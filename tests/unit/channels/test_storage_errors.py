@@ -7,7 +7,13 @@ import pytest
 from asyncpg.exceptions import _base as asyncpg_base
 from redis import exceptions as redis_errors
 
-from channels.storage_errors import PG_ERRORS, PG_OUTAGES, classify_pg_error, classify_redis_error
+from channels.storage_errors import (
+    PG_CALL_ERRORS,
+    PG_ERRORS,
+    PG_OUTAGES,
+    classify_pg_error,
+    classify_redis_error,
+)
 
 
 def _pg(cls: type[asyncpg.PostgresError]) -> asyncpg.PostgresError:
@@ -100,3 +106,21 @@ def test_a_server_going_away_mid_statement_is_an_outage_everywhere(error: BaseEx
 def test_refused_values_are_caught_as_errors_but_are_not_outages() -> None:
     refused = asyncpg.CharacterNotInRepertoireError("invalid byte sequence")
     assert isinstance(refused, PG_ERRORS) and not isinstance(refused, PG_OUTAGES)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        asyncpg.InternalClientError("cannot switch to state 15; another operation is in progress"),
+        asyncpg.CharacterNotInRepertoireError("invalid byte sequence"),
+        UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"),
+        OverflowError("date value out of range"),
+        ConnectionResetError(),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_an_adapter_catching_pg_call_errors_classifies_everything_a_call_raises(error: BaseException) -> None:
+    # The chaos run found the in-app adapter letting InternalClientError (a PostgreSQL shutdown
+    # mid-statement) escape as internal_error: adapters catch PG_CALL_ERRORS, then classify.
+    assert isinstance(error, PG_CALL_ERRORS)
+    assert classify_pg_error(error) in ("record", "dependency")
