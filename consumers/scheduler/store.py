@@ -7,6 +7,13 @@ namespace (the deployment's topic prefix: a poller releases only its own deploym
 run side by side), hands each to the handler of its kind, produces what the handler
 returns, waits for the broker's acks and only then marks the rows fired and commits. A
 crash between produce and commit re-fires the row: the outputs carry idempotency keys.
+
+Each timer fires inside a savepoint of the batch's transaction. A fire handler that fails on the
+timer's own data (a :class:`~schemas.errors.RecordError`, a PostgreSQL data error, a bug: anything
+but an outage) rolls back that timer's work only; the row is marked ``failed`` with its error in
+``last_error`` (``herald_timers_failed_total``) and the rest of the batch is released. An outage
+(PostgreSQL, Kafka, :class:`~schemas.errors.DependencyUnavailable`) fails the whole batch, which
+is retried after a backoff: the rows stay pending.
 """
 
 from __future__ import annotations
@@ -22,20 +29,27 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge, Histogram
 
-from channels.storage_errors import PG_ERRORS
+from channels.storage_errors import PG_ERRORS, PG_OUTAGES, classify_pg_error
 from consumers.infra.backoff import backoff
 from consumers.infra.clock import Clock, SystemClock
 from consumers.infra.settings import SchedulerSettings
 from consumers.runtime.handling import Output
 from consumers.runtime.produce import produce_all
+from schemas.errors import DependencyUnavailable
 
-__all__ = ["FireHandler", "Scheduler", "Timer", "TimerPoller", "publish_timer"]
+__all__ = ["FireHandler", "Scheduler", "Timer", "TimerPoller", "is_outage", "publish_timer"]
 
 log = logging.getLogger(__name__)
 
 TIMERS_FIRED = Counter("herald_timers_fired_total", "Timers released by the scheduler.", ["kind"])
+TIMERS_FAILED = Counter(
+    "herald_timers_failed_total",
+    "Timers set aside as failed: their fire handler failed on their data (not an outage).",
+    ["kind"],
+)
 TIMERS_ARMED = Counter("herald_timers_armed_total", "Timers armed (duplicates by key not counted).", ["kind"])
 TIMER_LATENESS = Histogram(
     "herald_timer_lateness_seconds",
@@ -61,6 +75,13 @@ class Timer:
 def publish_timer(key: str, due_at: datetime, topic: str, msg_key: bytes | None, payload: bytes) -> Timer:
     """A timer that, when due, produces ``payload`` to ``topic`` (deferred sends, retries)."""
     return Timer(key=key, kind="publish", due_at=due_at, topic=topic, msg_key=msg_key, payload=payload)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether a fire handler's error is the servers' fault (retry the batch), not the timer's. Pure."""
+    if isinstance(exc, (DependencyUnavailable, KafkaError, *PG_OUTAGES)):
+        return True
+    return isinstance(exc, asyncpg.PostgresError) and classify_pg_error(exc) == "dependency"
 
 
 FireHandler = Callable[[Timer, asyncpg.Connection], Awaitable[Sequence[Output]]]
@@ -146,7 +167,8 @@ class TimerPoller:
         self.handlers: dict[str, FireHandler] = {"publish": _publish, **(handlers or {})}
 
     async def release_due(self) -> int:
-        """Release one batch of due timers; return how many fired."""
+        """Release one batch of due timers; return how many were released (fired, or set aside as
+        failed: a batch of failing timers still counts, so a drain loop moves on to the next)."""
         now = self.scheduler.clock.now()
         async with self.scheduler.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
@@ -161,7 +183,33 @@ class TimerPoller:
             if not rows:
                 return 0
             outputs: list[Output] = []
+            fired: list[asyncpg.Record] = []
             for row in rows:
+                out = await self._fire(conn, row)
+                if out is not None:
+                    outputs.extend(out)
+                    fired.append(row)
+            await produce_all(
+                self.producer, outputs
+            )  # acknowledged by the broker before rows are marked fired
+            ids = [r["id"] for r in fired]
+            await conn.execute(
+                "UPDATE herald_timers SET state = 'fired', fired_at = $2 WHERE id = ANY($1::bigint[])",
+                ids,
+                now,
+            )
+        released_at = self.scheduler.clock.now()
+        for row in fired:
+            TIMERS_FIRED.labels(row["kind"]).inc()
+            TIMER_LATENESS.labels(row["kind"]).observe(
+                max(0.0, (released_at - row["due_at"]).total_seconds())
+            )
+        return len(rows)
+
+    async def _fire(self, conn: asyncpg.Connection, row: asyncpg.Record) -> Sequence[Output] | None:
+        """The timer's outputs, or None when it failed on its own data (then marked ``failed``)."""
+        try:
+            async with conn.transaction():  # a savepoint: a failing timer undoes only its own work
                 timer = Timer(
                     row["key"],
                     row["kind"],
@@ -171,23 +219,20 @@ class TimerPoller:
                     row["payload"],
                     json.loads(row["data"]),
                 )
-                outputs.extend(await self.handlers[timer.kind](timer, conn))
-            await produce_all(
-                self.producer, outputs
-            )  # acknowledged by the broker before rows are marked fired
-            ids = [r["id"] for r in rows]
+                return await self.handlers[timer.kind](timer, conn)
+        except Exception as exc:
+            if is_outage(exc):
+                raise  # the whole batch backs off and is tried again
+            error = f"{type(exc).__name__}: {exc}"[:1000].replace("\x00", "\ufffd")
+            log.error("scheduler: timer %s (%s) failed, set aside: %s", row["key"], row["kind"], error)
             await conn.execute(
-                "UPDATE herald_timers SET state = 'fired', fired_at = $2 WHERE id = ANY($1::bigint[])",
-                ids,
-                now,
+                "UPDATE herald_timers SET state = 'failed', fired_at = $2, last_error = $3 WHERE id = $1",
+                row["id"],
+                self.scheduler.clock.now(),
+                error.encode("utf-8", "replace").decode("utf-8"),
             )
-        released_at = self.scheduler.clock.now()
-        for row in rows:
-            TIMERS_FIRED.labels(row["kind"]).inc()
-            TIMER_LATENESS.labels(row["kind"]).observe(
-                max(0.0, (released_at - row["due_at"]).total_seconds())
-            )
-        return len(ids)
+            TIMERS_FAILED.labels(row["kind"]).inc()
+            return None
 
     async def observe_backlog(self) -> None:
         row = await self.scheduler.pool.fetchrow(
@@ -201,7 +246,7 @@ class TimerPoller:
             TIMERS_DUE.set(row["due"])
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Poll until ``stopping`` is set; a database outage backs off and recovers by itself."""
+        """Poll until ``stopping`` is set; an outage (PostgreSQL, Kafka) backs off and recovers by itself."""
         polls = failures = 0
         while not stopping.is_set():
             wait = self.settings.poll_interval_s
@@ -211,10 +256,10 @@ class TimerPoller:
                 if polls % 20 == 1:
                     await self.observe_backlog()
                 failures = 0
-            except PG_ERRORS as exc:
+            except (*PG_ERRORS, KafkaError, DependencyUnavailable) as exc:
                 failures += 1
                 wait = backoff(failures, base=wait, cap=5.0, jitter=0.2, rand=random.random())
-                log.warning("scheduler: database unavailable (%s); retrying in %.1fs", exc, wait)
+                log.warning("scheduler: dependency unavailable (%s); retrying in %.1fs", exc, wait)
                 fired = 0
             if fired < self.settings.batch_size:
                 try:

@@ -29,9 +29,10 @@ from consumers.scheduler.store import Timer
 from consumers.workflow.context import KIND_DIGEST_SEND, WorkflowContext
 from consumers.workflow.sending import send_step
 from consumers.workflow.steps import Digest
+from schemas.errors import RecordError
 from schemas.models import DomainEvent
 
-__all__ = ["digest_message_key", "fire_digest", "join_digest", "tenant_groups"]
+__all__ = ["digest_item", "digest_message_key", "fire_digest", "join_digest", "tenant_groups"]
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +113,12 @@ def digest_message_key(digest_id: int, tenant: str, own: str) -> str:
     return derived_key(f"workflow-digest:{digest_id}", purpose)
 
 
-def _item(event: DomainEvent, joined_at: datetime) -> DigestItem:
+def digest_item(event: DomainEvent, joined_at: datetime) -> DigestItem:
+    """The event as a digest line; a payload that cannot be read (not an object, nested too deeply
+    to parse: an :class:`~schemas.errors.InvalidContent`) lists it under its type alone."""
     try:
         data = event.data()
-    except ValueError:
+    except (ValueError, RecordError):
         data = {}
     title = str(data.get("title") or event.type)
     body = str(data.get("body") or data.get("text") or "")
@@ -142,7 +145,7 @@ async def fire_digest(ctx: WorkflowContext, timer: Timer, conn: asyncpg.Connecti
         return []
     now = ctx.clock.now()
     events = [ctx.decide.codec.decode(r["event"], DomainEvent) for r in rows]
-    items = [_item(e, r["joined_at"]) for e, r in zip(events, rows, strict=True)]
+    items = [digest_item(e, r["joined_at"]) for e, r in zip(events, rows, strict=True)]
     user_id: str = digest["user_id"]
     outputs: list[Output] = []
     for tenant, idx in tenant_groups([e.tenant or "" for e in events], digest["tenant"]):

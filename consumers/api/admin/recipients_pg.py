@@ -68,7 +68,7 @@ _ERASE: tuple[tuple[str, str, str], ...] = (
     (
         "pending_steps",
         "both",
-        "DELETE FROM herald_timers WHERE state = 'pending' AND ("
+        "DELETE FROM herald_timers WHERE state IN ('pending', 'failed') AND ("
         "((msg_key = convert_to($1, 'UTF8') OR data->>'user_id' = $1) AND NOT $3::bool) "
         "OR data->>'notification_id' IN (" + _USER_NOTIFICATIONS + ") OR " + _USER_DIGESTS + ")",
     ),

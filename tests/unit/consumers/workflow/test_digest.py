@@ -1,12 +1,18 @@
-"""The workflow digest's pure parts: one message per tenant, and its key."""
+"""The workflow digest's pure parts: one message per tenant, its key, and each item's line."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from consumers.fallback.decisions import DigestItem
 from consumers.infra.keys import derived_key
-from consumers.workflow.digest import digest_message_key, tenant_groups
+from consumers.workflow.digest import digest_item, digest_message_key, tenant_groups
+from schemas.errors import InvalidContent
+from schemas.models import DomainEvent
 
 
 def test_a_digest_of_one_tenant_is_one_group_of_every_item() -> None:
@@ -39,3 +45,17 @@ def test_the_digests_own_tenant_keeps_the_key_it_always_had() -> None:
     assert digest_message_key(7, "", "") == derived_key("workflow-digest:7", "message")
     keys = {digest_message_key(7, t, "") for t in ("", "acme", "globex")} | {digest_message_key(8, "", "")}
     assert len(keys) == 4
+
+
+def test_an_item_whose_payload_cannot_be_parsed_is_listed_under_its_type() -> None:
+    # 100,000 nested arrays: parsing raises InvalidContent (a RecordError, not a ValueError); the
+    # digest's send timer must not fail on one item, or the whole digest never goes out.
+    at = datetime(2024, 5, 1, tzinfo=UTC)
+    deep = DomainEvent(
+        event_id="e1", type="comment_reply", occurred_at=at, user_id="u", payload="[" * 100_000
+    )
+    with pytest.raises(InvalidContent):
+        deep.data()
+    assert digest_item(deep, at) == DigestItem("comment_reply", "", at)
+    listed = DomainEvent(event_id="e2", type="t", occurred_at=at, user_id="u", payload='{"title": "Hi"}')
+    assert digest_item(listed, at).title == "Hi"

@@ -1,0 +1,134 @@
+"""One timer that always fails never holds back the others, and never stops the poller.
+
+Before the savepoints, a fire handler's exception (a RecordError, or a statement PostgreSQL
+refused, which aborts the transaction) rolled back the whole batch at every poll, ended the poller
+task and with it the fallback process, which hit the same timer again after every restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from prometheus_client import REGISTRY
+
+from consumers.devstack import DevStack
+from consumers.infra.settings import SchedulerSettings
+from consumers.runtime.handling import Output
+from consumers.runtime.kafka import create_topics, make_producer
+from consumers.scheduler.store import Scheduler, Timer, TimerPoller, publish_timer
+from schemas.errors import DependencyUnavailable, InvalidContent
+from tests.conftest import make_settings
+from tests.kafka_helpers import read_all
+
+
+def _failed_count(kind: str) -> float:
+    return REGISTRY.get_sample_value("herald_timers_failed_total", {"kind": kind}) or 0.0
+
+
+async def test_a_poison_timer_is_set_aside_and_the_good_ones_fire(
+    stack: DevStack, pg_pool: asyncpg.Pool
+) -> None:
+    settings = make_settings(stack)
+    topic = f"{settings.topic_prefix}.timers"
+    await create_topics(settings, [topic])
+    scheduler = Scheduler(pg_pool, namespace=settings.topic_prefix)
+    due = datetime.now(UTC) - timedelta(seconds=5)
+
+    async def refused_by_postgres(timer: Timer, conn: asyncpg.Connection) -> Sequence[Output]:
+        # Work done before the failure must be undone with it (the savepoint), and a statement
+        # PostgreSQL refuses aborts the transaction: without a savepoint, every timer's.
+        await conn.execute("UPDATE herald_timers SET topic = 'touched' WHERE key = $1", timer.key)
+        await conn.fetchval("SELECT $1::text", "nul\x00byte")
+        return []
+
+    async def record_error(timer: Timer, conn: asyncpg.Connection) -> Sequence[Output]:
+        raise InvalidContent("payload is nested too deeply to parse")
+
+    good = [
+        publish_timer(f"good-{i}", due + timedelta(milliseconds=i), topic, None, b"%d" % i) for i in range(6)
+    ]
+    poison = [
+        Timer("poison-pg", "poison_pg", due + timedelta(milliseconds=2)),
+        Timer("poison-record", "poison_record", due + timedelta(milliseconds=4)),
+    ]
+    await scheduler.arm([*good, *poison])
+    before = _failed_count("poison_pg"), _failed_count("poison_record")
+    producer = make_producer(settings)
+    await producer.start()
+    stopping = asyncio.Event()
+    poller = TimerPoller(
+        scheduler,
+        producer,
+        SchedulerSettings(poll_interval_s=0.05, batch_size=4),  # the poison spans two batches
+        handlers={"poison_pg": refused_by_postgres, "poison_record": record_error},
+    )
+    task = asyncio.create_task(poller.run(stopping))
+    try:
+        for _ in range(200):
+            if all([await scheduler.state(t.key) == "fired" for t in good]):
+                break
+            await asyncio.sleep(0.05)
+        assert [await scheduler.state(t.key) for t in good] == ["fired"] * len(good)
+        rows = {
+            r["key"]: r
+            for r in await pg_pool.fetch(
+                "SELECT key, state, topic, last_error FROM herald_timers WHERE namespace = $1 AND key LIKE 'poison-%'",
+                settings.topic_prefix,
+            )
+        }
+        assert rows["poison-pg"]["state"] == "failed"
+        assert rows["poison-pg"]["topic"] is None  # its own work was rolled back
+        assert rows["poison-pg"]["last_error"].startswith("CharacterNotInRepertoireError")
+        assert rows["poison-record"]["state"] == "failed"
+        assert rows["poison-record"]["last_error"] == "InvalidContent: payload is nested too deeply to parse"
+        assert (_failed_count("poison_pg"), _failed_count("poison_record")) == (before[0] + 1, before[1] + 1)
+        assert not task.done()  # the poller keeps running: a timer armed now is released too
+        await scheduler.arm([publish_timer("later", datetime.now(UTC), topic, None, b"later")])
+        for _ in range(200):
+            if await scheduler.state("later") == "fired":
+                break
+            await asyncio.sleep(0.05)
+        assert await scheduler.state("later") == "fired"
+    finally:
+        stopping.set()
+        await asyncio.wait_for(task, 10)
+        await producer.stop()
+    assert sorted(r.value for r in await read_all(settings, topic)) == sorted(
+        [t.payload for t in good if t.payload is not None] + [b"later"]
+    )
+
+
+async def test_an_outage_in_a_fire_handler_leaves_the_batch_pending_for_the_next_poll(
+    stack: DevStack, pg_pool: asyncpg.Pool
+) -> None:
+    settings = make_settings(stack)
+    topic = f"{settings.topic_prefix}.timers"
+    await create_topics(settings, [topic])
+    scheduler = Scheduler(pg_pool, namespace=settings.topic_prefix)
+    due = datetime.now(UTC) - timedelta(seconds=1)
+    calls = 0
+
+    async def flaky(timer: Timer, conn: asyncpg.Connection) -> Sequence[Output]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise DependencyUnavailable("profile lookup: PostgreSQL timed out")
+        return [Output(topic, b"flaky", None)]
+
+    await scheduler.arm([publish_timer("good", due, topic, None, b"good"), Timer("flaky", "flaky", due)])
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        poller = TimerPoller(scheduler, producer, SchedulerSettings(), handlers={"flaky": flaky})
+        with pytest.raises(DependencyUnavailable):
+            await poller.release_due()  # an outage fails the batch: the good timer waits with it
+        assert [await scheduler.state(k) for k in ("good", "flaky")] == ["pending", "pending"]
+        assert await poller.release_due() == 2
+    finally:
+        await producer.stop()
+    assert [await scheduler.state(k) for k in ("good", "flaky")] == ["fired", "fired"]
+    assert sorted(r.value for r in await read_all(settings, topic)) == [b"flaky", b"good"]
