@@ -118,6 +118,17 @@ class ChannelConsumer:
     def decode(self, raw: bytes) -> ChannelMessage:
         return self.codec.decode(raw, ChannelMessage)
 
+    async def probe(self) -> bool:
+        """Do the consumer's stores answer? Asked by the runtime's poison net before it blames a record."""
+        async with asyncio.timeout(2.0):
+            if self.ledger is not None:
+                await self.ledger.client.ping()
+            for store in (self.suppressions, self.properties):
+                pool = getattr(store, "pool", None)  # PostgreSQL behind the suppression list, properties
+                if pool is not None:
+                    await pool.fetchval("SELECT 1")
+        return True
+
     async def handle(self, batch: Sequence[Incoming[ChannelMessage]]) -> Sequence[Result]:
         results: list[Result | None] = [None] * len(batch)
         by_key: dict[bytes, list[int]] = {}
@@ -132,11 +143,17 @@ class ChannelConsumer:
         entries: dict[str, Entry] = {}
         if self.ledger is not None:
             entries = await self.ledger.lookup([item.value.idempotency_key for item in batch])
-        if self.suppressions is not None:
-            self._blocked = await self.suppressions.suppressed(
-                self.channel.value, {item.value.recipient for item in batch}
-            )
-        await self._load_properties(batch)
+        try:
+            if self.suppressions is not None:
+                self._blocked = await self.suppressions.suppressed(
+                    self.channel.value, {item.value.recipient for item in batch}
+                )
+            await self._load_properties(batch)
+        except RecordError as exc:  # a value PostgreSQL refused, in one batch-wide lookup
+            if len(batch) > 1:
+                raise  # the runtime's poison net splits the batch down to the message at fault
+            refused = Done(OutcomeStatus.FAILED_PERMANENT, reason=exc.reason, detail=str(exc)[:1000])
+            return [[self._output(batch[0].value, refused)]]
         self._deadline = time.monotonic() + self.settings.batch_deadline_s
 
         async def run_key(indexes: list[int]) -> None:

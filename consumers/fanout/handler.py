@@ -6,6 +6,11 @@ restarted fan-out resumes after it. A crash can therefore re-send at most the ch
 with the same deterministic copy ids (uuid5 of event id + subscriber), which the classifier's
 idempotency keys turn into one notification each: no subscriber is skipped, none notified twice.
 
+A topic event whose identifiers fail :func:`~schemas.identifiers.check_event`, or whose values
+PostgreSQL refuses (:func:`~channels.storage_errors.classify_pg_error`), is dead-lettered with
+reason ``invalid_event``; an outage of PostgreSQL or Kafka is retried, and the runtime's poison net
+asks :meth:`Fanout.probe` before it blames a record for one.
+
 The copies go to their own topic, read by ``herald run classifier --lane bulk``, which puts
 them on the bulk lane (unless the route sets ``broadcast_lane: priority``): a broadcast to a
 million subscribers never queues in front of ``herald.events`` or the priority lane.
@@ -22,11 +27,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
-from channels.storage_errors import PG_ERRORS
+from channels.storage_errors import PG_ERRORS, classify_pg_error
 from consumers.fanout.copies import copy_for, is_broadcast
-from consumers.runtime.handling import Incoming, Result
+from consumers.runtime.handling import DeadLetter, Incoming, Result
 from schemas.codec import Codec
 from schemas.errors import DependencyUnavailable
+from schemas.identifiers import InvalidIdentifier, check_event
 from schemas.models import DomainEvent
 
 __all__ = ["Fanout"]
@@ -35,6 +41,10 @@ log = logging.getLogger(__name__)
 
 COPIES = Counter("herald_fanout_copies_total", "Per-subscriber copies produced by the fan-out.")
 BROADCASTS = Counter("herald_fanout_events_total", "Topic events fanned out to the end.")
+
+# PostgreSQL's outages and refusals, and asyncpg's client-side refusals (a ValueError: a value it
+# cannot encode); classify_pg_error tells them apart.
+_STORE_ERRORS: tuple[type[BaseException], ...] = (*PG_ERRORS, ValueError, OverflowError)
 
 _PAGE = (
     "SELECT user_id FROM herald_topic_subscribers WHERE tenant = $1 AND topic = $2 AND user_id > $3 "
@@ -63,14 +73,31 @@ class Fanout:
     def decode(self, raw: bytes) -> DomainEvent:
         return self.codec.decode(raw, DomainEvent)
 
+    async def probe(self) -> bool:
+        """Does PostgreSQL answer? Asked by the runtime's poison net before it blames a record."""
+        async with asyncio.timeout(2.0):
+            return bool(await self.pool.fetchval("SELECT 1"))
+
     async def handle(self, batch: Sequence[Incoming[DomainEvent]]) -> Sequence[Result]:
-        for item in batch:
-            if is_broadcast(item.value):
-                try:
-                    await self.fan_out(item.value)
-                except (*PG_ERRORS, KafkaError) as exc:
-                    raise DependencyUnavailable(f"fan-out of {item.value.event_id}: {exc}") from exc
-        return [() for _ in batch]  # the copies are produced (and acknowledged) above
+        return [await self._one(item.value) for item in batch]
+
+    async def _one(self, event: DomainEvent) -> Result:
+        """Fan ``event`` out (its copies acknowledged) or its dead letter; an outage raises."""
+        if not is_broadcast(event):
+            return ()  # addressed to a user: the classifier's
+        try:
+            check_event(event)  # a raw producer can bypass the emitter's check
+        except InvalidIdentifier as exc:
+            return DeadLetter(exc.reason, type(exc).__name__, str(exc))
+        try:
+            await self.fan_out(event)
+        except KafkaError as exc:
+            raise DependencyUnavailable(f"fan-out of {event.event_id}: {exc}") from exc
+        except _STORE_ERRORS as exc:
+            if classify_pg_error(exc) == "record":  # values PostgreSQL refuses: retrying never helps
+                return DeadLetter("invalid_event", type(exc).__name__, f"PostgreSQL refused: {exc}"[:1000])
+            raise DependencyUnavailable(f"fan-out of {event.event_id}: {exc}") from exc
+        return ()  # the copies are produced (and acknowledged) in fan_out
 
     async def fan_out(self, event: DomainEvent) -> int:
         """Produce every subscriber's copy not produced yet; returns how many this call produced."""

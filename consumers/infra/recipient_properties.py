@@ -3,7 +3,8 @@
 The channel consumers read them at render time, one query per batch and only for messages
 whose templates use ``recipient`` (:meth:`channels.templates.TemplateRenderer.uses_recipient`),
 so a template sees the properties as they are when it renders (a retry hours later sees that
-day's), and templates that do not use them cost nothing.
+day's), and templates that do not use them cost nothing. An id PostgreSQL refuses (a NUL, a lone
+surrogate) is the message's fault: a :class:`~schemas.errors.RecordError` (``invalid_recipient``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,15 @@ from typing import Any
 
 import asyncpg
 
-from channels.storage_errors import PG_OUTAGES
+from channels.storage_errors import PG_ERRORS, classify_pg_error
 from consumers.infra.db import DatabaseUnavailable
+from schemas.errors import RecordError
 
 __all__ = ["RecipientKey", "RecipientProperties"]
+
+# An outage, PostgreSQL refusing a value, or asyncpg unable to encode one (a ValueError):
+# classify_pg_error says whose fault it was.
+_LOOKUP_ERRORS: tuple[type[BaseException], ...] = (*PG_ERRORS, ValueError)
 
 RecipientKey = tuple[str, str]  # (tenant, user_id); '' is the default tenant
 
@@ -39,7 +45,12 @@ class RecipientProperties:
                 [t for t, _ in unique],
                 [u for _, u in unique],
             )
-        except PG_OUTAGES as exc:
+        except _LOOKUP_ERRORS as exc:
+            if classify_pg_error(exc) == "record":  # a user or tenant id PostgreSQL cannot even compare
+                raise RecordError(
+                    f"recipient properties lookup refused: {type(exc).__name__}: {exc}",
+                    reason="invalid_recipient",
+                ) from exc
             # Rendering without them would send blanks where the template expects a value: wait.
             raise DatabaseUnavailable(f"recipient properties unavailable: {exc}") from exc
         return {(r["tenant"], r["user_id"]): json.loads(r["properties"]) for r in rows}

@@ -1,7 +1,9 @@
 """The suppression list (PostgreSQL): addresses Herald will not send to, and soft-bounce counts.
 
 Written by the provider feedback endpoints and ``herald suppressions``; read by the email channel
-consumer before every provider call (one query per batch).
+consumer before every provider call (one query per batch). An address PostgreSQL refuses to
+compare (a NUL, a lone surrogate) is the message's fault: a :class:`~schemas.errors.RecordError`
+(``invalid_address``); an outage raises :class:`~consumers.infra.db.DatabaseUnavailable`.
 """
 
 from __future__ import annotations
@@ -12,10 +14,15 @@ from datetime import datetime
 
 import asyncpg
 
-from channels.storage_errors import PG_OUTAGES
+from channels.storage_errors import PG_ERRORS, classify_pg_error
 from consumers.infra.db import DatabaseUnavailable
+from schemas.errors import RecordError
 
 __all__ = ["Suppression", "SuppressionStore"]
+
+# An outage, PostgreSQL refusing a value, or asyncpg unable to encode one (a ValueError):
+# classify_pg_error says whose fault it was.
+_LOOKUP_ERRORS: tuple[type[BaseException], ...] = (*PG_ERRORS, ValueError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +76,11 @@ class SuppressionStore:
                 channel,
                 list(set(given.values())),
             )
-        except PG_OUTAGES as exc:
+        except _LOOKUP_ERRORS as exc:
+            if classify_pg_error(exc) == "record":  # an address PostgreSQL cannot even compare
+                raise RecordError(
+                    f"suppression list lookup refused: {type(exc).__name__}: {exc}", reason="invalid_address"
+                ) from exc
             # Not knowing is not "not suppressed": the consumer pauses until PostgreSQL answers.
             raise DatabaseUnavailable(f"suppression list unavailable: {exc}") from exc
         hit = {r["address"] for r in rows}

@@ -8,6 +8,8 @@ identity and the second insert adds nothing.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass, fields
 from datetime import UTC, date, datetime, timedelta
@@ -19,6 +21,7 @@ __all__ = [
     "DEAD_LETTERED",
     "ActivityRow",
     "DeadLetterCoordinates",
+    "bare_dead_letter",
     "columns_of",
     "expired_partitions",
     "oldest_kept_day",
@@ -34,11 +37,33 @@ DEAD_LETTERED = "dead_lettered"
 _PREFIX = "herald_activity_p"
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def _text(value: str | None, limit: int = 2000) -> str | None:
-    """PostgreSQL text cannot hold NUL: a record carrying one must not fail the whole batch."""
+    """PostgreSQL text cannot hold NUL, nor UTF-8 a lone surrogate: a record carrying one must not
+    fail the whole batch (each becomes U+FFFD)."""
     if value is None:
         return None
-    return value.replace("\x00", "\ufffd")[:limit]
+    return _UNSTORABLE.sub("\ufffd", value[:limit])
+
+
+def bare_dead_letter(row: ActivityRow, error: str) -> ActivityRow:
+    """A dead letter's row PostgreSQL refused, reduced to what always fits: its coordinates and a
+    short reason, the refusal in ``detail``. A dead letter has no dead-letter topic of its own."""
+    return dataclasses.replace(
+        row,
+        event_id=None,
+        notification_id=None,
+        user_id=None,
+        event_type=None,
+        channel=None,
+        reason=(row.reason or "unknown")[:64].encode("ascii", "replace").decode(),
+        detail=_text(f"stored without its identifiers: {error}", 1000),
+        error_code=None,
+        source_topic=None,
+        consumer_group=None,
+    )
 
 
 @dataclass(frozen=True, slots=True)

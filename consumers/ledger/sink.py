@@ -4,10 +4,18 @@ One poll batch is one multi-row insert, done before the runtime commits the batc
 (at-least-once); the store's unique index makes a replayed batch add nothing. The handler never
 produces: a record it cannot read is dead-lettered by the runtime like anywhere else, except on the
 .dlq topics, whose bodies are never decoded as a condition of sinking (only their headers matter).
+
+A row PostgreSQL refuses (a :class:`~schemas.errors.RecordError` from the store) is the record's
+fault: the runtime's poison net splits the batch until it stands alone. An outcome or a receipt
+is then dead-lettered to ``<topic>.dlq``; a dead letter cannot be (``<topic>.dlq.dlq`` does not
+exist), so its row is stored bare instead (:func:`~consumers.ledger.rows.bare_dead_letter`: coordinates and reason, the
+refusal in ``detail``), and the record itself stays in its .dlq topic.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +23,7 @@ from consumers.infra.clock import Clock
 from consumers.ledger.rows import (
     ActivityRow,
     DeadLetterCoordinates,
+    bare_dead_letter,
     partition_day,
     row_from_dead_letter,
     row_from_outcome,
@@ -23,9 +32,12 @@ from consumers.ledger.rows import (
 from consumers.ledger.store import ActivityWriter
 from consumers.runtime.handling import DeadLetter, Incoming, Result
 from schemas.codec import Codec, DecodeError
+from schemas.errors import RecordError
 from schemas.models import DeliveryOutcome, Receipt
 
 __all__ = ["LedgerSink", "body_ids"]
+
+log = logging.getLogger(__name__)
 
 _ID_FIELDS = ("event_id", "notification_id", "user_id", "event_type", "channel")
 
@@ -83,8 +95,21 @@ class LedgerSink:
             rows.append(row)
             results.append([])
         # The runtime counts what the ledger consumed (herald_consumed_total{consumer="ledger"}).
-        await self.writer.insert(_unique(rows), partition_day(self.clock.now()))
+        today = partition_day(self.clock.now())
+        try:
+            await self.writer.insert(_unique(rows), today)
+        except RecordError as exc:
+            if len(rows) != 1 or rows[0].kind != "dead_letter":
+                raise  # the runtime's poison net splits the batch down to the record at fault
+            # A dead letter alone, refused: it has nowhere further to go, so store what always fits.
+            log.warning("ledger: dead letter %s stored bare: %s", rows[0].dedupe_key, exc)
+            await self.writer.insert([bare_dead_letter(rows[0], str(exc))], today)
         return results
+
+    async def probe(self) -> bool:
+        """Does PostgreSQL answer? Asked by the runtime's poison net before it blames a record."""
+        async with asyncio.timeout(2.0):
+            return bool(await self.writer.pool.fetchval("SELECT 1"))
 
 
 def _unique(rows: list[ActivityRow]) -> list[ActivityRow]:

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 import asyncpg
 
-from channels.storage_errors import PG_OUTAGES
+from channels.storage_errors import PG_ERRORS, PG_OUTAGES, classify_pg_error
 from consumers.infra.db import DatabaseUnavailable
 from consumers.ledger.rows import (
     COLUMNS,
@@ -21,6 +21,7 @@ from consumers.ledger.rows import (
     partition_day,
     partition_name,
 )
+from schemas.errors import RecordError
 
 __all__ = ["OUTAGES", "ActivityWriter"]
 
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 
 # PostgreSQL is down or the connection broke: the batch is retried.
 OUTAGES = PG_OUTAGES
+# Those, PostgreSQL refusing a value, and asyncpg unable to encode one (a ValueError).
+_INSERT_ERRORS: tuple[type[BaseException], ...] = (*PG_ERRORS, ValueError)
 
 _TYPES = {
     "anchor_at": "timestamptz",
@@ -62,7 +65,11 @@ class ActivityWriter:
 
     async def insert(self, rows: Sequence[ActivityRow], today: date) -> int:
         """Insert ``rows`` (already-present ones are skipped); rows of days retention has already
-        dropped are not written. Returns how many rows were new."""
+        dropped are not written. Returns how many rows were new.
+
+        Raises :class:`~schemas.errors.RecordError` (``invalid_record``) when PostgreSQL refused a
+        row's values (:func:`~channels.storage_errors.classify_pg_error`), else
+        :class:`~consumers.infra.db.DatabaseUnavailable`."""
         first = oldest_kept_day(today, self.retention_days)
         kept = [r for r in rows if partition_day(r.anchor_at) >= first]
         if not kept:
@@ -71,7 +78,11 @@ class ActivityWriter:
             await self.ensure_partitions({partition_day(r.anchor_at) for r in kept})
             async with self.pool.acquire() as conn:
                 status: str = await conn.execute(_INSERT, *columns_of(kept))
-        except OUTAGES as exc:
+        except _INSERT_ERRORS as exc:
+            if classify_pg_error(exc) == "record":  # e.g. an index row too large for a huge value
+                raise RecordError(
+                    f"activity store refused: {type(exc).__name__}: {exc}", reason="invalid_record"
+                ) from exc
             raise DatabaseUnavailable(f"activity store: {type(exc).__name__}: {exc}") from exc
         return int(status.rsplit(" ", 1)[1])
 

@@ -198,3 +198,38 @@ async def test_copies_take_the_bulk_lane_and_the_main_classifier_leaves_broadcas
 
 def _incoming(event: DomainEvent) -> Incoming[DomainEvent]:
     return Incoming("t", 0, 0, partition_key(event), event, (), 0)
+
+
+async def test_a_topic_event_with_bad_identifiers_is_dead_lettered_naming_the_field(
+    stack: DevStack, pg_pool: asyncpg.Pool
+) -> None:
+    """A raw producer bypasses the emitter's check: a NUL in the topic once reached PostgreSQL,
+    which refused it, and the refusal was retried as an outage forever, holding the partition."""
+    settings = make_settings(stack)
+    topics = Topics(settings.topic_prefix)
+    await create_topics(settings, [topics.fanout])
+    tenant = settings.topic_prefix
+    users = await _topic(pg_pool, tenant, "alerts", 3)
+    bad = {
+        "topic: control character or lone surrogate U+0000": _broadcast(tenant, "ale\x00rts"),
+        "tenant: 500 characters > 128": _broadcast(tenant, "alerts"),
+        "event_id: must not be empty": _broadcast(tenant, "alerts"),
+    }
+    bad["tenant: 500 characters > 128"].tenant = "t" * 500
+    bad["event_id: must not be empty"].event_id = " "
+    good = _broadcast(tenant, "alerts")
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        fanout = Fanout(pg_pool, producer, default_codec(), topics.fanout)
+        assert await fanout.probe() is True  # the poison net's evidence that PostgreSQL answers
+        results = await fanout.handle([_incoming(e) for e in [*bad.values(), good]])
+    finally:
+        await producer.stop()
+    for detail, result in zip(bad, results, strict=False):
+        assert isinstance(result, DeadLetter)
+        assert (result.reason, result.error_class) == ("invalid_event", "InvalidIdentifier")
+        assert result.detail.startswith(detail), result.detail
+    assert results[-1] == ()
+    copies = [default_codec().decode(r.value, DomainEvent) for r in await read_all(settings, topics.fanout)]
+    assert sorted(c.user_id for c in copies) == users

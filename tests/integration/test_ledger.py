@@ -4,6 +4,7 @@ become rows, a replay adds nothing, retention drops whole day partitions."""
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +21,7 @@ from consumers.runtime.process import ProcessOptions
 from consumers.runtime.topics import Topics, dlq
 from schemas.codec import default_codec
 from schemas.models import Channel, OutcomeStatus
-from tests.kafka_helpers import produce_raw, wait_until_consumed
+from tests.kafka_helpers import produce_raw, read_all, wait_until_consumed
 from tests.ledger_helpers import message, outcome, receipt
 
 
@@ -138,3 +139,31 @@ async def test_retention_drops_whole_days_and_old_records_are_not_written(pg_poo
     assert left == 1
     await writer.apply_retention(datetime.now(UTC).date())  # leaves the test days behind
     assert await pg_pool.fetchval("SELECT count(*) FROM herald_activity WHERE user_id = $1", user) == 0
+
+
+async def test_a_dead_letter_postgresql_refuses_is_stored_bare_never_sent_to_a_dlq_of_a_dlq(
+    settings: HeraldSettings, pg_pool: asyncpg.Pool
+) -> None:
+    """A raw producer's dead letter with a 2,000-character reason of 4-byte characters: its index row
+    (topic, reason) is too large for PostgreSQL. It cannot be dead-lettered again (``.dlq.dlq`` never
+    exists): its row is stored bare, and the next dead letter is stored in full."""
+    topics = Topics(settings.topic_prefix)
+    rand = random.Random(7)
+    huge = "".join(chr(0x20000 + rand.randrange(40_000)) for _ in range(2000))
+    source = dlq(topics.events)
+    for reason, offset in ((huge, 3), (f"fine-{settings.topic_prefix}", 4)):
+        headers = dead_letter_headers(DeadLetter(reason, "Rejected", "raw"), topics.events, 0, offset, "g")
+        await _produce_with_headers(settings, source, b"\x00junk", headers)
+    await _run(settings, f"{settings.topic_prefix}-ledger", [source])
+    rows = await pg_pool.fetch(
+        "SELECT kafka_offset, reason, detail FROM herald_activity WHERE topic = $1 ORDER BY kafka_offset",
+        source,
+    )
+    assert [r["kafka_offset"] for r in rows] == [0, 1]
+    bare, full = rows
+    assert bare["reason"] == "?" * 64  # what always fits, the refusal in detail
+    assert bare["detail"].startswith(
+        "stored without its identifiers: activity store refused: ProgramLimitExceeded"
+    )
+    assert full["reason"] == f"fine-{settings.topic_prefix}"
+    assert await read_all(settings, dlq(source)) == []
