@@ -22,20 +22,26 @@ from channels.storage_errors import classify_pg_error
 from consumers.classifier.lookup import LookupRejected, fetch_profiles
 from consumers.classifier.process import build_classifier
 from consumers.emitter import build_event
-from consumers.infra.clock import ManualClock
+from consumers.fanout.copies import copy_id
+from consumers.fanout.handler import Fanout
+from consumers.infra.clock import ManualClock, SystemClock
 from consumers.infra.resources import Resources
 from consumers.infra.settings import ClassifierSettings, HeraldSettings
+from consumers.ledger.sink import LedgerSink
+from consumers.ledger.store import ActivityWriter
 from consumers.runtime.handling import Handler, Incoming, Result
 from consumers.runtime.kafka import create_topics, make_producer
 from consumers.runtime.runner import Runner
 from consumers.runtime.topics import Topics, dlq
 from schemas.codec import default_codec
 from schemas.errors import DependencyUnavailable
-from schemas.models import Channel, ChannelMessage, DomainEvent, Lane, Receipt, ReceiptStatus
+from schemas.models import Channel, ChannelMessage, DomainEvent, Lane, OutcomeStatus, Receipt, ReceiptStatus
 from tests.conftest import make_settings
 from tests.integration.fallback_harness import running_harness
 from tests.integration.test_channel_consumer import ScriptedProvider, make_consumer, message
 from tests.kafka_helpers import committed_offsets, produce_raw, read_all
+from tests.ledger_helpers import message as ledger_message
+from tests.ledger_helpers import outcome
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -276,3 +282,59 @@ async def test_a_nul_byte_really_is_refused_as_a_record_error(pg_pool: asyncpg.P
     with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ValueError)) as dated:
         await pg_pool.fetchval("SELECT $1::timestamptz", "0001-01-01T00:00:00+14:00")
     assert classify_pg_error(dated.value) == "record"
+
+
+async def test_ledger_isolates_a_poison_outcome_and_stores_the_next_thousand(
+    settings: HeraldSettings, pg_pool: asyncpg.Pool
+) -> None:
+    topics = Topics(settings.topic_prefix)
+    await create_topics(settings, [topics.outcomes, dlq(topics.outcomes)], partitions=1)
+    run = uuid.uuid4().hex[:10]
+    done = [
+        outcome(ledger_message(f"{run}-e{i}", f"{run}-u{i}"), OutcomeStatus.SENT, provider="fcm")
+        for i in range(GOOD + 1)
+    ]
+    codec = default_codec()
+    records = [(o.user_id.encode(), codec.encode(o)) for o in done]
+    poison_value = records[POISON_AT][1]
+    sink = LedgerSink(ActivityWriter(pg_pool, retention_days=30), codec, SystemClock())
+    handler: AlwaysFailsOn[bytes] = AlwaysFailsOn(sink, lambda raw: raw == poison_value)
+    assert handler.probe is not None  # the ledger answers the poison net's question
+    isolated, _, dead = await _isolate_and_deliver(settings, handler, topics.outcomes, records)
+    _check_letter(dead, poison_value, isolated)
+    stored = await pg_pool.fetch("SELECT user_id FROM herald_activity WHERE user_id LIKE $1", f"{run}-%")
+    assert {r["user_id"] for r in stored} == {o.user_id for o in done} - {done[POISON_AT].user_id}
+
+
+async def test_fanout_isolates_a_poison_broadcast_and_fans_out_the_next_thousand(
+    settings: HeraldSettings, pg_pool: asyncpg.Pool
+) -> None:
+    topics = Topics(settings.topic_prefix)
+    await create_topics(settings, [topics.events, dlq(topics.events), topics.fanout], partitions=1)
+    tenant = settings.topic_prefix
+    await pg_pool.execute("INSERT INTO herald_topics (tenant, key) VALUES ($1, 'news')", tenant)
+    await pg_pool.execute(
+        "INSERT INTO herald_topic_subscribers (tenant, topic, user_id) VALUES ($1, 'news', 'reader')", tenant
+    )
+    events = []
+    for _ in range(GOOD + 1):
+        event = build_event("marketing.weekly", user_id="-", tenant=tenant)
+        event.user_id, event.topic = "", "news"
+        events.append(event)
+    poison_id = events[POISON_AT].event_id
+    codec = default_codec()
+    records = [(e.event_id.encode(), codec.encode(e)) for e in events]
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        fanout = Fanout(pg_pool, producer, codec, topics.fanout)
+        handler: AlwaysFailsOn[DomainEvent] = AlwaysFailsOn(fanout, lambda e: e.event_id == poison_id)
+        assert handler.probe is not None  # the fan-out answers the poison net's question
+        isolated, _, dead = await _isolate_and_deliver(settings, handler, topics.events, records)
+    finally:
+        await producer.stop()
+    _check_letter(dead, records[POISON_AT][1], isolated)
+    copies = [codec.decode(r.value, DomainEvent) for r in await read_all(settings, topics.fanout)]
+    assert {c.event_id for c in copies} == {copy_id(e.event_id, "reader") for e in events} - {
+        copy_id(poison_id, "reader")
+    }

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from consumers.ledger.rows import (
     COLUMNS,
     DeadLetterCoordinates,
+    bare_dead_letter,
     columns_of,
     expired_partitions,
     partition_bounds,
@@ -80,6 +81,29 @@ def test_a_dead_letter_row_reads_its_headers_and_the_last_verdict_wins() -> None
     assert (row.topic, row.kafka_partition, row.kafka_offset, row.event_id) == ("h.events.dlq", 1, 17, "ev-5")
     assert row.dedupe_key == "dlq:h.events.dlq:1:17" and row.anchor_at == T0
     assert row_from_dead_letter(at, []).reason == "unknown"
+
+
+def test_text_postgresql_cannot_hold_becomes_a_replacement_character() -> None:
+    at = DeadLetterCoordinates("h.events.dlq", 0, 1, int(T0.timestamp() * 1000))
+    row = row_from_dead_letter(at, [], {"user_id": "a\x00b\ud800c"})
+    assert row.user_id == "a\ufffdb\ufffdc"
+
+
+def test_a_bare_dead_letter_keeps_its_coordinates_and_a_short_ascii_reason() -> None:
+    at = DeadLetterCoordinates("h.events.dlq", 2, 9, int(T0.timestamp() * 1000))
+    full = row_from_dead_letter(at, [("herald-dlq-reason", ("\U00020000" * 2000).encode())], {"user_id": "u"})
+    bare = bare_dead_letter(full, "ProgramLimitExceededError: index row size 8016 exceeds maximum 2704")
+    assert (bare.dedupe_key, bare.topic, bare.kafka_partition, bare.kafka_offset) == (
+        full.dedupe_key,
+        "h.events.dlq",
+        2,
+        9,
+    )
+    assert bare.reason == "?" * 64 and bare.user_id is None
+    assert (
+        bare.detail
+        == "stored without its identifiers: ProgramLimitExceededError: index row size 8016 exceeds maximum 2704"
+    )
 
 
 def test_columns_are_transposed_in_column_order() -> None:
