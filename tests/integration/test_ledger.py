@@ -156,10 +156,9 @@ async def test_a_dead_letter_postgresql_refuses_is_stored_bare_never_sent_to_a_d
         await _produce_with_headers(settings, source, b"\x00junk", headers)
     await _run(settings, f"{settings.topic_prefix}-ledger", [source])
     rows = await pg_pool.fetch(
-        "SELECT kafka_offset, reason, detail FROM herald_activity WHERE topic = $1 ORDER BY kafka_offset",
-        source,
+        "SELECT reason, detail FROM herald_activity WHERE topic = $1 ORDER BY length(reason) DESC", source
     )
-    assert [r["kafka_offset"] for r in rows] == [0, 1]
+    assert len(rows) == 2  # each dead letter has its row
     bare, full = rows
     assert bare["reason"] == "?" * 64  # what always fits, the refusal in detail
     assert bare["detail"].startswith(
