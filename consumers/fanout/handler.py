@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
-from channels.storage_errors import PG_ERRORS, classify_pg_error
+from channels.storage_errors import PG_CALL_ERRORS, classify_pg_error
 from consumers.fanout.copies import copy_for, is_broadcast
 from consumers.runtime.handling import DeadLetter, Incoming, Result
 from schemas.codec import Codec
@@ -41,10 +41,6 @@ log = logging.getLogger(__name__)
 
 COPIES = Counter("herald_fanout_copies_total", "Per-subscriber copies produced by the fan-out.")
 BROADCASTS = Counter("herald_fanout_events_total", "Topic events fanned out to the end.")
-
-# PostgreSQL's outages and refusals, and asyncpg's client-side refusals (a ValueError: a value it
-# cannot encode); classify_pg_error tells them apart.
-_STORE_ERRORS: tuple[type[BaseException], ...] = (*PG_ERRORS, ValueError, OverflowError)
 
 _PAGE = (
     "SELECT user_id FROM herald_topic_subscribers WHERE tenant = $1 AND topic = $2 AND user_id > $3 "
@@ -93,7 +89,7 @@ class Fanout:
             await self.fan_out(event)
         except KafkaError as exc:
             raise DependencyUnavailable(f"fan-out of {event.event_id}: {exc}") from exc
-        except _STORE_ERRORS as exc:
+        except PG_CALL_ERRORS as exc:
             if classify_pg_error(exc) == "record":  # values PostgreSQL refuses: retrying never helps
                 return DeadLetter("invalid_event", type(exc).__name__, f"PostgreSQL refused: {exc}"[:1000])
             raise DependencyUnavailable(f"fan-out of {event.event_id}: {exc}") from exc

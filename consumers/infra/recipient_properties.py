@@ -15,15 +15,11 @@ from typing import Any
 
 import asyncpg
 
-from channels.storage_errors import PG_ERRORS, classify_pg_error
+from channels.storage_errors import PG_CALL_ERRORS, classify_pg_error
 from consumers.infra.db import DatabaseUnavailable
 from schemas.errors import RecordError
 
 __all__ = ["RecipientKey", "RecipientProperties"]
-
-# An outage, PostgreSQL refusing a value, or asyncpg unable to encode one (a ValueError):
-# classify_pg_error says whose fault it was.
-_LOOKUP_ERRORS: tuple[type[BaseException], ...] = (*PG_ERRORS, ValueError)
 
 RecipientKey = tuple[str, str]  # (tenant, user_id); '' is the default tenant
 
@@ -45,7 +41,7 @@ class RecipientProperties:
                 [t for t, _ in unique],
                 [u for _, u in unique],
             )
-        except _LOOKUP_ERRORS as exc:
+        except PG_CALL_ERRORS as exc:
             if classify_pg_error(exc) == "record":  # a user or tenant id PostgreSQL cannot even compare
                 raise RecordError(
                     f"recipient properties lookup refused: {type(exc).__name__}: {exc}",

@@ -14,15 +14,11 @@ from datetime import datetime
 
 import asyncpg
 
-from channels.storage_errors import PG_ERRORS, classify_pg_error
+from channels.storage_errors import PG_CALL_ERRORS, classify_pg_error
 from consumers.infra.db import DatabaseUnavailable
 from schemas.errors import RecordError
 
 __all__ = ["Suppression", "SuppressionStore"]
-
-# An outage, PostgreSQL refusing a value, or asyncpg unable to encode one (a ValueError):
-# classify_pg_error says whose fault it was.
-_LOOKUP_ERRORS: tuple[type[BaseException], ...] = (*PG_ERRORS, ValueError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +72,7 @@ class SuppressionStore:
                 channel,
                 list(set(given.values())),
             )
-        except _LOOKUP_ERRORS as exc:
+        except PG_CALL_ERRORS as exc:
             if classify_pg_error(exc) == "record":  # an address PostgreSQL cannot even compare
                 raise RecordError(
                     f"suppression list lookup refused: {type(exc).__name__}: {exc}", reason="invalid_address"

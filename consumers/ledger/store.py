@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 import asyncpg
 
-from channels.storage_errors import PG_ERRORS, PG_OUTAGES, classify_pg_error
+from channels.storage_errors import PG_CALL_ERRORS, PG_OUTAGES, classify_pg_error
 from consumers.infra.db import DatabaseUnavailable
 from consumers.ledger.rows import (
     COLUMNS,
@@ -29,8 +29,6 @@ log = logging.getLogger(__name__)
 
 # PostgreSQL is down or the connection broke: the batch is retried.
 OUTAGES = PG_OUTAGES
-# Those, PostgreSQL refusing a value, and asyncpg unable to encode one (a ValueError).
-_INSERT_ERRORS: tuple[type[BaseException], ...] = (*PG_ERRORS, ValueError)
 
 _TYPES = {
     "anchor_at": "timestamptz",
@@ -78,7 +76,7 @@ class ActivityWriter:
             await self.ensure_partitions({partition_day(r.anchor_at) for r in kept})
             async with self.pool.acquire() as conn:
                 status: str = await conn.execute(_INSERT, *columns_of(kept))
-        except _INSERT_ERRORS as exc:
+        except PG_CALL_ERRORS as exc:
             if classify_pg_error(exc) == "record":  # e.g. an index row too large for a huge value
                 raise RecordError(
                     f"activity store refused: {type(exc).__name__}: {exc}", reason="invalid_record"
