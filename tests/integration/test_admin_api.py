@@ -500,7 +500,7 @@ async def test_topics_subscribe_and_page_by_keyset(api: RunningApi) -> None:
             break
         after = page["next_cursor"]
     assert seen == users[5:]
-    bad_cursor = {"after": "u0\x00", "limit": 10}  # a NUL would reach SQL: 422 naming the parameter
+    bad_cursor: dict[str, str | int] = {"after": "u0\x00", "limit": 10}  # a NUL would reach SQL: 422
     r = await api.client.get(f"/v1/topics/{topic}/subscribers", params=bad_cursor, headers=h)
     assert r.status_code == 422 and "after" in r.text, r.text
     other = await key(api, Scope.TOPICS_WRITE, tenant="globex")
