@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from consumers.devstack import DevStack
-from consumers.infra.settings import SchedulerSettings
+from consumers.infra.settings import HeraldSettings, SchedulerSettings
 from consumers.runtime.handling import Output
 from consumers.runtime.kafka import create_topics, make_producer
 from consumers.scheduler.store import Scheduler, Timer, TimerPoller, publish_timer
@@ -29,13 +29,18 @@ def _failed_count(kind: str) -> float:
     return REGISTRY.get_sample_value("herald_timers_failed_total", {"kind": kind}) or 0.0
 
 
-async def test_a_poison_timer_is_set_aside_and_the_good_ones_fire(
-    stack: DevStack, pg_pool: asyncpg.Pool
-) -> None:
+async def _timers(stack: DevStack, pg_pool: asyncpg.Pool) -> tuple[HeraldSettings, str, Scheduler]:
+    """This test's settings, a topic its timers publish to, and a scheduler in its namespace."""
     settings = make_settings(stack)
     topic = f"{settings.topic_prefix}.timers"
     await create_topics(settings, [topic])
-    scheduler = Scheduler(pg_pool, namespace=settings.topic_prefix)
+    return settings, topic, Scheduler(pg_pool, namespace=settings.topic_prefix)
+
+
+async def test_a_poison_timer_is_set_aside_and_the_good_ones_fire(
+    stack: DevStack, pg_pool: asyncpg.Pool
+) -> None:
+    settings, topic, scheduler = await _timers(stack, pg_pool)
     due = datetime.now(UTC) - timedelta(seconds=5)
 
     async def refused_by_postgres(timer: Timer, conn: asyncpg.Connection) -> Sequence[Output]:
@@ -105,10 +110,7 @@ async def test_a_poison_timer_is_set_aside_and_the_good_ones_fire(
 async def test_an_outage_in_a_fire_handler_leaves_the_batch_pending_for_the_next_poll(
     stack: DevStack, pg_pool: asyncpg.Pool
 ) -> None:
-    settings = make_settings(stack)
-    topic = f"{settings.topic_prefix}.timers"
-    await create_topics(settings, [topic])
-    scheduler = Scheduler(pg_pool, namespace=settings.topic_prefix)
+    settings, topic, scheduler = await _timers(stack, pg_pool)
     due = datetime.now(UTC) - timedelta(seconds=1)
     calls = 0
 
