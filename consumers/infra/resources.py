@@ -85,7 +85,9 @@ class Resources:
     def redis(self) -> redis_asyncio.Redis:
         if self._redis is None:
             # A bounded, blocking pool: many concurrent deliveries wait for a connection instead
-            # of opening one each (which runs into file-descriptor and maxclients limits).
+            # of opening one each (which runs into file-descriptor and maxclients limits). Every call
+            # is bounded (pool wait, connect, each round trip): a Redis that stalls with connections
+            # left open costs seconds, never a parked batch (tests/integration/test_channel_redis_stall.py).
             pool = redis_asyncio.BlockingConnectionPool.from_url(
                 self.settings.redis_url.get_secret_value(),
                 max_connections=32,

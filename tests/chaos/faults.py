@@ -174,3 +174,17 @@ async def group_lag(pipeline: Pipeline, timeout_s: float = 60.0) -> dict[str, in
             finally:
                 await probe.stop()
     return out
+
+
+def unbounded_channels(run: ChaosRun, pipeline: Pipeline) -> set[str]:
+    """Channels whose process was killed around the Redis outage: from 10 s before it (the restarted
+    process replays once it has joined its group, which takes seconds, so possibly inside the
+    outage) to 15 s after it (a batch sent without the ledger may still be uncommitted), or whose
+    in-flight calls could not be counted because Redis was down."""
+    windows = [(down - 10.0, back + 15.0) for svc, down, back in run.outages if svc == "redis"]
+    out = set(pipeline.in_flight_unknown)
+    for t, name in pipeline.kills:
+        argv = PROCESSES[name]
+        if argv[0] == "channel" and any(lo <= t <= hi for lo, hi in windows):
+            out.add(argv[argv.index("--channel") + 1])
+    return out

@@ -10,8 +10,9 @@ import pytest
 from schemas.models import Channel
 from tests.chaos.conftest import new_run
 from tests.chaos.driver import ChaosRun, Knobs
+from tests.chaos.faults import unbounded_channels
 from tests.chaos.ledger import Ledger, summary
-from tests.chaos.pipeline import PROCESSES, Pipeline
+from tests.chaos.pipeline import Pipeline
 from tests.chaos.population import Planned, expectations
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
@@ -111,17 +112,3 @@ def classifier_restarting_in_redis_outage(run: ChaosRun, pipeline: Pipeline) -> 
     again takes seconds), so it may have handled no event while Redis was down."""
     windows = [(down - 10.0, back) for svc, down, back in run.outages if svc == "redis"]
     return any(name == "classifier" and lo <= t <= hi for t, name in pipeline.kills for lo, hi in windows)
-
-
-def unbounded_channels(run: ChaosRun, pipeline: Pipeline) -> set[str]:
-    """Channels whose process was killed around the Redis outage: from 10 s before it (the restarted
-    process replays once it has joined its group, which takes seconds, so possibly inside the
-    outage) to 15 s after it (a batch sent without the ledger may still be uncommitted), or whose
-    in-flight calls could not be counted because Redis was down."""
-    windows = [(down - 10.0, back + 15.0) for svc, down, back in run.outages if svc == "redis"]
-    out = set(pipeline.in_flight_unknown)
-    for t, name in pipeline.kills:
-        argv = PROCESSES[name]
-        if argv[0] == "channel" and any(lo <= t <= hi for lo, hi in windows):
-            out.add(argv[argv.index("--channel") + 1])
-    return out

@@ -36,7 +36,7 @@ from aiokafka.errors import KafkaError
 from schemas.models import Channel
 from tests.chaos.conftest import LOGS, new_run
 from tests.chaos.driver import ChaosRun
-from tests.chaos.faults import broker_restart, group_lag, rss_mb
+from tests.chaos.faults import broker_restart, group_lag, rss_mb, unbounded_channels
 from tests.chaos.ledger import Account, Ledger, summary
 from tests.chaos.pipeline import PROCESSES, Pipeline
 from tests.chaos.scaling import Replicas
@@ -253,3 +253,16 @@ async def test_soak(durable_pipeline: Pipeline, capsys: pytest.CaptureFixture[st
         print(f"report: {path}")
         print("\n".join(run.log[-80:]))
     assert acc.complete, summary("soak", acc, facts)
+    # Every group consumed and committed everything: a consumer that stopped consuming shows here.
+    assert isinstance(lag, dict) and not any(lag.values()), f"group lag at end: {lag}"
+    # A crash costs at most the provider calls in flight at that moment (the delivery ledger), as in
+    # the kill drill; not checked for channels killed around a Redis outage (the ledger was down)
+    # or whose process exited by itself (its in-flight calls were not counted).
+    unbounded = unbounded_channels(run, pipeline) | {
+        PROCESSES[name][PROCESSES[name].index("--channel") + 1]
+        for name, *_ in run.exits
+        if PROCESSES.get(name, [""])[0] == "channel"
+    }
+    for channel in [c.value for c in Channel if c.value not in unbounded]:
+        cost = acc.duplicates[channel] + acc.ambiguous[channel]
+        assert cost <= in_flight[channel], (channel, cost, dict(in_flight))
