@@ -57,7 +57,7 @@ def test_herald_dev_shows_every_path_and_stops_cleanly(tmp_path: Path) -> None:
     }
     env = {k: v for k, v in env.items() if not k.startswith("HERALD_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "consumers.cli.main", "dev", "--duration", "70", "--logs", str(tmp_path)],
+        [sys.executable, "-m", "consumers.cli.main", "dev", "--duration", "85", "--logs", str(tmp_path)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
