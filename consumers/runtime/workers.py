@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -63,7 +64,9 @@ class _Worker:
     index: int
     port: int
     proc: asyncio.subprocess.Process | None = None
-    exits: list[float] = field(default_factory=list)
+    # Only the exits the restart policy can count are kept (the supervisor sizes it): a pod up
+    # for months stays bounded.
+    exits: deque[float] = field(default_factory=deque)
     restarts: int = 0
 
 
@@ -85,7 +88,8 @@ class Supervisor:
         self.settings = settings
         self.env = dict(os.environ if env is None else env)
         self.policy = policy or RestartPolicy()
-        self.workers = [_Worker(i, free_loopback_port()) for i in range(count)]
+        kept = self.policy.max_restarts + 1
+        self.workers = [_Worker(i, free_loopback_port(), exits=deque(maxlen=kept)) for i in range(count)]
         self.stopping = asyncio.Event()
         self.gave_up = False
         self._merged = MergedMetrics()
