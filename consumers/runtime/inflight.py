@@ -101,10 +101,12 @@ class InFlight:
             await asyncio.wait_for(self.consumer.commit(offsets), self.commit_timeout_s)
         except CommitFailedError as exc:
             # The group rebalanced under us: the new owner replays; outputs are idempotent.
+            metrics.COMMITS_ABANDONED.labels(self.name, "rebalance").inc()
             log.warning("%s: commit failed after rebalance (%s); batch will be replayed", self.name, exc)
         except TimeoutError:
             # Coordinator unknown, moving or loading the group, or the request stalled: nothing
             # moved, so the batch is replayed from the last commit, as after a rebalance.
+            metrics.COMMITS_ABANDONED.labels(self.name, "timeout").inc()
             log.warning(
                 "%s: commit not done within %.1fs; abandoned, batch will be replayed",
                 self.name,

@@ -14,6 +14,7 @@ from schemas.codec import Codec
 __all__ = [
     "AMBIGUOUS_DELIVERIES",
     "CLASSIFIER_DECISIONS",
+    "COMMITS_ABANDONED",
     "CONSUMED",
     "CONSUMER_LAG",
     "CRITICAL_UNDELIVERED",
@@ -59,6 +60,12 @@ HANDLER_SECONDS = Histogram(
 )
 HANDLER_RETRIES = Counter(
     "herald_handler_retries_total", "Batches retried after a retryable handler error.", ["consumer"]
+)
+COMMITS_ABANDONED = Counter(
+    "herald_commits_abandoned_total",
+    "Offset commits given up after the batch's outputs were acknowledged; the batch is replayed by "
+    "the partition's next owner (reason: rebalance, timeout).",
+    ["consumer", "reason"],
 )
 CONSUMER_LAG = Gauge(
     "herald_consumer_lag",

@@ -18,6 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from consumers.infra.settings import HeraldSettings
+from consumers.runtime import metrics
 from consumers.runtime.handling import Incoming, Output, Result
 from consumers.runtime.kafka import create_topics, make_producer
 from consumers.runtime.runner import Runner
@@ -107,6 +108,8 @@ async def test_a_commit_that_never_returns_does_not_keep_the_member_out_of_the_r
     first, second = _Forward("rebalance-a", target, no_outage), _Forward("rebalance-b", target, no_outage)
     a, b, producer = await _two_members(settings, first, second, _CommitBlackHole, topics.events)
     _CommitBlackHole.closed.set()
+    abandoned = metrics.COMMITS_ABANDONED.labels("rebalance-a", "timeout")
+    abandoned_before = abandoned._value.get()
     tasks = [asyncio.create_task(a.run())]
     try:
         await produce_raw(settings, topics.events, _records("before-", 10))
@@ -124,6 +127,8 @@ async def test_a_commit_that_never_returns_does_not_keep_the_member_out_of_the_r
         out = await wait_for_records(settings, target, 50)
         assert {r.key for r in out} >= {k for k, _ in _records("before-", 10) + _records("after-", 40)}
         assert both < 30, both
+        # The hung commit was given up and counted, so operators see the replays coming.
+        assert abandoned._value.get() > abandoned_before
     finally:
         _CommitBlackHole.closed.clear()
         a.stop()
