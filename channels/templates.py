@@ -28,6 +28,13 @@ variables raise (a blank email is worse than a ``template_error``), and only ``.
 files are autoescaped. Every URL that reaches an ``href``/``src`` passes the ``safe_url``
 filter: a scheme outside the allow-list (``https``, ``http``, ``mailto``; settings
 ``template_url_schemes``) fails the message permanently as ``invalid_url``. Compiled templates are cached for the life of the renderer.
+
+Renderings are reused: a message whose templates' output is a function of the variables they read
+(:mod:`channels.template_reads`) and that reads no ``recipient`` gets the content rendered for an
+earlier message with the same payload and the same values of the message fields those templates
+read (``user_id``, ``event_type``, ``notification_id``, ``locale``). A broadcast renders once per
+template and locale instead of once per recipient; the last ``rendered_cache_size`` renderings are
+kept.
 """
 
 from __future__ import annotations
@@ -39,10 +46,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
-from jinja2 import meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from channels.base import Content
+from channels.template_reads import Reads, template_reads
 from schemas.errors import RecordError
 from schemas.models import Channel, ChannelMessage
 
@@ -65,6 +72,8 @@ CHANNEL_FILES: dict[Channel, tuple[str, ...]] = {
     Channel.IN_APP: ("in_app.title.j2", "in_app.body.j2"),
 }
 
+# The message fields templates see besides the payload's keys (template_variables), but recipient.
+_MESSAGE_FIELDS = ("user_id", "event_type", "notification_id", "locale")
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -174,6 +183,7 @@ class TemplateRenderer:
         *,
         cache_size: int = 2000,
         url_schemes: Collection[str] = DEFAULT_URL_SCHEMES,
+        rendered_cache_size: int = 1024,
     ) -> None:
         self.templates_dir = Path(templates_dir)
         self.default_locale = default_locale
@@ -190,7 +200,11 @@ class TemplateRenderer:
         )
         self.env.filters["safe_url"] = self._safe_url
         self._resolved: dict[tuple[str, Channel, str, str], tuple[str, str] | None] = {}
-        self._uses_recipient: dict[tuple[str, str, Channel], bool] = {}
+        self._reads: dict[tuple[str, str, Channel], Reads] = {}  # by file set
+        self._plans: dict[tuple[str, Channel, str, str], tuple[tuple[str, str], Reads] | None] = {}
+        self._compiled: dict[str, jinja2.Template] = {}  # by file: only names resolve() found
+        self._rendered: dict[tuple[object, ...], Content] = {}  # oldest first
+        self._rendered_max = rendered_cache_size
 
     def _safe_url(self, value: object) -> str:
         """The ``safe_url`` filter: every URL that reaches ``href``/``src`` in an HTML template."""
@@ -247,7 +261,8 @@ class TemplateRenderer:
             )
         directory, used = found
         files = CHANNEL_FILES[channel]
-        out = {name: self._render_file(f"{directory}/{used}/{name}", variables) for name in files}
+        scope = {**self.env.globals, **variables}  # what Template.render builds, once for every file
+        out = {name: self._render_file(f"{directory}/{used}/{name}", scope) for name in files}
         if channel is Channel.EMAIL:
             return Content(
                 subject=_one_line(out["email.subject.j2"]),
@@ -263,47 +278,73 @@ class TemplateRenderer:
         )
 
     def render_message(self, message: ChannelMessage, properties: Mapping[str, Any] | None = None) -> Content:
-        return self.render(
+        """The message's content: rendered, or reused from an earlier message that renders the same."""
+        key = self._reuse_key(message)
+        if key is not None:
+            content = self._rendered.get(key)
+            if content is not None:
+                return content
+        content = self.render(
             message.channel,
             message.template,
             message.locale,
             template_variables(message, properties),
             message.tenant or "",
         )
+        if key is not None:
+            if len(self._rendered) >= self._rendered_max:
+                del self._rendered[next(iter(self._rendered))]
+            self._rendered[key] = content
+        return content
+
+    def _reuse_key(self, message: ChannelMessage) -> tuple[object, ...] | None:
+        """What the message's content depends on, or None when it cannot be reused."""
+        plan = self._plan(message)
+        if plan is None:
+            return None
+        found, reads = plan
+        if not reads.pure or "recipient" in reads.names:
+            return None
+        fields = tuple(getattr(message, name) if name in reads.names else None for name in _MESSAGE_FIELDS)
+        return (found, message.channel, message.payload, *fields)
 
     def uses_recipient(self, message: ChannelMessage) -> bool:
         """Whether the message's templates read ``recipient`` (so its properties are worth a
-        lookup); False when they cannot be found (rendering reports that). Cached per file set."""
-        if message.channel not in CHANNEL_FILES or not _NAME.match(message.template or "-"):
-            return False
-        found = self.resolve(message.template, message.channel, message.locale, message.tenant or "")
-        if found is None:
-            return False
-        key = (*found, message.channel)
-        if key not in self._uses_recipient:
-            self._uses_recipient[key] = self._reads_recipient(found, message.channel)
-        return self._uses_recipient[key]
+        lookup); False when they cannot be found (rendering reports that)."""
+        plan = self._plan(message)
+        return plan is not None and "recipient" in plan[1].names
 
-    def _reads_recipient(self, found: tuple[str, str], channel: Channel) -> bool:
-        try:
-            return any(
-                "recipient"
-                in meta.find_undeclared_variables(self.env.parse(self._source(f"{found[0]}/{found[1]}/{f}")))
-                for f in CHANNEL_FILES[channel]
-            )
-        except jinja2.TemplateSyntaxError:
-            return False  # rendering reports it, with its line
+    def _plan(self, message: ChannelMessage) -> tuple[tuple[str, str], Reads] | None:
+        """The message's template files (directory, locale) and what they read, with what they
+        extend or include; None when they cannot be found. Cached per template, channel, locale
+        and tenant."""
+        key = (message.template, message.channel, message.locale, message.tenant or "")
+        if key in self._plans:
+            return self._plans[key]
+        plan = None
+        if message.channel in CHANNEL_FILES and _NAME.match(message.template or "-"):
+            found = self.resolve(*key)
+            if found is not None:
+                reads = self._reads.get((*found, message.channel))
+                if reads is None:
+                    files = tuple(f"{found[0]}/{found[1]}/{f}" for f in CHANNEL_FILES[message.channel])
+                    reads = self._reads[(*found, message.channel)] = template_reads(self.env, files)
+                plan = (found, reads)
+        self._plans[key] = plan
+        return plan
 
-    def _source(self, name: str) -> str:
+    def _render_file(self, name: str, scope: dict[str, Any]) -> str:
+        """``Template.render`` without its copy of globals and variables per file (``scope`` holds
+        both, and a context never writes to it)."""
         try:
-            source, _, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
-        except jinja2.TemplateNotFound:
-            return ""
-        return source
-
-    def _render_file(self, name: str, variables: Mapping[str, Any]) -> str:
-        try:
-            return self.env.get_template(name).render(variables)
+            template = self._compiled.get(name)
+            if template is None:
+                template = self._compiled[name] = self.env.get_template(name)
+            context = template.new_context(scope, shared=True)
+            try:
+                return self.env.concat(template.root_render_func(context))
+            except Exception:
+                self.env.handle_exception()  # jinja2's own traceback rewriting, then re-raised
         except jinja2.UndefinedError as exc:
             raise TemplateError(f"{name}: missing variable: {exc.message}") from exc
         except jinja2.TemplateSyntaxError as exc:

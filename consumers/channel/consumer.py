@@ -27,9 +27,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
-from typing import Protocol
+from collections.abc import Callable, Sequence
 
 from channels.base import ChannelAdapter, Content, DeliveryError, Outcome
 from channels.content import check_content
@@ -37,18 +35,20 @@ from channels.templates import TemplateError, TemplateRenderer
 from consumers.channel.cancelled import CancelCheck
 from consumers.channel.done import IN_FLIGHT_ELSEWHERE, RECIPIENT_BACKOFF, Done, already_sent
 from consumers.channel.ledger import DeliveryLedger, Entry, Replay, replay_decision
+from consumers.channel.lookups import BatchFacts, SuppressionList, look_up, renderer_reads
+from consumers.channel.outputs import OutcomeOutputs
 from consumers.infra.backoff import backoff
 from consumers.infra.clock import Clock, SystemClock
-from consumers.infra.keys import outcome_id
-from consumers.infra.recipient_properties import RecipientKey, RecipientProperties
+from consumers.infra.recipient_properties import RecipientProperties
 from consumers.infra.settings import ChannelConsumerSettings
 from consumers.runtime import metrics
-from consumers.runtime.handling import DeadLetter, Incoming, Output, Result
+from consumers.runtime.handling import DeadLetter, Incoming, Result
+from consumers.runtime.steps import Steps
 from consumers.runtime.topics import Topics
 from schemas.codec import Codec, default_codec
 from schemas.errors import RecordError
 from schemas.identifiers import check_identifier
-from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus
+from schemas.models import Channel, ChannelMessage, Lane, OutcomeStatus
 
 __all__ = ["ChannelConsumer", "SuppressionList", "retry_delay"]
 
@@ -65,12 +65,6 @@ def retry_delay(retry: int, *, max_s: float, rand: float, retry_after: float | N
     if retry_after is not None and retry_after > max_s:
         return None
     return backoff(retry, base=0.1, cap=max_s, jitter=0.5, rand=rand, retry_after=retry_after)
-
-
-class SuppressionList(Protocol):
-    async def suppressed(self, channel: str, addresses: Iterable[str]) -> set[str]:
-        """Which of ``addresses`` must not be sent to (raises DependencyUnavailable if unknown)."""
-        ...
 
 
 class ChannelConsumer:
@@ -95,8 +89,7 @@ class ChannelConsumer:
         self.name = f"channel-{channel.value}-{lane.value}"
         self.suppressions = suppressions
         self.properties = properties  # recipients' custom properties, for templates that use them
-        self._props: dict[RecipientKey, dict[str, object]] = {}
-        self._blocked: set[str] = set()
+        self._facts = BatchFacts()  # the batch's lookups (cancelled, ledger, suppressed, properties)
         self.channel = channel
         self.lane = lane
         self.adapter = adapter
@@ -105,7 +98,6 @@ class ChannelConsumer:
         self.renderer = renderer
         self.ledger = ledger
         self.cancel_check: CancelCheck | None = None  # herald.cancel: checked before the provider call
-        self._cancelled: set[str] = set()
         self.codec = codec or default_codec()
         self.clock: Clock = clock or SystemClock()
         self.rand = rand
@@ -113,6 +105,13 @@ class ChannelConsumer:
         self._render_own = getattr(adapter, "render", None)
         self._deadline = float("inf")
         self._provider_seconds = metrics.PROVIDER_SECONDS.labels(channel.value, adapter.provider)
+        self._output = OutcomeOutputs(
+            channel, lane, provider=adapter.provider, topics=topics, codec=self.codec, clock=self.clock
+        )
+        # Wall time per step of a batch (make bench prints the timeline, as for the classifier):
+        # the batch's lookups, then the deliveries of every key; inside those, the CPU spent
+        # rendering and the wall time of the ledger's batched writes.
+        self.steps = Steps()
 
     # -- Handler -------------------------------------------------------------------------------
     def decode(self, raw: bytes) -> ChannelMessage:
@@ -136,24 +135,23 @@ class ChannelConsumer:
             key = item.key if item.key is not None else item.value.user_id.encode()
             by_key.setdefault(key, []).append(i)
         sent: dict[str, str | None] = {}  # keys the provider accepted in this batch
-        if self.cancel_check is not None:
-            self._cancelled = await self.cancel_check.cancelled(
-                [item.value.notification_id for item in batch]
-            )
-        entries: dict[str, Entry] = {}
-        if self.ledger is not None:
-            entries = await self.ledger.lookup([item.value.idempotency_key for item in batch])
         try:
-            if self.suppressions is not None:
-                self._blocked = await self.suppressions.suppressed(
-                    self.channel.value, {item.value.recipient for item in batch}
+            with self.steps.step("lookups"):
+                self._facts = await look_up(
+                    batch,
+                    self.channel,
+                    cancel_check=self.cancel_check,
+                    ledger=self.ledger,
+                    suppressions=self.suppressions,
+                    properties=self.properties,
+                    uses_recipient=renderer_reads(self.renderer, self._render_own),
                 )
-            await self._load_properties(batch)
         except RecordError as exc:  # a value PostgreSQL refused, in one batch-wide lookup
             if len(batch) > 1:
                 raise  # the runtime's poison net splits the batch down to the message at fault
             refused = Done(OutcomeStatus.FAILED_PERMANENT, reason=exc.reason, detail=str(exc)[:1000])
             return [[self._output(batch[0].value, refused)]]
+        entries = self._facts.entries
         self._deadline = time.monotonic() + self.settings.batch_deadline_s
 
         async def run_key(indexes: list[int]) -> None:
@@ -167,22 +165,13 @@ class ChannelConsumer:
                     continue
                 results[i], failing = await self._one(batch[i].value, entries, sent)
 
-        await asyncio.gather(*(run_key(ix) for ix in by_key.values()))
+        writes = self.ledger.writes if self.ledger is not None else None
+        before = writes.seconds if writes is not None else 0.0
+        with self.steps.step("deliver"):
+            await asyncio.gather(*(run_key(ix) for ix in by_key.values()))
+        if writes is not None:  # summed over the script calls of the batch, which may overlap
+            self.steps.add("deliver > ledger writes", writes.seconds - before)
         return [r if r is not None else DeadLetter("handler_error", "Missing", "no result") for r in results]
-
-    async def _load_properties(self, batch: Sequence[Incoming[ChannelMessage]]) -> None:
-        """One lookup per batch, for the messages whose templates read ``recipient``."""
-        self._props = {}
-        renderer = self.renderer
-        if self.properties is None or renderer is None or self._render_own is not None:
-            return
-        wanted = [
-            (m.tenant or "", m.user_id)
-            for m in (item.value for item in batch)
-            if m.channel == self.channel and renderer.uses_recipient(m)
-        ]
-        if wanted:
-            self._props = await self.properties.get_many(wanted)
 
     # -- one message ---------------------------------------------------------------------------
     async def _one(
@@ -220,11 +209,11 @@ class ChannelConsumer:
                 reason="stale",
                 detail=f"expired at {message.expires_at.isoformat()}",
             )
-        if message.notification_id in self._cancelled:
+        if message.notification_id in self._facts.cancelled:
             return Done(
                 OutcomeStatus.CANCELLED, reason="cancel_key", detail="cancelled while waiting in the lane"
             )
-        if message.recipient in self._blocked:
+        if message.recipient in self._facts.blocked:
             return Done(
                 OutcomeStatus.SUPPRESSED,
                 reason="address_suppressed",
@@ -312,7 +301,13 @@ class ChannelConsumer:
             return content
         if self.renderer is None:
             raise TemplateError(f"no renderer configured for channel {self.channel.value}")
-        return self.renderer.render_message(message, self._props.get((message.tenant or "", message.user_id)))
+        started = time.perf_counter()
+        try:
+            return self.renderer.render_message(
+                message, self._facts.props.get((message.tenant or "", message.user_id))
+            )
+        finally:
+            self.steps.add("deliver > render", time.perf_counter() - started)
 
     async def _deliver(
         self, message: ChannelMessage, content: Content, entry: Entry | None
@@ -367,33 +362,3 @@ class ChannelConsumer:
             return Outcome.from_error(exc)
         finally:
             self._provider_seconds.observe(time.perf_counter() - started)
-
-    # -- the outcome ---------------------------------------------------------------------------
-    def _output(self, message: ChannelMessage, done: Done) -> Output:
-        o = done.outcome
-        now = self.clock.now()
-        provider = o.provider if o is not None else self.adapter.provider
-        retry_after_ms = int(o.retry_after * 1000) if o is not None and o.retry_after is not None else None
-        outcome = DeliveryOutcome.about(
-            message,
-            done.status,
-            outcome_id=outcome_id(message.idempotency_key, done.status.value, message.attempt),
-            recorded_at=now,
-            reason=done.reason or (o.reason if o is not None and not o.ok else None),
-            detail=done.detail or (o.detail if o is not None else None),
-            provider=provider,
-            provider_message_id=o.provider_message_id if o is not None else None,
-            error_code=o.provider_code if o is not None else None,
-            retry_after_ms=retry_after_ms,
-        )
-        status_label = "duplicate" if done.duplicate else done.status.value
-        metrics.DELIVERIES.labels(self.channel.value, self.lane.value, provider, status_label).inc()
-        if done.status is OutcomeStatus.SENT and not done.duplicate:
-            metrics.END_TO_END_SECONDS.labels(message.tier.value, self.channel.value).observe(
-                _seconds_between(message.occurred_at, now)
-            )
-        return Output(self.topics.outcomes, self.codec.encode(outcome), message.notification_id.encode())
-
-
-def _seconds_between(start: datetime, end: datetime) -> float:
-    return max(0.0, (end - start).total_seconds())

@@ -3,7 +3,8 @@
 One key per idempotency key, ``<ns>:ledger:<idempotency key>``, with TTL ``ttl_s`` (at least
 the longest replay window: the fallback's longest retry schedule, checked in settings):
 
-* ``in_flight|<owner>`` written (compare-and-set) **before** the provider call;
+* ``in_flight|<owner>`` written (if absent, or compare-and-set on a replay) **before** the
+  provider call;
 * ``done|<provider message id>`` written **right after** the provider accepted, per message;
 * deleted after a failed attempt (a retry must try again);
 * ``ambiguous`` once a replay found the key in flight from a dead process and chose not to
@@ -14,6 +15,10 @@ refreshes it every ``owner_ttl_s / 3`` and deletes it on a clean stop. So after 
 only keys a replay finds ``in_flight`` are the provider calls that were in flight at the
 kill: those are the only sends that can be ambiguous, and :func:`replay_decision` says what
 to do about each (pure).
+
+The marks of concurrent deliveries share round trips: every mark asked for in one turn of the
+event loop is written by one script call (:mod:`consumers.channel.ledger_writes`), and each delivery
+still waits for its own mark's answer (a claim before its provider call, ``done`` after it).
 
 Redis down degrades the ledger, it does not block delivery: every call logs, counts
 ``herald_dependency_errors_total{dependency="redis"}`` and answers "nothing known", so a
@@ -34,6 +39,7 @@ from enum import StrEnum
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
 
+from consumers.channel.ledger_writes import LedgerWrites
 from consumers.runtime import metrics
 from schemas.models import Channel, Tier
 
@@ -43,20 +49,6 @@ log = logging.getLogger(__name__)
 
 _SEP = "|"
 _NO_ID = "-"  # a send the provider accepted without a message id (Redis values cannot be None)
-
-# Compare-and-set: claim the key only if it still holds what the batch's lookup saw (ARGV[3],
-# "" = absent). Returns nil on success, else the value found (someone else got there first).
-_CLAIM = """
-local v = redis.call('GET', KEYS[1])
-if (v or '') ~= ARGV[3] then return v or '' end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return nil
-"""
-# Release a failed attempt's claim, but only our own.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class LedgerState(StrEnum):
@@ -134,8 +126,8 @@ class DeliveryLedger:
         self.owner = f"{consumer}:{uuid.uuid4().hex[:16]}"
         self.owner_ttl_s = owner_ttl_s
         self._errors = metrics.DEPENDENCY_ERRORS.labels("redis", consumer)
-        self._claim = client.register_script(_CLAIM)
-        self._release = client.register_script(_RELEASE)
+        # claim, done, release and ambiguous marks of concurrent deliveries share round trips
+        self.writes = LedgerWrites(client)
 
     def _key(self, idempotency_key: str) -> str:
         return f"{self.namespace}:ledger:{idempotency_key}"
@@ -180,37 +172,36 @@ class DeliveryLedger:
 
         False when another process changed it meanwhile (the caller does not send). Redis down:
         True (deliver without the ledger)."""
+        key = self._key(idempotency_key)
+        value = f"{LedgerState.IN_FLIGHT}{_SEP}{self.owner}"
         try:
-            found = await self._claim(
-                keys=[self._key(idempotency_key)],
-                args=[f"{LedgerState.IN_FLIGHT}{_SEP}{self.owner}", self.ttl_s, seen.raw if seen else ""],
-            )
+            if seen is None:
+                return await self.writes.set_new(key, value, self.ttl_s)
+            return await self.writes.compare_and_set(key, value, self.ttl_s, seen.raw)
         except (RedisError, OSError) as exc:
             self._down(exc, "sending without an in-flight mark")
             return True
-        return found is None
 
     async def done(self, idempotency_key: str, provider_id: str | None) -> None:
         """The provider accepted: any later replay is acknowledged without calling it."""
         value = f"{LedgerState.DONE}{_SEP}{provider_id or _NO_ID}"
         try:
-            await self.client.set(self._key(idempotency_key), value, ex=self.ttl_s)
+            await self.writes.set(self._key(idempotency_key), value, self.ttl_s)
         except (RedisError, OSError) as exc:
             self._down(exc, "an accepted send not remembered")
 
     async def release(self, idempotency_key: str) -> None:
-        """The attempt failed: forget our claim, so the retry tries again."""
+        """The attempt failed: forget our claim (only our own), so the retry tries again."""
+        value = f"{LedgerState.IN_FLIGHT}{_SEP}{self.owner}"
         try:
-            await self._release(
-                keys=[self._key(idempotency_key)], args=[f"{LedgerState.IN_FLIGHT}{_SEP}{self.owner}"]
-            )
+            await self.writes.delete_if(self._key(idempotency_key), value)
         except (RedisError, OSError) as exc:
             self._down(exc, "a failed attempt's claim left to expire")
 
     async def ambiguous(self, idempotency_key: str) -> None:
         """Remember the verdict, so every later replay reports the same."""
         try:
-            await self.client.set(self._key(idempotency_key), str(LedgerState.AMBIGUOUS), ex=self.ttl_s)
+            await self.writes.set(self._key(idempotency_key), str(LedgerState.AMBIGUOUS), self.ttl_s)
         except (RedisError, OSError) as exc:
             self._down(exc, "an ambiguous verdict not remembered")
 

@@ -1,0 +1,71 @@
+"""The delivery ledger's marks from concurrent deliveries are written by one script call per loop
+turn: each caller gets its own answer, in the order asked, and a failed call fails every caller in
+it (each then degrades as it did alone)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+
+import pytest
+import redis.asyncio as redis_asyncio
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from consumers.channel.ledger_writes import LedgerWrites
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_marks_asked_for_together_are_one_round_trip_each_with_its_answer(
+    redis_client: redis_asyncio.Redis,
+) -> None:
+    writes = LedgerWrites(redis_client)
+    run = uuid.uuid4().hex
+    keys = [f"ledger-writes:{run}:{i}" for i in range(50)]
+    await redis_client.set(keys[7], "someone else")
+    await redis_client.set(keys[8], "in_flight|dead")
+
+    answers = await asyncio.gather(
+        *(writes.set_new(k, "mine", 60) for k in keys[:7]),
+        writes.set_new(keys[7], "mine", 60),  # taken: not claimed
+        writes.compare_and_set(keys[8], "mine", 60, "in_flight|dead"),  # still what was seen
+        writes.compare_and_set(keys[9], "mine", 60, "in_flight|dead"),  # changed (absent) since
+        *(writes.set(k, "done|x", 60) for k in keys[10:]),
+    )
+    assert writes.round_trips == 1
+    assert writes.marks == 50
+    assert answers[:10] == [True] * 7 + [False, True, False]
+    values = await redis_client.mget(keys)
+    assert values[:10] == [b"mine"] * 7 + [b"someone else", b"mine", None]
+    assert set(values[10:]) == {b"done|x"}
+    assert 0 < await redis_client.ttl(keys[0]) <= 60
+    assert 0 < await redis_client.ttl(keys[8]) <= 60
+
+    # Asked for in a later turn (after the first answers came): a second call. Only our own
+    # claim is deleted; the marks of one call apply in the order they were asked for.
+    mine, theirs, _, again = await asyncio.gather(
+        writes.delete_if(keys[0], "mine"),
+        writes.delete_if(keys[7], "mine"),
+        writes.set(keys[1], "done|y", 60),
+        writes.set_new(keys[1], "mine", 60),
+    )
+    assert (mine, theirs, again) == (True, False, False)
+    assert await redis_client.mget(keys[0], keys[1], keys[7]) == [None, b"done|y", b"someone else"]
+    assert writes.round_trips == 2
+
+
+async def test_a_connection_that_fails_fails_every_caller_of_its_call() -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = redis_asyncio.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1.0)
+    writes = LedgerWrites(client)
+    try:
+        got = await asyncio.gather(
+            writes.set_new("a", "v", 60), writes.set("b", "v", 60), return_exceptions=True
+        )
+    finally:
+        await client.aclose()
+    assert all(isinstance(g, RedisConnectionError) for g in got), got
+    assert writes.round_trips == 0
