@@ -202,8 +202,7 @@ class ChannelConsumer:
     async def _decide(
         self, message: ChannelMessage, entries: dict[str, Entry], sent: dict[str, str | None]
     ) -> Done:
-        now = self.clock.now()
-        if message.expires_at is not None and message.expires_at <= now:
+        if message.expires_at is not None and message.expires_at <= self.clock.now():
             return Done(
                 OutcomeStatus.SUPPRESSED,
                 reason="stale",

@@ -34,6 +34,7 @@ from consumers.fallback.escalation import PUSH_TIMEOUT
 from consumers.fallback.receipts import receipt_outcomes, remember_sent
 from consumers.runtime import metrics
 from consumers.runtime.handling import Incoming, Output, Result
+from consumers.runtime.steps import Steps
 from consumers.scheduler.retries import plan_retry
 from consumers.workflow.context import WorkflowContext
 from consumers.workflow.executor import workflow_receipt
@@ -68,6 +69,7 @@ class FallbackHandler:
         self.pool = pool
         self.rand = rand
         self.workflows = workflows  # routes with their own steps: the executor, not the tier presets
+        self.steps = Steps()  # wall time per step of a batch (make bench prints the timeline)
 
     def decode(self, raw: bytes) -> Signal:
         name, record = self.ctx.codec.decode_record(raw)
@@ -83,7 +85,7 @@ class FallbackHandler:
     async def handle(self, batch: Sequence[Incoming[Signal]]) -> Sequence[Result]:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                return [await self._one(conn, item.value) for item in batch]
+                return await self._all(conn, [item.value for item in batch])
         except (*_OUTAGES, asyncpg.PostgresError) as exc:
             if classify_pg_error(exc) == "record":  # the runtime splits down to the record at fault
                 raise RecordError(
@@ -97,10 +99,30 @@ class FallbackHandler:
         async with asyncio.timeout(2.0):
             return bool(await self.pool.fetchval("SELECT 1"))
 
-    async def _one(self, conn: asyncpg.Connection, value: Signal) -> list[Output]:
-        if isinstance(value, Receipt):
-            return await self._receipt(conn, value)
-        return await self._outcome(conn, value)
+    async def _all(self, conn: asyncpg.Connection, values: list[Signal]) -> list[Result]:
+        """In batch order; each run of outcomes between receipts has its ``sent`` messages
+        remembered first, in one go (nothing an outcome does reads what another one's
+        remembering writes: only receipts read ``herald_sent``, only receipts write receipts)."""
+        results: list[Result] = []
+        start = 0
+        while start < len(values):
+            first = values[start]
+            if isinstance(first, Receipt):
+                with self.steps.step("receipts"):
+                    results.append(await self._receipt(conn, first))
+                start += 1
+                continue
+            end = start
+            while end < len(values) and not isinstance(values[end], Receipt):
+                end += 1
+            run = [v for v in values[start:end] if isinstance(v, DeliveryOutcome)]
+            with self.steps.step("remember sent"):
+                early = await remember_sent(self.ctx, conn, run)
+            with self.steps.step("outcomes"):
+                for outcome, outputs in zip(run, early, strict=True):
+                    results.append(await self._outcome(conn, outcome, outputs))
+            start = end
+        return results
 
     async def _receipt(self, conn: asyncpg.Connection, receipt: Receipt) -> list[Output]:
         await conn.execute(
@@ -127,14 +149,15 @@ class FallbackHandler:
             await mark_reached(conn, receipt.notification_id, receipt.at, channel)
         return await receipt_outcomes(self.ctx, conn, receipt)
 
-    async def _outcome(self, conn: asyncpg.Connection, outcome: DeliveryOutcome) -> list[Output]:
+    async def _outcome(
+        self, conn: asyncpg.Connection, outcome: DeliveryOutcome, early: list[Output]
+    ) -> list[Output]:
+        """``early``: the outcomes of receipts that came before this ``sent`` (:func:`remember_sent`)."""
         now = self.ctx.clock.now()
         if watches_critical(outcome) and not self._custom(outcome.event_type):
             await watch_critical(self.ctx, conn, outcome, now)
-        outputs: list[Output] = []
+        outputs = list(early)
         message = outcome.message
-        if outcome.status is OutcomeStatus.SENT and message is not None:
-            outputs += await remember_sent(self.ctx, conn, outcome)
         actions = decide_outcome(outcome, self._steps(message) if message is not None else ())
         if self._custom(outcome.event_type):  # its steps decide what follows; retries stay per channel
             actions = [a for a in actions if a is Action.RETRY]

@@ -11,11 +11,14 @@ in ``herald_sent`` (one row per idempotency key). Order does not matter: a recei
 before its ``sent`` outcome is stored (``herald_receipts``) and turned into an outcome when the
 ``sent`` outcome comes; both paths produce the same outcome id, so a replay or the race produce
 one outcome id, never two different ones.
+
+The outcomes of a batch are remembered together (:func:`remember_sent`): one insert of every
+``sent`` message and one look for their early receipts, not two round trips per outcome.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -55,28 +58,43 @@ def outcome_for_receipt(
 
 
 async def remember_sent(
-    ctx: FallbackContext, conn: asyncpg.Connection, outcome: DeliveryOutcome
-) -> list[Output]:
-    """Keep a sent message for its receipts; answer receipts that came before it."""
-    message = outcome.message
-    if message is None:
-        return []
+    ctx: FallbackContext, conn: asyncpg.Connection, outcomes: Sequence[DeliveryOutcome]
+) -> list[list[Output]]:
+    """Keep each ``sent`` outcome's message for its receipts and answer the receipts that came
+    before it, in two statements whatever their number: the outputs per outcome, in order (``[]``
+    for the outcomes that are not ``sent``)."""
+    found: list[list[Output]] = [[] for _ in outcomes]
+    sent = [
+        (i, o.message, o.recorded_at)
+        for i, o in enumerate(outcomes)
+        if o.status is OutcomeStatus.SENT and o.message is not None
+    ]
+    if not sent:
+        return found
     await conn.execute(
         "INSERT INTO herald_sent (idempotency_key, notification_id, channel, message, sent_at) "
-        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        message.idempotency_key,
-        message.notification_id,
-        message.channel.value,
-        ctx.codec.encode(message),
-        outcome.recorded_at,
+        "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::timestamptz[]) "
+        "ON CONFLICT DO NOTHING",
+        [m.idempotency_key for _, m, _ in sent],
+        [m.notification_id for _, m, _ in sent],
+        [m.channel.value for _, m, _ in sent],
+        [ctx.codec.encode(m) for _, m, _ in sent],
+        [at for _, _, at in sent],
     )
-    early = await conn.fetch(
-        "SELECT status, at, source FROM herald_receipts "
-        "WHERE notification_id = $1 AND (channel = $2 OR channel IS NULL)",
-        message.notification_id,
-        message.channel.value,
+    rows = await conn.fetch(
+        "SELECT notification_id, channel, status, at, source FROM herald_receipts "
+        "WHERE notification_id = ANY($1::text[])",
+        sorted({m.notification_id for _, m, _ in sent}),
     )
-    return _outputs(ctx, [(message, r["status"], r["source"], r["at"]) for r in early])
+    if not rows:
+        return found
+    early: dict[str, list[asyncpg.Record]] = {}
+    for r in rows:
+        early.setdefault(r["notification_id"], []).append(r)
+    for i, m, _ in sent:
+        mine = [r for r in early.get(m.notification_id, ()) if r["channel"] in (None, m.channel.value)]
+        found[i] = _outputs(ctx, [(m, r["status"], r["source"], r["at"]) for r in mine])
+    return found
 
 
 async def receipt_outcomes(ctx: FallbackContext, conn: asyncpg.Connection, receipt: Receipt) -> list[Output]:

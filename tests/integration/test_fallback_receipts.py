@@ -87,3 +87,35 @@ async def test_a_receipt_names_its_channel_and_only_that_message_gets_the_outcom
     await h.feed(_receipt(push.notification_id, user, ReceiptStatus.DELIVERED, Channel.PUSH, h))
     (delivered,) = await _from_receipts(h, push.notification_id)
     assert (delivered.channel, delivered.idempotency_key) == (Channel.PUSH, push.idempotency_key)
+
+
+async def test_a_batch_of_outcomes_and_receipts_answers_as_one_by_one_would(h: Harness) -> None:
+    # The sent outcomes of a batch are remembered together, each run between receipts before the
+    # run is handled: the outputs are those of handling the records one by one, in order.
+    user = _user()
+    a, b, c = (
+        channel_message(user, channel, Tier.MEDIUM, occurred_at=h.clock.now(), recipient="x@example.com")
+        for channel in (Channel.PUSH, Channel.EMAIL, Channel.IN_APP)
+    )
+    await h.feed(
+        _receipt(a.notification_id, user, ReceiptStatus.DELIVERED, None, h),  # any channel
+        _receipt(b.notification_id, user, ReceiptStatus.DELIVERED, Channel.PUSH, h),  # not b's
+    )
+    outputs = await h.feed(
+        outcome_of(a, OutcomeStatus.SENT, at=h.clock.now()),
+        outcome_of(b, OutcomeStatus.SENT, at=h.clock.now()),
+        _receipt(c.notification_id, user, ReceiptStatus.READ, Channel.IN_APP, h),  # before c's sent
+        outcome_of(c, OutcomeStatus.SENT, at=h.clock.now()),
+        outcome_of(a, OutcomeStatus.SENT, at=h.clock.now()),  # a replay
+    )
+    got = [h.ctx.codec.decode(o.value, DeliveryOutcome) for o in outputs]
+    assert [(o.notification_id, o.status, o.outcome_id) for o in got] == [
+        (a.notification_id, OutcomeStatus.DELIVERED, outcome_id(a.idempotency_key, "delivered")),
+        (c.notification_id, OutcomeStatus.READ, outcome_id(c.idempotency_key, "read")),
+        (a.notification_id, OutcomeStatus.DELIVERED, outcome_id(a.idempotency_key, "delivered")),
+    ]
+    rows = await h.pool.fetch(
+        "SELECT idempotency_key FROM herald_sent WHERE notification_id = ANY($1::text[])",
+        [a.notification_id, b.notification_id, c.notification_id],
+    )
+    assert {r["idempotency_key"] for r in rows} == {a.idempotency_key, b.idempotency_key, c.idempotency_key}
