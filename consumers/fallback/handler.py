@@ -36,6 +36,7 @@ from consumers.runtime import metrics
 from consumers.runtime.handling import Incoming, Output, Result
 from consumers.runtime.steps import Steps
 from consumers.scheduler.retries import plan_retry
+from consumers.scheduler.store import Timer
 from consumers.workflow.context import WorkflowContext
 from consumers.workflow.executor import workflow_receipt
 from consumers.workflow.preset_run import enter_digest, enter_escalation
@@ -118,11 +119,23 @@ class FallbackHandler:
             run = [v for v in values[start:end] if isinstance(v, DeliveryOutcome)]
             with self.steps.step("remember sent"):
                 early = await remember_sent(self.ctx, conn, run)
+            retries: list[tuple[Timer, str]] = []  # armed together after the run
             with self.steps.step("outcomes"):
                 for outcome, outputs in zip(run, early, strict=True):
-                    results.append(await self._outcome(conn, outcome, outputs))
+                    results.append(await self._outcome(conn, outcome, outputs, retries))
+            with self.steps.step("arm retries"):
+                await self._arm_retries(conn, retries)
             start = end
         return results
+
+    async def _arm_retries(self, conn: asyncpg.Connection, retries: list[tuple[Timer, str]]) -> None:
+        """The run's retry timers in one statement (nothing else in the run reads them)."""
+        if not retries:
+            return
+        new = await self.ctx.scheduler.arm_new([timer for timer, _ in retries], conn)
+        for key, channel in {timer.key: channel for timer, channel in retries}.items():
+            if key in new:
+                metrics.RETRIES_SCHEDULED.labels(channel).inc()
 
     async def _receipt(self, conn: asyncpg.Connection, receipt: Receipt) -> list[Output]:
         await conn.execute(
@@ -150,9 +163,14 @@ class FallbackHandler:
         return await receipt_outcomes(self.ctx, conn, receipt)
 
     async def _outcome(
-        self, conn: asyncpg.Connection, outcome: DeliveryOutcome, early: list[Output]
+        self,
+        conn: asyncpg.Connection,
+        outcome: DeliveryOutcome,
+        early: list[Output],
+        retries: list[tuple[Timer, str]],
     ) -> list[Output]:
-        """``early``: the outcomes of receipts that came before this ``sent`` (:func:`remember_sent`)."""
+        """``early``: the outcomes of receipts that came before this ``sent`` (:func:`remember_sent`);
+        a retry's timer is added to ``retries`` (with its channel), for the caller to arm."""
         now = self.ctx.clock.now()
         if watches_critical(outcome) and not self._custom(outcome.event_type):
             await watch_critical(self.ctx, conn, outcome, now)
@@ -171,7 +189,7 @@ class FallbackHandler:
             elif action is Action.ARM_DIGEST_ITEM:
                 await self._digest(conn, message, sent_at=outcome.recorded_at)
             elif action is Action.RETRY:
-                outputs += await self._retry(conn, outcome)
+                outputs += await self._retry(conn, outcome, retries)
         return outputs
 
     def _steps(self, message: ChannelMessage) -> tuple[Step, ...]:
@@ -206,7 +224,9 @@ class FallbackHandler:
         route = self.workflows.table.match(event_type)
         return route is not None and route.custom
 
-    async def _retry(self, conn: asyncpg.Connection, outcome: DeliveryOutcome) -> list[Output]:
+    async def _retry(
+        self, conn: asyncpg.Connection, outcome: DeliveryOutcome, retries: list[tuple[Timer, str]]
+    ) -> list[Output]:
         assert outcome.message is not None
         message = outcome.message
         timer = plan_retry(
@@ -220,8 +240,7 @@ class FallbackHandler:
         )
         channel = message.channel.value
         if timer is not None:
-            if await self.ctx.scheduler.arm([timer], conn):
-                metrics.RETRIES_SCHEDULED.labels(channel).inc()
+            retries.append((timer, channel))
             return []
         now = self.ctx.clock.now()
         metrics.RETRIES_EXHAUSTED.labels(channel).inc()

@@ -98,7 +98,7 @@ _INSERT = """
 INSERT INTO herald_timers (namespace, key, kind, due_at, topic, msg_key, payload, data)
 SELECT $8, * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::bytea[], $6::bytea[], $7::jsonb[])
 ON CONFLICT (namespace, key) DO NOTHING
-RETURNING kind
+RETURNING key, kind
 """
 
 
@@ -112,8 +112,12 @@ class Scheduler:
 
     async def arm(self, timers: Sequence[Timer], conn: asyncpg.Connection | None = None) -> int:
         """Arm timers; a key already armed (or fired) is left alone. Returns how many were new."""
+        return len(await self.arm_new(timers, conn))
+
+    async def arm_new(self, timers: Sequence[Timer], conn: asyncpg.Connection | None = None) -> set[str]:
+        """:meth:`arm` in one statement, whatever their number; the keys that were new."""
         if not timers:
-            return 0
+            return set()
         args = (
             [t.key for t in timers],
             [t.kind for t in timers],
@@ -131,7 +135,7 @@ class Scheduler:
             rows = await conn.fetch(_INSERT, *args)
         for row in rows:
             TIMERS_ARMED.labels(row["kind"]).inc()
-        return len(rows)
+        return {row["key"] for row in rows}
 
     async def cancel(self, key: str, conn: asyncpg.Connection | None = None) -> bool:
         sql = (

@@ -104,6 +104,32 @@ async def test_a_replayed_failure_arms_one_retry(h: Harness) -> None:
     assert await h.advance(SCHEDULE[0] * 2) == 1
 
 
+async def test_the_retries_of_one_batch_are_armed_together_and_counted_once_each(h: Harness) -> None:
+    one, two = (
+        channel_message(
+            f"owner-b{i}", Channel.WEBHOOK, Tier.SYSTEM, occurred_at=h.clock.now(), recipient=f"ep-b{i}"
+        )
+        for i in range(2)
+    )
+    sent = channel_message(
+        "owner-b2", Channel.WEBHOOK, Tier.SYSTEM, occurred_at=h.clock.now(), recipient="ep-b2"
+    )
+    before = _metric("herald_retries_scheduled_total", channel="webhook")
+    failed = outcome_of(one, OutcomeStatus.FAILED_RETRYABLE, at=h.clock.now())
+    await h.feed(
+        failed,
+        outcome_of(sent, OutcomeStatus.SENT, at=h.clock.now()),
+        outcome_of(two, OutcomeStatus.FAILED_RETRYABLE, at=h.clock.now()),
+        failed,  # replayed in the same batch: one timer
+    )
+    assert _metric("herald_retries_scheduled_total", channel="webhook") == before + 2
+    assert await h.advance(SCHEDULE[0] * 2) == 2
+    assert {m.idempotency_key for m in await _webhook_messages(h)} >= {
+        one.idempotency_key,
+        two.idempotency_key,
+    }
+
+
 async def test_retry_after_is_honoured(h: Harness) -> None:
     msg = channel_message(
         "owner-3", Channel.WEBHOOK, Tier.SYSTEM, occurred_at=h.clock.now(), recipient="ep-y"
