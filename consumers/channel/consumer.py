@@ -89,6 +89,7 @@ class ChannelConsumer:
         self.name = f"channel-{channel.value}-{lane.value}"
         self.suppressions = suppressions
         self.properties = properties  # recipients' custom properties, for templates that use them
+        self._checked: Content | None = None  # the last content check_content passed (frozen)
         self._facts = BatchFacts()  # the batch's lookups (cancelled, ledger, suppressed, properties)
         self.channel = channel
         self.lane = lane
@@ -248,7 +249,9 @@ class ChannelConsumer:
         # A raw producer can bypass the classifier: the same identifier check, before any lookup.
         check_identifier("user_id", message.user_id)
         content = self._render(message)  # a TemplateError is a RecordError: failed_permanent in _one
-        check_content(content)  # InvalidContent before any provider sees it
+        if content is not self._checked:  # a reused rendering (a broadcast) is checked once
+            check_content(content)  # InvalidContent before any provider sees it
+            self._checked = content
         if entry is not None:  # in flight from a dead process: a duplicate beats a loss here
             metrics.LEDGER_RESENDS.labels(self.channel.value, self.lane.value).inc()
         return await self._send(message, content, entry, sent)
