@@ -162,9 +162,13 @@ class ChannelMessage(Record):
     escalated_from: str | None = None
 
     def __post_init__(self) -> None:
-        self.channel = _enum(Channel, self.channel)
-        self.lane = _enum(Lane, self.lane)
-        self.tier = _enum(Tier, self.tier)
+        # _enum of each, inline: the classifier makes one of these per message, from members already.
+        if self.channel.__class__ is not Channel:
+            self.channel = _enum(Channel, self.channel)
+        if self.lane.__class__ is not Lane:
+            self.lane = _enum(Lane, self.lane)
+        if self.tier.__class__ is not Tier:
+            self.tier = _enum(Tier, self.tier)
 
     def data(self) -> dict[str, Any]:
         return _json_object(self.payload)
@@ -224,10 +228,14 @@ class DeliveryOutcome(Record):
         return cls(outcome_id=outcome_id, status=status, recorded_at=recorded_at, **{**copied, **fields})
 
     def __post_init__(self) -> None:
-        self.channel = _enum(Channel, self.channel)
-        self.lane = _enum(Lane, self.lane)
-        self.tier = _enum(Tier, self.tier)
-        self.status = _enum(OutcomeStatus, self.status)
+        if self.channel is not None and self.channel.__class__ is not Channel:
+            self.channel = _enum(Channel, self.channel)
+        if self.lane is not None and self.lane.__class__ is not Lane:
+            self.lane = _enum(Lane, self.lane)
+        if self.tier.__class__ is not Tier:
+            self.tier = _enum(Tier, self.tier)
+        if self.status.__class__ is not OutcomeStatus:
+            self.status = _enum(OutcomeStatus, self.status)
         if isinstance(self.message, dict):
             self.message = ChannelMessage.from_record(self.message)
 
