@@ -107,7 +107,14 @@ def check_event(event: DomainEvent) -> None:
     character (one scan of them all). Anything else goes through the field-by-field check, which
     raises naming the field.
     """
-    e, t, u, tenant, topic, ck = event.event_id, event.type, event.user_id, event.tenant, event.topic, event.cancel_key
+    e, t, u, tenant, topic, ck = (
+        event.event_id,
+        event.type,
+        event.user_id,
+        event.tenant,
+        event.topic,
+        event.cancel_key,
+    )
     if (
         topic is None
         and tenant is None
