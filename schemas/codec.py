@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 
 from fastavro import schemaless_reader, schemaless_writer
 
+from schemas.decoding import RecordReader
 from schemas.errors import RecordError
-from schemas.models import Record
+from schemas.models import Record, field_names
 from schemas.registry import MAGIC, Contract, load_contracts
 from schemas.segments import SegmentedEncoder
 
@@ -52,6 +53,7 @@ class Codec:
         }
         self.on_legacy_header = on_legacy_header
         self._fast: dict[str, SegmentedEncoder | None] = {}
+        self._readers: dict[type[Record], RecordReader] = {}  # kind -> its newest version's reader
         self._latest: dict[str, Contract] = {}
         for c in contracts:
             if c.name not in self._latest or c.version > self._latest[c.name].version:
@@ -132,6 +134,17 @@ class Codec:
         return writer
 
     def decode(self, data: bytes, kind: type[R]) -> R:
+        """The record ``data`` holds, as ``kind``; :class:`DecodeError` if it is not one.
+
+        A record written with the newest version of ``kind``'s contract is read straight into the
+        dataclass (:mod:`schemas.decoding`); anything that path does not read goes through fastavro.
+        """
+        reader = self._readers.get(kind)
+        if reader is None and kind.SCHEMA in self._latest:
+            reader = self._readers[kind] = RecordReader(self._latest[kind.SCHEMA], kind, field_names(kind))
+        fast = reader.read(data) if reader is not None else None
+        if fast is not None:
+            return fast  # type: ignore[no-any-return]
         name, record = self.decode_record(data)
         if name != kind.SCHEMA:
             raise DecodeError("unexpected_schema", f"expected {kind.SCHEMA}, got {name}")

@@ -22,6 +22,7 @@ __all__ = [
     "ReceiptStatus",
     "Record",
     "Tier",
+    "field_names",
     "utcnow",
 ]
 
@@ -73,7 +74,8 @@ class ReceiptStatus(StrEnum):
 _FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {}
 
 
-def _field_names(cls: type[Any]) -> tuple[str, ...]:
+def field_names(cls: type[Any]) -> tuple[str, ...]:
+    """The dataclass's field names, in order (cached per class)."""
     names = _FIELD_NAMES.get(cls)
     if names is None:
         names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
@@ -88,7 +90,7 @@ class Record:
     def to_record(self) -> dict[str, Any]:
         # StrEnum members are str, which fastavro accepts for enum symbols; only nested
         # records need converting. Field names are cached per class: this is a hot path.
-        names = _field_names(type(self))
+        names = field_names(type(self))
         out = {name: getattr(self, name) for name in names}
         for name, value in out.items():
             if isinstance(value, Record):
@@ -97,7 +99,7 @@ class Record:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Self:
-        return cls(**{name: record[name] for name in _field_names(cls) if name in record})
+        return cls(**{name: record[name] for name in field_names(cls) if name in record})
 
 
 def _json_object(payload: str) -> dict[str, Any]:
@@ -160,9 +162,13 @@ class ChannelMessage(Record):
     escalated_from: str | None = None
 
     def __post_init__(self) -> None:
-        self.channel = _enum(Channel, self.channel)
-        self.lane = _enum(Lane, self.lane)
-        self.tier = _enum(Tier, self.tier)
+        # _enum of each, inline: the classifier makes one of these per message, from members already.
+        if self.channel.__class__ is not Channel:
+            self.channel = _enum(Channel, self.channel)
+        if self.lane.__class__ is not Lane:
+            self.lane = _enum(Lane, self.lane)
+        if self.tier.__class__ is not Tier:
+            self.tier = _enum(Tier, self.tier)
 
     def data(self) -> dict[str, Any]:
         return _json_object(self.payload)
@@ -222,10 +228,14 @@ class DeliveryOutcome(Record):
         return cls(outcome_id=outcome_id, status=status, recorded_at=recorded_at, **{**copied, **fields})
 
     def __post_init__(self) -> None:
-        self.channel = _enum(Channel, self.channel)
-        self.lane = _enum(Lane, self.lane)
-        self.tier = _enum(Tier, self.tier)
-        self.status = _enum(OutcomeStatus, self.status)
+        if self.channel is not None and self.channel.__class__ is not Channel:
+            self.channel = _enum(Channel, self.channel)
+        if self.lane is not None and self.lane.__class__ is not Lane:
+            self.lane = _enum(Lane, self.lane)
+        if self.tier.__class__ is not Tier:
+            self.tier = _enum(Tier, self.tier)
+        if self.status.__class__ is not OutcomeStatus:
+            self.status = _enum(OutcomeStatus, self.status)
         if isinstance(self.message, dict):
             self.message = ChannelMessage.from_record(self.message)
 

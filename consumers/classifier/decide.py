@@ -17,11 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from consumers.classifier.family import Family, MessageEncoder
 from consumers.classifier.profile import Profile, zone
-from consumers.classifier.quiet_hours import QuietAction, QuietDecision, quiet_decision
+from consumers.classifier.quiet_hours import SEND, QuietAction, QuietDecision, quiet_decision
 from consumers.classifier.ratelimit import LimiterDown, LimitRequest, bucket_key, limit_for, on_limiter_down
 from consumers.classifier.routing import Route
 from consumers.infra import keys
@@ -146,7 +145,6 @@ class _EventPlan:
     now: datetime
     cfg: DecideConfig
     nid: str
-    tz: ZoneInfo
     locale: str
     stale_after: timedelta | None  # low tier only: older events are dropped, not sent late
     expires_at: datetime | None  # low tier only: when the message is stale
@@ -166,7 +164,6 @@ class _EventPlan:
             now,
             cfg,
             nid=keys.notification_id(event.event_id, event.user_id),
-            tz=zone(profile.timezone),
             locale=event.locale or profile.locale or cfg.default_locale,
             stale_after=cfg.stale_after if low else None,
             expires_at=event.occurred_at + cfg.stale_after if low else None,
@@ -208,13 +205,16 @@ class _EventPlan:
 
     def quiet_for(self, channel: Channel) -> QuietDecision:
         """Quiet hours and staleness for the channel (computed once per kind of channel)."""
-        applies = channel in self.cfg.quiet_channels
+        window = self.profile.quiet if channel in self.cfg.quiet_channels else None
+        if window is None and self.stale_after is None:
+            return SEND  # what quiet_decision answers without a window, but for the low tier
+        applies = window is not None
         decision = self.quiet.get(applies)
         if decision is None:
             decision = self.quiet[applies] = quiet_decision(
                 self.now,
-                self.tz,
-                self.profile.quiet if applies else None,
+                zone(self.profile.timezone),
+                window,
                 self.route.tier,
                 occurred_at=self.event.occurred_at,
                 stale_after=self.stale_after,

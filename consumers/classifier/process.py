@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 from consumers.classifier.handler import Classifier, decide_config
@@ -23,7 +24,25 @@ from schemas.codec import default_codec
 from schemas.errors import ConfigurationError
 from schemas.models import Tier
 
-__all__ = ["build", "build_classifier", "load_table", "preset_timings"]
+__all__ = ["GC_THRESHOLD", "build", "build_classifier", "load_table", "preset_timings", "tune_gc"]
+
+GC_THRESHOLD = (50_000, 10, 10)
+"""The collector's thresholds in a classifier process (Python's default: 700, 10, 10).
+
+A poll batch keeps tens of thousands of small objects alive until its outputs are handed over
+(decoded events, plans, messages, encoded parts), so at 700 the collector ran every few dozen
+events, promoted each batch's objects to the old generations and re-scanned the whole heap (the
+profile cache included) with them: about a fifth of the process's CPU. At 50,000 a batch's
+objects are freed by reference counting before a collection starts; cycles still get collected.
+"""
+
+
+def tune_gc() -> None:
+    """Start-up objects (modules, contracts, the routing table) to the permanent generation, never
+    scanned again, and :data:`GC_THRESHOLD`."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 def preset_timings(settings: HeraldSettings) -> PresetTimings:
@@ -111,4 +130,5 @@ async def build(res: Resources, options: ProcessOptions) -> ProcessSpec:
         settings=res.settings.runtime,
     )
     reloader = RoutingReloader(lambda: load_table(res.settings), handler.use_table)
+    tune_gc()
     return ProcessSpec(runners=[runner], loops=[reloader.run, invalidator.run])

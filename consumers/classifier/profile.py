@@ -55,6 +55,8 @@ class Profile:
     ) -> bool:
         """The consent check's preference half (:func:`consumers.classifier.consent.may_send`);
         a digest (``event_type`` ``digest``) needs the user's digest switch on too."""
+        if not self.preferences and event_type != DIGEST_EVENT_TYPE:
+            return not opt_in  # may_send without a preference: opt-ins need one, the rest go
         digest = self.digest if event_type == DIGEST_EVENT_TYPE else None
         return may_send(tier, category, channel, self.preferences, opt_in=opt_in, digest=digest)
 

@@ -20,7 +20,15 @@ from zoneinfo import ZoneInfo
 
 from schemas.models import Tier
 
-__all__ = ["QuietAction", "QuietDecision", "QuietWindow", "in_window", "quiet_decision", "quiet_until"]
+__all__ = [
+    "SEND",
+    "QuietAction",
+    "QuietDecision",
+    "QuietWindow",
+    "in_window",
+    "quiet_decision",
+    "quiet_until",
+]
 
 _DAY = timedelta(days=1)
 

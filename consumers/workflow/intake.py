@@ -100,11 +100,14 @@ class Intake:
             route = table.match(event.type)
             if route is None:
                 continue  # the classifier dead-letters it
+            scheduled = event.send_at is not None and event.send_at > now
+            if not (event.cancel_key or scheduled or route.custom):
+                continue  # the usual case: planned as before, no notification id needed here
             nid = keys.notification_id(event.event_id, event.user_id)
             if event.cancel_key and event.cancel_key in cancelled:
                 outcome = self.canceller.for_event(event, nid, event.cancel_key, now)
                 taken.results[i] = [self._out(outcome)]
-            elif event.send_at is not None and event.send_at > now:
+            elif scheduled:
                 timer, output = self._scheduled(event, route, nid, now)
                 taken.timers.append(timer)
                 taken.results[i] = [output]
