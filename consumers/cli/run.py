@@ -10,6 +10,7 @@ import sys
 
 from consumers.infra.resources import Resources
 from consumers.infra.settings import HeraldSettings
+from consumers.runtime.cpu_priority import lower_bulk_priority
 from consumers.runtime.process import ProcessFactory, ProcessOptions, serve
 from consumers.runtime.workers import Supervisor
 from schemas.errors import ConfigurationError
@@ -84,6 +85,8 @@ def worker_command(args: argparse.Namespace) -> list[str]:
 
 async def run_process(settings: HeraldSettings, args: argparse.Namespace) -> int:
     factory = _factory(args.process)
+    # Before any connection or worker: the threads and processes started later inherit it.
+    lower_bulk_priority(args.process, args.lane, settings.runtime.bulk_nice)
     if args.workers != 1:
         if args.workers < 1:
             raise ConfigurationError(f"--workers must be at least 1, got {args.workers}")

@@ -104,6 +104,13 @@ class RuntimeSettings(BaseModel, frozen=True):
         ge=0,
         description="At start, wait this long for Kafka and PostgreSQL before exiting with an error.",
     )
+    bulk_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Bulk-lane processes (`--lane bulk`, `fanout`) lower their CPU priority to this nice "
+        "value at start, so the priority lane gets a shared host's CPU first; 0: off. Containers: CPU requests.",
+    )
 
 
 class SchedulerSettings(BaseModel, frozen=True):

@@ -275,6 +275,42 @@ def test_values_choose_the_lanes_and_their_scaling() -> None:
     assert not _kind(docs, "ServiceMonitor")
 
 
+def _pod(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = _kind(docs, "Deployment")[name]["spec"]["template"]["spec"]
+    return spec
+
+
+def _cpu_m(pod: dict[str, Any]) -> int:
+    cpu = str(pod["containers"][0]["resources"]["requests"]["cpu"])
+    return int(cpu[:-1]) if cpu.endswith("m") else int(float(cpu) * 1000)
+
+
+def test_the_bulk_lane_yields_the_cpu_to_the_priority_lane() -> None:
+    # By default: a lower CPU request (a lower cgroup weight where both share a node's CPU).
+    assert _cpu_m(_pod(DEFAULT, "herald-channel-email-bulk")) * 4 <= _cpu_m(
+        _pod(DEFAULT, "herald-channel-email-priority")
+    )
+    docs = render(
+        {
+            "lanes": {"bulk": {"priorityClassName": "herald-bulk"}},
+            "channels": {
+                "sms": {"bulk": {"enabled": True}},
+                "email": {"bulk": {"resources": {"requests": {"cpu": "200m"}}}},
+            },
+            "processes": {"classifier": {"priorityClassName": "herald-critical"}},
+        }
+    )
+    for doc in docs:
+        validate(doc)
+    sms_bulk = _pod(docs, "herald-channel-sms-bulk")
+    assert sms_bulk["priorityClassName"] == "herald-bulk"
+    assert _cpu_m(sms_bulk) == 25  # the lane's default reaches every channel's bulk lane
+    assert _cpu_m(_pod(docs, "herald-channel-email-bulk")) == 200  # a channel's own entry wins
+    assert _pod(docs, "herald-classifier")["priorityClassName"] == "herald-critical"
+    for name in ("herald-channel-email-priority", "herald-fallback"):
+        assert "priorityClassName" not in _pod(docs, name)  # empty: the cluster's default
+
+
 def test_chart_refuses_more_replicas_than_partitions() -> None:
     with pytest.raises(helm_python.HelmError, match=r"exceeds kafka\.partitions"):
         render({"channels": {"push": {"priority": {"maxReplicas": 50}}}})

@@ -43,7 +43,7 @@ app.kubernetes.io/part-of: herald
 Every process of the release, as YAML {items: [...]}; each item has
   component (DNS name part), args (herald CLI), channel/lane/group/topic (channel consumers),
   api (the HTTP API), replicas (fixed; absent when KEDA or an HPA owns it), scale (KEDA settings),
-  resources.
+  resources, priorityClassName.
 */}}
 {{- define "herald.processes" -}}
 items:
@@ -53,6 +53,7 @@ items:
     args: [run, {{ $name }}{{ if gt (int (default 1 $p.workers)) 1 }}, --workers, {{ $p.workers | quote }}{{ end }}]
     replicas: {{ $p.replicas }}
     resources: {{ toJson (default $.Values.defaultResources $p.resources) }}
+    priorityClassName: {{ default "" $p.priorityClassName | quote }}
 {{- end }}
 {{- end }}
 {{- if .Values.api.enabled }}
@@ -67,7 +68,7 @@ items:
 {{- end }}
 {{- range $channel, $lanes := .Values.channels }}
 {{- range $lane, $c := $lanes }}
-{{- $cfg := merge (deepCopy $c) $.Values.channelDefaults }}
+{{- $cfg := merge (deepCopy $c) (deepCopy (default dict (get (default dict $.Values.lanes) $lane))) $.Values.channelDefaults }}
 {{- if $cfg.enabled }}
 {{- if not (has $lane (list "priority" "bulk")) }}
 {{- fail (printf "channels.%s.%s: lane must be priority or bulk" $channel $lane) }}
@@ -87,8 +88,9 @@ items:
     lane: {{ $lane }}
     group: {{ printf "herald-channel-%s-%s" $channel $lane }}
     topic: {{ printf "%s.channel.%s.%s" $.Values.topicPrefix $channel $lane }}
-    scale: {{ toJson (omit $cfg "resources" "enabled" "workers") }}
+    scale: {{ toJson (omit $cfg "resources" "enabled" "workers" "priorityClassName") }}
     resources: {{ toJson (default $.Values.defaultResources $cfg.resources) }}
+    priorityClassName: {{ default "" $cfg.priorityClassName | quote }}
 {{- end }}
 {{- end }}
 {{- end }}
