@@ -37,7 +37,8 @@ import asyncpg
 import httpx
 
 from bench.common import sized
-from bench.isolation import GOAL, _critical_stream, _latencies, _pct, _seed
+from bench.hops import hop_latencies
+from bench.isolation import GOAL, _by_tag, _critical_stream, _outcomes, _pct, _seed
 from bench.procs import HeraldProcs, committed_total
 from consumers.api.admin.key_store import KeyStore
 from consumers.api.admin.keys import Scope
@@ -178,7 +179,7 @@ async def critical_during_broadcast(b: Any, n: int, seconds: float = 20.0) -> di
             warmup = await _critical_stream(s, 3, "warmup")
             event = _broadcast(tenant, "all")
             done = asyncio.Event()
-            timeout = max(900.0, n / 200)
+            timeout = b.timeout(n, floor=900)
             t0 = time.monotonic()
             stream = asyncio.create_task(_critical_stream(s, timeout, "burst", until=done))
             try:
@@ -190,10 +191,11 @@ async def critical_during_broadcast(b: Any, n: int, seconds: float = 20.0) -> di
                 done.set()
                 loud = await stream
             during = time.monotonic() - t0
-            lat = await _latencies(s, 3 * (warmup + loud), timeout=max(120.0, n / 5_000))
+            outcomes = await _outcomes(s, 3 * (warmup + loud), timeout=b.timeout(n, floor=120))
+            hops = await hop_latencies(s, outcomes)
     finally:
         await pool.close()
-    values = lat.get("burst", [])
+    values = _by_tag(outcomes).get("burst", [])
     return {
         "subscribers": n,
         "copies": copies,
@@ -204,6 +206,7 @@ async def critical_during_broadcast(b: Any, n: int, seconds: float = 20.0) -> di
         "p50_ms": statistics.median(values) if values else float("nan"),
         "p99_ms": _pct(values, 0.99) if values else float("nan"),
         "max_ms": max(values) if values else float("nan"),
+        "hop_p99_ms": {h: _pct(v, 0.99) for h, v in hops.get("burst", {}).items() if v},
     }
 
 
@@ -312,7 +315,8 @@ async def phase(b: Any) -> None:
             goal=GOAL,
             note=f"{iso['subscribers']:,} subscribers: {iso['copies']:,} copies fanned out in "
             f"{iso['fanned_out_s']:.0f} s ({iso['classified_by_then']:,} classified by then); "
-            f"p50 {iso['p50_ms']:.0f} ms, max {iso['max_ms']:.0f} ms, n={iso['n']}",
+            f"p50 {iso['p50_ms']:.0f} ms, max {iso['max_ms']:.0f} ms, n={iso['n']}; p99 by hop: "
+            + ", ".join(f"{h} {ms:.0f} ms" for h, ms in iso["hop_p99_ms"].items()),
         )
     )
     api = await events_api(b.stack)

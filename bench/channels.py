@@ -66,10 +66,11 @@ async def run_consumer(
     total: int,
     group: str,
     *,
+    timeout: float,
     adapter: ChannelAdapter | None = None,
 ) -> Timing:
     """The channel consumer over ``total`` messages of ``source``, through ``adapter`` (default:
-    the instant dry-run provider)."""
+    the instant dry-run provider), for at most ``timeout`` seconds."""
     consumer = ChannelConsumer(
         channel=channel,
         lane=Lane.PRIORITY,
@@ -83,7 +84,13 @@ async def run_consumer(
         res.redis(), ttl_s=3600, namespace=f"{res.settings.topic_prefix}:delivery", consumer=consumer.name
     )
     return await time_runner(
-        consumer, topic=source, group=group, total=total, producer=await res.producer(), settings=res.settings
+        consumer,
+        topic=source,
+        group=group,
+        total=total,
+        producer=await res.producer(),
+        settings=res.settings,
+        timeout=timeout,
     )
 
 
@@ -98,9 +105,13 @@ async def phase(b: Bench) -> None:
             with console.status(f"preloading {n:,} {channel.value} messages"):
                 await preload(s, source, channel_messages(channel, n), 4)
             with console.status(f"raw pass-through of {channel.value} messages"):
-                raw = await raw_passthrough(s, source, f"{source}.raw", n, f"{s.topic_prefix}-raw")
+                raw = await raw_passthrough(
+                    s, source, f"{source}.raw", n, f"{s.topic_prefix}-raw", timeout=b.timeout(n)
+                )
             with console.status(f"{channel.value} consumer, no-op provider"):
-                t = await run_consumer(res, channel, source, n, f"{s.topic_prefix}-{channel.value}")
+                t = await run_consumer(
+                    res, channel, source, n, f"{s.topic_prefix}-{channel.value}", timeout=b.timeout(n)
+                )
         finally:
             await res.close()
         added_ms = (1 / t.rate - 1 / raw.rate) * 1000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.common import Timing, mixed_events, preload
 from bench.run import Bench, Row, console
-from bench.seed import seed_users
+from bench.seed import fresh_state
 from bench.timed import time_runner
 from consumers.classifier.process import build_classifier
 from consumers.infra.resources import Resources
@@ -16,7 +16,7 @@ __all__ = ["USERS", "phase", "run_classifier"]
 USERS = 20_000
 
 
-async def run_classifier(res: Resources, total: int, group: str) -> Timing:
+async def run_classifier(res: Resources, total: int, group: str, timeout: float) -> Timing:
     topics = res.topics
     await create_topics(res.settings, [dlq(topics.events), topics.outcomes, *topics.channel_topics()])
     handler = await build_classifier(res)
@@ -27,25 +27,21 @@ async def run_classifier(res: Resources, total: int, group: str) -> Timing:
         total=total,
         producer=await res.producer(),
         settings=res.settings,
+        timeout=timeout,
     )
 
 
 async def phase(b: Bench) -> None:
     s = b.settings()
+    with console.status(f"seeding {USERS:,} users on an empty database and Redis"):
+        await fresh_state(b.stack.database_url, b.stack.redis_url, USERS)
     res = Resources(s)
     try:
         pool = await res.pool()
-        await pool.execute(
-            "TRUNCATE herald_recipients, herald_device_tokens, herald_preferences, "
-            "herald_webhook_endpoints, herald_timers CASCADE"
-        )
-        await res.redis().flushdb()
-        with console.status(f"seeding {USERS:,} users"):
-            await seed_users(pool, USERS)
         with console.status(f"preloading {b.events:,} events"):
             await preload(s, res.topics.events, mixed_events(b.events, users=USERS), 4)
         with console.status("classifier"):
-            t = await run_classifier(res, b.events, f"{s.topic_prefix}-classifier")
+            t = await run_classifier(res, b.events, f"{s.topic_prefix}-classifier", b.timeout(b.events))
         deferred = await pool.fetchval("SELECT count(*) FROM herald_timers")
     finally:
         await res.close()

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Cost", "Window", "proc_cpu_s", "self_cpu_s", "total_us_per_event"]
+__all__ = ["Cost", "Window", "proc_cpu_s", "runq_wait_s", "self_cpu_s", "total_us_per_event", "tree_cpu_s"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -37,6 +37,45 @@ def proc_cpu_s(pid: int) -> float:
     fields = stat[stat.rindex(")") + 2 :].split()
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
     return (utime + stime) / _TICKS
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of ``pid`` and of its live children (PostgreSQL's backends under the postmaster)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    total = proc_cpu_s(pid)
+    for child in children:
+        try:
+            total += proc_cpu_s(int(child))
+        except OSError:  # exited meanwhile
+            continue
+    return total
+
+
+def runq_wait_s(pid: int, tree: bool = False) -> float:
+    """Seconds the threads of ``pid`` (and of its live children, with ``tree``) spent runnable but
+    waiting for a CPU (``/proc/<pid>/task/<tid>/schedstat``, second field): CPU contention, as
+    opposed to waiting on I/O. Threads that have ended take theirs with them."""
+    pids = [pid]
+    if tree:
+        try:
+            pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        except OSError:
+            pass
+    total = 0
+    for p in pids:
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                total += int(Path(f"/proc/{p}/task/{tid}/schedstat").read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return total / 1e9
 
 
 @dataclass(frozen=True)
@@ -71,25 +110,41 @@ class Window:
     """CPU and wall clock of some processes between :meth:`start` and :meth:`stop`.
 
     ``pids`` maps a name to a pid; ``None`` as the pid means this process (``RUSAGE_SELF``).
+    The processes named in ``trees`` are counted with their children (a server forking a process
+    per connection). A child that exits within the window takes its CPU with it: an estimate.
     """
 
-    def __init__(self, pids: dict[str, int | None]) -> None:
+    def __init__(self, pids: dict[str, int | None], trees: frozenset[str] = frozenset()) -> None:
         self.pids = pids
+        self.trees = trees
         self._cpu0: dict[str, float] = {}
         self._cpu1: dict[str, float] = {}
+        self._wait0: dict[str, float] = {}
+        self._wait1: dict[str, float] = {}
         self._t0 = self._t1 = 0.0
 
-    @staticmethod
-    def _read(pid: int | None) -> float:
-        return self_cpu_s() if pid is None else proc_cpu_s(pid)
+    def _read(self, name: str, pid: int | None) -> float:
+        if pid is None:
+            return self_cpu_s()
+        return tree_cpu_s(pid) if name in self.trees else proc_cpu_s(pid)
+
+    def _waits(self) -> dict[str, float]:
+        pids = {name: os.getpid() if pid is None else pid for name, pid in self.pids.items()}
+        return {name: runq_wait_s(pid, name in self.trees) for name, pid in pids.items()}
 
     def start(self) -> None:
         self._t0 = time.perf_counter()
-        self._cpu0 = {name: self._read(pid) for name, pid in self.pids.items()}
+        self._cpu0 = {name: self._read(name, pid) for name, pid in self.pids.items()}
+        self._wait0 = self._waits()
 
     def stop(self) -> None:
         self._t1 = time.perf_counter()
-        self._cpu1 = {name: self._read(pid) for name, pid in self.pids.items()}
+        self._cpu1 = {name: self._read(name, pid) for name, pid in self.pids.items()}
+        self._wait1 = self._waits()
+
+    def runq_waits(self) -> dict[str, float]:
+        """Per process: seconds its threads waited for a CPU within the window."""
+        return {name: self._wait1[name] - self._wait0[name] for name in self.pids}
 
     @property
     def wall_s(self) -> float:

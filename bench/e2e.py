@@ -30,7 +30,7 @@ from bench.common import mixed_events, preload
 from bench.cost import Cost, Window
 from bench.procs import HeraldProcs, committed_total
 from bench.run import Bench, Row, console
-from bench.seed import ensure_users
+from bench.seed import fresh_state
 from consumers.infra.db import connect_pool
 from consumers.infra.settings import HeraldSettings
 from consumers.runtime.kafka import create_topics
@@ -163,7 +163,7 @@ async def phase(b: Bench) -> None:
     s = b.settings(partitions=4)
     topics = Topics(s.topic_prefix)
     await create_topics(s, topics.all())
-    await ensure_users(b.stack.database_url, USERS)
+    await fresh_state(b.stack.database_url, b.stack.redis_url, USERS)
     with console.status(f"encoding {n:,} mixed events"):
         events = mixed_events(n, users=USERS, seed=23)
     pool = await connect_pool(s.database_url)
@@ -176,8 +176,7 @@ async def phase(b: Bench) -> None:
             pids["fallback"] = procs.start("e2e-fallback", ["fallback"]).pid
             pids["scheduler"] = procs.start("e2e-scheduler", ["scheduler"]).pid
             with console.status("waiting for every process to be ready"):
-                await procs.wait_ready()
-                await asyncio.sleep(3)  # let the groups settle before the load arrives
+                await procs.wait_ready()  # all ready at once: every group has settled
             window = Window(pids)
             window.start()
             t0 = time.monotonic()

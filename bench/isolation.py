@@ -24,7 +24,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from bench.channels import channel_messages
 from bench.common import preload, sized, wait_drained
 from bench.cost import Window
-from bench.procs import HeraldProcs
+from bench.hops import hop_latencies
+from bench.procs import STACK_TREES, HeraldProcs, stack_pids
 from bench.run import Bench, Row, console
 from consumers.emitter import Emitter
 from consumers.infra.db import connect_pool, migrate
@@ -67,33 +68,45 @@ async def _critical_stream(
     return sent
 
 
-async def _latencies(s: HeraldSettings, expected: int, timeout: float = 120) -> dict[str, list[float]]:
-    """Critical ``sent`` outcome latencies (ms) by the event's device tag (phase), read from herald.outcomes."""
+async def _outcomes(s: HeraldSettings, expected: int, timeout: float = 120) -> list[DeliveryOutcome]:
+    """The critical ``sent`` outcomes on herald.outcomes, once ``expected`` of them are there (or at
+    ``timeout``)."""
     topic = Topics(s.topic_prefix).outcomes
     codec = default_codec()
     consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap_servers, enable_auto_commit=False)
     await consumer.start()
-    out: dict[str, list[float]] = {}
+    out: list[DeliveryOutcome] = []
     try:
         await consumer._client.force_metadata_update()
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         deadline = time.monotonic() + timeout
-        n = 0
-        while n < expected and time.monotonic() < deadline:
+        while len(out) < expected and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
                 for r in records:
                     o = codec.decode(r.value, DeliveryOutcome)
-                    if o.tier is not Tier.CRITICAL or o.status is not OutcomeStatus.SENT or o.message is None:
-                        continue
-                    tag = o.message.data().get("device", "?")
-                    out.setdefault(tag, []).append((o.recorded_at - o.occurred_at).total_seconds() * 1000)
-                    n += 1
+                    if o.tier is Tier.CRITICAL and o.status is OutcomeStatus.SENT and o.message is not None:
+                        out.append(o)
     finally:
         await consumer.stop()
     return out
+
+
+def _by_tag(outcomes: list[DeliveryOutcome]) -> dict[str, list[float]]:
+    """End-to-end latencies (ms) by the event's device tag (phase)."""
+    out: dict[str, list[float]] = {}
+    for o in outcomes:
+        assert o.message is not None
+        tag = o.message.data().get("device", "?")
+        out.setdefault(tag, []).append((o.recorded_at - o.occurred_at).total_seconds() * 1000)
+    return out
+
+
+async def _latencies(s: HeraldSettings, expected: int, timeout: float = 120) -> dict[str, list[float]]:
+    """Critical ``sent`` outcome latencies (ms) by the event's device tag (phase), read from herald.outcomes."""
+    return _by_tag(await _outcomes(s, expected, timeout))
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -143,12 +156,19 @@ async def phase(b: Bench, seconds: float = 20.0) -> None:
             produced_s = time.monotonic() - t_produce
             del bulk
         warmup = await _critical_stream(s, 3, "warmup")
+        window_a = Window(
+            {**{n: p.pid for n, (p, _) in procs.procs.items()}, **stack_pids(b.stack)}, STACK_TREES
+        )
         with console.status(f"phase A: critical at {RATE:.0f}/s, no burst"):
+            window_a.start()
             quiet = await _critical_stream(s, seconds, "quiet")
+            window_a.stop()
         name, argv = PROCESSES[-1]
         procs.start(f"isolation-{name}", argv)
         await procs.wait_ready()
-        window = Window({name: proc.pid for name, (proc, _) in procs.procs.items()})
+        window = Window(
+            {**{n: p.pid for n, (p, _) in procs.procs.items()}, **stack_pids(b.stack)}, STACK_TREES
+        )
         drained = asyncio.Event()
         timeout = b.timeout(burst, floor=900)
         with console.status(f"phase B: critical at {RATE:.0f}/s until {burst:,} bulk messages are drained"):
@@ -168,7 +188,10 @@ async def phase(b: Bench, seconds: float = 20.0) -> None:
             drain_s = drained_at - t0
         expected = 3 * (warmup + quiet + loud)
         with console.status(f"collecting {expected:,} critical outcomes among {burst:,} bulk ones"):
-            lat = await _latencies(s, expected, timeout=max(300.0, (burst + expected) / 500))
+            outcomes = await _outcomes(s, expected, timeout=b.timeout(burst + expected, floor=300))
+        with console.status("reading the critical events' and messages' record timestamps"):
+            hops = await hop_latencies(s, outcomes)
+    lat = _by_tag(outcomes)
     results: dict[str, Any] = {"burst": burst, "produced_s": produced_s, "drain_s": drain_s}
     label_b = f"while {burst:,} bulk messages drain"
     for tag, label in (("quiet", "no burst"), ("burst", label_b)):
@@ -177,7 +200,8 @@ async def phase(b: Bench, seconds: float = 20.0) -> None:
             b.add(Row(f"critical e2e latency p99, {label}", float("nan"), "ms", note="no outcomes collected"))
             continue
         p50, p99, mx = statistics.median(values), _pct(values, 0.99), max(values)
-        results[tag] = {"n": len(values), "p50_ms": p50, "p99_ms": p99, "max_ms": mx}
+        split = {h: _pct(v, 0.99) for h, v in hops.get(tag, {}).items() if v}
+        results[tag] = {"n": len(values), "p50_ms": p50, "p99_ms": p99, "max_ms": mx, "hop_p99_ms": split}
         b.add(
             Row(
                 f"critical e2e latency p99, {label}",
@@ -185,12 +209,26 @@ async def phase(b: Bench, seconds: float = 20.0) -> None:
                 "ms",
                 goal=GOAL,
                 note=f"p50 {p50:.0f} ms, max {mx:.0f} ms, n={len(values)} critical messages"
-                + (f" over {drain_s:.0f} s" if tag == "burst" else ""),
+                + (f" over {drain_s:.0f} s" if tag == "burst" else "")
+                + "; p99 by hop: "
+                + ", ".join(f"{h} {ms:.0f} ms" for h, ms in split.items()),
             )
         )
     handled = {f"isolation-{n}": burst if n == "email-bulk" else loud for n, _ in PROCESSES}
     costs = window.costs(handled)
     results["processes"] = [c.as_dict() for c in costs]
+    results["processes_no_burst"] = [c.as_dict() for c in window_a.costs(quiet)]
+    # CPU contention, hop by hop: ms each process waited for a CPU per critical event handled.
+    results["runq_wait_ms_per_event"] = {
+        label: {n.removeprefix("isolation-"): 1000 * w / max(1, count) for n, w in win.runq_waits().items()}
+        for label, win, count in (("no_burst", window_a, quiet), ("burst", window, loud))
+    }
+    console.print(f"run-queue wait, ms per critical event: {results['runq_wait_ms_per_event']}")
+    for label, shown in (("without the burst", window_a.costs(quiet)), ("while the burst drained", costs)):
+        console.print(
+            f"CPU utilisation {label}: "
+            + ", ".join(f"{c.process.removeprefix('isolation-')}={c.utilisation:.2f}" for c in shown)
+        )
     b.add(
         Row(
             "bulk burst drain",

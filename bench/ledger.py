@@ -87,12 +87,19 @@ async def phase(b: Any) -> None:
                 total=n,
                 producer=producer,
                 settings=s,
+                timeout=b.timeout(n),
             )
         before = await pool.fetchval("SELECT count(*) FROM herald_activity")
         with console.status("ledger → PostgreSQL"):
             sink = LedgerSink(ActivityWriter(pool, s.ledger.retention_days), default_codec(), SystemClock())
             led = await time_runner(
-                sink, topic=source, group=f"{s.topic_prefix}-ledger", total=n, producer=producer, settings=s
+                sink,
+                topic=source,
+                group=f"{s.topic_prefix}-ledger",
+                total=n,
+                producer=producer,
+                settings=s,
+                timeout=b.timeout(n),
             )
         added = await pool.fetchval("SELECT count(*) FROM herald_activity") - before
     finally:

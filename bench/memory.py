@@ -10,7 +10,7 @@ from bench.channels import channel_messages
 from bench.common import mixed_events, preload
 from bench.procs import HeraldProcs, committed_total, rss_mib
 from bench.run import Bench, Row, console
-from bench.seed import ensure_users
+from bench.seed import fresh_state
 from consumers.runtime.kafka import create_topics
 from consumers.runtime.topics import Topics
 from schemas.models import Channel, Lane
@@ -21,8 +21,11 @@ USERS = 20_000
 CHUNK = 100_000
 
 
-async def _drain(procs: HeraldProcs, group: str, topic: str, total: int) -> None:
+async def _drain(procs: HeraldProcs, group: str, topic: str, total: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
     while await committed_total(procs.settings, group, topic) < total:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{group} did not commit {total:,} records of {topic} in {timeout:.0f}s")
         await asyncio.sleep(0.5)
 
 
@@ -31,7 +34,7 @@ async def phase(b: Bench) -> None:
     s = b.settings(partitions=4)
     topics = Topics(s.topic_prefix)
     await create_topics(s, topics.all())
-    await ensure_users(b.stack.database_url, USERS)
+    await fresh_state(b.stack.database_url, b.stack.redis_url, USERS)
     email_topic = topics.channel(Channel.EMAIL, Lane.PRIORITY)
     with HeraldProcs(b.stack, s, {"HERALD_CHANNEL__DRY_RUN": "true"}) as procs:
         cls = procs.start("mem-classifier", ["classifier"])
@@ -48,7 +51,7 @@ async def phase(b: Bench) -> None:
             with console.status(f"memory: {done:,}/{events_total:,} events"):
                 await preload(s, topics.events, mixed_events(n, users=USERS, seed=done), 4)
                 await preload(s, email_topic, channel_messages(Channel.EMAIL, n // 5), 4)
-                await _drain(procs, "herald-classifier", topics.events, done + n)
+                await _drain(procs, "herald-classifier", topics.events, done + n, b.timeout(n))
             done += n
             samples["classifier"].append((done, rss_mib(cls.pid)))
             samples["email consumer"].append((done, rss_mib(eml.pid)))
@@ -57,6 +60,7 @@ async def phase(b: Bench) -> None:
             "mem-email",
             email_topic,
             sum(min(CHUNK, events_total - i) // 5 for i in range(0, events_total, CHUNK)),
+            b.timeout(CHUNK),  # what is left after the last chunk
         )
         samples["email consumer"][-1] = (done, rss_mib(eml.pid))
         elapsed = time.monotonic() - t0

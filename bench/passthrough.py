@@ -28,9 +28,10 @@ class NoOp(PassThrough):
 
 
 async def raw_passthrough(
-    settings: HeraldSettings, source: str, target: str, total: int, group: str
+    settings: HeraldSettings, source: str, target: str, total: int, group: str, *, timeout: float
 ) -> Timing:
-    """The simplest correct at-least-once loop with plain aiokafka: poll, send all, await acks, commit."""
+    """The simplest correct at-least-once loop with plain aiokafka: poll, send all, await acks, commit
+    (for at most ``timeout`` seconds)."""
     await create_topics(settings, [target])
     consumer_cls = timed_consumer_factory(total)
     consumer = consumer_cls(
@@ -50,8 +51,11 @@ async def raw_passthrough(
     )
     await consumer.start()
     await producer.start()
+    deadline = time.monotonic() + timeout
     try:
         while not consumer_cls.done.is_set():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"raw pass-through over {total:,} records not done in {timeout:.0f}s")
             batch = await consumer.getmany(timeout_ms=200, max_records=settings.runtime.max_batch)
             futures = []
             offsets = {}
@@ -71,7 +75,14 @@ async def raw_passthrough(
 
 
 async def runtime_passthrough(
-    settings: HeraldSettings, source: str, target: str, total: int, group: str, *, decode: bool = True
+    settings: HeraldSettings,
+    source: str,
+    target: str,
+    total: int,
+    group: str,
+    *,
+    timeout: float,
+    decode: bool = True,
 ) -> Timing:
     await create_topics(settings, [target, dlq(source)])
     producer = make_producer(settings)
@@ -84,6 +95,7 @@ async def runtime_passthrough(
             total=total,
             producer=producer,
             settings=settings,
+            timeout=timeout,
         )
     finally:
         await producer.stop()

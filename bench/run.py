@@ -122,16 +122,17 @@ async def phase_passthrough(b: Bench) -> None:
     source = f"{s.topic_prefix}.events"
     with console.status(f"preloading {b.events:,} events"):
         await preload(s, source, mixed_events(b.events, users=20_000), 4)
+    n, p = b.events, s.topic_prefix
     with console.status("raw aiokafka consume→produce"):
-        raw1 = await raw_passthrough(s, source, f"{source}.raw1", b.events, f"{s.topic_prefix}-raw1")
+        raw1 = await raw_passthrough(s, source, f"{source}.raw1", n, f"{p}-raw1", timeout=b.timeout(n))
     with console.status("runtime, no-op handler"):
         noop = await runtime_passthrough(
-            s, source, f"{source}.noop", b.events, f"{s.topic_prefix}-noop", decode=False
+            s, source, f"{source}.noop", n, f"{p}-noop", decode=False, timeout=b.timeout(n)
         )
     with console.status("runtime, decoding pass-through"):
-        dec = await runtime_passthrough(s, source, f"{source}.dec", b.events, f"{s.topic_prefix}-dec")
+        dec = await runtime_passthrough(s, source, f"{source}.dec", n, f"{p}-dec", timeout=b.timeout(n))
     with console.status("raw aiokafka again (drift check)"):
-        raw2 = await raw_passthrough(s, source, f"{source}.raw2", b.events, f"{s.topic_prefix}-raw2")
+        raw2 = await raw_passthrough(s, source, f"{source}.raw2", n, f"{p}-raw2", timeout=b.timeout(n))
     b.raw_rate = (raw1.rate + raw2.rate) / 2
     raw_cpu = [c for c in (raw1.cost("raw aiokafka"), raw2.cost("raw aiokafka")) if c is not None]
     raw_total = None

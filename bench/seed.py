@@ -7,7 +7,7 @@ from datetime import time
 
 import asyncpg
 
-__all__ = ["seed_users"]
+__all__ = ["fresh_state", "seed_users"]
 
 _ZONES = [
     "Europe/Lisbon",
@@ -74,14 +74,29 @@ async def seed_users(pool: asyncpg.Pool, users: int, seed: int = 11) -> None:
         )
 
 
-async def ensure_users(database_url: str, users: int) -> None:
-    """Migrate and seed u0..u{users-1} unless an earlier phase of this run already did."""
+async def fresh_state(database_url: str, redis_url: str, users: int) -> None:
+    """The same starting state for every measured run: every Herald table emptied (recipients,
+    timers, digests, workflow runs, sent ledgers...), Redis flushed (rate-limit buckets, delivery
+    ledgers, caches), then u0..u{users-1} seeded again. Without it a run after another one finds
+    the rate limits spent and the deferred sends armed, and measures those cheaper paths."""
+    import redis.asyncio as redis_asyncio
+
     from consumers.infra.db import connect_pool, migrate
 
     pool = await connect_pool(database_url)
     try:
         await migrate(pool)
-        if not await pool.fetchval("SELECT count(*) FROM herald_recipients WHERE user_id = 'u0'"):
-            await seed_users(pool, users)
+        tables = await pool.fetch(
+            "SELECT quote_ident(tablename) AS t FROM pg_tables WHERE schemaname = current_schema() "
+            "AND tablename LIKE 'herald\\_%' AND tablename <> 'herald_migrations'"
+        )
+        if tables:
+            await pool.execute(f"TRUNCATE {', '.join(r['t'] for r in tables)} CASCADE")
+        client = redis_asyncio.Redis.from_url(redis_url)
+        try:
+            await client.flushdb()
+        finally:
+            await client.aclose()
+        await seed_users(pool, users)
     finally:
         await pool.close()

@@ -44,7 +44,9 @@ async def _timed(b: Bench, n: int, adapter: SmtpEmailAdapter | None) -> Timing:
         source = res.topics.channel(Channel.EMAIL, Lane.PRIORITY)
         await create_topics(s, [source, dlq(source), res.topics.outcomes])
         await preload(s, source, channel_messages(Channel.EMAIL, n), 4)
-        return await run_consumer(res, Channel.EMAIL, source, n, f"{s.topic_prefix}-smtp", adapter=adapter)
+        return await run_consumer(
+            res, Channel.EMAIL, source, n, f"{s.topic_prefix}-smtp", timeout=b.timeout(n), adapter=adapter
+        )
     finally:
         await res.close()
 

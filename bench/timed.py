@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer
 from bench.common import Timing
 from bench.cost import self_cpu_s
 
-__all__ = ["TimedConsumer", "time_runner", "timed_consumer_factory"]
+__all__ = ["TimedConsumer", "time_runner", "timed_consumer_factory", "until_done"]
 
 
 class TimedConsumer(AIOKafkaConsumer):  # type: ignore[misc]
@@ -46,10 +46,26 @@ def timed_consumer_factory(total: int) -> type[TimedConsumer]:
     return cls
 
 
+async def until_done(done: asyncio.Event, worker: asyncio.Task[Any], timeout: float, what: str) -> None:
+    """Wait for ``done``; raise if ``worker`` (what sets it) ends first, or after ``timeout`` s."""
+    waiter = asyncio.create_task(done.wait())
+    try:
+        await asyncio.wait({waiter, worker}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if done.is_set():
+        return
+    if worker.done():
+        worker.result()  # its exception, if it raised
+        raise RuntimeError(f"{what} stopped before it was done")
+    raise TimeoutError(f"{what} not done in {timeout:.0f}s")
+
+
 async def time_runner(
-    handler: Any, *, topic: str, group: str, total: int, producer: Any, settings: Any
+    handler: Any, *, topic: str, group: str, total: int, producer: Any, settings: Any, timeout: float
 ) -> Timing:
-    """Run ``handler`` in a real Runner until its commits cover ``total`` records of ``topic``.
+    """Run ``handler`` in a real Runner until its commits cover ``total`` records of ``topic``
+    (at most ``timeout`` seconds: the caller scales it with the rates measured so far).
 
     The clock, and this process's CPU count, run from the first poll that returned records to
     the commit that covered the last one: group start-up is not counted.
@@ -68,7 +84,7 @@ async def time_runner(
     )
     task = asyncio.create_task(runner.run())
     try:
-        await consumer_cls.done.wait()
+        await until_done(consumer_cls.done, task, timeout, f"{handler.name} over {total:,} records")
         end = time.perf_counter()
     finally:
         runner.stop()

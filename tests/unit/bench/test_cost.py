@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from bench.cost import Cost, Window, proc_cpu_s, self_cpu_s
+from bench.cost import Cost, Window, proc_cpu_s, self_cpu_s, tree_cpu_s
 
 
 def test_a_busy_child_is_charged_its_own_cpu_and_an_idle_one_nearly_none() -> None:
@@ -51,3 +51,55 @@ def test_cost_per_event_and_utilisation() -> None:
     assert c.us_per_event == 50.0
     assert c.utilisation == 0.5
     assert c.as_dict()["us_per_event"] == 50.0
+
+
+def test_a_server_forking_per_connection_is_charged_its_childrens_cpu() -> None:
+    # A parent that idles while its child burns 0.6 s of CPU (a postmaster and a backend).
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys\n"
+            "child = subprocess.Popen([sys.executable, '-c', "
+            "'import time\\nt=time.process_time()\\nwhile time.process_time()-t<0.6: pass\\n"
+            "import sys; sys.stdin.read()'], stdin=subprocess.PIPE)\n"
+            "sys.stdin.read(); child.communicate(b'')",
+        ],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        time.sleep(0.3)
+        window = Window({"server": parent.pid, "alone": parent.pid}, trees=frozenset({"server"}))
+        window.start()
+        deadline = time.monotonic() + 30
+        while tree_cpu_s(parent.pid) - proc_cpu_s(parent.pid) < 0.6 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        window.stop()
+        costs = {c.process: c for c in window.costs(1)}
+    finally:
+        parent.communicate(b"")
+    assert costs["server"].cpu_s > 0.2  # the child's burn, counted under its parent
+    assert costs["alone"].cpu_s < 0.1  # the parent alone did almost nothing
+
+
+def test_processes_sharing_one_cpu_are_seen_waiting_for_it_and_an_idle_one_is_not() -> None:
+    burn = (
+        f"import os, sys, time\nos.sched_setaffinity(0, {{{min(os.sched_getaffinity(0))}}})\n"
+        "t=time.process_time()\nwhile time.process_time()-t<0.5: pass\nsys.stdin.read()"
+    )
+    busy = [subprocess.Popen([sys.executable, "-c", burn], stdin=subprocess.PIPE) for _ in range(2)]
+    idle = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        time.sleep(0.3)  # interpreters started
+        window = Window({"a": busy[0].pid, "b": busy[1].pid, "idle": idle.pid})
+        window.start()
+        deadline = time.monotonic() + 30
+        while min(proc_cpu_s(p.pid) for p in busy) < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        window.stop()
+        waits = window.runq_waits()
+    finally:
+        for p in (*busy, idle):
+            p.communicate(b"")
+    assert waits["a"] + waits["b"] > 0.2  # one CPU for two: each waits while the other runs
+    assert waits["idle"] < (waits["a"] + waits["b"]) / 4  # blocked on stdin: hardly ever runnable
