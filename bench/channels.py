@@ -27,6 +27,8 @@ _TEMPLATES = {
     Channel.PUSH: ("comment_reply", {"author": "Ana", "post_title": "Roadmap", "excerpt": "Agreed"}),
 }
 
+_UNIQUE = {Channel.EMAIL: "amount", Channel.PUSH: "excerpt"}
+
 
 def channel_messages(
     channel: Channel, n: int, users: int = 20_000, *, lane: Lane = Lane.PRIORITY, tier: Tier = Tier.HIGH
@@ -53,7 +55,9 @@ def channel_messages(
             locale="pt-BR" if i % 3 == 0 else "en",
             idempotency_key=idempotency_key(event_id, channel.value, recipient),
             occurred_at=now,
-            payload=json.dumps(data),
+            # Unique per message: the renderer reuses a rendering for equal payloads (a broadcast),
+            # and a transactional stream must not be measured on that best case.
+            payload=json.dumps({**data, _UNIQUE[channel]: f"{data[_UNIQUE[channel]]} #{i}"}),
         )
         out.append((user.encode(), codec.encode(msg)))
     return out
