@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel
 
 from consumers.channel.process import group_id
+from consumers.cli.dev import DEV_PROCESSES
 from consumers.cli.main import build_parser
 from consumers.cli.run import PROCESSES
 from consumers.infra.settings import HeraldSettings
@@ -96,8 +97,29 @@ def test_one_deployment_per_process_and_channel_lane() -> None:
         for lane, cfg in lanes.items()
         if cfg.get("enabled")
     }
-    assert components == {"classifier", "fallback", "scheduler", "inbox-janitor", "ledger", "api"} | channels
+    fixed = {
+        "classifier",
+        "classifier-bulk",
+        "fanout",
+        "fallback",
+        "scheduler",
+        "inbox-janitor",
+        "ledger",
+        "api",
+    }
+    assert components == fixed | channels
     assert "channel-email-bulk" in components and "channel-in-app-priority" in components
+
+
+def test_the_chart_runs_every_process_make_run_runs() -> None:
+    """What `make run` needs to work end to end (topic broadcasts included) a chart install has too."""
+    commands = {
+        tuple(a for a in c["args"] if a not in {"--workers", "1"})
+        for dep in _kind(DEFAULT, "Deployment").values()
+        for c in dep["spec"]["template"]["spec"]["containers"]
+    }
+    for name, argv in DEV_PROCESSES:
+        assert ("run", *argv) in commands, name
 
 
 def test_containers_run_real_herald_commands() -> None:

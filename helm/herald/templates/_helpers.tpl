@@ -50,7 +50,7 @@ items:
 {{- range $name, $p := .Values.processes }}
 {{- if $p.enabled }}
   - component: {{ $name }}
-    args: [run, {{ $name }}{{ if gt (int (default 1 $p.workers)) 1 }}, --workers, {{ $p.workers | quote }}{{ end }}]
+    args: [run, {{ default $name $p.process }}{{ range $p.extraArgs }}, {{ . | quote }}{{ end }}{{ if gt (int (default 1 $p.workers)) 1 }}, --workers, {{ $p.workers | quote }}{{ end }}]
     replicas: {{ $p.replicas }}
     resources: {{ toJson (default $.Values.defaultResources $p.resources) }}
     priorityClassName: {{ default "" $p.priorityClassName | quote }}
