@@ -8,6 +8,8 @@ The broker keeps its log in memory by default (fast, and a dev stack's data is d
 (``kafka-s3``): the only durable engine this tansu build has (postgres://, sqlite:// and
 file:// are not compiled in). Then :meth:`DevStack.restart_service` can stop the broker, even
 with SIGKILL, and start it on the same port with its topics, records and committed offsets.
+``kafka_retention_s`` deletes its batches older than that (tansu never does; see
+:mod:`consumers.devstack.kafka_retention`): what a long run on the S3-backed broker needs.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
 
+from consumers.devstack.kafka_retention import KafkaRetention
 from consumers.devstack.processes import free_port, spawn, stop, unprivileged_user, wait_for_port
 
 # The dev stack's data is disposable: durability off for speed, and room for many test pools.
@@ -78,11 +81,13 @@ class DevStack:
 
     with_moto: bool = True
     kafka_storage: KafkaStorage = "memory"  # "s3": durable, the broker can be restarted
+    kafka_retention_s: float | None = None  # s3 only: delete batches older than this (None: keep all)
     # Use the servers that KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL, REDIS_URL... name. False for a
     # stack whose servers must be its own (outage drills stop and restart them).
     honour_env: bool = True
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="herald-stack-")))
     services: dict[str, Service] = field(default_factory=dict)
+    retention: KafkaRetention | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> Self:
@@ -106,6 +111,8 @@ class DevStack:
         return self
 
     def close(self) -> None:
+        if self.retention is not None:
+            self.retention.close()
         for svc in reversed(list(self.services.values())):
             if svc.proc is not None:
                 stop(svc.proc, svc.stop_signal)
@@ -268,6 +275,8 @@ class DevStack:
         request = urllib.request.Request(f"{url}/{_TANSU_BUCKET}", method="PUT")
         with urllib.request.urlopen(request, timeout=10):
             pass
+        if self.kafka_retention_s is not None:
+            self.retention = KafkaRetention(url, _TANSU_BUCKET, self.kafka_retention_s).start()
 
     def _start_moto(self) -> None:
         if self._external("moto", "HERALD_AWS__ENDPOINT_URL"):

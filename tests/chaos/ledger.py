@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from consumers.runtime.topics import dlq
 from schemas.codec import DecodeError, default_codec
@@ -94,9 +95,9 @@ class TopicTail:
                     idle = 0 if got else idle + 1
                 if idle >= self.idle_fetches:
                     self.short_polls += 1
-        except TimeoutError:
-            # Broker unreachable or a position that never resolves: what was read is kept, the
-            # consumer keeps its positions, the next poll goes on from there.
+        except (TimeoutError, KafkaError):
+            # Broker unreachable (or restarting) or a position that never resolves: what was read
+            # is kept, the consumer keeps its positions, the next poll goes on from there.
             self.short_polls += 1
         return out
 
@@ -169,6 +170,12 @@ class Ledger:
 
     # -- reading -------------------------------------------------------------------------------
     async def refresh(self) -> None:
+        await self.read_topics()
+        await self._read_providers()
+
+    async def read_topics(self) -> None:
+        """What is new on the tailed topics (a long run reads as it goes: the S3-backed broker
+        deletes batches past its retention)."""
         for r in await self.outcome_tail.poll():
             o = self.codec.decode(r.value, DeliveryOutcome)
             self.outcomes[o.idempotency_key or ""].append(o)
@@ -180,7 +187,6 @@ class Ledger:
                 continue  # bad bytes injected on purpose: the DLQ check covers them
             self.messages[m.idempotency_key] = m
         self.dlq += await self.dlq_tail.poll()
-        await self._read_providers()
 
     async def _read_providers(self) -> None:
         async with httpx.AsyncClient(timeout=30) as client:

@@ -126,11 +126,16 @@ class Pipeline:
     @classmethod
     @contextlib.asynccontextmanager
     async def up(
-        cls, root: Path, kafka_storage: KafkaStorage = "memory", extra_env: dict[str, str] | None = None
+        cls,
+        root: Path,
+        kafka_storage: KafkaStorage = "memory",
+        extra_env: dict[str, str] | None = None,
+        kafka_retention_s: float | None = None,
     ) -> AsyncIterator[Pipeline]:
         root.mkdir(parents=True, exist_ok=True)
         # Its own servers, whatever the session's stack exported: the drills stop and restart them.
-        with DevStack(kafka_storage=kafka_storage, honour_env=False) as stack, FcmFake() as fcm:
+        stack = DevStack(kafka_storage=kafka_storage, kafka_retention_s=kafka_retention_s, honour_env=False)
+        with stack, FcmFake() as fcm:
             assert stack.moto_url is not None
             with FaultProxy(stack.moto_url) as proxy:
                 receiver = WebhookReceiver()

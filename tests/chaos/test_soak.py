@@ -7,7 +7,9 @@ latency proxy in front of the classifier's Redis), SES 429 and FCM 503 storms, a
 storm 1 → 3 → 1. Events are sent with up to 64 acks outstanding, so the stream keeps its
 rate when the S3-backed broker is slow to acknowledge.
 
-The end: faults stop with the stream, then the ledger is re-read (bounded reads) until every
+The ledger reads the topics every ``LEDGER_EVERY_S`` while events stream: the S3-backed broker
+deletes batches older than its retention (``DURABLE_RETENTION_S``) once the groups have read them,
+and the ledger has no group, so what it read only at the end may be gone. The end: faults stop with the stream, then the ledger is re-read (bounded reads) until every
 event is accounted for on every channel, or ``SOAK_DRAIN_MINUTES`` (default 10) pass; then the
 consumer groups' lag (end minus committed offsets) is read until it is zero, for at most a minute.
 Neither wait hangs: past its deadline the soak reports what it has and fails on the ledger.
@@ -33,6 +35,7 @@ from urllib.parse import urlsplit
 import pytest
 from aiokafka.errors import KafkaError
 
+from schemas.codec import DecodeError
 from schemas.models import Channel
 from tests.chaos.conftest import LOGS, new_run
 from tests.chaos.driver import ChaosRun
@@ -47,6 +50,7 @@ MINUTES = float(os.environ.get("SOAK_MINUTES", "0") or 0)
 RATE_PER_S = float(os.environ.get("SOAK_RATE", "8"))  # the S3-backed broker on moto is slow per hop
 DRAIN_S = float(os.environ.get("SOAK_DRAIN_MINUTES", "10")) * 60
 IN_FLIGHT = 64  # sends awaiting their ack at once
+LEDGER_EVERY_S = 30.0  # well inside the broker's retention
 ENDS = ["delivered", "suppressed", "deferred", "failed_permanent", "ambiguous", "lost"]
 
 pytestmark = [
@@ -123,6 +127,20 @@ async def _inject(run: ChaosRun, faults: dict[str, Fault], stop: asyncio.Event, 
         await faults[kind]()
 
 
+async def _read_along(ledger: Ledger, run: ChaosRun, stop: asyncio.Event) -> None:
+    """Read the tailed topics every ``LEDGER_EVERY_S`` until ``stop`` (a read that fails is retried next time)."""
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), LEDGER_EVERY_S)
+            return
+        except TimeoutError:
+            pass
+        try:
+            await ledger.read_topics()
+        except (KafkaError, OSError, DecodeError) as exc:
+            run.say(f"ledger read failed, retried in {LEDGER_EVERY_S:g} s: {exc!r}")
+
+
 def _rss(pipeline: Pipeline) -> dict[str, float]:
     return {name: round(rss_mb(proc.pid), 1) for name, proc in pipeline.procs.items()}
 
@@ -196,6 +214,7 @@ async def test_soak(durable_pipeline: Pipeline, capsys: pytest.CaptureFixture[st
         ledger = Ledger(pipeline)
         injector = asyncio.create_task(_inject(run, _faults(run, redis_slow, replicas), stop, counts))
         supervisor = asyncio.create_task(run.supervise(done))
+        reader = asyncio.create_task(_read_along(ledger, run, stop))
 
         async def middle() -> None:
             await asyncio.sleep(duration / 2)
@@ -207,6 +226,7 @@ async def test_soak(durable_pipeline: Pipeline, capsys: pytest.CaptureFixture[st
             streamed_s = time.monotonic() - started
             stop.set()
             await injector
+            await reader
             await replicas.close()
             redis_slow.set()
             faults_over = time.monotonic()
@@ -220,7 +240,7 @@ async def test_soak(durable_pipeline: Pipeline, capsys: pytest.CaptureFixture[st
         finally:
             stop.set()
             done.set()
-            await asyncio.gather(injector, supervisor, return_exceptions=True)
+            await asyncio.gather(injector, supervisor, reader, return_exceptions=True)
             await ledger.close()
             pipeline.overrides.clear()
     facts = {
