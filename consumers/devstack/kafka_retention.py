@@ -11,7 +11,7 @@ Kafka's retention is days; a test run's is minutes, so it must not cost a consum
 it is older than the retention **and** every group that has committed on its partition has
 committed past it. Like Kafka, it never deletes the newest batch of a partition (the active
 segment): tansu reads a partition's end offset from its newest object. A reader without a group
-(the chaos ledger) that is behind by more than the retention misses what was deleted.
+(the chaos ledger) says where it is with :meth:`KafkaRetention.hold`, and is waited for the same way.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 import botocore.session
 from botocore.exceptions import BotoCoreError, ClientError
 
-__all__ = ["KafkaRetention", "StoredBatch", "committed_floor", "expired"]
+__all__ = ["KafkaRetention", "StoredBatch", "committed_floor", "expired", "partition_path"]
 
 _RECORDS = "/records/"
 _GROUPS = "/groups/consumers/"
@@ -49,6 +49,11 @@ class StoredBatch:
 
 def is_batch(key: str) -> bool:
     return _RECORDS in key and key.endswith(".batch")
+
+
+def partition_path(topic: str, partition: int, cluster: str = "tansu_cluster") -> str:
+    """Where tansu keeps a partition (its batches are under ``<path>/records/``)."""
+    return f"clusters/{cluster}/topics/{topic}/partitions/{partition:0>10}"
 
 
 def offsets_key_partition(key: str) -> str | None:
@@ -106,6 +111,7 @@ class KafkaRetention:
         self.deleted = 0
         self.kept = 0  # batches left after the last sweep
         self.errors = 0
+        self._holds: dict[int, dict[str, int]] = {}  # id(reader) -> partition path -> next offset it reads
         self._s3: Any = botocore.session.get_session().create_client(
             "s3",
             endpoint_url=endpoint,
@@ -125,6 +131,13 @@ class KafkaRetention:
         if self._thread.is_alive():
             self._thread.join(timeout=30)
 
+    def hold(self, reader: object, positions: Mapping[str, int]) -> None:
+        """``reader`` (without a group) has read each partition up to its offset: keep the rest."""
+        self._holds[id(reader)] = {**self._holds.get(id(reader), {}), **positions}
+
+    def release(self, reader: object) -> None:
+        self._holds.pop(id(reader), None)
+
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
             try:
@@ -142,6 +155,7 @@ class KafkaRetention:
             elif (partition := offsets_key_partition(key)) is not None:
                 body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
                 commits.append((partition, int(json.loads(body)["offset"])))
+        commits += [held for holds in list(self._holds.values()) for held in holds.items()]
         old = expired(
             batches, time.time() if now is None else now, self.retention_s, committed_floor(commits)
         )

@@ -37,7 +37,7 @@ DURABLE_ENV = {
 # tansu's S3 engine keeps every batch and lists them all on every fetch, and moto's listing walks
 # the whole bucket: without retention a fetch costs more with every batch ever stored, and an hour's
 # soak falls behind. Batches older than this that every group has committed past are deleted, as
-# Kafka's retention would; a reader without a group (the soak's ledger) must stay less than this behind.
+# Kafka's retention would; a reader without a group (the chaos ledger) holds what it has not read.
 DURABLE_RETENTION_S = 300.0
 
 

@@ -35,6 +35,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from consumers.devstack.kafka_retention import partition_path
 from consumers.runtime.topics import dlq
 from schemas.codec import DecodeError, default_codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome
@@ -107,6 +108,12 @@ class TopicTail:
                 return True
         return False
 
+    async def positions(self) -> dict[TopicPartition, int]:
+        """The next offset to read of each partition (what the polls returned so far)."""
+        if self.consumer is None:
+            return {}
+        return {tp: await self.consumer.position(tp) for tp in self.tps}
+
     async def close(self) -> None:
         if self.consumer is not None:
             await self.consumer.stop()
@@ -163,10 +170,22 @@ class Ledger:
         self.sms_markers: Counter[str] = Counter()
         self._seen = {"mail": 0, "sms": 0, "push": 0, "webhook": 0}
         self.webhook_attempts: Counter[str] = Counter()
+        # The S3-backed broker deletes old batches its groups have read; the ledger has no group, so it
+        # holds what it has not read yet (everything, until its first read).
+        self.retention = pipeline.stack.retention
+        if self.retention is not None:
+            n = pipeline.settings.partitions
+            topics = [t for tail in self._tails() for t in tail.topics]
+            self.retention.hold(self, {partition_path(t, p): 0 for t in topics for p in range(n)})
+
+    def _tails(self) -> tuple[TopicTail, ...]:
+        return (self.outcome_tail, self.channel_tail, self.dlq_tail)
 
     async def close(self) -> None:
-        for tail in (self.outcome_tail, self.channel_tail, self.dlq_tail):
+        for tail in self._tails():
             await tail.close()
+        if self.retention is not None:
+            self.retention.release(self)
 
     # -- reading -------------------------------------------------------------------------------
     async def refresh(self) -> None:
@@ -187,6 +206,17 @@ class Ledger:
                 continue  # bad bytes injected on purpose: the DLQ check covers them
             self.messages[m.idempotency_key] = m
         self.dlq += await self.dlq_tail.poll()
+        if self.retention is not None:
+            try:
+                async with asyncio.timeout(30):  # a position still to resolve waits for the broker
+                    positions = {
+                        partition_path(tp.topic, tp.partition): offset
+                        for tail in self._tails()
+                        for tp, offset in (await tail.positions()).items()
+                    }
+            except TimeoutError:
+                return  # the hold stays where it was: lower, so nothing unread goes
+            self.retention.hold(self, positions)
 
     async def _read_providers(self) -> None:
         async with httpx.AsyncClient(timeout=30) as client:

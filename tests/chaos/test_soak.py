@@ -8,8 +8,8 @@ storm 1 → 3 → 1. Events are sent with up to 64 acks outstanding, so the stre
 rate when the S3-backed broker is slow to acknowledge.
 
 The ledger reads the topics every ``LEDGER_EVERY_S`` while events stream: the S3-backed broker
-deletes batches older than its retention (``DURABLE_RETENTION_S``) once the groups have read them,
-and the ledger has no group, so what it read only at the end may be gone. The end: faults stop with the stream, then the ledger is re-read (bounded reads) until every
+deletes batches older than its retention (``DURABLE_RETENTION_S``) once the groups and the ledger
+(which holds what it has not read) are past them; reading along keeps that backlog small. The end: faults stop with the stream, then the ledger is re-read (bounded reads) until every
 event is accounted for on every channel, or ``SOAK_DRAIN_MINUTES`` (default 10) pass; then the
 consumer groups' lag (end minus committed offsets) is read until it is zero, for at most a minute.
 Neither wait hangs: past its deadline the soak reports what it has and fails on the ledger.

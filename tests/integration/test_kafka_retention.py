@@ -14,6 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from consumers.devstack import DevStack
+from consumers.devstack.kafka_retention import partition_path
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -102,3 +103,12 @@ async def test_old_batches_are_deleted_and_the_broker_goes_on(s3_stack: DevStack
     await asyncio.sleep(3 * retention.every_s)  # sweeps that take c5 (read, old) and could take d6, d7
     assert await _read(stack, 3) == [(6, b"d6"), (7, b"d7"), (8, b"e8")]  # a fresh reader: c5 is gone
     assert await _read(stack, 3, group="g") == [(6, b"d6"), (7, b"d7"), (8, b"e8")]
+
+    # A reader without a group holds what it has not read: d6 stays (read by g, old) while held at 6.
+    retention.hold("reader", {partition_path(TOPIC, 0): 6})
+    await _send(stack, [b"f9"])
+    await asyncio.sleep(3 * retention.every_s)
+    assert (await _read(stack, 1))[0] == (6, b"d6")
+    retention.release("reader")
+    await asyncio.sleep(3 * retention.every_s)
+    assert (await _read(stack, 1))[0] == (9, b"f9")  # released: d6..e8 went
