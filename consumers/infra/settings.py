@@ -74,6 +74,13 @@ class RuntimeSettings(BaseModel, frozen=True):
         description="On a revocation, wait at most this for the batch in flight to commit before letting "
         "the partitions go (it is then replayed); keep it below the session timeout (the rebalance timeout).",
     )
+    orphan_rejoin_after_s: float = Field(
+        60.0,
+        ge=0,
+        description="A member holding no partitions while a partition of its topics has had unread "
+        "records and no commit for this long rejoins the group, which rebalances it (a group can settle "
+        "with partitions nobody owns); at most once per this interval; 0 turns it off.",
+    )
     stuck_batch_s: float = Field(
         30.0,
         gt=0,

@@ -26,6 +26,7 @@ __all__ = [
     "END_TO_END_SECONDS",
     "ESCALATIONS",
     "EVENTS_CLASSIFIED",
+    "GROUP_REJOINS",
     "HANDLER_RETRIES",
     "HANDLER_SECONDS",
     "INTERNAL_ERRORS",
@@ -65,6 +66,12 @@ COMMITS_ABANDONED = Counter(
     "herald_commits_abandoned_total",
     "Offset commits given up after the batch's outputs were acknowledged; the batch is replayed by "
     "the partition's next owner (reason: rebalance, timeout).",
+    ["consumer", "reason"],
+)
+GROUP_REJOINS = Counter(
+    "herald_group_rejoins_total",
+    "Times a member holding no partitions rejoined its group because partitions went unread "
+    "(reason: unread_partitions).",
     ["consumer", "reason"],
 )
 CONSUMER_LAG = Gauge(

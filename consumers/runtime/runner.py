@@ -49,6 +49,7 @@ from consumers.runtime.ahead import Decoded, decode_batch
 from consumers.runtime.handling import DeadLetter, Handler, Incoming, Output, Result, dead_letter_headers
 from consumers.runtime.inflight import InFlight
 from consumers.runtime.isolate import Probe, isolate
+from consumers.runtime.orphan import OrphanWatch
 from consumers.runtime.produce import enqueue_all
 from consumers.runtime.rebalance import RevocationListener, revoke_bound
 from consumers.runtime.steps import Steps
@@ -100,6 +101,15 @@ class Runner(Generic[T]):
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         self._inflight = InFlight(self.consumer, handler.name, settings.commit_timeout_s)
+        self._rejoin = False  # set by the orphan watch; done by the loop between polls
+        self._orphans = OrphanWatch(
+            self.consumer,
+            handler.name,
+            self.topics,
+            after_s=settings.orphan_rejoin_after_s,
+            rejoin=self._request_rejoin,
+            clock=time.monotonic,
+        )
         self.steps = Steps()  # wall time per step of a batch (make bench prints the timeline)
         # Read at scrape time: a batch stuck on a slow dependency shows while it is stuck, not after.
         metrics.READY.labels(handler.name).set_function(lambda: 1.0 if self.ready else 0.0)
@@ -140,9 +150,13 @@ class Runner(Generic[T]):
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    def _request_rejoin(self) -> None:
+        self._rejoin = True
+
     async def run(self) -> None:
         await self.consumer.start()
         self.consumer.subscribe(self.topics, listener=self._listener)
+        watch = asyncio.create_task(self._orphans.run(self._stopping), name=f"orphans:{self.handler.name}")
         ahead: asyncio.Task[Decoded[T]] | None = None  # the next batch, fetched while this one waits
         try:
             while not self._stopping.is_set():
@@ -150,6 +164,11 @@ class Runner(Generic[T]):
                 ahead = None
                 if current.generation != self._listener.generation:
                     continue  # fetched before a revocation: replayed from the commit by the owner
+                if self._rejoin and not current.batch:  # holds nothing: leave and join again
+                    self._rejoin = False
+                    self.consumer.unsubscribe()
+                    self.consumer.subscribe(self.topics, listener=self._listener)
+                    continue
                 if not current.batch:
                     async with self._lock:
                         await self._settle_or_rewind()
@@ -172,6 +191,8 @@ class Runner(Generic[T]):
             async with self._lock:
                 await self._settle_or_rewind()
         finally:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
             if ahead is not None:  # fetched, never handled, never committed: nothing to undo
                 ahead.cancel()
                 await asyncio.gather(ahead, return_exceptions=True)
