@@ -92,7 +92,10 @@ class OrphanWatch:
                 return
             except TimeoutError:
                 pass
-            await self.check()
+            try:
+                await self.check()
+            except Exception:  # a bug here must not end the watch silently for the process's life
+                log.exception("%s: orphan check failed; looking again in %.0fs", self.name, interval)
 
     async def check(self) -> bool:
         """One look; True when it rejoined."""

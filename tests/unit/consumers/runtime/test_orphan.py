@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from aiokafka import TopicPartition
+import asyncio
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumers.runtime.orphan import Stalls, should_rejoin
+from consumers.runtime.orphan import OrphanWatch, Stalls, should_rejoin
 
 TP = TopicPartition("t", 0)
 
@@ -54,3 +57,28 @@ def test_the_stall_never_outlasts_the_last_move_of_the_commit(steps: list[tuple[
         assert s.longest(now) <= now - last_move
         if extra == 0:
             assert s.longest(now) == 0.0
+
+
+async def test_a_failing_check_is_logged_and_the_watch_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    calls = 0
+
+    def clock() -> float:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the first check's reading of the clock
+            raise RuntimeError("clock broke")
+        return float(calls)
+
+    consumer = AIOKafkaConsumer()  # never started: holds nothing, knows no partitions
+    rejoins: list[None] = []
+    watch = OrphanWatch(consumer, "t", ["t"], after_s=1.0, rejoin=lambda: rejoins.append(None), clock=clock)
+    stopping = asyncio.Event()
+    task = asyncio.create_task(watch.run(stopping))
+    for _ in range(100):  # the checks come a second apart
+        if calls >= 3 or task.done():
+            break
+        await asyncio.sleep(0.05)
+    assert calls >= 3 and not task.done(), "the first check's failure ended the watch"
+    stopping.set()
+    await asyncio.wait_for(task, 5)
+    assert "orphan check failed" in caplog.text and "clock broke" in caplog.text
