@@ -20,11 +20,9 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
 from channels.in_app.inbox_pg import decode_cursor, encode_cursor
-from channels.storage_errors import PG_ERRORS
 from consumers.api.inbox_query import InboxQueries, InboxRow
+from consumers.infra.pg_listen import PgListener
 
 __all__ = ["CHANNEL", "InboxHub", "Subscription", "event_stream", "format_event"]
 
@@ -57,11 +55,16 @@ class InboxHub:
     """Fans NOTIFY payloads out to subscriptions, keeping its LISTEN connection alive."""
 
     def __init__(self, dsn: str, *, reconnect_s: float = 1.0) -> None:
-        self._dsn = dsn
-        self._reconnect_s = reconnect_s
         self._subs: dict[tuple[str, str], set[Subscription]] = {}  # (tenant, user) -> its streams
-        self._conn: asyncpg.Connection | None = None
-        self.listening = asyncio.Event()
+        self._listener = PgListener(
+            dsn,
+            CHANNEL,
+            self._on_payload,
+            on_listen=self._on_listen,
+            label="inbox stream",
+            reconnect_s=reconnect_s,
+        )
+        self.listening = self._listener.listening
         self.closed = False
 
     def subscribe(self, user_id: str, tenant: str = "") -> Subscription:
@@ -82,7 +85,7 @@ class InboxHub:
             for sub in list(self._subs.get(user, ())):
                 sub.offer(item)
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def _on_payload(self, payload: str) -> None:
         try:
             msg = json.loads(payload)
             key, row_id = (str(msg.get("tenant") or ""), str(msg["user_id"])), str(msg["id"])
@@ -94,49 +97,17 @@ class InboxHub:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """A BackgroundLoop: listen until ``stopping``; reconnect (and resync streams) on loss."""
-        lost = False
-        while not stopping.is_set():
-            try:
-                conn = await asyncpg.connect(self._dsn)
-            except (OSError, asyncpg.PostgresError) as exc:
-                log.warning("inbox stream: cannot LISTEN (%s); retrying", exc)
-                await _wait(stopping, self._reconnect_s)
-                continue
-            self._conn = conn
-            dropped = asyncio.Event()
-            conn.add_termination_listener(lambda _c, d=dropped: d.set())
-            try:
-                await conn.add_listener(CHANNEL, self._on_notify)
-                self.listening.set()
-                if lost:
-                    self._broadcast(_RESYNC)
-                waiter = asyncio.create_task(dropped.wait())
-                stopper = asyncio.create_task(stopping.wait())
-                await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
-                stopper.cancel()
-            except PG_ERRORS as exc:
-                log.warning("inbox stream: LISTEN connection failed: %s", exc)
-            finally:
-                self.listening.clear()
-                self._conn = None
-                with contextlib.suppress(Exception):
-                    await conn.close(timeout=2)
-            if not stopping.is_set():
-                lost = True
-                log.warning("inbox stream: LISTEN connection lost; reconnecting")
-                await _wait(stopping, self._reconnect_s)
+        await self._listener.run(stopping)
         self.close()
+
+    def _on_listen(self, reconnected: bool) -> None:
+        if reconnected:
+            self._broadcast(_RESYNC)
 
     def close(self) -> None:
         """End every open stream (the server can then stop without waiting for clients)."""
         self.closed = True
         self._broadcast(_CLOSED)
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), seconds)
 
 
 def format_event(row: InboxRow, payload: dict[str, Any]) -> bytes:

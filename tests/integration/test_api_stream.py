@@ -132,7 +132,7 @@ async def test_rows_inserted_while_listen_connection_is_down_still_arrive(api: R
     try:
         (first,) = await api.add_rows(me, 1)
         assert (await events.next())["data"]["id"] == str(first)
-        conn = api.ctx.hub._conn
+        conn = api.ctx.hub._listener.connection
         assert conn is not None
         await api.ctx.pool.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
         (during,) = await api.add_rows(me, 1)  # nobody listens now
