@@ -188,11 +188,14 @@ class TimerPoller:
                 return 0
             outputs: list[Output] = []
             fired: list[asyncpg.Record] = []
+            failed: list[str] = []
             for row in rows:
                 out = await self._fire(conn, row)
                 if out is not None:
                     outputs.extend(out)
                     fired.append(row)
+                else:
+                    failed.append(row["kind"])
             await produce_all(
                 self.producer, outputs
             )  # acknowledged by the broker before rows are marked fired
@@ -202,6 +205,9 @@ class TimerPoller:
                 ids,
                 now,
             )
+        # counted once the transaction committed: a rolled-back batch is tried again, not failed
+        for kind in failed:
+            TIMERS_FAILED.labels(kind).inc()
         released_at = self.scheduler.clock.now()
         for row in fired:
             TIMERS_FIRED.labels(row["kind"]).inc()
@@ -235,7 +241,6 @@ class TimerPoller:
                 self.scheduler.clock.now(),
                 error.encode("utf-8", "replace").decode("utf-8"),
             )
-            TIMERS_FAILED.labels(row["kind"]).inc()
             return None
 
     async def observe_backlog(self) -> None:
