@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from consumers.infra.redact import redact_url
 from schemas.errors import ConfigurationError, DependencyUnavailable
 
-__all__ = ["DatabaseUnavailable", "connect_pool", "migrate"]
+__all__ = ["COMMAND_TIMEOUT_S", "CONNECT_TIMEOUT_S", "DatabaseUnavailable", "connect_pool", "migrate"]
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -25,11 +25,33 @@ class DatabaseUnavailable(DependencyUnavailable):
     """PostgreSQL could not be reached (reported without a traceback)."""
 
 
-async def connect_pool(dsn: str | SecretStr, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+# Every wait on a PostgreSQL that stalls (connections open, nothing answers) is bounded by these.
+# A statement gives up after COMMAND_TIMEOUT_S, and asyncpg then spends up to as long again trying
+# to cancel it before it drops the connection. The pool's next call opens a new connection: left
+# at asyncpg's default (60 s), each call during a stall waited a minute for its connect alone
+# (measured behind tests/fakes/latency_proxy.py); a connect to a live server takes milliseconds.
+COMMAND_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 10.0
+
+
+async def connect_pool(
+    dsn: str | SecretStr,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    command_timeout_s: float = COMMAND_TIMEOUT_S,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
+) -> asyncpg.Pool:
     """A pool on ``dsn``. Errors name the server by :func:`redact_url`: never with its password."""
     raw = dsn.get_secret_value() if isinstance(dsn, SecretStr) else dsn
     try:
-        pool = await asyncpg.create_pool(raw, min_size=min_size, max_size=max_size, command_timeout=30)
+        pool = await asyncpg.create_pool(
+            raw,
+            min_size=min_size,
+            max_size=max_size,
+            command_timeout=command_timeout_s,
+            timeout=connect_timeout_s,
+        )
     except (OSError, asyncpg.PostgresError) as exc:
         raise DatabaseUnavailable(
             f"PostgreSQL is not reachable at {redact_url(raw)} (set DATABASE_URL): {exc}"

@@ -13,6 +13,7 @@ from schemas.codec import Codec
 
 __all__ = [
     "AMBIGUOUS_DELIVERIES",
+    "BATCH_AGE",
     "CLASSIFIER_DECISIONS",
     "COMMITS_ABANDONED",
     "CONSUMED",
@@ -87,6 +88,13 @@ LEGACY_HEADERS = Counter(
 )
 READY = Gauge(
     "herald_ready", "1 when the process is consuming normally, 0 while paused or starting.", ["consumer"]
+)
+# herald_consumer_lag is measured between batches: while one batch is stuck on a slow dependency
+# the lag stands still (the backlog grows unseen); the age of the batch in hand shows it.
+BATCH_AGE = Gauge(
+    "herald_batch_age_seconds",
+    "Seconds the batch in hand has been handled for (0 between batches); read at scrape time.",
+    ["consumer"],
 )
 
 # -- the pipeline (shared by classifier, channel consumers and fallback) -------------------------

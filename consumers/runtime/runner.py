@@ -34,12 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
-from aiokafka import (
-    AIOKafkaConsumer,
-    AIOKafkaProducer,
-    ConsumerRecord,
-    TopicPartition,
-)
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from consumers.infra.backoff import backoff
@@ -113,6 +108,7 @@ class Runner(Generic[T]):
         self.steps = Steps()  # wall time per step of a batch (make bench prints the timeline)
         # Read at scrape time: a batch stuck on a slow dependency shows while it is stuck, not after.
         metrics.READY.labels(handler.name).set_function(lambda: 1.0 if self.ready else 0.0)
+        metrics.BATCH_AGE.labels(handler.name).set_function(self.batch_age)
         self._handle_time = metrics.HANDLER_SECONDS.labels(handler.name)
 
     # -- lifecycle ---------------------------------------------------------------------------

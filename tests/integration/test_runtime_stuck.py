@@ -1,7 +1,9 @@
-"""A batch stuck on a slow dependency shows at once: not ready, ``herald_ready`` 0; then recovers.
+"""A batch stuck on a slow dependency shows at once: not ready, ``herald_ready`` 0 and
+``herald_batch_age_seconds`` growing (the lag gauge is measured between batches); then recovers.
 
-Before, readiness and the lag gauge were only updated between batches, so a consumer blocked on a
-stalled dependency looked healthy (ready, lag 0) for as long as the stall lasted.
+Before, readiness was only updated between batches, so a consumer blocked on a stalled dependency
+looked healthy (ready, and the lag as it stood when the batch was taken) for as long as the stall
+lasted.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ def _ready_gauge(name: str) -> float | None:
     return REGISTRY.get_sample_value("herald_ready", {"consumer": name})
 
 
+def _age_gauge(name: str) -> float | None:
+    return REGISTRY.get_sample_value("herald_batch_age_seconds", {"consumer": name})
+
+
 async def _until(predicate: object, timeout: float = 30.0) -> None:
     async def wait() -> None:
         while not predicate():  # type: ignore[operator]
@@ -82,11 +88,13 @@ async def test_a_stuck_batch_makes_the_consumer_not_ready_until_it_completes(
         await _until(lambda: not runner.ready, timeout=5)
         assert runner.batch_age() > 0.5
         assert _ready_gauge(handler.name) == 0.0  # read at scrape time, while still stuck
+        assert (_age_gauge(handler.name) or 0.0) > 0.5  # the stuck batch's age, as it grows
         handler.release.set()
         await wait_for_records(settings, target, 1)
         await _until(lambda: runner.ready, timeout=10)  # recovered by itself
         assert _ready_gauge(handler.name) == 1.0
         assert runner.batch_age() == 0.0
+        assert _age_gauge(handler.name) == 0.0
     finally:
         handler.release.set()
         runner.stop()
