@@ -17,7 +17,7 @@ from tests.chaos.driver import ChaosRun
 from tests.chaos.faults import rss_mb
 from tests.fakes.latency_proxy import LatencyProxy
 
-__all__ = ["PHASES", "PHASE_S", "STUCK_S", "Samples", "phases", "scrape"]
+__all__ = ["PHASES", "PHASE_S", "STUCK_S", "Samples", "phases", "ready_within", "scrape"]
 
 PHASE_S = 12.0
 STUCK_S = 4.0  # the slow consumers report not ready after a batch this old (default 30 s)
@@ -47,6 +47,7 @@ class Samples:
 
     by: dict[str, dict[str, list[Sample]]] = field(default_factory=dict)
     marks: list[tuple[str, float]] = field(default_factory=list)
+    ready_after: dict[str, float | None] = field(default_factory=dict)  # proc -> s to ready after the drain
 
     def add(self, proc: str, phase: str, sample: Sample) -> None:
         self.by.setdefault(proc, {}).setdefault(phase, []).append(sample)
@@ -74,6 +75,16 @@ async def scrape(port: int) -> tuple[int, float]:
         except httpx.HTTPError:
             return 0, float("nan")
     return ready, sum(float(v) for v in _LAG.findall(text))
+
+
+async def ready_within(port: int, timeout_s: float) -> float | None:
+    """Seconds until the process's /readyz answers 200 (None: not within ``timeout_s``)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if (await scrape(port))[0] == 200:
+            return time.monotonic() - started
+        await asyncio.sleep(0.5)
+    return None
 
 
 async def phases(
