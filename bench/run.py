@@ -11,7 +11,6 @@ raises is reported as not completed and the next one runs.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import os
@@ -33,6 +32,7 @@ from bench.cost import Cost
 from bench.passthrough import raw_passthrough, runtime_passthrough
 from consumers.devstack import DevStack
 from consumers.infra.settings import HeraldSettings, RuntimeSettings
+from consumers.runtime import event_loop
 
 RESULTS = Path(__file__).parent / "results.json"
 console = Console(width=160)
@@ -226,6 +226,7 @@ def _machine() -> dict[str, Any]:
         "cpu": cpu,
         "memory_gib": round(mem, 1),
         "python": platform.python_version(),
+        "event_loop": os.environ.get("HERALD_RUNTIME__EVENT_LOOP", "uvloop"),
         "platform": platform.platform(),
     }
 
@@ -373,7 +374,17 @@ def main() -> None:
         help="keep the phases of bench/results.json this run does not run (each with its own "
         "date, size and load average)",
     )
-    asyncio.run(main_async(p.parse_args()))
+    p.add_argument(
+        "--loop",
+        choices=["uvloop", "asyncio"],
+        default=os.environ.get("HERALD_RUNTIME__EVENT_LOOP", "uvloop"),
+        help="event loop of this process (raw aiokafka, the runtime's in-process runs) and of every "
+        "Herald process it starts, so every figure and its baselines share one loop (default uvloop, "
+        "or HERALD_RUNTIME__EVENT_LOOP)",
+    )
+    args = p.parse_args()
+    os.environ["HERALD_RUNTIME__EVENT_LOOP"] = args.loop  # the processes it spawns inherit it
+    event_loop.run(main_async(args), args.loop)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import difflib
 import inspect
 import logging
@@ -31,6 +30,7 @@ from consumers.cli import (
 )
 from consumers.cli.errors import EXPECTED
 from consumers.infra.settings import load_settings
+from consumers.runtime import event_loop
 
 __all__ = ["build_parser", "main"]
 
@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = args.func(settings, args)
         if inspect.iscoroutine(result):
-            result = asyncio.run(result)
+            result = event_loop.run(result, settings.runtime.event_loop)
         return int(result or 0)
     except EXPECTED as exc:
         _error(exc)
