@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
+from collections.abc import Iterator
 
 from bench.common import Timing, preload
 from bench.passthrough import raw_passthrough
@@ -15,12 +18,13 @@ from consumers.channel.consumer import ChannelConsumer
 from consumers.channel.ledger import DeliveryLedger
 from consumers.infra.keys import idempotency_key, notification_id
 from consumers.infra.resources import Resources
+from consumers.runtime.gc_tuning import tune_gc
 from consumers.runtime.kafka import create_topics
 from consumers.runtime.topics import dlq
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, Lane, Tier, utcnow
 
-__all__ = ["channel_messages", "phase", "run_consumer"]
+__all__ = ["channel_messages", "phase", "process_gc", "run_consumer"]
 
 _TEMPLATES = {
     Channel.EMAIL: ("payment_receipt", {"amount": "12.50", "currency": "EUR", "merchant": "Shop"}),
@@ -98,7 +102,25 @@ async def run_consumer(
     )
 
 
+@contextlib.contextmanager
+def process_gc() -> Iterator[None]:
+    """The collector as ``herald run channel`` sets it (:func:`consumers.runtime.gc_tuning.tune_gc`),
+    for this phase only: the raw baseline and the consumers run under it, later phases as before."""
+    before = gc.get_threshold()
+    tune_gc()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
 async def phase(b: Bench) -> None:
+    with process_gc():
+        await _phase(b)
+
+
+async def _phase(b: Bench) -> None:
     n = min(b.events, 50_000)
     for channel in (Channel.EMAIL, Channel.PUSH):
         s = b.settings()

@@ -55,17 +55,28 @@ class OutcomeOutputs:
         now = self.clock.now()
         provider = o.provider if o is not None else self.provider
         retry_after_ms = int(o.retry_after * 1000) if o is not None and o.retry_after is not None else None
-        outcome = DeliveryOutcome.about(
-            message,
-            done.status,
+        # DeliveryOutcome.about's fields, constructed directly: no dicts to copy and merge per message.
+        outcome = DeliveryOutcome(
             outcome_id=outcome_id(message.idempotency_key, done.status.value, message.attempt),
+            notification_id=message.notification_id,
+            event_id=message.event_id,
+            event_type=message.event_type,
+            user_id=message.user_id,
+            tier=message.tier,
+            status=done.status,
+            occurred_at=message.occurred_at,
             recorded_at=now,
+            channel=message.channel,
+            lane=message.lane,
             reason=done.reason or (o.reason if o is not None and not o.ok else None),
             detail=done.detail or (o.detail if o is not None else None),
             provider=provider,
             provider_message_id=o.provider_message_id if o is not None else None,
             error_code=o.provider_code if o is not None else None,
+            idempotency_key=message.idempotency_key,
+            attempt=message.attempt,
             retry_after_ms=retry_after_ms,
+            message=message,
         )
         status_label = "duplicate" if done.duplicate else done.status.value
         self._deliveries.get(provider, status_label).inc()

@@ -15,6 +15,7 @@ from consumers.infra.recipient_properties import RecipientProperties
 from consumers.infra.resources import Resources
 from consumers.infra.settings import HeraldSettings
 from consumers.infra.suppressions import SuppressionStore
+from consumers.runtime.gc_tuning import tune_gc
 from consumers.runtime.process import BackgroundLoop, ProcessOptions, ProcessSpec
 from consumers.runtime.runner import Runner
 from consumers.runtime.topics import dlq
@@ -117,4 +118,5 @@ async def build(res: Resources, options: ProcessOptions) -> ProcessSpec:
         settings=res.settings.runtime,
     )
     loops: list[BackgroundLoop] = [consumer.ledger.heartbeat] if consumer.ledger is not None else []
+    tune_gc()  # a batch of 500 messages' objects, freed by reference counting between collections
     return ProcessSpec(runners=[runner], loops=loops, on_stop=consumer.adapter.close)

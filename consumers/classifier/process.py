@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 
 from consumers.classifier.handler import Classifier, decide_config
@@ -13,6 +12,7 @@ from consumers.classifier.reload import RoutingReloader
 from consumers.classifier.routing import RoutingError, RoutingTable, load_routing
 from consumers.infra.resources import Resources
 from consumers.infra.settings import HeraldSettings
+from consumers.runtime.gc_tuning import tune_gc
 from consumers.runtime.process import ProcessOptions, ProcessSpec
 from consumers.runtime.runner import Runner
 from consumers.runtime.topics import dlq
@@ -24,25 +24,7 @@ from schemas.codec import default_codec
 from schemas.errors import ConfigurationError
 from schemas.models import Tier
 
-__all__ = ["GC_THRESHOLD", "build", "build_classifier", "load_table", "preset_timings", "tune_gc"]
-
-GC_THRESHOLD = (50_000, 10, 10)
-"""The collector's thresholds in a classifier process (Python's default: 700, 10, 10).
-
-A poll batch keeps tens of thousands of small objects alive until its outputs are handed over
-(decoded events, plans, messages, encoded parts), so at 700 the collector ran every few dozen
-events, promoted each batch's objects to the old generations and re-scanned the whole heap (the
-profile cache included) with them: about a fifth of the process's CPU. At 50,000 a batch's
-objects are freed by reference counting before a collection starts; cycles still get collected.
-"""
-
-
-def tune_gc() -> None:
-    """Start-up objects (modules, contracts, the routing table) to the permanent generation, never
-    scanned again, and :data:`GC_THRESHOLD`."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLD)
+__all__ = ["build", "build_classifier", "load_table", "preset_timings"]
 
 
 def preset_timings(settings: HeraldSettings) -> PresetTimings:
