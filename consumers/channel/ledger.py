@@ -16,7 +16,7 @@ only keys a replay finds ``in_flight`` are the provider calls that were in fligh
 kill: those are the only sends that can be ambiguous, and :func:`replay_decision` says what
 to do about each (pure).
 
-The marks of concurrent deliveries share round trips: every mark asked for in one turn of the
+The marks of concurrent deliveries share round trips: every mark asked for in two turns of the
 event loop is written by one script call (:mod:`consumers.channel.ledger_writes`), and each delivery
 still waits for its own mark's answer (a claim before its provider call, ``done`` after it).
 

@@ -1,5 +1,5 @@
-"""The delivery ledger's marks from concurrent deliveries are written by one script call per loop
-turn: each caller gets its own answer, in the order asked, and a failed call fails every caller in
+"""The delivery ledger's marks from concurrent deliveries are written by one script call per two
+loop turns: each caller gets its own answer, in the order asked, and a failed call fails every caller in
 it (each then degrades as it did alone)."""
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ async def test_marks_asked_for_together_are_one_round_trip_each_with_its_answer(
     run = uuid.uuid4().hex
     keys = [f"ledger-writes:{run}:{i}" for i in range(50)]
     await redis_client.set(keys[7], "someone else")
-    await redis_client.set(keys[8], "in_flight|dead")
+    await redis_client.set(keys[8], "in_flight|channel-email-priority:dead")  # an owner holds ":"
 
     answers = await asyncio.gather(
         *(writes.set_new(k, "mine", 60) for k in keys[:7]),
         writes.set_new(keys[7], "mine", 60),  # taken: not claimed
-        writes.compare_and_set(keys[8], "mine", 60, "in_flight|dead"),  # still what was seen
-        writes.compare_and_set(keys[9], "mine", 60, "in_flight|dead"),  # changed (absent) since
+        writes.compare_and_set(keys[8], "mine", 60, "in_flight|channel-email-priority:dead"),  # as seen
+        writes.compare_and_set(keys[9], "mine", 60, "in_flight|x:dead"),  # changed (absent) since
         *(writes.set(k, "done|x", 60) for k in keys[10:]),
     )
     assert writes.round_trips == 1
@@ -53,6 +53,21 @@ async def test_marks_asked_for_together_are_one_round_trip_each_with_its_answer(
     assert (mine, theirs, again) == (True, False, False)
     assert await redis_client.mget(keys[0], keys[1], keys[7]) == [None, b"done|y", b"someone else"]
     assert writes.round_trips == 2
+
+
+async def test_marks_of_a_turn_and_the_next_share_one_call(redis_client: redis_asyncio.Redis) -> None:
+    """A wave's ``done`` marks, and the claims of the deliveries woken by the slots they free."""
+    writes = LedgerWrites(redis_client)
+    run = uuid.uuid4().hex
+
+    async def next_turn(key: str) -> bool:
+        await asyncio.sleep(0)  # a slot changes hands through a wake-up: one turn later
+        return await writes.set_new(key, "mine", 60)
+
+    done, claimed = await asyncio.gather(writes.set(f"lw:{run}:a", "done|x", 60), next_turn(f"lw:{run}:b"))
+    assert (done, claimed) == (None, True)
+    assert writes.round_trips == 1
+    assert writes.marks == 2
 
 
 async def test_a_connection_that_fails_fails_every_caller_of_its_call() -> None:
