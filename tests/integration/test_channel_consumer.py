@@ -148,12 +148,10 @@ async def test_keys_run_concurrently_but_one_user_stays_in_order(settings: Heral
     provider = ScriptedProvider(delay_s=0.02)
     consumer = make_consumer(settings, provider, concurrency=4)
     batch = [message(f"u{i % 10}", payload={"code": f"{i}"}) for i in range(60)]
-    started = time.monotonic()
     results = outcomes(await consumer.handle(incoming(batch)))
-    elapsed = time.monotonic() - started
     assert [o.status for o in results] == [OutcomeStatus.SENT] * 60
-    assert 1 < provider.max_in_flight <= 4
-    assert elapsed < 60 * 0.02 / 2  # concurrent: far less than 60 sequential calls
+    # ten users, four slots: the slots fill (behaviour, not a wall-clock bound a busy machine breaks)
+    assert provider.max_in_flight == 4
     for user in {m.user_id for m in batch}:
         calls = [c for c in provider.calls if c[0] == user]
         expected = [
