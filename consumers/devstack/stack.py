@@ -261,13 +261,14 @@ class DevStack:
         self.services["redis"] = Service("redis", f"redis://127.0.0.1:{port}/0", run(), restart=run)
 
     def _start_kafka_store(self) -> None:
-        """A moto server of the broker's own (not the SES/SNS one: tests read that one back whole)."""
+        """A moto S3 server of the broker's own (not the SES/SNS one: tests read that one back whole)."""
         if self.honour_env and os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
             return  # an external broker brings its own storage
         port = free_port()
-        moto = Path(sys.executable).with_name("moto_server")
         url = f"http://127.0.0.1:{port}"
-        proc = spawn([moto, "-H", "127.0.0.1", "-p", str(port)], log=self._log("kafka-s3"))
+        # moto's S3 alone, without the service dispatcher and the request log (s3_store's docstring).
+        argv = [sys.executable, "-m", "consumers.devstack.s3_store", str(port)]
+        proc = spawn(argv, log=self._log("kafka-s3"))
         svc = Service("kafka-s3", url, proc)
         self.services["kafka-s3"] = svc
         self._wait_ready(svc)

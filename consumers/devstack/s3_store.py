@@ -1,0 +1,114 @@
+"""``python -m consumers.devstack.s3_store PORT``: moto's S3, alone, for the S3-backed broker.
+
+tansu's S3 engine makes a dozen store requests per produce/fetch/heartbeat, and lists every batch
+of a partition twice per fetch that returns records. ``moto_server`` spends most of that outside
+S3's data: a soak profile (py-spy, 20 s) put 19 % of its CPU in the service dispatcher (every AWS
+service's URL patterns matched under one lock, per request), 18 % in the request log line, and
+25 % in listings, most of it moto's generic response serializer (a timestamp formatted, parsed
+and formatted again per key). This serves moto's S3 backend app without the dispatcher and the
+log, and answers a plain one-page ListObjectsV2 straight from the bucket (:class:`FastList`);
+anything else (continuation, delimiter, more than a page) goes to moto as before. The SES/SNS
+moto stays a plain ``moto_server`` (tests read it back whole).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs, quote
+from xml.sax.saxutils import escape
+
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.core.utils import iso_8601_datetime_without_milliseconds_s3
+from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
+from moto.s3.models import FakeKey, s3_backends
+from werkzeug.serving import run_simple
+
+__all__ = ["FastList", "QuietHandler", "main"]
+
+_PLAIN = {"list-type", "prefix", "max-keys", "encoding-type"}  # what FastList answers; else moto
+_XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
+_QUOT = {'"': "&quot;"}  # ETags are quoted
+
+
+def list_xml(bucket: str, prefix: str, max_keys: int, url_encoded: bool, keys: list[FakeKey]) -> bytes:
+    """A one-page ListObjectsV2 answer (``keys`` sorted, at most ``max_keys``), as S3 writes it."""
+
+    def name(text: str) -> str:
+        return escape(quote(text, safe="/") if url_encoded else text)
+
+    parts = [
+        f'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="{_XMLNS}">',
+        f"<Name>{escape(bucket)}</Name><Prefix>{name(prefix)}</Prefix><MaxKeys>{max_keys}</MaxKeys>",
+        f"<KeyCount>{len(keys)}</KeyCount><IsTruncated>false</IsTruncated>",
+        "<EncodingType>url</EncodingType>" if url_encoded else "",
+    ]
+    for k in keys:
+        parts.append(
+            f"<Contents><Key>{name(k.name)}</Key>"
+            f"<LastModified>{iso_8601_datetime_without_milliseconds_s3(k.last_modified)}</LastModified>"
+            f"<ETag>{escape(k.etag, _QUOT)}</ETag><Size>{k.size}</Size>"
+            "<StorageClass>STANDARD</StorageClass></Contents>"
+        )
+    parts.append("</ListBucketResult>")
+    return "".join(parts).encode()
+
+
+class FastList:
+    """WSGI middleware: ``GET /<bucket>?list-type=2[&prefix][&max-keys][&encoding-type=url]`` that
+    fits in one page, answered from moto's bucket without its serializer (a listing of a few
+    hundred batches costs ~1 ms instead of tens to hundreds); every other request goes to ``app``."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+        self.backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+
+    def __call__(self, environ: dict[str, Any], start: Callable[..., Any]) -> Iterable[bytes]:
+        body = self._listing(environ)
+        if body is None:
+            return self.app(environ, start)
+        start("200 OK", [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def _listing(self, environ: dict[str, Any]) -> bytes | None:
+        bucket_name = environ.get("PATH_INFO", "").strip("/")
+        query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        if environ.get("REQUEST_METHOD") != "GET" or not bucket_name or "/" in bucket_name:
+            return None
+        if query.get("list-type") != ["2"] or not set(query) <= _PLAIN:
+            return None
+        bucket = self.backend.buckets.get(bucket_name)
+        encoding = query.get("encoding-type", [""])[0]
+        if bucket is None or encoding not in ("", "url"):
+            return None
+        prefix = query.get("prefix", [""])[0]
+        max_keys = int(query.get("max-keys", ["1000"])[0])
+        names = sorted(n for n in list(bucket.keys) if n.startswith(prefix))  # list(): one atomic copy
+        if len(names) > max_keys:
+            return None  # more than a page: moto paginates
+        keys = [k for n in names if isinstance(k := bucket.keys.get(n), FakeKey)]  # deleted meanwhile: gone
+        return list_xml(bucket_name, prefix, max_keys, encoding == "url", keys)
+
+
+class QuietHandler(MotoRequestHandler):
+    """No line per request: the broker's store answers tens of requests a second."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        if type == "error":  # a failing request is still worth a line
+            super().log(type, message, *args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    port = int(args[0])
+    host = args[1] if len(args) > 1 else "127.0.0.1"
+    app = FastList(create_backend_app("s3"))
+    run_simple(host, port, app, threaded=True, request_handler=QuietHandler)
+
+
+if __name__ == "__main__":
+    main()
