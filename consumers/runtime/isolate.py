@@ -8,8 +8,8 @@ classified wrongly or not at all, so that one record never stops a partition:
   split at once. A record that fails alone is dead-lettered with the ``RecordError``'s reason,
   or ``handler_error`` for anything else.
 * The batch keeps failing with ``DependencyUnavailable``: split too, but believe it is the record
-  only with evidence that the dependency answers: another part of the batch went through, or
-  the handler's ``probe()`` says its servers answer. Then a record that still fails alone (tried
+  only with evidence that the dependency answers: the handler's ``probe()`` says its servers
+  answer, or, for a handler without a probe, another part of the batch went through. Then a record that still fails alone (tried
   twice) is dead-lettered with reason ``poison`` and its last error. Without evidence (both halves
   fail and the probe fails too) it is an outage: the error is raised and the runtime pauses.
 
@@ -58,9 +58,12 @@ class _Split(Generic[T]):
         return results
 
     async def dependency_answers(self) -> bool:
-        """Evidence that the dependency works: other work went through, or the probe says so."""
-        if self.successes:
-            return True
+        """Evidence that the dependency works: the probe says so; without a probe, other work
+        went through. With a probe, a success is no evidence: work can go through without the
+        dependency (the classifier's cached profiles did, during a PostgreSQL outage, and the
+        events whose profiles were not cached were dead-lettered as poison)."""
+        if self.probe is None:
+            return self.successes > 0
         if self._probed is None:
             self._probed = await _run_probe(self.probe)
         return self._probed

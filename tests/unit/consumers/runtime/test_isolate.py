@@ -64,6 +64,18 @@ async def test_without_a_probe_other_work_going_through_is_the_evidence() -> Non
     assert [i for i, r in enumerate(results) if isinstance(r, DeadLetter)] == [3]
 
 
+async def test_a_part_that_goes_through_without_the_dependency_is_no_evidence() -> None:
+    # The classifier during a PostgreSQL outage: events whose profiles are cached go through,
+    # the others fail with DependencyUnavailable; the probe says PostgreSQL is down.
+    down = DependencyUnavailable("recipient lookup failed: connection refused")
+    for n, bad in [(2, {1}), (3, {0, 2}), (8, {1, 6})]:
+        handler = _Handler(dict.fromkeys(bad, down))
+        with pytest.raises(DependencyUnavailable):
+            await isolate(handler.handle, _items(n), down, probe=_no)
+        results, _ = await isolate(handler.handle, _items(n), down, probe=_yes)  # it answers: poison
+        assert {i for i, r in enumerate(results) if isinstance(r, DeadLetter)} == bad
+
+
 async def test_an_outage_is_not_blamed_on_records() -> None:
     handler = _Handler({}, down=True)
     with pytest.raises(DependencyUnavailable):
