@@ -5,7 +5,8 @@
   event emitted after that moment (the whole pipeline is moving again, not just one hop).
 * :func:`readiness`: every Herald process's ``/readyz`` answer.
 * :func:`rss_mb`: resident memory of a process, from ``/proc``.
-* :func:`group_lag`: per consumer group of the pipeline, end offsets minus committed offsets.
+* :func:`group_lag`: per consumer group of the pipeline, records past its committed offsets
+  (read from the committed offset, not only inferred from the broker's end offsets).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import json
 import signal
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
@@ -34,6 +36,7 @@ __all__ = [
     "critical_latencies",
     "first_delivery_after",
     "group_lag",
+    "lag_of",
     "p99",
     "readiness",
     "rss_mb",
@@ -147,12 +150,39 @@ def _group(pipeline: Pipeline, argv: list[str]) -> tuple[str, list[str]]:
     return f"herald-channel-{channel}-{lane}", [t.channel(channel, lane)]
 
 
-async def group_lag(pipeline: Pipeline, timeout_s: float = 60.0) -> dict[str, int]:
-    """Group -> records not yet committed (end offset minus committed offset, over the
-    partitions of the topics it reads that it has committed on). Asked as a member-less consumer of each group
-    (tansu answers the admin client's OffsetFetch in a form aiokafka cannot decode). Bounded:
-    raises ``TimeoutError`` after ``timeout_s``."""
+def lag_of(committed: int, broker_end: int, *known_ends: int) -> int:
+    """Records past ``committed``: the end is the highest of the broker's end offset and every end
+    seen otherwise (tansu on S3 reports end offsets too low: 12 records have read as an end of 1)."""
+    return max(0, max(broker_end, *known_ends) - committed)
+
+
+async def _read_past(
+    probe: AIOKafkaConsumer, tps: list[TopicPartition], idle_fetches: int = 2
+) -> dict[TopicPartition, int]:
+    """Partition -> one past the last offset found at or after the probe's position (the committed
+    offset): records a group has not committed are read, not inferred from an end offset."""
+    seen: dict[TopicPartition, int] = {}
+    idle = 0
+    while idle < idle_fetches:
+        batch = await probe.getmany(*tps, timeout_ms=1000, max_records=5000)
+        idle = 0 if batch else idle + 1
+        for tp, records in batch.items():
+            if records:
+                seen[tp] = max(seen.get(tp, 0), records[-1].offset + 1)
+    return seen
+
+
+async def group_lag(
+    pipeline: Pipeline, timeout_s: float = 60.0, known_ends: Mapping[TopicPartition, int] | None = None
+) -> dict[str, int]:
+    """Group -> records not yet committed, over the partitions of the topics it reads that it has
+    committed on. The end of a partition is the highest of: the broker's end offset, ``known_ends``
+    (what a reader such as the ledger has read up to), and what a fetch from the committed offset
+    returns, so a wrong end offset cannot hide records a group has not committed. Asked as a
+    member-less consumer of each group (tansu answers the admin client's OffsetFetch in a form
+    aiokafka cannot decode). Bounded: raises ``TimeoutError`` after ``timeout_s``."""
     out: dict[str, int] = {}
+    known = known_ends or {}
     async with asyncio.timeout(timeout_s):
         for group, topics in sorted(dict(_group(pipeline, argv) for argv in PROCESSES.values()).items()):
             probe = AIOKafkaConsumer(
@@ -165,12 +195,14 @@ async def group_lag(pipeline: Pipeline, timeout_s: float = 60.0) -> dict[str, in
                     TopicPartition(t, p) for t in topics for p in sorted(probe.partitions_for_topic(t) or ())
                 ]
                 ends = await probe.end_offsets(tps)
-                lag = 0
-                for tp in tps:
-                    committed = await probe.committed(tp)
-                    if committed is not None and committed >= 0:
-                        lag += max(0, ends[tp] - committed)
-                out[group] = lag
+                committed = {tp: c for tp in tps if (c := await probe.committed(tp)) is not None and c >= 0}
+                probe.assign(list(committed))
+                for tp, c in committed.items():
+                    probe.seek(tp, c)
+                read = await _read_past(probe, list(committed)) if committed else {}
+                out[group] = sum(
+                    lag_of(c, ends[tp], known.get(tp, 0), read.get(tp, 0)) for tp, c in committed.items()
+                )
             finally:
                 await probe.stop()
     return out

@@ -51,11 +51,13 @@ _TERMINAL = {"failed_permanent", "suppressed", "exhausted"}
 class TopicTail:
     """Reads topics from the beginning, then only what is new on each :meth:`poll`.
 
-    A poll is a bounded read: it ends when every position has reached the end offsets taken at its
-    start, or after ``idle_fetches`` fetches in a row that return nothing, or after ``max_s``
-    seconds, whichever comes first. An end offset the broker reports too low just means the next
-    poll reads the rest; one that fetches never reach (tansu on S3 has been seen to report an end
-    past what a fetch returns) ends the poll after a few empty fetches instead of looping forever.
+    A poll is a bounded read: it ends once every position has reached the end offsets taken at its
+    start **and** a fetch has come back empty, or after ``idle_fetches`` fetches in a row that return
+    nothing, or after ``max_s`` seconds, whichever comes first. The end offsets alone do not end a
+    poll: tansu on S3 reports some too low (12 records have shown an end offset of 1), and a tail
+    that trusted them read nothing more of that partition while the end stayed low. One
+    that fetches never reach (tansu has also reported an end past what a fetch returns) ends the
+    poll after a few empty fetches instead of looping forever.
     """
 
     def __init__(self, bootstrap: str, topics: list[str], idle_fetches: int = 3, max_s: float = 60.0) -> None:
@@ -89,12 +91,12 @@ class TopicTail:
             async with asyncio.timeout(self.max_s):
                 end = await consumer.end_offsets(self.tps)
                 idle = 0
-                while idle < self.idle_fetches and await self._behind(consumer, end):
+                while idle < self.idle_fetches and (idle == 0 or await self._behind(consumer, end)):
                     batch = await consumer.getmany(timeout_ms=500, max_records=5000)
                     got = [r for records in batch.values() for r in records]
                     out.extend(got)
                     idle = 0 if got else idle + 1
-                if idle >= self.idle_fetches:
+                if idle >= self.idle_fetches and await self._behind(consumer, end):
                     self.short_polls += 1
         except (TimeoutError, KafkaError):
             # Broker unreachable (or restarting) or a position that never resolves: what was read
@@ -175,14 +177,14 @@ class Ledger:
         self.retention = pipeline.stack.retention
         if self.retention is not None:
             n = pipeline.settings.partitions
-            topics = [t for tail in self._tails() for t in tail.topics]
+            topics = [t for tail in self.tails() for t in tail.topics]
             self.retention.hold(self, {partition_path(t, p): 0 for t in topics for p in range(n)})
 
-    def _tails(self) -> tuple[TopicTail, ...]:
+    def tails(self) -> tuple[TopicTail, ...]:
         return (self.outcome_tail, self.channel_tail, self.dlq_tail)
 
     async def close(self) -> None:
-        for tail in self._tails():
+        for tail in self.tails():
             await tail.close()
         if self.retention is not None:
             self.retention.release(self)
@@ -211,7 +213,7 @@ class Ledger:
                 async with asyncio.timeout(30):  # a position still to resolve waits for the broker
                     positions = {
                         partition_path(tp.topic, tp.partition): offset
-                        for tail in self._tails()
+                        for tail in self.tails()
                         for tp, offset in (await tail.positions()).items()
                     }
             except TimeoutError:
