@@ -55,6 +55,15 @@ def list_xml(bucket: str, prefix: str, max_keys: int, url_encoded: bool, keys: l
     return "".join(parts).encode()
 
 
+def _readable(key: FakeKey) -> bool:
+    """Its ETag can be had (computed once and cached by moto): False for a key deleted while it
+    was being listed, whose content moto has already closed (the listing answered 500 once)."""
+    try:
+        return bool(key.etag)
+    except ValueError:
+        return False
+
+
 class FastList:
     """WSGI middleware: ``GET /<bucket>?list-type=2[&prefix][&max-keys][&encoding-type=url]`` that
     fits in one page, answered from moto's bucket without its serializer (a listing of a few
@@ -87,7 +96,8 @@ class FastList:
         names = sorted(n for n in list(bucket.keys) if n.startswith(prefix))  # list(): one atomic copy
         if len(names) > max_keys:
             return None  # more than a page: moto paginates
-        keys = [k for n in names if isinstance(k := bucket.keys.get(n), FakeKey)]  # deleted meanwhile: gone
+        # Deleted meanwhile (the broker's retention deletes while tansu lists): gone from the answer.
+        keys = [k for n in names if isinstance(k := bucket.keys.get(n), FakeKey) and _readable(k)]
         return list_xml(bucket_name, prefix, max_keys, encoding == "url", keys)
 
 
