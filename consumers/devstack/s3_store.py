@@ -6,8 +6,8 @@ S3's data: a soak profile (py-spy, 20 s) put 19 % of its CPU in the service disp
 service's URL patterns matched under one lock, per request), 18 % in the request log line, and
 25 % in listings, most of it moto's generic response serializer (a timestamp formatted, parsed
 and formatted again per key). This serves moto's S3 backend app without the dispatcher and the
-log, and answers a plain one-page ListObjectsV2 straight from the bucket (:class:`FastList`);
-anything else (continuation, delimiter, more than a page) goes to moto as before. The SES/SNS
+log, and answers a plain ListObjectsV2 (pages included) straight from the bucket
+(:class:`FastList`); anything else (a delimiter, owners) goes to moto as before. The SES/SNS
 moto stays a plain ``moto_server`` (tests read it back whole).
 """
 
@@ -27,13 +27,23 @@ from werkzeug.serving import run_simple
 
 __all__ = ["FastList", "QuietHandler", "main"]
 
-_PLAIN = {"list-type", "prefix", "max-keys", "encoding-type"}  # what FastList answers; else moto
+# What FastList answers (all tansu and the retention ask); anything else goes to moto.
+_PLAIN = {"list-type", "prefix", "max-keys", "encoding-type", "continuation-token", "start-after"}
 _XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
 _QUOT = {'"': "&quot;"}  # ETags are quoted
 
 
-def list_xml(bucket: str, prefix: str, max_keys: int, url_encoded: bool, keys: list[FakeKey]) -> bytes:
-    """A one-page ListObjectsV2 answer (``keys`` sorted, at most ``max_keys``), as S3 writes it."""
+def list_xml(
+    bucket: str,
+    prefix: str,
+    max_keys: int,
+    url_encoded: bool,
+    keys: list[FakeKey],
+    *,
+    next_token: str | None = None,
+) -> bytes:
+    """A ListObjectsV2 page (``keys`` sorted, at most ``max_keys``) as S3 writes it; ``next_token``:
+    more follow (S3's tokens are opaque: this one is the last key of the page)."""
 
     def name(text: str) -> str:
         return escape(quote(text, safe="/") if url_encoded else text)
@@ -41,7 +51,8 @@ def list_xml(bucket: str, prefix: str, max_keys: int, url_encoded: bool, keys: l
     parts = [
         f'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="{_XMLNS}">',
         f"<Name>{escape(bucket)}</Name><Prefix>{name(prefix)}</Prefix><MaxKeys>{max_keys}</MaxKeys>",
-        f"<KeyCount>{len(keys)}</KeyCount><IsTruncated>false</IsTruncated>",
+        f"<KeyCount>{len(keys)}</KeyCount><IsTruncated>{'true' if next_token else 'false'}</IsTruncated>",
+        f"<NextContinuationToken>{escape(next_token)}</NextContinuationToken>" if next_token else "",
         "<EncodingType>url</EncodingType>" if url_encoded else "",
     ]
     for k in keys:
@@ -65,9 +76,10 @@ def _readable(key: FakeKey) -> bool:
 
 
 class FastList:
-    """WSGI middleware: ``GET /<bucket>?list-type=2[&prefix][&max-keys][&encoding-type=url]`` that
-    fits in one page, answered from moto's bucket without its serializer (a listing of a few
-    hundred batches costs ~1 ms instead of tens to hundreds); every other request goes to ``app``."""
+    """WSGI middleware: ``GET /<bucket>?list-type=2[&prefix][&max-keys][&encoding-type=url]
+    [&continuation-token|&start-after]`` answered from moto's bucket without its serializer (a
+    listing of a few hundred batches costs ~1 ms instead of tens to hundreds, and a partition past
+    a page does not fall off a cliff); every other request goes to ``app``."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
@@ -93,12 +105,15 @@ class FastList:
             return None
         prefix = query.get("prefix", [""])[0]
         max_keys = int(query.get("max-keys", ["1000"])[0])
-        names = sorted(n for n in list(bucket.keys) if n.startswith(prefix))  # list(): one atomic copy
-        if len(names) > max_keys:
-            return None  # more than a page: moto paginates
+        after = query.get("continuation-token", query.get("start-after", [""]))[0]
+        # list(): one atomic copy of the names (the broker writes and the retention deletes meanwhile)
+        names = sorted(n for n in list(bucket.keys) if n.startswith(prefix) and n > after)
+        page, more = names[:max_keys], len(names) > max_keys
         # Deleted meanwhile (the broker's retention deletes while tansu lists): gone from the answer.
-        keys = [k for n in names if isinstance(k := bucket.keys.get(n), FakeKey) and _readable(k)]
-        return list_xml(bucket_name, prefix, max_keys, encoding == "url", keys)
+        keys = [k for n in page if isinstance(k := bucket.keys.get(n), FakeKey) and _readable(k)]
+        return list_xml(
+            bucket_name, prefix, max_keys, encoding == "url", keys, next_token=page[-1] if more else None
+        )
 
 
 class QuietHandler(MotoRequestHandler):

@@ -55,7 +55,8 @@ def _listing(
         "list-type=2&prefix=clusters/&encoding-type=url",
         "list-type=2&prefix=nothing/",
         "list-type=2",
-        "list-type=2&prefix=clusters/&max-keys=7",  # more than a page: moto's own answer
+        "list-type=2&prefix=clusters/&max-keys=7",  # the first of several pages
+        "list-type=2&prefix=clusters/&start-after=clusters/c/topics/t/partitions/0000000001/",
         "list-type=2&prefix=clusters/&delimiter=/",  # not a plain listing: moto's own answer
     ],
 )
@@ -89,3 +90,23 @@ def test_a_key_deleted_while_it_is_listed_is_left_out(bucket: str) -> None:
     )
     assert status == 200
     assert key.name not in [c[0] for c in contents]
+
+
+def test_pages_follow_their_tokens_to_the_whole_listing(bucket: str) -> None:
+    def pages(client: Client) -> list[str]:
+        names: list[str] = []
+        token = ""
+        while True:
+            query = "list-type=2&prefix=clusters/&max-keys=4" + (
+                f"&continuation-token={token}" if token else ""
+            )
+            root = ElementTree.fromstring(client.get(f"/{bucket}?{query}").data)
+            names += [k.text or "" for k in root.iter(NS + "Key")]
+            token = root.findtext(NS + "NextContinuationToken") or ""
+            if root.findtext(NS + "IsTruncated") != "true":
+                return names
+
+    moto_app = create_backend_app("s3")
+    ours = pages(Client(FastList(moto_app)))
+    assert ours == pages(Client(moto_app))
+    assert len(ours) == 30
