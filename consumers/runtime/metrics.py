@@ -71,8 +71,8 @@ COMMITS_ABANDONED = Counter(
 )
 GROUP_REJOINS = Counter(
     "herald_group_rejoins_total",
-    "Times a member holding no partitions rejoined its group because partitions went unread "
-    "(reason: unread_partitions).",
+    "Times a member rejoined its group to unwedge it (reason: unread_partitions, a member holding "
+    "none while partitions went unread; ghost_leader, a follower took the id of a leader that left).",
     ["consumer", "reason"],
 )
 CONSUMER_LAG = Gauge(

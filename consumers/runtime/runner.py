@@ -41,6 +41,7 @@ from consumers.infra.backoff import backoff
 from consumers.infra.settings import RuntimeSettings
 from consumers.runtime import metrics
 from consumers.runtime.ahead import Decoded, decode_batch
+from consumers.runtime.ghost_leader import watch_leader
 from consumers.runtime.handling import DeadLetter, Handler, Incoming, Output, Result, dead_letter_headers
 from consumers.runtime.inflight import InFlight
 from consumers.runtime.isolate import Probe, isolate
@@ -151,6 +152,7 @@ class Runner(Generic[T]):
 
     async def run(self) -> None:
         await self.consumer.start()
+        watch_leader(self.consumer, self.handler.name, session_timeout_ms=self.settings.session_timeout_ms)
         self.consumer.subscribe(self.topics, listener=self._listener)
         watch = asyncio.create_task(self._orphans.run(self._stopping), name=f"orphans:{self.handler.name}")
         ahead: asyncio.Task[Decoded[T]] | None = None  # the next batch, fetched while this one waits
