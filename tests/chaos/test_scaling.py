@@ -19,10 +19,9 @@ from tests.chaos.ledger import Ledger, summary
 from tests.chaos.pipeline import Pipeline
 from tests.chaos.scaling import Replicas, Stopped
 
-# make chaos only, for now: in the suite's order (after the kill and outage drills) the push
-# consumer restarted mid-revocation stops consuming after the storm's last rebalance (reproduced
-# twice on a clean clone, never when this test runs alone); the post-storm check below fails on
-# it. An open bug, not a flake: it is kept out of make test until found, not weakened.
+# make chaos only: eight Python start-ups at once cost minutes of a loaded 2-core box. The push wedge
+# it found after the scale-down (the broker kept naming a leader that had left mid-rebalance and
+# refused every other member's sync) is undone by consumers/runtime/ghost_leader.py.
 pytestmark = [
     pytest.mark.chaos,
     pytest.mark.timeout(900),
