@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
-from collections.abc import Iterator
 
-from bench.common import Timing, preload
+from bench.common import Timing, preload, process_gc
 from bench.passthrough import raw_passthrough
 from bench.run import Bench, Row, console
 from bench.timed import time_runner
@@ -18,13 +15,12 @@ from consumers.channel.consumer import ChannelConsumer
 from consumers.channel.ledger import DeliveryLedger
 from consumers.infra.keys import idempotency_key, notification_id
 from consumers.infra.resources import Resources
-from consumers.runtime.gc_tuning import tune_gc
 from consumers.runtime.kafka import create_topics
 from consumers.runtime.topics import dlq
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, Lane, Tier, utcnow
 
-__all__ = ["channel_messages", "phase", "process_gc", "run_consumer"]
+__all__ = ["channel_messages", "phase", "run_consumer"]
 
 _TEMPLATES = {
     Channel.EMAIL: ("payment_receipt", {"amount": "12.50", "currency": "EUR", "merchant": "Shop"}),
@@ -100,19 +96,6 @@ async def run_consumer(
         settings=res.settings,
         timeout=timeout,
     )
-
-
-@contextlib.contextmanager
-def process_gc() -> Iterator[None]:
-    """The collector as ``herald run channel`` sets it (:func:`consumers.runtime.gc_tuning.tune_gc`),
-    for this phase only: the raw baseline and the consumers run under it, later phases as before."""
-    before = gc.get_threshold()
-    tune_gc()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*before)
 
 
 async def phase(b: Bench) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.common import Timing, mixed_events, preload
+from bench.common import Timing, mixed_events, preload, process_gc
 from bench.run import Bench, Row, console
 from bench.seed import fresh_state
 from bench.timed import time_runner
@@ -40,7 +40,7 @@ async def phase(b: Bench) -> None:
         pool = await res.pool()
         with console.status(f"preloading {b.events:,} events"):
             await preload(s, res.topics.events, mixed_events(b.events, users=USERS), 4)
-        with console.status("classifier"):
+        with console.status("classifier"), process_gc():  # as `herald run classifier` sets it
             t = await run_classifier(res, b.events, f"{s.topic_prefix}-classifier", b.timeout(b.events))
         deferred = await pool.fetchval("SELECT count(*) FROM herald_timers")
     finally:

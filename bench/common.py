@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import os
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -16,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bench.cost import Cost
 from consumers.emitter import build_event
 from consumers.infra.settings import HeraldSettings
+from consumers.runtime.gc_tuning import tune_gc
 from consumers.runtime.kafka import create_topics
 from schemas.codec import default_codec
 
@@ -157,3 +160,16 @@ async def wait_drained(
         raise TimeoutError(f"{group} committed fewer than {total} on {topic} in {timeout}s")
     finally:
         await consumer.stop()
+
+
+@contextlib.contextmanager
+def process_gc() -> Iterator[None]:
+    """The collector as ``herald run`` sets it (:func:`consumers.runtime.gc_tuning.tune_gc`),
+    for this phase only: the raw baseline and the consumers run under it, later phases as before."""
+    before = gc.get_threshold()
+    tune_gc()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
