@@ -4,6 +4,9 @@ closing, and heals without the client reconnecting."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import sys
 import time
 
 import asyncpg
@@ -71,3 +74,24 @@ async def test_postgres_queries_pay_the_delay_per_round_trip(stack: DevStack) ->
             assert await _timed(conn.fetchval("SELECT 4")) < 0.2
         finally:
             await conn.close()
+
+
+async def test_stopping_with_connections_open_leaves_nothing_to_collect(stack: DevStack) -> None:
+    # A connection task left pending at stop is collected later, in whatever test runs then, and
+    # closes its sockets on the proxy's closed loop: an unraisable error that test fails on.
+    caught: list[BaseException | None] = []
+    hook, sys.unraisablehook = sys.unraisablehook, lambda u: caught.append(u.exc_value)
+    try:
+        proxy = LatencyProxy(_target(stack.redis_url)).start()
+        client = redis_asyncio.Redis(host="127.0.0.1", port=proxy.port, socket_timeout=1.0)
+        await client.ping()
+        proxy.set(stall=True)
+        with pytest.raises(redis_asyncio.RedisError):  # a timeout: the stall holds the answer
+            await client.ping()
+        proxy.stop()
+        with contextlib.suppress(redis_asyncio.RedisError, OSError):
+            await client.aclose()
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    assert caught == []
