@@ -98,7 +98,7 @@ class LatencyProxy:
                 task.cancel()
             # until every connection's task has finished: one left pending is collected later,
             # closing its sockets on a closed loop inside whichever test runs then
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.run_until_complete(_finished(tasks))
             loop.close()
 
     async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
@@ -155,3 +155,8 @@ class LatencyProxy:
             with contextlib.suppress(Exception):
                 if writer.can_write_eof():
                     writer.write_eof()
+
+
+async def _finished(tasks: set[asyncio.Task[object]]) -> None:
+    """Every one of ``tasks`` done (gathered inside the loop: with none, gather asks for a loop)."""
+    await asyncio.gather(*tasks, return_exceptions=True)
