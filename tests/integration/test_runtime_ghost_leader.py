@@ -17,10 +17,9 @@ from aiokafka import AIOKafkaConsumer
 from consumers.infra.settings import HeraldSettings
 from consumers.runtime import metrics
 from consumers.runtime.kafka import create_topics, make_producer
-from consumers.runtime.runner import Runner
 from consumers.runtime.topics import Topics
-from tests.integration.test_runtime_orphans import _assigned, _poll
-from tests.integration.test_runtime_rebalance import _Forward, _records, _until
+from tests.integration.test_runtime_orphans import _assigned, _poll, forwarding_member
+from tests.integration.test_runtime_rebalance import _records, _until
 from tests.kafka_helpers import produce_raw
 
 pytestmark = pytest.mark.timeout(180)
@@ -58,14 +57,8 @@ async def test_the_member_left_reads_after_the_leader_left_mid_rebalance(setting
     leader = await _member(settings, topics.events, group)  # first in: the group's leader
     polls = [asyncio.create_task(_poll(leader, stops["leader"]))]
     await _until(lambda: len(leader.assignment()) == 2, 30, "the leader alone owns both partitions")
-    handler = _Forward("ghost-b", target, asyncio.Event())
-    member = Runner(
-        handler,
-        topics=[topics.events],
-        group_id=group,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        producer=producer,
-        settings=runtime,
+    handler, member = forwarding_member(
+        "ghost-b", topics.events, target, group=group, producer=producer, settings=settings, runtime=runtime
     )
     task = asyncio.create_task(member.run())
     other: AIOKafkaConsumer | None = None

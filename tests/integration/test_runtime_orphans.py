@@ -14,11 +14,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
-from consumers.infra.settings import HeraldSettings
+from consumers.infra.settings import HeraldSettings, RuntimeSettings
 from consumers.runtime import metrics
 from consumers.runtime.kafka import create_topics, make_producer
 from consumers.runtime.runner import Runner
@@ -55,6 +55,29 @@ def _assigned(consumers: Iterable[AIOKafkaConsumer]) -> int:
     return sum(len(c.assignment()) for c in consumers)
 
 
+def forwarding_member(
+    name: str,
+    source: str,
+    target: str,
+    *,
+    group: str,
+    producer: AIOKafkaProducer,
+    settings: HeraldSettings,
+    runtime: RuntimeSettings,
+) -> tuple[_Forward, Runner[bytes]]:
+    """A Herald member of ``group`` that forwards ``source`` to ``target``: the one under test."""
+    handler = _Forward(name, target, asyncio.Event())
+    member = Runner(
+        handler,
+        topics=[source],
+        group_id=group,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        producer=producer,
+        settings=runtime,
+    )
+    return handler, member
+
+
 async def test_a_member_left_without_partitions_while_they_go_unread_rejoins(
     settings: HeraldSettings,
 ) -> None:
@@ -79,14 +102,8 @@ async def test_a_member_left_without_partitions_while_they_go_unread_rejoins(
     stop = asyncio.Event()
     polling = asyncio.create_task(_poll(leader, stop))
     await _until(lambda: len(leader.assignment()) == 2, 30, "the leader alone owns both partitions")
-    handler = _Forward("orphan-b", target, asyncio.Event())
-    member = Runner(
-        handler,
-        topics=[topics.events],
-        group_id=group,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        producer=producer,
-        settings=runtime,
+    handler, member = forwarding_member(
+        "orphan-b", topics.events, target, group=group, producer=producer, settings=settings, runtime=runtime
     )
     rejoins = metrics.GROUP_REJOINS.labels("orphan-b", "unread_partitions")
     before = rejoins._value.get()
