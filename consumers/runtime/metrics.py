@@ -13,6 +13,7 @@ from schemas.codec import Codec
 
 __all__ = [
     "AMBIGUOUS_DELIVERIES",
+    "ASSIGNED_PARTITIONS",
     "BATCH_AGE",
     "CLASSIFIER_DECISIONS",
     "COMMITS_ABANDONED",
@@ -79,6 +80,13 @@ CONSUMER_LAG = Gauge(
     "herald_consumer_lag",
     "Records behind the high watermark, per partition.",
     ["group", "topic", "partition"],
+)
+# A rebalance shows as the group's sum dropping below its partition count (nobody reads those
+# partitions) until the new assignment lands; a member holding none is idle, not broken.
+ASSIGNED_PARTITIONS = Gauge(
+    "herald_assigned_partitions",
+    "Partitions the group has assigned to this member (0 while it is revoked, rejoining or spare).",
+    ["group"],
 )
 LEGACY_HEADERS = Counter(
     "herald_legacy_header_records_total",

@@ -57,6 +57,7 @@ class RevocationListener(ConsumerRebalanceListener):  # type: ignore[misc]
         finally:
             self.revoking.clear()
         self.assigned -= set(revoked)
+        metrics.ASSIGNED_PARTITIONS.labels(self.group_id).set(len(self.assigned))
         for tp in revoked:  # another member reports these now; a stale value would double count
             try:
                 metrics.CONSUMER_LAG.remove(self.group_id, tp.topic, str(tp.partition))
@@ -69,3 +70,4 @@ class RevocationListener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.assigned |= set(assigned)
+        metrics.ASSIGNED_PARTITIONS.labels(self.group_id).set(len(self.assigned))

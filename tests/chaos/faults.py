@@ -36,7 +36,9 @@ __all__ = [
     "critical_latencies",
     "first_delivery_after",
     "group_lag",
+    "group_of",
     "lag_of",
+    "lane_latencies",
     "p99",
     "readiness",
     "rss_mb",
@@ -119,15 +121,29 @@ def rss_mb(pid: int) -> float:
 
 def critical_latencies(run: ChaosRun, ledger: Ledger, start: float, end: float) -> list[float]:
     """Seconds from emit to the first SENT outcome, per (critical event, channel), emitted in the window."""
+    return lane_latencies(run, ledger, start, end, tiers={"critical"})
+
+
+def lane_latencies(
+    run: ChaosRun,
+    ledger: Ledger,
+    start: float,
+    end: float,
+    *,
+    tiers: set[str],
+    channel: str | None = None,
+) -> list[float]:
+    """Seconds from emit to the first SENT outcome, per (event, channel), for events of ``tiers``
+    emitted in the window; only outcomes on ``channel`` when one is named."""
     wall_minus_mono = time.time() - time.monotonic()
-    critical = {e.event_id for e in run.events if TIER[e.event_type] == "critical"}
+    wanted = {e.event_id for e in run.events if TIER[e.event_type] in tiers}
     first: dict[tuple[str, str], float] = {}
-    for event_id in critical:
+    for event_id in wanted:
         sent_at = run.emitted.get(event_id)
         if sent_at is None or not start <= sent_at <= end:
             continue
         for o in ledger.by_event.get(event_id, []):
-            if o.status is not OutcomeStatus.SENT:
+            if o.status is not OutcomeStatus.SENT or (channel is not None and str(o.channel) != channel):
                 continue
             at = o.recorded_at.replace(tzinfo=o.recorded_at.tzinfo or UTC).timestamp() - wall_minus_mono
             key = (event_id, str(o.channel))
@@ -139,7 +155,7 @@ def p99(xs: list[float]) -> float:
     return xs[int(0.99 * (len(xs) - 1))] if xs else float("nan")
 
 
-def _group(pipeline: Pipeline, argv: list[str]) -> tuple[str, list[str]]:
+def group_of(pipeline: Pipeline, argv: list[str]) -> tuple[str, list[str]]:
     """The consumer group of a pipeline process and the topics it reads."""
     t = pipeline.topics
     if argv[0] == "classifier":
@@ -184,7 +200,7 @@ async def group_lag(
     out: dict[str, int] = {}
     known = known_ends or {}
     async with asyncio.timeout(timeout_s):
-        for group, topics in sorted(dict(_group(pipeline, argv) for argv in PROCESSES.values()).items()):
+        for group, topics in sorted(dict(group_of(pipeline, argv) for argv in PROCESSES.values()).items()):
             probe = AIOKafkaConsumer(
                 bootstrap_servers=pipeline.stack.kafka, group_id=group, enable_auto_commit=False
             )
