@@ -19,7 +19,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Cost", "Window", "proc_cpu_s", "runq_wait_s", "self_cpu_s", "total_us_per_event", "tree_cpu_s"]
+__all__ = [
+    "Cost",
+    "Window",
+    "above_idle",
+    "proc_cpu_s",
+    "runq_wait_s",
+    "self_cpu_s",
+    "total_us_per_event",
+    "tree_cpu_s",
+]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -166,3 +175,10 @@ class Window:
 def total_us_per_event(costs: Iterable[Cost], events: int) -> float:
     """All the processes' CPU together per event (or per notification: pass that count)."""
     return sum(c.cpu_s for c in costs) / events * 1e6 if events else float("nan")
+
+
+def above_idle(costs: Iterable[Cost], idle: Iterable[Cost]) -> dict[str, float]:
+    """Per process: CPU seconds of the window beyond what it spends idle at the rate measured in
+    ``idle`` (same names) over the window's wall time; never below zero (a busy loop polls less)."""
+    rate = {c.process: c.cpu_s / c.wall_s for c in idle if c.wall_s}
+    return {c.process: max(0.0, c.cpu_s - rate.get(c.process, 0.0) * c.wall_s) for c in costs}

@@ -27,7 +27,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.common import mixed_events, preload
-from bench.cost import Cost, Window
+from bench.cost import Cost, Window, above_idle
 from bench.procs import HeraldProcs, committed_total
 from bench.run import Bench, Row, console
 from bench.seed import fresh_state
@@ -58,6 +58,7 @@ ENV = {
     "HERALD_FALLBACK__DIGEST_WINDOW_S": "3600",
     "HERALD_FALLBACK__CRITICAL_CHECK_AFTER_S": "60",
 }
+IDLE_S = 20.0  # the pipeline's idle CPU is measured this long before the events are produced
 HORIZON_S = 120  # timers due later than this (quiet hours) are not waited for
 QUIET_CHECKS = 5  # checks 2 s apart without a commit moving: the pipeline is idle
 
@@ -177,6 +178,11 @@ async def phase(b: Bench) -> None:
             pids["scheduler"] = procs.start("e2e-scheduler", ["scheduler"]).pid
             with console.status("waiting for every process to be ready"):
                 await procs.wait_ready()  # all ready at once: every group has settled
+            with console.status(f"idle floor: {IDLE_S:.0f} s with nothing to read"):
+                idle = Window(pids)
+                idle.start()
+                await asyncio.sleep(IDLE_S)
+                idle.stop()
             window = Window(pids)
             window.start()
             t0 = time.monotonic()
@@ -213,6 +219,20 @@ async def phase(b: Bench) -> None:
         Row("end to end, CPU per event", total_cpu / n * 1e3, "ms", note=f"{n / wall_s:,.0f} events/s"),
         [Cost(c.process, n, c.cpu_s, c.wall_s) for c in costs],
     )
+    # Every process polls even with nothing to read (a fetch per fetch_max_wait_ms): a slow run
+    # is charged that floor for longer. Above it is what the events themselves cost.
+    floor = above_idle(costs, idle.costs(0))
+    idle_ms_s = sum(c.cpu_s for c in idle.costs(0)) / idle.wall_s * 1e3
+    above = sum(floor.values())
+    b.add(
+        Row(
+            "end to end, CPU per delivered notification above idle",
+            above / delivered * 1e3 if delivered else float("nan"),
+            "ms",
+            note=f"the {len(costs)} processes idle cost {idle_ms_s:.0f} ms CPU/s together, "
+            f"{idle_ms_s * (window.wall_s) / 1e3 / total_cpu:.0%} of the run's CPU",
+        ),
+    )
     b.extra["e2e_cost"] = {
         "events": n,
         "wall_s": wall_s,
@@ -220,4 +240,6 @@ async def phase(b: Bench) -> None:
         "deferred_timers": deferred,
         **out,
         "processes": [c.as_dict() for c in costs],
+        "idle_ms_cpu_per_s": {c.process: round(c.cpu_s / idle.wall_s * 1e3, 2) for c in idle.costs(0)},
+        "cpu_s_above_idle": {k: round(v, 3) for k, v in floor.items()},
     }

@@ -7,7 +7,9 @@ import subprocess
 import sys
 import time
 
-from bench.cost import Cost, Window, proc_cpu_s, self_cpu_s, tree_cpu_s
+import pytest
+
+from bench.cost import Cost, Window, above_idle, proc_cpu_s, self_cpu_s, tree_cpu_s
 
 
 def test_a_busy_child_is_charged_its_own_cpu_and_an_idle_one_nearly_none() -> None:
@@ -103,3 +105,12 @@ def test_processes_sharing_one_cpu_are_seen_waiting_for_it_and_an_idle_one_is_no
             p.communicate(b"")
     assert waits["a"] + waits["b"] > 0.2  # one CPU for two: each waits while the other runs
     assert waits["idle"] < (waits["a"] + waits["b"]) / 4  # blocked on stdin: hardly ever runnable
+
+
+def test_above_idle_takes_off_each_process_idle_rate_over_the_window() -> None:
+    idle = [Cost("classifier", 0, 0.6, 20.0), Cost("push", 0, 0.2, 20.0)]  # 30 and 10 ms/s
+    run = [Cost("classifier", 1000, 12.0, 100.0), Cost("push", 1000, 0.5, 100.0), Cost("new", 10, 1.0, 100.0)]
+    above = above_idle(run, idle)
+    assert above["classifier"] == pytest.approx(12.0 - 3.0)
+    assert above["push"] == 0.0  # busier than idle would have polled less: never negative
+    assert above["new"] == 1.0  # no idle figure: nothing taken off
