@@ -14,51 +14,28 @@ was classified in.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from consumers.classifier.family import Family, MessageEncoder
+from consumers.classifier.decide_config import DecideConfig
+from consumers.classifier.family import Family
 from consumers.classifier.profile import Profile, zone
 from consumers.classifier.quiet_hours import SEND, QuietAction, QuietDecision, quiet_decision
-from consumers.classifier.ratelimit import LimiterDown, LimitRequest, bucket_key, limit_for, on_limiter_down
+from consumers.classifier.ratelimit import (
+    LimiterDown,
+    LimitRequest,
+    bucket_scope,
+    limit_for,
+    on_limiter_down,
+)
 from consumers.classifier.routing import Route
 from consumers.infra import keys
 from consumers.runtime.handling import Output
-from consumers.runtime.topics import Topics
 from consumers.scheduler.store import Timer, publish_timer
-from schemas.codec import Codec
-from schemas.models import Channel, ChannelMessage, DeliveryOutcome, DomainEvent, Lane, OutcomeStatus, Tier
+from schemas.models import Channel, ChannelMessage, DeliveryOutcome, DomainEvent, OutcomeStatus, Tier
 
 __all__ = ["DecideConfig", "Decision", "Pending", "Plan", "finalize", "plan", "recipients_for"]
-
-
-@dataclass(frozen=True, slots=True)
-class DecideConfig:
-    topics: Topics
-    codec: Codec
-    default_locale: str = "en"
-    limits: Mapping[str, int] = field(default_factory=dict)
-    stale_after: timedelta = timedelta(days=1)
-    quiet_channels: frozenset[Channel] = frozenset({Channel.PUSH, Channel.SMS, Channel.EMAIL})
-    rate_prefix: str = "herald:rl"
-    defer_on_limiter_down: tuple[str, ...] = ("low",)
-    limiter_retry: timedelta = timedelta(minutes=5)
-    _channel_topics: dict[tuple[Channel, Lane], str] = field(default_factory=dict, repr=False, compare=False)
-    _messages: list[MessageEncoder] = field(default_factory=list, repr=False, compare=False)
-
-    def encode_message(self, message: ChannelMessage, family: Family | None = None) -> bytes:
-        """``codec.encode(message)``, byte for byte; with the event's ``family``, the fields all its
-        messages share are encoded once (:mod:`consumers.classifier.family`)."""
-        if not self._messages:
-            self._messages.append(MessageEncoder(self.codec))
-        return self._messages[0].encode(message, family)
-
-    def channel_topic(self, channel: Channel, lane: Lane) -> str:
-        topic = self._channel_topics.get((channel, lane))
-        if topic is None:
-            topic = self._channel_topics[(channel, lane)] = self.topics.channel(channel, lane)
-        return topic
 
 
 @dataclass(slots=True)
@@ -149,6 +126,7 @@ class _EventPlan:
     stale_after: timedelta | None  # low tier only: older events are dropped, not sent late
     expires_at: datetime | None  # low tier only: when the message is stale
     limit: int | None  # per user x channel x hour; None = unlimited
+    bucket: str  # the start of the event's rate-limit bucket keys (bucket_key without channel:hour)
     quiet: dict[bool, QuietDecision] = field(default_factory=dict)  # by "quiet hours apply to the channel"
     family: Family = field(default_factory=Family)
 
@@ -167,7 +145,8 @@ class _EventPlan:
             locale=event.locale or profile.locale or cfg.default_locale,
             stale_after=cfg.stale_after if low else None,
             expires_at=event.occurred_at + cfg.stale_after if low else None,
-            limit=limit_for(route.tier, cfg.limits),
+            limit=(limit := limit_for(route.tier, cfg.limits)),
+            bucket="" if limit is None else bucket_scope(cfg.rate_prefix, event.user_id, event.tenant or ""),
         )
 
     def suppressed(
@@ -218,6 +197,7 @@ class _EventPlan:
                 self.route.tier,
                 occurred_at=self.event.occurred_at,
                 stale_after=self.stale_after,
+                until=self.cfg.quiet_until,
             )
         return decision
 
@@ -249,8 +229,7 @@ class _EventPlan:
             message.not_before = decision.until
         request = None
         if self.limit is not None:
-            e = self.event
-            bucket = bucket_key(self.cfg.rate_prefix, e.user_id, message.channel, self.now, e.tenant or "")
+            bucket = f"{self.bucket}{message.channel}:{self.cfg.hour(self.now)}"  # = bucket_key(...)
             request = LimitRequest(bucket, message.idempotency_key, self.limit)
         record_key = (
             message.recipient if message.channel is Channel.WEBHOOK else self.event.user_id

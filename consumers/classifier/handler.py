@@ -201,9 +201,10 @@ class Classifier:
             d = finalize(p, answers[i], now, self.config)
             results[i] = d.outputs
             timers += d.timers
-            tiers[p.route.tier.value] += 1
+            route_tier = p.route.tier  # a StrEnum: its value as a label and a key (``.value`` is slow)
+            tiers[route_tier] += 1
             for channel, decision, reason in d.counts:
-                decisions[(p.route.tier.value, channel, decision, reason)] += 1
+                decisions[(route_tier, channel, decision, reason)] += 1
 
         with self.steps.step("arm timers"):
             await self._arm(timers, taken.index, now)

@@ -13,6 +13,7 @@ the clock out of the window, whichever comes first.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
@@ -118,12 +119,14 @@ def quiet_decision(
     *,
     occurred_at: datetime | None = None,
     stale_after: timedelta | None = None,
+    until: Callable[[datetime, ZoneInfo, QuietWindow | None], datetime | None] | None = None,
 ) -> QuietDecision:
     """``(now_utc, zone, window, tier)`` → send now | defer until T | drop.
 
     Critical and system are never held. High and medium are deferred to the window's end.
     Low is deferred too, unless it would be older than ``stale_after`` (counted from
     ``occurred_at``) when released, or already is: then it is dropped as ``stale``.
+    ``until`` replaces :func:`quiet_until` (the classifier's remembers its answers per batch).
     """
     if tier in (Tier.CRITICAL, Tier.SYSTEM):
         return SEND
@@ -132,9 +135,9 @@ def quiet_decision(
         stale_at = occurred_at + stale_after
     if stale_at is not None and now >= stale_at:
         return QuietDecision(QuietAction.DROP, reason="stale")
-    until = quiet_until(now, tz, window)
-    if until is None:
+    release = (until or quiet_until)(now, tz, window)
+    if release is None:
         return SEND
-    if stale_at is not None and until >= stale_at:
+    if stale_at is not None and release >= stale_at:
         return QuietDecision(QuietAction.DROP, reason="stale")
-    return QuietDecision(QuietAction.DEFER, until=until, reason="quiet_hours")
+    return QuietDecision(QuietAction.DEFER, until=release, reason="quiet_hours")

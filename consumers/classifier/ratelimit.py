@@ -34,7 +34,9 @@ __all__ = [
     "LimiterRejected",
     "LimiterUnavailable",
     "RateLimiter",
+    "bucket_hour",
     "bucket_key",
+    "bucket_scope",
     "limit_for",
     "on_limiter_down",
 ]
@@ -50,7 +52,7 @@ def limit_for(tier: Tier, limits: Mapping[str, int]) -> int | None:
     """
     if tier is Tier.CRITICAL:
         return None
-    limit = limits.get(tier.value, 0)
+    limit = limits.get(tier, 0)  # a StrEnum member finds its value's entry (``.value`` is slow)
     return limit if limit > 0 else None
 
 
@@ -67,7 +69,7 @@ def on_limiter_down(tier: Tier, defer_tiers: Sequence[str]) -> LimiterDown:
     """
     if tier in (Tier.CRITICAL, Tier.HIGH):
         return LimiterDown.ALLOW
-    return LimiterDown.DEFER if tier.value in defer_tiers else LimiterDown.ALLOW
+    return LimiterDown.DEFER if tier in defer_tiers else LimiterDown.ALLOW
 
 
 def bucket_key(prefix: str, user_id: str, channel: Channel, now: datetime, tenant: str = "") -> str:
@@ -75,9 +77,19 @@ def bucket_key(prefix: str, user_id: str, channel: Channel, now: datetime, tenan
     the same id in two tenants is two recipients with two budgets. The default tenant's keys are
     ``prefix:user:...``; another tenant's ``prefix@tenant:user:...`` (``@`` never follows the prefix
     otherwise, so the two never meet)."""
+    return f"{bucket_scope(prefix, user_id, tenant)}{channel}:{bucket_hour(now)}"
+
+
+def bucket_scope(prefix: str, user_id: str, tenant: str = "") -> str:
+    """The start of all of one (tenant, user)'s :func:`bucket_key` s, computed once per event."""
     user = user_id.replace("\n", "%0A")  # newline separates buckets in the script's arguments
     scope = f"{prefix}@{quote(tenant, safe='')}" if tenant else prefix
-    return f"{scope}:{user}:{channel}:{int(now.timestamp()) // _HOUR}"
+    return f"{scope}:{user}:"
+
+
+def bucket_hour(now: datetime) -> int:
+    """The end of :func:`bucket_key`: the UTC clock hour containing ``now``."""
+    return int(now.timestamp()) // _HOUR
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from consumers.classifier.decide import DecideConfig, Decision, finalize, plan
 from consumers.classifier.family import Family
 from consumers.classifier.profile import Endpoint, Profile
 from consumers.classifier.quiet_hours import QuietWindow
+from consumers.classifier.ratelimit import bucket_key
 from consumers.classifier.routing import Route, load_routing
 from consumers.infra import keys
 from consumers.infra.settings import ClassifierSettings
@@ -276,6 +277,19 @@ def test_limit_requests_are_per_user_channel_hour() -> None:
     (item,) = plan(event("marketing.weekly"), route, full_profile(), NOW, CFG).pending
     assert item.limit is not None and item.limit.limit == 3
     assert item.limit.member == item.message.idempotency_key and ":u1:email:" in item.limit.bucket
+
+
+@given(st.text(min_size=1, max_size=20), st.sampled_from([None, "acme", "a b/c"]), st.integers(0, 10**6))
+def test_limit_buckets_are_bucket_key(user: str, tenant: str | None, minutes: int) -> None:
+    # plan() builds the key from a per-event scope and a per-batch hour: still bucket_key's answer
+    now = NOW + timedelta(minutes=minutes)
+    route = TABLE.match("marketing.weekly")
+    assert route is not None
+    e = event("marketing.weekly", user=user, tenant=tenant)
+    for item in plan(e, route, full_profile(user), now, CFG).pending:
+        assert item.limit is not None
+        expected = bucket_key(CFG.rate_prefix, user, item.message.channel, now, tenant or "")
+        assert item.limit.bucket == expected
 
 
 @pytest.mark.parametrize("tier", [Tier.HIGH, Tier.MEDIUM, Tier.LOW])
