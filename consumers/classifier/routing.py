@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -88,10 +88,11 @@ class Route:
     custom: bool = False  # the routing file gave ``steps``: the workflow executor runs them
     broadcast_lane: Lane = Lane.BULK  # the lane of topic fan-out copies (herald run classifier --lane bulk)
     lane_override: Lane | None = None  # set on the copies' route: every message goes to this lane
+    # the lane its messages go to: worked out once here, read for every message and outcome
+    lane: Lane = field(init=False, repr=False, compare=False)
 
-    @property
-    def lane(self) -> Lane:
-        return self.lane_override or lane_for(self.tier)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lane", self.lane_override or lane_for(self.tier))
 
     def workflow(self) -> tuple[Step, ...]:
         """The steps, expanding the preset for a route built in code without them."""
