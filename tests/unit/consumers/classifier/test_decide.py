@@ -33,6 +33,7 @@ from schemas.models import (
     OutcomeStatus,
     Record,
     Tier,
+    field_names,
 )
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -191,6 +192,62 @@ def test_message_fields_and_replays_are_identical() -> None:
     assert m.idempotency_key == keys.idempotency_key(ev.event_id, "push", "u1")
     assert m.payload == ev.payload and m.attempt == 1 and m.not_before is None and m.expires_at is None
     assert decide(event("payment_receipt", locale="en"), full_profile()).outputs != d1.outputs
+
+
+def test_records_are_built_in_their_field_order() -> None:
+    # decide.py builds these positionally (a hot path): reordering a dataclass must fail here first
+    assert field_names(ChannelMessage) == (
+        "notification_id", "event_id", "event_type", "user_id", "channel", "lane", "tier", "category",
+        "recipient", "template", "locale", "idempotency_key", "occurred_at", "tenant", "timezone",
+        "payload", "attempt", "not_before", "expires_at", "escalated_from",
+    )  # fmt: skip
+    assert field_names(DeliveryOutcome) == (
+        "outcome_id", "notification_id", "event_id", "event_type", "user_id", "tier", "status",
+        "occurred_at", "recorded_at", "channel", "lane", "reason", "detail", "provider",
+        "provider_message_id", "error_code", "idempotency_key", "attempt", "retry_after_ms",
+        "not_before", "message",
+    )  # fmt: skip
+    ev = event("marketing.weekly", tenant="acme", locale="pt")
+    route = TABLE.match(ev.type)
+    assert route is not None
+    (item,) = plan(ev, route, full_profile(timezone="Asia/Tokyo"), NOW, CFG).pending
+    assert item.message == ChannelMessage(
+        notification_id=keys.notification_id(ev.event_id, ev.user_id),
+        event_id=ev.event_id,
+        event_type=ev.type,
+        user_id=ev.user_id,
+        channel=Channel.EMAIL,
+        lane=Lane.BULK,
+        tier=Tier.LOW,
+        category=route.category,
+        recipient="u1@example.com",
+        template=route.template,
+        locale="pt",
+        idempotency_key=keys.idempotency_key(ev.event_id, "email", "u1@example.com"),
+        occurred_at=ev.occurred_at,
+        tenant="acme",
+        timezone="Asia/Tokyo",
+        payload=ev.payload,
+        expires_at=ev.occurred_at + CFG.stale_after,
+    )
+    (refused,) = plan(ev, route, full_profile(email=None), NOW, CFG).suppressed
+    key = keys.idempotency_key(ev.event_id, "email", "")
+    assert refused == DeliveryOutcome(
+        outcome_id=keys.outcome_id(key, OutcomeStatus.SUPPRESSED),
+        notification_id=keys.notification_id(ev.event_id, ev.user_id),
+        event_id=ev.event_id,
+        event_type=ev.type,
+        user_id=ev.user_id,
+        tier=Tier.LOW,
+        status=OutcomeStatus.SUPPRESSED,
+        occurred_at=ev.occurred_at,
+        recorded_at=NOW,
+        channel=Channel.EMAIL,
+        lane=Lane.BULK,
+        reason="no_address",
+        detail="no email address on file",
+        idempotency_key=key,
+    )
 
 
 def test_locale_falls_back_to_the_default() -> None:
