@@ -274,6 +274,8 @@ def plan(event: DomainEvent, route: Route, profile: Profile, now: datetime, cfg:
                 out.suppressed.append(stale)
             else:
                 out.pending.append(ep.pending(message, decision))
+    if len(out.pending) == 1:  # no other message to share encoded fields with: encoded whole, cheaper
+        out.pending[0].family = None
     return out
 
 
