@@ -40,7 +40,8 @@ kept.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections import OrderedDict
+from collections.abc import Collection, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -168,6 +169,17 @@ def template_variables(
     }
 
 
+class _Environment(SandboxedEnvironment):
+    """The sandbox, with each template's globals a plain dict (a snapshot) instead of jinja2's
+    ChainMap over the environment's: every render builds a context, which copies the globals'
+    keys into a set, and iterating a ChainMap costs about a microsecond where a dict costs a
+    tenth of that, three times per email. The environment's globals are set once, before any
+    template is loaded, so a snapshot sees the same values."""
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        return {**self.globals, **(d or {})}
+
+
 def _one_line(value: str) -> str:
     # Subjects and titles are single-line: a newline in a header is an injection vector.
     return " ".join(value.split())
@@ -188,7 +200,7 @@ class TemplateRenderer:
         self.templates_dir = Path(templates_dir)
         self.default_locale = default_locale
         self.url_schemes = tuple(url_schemes)
-        self.env = SandboxedEnvironment(
+        self.env = _Environment(
             loader=jinja2.FileSystemLoader(str(self.templates_dir)),
             undefined=jinja2.StrictUndefined,
             autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
@@ -203,7 +215,9 @@ class TemplateRenderer:
         self._reads: dict[tuple[str, str, Channel], Reads] = {}  # by file set
         self._plans: dict[tuple[str, Channel, str, str], tuple[tuple[str, str], Reads] | None] = {}
         self._compiled: dict[str, jinja2.Template] = {}  # by file: only names resolve() found
-        self._rendered: dict[tuple[object, ...], Content] = {}  # oldest first
+        # Oldest first. An OrderedDict, because evicting a plain dict's first key scans past the
+        # holes every earlier eviction left at its front (hundreds, until the dict resizes).
+        self._rendered: OrderedDict[tuple[object, ...], Content] = OrderedDict()
         self._rendered_max = rendered_cache_size
 
     def _safe_url(self, value: object) -> str:
@@ -293,7 +307,7 @@ class TemplateRenderer:
         )
         if key is not None:
             if len(self._rendered) >= self._rendered_max:
-                del self._rendered[next(iter(self._rendered))]
+                self._rendered.popitem(last=False)
             self._rendered[key] = content
         return content
 
