@@ -22,53 +22,52 @@ own command failed: :mod:`consumers.channel.ledger`).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from typing import Any
 
 import redis.asyncio as redis_asyncio
 
 __all__ = ["LedgerWrites"]
 
-# Two ARGV per key: "<op><ttl seconds>:<seen>" and the value; seen, for "cas", is the value the
-# claimant saw ("" = absent), and may hold ':' (only the first one ends the ttl). One argument
-# fewer per field than op, ttl and seen apart: the client packs every argument of every mark.
-# set: SET EX; nx: SET NX EX; cas: SET EX if the key still holds what was seen; del_if: DEL if the
-# key holds value. Answers: 1 done, 0 not (someone else's value).
+# All the marks of a call in one JSON array argument, four items per key: op, ttl seconds, seen and
+# value (seen, for "cas", is the value the claimant saw; "" = absent). One argument per call
+# instead of two per mark: the client packs every argument one by one in Python, where json.dumps
+# writes the whole array in C. set: SET EX; nx: SET NX EX; cas: SET EX if the key still holds what
+# was seen; del_if: DEL if the key holds value. The answer is one string, a character per mark:
+# "1" done, "0" not (someone else's value): one reply to parse, not one integer per mark.
 _WRITES = """
+local marks = cjson.decode(ARGV[1])
+if #marks ~= 4 * #KEYS then
+  return redis.error_reply('ledger marks: ' .. #marks .. ' items for ' .. #KEYS .. ' keys')
+end
 local out = {}
 for i = 1, #KEYS do
-  local spec, value = ARGV[2*i-1], ARGV[2*i]
-  local colon = string.find(spec, ':', 1, true)
-  if not colon then
-    return redis.error_reply('bad ledger mark ' .. spec)
-  end
-  local head, seen = string.sub(spec, 1, colon - 1), string.sub(spec, colon + 1)
-  local op, ttl = string.match(head, '^([%a_]+)(%d+)$')
+  local op, ttl, seen, value = marks[4*i-3], marks[4*i-2], marks[4*i-1], marks[4*i]
   local key = KEYS[i]
   if op == 'set' then
     redis.call('SET', key, value, 'EX', ttl)
-    out[i] = 1
+    out[i] = '1'
   elseif op == 'nx' then
-    out[i] = redis.call('SET', key, value, 'NX', 'EX', ttl) and 1 or 0
+    out[i] = redis.call('SET', key, value, 'NX', 'EX', ttl) and '1' or '0'
   elseif op == 'cas' then
     if (redis.call('GET', key) or '') == seen then
       redis.call('SET', key, value, 'EX', ttl)
-      out[i] = 1
+      out[i] = '1'
     else
-      out[i] = 0
+      out[i] = '0'
     end
   elseif op == 'del_if' then
     if redis.call('GET', key) == value then
       redis.call('DEL', key)
-      out[i] = 1
+      out[i] = '1'
     else
-      out[i] = 0
+      out[i] = '0'
     end
   else
     return redis.error_reply('unknown ledger op ' .. tostring(op))
   end
 end
-return out
+return table.concat(out)
 """
 
 _Write = tuple[str, str, str, int, str, "asyncio.Future[bool]"]  # op, key, value, ttl, seen, answer
@@ -123,14 +122,15 @@ class LedgerWrites:
             task.add_done_callback(self._writing.discard)
 
     async def _write(self, pending: list[_Write]) -> None:
-        keys: list[str] = []
-        args: list[Any] = []
-        for op, key, value, ttl_s, seen, _ in pending:
-            keys.append(key)
-            args += (f"{op}{ttl_s}:{seen}", value)
+        keys = [w[1] for w in pending]
+        marks = json.dumps(
+            [item for op, _, value, ttl_s, seen, _ in pending for item in (op, ttl_s, seen, value)],
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
         started = time.perf_counter()
         try:
-            answers = await self._script(keys=keys, args=args)
+            reply = await self._script(keys=keys, args=[marks])
         except BaseException as exc:  # connection error, timeout, cancelled: every caller's failure
             for *_, answer in pending:
                 if answer.done():
@@ -145,6 +145,7 @@ class LedgerWrites:
         self.round_trips += 1
         self.marks += len(pending)
         self.seconds += time.perf_counter() - started
+        answers = reply.decode() if isinstance(reply, bytes) else str(reply)
         for (*_, answer), done in zip(pending, answers, strict=True):
             if not answer.done():
-                answer.set_result(bool(done))
+                answer.set_result(done == "1")

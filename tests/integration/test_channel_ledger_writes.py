@@ -84,3 +84,28 @@ async def test_a_connection_that_fails_fails_every_caller_of_its_call() -> None:
         await client.aclose()
     assert all(isinstance(g, RedisConnectionError) for g in got), got
     assert writes.round_trips == 0
+
+
+async def test_values_and_seen_values_are_written_byte_for_byte(redis_client: redis_asyncio.Redis) -> None:
+    """The marks travel as one JSON argument: quotes, backslashes, newlines, non-ASCII text and
+    JSON-looking text reach Redis as the very bytes a plain SET writes."""
+    writes = LedgerWrites(redis_client)
+    run = uuid.uuid4().hex
+    odd = [
+        'done|"quoted"',
+        "done|back\\slash",
+        "done|line\nbreak",
+        "done|café ☕ 𝄞",
+        'done|{"a":[1]}',
+        "done|",
+    ]
+    keys = [f"lw:{run}:{i}" for i in range(len(odd))]
+    await asyncio.gather(*(writes.set(k, v, 60) for k, v in zip(keys, odd, strict=True)))
+    assert await redis_client.mget(keys) == [v.encode() for v in odd]
+    # The values just written are what a compare-and-set has seen: each one matches exactly.
+    swapped = await asyncio.gather(
+        *(writes.compare_and_set(k, "mine", 60, v) for k, v in zip(keys, odd, strict=True))
+    )
+    assert swapped == [True] * len(odd)
+    assert await writes.compare_and_set(keys[0], "again", 60, "done|quoted") is False  # not what it holds
+    assert await redis_client.mget(keys) == [b"mine"] * len(odd)
