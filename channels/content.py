@@ -17,6 +17,8 @@ def text_problem(text: str) -> str | None:
     """Why ``text`` cannot be sent, or None. Pure."""
     if "\x00" in text:
         return f"NUL character at position {text.index(chr(0))}"
+    if text.isascii():  # known from the string's header: no surrogate, nothing to encode
+        return None
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -26,18 +28,17 @@ def text_problem(text: str) -> str | None:
 
 def check_content(content: Content) -> None:
     """Raise :class:`InvalidContent` naming the first field no channel can carry."""
-    fields = {
-        "subject": content.subject,
-        "title": content.title,
-        "text": content.text,
-        "html": content.html,
-        **{f"header {k}": v for k, v in content.headers.items()},
-    }
-    for name, value in fields.items():
-        if value is None:
-            continue
-        problem = text_problem(value)
-        if problem is not None:
+    fields = (
+        ("subject", content.subject),
+        ("title", content.title),
+        ("text", content.text),
+        ("html", content.html),
+    )
+    for name, value in fields:
+        if value is not None and (problem := text_problem(value)) is not None:
             raise InvalidContent(f"{name}: {problem}")
+    for key, value in content.headers.items():
+        if (problem := text_problem(value)) is not None:
+            raise InvalidContent(f"header {key}: {problem}")
     if content.body is not None and b"\x00" in content.body:
         raise InvalidContent("body: NUL byte")

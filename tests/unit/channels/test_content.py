@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from channels.base import Content
 from channels.content import check_content, text_problem
@@ -35,6 +37,60 @@ def test_check_content_names_the_field() -> None:
     assert caught.value.reason == "invalid_content"
     with pytest.raises(InvalidContent, match=r"^title: lone surrogate"):
         check_content(Content(title="\ud83d", text="x"))
+
+
+def _first_problem(content: Content) -> str | None:
+    """check_content's answer as first written: every field into one dict, each checked by encoding."""
+
+    def problem(text: str) -> str | None:
+        if "\x00" in text:
+            return f"NUL character at position {text.index(chr(0))}"
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"lone surrogate U+{ord(text[exc.start]):04X} at position {exc.start}"
+        return None
+
+    fields = {
+        "subject": content.subject,
+        "title": content.title,
+        "text": content.text,
+        "html": content.html,
+        **{f"header {k}": v for k, v in content.headers.items()},
+    }
+    for name, value in fields.items():
+        if value is not None and (found := problem(value)) is not None:
+            return f"{name}: {found}"
+    if content.body is not None and b"\x00" in content.body:
+        return "body: NUL byte"
+    return None
+
+
+_texts = st.one_of(st.none(), st.text(max_size=12), st.text(alphabet="ab\x00\ud800\udfffé", max_size=6))
+
+
+@settings(max_examples=400)
+@given(
+    st.builds(
+        Content,
+        subject=_texts,
+        title=_texts,
+        text=_texts,
+        html=_texts,
+        headers=st.dictionaries(
+            st.text(max_size=4), st.text(alphabet="a\x00\ud800é", max_size=4), max_size=3
+        ),
+        body=st.one_of(st.none(), st.binary(max_size=6)),
+    )
+)
+def test_check_content_finds_what_checking_every_field_by_encoding_finds(content: Content) -> None:
+    expected = _first_problem(content)
+    try:
+        check_content(content)
+    except InvalidContent as exc:
+        assert str(exc) == expected
+    else:
+        assert expected is None
 
 
 def _message(payload: str) -> ChannelMessage:
