@@ -39,6 +39,7 @@ kept.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, MutableMapping
@@ -203,7 +204,10 @@ class TemplateRenderer:
         self.env = _Environment(
             loader=jinja2.FileSystemLoader(str(self.templates_dir)),
             undefined=jinja2.StrictUndefined,
-            autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+            # Asked again by every context (three per email): the answer per file name, kept.
+            autoescape=functools.cache(
+                jinja2.select_autoescape(enabled_extensions=("html.j2",), default_for_string=False)
+            ),
             auto_reload=False,  # compiled once; templates change with a deploy, not at run time
             cache_size=cache_size,
             keep_trailing_newline=False,
