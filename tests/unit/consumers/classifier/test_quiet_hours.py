@@ -211,7 +211,7 @@ def _check_release(now: datetime, zone: str, window: QuietWindow) -> None:
     assert in_window(until - US, tz, window)  # ... at the first such instant
     assert until - now <= timedelta(hours=25)
     # and the whole stretch in between is quiet
-    step = (until - now) / 17
+    step = (until - now) // 17  # floor: now + 17 steps never reaches until (/ rounds to nearest)
     for k in range(17):
         assert in_window(now + step * k, tz, window)
 
