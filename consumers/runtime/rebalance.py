@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
-from consumers.infra.settings import RuntimeSettings
 from consumers.runtime import metrics
+from consumers.runtime.settings import RuntimeSettings
 
 __all__ = ["RevocationListener", "revoke_bound"]
 

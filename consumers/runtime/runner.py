@@ -38,7 +38,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import KafkaError
 
 from consumers.infra.backoff import backoff
-from consumers.infra.settings import RuntimeSettings
 from consumers.runtime import metrics
 from consumers.runtime.ahead import Decoded, decode_batch
 from consumers.runtime.ghost_leader import watch_leader
@@ -48,6 +47,7 @@ from consumers.runtime.isolate import Probe, isolate
 from consumers.runtime.orphan import OrphanWatch
 from consumers.runtime.produce import enqueue_all
 from consumers.runtime.rebalance import RevocationListener, revoke_bound
+from consumers.runtime.settings import RuntimeSettings
 from consumers.runtime.steps import Steps
 from consumers.runtime.topics import dlq
 from schemas.errors import DependencyUnavailable
@@ -93,8 +93,8 @@ class Runner(Generic[T]):
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             max_poll_interval_ms=settings.max_poll_interval_ms,
             fetch_max_wait_ms=settings.fetch_max_wait_ms,  # the default 500 ms adds ~200 ms per hop
-            fetch_max_bytes=16 * 1024 * 1024,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=settings.fetch_max_bytes,
+            max_partition_fetch_bytes=settings.max_partition_fetch_bytes,
         )
         self._inflight = InFlight(self.consumer, handler.name, settings.commit_timeout_s)
         self._rejoin = False  # set by the orphan watch; done by the loop between polls
