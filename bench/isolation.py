@@ -177,8 +177,10 @@ async def phase(b: Bench, seconds: float = 20.0) -> None:
             loud = 0
             stream = asyncio.create_task(_critical_stream(s, timeout, "burst", until=drained))
             try:
+                # Checked once a second, not every 50 ms: the checks loaded the broker the critical
+                # path crosses (a drain lasts minutes; a second of precision is plenty).
                 drained_at = await wait_drained(
-                    s, "herald-channel-email-bulk", bulk_topic, burst, timeout=timeout
+                    s, "herald-channel-email-bulk", bulk_topic, burst, timeout=timeout, interval=1.0
                 )
             finally:
                 drained.set()
