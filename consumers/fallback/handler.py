@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -39,7 +40,7 @@ from consumers.scheduler.retries import plan_retry
 from consumers.scheduler.store import Timer
 from consumers.workflow.context import WorkflowContext
 from consumers.workflow.executor import workflow_receipt
-from consumers.workflow.preset_run import enter_digest, enter_escalation
+from consumers.workflow.preset_run import Entry, digest_entry, enter_all, escalation_entry
 from consumers.workflow.presets import digest_after, escalation_after, preset_steps, timings_of
 from consumers.workflow.steps import Step
 from schemas.codec import DecodeError
@@ -54,6 +55,14 @@ Signal = DeliveryOutcome | Receipt
 # PostgreSQL is down or the connection broke (mid-COMMIT included): the batch is retried, never
 # isolated record by record (dead-lettered outcomes would lose their retries).
 _OUTAGES = PG_OUTAGES
+
+
+@dataclass(slots=True)
+class _Later:
+    """What a run of outcomes arms after its last outcome, in a few statements whatever its size."""
+
+    retries: list[tuple[Timer, str]]  # with the channel (the metric's label)
+    entries: list[Entry]  # preset steps entered (escalations, digest items)
 
 
 class FallbackHandler:
@@ -119,12 +128,14 @@ class FallbackHandler:
             run = [v for v in values[start:end] if isinstance(v, DeliveryOutcome)]
             with self.steps.step("remember sent"):
                 early = await remember_sent(self.ctx, conn, run)
-            retries: list[tuple[Timer, str]] = []  # armed together after the run
+            later = _Later([], [])  # retries and preset entries, armed together after the run
             with self.steps.step("outcomes"):
                 for outcome, outputs in zip(run, early, strict=True):
-                    results.append(await self._outcome(conn, outcome, outputs, retries))
+                    results.append(await self._outcome(conn, outcome, outputs, later))
             with self.steps.step("arm retries"):
-                await self._arm_retries(conn, retries)
+                await self._arm_retries(conn, later.retries)
+            with self.steps.step("enter presets"):
+                await enter_all(self.ctx, conn, later.entries)
             start = end
         return results
 
@@ -167,10 +178,11 @@ class FallbackHandler:
         conn: asyncpg.Connection,
         outcome: DeliveryOutcome,
         early: list[Output],
-        retries: list[tuple[Timer, str]],
+        later: _Later,
     ) -> list[Output]:
         """``early``: the outcomes of receipts that came before this ``sent`` (:func:`remember_sent`);
-        a retry's timer is added to ``retries`` (with its channel), for the caller to arm."""
+        a retry's timer (with its channel) and the preset step it enters are added to ``later``,
+        for the caller to arm with the run's others."""
         now = self.ctx.clock.now()
         if watches_critical(outcome) and not self._custom(outcome.event_type):
             await watch_critical(self.ctx, conn, outcome, now)
@@ -183,13 +195,13 @@ class FallbackHandler:
             if message is None or action is Action.IGNORE:
                 continue
             if action is Action.ARM_ESCALATION:
-                await self._escalation(conn, message, reason=PUSH_TIMEOUT)
+                self._escalation(later.entries, message, reason=PUSH_TIMEOUT)
             elif action is Action.ESCALATE_NOW:
-                await self._escalation(conn, message, reason=push_failure_reason(outcome))
+                self._escalation(later.entries, message, reason=push_failure_reason(outcome))
             elif action is Action.ARM_DIGEST_ITEM:
-                await self._digest(conn, message, sent_at=outcome.recorded_at)
+                self._digest(later.entries, message, sent_at=outcome.recorded_at)
             elif action is Action.RETRY:
-                outputs += await self._retry(conn, outcome, retries)
+                outputs += self._retry(outcome, later)
         return outputs
 
     def _steps(self, message: ChannelMessage) -> tuple[Step, ...]:
@@ -206,17 +218,17 @@ class FallbackHandler:
         route = self.workflows.table.match(message.event_type)
         return route.workflow() if route is not None else ()
 
-    async def _escalation(self, conn: asyncpg.Connection, message: ChannelMessage, *, reason: str) -> None:
+    def _escalation(self, entries: list[Entry], message: ChannelMessage, *, reason: str) -> None:
         """The workflow's escalate step after this send, entered on the executor (if it has one)."""
         after = escalation_after(self._steps(message), message.channel)
         if after is not None:
-            await enter_escalation(self.ctx, conn, message, after, reason=reason)
+            entries.append(escalation_entry(message, after, reason=reason, now=self.ctx.clock.now()))
 
-    async def _digest(self, conn: asyncpg.Connection, message: ChannelMessage, *, sent_at: datetime) -> None:
+    def _digest(self, entries: list[Entry], message: ChannelMessage, *, sent_at: datetime) -> None:
         """The workflow's digest step after this in-app send, entered on the executor (if it has one)."""
         after = digest_after(self._steps(message), message.channel)
         if after is not None:
-            await enter_digest(self.ctx, conn, message, after, sent_at=sent_at)
+            entries.append(digest_entry(message, after, sent_at=sent_at))
 
     def _custom(self, event_type: str) -> bool:
         if self.workflows is None:
@@ -224,9 +236,7 @@ class FallbackHandler:
         route = self.workflows.table.match(event_type)
         return route is not None and route.custom
 
-    async def _retry(
-        self, conn: asyncpg.Connection, outcome: DeliveryOutcome, retries: list[tuple[Timer, str]]
-    ) -> list[Output]:
+    def _retry(self, outcome: DeliveryOutcome, later: _Later) -> list[Output]:
         assert outcome.message is not None
         message = outcome.message
         timer = plan_retry(
@@ -240,7 +250,7 @@ class FallbackHandler:
         )
         channel = message.channel.value
         if timer is not None:
-            retries.append((timer, channel))
+            later.retries.append((timer, channel))
             return []
         now = self.ctx.clock.now()
         metrics.RETRIES_EXHAUSTED.labels(channel).inc()
@@ -258,5 +268,5 @@ class FallbackHandler:
             detail=f"retries exhausted after attempt {max(outcome.attempt, message.attempt)}",
         )
         if escalates_on_exhaustion(message, self._steps(message)):
-            await self._escalation(conn, message, reason="push_failed:exhausted")
+            self._escalation(later.entries, message, reason="push_failed:exhausted")
         return [self.ctx.outcome_output(exhausted)]

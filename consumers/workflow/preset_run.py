@@ -7,12 +7,12 @@ timer is armed at the end of the wait. When the timer fires, :func:`fire_preset_
 step once (the row must still be active and at that step) and logs it in
 ``herald_workflow_runs`` like every other step:
 
-* high, ``escalate``: :func:`enter_escalation` on the push's outcome; the row waits for a
+* high, ``escalate``: :func:`escalation_entry` on the push's outcome; the row waits for a
   ``delivered`` receipt (any receipt ends it, :func:`consumers.workflow.executor.workflow_receipt`),
   and a push that cannot be sent escalates at once (a second timer, due now). The step's body is
   :func:`consumers.fallback.escalation.escalate` (consent, one email per push). One state row per
   notification: two unconfirmed pushes (two devices) escalate to one email.
-* medium, ``digest``: :func:`enter_digest` on the in-app item's outcome; "until read" is the
+* medium, ``digest``: :func:`digest_entry` on the in-app item's outcome; "until read" is the
   inbox row's read state when the wait ends (the item's own receipt, not the push's), and the
   step's body is :func:`consumers.fallback.digest.join_user_digest`: the item joins the user's
   digest, sent by the fallback's digest timer (one per tenant, user and window, across routes).
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -39,11 +40,14 @@ from schemas.models import ChannelMessage, Tier
 
 __all__ = [
     "PRESET_ROUTE",
-    "enter_digest",
-    "enter_escalation",
+    "Entry",
+    "digest_entry",
+    "enter_all",
+    "escalation_entry",
     "fire_preset_step",
     "is_preset",
     "preset_timer",
+    "rounds",
 ]
 
 log = logging.getLogger(__name__)
@@ -66,63 +70,88 @@ def preset_timer(message: ChannelMessage, after: AfterSend, due_at: datetime, re
 _ENTER = """
 INSERT INTO herald_workflows
     (notification_id, event_id, user_id, route, step, state, wait_for, event, created_at, updated_at, tenant)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)
+SELECT n, e, u, r, s, st, w, ev, $9::timestamptz, $9::timestamptz, t FROM unnest(
+    $1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[], $8::bytea[], $10::text[]
+) AS x(n, e, u, r, s, st, w, ev, t)
 ON CONFLICT (notification_id) DO UPDATE SET state = 'running', wait_for = NULL, updated_at = $9
-    WHERE $6 = 'running' AND herald_workflows.state IN ('running', 'waiting')
+    WHERE EXCLUDED.state = 'running' AND herald_workflows.state IN ('running', 'waiting')
       AND herald_workflows.route = EXCLUDED.route
 """
 
 
-async def _enter(
-    ctx: FallbackContext,
-    conn: asyncpg.Connection,
-    message: ChannelMessage,
-    after: AfterSend,
-    *,
-    state: tuple[str, str | None],
-    due: datetime,
-    reason: str,
-) -> bool:
-    await conn.execute(
-        _ENTER,
-        message.notification_id,
-        message.event_id,
-        message.user_id,
-        f"{PRESET_ROUTE}{message.tier.value}",
-        after.step,
-        state[0],
-        state[1],
-        ctx.codec.encode(message),
-        ctx.clock.now(),
-        message.tenant or "",
-    )
-    return await ctx.scheduler.arm([preset_timer(message, after, due, reason)], conn) == 1
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A sent (or failed) message entering its preset's step after the wait: the state row it
+    writes and the step's timer."""
+
+    message: ChannelMessage
+    after: AfterSend
+    state: str  # running | waiting
+    wait_for: str | None
+    due: datetime
+    reason: str
 
 
-async def enter_escalation(
-    ctx: FallbackContext, conn: asyncpg.Connection, push: ChannelMessage, after: AfterSend, *, reason: str
-) -> bool:
+def escalation_entry(push: ChannelMessage, after: AfterSend, *, reason: str, now: datetime) -> Entry:
     """The push was sent (``push_timeout``: wait for a receipt) or failed (escalate now)."""
-    now = ctx.clock.now()
     if reason != PUSH_TIMEOUT:
-        return await _enter(ctx, conn, push, after, state=("running", None), due=now, reason=reason)
-    if await has_receipt(conn, push.notification_id):
-        return False  # the receipt overtook the push's own outcome: nothing to wait for
-    due = now + timedelta(seconds=after.wait_s)
-    return await _enter(ctx, conn, push, after, state=("waiting", "delivered"), due=due, reason=reason)
+        return Entry(push, after, "running", None, now, reason)
+    return Entry(push, after, "waiting", "delivered", now + timedelta(seconds=after.wait_s), reason)
 
 
-async def enter_digest(
-    ctx: FallbackContext,
-    conn: asyncpg.Connection,
-    item: ChannelMessage,
-    after: AfterSend,
-    *,
-    sent_at: datetime,
-) -> bool:
+def digest_entry(item: ChannelMessage, after: AfterSend, *, sent_at: datetime) -> Entry:
     """The in-app item was stored at ``sent_at``: look at it again when the wait ends."""
-    due = sent_at + timedelta(seconds=after.wait_s)
-    return await _enter(ctx, conn, item, after, state=("running", None), due=due, reason="unread")
+    return Entry(item, after, "running", None, sent_at + timedelta(seconds=after.wait_s), "unread")
+
+
+def rounds(entries: Sequence[Entry]) -> list[list[Entry]]:
+    """The entries in rounds of one entry per notification, each notification's in their order:
+    a multi-row upsert may not touch a row twice, and a notification's later entries see the
+    state its earlier ones wrote (as one by one would)."""
+    out: list[list[Entry]] = []
+    seen: dict[str, int] = {}
+    for entry in entries:
+        n = seen.get(entry.message.notification_id, 0)
+        seen[entry.message.notification_id] = n + 1
+        if n == len(out):
+            out.append([])
+        out[n].append(entry)
+    return out
+
+
+async def enter_all(ctx: FallbackContext, conn: asyncpg.Connection, entries: Sequence[Entry]) -> None:
+    """Enter a batch's entries: one look for the waiting ones a receipt overtook (nothing to wait
+    for then), then the state rows and the timers in one statement each a round (:func:`rounds`:
+    one round unless a notification has two entries). Only receipts write ``herald_receipts``
+    and none come between the entries of one run of outcomes, so asking once is asking each in
+    turn."""
+    waiting = sorted({e.message.notification_id for e in entries if e.reason == PUSH_TIMEOUT})
+    received: set[str] = set()
+    if waiting:
+        rows = await conn.fetch(
+            "SELECT DISTINCT notification_id FROM herald_receipts WHERE notification_id = ANY($1::text[])",
+            waiting,
+        )
+        received = {r["notification_id"] for r in rows}
+    now = ctx.clock.now()
+    for batch in rounds(
+        [e for e in entries if e.reason != PUSH_TIMEOUT or e.message.notification_id not in received]
+    ):
+        m = [e.message for e in batch]
+        await conn.execute(
+            _ENTER,
+            [x.notification_id for x in m],
+            [x.event_id for x in m],
+            [x.user_id for x in m],
+            [f"{PRESET_ROUTE}{x.tier.value}" for x in m],
+            [e.after.step for e in batch],
+            [e.state for e in batch],
+            [e.wait_for for e in batch],
+            [ctx.codec.encode(x) for x in m],
+            now,
+            [x.tenant or "" for x in m],
+        )
+        await ctx.scheduler.arm([preset_timer(e.message, e.after, e.due, e.reason) for e in batch], conn)
 
 
 async def _escalate(
