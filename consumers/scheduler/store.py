@@ -102,6 +102,9 @@ RETURNING key, kind
 """
 
 
+_SAVEPOINT = "herald_timer"
+
+
 class Scheduler:
     """Arms and cancels the timers of one namespace (the deployment's topic prefix)."""
 
@@ -189,7 +192,12 @@ class TimerPoller:
             outputs: list[Output] = []
             fired: list[asyncpg.Record] = []
             failed: list[str] = []
-            for row in rows:
+            # Each timer in a savepoint of its own, so a failing one undoes only its own work: one
+            # round trip per timer (release the last one's, set its own), not two.
+            await conn.execute(f"SAVEPOINT {_SAVEPOINT}")
+            for i, row in enumerate(rows):
+                if i:
+                    await conn.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}; SAVEPOINT {_SAVEPOINT}")
                 out = await self._fire(conn, row)
                 if out is not None:
                     outputs.extend(out)
@@ -217,22 +225,23 @@ class TimerPoller:
         return len(rows)
 
     async def _fire(self, conn: asyncpg.Connection, row: asyncpg.Record) -> Sequence[Output] | None:
-        """The timer's outputs, or None when it failed on its own data (then marked ``failed``)."""
+        """The timer's outputs, or None when it failed on its own data (then marked ``failed``).
+        Runs in the savepoint :meth:`release_due` set for it."""
         try:
-            async with conn.transaction():  # a savepoint: a failing timer undoes only its own work
-                timer = Timer(
-                    row["key"],
-                    row["kind"],
-                    row["due_at"],
-                    row["topic"],
-                    row["msg_key"],
-                    row["payload"],
-                    json.loads(row["data"]),
-                )
-                return await self.handlers[timer.kind](timer, conn)
+            timer = Timer(
+                row["key"],
+                row["kind"],
+                row["due_at"],
+                row["topic"],
+                row["msg_key"],
+                row["payload"],
+                json.loads(row["data"]),
+            )
+            return await self.handlers[timer.kind](timer, conn)
         except Exception as exc:
             if is_outage(exc):
                 raise  # the whole batch backs off and is tried again
+            await conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")  # undo only this timer's work
             error = f"{type(exc).__name__}: {exc}"[:1000].replace("\x00", "\ufffd")
             log.error("scheduler: timer %s (%s) failed, set aside: %s", row["key"], row["kind"], error)
             await conn.execute(
