@@ -172,6 +172,9 @@ class TimerPoller:
         self.producer = producer
         self.settings = settings
         self.handlers: dict[str, FireHandler] = {"publish": _publish, **(handlers or {})}
+        # Kinds whose handler never touches the connection: a failure has nothing to undo, so they
+        # fire without a savepoint (a round trip each; the scheduler fires nothing else).
+        self._no_writes = {"publish"} if self.handlers["publish"] is _publish else set()
 
     async def release_due(self) -> int:
         """Release one batch of due timers; return how many were released (fired, or set aside as
@@ -192,13 +195,16 @@ class TimerPoller:
             outputs: list[Output] = []
             fired: list[asyncpg.Record] = []
             failed: list[str] = []
-            # Each timer in a savepoint of its own, so a failing one undoes only its own work: one
-            # round trip per timer (release the last one's, set its own), not two.
-            await conn.execute(f"SAVEPOINT {_SAVEPOINT}")
-            for i, row in enumerate(rows):
-                if i:
-                    await conn.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}; SAVEPOINT {_SAVEPOINT}")
-                out = await self._fire(conn, row)
+            # Each timer that writes fires in a savepoint of its own, so a failing one undoes only
+            # its own work: one round trip per such timer (release the last one's, set its own).
+            saving = False
+            for row in rows:
+                writes = row["kind"] not in self._no_writes
+                if writes:
+                    released = f"RELEASE SAVEPOINT {_SAVEPOINT}; " if saving else ""
+                    await conn.execute(f"{released}SAVEPOINT {_SAVEPOINT}")
+                    saving = True
+                out = await self._fire(conn, row, rollback=writes)
                 if out is not None:
                     outputs.extend(out)
                     fired.append(row)
@@ -224,9 +230,11 @@ class TimerPoller:
             )
         return len(rows)
 
-    async def _fire(self, conn: asyncpg.Connection, row: asyncpg.Record) -> Sequence[Output] | None:
+    async def _fire(
+        self, conn: asyncpg.Connection, row: asyncpg.Record, *, rollback: bool
+    ) -> Sequence[Output] | None:
         """The timer's outputs, or None when it failed on its own data (then marked ``failed``).
-        Runs in the savepoint :meth:`release_due` set for it."""
+        With ``rollback``, it runs in the savepoint :meth:`release_due` set for it."""
         try:
             timer = Timer(
                 row["key"],
@@ -241,7 +249,8 @@ class TimerPoller:
         except Exception as exc:
             if is_outage(exc):
                 raise  # the whole batch backs off and is tried again
-            await conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")  # undo only this timer's work
+            if rollback:
+                await conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")  # undo only this timer's work
             error = f"{type(exc).__name__}: {exc}"[:1000].replace("\x00", "\ufffd")
             log.error("scheduler: timer %s (%s) failed, set aside: %s", row["key"], row["kind"], error)
             await conn.execute(
