@@ -50,7 +50,8 @@ def render(results: dict[str, Any]) -> str:
     m = results["machine"]
     load = m.get("load_average")
     runs: dict[str, dict[str, Any]] = results.get("extra", {}).get("runs", {})
-    if len({r["date"][:13] for r in runs.values()}) > 1:  # phases of several runs (bench.run --keep)
+    # Phases of several runs (bench.run --keep): another hour, or the same hour at another commit.
+    if len({(r["date"][:13], r.get("commit")) for r in runs.values()}) > 1:
         lines = [
             START,
             "",

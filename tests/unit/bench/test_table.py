@@ -106,3 +106,18 @@ def test_phases_of_several_runs_each_say_their_run() -> None:
         "load average 3.0 / 4.0 / 5.0 (1 / 5 / 15 min)" in block
     )
     assert "Measured 2026-12-01" not in block  # no single date claimed for the whole table
+
+
+def test_phases_of_the_same_hour_at_another_commit_are_separate_runs() -> None:
+    # A phase re-run with --keep minutes after a full run, on a new commit: the table must not
+    # claim the whole run was measured at the newest commit.
+    results = _results(classifier="done in 30s", timers="done in 80s")
+    results["extra"] = {
+        "runs": {
+            "classifier": {"date": "2026-12-02T17:19:00+00:00", "commit": "abc1234", "events": 200_000},
+            "timers": {"date": "2026-12-02T17:50:00+00:00", "commit": "def5678", "events": 200_000},
+        }
+    }
+    block = render(results)
+    assert "phases measured in separate runs" in block
+    assert "at commit `abc1234`" in block and "at commit `def5678`" in block
