@@ -221,9 +221,10 @@ async def phase(b: Bench) -> None:
     )
     # Every process polls even with nothing to read (a fetch per fetch_max_wait_ms): a slow run
     # is charged that floor for longer. Above it is what the events themselves cost.
-    floor = above_idle(costs, idle.costs(0))
-    idle_ms_s = sum(c.cpu_s for c in idle.costs(0)) / idle.wall_s * 1e3
-    above = sum(floor.values())
+    idle_costs = idle.costs(0)
+    above_s = above_idle(costs, idle_costs)
+    idle_ms_s = sum(c.cpu_s for c in idle_costs) / idle.wall_s * 1e3
+    above = sum(above_s.values())
     b.add(
         Row(
             "end to end, CPU per delivered notification above idle",
@@ -240,6 +241,6 @@ async def phase(b: Bench) -> None:
         "deferred_timers": deferred,
         **out,
         "processes": [c.as_dict() for c in costs],
-        "idle_ms_cpu_per_s": {c.process: round(c.cpu_s / idle.wall_s * 1e3, 2) for c in idle.costs(0)},
-        "cpu_s_above_idle": {k: round(v, 3) for k, v in floor.items()},
+        "idle_ms_cpu_per_s": {c.process: round(c.cpu_s / idle.wall_s * 1e3, 2) for c in idle_costs},
+        "cpu_s_above_idle": {k: round(v, 3) for k, v in above_s.items()},
     }
