@@ -1,0 +1,192 @@
+"""The admin API's GDPR erasure (DELETE /v1/recipients/{id}) against a real server: everything of
+the recipient removed and counted, its delivery state in one tenant gone, the other tenants' kept."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest_asyncio
+
+from consumers.api.admin.keys import Scope
+from consumers.devstack import DevStack
+from consumers.scheduler.store import Scheduler, Timer
+from tests.admin_helpers import key, rid, running_admin_api
+from tests.api_helpers import RunningApi
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def api(stack: DevStack) -> AsyncIterator[RunningApi]:
+    async with running_admin_api(stack) as running:
+        yield running
+
+
+async def test_delete_erases_everything_and_counts_it(api: RunningApi) -> None:
+    ident, h = rid(), await key(api, Scope.RECIPIENTS_WRITE)
+    other = rid()
+    body = {
+        "preferences": [
+            {"category": "c1", "channel": "email", "enabled": False},
+            {"category": "c2", "channel": "sms", "enabled": True},
+        ]
+    }
+    assert (await api.client.put(f"/v1/recipients/{ident}", json=body, headers=h)).status_code == 201
+    await api.ctx.devices.register(ident, f"tok-{ident}")
+    rows = await api.add_rows(ident, 3)
+    await api.add_rows(other, 1)
+    timers = Scheduler(api.ctx.pool, namespace="admin-erasure")  # erasure clears every namespace
+    due = datetime.now(UTC) + timedelta(hours=1)
+    await timers.arm(
+        [
+            Timer(
+                key=f"t1-{ident}", kind="publish", due_at=due, topic="x", msg_key=ident.encode(), payload=b"p"
+            ),
+            Timer(key=f"t2-{ident}", kind="digest_item", due_at=due, data={"user_id": ident}),
+            Timer(
+                key=f"t3-{other}", kind="publish", due_at=due, topic="x", msg_key=other.encode(), payload=b"p"
+            ),
+        ]
+    )
+    now = datetime.now(UTC)
+    for user in (ident, other):  # workflow state keeps the event (and a preset's sent message)
+        await api.ctx.pool.execute(
+            "INSERT INTO herald_workflows (notification_id, event_id, user_id, route, event, created_at, "
+            "updated_at) VALUES ($1, $1, $2, 'preset:high', 'e'::bytea, $3, $3)",
+            f"n-{user}",
+            user,
+            now,
+        )
+        await api.ctx.pool.execute(
+            "INSERT INTO herald_workflow_runs (notification_id, step, kind, result, ran_at) "
+            "VALUES ($1, 1, 'escalate', 'email', $2)",
+            f"n-{user}",
+            now,
+        )
+    r = await api.client.delete(f"/v1/recipients/{ident}", headers=h)
+    assert r.status_code == 200, r.text
+    removed = r.json()["removed"]
+    assert removed["workflows"] == 1 and removed["workflow_runs"] == 1
+    left = "SELECT count(*) FROM herald_workflow_runs WHERE notification_id = $1"
+    assert await api.ctx.pool.fetchval(left, f"n-{ident}") == 0
+    assert await api.ctx.pool.fetchval(left, f"n-{other}") == 1
+    assert removed["recipient"] == 1 and removed["devices"] == 1 and removed["preferences"] == 2
+    assert removed["inbox"] == 3 and removed["pending_steps"] == 2
+    pool = api.ctx.pool
+    assert await pool.fetchval("SELECT count(*) FROM herald_inbox WHERE id = ANY($1::uuid[])", rows) == 0
+    assert await pool.fetchval("SELECT count(*) FROM herald_timers WHERE key = $1", f"t3-{other}") == 1
+    assert await pool.fetchval("SELECT count(*) FROM herald_inbox WHERE user_id = $1", other) == 1
+    again = await api.client.delete(f"/v1/recipients/{ident}", headers=h)
+    assert again.status_code == 200 and set(again.json()["removed"].values()) == {0}
+
+
+async def _delivery_state(api: RunningApi, user: str, tenant: str) -> list[Timer]:
+    """The user's digest, workflow, workflow digest and throttle rows in ``tenant``, and the
+    timers that name them (returned, armed by the caller)."""
+    pool, now, nid = api.ctx.pool, datetime.now(UTC), f"n-{tenant or 'default'}-{user}"
+    (inbox_id,) = await api.add_rows(user, 1, tenant=tenant)
+    digest_id = await pool.fetchval(
+        "INSERT INTO herald_digests (tenant, user_id, window_start, send_at, idempotency_key) "
+        "VALUES ($1, $2, $3, $3, $4) RETURNING id",
+        tenant,
+        user,
+        now,
+        f"dg-{nid}",
+    )
+    await pool.execute(
+        "INSERT INTO herald_digest_items (inbox_id, tenant, user_id, notification_id, idempotency_key, event_id, "
+        "event_type, joined_at) VALUES ($1, $2, $3, $4, $4, $4, 'comment_reply', $5)",
+        inbox_id,
+        tenant,
+        user,
+        nid,
+        now,
+    )
+    await pool.execute(
+        "INSERT INTO herald_workflows (notification_id, event_id, user_id, tenant, route, event, created_at, "
+        "updated_at) VALUES ($1, $1, $2, $3, 'wf.comment', 'e'::bytea, $4, $4)",
+        nid,
+        user,
+        tenant,
+        now,
+    )
+    await pool.execute(
+        "INSERT INTO herald_workflow_runs (notification_id, step, kind, result, ran_at) "
+        "VALUES ($1, 0, 'throttle', 'admitted 1/2', $2)",
+        nid,
+        now,
+    )
+    wf_digest_id = await pool.fetchval(
+        "INSERT INTO herald_workflow_digests (tenant, user_id, route, window_start, send_at) "
+        "VALUES ($1, $2, 'wf.comment', $3, $3) RETURNING id",
+        tenant,
+        user,
+        now,
+    )
+    await pool.execute(
+        "INSERT INTO herald_workflow_digest_items (notification_id, digest_id, event, joined_at) "
+        "VALUES ($1, $2, 'e'::bytea, $3)",
+        nid,
+        wf_digest_id,
+        now,
+    )
+    await pool.execute(
+        "INSERT INTO herald_workflow_throttle (tenant, user_id, route, window_start, admitted) "
+        "VALUES ($1, $2, 'wf.comment', $3, 1)",
+        tenant,
+        user,
+        now,
+    )
+    due = now + timedelta(hours=1)
+    return [
+        Timer(key=f"ds-{nid}", kind="digest_send", due_at=due, data={"digest_id": digest_id}),
+        Timer(key=f"wd-{nid}", kind="workflow_digest", due_at=due, data={"digest_id": wf_digest_id}),
+        Timer(key=f"ws-{nid}", kind="workflow_step", due_at=due, data={"notification_id": nid, "step": 1}),
+    ]
+
+
+async def test_erasure_in_one_tenant_removes_its_delivery_state_and_keeps_the_other_tenants(
+    api: RunningApi,
+) -> None:
+    # The same id is a recipient in acme and in the default tenant ("shared"): digests, workflow
+    # state, workflow digests and throttle counters are each tenant's, so acme's go, the default's stay.
+    ident = rid()
+    acme = await key(api, Scope.RECIPIENTS_WRITE, tenant="acme")
+    default = await key(api, Scope.RECIPIENTS_WRITE)
+    for h in (acme, default):
+        assert (await api.client.put(f"/v1/recipients/{ident}", json={}, headers=h)).status_code == 201
+    timers = Scheduler(api.ctx.pool, namespace="admin-erasure-tenants")
+    acme_timers = await _delivery_state(api, ident, "acme")
+    default_timers = await _delivery_state(api, ident, "")
+    assert await timers.arm([*acme_timers, *default_timers]) == 6
+    r = await api.client.delete(f"/v1/recipients/{ident}", headers=acme)
+    assert r.status_code == 200, r.text
+    removed = r.json()["removed"]
+    assert {k: removed[k] for k in ("digests", "digest_items", "workflows", "workflow_runs")} == {
+        "digests": 1,
+        "digest_items": 1,
+        "workflows": 1,
+        "workflow_runs": 1,
+    }
+    assert (removed["workflow_digests"], removed["throttle"], removed["pending_steps"]) == (1, 1, 3)
+    pool = api.ctx.pool
+    for table in (
+        "herald_digests",
+        "herald_digest_items",
+        "herald_workflows",
+        "herald_workflow_digests",
+        "herald_workflow_throttle",
+    ):
+        rows = await pool.fetch(f"SELECT tenant FROM {table} WHERE user_id = $1", ident)
+        assert [row["tenant"] for row in rows] == [""], table
+    left = "SELECT count(*) FROM herald_workflow_digest_items WHERE notification_id = $1"
+    assert await pool.fetchval(left, f"n-acme-{ident}") == 0
+    assert await pool.fetchval(left, f"n-default-{ident}") == 1
+    pending = await pool.fetch(
+        "SELECT key FROM herald_timers WHERE key = ANY($1::text[]) AND state = 'pending'",
+        [t.key for t in (*acme_timers, *default_timers)],
+    )
+    assert sorted(row["key"] for row in pending) == sorted(t.key for t in default_timers)
+    # The default tenant's erasure takes the rest.
+    r = await api.client.delete(f"/v1/recipients/{ident}", headers=default)
+    assert r.status_code == 200 and r.json()["removed"]["workflow_digests"] == 1
+    assert r.json()["removed"]["pending_steps"] == 3

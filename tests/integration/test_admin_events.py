@@ -1,0 +1,147 @@
+"""The admin API's POST /v1/events end to end on Kafka, topics and their subscribers, and
+recipients in batches, against a real server over the dev stack."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from consumers.api.admin.keys import Scope
+from consumers.devstack import DevStack
+from schemas.codec import default_codec
+from schemas.models import DomainEvent
+from tests.admin_helpers import PROBLEM, key, rid, running_admin_api
+from tests.api_helpers import RunningApi
+from tests.kafka_helpers import wait_for_records
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def api(stack: DevStack) -> AsyncIterator[RunningApi]:
+    async with running_admin_api(stack) as running:
+        yield running
+
+
+async def test_post_events_produces_like_the_emitter(api: RunningApi) -> None:
+    h = await key(api, Scope.EMIT, tenant="acme")
+    ident, event_id = rid(), str(uuid.uuid4())
+    one = {"type": "payment_receipt", "user_id": ident, "event_id": event_id, "data": {"amount": "1.00"}}
+    r = await api.client.post("/v1/events", json=one, headers=h)
+    assert r.status_code == 202, r.text
+    assert r.json() == {"events": [{"event_id": event_id, "duplicate": False}]}
+    again = await api.client.post("/v1/events", json=one, headers=h)
+    assert again.json() == {"events": [{"event_id": event_id, "duplicate": True}]}
+
+    batch = [{"type": "payment_receipt", "user_id": f"{ident}-{i}"} for i in range(20)]
+    r = await api.client.post("/v1/events", json=batch, headers=h)
+    assert r.status_code == 202 and len(r.json()["events"]) == 20
+
+    records = await wait_for_records(api.settings, api.ctx.topics.events, 21)
+    codec = default_codec()
+    (first,) = [r for r in records if r.key == ident.encode()]  # keyed by user, as the emitter does
+    event = codec.decode(first.value, DomainEvent)
+    assert event.event_id == event_id and event.tenant == "acme" and event.data() == {"amount": "1.00"}
+    assert len(records) == 21  # the repeat was not sent again
+
+
+@pytest.mark.parametrize(
+    ("body", "loc", "text"),
+    [
+        ({"type": "payment_reciept", "user_id": "u"}, "body.type", "payment_receipt"),
+        ({"type": "payment_receipt"}, "body", "exactly one of user_id and topic"),
+        ({"type": "payment_receipt", "user_id": "u", "data": [1]}, "body.data", ""),
+        (
+            [{"type": "payment_receipt", "user_id": "u"}, {"type": "payment_receipt", "user_id": 5}],
+            "body[1].user_id",
+            "",
+        ),
+        ([], "body", "empty"),
+        ({"type": "payment_receipt", "user_id": "u\u0000x"}, "body.user_id", "control character"),
+        (
+            [{"type": "payment_receipt", "user_id": "u"}, {"type": "payment_receipt", "user_id": "x" * 300}],
+            "body[1].user_id",
+            "> 256",
+        ),
+    ],
+)
+async def test_post_events_names_the_offending_field(api: RunningApi, body: Any, loc: str, text: str) -> None:
+    r = await api.client.post("/v1/events", json=body, headers=await key(api, Scope.EMIT))
+    assert r.status_code == 422, r.text
+    errors = r.json()["errors"]
+    assert any(e["loc"] == loc and text in e["msg"] for e in errors), errors
+
+
+async def test_post_events_refuses_another_tenant(api: RunningApi) -> None:
+    h = await key(api, Scope.EMIT, tenant="acme")
+    r = await api.client.post(
+        "/v1/events", json={"type": "payment_receipt", "user_id": "u", "tenant": "globex"}, headers=h
+    )
+    assert r.status_code == 403 and r.headers["content-type"] == PROBLEM
+
+
+async def test_topics_subscribe_and_page_by_keyset(api: RunningApi) -> None:
+    h, topic = await key(api, Scope.TOPICS_WRITE), rid()
+    assert (await api.client.put(f"/v1/topics/{topic}", json={}, headers=h)).status_code == 201
+    assert (await api.client.put(f"/v1/topics/{topic}", json={"name": "n"}, headers=h)).status_code == 200
+    users = [f"u{i:04d}" for i in range(250)]
+    r = await api.client.post(f"/v1/topics/{topic}/subscribers", json={"user_ids": users}, headers=h)
+    assert r.json() == {"added": 250}
+    r = await api.client.post(f"/v1/topics/{topic}/subscribers", json={"user_ids": users[:10]}, headers=h)
+    assert r.json() == {"added": 0}
+    r = await api.client.request(
+        "DELETE", f"/v1/topics/{topic}/subscribers", json={"user_ids": users[:5]}, headers=h
+    )
+    assert r.json() == {"removed": 5}
+    seen, after = [], ""
+    while True:
+        page = (
+            await api.client.get(
+                f"/v1/topics/{topic}/subscribers", params={"after": after, "limit": 100}, headers=h
+            )
+        ).json()
+        seen += page["user_ids"]
+        if page["next_cursor"] is None:
+            break
+        after = page["next_cursor"]
+    assert seen == users[5:]
+    bad_cursor: dict[str, str | int] = {"after": "u0\x00", "limit": 10}  # a NUL would reach SQL: 422
+    r = await api.client.get(f"/v1/topics/{topic}/subscribers", params=bad_cursor, headers=h)
+    assert r.status_code == 422 and "after" in r.text, r.text
+    other = await key(api, Scope.TOPICS_WRITE, tenant="globex")
+    assert (await api.client.get(f"/v1/topics/{topic}", headers=other)).status_code == 404
+    too_many = {"user_ids": [f"x{i}" for i in range(1001)]}
+    assert (
+        await api.client.post(f"/v1/topics/{topic}/subscribers", json=too_many, headers=h)
+    ).status_code == 422
+    r = await api.client.post(
+        "/v1/events", json={"type": "marketing.weekly", "topic": topic}, headers=await key(api, Scope.EMIT)
+    )
+    assert r.status_code == 202
+
+
+async def test_batch_answers_per_row(api: RunningApi) -> None:
+    h, p = await key(api, Scope.RECIPIENTS_WRITE, tenant="acme"), rid()
+    taken = rid()  # globex's id: in acme, the same id is another recipient
+    assert (
+        await api.client.put(
+            f"/v1/recipients/{taken}",
+            json={},
+            headers=await key(api, Scope.RECIPIENTS_WRITE, tenant="globex"),
+        )
+    ).status_code == 201
+    rows = [{"id": f"{p}-{i}", "email": f"u{i}@example.com"} for i in range(998)]
+    rows.append({"id": f"{p}-bad", "timezone": "GMT+1"})
+    rows.append({"id": taken})
+    r = await api.client.post("/v1/recipients:batch", json={"recipients": rows}, headers=h)
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["status"] for x in results].count("created") == 999
+    assert results[998]["status"] == "invalid" and results[998]["errors"][0]["loc"] == "timezone"
+    assert results[999] == {"index": 999, "id": taken, "status": "created", "errors": None}
+    again = await api.client.post("/v1/recipients:batch", json={"recipients": rows[:2]}, headers=h)
+    assert [x["status"] for x in again.json()["results"]] == ["updated", "updated"]
+    too_many = {"recipients": [{"id": f"x{i}"} for i in range(1001)]}
+    assert (await api.client.post("/v1/recipients:batch", json=too_many, headers=h)).status_code == 422
