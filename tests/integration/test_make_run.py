@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,6 +30,60 @@ def _wait_for(lines: list[str], pattern: str, timeout: float) -> re.Match[str]:
                 return m
         time.sleep(0.2)
     raise AssertionError(f"no line matching {pattern!r}:\n" + "".join(lines)[-3000:])
+
+
+class _Output:
+    """A child's stdout and stderr, each read to its end by a thread of its own, a line at a time.
+
+    Nothing else may read these pipes: ``Popen.communicate()`` beside a reader thread splits the
+    output between the two readers (a chunk goes to whichever reads first) and what it read was
+    thrown away. Under load that took the demo's digest lines from the console the test saw: the
+    fallback had sent the digest, the assertion found no ``sent email medium``."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None and proc.stderr is not None
+        self.proc = proc
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, lines), daemon=True)
+            for stream, lines in ((proc.stdout, self.out), (proc.stderr, self.err))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream: IO[str], lines: list[str]) -> None:
+        for line in iter(stream.readline, ""):
+            lines.append(line)
+
+    def wait(self, timeout: float) -> None:
+        """Until the child exits and both pipes are read to their end."""
+        self.proc.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(10)
+
+
+def test_output_keeps_every_line_of_both_pipes_while_the_test_waits() -> None:
+    """Lines read while the test looks at them, then to the end: none lost, in order."""
+    child = (
+        "import sys, time\n"
+        "for i in range(300):\n"
+        "    print(f'out {i}', flush=True)\n"
+        "    print(f'err {i}', file=sys.stderr, flush=True)\n"
+        "    time.sleep(0.002)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", child], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    output = _Output(proc)
+    try:
+        _wait_for(output.out, r"^out 30$", 30)  # the demo test too reads a while before it waits
+        output.wait(60)
+    finally:
+        proc.kill()
+    assert output.out == [f"out {i}\n" for i in range(300)]
+    assert output.err == [f"err {i}\n" for i in range(300)]
 
 
 def _second_shell(
@@ -64,16 +119,13 @@ def test_herald_dev_shows_every_path_and_stops_cleanly(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
-    reader.start()
+    output = _Output(proc)
     try:
-        second_shell = _second_shell(lines, env, tmp_path)
-        _, err = proc.communicate(timeout=180)
+        second_shell = _second_shell(output.out, env, tmp_path)
+        output.wait(180)
     finally:
         proc.kill()
-    reader.join(10)
-    out = "".join(lines)
+    out, err = "".join(output.out), "".join(output.err)
     assert proc.returncode == 0, out[-3000:] + err[-3000:]
     # The second shell that `make run` prints works against the demo: doctor passes, why finds the
     # dead-lettered event by the id shown on the console.
