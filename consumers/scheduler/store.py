@@ -22,6 +22,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -104,6 +105,11 @@ RETURNING key, kind
 
 _SAVEPOINT = "herald_timer"
 
+# A batch holds its timers' rows, and the rows its handlers locked (a digest, a workflow), from its
+# SELECT to its commit, broker acks included: one that takes this long is logged with where the
+# time went, so a stall that ends in a retry or a commit is never silent.
+SLOW_BATCH_S = 5.0
+
 
 class Scheduler:
     """Arms and cancels the timers of one namespace (the deployment's topic prefix)."""
@@ -167,8 +173,11 @@ class TimerPoller:
         producer: AIOKafkaProducer,
         settings: SchedulerSettings,
         handlers: Mapping[str, FireHandler] | None = None,
+        *,
+        slow_batch_s: float = SLOW_BATCH_S,
     ) -> None:
         self.scheduler = scheduler
+        self.slow_batch_s = slow_batch_s
         self.producer = producer
         self.settings = settings
         self.handlers: dict[str, FireHandler] = {"publish": _publish, **(handlers or {})}
@@ -180,6 +189,7 @@ class TimerPoller:
         """Release one batch of due timers; return how many were released (fired, or set aside as
         failed: a batch of failing timers still counts, so a drain loop moves on to the next)."""
         now = self.scheduler.clock.now()
+        started = time.monotonic()
         async with self.scheduler.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "SELECT id, key, kind, due_at, topic, msg_key, payload, data FROM herald_timers "
@@ -210,14 +220,28 @@ class TimerPoller:
                     fired.append(row)
                 else:
                     failed.append(row["kind"])
+            fired_at = time.monotonic()
             await produce_all(
                 self.producer, outputs
             )  # acknowledged by the broker before rows are marked fired
+            acked_at = time.monotonic()
             ids = [r["id"] for r in fired]
             await conn.execute(
                 "UPDATE herald_timers SET state = 'fired', fired_at = $2 WHERE id = ANY($1::bigint[])",
                 ids,
                 now,
+            )
+        if (took := time.monotonic() - started) >= self.slow_batch_s:
+            log.warning(
+                "scheduler: a batch of %d timers (%s) held its rows %.1fs: select and handlers %.1fs, "
+                "broker acks of %d records %.1fs, marking and commit %.1fs",
+                len(rows),
+                ", ".join(sorted({r["kind"] for r in rows})),
+                took,
+                fired_at - started,
+                len(outputs),
+                acked_at - fired_at,
+                started + took - acked_at,
             )
         # counted once the transaction committed: a rolled-back batch is tried again, not failed
         for kind in failed:
