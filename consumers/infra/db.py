@@ -34,6 +34,15 @@ COMMAND_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 10.0
 
 
+async def _keep_session(_: asyncpg.Connection) -> None:
+    """What a connection needs on its way back to the pool, beyond asyncpg's own rollback of an
+    open transaction: nothing. asyncpg's default reset is a statement of its own (advisory locks,
+    cursors, LISTEN, session settings) — a second round trip for every pool call, and nothing of
+    it is ever left on a pool connection here: locks and settings are transaction-scoped
+    (``pg_advisory_xact_lock``, ``SET LOCAL``), the migration lock is released where it is taken,
+    and LISTEN has connections of its own (:mod:`consumers.infra.pg_listen`)."""
+
+
 async def connect_pool(
     dsn: str | SecretStr,
     *,
@@ -51,6 +60,7 @@ async def connect_pool(
             max_size=max_size,
             command_timeout=command_timeout_s,
             timeout=connect_timeout_s,
+            reset=_keep_session,
         )
     except (OSError, asyncpg.PostgresError) as exc:
         raise DatabaseUnavailable(
