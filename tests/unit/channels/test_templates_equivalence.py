@@ -7,12 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import jinja2
-import markupsafe
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jinja2.sandbox import SandboxedEnvironment
 
-from channels.templates import CHANNEL_FILES, TemplateError, TemplateRenderer, _escape
+from channels.templates import CHANNEL_FILES, TemplateError, TemplateRenderer
 from consumers.infra.settings import PACKAGE_DIR
 from schemas.models import Channel
 
@@ -89,14 +88,4 @@ def test_templates_globals_are_the_environments() -> None:
     template = RENDERER.env.get_template("payment_receipt/en/email.subject.j2")
     assert dict(template.globals) == dict(
         REFERENCE.get_template("payment_receipt/en/email.subject.j2").globals
-    )
-
-
-@given(value=st.one_of(text, st.integers(), st.builds(markupsafe.Markup, text), st.none()))
-def test_the_templates_escape_writes_what_markupsafe_escape_writes(value: object) -> None:
-    escaped = _escape(value)
-    assert escaped == str(markupsafe.escape(value))
-    # a plain string escapes to a plain string; what marks itself safe stays Markup
-    assert isinstance(escaped, markupsafe.Markup) is (
-        not isinstance(value, str) or hasattr(value, "__html__")
     )
