@@ -2,6 +2,8 @@
 
 * Each template's globals a plain dict instead of a ChainMap over the environment's.
 * Autoescaped outputs of plain strings escaped to plain strings, not ``Markup`` objects.
+* Templates looked up by name (and the name of the template asking: ``extends``, ``include``)
+  in a plain dict: the renderer never reloads templates (``auto_reload=False``).
 
 tests/unit/channels/test_templates_equivalence.py renders every shipped template with this
 environment and with a stock one and compares the text.
@@ -56,6 +58,26 @@ class SandboxEnvironment(SandboxedEnvironment):
     template is loaded, so a snapshot sees the same values."""
 
     template_class = _Template
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Every rendering of a template that extends a layout asks for the layout: jinja2 joins
+        # the names, then looks in its LRU cache (a weak reference, a lock and a reordering per
+        # hit). With auto_reload off a name's template never changes, so the first answer is kept.
+        self._loaded: dict[tuple[str, str | None], jinja2.Template] = {}
+
+    def get_template(
+        self,
+        name: str | jinja2.Template,
+        parent: str | None = None,
+        globals: MutableMapping[str, Any] | None = None,
+    ) -> jinja2.Template:
+        if globals or not isinstance(name, str) or self.auto_reload:
+            return super().get_template(name, parent, globals)
+        template = self._loaded.get((name, parent))
+        if template is None:
+            template = self._loaded[name, parent] = super().get_template(name, parent)
+        return template
 
     def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
         return {**self.globals, **(d or {})}
