@@ -37,7 +37,6 @@ from consumers.channel.done import IN_FLIGHT_ELSEWHERE, RECIPIENT_BACKOFF, Done,
 from consumers.channel.ledger import DeliveryLedger, Entry, Replay, replay_decision
 from consumers.channel.lookups import BatchFacts, SuppressionList, look_up, renderer_reads
 from consumers.channel.outputs import OutcomeOutputs
-from consumers.channel.workers import KeyWorkers
 from consumers.infra.backoff import backoff
 from consumers.infra.clock import Clock, SystemClock
 from consumers.infra.recipient_properties import RecipientProperties
@@ -104,10 +103,6 @@ class ChannelConsumer:
         self.clock: Clock = clock or SystemClock()
         self.rand = rand
         self._slots = asyncio.Semaphore(max(1, settings.concurrency))
-        self._workers = KeyWorkers(max(1, settings.concurrency))
-        self._done_marks: list[
-            asyncio.Future[bool]
-        ] = []  # this batch's `done` marks, asked, not yet answered
         self._render_own = getattr(adapter, "render", None)
         self._deadline = float("inf")
         self._provider_seconds = metrics.PROVIDER_SECONDS.labels(channel.value, adapter.provider)
@@ -173,11 +168,8 @@ class ChannelConsumer:
 
         writes = self.ledger.writes if self.ledger is not None else None
         before = writes.seconds if writes is not None else 0.0
-        self._done_marks = []
         with self.steps.step("deliver"):
-            await self._workers.run(run_key, by_key.values())
-            if self.ledger is not None:  # every accepted send remembered before its outcome leaves
-                await self.ledger.settle(self._done_marks)
+            await asyncio.gather(*(run_key(ix) for ix in by_key.values()))
         if writes is not None:  # summed over the script calls of the batch, which may overlap
             self.steps.add("deliver > ledger writes", writes.seconds - before)
         return [r if r is not None else DeadLetter("handler_error", "Missing", "no result") for r in results]
@@ -280,8 +272,8 @@ class ChannelConsumer:
         if outcome is None:
             return IN_FLIGHT_ELSEWHERE  # another process claimed it since the batch's lookup
         if self.ledger is not None:
-            if outcome.status == "sent":  # asked now, waited for with the batch (handle)
-                self._done_marks.append(self.ledger.done_soon(key, outcome.provider_message_id))
+            if outcome.status == "sent":
+                await self.ledger.done(key, outcome.provider_message_id)
             else:
                 await self.ledger.release(key)
         if outcome.status == "sent":
@@ -359,7 +351,6 @@ class ChannelConsumer:
                 retry,
                 delay,
             )
-            self._workers.sleeping()  # another worker takes up the keys meanwhile
             await asyncio.sleep(delay)  # seconds at most: slot released while waiting
 
     async def _claim(self, key: str, entry: Entry | None) -> bool:

@@ -18,9 +18,7 @@ to do about each (pure).
 
 The marks of concurrent deliveries share round trips: every mark asked for in two turns of the
 event loop is written by one script call (:mod:`consumers.channel.ledger_writes`), and each delivery
-still waits for its claim's answer before its provider call; ``done`` is asked right after the
-provider accepted and its answer awaited with the batch (:meth:`DeliveryLedger.settle`), before
-the batch's outcomes leave.
+still waits for its own mark's answer (a claim before its provider call, ``done`` after it).
 
 Redis down degrades the ledger, it does not block delivery: every call logs, counts
 ``herald_dependency_errors_total{dependency="redis"}`` and answers "nothing known", so a
@@ -198,23 +196,6 @@ class DeliveryLedger:
             await self.writes.set(self._key(idempotency_key), value, self.ttl_s)
         except (RedisError, OSError) as exc:
             self._down(exc, "an accepted send not remembered")
-
-    def done_soon(self, idempotency_key: str, provider_id: str | None) -> asyncio.Future[bool]:
-        """:meth:`done`, asked now (written with this loop turn's marks) but not waited for: the
-        delivery moves on to its key's next message, whose claim then shares the script call.
-        Hand the futures to :meth:`settle` before the batch's outcomes leave."""
-        value = _DONE + (provider_id or _NO_ID)
-        return self.writes.set_soon(self._key(idempotency_key), value, self.ttl_s)
-
-    async def settle(self, marks: Sequence[asyncio.Future[bool]]) -> None:
-        """Wait for the ``done`` marks of :meth:`done_soon`; Redis down degrades as :meth:`done` does."""
-        if not marks:
-            return
-        for answer in await asyncio.gather(*marks, return_exceptions=True):
-            if isinstance(answer, (RedisError, OSError)):
-                self._down(answer, "an accepted send not remembered")
-            elif isinstance(answer, BaseException):
-                raise answer
 
     async def release(self, idempotency_key: str) -> None:
         """The attempt failed: forget our claim (only our own), so the retry tries again."""

@@ -12,10 +12,9 @@ answers arrive, and the claims of the deliveries that take the slots they free a
 next (a slot changes hands through a wake-up); one call writes both, which halves the script
 calls of a batch (about 24 to 12 per 500 emails).
 
-Nothing waits past the turn after the one it was asked in, and each claimant still awaits its
-own mark's answer, so a claim still happens right before its provider call; ``done`` is asked
-right after the provider accepted (:meth:`LedgerWrites.set_soon`) and its answer awaited with the
-batch, so the key's next delivery asks its claim in the same turn and both share a call. The script applies the marks in the order they were asked for. A connection error,
+Nothing waits past the turn after the one it was asked in, and each caller still awaits its own
+mark's answer, so a claim still happens right before its provider call and ``done`` right after
+the provider accepted. The script applies the marks in the order they were asked for. A connection error,
 timeout or script error goes to every caller of that call (each then degrades as it did when its
 own command failed: :mod:`consumers.channel.ledger`).
 """
@@ -101,21 +100,14 @@ class LedgerWrites:
         """Delete the key if it holds ``value``."""
         return await self._ask("del_if", key, value, 0)
 
-    def set_soon(self, key: str, value: str, ttl_s: int) -> asyncio.Future[bool]:
-        """``set``, asked now, without waiting: the answer's future (written with this turn's marks)."""
-        return self._ask_soon("set", key, value, ttl_s, "")
-
     async def _ask(self, op: str, key: str, value: str, ttl_s: int, seen: str = "") -> bool:
-        return await self._ask_soon(op, key, value, ttl_s, seen)
-
-    def _ask_soon(self, op: str, key: str, value: str, ttl_s: int, seen: str) -> asyncio.Future[bool]:
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[bool] = loop.create_future()
         self._pending.append((op, key, value, ttl_s, seen, answer))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._next_turn)
-        return answer
+        return await answer
 
     def _next_turn(self) -> None:
         asyncio.get_running_loop().call_soon(self._flush)
