@@ -1,0 +1,35 @@
+"""The sandbox's escape writes what markupsafe's writes (the rendering equivalence as a whole is
+tests/unit/channels/test_templates_equivalence.py)."""
+
+from __future__ import annotations
+
+import jinja2
+import markupsafe
+from hypothesis import given
+from hypothesis import strategies as st
+
+from channels.jinja_env import SandboxEnvironment, escape_text
+
+text = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
+
+
+@given(value=st.one_of(text, st.integers(), st.builds(markupsafe.Markup, text), st.none()))
+def test_the_templates_escape_writes_what_markupsafe_escape_writes(value: object) -> None:
+    escaped = escape_text(value)
+    assert escaped == str(markupsafe.escape(value))
+    # a plain string escapes to a plain string; what marks itself safe stays Markup
+    assert isinstance(escaped, markupsafe.Markup) is (
+        not isinstance(value, str) or hasattr(value, "__html__")
+    )
+
+
+def test_templates_are_looked_up_once_by_name_and_asking_template() -> None:
+    env = SandboxEnvironment(
+        loader=jinja2.DictLoader({"base": "<{% block b %}{% endblock %}>", "child": "{% extends 'base' %}"}),
+        auto_reload=False,
+    )
+    child = env.get_template("child")
+    assert env.get_template("child") is child
+    assert env.get_template("base", "child") is env.get_template("base", "child")
+    assert child.render() == "<>"
+    assert env.get_template("base", globals={"x": 1}).globals["x"] == 1  # globals: jinja2's own path
