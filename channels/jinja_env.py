@@ -20,8 +20,14 @@ from jinja2.sandbox import SandboxedEnvironment
 
 __all__ = ["SandboxEnvironment", "escape_text"]
 
-# markupsafe's escaping of a str (its C speed-up when built), as its own escape() calls it.
-_escape_inner: Callable[[str], str] = markupsafe._escape_inner  # type: ignore[attr-defined]
+
+def _escaped_str(value: str) -> str:
+    return str(markupsafe.escape(value))
+
+
+# markupsafe's escaping of a str (its C speed-up when built), as its own escape() calls it (3.x).
+# It is not public API: a markupsafe without it gets the same text through escape().
+_escape_inner: Callable[[str], str] = getattr(markupsafe, "_escape_inner", _escaped_str)
 
 
 def escape_text(value: Any) -> str:

@@ -8,7 +8,7 @@ import markupsafe
 from hypothesis import given
 from hypothesis import strategies as st
 
-from channels.jinja_env import SandboxEnvironment, escape_text
+from channels.jinja_env import SandboxEnvironment, _escaped_str, escape_text
 
 text = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
 
@@ -21,6 +21,12 @@ def test_the_templates_escape_writes_what_markupsafe_escape_writes(value: object
     assert isinstance(escaped, markupsafe.Markup) is (
         not isinstance(value, str) or hasattr(value, "__html__")
     )
+
+
+@given(value=text)
+def test_without_markupsafes_inner_escape_a_string_escapes_the_same(value: str) -> None:
+    escaped = _escaped_str(value)  # what a markupsafe lacking _escape_inner gets
+    assert escaped == str(markupsafe.escape(value)) and type(escaped) is str
 
 
 def test_templates_are_looked_up_once_by_name_and_asking_template() -> None:
