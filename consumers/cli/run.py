@@ -10,7 +10,8 @@ import sys
 
 from consumers.infra.resources import Resources
 from consumers.infra.settings import HeraldSettings
-from consumers.runtime.cpu_priority import lower_bulk_priority
+from consumers.runtime.cpu_priority import is_bulk, lower_bulk_priority
+from consumers.runtime.lane_settings import for_lane
 from consumers.runtime.process import ProcessFactory, ProcessOptions, serve
 from consumers.runtime.workers import Supervisor
 from schemas.errors import ConfigurationError
@@ -87,6 +88,9 @@ async def run_process(settings: HeraldSettings, args: argparse.Namespace) -> int
     factory = _factory(args.process)
     # Before any connection or worker: the threads and processes started later inherit it.
     lower_bulk_priority(args.process, args.lane, settings.runtime.bulk_nice)
+    settings = settings.model_copy(
+        update={"runtime": for_lane(settings.runtime, is_bulk(args.process, args.lane))}
+    )
     if args.workers != 1:
         if args.workers < 1:
             raise ConfigurationError(f"--workers must be at least 1, got {args.workers}")

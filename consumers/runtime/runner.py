@@ -92,7 +92,7 @@ class Runner(Generic[T]):
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             max_poll_interval_ms=settings.max_poll_interval_ms,
-            fetch_max_wait_ms=settings.fetch_max_wait_ms,  # the default 500 ms adds ~200 ms per hop
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,  # tansu: a record waits up to half of it per hop
             fetch_max_bytes=settings.fetch_max_bytes,
             max_partition_fetch_bytes=settings.max_partition_fetch_bytes,
         )
