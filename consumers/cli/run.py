@@ -88,9 +88,13 @@ async def run_process(settings: HeraldSettings, args: argparse.Namespace) -> int
     factory = _factory(args.process)
     # Before any connection or worker: the threads and processes started later inherit it.
     lower_bulk_priority(args.process, args.lane, settings.runtime.bulk_nice)
-    settings = settings.model_copy(
-        update={"runtime": for_lane(settings.runtime, is_bulk(args.process, args.lane))}
-    )
+    runtime = for_lane(settings.runtime, is_bulk(args.process, args.lane))
+    if runtime is not settings.runtime:
+        log.info(
+            "bulk-lane process: fetch wait %d ms (HERALD_RUNTIME__BULK_FETCH_MAX_WAIT_MS)",
+            runtime.fetch_max_wait_ms,
+        )
+        settings = settings.model_copy(update={"runtime": runtime})
     if args.workers != 1:
         if args.workers < 1:
             raise ConfigurationError(f"--workers must be at least 1, got {args.workers}")

@@ -1,6 +1,7 @@
 """``herald run channel --lane bulk`` yields the CPU: it and its workers run at
-``HERALD_RUNTIME__BULK_NICE``, every thread of them; the priority lane keeps the priority it was
-started with."""
+``HERALD_RUNTIME__BULK_NICE``, every thread of them, and fetch with
+``HERALD_RUNTIME__BULK_FETCH_MAX_WAIT_MS``; the priority lane keeps the priority it was started
+with and its own fetch wait."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ async def test_the_bulk_lane_and_its_workers_run_at_a_lower_priority_the_priorit
         "HERALD_METRICS_HOST": "127.0.0.1",
         "HERALD_CHANNEL__DRY_RUN": "true",
         "HERALD_RUNTIME__BULK_NICE": "15",
+        "HERALD_RUNTIME__BULK_FETCH_MAX_WAIT_MS": "123",
     }
     procs: dict[str, tuple[subprocess.Popen[bytes], int, Path]] = {}
     for lane, extra in (("bulk", ["--workers", "2"]), ("priority", [])):
@@ -83,6 +85,9 @@ async def test_the_bulk_lane_and_its_workers_run_at_a_lower_priority_the_priorit
         for pid in workers:
             assert _nice_of_threads(pid) == expected  # every thread of every worker
         assert _nice_of_threads(procs["priority"][0].pid) == {BASE}
+        # The supervisor and both workers (they log to its output) fetch with the bulk wait.
+        assert bulk_log.read_text().count("fetch wait 123 ms") == 3
+        assert "fetch wait" not in procs["priority"][2].read_text()
     finally:
         for proc, _, _ in procs.values():
             proc.terminate()
