@@ -3,8 +3,9 @@
 botocore's own retries are off: Herald's channel consumer retries in-process (briefly) and
 the fallback consumer reschedules, so a provider fault is seen and classified exactly once.
 
-:class:`AwsSettings` is the one declaration of these knobs: Herald's settings object nests it
-as ``HERALD_AWS__*``.
+:class:`~channels.aws_settings.AwsSettings` (re-exported here) is the one declaration of these
+knobs: Herald's settings object nests it as ``HERALD_AWS__*``; it lives apart so that reading settings
+imports no aioboto3.
 """
 
 from __future__ import annotations
@@ -18,24 +19,12 @@ import aioboto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import SecretStr
 
+from channels.aws_settings import AwsSettings
 from channels.base import PERMANENT, RETRY, Failure, Outcome, RetryableDelivery
 
 __all__ = ["AwsSettings", "call_classified", "classify", "error_code", "open_client"]
-
-
-class AwsSettings(BaseModel, frozen=True):
-    """SES and SNS clients (credentials unset: the default AWS chain, e.g. an IAM role)."""
-
-    region: str = Field("us-east-1", description="AWS region of SES and SNS.")
-    endpoint_url: str | None = Field(None, description="Override (moto in the dev stack).")
-    access_key_id: SecretStr | None = Field(None, description="Access key; unset: the default AWS chain.")
-    secret_access_key: SecretStr | None = Field(None, description="Secret key; unset: the default AWS chain.")
-    connect_timeout_s: float = Field(3.0, gt=0, description="SES/SNS connect timeout.")
-    read_timeout_s: float = Field(
-        10.0, gt=0, description="SES/SNS read timeout (a timeout is a retryable failure)."
-    )
 
 
 def _reveal(secret: SecretStr | None) -> str | None:

@@ -10,8 +10,9 @@ A connection error before the message was handed over (connect refused, TLS fail
 connection the server had closed) is a plain retryable refusal; a timeout or disconnect while
 the message was in flight is ``provider_timeout`` (the server may have accepted it).
 
-:class:`SmtpSettings` is the one declaration of this provider's knobs: the adapter reads it as
-is, and Herald's settings object nests it as ``HERALD_SMTP__*``.
+:class:`~channels.email.smtp_settings.SmtpSettings` (re-exported here) is the one declaration of
+this provider's knobs: the adapter reads it as is, and Herald's settings object nests it as
+``HERALD_SMTP__*``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from pathlib import Path
-from typing import Literal
 
 import aiosmtplib
 from aiosmtplib.errors import (
@@ -31,10 +30,10 @@ from aiosmtplib.errors import (
     SMTPServerDisconnected,
     SMTPTimeoutError,
 )
-from pydantic import BaseModel, Field, SecretStr
 
 from channels.base import Content, Failure, Outcome, PermanentDelivery, RetryableDelivery
 from channels.email.mime import compose, envelope_sender
+from channels.email.smtp_settings import SmtpSettings
 from channels.pacing import TokenBucket
 from schemas.models import Channel, ChannelMessage
 
@@ -66,25 +65,6 @@ def classify(code: int) -> Failure:
     if code in _SMTP_CODES:
         return _SMTP_CODES[code]
     return Failure.permanent() if 500 <= code < 600 else Failure.retry()
-
-
-class SmtpSettings(BaseModel, frozen=True):
-    """The SMTP email provider (``smtp`` in ``HERALD_PROVIDERS__EMAIL``)."""
-
-    host: str = Field("127.0.0.1", description="SMTP server (relay or submission) host.")
-    port: int = Field(
-        587, ge=1, le=65535, description="587 for STARTTLS submission, 465 for implicit TLS, 25 for relay."
-    )
-    security: Literal["starttls", "tls", "none"] = Field(
-        "starttls", description="starttls: upgrade after EHLO (required); tls: TLS from the first byte."
-    )
-    username: str | None = Field(None, description="AUTH user; unset: no AUTH.")
-    password: SecretStr | None = Field(None, description="AUTH password.")
-    validate_certs: bool = Field(True, description="Verify the server's TLS certificate.")
-    ca_file: Path | None = Field(None, description="CA bundle that signs the server's certificate.")
-    timeout_s: float = Field(10.0, gt=0, description="Connect and per-command timeout (a timeout retries).")
-    pool_size: int = Field(8, gt=0, description="SMTP connections kept open per process.")
-    max_send_rate: float = Field(50.0, gt=0, description="Messages per second per process.")
 
 
 class SmtpEmailAdapter:

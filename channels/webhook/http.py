@@ -37,13 +37,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
-from pydantic import BaseModel, Field
 
 from channels.base import Content, Failure, Outcome
 from channels.retry_after import parse_retry_after
 from channels.storage_errors import PG_CALL_ERRORS, classify_pg_error
 from channels.templates import TemplateError
 from channels.webhook.endpoints_pg import Endpoint, EndpointStore
+from channels.webhook.settings import WebhookSettings
 from channels.webhook.signing import signing_headers
 from channels.webhook.ssrf import (
     AddressPolicy,
@@ -132,36 +132,6 @@ class _Attempt:
     code: str
     failure: Failure | None
     detail: str | None
-
-
-class WebhookSettings(BaseModel, frozen=True):
-    """System-to-system webhooks (Standard Webhooks signatures, SSRF guard, endpoint registry).
-
-    The one declaration of these knobs: Herald's settings object nests it as ``HERALD_WEBHOOK__*``.
-    """
-
-    connect_timeout_s: float = Field(5.0, gt=0, description="TCP (and TLS) connect timeout per attempt.")
-    total_timeout_s: float = Field(15.0, gt=0, description="Whole attempt: connect, send, read the response.")
-    max_body_bytes: int = Field(
-        256 * 1024, gt=0, description="Larger bodies fail permanently (payload_too_large)."
-    )
-    max_response_bytes: int = Field(
-        4096, ge=0, description="Response bytes read (kept as detail); rest dropped."
-    )
-    allow_hosts: tuple[str, ...] = Field((), description="IPs/CIDRs exempt from the SSRF guard.")
-    https_only: bool = Field(False, description="Refuse plain-http endpoint URLs.")
-    disable_after_s: float = Field(5 * 86_400.0, ge=0, description="Auto-disable after failing this long.")
-    rotation_grace_s: float = Field(
-        86_400.0, ge=0, description="After rotate-secret the old secret still signs this long."
-    )
-    endpoint_cache_ttl_s: float = Field(5.0, ge=0, description="How long a consumer caches an endpoint row.")
-    max_connections_per_endpoint: int = Field(
-        16, gt=0, description="Pooled HTTP connections per endpoint URL."
-    )
-    max_pooled_endpoints: int = Field(
-        1024, gt=0, description="Connection pools kept; idle ones beyond are closed."
-    )
-    user_agent: str = Field("Herald-Webhooks/1", description="User-Agent header of every delivery.")
 
 
 class WebhookAdapter:

@@ -11,14 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
-from consumers.classifier.routing import load_routing
 from consumers.cli.templates import format_preview, load_payload, recipient_locale
-from consumers.emitter import Emitter, build_event
-from consumers.infra.db import connect_pool, migrate
 from consumers.infra.redact import redact_url
 from consumers.infra.settings import PACKAGE_DIR, HeraldSettings
-from consumers.preview import UnknownEventType, check_templates, route_for
-from consumers.runtime.kafka import KafkaUnavailable, create_topics
 from consumers.runtime.topics import Topics
 
 __all__ = ["register", "settings_table"]
@@ -58,12 +53,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def topics_create(settings: HeraldSettings, args: argparse.Namespace) -> int:
+    from consumers.runtime.kafka import create_topics
+
     created = await create_topics(settings, Topics(settings.topic_prefix).all(), args.partitions)
     print(f"created {len(created)} topics" + (f": {', '.join(created)}" if created else " (all existed)"))
     return 0
 
 
 async def produce(settings: HeraldSettings, args: argparse.Namespace) -> int:
+    from consumers.classifier.routing import load_routing
+    from consumers.emitter import Emitter, build_event
+    from consumers.preview import UnknownEventType, check_templates, route_for
+    from consumers.runtime.kafka import KafkaUnavailable, create_topics
+
     data = load_payload(args.data, "--data")
     if args.dry_run:
         locale, source = (
@@ -100,6 +102,8 @@ async def produce(settings: HeraldSettings, args: argparse.Namespace) -> int:
 
 
 async def run_migrations(settings: HeraldSettings, _: argparse.Namespace) -> int:
+    from consumers.infra.db import connect_pool, migrate
+
     pool = await connect_pool(settings.database_url)
     try:
         applied = await migrate(pool)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from consumers.console.auth import LoginLinks
 from consumers.infra.clock import SystemClock
-from consumers.infra.db import connect_pool, migrate
 from consumers.infra.settings import HeraldSettings
 
 __all__ = ["login_url", "register"]
@@ -24,6 +22,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def login_url(settings: HeraldSettings, label: str, base_url: str | None = None) -> str:
+    from consumers.console.auth import LoginLinks
+    from consumers.infra.db import connect_pool, migrate
+
     pool = await connect_pool(settings.database_url, max_size=1)
     try:
         await migrate(pool)

@@ -25,15 +25,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from consumers.cli.console import login_url
 from consumers.cli.dev_env import ENV_FILE, read_env_file, second_shell_hint, write_env_file
 from consumers.cli.tail import format_record, read_topic
-from consumers.infra.db import connect_pool, migrate
 from consumers.infra.redact import redact_url
 from consumers.infra.settings import HeraldSettings, load_settings
-from consumers.runtime.kafka import create_topics
 from consumers.runtime.topics import Topics
 
 if TYPE_CHECKING:
@@ -173,6 +169,8 @@ async def _watch_providers(
 ) -> None:
     """Print what the providers accepted (moto, the SMTP server, the fakes): the proof that
     deliveries happened, and through which provider."""
+    import httpx
+
     seen: dict[str, int] = {}
     inbox = 0
     async with httpx.AsyncClient(timeout=5) as client:
@@ -212,6 +210,9 @@ async def _stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
 
 
 async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
+    from consumers.infra.db import connect_pool, migrate
+    from consumers.runtime.kafka import create_topics
+
     if args.print_env:
         sys.stdout.write(read_env_file(args.logs))
         return 0

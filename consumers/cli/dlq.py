@@ -9,10 +9,7 @@ import json
 from datetime import datetime
 
 from consumers.cli.tail import resolve_topic
-from consumers.infra.db import connect_pool, migrate
 from consumers.infra.settings import HeraldSettings
-from consumers.ledger.deadletters import audit_log, describe, replay, show
-from consumers.ledger.queries import ActivityReader
 from schemas.errors import ConfigurationError
 
 __all__ = ["register"]
@@ -44,6 +41,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def list_dlq(settings: HeraldSettings, _: argparse.Namespace) -> int:
+    from consumers.infra.db import connect_pool, migrate
+    from consumers.ledger.queries import ActivityReader
+
     pool = await connect_pool(settings.database_url, max_size=1)
     try:
         await migrate(pool)
@@ -61,6 +61,8 @@ async def list_dlq(settings: HeraldSettings, _: argparse.Namespace) -> int:
 
 
 async def show_one(settings: HeraldSettings, args: argparse.Namespace) -> int:
+    from consumers.ledger.deadletters import describe, show
+
     topic = resolve_topic(settings, args.topic)
     record = await show(settings, topic, args.partition, args.offset)
     if record is None:
@@ -80,6 +82,9 @@ def _actor(args: argparse.Namespace) -> str:
 
 
 async def replay_cmd(settings: HeraldSettings, args: argparse.Namespace) -> int:
+    from consumers.infra.db import connect_pool, migrate
+    from consumers.ledger.deadletters import replay
+
     chosen = [bool(args.at), bool(args.reason), bool(args.all)]
     if sum(chosen) != 1:
         raise ConfigurationError("choose exactly one of --at PARTITION:OFFSET, --reason R, --all")
@@ -115,6 +120,9 @@ async def replay_cmd(settings: HeraldSettings, args: argparse.Namespace) -> int:
 
 
 async def audit(settings: HeraldSettings, _: argparse.Namespace) -> int:
+    from consumers.infra.db import connect_pool, migrate
+    from consumers.ledger.deadletters import audit_log
+
     pool = await connect_pool(settings.database_url, max_size=1)
     try:
         await migrate(pool)

@@ -13,11 +13,6 @@ from dataclasses import dataclass, field
 from email.utils import parseaddr
 from typing import Any, Literal
 
-from botocore.exceptions import BotoCoreError, ClientError
-from botocore.parsers import ResponseParserError
-
-from channels.aws import error_code
-from consumers.channel.builders.aws import open_aws_client
 from consumers.infra.settings import HeraldSettings
 
 __all__ = ["Facts", "Finding", "dns_records", "evaluate", "gather", "register", "sender_domain"]
@@ -176,10 +171,19 @@ def dns_records(domain: str, dkim_tokens: list[str], region: str) -> list[tuple[
 
 
 def _code(exc: Exception) -> str:
+    from botocore.exceptions import ClientError
+
+    from channels.aws import error_code
+
     return error_code(exc)[0] if isinstance(exc, ClientError) else type(exc).__name__
 
 
 async def gather(settings: HeraldSettings) -> Facts:
+    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
+
+    from consumers.channel.builders.aws import open_aws_client
+
     sender, domain = sender_domain(settings.email.from_address)
     facts = Facts(sender=sender, domain=domain, configuration_set=settings.email.configuration_set)
     ses, ses_stack = await open_aws_client("sesv2", settings)

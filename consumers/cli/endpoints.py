@@ -8,18 +8,16 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from channels.webhook.endpoints_pg import Endpoint, EndpointStore
-from channels.webhook.signing import InvalidSecret
-from channels.webhook.ssrf import AddressPolicy, BlockedDestination, check_url, refusal
-from consumers.console.endpoint_ops import parse_since, replay_pending
 from consumers.infra.clock import SystemClock
-from consumers.infra.db import connect_pool, migrate
 from consumers.infra.settings import HeraldSettings
 from schemas.errors import ConfigurationError
 
-__all__ = ["parse_since", "register"]
+if TYPE_CHECKING:
+    from channels.webhook.endpoints_pg import Endpoint, EndpointStore
+
+__all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -75,6 +73,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 @asynccontextmanager
 async def _store(settings: HeraldSettings) -> AsyncIterator[EndpointStore]:
+    from channels.webhook.endpoints_pg import EndpointStore
+    from consumers.infra.db import connect_pool, migrate
+
     pool = await connect_pool(settings.database_url, max_size=2)
     try:
         await migrate(pool)
@@ -101,6 +102,9 @@ async def _get(store: EndpointStore, endpoint_id: str) -> Endpoint:
 
 
 async def add(settings: HeraldSettings, args: argparse.Namespace) -> int:
+    from channels.webhook.signing import InvalidSecret
+    from channels.webhook.ssrf import AddressPolicy, BlockedDestination, check_url, refusal
+
     try:
         _, host, _ = check_url(args.url, https_only=settings.webhook.https_only)
     except BlockedDestination as exc:
@@ -159,6 +163,8 @@ async def list_endpoints(settings: HeraldSettings, args: argparse.Namespace) -> 
 
 
 async def rotate_secret(settings: HeraldSettings, args: argparse.Namespace) -> int:
+    from channels.webhook.signing import InvalidSecret
+
     grace = settings.webhook.rotation_grace_s if args.grace is None else args.grace
     async with _store(settings) as store:
         try:
@@ -196,6 +202,8 @@ async def enable(settings: HeraldSettings, args: argparse.Namespace) -> int:
 
 async def replay(settings: HeraldSettings, args: argparse.Namespace) -> int:
     """Re-publish kept messages (:func:`consumers.console.endpoint_ops.replay_pending`)."""
+    from consumers.console.endpoint_ops import parse_since, replay_pending
+
     now = _now()
     since = parse_since(args.since, now)
     async with _store(settings) as store:

@@ -7,12 +7,13 @@ lost key is revoked and replaced, never recovered.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from consumers.api.admin.key_store import KeyStore
-from consumers.api.admin.keys import parse_scopes
-from consumers.infra.db import connect_pool, migrate
 from consumers.infra.settings import HeraldSettings
 from schemas.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from consumers.api.admin.key_store import KeyStore
 
 __all__ = ["register"]
 
@@ -37,6 +38,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def _store(settings: HeraldSettings) -> KeyStore:
+    from consumers.api.admin.key_store import KeyStore
+    from consumers.infra.db import connect_pool, migrate
+
     pepper = settings.admin.key_pepper
     if pepper is None:
         raise ConfigurationError(
@@ -48,6 +52,8 @@ async def _store(settings: HeraldSettings) -> KeyStore:
 
 
 async def create(settings: HeraldSettings, args: argparse.Namespace) -> int:
+    from consumers.api.admin.keys import parse_scopes
+
     try:
         scopes = parse_scopes(args.scopes)
     except ValueError as exc:

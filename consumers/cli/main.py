@@ -30,11 +30,11 @@ from consumers.cli import (
 )
 from consumers.cli.errors import EXPECTED
 from consumers.infra.settings import load_settings
-from consumers.runtime import event_loop
 
 __all__ = ["build_parser", "main"]
 
-# Modules that add subcommands; each has register(subparsers).
+# Modules that add subcommands; each has register(subparsers). They import their clients inside
+# their handlers, so building this parser (every command, --help) loads none of them.
 _COMMAND_MODULES: list[ModuleType] = [
     run,
     commands,
@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from consumers.runtime import event_loop
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -8,13 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError
-
 from consumers.infra.settings import HeraldSettings
-from consumers.runtime.kafka import KafkaUnavailable, create_topics
 from consumers.runtime.topics import Topics
-from schemas.codec import default_codec
 from schemas.models import Channel, Receipt, ReceiptStatus, utcnow
 
 __all__ = ["publish_receipt", "register"]
@@ -32,6 +27,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 async def publish_receipt(settings: HeraldSettings, receipt: Receipt) -> None:
     """Produce ``receipt`` to the receipts topic, keyed by notification id, acks=all."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaConnectionError
+
+    from consumers.runtime.kafka import KafkaUnavailable, create_topics
+    from schemas.codec import default_codec
+
     topic = Topics(settings.topic_prefix).receipts
     await create_topics(settings, [topic])
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")

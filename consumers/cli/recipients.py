@@ -14,15 +14,14 @@ import json
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-from consumers.api.admin.import_file import Line, count_lines, detect_format, read_batches
-from consumers.api.admin.recipients_bulk import BatchRow, parse_row, put_many
-from consumers.infra.db import connect_pool, migrate
 from consumers.infra.settings import HeraldSettings
 from schemas.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from consumers.api.admin.import_file import Line
+    from consumers.api.admin.recipients_bulk import BatchRow
 
 __all__ = ["import_recipients", "register"]
 
@@ -58,6 +57,8 @@ def _start_line(args: argparse.Namespace, progress_file: Path) -> int:
 
 
 def _split(lines: list[Line], max_props: int) -> tuple[list[BatchRow], list[dict[str, Any]]]:
+    from consumers.api.admin.recipients_bulk import BatchRow, parse_row
+
     rows: list[BatchRow] = []
     errors: list[dict[str, Any]] = []
     for line in lines:
@@ -95,6 +96,8 @@ class _Sidecars:
 
 def import_recipients(settings: HeraldSettings, args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     """The blocking preparation (file checks, line count) here; the import itself is a coroutine."""
+    from consumers.api.admin.import_file import count_lines
+
     path: Path = args.file
     if not path.is_file():
         raise ConfigurationError(f"no such file: {path}")
@@ -105,6 +108,12 @@ def import_recipients(settings: HeraldSettings, args: argparse.Namespace) -> Cor
 async def _import(
     settings: HeraldSettings, args: argparse.Namespace, path: Path, after: int, total: int
 ) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from consumers.api.admin.import_file import detect_format, read_batches
+    from consumers.api.admin.recipients_bulk import put_many
+    from consumers.infra.db import connect_pool, migrate
+
     fmt = args.format or detect_format(path)
     pool = await connect_pool(settings.database_url, max_size=2)
     counts = {"created": 0, "updated": 0, "invalid": 0}

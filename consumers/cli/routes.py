@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from consumers.classifier.process import load_table
-from consumers.classifier.routing import Route
 from consumers.infra.settings import HeraldSettings
-from consumers.workflow.explain import timeline
 from schemas.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from consumers.classifier.routing import Route
 
 __all__ = ["describe", "register"]
 
@@ -33,12 +34,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def describe(route: Route) -> str:
     """``login_code → route 'login_code' (high, auth, priority lane, custom steps)`` + the timeline."""
+    from consumers.workflow.explain import timeline
+
     kind = "custom steps" if route.custom else f"{route.tier.value} preset"
     head = f"route {route.match!r} ({route.tier.value}, {route.category}, {route.lane.value} lane, {kind})"
     return f"{head}\n  {timeline(route.workflow())}"
 
 
 def check(settings: HeraldSettings, args: argparse.Namespace) -> int:
+    from consumers.classifier.process import load_table
+
     table = load_table(settings, args.file)
     custom = sum(1 for r in table.routes if r.custom)
     print(f"{args.file}: OK, {len(table.routes)} routes ({custom} with their own steps)")
@@ -46,6 +51,8 @@ def check(settings: HeraldSettings, args: argparse.Namespace) -> int:
 
 
 def explain(settings: HeraldSettings, args: argparse.Namespace) -> int:
+    from consumers.classifier.process import load_table
+
     table = load_table(settings, args.file)
     route = table.match(args.event_type)
     if route is None:

@@ -7,15 +7,16 @@ import difflib
 import importlib
 import logging
 import sys
+from typing import TYPE_CHECKING
 
-from consumers.infra.resources import Resources
 from consumers.infra.settings import HeraldSettings
 from consumers.runtime.cpu_priority import is_bulk, lower_bulk_priority
 from consumers.runtime.lane_settings import for_lane
-from consumers.runtime.process import ProcessFactory, ProcessOptions, serve
-from consumers.runtime.workers import Supervisor
 from schemas.errors import ConfigurationError
 from schemas.models import Channel, Lane
+
+if TYPE_CHECKING:  # the runtime (Kafka, PostgreSQL, Redis clients) loads in run_process, not at start
+    from consumers.runtime.process import ProcessFactory
 
 __all__ = ["PROCESSES", "register"]
 
@@ -85,6 +86,10 @@ def worker_command(args: argparse.Namespace) -> list[str]:
 
 
 async def run_process(settings: HeraldSettings, args: argparse.Namespace) -> int:
+    from consumers.infra.resources import Resources
+    from consumers.runtime.process import ProcessOptions, serve
+    from consumers.runtime.workers import Supervisor
+
     factory = _factory(args.process)
     # Before any connection or worker: the threads and processes started later inherit it.
     lower_bulk_priority(args.process, args.lane, settings.runtime.bulk_nice)

@@ -10,11 +10,13 @@ import argparse
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
-from consumers.infra.db import connect_pool, migrate
 from consumers.infra.settings import HeraldSettings
-from consumers.infra.suppressions import SuppressionStore
 from schemas.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from consumers.infra.suppressions import SuppressionStore
 
 __all__ = ["register"]
 
@@ -42,6 +44,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 @asynccontextmanager
 async def _store(settings: HeraldSettings) -> AsyncIterator[SuppressionStore]:
+    from consumers.infra.db import connect_pool, migrate
+    from consumers.infra.suppressions import SuppressionStore
+
     pool = await connect_pool(settings.database_url, max_size=2)
     try:
         await migrate(pool)

@@ -9,15 +9,13 @@ import sys
 from contextlib import aclosing
 from datetime import datetime
 from enum import Enum
-from typing import Any
-
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaConnectionError
+from typing import TYPE_CHECKING, Any
 
 from consumers.infra.settings import HeraldSettings
-from consumers.runtime.kafka import KafkaUnavailable
-from schemas.codec import DecodeError, default_codec
 from schemas.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
 
 __all__ = ["format_record", "read_topic", "read_topics", "register"]
 
@@ -38,6 +36,8 @@ def _plain(value: Any) -> Any:
 
 def format_record(value: bytes | None, headers: list[tuple[str, bytes]] | None = None) -> dict[str, Any]:
     """A record as a plain dict: the decoded Avro fields, or the DLQ reason and raw size."""
+    from schemas.codec import DecodeError, default_codec
+
     out: dict[str, Any] = {}
     hdrs = {k: v.decode(errors="replace") for k, v in (headers or [])}
     if "herald-dlq-reason" in hdrs:
@@ -76,6 +76,11 @@ async def read_topics(
 ) -> Any:
     """Yield (topic, partition, offset, key, value, headers) for every record of the topics that
     exist, from the beginning; without ``follow``, stop at the end offsets seen at start."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.errors import KafkaConnectionError
+
+    from consumers.runtime.kafka import KafkaUnavailable
+
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
     )
@@ -115,6 +120,8 @@ async def read_topics(
 async def _partitions(
     consumer: AIOKafkaConsumer, topics: list[str], missing_ok: bool
 ) -> list[TopicPartition]:
+    from aiokafka import TopicPartition
+
     tps: list[TopicPartition] = []
     for topic in topics:
         partitions = consumer.partitions_for_topic(topic)

@@ -6,14 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
-
-from consumers.infra.db import DatabaseUnavailable, connect_pool
 from consumers.infra.settings import HeraldSettings
-from consumers.preview import ChannelPreview, Preview, check_templates
 from schemas.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from consumers.preview import ChannelPreview, Preview
 
 __all__ = ["format_preview", "load_payload", "recipient_locale", "register"]
 
@@ -81,6 +80,8 @@ def format_preview(preview: Preview) -> list[str]:
 
 
 def templates_check(settings: HeraldSettings, args: argparse.Namespace) -> int:
+    from consumers.preview import check_templates
+
     where = str(args.payload)
     try:
         text = Path("/dev/stdin").read_text() if where == "-" else args.payload.read_text()
@@ -95,6 +96,10 @@ def templates_check(settings: HeraldSettings, args: argparse.Namespace) -> int:
 
 async def recipient_locale(settings: HeraldSettings, user_id: str) -> tuple[str | None, str]:
     """The user's locale as the classifier would find it, and how it was found."""
+    import asyncpg
+
+    from consumers.infra.db import DatabaseUnavailable, connect_pool
+
     try:
         pool = await connect_pool(settings.database_url, max_size=1)
     except DatabaseUnavailable:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime, timedelta
 
-from consumers.api.auth import TokenKeys, mint_token
 from consumers.infra.settings import HeraldSettings
 from schemas.errors import ConfigurationError
 
@@ -26,6 +25,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def token(settings: HeraldSettings, args: argparse.Namespace) -> int:
+    from consumers.api.auth import TokenKeys, mint_token
+
     try:
         keys = TokenKeys.from_settings(settings.api)
         value = mint_token(

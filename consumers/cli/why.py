@@ -20,7 +20,6 @@ from consumers.cli.why_store import from_store
 from consumers.infra import keys
 from consumers.infra.settings import HeraldSettings
 from consumers.runtime.topics import Topics, dlq
-from schemas.codec import DecodeError, default_codec
 from schemas.models import DeliveryOutcome
 
 __all__ = ["DeadLetter", "explain", "explain_dead_letters", "leading_string", "register"]
@@ -121,6 +120,8 @@ def leading_string(value: bytes) -> str | None:
 
 
 async def _dead_letters(settings: HeraldSettings, event_id: str) -> list[DeadLetter]:
+    from schemas.codec import DecodeError, default_codec
+
     topics = Topics(settings.topic_prefix)
     dlqs = [t for t in topics.all() if t == dlq(t.removesuffix(".dlq"))]
     codec = default_codec()
@@ -144,6 +145,8 @@ async def _dead_letters(settings: HeraldSettings, event_id: str) -> list[DeadLet
 
 
 async def _matching(settings: HeraldSettings, event_id: str, user: str | None) -> list[DeliveryOutcome]:
+    from schemas.codec import DecodeError, default_codec
+
     topic = Topics(settings.topic_prefix).outcomes
     codec = default_codec()
     wanted_key = keys.notification_id(event_id, user).encode() if user else None

@@ -7,11 +7,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
-from consumers.infra.db import DatabaseUnavailable, connect_pool
 from consumers.infra.settings import HeraldSettings
-from consumers.ledger.queries import ActivityReader
 
 __all__ = ["explain_rows", "from_store"]
 
@@ -57,6 +53,11 @@ def _dead_letter(r: Mapping[str, Any]) -> str:
 
 async def from_store(settings: HeraldSettings, event_id: str) -> list[str] | None:
     """The store's lines for the event; None when the store is unreachable or not migrated."""
+    import asyncpg
+
+    from consumers.infra.db import DatabaseUnavailable, connect_pool
+    from consumers.ledger.queries import ActivityReader
+
     try:
         pool = await connect_pool(settings.database_url, max_size=1)
     except DatabaseUnavailable:

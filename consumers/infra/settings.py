@@ -14,10 +14,10 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, Field, NonNegativeInt, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from channels.aws import AwsSettings
-from channels.email.smtp import SmtpSettings
-from channels.sms.twilio import TwilioSettings
-from channels.webhook.http import WebhookSettings
+from channels.aws_settings import AwsSettings
+from channels.email.smtp_settings import SmtpSettings
+from channels.sms.twilio_settings import TwilioSettings
+from channels.webhook.settings import WebhookSettings
 from consumers.api.admin.settings import AdminSettings
 from consumers.console.settings import ConsoleSettings
 from consumers.fallback.settings import FallbackSettings

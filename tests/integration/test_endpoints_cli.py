@@ -12,8 +12,8 @@ import pytest
 from channels.webhook.endpoints_pg import EndpointStore
 from channels.webhook.http import WebhookSettings
 from channels.webhook.signing import decode_secret
-from consumers.cli import endpoints as cli
 from consumers.cli.main import build_parser
+from consumers.console.endpoint_ops import parse_since
 from consumers.devstack import DevStack
 from consumers.infra.settings import HeraldSettings
 from schemas.errors import ConfigurationError
@@ -36,13 +36,13 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
     ],
 )
 def test_parse_since(value: str, expected: datetime) -> None:
-    assert cli.parse_since(value, NOW) == expected
+    assert parse_since(value, NOW) == expected
 
 
 @pytest.mark.parametrize("value", ["yesterday", "3 fortnights", ""])
 def test_parse_since_refuses_nonsense(value: str) -> None:
     with pytest.raises(ConfigurationError):
-        cli.parse_since(value, NOW)
+        parse_since(value, NOW)
 
 
 def _args(argv: list[str]) -> argparse.Namespace:
