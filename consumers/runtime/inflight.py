@@ -5,6 +5,12 @@ that does not complete within ``commit_timeout_s`` (aiokafka retries a commit fo
 coordinator is unknown, moving or loading the group) is abandoned like one the group refused
 (``CommitFailedError``): the batch's outputs are acknowledged, so whoever owns the partition next
 replays it from the last commit and the idempotency keys absorb the repeat.
+
+Commits are coalesced: a batch whose acks arrive within ``commit_interval_s`` of the last commit
+leaves its offsets pending, and the next batch's commit (or :meth:`InFlight.flush`, which the runner
+calls on an empty poll, on a revocation and at shutdown) carries them. A lightly loaded consumer
+otherwise sends one OffsetCommit per record, a broker round trip as costly as the produce itself.
+Pending offsets are always acknowledged ones, so a crash replays at most that window more.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -20,7 +27,7 @@ from aiokafka.errors import CommitFailedError
 from consumers.runtime import metrics
 from consumers.runtime.handling import Output
 
-__all__ = ["InFlight", "commit_offsets"]
+__all__ = ["InFlight", "commit_due", "commit_offsets", "merge_offsets"]
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +44,37 @@ def commit_offsets(batch: Batch, owned: set[TopicPartition]) -> dict[TopicPartit
     return offsets
 
 
+def merge_offsets(pending: dict[TopicPartition, int], new: dict[TopicPartition, int]) -> None:
+    """Fold ``new`` into ``pending``, keeping the furthest offset per partition (batches commit in
+    order, so the later one is the further one; max() keeps a replay from moving it back)."""
+    for tp, offset in new.items():
+        pending[tp] = max(pending.get(tp, 0), offset)
+
+
+def commit_due(now: float, last: float | None, interval_s: float) -> bool:
+    """Whether pending offsets go to the broker now: never committed yet, or ``interval_s`` since
+    the last commit (0 commits every batch)."""
+    return last is None or now - last >= interval_s
+
+
 class InFlight:
     """At most one batch whose outputs are being acknowledged and whose offsets are then committed."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, name: str, commit_timeout_s: float) -> None:
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        name: str,
+        commit_timeout_s: float,
+        commit_interval_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.consumer = consumer
         self.name = name
         self.commit_timeout_s = commit_timeout_s
+        self.commit_interval_s = commit_interval_s
+        self.clock = clock
+        self.pending: dict[TopicPartition, int] = {}  # acknowledged, not yet committed
+        self._last_commit: float | None = None
         self.batch: Batch = []
         self._task: asyncio.Task[None] | None = None
         self._stage: tuple[str, float] | None = None  # ("acks" | "commit", time.monotonic())
@@ -72,11 +103,20 @@ class InFlight:
             finally:
                 self.batch = []
 
+    async def flush(self, *, force: bool) -> None:
+        """Commit the pending offsets: all of them with ``force`` (revocation, shutdown), else only
+        once ``commit_interval_s`` has passed. Call after :meth:`settle` (commits stay in order)."""
+        if self.pending and (force or commit_due(self.clock(), self._last_commit, self.commit_interval_s)):
+            await self._commit_pending()
+
     def describe(self) -> str:
         stage = self._stage
         if stage is None:
             return "none"
         return f"{stage[0]} {time.monotonic() - stage[1]:.1f}s ({len(self.batch)} records)"
+
+    def describe_pending(self) -> dict[str, int]:
+        return {f"{tp.topic}[{tp.partition}]": offset for tp, offset in sorted(self.pending.items())}
 
     async def _ack_and_commit(
         self, batch: Batch, records: list[Output], acks: list[asyncio.Future[Any]]
@@ -89,12 +129,24 @@ class InFlight:
                 produced[r.topic] = produced.get(r.topic, 0) + 1
             for topic, n in produced.items():
                 metrics.PRODUCED.labels(topic).inc(n)
-            owned = commit_offsets(batch, self.consumer.assignment())
-            if owned:
-                self._stage = ("commit", time.monotonic())
-                await self._commit(owned)  # ... before the offsets move
+            merge_offsets(self.pending, commit_offsets(batch, self.consumer.assignment()))
+            if self.pending and commit_due(self.clock(), self._last_commit, self.commit_interval_s):
+                await self._commit_pending()  # ... before the offsets move
         finally:
             self._stage = None
+
+    async def _commit_pending(self) -> None:
+        # Only partitions still owned: one revoked meanwhile is its new owner's to commit.
+        owned = self.consumer.assignment()
+        offsets = {tp: offset for tp, offset in self.pending.items() if tp in owned}
+        self.pending = {}
+        self._last_commit = self.clock()
+        if offsets:
+            self._stage = ("commit", time.monotonic())
+            try:
+                await self._commit(offsets)
+            finally:
+                self._stage = None
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:

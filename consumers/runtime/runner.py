@@ -7,7 +7,9 @@ Guarantees (docs/architecture.md, "Invariants"):
   (``acks=all``). A crash anywhere before the commit replays the batch; outputs carry
   idempotency keys, so replays are harmless downstream. One batch's acks and commit run
   while the next batch is handled (commits stay in order), so the broker round trips
-  do not idle the handler.
+  do not idle the handler. Commits are coalesced (``commit_interval_ms``,
+  :mod:`consumers.runtime.inflight`): pending offsets are always acknowledged ones, and are
+  committed on an idle poll, on a revocation and at shutdown.
 * **Per-key order.** Partitions are handled in offset order and outputs are produced in
   that order; a handler may run different keys concurrently but keeps one key sequential.
   The next batch is polled and decoded, and the handler's optional ``prepare`` started, while
@@ -44,6 +46,7 @@ from consumers.runtime.ghost_leader import watch_leader
 from consumers.runtime.handling import DeadLetter, Handler, Incoming, Output, Result, dead_letter_headers
 from consumers.runtime.inflight import InFlight
 from consumers.runtime.isolate import Probe, isolate
+from consumers.runtime.lag import update_lag
 from consumers.runtime.orphan import OrphanWatch
 from consumers.runtime.produce import enqueue_all
 from consumers.runtime.rebalance import RevocationListener, revoke_bound
@@ -96,7 +99,9 @@ class Runner(Generic[T]):
             fetch_max_bytes=settings.fetch_max_bytes,
             max_partition_fetch_bytes=settings.max_partition_fetch_bytes,
         )
-        self._inflight = InFlight(self.consumer, handler.name, settings.commit_timeout_s)
+        self._inflight = InFlight(
+            self.consumer, handler.name, settings.commit_timeout_s, settings.commit_interval_ms / 1000
+        )
         self._rejoin = False  # set by the orphan watch; done by the loop between polls
         self._orphans = OrphanWatch(
             self.consumer,
@@ -139,6 +144,7 @@ class Runner(Generic[T]):
             "batch_age_s": round(self.batch_age(), 1),
             "lock_held": self._lock.locked(),
             "in_flight": self._inflight.describe(),
+            "uncommitted": self._inflight.describe_pending(),
             "revoking": self._listener.revoking.is_set(),
             "stopping": self.stopping,
         }
@@ -167,9 +173,9 @@ class Runner(Generic[T]):
                     self.consumer.unsubscribe()
                     self.consumer.subscribe(self.topics, listener=self._listener)
                     continue
-                if not current.batch:
+                if not current.batch:  # idle: commit what is pending once commit_interval_ms is up
                     async with self._lock:
-                        await self._settle_or_rewind()
+                        await self._settle_or_rewind(flush=False)
                     self._set_ready(bool(self.consumer.assignment()))
                     continue
                 ahead = asyncio.create_task(self._fetch())
@@ -185,7 +191,7 @@ class Runner(Generic[T]):
                     self._rewind([*replayed, *(await ahead).batch])
                     ahead = None
                 self.steps.batches += 1
-                await self._update_lag()
+                await update_lag(self.consumer, self.group_id)
             async with self._lock:
                 await self._settle_or_rewind()
         finally:
@@ -378,21 +384,13 @@ class Runner(Generic[T]):
         """Wait for the batch in flight to be acknowledged and committed (raises its KafkaError)."""
         await self._inflight.settle()
 
-    async def _settle_or_rewind(self) -> None:
-        """:meth:`_settle`; if the broker did not acknowledge, replay that batch instead of committing."""
+    async def _settle_or_rewind(self, *, flush: bool = True) -> None:
+        """:meth:`_settle`, then commit the pending offsets (all of them with ``flush``: revocation,
+        shutdown); if the broker did not acknowledge, replay that batch instead of committing."""
         batch = self._inflight.batch
         try:
             await self._settle()
+            await self._inflight.flush(force=flush)
         except KafkaError as exc:
             log.error("%s: Kafka error while producing (%s); replaying batch", self.handler.name, exc)
             self._rewind(batch)
-
-    async def _update_lag(self) -> None:
-        for tp in self.consumer.assignment():
-            high = self.consumer.highwater(tp)
-            if high is None:
-                continue
-            position = await self.consumer.position(tp)
-            metrics.CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(
-                max(0, high - position)
-            )

@@ -49,6 +49,13 @@ class RuntimeSettings(BaseModel, frozen=True):
         description="An offset commit not done within this (coordinator unknown, moving or loading the "
         "group) is abandoned like one a rebalance refused: the batch, already acknowledged, is replayed.",
     )
+    commit_interval_ms: int = Field(
+        100,
+        ge=0,
+        description="Offset commits are coalesced: at most one per this interval (and always on a "
+        "revocation, at shutdown and on an idle poll once it has passed). A crash replays up to this "
+        "much more acknowledged input (idempotent outputs absorb it); 0 commits every batch.",
+    )
     revoke_settle_s: float = Field(
         6.0,
         gt=0,

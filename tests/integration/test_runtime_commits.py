@@ -1,0 +1,148 @@
+"""Coalesced offset commits against the real broker: offsets acknowledged within
+``commit_interval_ms`` of the last commit wait for the next one, and are committed anyway when the
+consumer goes idle, at shutdown and when its partitions are revoked (so nothing is replayed)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from consumers.infra.settings import HeraldSettings
+from consumers.runtime.handling import Incoming, Output, Result
+from consumers.runtime.kafka import create_topics, make_producer
+from consumers.runtime.runner import Runner
+from tests.kafka_helpers import committed_offsets, produce_raw
+
+pytestmark = pytest.mark.timeout(180)
+
+
+class _Forward:
+    def __init__(self, name: str, target: str) -> None:
+        self.name = name
+        self.target = target
+        self.handled: list[bytes] = []
+
+    def decode(self, raw: bytes) -> bytes:
+        return raw
+
+    async def handle(self, batch: Sequence[Incoming[bytes]]) -> Sequence[Result]:
+        self.handled.extend(item.value for item in batch)
+        return [[Output(self.target, item.value, item.key)] for item in batch]
+
+
+async def _until(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
+        await asyncio.sleep(0.1)
+
+
+def _records(prefix: str, n: int) -> list[tuple[bytes | None, bytes]]:
+    return [(f"{prefix}{i}".encode(), f"{prefix}{i}".encode()) for i in range(n)]
+
+
+class _Group:
+    """Runners of one group over ``source`` (forwarding to ``<prefix>.out``) and its commits."""
+
+    def __init__(self, settings: HeraldSettings, interval_ms: int, partitions: int = 1) -> None:
+        self.settings = settings.model_copy(
+            update={"runtime": settings.runtime.model_copy(update={"commit_interval_ms": interval_ms})}
+        )
+        self.source = f"{settings.topic_prefix}.in"
+        self.target = f"{settings.topic_prefix}.out"
+        self.group = f"{settings.topic_prefix}-commits"
+        self.partitions = partitions
+        self.producer = make_producer(settings)
+        self.tasks: list[asyncio.Task[None]] = []
+        self.runners: list[Runner[bytes]] = []
+
+    async def __aenter__(self) -> _Group:
+        await create_topics(self.settings, [self.source, self.target], partitions=self.partitions)
+        await self.producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for r in self.runners:
+            r.stop()
+        await asyncio.wait_for(asyncio.gather(*self.tasks, return_exceptions=True), 30)
+        await self.producer.stop()
+
+    def start(self, handler: _Forward) -> Runner[bytes]:
+        runner: Runner[bytes] = Runner(
+            handler,
+            topics=[self.source],
+            group_id=self.group,
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            producer=self.producer,
+            settings=self.settings.runtime,
+        )
+        self.runners.append(runner)
+        self.tasks.append(asyncio.create_task(runner.run()))
+        return runner
+
+    async def committed(self) -> int:
+        return sum((await committed_offsets(self.settings, self.group, self.source)).values())
+
+    async def first_commit_then_pending(self, handler: _Forward, runner: Runner[bytes]) -> None:
+        """10 records handled and committed (the first commit is due at once), then 10 more handled
+        and acknowledged within the interval: their offsets are left pending."""
+        await produce_raw(self.settings, self.source, _records("a", 10))
+
+        async def first_committed() -> bool:
+            return len(handler.handled) >= 10 and await self.committed() > 0
+
+        await _until(first_committed, 30, "the first batch is committed at once")
+        before = await self.committed()
+        await produce_raw(self.settings, self.source, _records("b", 10))
+
+        async def settled() -> bool:
+            return len(handler.handled) >= 20 and runner.describe()["in_flight"] == "none"
+
+        await _until(settled, 30, "the second batch is handled and acknowledged")
+        assert await self.committed() == before < 20  # coalesced: waits for the interval or a flush
+        assert list(runner._inflight.pending.values()) == [20]  # one partition, acknowledged up to 20
+
+
+async def test_pending_offsets_are_committed_once_the_consumer_is_idle(settings: HeraldSettings) -> None:
+    async with _Group(settings, interval_ms=8_000) as g:
+        handler = _Forward("commits-idle", g.target)
+        runner = g.start(handler)
+        await g.first_commit_then_pending(handler, runner)
+
+        async def all_committed() -> bool:
+            return await g.committed() == 20
+
+        await _until(all_committed, 30, "an idle poll past the interval commits the pending offsets")
+        assert runner._inflight.pending == {}
+
+
+async def test_pending_offsets_are_committed_at_shutdown(settings: HeraldSettings) -> None:
+    async with _Group(settings, interval_ms=600_000) as g:
+        handler = _Forward("commits-stop", g.target)
+        runner = g.start(handler)
+        await g.first_commit_then_pending(handler, runner)
+        runner.stop()
+        await asyncio.wait_for(g.tasks[0], 30)
+        assert await g.committed() == 20
+
+
+async def test_pending_offsets_are_committed_on_revocation_so_nothing_is_replayed(
+    settings: HeraldSettings,
+) -> None:
+    async with _Group(settings, interval_ms=600_000) as g:
+        first = _Forward("commits-revoked", g.target)
+        runner = g.start(first)
+        await g.first_commit_then_pending(first, runner)
+        second = _Forward("commits-joiner", g.target)
+        g.start(second)  # one partition: the group revokes it from the first member
+
+        async def rebalanced() -> bool:
+            return runner.describe()["revocations"] != 0 and await g.committed() == 20
+
+        await _until(rebalanced, 60, "the revocation commits the pending offsets")
+        await asyncio.sleep(3.0)  # whoever owns the partition now polls from that commit
+        assert second.handled == [] and len(first.handled) == 20  # nothing replayed
