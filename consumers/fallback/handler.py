@@ -43,7 +43,6 @@ from consumers.workflow.executor import workflow_receipt
 from consumers.workflow.preset_run import Entry, digest_entry, enter_all, escalation_entry
 from consumers.workflow.presets import digest_after, escalation_after, preset_steps, timings_of
 from consumers.workflow.steps import Step
-from schemas.codec import DecodeError
 from schemas.errors import DependencyUnavailable, RecordError
 from schemas.models import ChannelMessage, DeliveryOutcome, OutcomeStatus, Receipt
 
@@ -51,6 +50,7 @@ __all__ = ["FallbackHandler"]
 
 log = logging.getLogger(__name__)
 Signal = DeliveryOutcome | Receipt
+_SIGNALS: tuple[type[Signal], ...] = (DeliveryOutcome, Receipt)
 
 # PostgreSQL is down or the connection broke (mid-COMMIT included): the batch is retried, never
 # isolated record by record (dead-lettered outcomes would lose their retries).
@@ -82,15 +82,8 @@ class FallbackHandler:
         self.steps = Steps()  # wall time per step of a batch (make bench prints the timeline)
 
     def decode(self, raw: bytes) -> Signal:
-        name, record = self.ctx.codec.decode_record(raw)
-        try:
-            if name == DeliveryOutcome.SCHEMA:
-                return DeliveryOutcome.from_record(record)
-            if name == Receipt.SCHEMA:
-                return Receipt.from_record(record)
-        except (TypeError, ValueError) as exc:
-            raise DecodeError("invalid", f"{name}: {exc}") from exc
-        raise DecodeError("unexpected_schema", f"expected DeliveryOutcome or Receipt, got {name}")
+        # One generated reader per kind (schemas/decoding.py), not fastavro's dict then the dataclass.
+        return self.ctx.codec.decode_one_of(raw, _SIGNALS)
 
     async def handle(self, batch: Sequence[Incoming[Signal]]) -> Sequence[Result]:
         try:
