@@ -63,6 +63,7 @@ class _Later:
 
     retries: list[tuple[Timer, str]]  # with the channel (the metric's label)
     entries: list[Entry]  # preset steps entered (escalations, digest items)
+    critical: list[tuple[DeliveryOutcome, datetime]]  # critical outcomes watched (when handled)
 
 
 class FallbackHandler:
@@ -121,12 +122,14 @@ class FallbackHandler:
             run = [v for v in values[start:end] if isinstance(v, DeliveryOutcome)]
             with self.steps.step("remember sent"):
                 early = await remember_sent(self.ctx, conn, run)
-            later = _Later([], [])  # retries and preset entries, armed together after the run
+            later = _Later([], [], [])  # armed together after the run
             with self.steps.step("outcomes"):
                 for outcome, outputs in zip(run, early, strict=True):
                     results.append(await self._outcome(conn, outcome, outputs, later))
             with self.steps.step("arm retries"):
                 await self._arm_retries(conn, later.retries)
+            with self.steps.step("critical watch"):
+                await watch_critical(self.ctx, conn, later.critical)
             with self.steps.step("enter presets"):
                 await enter_all(self.ctx, conn, later.entries)
             start = end
@@ -174,11 +177,10 @@ class FallbackHandler:
         later: _Later,
     ) -> list[Output]:
         """``early``: the outcomes of receipts that came before this ``sent`` (:func:`remember_sent`);
-        a retry's timer (with its channel) and the preset step it enters are added to ``later``,
-        for the caller to arm with the run's others."""
-        now = self.ctx.clock.now()
+        a retry's timer (with its channel), the preset step it enters and a critical outcome to
+        watch are added to ``later``, for the caller to write with the run's others."""
         if watches_critical(outcome) and not self._custom(outcome.event_type):
-            await watch_critical(self.ctx, conn, outcome, now)
+            later.critical.append((outcome, self.ctx.clock.now()))
         outputs = list(early)
         message = outcome.message
         actions = decide_outcome(outcome, self._steps(message) if message is not None else ())
