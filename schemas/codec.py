@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from fastavro import schemaless_reader, schemaless_writer
 
 from schemas.decoding import RecordReader
 from schemas.errors import RecordError
-from schemas.models import Record, field_names
+from schemas.models import Channel, Lane, OutcomeStatus, ReceiptStatus, Record, Tier, field_names
 from schemas.registry import MAGIC, Contract, load_contracts
 from schemas.segments import SegmentedEncoder
 
@@ -139,19 +140,41 @@ class Codec:
         A record written with the newest version of ``kind``'s contract is read straight into the
         dataclass (:mod:`schemas.decoding`); anything that path does not read goes through fastavro.
         """
-        reader = self._readers.get(kind)
-        if reader is None and kind.SCHEMA in self._latest:
-            reader = self._readers[kind] = RecordReader(self._latest[kind.SCHEMA], kind, field_names(kind))
-        fast = reader.read(data) if reader is not None else None
-        if fast is not None:
-            return fast  # type: ignore[no-any-return]
+        return self.decode_one_of(data, (kind,))
+
+    def decode_one_of(self, data: bytes, kinds: tuple[type[R], ...]) -> R:
+        """:meth:`decode` for a topic that carries several kinds (outcomes and receipts): the
+        record as whichever of ``kinds`` its header names; :class:`DecodeError` if none."""
+        for kind in kinds:
+            reader = self._readers.get(kind)
+            if reader is None and kind.SCHEMA in self._latest:
+                reader = self._readers[kind] = RecordReader(
+                    self._latest[kind.SCHEMA], kind, field_names(kind), _nested_kinds(), _ENUMS
+                )
+            if reader is not None and data.startswith(reader.header):
+                fast = reader.read(data)
+                if fast is not None:
+                    return fast  # type: ignore[no-any-return]
+                break
         name, record = self.decode_record(data)
-        if name != kind.SCHEMA:
-            raise DecodeError("unexpected_schema", f"expected {kind.SCHEMA}, got {name}")
-        try:
-            return kind.from_record(record)
-        except (TypeError, ValueError) as exc:
-            raise DecodeError("invalid", f"{name}: {exc}") from exc
+        for kind in kinds:
+            if name == kind.SCHEMA:
+                try:
+                    return kind.from_record(record)
+                except (TypeError, ValueError) as exc:
+                    raise DecodeError("invalid", f"{name}: {exc}") from exc
+        expected = " or ".join(k.SCHEMA for k in kinds)
+        raise DecodeError("unexpected_schema", f"expected {expected}, got {name}")
+
+
+_ENUMS: dict[str, type[StrEnum]] = {
+    e.__name__: e for e in (Channel, Lane, OutcomeStatus, ReceiptStatus, Tier)
+}
+
+
+def _nested_kinds() -> dict[str, tuple[type[Record], tuple[str, ...]]]:
+    """Every contract's dataclass by record name, for the records a contract embeds."""
+    return {k.SCHEMA: (k, field_names(k)) for k in Record.__subclasses__()}
 
 
 _default: Codec | None = None

@@ -9,7 +9,12 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from consumers.fallback.context import FallbackContext
-from consumers.fallback.decisions import KIND_CRITICAL_CHECK, counts_as_sent, critical_verdict
+from consumers.fallback.decisions import (
+    KIND_CRITICAL_CHECK,
+    counts_as_sent,
+    critical_verdict,
+    earliest_reach,
+)
 from consumers.infra.keys import derived_key
 from consumers.runtime import metrics
 from consumers.runtime.handling import Output
@@ -22,34 +27,52 @@ log = logging.getLogger(__name__)
 
 
 async def watch_critical(
-    ctx: FallbackContext, conn: asyncpg.Connection, outcome: DeliveryOutcome, now: datetime
+    ctx: FallbackContext, conn: asyncpg.Connection, watched: Sequence[tuple[DeliveryOutcome, datetime]]
 ) -> None:
-    """Record a channel outcome of a critical notification; the first one arms the check."""
-    deadline = outcome.occurred_at + timedelta(seconds=ctx.settings.critical_check_after_s)
-    inserted = await conn.fetchval(
+    """Record the channel outcomes of critical notifications (each with the time it was handled):
+    a notification's first one arms its check, and the earliest send counts as reached. In three
+    statements for a run of outcomes, whatever its size; the same rows as one by one (only
+    receipts, which end a run, touch these rows in between)."""
+    if not watched:
+        return
+    first: dict[str, tuple[DeliveryOutcome, datetime]] = {}
+    for outcome, now in watched:
+        first.setdefault(outcome.notification_id, (outcome, now))
+    after = timedelta(seconds=ctx.settings.critical_check_after_s)
+    rows = await conn.fetch(
         "INSERT INTO herald_critical_watch (notification_id, user_id, event_type, deadline) "
-        "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true",
-        outcome.notification_id,
-        outcome.user_id,
-        outcome.event_type,
-        deadline,
+        "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) "
+        "ON CONFLICT DO NOTHING RETURNING notification_id",
+        list(first),
+        [o.user_id for o, _ in first.values()],
+        [o.event_type for o, _ in first.values()],
+        [o.occurred_at + after for o, _ in first.values()],
     )
-    if inserted:
-        # Never before now: a consumer catching up after an outage still reads the other
-        # channels' outcomes (queued behind this one) before judging.
-        timer = Timer(
-            key=derived_key(outcome.notification_id, "critical_check"),
+    # Never before now: a consumer catching up after an outage still reads the other
+    # channels' outcomes (queued behind this one) before judging.
+    timers = [
+        Timer(
+            key=derived_key(nid, "critical_check"),
             kind=KIND_CRITICAL_CHECK,
-            due_at=max(deadline, now),
-            data={"notification_id": outcome.notification_id},
+            due_at=max(first[nid][0].occurred_at + after, first[nid][1]),
+            data={"notification_id": nid},
         )
-        await ctx.scheduler.arm([timer], conn)
-    if counts_as_sent(outcome.status):
-        await mark_reached(
-            conn,
-            outcome.notification_id,
-            outcome.recorded_at,
-            outcome.channel.value if outcome.channel else None,
+        for nid in (r["notification_id"] for r in rows)
+    ]
+    await ctx.scheduler.arm(timers, conn)
+    reached = earliest_reach(
+        (o.notification_id, o.recorded_at, o.channel.value if o.channel else None)
+        for o, _ in watched
+        if counts_as_sent(o.status)
+    )
+    if reached:
+        await conn.execute(
+            "UPDATE herald_critical_watch w SET first_sent_at = x.at, first_channel = x.channel "
+            "FROM unnest($1::text[], $2::timestamptz[], $3::text[]) AS x(n, at, channel) "
+            "WHERE w.notification_id = x.n AND (w.first_sent_at IS NULL OR w.first_sent_at > x.at)",
+            list(reached),
+            [at for at, _ in reached.values()],
+            [channel for _, channel in reached.values()],
         )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -37,6 +37,7 @@ __all__ = [
     "digest_message",
     "digest_send_at",
     "digest_window",
+    "earliest_reach",
     "escalates_on_exhaustion",
     "escalation_email",
     "escalation_email_key",
@@ -286,6 +287,20 @@ def digest_message(
 
 
 # -- critical ---------------------------------------------------------------------------------------
+def earliest_reach(
+    sends: Iterable[tuple[str, datetime, str | None]],
+) -> dict[str, tuple[datetime, str | None]]:
+    """Each notification's earliest send (time, channel) among ``(notification, time, channel)``,
+    the first of equal times: what marking each send in turn leaves (a send replaces the mark
+    only when earlier)."""
+    out: dict[str, tuple[datetime, str | None]] = {}
+    for nid, at, channel in sends:
+        mark = out.get(nid)
+        if mark is None or mark[0] > at:
+            out[nid] = (at, channel)
+    return out
+
+
 def critical_verdict(deadline: datetime, first_sent_at: datetime | None) -> bool:
     """Whether a critical notification reached the user in time (some channel sent by the deadline)."""
     return first_sent_at is not None and first_sent_at <= deadline

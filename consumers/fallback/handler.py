@@ -43,7 +43,6 @@ from consumers.workflow.executor import workflow_receipt
 from consumers.workflow.preset_run import Entry, digest_entry, enter_all, escalation_entry
 from consumers.workflow.presets import digest_after, escalation_after, preset_steps, timings_of
 from consumers.workflow.steps import Step
-from schemas.codec import DecodeError
 from schemas.errors import DependencyUnavailable, RecordError
 from schemas.models import ChannelMessage, DeliveryOutcome, OutcomeStatus, Receipt
 
@@ -51,6 +50,7 @@ __all__ = ["FallbackHandler"]
 
 log = logging.getLogger(__name__)
 Signal = DeliveryOutcome | Receipt
+_SIGNALS: tuple[type[Signal], ...] = (DeliveryOutcome, Receipt)
 
 # PostgreSQL is down or the connection broke (mid-COMMIT included): the batch is retried, never
 # isolated record by record (dead-lettered outcomes would lose their retries).
@@ -63,6 +63,7 @@ class _Later:
 
     retries: list[tuple[Timer, str]]  # with the channel (the metric's label)
     entries: list[Entry]  # preset steps entered (escalations, digest items)
+    critical: list[tuple[DeliveryOutcome, datetime]]  # critical outcomes watched (when handled)
 
 
 class FallbackHandler:
@@ -82,15 +83,8 @@ class FallbackHandler:
         self.steps = Steps()  # wall time per step of a batch (make bench prints the timeline)
 
     def decode(self, raw: bytes) -> Signal:
-        name, record = self.ctx.codec.decode_record(raw)
-        try:
-            if name == DeliveryOutcome.SCHEMA:
-                return DeliveryOutcome.from_record(record)
-            if name == Receipt.SCHEMA:
-                return Receipt.from_record(record)
-        except (TypeError, ValueError) as exc:
-            raise DecodeError("invalid", f"{name}: {exc}") from exc
-        raise DecodeError("unexpected_schema", f"expected DeliveryOutcome or Receipt, got {name}")
+        # One generated reader per kind (schemas/decoding.py), not fastavro's dict then the dataclass.
+        return self.ctx.codec.decode_one_of(raw, _SIGNALS)
 
     async def handle(self, batch: Sequence[Incoming[Signal]]) -> Sequence[Result]:
         try:
@@ -128,12 +122,14 @@ class FallbackHandler:
             run = [v for v in values[start:end] if isinstance(v, DeliveryOutcome)]
             with self.steps.step("remember sent"):
                 early = await remember_sent(self.ctx, conn, run)
-            later = _Later([], [])  # retries and preset entries, armed together after the run
+            later = _Later([], [], [])  # armed together after the run
             with self.steps.step("outcomes"):
                 for outcome, outputs in zip(run, early, strict=True):
                     results.append(await self._outcome(conn, outcome, outputs, later))
             with self.steps.step("arm retries"):
                 await self._arm_retries(conn, later.retries)
+            with self.steps.step("critical watch"):
+                await watch_critical(self.ctx, conn, later.critical)
             with self.steps.step("enter presets"):
                 await enter_all(self.ctx, conn, later.entries)
             start = end
@@ -181,11 +177,10 @@ class FallbackHandler:
         later: _Later,
     ) -> list[Output]:
         """``early``: the outcomes of receipts that came before this ``sent`` (:func:`remember_sent`);
-        a retry's timer (with its channel) and the preset step it enters are added to ``later``,
-        for the caller to arm with the run's others."""
-        now = self.ctx.clock.now()
+        a retry's timer (with its channel), the preset step it enters and a critical outcome to
+        watch are added to ``later``, for the caller to write with the run's others."""
         if watches_critical(outcome) and not self._custom(outcome.event_type):
-            await watch_critical(self.ctx, conn, outcome, now)
+            later.critical.append((outcome, self.ctx.clock.now()))
         outputs = list(early)
         message = outcome.message
         actions = decide_outcome(outcome, self._steps(message) if message is not None else ())

@@ -33,7 +33,7 @@ from consumers.scheduler.retries import KIND_RETRY
 from consumers.scheduler.store import FireHandler, Scheduler, Timer, TimerPoller
 from consumers.workflow.context import KIND_STEP, WorkflowContext
 from consumers.workflow.executor import fire_step
-from consumers.workflow.preset_run import fire_preset_step, is_preset
+from consumers.workflow.preset_run import fire_preset_step, is_preset, lock_state
 from consumers.workflow.process import fire_handlers as workflow_handlers
 from consumers.workflow.process import workflow_context
 from schemas.codec import default_codec
@@ -58,12 +58,11 @@ def fire_handlers(ctx: FallbackContext, wf: WorkflowContext | None = None) -> Ma
         return functools.update_wrapper(fire, fn)  # type: ignore[arg-type]
 
     async def step(timer: Timer, conn: asyncpg.Connection) -> Sequence[Output]:
-        route = await conn.fetchval(
-            "SELECT route FROM herald_workflows WHERE notification_id = $1",
-            str(timer.data["notification_id"]),
-        )
-        if route is not None and is_preset(route):
-            return await fire_preset_step(ctx, timer, conn)
+        # The state row locked with its route in one statement: a preset's step runs on it (not a
+        # look at the route, then the lock); a route's own steps lock it again, in this transaction.
+        row = await lock_state(conn, str(timer.data["notification_id"]))
+        if row is not None and is_preset(row["route"]):
+            return await fire_preset_step(ctx, timer, conn, row)
         if wf is None:
             raise ConfigurationError(f"workflow step {timer.key}: this poller has no routing table")
         return await fire_step(wf, timer, conn)

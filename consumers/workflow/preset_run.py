@@ -46,6 +46,7 @@ __all__ = [
     "escalation_entry",
     "fire_preset_step",
     "is_preset",
+    "lock_state",
     "preset_timer",
     "rounds",
 ]
@@ -201,13 +202,21 @@ async def _digest(ctx: FallbackContext, conn: asyncpg.Connection, item: ChannelM
     )
 
 
-async def fire_preset_step(ctx: FallbackContext, timer: Timer, conn: asyncpg.Connection) -> Sequence[Output]:
-    """Due: run the preset's step once, unless a receipt ended it, it already ran or it was cancelled."""
-    nid = str(timer.data["notification_id"])
-    step = int(timer.data["step"])
-    row = await conn.fetchrow(
-        "SELECT step, state, event FROM herald_workflows WHERE notification_id = $1 FOR UPDATE", nid
+async def lock_state(conn: asyncpg.Connection, notification_id: str) -> asyncpg.Record | None:
+    """The notification's state row (route, step, state, event), locked until the fire commits."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT route, step, state, event FROM herald_workflows WHERE notification_id = $1 FOR UPDATE",
+        notification_id,
     )
+    return row
+
+
+async def fire_preset_step(
+    ctx: FallbackContext, timer: Timer, conn: asyncpg.Connection, row: asyncpg.Record | None
+) -> Sequence[Output]:
+    """Due: run the preset's step once, unless a receipt ended it, it already ran or it was
+    cancelled. ``row``: the notification's state row, locked (:func:`lock_state`)."""
+    step = int(timer.data["step"])
     if row is None or row["state"] not in ACTIVE or row["step"] != step:
         return []
     message = ctx.codec.decode(row["event"], ChannelMessage)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import asyncpg
 import pytest_asyncio
@@ -201,6 +202,42 @@ async def test_critical_with_no_channel_through_is_counted_and_logged(h: Harness
         by_receipt.notification_id: "delivered",
     }
     assert lost[0].notification_id in caplog.text  # type: ignore[attr-defined]
+
+
+async def test_a_run_of_critical_outcomes_arms_one_check_each_and_marks_the_earliest_send(h: Harness) -> None:
+    """The watch of a run is written in three statements: one row and one check per notification,
+    and the send that came first (the first of equal times) as the one that reached the user."""
+    user = f"u-{uuid.uuid4().hex[:10]}"
+    now = h.clock.now()
+    first = channel_message(user, Channel.PUSH, Tier.CRITICAL, event_type="security_alert", occurred_at=now)
+    same = {"notification_id": first.notification_id, "event_id": first.event_id}
+    sms, email = (
+        ChannelMessage(**{**channel_message(user, c, Tier.CRITICAL, occurred_at=now).to_record(), **same})
+        for c in (Channel.SMS, Channel.EMAIL)
+    )
+    other = channel_message(user, Channel.SMS, Tier.CRITICAL, event_type="security_alert", occurred_at=now)
+    await h.feed(
+        outcome_of(first, OutcomeStatus.SENT, at=now.replace(second=30)),
+        outcome_of(other, OutcomeStatus.FAILED_PERMANENT, at=now),
+        outcome_of(sms, OutcomeStatus.SENT, at=now.replace(second=10)),
+        outcome_of(email, OutcomeStatus.SENT, at=now.replace(second=10)),
+    )
+    rows = await h.pool.fetch(
+        "SELECT notification_id, deadline, first_sent_at, first_channel FROM herald_critical_watch "
+        "WHERE user_id = $1",
+        user,
+    )
+    watch = {r["notification_id"]: (r["deadline"], r["first_sent_at"], r["first_channel"]) for r in rows}
+    deadline = now + timedelta(seconds=120)
+    assert watch == {
+        first.notification_id: (deadline, now.replace(second=10), "sms"),
+        other.notification_id: (deadline, None, None),
+    }
+    timers = await h.pool.fetch(
+        "SELECT data FROM herald_timers WHERE kind = 'critical_check' AND data->>'notification_id' = ANY($1)",
+        [first.notification_id, other.notification_id],
+    )
+    assert len(timers) == 2
 
 
 async def test_settings_default_webhook_schedule_matches_the_architecture(settings: HeraldSettings) -> None:
