@@ -17,7 +17,10 @@ __all__ = ["for_lane"]
 
 
 def for_lane(runtime: RuntimeSettings, bulk: bool) -> RuntimeSettings:
-    """``runtime`` as a process of this lane uses it: a bulk-lane one fetches with the bulk wait."""
-    if not bulk or runtime.fetch_max_wait_ms == runtime.bulk_fetch_max_wait_ms:
+    """``runtime`` as a process of this lane uses it: a bulk-lane one fetches with the longer of the
+    two waits, so raising ``FETCH_MAX_WAIT_MS`` (on a real Kafka, where it costs no latency) never
+    leaves the bulk lane asking more often than the priority lane."""
+    wait = max(runtime.fetch_max_wait_ms, runtime.bulk_fetch_max_wait_ms)
+    if not bulk or runtime.fetch_max_wait_ms == wait:
         return runtime
-    return runtime.model_copy(update={"fetch_max_wait_ms": runtime.bulk_fetch_max_wait_ms})
+    return runtime.model_copy(update={"fetch_max_wait_ms": wait})

@@ -7,7 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-__all__ = ["RuntimeSettings"]
+__all__ = ["MAX_FETCH_WAIT_MS", "RuntimeSettings"]
+
+# A fetch the broker may hold longer than the client waits for any answer (aiokafka's request
+# timeout, 40 s) would time out every time, idle or not: the waits stay well under it.
+MAX_FETCH_WAIT_MS = 30_000
 
 
 class RuntimeSettings(BaseModel, frozen=True):
@@ -20,6 +24,7 @@ class RuntimeSettings(BaseModel, frozen=True):
     fetch_max_wait_ms: int = Field(
         20,
         ge=1,  # tansu answers a 0 ms fetch with no records at all: the consumer would never read any
+        le=MAX_FETCH_WAIT_MS,
         description="Longest the broker may hold a fetch for more data. Tansu (the embedded broker) "
         "polls its storage at half the time left, so a record waits up to half this per hop; a real "
         "Kafka answers as soon as data arrives, and this only bounds how often an idle consumer asks.",
@@ -27,7 +32,9 @@ class RuntimeSettings(BaseModel, frozen=True):
     bulk_fetch_max_wait_ms: int = Field(
         250,
         ge=1,
-        description="`FETCH_MAX_WAIT_MS` of bulk-lane processes (`--lane bulk`, `fanout`): an idle one "
+        le=MAX_FETCH_WAIT_MS,
+        description="`FETCH_MAX_WAIT_MS` of bulk-lane processes (`--lane bulk`, `fanout`), or "
+        "`FETCH_MAX_WAIT_MS` if that is longer: an idle one "
         "then fetches 4 times a second instead of 50 (its CPU and the broker's); on tansu a bulk "
         "message may wait up to half this per hop.",
     )
