@@ -39,8 +39,9 @@ async def _keep_session(_: asyncpg.Connection) -> None:
     open transaction: nothing. asyncpg's default reset is a statement of its own (advisory locks,
     cursors, LISTEN, session settings) — a second round trip for every pool call, and nothing of
     it is ever left on a pool connection here: locks and settings are transaction-scoped
-    (``pg_advisory_xact_lock``, ``SET LOCAL``), the migration lock is released where it is taken,
-    and LISTEN has connections of its own (:mod:`consumers.infra.pg_listen`)."""
+    (``pg_advisory_xact_lock``, ``SET LOCAL``), :func:`migrate` releases its session lock and
+    settings or closes the connection, and LISTEN has connections of its own
+    (:mod:`consumers.infra.pg_listen`)."""
 
 
 async def connect_pool(
@@ -76,8 +77,8 @@ async def migrate(pool: asyncpg.Pool, directory: Path = MIGRATIONS) -> list[str]
     """Apply every migration not applied yet; return their names."""
     applied: list[str] = []
     async with pool.acquire() as conn:
-        await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_ID)
         try:
+            await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_ID)
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS herald_migrations (name text PRIMARY KEY, applied_at timestamptz "
                 "NOT NULL DEFAULT now())"
@@ -91,6 +92,12 @@ async def migrate(pool: asyncpg.Pool, directory: Path = MIGRATIONS) -> list[str]
                     await conn.execute("INSERT INTO herald_migrations (name) VALUES ($1)", path.name)
                 applied.append(path.name)
                 log.info("applied migration %s", path.name)
-        finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)
+            await conn.execute("RESET ALL")  # a migration's plain SET outlives its transaction
+        except BaseException:
+            # The pool does not reset a connection on its way back (_keep_session): one that may
+            # still hold the session lock (a failed migration, a timeout or a cancellation after the
+            # server granted it) is closed, not returned, or every later migrator would wait on it.
+            conn.terminate()
+            raise
     return applied
