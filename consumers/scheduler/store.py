@@ -205,49 +205,59 @@ class TimerPoller:
         now = self.scheduler.clock.now()
         if self._idle and not await self._any_due(now):
             return 0
-        started = time.monotonic()
-        async with self.scheduler.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                "SELECT id, key, kind, due_at, topic, msg_key, payload, data FROM herald_timers "
-                "WHERE namespace = $4 AND state = 'pending' AND due_at <= $1 AND kind = ANY($3::text[]) "
-                "ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-                now,
-                self.settings.batch_size,
-                list(self.handlers),  # a poller only takes the kinds it can fire
-                self.scheduler.namespace,
-            )
-            self._idle = not rows
-            if not rows:
-                return 0
-            outputs: list[Output] = []
-            fired: list[asyncpg.Record] = []
-            failed: list[str] = []
-            # Each timer that writes fires in a savepoint of its own, so a failing one undoes only
-            # its own work: one round trip per such timer (release the last one's, set its own).
-            saving = False
-            for row in rows:
-                writes = row["kind"] not in self._no_writes
-                if writes:
-                    released = f"RELEASE SAVEPOINT {_SAVEPOINT}; " if saving else ""
-                    await conn.execute(f"{released}SAVEPOINT {_SAVEPOINT}")
-                    saving = True
-                out = await self._fire(conn, row, rollback=writes)
-                if out is not None:
-                    outputs.extend(out)
-                    fired.append(row)
-                else:
-                    failed.append(row["kind"])
-            fired_at = time.monotonic()
-            await produce_all(
-                self.producer, outputs
-            )  # acknowledged by the broker before rows are marked fired
-            acked_at = time.monotonic()
-            ids = [r["id"] for r in fired]
-            await conn.execute(
-                "UPDATE herald_timers SET state = 'fired', fired_at = $2 WHERE id = ANY($1::bigint[])",
-                ids,
-                now,
-            )
+        async with self.scheduler.pool.acquire() as conn:
+            started = time.monotonic()  # rows are held from here: the wait for a connection is not theirs
+            try:
+                async with conn.transaction():
+                    rows = await conn.fetch(
+                        "SELECT id, key, kind, due_at, topic, msg_key, payload, data FROM herald_timers "
+                        "WHERE namespace = $4 AND state = 'pending' AND due_at <= $1 AND kind = ANY($3::text[]) "
+                        "ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+                        now,
+                        self.settings.batch_size,
+                        list(self.handlers),  # a poller only takes the kinds it can fire
+                        self.scheduler.namespace,
+                    )
+                    self._idle = not rows
+                    if not rows:
+                        return 0
+                    outputs: list[Output] = []
+                    fired: list[asyncpg.Record] = []
+                    failed: list[str] = []
+                    # Each timer that writes fires in a savepoint of its own, so a failing one undoes only
+                    # its own work: one round trip per such timer (release the last one's, set its own).
+                    saving = False
+                    for row in rows:
+                        writes = row["kind"] not in self._no_writes
+                        if writes:
+                            released = f"RELEASE SAVEPOINT {_SAVEPOINT}; " if saving else ""
+                            await conn.execute(f"{released}SAVEPOINT {_SAVEPOINT}")
+                            saving = True
+                        out = await self._fire(conn, row, rollback=writes)
+                        if out is not None:
+                            outputs.extend(out)
+                            fired.append(row)
+                        else:
+                            failed.append(row["kind"])
+                    fired_at = time.monotonic()
+                    await produce_all(
+                        self.producer, outputs
+                    )  # acknowledged by the broker before rows are marked fired
+                    acked_at = time.monotonic()
+                    ids = [r["id"] for r in fired]
+                    await conn.execute(
+                        "UPDATE herald_timers SET state = 'fired', fired_at = $2 WHERE id = ANY($1::bigint[])",
+                        ids,
+                        now,
+                    )
+            except BaseException:
+                if (took := time.monotonic() - started) >= self.slow_batch_s:
+                    log.warning(
+                        "scheduler: a batch held its rows %.1fs and failed; nothing was marked fired, "
+                        "its timers are tried again",
+                        took,
+                    )
+                raise
         if (took := time.monotonic() - started) >= self.slow_batch_s:
             log.warning(
                 "scheduler: a batch of %d timers (%s) held its rows %.1fs: select and handlers %.1fs, "

@@ -20,6 +20,7 @@ from consumers.infra.settings import SchedulerSettings
 from consumers.runtime.handling import Output
 from consumers.runtime.kafka import create_topics, make_producer
 from consumers.scheduler.store import Scheduler, Timer, TimerPoller
+from schemas.errors import DependencyUnavailable
 from tests.conftest import make_settings
 
 
@@ -60,3 +61,38 @@ async def test_a_slow_batch_is_logged_with_its_handlers_acks_and_commit_times(
     assert "broker acks of 2 records" in message
     handlers_s = float(message.split("select and handlers ")[1].split("s,")[0])
     assert handlers_s >= 0.3
+
+
+async def test_a_slow_batch_that_fails_is_logged_and_its_timer_stays_pending(
+    stack: DevStack, pg_pool: asyncpg.Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stall that ends in an outage (here after 0.3 s) is not silent either, and the timer is
+    fired by the next batch, not lost."""
+    settings = make_settings(stack)
+    topic = f"{settings.topic_prefix}.timers"
+    await create_topics(settings, [topic])
+    scheduler = Scheduler(pg_pool, namespace=settings.topic_prefix)
+    outage = True
+
+    async def stalls(timer: Timer, conn: asyncpg.Connection) -> Sequence[Output]:
+        await conn.execute("SELECT pg_sleep(0.3)")
+        if outage:
+            raise DependencyUnavailable("the contact store stopped answering")
+        return [Output(topic, b"late", None)]
+
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        poller = TimerPoller(scheduler, producer, SchedulerSettings(), {"stalls": stalls}, slow_batch_s=0.25)
+        await scheduler.arm([Timer("stalls", "stalls", datetime.now(UTC) - timedelta(seconds=1))])
+        with (
+            caplog.at_level(logging.WARNING, logger="consumers.scheduler.store"),
+            pytest.raises(DependencyUnavailable),
+        ):
+            await poller.release_due()
+        outage = False
+        assert await poller.release_due() == 1  # still pending after the failed batch
+    finally:
+        await asyncio.wait_for(producer.stop(), 10)
+    failed = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].startswith("scheduler: a batch held its rows 0.")
