@@ -210,10 +210,7 @@ async def _stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
 
 
 async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
-    from consumers.infra.db import connect_pool, migrate
-    from consumers.runtime.kafka import create_topics
-
-    if args.print_env:
+    if args.print_env:  # what a second shell evals: it starts no client library
         sys.stdout.write(read_env_file(args.logs))
         return 0
     from consumers.devstack import DevStack
@@ -222,6 +219,8 @@ async def dev(_: HeraldSettings, args: argparse.Namespace) -> int:
     from consumers.devstack.smtp_sink import SmtpSink
     from consumers.devstack.twilio_fake import TwilioFake
     from consumers.devstack.webhook_sink import WebhookSink
+    from consumers.infra.db import connect_pool, migrate
+    from consumers.runtime.kafka import create_topics
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the provider watcher polls every second
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd: a line per SMTP command

@@ -62,6 +62,9 @@ class _Output:
         self.proc.wait(timeout=timeout)
         for reader in self._readers:
             reader.join(10)
+        # A pipe still open (a grandchild holding it) would leave the test asserting on part of
+        # the output: the very failure this helper exists to prevent, so it is said plainly.
+        assert not any(r.is_alive() for r in self._readers), "a pipe of the child is still open after 10 s"
 
 
 def test_output_keeps_every_line_of_both_pipes_while_the_test_waits() -> None:

@@ -1,4 +1,5 @@
-"""``herald --help``, ``herald settings`` and every process start import no client library.
+"""``herald --help`` and ``herald settings`` import no client library; ``herald run`` imports
+its clients only inside ``run_process``, after the parser and the settings.
 
 Reading settings and building the parser are what every CLI command and every ``herald run``
 pays before doing anything; with the AWS, Kafka, PostgreSQL, Redis, HTTP and template clients
@@ -64,6 +65,19 @@ settings_table(markdown=True)
 """
 
 
+# What `eval "$(herald dev --print-env)"` runs in the demo's second shell (no demo here: refused).
+_PRINT_ENV = """
+import argparse, asyncio, pathlib, tempfile
+from consumers.cli.dev import dev
+from consumers.infra.settings import load_settings
+from schemas.errors import ConfigurationError
+try:
+    asyncio.run(dev(load_settings(), argparse.Namespace(print_env=True, logs=pathlib.Path(tempfile.mkdtemp()))))
+except ConfigurationError:
+    pass
+"""
+
+
 def _loaded(code: str) -> set[str]:
     """Top-level packages in ``sys.modules`` after running ``code`` in a fresh interpreter."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -86,8 +100,9 @@ def _loaded(code: str) -> set[str]:
         "import consumers.cli.main",
         _HELP,
         _SETTINGS,
+        _PRINT_ENV,
     ],
-    ids=["settings", "cli-main", "every-help", "settings-markdown"],
+    ids=["settings", "cli-main", "every-help", "settings-markdown", "dev-print-env"],
 )
 def test_start_up_imports_no_client(code: str) -> None:
     assert _loaded(code) & HEAVY == set()
