@@ -11,6 +11,7 @@ from bench.timed import time_runner
 from channels.base import ChannelAdapter
 from channels.dry_run import DryRunAdapter
 from channels.templates import TemplateRenderer
+from consumers.channel.cancelled import CancelCheck
 from consumers.channel.consumer import ChannelConsumer
 from consumers.channel.ledger import DeliveryLedger
 from consumers.infra.keys import idempotency_key, notification_id
@@ -86,6 +87,10 @@ async def run_consumer(
     )
     consumer.ledger = DeliveryLedger(
         res.redis(), ttl_s=3600, namespace=f"{res.settings.topic_prefix}:delivery", consumer=consumer.name
+    )
+    # As `herald run channel` builds it: the cancellation check on the ledger's client.
+    consumer.cancel_check = CancelCheck(
+        res.redis(), consumer=consumer.name, prefix=f"{res.settings.topic_prefix}:cancel"
     )
     return await time_runner(
         consumer,

@@ -43,7 +43,7 @@ from consumers.channel.ledger_writes import LedgerWrites
 from consumers.runtime import metrics
 from schemas.models import Channel, Tier
 
-__all__ = ["DeliveryLedger", "Entry", "LedgerState", "Replay", "replay_decision"]
+__all__ = ["DeliveryLedger", "Entry", "LedgerState", "Replay", "parse_entries", "replay_decision"]
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,17 @@ def _parse(raw: str) -> Entry | None:
     return None  # unknown value (an older format): treat as nothing known
 
 
+def parse_entries(keys: Sequence[str], values: Sequence[object]) -> dict[str, Entry]:
+    """The entries among the MGET's ``values`` for ``keys`` (owners not yet known alive). Pure."""
+    entries: dict[str, Entry] = {}
+    for key, value in zip(keys, values, strict=True):
+        if value is not None:
+            entry = _parse(value.decode() if isinstance(value, bytes) else str(value))
+            if entry is not None:
+                entries[key] = entry
+    return entries
+
+
 # The values' prefixes as plain strings: formatting a StrEnum member in an f-string goes through
 # Enum.__format__ (~0.4 us), twice per message.
 _DONE = f"{LedgerState.DONE}{_SEP}"
@@ -146,33 +157,48 @@ class DeliveryLedger:
         self._errors.inc()
         log.warning("delivery ledger: Redis unavailable (%s; REDIS_URL points at it); %s", exc, what)
 
+    def keys(self, idempotency_keys: Sequence[str]) -> list[str]:
+        """The ledger's Redis keys for these (deduplicated) idempotency keys, in order."""
+        return [self._prefix + k for k in idempotency_keys]
+
+    def lookup_failed(self, exc: BaseException, count: int) -> None:
+        """Redis did not answer the lookup: nothing known for ``count`` messages, counted and logged."""
+        self._down(exc, f"{count} message(s) handled without the ledger")
+
     async def lookup(self, idempotency_keys: Sequence[str]) -> dict[str, Entry]:
-        """The ledger's entries for a batch: one MGET, plus one EXISTS pipeline for in-flight owners."""
+        """The ledger's entries for a batch: one MGET, plus one EXISTS pipeline for in-flight owners.
+
+        A batch that also checks cancellations on the same client shares this MGET with them
+        (:func:`consumers.channel.redis_reads.read_marks`)."""
         keys = list(dict.fromkeys(idempotency_keys))
         if not keys:
             return {}
         try:
-            values = await self.client.mget([self._key(k) for k in keys])
-            entries: dict[str, Entry] = {}
-            for key, value in zip(keys, values, strict=True):
-                if value is not None:
-                    entry = _parse(value.decode() if isinstance(value, bytes) else str(value))
-                    if entry is not None:
-                        entries[key] = entry
-            owners = sorted({e.owner for e in entries.values() if e.owner and e.owner != self.owner})
-            if owners:
-                async with self.client.pipeline(transaction=False) as pipe:
-                    for o in owners:
-                        pipe.exists(self._owner_key(o))
-                    alive = dict(zip(owners, [bool(n) for n in await pipe.execute()], strict=True))
-                entries = {
-                    k: Entry(e.state, e.raw, e.owner, alive.get(e.owner or "", False), e.provider_id)
-                    for k, e in entries.items()
-                }
-            return entries
+            values = await self.client.mget(self.keys(keys))
         except (RedisError, OSError) as exc:
-            self._down(exc, f"{len(keys)} message(s) handled without the ledger")
+            self.lookup_failed(exc, len(keys))
             return {}
+        return await self.entries(keys, values)
+
+    async def entries(self, keys: Sequence[str], values: Sequence[object]) -> dict[str, Entry]:
+        """The entries the MGET's ``values`` for ``keys`` hold, with whether their in-flight owners
+        are alive (one EXISTS pipeline, only when another process's claim was found)."""
+        entries = parse_entries(keys, values)
+        owners = sorted({e.owner for e in entries.values() if e.owner and e.owner != self.owner})
+        if not owners:
+            return entries
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for o in owners:
+                    pipe.exists(self._owner_key(o))
+                alive = dict(zip(owners, [bool(n) for n in await pipe.execute()], strict=True))
+        except (RedisError, OSError) as exc:
+            self.lookup_failed(exc, len(keys))
+            return {}
+        return {
+            k: Entry(e.state, e.raw, e.owner, alive.get(e.owner or "", False), e.provider_id)
+            for k, e in entries.items()
+        }
 
     async def claim(self, idempotency_key: str, seen: Entry | None) -> bool:
         """Mark the key in flight by this process, if it still holds what the lookup saw.

@@ -1,9 +1,10 @@
 """What a channel consumer looks up once per batch, before any provider call, all at once.
 
 Four independent reads: which notifications a ``herald.cancel`` stopped (Redis), what the
-delivery ledger holds for each idempotency key (Redis), which addresses are on the suppression
-list (PostgreSQL) and the custom properties of recipients whose templates read ``recipient``
-(PostgreSQL). They run concurrently, so a batch waits for the slowest of them, not their sum.
+delivery ledger holds for each idempotency key (Redis; both in one MGET,
+:mod:`consumers.channel.redis_reads`), which addresses are on the suppression list (PostgreSQL)
+and the custom properties of recipients whose templates read ``recipient`` (PostgreSQL). They run
+concurrently, so a batch waits for the slowest of them, not their sum.
 A failure is raised as it would have been had they run one after the other (cancellation check,
 ledger, suppression list, properties): the first in that order wins.
 """
@@ -18,6 +19,7 @@ from typing import Any, Protocol, TypeVar
 from channels.templates import TemplateRenderer
 from consumers.channel.cancelled import CancelCheck
 from consumers.channel.ledger import DeliveryLedger, Entry
+from consumers.channel.redis_reads import read_marks
 from consumers.infra.recipient_properties import RecipientKey, RecipientProperties
 from consumers.runtime.handling import Incoming
 from schemas.models import Channel, ChannelMessage
@@ -57,13 +59,9 @@ async def look_up(
 ) -> BatchFacts:
     """The batch's facts; ``uses_recipient`` None: no template of this consumer reads properties."""
     messages = [item.value for item in batch]
-    cancelled: Awaitable[set[str]] = (
-        cancel_check.cancelled([m.notification_id for m in messages])
-        if cancel_check is not None
-        else _nothing(set())
-    )
-    entries: Awaitable[dict[str, Entry]] = (
-        ledger.lookup([m.idempotency_key for m in messages]) if ledger is not None else _nothing({})
+    # One Redis round trip for both the cancellation marks and the ledger entries.
+    marks = read_marks(
+        cancel_check, ledger, [m.notification_id for m in messages], [m.idempotency_key for m in messages]
     )
     blocked: Awaitable[set[str]] = (
         suppressions.suppressed(channel.value, {m.recipient for m in messages})
@@ -78,14 +76,14 @@ async def look_up(
     props: Awaitable[dict[RecipientKey, dict[str, Any]]] = (
         properties.get_many(wanted) if properties is not None and wanted else _nothing({})
     )
-    got = await asyncio.gather(cancelled, entries, blocked, props, return_exceptions=True)
+    got = await asyncio.gather(marks, blocked, props, return_exceptions=True)
     for answer in got:  # in the order they would have run one after the other
         if isinstance(answer, BaseException):
             raise answer
-    c, e, b, p = got
-    assert not isinstance(c, BaseException) and not isinstance(e, BaseException)
+    m, b, p = got
+    assert not isinstance(m, BaseException)
     assert not isinstance(b, BaseException) and not isinstance(p, BaseException)
-    return BatchFacts(c, e, b, p)
+    return BatchFacts(m[0], m[1], b, p)
 
 
 def renderer_reads(

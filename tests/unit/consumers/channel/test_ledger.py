@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from consumers.channel.ledger import Entry, LedgerState, Replay, replay_decision
+from consumers.channel.ledger import Entry, LedgerState, Replay, parse_entries, replay_decision
 from schemas.models import Channel, Tier
 
 ME = "channel-email-priority:me"
@@ -50,3 +50,13 @@ def test_in_flight_from_a_dead_process(tier: Tier, channel: Channel, expected: R
     assert replay_decision(DEAD, tier=tier, channel=channel, owner=ME) is expected
     # this process's own interrupted attempt is judged the same way
     assert replay_decision(MINE, tier=tier, channel=channel, owner=ME) is expected
+
+
+def test_parse_entries_keeps_the_known_values_of_the_keys_found() -> None:
+    keys = ["a", "b", "c", "d", "e"]
+    values = [b"done|pm-1", None, "in_flight|other", b"something-older", b"done|-"]
+    assert parse_entries(keys, values) == {
+        "a": Entry(LedgerState.DONE, "done|pm-1", provider_id="pm-1"),
+        "c": Entry(LedgerState.IN_FLIGHT, "in_flight|other", owner="other"),
+        "e": Entry(LedgerState.DONE, "done|-", provider_id=None),
+    }
