@@ -13,10 +13,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from consumers.infra.settings import HeraldSettings
+from consumers.runtime.handling import Incoming, Output, Result
 from consumers.runtime.kafka import create_topics
+from schemas.errors import DependencyUnavailable
 from tests.waiting import until
 
 __all__ = [
+    "Forward",
     "committed_offsets",
     "end_offsets",
     "produce_raw",
@@ -25,6 +28,26 @@ __all__ = [
     "wait_until_consumed",
     "wait_until_quiet",
 ]
+
+
+class Forward:
+    """A runtime handler forwarding each record to ``target``; raises ``DependencyUnavailable``
+    while ``outage`` is set (its cache is down)."""
+
+    def __init__(self, name: str, target: str, outage: asyncio.Event | None = None) -> None:
+        self.name = name
+        self.target = target
+        self.outage = outage
+        self.handled: list[bytes] = []
+
+    def decode(self, raw: bytes) -> bytes:
+        return raw
+
+    async def handle(self, batch: Sequence[Incoming[bytes]]) -> Sequence[Result]:
+        if self.outage is not None and self.outage.is_set():
+            raise DependencyUnavailable("cache unavailable (test)")
+        self.handled.extend(item.value for item in batch)
+        return [[Output(self.target, item.value, item.key)] for item in batch]
 
 
 async def produce_raw(

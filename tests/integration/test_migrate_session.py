@@ -5,10 +5,8 @@ still holds the migration lock, and a migration's plain ``SET`` must not outlive
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -16,23 +14,19 @@ import pytest_asyncio
 
 from consumers.devstack import DevStack
 from consumers.infra.db import _LOCK_ID, connect_pool, migrate
+from tests.pg_helpers import own_database
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def one_connection(stack: DevStack) -> AsyncIterator[asyncpg.Pool]:
     """A pool of exactly one connection on a database of its own: whatever a migration leaves on
     that connection, the next caller gets."""
-    name = f"herald_mig_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(stack.database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = urlunsplit(urlsplit(stack.database_url)._replace(path=f"/{name}"))
-    pool = await connect_pool(url, min_size=1, max_size=1)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-        await admin.execute(f'DROP DATABASE "{name}"')
-        await admin.close()
+    async with own_database(stack.database_url, "herald_mig") as url:
+        pool = await connect_pool(url, min_size=1, max_size=1)
+        try:
+            yield pool
+        finally:
+            await pool.close()
 
 
 async def _lock_holders(pool: asyncpg.Pool) -> int:

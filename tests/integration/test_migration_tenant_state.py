@@ -9,13 +9,13 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest_asyncio
 
 from consumers.devstack import DevStack
 from consumers.infra.db import MIGRATIONS, migrate
+from tests.pg_helpers import own_database
 
 T0 = datetime(2026, 3, 10, tzinfo=UTC)
 TARGET = "240_tenant_state.sql"
@@ -24,22 +24,17 @@ TARGET = "240_tenant_state.sql"
 @pytest_asyncio.fixture(loop_scope="session")
 async def before_240(stack: DevStack, tmp_path: Path) -> AsyncIterator[asyncpg.Pool]:
     """A database of its own, migrated up to (not including) 240."""
-    name = f"herald_m240_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(stack.database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = urlsplit(stack.database_url)
-    pool = await asyncpg.create_pool(urlunsplit(url._replace(path=f"/{name}")), min_size=1, max_size=2)
-    assert pool is not None
-    for path in sorted(MIGRATIONS.glob("*.sql")):
-        if path.name < TARGET:
-            shutil.copy(path, tmp_path / path.name)
-    await migrate(pool, tmp_path)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-        await admin.execute(f'DROP DATABASE "{name}"')
-        await admin.close()
+    async with own_database(stack.database_url, "herald_m240") as url:
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+        assert pool is not None
+        for path in sorted(MIGRATIONS.glob("*.sql")):
+            if path.name < TARGET:
+                shutil.copy(path, tmp_path / path.name)
+        await migrate(pool, tmp_path)
+        try:
+            yield pool
+        finally:
+            await pool.close()
 
 
 async def _inbox(pool: asyncpg.Pool, user: str, tenant: str, nid: str) -> uuid.UUID:

@@ -5,40 +5,16 @@ consumer goes idle, at shutdown and when its partitions are revoked (so nothing 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Sequence
-from typing import Any
 
 import pytest
 
 from consumers.infra.settings import HeraldSettings
-from consumers.runtime.handling import Incoming, Output, Result
 from consumers.runtime.kafka import create_topics, make_producer
 from consumers.runtime.runner import Runner
-from tests.kafka_helpers import committed_offsets, produce_raw
+from tests.kafka_helpers import Forward, committed_offsets, produce_raw
+from tests.waiting import until
 
 pytestmark = pytest.mark.timeout(180)
-
-
-class _Forward:
-    def __init__(self, name: str, target: str) -> None:
-        self.name = name
-        self.target = target
-        self.handled: list[bytes] = []
-
-    def decode(self, raw: bytes) -> bytes:
-        return raw
-
-    async def handle(self, batch: Sequence[Incoming[bytes]]) -> Sequence[Result]:
-        self.handled.extend(item.value for item in batch)
-        return [[Output(self.target, item.value, item.key)] for item in batch]
-
-
-async def _until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
-        await asyncio.sleep(0.1)
 
 
 def _records(prefix: str, n: int) -> list[tuple[bytes | None, bytes]]:
@@ -71,7 +47,7 @@ class _Group:
         await asyncio.wait_for(asyncio.gather(*self.tasks, return_exceptions=True), 30)
         await self.producer.stop()
 
-    def start(self, handler: _Forward) -> Runner[bytes]:
+    def start(self, handler: Forward) -> Runner[bytes]:
         runner: Runner[bytes] = Runner(
             handler,
             topics=[self.source],
@@ -87,7 +63,7 @@ class _Group:
     async def committed(self) -> int:
         return sum((await committed_offsets(self.settings, self.group, self.source)).values())
 
-    async def first_commit_then_pending(self, handler: _Forward, runner: Runner[bytes]) -> None:
+    async def first_commit_then_pending(self, handler: Forward, runner: Runner[bytes]) -> None:
         """10 records handled and committed (the first commit is due at once), then 10 more handled
         and acknowledged within the interval: their offsets are left pending."""
         await produce_raw(self.settings, self.source, _records("a", 10))
@@ -95,34 +71,36 @@ class _Group:
         async def first_committed() -> bool:
             return len(handler.handled) >= 10 and await self.committed() > 0
 
-        await _until(first_committed, 30, "the first batch is committed at once")
+        await until(first_committed, what="the first batch is committed at once", timeout=30)
         before = await self.committed()
         await produce_raw(self.settings, self.source, _records("b", 10))
 
         async def settled() -> bool:
             return len(handler.handled) >= 20 and runner.describe()["in_flight"] == "none"
 
-        await _until(settled, 30, "the second batch is handled and acknowledged")
+        await until(settled, what="the second batch is handled and acknowledged", timeout=30)
         assert await self.committed() == before < 20  # coalesced: waits for the interval or a flush
         assert list(runner._inflight.pending.values()) == [20]  # one partition, acknowledged up to 20
 
 
 async def test_pending_offsets_are_committed_once_the_consumer_is_idle(settings: HeraldSettings) -> None:
     async with _Group(settings, interval_ms=8_000) as g:
-        handler = _Forward("commits-idle", g.target)
+        handler = Forward("commits-idle", g.target)
         runner = g.start(handler)
         await g.first_commit_then_pending(handler, runner)
 
         async def all_committed() -> bool:
             return await g.committed() == 20
 
-        await _until(all_committed, 30, "an idle poll past the interval commits the pending offsets")
+        await until(
+            all_committed, what="an idle poll past the interval commits the pending offsets", timeout=30
+        )
         assert runner._inflight.pending == {}
 
 
 async def test_pending_offsets_are_committed_at_shutdown(settings: HeraldSettings) -> None:
     async with _Group(settings, interval_ms=600_000) as g:
-        handler = _Forward("commits-stop", g.target)
+        handler = Forward("commits-stop", g.target)
         runner = g.start(handler)
         await g.first_commit_then_pending(handler, runner)
         runner.stop()
@@ -134,15 +112,15 @@ async def test_pending_offsets_are_committed_on_revocation_so_nothing_is_replaye
     settings: HeraldSettings,
 ) -> None:
     async with _Group(settings, interval_ms=600_000) as g:
-        first = _Forward("commits-revoked", g.target)
+        first = Forward("commits-revoked", g.target)
         runner = g.start(first)
         await g.first_commit_then_pending(first, runner)
-        second = _Forward("commits-joiner", g.target)
+        second = Forward("commits-joiner", g.target)
         g.start(second)  # one partition: the group revokes it from the first member
 
         async def rebalanced() -> bool:
             return runner.describe()["revocations"] != 0 and await g.committed() == 20
 
-        await _until(rebalanced, 60, "the revocation commits the pending offsets")
+        await until(rebalanced, what="the revocation commits the pending offsets", timeout=60)
         await asyncio.sleep(3.0)  # whoever owns the partition now polls from that commit
         assert second.handled == [] and len(first.handled) == 20  # nothing replayed

@@ -23,8 +23,8 @@ from consumers.runtime import metrics
 from consumers.runtime.kafka import create_topics, make_producer
 from consumers.runtime.runner import Runner
 from consumers.runtime.topics import Topics
-from tests.integration.test_runtime_rebalance import _Forward, _records, _until
-from tests.kafka_helpers import produce_raw
+from tests.integration.test_runtime_rebalance import _records, _until
+from tests.kafka_helpers import Forward, produce_raw
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -64,9 +64,9 @@ def forwarding_member(
     producer: AIOKafkaProducer,
     settings: HeraldSettings,
     runtime: RuntimeSettings,
-) -> tuple[_Forward, Runner[bytes]]:
+) -> tuple[Forward, Runner[bytes]]:
     """A Herald member of ``group`` that forwards ``source`` to ``target``: the one under test."""
-    handler = _Forward(name, target, asyncio.Event())
+    handler = Forward(name, target, asyncio.Event())
     member = Runner(
         handler,
         topics=[source],

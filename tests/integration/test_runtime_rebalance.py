@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -19,33 +18,12 @@ from aiokafka import AIOKafkaConsumer
 
 from consumers.infra.settings import HeraldSettings
 from consumers.runtime import metrics
-from consumers.runtime.handling import Incoming, Output, Result
 from consumers.runtime.kafka import create_topics, make_producer
 from consumers.runtime.runner import Runner
 from consumers.runtime.topics import Topics
-from schemas.errors import DependencyUnavailable
-from tests.kafka_helpers import produce_raw, wait_for_records
+from tests.kafka_helpers import Forward, produce_raw, wait_for_records
 
 pytestmark = pytest.mark.timeout(180)
-
-
-class _Forward:
-    """Forwards records; raises ``DependencyUnavailable`` while ``outage`` is set (its cache is down)."""
-
-    def __init__(self, name: str, target: str, outage: asyncio.Event) -> None:
-        self.name = name
-        self.target = target
-        self.outage = outage
-        self.handled: list[bytes] = []
-
-    def decode(self, raw: bytes) -> bytes:
-        return raw
-
-    async def handle(self, batch: Sequence[Incoming[bytes]]) -> Sequence[Result]:
-        if self.outage.is_set():
-            raise DependencyUnavailable("cache unavailable (test)")
-        self.handled.extend(item.value for item in batch)
-        return [[Output(self.target, item.value, item.key)] for item in batch]
 
 
 class _CommitBlackHole(AIOKafkaConsumer):  # type: ignore[misc]
@@ -74,12 +52,12 @@ def _records(prefix: str, n: int) -> list[tuple[bytes | None, bytes]]:
 
 
 async def _two_members(
-    settings: HeraldSettings, first: _Forward, second: _Forward, first_factory: Any, topic: str
+    settings: HeraldSettings, first: Forward, second: Forward, first_factory: Any, topic: str
 ) -> tuple[Runner[bytes], Runner[bytes], Any]:
     producer = make_producer(settings)
     await producer.start()
 
-    def runner(handler: _Forward, factory: Any) -> Runner[bytes]:
+    def runner(handler: Forward, factory: Any) -> Runner[bytes]:
         return Runner(
             handler,
             topics=[topic],
@@ -105,7 +83,7 @@ async def test_a_commit_that_never_returns_does_not_keep_the_member_out_of_the_r
     target = f"{settings.topic_prefix}.out"
     await create_topics(settings, [topics.events, target], partitions=2)
     no_outage = asyncio.Event()
-    first, second = _Forward("rebalance-a", target, no_outage), _Forward("rebalance-b", target, no_outage)
+    first, second = Forward("rebalance-a", target, no_outage), Forward("rebalance-b", target, no_outage)
     a, b, producer = await _two_members(settings, first, second, _CommitBlackHole, topics.events)
     _CommitBlackHole.closed.set()
     abandoned = metrics.COMMITS_ABANDONED.labels("rebalance-a", "timeout")
@@ -146,7 +124,7 @@ async def test_a_batch_retrying_an_outage_gives_way_to_the_rebalance(settings: H
     target = f"{settings.topic_prefix}.out"
     await create_topics(settings, [topics.events, target], partitions=2)
     outage = asyncio.Event()
-    first, second = _Forward("outage-a", target, outage), _Forward("outage-b", target, outage)
+    first, second = Forward("outage-a", target, outage), Forward("outage-b", target, outage)
     a, b, producer = await _two_members(settings, first, second, AIOKafkaConsumer, topics.events)
     tasks = [asyncio.create_task(a.run())]
     try:

@@ -1,0 +1,26 @@
+"""PostgreSQL in tests beyond the shared ``pg_pool``: a database of one's own, for a test that must
+see a schema or a connection no other test touches."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+__all__ = ["own_database"]
+
+
+@asynccontextmanager
+async def own_database(server_url: str, prefix: str) -> AsyncIterator[str]:
+    """A new, empty database on ``server_url``'s server, dropped afterwards: its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(server_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+    finally:
+        await admin.execute(f'DROP DATABASE "{name}"')
+        await admin.close()
