@@ -8,7 +8,6 @@ The email and SMS tests run the same consumer against moto.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import time
@@ -18,13 +17,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import pytest
 import redis.asyncio as redis_asyncio
 
 from channels.base import Content, Outcome, PermanentDelivery, RetryableDelivery
 from channels.templates import TemplateRenderer
 from consumers.channel.cancelled import CancelCheck
-from consumers.channel.consumer import ChannelConsumer, retry_delay
+from consumers.channel.consumer import ChannelConsumer
 from consumers.channel.ledger import DeliveryLedger, LedgerState
 from consumers.infra.keys import idempotency_key, notification_id, outcome_id
 from consumers.infra.settings import ChannelConsumerSettings, HeraldSettings
@@ -358,25 +356,6 @@ async def test_a_batch_past_its_deadline_hands_the_rest_to_the_fallback(settings
     assert rest == {(OutcomeStatus.FAILED_RETRYABLE, "batch_deadline")}
 
 
-@pytest.mark.parametrize(
-    ("retry", "rand", "retry_after", "expected"),
-    [
-        (1, 0.0, None, 0.05),  # base 0.1 s, -50 %
-        (1, 0.5, None, 0.1),
-        (2, 0.5, None, 0.2),
-        (3, 0.75, None, 0.5),  # 0.4 + 25 %
-        (10, 0.5, None, 2.0),  # capped at max_s
-        (5, 0.99, None, 2.0),  # 1.6 + 49 %, capped
-        (1, 0.0, 1.5, 1.5),  # a provider's short Retry-After is a floor
-        (1, 0.0, 2.0, 2.0),
-        (1, 0.0, 2.5, None),  # longer than the in-process budget: the fallback's job
-    ],
-)
-def test_retry_delay(retry: int, rand: float, retry_after: float | None, expected: float | None) -> None:
-    got = retry_delay(retry, max_s=2.0, rand=rand, retry_after=retry_after)
-    assert got == expected if expected is None else got == pytest.approx(expected)
-
-
 async def test_a_failing_recipient_hands_its_later_messages_to_the_fallback_at_once(
     settings: HeraldSettings,
 ) -> None:
@@ -407,107 +386,3 @@ async def test_in_process_retries_stop_at_the_budget(settings: HeraldSettings) -
     assert o.status is OutcomeStatus.FAILED_RETRYABLE
     assert time.monotonic() - started < 0.6  # not 11 x 0.1 s of attempts plus sleeps
     assert 2 <= len(provider.calls) <= 4
-
-
-# -- the delivery ledger: a crash re-sends at most what was in flight ------------------------------
-@dataclass
-class HangingProvider(ScriptedProvider):
-    """Accepts the first ``accept`` calls, then never answers (the process dies mid-call)."""
-
-    accept: int = 0
-    hung: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:
-        if len(self.calls) >= self.accept:
-            self.calls.append((message.user_id, content.text or "", time.monotonic(), 0.0))
-            self.hung.set()
-            await asyncio.Event().wait()
-        return await super().deliver(message, content, idempotency_key=idempotency_key)
-
-
-async def _die_mid_batch(
-    settings: HeraldSettings, batch: list[ChannelMessage], accept: int, **channel: Any
-) -> HangingProvider:
-    """Run ``batch`` through a consumer whose provider hangs after ``accept`` sends, then kill it there."""
-    provider = HangingProvider(accept=accept)
-    consumer = make_consumer(settings, provider, concurrency=1, **channel)
-    task = asyncio.create_task(consumer.handle(incoming(batch)))
-    await asyncio.wait_for(provider.hung.wait(), 5)
-    task.cancel()  # the process is gone: no outcome was produced, nothing committed
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    return provider
-
-
-async def test_a_replay_after_a_crash_mid_batch_sends_only_what_was_in_flight(
-    settings: HeraldSettings,
-) -> None:
-    batch = [message("u-crash", tier=Tier.HIGH, payload={"code": f"{i}"}) for i in range(5)]
-    dead = await _die_mid_batch(settings, batch, accept=3)
-    assert len(dead.calls) == 4  # three accepted, the fourth in flight at the "kill"
-    provider = ScriptedProvider()
-    replay = outcomes(await make_consumer(settings, provider).handle(incoming(batch)))
-    assert [o.status for o in replay] == [OutcomeStatus.SENT] * 5
-    assert ["duplicate" in (o.detail or "") for o in replay] == [True, True, True, False, False]
-    # high tier: the in-flight one is sent again (a duplicate beats a loss), plus the unstarted one
-    assert [c[1] for c in provider.calls] == [f"Your sign-in code is {i}. Never share it." for i in (3, 4)]
-
-
-async def test_an_in_flight_send_of_a_low_tier_is_ambiguous_not_resent(settings: HeraldSettings) -> None:
-    batch = [message("u-ambiguous", tier=Tier.LOW, payload={"code": f"{i}"}) for i in range(3)]
-    await _die_mid_batch(settings, batch, accept=1)
-    counter = metrics.AMBIGUOUS_DELIVERIES.labels(Channel.SMS.value, Lane.PRIORITY.value)
-    before = counter._value.get()
-    provider = ScriptedProvider()
-    consumer = make_consumer(settings, provider)
-    first = outcomes(await consumer.handle(incoming(batch)))
-    assert [(o.status, o.reason) for o in first] == [
-        (OutcomeStatus.SENT, None),
-        (OutcomeStatus.FAILED_PERMANENT, "ambiguous"),
-        (OutcomeStatus.SENT, None),
-    ]
-    assert len(provider.calls) == 1 and counter._value.get() == before + 1
-    again = outcomes(await make_consumer(settings, provider).handle(incoming(batch)))
-    assert [o.outcome_id for o in again] == [o.outcome_id for o in first]  # same verdicts, same ids
-    assert len(provider.calls) == 1
-
-
-async def test_messages_queued_for_a_slot_hold_no_claim_so_a_kill_is_ambiguous_only_where_a_call_was(
-    settings: HeraldSettings,
-) -> None:
-    # Four recipients, one provider call at a time: the first call hangs (the kill), three wait for
-    # the slot. Only the call at the provider may have been taken; the others were certainly not.
-    batch = [message(f"u-queued-{i}", tier=Tier.LOW, payload={"code": f"{i}"}) for i in range(4)]
-    dead = await _die_mid_batch(settings, batch, accept=0)
-    assert len(dead.calls) == 1
-    provider = ScriptedProvider()
-    replay = outcomes(await make_consumer(settings, provider).handle(incoming(batch)))
-    assert sorted((o.status, o.reason or "") for o in replay) == [
-        (OutcomeStatus.FAILED_PERMANENT, "ambiguous"),
-        (OutcomeStatus.SENT, ""),
-        (OutcomeStatus.SENT, ""),
-        (OutcomeStatus.SENT, ""),
-    ]
-    (ambiguous,) = [o for o in replay if o.status is OutcomeStatus.FAILED_PERMANENT]
-    assert ambiguous.user_id == dead.calls[0][0]  # the one that was at the provider
-    assert len(provider.calls) == 3
-
-
-async def test_a_key_in_flight_in_a_live_process_is_left_to_it(settings: HeraldSettings) -> None:
-    m = message("u-live-owner", tier=Tier.LOW)
-    other = make_consumer(settings, ScriptedProvider())
-    assert other.ledger is not None
-    stopping = asyncio.Event()
-    beat = asyncio.create_task(other.ledger.heartbeat(stopping))  # the other process is alive
-    try:
-        assert await other.ledger.claim(m.idempotency_key, None)
-        provider = ScriptedProvider()
-        (o,) = outcomes(await make_consumer(settings, provider).handle(incoming([m])))
-        assert (o.status, o.reason) == (OutcomeStatus.FAILED_RETRYABLE, "in_flight_elsewhere")
-        assert provider.calls == []
-    finally:
-        stopping.set()
-        await beat
-    # the other process stopped without finishing: its claim is now a dead process's
-    (o,) = outcomes(await make_consumer(settings, ScriptedProvider()).handle(incoming([m])))
-    assert (o.status, o.reason) == (OutcomeStatus.FAILED_PERMANENT, "ambiguous")
