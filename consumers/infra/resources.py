@@ -76,9 +76,12 @@ class Resources:
                 return await connect()
             except (DatabaseUnavailable, KafkaUnavailable) as exc:
                 attempt += 1
-                delay = backoff(attempt, base=0.2, cap=5.0, jitter=0.2, rand=random.random())
-                if time.monotonic() + delay > deadline:
+                left = deadline - time.monotonic()
+                if left <= 0:
                     raise
+                # The last wait is cut to the deadline, not skipped: the process tries once more at
+                # the end of startup_wait_s instead of giving up a backoff's length before it.
+                delay = min(backoff(attempt, base=0.2, cap=5.0, jitter=0.2, rand=random.random()), left)
                 log.warning("%s not reachable yet (%s); retrying in %.1fs", what, exc, delay)
                 await asyncio.sleep(delay)
 
