@@ -181,8 +181,19 @@ export class HeraldInbox extends HTMLElement {
     this.$(".panel").hidden = false;
     this.$(".bell").setAttribute("aria-expanded", "true");
     this.renderTimes();
-    (this.$("ul button, ul a") ?? this.$("[data-action=all]")).focus();
+    const first = this.$("ul button, ul a");
+    (first ?? this.$("[data-action=all]")).focus();
+    // Opened before the first page arrived: focus waits on "Mark all read"
+    // and moves to the first item when it renders, unless the user moved it.
+    this._focusFirstItem = !first;
     this.observeEnd();
+  }
+
+  focusFirstItemIfWaiting() {
+    const waiting = this._focusFirstItem && this.open && this.shadowRoot.activeElement === this.$("[data-action=all]");
+    const first = this.$("ul button, ul a");
+    if (waiting && first) first.focus();
+    if (first || !this.open) this._focusFirstItem = false;
   }
 
   close(focusBell = true) {
@@ -211,6 +222,7 @@ export class HeraldInbox extends HTMLElement {
       const page = await this.client.page(this.state.cursor);
       for (const item of this.state.addPage(page)) this.$("ul").insertBefore(this.renderItem(item), this._sentinel ?? null);
       this.$(".status").textContent = this.state.items.length ? "" : this.t("empty");
+      this.focusFirstItemIfWaiting();
     } catch {
       this.$(".status").textContent = this.t("loadFailed");
     } finally {
