@@ -310,7 +310,11 @@ async def test_keyboard_only(browser: Any, api: RunningApi) -> None:
     # The first page of the inbox is held until the panel is open, so the
     # slow-network order is the one tested every time, not by chance.
     first_page: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    await page.route("**/v1/inbox?*", first_page.set_result)
+
+    def hold(route: Any) -> None:  # Playwright wants a Python function, not a bound builtin
+        first_page.set_result(route)
+
+    await page.route("**/v1/inbox?*", hold)
     await page.goto(f"{api.url}/demo")
     await page.wait_for_function("document.querySelector('herald-inbox').hasAttribute('data-unread')")
     await page.keyboard.press("Tab")
