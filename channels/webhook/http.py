@@ -43,7 +43,6 @@ from channels.retry_after import parse_retry_after
 from channels.storage_errors import PG_CALL_ERRORS, classify_pg_error
 from channels.templates import TemplateError
 from channels.webhook.endpoints_pg import Endpoint, EndpointStore
-from channels.webhook.settings import WebhookSettings
 from channels.webhook.signing import signing_headers
 from channels.webhook.ssrf import (
     AddressPolicy,
@@ -52,6 +51,7 @@ from channels.webhook.ssrf import (
     Resolver,
     system_resolver,
 )
+from channels.webhook.webhook_settings import WebhookSettings
 from schemas.codec import Codec, default_codec
 from schemas.errors import InvalidContent
 from schemas.models import Channel, ChannelMessage

@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from channels.aws_settings import AwsSettings
 from channels.email.smtp_settings import SmtpSettings
 from channels.sms.twilio_settings import TwilioSettings
-from channels.webhook.settings import WebhookSettings
+from channels.webhook.webhook_settings import WebhookSettings
 from consumers.api.admin.settings import AdminSettings
 from consumers.console.settings import ConsoleSettings
 from consumers.fallback.settings import FallbackSettings
