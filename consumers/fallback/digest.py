@@ -45,7 +45,7 @@ from consumers.runtime.handling import Output
 from consumers.scheduler.store import Timer
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, Tier
 
-__all__ = ["fire_digest_item", "fire_digest_send", "join_user_digest"]
+__all__ = ["fire_digest_item", "fire_digest_send", "join_digest", "join_user_digest"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,30 @@ async def join_user_digest(
     )
     if row is None or row["read_at"] is not None:
         return False
+    await join_digest(
+        ctx,
+        conn,
+        row,
+        idempotency_key=idempotency_key,
+        notification_id=notification_id,
+        event_id=event_id,
+        event_type=event_type,
+    )
+    return True
+
+
+async def join_digest(
+    ctx: FallbackContext,
+    conn: asyncpg.Connection,
+    row: asyncpg.Record,
+    *,
+    idempotency_key: str,
+    notification_id: str,
+    event_id: str,
+    event_type: str,
+) -> None:
+    """The unread in-app item (its inbox row: ``id``, ``user_id``, ``tenant``) joins the user's
+    pending digest, whose send timer is armed."""
     user_id: str = row["user_id"]
     tenant: str = row["tenant"]
     now = ctx.clock.now()
@@ -97,7 +121,6 @@ async def join_user_digest(
         now,
     )
     await ctx.scheduler.arm([_send_timer(digest_id, send_at)], conn)
-    return True
 
 
 def _send_timer(digest_id: int, due_at: datetime, attempt: str = "") -> Timer:

@@ -30,9 +30,10 @@ from consumers.runtime.process import ProcessOptions, ProcessSpec
 from consumers.runtime.runner import Runner
 from consumers.runtime.topics import dlq
 from consumers.scheduler.retries import KIND_RETRY
-from consumers.scheduler.store import FireHandler, Scheduler, Timer, TimerPoller
+from consumers.scheduler.store import FireBatchHandler, FireHandler, Scheduler, Timer, TimerPoller
 from consumers.workflow.context import KIND_STEP, WorkflowContext
 from consumers.workflow.executor import fire_step
+from consumers.workflow.preset_batch import fire_preset_steps
 from consumers.workflow.preset_run import fire_preset_step, is_preset, lock_state
 from consumers.workflow.process import fire_handlers as workflow_handlers
 from consumers.workflow.process import workflow_context
@@ -40,7 +41,7 @@ from schemas.codec import default_codec
 from schemas.errors import ConfigurationError
 from schemas.models import Channel, Lane
 
-__all__ = ["GROUP_ID", "build", "fire_handlers"]
+__all__ = ["GROUP_ID", "build", "fire_batch_handlers", "fire_handlers"]
 
 GROUP_ID = "herald-fallback"
 
@@ -75,6 +76,16 @@ def fire_handlers(ctx: FallbackContext, wf: WorkflowContext | None = None) -> Ma
         KIND_CRITICAL_CHECK: bind(fire_critical_check),
         KIND_RETRY: bind(fire_retry),
     }
+
+
+def fire_batch_handlers(ctx: FallbackContext) -> Mapping[str, FireBatchHandler]:
+    """The kinds a poll fires together: the presets' steps (a route's own steps, which these leave
+    out, fire one by one through :func:`fire_handlers`)."""
+
+    async def steps(timers: Sequence[Timer], conn: asyncpg.Connection) -> Mapping[str, Sequence[Output]]:
+        return await fire_preset_steps(ctx, timers, conn)
+
+    return {KIND_STEP: steps}
 
 
 async def build(res: Resources, options: ProcessOptions) -> ProcessSpec:
@@ -112,5 +123,7 @@ async def build(res: Resources, options: ProcessOptions) -> ProcessSpec:
         settings=settings.runtime,
     )
     handlers = {**workflow_handlers(wf), **fire_handlers(ctx, wf)}
-    poller = TimerPoller(scheduler, producer, settings.scheduler, handlers=handlers)
+    poller = TimerPoller(
+        scheduler, producer, settings.scheduler, handlers=handlers, batch_handlers=fire_batch_handlers(ctx)
+    )
     return ProcessSpec(runners=[runner], loops=[poller.run, reloader.run])

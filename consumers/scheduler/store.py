@@ -14,6 +14,10 @@ but an outage) rolls back that timer's work only; the row is marked ``failed`` w
 ``last_error`` (``herald_timers_failed_total``) and the rest of the batch is released. An outage
 (PostgreSQL, Kafka, :class:`~schemas.errors.DependencyUnavailable`) fails the whole batch, which
 is retried after a backoff: the rows stay pending.
+
+A kind with a batch handler (:data:`FireBatchHandler`, the presets' workflow steps) fires all its
+rows of a poll together, in one savepoint. If that fails on data, the savepoint is rolled back and
+those rows fire one by one as above, so the bad one is set aside alone.
 """
 
 from __future__ import annotations
@@ -23,10 +27,8 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -39,9 +41,26 @@ from consumers.infra.clock import Clock, SystemClock
 from consumers.infra.settings import SchedulerSettings
 from consumers.runtime.handling import Output
 from consumers.runtime.produce import produce_all
+from consumers.scheduler.batching import batches, in_row_order
+from consumers.scheduler.timer import (
+    FireBatchHandler,
+    FireHandler,
+    Timer,
+    publish_timer,
+    read_timer,
+    timer_of,
+)
 from schemas.errors import DependencyUnavailable
 
-__all__ = ["FireHandler", "Scheduler", "Timer", "TimerPoller", "is_outage", "publish_timer"]
+__all__ = [
+    "FireBatchHandler",
+    "FireHandler",
+    "Scheduler",
+    "Timer",
+    "TimerPoller",
+    "is_outage",
+    "publish_timer",
+]
 
 log = logging.getLogger(__name__)
 
@@ -62,31 +81,11 @@ TIMER_BACKLOG = Gauge("herald_timers_pending", "Timers armed and not yet fired o
 TIMERS_DUE = Gauge("herald_timers_due", "Timers past their due time, not yet released.")
 
 
-@dataclass(frozen=True, slots=True)
-class Timer:
-    key: str
-    kind: str
-    due_at: datetime
-    topic: str | None = None
-    msg_key: bytes | None = None
-    payload: bytes | None = None
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-
-def publish_timer(key: str, due_at: datetime, topic: str, msg_key: bytes | None, payload: bytes) -> Timer:
-    """A timer that, when due, produces ``payload`` to ``topic`` (deferred sends, retries)."""
-    return Timer(key=key, kind="publish", due_at=due_at, topic=topic, msg_key=msg_key, payload=payload)
-
-
 def is_outage(exc: BaseException) -> bool:
     """Whether a fire handler's error is the servers' fault (retry the batch), not the timer's. Pure."""
     if isinstance(exc, (DependencyUnavailable, KafkaError, *PG_OUTAGES)):
         return True
     return isinstance(exc, asyncpg.PostgresError) and classify_pg_error(exc) == "dependency"
-
-
-FireHandler = Callable[[Timer, asyncpg.Connection], Awaitable[Sequence[Output]]]
-"""Decides what a due timer produces; runs inside the releasing transaction."""
 
 
 async def _publish(timer: Timer, _: asyncpg.Connection) -> Sequence[Output]:
@@ -174,6 +173,7 @@ class TimerPoller:
         settings: SchedulerSettings,
         handlers: Mapping[str, FireHandler] | None = None,
         *,
+        batch_handlers: Mapping[str, FireBatchHandler] | None = None,
         slow_batch_s: float = SLOW_BATCH_S,
     ) -> None:
         self.scheduler = scheduler
@@ -181,6 +181,8 @@ class TimerPoller:
         self.producer = producer
         self.settings = settings
         self.handlers: dict[str, FireHandler] = {"publish": _publish, **(handlers or {})}
+        # only for kinds that also fire one by one: what a failed batch falls back to
+        self.batch_handlers = {k: h for k, h in (batch_handlers or {}).items() if k in self.handlers}
         # Kinds whose handler never touches the connection: a failure has nothing to undo, so they
         # fire without a savepoint (a round trip each; the scheduler fires nothing else).
         self._no_writes = {"publish"} if self.handlers["publish"] is _publish else set()
@@ -221,24 +223,9 @@ class TimerPoller:
                     self._idle = not rows
                     if not rows:
                         return 0
-                    outputs: list[Output] = []
-                    fired: list[asyncpg.Record] = []
-                    failed: list[str] = []
-                    # Each timer that writes fires in a savepoint of its own, so a failing one undoes only
-                    # its own work: one round trip per such timer (release the last one's, set its own).
-                    saving = False
-                    for row in rows:
-                        writes = row["kind"] not in self._no_writes
-                        if writes:
-                            released = f"RELEASE SAVEPOINT {_SAVEPOINT}; " if saving else ""
-                            await conn.execute(f"{released}SAVEPOINT {_SAVEPOINT}")
-                            saving = True
-                        out = await self._fire(conn, row, rollback=writes)
-                        if out is not None:
-                            outputs.extend(out)
-                            fired.append(row)
-                        else:
-                            failed.append(row["kind"])
+                    results, failed = await self._fire_rows(conn, rows)
+                    outputs = in_row_order(results)
+                    fired = [rows[i] for i in sorted(results)]
                     fired_at = time.monotonic()
                     await produce_all(
                         self.producer, outputs
@@ -281,21 +268,66 @@ class TimerPoller:
             )
         return len(rows)
 
+    async def _fire_rows(
+        self, conn: asyncpg.Connection, rows: Sequence[asyncpg.Record]
+    ) -> tuple[dict[int, Sequence[Output]], list[str]]:
+        """Fire the rows: the outputs of those that fired, by row index, and the kinds of those set aside.
+
+        Each batch, and each timer that writes and is not in one, fires in a savepoint of its own,
+        so a failing one undoes only its own work: one round trip each (release the last one's,
+        set its own)."""
+        results: dict[int, Sequence[Output]] = {}
+        failed: list[str] = []
+        saving = False
+        timers = [timer_of(r) if r["kind"] in self.batch_handlers else None for r in rows]
+        for kind, indices in batches([t.kind if t else None for t in timers], self.batch_handlers).items():
+            released = f"RELEASE SAVEPOINT {_SAVEPOINT}; " if saving else ""
+            await conn.execute(f"{released}SAVEPOINT {_SAVEPOINT}")
+            saving = True
+            batch = {i: t for i in indices if (t := timers[i]) is not None}
+            done = await self._fire_batch(conn, kind, list(batch.values()))
+            results.update({i: done[t.key] for i, t in batch.items() if t.key in done})
+        for i, row in enumerate(rows):
+            if i in results:
+                continue
+            writes = row["kind"] not in self._no_writes
+            if writes:
+                released = f"RELEASE SAVEPOINT {_SAVEPOINT}; " if saving else ""
+                await conn.execute(f"{released}SAVEPOINT {_SAVEPOINT}")
+                saving = True
+            out = await self._fire(conn, row, rollback=writes)
+            if out is not None:
+                results[i] = out
+            else:
+                failed.append(row["kind"])
+        return results, failed
+
+    async def _fire_batch(
+        self, conn: asyncpg.Connection, kind: str, timers: Sequence[Timer]
+    ) -> Mapping[str, Sequence[Output]]:
+        """The batch's outputs by timer key; nothing when it failed on data (undone: they fire one by one)."""
+        try:
+            return await self.batch_handlers[kind](timers, conn)
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            await conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+            log.warning(
+                "scheduler: a batch of %d %s timers failed (%s: %s); firing them one by one",
+                len(timers),
+                kind,
+                type(exc).__name__,
+                exc,
+            )
+            return {}
+
     async def _fire(
         self, conn: asyncpg.Connection, row: asyncpg.Record, *, rollback: bool
     ) -> Sequence[Output] | None:
         """The timer's outputs, or None when it failed on its own data (then marked ``failed``).
         With ``rollback``, it runs in the savepoint :meth:`release_due` set for it."""
         try:
-            timer = Timer(
-                row["key"],
-                row["kind"],
-                row["due_at"],
-                row["topic"],
-                row["msg_key"],
-                row["payload"],
-                json.loads(row["data"]),
-            )
+            timer = read_timer(row)
             return await self.handlers[timer.kind](timer, conn)
         except Exception as exc:
             if is_outage(exc):

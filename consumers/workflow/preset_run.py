@@ -43,6 +43,7 @@ __all__ = [
     "Entry",
     "digest_entry",
     "enter_all",
+    "escalate_step",
     "escalation_entry",
     "fire_preset_step",
     "is_preset",
@@ -155,7 +156,7 @@ async def enter_all(ctx: FallbackContext, conn: asyncpg.Connection, entries: Seq
         await ctx.scheduler.arm([preset_timer(e.message, e.after, e.due, e.reason) for e in batch], conn)
 
 
-async def _escalate(
+async def escalate_step(
     ctx: FallbackContext, conn: asyncpg.Connection, timer: Timer, push: ChannelMessage, step: int
 ) -> Sequence[Output]:
     nid, now = push.notification_id, ctx.clock.now()
@@ -223,4 +224,4 @@ async def fire_preset_step(
     if message.tier is Tier.MEDIUM:
         await _digest(ctx, conn, message, step)
         return []
-    return await _escalate(ctx, conn, timer, message, step)
+    return await escalate_step(ctx, conn, timer, message, step)

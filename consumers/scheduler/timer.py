@@ -1,0 +1,60 @@
+"""A durable timer, the handlers that fire one, and reading one from its row (``herald_timers``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from consumers.runtime.handling import Output
+
+__all__ = ["FireBatchHandler", "FireHandler", "Timer", "publish_timer", "read_timer", "timer_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    key: str
+    kind: str
+    due_at: datetime
+    topic: str | None = None
+    msg_key: bytes | None = None
+    payload: bytes | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+def publish_timer(key: str, due_at: datetime, topic: str, msg_key: bytes | None, payload: bytes) -> Timer:
+    """A timer that, when due, produces ``payload`` to ``topic`` (deferred sends, retries)."""
+    return Timer(key=key, kind="publish", due_at=due_at, topic=topic, msg_key=msg_key, payload=payload)
+
+
+FireHandler = Callable[[Timer, asyncpg.Connection], Awaitable[Sequence[Output]]]
+"""Decides what a due timer produces; runs inside the releasing transaction."""
+
+FireBatchHandler = Callable[[Sequence[Timer], asyncpg.Connection], Awaitable[Mapping[str, Sequence[Output]]]]
+"""Fires due timers of one kind together, in one savepoint of the releasing transaction: the
+outputs of each timer it fired, by key. A timer it leaves out fires after it through the kind's
+:data:`FireHandler`; an error that is not an outage undoes all its work and they all do."""
+
+
+def read_timer(row: asyncpg.Record) -> Timer:
+    return Timer(
+        row["key"],
+        row["kind"],
+        row["due_at"],
+        row["topic"],
+        row["msg_key"],
+        row["payload"],
+        json.loads(row["data"]),
+    )
+
+
+def timer_of(row: asyncpg.Record) -> Timer | None:
+    """The row's timer, or None when its data cannot be read (it fires alone, and is set aside)."""
+    try:
+        return read_timer(row)
+    except ValueError:
+        return None

@@ -1,0 +1,156 @@
+"""The presets' steps of one poll fired together: the poller's batch handler for ``workflow_step``.
+
+One by one, each step costs a savepoint, the lock of its state row, the step's own statements and
+the state update (:func:`consumers.workflow.preset_run.fire_preset_step`). Together, the batch
+locks every state row in one statement (in ``notification_id`` order, so two pollers lock in the
+same order and never deadlock on them), looks at every medium item's inbox row in one, and
+writes the state of every digest step in one. An escalation still runs its own statements (a
+receipt look, the recipient, the escalation row), each inside the batch. What each step does is
+the same as one by one:
+
+* a step runs only if its state row is a preset's, active and at that step, locked until the
+  poller commits (a replay or a second poller finds it moved on and does nothing);
+* a timer whose notification has another timer earlier in the poll, or whose state row is not a
+  preset's (a route's own steps, a workflow not started yet), is left to the one-by-one path,
+  which runs after the batch in the same transaction and sees what it wrote.
+
+A batch that fails on data is undone by the poller and its timers fire one by one, so the bad one
+is set aside alone (:class:`consumers.scheduler.store.TimerPoller`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from consumers.fallback.context import FallbackContext
+from consumers.fallback.digest import join_digest
+from consumers.runtime.handling import Output
+from consumers.scheduler.store import Timer
+from consumers.workflow.executor import ACTIVE
+from consumers.workflow.preset_run import escalate_step, is_preset
+from schemas.models import ChannelMessage, Tier
+
+__all__ = ["StateView", "fire_preset_steps", "join_order", "plan_steps"]
+
+_LOCK_ALL = """
+SELECT notification_id, route, step, state, event FROM herald_workflows
+WHERE notification_id = ANY($1::text[]) ORDER BY notification_id FOR UPDATE
+"""
+
+_STORE_DIGESTS = """
+WITH t AS (SELECT * FROM unnest($1::text[], $2::int[], $3::text[]) AS t(n, s, r)),
+ran AS (
+    INSERT INTO herald_workflow_runs (notification_id, step, kind, result, ran_at)
+    SELECT n, s, 'digest', r, $4 FROM t
+    ON CONFLICT DO NOTHING
+)
+UPDATE herald_workflows w SET step = t.s + 1, state = 'done', wait_for = NULL, updated_at = $4
+FROM t WHERE w.notification_id = t.n
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StateView:
+    """What decides whether a step runs: its state row's route, step and state."""
+
+    route: str
+    step: int
+    state: str
+
+
+def _nid(timer: Timer) -> str:
+    return str(timer.data["notification_id"])
+
+
+def plan_steps(timers: Sequence[Timer], states: Mapping[str, StateView]) -> tuple[list[Timer], list[Timer]]:
+    """The timers whose step the batch runs, and those it fires without running anything (the
+    step already ran, was cancelled or a receipt ended it). The rest are left to the one-by-one
+    path: a second timer of a notification in the poll, and a timer whose state row is missing
+    or not a preset's. ``states`` by notification id. Pure."""
+    run: list[Timer] = []
+    noop: list[Timer] = []
+    seen: set[str] = set()
+    for timer in timers:
+        nid = _nid(timer)
+        if nid in seen:
+            continue
+        seen.add(nid)
+        state = states.get(nid)
+        if state is None or not is_preset(state.route):
+            continue
+        if state.state in ACTIVE and state.step == int(timer.data["step"]):
+            run.append(timer)
+        else:
+            noop.append(timer)
+    return run, noop
+
+
+def join_order(items: Sequence[tuple[str, str]], inbox: Mapping[str, tuple[str, str, bool]]) -> list[str]:
+    """Which digest steps join a digest, in the order they join: ``items`` are (timer key, inbox
+    idempotency key), ``inbox`` the rows found (tenant, user, read). An item whose row is gone or
+    read does not join. Ordered by (tenant, user), so two pollers lock the users' digests in the
+    same order. Pure."""
+    unread = [
+        (row[0], row[1], key) for key, idem in items if (row := inbox.get(idem)) is not None and not row[2]
+    ]
+    return [key for _, _, key in sorted(unread)]
+
+
+async def fire_preset_steps(
+    ctx: FallbackContext, timers: Sequence[Timer], conn: asyncpg.Connection
+) -> Mapping[str, Sequence[Output]]:
+    """Run the due preset steps of ``timers`` together; their outputs by timer key."""
+    nids = sorted({_nid(t) for t in timers})
+    rows = {r["notification_id"]: r for r in await conn.fetch(_LOCK_ALL, nids)}
+    run, noop = plan_steps(timers, {n: StateView(r["route"], r["step"], r["state"]) for n, r in rows.items()})
+    out: dict[str, Sequence[Output]] = {t.key: [] for t in noop}
+    digests: list[tuple[Timer, ChannelMessage]] = []
+    for timer in run:
+        message = ctx.codec.decode(rows[_nid(timer)]["event"], ChannelMessage)
+        if message.tier is Tier.MEDIUM:
+            digests.append((timer, message))
+        else:
+            out[timer.key] = await escalate_step(ctx, conn, timer, message, int(timer.data["step"]))
+    if digests:
+        await _digest_steps(ctx, conn, digests)
+        out.update({t.key: [] for t, _ in digests})
+    return out
+
+
+async def _digest_steps(
+    ctx: FallbackContext, conn: asyncpg.Connection, steps: Sequence[tuple[Timer, ChannelMessage]]
+) -> None:
+    """The medium steps: each unread item joins its user's digest; every state row is done."""
+    found = await conn.fetch(
+        "SELECT id, idempotency_key, user_id, tenant, read_at FROM herald_inbox "
+        "WHERE idempotency_key = ANY($1::text[])",
+        [m.idempotency_key for _, m in steps],
+    )
+    inbox = {r["idempotency_key"]: r for r in found}
+    by_key = {t.key: m for t, m in steps}
+    joining = join_order(
+        [(t.key, m.idempotency_key) for t, m in steps],
+        {k: (r["tenant"], r["user_id"], r["read_at"] is not None) for k, r in inbox.items()},
+    )
+    for key in joining:
+        item = by_key[key]
+        await join_digest(
+            ctx,
+            conn,
+            inbox[item.idempotency_key],
+            idempotency_key=item.idempotency_key,
+            notification_id=item.notification_id,
+            event_id=item.event_id,
+            event_type=item.event_type,
+        )
+    joined = set(joining)
+    await conn.execute(
+        _STORE_DIGESTS,
+        [_nid(t) for t, _ in steps],
+        [int(t.data["step"]) for t, _ in steps],
+        ["joined" if t.key in joined else "read" for t, _ in steps],
+        ctx.clock.now(),
+    )
