@@ -3,10 +3,10 @@
 One by one, each step costs a savepoint, the lock of its state row, the step's own statements and
 the state update (:func:`consumers.workflow.preset_run.fire_preset_step`). Together, the batch
 locks every state row in one statement (in ``notification_id`` order, so two pollers lock in the
-same order and never deadlock on them), looks at every medium item's inbox row in one, and
-writes the state of every digest step in one. An escalation still runs its own statements (a
-receipt look, the recipient, the escalation row), each inside the batch. What each step does is
-the same as one by one:
+same order and never deadlock on them), looks at every medium item's inbox row in one and at the
+receipts of every waiting push in one, and writes every step's state in one. An escalation still
+runs its own statements (the recipient, the escalation row) and an unread item its digest join,
+each inside the batch. What each step does is the same as one by one:
 
 * a step runs only if its state row is a preset's, active and at that step, locked until the
   poller commits (a replay or a second poller finds it moved on and does nothing);
@@ -27,10 +27,11 @@ import asyncpg
 
 from consumers.fallback.context import FallbackContext
 from consumers.fallback.digest import join_digest
+from consumers.fallback.escalation import PUSH_TIMEOUT
 from consumers.runtime.handling import Output
 from consumers.scheduler.store import Timer
 from consumers.workflow.executor import ACTIVE
-from consumers.workflow.preset_run import escalate_step, is_preset
+from consumers.workflow.preset_run import Stored, escalation, is_preset
 from schemas.models import ChannelMessage, Tier
 
 __all__ = ["StateView", "fire_preset_steps", "join_order", "plan_steps"]
@@ -40,14 +41,19 @@ SELECT notification_id, route, step, state, event FROM herald_workflows
 WHERE notification_id = ANY($1::text[]) ORDER BY notification_id FOR UPDATE
 """
 
-_STORE_DIGESTS = """
-WITH t AS (SELECT * FROM unnest($1::text[], $2::int[], $3::text[]) AS t(n, s, r)),
+# Every step's state and its log in one statement (one step a notification: a multi-row update
+# may not touch a row twice, and plan_steps leaves a notification's second timer out).
+_STORE_ALL = """
+WITH t AS (
+    SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[])
+        AS t(n, s, st, w, rs, rk, rr)
+),
 ran AS (
     INSERT INTO herald_workflow_runs (notification_id, step, kind, result, ran_at)
-    SELECT n, s, 'digest', r, $4 FROM t
+    SELECT n, rs, rk, rr, $8 FROM t WHERE rk IS NOT NULL
     ON CONFLICT DO NOTHING
 )
-UPDATE herald_workflows w SET step = t.s + 1, state = 'done', wait_for = NULL, updated_at = $4
+UPDATE herald_workflows w SET step = t.s, state = t.st, wait_for = t.w, updated_at = $8
 FROM t WHERE w.notification_id = t.n
 """
 
@@ -108,21 +114,53 @@ async def fire_preset_steps(
     run, noop = plan_steps(timers, {n: StateView(r["route"], r["step"], r["state"]) for n, r in rows.items()})
     out: dict[str, Sequence[Output]] = {t.key: [] for t in noop}
     digests: list[tuple[Timer, ChannelMessage]] = []
+    pushes: list[tuple[Timer, ChannelMessage]] = []
     for timer in run:
         message = ctx.codec.decode(rows[_nid(timer)]["event"], ChannelMessage)
-        if message.tier is Tier.MEDIUM:
-            digests.append((timer, message))
-        else:
-            out[timer.key] = await escalate_step(ctx, conn, timer, message, int(timer.data["step"]))
+        (digests if message.tier is Tier.MEDIUM else pushes).append((timer, message))
+    stored: list[Stored] = []
     if digests:
-        await _digest_steps(ctx, conn, digests)
+        stored += await _digest_steps(ctx, conn, digests)
         out.update({t.key: [] for t, _ in digests})
+    if pushes:
+        received = await _received(conn, [t for t, _ in pushes])
+        for timer, push in pushes:
+            step = int(timer.data["step"])
+            out[timer.key], to = await escalation(
+                ctx, conn, timer, push, step, received=push.notification_id in received
+            )
+            stored.append(to)
+    if stored:  # a preset's step logs one run at most
+        await conn.execute(
+            _STORE_ALL,
+            [x.nid for x in stored],
+            [x.step for x in stored],
+            [x.state for x in stored],
+            [x.wait_for for x in stored],
+            [x.log[0][0] if x.log else None for x in stored],
+            [x.log[0][1] if x.log else None for x in stored],
+            [x.log[0][2] if x.log else None for x in stored],
+            ctx.clock.now(),
+        )
     return out
+
+
+async def _received(conn: asyncpg.Connection, timers: Sequence[Timer]) -> set[str]:
+    """The notifications of these waiting pushes a receipt came for (after the poller locked their
+    timers: their cancels missed). One look for all."""
+    waiting = sorted({_nid(t) for t in timers if str(t.data.get("reason", PUSH_TIMEOUT)) == PUSH_TIMEOUT})
+    if not waiting:
+        return set()
+    rows = await conn.fetch(
+        "SELECT DISTINCT notification_id FROM herald_receipts WHERE notification_id = ANY($1::text[])",
+        waiting,
+    )
+    return {r["notification_id"] for r in rows}
 
 
 async def _digest_steps(
     ctx: FallbackContext, conn: asyncpg.Connection, steps: Sequence[tuple[Timer, ChannelMessage]]
-) -> None:
+) -> list[Stored]:
     """The medium steps: each unread item joins its user's digest; every state row is done."""
     found = await conn.fetch(
         "SELECT id, idempotency_key, user_id, tenant, read_at FROM herald_inbox "
@@ -147,10 +185,9 @@ async def _digest_steps(
             event_type=item.event_type,
         )
     joined = set(joining)
-    await conn.execute(
-        _STORE_DIGESTS,
-        [_nid(t) for t, _ in steps],
-        [int(t.data["step"]) for t, _ in steps],
-        ["joined" if t.key in joined else "read" for t, _ in steps],
-        ctx.clock.now(),
-    )
+    stored: list[Stored] = []
+    for timer, _ in steps:
+        step = int(timer.data["step"])
+        result = "joined" if timer.key in joined else "read"
+        stored.append(Stored(_nid(timer), step + 1, "done", log=((step, "digest", result),)))
+    return stored

@@ -41,9 +41,11 @@ from schemas.models import ChannelMessage, Tier
 __all__ = [
     "PRESET_ROUTE",
     "Entry",
+    "Stored",
     "digest_entry",
     "enter_all",
     "escalate_step",
+    "escalation",
     "escalation_entry",
     "fire_preset_step",
     "is_preset",
@@ -156,30 +158,52 @@ async def enter_all(ctx: FallbackContext, conn: asyncpg.Connection, entries: Seq
         await ctx.scheduler.arm([preset_timer(e.message, e.after, e.due, e.reason) for e in batch], conn)
 
 
-async def escalate_step(
-    ctx: FallbackContext, conn: asyncpg.Connection, timer: Timer, push: ChannelMessage, step: int
-) -> Sequence[Output]:
-    nid, now = push.notification_id, ctx.clock.now()
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """Where a step leaves its notification's state row, and the step it logs (if it ran)."""
+
+    nid: str
+    step: int
+    state: str
+    wait_for: str | None = None
+    log: tuple[tuple[int, str, str], ...] = ()
+
+
+async def escalation(
+    ctx: FallbackContext,
+    conn: asyncpg.Connection,
+    timer: Timer,
+    push: ChannelMessage,
+    step: int,
+    *,
+    received: bool,
+) -> tuple[Sequence[Output], Stored]:
+    """The high preset's escalate step but for storing its state: its outputs and where it leaves
+    the state row. ``received``: a receipt came for the notification (looked at by the caller)."""
+    nid = push.notification_id
     reason = str(timer.data.get("reason", PUSH_TIMEOUT))
-    # A receipt committed after the poller locked this timer (its cancel missed) is checked here.
-    if reason == PUSH_TIMEOUT and await has_receipt(conn, nid):
-        await store_state(
-            conn, nid, step + 1, "done", wait_for=None, now=now, log=[(step, "escalate", "receipt")]
-        )
-        return []
+    # A receipt committed after the poller locked this timer (its cancel missed) ends it here.
+    if reason == PUSH_TIMEOUT and received:
+        return [], Stored(nid, step + 1, "done", log=((step, "escalate", "receipt"),))
     done = await escalate(ctx, conn, push, reason)
     if done.held_until is not None:  # quiet hours: the same step when they end (a new key per hold)
         until = done.held_until
         held = Timer(f"{timer.key}:held:{until.isoformat()}", KIND_STEP, until, data=timer.data)
         await ctx.scheduler.arm([held], conn)
-        waiting = reason == PUSH_TIMEOUT  # a receipt meanwhile still ends it (see workflow_receipt)
-        state, wait_for = ("waiting", "delivered") if waiting else ("running", None)
-        await store_state(conn, nid, step, state, wait_for=wait_for, now=now)
-        return []
-    await store_state(
-        conn, nid, step + 1, "done", wait_for=None, now=now, log=[(step, "escalate", done.result)]
-    )
-    return done.outputs
+        if reason == PUSH_TIMEOUT:  # a receipt meanwhile still ends it (see workflow_receipt)
+            return [], Stored(nid, step, "waiting", "delivered")
+        return [], Stored(nid, step, "running")
+    return done.outputs, Stored(nid, step + 1, "done", log=((step, "escalate", done.result),))
+
+
+async def escalate_step(
+    ctx: FallbackContext, conn: asyncpg.Connection, timer: Timer, push: ChannelMessage, step: int
+) -> Sequence[Output]:
+    waiting = str(timer.data.get("reason", PUSH_TIMEOUT)) == PUSH_TIMEOUT
+    received = waiting and await has_receipt(conn, push.notification_id)
+    outputs, to = await escalation(ctx, conn, timer, push, step, received=received)
+    await store_state(conn, to.nid, to.step, to.state, wait_for=to.wait_for, now=ctx.clock.now(), log=to.log)
+    return outputs
 
 
 async def _digest(ctx: FallbackContext, conn: asyncpg.Connection, item: ChannelMessage, step: int) -> None:
