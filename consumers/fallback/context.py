@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -20,7 +20,7 @@ from consumers.scheduler.store import Scheduler
 from schemas.codec import Codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, Tier
 
-__all__ = ["Contact", "FallbackContext", "load_contact"]
+__all__ = ["Contact", "FallbackContext", "load_contact", "load_contacts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +94,28 @@ async def load_contact(
     in ``tenant`` ('' = the default tenant), never another tenant's."""
     row = await conn.fetchrow(_CONTACT, user_id, tenant)
     assert row is not None
+    return _contact_of(row, default_locale)
+
+
+_CONTACTS = """
+SELECT u.id, u.tenant, r.email, r.locale, r.timezone, r.quiet_start, r.quiet_end, r.digest,
+       (SELECT json_agg(json_build_array(p.category, p.channel, p.enabled))
+          FROM herald_preferences p WHERE p.tenant = u.tenant AND p.user_id = u.id) AS prefs
+FROM unnest($1::text[], $2::text[]) AS u(tenant, id)
+LEFT JOIN herald_recipients r ON r.tenant = u.tenant AND r.user_id = u.id
+"""
+
+
+async def load_contacts(
+    conn: asyncpg.Connection, who: Collection[tuple[str, str]], default_locale: str
+) -> dict[tuple[str, str], Contact]:
+    """:func:`load_contact` of each (tenant, user) in one query, by (tenant, user)."""
+    pairs = sorted(set(who))
+    rows = await conn.fetch(_CONTACTS, [t for t, _ in pairs], [u for _, u in pairs])
+    return {(r["tenant"], r["id"]): _contact_of(r, default_locale) for r in rows}
+
+
+def _contact_of(row: asyncpg.Record, default_locale: str) -> Contact:
     prefs = {(c, Channel(ch)): bool(on) for c, ch, on in (json.loads(row["prefs"]) if row["prefs"] else ())}
     if row["timezone"] is None:  # no herald_recipients row: defaults
         return Contact(None, default_locale, "UTC", ZoneInfo("UTC"), None, prefs)

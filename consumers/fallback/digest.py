@@ -22,14 +22,16 @@ pollers or a replay can never make a second digest or lose an item between diges
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
 from consumers.classifier.consent import may_send
 from consumers.classifier.quiet_hours import quiet_until
-from consumers.fallback.context import Contact, FallbackContext, load_contact
+from consumers.fallback.context import Contact, FallbackContext, load_contact, load_contacts
 from consumers.fallback.decisions import (
     KIND_DIGEST_SEND,
     DigestItem,
@@ -45,7 +47,7 @@ from consumers.runtime.handling import Output
 from consumers.scheduler.store import Timer
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, Tier
 
-__all__ = ["fire_digest_item", "fire_digest_send", "join_digest", "join_user_digest"]
+__all__ = ["Joining", "fire_digest_item", "fire_digest_send", "join_digests", "join_user_digest"]
 
 log = logging.getLogger(__name__)
 
@@ -78,49 +80,69 @@ async def join_user_digest(
     )
     if row is None or row["read_at"] is not None:
         return False
-    await join_digest(
+    await join_digests(
         ctx,
         conn,
-        row,
-        idempotency_key=idempotency_key,
-        notification_id=notification_id,
-        event_id=event_id,
-        event_type=event_type,
+        [
+            Joining(
+                row["id"],
+                row["tenant"],
+                row["user_id"],
+                notification_id,
+                idempotency_key,
+                event_id,
+                event_type,
+            )
+        ],
     )
     return True
 
 
-async def join_digest(
+@dataclass(frozen=True, slots=True)
+class Joining:
+    """An unread in-app item joining its user's digest: its inbox row (id, tenant, user) and what
+    the digest lists of its notification."""
+
+    inbox_id: Any
+    tenant: str
+    user_id: str
+    notification_id: str
+    idempotency_key: str
+    event_id: str
+    event_type: str
+
+
+async def join_digests(
     ctx: FallbackContext,
     conn: asyncpg.Connection,
-    row: asyncpg.Record,
-    *,
-    idempotency_key: str,
-    notification_id: str,
-    event_id: str,
-    event_type: str,
+    items: Sequence[Joining],
+    contacts: Mapping[tuple[str, str], Contact] | None = None,
 ) -> None:
-    """The unread in-app item (its inbox row: ``id``, ``user_id``, ``tenant``) joins the user's
-    pending digest, whose send timer is armed."""
-    user_id: str = row["user_id"]
-    tenant: str = row["tenant"]
+    """The unread items join their users' pending digests, whose send timers are armed: one query for
+    the users' contacts (unless given, by (tenant, user)), two statements a user for their digest,
+    one for the items and one for the timers."""
+    if not items:
+        return
     now = ctx.clock.now()
-    contact = await load_contact(conn, user_id, ctx.default_locale, tenant)
-    digest_id, send_at = await _pending_digest(ctx, conn, (tenant, user_id), contact, now)
+    who = sorted({(i.tenant, i.user_id) for i in items})
+    if contacts is None or any(w not in contacts for w in who):
+        contacts = await load_contacts(conn, who, ctx.default_locale)
+    # In (tenant, user) order: two pollers joining items of the same users lock their digests alike.
+    digests = {w: await _pending_digest(ctx, conn, w, contacts[w], now) for w in who}
     await conn.execute(
         "INSERT INTO herald_digest_items (inbox_id, tenant, user_id, notification_id, idempotency_key, "
-        "event_id, event_type, joined_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
-        "ON CONFLICT (inbox_id) DO NOTHING",
-        row["id"],
-        tenant,
-        user_id,
-        notification_id,
-        idempotency_key,
-        event_id,
-        event_type,
+        "event_id, event_type, joined_at) SELECT *, $8::timestamptz FROM unnest($1::uuid[], $2::text[], "
+        "$3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) ON CONFLICT (inbox_id) DO NOTHING",
+        [i.inbox_id for i in items],
+        [i.tenant for i in items],
+        [i.user_id for i in items],
+        [i.notification_id for i in items],
+        [i.idempotency_key for i in items],
+        [i.event_id for i in items],
+        [i.event_type for i in items],
         now,
     )
-    await ctx.scheduler.arm([_send_timer(digest_id, send_at)], conn)
+    await ctx.scheduler.arm([_send_timer(d, at) for d, at in sorted(set(digests.values()))], conn)
 
 
 def _send_timer(digest_id: int, due_at: datetime, attempt: str = "") -> Timer:

@@ -22,7 +22,7 @@ from datetime import datetime
 import asyncpg
 
 from consumers.classifier.consent import Verdict
-from consumers.fallback.context import FallbackContext, load_contact
+from consumers.fallback.context import Contact, FallbackContext, load_contact
 from consumers.fallback.decisions import (
     escalation_email,
     escalation_email_key,
@@ -57,11 +57,17 @@ async def has_receipt(conn: asyncpg.Connection, notification_id: str) -> bool:
 
 
 async def escalate(
-    ctx: FallbackContext, conn: asyncpg.Connection, push: ChannelMessage, reason: str
+    ctx: FallbackContext,
+    conn: asyncpg.Connection,
+    push: ChannelMessage,
+    reason: str,
+    contact: Contact | None = None,
 ) -> Escalated:
-    """Email the push's content (once per push), or say why not, or until when to wait."""
+    """Email the push's content (once per push), or say why not, or until when to wait. ``contact``:
+    the user's, if the caller loaded it (a batch loads its users' at once)."""
     now = ctx.clock.now()
-    contact = await load_contact(conn, push.user_id, ctx.default_locale, push.tenant or "")
+    if contact is None:
+        contact = await load_contact(conn, push.user_id, ctx.default_locale, push.tenant or "")
     verdict = contact.consent(
         tier=push.tier,
         category=push.category,

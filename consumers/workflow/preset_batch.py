@@ -3,10 +3,12 @@
 One by one, each step costs a savepoint, the lock of its state row, the step's own statements and
 the state update (:func:`consumers.workflow.preset_run.fire_preset_step`). Together, the batch
 locks every state row in one statement (in ``notification_id`` order, so two pollers lock in the
-same order and never deadlock on them), looks at every medium item's inbox row in one and at the
-receipts of every waiting push in one, and writes every step's state in one. An escalation still
-runs its own statements (the recipient, the escalation row) and an unread item its digest join,
-each inside the batch. What each step does is the same as one by one:
+same order and never deadlock on them), looks at every medium item's inbox row in one, at the
+receipts of every waiting push in one and at the users' contacts in one, joins the unread items
+to their users' digests (two statements a user, in (tenant, user) order, and one for all the
+items: :func:`consumers.fallback.digest.join_digests`), and writes every step's state in one. An
+escalation still writes its own row (one a push: once per push). What each step does is the same
+as one by one:
 
 * a step runs only if its state row is a preset's, active and at that step, locked until the
   poller commits (a replay or a second poller finds it moved on and does nothing);
@@ -25,8 +27,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from consumers.fallback.context import FallbackContext
-from consumers.fallback.digest import join_digest
+from consumers.fallback.context import FallbackContext, load_contacts
+from consumers.fallback.digest import Joining, join_digests
 from consumers.fallback.escalation import PUSH_TIMEOUT
 from consumers.runtime.handling import Output
 from consumers.scheduler.store import Timer
@@ -118,18 +120,30 @@ async def fire_preset_steps(
     for timer in run:
         message = ctx.codec.decode(rows[_nid(timer)]["event"], ChannelMessage)
         (digests if message.tier is Tier.MEDIUM else pushes).append((timer, message))
+    joining = await _joining(conn, digests)
+    received = await _received(conn, [t for t, _ in pushes])
+    # one look at the users whose items join a digest and at those a push may escalate to
+    who = {(j.tenant, j.user_id) for j in joining.values()}
+    who |= {(m.tenant or "", m.user_id) for t, m in pushes if _nid(t) not in received}
+    contacts = await load_contacts(conn, who, ctx.default_locale) if who else {}
+    await join_digests(ctx, conn, list(joining.values()), contacts)
     stored: list[Stored] = []
-    if digests:
-        stored += await _digest_steps(ctx, conn, digests)
-        out.update({t.key: [] for t, _ in digests})
-    if pushes:
-        received = await _received(conn, [t for t, _ in pushes])
-        for timer, push in pushes:
-            step = int(timer.data["step"])
-            out[timer.key], to = await escalation(
-                ctx, conn, timer, push, step, received=push.notification_id in received
-            )
-            stored.append(to)
+    for timer, _ in digests:
+        step = int(timer.data["step"])
+        result = "joined" if timer.key in joining else "read"
+        stored.append(Stored(_nid(timer), step + 1, "done", log=((step, "digest", result),)))
+        out[timer.key] = []
+    for timer, push in pushes:
+        out[timer.key], to = await escalation(
+            ctx,
+            conn,
+            timer,
+            push,
+            int(timer.data["step"]),
+            received=_nid(timer) in received,
+            contact=contacts.get((push.tenant or "", push.user_id)),
+        )
+        stored.append(to)
     if stored:  # a preset's step logs one run at most
         await conn.execute(
             _STORE_ALL,
@@ -158,10 +172,13 @@ async def _received(conn: asyncpg.Connection, timers: Sequence[Timer]) -> set[st
     return {r["notification_id"] for r in rows}
 
 
-async def _digest_steps(
-    ctx: FallbackContext, conn: asyncpg.Connection, steps: Sequence[tuple[Timer, ChannelMessage]]
-) -> list[Stored]:
-    """The medium steps: each unread item joins its user's digest; every state row is done."""
+async def _joining(
+    conn: asyncpg.Connection, steps: Sequence[tuple[Timer, ChannelMessage]]
+) -> dict[str, Joining]:
+    """The medium steps whose item is still unread, by timer key, in the order they join
+    (:func:`join_order`): one look at every item's inbox row (archived or erased: gone)."""
+    if not steps:
+        return {}
     found = await conn.fetch(
         "SELECT id, idempotency_key, user_id, tenant, read_at FROM herald_inbox "
         "WHERE idempotency_key = ANY($1::text[])",
@@ -169,25 +186,21 @@ async def _digest_steps(
     )
     inbox = {r["idempotency_key"]: r for r in found}
     by_key = {t.key: m for t, m in steps}
-    joining = join_order(
+    order = join_order(
         [(t.key, m.idempotency_key) for t, m in steps],
         {k: (r["tenant"], r["user_id"], r["read_at"] is not None) for k, r in inbox.items()},
     )
-    for key in joining:
-        item = by_key[key]
-        await join_digest(
-            ctx,
-            conn,
-            inbox[item.idempotency_key],
-            idempotency_key=item.idempotency_key,
-            notification_id=item.notification_id,
-            event_id=item.event_id,
-            event_type=item.event_type,
+    out: dict[str, Joining] = {}
+    for key in order:
+        m = by_key[key]
+        row = inbox[m.idempotency_key]
+        out[key] = Joining(
+            row["id"],
+            row["tenant"],
+            row["user_id"],
+            m.notification_id,
+            m.idempotency_key,
+            m.event_id,
+            m.event_type,
         )
-    joined = set(joining)
-    stored: list[Stored] = []
-    for timer, _ in steps:
-        step = int(timer.data["step"])
-        result = "joined" if timer.key in joined else "read"
-        stored.append(Stored(_nid(timer), step + 1, "done", log=((step, "digest", result),)))
-    return stored
+    return out

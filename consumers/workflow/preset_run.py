@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from consumers.fallback.context import FallbackContext
+from consumers.fallback.context import Contact, FallbackContext
 from consumers.fallback.digest import join_user_digest
 from consumers.fallback.escalation import PUSH_TIMEOUT, escalate, has_receipt
 from consumers.infra.keys import derived_key
@@ -177,15 +177,17 @@ async def escalation(
     step: int,
     *,
     received: bool,
+    contact: Contact | None = None,
 ) -> tuple[Sequence[Output], Stored]:
     """The high preset's escalate step but for storing its state: its outputs and where it leaves
-    the state row. ``received``: a receipt came for the notification (looked at by the caller)."""
+    the state row. ``received``: a receipt came for the notification (looked at by the caller);
+    ``contact``: the user's, if the caller loaded it."""
     nid = push.notification_id
     reason = str(timer.data.get("reason", PUSH_TIMEOUT))
     # A receipt committed after the poller locked this timer (its cancel missed) ends it here.
     if reason == PUSH_TIMEOUT and received:
         return [], Stored(nid, step + 1, "done", log=((step, "escalate", "receipt"),))
-    done = await escalate(ctx, conn, push, reason)
+    done = await escalate(ctx, conn, push, reason, contact)
     if done.held_until is not None:  # quiet hours: the same step when they end (a new key per hold)
         until = done.held_until
         held = Timer(f"{timer.key}:held:{until.isoformat()}", KIND_STEP, until, data=timer.data)
