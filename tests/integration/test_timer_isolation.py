@@ -8,7 +8,7 @@ task and with it the fallback process, which hit the same timer again after ever
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -134,3 +134,89 @@ async def test_an_outage_in_a_fire_handler_leaves_the_batch_pending_for_the_next
         await producer.stop()
     assert [await scheduler.state(k) for k in ("good", "flaky")] == ["fired", "fired"]
     assert sorted(r.value for r in await read_all(settings, topic)) == [b"flaky", b"good"]
+
+
+async def test_a_batch_that_fails_on_data_is_undone_and_its_timers_fire_one_by_one(
+    stack: DevStack, pg_pool: asyncpg.Pool
+) -> None:
+    settings, topic, scheduler = await _timers(stack, pg_pool)
+    due = datetime.now(UTC) - timedelta(seconds=1)
+    keys = ["one", "bad", "two"]
+
+    async def together(timers: Sequence[Timer], conn: asyncpg.Connection) -> Mapping[str, Sequence[Output]]:
+        await conn.execute("UPDATE herald_timers SET topic = 'touched' WHERE key = ANY($1::text[])", keys)
+        raise InvalidContent("one of them is bad")
+
+    async def alone(timer: Timer, conn: asyncpg.Connection) -> Sequence[Output]:
+        if timer.key == "bad":
+            raise InvalidContent("this one")
+        return [Output(topic, timer.key.encode(), None)]
+
+    await scheduler.arm([Timer(k, "batched", due + timedelta(milliseconds=i)) for i, k in enumerate(keys)])
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        poller = TimerPoller(
+            scheduler,
+            producer,
+            SchedulerSettings(),
+            handlers={"batched": alone},
+            batch_handlers={"batched": together},
+        )
+        assert await poller.release_due() == 3
+    finally:
+        await producer.stop()
+    rows = await pg_pool.fetch(
+        "SELECT key, state, topic FROM herald_timers WHERE namespace = $1 ORDER BY due_at",
+        settings.topic_prefix,
+    )
+    assert [(r["key"], r["state"], r["topic"]) for r in rows] == [
+        ("one", "fired", None),  # the batch's work was undone
+        ("bad", "failed", None),
+        ("two", "fired", None),
+    ]
+    assert sorted(r.value for r in await read_all(settings, topic)) == [b"one", b"two"]
+
+
+async def test_an_outage_in_a_batch_fails_the_poll_and_a_timer_the_batch_leaves_out_fires_alone(
+    stack: DevStack, pg_pool: asyncpg.Pool
+) -> None:
+    settings, topic, scheduler = await _timers(stack, pg_pool)
+    due = datetime.now(UTC) - timedelta(seconds=1)
+    calls = 0
+
+    async def together(timers: Sequence[Timer], conn: asyncpg.Connection) -> Mapping[str, Sequence[Output]]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise DependencyUnavailable("PostgreSQL timed out")
+        return {
+            t.key: [Output(topic, b"together:" + t.key.encode(), None)] for t in timers if t.key != "left"
+        }
+
+    async def alone(timer: Timer, conn: asyncpg.Connection) -> Sequence[Output]:
+        return [Output(topic, b"alone:" + timer.key.encode(), None)]
+
+    await scheduler.arm([Timer(k, "batched", due) for k in ("a", "left", "b")])
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        poller = TimerPoller(
+            scheduler,
+            producer,
+            SchedulerSettings(),
+            handlers={"batched": alone},
+            batch_handlers={"batched": together},
+        )
+        with pytest.raises(DependencyUnavailable):
+            await poller.release_due()
+        assert [await scheduler.state(k) for k in ("a", "left", "b")] == ["pending"] * 3
+        assert await poller.release_due() == 3
+    finally:
+        await producer.stop()
+    assert [await scheduler.state(k) for k in ("a", "left", "b")] == ["fired"] * 3
+    assert sorted(r.value for r in await read_all(settings, topic)) == [
+        b"alone:left",
+        b"together:a",
+        b"together:b",
+    ]
