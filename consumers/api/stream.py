@@ -72,6 +72,10 @@ class InboxHub:
         self._subs.setdefault((tenant, user_id), set()).add(sub)
         return sub
 
+    def open_streams(self, user_id: str, tenant: str = "") -> int:
+        """How many streams of this user are subscribed now (a notification reaches them from here on)."""
+        return len(self._subs.get((tenant, user_id), ()))
+
     def unsubscribe(self, sub: Subscription) -> None:
         key = (sub.tenant, sub.user_id)
         subs = self._subs.get(key)

@@ -10,7 +10,7 @@ import os
 import statistics
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -29,6 +29,7 @@ from tests.api_helpers import RunningApi, api_settings, running_api
 from tests.browser.conftest import OUTPUT
 from tests.conftest import make_settings
 from tests.kafka_helpers import read_all
+from tests.waiting import until
 
 pw = pytest.importorskip("playwright.async_api")
 
@@ -131,6 +132,13 @@ async def _demo(browser: Any, api: RunningApi, locale: str = "en-GB", zone: str 
     return context, page
 
 
+def _streaming(api: RunningApi) -> Callable[[], Awaitable[bool]]:
+    async def subscribed() -> bool:
+        return api.ctx.hub.open_streams(USER) > 0
+
+    return subscribed
+
+
 async def _badge(page: Any) -> str:
     text: str = await page.locator("herald-inbox .badge").text_content()
     return text
@@ -171,7 +179,9 @@ async def test_count_live_item_and_read_in_a_second_tab(
     await item.wait_for()
     assert "Dora replied to Launch" in (await item.text_content() or "")
     await page.screenshot(path=OUT / "2-panel-live-item.png")
-    assert at_ms - sent * 1000 < 1000  # emitted on Kafka -> visible in the page within a second
+    # Emitted on Kafka -> visible in the page. One sample, so a loose bound (a loaded machine can
+    # stall one event for a second); test_live_latency_over_100_events holds the p50 < 1 s bar.
+    assert at_ms - sent * 1000 < 5000
 
     # A second tab of the same app sees the count drop when the first marks an item read.
     second = await context.new_page()
@@ -202,7 +212,8 @@ async def test_live_latency_over_100_events(browser: Any, api: RunningApi, emitt
     await page.evaluate(
         "window.arrived = {}; document.addEventListener('herald-notification', e => window.arrived[e.detail.title] = Date.now())"
     )
-    await asyncio.sleep(0.5)
+    # A notification reaches only streams already open: wait for the page's, not a guessed time.
+    await until(_streaming(api), what="the page's live stream subscribed", timeout=15)
     latencies = []
     for i in range(100):
         sent_ms = time.time() * 1000

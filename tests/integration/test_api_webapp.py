@@ -16,6 +16,7 @@ from consumers.api.unsubscribe_token import sign_unsubscribe
 from consumers.devstack import DevStack
 from tests.api_helpers import RunningApi, api_settings, running_api
 from tests.conftest import make_settings
+from tests.waiting import until
 
 ORIGIN = "https://app.example.com"
 UNSUB_KEY = "u" * 40
@@ -59,7 +60,11 @@ async def test_ticket_opens_one_stream_for_its_user_only(api: RunningApi) -> Non
     ticket = res.json()["ticket"]
     assert res.json()["expires_in_s"] == 1
     reader = asyncio.create_task(_first_event(api.client, "/v1/stream", {"ticket": ticket}))
-    await asyncio.sleep(0.3)
+
+    async def subscribed() -> bool:  # a notification reaches only streams already open
+        return api.ctx.hub.open_streams(user) > 0
+
+    await until(subscribed, what="the ticket's stream subscribed", timeout=5)
     await api.add_rows(other, 1)  # someone else's row never shows
     [mine] = await api.add_rows(user, 1)
     event = await asyncio.wait_for(reader, 5)

@@ -36,10 +36,10 @@ async def test_redis_round_trips_slow_then_stall_then_heal(stack: DevStack) -> N
         client = redis_asyncio.Redis(host="127.0.0.1", port=proxy.port, socket_timeout=1.0)
         try:
             fast = await _timed(client.ping())
-            proxy.set(delay_s=0.2)
+            proxy.set(delay_s=0.4)
             slow = [await _timed(client.ping()) for _ in range(3)]
-            assert all(0.19 <= s < 0.6 for s in slow), slow
-            assert fast < 0.15
+            assert all(0.39 <= s < 0.9 for s in slow), slow
+            assert fast < 0.3  # a first connection on a loaded machine, still well under the delay
             proxy.set(stall=True)
             with pytest.raises(redis_asyncio.TimeoutError):
                 await client.ping()
@@ -47,7 +47,7 @@ async def test_redis_round_trips_slow_then_stall_then_heal(stack: DevStack) -> N
             proxy.set()
             # The client heals by itself (redis-py reconnects after a timeout); nothing to restart.
             assert await client.ping()
-            assert await _timed(client.ping()) < 0.15
+            assert await _timed(client.ping()) < 0.3
         finally:
             await client.aclose()
 
