@@ -140,7 +140,11 @@ END_TO_END_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
 )
 ESCALATIONS = Counter(
-    "herald_escalations_total", "Escalations to another channel, by reason.", ["tier", "reason"]
+    "herald_escalations_total",
+    # Counted where decided, before the commit: a poll retried after an outage, or a batch undone
+    # and fired one by one, counts its escalations again (the email itself goes once, by its key).
+    "Escalations to another channel, by reason (decisions; a retried poll counts again).",
+    ["tier", "reason"],
 )
 DIGESTS = Counter("herald_digests_sent_total", "Digest emails produced.", [])
 RETRIES_SCHEDULED = Counter(

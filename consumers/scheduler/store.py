@@ -35,7 +35,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge, Histogram
 
-from channels.storage_errors import PG_ERRORS, PG_OUTAGES, classify_pg_error
+from channels.storage_errors import PG_CALL_ERRORS, PG_ERRORS, PG_OUTAGES, classify_pg_error
 from consumers.infra.backoff import backoff
 from consumers.infra.clock import Clock, SystemClock
 from consumers.infra.settings import SchedulerSettings
@@ -70,6 +70,11 @@ TIMERS_FAILED = Counter(
     "Timers set aside as failed: their fire handler failed on their data (not an outage).",
     ["kind"],
 )
+TIMER_BATCHES_UNDONE = Counter(
+    "herald_timer_batches_undone_total",
+    "Batches of timers fired together that failed on data, were undone and fired one by one.",
+    ["kind"],
+)
 TIMERS_ARMED = Counter("herald_timers_armed_total", "Timers armed (duplicates by key not counted).", ["kind"])
 TIMER_LATENESS = Histogram(
     "herald_timer_lateness_seconds",
@@ -83,6 +88,8 @@ TIMERS_DUE = Gauge("herald_timers_due", "Timers past their due time, not yet rel
 
 def is_outage(exc: BaseException) -> bool:
     """Whether a fire handler's error is the servers' fault (retry the batch), not the timer's. Pure."""
+    if isinstance(exc, PG_CALL_ERRORS) and classify_pg_error(exc) == "record":
+        return False  # first: asyncpg's DataError (a value it cannot encode) is an InterfaceError
     if isinstance(exc, (DependencyUnavailable, KafkaError, *PG_OUTAGES)):
         return True
     return isinstance(exc, asyncpg.PostgresError) and classify_pg_error(exc) == "dependency"
@@ -312,6 +319,7 @@ class TimerPoller:
             if is_outage(exc):
                 raise
             await conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+            TIMER_BATCHES_UNDONE.labels(kind).inc()
             log.warning(
                 "scheduler: a batch of %d %s timers failed (%s: %s); firing them one by one",
                 len(timers),

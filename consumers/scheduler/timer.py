@@ -56,5 +56,5 @@ def timer_of(row: asyncpg.Record) -> Timer | None:
     """The row's timer, or None when its data cannot be read (it fires alone, and is set aside)."""
     try:
         return read_timer(row)
-    except ValueError:
+    except Exception:  # any unreadable row (bad JSON, data nested too deep) fires alone, set aside
         return None

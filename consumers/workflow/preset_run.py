@@ -16,6 +16,9 @@ step once (the row must still be active and at that step) and logs it in
   inbox row's read state when the wait ends (the item's own receipt, not the push's), and the
   step's body is :func:`consumers.fallback.digest.join_user_digest`: the item joins the user's
   digest, sent by the fallback's digest timer (one per tenant, user and window, across routes).
+
+This module fires one step at a time; the poller fires a poll's steps together through
+:mod:`consumers.workflow.preset_batch`, with the same effects, and falls back to this one by one.
 """
 
 from __future__ import annotations

@@ -137,9 +137,8 @@ async def test_provider_storms_deliver_everything_on_schedule(
             and body.get("event_id") in run.emitted
         ):
             per_ep.setdefault(ep, []).append(d.at - run.emitted[body["event_id"]])
-    partition = {
-        ep: DefaultPartitioner()(ep.encode(), [0, 1, 2, 3], [0, 1, 2, 3]) for ep in [storm_ep, *healthy_eps]
-    }
+    parts = list(range(pipeline.settings.partitions))
+    partition = {ep: DefaultPartitioner()(ep.encode(), parts, parts) for ep in [storm_ep, *healthy_eps]}
     assert pipeline.pool is not None
     in_app_lat = await _inbox_latency(pipeline, run, storm_start, storm_end)
     facts = {

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import asyncpg
 import pytest_asyncio
@@ -166,11 +166,24 @@ async def test_a_polls_steps_fire_together_as_they_do_one_by_one_in_fewer_statem
 async def test_a_bad_step_is_set_aside_alone_and_the_rest_of_its_batch_fires(h: Harness) -> None:
     steps = await _steps(h, high=3, unread=2)
     bad = steps.pushes[0]
-    # a state row whose event cannot be read: the batch fails on it, is undone, and fires one by one
+    # A push whose key PostgreSQL refuses (a NUL byte), due last: the batch fails on it late, after
+    # joining the digests and escalating the other pushes. Unless all of that is undone, the one by
+    # one pass finds those escalations made ("already": no email) and the runs below differ.
+    event = await h.pool.fetchval(
+        "SELECT event FROM herald_workflows WHERE notification_id = $1", bad.notification_id
+    )
+    poisoned = replace(default_codec().decode(event, ChannelMessage), idempotency_key="push\x00key")
     await h.pool.execute(
         "UPDATE herald_workflows SET event = $2 WHERE notification_id = $1",
         bad.notification_id,
-        b"\x07garbage",
+        default_codec().encode(poisoned),
+    )
+    await h.pool.execute(
+        "UPDATE herald_timers SET due_at = due_at + interval '1 second' "
+        "WHERE namespace = $1 AND kind = $2 AND data->>'notification_id' = $3",
+        h.settings.topic_prefix,
+        KIND_STEP,
+        bad.notification_id,
     )
     h.clock.advance(DAY)
     assert await h.release() == 5

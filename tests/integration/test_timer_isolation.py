@@ -152,7 +152,17 @@ async def test_a_batch_that_fails_on_data_is_undone_and_its_timers_fire_one_by_o
             raise InvalidContent("this one")
         return [Output(topic, timer.key.encode(), None)]
 
-    await scheduler.arm([Timer(k, "batched", due + timedelta(milliseconds=i)) for i, k in enumerate(keys)])
+    await scheduler.arm(
+        [Timer(k, "batched", due + timedelta(milliseconds=i)) for i, k in enumerate([*keys, "deep"])]
+    )
+    # Data PostgreSQL stores but Python cannot read (RecursionError, not a ValueError): that timer
+    # alone is set aside; it must not escape the poll and stop the poller (a crash loop).
+    await pg_pool.execute(
+        "UPDATE herald_timers SET data = $1::jsonb WHERE namespace = $2 AND key = 'deep'",
+        '{"a":' * 5000 + "1" + "}" * 5000,
+        settings.topic_prefix,
+    )
+    undone = REGISTRY.get_sample_value("herald_timer_batches_undone_total", {"kind": "batched"}) or 0.0
     producer = make_producer(settings)
     await producer.start()
     try:
@@ -163,18 +173,21 @@ async def test_a_batch_that_fails_on_data_is_undone_and_its_timers_fire_one_by_o
             handlers={"batched": alone},
             batch_handlers={"batched": together},
         )
-        assert await poller.release_due() == 3
+        assert await poller.release_due() == 4
     finally:
         await producer.stop()
     rows = await pg_pool.fetch(
-        "SELECT key, state, topic FROM herald_timers WHERE namespace = $1 ORDER BY due_at",
+        "SELECT key, state, topic, last_error FROM herald_timers WHERE namespace = $1 ORDER BY due_at",
         settings.topic_prefix,
     )
     assert [(r["key"], r["state"], r["topic"]) for r in rows] == [
         ("one", "fired", None),  # the batch's work was undone
         ("bad", "failed", None),
         ("two", "fired", None),
+        ("deep", "failed", None),
     ]
+    assert rows[3]["last_error"].startswith("RecursionError")
+    assert REGISTRY.get_sample_value("herald_timer_batches_undone_total", {"kind": "batched"}) == undone + 1
     assert sorted(r.value for r in await read_all(settings, topic)) == [b"one", b"two"]
 
 

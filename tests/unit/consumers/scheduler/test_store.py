@@ -22,3 +22,6 @@ def test_the_timers_own_faults_set_it_aside() -> None:
     assert not is_outage(asyncpg.CharacterNotInRepertoireError("invalid byte sequence: 0x00"))
     assert not is_outage(asyncpg.CheckViolationError("check"))
     assert not is_outage(KeyError("digest_id"))  # a bug is deterministic for this timer's data
+    # asyncpg could not encode a value: an InterfaceError by class, the timer's fault all the same
+    assert not is_outage(asyncpg.DataError("invalid input for query argument $1"))
+    assert not is_outage(UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed"))
