@@ -33,7 +33,7 @@ from consumers.runtime.handling import Output
 from consumers.scheduler.store import Timer
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, OutcomeStatus
 
-__all__ = ["PUSH_TIMEOUT", "Escalated", "escalate", "fire_escalation", "has_receipt"]
+__all__ = ["PUSH_TIMEOUT", "Escalated", "escalate", "fire_escalation", "has_receipt", "received_among"]
 
 log = logging.getLogger(__name__)
 PUSH_TIMEOUT = "push_timeout"
@@ -54,6 +54,17 @@ async def has_receipt(conn: asyncpg.Connection, notification_id: str) -> bool:
             "SELECT EXISTS (SELECT 1 FROM herald_receipts WHERE notification_id = $1)", notification_id
         )
     )
+
+
+async def received_among(conn: asyncpg.Connection, notification_ids: Sequence[str]) -> set[str]:
+    """Which of these notifications a receipt came for: :func:`has_receipt` for many, one look."""
+    if not notification_ids:
+        return set()
+    rows = await conn.fetch(
+        "SELECT DISTINCT notification_id FROM herald_receipts WHERE notification_id = ANY($1::text[])",
+        sorted(set(notification_ids)),
+    )
+    return {r["notification_id"] for r in rows}
 
 
 async def escalate(

@@ -29,7 +29,7 @@ import asyncpg
 
 from consumers.fallback.context import FallbackContext, load_contacts
 from consumers.fallback.digest import Joining, join_digests
-from consumers.fallback.escalation import PUSH_TIMEOUT
+from consumers.fallback.escalation import PUSH_TIMEOUT, received_among
 from consumers.runtime.handling import Output
 from consumers.scheduler.store import Timer
 from consumers.workflow.executor import ACTIVE
@@ -162,14 +162,9 @@ async def fire_preset_steps(
 async def _received(conn: asyncpg.Connection, timers: Sequence[Timer]) -> set[str]:
     """The notifications of these waiting pushes a receipt came for (after the poller locked their
     timers: their cancels missed). One look for all."""
-    waiting = sorted({_nid(t) for t in timers if str(t.data.get("reason", PUSH_TIMEOUT)) == PUSH_TIMEOUT})
-    if not waiting:
-        return set()
-    rows = await conn.fetch(
-        "SELECT DISTINCT notification_id FROM herald_receipts WHERE notification_id = ANY($1::text[])",
-        waiting,
+    return await received_among(
+        conn, [_nid(t) for t in timers if str(t.data.get("reason", PUSH_TIMEOUT)) == PUSH_TIMEOUT]
     )
-    return {r["notification_id"] for r in rows}
 
 
 async def _joining(

@@ -32,7 +32,7 @@ import asyncpg
 
 from consumers.fallback.context import Contact, FallbackContext
 from consumers.fallback.digest import join_user_digest
-from consumers.fallback.escalation import PUSH_TIMEOUT, escalate, has_receipt
+from consumers.fallback.escalation import PUSH_TIMEOUT, escalate, has_receipt, received_among
 from consumers.infra.keys import derived_key
 from consumers.runtime.handling import Output
 from consumers.scheduler.store import Timer
@@ -132,14 +132,9 @@ async def enter_all(ctx: FallbackContext, conn: asyncpg.Connection, entries: Seq
     one round unless a notification has two entries). Only receipts write ``herald_receipts``
     and none come between the entries of one run of outcomes, so asking once is asking each in
     turn."""
-    waiting = sorted({e.message.notification_id for e in entries if e.reason == PUSH_TIMEOUT})
-    received: set[str] = set()
-    if waiting:
-        rows = await conn.fetch(
-            "SELECT DISTINCT notification_id FROM herald_receipts WHERE notification_id = ANY($1::text[])",
-            waiting,
-        )
-        received = {r["notification_id"] for r in rows}
+    received = await received_among(
+        conn, [e.message.notification_id for e in entries if e.reason == PUSH_TIMEOUT]
+    )
     now = ctx.clock.now()
     for batch in rounds(
         [e for e in entries if e.reason != PUSH_TIMEOUT or e.message.notification_id not in received]

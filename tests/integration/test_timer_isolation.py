@@ -8,7 +8,8 @@ task and with it the fallback process, which hit the same timer again after ever
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -20,6 +21,7 @@ from consumers.infra.settings import HeraldSettings, SchedulerSettings
 from consumers.runtime.handling import Output
 from consumers.runtime.kafka import create_topics, make_producer
 from consumers.scheduler.store import Scheduler, Timer, TimerPoller, publish_timer
+from consumers.scheduler.timer import FireBatchHandler, FireHandler
 from schemas.errors import DependencyUnavailable, InvalidContent
 from tests.conftest import make_settings
 from tests.kafka_helpers import read_all
@@ -35,6 +37,25 @@ async def _timers(stack: DevStack, pg_pool: asyncpg.Pool) -> tuple[HeraldSetting
     topic = f"{settings.topic_prefix}.timers"
     await create_topics(settings, [topic])
     return settings, topic, Scheduler(pg_pool, namespace=settings.topic_prefix)
+
+
+@contextlib.asynccontextmanager
+async def _batch_poller(
+    settings: HeraldSettings, scheduler: Scheduler, alone: FireHandler, together: FireBatchHandler
+) -> AsyncIterator[TimerPoller]:
+    """A poller whose ``batched`` timers fire ``together``, or ``alone`` one by one."""
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        yield TimerPoller(
+            scheduler,
+            producer,
+            SchedulerSettings(),
+            handlers={"batched": alone},
+            batch_handlers={"batched": together},
+        )
+    finally:
+        await producer.stop()
 
 
 async def test_a_poison_timer_is_set_aside_and_the_good_ones_fire(
@@ -163,19 +184,8 @@ async def test_a_batch_that_fails_on_data_is_undone_and_its_timers_fire_one_by_o
         settings.topic_prefix,
     )
     undone = REGISTRY.get_sample_value("herald_timer_batches_undone_total", {"kind": "batched"}) or 0.0
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        poller = TimerPoller(
-            scheduler,
-            producer,
-            SchedulerSettings(),
-            handlers={"batched": alone},
-            batch_handlers={"batched": together},
-        )
+    async with _batch_poller(settings, scheduler, alone, together) as poller:
         assert await poller.release_due() == 4
-    finally:
-        await producer.stop()
     rows = await pg_pool.fetch(
         "SELECT key, state, topic, last_error FROM herald_timers WHERE namespace = $1 ORDER BY due_at",
         settings.topic_prefix,
@@ -211,22 +221,11 @@ async def test_an_outage_in_a_batch_fails_the_poll_and_a_timer_the_batch_leaves_
         return [Output(topic, b"alone:" + timer.key.encode(), None)]
 
     await scheduler.arm([Timer(k, "batched", due) for k in ("a", "left", "b")])
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        poller = TimerPoller(
-            scheduler,
-            producer,
-            SchedulerSettings(),
-            handlers={"batched": alone},
-            batch_handlers={"batched": together},
-        )
+    async with _batch_poller(settings, scheduler, alone, together) as poller:
         with pytest.raises(DependencyUnavailable):
             await poller.release_due()
         assert [await scheduler.state(k) for k in ("a", "left", "b")] == ["pending"] * 3
         assert await poller.release_due() == 3
-    finally:
-        await producer.stop()
     assert [await scheduler.state(k) for k in ("a", "left", "b")] == ["fired"] * 3
     assert sorted(r.value for r in await read_all(settings, topic)) == [
         b"alone:left",
