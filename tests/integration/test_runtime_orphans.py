@@ -55,6 +55,11 @@ def _assigned(consumers: Iterable[AIOKafkaConsumer]) -> int:
     return sum(len(c.assignment()) for c in consumers)
 
 
+def _synced(consumers: Iterable[AIOKafkaConsumer]) -> bool:
+    """Every consumer holds the assignment of the group's latest round (its rebalance is over)."""
+    return not any(c._subscription.reassignment_in_progress for c in consumers)
+
+
 def forwarding_member(
     name: str,
     source: str,
@@ -111,7 +116,9 @@ async def test_a_member_left_without_partitions_while_they_go_unread_rejoins(
     try:
         # The join makes the leader assign: it leaves both members without partitions.
         await _until(lambda: _LeavesEveryoneOutOnce.left_out, 30, "the leader's bad assignment")
-        await asyncio.sleep(2)
+        # The leader keeps its old partitions until its sync returns the new assignment: wait for
+        # both members to hold what this round gave them, however long a loaded broker takes.
+        await _until(lambda: _synced([leader, member.consumer]), 30, "both members synced")
         assert _assigned([leader, member.consumer]) == 0  # settled with nobody reading
         await produce_raw(settings, topics.events, _records("o", 20))
         # The Herald member sees records waiting under a still commit, rejoins, and the group

@@ -19,10 +19,13 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import redis.asyncio as redis_asyncio
 
+from consumers.channel.process import group_id
 from consumers.channel.quota import SharedQuota
 from consumers.devstack import DevStack
+from consumers.devstack.processes import free_port
 from consumers.infra.keys import idempotency_key, notification_id
 from consumers.infra.settings import HeraldSettings
 from consumers.runtime import metrics
@@ -31,6 +34,7 @@ from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, Tier, utcnow
 from tests.fakes.moto_api import ensure_identity
 from tests.kafka_helpers import produce_raw, read_all
+from tests.waiting import until
 
 ROOT = Path(__file__).resolve().parents[2]
 CODEC = default_codec()
@@ -60,13 +64,15 @@ def _email(lane: Lane, i: int) -> ChannelMessage:
     )
 
 
-def _spawn(stack: DevStack, settings: HeraldSettings, lane: Lane, log: Path) -> subprocess.Popen[bytes]:
+def _spawn(
+    stack: DevStack, settings: HeraldSettings, lane: Lane, port: int, log: Path
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         **stack.env(),
         "HERALD_TOPIC_PREFIX": settings.topic_prefix,
         "HERALD_PARTITIONS": str(settings.partitions),
-        "HERALD_METRICS_PORT": "0",
+        "HERALD_METRICS_PORT": str(port),
         "HERALD_EMAIL__MAX_SEND_RATE": str(RATE),
         "HERALD_EMAIL__PRIORITY_SHARE": str(SHARE),
         "HERALD_CHANNEL__CONCURRENCY": "16",
@@ -104,6 +110,22 @@ async def _sent_times(settings: HeraldSettings, want: int, timeout: float) -> di
     raise AssertionError(f"only {sum(len(t) for t in times.values())} of {want} sent in {timeout}s")
 
 
+async def _each_holds_one_partition(members: list[tuple[Lane, int]]) -> bool:
+    """Every process holds one partition of its lane's topic (two members, two partitions): both
+    groups settled with all four, none revoked or rejoining (``herald_assigned_partitions``)."""
+    async with httpx.AsyncClient(timeout=2) as client:
+        for lane, port in members:
+            needle = f'herald_assigned_partitions{{group="{group_id(Channel.EMAIL, lane)}"}} '
+            try:
+                text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+            except httpx.HTTPError:
+                return False  # not serving yet
+            held = [line for line in text.splitlines() if line.startswith(needle)]
+            if not held or float(held[0].rsplit(" ", 1)[1]) != 1:
+                return False
+    return True
+
+
 async def _produce(settings: HeraldSettings, lane: Lane, messages: list[ChannelMessage]) -> None:
     topic = Topics(settings.topic_prefix).channel(Channel.EMAIL, lane)
     await produce_raw(settings, topic, [(m.user_id.encode(), CODEC.encode(m)) for m in messages])
@@ -125,14 +147,19 @@ async def test_email_processes_share_one_account_rate_and_priority_keeps_its_sha
     await ensure_identity(stack.moto_url)
     log = tmp_path / "email.log"
     lanes = (Lane.BULK, Lane.BULK, Lane.PRIORITY, Lane.PRIORITY)
-    procs = [_spawn(stack, settings, lane, log) for lane in lanes]
+    members = [(lane, free_port()) for lane in lanes]
+    procs = [_spawn(stack, settings, lane, port, log) for lane, port in members]
     try:
         # Warm up: every process in its group and partitions settled before the measured load.
         warm = {lane: [_email(lane, i) for i in range(8)] for lane in (Lane.BULK, Lane.PRIORITY)}
         for lane, ms in warm.items():
             await _produce(settings, lane, ms)
         await _sent_times(settings, 16, timeout=240)
-        await asyncio.sleep(8)
+        # Sent mail proves one member per lane, not two: wait for both groups to settle, or a late
+        # joiner's rebalance pauses a lane inside the measured window.
+        await until(
+            lambda: _each_holds_one_partition(members), what="each process holding a partition", timeout=120
+        )
         bulk = [_email(Lane.BULK, i) for i in range(150)]
         priority = [_email(Lane.PRIORITY, i) for i in range(75)]
         await _produce(settings, Lane.BULK, bulk)
