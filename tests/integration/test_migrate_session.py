@@ -15,6 +15,7 @@ import pytest_asyncio
 from consumers.devstack import DevStack
 from consumers.infra.db import _LOCK_ID, connect_pool, migrate
 from tests.pg_helpers import own_database
+from tests.waiting import until
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -38,9 +39,20 @@ async def _lock_holders(pool: asyncpg.Pool) -> int:
     return count
 
 
+async def _granted_elsewhere(watcher: asyncpg.Connection, database: str) -> int:
+    """Migration locks granted on ``database``, seen from a connection outside the pool."""
+    count: int = await watcher.fetchval(
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+        " WHERE l.locktype = 'advisory' AND l.objid = $1 AND l.granted AND d.datname = $2",
+        _LOCK_ID & 0xFFFFFFFF,
+        database,
+    )
+    return count
+
+
 @pytest.mark.parametrize("how", ["refused", "cancelled"])
 async def test_a_failed_migration_leaves_no_lock_on_the_pool(
-    one_connection: asyncpg.Pool, tmp_path: Path, how: str
+    one_connection: asyncpg.Pool, stack: DevStack, tmp_path: Path, how: str
 ) -> None:
     if how == "refused":
         (tmp_path / "001_broken.sql").write_text("CREATE TABLE herald_x (;")
@@ -48,9 +60,18 @@ async def test_a_failed_migration_leaves_no_lock_on_the_pool(
             await migrate(one_connection, tmp_path)
     else:  # a process stopped while a migration runs, the lock granted
         (tmp_path / "001_broken.sql").write_text("SELECT pg_sleep(30)")
+        database = await one_connection.fetchval("SELECT current_database()")
+        watcher = await asyncpg.connect(stack.database_url)  # the pool's one connection is busy
+
+        async def granted() -> bool:
+            return await _granted_elsewhere(watcher, database) > 0
+
         task = asyncio.create_task(migrate(one_connection, tmp_path))
-        await asyncio.sleep(0.5)
-        task.cancel()
+        try:  # cancelled before the grant, the test would pass with nothing to clean up
+            await until(granted, what="the migration holds its lock", timeout=10)
+        finally:
+            await watcher.close()
+            task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
     assert await _lock_holders(one_connection) == 0
