@@ -6,7 +6,8 @@ email passes the same consent check as a first send: a recipient who switched of
 the category gets no escalation email (``suppressed``/``opted_out``), and one inside quiet hours
 gets it when the window ends (the caller re-arms the step there). ``herald_escalations``
 (keyed by the email's idempotency key) lets a push escalate once however many timers or
-replays ask for it.
+replays ask for it: :func:`escalate_all` writes the rows of many pushes in one statement (the
+poller's batch) and sends only for those its statement inserted; :func:`escalate` is it for one.
 
 :func:`fire_escalation` releases the ``escalate_push`` timers an older fallback consumer armed
 before the executor ran this step, so an upgrade drains them instead of dropping them.
@@ -15,7 +16,7 @@ before the executor ran this step, so an upgrade drains them instead of dropping
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -33,7 +34,19 @@ from consumers.runtime.handling import Output
 from consumers.scheduler.store import Timer
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, OutcomeStatus
 
-__all__ = ["PUSH_TIMEOUT", "Escalated", "escalate", "fire_escalation", "has_receipt", "received_among"]
+__all__ = [
+    "PUSH_TIMEOUT",
+    "Ask",
+    "Escalated",
+    "Plan",
+    "escalate",
+    "escalate_all",
+    "fire_escalation",
+    "firsts",
+    "has_receipt",
+    "plan_escalation",
+    "received_among",
+]
 
 log = logging.getLogger(__name__)
 PUSH_TIMEOUT = "push_timeout"
@@ -67,6 +80,90 @@ async def received_among(conn: asyncpg.Connection, notification_ids: Sequence[st
     return {r["notification_id"] for r in rows}
 
 
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """A push to escalate: why, and its user's contact."""
+
+    push: ChannelMessage
+    reason: str
+    contact: Contact
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What escalating a push would do before its row is written: ``held_until`` (quiet hours), or
+    the row's key and result (email | no_address | opted_out)."""
+
+    key: str = ""
+    result: str = ""
+    held_until: datetime | None = None
+
+
+def plan_escalation(ask: Ask, *, now: datetime, quiet_channels: frozenset[Channel]) -> Plan:
+    """The email's consent check, as a first send's. Pure."""
+    push = ask.push
+    verdict = ask.contact.consent(
+        tier=push.tier, category=push.category, channel=Channel.EMAIL, at=now, quiet_channels=quiet_channels
+    )
+    if verdict.verdict is Verdict.HELD and verdict.until is not None:
+        return Plan(held_until=verdict.until)
+    result = "email" if ask.contact.email else "no_address"
+    if verdict.verdict is Verdict.OPTED_OUT:
+        result = "opted_out"
+    return Plan(escalation_email_key(push.idempotency_key), result)
+
+
+def firsts(keys: Sequence[str], inserted: Collection[str]) -> list[bool]:
+    """Which rows are the escalation's first: their key was inserted, and only its first occurrence
+    (a statement that names a key twice inserts it once). Pure."""
+    seen: set[str] = set()
+    out: list[bool] = []
+    for key in keys:
+        out.append(key in inserted and key not in seen)
+        seen.add(key)
+    return out
+
+
+# Every escalation row of a batch in one statement; RETURNING names the rows that were new (a
+# replay finds its rows and sends nothing again).
+_RECORD = """
+INSERT INTO herald_escalations (escalation_key, notification_id, push_key, reason, result, created_at)
+SELECT k, n, p, r, res, $6 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+    AS x(k, n, p, r, res)
+ON CONFLICT DO NOTHING RETURNING escalation_key
+"""
+
+
+async def escalate_all(
+    ctx: FallbackContext, conn: asyncpg.Connection, asks: Sequence[Ask]
+) -> list[Escalated]:
+    """Email each push's content (once per push), or say why not, or until when to wait: one
+    statement writes every row (:data:`_RECORD`), whatever their number. In order of ``asks``."""
+    now = ctx.clock.now()
+    plans = [plan_escalation(a, now=now, quiet_channels=ctx.quiet_channels) for a in asks]
+    rows = [(a, p) for a, p in zip(asks, plans, strict=True) if p.held_until is None]
+    inserted: set[str] = set()
+    if rows:
+        found = await conn.fetch(
+            _RECORD,
+            [p.key for _, p in rows],
+            [a.push.notification_id for a, _ in rows],
+            [a.push.idempotency_key for a, _ in rows],
+            [a.reason for a, _ in rows],
+            [p.result for _, p in rows],
+            now,
+        )
+        inserted = {r["escalation_key"] for r in found}
+    first = iter(firsts([p.key for _, p in rows], inserted))
+    out: list[Escalated] = []
+    for ask, plan in zip(asks, plans, strict=True):
+        if plan.held_until is not None:
+            out.append(Escalated("held", held_until=plan.held_until))
+        else:
+            out.append(_escalated(ctx, ask, plan, first=next(first), now=now))
+    return out
+
+
 async def escalate(
     ctx: FallbackContext,
     conn: asyncpg.Connection,
@@ -74,40 +171,20 @@ async def escalate(
     reason: str,
     contact: Contact | None = None,
 ) -> Escalated:
-    """Email the push's content (once per push), or say why not, or until when to wait. ``contact``:
-    the user's, if the caller loaded it (a batch loads its users' at once)."""
-    now = ctx.clock.now()
+    """:func:`escalate_all` for one push. ``contact``: the user's, if the caller loaded it."""
     if contact is None:
         contact = await load_contact(conn, push.user_id, ctx.default_locale, push.tenant or "")
-    verdict = contact.consent(
-        tier=push.tier,
-        category=push.category,
-        channel=Channel.EMAIL,
-        at=now,
-        quiet_channels=ctx.quiet_channels,
-    )
-    if verdict.verdict is Verdict.HELD and verdict.until is not None:
-        return Escalated("held", held_until=verdict.until)
-    email_key = escalation_email_key(push.idempotency_key)
-    result = "email" if contact.email else "no_address"
-    if verdict.verdict is Verdict.OPTED_OUT:
-        result = "opted_out"
-    first = await conn.fetchval(
-        "INSERT INTO herald_escalations "
-        "(escalation_key, notification_id, push_key, reason, result, created_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true",
-        email_key,
-        push.notification_id,
-        push.idempotency_key,
-        reason,
-        result,
-        now,
-    )
+    return (await escalate_all(ctx, conn, [Ask(push, reason, contact)]))[0]
+
+
+def _escalated(ctx: FallbackContext, ask: Ask, plan: Plan, *, first: bool, now: datetime) -> Escalated:
+    """What a push's escalation produces once its row is written (``first``: by this call)."""
+    push, reason, email_key, result = ask.push, ask.reason, plan.key, plan.result
     if not first:
         return Escalated("already")
     if result != "email":
         return Escalated(result, [ctx.outcome_output(_not_sent(push, result, reason, email_key, now))])
-    email = escalation_email(push, contact.email or "")
+    email = escalation_email(push, ask.contact.email or "")
     escalated = fallback_outcome(
         email,
         OutcomeStatus.ESCALATED,

@@ -32,6 +32,7 @@ from consumers.fallback.decisions import (
     watches_critical,
 )
 from consumers.fallback.escalation import PUSH_TIMEOUT
+from consumers.fallback.locking import lock_states, state_rows
 from consumers.fallback.receipts import receipt_outcomes, remember_sent
 from consumers.runtime import metrics
 from consumers.runtime.handling import Incoming, Output, Result
@@ -104,10 +105,13 @@ class FallbackHandler:
             return bool(await self.pool.fetchval("SELECT 1"))
 
     async def _all(self, conn: asyncpg.Connection, values: list[Signal]) -> list[Result]:
-        """In batch order; each run of outcomes between receipts has its ``sent`` messages
-        remembered first, in one go (nothing an outcome does reads what another one's
+        """In batch order, the state rows it may write locked first in the poller's order
+        (:mod:`consumers.fallback.locking`); each run of outcomes between receipts has its ``sent``
+        messages remembered first, in one go (nothing an outcome does reads what another one's
         remembering writes: only receipts read ``herald_sent``, only receipts write receipts)."""
         results: list[Result] = []
+        with self.steps.step("lock states"):
+            await lock_states(conn, state_rows(values))
         start = 0
         while start < len(values):
             first = values[start]

@@ -152,11 +152,21 @@ class Scheduler:
             TIMERS_ARMED.labels(row["kind"]).inc()
         return {row["key"] for row in rows}
 
-    async def cancel(self, key: str, conn: asyncpg.Connection | None = None) -> bool:
+    async def cancel(
+        self, key: str, conn: asyncpg.Connection | None = None, *, unless_firing: bool = False
+    ) -> bool:
+        """Cancel a pending timer. ``unless_firing``: leave it if a poller holds it (it is firing):
+        waiting for it while holding a row its fire locks next would deadlock, and a fire that
+        re-checks what the cancel was for (a state row's step) finds nothing to do."""
         sql = (
             "UPDATE herald_timers SET state = 'cancelled' "
             "WHERE namespace = $2 AND key = $1 AND state = 'pending'"
         )
+        if unless_firing:
+            sql = (
+                "UPDATE herald_timers SET state = 'cancelled' WHERE id = (SELECT id FROM herald_timers "
+                "WHERE namespace = $2 AND key = $1 AND state = 'pending' FOR UPDATE SKIP LOCKED)"
+            )
         if conn is None:
             result = await self.pool.execute(sql, key, self.namespace)
         else:

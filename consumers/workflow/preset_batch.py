@@ -6,9 +6,9 @@ locks every state row in one statement (in ``notification_id`` order, so two pol
 same order and never deadlock on them), looks at every medium item's inbox row in one, at the
 receipts of every waiting push in one and at the users' contacts in one, joins the unread items
 to their users' digests (two statements a user, in (tenant, user) order, and one for all the
-items: :func:`consumers.fallback.digest.join_digests`), and writes every step's state in one. An
-escalation still writes its own row (one a push: once per push). What each step does is the same
-as one by one:
+items: :func:`consumers.fallback.digest.join_digests`), writes every escalation's row in one
+(:func:`consumers.fallback.escalation.escalate_all`: a row that was already there, a replay's,
+sends nothing again) and every step's state in one. What each step does is the same as one by one:
 
 * a step runs only if its state row is a preset's, active and at that step, locked until the
   poller commits (a replay or a second poller finds it moved on and does nothing);
@@ -27,13 +27,13 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from consumers.fallback.context import FallbackContext, load_contacts
+from consumers.fallback.context import Contact, FallbackContext, load_contacts
 from consumers.fallback.digest import Joining, join_digests
-from consumers.fallback.escalation import PUSH_TIMEOUT, received_among
+from consumers.fallback.escalation import PUSH_TIMEOUT, Ask, escalate_all, received_among
 from consumers.runtime.handling import Output
 from consumers.scheduler.store import Timer
 from consumers.workflow.executor import ACTIVE
-from consumers.workflow.preset_run import Stored, escalation, is_preset
+from consumers.workflow.preset_run import Stored, after_escalation, is_preset, receipt_ended
 from schemas.models import ChannelMessage, Tier
 
 __all__ = ["StateView", "fire_preset_steps", "join_order", "plan_steps"]
@@ -133,17 +133,15 @@ async def fire_preset_steps(
         result = "joined" if timer.key in joining else "read"
         stored.append(Stored(_nid(timer), step + 1, "done", log=((step, "digest", result),)))
         out[timer.key] = []
+    escalating: list[tuple[Timer, ChannelMessage]] = []
     for timer, push in pushes:
-        out[timer.key], to = await escalation(
-            ctx,
-            conn,
-            timer,
-            push,
-            int(timer.data["step"]),
-            received=_nid(timer) in received,
-            contact=contacts.get((push.tenant or "", push.user_id)),
-        )
-        stored.append(to)
+        ended = receipt_ended(timer, _nid(timer), int(timer.data["step"]), received=_nid(timer) in received)
+        if ended is None:
+            escalating.append((timer, push))
+        else:
+            out[timer.key] = []
+            stored.append(ended)
+    stored += await _escalate(ctx, conn, escalating, contacts, out)
     if stored:  # a preset's step logs one run at most
         await conn.execute(
             _STORE_ALL,
@@ -157,6 +155,30 @@ async def fire_preset_steps(
             ctx.clock.now(),
         )
     return out
+
+
+async def _escalate(
+    ctx: FallbackContext,
+    conn: asyncpg.Connection,
+    pushes: Sequence[tuple[Timer, ChannelMessage]],
+    contacts: Mapping[tuple[str, str], Contact],
+    out: dict[str, Sequence[Output]],
+) -> list[Stored]:
+    """The escalations of the batch: every row in one statement (:func:`escalate_all`), the quiet
+    hours' timers in one; their outputs into ``out`` by timer key, where they leave their rows."""
+    asks = [
+        Ask(push, str(t.data.get("reason", PUSH_TIMEOUT)), contacts[(push.tenant or "", push.user_id)])
+        for t, push in pushes
+    ]
+    stored: list[Stored] = []
+    held: list[Timer] = []
+    for (timer, push), done in zip(pushes, await escalate_all(ctx, conn, asks), strict=True):
+        to, again = after_escalation(timer, push.notification_id, int(timer.data["step"]), done)
+        out[timer.key] = done.outputs
+        stored.append(to)
+        held += [again] if again is not None else []
+    await ctx.scheduler.arm(held, conn)
+    return stored
 
 
 async def _received(conn: asyncpg.Connection, timers: Sequence[Timer]) -> set[str]:

@@ -30,9 +30,9 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from consumers.fallback.context import Contact, FallbackContext
+from consumers.fallback.context import FallbackContext
 from consumers.fallback.digest import join_user_digest
-from consumers.fallback.escalation import PUSH_TIMEOUT, escalate, has_receipt, received_among
+from consumers.fallback.escalation import PUSH_TIMEOUT, Escalated, escalate, has_receipt, received_among
 from consumers.infra.keys import derived_key
 from consumers.runtime.handling import Output
 from consumers.scheduler.store import Timer
@@ -45,6 +45,7 @@ __all__ = [
     "PRESET_ROUTE",
     "Entry",
     "Stored",
+    "after_escalation",
     "digest_entry",
     "enter_all",
     "escalate_step",
@@ -54,6 +55,7 @@ __all__ = [
     "is_preset",
     "lock_state",
     "preset_timer",
+    "receipt_ended",
     "rounds",
 ]
 
@@ -114,7 +116,9 @@ def digest_entry(item: ChannelMessage, after: AfterSend, *, sent_at: datetime) -
 def rounds(entries: Sequence[Entry]) -> list[list[Entry]]:
     """The entries in rounds of one entry per notification, each notification's in their order:
     a multi-row upsert may not touch a row twice, and a notification's later entries see the
-    state its earlier ones wrote (as one by one would)."""
+    state its earlier ones wrote (as one by one would). Each round in ``notification_id`` order: the
+    upsert locks the rows already there in the order it meets them, and the poller's batch locks
+    them in that order (:mod:`consumers.fallback.locking`). Pure."""
     out: list[list[Entry]] = []
     seen: dict[str, int] = {}
     for entry in entries:
@@ -123,6 +127,8 @@ def rounds(entries: Sequence[Entry]) -> list[list[Entry]]:
         if n == len(out):
             out.append([])
         out[n].append(entry)
+    for batch in out:
+        batch.sort(key=lambda e: e.message.notification_id)
     return out
 
 
@@ -167,6 +173,27 @@ class Stored:
     log: tuple[tuple[int, str, str], ...] = ()
 
 
+def after_escalation(timer: Timer, nid: str, step: int, done: Escalated) -> tuple[Stored, Timer | None]:
+    """Where an escalate step leaves the state row once :func:`escalate` said what it did, and the
+    timer that runs it again when quiet hours end (a new key per hold). Pure."""
+    reason = str(timer.data.get("reason", PUSH_TIMEOUT))
+    if done.held_until is None:
+        return Stored(nid, step + 1, "done", log=((step, "escalate", done.result),)), None
+    until = done.held_until
+    held = Timer(f"{timer.key}:held:{until.isoformat()}", KIND_STEP, until, data=timer.data)
+    if reason == PUSH_TIMEOUT:  # a receipt meanwhile still ends it (see workflow_receipt)
+        return Stored(nid, step, "waiting", "delivered"), held
+    return Stored(nid, step, "running"), held
+
+
+def receipt_ended(timer: Timer, nid: str, step: int, *, received: bool) -> Stored | None:
+    """A receipt committed after the poller locked this waiting push's timer (its cancel missed or
+    skipped it) ends the step without escalating; ``None``: escalate. Pure."""
+    if str(timer.data.get("reason", PUSH_TIMEOUT)) == PUSH_TIMEOUT and received:
+        return Stored(nid, step + 1, "done", log=((step, "escalate", "receipt"),))
+    return None
+
+
 async def escalation(
     ctx: FallbackContext,
     conn: asyncpg.Connection,
@@ -175,25 +202,18 @@ async def escalation(
     step: int,
     *,
     received: bool,
-    contact: Contact | None = None,
 ) -> tuple[Sequence[Output], Stored]:
     """The high preset's escalate step but for storing its state: its outputs and where it leaves
-    the state row. ``received``: a receipt came for the notification (looked at by the caller);
-    ``contact``: the user's, if the caller loaded it."""
+    the state row. ``received``: a receipt came for the notification (looked at by the caller).
+    The batch (:mod:`consumers.workflow.preset_batch`) does the same for many at once."""
     nid = push.notification_id
-    reason = str(timer.data.get("reason", PUSH_TIMEOUT))
-    # A receipt committed after the poller locked this timer (its cancel missed) ends it here.
-    if reason == PUSH_TIMEOUT and received:
-        return [], Stored(nid, step + 1, "done", log=((step, "escalate", "receipt"),))
-    done = await escalate(ctx, conn, push, reason, contact)
-    if done.held_until is not None:  # quiet hours: the same step when they end (a new key per hold)
-        until = done.held_until
-        held = Timer(f"{timer.key}:held:{until.isoformat()}", KIND_STEP, until, data=timer.data)
+    if (ended := receipt_ended(timer, nid, step, received=received)) is not None:
+        return [], ended
+    done = await escalate(ctx, conn, push, str(timer.data.get("reason", PUSH_TIMEOUT)))
+    to, held = after_escalation(timer, nid, step, done)
+    if held is not None:
         await ctx.scheduler.arm([held], conn)
-        if reason == PUSH_TIMEOUT:  # a receipt meanwhile still ends it (see workflow_receipt)
-            return [], Stored(nid, step, "waiting", "delivered")
-        return [], Stored(nid, step, "running")
-    return done.outputs, Stored(nid, step + 1, "done", log=((step, "escalate", done.result),))
+    return done.outputs, to
 
 
 async def escalate_step(

@@ -1,0 +1,167 @@
+"""A poll's escalations written in one statement, each sent once; and a receipts batch and a
+poller's batch on the same notifications, locking in opposite orders, that finish without a
+deadlock (PostgreSQL would abort one, an outage retried after a back-off). Real servers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from consumers.devstack import DevStack
+from consumers.fallback.decisions import escalation_email_key
+from consumers.fallback.handler import FallbackHandler
+from consumers.fallback.process import fire_batch_handlers, fire_handlers
+from consumers.runtime.handling import Incoming
+from consumers.scheduler.store import Scheduler, TimerPoller
+from schemas.models import Channel, DeliveryOutcome, OutcomeStatus, Receipt, ReceiptStatus, Tier
+from tests.integration.fallback_harness import Harness, channel_message, outcome_of
+from tests.integration.test_preset_batch import DAY, _escalation_emails, _runs, _states, _steps, h
+
+__all__ = ["h"]  # the harness fixture, shared with test_preset_batch
+
+
+@dataclass
+class Pools:
+    """Pools named in pg_stat_activity (application_name), so a test sees which one waits, and
+    the statements each one ran."""
+
+    stack: DevStack
+    made: list[asyncpg.Pool] = field(default_factory=list)
+    statements: dict[str, list[str]] = field(default_factory=dict)
+
+    async def make(self, name: str) -> asyncpg.Pool:
+        ran = self.statements.setdefault(name, [])
+
+        async def init(conn: asyncpg.Connection) -> None:
+            conn.add_query_logger(lambda q: ran.append(q.query))
+
+        pool = await asyncpg.create_pool(
+            self.stack.database_url,
+            min_size=1,
+            max_size=2,
+            init=init,
+            server_settings={"application_name": name},
+        )
+        assert pool is not None
+        self.made.append(pool)
+        return pool
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def pools(stack: DevStack) -> AsyncIterator[Pools]:
+    made = Pools(stack)
+    yield made
+    for pool in made.made:
+        await pool.close()
+
+
+def _poller(h: Harness, pool: asyncpg.Pool) -> TimerPoller:
+    scheduler = Scheduler(pool, h.clock, namespace=h.settings.topic_prefix)
+    return TimerPoller(
+        scheduler,
+        h.producer,
+        h.settings.scheduler,
+        handlers=fire_handlers(h.ctx),
+        batch_handlers=fire_batch_handlers(h.ctx),
+    )
+
+
+async def test_a_polls_escalations_are_written_in_one_statement_and_each_sends_once(
+    h: Harness, pools: Pools
+) -> None:
+    steps = await _steps(h, high=5, unread=0)
+    nowhere = channel_message("u-no-address", Channel.PUSH, Tier.HIGH, occurred_at=h.clock.now())
+    await h.add_recipient("u-no-address", None)
+    await h.feed(outcome_of(nowhere, OutcomeStatus.SENT, at=h.clock.now(), provider="fcm"))
+    # one escalated already (its row is there, as after an older path's escalation): not again
+    done = steps.pushes[0]
+    await h.pool.execute(
+        "INSERT INTO herald_escalations (escalation_key, notification_id, push_key, reason, result, created_at) "
+        "VALUES ($1, $2, $3, 'push_timeout', 'email', $4)",
+        escalation_email_key(done.idempotency_key),
+        done.notification_id,
+        done.idempotency_key,
+        h.clock.now(),
+    )
+    pool = await pools.make("escalations-counted")
+    h.clock.advance(DAY)
+    assert await _poller(h, pool).release_due() == 6
+    inserts = [q for q in pools.statements["escalations-counted"] if "INTO herald_escalations" in q]
+    assert len(inserts) == 1, inserts  # six escalations, one statement
+    assert await _runs(h, [*steps.pushes, nowhere]) == [[(2, "escalate", "already")]] + [
+        [(2, "escalate", "email")]
+    ] * 4 + [[(2, "escalate", "no_address")]]
+    sent = steps.pushes[1:]
+    assert await _escalation_emails(h, [*steps.pushes, nowhere]) == sorted(
+        escalation_email_key(p.idempotency_key) for p in sent
+    )
+    suppressed = [o for o in await h.outcomes() if o.notification_id == nowhere.notification_id]
+    assert [(o.status, o.reason) for o in suppressed if o.status is OutcomeStatus.SUPPRESSED] == [
+        (OutcomeStatus.SUPPRESSED, "no_address")
+    ]
+
+
+async def _waiting(pool: asyncpg.Pool, name: str) -> bool:
+    return bool(
+        await pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock')",
+            name,
+        )
+    )
+
+
+@pytest.mark.parametrize("blocked", ["first receipt's row", "an earlier row"])
+async def test_a_receipts_batch_and_a_poll_on_the_same_notifications_do_not_deadlock(
+    h: Harness, pools: Pools, blocked: str
+) -> None:
+    """Three waiting pushes n0 < n1 < n2 due together; receipts for n2 then n1 (the opposite of the
+    poller's order). A third connection holds one state row so both batches are mid-way at once:
+    n1 (the receipts' second row; the poller waits for it holding n0) or n0 (the poller waits for it
+    holding the three timers, before any state row). Then it lets go. Without one lock order the
+    first deadlocks on n1/n2; without the receipt's cancel skipping a timer a poller holds, the second
+    deadlocks on a timer and a state row."""
+    steps = await _steps(h, high=3, unread=0)
+    n0, n1, n2 = sorted(steps.pushes, key=lambda m: m.notification_id)
+    h.clock.advance(DAY)
+    poller_pool = await pools.make("deadlock-poller")
+    fallback_pool = await pools.make("deadlock-fallback")
+    handler = FallbackHandler(h.ctx, fallback_pool, rand=lambda: 0.5)
+    receipts: list[Incoming[DeliveryOutcome | Receipt]] = [
+        Incoming(
+            "t",
+            0,
+            i,
+            None,
+            Receipt(m.notification_id, m.user_id, ReceiptStatus.DELIVERED, at=h.clock.now()),
+            (),
+            0,
+        )
+        for i, m in enumerate([n2, n1])
+    ]
+    held = n1 if blocked == "first receipt's row" else n0
+    async with h.pool.acquire() as blocker:
+        tx = blocker.transaction()
+        await tx.start()
+        await blocker.execute(
+            "SELECT 1 FROM herald_workflows WHERE notification_id = $1 FOR UPDATE", held.notification_id
+        )
+        poll = asyncio.create_task(_poller(h, poller_pool).release_due())
+        while not await _waiting(h.pool, "deadlock-poller"):
+            await asyncio.sleep(0.02)
+        fallback = asyncio.create_task(handler.handle(receipts))
+        while not fallback.done() and not await _waiting(h.pool, "deadlock-fallback"):
+            await asyncio.sleep(0.02)
+        await tx.rollback()
+    # a deadlock raises in one of them (after PostgreSQL's deadlock_timeout): the outage path
+    released, results = await asyncio.wait_for(asyncio.gather(poll, fallback), 30)
+    assert released == 3
+    assert len(results) == 2
+    assert await _states(h, [n0, n1, n2]) == ["done"] * 3
+    for push in (n0, n1, n2):  # escalated by the poll, or ended by its receipt first: once at most
+        assert len(await _escalation_emails(h, [push])) <= 1
+    assert await _runs(h, [n0]) == [[(2, "escalate", "email")]]
