@@ -34,6 +34,11 @@ async def open_context(res: Resources) -> ApiContext:
     producer = await res.producer()
     await res.create_topics([res.topics.receipts, res.topics.events])  # POST /v1/events produces
     api = settings.api
+    if not settings.providers.feedback.sns_topic_arns:
+        log.warning(
+            "SES feedback is off (POST /v1/providers/ses/events answers 404): set "
+            "HERALD_PROVIDERS__FEEDBACK__SNS_TOPIC_ARNS to the SNS topic(s) SES publishes to"
+        )
     limiter = RateLimiter(
         res.redis(),
         limit=api.rate_limit_requests,
