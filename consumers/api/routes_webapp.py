@@ -57,7 +57,7 @@ router = APIRouter(prefix="/v1")
 async def mint_ticket(who: User, ctx: Ctx) -> StreamTicketOut:
     tickets = _tickets(ctx)
     try:
-        ticket = await tickets.mint(who.user_id, who.tenant)
+        ticket = await tickets.mint(who.user_id, who.tenant, who.valid_until)
     except TicketStoreDown as exc:
         raise _down(exc) from exc
     return StreamTicketOut(ticket=ticket, expires_in_s=tickets.ttl_s)
@@ -69,7 +69,7 @@ async def mint_ticket(who: User, ctx: Ctx) -> StreamTicketOut:
     summary="GET /v1/inbox/stream authenticated by a stream ticket instead of a bearer token",
     response_class=StreamingResponse,
     responses={
-        **problem_responses(401, 503),
+        **problem_responses(401, 429, 503),
         200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
     },
 )
@@ -91,7 +91,7 @@ async def ticketed_stream(
         raise _down(exc) from exc
     if holder is None:
         raise ProblemError(401, "unknown, expired or already used stream ticket", kind="unauthorized")
-    return inbox_stream(ctx, holder[0], resume, holder[1])
+    return inbox_stream(ctx, holder.user_id, resume, holder.tenant, valid_until=holder.valid_until)
 
 
 @router.post(

@@ -53,7 +53,7 @@ async def open_context(res: Resources) -> ApiContext:
         topics=res.topics,
         codec=default_codec(),
         limiter=limiter,
-        hub=InboxHub(settings.database_url.get_secret_value()),
+        hub=InboxHub(settings.database_url.get_secret_value(), max_streams_per_user=api.sse_streams_per_user),
         slots=preference_slots(routing),
         tickets=StreamTickets(
             res.redis(), ttl_s=api.stream_ticket_ttl_s, prefix=api.stream_ticket_key_prefix

@@ -206,6 +206,11 @@ class ApiSettings(BaseModel, frozen=True):
     sse_heartbeat_s: float = Field(
         15.0, gt=0, description="Comment line sent on idle event streams (for proxies)."
     )
+    sse_streams_per_user: int = Field(
+        10,
+        ge=0,
+        description="Most open event streams of one user in one API process (more: 429); 0 = unlimited.",
+    )
     sse_replay_max: int = Field(
         500, ge=0, description="Most rows replayed on a reconnect with Last-Event-ID."
     )

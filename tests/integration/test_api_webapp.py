@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest_asyncio
@@ -82,6 +83,20 @@ async def test_ticket_expires_and_needs_a_token(api: RunningApi) -> None:
     assert (await api.client.get("/v1/stream", params={"ticket": ticket})).status_code == 401
     forged = await api.client.get("/v1/stream", params={"ticket": "x" * 43})
     assert forged.status_code == 401
+
+
+async def test_a_ticketed_stream_ends_when_the_token_behind_it_expires(api: RunningApi) -> None:
+    token = api.token(_user(), ttl=timedelta(seconds=2 - api.ctx.api.jwt_leeway_s))  # 2 s left
+    res = await api.client.post("/v1/stream-tickets", headers={"Authorization": f"Bearer {token}"})
+    t0 = time.monotonic()
+    async with api.client.stream("GET", "/v1/stream", params={"ticket": res.json()["ticket"]}) as stream:
+        assert stream.status_code == 200
+        lines = await asyncio.wait_for(_all_lines(stream), 10)
+    assert 0.5 < time.monotonic() - t0 < 6 and ": credential expired" in lines
+
+
+async def _all_lines(response: httpx.Response) -> list[str]:
+    return [line async for line in response.aiter_lines()]
 
 
 async def test_ticketed_stream_resumes_from_last_event_id(api: RunningApi) -> None:
