@@ -7,6 +7,7 @@ which can send neither a header nor, on a fresh connection, ``Last-Event-ID`` (s
 accepted as the ``last_event_id`` query parameter). A reconnecting client mints a new ticket.
 """
 
+import logging
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -22,6 +23,8 @@ from consumers.api.tickets import StreamTickets, TicketStoreDown
 from consumers.inbox.archiving import archive_user_rows
 
 __all__ = ["ArchiveOut", "StreamTicketOut", "router"]
+
+log = logging.getLogger(__name__)
 
 
 class StreamTicketOut(BaseModel):
@@ -40,6 +43,8 @@ def _tickets(ctx: Ctx) -> StreamTickets:
 
 
 def _down(exc: TicketStoreDown) -> ProblemError:
+    # The cause (Redis's own message) names hosts and ports: it goes to the log, not to the caller.
+    log.warning("%s: %s", exc, exc.__cause__)
     return ProblemError(503, str(exc), kind="unavailable", headers={"Retry-After": "2"})
 
 

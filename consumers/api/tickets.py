@@ -49,7 +49,7 @@ class StreamTickets:
         try:
             await self._redis.set(self._key(ticket), value, ex=self.ttl_s, nx=True)
         except RedisError as exc:
-            raise TicketStoreDown(f"stream tickets unavailable: {exc}") from exc
+            raise TicketStoreDown("stream tickets unavailable") from exc  # the cause names the host
         return ticket
 
     async def redeem(self, ticket: str) -> Ticketholder | None:
@@ -57,7 +57,7 @@ class StreamTickets:
         try:
             user = await self._redis.getdel(self._key(ticket))
         except RedisError as exc:
-            raise TicketStoreDown(f"stream tickets unavailable: {exc}") from exc
+            raise TicketStoreDown("stream tickets unavailable") from exc
         if user is None:
             return None
         tenant, user_id, *rest = json.loads(user)

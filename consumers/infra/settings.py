@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, NonNegativeInt, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, NonNegativeInt, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from channels.aws_settings import AwsSettings
@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 PACKAGE_DIR = Path(__file__).parents[1]  # consumers/: routing.yaml and templates/ ship there
+MIN_SECRET_BYTES = 32  # HMAC keys (unsubscribe links), as the HS256 JWT secret (RFC 7518 §3.2)
 
 
 class SchedulerSettings(BaseModel, frozen=True):
@@ -227,12 +228,22 @@ class ApiSettings(BaseModel, frozen=True):
     stream_ticket_key_prefix: str = Field("herald:api:ticket", description="Redis keys of stream tickets.")
     unsubscribe_secret: SecretStr | None = Field(
         None,
-        description="HMAC key of unsubscribe links (use 32+ random bytes); unset: /v1/unsubscribe answers 404.",
+        description="HMAC key of unsubscribe links (32+ bytes, like the JWT secret); unset: /v1/unsubscribe "
+        "answers 404.",
     )
     unsubscribe_ttl_s: int = Field(60 * 86_400, gt=0, description="How long an unsubscribe link stays valid.")
     preference_centre_url: str = Field(
         "/demo#preferences", description="Where the unsubscribe page links to change other preferences."
     )
+
+    @field_validator("unsubscribe_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        # A short HMAC key can be brute-forced offline from one link, then links forged for anyone.
+        if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes (use random bytes)")
+        return value
+
     demo_user: str | None = Field(
         None,
         description="`herald dev` only: serve /demo with the web components for this user and mint its "

@@ -95,6 +95,17 @@ async def test_a_ticketed_stream_ends_when_the_token_behind_it_expires(api: Runn
     assert 0.5 < time.monotonic() - t0 < 6 and ": credential expired" in lines
 
 
+async def test_a_redis_outage_is_a_503_that_names_no_host(stack: DevStack) -> None:
+    down = "redis://127.0.0.1:9/0"  # nothing listens on the discard port
+    async with running_api(make_settings(stack, api=api_settings(), redis_url=down)) as api:
+        r = await api.client.post("/v1/stream-tickets", headers=api.auth(_user()))
+        assert r.status_code == 503 and r.headers["retry-after"] == "2"
+        assert r.json()["detail"] == "stream tickets unavailable", r.text
+        assert "127.0.0.1" not in r.text and ":9" not in r.text
+        r = await api.client.get("/v1/stream", params={"ticket": "x" * 43})
+        assert r.status_code == 503 and "127.0.0.1" not in r.text
+
+
 async def _all_lines(response: httpx.Response) -> list[str]:
     return [line async for line in response.aiter_lines()]
 
