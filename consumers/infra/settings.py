@@ -215,6 +215,11 @@ class ApiSettings(BaseModel, frozen=True):
     sse_replay_max: int = Field(
         500, ge=0, description="Most rows replayed on a reconnect with Last-Event-ID."
     )
+    devices_per_user: int = Field(
+        20,
+        gt=0,
+        description="Push tokens kept per user: registering one more forgets the least recently registered.",
+    )
     cors_origins: list[str] = Field(
         [],
         description="Origins (scheme://host[:port]) of web apps that embed the web components and may call "
