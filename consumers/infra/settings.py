@@ -249,6 +249,11 @@ class ApiSettings(BaseModel, frozen=True):
             raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes (use random bytes)")
         return value
 
+    swagger_ui: bool = Field(
+        False,
+        description="Serve Swagger UI at /docs (scripts from a CDN, on the API's and console's origin); "
+        "`herald dev` turns it on. /openapi.json is always served.",
+    )
     demo_user: str | None = Field(
         None,
         description="`herald dev` only: serve /demo with the web components for this user and mint its "

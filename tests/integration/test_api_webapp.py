@@ -32,6 +32,7 @@ async def api(stack: DevStack) -> AsyncIterator[RunningApi]:
             stream_ticket_ttl_s=1,
             unsubscribe_secret=UNSUB_KEY,
             demo_user="demo-user",
+            swagger_ui=True,
         ),
     )
     async with running_api(settings) as running:
@@ -193,6 +194,7 @@ async def test_demo_page_and_its_token(api: RunningApi) -> None:
     assert page.status_code == 200
     assert bundle_path() in page.text and "<herald-inbox" in page.text and "<herald-preferences" in page.text
     assert "eyJ" not in page.text  # no token in the HTML
+    assert (await api.client.get("/docs")).status_code == 200  # the demo turns Swagger UI on
     token = (await api.client.get("/demo/token")).json()["token"]
     me = await api.client.get("/v1/inbox/unread-count", headers={"Authorization": f"Bearer {token}"})
     assert me.status_code == 200
