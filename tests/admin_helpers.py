@@ -6,6 +6,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from consumers.api.admin.key_store import KeyStore
 from consumers.api.admin.keys import Scope
@@ -18,17 +19,17 @@ PROBLEM = "application/problem+json"
 
 
 @asynccontextmanager
-async def running_admin_api(stack: DevStack) -> AsyncIterator[RunningApi]:
-    """The API with admin routes on: a fresh pepper, no key cache, its own event dedupe prefix."""
-    settings = make_settings(
-        stack,
-        api=api_settings(),
-        admin=AdminSettings(
-            key_pepper=secrets.token_urlsafe(32),
-            key_cache_ttl_s=0.0,
-            event_dedupe_prefix=f"t:ev:{uuid.uuid4().hex[:8]}",
-        ),
-    )
+async def running_admin_api(stack: DevStack, **admin: Any) -> AsyncIterator[RunningApi]:
+    """The API with admin routes on: a fresh pepper, no key cache, its own event dedupe and
+    key-lookup prefixes (``admin`` overrides any AdminSettings field)."""
+    fields: dict[str, Any] = {
+        "key_pepper": secrets.token_urlsafe(32),
+        "key_cache_ttl_s": 0.0,
+        "event_dedupe_prefix": f"t:ev:{uuid.uuid4().hex[:8]}",
+        "key_lookups_prefix": f"t:kl:{uuid.uuid4().hex[:8]}",
+        **admin,
+    }
+    settings = make_settings(stack, api=api_settings(), admin=AdminSettings(**fields))
     async with running_api(settings) as running:
         yield running
 

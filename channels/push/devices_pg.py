@@ -54,7 +54,7 @@ class PgDeviceTokens:
         return int(status.rsplit(" ", 1)[1])
 
     async def register(
-        self, user_id: str, token: str, platform: str = "android", tenant: str = ""
+        self, user_id: str, token: str, platform: str = "android", tenant: str = "", *, keep: int = 0
     ) -> str | None:
         """Add or refresh a token (an app calls this at start; tests and the demo seed with it).
 
@@ -62,6 +62,9 @@ class PgDeviceTokens:
         the device that holds it, and a device that changed hands (another account signed in)
         must stop receiving the previous user's notifications. Returns the previous owner when
         the token moved, else None, so the caller can log and count the move.
+
+        ``keep`` > 0: the user keeps at most that many tokens, the most recently registered (each
+        push fans out to every token, so an unbounded list is a cost anyone with a token can grow).
         """
         async with self._pool.acquire() as conn, conn.transaction():
             previous = await conn.fetchrow(
@@ -78,6 +81,17 @@ class PgDeviceTokens:
                 platform,
                 tenant,
             )
+            if keep > 0:
+                await conn.execute(
+                    """
+                    DELETE FROM herald_device_tokens WHERE token IN (
+                        SELECT token FROM herald_device_tokens WHERE tenant = $2 AND user_id = $1
+                        ORDER BY last_seen_at DESC, created_at DESC, token OFFSET $3)
+                    """,
+                    user_id,
+                    tenant,
+                    keep,
+                )
         if previous is None or (previous["user_id"], previous["tenant"]) == (user_id, tenant):
             return None
         owner: str = previous["user_id"]

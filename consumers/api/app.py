@@ -32,7 +32,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
         description="The in-app inbox, notification preferences, quiet hours, push devices and receipts of "
         "the user named by the bearer token. Errors are RFC 9457 problem details.",
         responses=problem_responses(400, 401, 413, 422, 429),
-        docs_url="/docs",
+        # Swagger UI loads its script from a CDN into this origin (the console's, too): opt-in only.
+        docs_url="/docs" if ctx.api.swagger_ui else None,
         redoc_url=None,
     )
     app.state.ctx = ctx

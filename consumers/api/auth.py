@@ -43,6 +43,7 @@ class Principal:
     user_id: str
     token_id: str  # what the per-token rate limit counts: the jti, else a digest of the token
     tenant: str = ""  # the token's tenant claim; '' = the default tenant
+    valid_until: float | None = None  # epoch seconds: the token's exp plus the leeway (streams end there)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +102,8 @@ def verify_token(token: str, keys: TokenKeys, api: ApiSettings) -> Principal:
     jti = claims.get("jti")
     token_id = jti if isinstance(jti, str) and jti else hashlib.sha256(token.encode()).hexdigest()[:32]
     owner = f"{tenant}/{sub}" if tenant else sub
-    return Principal(user_id=sub, token_id=f"{owner}:{token_id}", tenant=tenant)
+    valid_until = float(claims["exp"]) + api.jwt_leeway_s  # exp is required, and numeric (PyJWT checks)
+    return Principal(user_id=sub, token_id=f"{owner}:{token_id}", tenant=tenant, valid_until=valid_until)
 
 
 def mint_token(

@@ -6,6 +6,7 @@ rate limit; routes take the user only from it, so no request can name another us
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -28,7 +29,7 @@ from consumers.api.models import InboxItemOut
 from consumers.api.preferences import PreferenceSlot
 from consumers.api.problems import ProblemError
 from consumers.api.ratelimit import RateLimiter
-from consumers.api.stream import InboxHub, event_stream
+from consumers.api.stream import InboxHub, TooManyStreams, event_stream
 from consumers.api.tickets import StreamTickets
 from consumers.inbox.reads import InboxReads
 from consumers.infra.settings import ApiSettings
@@ -133,18 +134,29 @@ def item_out(row: InboxRow) -> dict[str, Any]:
 
 
 def inbox_stream(
-    ctx: ApiContext, user_id: str, last_event_id: str | None, tenant: str = ""
+    ctx: ApiContext,
+    user_id: str,
+    last_event_id: str | None,
+    tenant: str = "",
+    *,
+    valid_until: float | None = None,
 ) -> StreamingResponse:
-    """The user's live inbox as server-sent events, resuming after ``last_event_id`` (already validated)."""
+    """The user's live inbox as server-sent events, resuming after ``last_event_id`` (already validated),
+    ending when the credential that opened it expires (``valid_until``, epoch seconds)."""
+    try:
+        sub = ctx.hub.subscribe(user_id, tenant)
+    except TooManyStreams as exc:
+        raise ProblemError(429, str(exc), kind="rate-limited", headers={"Retry-After": "10"}) from exc
     body = event_stream(
         ctx.hub,
-        ctx.hub.subscribe(user_id, tenant),
+        sub,
         ctx.queries,
         last_event_id=last_event_id,
         heartbeat_s=ctx.api.sse_heartbeat_s,
         replay_max=ctx.api.sse_replay_max,
         render=item_out,
         opened_at=datetime.now(UTC),
+        lifetime_s=None if valid_until is None else valid_until - time.time(),
     )
     return StreamingResponse(
         body,

@@ -73,9 +73,16 @@ class ProviderFeedback:
         await self.apply_ses(feedback)
         return feedback.reason or feedback.kind.value
 
+    @property
+    def ses_enabled(self) -> bool:
+        """SES feedback is on only with an allow-list of topics: any AWS account can create an
+        SNS topic, sign with it and subscribe it to our URL, so a valid signature proves nothing
+        about whose topic it is."""
+        return bool(self.settings.sns_topic_arns)
+
     async def _verify(self, message: Mapping[str, Any]) -> None:
-        arns = self.settings.sns_topic_arns
-        if arns and message.get("TopicArn") not in arns:
+        # Before the certificate is fetched or anything is confirmed: a foreign topic costs us nothing.
+        if message.get("TopicArn") not in self.settings.sns_topic_arns:
             raise Rejected("topic not accepted")
         url = str(message.get("SigningCertURL") or "")
         if not cert_url_allowed(

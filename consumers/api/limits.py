@@ -1,4 +1,7 @@
-"""Request body limit: larger bodies get a 413 problem before any handler reads them."""
+"""Request body limit: larger bodies get a 413 problem before any handler reads them.
+
+Every method but GET/HEAD/OPTIONS is limited (a DELETE may carry a body, and the route
+decides only after the body is read whether the caller may send one at all)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from consumers.api.problems import problem_response
 
 __all__ = ["BodyLimit"]
+
+_BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class BodyLimit:
@@ -19,7 +24,7 @@ class BodyLimit:
         self.larger = larger or {}  # exact paths with a limit of their own (the admin API's batches)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+        if scope["type"] != "http" or scope["method"] in _BODYLESS:
             await self.app(scope, receive, send)
             return
         limit = self.larger.get(scope.get("path", ""), self.max_bytes)

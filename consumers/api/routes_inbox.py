@@ -119,7 +119,7 @@ async def stream(
             decode_cursor(last_event_id)
         except ValueError as exc:
             raise invalid(("header", "last-event-id"), "not an event id this API sent", "event_id") from exc
-    return inbox_stream(ctx, who.user_id, last_event_id, who.tenant)
+    return inbox_stream(ctx, who.user_id, last_event_id, who.tenant, valid_until=who.valid_until)
 
 
 @_routes.get(

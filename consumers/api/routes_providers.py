@@ -1,7 +1,8 @@
 """``/v1/providers/...``: feedback from providers, authenticated by the provider's own signature.
 
 * ``POST /v1/providers/ses/events``: SES event publishing (configuration set → SNS topic →
-  HTTPS subscription). The SNS signature is verified against a certificate fetched only from an
+  HTTPS subscription). Off (404) until ``HERALD_PROVIDERS__FEEDBACK__SNS_TOPIC_ARNS`` lists the
+  topics: a message or subscription of any other topic is a 403. The SNS signature is verified against a certificate fetched only from an
   SNS host; SubscriptionConfirmation is confirmed; Bounce/Complaint/Delivery are applied.
 * ``POST /v1/providers/twilio/status``: Twilio status callbacks, ``X-Twilio-Signature`` checked
   against ``HERALD_TWILIO__STATUS_CALLBACK_URL``.
@@ -42,6 +43,8 @@ def router() -> APIRouter:
     )
     async def ses_events(request: Request, ctx: Ctx) -> JSONResponse:
         feedback = _feedback(ctx)
+        if not feedback.ses_enabled:
+            raise ProblemError(404, "SES feedback is off: set HERALD_PROVIDERS__FEEDBACK__SNS_TOPIC_ARNS")
         try:
             message: Any = json.loads(await request.body())  # SNS posts JSON as text/plain
         except ValueError:

@@ -206,10 +206,13 @@ async def list_devices(who: User, ctx: Ctx) -> DeviceList:
     response_model=Device,
     status_code=201,
     tags=["devices"],
-    summary="Register (or refresh) this device's FCM token",
+    summary="Register (or refresh) this device's FCM token; the user keeps the most recent "
+    "HERALD_API__DEVICES_PER_USER (20)",
 )
 async def register_device(body: DeviceIn, who: User, ctx: Ctx) -> Device:
-    previous = await ctx.devices.register(who.user_id, body.token, body.platform, who.tenant)
+    previous = await ctx.devices.register(
+        who.user_id, body.token, body.platform, who.tenant, keep=ctx.api.devices_per_user
+    )
     if previous is not None:
         # Deliberate (docs/bad-input.md, "Smaller rules"): the token follows the device to its new
         # user. Logged without the token (a device secret); counted for the alert on bursts.

@@ -7,6 +7,7 @@ which can send neither a header nor, on a fresh connection, ``Last-Event-ID`` (s
 accepted as the ``last_event_id`` query parameter). A reconnecting client mints a new ticket.
 """
 
+import logging
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -22,6 +23,8 @@ from consumers.api.tickets import StreamTickets, TicketStoreDown
 from consumers.inbox.archiving import archive_user_rows
 
 __all__ = ["ArchiveOut", "StreamTicketOut", "router"]
+
+log = logging.getLogger(__name__)
 
 
 class StreamTicketOut(BaseModel):
@@ -40,6 +43,8 @@ def _tickets(ctx: Ctx) -> StreamTickets:
 
 
 def _down(exc: TicketStoreDown) -> ProblemError:
+    # The cause (Redis's own message) names hosts and ports: it goes to the log, not to the caller.
+    log.warning("%s: %s", exc, exc.__cause__)
     return ProblemError(503, str(exc), kind="unavailable", headers={"Retry-After": "2"})
 
 
@@ -57,7 +62,7 @@ router = APIRouter(prefix="/v1")
 async def mint_ticket(who: User, ctx: Ctx) -> StreamTicketOut:
     tickets = _tickets(ctx)
     try:
-        ticket = await tickets.mint(who.user_id, who.tenant)
+        ticket = await tickets.mint(who.user_id, who.tenant, who.valid_until)
     except TicketStoreDown as exc:
         raise _down(exc) from exc
     return StreamTicketOut(ticket=ticket, expires_in_s=tickets.ttl_s)
@@ -69,7 +74,7 @@ async def mint_ticket(who: User, ctx: Ctx) -> StreamTicketOut:
     summary="GET /v1/inbox/stream authenticated by a stream ticket instead of a bearer token",
     response_class=StreamingResponse,
     responses={
-        **problem_responses(401, 503),
+        **problem_responses(401, 429, 503),
         200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
     },
 )
@@ -91,7 +96,7 @@ async def ticketed_stream(
         raise _down(exc) from exc
     if holder is None:
         raise ProblemError(401, "unknown, expired or already used stream ticket", kind="unauthorized")
-    return inbox_stream(ctx, holder[0], resume, holder[1])
+    return inbox_stream(ctx, holder.user_id, resume, holder.tenant, valid_until=holder.valid_until)
 
 
 @router.post(

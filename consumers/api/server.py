@@ -34,6 +34,11 @@ async def open_context(res: Resources) -> ApiContext:
     producer = await res.producer()
     await res.create_topics([res.topics.receipts, res.topics.events])  # POST /v1/events produces
     api = settings.api
+    if not settings.providers.feedback.sns_topic_arns:
+        log.warning(
+            "SES feedback is off (POST /v1/providers/ses/events answers 404): set "
+            "HERALD_PROVIDERS__FEEDBACK__SNS_TOPIC_ARNS to the SNS topic(s) SES publishes to"
+        )
     limiter = RateLimiter(
         res.redis(),
         limit=api.rate_limit_requests,
@@ -48,7 +53,7 @@ async def open_context(res: Resources) -> ApiContext:
         topics=res.topics,
         codec=default_codec(),
         limiter=limiter,
-        hub=InboxHub(settings.database_url.get_secret_value()),
+        hub=InboxHub(settings.database_url.get_secret_value(), max_streams_per_user=api.sse_streams_per_user),
         slots=preference_slots(routing),
         tickets=StreamTickets(
             res.redis(), ttl_s=api.stream_ticket_ttl_s, prefix=api.stream_ticket_key_prefix

@@ -6,6 +6,10 @@ each row back scoped by its own user, so a notification can only reach its owner
 carries the row's ``(created_at, id)`` as its SSE id; a client that reconnects with
 ``Last-Event-ID`` first gets the rows it missed. If the LISTEN connection drops, every stream
 replays from its last event once the hub is back, so nothing is lost in between.
+
+A stream ends when the credential that opened it expires (the client reconnects with a fresh one,
+so a revoked or expired token stops receiving rows), and a user holds at most
+``max_streams_per_user`` open streams (each one is a socket and a queue).
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from typing import Any
 from channels.in_app.inbox_pg import decode_cursor, encode_cursor
 from consumers.api.inbox_query import InboxQueries, InboxRow
 from consumers.infra.pg_listen import PgListener
+from schemas.errors import HeraldError
 
-__all__ = ["CHANNEL", "InboxHub", "Subscription", "event_stream", "format_event"]
+__all__ = ["CHANNEL", "InboxHub", "Subscription", "TooManyStreams", "event_stream", "format_event"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +38,12 @@ _RESYNC = object()  # queue marker: notifications may have been missed, replay f
 _CLOSED = object()  # queue marker: the process is stopping
 _QUEUE_MAX = 1000
 _SEEN_MAX = 2000
+
+
+class TooManyStreams(HeraldError):
+    """The user already holds the most open streams allowed; answered 429 (retryable: close one)."""
+
+    retryable = True
 
 
 class Subscription:
@@ -54,7 +65,8 @@ class Subscription:
 class InboxHub:
     """Fans NOTIFY payloads out to subscriptions, keeping its LISTEN connection alive."""
 
-    def __init__(self, dsn: str, *, reconnect_s: float = 1.0) -> None:
+    def __init__(self, dsn: str, *, reconnect_s: float = 1.0, max_streams_per_user: int = 0) -> None:
+        self.max_streams_per_user = max_streams_per_user  # 0: unlimited
         self._subs: dict[tuple[str, str], set[Subscription]] = {}  # (tenant, user) -> its streams
         self._listener = PgListener(
             dsn,
@@ -68,8 +80,12 @@ class InboxHub:
         self.closed = False
 
     def subscribe(self, user_id: str, tenant: str = "") -> Subscription:
+        """Raises TooManyStreams when the user already holds ``max_streams_per_user`` streams."""
+        subs = self._subs.get((tenant, user_id), set())
+        if self.max_streams_per_user and len(subs) >= self.max_streams_per_user:
+            raise TooManyStreams(f"at most {self.max_streams_per_user} open streams per user")
         sub = Subscription(user_id, tenant)
-        self._subs.setdefault((tenant, user_id), set()).add(sub)
+        self._subs.setdefault((tenant, user_id), subs).add(sub)
         return sub
 
     def open_streams(self, user_id: str, tenant: str = "") -> int:
@@ -168,13 +184,17 @@ async def event_stream(
     replay_max: int,
     render: Callable[[InboxRow], dict[str, Any]],
     opened_at: datetime,
+    lifetime_s: float | None = None,
 ) -> AsyncIterator[bytes]:
     """The body of ``GET /v1/inbox/stream``; ``sub`` is already subscribed (nothing slips in between).
 
     ``last_event_id`` must be valid (the endpoint checks it). A resync with no event sent yet
-    replays from ``opened_at``.
+    replays from ``opened_at``. After ``lifetime_s`` (the credential's remaining life) the stream
+    ends; the client reconnects with a fresh credential and its last event id.
     """
     sent = _Sent(last_event_id, opened_at)
+    loop = asyncio.get_running_loop()
+    deadline = None if lifetime_s is None else loop.time() + lifetime_s
     try:
         yield b"retry: 2000\n: connected\n\n"
         if last_event_id is not None:
@@ -182,10 +202,15 @@ async def event_stream(
                 if sent.first_time(row):
                     yield format_event(row, render(row))
         while not hub.closed:
+            left = heartbeat_s if deadline is None else min(heartbeat_s, deadline - loop.time())
+            if left <= 0:
+                yield b": credential expired\n\n"
+                return
             try:
-                item = await asyncio.wait_for(sub.queue.get(), heartbeat_s)
+                item = await asyncio.wait_for(sub.queue.get(), left)
             except TimeoutError:
-                yield b": keepalive\n\n"
+                if deadline is None or loop.time() < deadline:
+                    yield b": keepalive\n\n"
                 continue
             if item is _CLOSED:
                 return

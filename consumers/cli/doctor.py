@@ -42,6 +42,7 @@ class Facts:
     sms_sandbox: bool | None = None
     sms_error: str | None = None
     dkim_tokens: list[str] = field(default_factory=list)
+    sns_topic_arns: list[str] = field(default_factory=list)  # settings: SES feedback's allowed topics
 
 
 def sender_domain(from_address: str) -> tuple[str, str]:
@@ -151,9 +152,22 @@ def _sms(f: Facts) -> list[Finding]:
     return [Finding("OK", "sns sms sandbox", "out of the SMS sandbox")]
 
 
+def _feedback(f: Facts) -> list[Finding]:
+    if not f.sns_topic_arns:
+        return [
+            Finding(
+                "WARN",
+                "ses feedback",
+                "off until HERALD_PROVIDERS__FEEDBACK__SNS_TOPIC_ARNS lists the SNS topic(s) of the "
+                "configuration set's event destination: bounces and complaints are not suppressed",
+            )
+        ]
+    return [Finding("OK", "ses feedback", f"accepted from {', '.join(f.sns_topic_arns)}")]
+
+
 def evaluate(f: Facts) -> list[Finding]:
     """Every finding, in a fixed order. Pure."""
-    return [*_account(f), *_identity(f), *_configuration_set(f), *_sms(f)]
+    return [*_account(f), *_identity(f), *_configuration_set(f), *_feedback(f), *_sms(f)]
 
 
 def dns_records(domain: str, dkim_tokens: list[str], region: str) -> list[tuple[str, str, str]]:
@@ -185,7 +199,12 @@ async def gather(settings: HeraldSettings) -> Facts:
     from consumers.channel.builders.aws import open_aws_client
 
     sender, domain = sender_domain(settings.email.from_address)
-    facts = Facts(sender=sender, domain=domain, configuration_set=settings.email.configuration_set)
+    facts = Facts(
+        sender=sender,
+        domain=domain,
+        configuration_set=settings.email.configuration_set,
+        sns_topic_arns=list(settings.providers.feedback.sns_topic_arns),
+    )
     ses, ses_stack = await open_aws_client("sesv2", settings)
     try:
         try:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from consumers.console.endpoint_ops import endpoint_health, parse_since, replay_pending
+from consumers.console.flash import flash_query
 from consumers.console.web import BadRequest, OperatorSession, console_ctx, form, page, redirect, require_csrf
 from consumers.ledger.deadletters import audit_log, describe, replay, show
 from schemas.errors import ConfigurationError
@@ -83,10 +84,8 @@ async def dead_letter_replay(request: Request, session: OperatorSession) -> Resp
         partition=partition,
         offset=offset,
     )
-    return redirect(
-        "/console/dlq",
-        msg=f"replayed {len(result.replayed)} record(s) from {topic} ({result.skipped} skipped)",
-    )
+    done = flash_query("dlq_replayed", n=len(result.replayed), topic=topic, skipped=result.skipped)
+    return redirect("/console/dlq", **done)
 
 
 @router.get("/endpoints")
@@ -110,10 +109,10 @@ async def endpoint_action(
         raise BadRequest(f"no webhook endpoint {endpoint_id!r}")
     if action == "disable":
         await ctx.endpoints.disable(endpoint_id, reason=f"manual ({session.operator.name})"[:200], now=now)
-        return redirect("/console/endpoints", msg=f"{endpoint_id} disabled")
+        return redirect("/console/endpoints", **flash_query("endpoint_disabled", endpoint=endpoint_id))
     if action == "enable":
         await ctx.endpoints.enable(endpoint_id)
-        return redirect("/console/endpoints", msg=f"{endpoint_id} enabled")
+        return redirect("/console/endpoints", **flash_query("endpoint_enabled", endpoint=endpoint_id))
     if action == "rotate":
         rotated = await ctx.endpoints.rotate_secret(
             endpoint_id, now=now, grace_s=ctx.settings.webhook.rotation_grace_s
@@ -136,8 +135,6 @@ async def endpoint_action(
             count = await replay_pending(ctx.settings, ctx.endpoints, ep, since, now)
         except ConfigurationError as exc:
             raise BadRequest(str(exc)) from exc
-        return redirect(
-            "/console/endpoints",
-            msg=f"{endpoint_id}: re-sent {count} message(s) since {since:%Y-%m-%d %H:%M}",
-        )
+        done = flash_query("endpoint_resent", endpoint=endpoint_id, n=count, since=f"{since:%Y-%m-%dT%H:%M}")
+        return redirect("/console/endpoints", **done)
     raise BadRequest(f"unknown action {action!r}")

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from consumers.console.auth import Session, cookie_name, csrf_matches, same_origin, use_secure_cookie
 from consumers.console.context import ConsoleContext
+from consumers.console.flash import flash_text
 from schemas.errors import HeraldError
 
 __all__ = [
@@ -93,7 +94,7 @@ def page(
         session=session,
         csrf=session.csrf_token if session else "",
         path=request.url.path,
-        msg=request.query_params.get("msg"),
+        msg=flash_text(request.query_params),
         **values,
     )
     response = HTMLResponse(html, status_code=status)

@@ -41,6 +41,7 @@ def demo_api_env() -> dict[str, str]:
         "HERALD_API__DEMO_USER": DEMO_API_USER,
         "HERALD_API__UNSUBSCRIBE_SECRET": secrets.token_urlsafe(32),
         "HERALD_ADMIN__KEY_PEPPER": secrets.token_urlsafe(32),  # the admin API (herald keys create)
+        "HERALD_API__SWAGGER_UI": "true",  # /docs for the demo; off in production (a CDN page, no CSP)
     }
 
 

@@ -47,7 +47,8 @@ class FeedbackSettings(BaseModel, frozen=True):
     )
     sns_topic_arns: list[str] = Field(
         default_factory=list,
-        description="Topics whose messages are accepted; empty: any (signature still checked).",
+        description="SNS topics whose messages are accepted (and subscriptions confirmed); empty: SES "
+        "feedback is off and POST /v1/providers/ses/events answers 404.",
     )
     fetch_timeout_s: float = Field(
         5.0, gt=0, description="Fetching a signing certificate or confirming a subscription."

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, NonNegativeInt, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, NonNegativeInt, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from channels.aws_settings import AwsSettings
@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 PACKAGE_DIR = Path(__file__).parents[1]  # consumers/: routing.yaml and templates/ ship there
+MIN_SECRET_BYTES = 32  # HMAC keys (unsubscribe links), as the HS256 JWT secret (RFC 7518 §3.2)
 
 
 class SchedulerSettings(BaseModel, frozen=True):
@@ -206,8 +207,18 @@ class ApiSettings(BaseModel, frozen=True):
     sse_heartbeat_s: float = Field(
         15.0, gt=0, description="Comment line sent on idle event streams (for proxies)."
     )
+    sse_streams_per_user: int = Field(
+        10,
+        ge=0,
+        description="Most open event streams of one user in one API process (more: 429); 0 = unlimited.",
+    )
     sse_replay_max: int = Field(
         500, ge=0, description="Most rows replayed on a reconnect with Last-Event-ID."
+    )
+    devices_per_user: int = Field(
+        20,
+        gt=0,
+        description="Push tokens kept per user: registering one more forgets the least recently registered.",
     )
     cors_origins: list[str] = Field(
         [],
@@ -222,11 +233,26 @@ class ApiSettings(BaseModel, frozen=True):
     stream_ticket_key_prefix: str = Field("herald:api:ticket", description="Redis keys of stream tickets.")
     unsubscribe_secret: SecretStr | None = Field(
         None,
-        description="HMAC key of unsubscribe links (use 32+ random bytes); unset: /v1/unsubscribe answers 404.",
+        description="HMAC key of unsubscribe links (32+ bytes, like the JWT secret); unset: /v1/unsubscribe "
+        "answers 404.",
     )
     unsubscribe_ttl_s: int = Field(60 * 86_400, gt=0, description="How long an unsubscribe link stays valid.")
     preference_centre_url: str = Field(
         "/demo#preferences", description="Where the unsubscribe page links to change other preferences."
+    )
+
+    @field_validator("unsubscribe_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        # A short HMAC key can be brute-forced offline from one link, then links forged for anyone.
+        if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes (use random bytes)")
+        return value
+
+    swagger_ui: bool = Field(
+        False,
+        description="Serve Swagger UI at /docs (scripts from a CDN, on the API's and console's origin); "
+        "`herald dev` turns it on. /openapi.json is always served.",
     )
     demo_user: str | None = Field(
         None,

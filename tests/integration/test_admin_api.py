@@ -4,6 +4,8 @@ PATCH and GET, and keys never reaching the users' routes."""
 
 from __future__ import annotations
 
+import secrets
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -218,3 +220,38 @@ async def test_without_a_pepper_the_admin_routes_are_not_served(stack: DevStack)
         r = await bare.client.get("/v1/recipients/u1", headers={"Authorization": "Bearer hrk_x"})
         assert r.status_code == 404 and r.headers["content-type"] == PROBLEM
         assert "/v1/events" not in (await bare.client.get("/openapi.json")).json()["paths"]
+
+
+async def test_bodies_are_limited_and_read_only_after_the_key(api: RunningApi) -> None:
+    """A DELETE body counts against the limit like any other; a batch is parsed only for a caller
+    whose key checked out (unauthenticated junk is a 401, not a parse)."""
+    big = b'{"user_ids": [' + b'"a",' * 300_000 + b'"a"]}'  # 1.2 MB, no key
+    r = await api.client.request("DELETE", f"/v1/topics/{rid()}/subscribers", content=big)
+    assert r.status_code == 413 and r.headers["content-type"] == PROBLEM
+    junk = {"content-type": "application/json"}
+    r = await api.client.post("/v1/recipients:batch", content=b"{not json", headers=junk)
+    assert r.status_code == 401, r.text
+    h = {**junk, **await key(api, Scope.RECIPIENTS_WRITE)}
+    r = await api.client.post("/v1/recipients:batch", content=b"{not json", headers=h)
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == "body"
+    r = await api.client.post("/v1/recipients:batch", json={"recipients": [], "x": 1}, headers=h)
+    assert r.status_code == 422
+    assert {e["loc"] for e in r.json()["errors"]} == {"body.recipients", "body.x"}
+    schema = (await api.client.get("/openapi.json")).json()
+    body = schema["paths"]["/v1/recipients:batch"]["post"]["requestBody"]
+    assert "recipients" in body["content"]["application/json"]["schema"]["properties"]
+
+
+async def test_unknown_keys_from_one_address_are_bounded(stack: DevStack) -> None:
+    async with running_admin_api(stack, key_lookups_per_client=3, key_cache_ttl_s=60.0) as api:
+        good = await key(api, Scope.RECIPIENTS_READ)
+        path = f"/v1/recipients/{rid()}"
+        assert (await api.client.get(path, headers=good)).status_code == 404  # looked up once, cached
+        for _ in range(2):
+            random_key = f"hrk_{uuid.uuid4().hex[:12]}_{secrets.token_urlsafe(32)}"
+            r = await api.client.get(path, headers={"Authorization": f"Bearer {random_key}"})
+            assert r.status_code == 401, r.text
+        random_key = f"hrk_{uuid.uuid4().hex[:12]}_{secrets.token_urlsafe(32)}"
+        r = await api.client.get(path, headers={"Authorization": f"Bearer {random_key}"})
+        assert r.status_code == 429 and "Retry-After" in r.headers
+        assert (await api.client.get(path, headers=good)).status_code == 404  # cached: no lookup

@@ -157,3 +157,18 @@ async def test_devices_register_list_delete(api: RunningApi) -> None:
     assert await api.ctx.devices.tokens(u) == []
     r = await api.client.delete(f"/v1/devices/{token}", headers=h)
     assert r.status_code == 404 and r.headers["content-type"] == PROBLEM
+
+
+async def test_a_user_keeps_the_most_recently_registered_devices(stack: DevStack) -> None:
+    async with running_api(make_settings(stack, api=api_settings(devices_per_user=3))) as capped:
+        u = user()
+        h = capped.auth(u)
+        t1, t2, t3, t4 = (f"fcm:{uuid.uuid4().hex}" for _ in range(4))
+        for token in (t1, t2, t3, t1, t4):  # t1 refreshed: t2 is now the least recently registered
+            r = await capped.client.post("/v1/devices", json={"token": token}, headers=h)
+            assert r.status_code == 201
+        listed = (await capped.client.get("/v1/devices", headers=h)).json()["devices"]
+        assert [d["token"] for d in listed] == [t4, t1, t3]
+        other = capped.auth(user())  # another user's devices are not counted against this one
+        assert (await capped.client.post("/v1/devices", json={"token": t2}, headers=other)).status_code == 201
+        assert len((await capped.client.get("/v1/devices", headers=h)).json()["devices"]) == 3

@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -140,3 +141,46 @@ async def test_rows_inserted_while_listen_connection_is_down_still_arrive(api: R
     finally:
         await events.close()
         await cm.__aexit__(None, None, None)
+
+
+async def _lines_until_closed(response: httpx.Response, timeout: float) -> list[str]:
+    async def read() -> list[str]:
+        return [line async for line in response.aiter_lines()]
+
+    return await asyncio.wait_for(read(), timeout)
+
+
+async def test_the_stream_ends_when_its_token_expires(api: RunningApi) -> None:
+    """A stream must not outlive its credential: an expired or revoked token stops receiving rows."""
+    user = f"s-{uuid.uuid4().hex[:10]}"
+    leeway = api.ctx.api.jwt_leeway_s
+    token = api.token(user, ttl=timedelta(seconds=2 - leeway))  # accepted for about 2 s more
+    t0 = time.monotonic()
+    headers = {"Authorization": f"Bearer {token}"}
+    async with api.client.stream("GET", "/v1/inbox/stream", headers=headers, timeout=15) as response:
+        assert response.status_code == 200
+        lines = await _lines_until_closed(response, timeout=10)
+    assert 0.5 < time.monotonic() - t0 < 6
+    assert ": credential expired" in lines
+
+
+async def test_open_streams_per_user_are_capped(stack: DevStack) -> None:
+    settings = make_settings(stack, api=api_settings(sse_streams_per_user=2))
+    async with running_api(settings) as capped:
+        user = f"s-{uuid.uuid4().hex[:10]}"
+        first, second = await open_stream(capped, user), await open_stream(capped, user)
+        try:
+            r = await capped.client.get("/v1/inbox/stream", headers=capped.auth(user))
+            assert r.status_code == 429 and "Retry-After" in r.headers
+            other = await open_stream(capped, f"s-{uuid.uuid4().hex[:10]}")  # another user is unaffected
+            await other[2].__aexit__(None, None, None)
+            await first[2].__aexit__(None, None, None)
+
+            async def released() -> bool:
+                return capped.ctx.hub.open_streams(user) < 2
+
+            await until(released, what="the closed stream unsubscribed", timeout=5)
+            third = await open_stream(capped, user)
+            await third[2].__aexit__(None, None, None)
+        finally:
+            await second[2].__aexit__(None, None, None)

@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest_asyncio
@@ -31,6 +32,7 @@ async def api(stack: DevStack) -> AsyncIterator[RunningApi]:
             stream_ticket_ttl_s=1,
             unsubscribe_secret=UNSUB_KEY,
             demo_user="demo-user",
+            swagger_ui=True,
         ),
     )
     async with running_api(settings) as running:
@@ -82,6 +84,31 @@ async def test_ticket_expires_and_needs_a_token(api: RunningApi) -> None:
     assert (await api.client.get("/v1/stream", params={"ticket": ticket})).status_code == 401
     forged = await api.client.get("/v1/stream", params={"ticket": "x" * 43})
     assert forged.status_code == 401
+
+
+async def test_a_ticketed_stream_ends_when_the_token_behind_it_expires(api: RunningApi) -> None:
+    token = api.token(_user(), ttl=timedelta(seconds=2 - api.ctx.api.jwt_leeway_s))  # 2 s left
+    res = await api.client.post("/v1/stream-tickets", headers={"Authorization": f"Bearer {token}"})
+    t0 = time.monotonic()
+    async with api.client.stream("GET", "/v1/stream", params={"ticket": res.json()["ticket"]}) as stream:
+        assert stream.status_code == 200
+        lines = await asyncio.wait_for(_all_lines(stream), 10)
+    assert 0.5 < time.monotonic() - t0 < 6 and ": credential expired" in lines
+
+
+async def test_a_redis_outage_is_a_503_that_names_no_host(stack: DevStack) -> None:
+    down = "redis://127.0.0.1:9/0"  # nothing listens on the discard port
+    async with running_api(make_settings(stack, api=api_settings(), redis_url=down)) as api:
+        r = await api.client.post("/v1/stream-tickets", headers=api.auth(_user()))
+        assert r.status_code == 503 and r.headers["retry-after"] == "2"
+        assert r.json()["detail"] == "stream tickets unavailable", r.text
+        assert "127.0.0.1" not in r.text and ":9" not in r.text
+        r = await api.client.get("/v1/stream", params={"ticket": "x" * 43})
+        assert r.status_code == 503 and "127.0.0.1" not in r.text
+
+
+async def _all_lines(response: httpx.Response) -> list[str]:
+    return [line async for line in response.aiter_lines()]
 
 
 async def test_ticketed_stream_resumes_from_last_event_id(api: RunningApi) -> None:
@@ -167,6 +194,7 @@ async def test_demo_page_and_its_token(api: RunningApi) -> None:
     assert page.status_code == 200
     assert bundle_path() in page.text and "<herald-inbox" in page.text and "<herald-preferences" in page.text
     assert "eyJ" not in page.text  # no token in the HTML
+    assert (await api.client.get("/docs")).status_code == 200  # the demo turns Swagger UI on
     token = (await api.client.get("/demo/token")).json()["token"]
     me = await api.client.get("/v1/inbox/unread-count", headers={"Authorization": f"Bearer {token}"})
     assert me.status_code == 200

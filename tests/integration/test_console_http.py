@@ -137,6 +137,8 @@ async def test_state_changes_need_the_session_csrf_token_and_same_origin(
         assert endpoint is not None and not endpoint.disabled
         r = await c.post(action, data={"csrf": csrf}, headers={"Origin": console.url})
         assert r.status_code == 303
+        done = await c.get(r.headers["location"])  # the confirmation is one of the console's sentences
+        assert f'<p class="flash" role="status">{ep.endpoint_id} disabled</p>' in done.text
         endpoint = await store.get(ep.endpoint_id)
         assert endpoint is not None and endpoint.disabled and "link:test" in (endpoint.disabled_reason or "")
         # Another session's token is not this session's.
@@ -145,6 +147,19 @@ async def test_state_changes_need_the_session_csrf_token_and_same_origin(
             assert (
                 await other.post(f"/console/endpoints/{ep.endpoint_id}/enable", data={"csrf": csrf})
             ).status_code == 403
+
+
+async def test_a_crafted_link_cannot_put_its_words_in_the_console(console: RunningConsole) -> None:
+    async with _client(console) as c:
+        await login(c, await console.link())
+        for query in (
+            {"msg": "Session expired: call support on +1 555 0100"},
+            {"done": "endpoint_disabled", "endpoint": "Session expired, call +1 555 0100"},
+            {"done": "made_up", "endpoint": "ep_1"},
+        ):
+            page = await c.get("/console/endpoints", params=query)
+            assert page.status_code == 200 and 'class="flash"' not in page.text, query
+            assert "555" not in page.text
 
 
 async def test_logout_and_expiry_end_the_session(console: RunningConsole, pg_pool: asyncpg.Pool) -> None:

@@ -39,8 +39,10 @@ GOOD_IDENTITY = {
                 identity=GOOD_IDENTITY,
                 configuration_set="cs",
                 sms_sandbox=False,
+                sns_topic_arns=["arn:aws:sns:eu-west-1:1:ses"],
             ),
             {
+                "ses feedback": "OK",
                 "ses sandbox": "OK",
                 "ses quota": "OK",
                 "sender identity": "OK",
@@ -58,6 +60,7 @@ GOOD_IDENTITY = {
                 sms_sandbox=True,
             ),
             {
+                "ses feedback": "WARN",
                 "ses sandbox": "FAIL",
                 "ses sending": "FAIL",
                 "sender identity": "FAIL",
@@ -77,6 +80,7 @@ GOOD_IDENTITY = {
                 sms_error="500",
             ),
             {
+                "ses feedback": "WARN",
                 "ses account": "WARN",
                 "sender identity": "FAIL",
                 "configuration set": "FAIL",
@@ -116,6 +120,7 @@ async def test_doctor_against_moto_reports_plainly(stack: DevStack) -> None:
     assert "[OK  ] sender identity: example.com is verified" in ok.stdout, ok.stdout + ok.stderr
     assert "[WARN] dkim: DKIM not enabled (status NOT_STARTED)" in ok.stdout
     assert "[WARN] configuration set: none configured" in ok.stdout
+    assert "[WARN] ses feedback: off until HERALD_PROVIDERS__FEEDBACK__SNS_TOPIC_ARNS" in ok.stdout
     assert "[WARN] ses account: could not read the SES account (404)" in ok.stdout  # moto answers 404
     assert "include:amazonses.com" in ok.stdout and "_dmarc.example.com" in ok.stdout
     assert ok.returncode == 0

@@ -76,7 +76,9 @@ def signer(cert_host: CertHost) -> SnsSigner:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def api(stack: DevStack, signer: SnsSigner) -> AsyncIterator[RunningApi]:
-    feedback = FeedbackSettings(sns_cert_host_pattern=r"127\.0\.0\.1", sns_cert_scheme="http")
+    feedback = FeedbackSettings(
+        sns_cert_host_pattern=r"127\.0\.0\.1", sns_cert_scheme="http", sns_topic_arns=[signer.topic_arn]
+    )
     settings = make_settings(
         stack,
         api=api_settings(),
@@ -154,6 +156,43 @@ async def test_a_forged_message_is_rejected(
     assert (await post_sns(api, elsewhere.notification(forged_body))).status_code == 403
     assert await SuppressionStore(pg_pool).suppressed("email", [victim]) == set()
     assert (await api.client.post("/v1/providers/ses/events", content=b"[1]")).status_code == 400
+
+
+async def test_another_accounts_topic_is_neither_confirmed_nor_applied(
+    api: RunningApi, signer: SnsSigner, cert_host: CertHost, pg_pool: asyncpg.Pool
+) -> None:
+    """Anyone can own an SNS topic whose messages verify (AWS signs them all): only the listed
+    topics count, before any certificate fetch or confirmation."""
+    victim = address()
+    stranger = SnsSigner(signer.cert_url, topic_arn="arn:aws:sns:us-east-1:999999999999:mine")
+    stranger.key, stranger.cert = signer.key, signer.cert  # signed exactly as AWS would
+    confirm = stranger.subscription_confirmation(
+        f"{cert_host.base_url}/confirm?Action=ConfirmSubscription&Token=tok-stranger"
+    )
+    r = await post_sns(api, confirm)
+    assert r.status_code == 403 and "topic" in r.text
+    assert "tok-stranger" not in cert_host.confirmed
+    bounce = ses_event("Bounce", {"bounceType": "Permanent", "bouncedRecipients": [{"emailAddress": victim}]})
+    assert (await post_sns(api, stranger.notification(bounce))).status_code == 403
+    assert await SuppressionStore(pg_pool).suppressed("email", [victim]) == set()
+
+
+async def test_ses_feedback_is_off_without_a_topic_list(
+    stack: DevStack, signer: SnsSigner, cert_host: CertHost, pg_pool: asyncpg.Pool
+) -> None:
+    feedback = FeedbackSettings(sns_cert_host_pattern=r"127\.0\.0\.1", sns_cert_scheme="http")
+    settings = make_settings(stack, api=api_settings(), providers=ProvidersSettings(feedback=feedback))
+    victim = address()
+    bounce = ses_event("Bounce", {"bounceType": "Permanent", "bouncedRecipients": [{"emailAddress": victim}]})
+    confirm = signer.subscription_confirmation(
+        f"{cert_host.base_url}/confirm?Action=ConfirmSubscription&Token=tok-off"
+    )
+    async with running_api(settings) as off:
+        for message in (confirm, signer.notification(bounce)):
+            r = await post_sns(off, message)
+            assert r.status_code == 404 and "SNS_TOPIC_ARNS" in r.text
+    assert "tok-off" not in cert_host.confirmed
+    assert await SuppressionStore(pg_pool).suppressed("email", [victim]) == set()
 
 
 async def test_delivery_becomes_a_delivered_receipt(api: RunningApi, signer: SnsSigner) -> None:

@@ -55,6 +55,22 @@ def _tenant(key: ServiceKey, asked: str | None) -> str:
     return key.tenant
 
 
+async def _admit_lookup(request: Request, admin: AdminContext) -> None:
+    """Bound the PostgreSQL lookups one client address can cause: a random ``hrk_`` id is never
+    cached, so without this each request with one costs a query before any rate limit."""
+    if admin.lookups is None:
+        return
+    client = request.client.host if request.client else "unknown"
+    decision = await admin.lookups.hit(f"lookup:{client}")
+    if not decision.allowed:
+        raise ProblemError(
+            429,
+            f"more than {decision.limit} unrecognised API keys from this address; retry later",
+            kind="rate-limited",
+            headers={"Retry-After": str(max(1, round(decision.reset_s)))},
+        )
+
+
 def require(scope: Scope) -> Callable[..., Awaitable[Caller]]:
     """A dependency admitting keys that hold ``scope`` (or a scope implying it)."""
 
@@ -71,6 +87,8 @@ def require(scope: Scope) -> Callable[..., Awaitable[Caller]]:
             raise _unauthorized("missing API key")
         if not looks_like_key(creds.credentials):
             raise _unauthorized("admin routes take a service API key, not a user token", "invalid_token")
+        if not admin.keys.cached(creds.credentials):
+            await _admit_lookup(request, admin)
         key = await admin.keys.verify(creds.credentials)
         if key is None:
             raise _unauthorized("invalid or revoked API key", "invalid_token")

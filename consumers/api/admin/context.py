@@ -12,6 +12,7 @@ import redis.asyncio as redis_asyncio
 from channels.storage_errors import PG_ERRORS
 from consumers.api.admin.key_store import KeyStore
 from consumers.api.admin.settings import AdminSettings
+from consumers.api.ratelimit import RateLimiter
 from consumers.classifier.routing import RoutingTable
 
 __all__ = ["AdminContext"]
@@ -25,6 +26,7 @@ class AdminContext:
     redis: redis_asyncio.Redis
     routing: RoutingTable
     settings: AdminSettings
+    lookups: RateLimiter | None = None  # uncached key lookups per client address (None: unbounded)
 
     async def run_flusher(self, stopping: asyncio.Event) -> None:
         """Write keys' last use every ``key_last_used_flush_s`` and once more at shutdown."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,8 @@ import asyncpg
 from consumers.api.admin.keys import NewKey, Scope, hash_secret, new_key, parse_key
 
 __all__ = ["KeyInfo", "KeyStore", "ServiceKey"]
+
+_CACHE_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +65,9 @@ class KeyStore:
         self._pepper = pepper
         self.cache_ttl_s = cache_ttl_s
         self._monotonic = monotonic
-        self._cache: dict[str, tuple[float, _Row | None]] = {}
+        # LRU: junk ids (cached as unknown) push out the least recently used entries, not every
+        # real key at once; the per-client limit on uncached lookups (admin auth) bounds the rest.
+        self._cache: OrderedDict[str, tuple[float, _Row | None]] = OrderedDict()
         self._last_used: dict[str, float] = {}  # key id → wall-clock time of its last use
 
     async def create(self, name: str, scopes: Sequence[Scope], tenant: str | None = None) -> NewKey:
@@ -103,6 +108,14 @@ class KeyStore:
             for r in rows
         ]
 
+    def cached(self, token: str) -> bool:
+        """Whether verifying ``token`` costs no PostgreSQL lookup (its key id's row is cached and fresh)."""
+        parsed = parse_key(token)
+        if parsed is None:
+            return True  # refused without a lookup
+        entry = self._cache.get(parsed[0])
+        return entry is not None and entry[0] > self._monotonic()
+
     async def verify(self, token: str) -> ServiceKey | None:
         """The key a bearer credential names, if it is well formed, known, matching and not revoked."""
         parsed = parse_key(token)
@@ -121,6 +134,7 @@ class KeyStore:
         now = self._monotonic()
         cached = self._cache.get(key_id)
         if cached is not None and cached[0] > now:
+            self._cache.move_to_end(key_id)
             return cached[1]
         r = await self.pool.fetchrow(
             "SELECT key_id, name, secret_hash, scopes, tenant, revoked_at IS NOT NULL AS revoked "
@@ -136,9 +150,10 @@ class KeyStore:
                 r["revoked"],
             )
         )
-        if len(self._cache) > 10_000:  # unknown ids are cached too; the bound guards against junk ids
-            self._cache.clear()
         self._cache[key_id] = (now + self.cache_ttl_s, row)
+        self._cache.move_to_end(key_id)
+        if len(self._cache) > _CACHE_MAX:  # unknown ids are cached too
+            self._cache.popitem(last=False)
         return row
 
     async def flush_last_used(self) -> int:

@@ -10,6 +10,7 @@ from consumers.api.admin import routes_events, routes_recipients, routes_topics
 from consumers.api.admin.context import AdminContext
 from consumers.api.admin.key_store import KeyStore
 from consumers.api.admin.settings import AdminSettings
+from consumers.api.ratelimit import RateLimiter
 from consumers.classifier.routing import RoutingTable
 
 __all__ = ["BATCH_PATHS", "admin_context", "admin_routers"]
@@ -25,7 +26,13 @@ def admin_context(
         if admin.key_pepper is not None
         else None
     )
-    return AdminContext(keys=keys, redis=redis, routing=routing, settings=admin)
+    lookups = RateLimiter(
+        redis,
+        limit=admin.key_lookups_per_client,
+        window_s=admin.key_lookups_window_s,
+        prefix=admin.key_lookups_prefix,
+    )
+    return AdminContext(keys=keys, redis=redis, routing=routing, settings=admin, lookups=lookups)
 
 
 def admin_routers() -> list[APIRouter]:

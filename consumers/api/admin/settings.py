@@ -20,6 +20,16 @@ class AdminSettings(BaseModel, frozen=True):
         ge=0,
         description="How long an API process trusts a key row it read: a revoked key works at most this long.",
     )
+    key_lookups_per_client: int = Field(
+        300,
+        ge=0,
+        description="PostgreSQL lookups of API keys not in the cache one client address may cause per "
+        "window (random keys are never cached); over it: 429. 0 = unlimited.",
+    )
+    key_lookups_window_s: int = Field(60, gt=0, description="Window of key_lookups_per_client.")
+    key_lookups_prefix: str = Field(
+        "herald:api:keylookup", description="Redis keys counting uncached key lookups."
+    )
     key_last_used_flush_s: float = Field(
         30.0, gt=0, description="How often keys' last use is written to PostgreSQL."
     )

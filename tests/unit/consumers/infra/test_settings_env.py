@@ -137,3 +137,11 @@ def test_every_numeric_setting_has_a_bound() -> None:
             if not bounds:
                 unbounded.append(var)
     assert not unbounded
+
+
+def test_a_short_unsubscribe_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigurationError) as err:
+        _load(monkeypatch, HERALD_API__UNSUBSCRIBE_SECRET="s" * 31)
+    assert "HERALD_API__UNSUBSCRIBE_SECRET" in str(err.value) and "32 bytes" in str(err.value)
+    secret = _load(monkeypatch, HERALD_API__UNSUBSCRIBE_SECRET="s" * 32).api.unsubscribe_secret
+    assert secret is not None and len(secret.get_secret_value()) == 32
