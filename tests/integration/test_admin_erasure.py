@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import pytest_asyncio
 
 from consumers.api.admin.keys import Scope
@@ -190,3 +191,53 @@ async def test_erasure_in_one_tenant_removes_its_delivery_state_and_keeps_the_ot
     r = await api.client.delete(f"/v1/recipients/{ident}", headers=default)
     assert r.status_code == 200 and r.json()["removed"]["workflow_digests"] == 1
     assert r.json()["removed"]["pending_steps"] == 3
+
+
+@pytest.mark.parametrize("presence", ["device", "inbox", "subscription"])
+async def test_erasure_keeps_state_by_user_id_when_another_tenant_knows_the_id_without_a_recipient(
+    api: RunningApi, presence: str
+) -> None:
+    # bob is acme's recipient; in globex he has no recipient row, only a device, inbox rows or a
+    # topic subscription. acme's erasure must leave what names only the user id (globex's
+    # scheduled send and retry, receipts, critical check): it may be globex's.
+    ident, pool = rid(), api.ctx.pool
+    acme = await key(api, Scope.RECIPIENTS_WRITE, tenant="acme")
+    assert (await api.client.put(f"/v1/recipients/{ident}", json={}, headers=acme)).status_code == 201
+    if presence == "device":
+        await api.ctx.devices.register(ident, f"tok-{ident}", tenant="globex")
+    elif presence == "inbox":
+        await api.add_rows(ident, 1, tenant="globex")
+    else:
+        await pool.execute("INSERT INTO herald_topics (tenant, key) VALUES ('globex', $1)", f"t-{ident}")
+        await pool.execute(
+            "INSERT INTO herald_topic_subscribers (tenant, topic, user_id) VALUES ('globex', $1, $2)",
+            f"t-{ident}",
+            ident,
+        )
+    now = datetime.now(UTC)
+    due = now + timedelta(hours=1)
+    kept = [
+        Timer(key=f"s-{ident}", kind="publish", due_at=due, topic="x", msg_key=ident.encode(), payload=b"p"),
+        Timer(key=f"r-{ident}", kind="digest_item", due_at=due, data={"user_id": ident}),
+    ]
+    assert await Scheduler(pool, namespace="admin-erasure-shared").arm(kept) == 2
+    await pool.execute(
+        "INSERT INTO herald_receipts (notification_id, status, user_id, at) VALUES ($1, 'delivered', $2, $3)",
+        f"n-{ident}",
+        ident,
+        now,
+    )
+    await pool.execute(
+        "INSERT INTO herald_critical_watch (notification_id, user_id, event_type, deadline) VALUES ($1, $2, 'x', $3)",
+        f"n-{ident}",
+        ident,
+        due,
+    )
+    r = await api.client.delete(f"/v1/recipients/{ident}", headers=acme)
+    assert r.status_code == 200 and r.json()["removed"]["recipient"] == 1, r.text
+    removed = r.json()["removed"]
+    assert (removed["pending_steps"], removed["receipts"], removed["critical_watch"]) == (0, 0, 0)
+    assert await pool.fetchval("SELECT count(*) FROM herald_receipts WHERE user_id = $1", ident) == 1
+    assert await pool.fetchval("SELECT count(*) FROM herald_critical_watch WHERE user_id = $1", ident) == 1
+    left = "SELECT count(*) FROM herald_timers WHERE key = ANY($1::text[]) AND state = 'pending'"
+    assert await pool.fetchval(left, [t.key for t in kept]) == 2

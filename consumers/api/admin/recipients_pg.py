@@ -64,6 +64,28 @@ _USER_DIGESTS = """
     OR (kind = 'workflow_digest' AND (data->>'digest_id')::bigint IN
         (SELECT id FROM herald_workflow_digests WHERE user_id = $1 AND tenant = $2))
 """
+# Is the id in use in another tenant? Then what is kept by user id only (receipts, critical
+# checks, timers that name only the user) may be that tenant's and is left to its retention. A
+# recipient row is not the only sign: a user known only from events has devices, inbox rows,
+# preferences, subscriptions, digests or workflow state there. Erasure is rare; these scans of
+# (tenant, user_id) indexes without the tenant are the price of not indexing user_id alone on
+# tables written per delivery.
+_TENANT_TABLES = (
+    "herald_recipients",
+    "herald_preferences",
+    "herald_device_tokens",
+    "herald_inbox",
+    "herald_inbox_archive",
+    "herald_topic_subscribers",
+    "herald_digests",
+    "herald_digest_items",
+    "herald_workflows",
+    "herald_workflow_digests",
+    "herald_workflow_throttle",
+)
+_SHARED = "SELECT " + " OR ".join(
+    f"EXISTS (SELECT 1 FROM {t} WHERE user_id = $1 AND tenant <> $2)" for t in _TENANT_TABLES
+)
 _ERASE: tuple[tuple[str, str, str], ...] = (
     (
         "pending_steps",
@@ -212,20 +234,15 @@ class RecipientStore:
     async def erase(self, tenant: str, user_id: str) -> dict[str, int]:
         """Delete everything Herald keeps about the user in ``tenant``, in one transaction; rows
         removed per kind. A user without a recipient row (known only from events) is erased all
-        the same; the same id in another tenant is another recipient and keeps its rows."""
+        the same; the same id in another tenant is another recipient and keeps its rows (see
+        ``_SHARED`` for what is kept by user id only)."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "SELECT 1 FROM herald_recipients WHERE tenant = $1 AND user_id = $2 FOR UPDATE",
                 tenant,
                 user_id,
             )
-            shared = bool(
-                await conn.fetchval(
-                    "SELECT EXISTS (SELECT 1 FROM herald_recipients WHERE user_id = $1 AND tenant <> $2)",
-                    user_id,
-                    tenant,
-                )
-            )
+            shared = bool(await conn.fetchval(_SHARED, user_id, tenant))
             args: dict[str, tuple[object, ...]] = {
                 "tenant": (user_id, tenant),
                 "user": (user_id, shared),
