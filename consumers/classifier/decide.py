@@ -149,7 +149,7 @@ class _EventPlan:
             profile,
             now,
             cfg,
-            keys.notification_id(event.event_id, event.user_id),  # nid
+            keys.notification_id(event.event_id, event.user_id, event.tenant),  # nid
             event.locale or profile.locale or cfg.default_locale,  # locale
             cfg.stale_after if low else None,  # stale_after
             event.occurred_at + cfg.stale_after if low else None,  # expires_at
@@ -189,7 +189,10 @@ class _EventPlan:
         else:
             return None
         return self.suppressed(
-            channel, reason, detail, key=keys.idempotency_key(self.event.event_id, channel, "")
+            channel,
+            reason,
+            detail,
+            key=keys.idempotency_key(self.event.event_id, channel, "", self.event.tenant),
         )
 
     def quiet_for(self, channel: Channel) -> QuietDecision:
@@ -225,7 +228,7 @@ class _EventPlan:
             address,  # recipient
             route.template,
             self.locale,
-            keys.idempotency_key(event.event_id, channel, address),
+            keys.idempotency_key(event.event_id, channel, address, event.tenant),
             event.occurred_at,
             event.tenant,
             self.profile.timezone,

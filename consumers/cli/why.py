@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("event_id")
     p.add_argument("--user", help="the event's user id (faster: skips other notifications)")
     p.add_argument(
+        "--tenant", default="", help="the event's tenant, with --user (default: the default tenant)"
+    )
+    p.add_argument(
         "--source",
         choices=("auto", "store", "topic"),
         default="auto",
@@ -144,12 +147,14 @@ async def _dead_letters(settings: HeraldSettings, event_id: str) -> list[DeadLet
     return found
 
 
-async def _matching(settings: HeraldSettings, event_id: str, user: str | None) -> list[DeliveryOutcome]:
+async def _matching(
+    settings: HeraldSettings, event_id: str, user: str | None, tenant: str = ""
+) -> list[DeliveryOutcome]:
     from schemas.codec import DecodeError, default_codec
 
     topic = Topics(settings.topic_prefix).outcomes
     codec = default_codec()
-    wanted_key = keys.notification_id(event_id, user).encode() if user else None
+    wanted_key = keys.notification_id(event_id, user, tenant).encode() if user else None
     found: list[DeliveryOutcome] = []
     async for _, _, key, value, _ in read_topic(settings.kafka_bootstrap_servers, topic):
         if wanted_key is not None and key != wanted_key:
@@ -175,7 +180,7 @@ async def why(settings: HeraldSettings, args: argparse.Namespace) -> int:
         if source == "store":
             print(f"no activity recorded for event {args.event_id} in the activity store")
             return 1
-    found = await _matching(settings, args.event_id, args.user)
+    found = await _matching(settings, args.event_id, args.user, getattr(args, "tenant", ""))
     letters = await _dead_letters(settings, args.event_id)
     if not found and not letters:
         print(

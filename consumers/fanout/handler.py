@@ -5,6 +5,8 @@ every copy of a chunk, the chunk's last user id is saved in ``herald_fanout_curs
 restarted fan-out resumes after it. A crash can therefore re-send at most the chunk in flight,
 with the same deterministic copy ids (uuid5 of event id + subscriber), which the classifier's
 idempotency keys turn into one notification each: no subscriber is skipped, none notified twice.
+A cursor is one per (tenant, event id): tenants choose their event ids, so two may broadcast
+under the same one.
 
 A topic event whose identifiers fail :func:`~schemas.identifiers.check_event`, or whose values
 PostgreSQL refuses (:func:`~channels.storage_errors.classify_pg_error`), is dead-lettered with
@@ -106,7 +108,9 @@ class Fanout:
             event.topic,
         )
         row = await self.pool.fetchrow(
-            "SELECT after_user, finished_at FROM herald_fanout_cursors WHERE event_id = $1", event.event_id
+            "SELECT after_user, finished_at FROM herald_fanout_cursors WHERE tenant = $1 AND event_id = $2",
+            tenant,
+            event.event_id,
         )
         if row["finished_at"] is not None:
             return 0  # a replay of a finished broadcast
@@ -117,14 +121,18 @@ class Fanout:
             await self._produce(event, ids)
             after = ids[-1]
             await self.pool.execute(
-                "UPDATE herald_fanout_cursors SET after_user = $2, fanned = fanned + $3 WHERE event_id = $1",
+                "UPDATE herald_fanout_cursors SET after_user = $3, fanned = fanned + $4 "
+                "WHERE tenant = $1 AND event_id = $2",
+                tenant,
                 event.event_id,
                 after,
                 len(ids),
             )
             produced += len(ids)
         await self.pool.execute(
-            "UPDATE herald_fanout_cursors SET finished_at = now() WHERE event_id = $1", event.event_id
+            "UPDATE herald_fanout_cursors SET finished_at = now() WHERE tenant = $1 AND event_id = $2",
+            tenant,
+            event.event_id,
         )
         BROADCASTS.inc()
         log.info("fanned out %s to topic %r: %d copies", event.event_id, event.topic, produced)

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import overload
 
 import asyncpg
 from redis.asyncio import Redis
@@ -24,10 +25,23 @@ from schemas.codec import Codec
 from schemas.errors import DependencyUnavailable
 from schemas.models import ChannelMessage, DeliveryOutcome, DomainEvent, OutcomeStatus, Tier
 
-__all__ = ["CANCEL_EVENT_TYPE", "Canceller", "cancelled_key", "cancelled_notification"]
+__all__ = ["CANCEL_EVENT_TYPE", "Canceller", "cancelled_key", "cancelled_notification", "scoped_cancel_key"]
 
 log = logging.getLogger(__name__)
 CANCEL_EVENT_TYPE = "herald.cancel"
+
+
+@overload
+def scoped_cancel_key(cancel_key: str, tenant: str | None) -> str: ...
+@overload
+def scoped_cancel_key(cancel_key: str | None, tenant: str | None) -> str | None: ...
+def scoped_cancel_key(cancel_key: str | None, tenant: str | None) -> str | None:
+    """The cancel_key as stored and looked up (timers, workflows, digest items, the index, Redis):
+    a tenant's keys name it, so a tenant's herald.cancel stops only that tenant's notifications.
+    The default tenant's stay bare (as before tenants); ``\\x1e`` appears in no checked identifier."""
+    if not cancel_key or not tenant:
+        return cancel_key
+    return f"{tenant}\x1e{cancel_key}"
 
 
 def cancelled_key(prefix: str, cancel_key: str) -> str:
@@ -52,8 +66,11 @@ class Canceller:
     prefix: str = "herald:cancel"
     ttl_s: int = 7 * 86_400
 
-    async def cancel(self, cancel_key: str, now: datetime) -> list[DeliveryOutcome]:
-        """Apply one cancellation; the ``cancelled`` outcomes to publish (deterministic ids)."""
+    async def cancel(
+        self, cancel_key: str, now: datetime, tenant: str | None = None
+    ) -> list[DeliveryOutcome]:
+        """Apply one cancellation in ``tenant``; the ``cancelled`` outcomes to publish (deterministic ids)."""
+        scoped = scoped_cancel_key(cancel_key, tenant)
         async with self.pool.acquire() as conn, conn.transaction():
             # Notifications already under way with this key (sent at once, or by a workflow step):
             # their retries are stopped and their messages in a lane flagged.
@@ -62,27 +79,27 @@ class Canceller:
                 for r in await conn.fetch(
                     "SELECT notification_id FROM herald_cancel_index WHERE cancel_key = $1 UNION "
                     "SELECT notification_id FROM herald_workflows WHERE cancel_key = $1",
-                    cancel_key,
+                    scoped,
                 )
             ]
             timers = await conn.fetch(
                 "UPDATE herald_timers SET state = 'cancelled' WHERE namespace = $3 AND state = 'pending' AND ("
                 "(data ? 'cancel_key' AND data->>'cancel_key' = $1) OR "
                 "(kind = 'publish' AND data->>'notification_id' = ANY($2::text[]))) RETURNING payload",
-                cancel_key,
+                scoped,
                 nids,
                 self.namespace,
             )
             flows = await conn.fetch(
                 "UPDATE herald_workflows SET state = 'cancelled', updated_at = $2 "
                 "WHERE cancel_key = $1 AND state IN ('running', 'waiting') RETURNING event",
-                cancel_key,
+                scoped,
                 now,
             )
             items = await conn.fetch(
-                "DELETE FROM herald_workflow_digest_items WHERE cancel_key = $1 RETURNING event", cancel_key
+                "DELETE FROM herald_workflow_digest_items WHERE cancel_key = $1 RETURNING event", scoped
             )
-            await self._remember(cancel_key, nids)
+            await self._remember(scoped, nids)
         payloads = [r["payload"] for r in timers] + [r["event"] for r in flows] + [r["event"] for r in items]
         outcomes = self._outcomes(cancel_key, payloads, now)
         log.info("cancel %s: %d notifications stopped", cancel_key, len(outcomes))
@@ -107,7 +124,7 @@ class Canceller:
         return {k for k, v in zip(cancel_keys, values, strict=True) if v is not None}
 
     async def index(self, pairs: Sequence[tuple[str, str]], now: datetime) -> None:
-        """Notifications sent at once with a cancel_key: (cancel_key, notification_id)."""
+        """Notifications sent at once with a cancel_key: (scoped cancel_key, notification_id)."""
         if pairs:
             await self.pool.executemany(
                 "INSERT INTO herald_cancel_index (cancel_key, notification_id, created_at) VALUES ($1, $2, $3) "
@@ -126,7 +143,7 @@ class Canceller:
             if name == DomainEvent.SCHEMA:
                 event = DomainEvent.from_record(record)
                 outcome = self.for_event(
-                    event, notification_id(event.event_id, event.user_id), cancel_key, now
+                    event, notification_id(event.event_id, event.user_id, event.tenant), cancel_key, now
                 )
             elif name == ChannelMessage.SCHEMA:
                 message = ChannelMessage.from_record(record)

@@ -26,6 +26,7 @@ from consumers.fallback.decisions import DIGEST_EVENT_TYPE, DigestItem, digest_c
 from consumers.infra.keys import derived_key
 from consumers.runtime.handling import Output
 from consumers.scheduler.store import Timer
+from consumers.workflow.cancel import scoped_cancel_key
 from consumers.workflow.context import KIND_DIGEST_SEND, WorkflowContext
 from consumers.workflow.sending import send_step
 from consumers.workflow.steps import Digest
@@ -88,7 +89,7 @@ async def join_digest(
         "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
         nid,
         digest_id,
-        event.cancel_key,
+        scoped_cancel_key(event.cancel_key, event.tenant),
         ctx.decide.codec.encode(event),
         now,
     )

@@ -24,6 +24,7 @@ from consumers.fallback.decisions import digest_window
 from consumers.infra.keys import derived_key, outcome_id
 from consumers.runtime.handling import Output
 from consumers.scheduler.store import Scheduler, Timer
+from consumers.workflow.cancel import scoped_cancel_key
 from consumers.workflow.context import WorkflowContext, step_timer, with_cancel_key
 from consumers.workflow.digest import join_digest
 from consumers.workflow.sending import send_step
@@ -137,7 +138,9 @@ async def _send(ctx: WorkflowContext, run: Run, step: Send | Escalate, now: date
         cfg=ctx.decide,
     )
     run.outputs += sent.decision.outputs
-    run.timers += with_cancel_key(sent.timers, run.nid, run.event.cancel_key)
+    run.timers += with_cancel_key(
+        sent.timers, run.nid, scoped_cancel_key(run.event.cancel_key, run.event.tenant)
+    )
     return After(f"{step.kind}:{'+'.join(c.value for c in sent.sent) or 'nothing'}")
 
 
@@ -208,7 +211,11 @@ async def _advance(ctx: WorkflowContext, conn: asyncpg.Connection, run: Run, wai
         run.step = after.jump if after.jump is not None else run.step + 1
         if after.then == "sleep" and after.due is not None:
             state, wait_for = after.state, after.wait_for
-            run.timers.append(step_timer(run.nid, run.step, after.due, run.event.cancel_key))
+            run.timers.append(
+                step_timer(
+                    run.nid, run.step, after.due, scoped_cancel_key(run.event.cancel_key, run.event.tenant)
+                )
+            )
             break
         if after.then == "stop":
             state = after.state
@@ -267,7 +274,7 @@ async def _lock_or_start(
             event.user_id,
             event.tenant or "",
             str(timer.data["route"]),
-            event.cancel_key,
+            scoped_cancel_key(event.cancel_key, event.tenant),
             timer.payload,
             now,
         )

@@ -27,7 +27,7 @@ from consumers.infra import keys
 from consumers.runtime.handling import DeadLetter, Output, Result
 from consumers.runtime.topics import Topics
 from consumers.scheduler.store import Timer
-from consumers.workflow.cancel import CANCEL_EVENT_TYPE, Canceller
+from consumers.workflow.cancel import CANCEL_EVENT_TYPE, Canceller, scoped_cancel_key
 from consumers.workflow.context import start_timer
 from schemas.codec import Codec
 from schemas.models import DeliveryOutcome, DomainEvent, OutcomeStatus
@@ -59,7 +59,7 @@ class Intake:
         assert event.send_at is not None
         data = {"notification_id": nid, "event_type": event.type}
         if event.cancel_key:
-            data["cancel_key"] = event.cancel_key
+            data["cancel_key"] = scoped_cancel_key(event.cancel_key, event.tenant)
         timer = Timer(
             key=keys.derived_key(nid, "scheduled"),
             kind="publish",
@@ -92,8 +92,9 @@ class Intake:
     ) -> Taken:
         """Handle the events that are cancels, cancelled, scheduled or workflows; the rest are left."""
         taken = Taken()
-        cancelled = await self._cancelled(sorted({e.cancel_key for _, e in events if e.cancel_key}))
-        for i, event in events:
+        scoped = [scoped_cancel_key(e.cancel_key, e.tenant) for _, e in events]
+        cancelled = await self._cancelled(sorted({k for k in scoped if k}))
+        for (i, event), cancel_key in zip(events, scoped, strict=True):
             if event.type == CANCEL_EVENT_TYPE:
                 taken.results[i] = await self._cancel(event, now)
                 continue
@@ -103,8 +104,8 @@ class Intake:
             scheduled = event.send_at is not None and event.send_at > now
             if not (event.cancel_key or scheduled or route.custom):
                 continue  # the usual case: planned as before, no notification id needed here
-            nid = keys.notification_id(event.event_id, event.user_id)
-            if event.cancel_key and event.cancel_key in cancelled:
+            nid = keys.notification_id(event.event_id, event.user_id, event.tenant)
+            if event.cancel_key and cancel_key in cancelled:
                 outcome = self.canceller.for_event(event, nid, event.cancel_key, now)
                 taken.results[i] = [self._out(outcome)]
             elif scheduled:
@@ -112,10 +113,10 @@ class Intake:
                 taken.timers.append(timer)
                 taken.results[i] = [output]
             elif route.custom:
-                taken.timers.append(start_timer(nid, route, self.codec.encode(event), now, event.cancel_key))
+                taken.timers.append(start_timer(nid, route, self.codec.encode(event), now, cancel_key))
                 taken.results[i] = []
-            elif event.cancel_key:
-                taken.index.append((event.cancel_key, nid))
+            elif cancel_key:
+                taken.index.append((cancel_key, nid))
         return taken
 
     async def _cancelled(self, cancel_keys: list[str]) -> set[str]:
@@ -131,4 +132,4 @@ class Intake:
             return DeadLetter(
                 "invalid", "MissingCancelKey", f"{CANCEL_EVENT_TYPE} event without a cancel_key"
             )
-        return [self._out(o) for o in await self.canceller.cancel(event.cancel_key, now)]
+        return [self._out(o) for o in await self.canceller.cancel(event.cancel_key, now, event.tenant)]

@@ -47,6 +47,26 @@ async def test_post_events_produces_like_the_emitter(api: RunningApi) -> None:
     assert len(records) == 21  # the repeat was not sent again
 
 
+async def test_the_same_event_id_in_two_tenants_is_two_events(api: RunningApi) -> None:
+    # Tenants choose their event ids: acme's invoice-1001 must not make globex's a duplicate.
+    ident, event_id = rid(), f"invoice-{uuid.uuid4().hex[:8]}"
+    one = {"type": "payment_receipt", "user_id": ident, "event_id": event_id}
+    answers = []
+    for tenant in ("acme", "globex", None, "acme", "globex", None):
+        r = await api.client.post("/v1/events", json=one, headers=await key(api, Scope.EMIT, tenant=tenant))
+        assert r.status_code == 202, r.text
+        answers.append(r.json()["events"][0]["duplicate"])
+    assert answers == [False, False, False, True, True, True]
+    records = await wait_for_records(api.settings, api.ctx.topics.events, 3)
+    codec = default_codec()
+    sent = [codec.decode(r.value, DomainEvent) for r in records if r.key == ident.encode()]
+    assert sorted(e.tenant or "" for e in sent) == ["", "acme", "globex"]
+    # the default tenant's key is the one from before tenants: ids claimed before the upgrade hold
+    admin = api.ctx.admin
+    assert admin is not None
+    assert await admin.redis.exists(f"{admin.settings.event_dedupe_prefix}:{event_id}")
+
+
 @pytest.mark.parametrize(
     ("body", "loc", "text"),
     [

@@ -82,6 +82,35 @@ async def test_copies_have_deterministic_ids_and_a_replay_sends_nothing(
         assert c.topic == "watchers" and c.tenant == tenant and c.payload == event.payload
 
 
+async def test_two_tenants_broadcasting_under_the_same_event_id_each_reach_their_subscribers(
+    stack: DevStack, pg_pool: asyncpg.Pool
+) -> None:
+    # Tenants choose their event ids: the second tenant's broadcast must not find the first's
+    # finished cursor (one per event id, before migration 250) and send nothing.
+    settings = make_settings(stack)
+    topics = Topics(settings.topic_prefix)
+    await create_topics(settings, [topics.fanout])
+    first, second = f"{settings.topic_prefix}-a", f"{settings.topic_prefix}-b"
+    users_a = await _topic(pg_pool, first, "news", 3)
+    users_b = await _topic(pg_pool, second, "news", 4)
+    event_a = _broadcast(first, "news")
+    event_b = _broadcast(second, "news")
+    event_b.event_id = event_a.event_id
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        fanout = Fanout(pg_pool, producer, default_codec(), topics.fanout, chunk=100)
+        assert await fanout.fan_out(event_a) == 3
+        assert await fanout.fan_out(event_b) == 4
+        assert await fanout.fan_out(event_a) == await fanout.fan_out(event_b) == 0
+    finally:
+        await producer.stop()
+    copies = [default_codec().decode(r.value, DomainEvent) for r in await read_all(settings, topics.fanout)]
+    assert sorted((c.tenant or "", c.user_id) for c in copies) == sorted(
+        [(first, u) for u in users_a] + [(second, u) for u in users_b]
+    )
+
+
 def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(

@@ -169,6 +169,33 @@ async def test_inboxes_are_per_tenant_and_read_with_the_tokens_tenant(api: Runni
     assert [(r["tenant"], r["enabled"]) for r in stored] == [("acme", False)]
 
 
+async def test_the_same_event_id_and_user_in_two_tenants_is_two_notifications(
+    settings: HeraldSettings, pg_pool: asyncpg.Pool, redis_client: redis_asyncio.Redis
+) -> None:
+    # Tenants choose their event ids: acme's and globex's invoice-1001 for the same user id get
+    # their own notification ids and keys, so the inbox (unique by key) keeps both rows.
+    user, event_id = f"t-{uuid.uuid4().hex[:10]}", f"invoice-{uuid.uuid4().hex[:8]}"
+    handler = _classifier(settings, pg_pool, redis_client)
+    events = [build_event("comment_reply", user_id=user, tenant=t) for t in ("acme", "globex")]
+    for event in events:
+        event.event_id = event_id
+    batch = [Incoming("events", 0, i, user.encode(), e, (), 0) for i, e in enumerate(events)]
+    messages = [m for result in await handler.handle(batch) for m in _messages(result)]
+    in_app = [m for m in messages if m.channel is Channel.IN_APP]
+    assert [m.tenant for m in in_app] == ["acme", "globex"]
+    assert len({m.notification_id for m in in_app}) == len({m.idempotency_key for m in in_app}) == 2
+    adapter = InAppAdapter(InboxService(pg_pool))
+    for m in in_app:
+        outcome = await adapter.deliver(
+            m, Content(title=f"to {m.tenant}", text="b"), idempotency_key=m.idempotency_key
+        )
+        assert outcome.status == "sent", outcome
+    rows = await pg_pool.fetch(
+        "SELECT tenant, title FROM herald_inbox WHERE user_id = $1 ORDER BY tenant", user
+    )
+    assert [(r["tenant"], r["title"]) for r in rows] == [("acme", "to acme"), ("globex", "to globex")]
+
+
 class _Sms:
     """Records what would be sent (the provider edge; no network)."""
 

@@ -122,6 +122,29 @@ async def test_payment_reminder_cancelled_before_it_fires_sends_nothing(h: Workf
     assert len([o for o in await h.outcomes() if o.status is OutcomeStatus.CANCELLED]) == 1
 
 
+async def test_a_tenants_cancel_and_event_ids_stay_in_that_tenant(h: WorkflowHarness) -> None:
+    # Tenants choose their event ids and cancel keys: the same ones in two tenants (same user id)
+    # are two notifications, and acme's herald.cancel stops only acme's.
+    user = await h.add_user(email="d@example.com")
+    await h.add_user(email="d@acme.example", tenant="acme", user=user)
+    key = f"invoice-{user}"
+    mine = h.event("wf.payment_reminder", user, cancel_key=key)
+    theirs = h.event("wf.payment_reminder", user, cancel_key=key, tenant="acme")
+    later = h.event("wf.payment_reminder", user, cancel_key=key, tenant="acme", send_at=h.at(86_400))
+    theirs.event_id = mine.event_id
+    await h.emit(mine, theirs, later)
+    await h.advance(0)
+    ours, acme = notification_id(mine.event_id, user), notification_id(mine.event_id, user, "acme")
+    assert ours != acme and await h.state(ours) == await h.state(acme) == "running"
+    await h.emit(h.event("herald.cancel", user, cancel_key=key, tenant="acme"))
+    assert (await h.state(ours), await h.state(acme)) == ("running", "cancelled")
+    await h.advance(4 * 86_400)
+    emails = [m for m in await h.messages(Channel.EMAIL) if m.user_id == user]
+    assert [(m.notification_id, m.recipient, m.tenant) for m in emails] == [(ours, "d@example.com", None)]
+    cancelled = {o.notification_id for o in await h.outcomes() if o.status is OutcomeStatus.CANCELLED}
+    assert cancelled >= {acme, notification_id(later.event_id, user, "acme")} and ours not in cancelled
+
+
 async def test_scheduled_send_is_deferred_then_sent_or_cancelled(h: WorkflowHarness) -> None:
     user = await h.add_user(email="d@example.com")
     kept = h.event("marketing.weekly", user, send_at=h.at(3600))

@@ -134,12 +134,12 @@ def router() -> APIRouter:
             prefix=_admin(ctx).settings.event_dedupe_prefix,
             ttl_s=_admin(ctx).settings.event_dedupe_ttl_s,
         )
-        fresh = await ids.claim([e.event_id for e in domain])
+        fresh = await ids.claim([(e.tenant, e.event_id) for e in domain])
         new = [e for e, is_new in zip(domain, fresh, strict=True) if is_new]
         try:
             await _produce(ctx, new)
         except KafkaError as exc:
-            await ids.release([e.event_id for e in new])
+            await ids.release([(e.tenant, e.event_id) for e in new])
             raise kafka_down("the events were not sent") from exc
         return EventsAccepted(
             events=[

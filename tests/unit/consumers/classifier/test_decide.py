@@ -184,7 +184,7 @@ def test_message_fields_and_replays_are_identical() -> None:
     assert d1.outputs == d2.outputs
     _, m, _ = messages(d1)[Channel.PUSH]
     assert m.recipient == "u1" and m.locale == "pt-BR" and m.tenant == "acme" and m.category == "payments"
-    assert m.idempotency_key == keys.idempotency_key(ev.event_id, "push", "u1")
+    assert m.idempotency_key == keys.idempotency_key(ev.event_id, "push", "u1", "acme")
     assert m.payload == ev.payload and m.attempt == 1 and m.not_before is None and m.expires_at is None
     assert decide(event("payment_receipt", locale="en"), full_profile()).outputs != d1.outputs
 
@@ -207,7 +207,7 @@ def test_records_are_built_in_their_field_order() -> None:
     assert route is not None
     (item,) = plan(ev, route, full_profile(timezone="Asia/Tokyo"), NOW, CFG).pending
     assert item.message == ChannelMessage(
-        notification_id=keys.notification_id(ev.event_id, ev.user_id),
+        notification_id=keys.notification_id(ev.event_id, ev.user_id, "acme"),
         event_id=ev.event_id,
         event_type=ev.type,
         user_id=ev.user_id,
@@ -218,7 +218,7 @@ def test_records_are_built_in_their_field_order() -> None:
         recipient="u1@example.com",
         template=route.template,
         locale="pt",
-        idempotency_key=keys.idempotency_key(ev.event_id, "email", "u1@example.com"),
+        idempotency_key=keys.idempotency_key(ev.event_id, "email", "u1@example.com", "acme"),
         occurred_at=ev.occurred_at,
         tenant="acme",
         timezone="Asia/Tokyo",
@@ -226,10 +226,10 @@ def test_records_are_built_in_their_field_order() -> None:
         expires_at=ev.occurred_at + CFG.stale_after,
     )
     (refused,) = plan(ev, route, full_profile(email=None), NOW, CFG).suppressed
-    key = keys.idempotency_key(ev.event_id, "email", "")
+    key = keys.idempotency_key(ev.event_id, "email", "", "acme")
     assert refused == DeliveryOutcome(
         outcome_id=keys.outcome_id(key, OutcomeStatus.SUPPRESSED),
-        notification_id=keys.notification_id(ev.event_id, ev.user_id),
+        notification_id=keys.notification_id(ev.event_id, ev.user_id, "acme"),
         event_id=ev.event_id,
         event_type=ev.type,
         user_id=ev.user_id,
