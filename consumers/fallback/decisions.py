@@ -26,6 +26,7 @@ __all__ = [
     "KIND_DIGEST_ITEM",
     "KIND_DIGEST_SEND",
     "KIND_ESCALATE",
+    "RECEIPT_SOURCE_API",
     "Action",
     "DigestItem",
     "DigestPlan",
@@ -45,6 +46,7 @@ __all__ = [
     "fallback_outcome",
     "push_failure_reason",
     "receipt_cancels",
+    "receipt_is_foreign",
     "watches_critical",
 ]
 
@@ -123,6 +125,17 @@ def watches_critical(outcome: DeliveryOutcome) -> bool:
 def counts_as_sent(status: OutcomeStatus) -> bool:
     """A provider accepted the message (or a client confirmed it): the user was reached."""
     return status in (OutcomeStatus.SENT, OutcomeStatus.DELIVERED, OutcomeStatus.READ)
+
+
+RECEIPT_SOURCE_API = "api"  # Receipt.source of POST /v1/receipts (consumers/api/routes_settings.py)
+
+
+def receipt_is_foreign(source: str, user_id: str, owner: str | None) -> bool:
+    """A receipt from the API (an end-user token: anyone's) about a notification of another user.
+    Other sources (the inbox's mark-read, ``herald receipt``) are Herald's own and trusted;
+    ``owner`` None: the notification is not known yet (an early receipt, checked again when its
+    ``sent`` outcome comes)."""
+    return source == RECEIPT_SOURCE_API and owner is not None and owner != user_id
 
 
 def receipt_cancels(status: ReceiptStatus) -> bool:

@@ -23,17 +23,19 @@ from consumers.classifier.routing import DEFAULT_CHANNELS, DEFAULT_FALLBACK
 from consumers.fallback.context import FallbackContext
 from consumers.fallback.critical import mark_reached, watch_critical
 from consumers.fallback.decisions import (
+    RECEIPT_SOURCE_API,
     Action,
     decide_outcome,
     escalates_on_exhaustion,
     fallback_outcome,
     push_failure_reason,
     receipt_cancels,
+    receipt_is_foreign,
     watches_critical,
 )
 from consumers.fallback.escalation import PUSH_TIMEOUT
 from consumers.fallback.locking import lock_states, state_rows
-from consumers.fallback.receipts import receipt_outcomes, remember_sent
+from consumers.fallback.receipts import notification_owner, receipt_outcomes, remember_sent
 from consumers.runtime import metrics
 from consumers.runtime.handling import Incoming, Output, Result
 from consumers.runtime.steps import Steps
@@ -149,6 +151,12 @@ class FallbackHandler:
                 metrics.RETRIES_SCHEDULED.labels(channel).inc()
 
     async def _receipt(self, conn: asyncpg.Connection, receipt: Receipt) -> list[Output]:
+        if receipt.source == RECEIPT_SOURCE_API and receipt_is_foreign(
+            receipt.source, receipt.user_id, await notification_owner(self.ctx, conn, receipt.notification_id)
+        ):
+            metrics.RECEIPTS_FOREIGN.inc()
+            log.warning("receipt for %s from another user than its own: dropped", receipt.notification_id)
+            return []  # no row, no effect: it would end another user's escalation, wait or check
         await conn.execute(
             "INSERT INTO herald_receipts (notification_id, status, user_id, channel, at, source) "
             "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",

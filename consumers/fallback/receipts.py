@@ -12,23 +12,34 @@ before its ``sent`` outcome is stored (``herald_receipts``) and turned into an o
 ``sent`` outcome comes; both paths produce the same outcome id, so a replay or the race produce
 one outcome id, never two different ones.
 
+A receipt from ``POST /v1/receipts`` names its notification by id, and any end-user token can
+name any id (they are computable from an event id and a user id): one whose user is not the
+notification's (:func:`notification_owner`: the stored message, workflow or critical check) is
+dropped before it does anything, counted in ``herald_receipts_foreign_total``; one that came
+before anything was stored is dropped when the ``sent`` outcome comes, before it counts.
+
 The outcomes of a batch are remembered together (:func:`remember_sent`): one insert of every
 ``sent`` message and one look for their early receipts, not two round trips per outcome.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 import asyncpg
 
 from consumers.fallback.context import FallbackContext
+from consumers.fallback.decisions import receipt_is_foreign
 from consumers.infra.keys import outcome_id
+from consumers.runtime import metrics
 from consumers.runtime.handling import Output
 from schemas.models import ChannelMessage, DeliveryOutcome, OutcomeStatus, Receipt, ReceiptStatus
 
-__all__ = ["outcome_for_receipt", "receipt_outcomes", "receipt_status", "remember_sent"]
+__all__ = ["notification_owner", "outcome_for_receipt", "receipt_outcomes", "receipt_status", "remember_sent"]
+
+log = logging.getLogger(__name__)
 
 # A push that was opened was read; the inbox reports reads directly.
 _STATUS = {
@@ -82,19 +93,56 @@ async def remember_sent(
         [at for _, _, at in sent],
     )
     rows = await conn.fetch(
-        "SELECT notification_id, channel, status, at, source FROM herald_receipts "
+        "SELECT notification_id, channel, status, at, source, user_id FROM herald_receipts "
         "WHERE notification_id = ANY($1::text[])",
         sorted({m.notification_id for _, m, _ in sent}),
     )
     if not rows:
         return found
+    owners = {m.notification_id: m.user_id for _, m, _ in sent}
     early: dict[str, list[asyncpg.Record]] = {}
+    foreign: list[asyncpg.Record] = []
     for r in rows:
-        early.setdefault(r["notification_id"], []).append(r)
+        if receipt_is_foreign(r["source"], r["user_id"], owners[r["notification_id"]]):
+            foreign.append(r)
+        else:
+            early.setdefault(r["notification_id"], []).append(r)
+    if foreign:
+        await _forget(conn, foreign)
     for i, m, _ in sent:
         mine = [r for r in early.get(m.notification_id, ()) if r["channel"] in (None, m.channel.value)]
         found[i] = _outputs(ctx, [(m, r["status"], r["source"], r["at"]) for r in mine])
     return found
+
+
+async def _forget(conn: asyncpg.Connection, foreign: Sequence[asyncpg.Record]) -> None:
+    """Early receipts of another user: gone before an escalation or a preset reads them."""
+    await conn.execute(
+        "DELETE FROM herald_receipts r USING unnest($1::text[], $2::text[]) AS f(nid, status) "
+        "WHERE r.notification_id = f.nid AND r.status = f.status",
+        [r["notification_id"] for r in foreign],
+        [r["status"] for r in foreign],
+    )
+    metrics.RECEIPTS_FOREIGN.inc(len(foreign))
+    log.warning("dropped %d early receipts posted by another user than the notification's", len(foreign))
+
+
+async def notification_owner(
+    ctx: FallbackContext, conn: asyncpg.Connection, notification_id: str
+) -> str | None:
+    """The user a notification is for, if the fallback knows it yet: its workflow's, its critical
+    check's, or a sent message's."""
+    row = await conn.fetchrow(
+        "SELECT user_id, NULL::bytea AS message FROM herald_workflows WHERE notification_id = $1 "
+        "UNION ALL SELECT user_id, NULL FROM herald_critical_watch WHERE notification_id = $1 "
+        "UNION ALL (SELECT NULL, message FROM herald_sent WHERE notification_id = $1 LIMIT 1) LIMIT 1",
+        notification_id,
+    )
+    if row is None:
+        return None
+    if row["user_id"] is not None:
+        return str(row["user_id"])
+    return ctx.codec.decode(row["message"], ChannelMessage).user_id
 
 
 async def receipt_outcomes(ctx: FallbackContext, conn: asyncpg.Connection, receipt: Receipt) -> list[Output]:

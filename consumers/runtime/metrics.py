@@ -39,6 +39,7 @@ __all__ = [
     "PROVIDER_FAILOVERS",
     "PROVIDER_SECONDS",
     "READY",
+    "RECEIPTS_FOREIGN",
     "RETRIES_EXHAUSTED",
     "RETRIES_SCHEDULED",
     "SES_QUOTA_FALLBACK",
@@ -147,6 +148,13 @@ ESCALATIONS = Counter(
     ["tier", "reason"],
 )
 DIGESTS = Counter("herald_digests_sent_total", "Digest emails produced.", [])
+RECEIPTS_FOREIGN = Counter(
+    "herald_receipts_foreign_total",
+    # An end-user token may name any notification id (they are computable): nonzero means a
+    # client posts receipts for other users' notifications, by bug or on purpose.
+    "Receipts from POST /v1/receipts dropped: their user is not the notification's.",
+    [],
+)
 RETRIES_SCHEDULED = Counter(
     "herald_retries_scheduled_total", "Retries armed by the fallback consumer.", ["channel"]
 )

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import asyncpg
 import pytest_asyncio
+from prometheus_client import REGISTRY
 
 from consumers.devstack import DevStack
 from consumers.fallback.context import FallbackContext
@@ -111,6 +112,48 @@ async def test_a_receipt_that_overtakes_the_push_outcome_still_prevents_escalati
     await h.feed(outcome_of(push, OutcomeStatus.SENT, at=h.clock.now()))
     await h.advance(DELAY * 2)
     assert await h.emails() == []
+
+
+def _foreign_count() -> float:
+    return REGISTRY.get_sample_value("herald_receipts_foreign_total") or 0.0
+
+
+async def test_a_receipt_posted_by_another_user_changes_nothing(h: Harness) -> None:
+    # POST /v1/receipts takes any notification id from any user token (ids are computable):
+    # mallory's receipt for alice's push must not stop alice's escalation, before or after the
+    # push's sent outcome; alice's own receipt still does.
+    alice, mallory = _user(), _user()
+    await h.add_recipient(alice, f"{alice}@example.com")
+    before = _foreign_count()
+    after_sent = await _push_sent(h, alice)
+    early = channel_message(alice, Channel.PUSH, Tier.HIGH, occurred_at=h.clock.now())
+    own = await _push_sent(h, alice)
+
+    def receipt(push: ChannelMessage, user: str) -> Receipt:
+        return Receipt(
+            push.notification_id,
+            user,
+            ReceiptStatus.DELIVERED,
+            at=h.clock.now(),
+            channel=Channel.PUSH,
+            source="api",
+        )
+
+    assert await h.feed(receipt(after_sent, mallory)) == []  # dropped at once: no row, no outcome
+    await h.feed(receipt(early, mallory))  # nothing known yet: kept until the sent outcome comes
+    await h.feed(outcome_of(early, OutcomeStatus.SENT, at=h.clock.now(), provider="fcm"))
+    await h.feed(receipt(own, alice))
+    assert _foreign_count() - before == 2
+    forged = [after_sent.notification_id, early.notification_id]
+    assert (
+        await h.pool.fetchval("SELECT count(*) FROM herald_receipts WHERE notification_id = ANY($1)", forged)
+        == 0
+    )
+    assert await h.advance(DELAY) == 2
+    emails = [e for e in await h.emails() if e.user_id == alice]
+    assert sorted(e.notification_id for e in emails) == sorted(forged)
+    delivered = [o for o in await h.outcomes() if o.status is OutcomeStatus.DELIVERED and o.user_id == alice]
+    assert [o.notification_id for o in delivered] == [own.notification_id]
 
 
 async def test_a_receipt_after_the_timer_was_taken_is_checked_again_at_fire_time(h: Harness) -> None:

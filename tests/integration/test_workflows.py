@@ -102,6 +102,22 @@ async def test_login_code_delivered_in_time_sends_no_email(h: WorkflowHarness) -
     assert [k for _, k, _ in await h.runs(nid)] == ["send", "wait"]
 
 
+async def test_a_receipt_posted_by_another_user_does_not_end_the_wait(h: WorkflowHarness) -> None:
+    user = await h.add_user(email="e@example.com", phone=PHONE)
+    event = h.event("wf.login_code", user)
+    await h.emit(event)
+    await h.advance(0)
+    nid = _nid(event.event_id, user)
+    await h.advance(10)
+    forged = Receipt(
+        nid, "mallory", ReceiptStatus.DELIVERED, at=h.clock.now(), channel=Channel.SMS, source="api"
+    )
+    await h.receipt(forged)
+    assert await h.state(nid) == "waiting"
+    await h.advance(20)
+    assert [m.notification_id for m in await h.messages(Channel.EMAIL) if m.user_id == user] == [nid]
+
+
 async def test_payment_reminder_cancelled_before_it_fires_sends_nothing(h: WorkflowHarness) -> None:
     user = await h.add_user(email="c@example.com")
     paid_key, unpaid_key = f"invoice-paid-{user}", f"invoice-open-{user}"

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from consumers.classifier.routing import DEFAULT_CHANNELS, DEFAULT_FALLBACK
 from consumers.fallback.decisions import (
+    RECEIPT_SOURCE_API,
     Action,
     DigestItem,
     decide_outcome,
@@ -26,6 +27,7 @@ from consumers.fallback.decisions import (
     fallback_outcome,
     push_failure_reason,
     receipt_cancels,
+    receipt_is_foreign,
     watches_critical,
 )
 from consumers.infra.keys import derived_key
@@ -373,3 +375,11 @@ def test_a_high_route_sending_push_and_sms_escalates_from_the_push_only() -> Non
     assert decide_outcome(_outcome(OutcomeStatus.SENT, sms), steps) == [Action.IGNORE]
     push = _msg(Channel.PUSH, Tier.HIGH)
     assert decide_outcome(_outcome(OutcomeStatus.FAILED_PERMANENT, push), steps) == [Action.ESCALATE_NOW]
+
+
+def test_only_an_api_receipt_of_another_user_than_the_notifications_is_foreign() -> None:
+    assert receipt_is_foreign(RECEIPT_SOURCE_API, "mallory", "alice")
+    assert not receipt_is_foreign(RECEIPT_SOURCE_API, "alice", "alice")
+    assert not receipt_is_foreign(RECEIPT_SOURCE_API, "mallory", None)  # not known yet: checked at sent
+    for trusted in ("app", "inbox", "cli"):  # Herald's own sources, not an end user's token
+        assert not receipt_is_foreign(trusted, "mallory", "alice")
