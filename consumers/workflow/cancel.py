@@ -90,6 +90,14 @@ class Canceller:
                 nids,
                 self.namespace,
             )
+            # The workflow rows locked in notification_id order first, as the timer poller's batch and
+            # the fallback lock them: an UPDATE alone takes them in storage order, and a poll holding
+            # one of them while it waits for another would deadlock with it.
+            await conn.execute(
+                "SELECT 1 FROM herald_workflows WHERE cancel_key = $1 AND state IN ('running', 'waiting') "
+                "ORDER BY notification_id FOR UPDATE",
+                scoped,
+            )
             flows = await conn.fetch(
                 "UPDATE herald_workflows SET state = 'cancelled', updated_at = $2 "
                 "WHERE cancel_key = $1 AND state IN ('running', 'waiting') RETURNING event",
