@@ -113,7 +113,7 @@ class FallbackHandler:
         remembering writes: only receipts read ``herald_sent``, only receipts write receipts)."""
         results: list[Result] = []
         with self.steps.step("lock states"):
-            await lock_states(conn, state_rows(values))
+            await lock_states(conn, state_rows(values, self._steps, self._custom))
         start = 0
         while start < len(values):
             first = values[start]

@@ -31,9 +31,10 @@ from consumers.runtime.runner import Runner
 from consumers.runtime.topics import dlq
 from consumers.scheduler.retries import KIND_RETRY
 from consumers.scheduler.store import FireBatchHandler, FireHandler, Scheduler, Timer, TimerPoller
+from consumers.scheduler.timer import BatchLock
 from consumers.workflow.context import KIND_STEP, WorkflowContext
 from consumers.workflow.executor import fire_step
-from consumers.workflow.preset_batch import fire_preset_steps
+from consumers.workflow.preset_batch import fire_preset_steps, relock_states
 from consumers.workflow.preset_run import fire_preset_step, is_preset, lock_state
 from consumers.workflow.process import fire_handlers as workflow_handlers
 from consumers.workflow.process import workflow_context
@@ -41,7 +42,7 @@ from schemas.codec import default_codec
 from schemas.errors import ConfigurationError
 from schemas.models import Channel, Lane
 
-__all__ = ["GROUP_ID", "build", "fire_batch_handlers", "fire_handlers"]
+__all__ = ["GROUP_ID", "build", "fire_batch_handlers", "fire_batch_locks", "fire_handlers"]
 
 GROUP_ID = "herald-fallback"
 
@@ -88,6 +89,13 @@ def fire_batch_handlers(ctx: FallbackContext) -> Mapping[str, FireBatchHandler]:
     return {KIND_STEP: steps}
 
 
+def fire_batch_locks() -> Mapping[str, BatchLock]:
+    """What an undone batch of :func:`fire_batch_handlers` locks again before its timers fire one
+    by one: the state rows in ``notification_id`` order, as the batch and the fallback consumer's
+    batches take them (:mod:`consumers.fallback.locking`)."""
+    return {KIND_STEP: relock_states}
+
+
 async def build(res: Resources, options: ProcessOptions) -> ProcessSpec:
     settings = res.settings
     topics = res.topics
@@ -124,6 +132,11 @@ async def build(res: Resources, options: ProcessOptions) -> ProcessSpec:
     )
     handlers = {**workflow_handlers(wf), **fire_handlers(ctx, wf)}
     poller = TimerPoller(
-        scheduler, producer, settings.scheduler, handlers=handlers, batch_handlers=fire_batch_handlers(ctx)
+        scheduler,
+        producer,
+        settings.scheduler,
+        handlers=handlers,
+        batch_handlers=fire_batch_handlers(ctx),
+        batch_locks=fire_batch_locks(),
     )
     return ProcessSpec(runners=[runner], loops=[poller.run, reloader.run])

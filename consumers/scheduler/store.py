@@ -16,8 +16,8 @@ but an outage) rolls back that timer's work only; the row is marked ``failed`` w
 is retried after a backoff: the rows stay pending.
 
 A kind with a batch handler (:data:`FireBatchHandler`, the presets' workflow steps) fires all its
-rows of a poll together, in one savepoint. If that fails on data, the savepoint is rolled back and
-those rows fire one by one as above, so the bad one is set aside alone.
+rows of a poll together, in one savepoint. If that fails on data, the savepoint is rolled back, its
+:data:`BatchLock` retakes what it locked and they fire one by one as above (the bad one set aside).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from consumers.runtime.handling import Output
 from consumers.runtime.produce import produce_all
 from consumers.scheduler.batching import batches, in_row_order
 from consumers.scheduler.timer import (
+    BatchLock,
     FireBatchHandler,
     FireHandler,
     Timer,
@@ -191,6 +192,7 @@ class TimerPoller:
         handlers: Mapping[str, FireHandler] | None = None,
         *,
         batch_handlers: Mapping[str, FireBatchHandler] | None = None,
+        batch_locks: Mapping[str, BatchLock] | None = None,
         slow_batch_s: float = SLOW_BATCH_S,
     ) -> None:
         self.scheduler = scheduler
@@ -200,6 +202,7 @@ class TimerPoller:
         self.handlers: dict[str, FireHandler] = {"publish": _publish, **(handlers or {})}
         # only for kinds that also fire one by one: what a failed batch falls back to
         self.batch_handlers = {k: h for k, h in (batch_handlers or {}).items() if k in self.handlers}
+        self.batch_locks = dict(batch_locks or {})
         # Kinds whose handler never touches the connection: a failure has nothing to undo, so they
         # fire without a savepoint (a round trip each; the scheduler fires nothing else).
         self._no_writes = {"publish"} if self.handlers["publish"] is _publish else set()
@@ -244,9 +247,8 @@ class TimerPoller:
                     outputs = in_row_order(results)
                     fired = [rows[i] for i in sorted(results)]
                     fired_at = time.monotonic()
-                    await produce_all(
-                        self.producer, outputs
-                    )  # acknowledged by the broker before rows are marked fired
+                    # acknowledged by the broker before rows are marked fired
+                    await produce_all(self.producer, outputs)
                     acked_at = time.monotonic()
                     ids = [r["id"] for r in fired]
                     await conn.execute(
@@ -329,6 +331,8 @@ class TimerPoller:
             if is_outage(exc):
                 raise
             await conn.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+            if (relock := self.batch_locks.get(kind)) is not None:  # before anything fires one by one
+                await relock(timers, conn)
             TIMER_BATCHES_UNDONE.labels(kind).inc()
             log.warning(
                 "scheduler: a batch of %d %s timers failed (%s: %s); firing them one by one",

@@ -12,7 +12,7 @@ import asyncpg
 
 from consumers.runtime.handling import Output
 
-__all__ = ["FireBatchHandler", "FireHandler", "Timer", "publish_timer", "read_timer", "timer_of"]
+__all__ = ["BatchLock", "FireBatchHandler", "FireHandler", "Timer", "publish_timer", "read_timer", "timer_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +38,10 @@ FireBatchHandler = Callable[[Sequence[Timer], asyncpg.Connection], Awaitable[Map
 """Fires due timers of one kind together, in one savepoint of the releasing transaction: the
 outputs of each timer it fired, by key. A timer it leaves out fires after it through the kind's
 :data:`FireHandler`; an error that is not an outage undoes all its work and they all do."""
+
+BatchLock = Callable[[Sequence[Timer], asyncpg.Connection], Awaitable[None]]
+"""Takes again what a batch handler of the kind locked first, once its undone savepoint released it:
+its timers then fire one by one in due order, and each would take its row out of that order."""
 
 
 def read_timer(row: asyncpg.Record) -> Timer:

@@ -17,7 +17,8 @@ sends nothing again) and every step's state in one. What each step does is the s
   which runs after the batch in the same transaction and sees what it wrote.
 
 A batch that fails on data is undone by the poller and its timers fire one by one, so the bad one
-is set aside alone (:class:`consumers.scheduler.store.TimerPoller`).
+is set aside alone (:class:`consumers.scheduler.store.TimerPoller`); :func:`relock_states` first
+locks their state rows again, in the batch's order (one by one goes in due order).
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ import asyncpg
 from consumers.fallback.context import Contact, FallbackContext, load_contacts
 from consumers.fallback.digest import Joining, join_digests
 from consumers.fallback.escalation import PUSH_TIMEOUT, Ask, escalate_all, received_among
+from consumers.fallback.locking import lock_states
 from consumers.runtime.handling import Output
 from consumers.scheduler.store import Timer
 from consumers.workflow.executor import ACTIVE
 from consumers.workflow.preset_run import Stored, after_escalation, is_preset, receipt_ended
 from schemas.models import ChannelMessage, Tier
 
-__all__ = ["StateView", "fire_preset_steps", "join_order", "plan_steps"]
+__all__ = ["StateView", "fire_preset_steps", "join_order", "plan_steps", "relock_states"]
 
 _LOCK_ALL = """
 SELECT notification_id, route, step, state, event FROM herald_workflows
@@ -105,6 +107,12 @@ def join_order(items: Sequence[tuple[str, str]], inbox: Mapping[str, tuple[str, 
         (row[0], row[1], key) for key, idem in items if (row := inbox.get(idem)) is not None and not row[2]
     ]
     return [key for _, _, key in sorted(unread)]
+
+
+async def relock_states(timers: Sequence[Timer], conn: asyncpg.Connection) -> None:
+    """The state rows :func:`fire_preset_steps` locked, locked again in its order once the poller
+    undid it (its savepoint's rollback released them)."""
+    await lock_states(conn, sorted({_nid(t) for t in timers}))
 
 
 async def fire_preset_steps(

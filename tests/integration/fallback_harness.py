@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 
 from consumers.fallback.context import FallbackContext
 from consumers.fallback.handler import FallbackHandler, Signal
-from consumers.fallback.process import fire_batch_handlers, fire_handlers
+from consumers.fallback.process import fire_batch_handlers, fire_batch_locks, fire_handlers
 from consumers.infra.clock import ManualClock
 from consumers.infra.keys import idempotency_key, notification_id, outcome_id
 from consumers.infra.settings import HeraldSettings
@@ -115,6 +115,7 @@ class Harness:
             settings.scheduler,
             handlers=fire_handlers(self.ctx),
             batch_handlers=fire_batch_handlers(self.ctx),
+            batch_locks=fire_batch_locks(),
         )
         self._offset = itertools.count()
 

@@ -14,7 +14,7 @@ import pytest_asyncio
 
 from consumers.devstack import DevStack
 from consumers.fallback.decisions import escalation_email_key
-from consumers.fallback.process import fire_batch_handlers, fire_handlers
+from consumers.fallback.process import fire_batch_handlers, fire_batch_locks, fire_handlers
 from consumers.infra.settings import HeraldSettings, SchedulerSettings
 from consumers.runtime.handling import Output
 from consumers.scheduler.store import Scheduler, Timer, TimerPoller
@@ -108,6 +108,7 @@ class Counted:
             h.settings.scheduler,
             handlers=fire_handlers(h.ctx),
             batch_handlers=fire_batch_handlers(h.ctx) if batch else None,
+            batch_locks=fire_batch_locks(),
         )
 
     async def release(self) -> int:
@@ -268,6 +269,7 @@ async def test_two_pollers_at_once_neither_deadlock_nor_run_a_step_twice(h: Harn
             small,
             handlers=fire_handlers(h.ctx),
             batch_handlers=fire_batch_handlers(h.ctx),
+            batch_locks=fire_batch_locks(),
         )
         for _ in range(2)
     ]

@@ -15,7 +15,7 @@ import pytest_asyncio
 from consumers.devstack import DevStack
 from consumers.fallback.decisions import escalation_email_key
 from consumers.fallback.handler import FallbackHandler
-from consumers.fallback.process import fire_batch_handlers, fire_handlers
+from consumers.fallback.process import fire_batch_handlers, fire_batch_locks, fire_handlers
 from consumers.runtime.handling import Incoming
 from consumers.scheduler.store import Scheduler, TimerPoller
 from schemas.models import Channel, DeliveryOutcome, OutcomeStatus, Receipt, ReceiptStatus, Tier
@@ -68,6 +68,7 @@ def _poller(h: Harness, pool: asyncpg.Pool) -> TimerPoller:
         h.settings.scheduler,
         handlers=fire_handlers(h.ctx),
         batch_handlers=fire_batch_handlers(h.ctx),
+        batch_locks=fire_batch_locks(),
     )
 
 
@@ -162,6 +163,63 @@ async def test_a_receipts_batch_and_a_poll_on_the_same_notifications_do_not_dead
     assert released == 3
     assert len(results) == 2
     assert await _states(h, [n0, n1, n2]) == ["done"] * 3
-    for push in (n0, n1, n2):  # escalated by the poll, or ended by its receipt first: once at most
-        assert len(await _escalation_emails(h, [push])) <= 1
-    assert await _runs(h, [n0]) == [[(2, "escalate", "email")]]
+    if blocked == "first receipt's row":  # the poll, waiting first, takes n1 and n2 before the receipts
+        assert await _escalation_emails(h, [n0, n1, n2]) == sorted(
+            escalation_email_key(p.idempotency_key) for p in (n0, n1, n2)
+        )
+        assert await _runs(h, [n0, n1, n2]) == [[(2, "escalate", "email")]] * 3
+    else:  # the receipts end n1's and n2's waits while the poll waits for n0; its fire finds them done
+        assert await _escalation_emails(h, [n0, n1, n2]) == [escalation_email_key(n0.idempotency_key)]
+        assert await _runs(h, [n0, n1, n2]) == [[(2, "escalate", "email")], [], []]
+    timers = await h.pool.fetch(
+        "SELECT state FROM herald_timers WHERE kind = 'workflow_step' AND data->>'notification_id' = ANY($1)",
+        [n0.notification_id, n1.notification_id, n2.notification_id],
+    )
+    assert sorted(t["state"] for t in timers) == ["fired"] * 3  # a cancel that skipped one left it to fire
+    assert await _poller(h, poller_pool).release_due() == 0
+
+
+async def test_a_critical_outcome_and_a_push_against_a_poll_of_the_push_and_the_critical_check(
+    h: Harness, pools: Pools
+) -> None:
+    """A fallback batch [critical b delivered, push a sent again] writes b's critical watch and a's
+    state row; a poll holding a's state row (its batch) checks b's watch next (one by one). A third
+    connection holds a's state row so both are mid-way at once. Without the batch locking its one
+    state row first, before the watch, the two deadlock on a's state row and b's watch."""
+    (a,) = (await _steps(h, high=1, unread=0)).pushes
+    b = channel_message(a.user_id, Channel.SMS, Tier.CRITICAL, occurred_at=h.clock.now())
+    await h.feed(outcome_of(b, OutcomeStatus.FAILED_PERMANENT, at=h.clock.now()))  # watched, not reached
+    h.clock.advance(DAY)
+    poller_pool = await pools.make("critical-poller")
+    fallback_pool = await pools.make("critical-fallback")
+    handler = FallbackHandler(h.ctx, fallback_pool, rand=lambda: 0.5)
+    batch: list[Incoming[DeliveryOutcome | Receipt]] = [
+        Incoming("t", 0, i, None, o, (), 0)
+        for i, o in enumerate(
+            [
+                outcome_of(b, OutcomeStatus.DELIVERED, at=h.clock.now()),
+                outcome_of(a, OutcomeStatus.SENT, at=h.clock.now(), provider="fcm"),
+            ]
+        )
+    ]
+    async with h.pool.acquire() as blocker:
+        tx = blocker.transaction()
+        await tx.start()
+        await blocker.execute(
+            "SELECT 1 FROM herald_workflows WHERE notification_id = $1 FOR UPDATE", a.notification_id
+        )
+        poll = asyncio.create_task(_poller(h, poller_pool).release_due())
+        while not await _waiting(h.pool, "critical-poller"):
+            await asyncio.sleep(0.02)
+        fallback = asyncio.create_task(handler.handle(batch))
+        while not fallback.done() and not await _waiting(h.pool, "critical-fallback"):
+            await asyncio.sleep(0.02)
+        await tx.rollback()
+    released, results = await asyncio.wait_for(asyncio.gather(poll, fallback), 30)
+    assert released == 2  # a's escalate step and b's critical check
+    assert len(results) == 2
+    assert await _runs(h, [a]) == [[(2, "escalate", "email")]]
+    verdict = await h.pool.fetchval(
+        "SELECT verdict FROM herald_critical_watch WHERE notification_id = $1", b.notification_id
+    )
+    assert verdict == "undelivered"  # checked before the delivered outcome's batch went on
