@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -27,9 +29,16 @@ from tests.api_helpers import api_settings
 __all__ = ["RunningConsole", "console_settings", "login", "running_console"]
 
 
-def console_settings(settings: HeraldSettings) -> HeraldSettings:
-    """An API on a free port, with the admin API's key store (so admin keys can log in)."""
-    admin = AdminSettings(key_pepper=secrets.token_urlsafe(32), key_cache_ttl_s=0.0)
+def console_settings(settings: HeraldSettings, **admin_fields: Any) -> HeraldSettings:
+    """An API on a free port, with the admin API's key store (so admin keys can log in) and its own
+    failed-lookup counters (``admin_fields`` overrides any AdminSettings field)."""
+    fields: dict[str, Any] = {
+        "key_pepper": secrets.token_urlsafe(32),
+        "key_cache_ttl_s": 0.0,
+        "key_lookups_prefix": f"t:kl:{uuid.uuid4().hex[:8]}",
+        **admin_fields,
+    }
+    admin = AdminSettings(**fields)
     return settings.model_copy(
         update={"api": api_settings(port=free_port(), rate_limit_requests=0), "admin": admin}
     )

@@ -30,6 +30,7 @@ async def build(res: Resources, _: ProcessOptions) -> ProcessSpec:
             ctx.pool,
             key_verifier=operator_keys(ctx.admin.keys if ctx.admin is not None else None),
             redis=res.redis(),
+            guard=ctx.admin.guard if ctx.admin is not None else None,
         )
         mount_console(app, console)
         loops.append(console.lag.run)

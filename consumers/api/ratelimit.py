@@ -41,6 +41,7 @@ class RateLimiter:
         self.limit = limit
         self.window_ms = window_s * 1000
         self.prefix = prefix
+        self._redis = redis
         self._script = redis.register_script(_SCRIPT)
         self._last_warning = 0.0
 
@@ -50,10 +51,29 @@ class RateLimiter:
         try:
             count, ttl_ms = await self._script(keys=[f"{self.prefix}:{token_id}"], args=[self.window_ms])
         except (RedisError, OSError) as exc:
-            now = time.monotonic()
-            if now - self._last_warning > 10:
-                self._last_warning = now
-                log.warning("rate limiter unavailable, allowing requests: %s", exc)
+            self._warn(exc)
             return RateDecision(True, self.limit, self.limit, 0.0)
         count, ttl_ms = int(count), int(ttl_ms)
         return RateDecision(count <= self.limit, self.limit, max(0, self.limit - count), ttl_ms / 1000)
+
+    async def peek(self, token_id: str) -> RateDecision:
+        """Where ``token_id`` stands without counting a hit: refused once ``limit`` hits are counted."""
+        if self.limit <= 0:
+            return RateDecision(True, 0, 0, 0.0)
+        key = f"{self.prefix}:{token_id}"
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.get(key)
+                pipe.pttl(key)
+                count, ttl_ms = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._warn(exc)
+            return RateDecision(True, self.limit, self.limit, 0.0)
+        n = int(count or 0)
+        return RateDecision(n < self.limit, self.limit, max(0, self.limit - n), max(0, int(ttl_ms)) / 1000)
+
+    def _warn(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._last_warning > 10:
+            self._last_warning = now
+            log.warning("rate limiter unavailable, allowing requests: %s", exc)

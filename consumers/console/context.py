@@ -10,6 +10,7 @@ import redis.asyncio as redis_asyncio
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from channels.webhook.endpoints_pg import EndpointStore
+from consumers.api.admin.lookup_guard import LookupGuard
 from consumers.console.auth import LoginLinks, OperatorVerifier, SessionStore, Verifiers
 from consumers.console.live import LagSampler
 from consumers.console.timeline import relative
@@ -43,6 +44,7 @@ class ConsoleContext:
     key_verifier: OperatorVerifier | None = None
     redis: redis_asyncio.Redis | None = None  # the providers' circuit breakers live there
     clock: Clock = field(default_factory=SystemClock)
+    guard: LookupGuard | None = None  # failed logins count with the admin API's failed key lookups
 
     def __post_init__(self) -> None:
         self.reader = ActivityReader(self.pool)

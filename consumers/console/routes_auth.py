@@ -3,11 +3,13 @@ mounting of the whole console on the API app."""
 
 from __future__ import annotations
 
+import re
 import secrets
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 
+from consumers.api.admin.keys import parse_key
 from consumers.console import routes_ops, routes_pages
 from consumers.console.auth import cookie_name, csrf_matches, same_origin
 from consumers.console.context import ConsoleContext
@@ -31,15 +33,19 @@ __all__ = ["mount"]
 _LOGIN_COOKIE = "herald_console_login"  # double-submit token of the login form (no session yet)
 _STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
 
+# Only a login link's own format pre-fills the form: a crafted ?link= must not plant another value.
+_LINK = re.compile(r"hcl_[A-Za-z0-9_-]{43}")
+# Credentials that cost a PostgreSQL lookup; their failures count against the client address.
+_LOOKED_UP = ("hcl_", "hrk_")
+
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 
 @router.get("/login")
 async def login_form(request: Request) -> Response:
     token = secrets.token_urlsafe(24)
-    response = page(
-        request, "login.html", None, login_csrf=token, link=request.query_params.get("link", "")[:200]
-    )
+    link = request.query_params.get("link", "")
+    response = page(request, "login.html", None, login_csrf=token, link=link if _LINK.fullmatch(link) else "")
     ctx = console_ctx(request)
     response.set_cookie(
         _LOGIN_COOKIE,
@@ -61,17 +67,28 @@ async def login(request: Request) -> Response:
         request.cookies.get(_LOGIN_COOKIE, ""), fields.get("login_csrf")
     ):
         raise Forbidden("login form expired or posted from elsewhere: reload it")
-    operator = await ctx.verifiers.verify(fields.get("credential", ""), ctx.clock.now())
+    credential = fields.get("credential", "").strip()
+    host = request.client.host if request.client else None
+    looked_up = ctx.guard is not None and credential.startswith(_LOOKED_UP)
+    parsed = parse_key(credential)
+    key_id = parsed[0] if parsed else None
+    if looked_up and ctx.guard is not None:
+        refused = await ctx.guard.refusal(host, key_id)
+        if refused is not None:
+            response = _login_error(
+                request, 429, "Too many refused credentials from this address: retry later."
+            )
+            response.headers["Retry-After"] = str(max(1, round(refused.reset_s)))
+            return response
+    operator = await ctx.verifiers.verify(credential, ctx.clock.now())
     if operator is None:
-        return page(
-            request,
-            "login.html",
-            None,
-            status=401,
-            login_csrf=request.cookies.get(_LOGIN_COOKIE, ""),
-            link="",
-            error="Not accepted: use an admin-scoped API key or an unused, unexpired login link.",
+        if looked_up and ctx.guard is not None:
+            await ctx.guard.failed(host)
+        return _login_error(
+            request, 401, "Not accepted: use an admin-scoped API key or an unused, unexpired login link."
         )
+    if key_id is not None and ctx.guard is not None:
+        ctx.guard.verified(key_id)
     token, _ = await ctx.sessions.open(operator, ctx.clock.now())
     response = redirect("/console/")
     secure = secure_cookie(request, ctx)
@@ -86,6 +103,18 @@ async def login(request: Request) -> Response:
     )
     response.delete_cookie(_LOGIN_COOKIE, path="/console")
     return response
+
+
+def _login_error(request: Request, status: int, error: str) -> Response:
+    return page(
+        request,
+        "login.html",
+        None,
+        status=status,
+        login_csrf=request.cookies.get(_LOGIN_COOKIE, ""),
+        link="",
+        error=error,
+    )
 
 
 @router.post("/logout")

@@ -149,6 +149,23 @@ async def test_state_changes_need_the_session_csrf_token_and_same_origin(
             ).status_code == 403
 
 
+async def test_refused_logins_count_like_refused_keys_and_a_known_key_still_logs_in(
+    settings: HeraldSettings,
+) -> None:
+    """Failed logins (junk keys, junk links) count against the address; past the limit a link or a
+    key this process never verified waits, an admin key it verified before does not."""
+    async with running_console(console_settings(settings, key_lookups_per_client=2)) as console:
+        _, admin = await console.key(Scope.ADMIN)
+        async with _client(console) as c:
+            assert (await login(c, admin)).status_code == 303
+        async with _client(console) as c:
+            assert (await login(c, "hcl_" + "A" * 43)).status_code == 401
+            assert (await login(c, "hrk_0123456789ab_" + "A" * 43)).status_code == 401
+            r = await login(c, await console.link())
+            assert r.status_code == 429 and "Retry-After" in r.headers
+            assert (await login(c, admin)).status_code == 303
+
+
 async def test_a_crafted_link_cannot_put_its_words_in_the_console(console: RunningConsole) -> None:
     async with _client(console) as c:
         await login(c, await console.link())

@@ -25,6 +25,7 @@ import helm_python
 import httpx
 import kubernetes_validate
 import pytest
+import uvicorn
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -120,6 +121,28 @@ def test_api_env_is_accepted_by_settings_and_key_loader(monkeypatch: pytest.Monk
     assert settings.api.jwt_secret is not None and settings.api.jwt_secret.get_secret_value() == HS256_KEY
     assert settings.metrics_port == VALUES["metrics"]["port"]
     assert TokenKeys.from_settings(settings.api).algorithm == "HS256"
+
+
+def test_forwarded_peers_and_ses_feedback_topics_reach_uvicorn_and_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Unset, neither variable is rendered (uvicorn's and Herald's defaults hold); set, uvicorn
+    trusts the ingress's range and HeraldSettings reads the topic list."""
+    env = _env(_container(DEFAULT))
+    assert "FORWARDED_ALLOW_IPS" not in env and "HERALD_PROVIDERS__FEEDBACK__SNS_TOPIC_ARNS" not in env
+    arns = ["arn:aws:sns:eu-west-1:123456789012:ses-feedback", "arn:aws:sns:us-east-1:123456789012:b"]
+    docs = render({"api": {"forwardedAllowIps": "10.42.0.0/16", "sesFeedbackTopicArns": arns}})
+    env = _env(_container(docs))
+    assert env["FORWARDED_ALLOW_IPS"]["value"] == "10.42.0.0/16"
+    for name in list(os.environ):
+        if name.startswith("HERALD_") or name == "FORWARDED_ALLOW_IPS":
+            monkeypatch.delenv(name)
+    secrets = {("herald-postgres", "url"): "postgresql://h@db/h", ("herald-redis", "url"): "redis://r/0"}
+    secrets[("herald-api-jwt", "secret")] = HS256_KEY
+    for name, value in _resolve(env, secrets).items():
+        monkeypatch.setenv(name, value)
+    assert HeraldSettings().providers.feedback.sns_topic_arns == arns
+    assert uvicorn.Config(lambda *_: None).forwarded_allow_ips == "10.42.0.0/16"
 
 
 def test_jwt_key_is_referenced_never_inlined() -> None:

@@ -17,11 +17,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from consumers.api.admin.context import AdminContext
 from consumers.api.admin.key_store import ServiceKey
-from consumers.api.admin.keys import Scope, allows, looks_like_key
+from consumers.api.admin.keys import Scope, allows, looks_like_key, parse_key
 from consumers.api.deps import ApiContext
 from consumers.api.problems import ProblemError
+from consumers.api.ratelimit import RateDecision
 
-__all__ = ["Caller", "admin_ctx", "require"]
+__all__ = ["Caller", "admin_ctx", "require", "verify_key"]
 
 _REALM = 'Bearer realm="herald-admin"'
 _bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey", description="A service API key (`hrk_...`).")
@@ -55,20 +56,34 @@ def _tenant(key: ServiceKey, asked: str | None) -> str:
     return key.tenant
 
 
-async def _admit_lookup(request: Request, admin: AdminContext) -> None:
-    """Bound the PostgreSQL lookups one client address can cause: a random ``hrk_`` id is never
-    cached, so without this each request with one costs a query before any rate limit."""
-    if admin.lookups is None:
-        return
-    client = request.client.host if request.client else "unknown"
-    decision = await admin.lookups.hit(f"lookup:{client}")
-    if not decision.allowed:
-        raise ProblemError(
-            429,
-            f"more than {decision.limit} unrecognised API keys from this address; retry later",
-            kind="rate-limited",
-            headers={"Retry-After": str(max(1, round(decision.reset_s)))},
-        )
+def _too_many(decision: RateDecision) -> ProblemError:
+    return ProblemError(
+        429,
+        f"more than {decision.limit} unrecognised credentials from this address; retry later",
+        kind="rate-limited",
+        headers={"Retry-After": str(max(1, round(decision.reset_s)))},
+    )
+
+
+async def verify_key(request: Request, admin: AdminContext, token: str) -> ServiceKey | None:
+    """The key ``token`` names, through the failed-lookup guard (:mod:`.lookup_guard`): a lookup the
+    cache cannot answer is refused (429) for a client over its limit unless this process verified
+    that key id recently, and counted against the client when it finds no live, matching key."""
+    assert admin.keys is not None
+    host = request.client.host if request.client else None
+    looked_up = not admin.keys.cached(token)
+    if looked_up:
+        parsed = parse_key(token)
+        refused = await admin.guard.refusal(host, parsed[0] if parsed else None)
+        if refused is not None:
+            raise _too_many(refused)
+    key = await admin.keys.verify(token)
+    if key is None:
+        if looked_up:
+            await admin.guard.failed(host)
+        return None
+    admin.guard.verified(key.key_id)
+    return key
 
 
 def require(scope: Scope) -> Callable[..., Awaitable[Caller]]:
@@ -87,9 +102,7 @@ def require(scope: Scope) -> Callable[..., Awaitable[Caller]]:
             raise _unauthorized("missing API key")
         if not looks_like_key(creds.credentials):
             raise _unauthorized("admin routes take a service API key, not a user token", "invalid_token")
-        if not admin.keys.cached(creds.credentials):
-            await _admit_lookup(request, admin)
-        key = await admin.keys.verify(creds.credentials)
+        key = await verify_key(request, admin, creds.credentials)
         if key is None:
             raise _unauthorized("invalid or revoked API key", "invalid_token")
         ctx: ApiContext = request.app.state.ctx

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis.asyncio as redis_asyncio
 
 from channels.storage_errors import PG_ERRORS
 from consumers.api.admin.key_store import KeyStore
+from consumers.api.admin.lookup_guard import LookupGuard
 from consumers.api.admin.settings import AdminSettings
-from consumers.api.ratelimit import RateLimiter
 from consumers.classifier.routing import RoutingTable
 
 __all__ = ["AdminContext"]
@@ -26,7 +26,8 @@ class AdminContext:
     redis: redis_asyncio.Redis
     routing: RoutingTable
     settings: AdminSettings
-    lookups: RateLimiter | None = None  # uncached key lookups per client address (None: unbounded)
+    # failed key lookups per client address, shared with the console's login (default: unbounded)
+    guard: LookupGuard = field(default_factory=lambda: LookupGuard(None))
 
     async def run_flusher(self, stopping: asyncio.Event) -> None:
         """Write keys' last use every ``key_last_used_flush_s`` and once more at shutdown."""

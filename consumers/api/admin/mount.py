@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from consumers.api.admin import routes_events, routes_recipients, routes_topics
 from consumers.api.admin.context import AdminContext
 from consumers.api.admin.key_store import KeyStore
+from consumers.api.admin.lookup_guard import LookupGuard
 from consumers.api.admin.settings import AdminSettings
 from consumers.api.ratelimit import RateLimiter
 from consumers.classifier.routing import RoutingTable
@@ -26,13 +27,14 @@ def admin_context(
         if admin.key_pepper is not None
         else None
     )
-    lookups = RateLimiter(
+    failures = RateLimiter(
         redis,
         limit=admin.key_lookups_per_client,
         window_s=admin.key_lookups_window_s,
         prefix=admin.key_lookups_prefix,
     )
-    return AdminContext(keys=keys, redis=redis, routing=routing, settings=admin, lookups=lookups)
+    guard = LookupGuard(failures, remember_s=admin.key_lookups_remember_s)
+    return AdminContext(keys=keys, redis=redis, routing=routing, settings=admin, guard=guard)
 
 
 def admin_routers() -> list[APIRouter]:

@@ -23,12 +23,19 @@ class AdminSettings(BaseModel, frozen=True):
     key_lookups_per_client: int = Field(
         300,
         ge=0,
-        description="PostgreSQL lookups of API keys not in the cache one client address may cause per "
-        "window (random keys are never cached); over it: 429. 0 = unlimited.",
+        description="Failed lookups of API keys (unknown, revoked or wrong secret) and console login "
+        "credentials one client address (IPv6: its /64) may cause per window; over it, lookups of key "
+        "ids this process has not verified recently get 429. 0 = unlimited.",
     )
     key_lookups_window_s: int = Field(60, gt=0, description="Window of key_lookups_per_client.")
+    key_lookups_remember_s: float = Field(
+        3600.0,
+        gt=0,
+        description="How long a key id this process verified is still looked up for a client over "
+        "key_lookups_per_client (a proxy's clients share its address).",
+    )
     key_lookups_prefix: str = Field(
-        "herald:api:keylookup", description="Redis keys counting uncached key lookups."
+        "herald:api:keylookup", description="Redis keys counting failed key lookups."
     )
     key_last_used_flush_s: float = Field(
         30.0, gt=0, description="How often keys' last use is written to PostgreSQL."

@@ -138,6 +138,14 @@ items:
 - name: HERALD_API__JWT_ISSUER
   value: {{ . | quote }}
 {{- end }}
+{{- with .root.Values.api.forwardedAllowIps }}
+- name: FORWARDED_ALLOW_IPS
+  value: {{ . | quote }}
+{{- end }}
+{{- with .root.Values.api.sesFeedbackTopicArns }}
+- name: HERALD_PROVIDERS__FEEDBACK__SNS_TOPIC_ARNS
+  value: {{ toJson . | quote }}
+{{- end }}
 {{- with $jwt.secretRef }}
 {{- $_ := set $secret "HERALD_API__JWT_SECRET" . }}
 {{- end }}
