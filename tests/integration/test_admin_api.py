@@ -263,3 +263,22 @@ async def test_unknown_keys_from_one_address_are_bounded(stack: DevStack) -> Non
             assert (await api.client.get(path, headers=good)).status_code == 404
         fresh = await key(api, Scope.RECIPIENTS_READ)  # never verified here: waits like the rest
         assert (await api.client.get(path, headers=fresh)).status_code == 429
+
+
+async def test_batch_bodies_are_read_only_for_a_key_and_counted_while_read(stack: DevStack) -> None:
+    """Unauthenticated, a batch body over the small limit is a 401 (never buffered before the key
+    check); authenticated and chunked (no Content-Length), past the batch limit it is a 413."""
+    async with running_admin_api(stack, batch_max_bytes=200_000) as api:
+        rows = b'{"recipients": [' + b'{"id": "a"},' * 15_000 + b'{"id": "a"}]}'  # ~180 kB
+
+        async def chunked(body: bytes) -> AsyncIterator[bytes]:
+            for i in range(0, len(body), 16_384):
+                yield body[i : i + 16_384]
+
+        r = await api.client.post("/v1/recipients:batch", content=chunked(rows))
+        assert r.status_code == 401, r.text
+        h = {"content-type": "application/json", **await key(api, Scope.RECIPIENTS_WRITE)}
+        r = await api.client.post("/v1/recipients:batch", content=chunked(rows * 2), headers=h)
+        assert r.status_code == 413 and r.headers["content-type"] == PROBLEM, r.text
+        r = await api.client.post("/v1/recipients:batch", content=chunked(rows), headers=h)
+        assert r.status_code == 422, r.text  # read whole: over 1,000 rows, not over the bytes
