@@ -29,7 +29,7 @@ from consumers.api.models import InboxItemOut
 from consumers.api.preferences import PreferenceSlot
 from consumers.api.problems import ProblemError
 from consumers.api.ratelimit import RateLimiter
-from consumers.api.stream import InboxHub, TooManyStreams, event_stream
+from consumers.api.stream import InboxHub, event_stream
 from consumers.api.tickets import StreamTickets
 from consumers.inbox.reads import InboxReads
 from consumers.infra.settings import ApiSettings
@@ -143,13 +143,10 @@ def inbox_stream(
 ) -> StreamingResponse:
     """The user's live inbox as server-sent events, resuming after ``last_event_id`` (already validated),
     ending when the credential that opened it expires (``valid_until``, epoch seconds)."""
-    try:
-        sub = ctx.hub.subscribe(user_id, tenant)
-    except TooManyStreams as exc:
-        raise ProblemError(429, str(exc), kind="rate-limited", headers={"Retry-After": "10"}) from exc
     body = event_stream(
         ctx.hub,
-        sub,
+        user_id,
+        tenant,
         ctx.queries,
         last_event_id=last_event_id,
         heartbeat_s=ctx.api.sse_heartbeat_s,

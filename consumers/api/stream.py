@@ -9,7 +9,11 @@ replays from its last event once the hub is back, so nothing is lost in between.
 
 A stream ends when the credential that opened it expires (the client reconnects with a fresh one,
 so a revoked or expired token stops receiving rows), and a user holds at most
-``max_streams_per_user`` open streams (each one is a socket and a queue).
+``max_streams_per_user`` open streams (each one is a socket and a queue): a new stream closes the
+user's oldest, not the other way round, because the oldest is the likeliest to be dead (a phone
+that lost its network sends no FIN, and its socket stays open until TCP gives up) while the new
+one is a live client reconnecting. The slot is taken when the body starts and given back in the
+body's ``finally``: a response whose body never runs (the client left first) holds none.
 """
 
 from __future__ import annotations
@@ -27,9 +31,8 @@ from typing import Any
 from channels.in_app.inbox_pg import decode_cursor, encode_cursor
 from consumers.api.inbox_query import InboxQueries, InboxRow
 from consumers.infra.pg_listen import PgListener
-from schemas.errors import HeraldError
 
-__all__ = ["CHANNEL", "InboxHub", "Subscription", "TooManyStreams", "event_stream", "format_event"]
+__all__ = ["CHANNEL", "InboxHub", "Subscription", "event_stream", "format_event"]
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +43,17 @@ _QUEUE_MAX = 1000
 _SEEN_MAX = 2000
 
 
-class TooManyStreams(HeraldError):
-    """The user already holds the most open streams allowed; answered 429 (retryable: close one)."""
-
-    retryable = True
-
-
 class Subscription:
     def __init__(self, user_id: str, tenant: str = "") -> None:
         self.user_id = user_id
         self.tenant = tenant  # '' = the default tenant
         self.queue: asyncio.Queue[object] = asyncio.Queue(_QUEUE_MAX)
+        self.replaced = False  # closed by the hub for a newer stream of the same user
+
+    def replace(self) -> None:
+        """End this stream for a newer one: its body sees the flag at its next item."""
+        self.replaced = True
+        self.offer(_CLOSED)
 
     def offer(self, item: object) -> None:
         try:
@@ -67,7 +70,8 @@ class InboxHub:
 
     def __init__(self, dsn: str, *, reconnect_s: float = 1.0, max_streams_per_user: int = 0) -> None:
         self.max_streams_per_user = max_streams_per_user  # 0: unlimited
-        self._subs: dict[tuple[str, str], set[Subscription]] = {}  # (tenant, user) -> its streams
+        # (tenant, user) -> its streams, oldest first (a dict keeps insertion order; a set does not)
+        self._subs: dict[tuple[str, str], dict[Subscription, None]] = {}
         self._listener = PgListener(
             dsn,
             CHANNEL,
@@ -80,12 +84,14 @@ class InboxHub:
         self.closed = False
 
     def subscribe(self, user_id: str, tenant: str = "") -> Subscription:
-        """Raises TooManyStreams when the user already holds ``max_streams_per_user`` streams."""
-        subs = self._subs.get((tenant, user_id), set())
-        if self.max_streams_per_user and len(subs) >= self.max_streams_per_user:
-            raise TooManyStreams(f"at most {self.max_streams_per_user} open streams per user")
+        """A new stream of the user; past ``max_streams_per_user`` the user's oldest ones are closed."""
+        subs = self._subs.setdefault((tenant, user_id), {})
+        while self.max_streams_per_user and len(subs) >= self.max_streams_per_user:
+            oldest = next(iter(subs))
+            del subs[oldest]
+            oldest.replace()
         sub = Subscription(user_id, tenant)
-        self._subs.setdefault((tenant, user_id), subs).add(sub)
+        subs[sub] = None
         return sub
 
     def open_streams(self, user_id: str, tenant: str = "") -> int:
@@ -96,7 +102,7 @@ class InboxHub:
         key = (sub.tenant, sub.user_id)
         subs = self._subs.get(key)
         if subs is not None:
-            subs.discard(sub)
+            subs.pop(sub, None)
             if not subs:
                 del self._subs[key]
 
@@ -176,7 +182,8 @@ async def _rows_for(
 
 async def event_stream(
     hub: InboxHub,
-    sub: Subscription,
+    user_id: str,
+    tenant: str,
     queries: InboxQueries,
     *,
     last_event_id: str | None,
@@ -186,7 +193,8 @@ async def event_stream(
     opened_at: datetime,
     lifetime_s: float | None = None,
 ) -> AsyncIterator[bytes]:
-    """The body of ``GET /v1/inbox/stream``; ``sub`` is already subscribed (nothing slips in between).
+    """The body of ``GET /v1/inbox/stream``: subscribed before its replay (nothing slips in between),
+    unsubscribed in its ``finally``; nothing is held before the body runs.
 
     ``last_event_id`` must be valid (the endpoint checks it). A resync with no event sent yet
     replays from ``opened_at``. After ``lifetime_s`` (the credential's remaining life) the stream
@@ -195,13 +203,14 @@ async def event_stream(
     sent = _Sent(last_event_id, opened_at)
     loop = asyncio.get_running_loop()
     deadline = None if lifetime_s is None else loop.time() + lifetime_s
+    sub = hub.subscribe(user_id, tenant)
     try:
         yield b"retry: 2000\n: connected\n\n"
         if last_event_id is not None:
             for row in await queries.since(sub.user_id, last_event_id, replay_max, sub.tenant):
                 if sent.first_time(row):
                     yield format_event(row, render(row))
-        while not hub.closed:
+        while not hub.closed and not sub.replaced:  # the flag: a full queue may have lost _CLOSED
             left = heartbeat_s if deadline is None else min(heartbeat_s, deadline - loop.time())
             if left <= 0:
                 yield b": credential expired\n\n"
@@ -213,9 +222,11 @@ async def event_stream(
                     yield b": keepalive\n\n"
                 continue
             if item is _CLOSED:
-                return
+                break
             for row in await _rows_for(item, sub, queries, sent, replay_max):
                 if sent.first_time(row):
                     yield format_event(row, render(row))
+        if sub.replaced:
+            yield b": replaced by a newer stream\n\n"
     finally:
         hub.unsubscribe(sub)

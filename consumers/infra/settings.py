@@ -210,7 +210,8 @@ class ApiSettings(BaseModel, frozen=True):
     sse_streams_per_user: int = Field(
         10,
         ge=0,
-        description="Most open event streams of one user in one API process (more: 429); 0 = unlimited.",
+        description="Most open event streams of one user in one API process (a new one closes the "
+        "user's oldest); 0 = unlimited.",
     )
     sse_replay_max: int = Field(
         500, ge=0, description="Most rows replayed on a reconnect with Last-Event-ID."

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest_asyncio
 
+from consumers.api.deps import inbox_stream
 from consumers.devstack import DevStack
 from tests.api_helpers import RunningApi, api_settings, running_api
 from tests.conftest import make_settings
@@ -32,6 +33,8 @@ class Events:
     def __init__(self, response: httpx.Response) -> None:
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.comments = 0
+        self.comment_lines: list[str] = []
+        self.ended = False  # the server closed the stream
         self._task = asyncio.create_task(self._read(response))
 
     async def _read(self, response: httpx.Response) -> None:
@@ -39,6 +42,7 @@ class Events:
         async for line in response.aiter_lines():
             if line.startswith(":"):
                 self.comments += 1
+                self.comment_lines.append(line)
             elif line == "":
                 if "data" in event:
                     await self.queue.put(event)
@@ -46,6 +50,7 @@ class Events:
             else:
                 field, _, value = line.partition(":")
                 event[field] = json.loads(value.strip()) if field == "data" else value.strip()
+        self.ended = True
 
     def saw_comments(self, n: int) -> Callable[[], Awaitable[bool]]:
         """A condition for :func:`until`: at least ``n`` SSE comments (connected, keepalives) read."""
@@ -164,23 +169,46 @@ async def test_the_stream_ends_when_its_token_expires(api: RunningApi) -> None:
     assert ": credential expired" in lines
 
 
-async def test_open_streams_per_user_are_capped(stack: DevStack) -> None:
+async def test_a_new_stream_past_the_cap_closes_the_users_oldest(stack: DevStack) -> None:
+    """The oldest stream is the likeliest dead (no FIN from a phone that lost its network); the
+    newest is the live client reconnecting, so it gets the slot."""
     settings = make_settings(stack, api=api_settings(sse_streams_per_user=2))
     async with running_api(settings) as capped:
         user = f"s-{uuid.uuid4().hex[:10]}"
-        first, second = await open_stream(capped, user), await open_stream(capped, user)
+        opened = []
         try:
-            r = await capped.client.get("/v1/inbox/stream", headers=capped.auth(user))
-            assert r.status_code == 429 and "Retry-After" in r.headers
-            other = await open_stream(capped, f"s-{uuid.uuid4().hex[:10]}")  # another user is unaffected
-            await other[2].__aexit__(None, None, None)
-            await first[2].__aexit__(None, None, None)
+            for _ in range(2):
+                opened.append(await open_stream(capped, user))
+                await until(opened[-1][1].saw_comments(1), what="connected", timeout=5)
+            other = await open_stream(capped, f"s-{uuid.uuid4().hex[:10]}")  # another user: no effect
+            opened.append(other)
+            await until(other[1].saw_comments(1), what="connected", timeout=5)
+            newest = await open_stream(capped, user)
+            opened.append(newest)
+            await until(newest[1].saw_comments(1), what="connected", timeout=5)
+            first, second = opened[0][1], opened[1][1]
 
-            async def released() -> bool:
-                return capped.ctx.hub.open_streams(user) < 2
+            async def first_closed() -> bool:
+                return first.ended
 
-            await until(released, what="the closed stream unsubscribed", timeout=5)
-            third = await open_stream(capped, user)
-            await third[2].__aexit__(None, None, None)
+            await until(first_closed, what="the oldest stream closed", timeout=5)
+            assert ": replaced by a newer stream" in first.comment_lines
+            assert not second.ended and not other[1].ended
+            assert capped.ctx.hub.open_streams(user) == 2
+            (row,) = await capped.add_rows(user, 1)
+            for live in (newest[1], second):
+                assert (await live.next())["data"]["id"] == str(row)
         finally:
-            await second[2].__aexit__(None, None, None)
+            for _, events, cm in opened:
+                await events.close()
+                await cm.__aexit__(None, None, None)
+
+
+async def test_a_stream_whose_body_never_runs_holds_no_slot(api: RunningApi) -> None:
+    """The response is made but dropped before its body is iterated (the client left first): the
+    user's slot count must not grow."""
+    user = f"s-{uuid.uuid4().hex[:10]}"
+    response = inbox_stream(api.ctx, user, None)
+    assert response.media_type == "text/event-stream"
+    del response
+    assert api.ctx.hub.open_streams(user) == 0
