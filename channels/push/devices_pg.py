@@ -65,8 +65,14 @@ class PgDeviceTokens:
 
         ``keep`` > 0: the user keeps at most that many tokens, the most recently registered (each
         push fans out to every token, so an unbounded list is a cost anyone with a token can grow).
+        One user's registrations then take turns (a transaction-scoped advisory lock on the user):
+        under READ COMMITTED concurrent ones would each count only their own new row and all stay.
         """
         async with self._pool.acquire() as conn, conn.transaction():
+            if keep > 0:
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))", tenant, user_id
+                )
             previous = await conn.fetchrow(
                 "SELECT user_id, tenant FROM herald_device_tokens WHERE token = $1 FOR UPDATE", token
             )

@@ -3,12 +3,15 @@ preferences (critical locked), the digest switch, quiet hours, devices."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 import pytest_asyncio
 
+from channels.push.devices_pg import PgDeviceTokens
 from consumers.devstack import DevStack
 from tests.api_helpers import RunningApi, api_settings, running_api
 from tests.conftest import make_settings
@@ -172,3 +175,12 @@ async def test_a_user_keeps_the_most_recently_registered_devices(stack: DevStack
         other = capped.auth(user())  # another user's devices are not counted against this one
         assert (await capped.client.post("/v1/devices", json={"token": t2}, headers=other)).status_code == 201
         assert len((await capped.client.get("/v1/devices", headers=h)).json()["devices"]) == 3
+
+
+async def test_concurrent_registrations_stay_at_the_cap(pg_pool: asyncpg.Pool) -> None:
+    """Under READ COMMITTED each registration alone would see only its own new row; they take turns."""
+    devices, u = PgDeviceTokens(pg_pool), user()
+    for _ in range(3):  # a few rounds: without the lock a single round may happen to serialize
+        tokens = [f"fcm:{uuid.uuid4().hex}" for _ in range(10)]
+        await asyncio.gather(*(devices.register(u, t, keep=3) for t in tokens))
+        assert len(await devices.tokens(u)) == 3
