@@ -17,6 +17,7 @@ from consumers.console.timeline import relative
 from consumers.infra.clock import Clock, SystemClock
 from consumers.infra.settings import HeraldSettings
 from consumers.ledger.queries import ActivityReader
+from consumers.runtime.topics import Topics
 
 __all__ = ["ConsoleContext", "templates"]
 
@@ -58,5 +59,6 @@ class ConsoleContext:
             self.clock,
             window_s=self.settings.console.live_window_s,
         )
+        self.dlq_topics = frozenset(t for t in Topics(self.settings.topic_prefix).all() if t.endswith(".dlq"))
         self.env = templates()
         self.static_dir = _HERE / "static"

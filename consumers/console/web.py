@@ -94,7 +94,7 @@ def page(
         session=session,
         csrf=session.csrf_token if session else "",
         path=request.url.path,
-        msg=flash_text(request.query_params),
+        msg=flash_text(request.query_params, ctx.dlq_topics),
         **values,
     )
     response = HTMLResponse(html, status_code=status)

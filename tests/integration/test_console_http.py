@@ -177,6 +177,17 @@ async def test_a_crafted_link_cannot_put_its_words_in_the_console(console: Runni
             page = await c.get("/console/endpoints", params=query)
             assert page.status_code == 200 and 'class="flash"' not in page.text, query
             assert "555" not in page.text
+        page = await c.get(
+            "/console/endpoints", params={"done": "endpoint_disabled", "endpoint": "support.evil-example.com"}
+        )
+        assert 'class="flash"' not in page.text and "evil-example" not in page.text
+        page = await c.get("/console/n/Call-support-on-555-0100-your-account-is-locked")
+        assert page.status_code == 404 and "555" not in page.text
+    async with _client(console) as c:  # the login form takes only a login link's own format
+        link = await console.link()
+        assert f'value="{link}"' in (await c.get("/console/login", params={"link": link})).text
+        page = await c.get("/console/login", params={"link": "hrk_planted_by_the_link_author"})
+        assert "planted" not in page.text
 
 
 async def test_logout_and_expiry_end_the_session(console: RunningConsole, pg_pool: asyncpg.Pool) -> None:
