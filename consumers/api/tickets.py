@@ -6,6 +6,11 @@ a ticket: 32 random bytes, bound to the user, valid for ``stream_ticket_ttl_s`` 
 consumed by the first stream that presents it (Redis ``GETDEL``, atomic). The ticket carries the
 token's expiry, so the stream it opens ends when the token would have stopped working. Only a digest of the
 ticket is stored, so a Redis dump holds nothing a client could replay.
+
+The ticket's value stays ``[tenant, user]``, the form API processes before the expiry unpack; the
+expiry goes in a key of its own beside it (``<key>:until``), so during a rolling upgrade an old
+process redeems a new process's ticket (its stream just does not end at the token's expiry)
+instead of failing on a third element.
 """
 
 from __future__ import annotations
@@ -45,21 +50,31 @@ class StreamTickets:
 
     async def mint(self, user_id: str, tenant: str = "", valid_until: float | None = None) -> str:
         ticket = secrets.token_urlsafe(32)
-        value = json.dumps([tenant, user_id, valid_until])
+        key = self._key(ticket)
         try:
-            await self._redis.set(self._key(ticket), value, ex=self.ttl_s, nx=True)
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(key, json.dumps([tenant, user_id]), ex=self.ttl_s, nx=True)
+                if valid_until is not None:
+                    pipe.set(f"{key}:until", repr(float(valid_until)), ex=self.ttl_s)
+                await pipe.execute()
         except RedisError as exc:
             raise TicketStoreDown("stream tickets unavailable") from exc  # the cause names the host
         return ticket
 
     async def redeem(self, ticket: str) -> Ticketholder | None:
         """Who the ticket was minted for, once; ``None`` for an unknown, expired or already used ticket."""
+        key = self._key(ticket)
         try:
-            user = await self._redis.getdel(self._key(ticket))
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.getdel(key)
+                pipe.getdel(f"{key}:until")
+                user, until = await pipe.execute()
         except RedisError as exc:
             raise TicketStoreDown("stream tickets unavailable") from exc
         if user is None:
             return None
+        # [tenant, user]; [tenant, user, until] from the processes that briefly stored it there
         tenant, user_id, *rest = json.loads(user)
-        valid_until = float(rest[0]) if rest and rest[0] is not None else None
-        return Ticketholder(str(user_id), str(tenant), valid_until)
+        if until is None and rest and rest[0] is not None:
+            until = rest[0]
+        return Ticketholder(str(user_id), str(tenant), None if until is None else float(until))

@@ -4,6 +4,7 @@ for the allow-listed origins only, the versioned bundle, the demo routes and uns
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -11,8 +12,10 @@ from datetime import timedelta
 
 import httpx
 import pytest_asyncio
+import redis.asyncio as redis_asyncio
 
 from consumers.api.routes_static import BUNDLE, bundle_path
+from consumers.api.tickets import StreamTickets
 from consumers.api.unsubscribe_token import sign_unsubscribe
 from consumers.devstack import DevStack
 from tests.api_helpers import RunningApi, api_settings, running_api
@@ -239,3 +242,31 @@ async def test_unsubscribe_refuses_bad_links_and_critical(api: RunningApi) -> No
     assert "cannot be turned off" in page.text and "<form" not in page.text
     res = await api.client.post(f"/v1/unsubscribe/{security}", content=b"List-Unsubscribe=One-Click")
     assert res.status_code == 409
+
+
+async def test_tickets_stay_readable_by_processes_of_the_previous_version(
+    api: RunningApi, redis_client: redis_asyncio.Redis
+) -> None:
+    """A rolling upgrade: an old process unpacks the value as [tenant, user]; a new process redeems
+    a ticket an old one minted (no expiry: its stream lasts as it did)."""
+    prefix = api.ctx.api.stream_ticket_key_prefix
+    tickets = StreamTickets(redis_client, ttl_s=60, prefix=prefix)
+
+    def key(ticket: str) -> str:
+        return f"{prefix}:{hashlib.sha256(ticket.encode()).hexdigest()}"
+
+    ticket = await tickets.mint("ana", "acme", valid_until=1_900_000_000.5)
+    tenant, user_id = json.loads(await redis_client.getdel(key(ticket)))  # what an old process does
+    assert (tenant, user_id) == ("acme", "ana")
+    ticket = await tickets.mint("ana", "acme", valid_until=1_900_000_000.5)
+    held = await tickets.redeem(ticket)
+    assert held is not None and (held.user_id, held.tenant, held.valid_until) == (
+        "ana",
+        "acme",
+        1_900_000_000.5,
+    )
+    assert await redis_client.exists(key(ticket), f"{key(ticket)}:until") == 0  # both gone, once
+    old = "minted-by-an-old-process"
+    await redis_client.set(key(old), json.dumps(["acme", "bo"]), ex=60)
+    held = await tickets.redeem(old)
+    assert held is not None and (held.user_id, held.tenant, held.valid_until) == ("bo", "acme", None)
