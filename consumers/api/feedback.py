@@ -28,13 +28,26 @@ from consumers.runtime.topics import Topics
 from schemas.codec import Codec
 from schemas.models import Channel, Receipt, ReceiptStatus
 
-__all__ = ["TWILIO_SUPPRESS_CODES", "ProviderFeedback", "Rejected"]
+__all__ = ["TWILIO_SUPPRESS_CODES", "ProviderFeedback", "Rejected", "ses_feedback_warning"]
 
 log = logging.getLogger(__name__)
 
 # Twilio error codes on a failed/undelivered callback that mean "never text this number again".
 TWILIO_SUPPRESS_CODES = frozenset({"21610", "30004", "30005", "30006"})  # STOP, blocked, unknown, landline
 _MAX_CERTS = 32
+
+
+def ses_feedback_warning(configuration_set: str | None, feedback: FeedbackSettings) -> str | None:
+    """What ``herald run api`` warns at start, or None. Pure. Only a deployment that sends through
+    an SES configuration set (whose event destination is the SNS topic) has feedback to lose; one
+    without SES, or without a configuration set, would only learn to ignore the line."""
+    if configuration_set is None or feedback.sns_topic_arns:
+        return None
+    return (
+        f"SES feedback is off (POST /v1/providers/ses/events answers 404) although the configuration "
+        f"set {configuration_set!r} is set: bounces and complaints are not suppressed until "
+        "HERALD_PROVIDERS__FEEDBACK__SNS_TOPIC_ARNS lists the SNS topic(s) SES publishes to"
+    )
 
 
 class Rejected(WebhookVerificationError):

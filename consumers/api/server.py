@@ -9,7 +9,7 @@ import httpx
 from consumers.api.admin.mount import admin_context
 from consumers.api.auth import TokenKeys
 from consumers.api.deps import ApiContext
-from consumers.api.feedback import ProviderFeedback
+from consumers.api.feedback import ProviderFeedback, ses_feedback_warning
 from consumers.api.preferences import preference_slots
 from consumers.api.ratelimit import RateLimiter
 from consumers.api.stream import InboxHub
@@ -34,11 +34,9 @@ async def open_context(res: Resources) -> ApiContext:
     producer = await res.producer()
     await res.create_topics([res.topics.receipts, res.topics.events])  # POST /v1/events produces
     api = settings.api
-    if not settings.providers.feedback.sns_topic_arns:
-        log.warning(
-            "SES feedback is off (POST /v1/providers/ses/events answers 404): set "
-            "HERALD_PROVIDERS__FEEDBACK__SNS_TOPIC_ARNS to the SNS topic(s) SES publishes to"
-        )
+    warning = ses_feedback_warning(settings.email.configuration_set, settings.providers.feedback)
+    if warning is not None:
+        log.warning("%s", warning)
     limiter = RateLimiter(
         res.redis(),
         limit=api.rate_limit_requests,

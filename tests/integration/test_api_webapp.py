@@ -256,7 +256,9 @@ async def test_tickets_stay_readable_by_processes_of_the_previous_version(
         return f"{prefix}:{hashlib.sha256(ticket.encode()).hexdigest()}"
 
     ticket = await tickets.mint("ana", "acme", valid_until=1_900_000_000.5)
-    tenant, user_id = json.loads(await redis_client.getdel(key(ticket)))  # what an old process does
+    value = await redis_client.getdel(key(ticket))
+    assert value is not None
+    tenant, user_id = json.loads(value)  # what an old process does
     assert (tenant, user_id) == ("acme", "ana")
     ticket = await tickets.mint("ana", "acme", valid_until=1_900_000_000.5)
     held = await tickets.redeem(ticket)

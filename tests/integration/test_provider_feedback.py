@@ -49,16 +49,18 @@ class CertHost(ThreadedApp):
         super().__init__()
         self.pem = b""
         self.confirmed: list[str] = []
+        self.fetched: list[str] = []  # certificate paths asked for
 
     def app(self) -> Starlette:
-        async def cert(_: Request) -> Response:
+        async def cert(request: Request) -> Response:
+            self.fetched.append(request.url.path)
             return Response(self.pem, media_type="application/x-pem-file")
 
         async def confirm(request: Request) -> Response:
             self.confirmed.append(str(request.query_params.get("Token")))
             return Response("<ConfirmSubscriptionResponse/>", media_type="text/xml")
 
-        return Starlette(routes=[Route("/cert.pem", cert), Route("/confirm", confirm)])
+        return Starlette(routes=[Route("/{name}.pem", cert), Route("/confirm", confirm)])
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +166,11 @@ async def test_another_accounts_topic_is_neither_confirmed_nor_applied(
     """Anyone can own an SNS topic whose messages verify (AWS signs them all): only the listed
     topics count, before any certificate fetch or confirmation."""
     victim = address()
-    stranger = SnsSigner(signer.cert_url, topic_arn="arn:aws:sns:us-east-1:999999999999:mine")
+    # A certificate URL of its own (served like AWS's), so a fetch cannot hide behind the cache.
+    cert_path = f"/stranger-{uuid.uuid4().hex[:8]}.pem"
+    stranger = SnsSigner(
+        f"{cert_host.base_url}{cert_path}", topic_arn="arn:aws:sns:us-east-1:999999999999:mine"
+    )
     stranger.key, stranger.cert = signer.key, signer.cert  # signed exactly as AWS would
     confirm = stranger.subscription_confirmation(
         f"{cert_host.base_url}/confirm?Action=ConfirmSubscription&Token=tok-stranger"
@@ -175,6 +181,7 @@ async def test_another_accounts_topic_is_neither_confirmed_nor_applied(
     bounce = ses_event("Bounce", {"bounceType": "Permanent", "bouncedRecipients": [{"emailAddress": victim}]})
     assert (await post_sns(api, stranger.notification(bounce))).status_code == 403
     assert await SuppressionStore(pg_pool).suppressed("email", [victim]) == set()
+    assert cert_path not in cert_host.fetched  # refused before any certificate fetch
 
 
 async def test_ses_feedback_is_off_without_a_topic_list(
