@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
+import pytest
 import pytest_asyncio
 import redis.asyncio as redis_asyncio
 
@@ -18,6 +20,8 @@ from consumers.api.routes_static import BUNDLE, bundle_path
 from consumers.api.tickets import StreamTickets
 from consumers.api.unsubscribe_token import sign_unsubscribe
 from consumers.devstack import DevStack
+from consumers.devstack.api_demo import demo_api_env
+from consumers.infra.settings import HeraldSettings
 from tests.api_helpers import RunningApi, api_settings, running_api
 from tests.conftest import make_settings
 from tests.waiting import until
@@ -35,7 +39,7 @@ async def api(stack: DevStack) -> AsyncIterator[RunningApi]:
             stream_ticket_ttl_s=1,
             unsubscribe_secret=UNSUB_KEY,
             demo_user="demo-user",
-            swagger_ui=True,
+            swagger_ui=True,  # as the demo's environment sets it (checked below)
         ),
     )
     async with running_api(settings) as running:
@@ -197,7 +201,7 @@ async def test_demo_page_and_its_token(api: RunningApi) -> None:
     assert page.status_code == 200
     assert bundle_path() in page.text and "<herald-inbox" in page.text and "<herald-preferences" in page.text
     assert "eyJ" not in page.text  # no token in the HTML
-    assert (await api.client.get("/docs")).status_code == 200  # the demo turns Swagger UI on
+    assert (await api.client.get("/docs")).status_code == 200  # served with swagger_ui on
     token = (await api.client.get("/demo/token")).json()["token"]
     me = await api.client.get("/v1/inbox/unread-count", headers={"Authorization": f"Bearer {token}"})
     assert me.status_code == 200
@@ -272,3 +276,15 @@ async def test_tickets_stay_readable_by_processes_of_the_previous_version(
     await redis_client.set(key(old), json.dumps(["acme", "bo"]), ex=60)
     held = await tickets.redeem(old)
     assert held is not None and (held.user_id, held.tenant, held.valid_until) == ("bo", "acme", None)
+
+
+def test_the_demo_environment_turns_swagger_ui_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`herald dev`'s API runs with demo_api_env(): that, not this file's fixture, turns /docs on."""
+    for name in list(os.environ):
+        if name.startswith("HERALD_API__"):
+            monkeypatch.delenv(name)
+    assert HeraldSettings().api.swagger_ui is False
+    for name, value in demo_api_env().items():
+        monkeypatch.setenv(name, value)
+    assert demo_api_env()["HERALD_API__SWAGGER_UI"] == "true"
+    assert HeraldSettings().api.swagger_ui is True
