@@ -99,9 +99,10 @@ def consent(
     window: QuietWindow | None,
     quiet_channels: Collection[Channel] = DEFAULT_QUIET_CHANNELS,
     digest: bool | None = None,
+    opt_in: bool = False,
 ) -> Consent:
-    """Preferences first (an opt-out is final), then quiet hours. ``digest``: see :func:`may_send`."""
-    if not may_send(tier, category, channel, preferences, digest=digest):
+    """Preferences first (an opt-out is final), then quiet hours. ``digest``, ``opt_in``: see :func:`may_send`."""
+    if not may_send(tier, category, channel, preferences, opt_in=opt_in, digest=digest):
         return Consent(Verdict.OPTED_OUT)
     until = held_until(tier, channel, at=at, zone=zone, window=window, quiet_channels=quiet_channels)
     return Consent(Verdict.HELD, until) if until is not None else Consent(Verdict.SEND)

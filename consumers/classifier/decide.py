@@ -32,7 +32,7 @@ from consumers.classifier.ratelimit import (
 from consumers.classifier.routing import Route
 from consumers.infra import keys
 from consumers.runtime.handling import Output
-from consumers.scheduler.store import Timer, publish_timer
+from consumers.scheduler.timer import Timer, deferred_timer, publish_timer
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, DomainEvent, OutcomeStatus, Tier
 
 __all__ = ["DecideConfig", "Decision", "Pending", "Plan", "finalize", "plan", "recipients_for"]
@@ -334,11 +334,13 @@ def _suppress_rate_limited(
 def _defer_for_quiet_hours(
     d: Decision, p: Plan, item: Pending, until: datetime, now: datetime, *, cfg: DecideConfig, nid_key: bytes
 ) -> None:
-    """A timer releases the message to its channel topic when quiet hours end; a deferred outcome says so."""
+    """A timer the fallback fires when quiet hours end: it asks consent again; a deferred outcome says so."""
     msg = item.message
     topic = cfg.channel_topic(msg.channel, msg.lane)
     timer_key = msg.idempotency_key + ":deferred"
-    d.timers.append(publish_timer(timer_key, until, topic, item.key, cfg.encode_message(msg, item.family)))
+    data = {"opt_in": True} if msg.channel in p.route.opt_in else None  # the message cannot say so
+    payload = cfg.encode_message(msg, item.family)
+    d.timers.append(deferred_timer(timer_key, until, topic, item.key, payload, data=data))
     outcome = _outcome(
         p.event,
         p.route.tier,

@@ -64,6 +64,7 @@ class Contact:
         channel: Channel,
         at: datetime,
         quiet_channels: frozenset[Channel] = DEFAULT_QUIET_CHANNELS,
+        opt_in: bool = False,
     ) -> Consent:
         """The same check the classifier makes (:func:`consumers.classifier.consent.consent`)."""
         return consent(
@@ -75,6 +76,7 @@ class Contact:
             zone=self.zone,
             window=self.quiet,
             quiet_channels=quiet_channels,
+            opt_in=opt_in,
         )
 
 

@@ -1,8 +1,9 @@
 """``herald run fallback``: the outcomes/receipts runner plus a timer poller.
 
-The poller fires this consumer's own timer kinds and ``publish`` (deferred sends of the
-classifier and retries), so a deployment that runs only the fallback process still
-releases every timer Herald arms.
+The poller fires this consumer's own timer kinds (retries and the classifier's quiet-hours
+deferrals among them, through the consent check) and ``publish`` (scheduled sends, limiter
+retries, deferrals armed by an older version), so a deployment that runs only the fallback
+process still releases every timer Herald arms.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from consumers.fallback.decisions import (
 from consumers.fallback.digest import fire_digest_item, fire_digest_send
 from consumers.fallback.escalation import fire_escalation
 from consumers.fallback.handler import FallbackHandler
-from consumers.fallback.retrying import fire_retry
+from consumers.fallback.retrying import fire_releases, fire_retry
 from consumers.infra.resources import Resources
 from consumers.runtime.handling import Output
 from consumers.runtime.process import ProcessOptions, ProcessSpec
@@ -31,7 +32,7 @@ from consumers.runtime.runner import Runner
 from consumers.runtime.topics import dlq
 from consumers.scheduler.retries import KIND_RETRY
 from consumers.scheduler.store import FireBatchHandler, FireHandler, Scheduler, Timer, TimerPoller
-from consumers.scheduler.timer import BatchLock
+from consumers.scheduler.timer import KIND_DEFERRED_SEND, BatchLock
 from consumers.workflow.context import KIND_STEP, WorkflowContext
 from consumers.workflow.executor import fire_step
 from consumers.workflow.preset_batch import fire_preset_steps, relock_states
@@ -76,17 +77,22 @@ def fire_handlers(ctx: FallbackContext, wf: WorkflowContext | None = None) -> Ma
         KIND_DIGEST_SEND: bind(fire_digest_send),
         KIND_CRITICAL_CHECK: bind(fire_critical_check),
         KIND_RETRY: bind(fire_retry),
+        KIND_DEFERRED_SEND: bind(fire_retry),  # the same check: quiet hours end, the user may have opted out
     }
 
 
 def fire_batch_handlers(ctx: FallbackContext) -> Mapping[str, FireBatchHandler]:
     """The kinds a poll fires together: the presets' steps (a route's own steps, which these leave
-    out, fire one by one through :func:`fire_handlers`)."""
+    out, fire one by one through :func:`fire_handlers`), retries and quiet-hours deferrals (one
+    contacts query for all of a poll's: 07:00 in a zone releases many at once)."""
 
     async def steps(timers: Sequence[Timer], conn: asyncpg.Connection) -> Mapping[str, Sequence[Output]]:
         return await fire_preset_steps(ctx, timers, conn)
 
-    return {KIND_STEP: steps}
+    async def releases(timers: Sequence[Timer], conn: asyncpg.Connection) -> Mapping[str, Sequence[Output]]:
+        return await fire_releases(ctx, timers, conn)
+
+    return {KIND_STEP: steps, KIND_RETRY: releases, KIND_DEFERRED_SEND: releases}
 
 
 def fire_batch_locks() -> Mapping[str, BatchLock]:

@@ -1,8 +1,9 @@
-"""``herald run scheduler``: releases due "publish" timers (the classifier's deferred sends) to their topics.
+"""``herald run scheduler``: releases due "publish" timers (scheduled sends, limiter retries) to their topics.
 
-Other timer kinds (retries, escalations, digests) are fired by the process that owns their
-logic and its consent check (the fallback consumer); this poller takes only the kinds it has
-handlers for.
+Other timer kinds (the classifier's quiet-hours deferrals, retries, escalations, digests) are fired
+by the process that owns their logic and its consent check (the fallback consumer); this poller
+takes only the kinds it has handlers for. Deferrals armed as ``publish`` by an older version are
+still released here.
 """
 
 from __future__ import annotations

@@ -12,7 +12,20 @@ import asyncpg
 
 from consumers.runtime.handling import Output
 
-__all__ = ["BatchLock", "FireBatchHandler", "FireHandler", "Timer", "publish_timer", "read_timer", "timer_of"]
+__all__ = [
+    "KIND_DEFERRED_SEND",
+    "BatchLock",
+    "FireBatchHandler",
+    "FireHandler",
+    "Timer",
+    "deferred_timer",
+    "publish_timer",
+    "read_timer",
+    "timer_of",
+]
+
+KIND_DEFERRED_SEND = "deferred_send"
+"""A message held by quiet hours: the fallback releases it through the consent check, as a retry."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +40,24 @@ class Timer:
 
 
 def publish_timer(key: str, due_at: datetime, topic: str, msg_key: bytes | None, payload: bytes) -> Timer:
-    """A timer that, when due, produces ``payload`` to ``topic`` (deferred sends, retries)."""
+    """A timer that, when due, produces ``payload`` to ``topic`` as it is (scheduled sends, limiter
+    retries; the quiet-hours deferrals armed before :data:`KIND_DEFERRED_SEND`)."""
     return Timer(key=key, kind="publish", due_at=due_at, topic=topic, msg_key=msg_key, payload=payload)
+
+
+def deferred_timer(
+    key: str,
+    due_at: datetime,
+    topic: str,
+    msg_key: bytes | None,
+    payload: bytes,
+    *,
+    data: Mapping[str, Any] | None = None,
+) -> Timer:
+    """A quiet-hours deferral of the encoded ChannelMessage ``payload``: at ``due_at`` the fallback asks
+    the consent check again (an opt-out since, or quiet hours moved later) before it produces it to
+    ``topic``. ``data``: ``opt_in`` when the channel needs the user's stored yes."""
+    return Timer(key, KIND_DEFERRED_SEND, due_at, topic, msg_key, payload, data or {})
 
 
 FireHandler = Callable[[Timer, asyncpg.Connection], Awaitable[Sequence[Output]]]

@@ -1,5 +1,5 @@
 """The classifier's dependencies, real servers: Redis limiter under concurrency, batched profile
-lookups, Redis and PostgreSQL outages, deferred sends released by the scheduler."""
+lookups, Redis and PostgreSQL outages, deferred sends released by the fallback's poller."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from consumers.classifier.ratelimit import LimiterUnavailable, LimitRequest, Rat
 from consumers.classifier.routing import load_routing
 from consumers.devstack.processes import free_port
 from consumers.emitter import build_event
+from consumers.fallback.context import FallbackContext
+from consumers.fallback.process import fire_batch_handlers, fire_handlers
 from consumers.infra.clock import ManualClock
 from consumers.infra.settings import ClassifierSettings, HeraldSettings, SchedulerSettings
 from consumers.runtime.handling import DeadLetter, Incoming
@@ -260,7 +262,7 @@ async def test_postgres_down_is_retryable(
         await handler.handle(_batch([build_event("payment_receipt", user_id=_uid("x"))]))
 
 
-async def test_quiet_hours_deferral_is_released_by_the_scheduler(
+async def test_quiet_hours_deferral_is_released_by_the_fallback(
     settings: HeraldSettings, pg_pool: asyncpg.Pool, redis_client: redis_asyncio.Redis
 ) -> None:
     settings = _settings(settings)
@@ -292,8 +294,17 @@ async def test_quiet_hours_deferral_is_released_by_the_scheduler(
     producer = make_producer(settings)
     await producer.start()
     try:
+        # the fallback releases deferrals (through the consent check: tests/integration/test_deferred_release.py)
+        scheduler = Scheduler(pg_pool, clock, namespace=settings.topic_prefix)
+        ctx = FallbackContext(
+            scheduler=scheduler, topics=topics, codec=CODEC, settings=settings.fallback, clock=clock
+        )
         poller = TimerPoller(
-            Scheduler(pg_pool, clock, namespace=settings.topic_prefix), producer, SchedulerSettings()
+            scheduler,
+            producer,
+            SchedulerSettings(),
+            handlers=fire_handlers(ctx),
+            batch_handlers=fire_batch_handlers(ctx),
         )
         clock.advance(14 * 60)
         await poller.release_due()

@@ -90,3 +90,21 @@ def test_a_digest_turned_off_is_an_opt_out_even_for_a_category_left_on() -> None
     assert verdict(False) is Verdict.OPTED_OUT
     assert verdict(True) is Verdict.SEND
     assert verdict(None) is Verdict.SEND
+
+
+@given(chosen=st.sampled_from([True, False, None]))
+def test_an_opt_in_channel_needs_the_stored_yes_in_consent_too(chosen: bool | None) -> None:
+    # a deferred medium push is checked again at release: without the stored yes it does not go
+    prefs = {} if chosen is None else {("activity", Channel.PUSH): chosen}
+    at = datetime(2026, 6, 1, 12, tzinfo=UTC)  # 08:00 in New York: outside the night window
+    verdict = consent(
+        tier=Tier.MEDIUM,
+        category="activity",
+        channel=Channel.PUSH,
+        at=at,
+        preferences=prefs,
+        zone=NY,
+        window=NIGHT,
+        opt_in=True,
+    )
+    assert verdict.verdict is (Verdict.SEND if chosen is True else Verdict.OPTED_OUT)

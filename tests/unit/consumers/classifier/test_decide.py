@@ -271,7 +271,9 @@ def test_quiet_hours_defer_interruptive_channels(tier: Tier) -> None:
         assert o.reason == "quiet_hours" and o.not_before == release
         assert o.message is not None and o.message.not_before == release
         (timer,) = [t for t in d.timers if t.key == o.message.idempotency_key + ":deferred"]
-        assert timer.kind == "publish" and timer.due_at == release
+        assert timer.kind == "deferred_send" and timer.due_at == release
+        # medium push is opt-in (routing.yaml): at release it needs the stored yes again
+        assert timer.data == ({"opt_in": True} if tier is Tier.MEDIUM else {})
         assert channel is not None and timer.topic == TOPICS.channel(
             channel, Lane.BULK if tier is Tier.LOW else Lane.PRIORITY
         )
