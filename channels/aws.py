@@ -63,11 +63,34 @@ def error_code(exc: ClientError) -> tuple[str, int | None, str]:
 log = logging.getLogger(__name__)
 
 
+# Refused credentials, the same codes for every AWS service: our configuration, not the message.
+# Retried as `provider_auth`, so the breaker opens and the next provider takes over instead of
+# every message failing for good (a 4xx would otherwise read as the request's fault).
+_CREDENTIAL_CODES: dict[str, Failure] = {
+    code: Failure.retry("provider_auth")
+    for code in (
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "AccessDenied",
+        "AccessDeniedException",
+    )
+}
+
+
 def classify(table: Mapping[str, Failure], code: str, status: int | None) -> Failure:
-    """An AWS error code through a service's table. Codes not in it: a 4xx other than 408/429 is
-    the request's fault (permanent); 5xx, throttling and no status at all retry. Pure."""
+    """An AWS error code through a service's table, then the credential codes every service shares
+    (retry, ``provider_auth``). Other codes: a 4xx other than 408/429 is the request's fault
+    (permanent); 5xx, throttling and no status at all retry. Pure."""
     if code in table:
         return table[code]
+    if code in _CREDENTIAL_CODES:
+        return _CREDENTIAL_CODES[code]
     if status is not None and 400 <= status < 500 and status not in (408, 429):
         return PERMANENT
     return RETRY
@@ -90,7 +113,7 @@ async def call_classified(
     except ClientError as exc:
         code, status, text = error_code(exc)
         failure = classify(table, code, status)
-        if failure.retryable and code not in table:
+        if failure.retryable and code not in table and code not in _CREDENTIAL_CODES:
             log.warning("%s: unclassified error %s (HTTP %s): %s; retrying", provider, code, status, text)
         return failure.outcome(provider, code, text[:500])
     except (BotoCoreError, ResponseParserError, TimeoutError) as exc:

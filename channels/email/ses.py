@@ -36,19 +36,25 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_SEND_RATE = 14.0  # a new SES account's MaxSendRate
 
+# Errors of our account or configuration (sending paused or suspended, an unverified MAIL FROM
+# domain, a configuration set that does not exist, refused permissions) fail every message alike:
+# they retry as `provider_config`/`provider_auth`, so the breaker opens and the next provider
+# takes the mail, rather than failing each message for good while another provider is healthy.
+_CONFIG = Failure.retry("provider_config")
+_AUTH = Failure.retry("provider_auth")
 _SES_CODES: dict[str, Failure] = {
-    "MessageRejected": PERMANENT,
-    "MailFromDomainNotVerifiedException": PERMANENT,
-    "MailFromDomainNotVerified": PERMANENT,
-    "AccountSuspendedException": PERMANENT,
-    "AccountSuspended": PERMANENT,
-    "SendingPausedException": PERMANENT,
-    "SendingPaused": PERMANENT,
-    "NotFoundException": PERMANENT,
+    "MessageRejected": PERMANENT,  # this message's content or recipient
+    "MailFromDomainNotVerifiedException": _CONFIG,
+    "MailFromDomainNotVerified": _CONFIG,
+    "AccountSuspendedException": _CONFIG,
+    "AccountSuspended": _CONFIG,
+    "SendingPausedException": _CONFIG,
+    "SendingPaused": _CONFIG,
+    "NotFoundException": _CONFIG,  # SendEmail names no resource but the configuration set
     "BadRequestException": PERMANENT,
     "InvalidParameterValue": PERMANENT,
     "ValidationException": PERMANENT,
-    "AccessDeniedException": PERMANENT,
+    "AccessDeniedException": _AUTH,
     "TooManyRequestsException": RETRY,
     "Throttling": RETRY,
     "ThrottlingException": RETRY,

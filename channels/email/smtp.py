@@ -4,11 +4,16 @@ The message is the same Raw MIME SES sends (:func:`channels.email.mime.compose`)
 are classified once, by :func:`classify`, through a table; codes not in it follow RFC 5321's
 first digit (4xx transient: retry; 5xx permanent). Refused credentials (530/534/535) retry
 instead: they are our configuration's fault, every message would fail alike, and counted as
-retryable they open this provider's breaker so the next provider takes the mail.
+retryable they open this provider's breaker so the next provider takes the mail. So does any
+5xx before the recipient is named (greeting, EHLO, AUTH, MAIL FROM): nothing of the message has
+been sent yet (no SIZE is declared), so the refusal is of our server, account or sender.
 
-A connection error before the message was handed over (connect refused, TLS failure, a pooled
-connection the server had closed) is a plain retryable refusal; a timeout or disconnect while
-the message was in flight is ``provider_timeout`` (the server may have accepted it).
+The transaction runs step by step (MAIL, RCPT, DATA) so a failure knows where it happened. A
+connection error or timeout before DATA (connect refused, TLS failure, a pooled connection the
+server had closed) is a plain retryable refusal: the server cannot have taken the message, and a
+pooled connection found closed is replaced by another at once. A timeout or disconnect during
+DATA is ``provider_timeout``: the server may have committed the message, so it is never resent on
+another connection here.
 
 :class:`~channels.email.smtp_settings.SmtpSettings` (re-exported here) is the one declaration of
 this provider's knobs: the adapter reads it as is, and Herald's settings object nests it as
@@ -20,10 +25,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from typing import Literal
 
 import aiosmtplib
 from aiosmtplib.errors import (
-    SMTPConnectError,
     SMTPException,
     SMTPRecipientsRefused,
     SMTPResponseException,
@@ -37,7 +42,11 @@ from channels.email.smtp_settings import SmtpSettings
 from channels.pacing import TokenBucket
 from schemas.models import Channel, ChannelMessage
 
-__all__ = ["SmtpEmailAdapter", "SmtpSettings", "classify"]
+__all__ = ["SmtpEmailAdapter", "SmtpSettings", "Stage", "classify"]
+
+# Where in the session a failure happened: before the recipient is named, a refusal is about us.
+Stage = Literal["connect", "mail", "rcpt", "data"]
+_SESSION: frozenset[str] = frozenset({"connect", "mail"})
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +69,17 @@ _SMTP_CODES: dict[int, Failure] = {
 }
 
 
-def classify(code: int) -> Failure:
-    """What an SMTP reply code means: the table, then the first digit (5xx permanent). Pure."""
-    if code in _SMTP_CODES:
-        return _SMTP_CODES[code]
+def classify(code: int, *, stage: Stage = "rcpt") -> Failure:
+    """What an SMTP reply code at ``stage`` means: the table, then the first digit (5xx permanent).
+
+    A 5xx the table calls permanent, at the greeting, EHLO, AUTH or MAIL FROM, is our server's,
+    account's or sender's problem, not the message's: ``provider_config``, retried, so the breaker
+    opens and the next provider takes the mail instead of each message failing for good. Pure."""
+    failure = _SMTP_CODES.get(code)
+    if stage in _SESSION and 500 <= code < 600 and (failure is None or not failure.retryable):
+        return Failure.retry("provider_config")
+    if failure is not None:
+        return failure
     return Failure.permanent() if 500 <= code < 600 else Failure.retry()
 
 
@@ -114,20 +130,27 @@ class SmtpEmailAdapter:
         while True:
             conn = self._idle.pop() if self._idle else None
             pooled = conn is not None
+            stage: Stage = "connect"
             try:
-                conn = conn or await self._connect()
-                _, reply = await conn.sendmail(self.sender, [recipient], raw)
-            except SMTPServerDisconnected as exc:
-                if pooled:
-                    continue  # the server had closed this idle connection: take another, or a fresh one
-                return self._failure(exc)
-            except SMTPException as exc:
+                if conn is None:
+                    conn = await self._connect()
+                stage = "mail"
+                await conn.mail(self.sender)
+                stage = "rcpt"
+                await conn.rcpt(recipient)
+                stage = "data"
+                reply = await conn.data(raw)
+            except SMTPResponseException as exc:
                 await self._recycle(conn)
-                return self._failure(exc)
-            except OSError as exc:  # connect refused, TLS handshake, DNS
-                return self._failure(exc)
+                return self._failure(exc, stage)
+            except (SMTPException, OSError) as exc:  # connection lost, timeout, TLS, DNS, refused
+                if conn is not None:
+                    conn.close()
+                if pooled and stage != "data" and isinstance(exc, SMTPServerDisconnected):
+                    continue  # the server had closed this idle connection: take another, or a fresh one
+                return self._failure(exc, stage)
             self._idle.append(conn)
-            return Outcome.sent(self.provider, _queued_id(reply))
+            return Outcome.sent(self.provider, _queued_id(reply.message))
 
     async def _connect(self) -> aiosmtplib.SMTP:
         o = self.settings
@@ -157,14 +180,13 @@ class SmtpEmailAdapter:
             return
         self._idle.append(conn)
 
-    def _failure(self, exc: BaseException) -> Outcome:
+    def _failure(self, exc: BaseException, stage: Stage) -> Outcome:
         if isinstance(exc, SMTPRecipientsRefused) and exc.recipients:
             exc = exc.recipients[0]
         if isinstance(exc, SMTPResponseException):
-            return classify(exc.code).outcome(self.provider, str(exc.code), exc.message[:500])
-        ambiguous = isinstance(exc, SMTPTimeoutError | SMTPServerDisconnected) and not isinstance(
-            exc, SMTPConnectError
-        )
+            return classify(exc.code, stage=stage).outcome(self.provider, str(exc.code), exc.message[:500])
+        # Lost during DATA, the server may have committed the message; before it, it cannot have.
+        ambiguous = stage == "data" and isinstance(exc, SMTPTimeoutError | SMTPServerDisconnected)
         reason = "provider_timeout" if ambiguous else "provider_unavailable"
         return Outcome.from_error(
             RetryableDelivery(self.provider, type(exc).__name__, str(exc)[:500], reason=reason)

@@ -39,7 +39,9 @@ _SNS_CODES: dict[str, Failure] = {
     "InvalidParameterValue": PERMANENT,
     "ParameterValueInvalid": PERMANENT,
     "OptedOut": PERMANENT,
-    "AuthorizationError": PERMANENT,
+    # Our credentials or permissions, not the message: retried so the breaker opens and the
+    # next provider takes over (as Twilio's refused credentials).
+    "AuthorizationError": Failure.retry("provider_auth"),
     "EndpointDisabled": PERMANENT,
     "NotFound": PERMANENT,
     "ValidationException": PERMANENT,

@@ -7,7 +7,9 @@ Like a submission server it
   first byte (``security="tls"``), with a certificate it makes for 127.0.0.1 (``ca_file``);
 * requires AUTH PLAIN/LOGIN when given credentials (535 on wrong ones, 530 without), only
   over TLS;
-* answers a queued fault (``fault(451)``, ``fault(550, stage="rcpt")``) to the next messages.
+* answers a queued fault (``fault(451)``, ``fault(550, stage="rcpt")``, ``fault(553, stage="mail")``)
+  to the next messages, or drops the connection without answering (``drop(stage="data")``: after
+  the message was taken, as a server that crashed after committing it).
 
 Accepted messages are kept with their envelope (``messages()``) until ``reset()``. Used by the
 tests, the benchmark and ``herald dev`` (email: SES, then this server).
@@ -98,10 +100,14 @@ class Received:
         return parsed
 
 
+Stage = Literal["mail", "rcpt", "data"]
+_DROP = 0  # a fault "code" that closes the connection instead of answering
+
+
 @dataclass
 class _Fault:
     code: int
-    stage: Literal["rcpt", "data"]
+    stage: Stage
     remaining: int
 
 
@@ -117,14 +123,25 @@ class _Handler:
     def __init__(self, state: _State) -> None:
         self.state = state
 
-    def _take(self, stage: str) -> str | None:
+    def _take(self, stage: str) -> int | None:
         with self.state.lock:
             for fault in self.state.faults:
                 if fault.stage == stage and fault.remaining != 0:
                     if fault.remaining > 0:
                         fault.remaining -= 1
-                    return _REPLIES.get(fault.code, f"{fault.code} fault")
+                    return fault.code
         return None
+
+    def _fault(self, server: SMTP, stage: str) -> str | None:
+        """The reply for a queued fault at ``stage`` (None: none queued); a drop closes the connection."""
+        code = self._take(stage)
+        if code is None:
+            return None
+        if code == _DROP:
+            assert server.transport is not None
+            server.transport.close()  # no reply: the client sees the connection go away
+            return "421 4.3.2 connection dropped"  # never reaches the client
+        return _REPLIES.get(code, f"{code} fault")
 
     async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
@@ -134,19 +151,29 @@ class _Handler:
         session.host_name = hostname
         return responses
 
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        fault = self._fault(server, "mail")
+        if fault is not None:
+            return fault
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
-        fault = self._take("rcpt")
+        fault = self._fault(server, "rcpt")
         if fault is not None:
             return fault
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        fault = self._take("data")
-        if fault is not None:
-            return fault
+        code = self._take("data")
+        if code is not None and code != _DROP:
+            return _REPLIES.get(code, f"{code} fault")
         queue_id = uuid.uuid4().hex[:12].upper()
         login = session.auth_data.login if isinstance(session.auth_data, LoginPassword) else None
         received = Received(
@@ -160,6 +187,9 @@ class _Handler:
         )
         with self.state.lock:
             self.state.messages.append(received)
+        if code == _DROP:  # taken, then the connection goes away before the reply
+            assert server.transport is not None
+            server.transport.close()
         return f"250 2.0.0 Ok: queued as {queue_id}"
 
 
@@ -230,10 +260,16 @@ class SmtpSink:
         self.stop()
 
     # -- test controls -------------------------------------------------------------------------
-    def fault(self, code: int, *, count: int = 1, stage: Literal["rcpt", "data"] = "data") -> None:
+    def fault(self, code: int, *, count: int = 1, stage: Stage = "data") -> None:
         """Answer ``code`` at ``stage`` to the next ``count`` messages (-1: until reset)."""
         with self.state.lock:
             self.state.faults.append(_Fault(code, stage, count))
+
+    def drop(self, *, count: int = 1, stage: Stage = "data") -> None:
+        """Close the connection instead of answering at ``stage`` for the next ``count`` messages.
+        At ``data`` the message is taken (recorded) first: the reply is what is lost."""
+        with self.state.lock:
+            self.state.faults.append(_Fault(_DROP, stage, count))
 
     def messages(self) -> list[Received]:
         with self.state.lock:

@@ -24,8 +24,10 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "SES_5XX",
+    "SES_PAUSED",
     "SES_REJECT",
     "SES_THROTTLE",
+    "SNS_AUTH",
     "SNS_THROTTLE",
     "Fault",
     "FaultProxy",
@@ -63,7 +65,9 @@ def _query_error(status: int, code: str, message: str) -> Fault:
 SES_THROTTLE = _json_error(429, "TooManyRequestsException", "Maximum sending rate exceeded.")
 SES_5XX = _json_error(503, "ServiceUnavailable", "Service unavailable")
 SES_REJECT = _json_error(400, "MessageRejected", "Email address is not verified.")
+SES_PAUSED = _json_error(400, "SendingPausedException", "Sending is paused for this account.")
 SNS_THROTTLE = _query_error(400, "Throttling", "Rate exceeded")
+SNS_AUTH = _query_error(403, "AuthorizationError", "User is not authorized to perform: SNS:Publish")
 
 
 def stall(seconds: float, *, forward: bool = False) -> Fault:

@@ -119,6 +119,45 @@ async def test_reply_codes_are_classified(
     assert len(sink.messages()) == 1
 
 
+async def test_a_refused_sender_is_our_configuration_and_retries(
+    adapter: SmtpEmailAdapter, sink: SmtpSink
+) -> None:
+    # 553 at MAIL FROM refuses our sender, whatever the message: permanent would lose every mail
+    # while the next provider is healthy; retryable, it opens the breaker and fails over.
+    sink.fault(553, stage="mail", count=2)
+    for i in range(2):
+        o = await adapter.deliver(email_message(f"u-from{i}"), CONTENT, idempotency_key=f"k-from{i}")
+        assert (o.status, o.provider_code, o.reason) == ("failed_retryable", "553", "provider_config")
+    assert (await adapter.deliver(email_message("u-from-ok"), CONTENT, idempotency_key="k-ok")).ok
+    assert len(sink.messages()) == 1
+
+
+async def test_a_connection_lost_after_data_is_ambiguous_and_not_resent(
+    adapter: SmtpEmailAdapter, sink: SmtpSink
+) -> None:
+    assert (await adapter.deliver(email_message("u-warm"), CONTENT, idempotency_key="k-warm")).ok
+    sink.drop(stage="data")  # the server takes the message, then the connection goes away
+    o = await adapter.deliver(email_message("u-drop"), CONTENT, idempotency_key="k-drop")
+    assert (o.status, o.reason) == ("failed_retryable", "provider_timeout")
+    assert len(sink.messages()) == 2  # taken once: not resent on a fresh connection
+
+
+async def test_a_connection_lost_before_data_is_retried_or_a_plain_refusal(
+    adapter: SmtpEmailAdapter, sink: SmtpSink
+) -> None:
+    assert (await adapter.deliver(email_message("u-warm"), CONTENT, idempotency_key="k-warm")).ok
+    sink.drop(stage="mail")  # on the pooled connection: nothing was sent, a fresh one takes it
+    assert (await adapter.deliver(email_message("u-p"), CONTENT, idempotency_key="k-p")).ok
+    assert len(sink.messages()) == 2
+    for conn in adapter._idle:
+        conn.close()
+    adapter._idle.clear()
+    sink.drop(stage="rcpt")  # on a fresh connection: a refusal the next provider may take
+    o = await adapter.deliver(email_message("u-f"), CONTENT, idempotency_key="k-f")
+    assert (o.status, o.reason) == ("failed_retryable", "provider_unavailable")
+    assert len(sink.messages()) == 2
+
+
 async def test_implicit_tls_and_no_auth() -> None:
     with SmtpSink(security="tls") as sink:
         a = adapter_for(sink)
@@ -175,6 +214,13 @@ async def test_builder_reads_settings(stack: Any, sink: SmtpSink) -> None:
 
 def test_classify_table_and_first_digit() -> None:
     assert classify(535) == Failure.retry("provider_auth")
+    assert classify(535, stage="connect") == Failure.retry("provider_auth")
+    for stage in ("connect", "mail"):  # a 5xx before the recipient is named: our configuration
+        assert classify(554, stage=stage) == Failure.retry("provider_config")
+        assert classify(550, stage=stage) == Failure.retry("provider_config")
+    assert classify(421, stage="connect") == Failure.retry("provider_unavailable")
+    assert classify(550, stage="rcpt") == Failure.permanent("mailbox_unavailable")
+    assert classify(554, stage="data") == Failure.permanent("rejected")
     assert classify(553) == Failure.permanent("invalid_address")
     assert classify(499).outcome("smtp", "499").reason == "provider_499" and classify(499).retryable
     assert classify(599).outcome("smtp", "599").reason == "provider_599" and not classify(599).retryable

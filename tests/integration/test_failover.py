@@ -30,7 +30,7 @@ from consumers.infra.resources import Resources
 from consumers.infra.settings import HeraldSettings
 from schemas.models import Channel, Lane, OutcomeStatus, Tier
 from tests.conftest import make_settings
-from tests.fakes.fault_proxy import SES_5XX, SES_REJECT, FaultProxy, stall
+from tests.fakes.fault_proxy import SES_5XX, SES_PAUSED, SES_REJECT, FaultProxy, stall
 from tests.fakes.moto_api import aws_options, ensure_identity
 from tests.integration.test_channel_consumer import incoming, outcomes
 from tests.integration.test_email_ses import consumer_for, email_message
@@ -152,6 +152,18 @@ async def test_a_timeout_does_not_fail_over(rig: Rig) -> None:
     o = await adapter.deliver(email_message("t"), CONTENT, idempotency_key="t")
     assert (o.status, o.provider, o.reason) == ("failed_retryable", "ses", "provider_timeout")
     assert rig.sink.messages() == []
+
+
+async def test_a_paused_ses_account_fails_over_and_opens_the_breaker(rig: Rig) -> None:
+    # Our account's state, not the message's: every mail would be lost if it counted as permanent.
+    rig.proxy.inject(SES_PAUSED, times=100)
+    adapter = failover(rig, breakers(rig.redis, rig.ns))
+    for i in range(5):
+        o = await adapter.deliver(email_message(f"c{i}"), CONTENT, idempotency_key=f"c{i}")
+        assert (o.status, o.provider) == ("sent", "smtp")
+    assert len(rig.proxy.requests) == 3  # the breaker opened after 3 refusals
+    assert (await adapter.breakers.state("ses")).circuit is Circuit.OPEN
+    assert len(rig.sink.messages()) == 5
 
 
 async def test_permanent_errors_neither_fail_over_nor_trip(rig: Rig) -> None:

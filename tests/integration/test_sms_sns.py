@@ -21,7 +21,7 @@ from consumers.infra.settings import ChannelConsumerSettings, HeraldSettings, Sm
 from consumers.runtime.topics import Topics
 from schemas.models import Channel, ChannelMessage, Lane, OutcomeStatus, Tier
 from tests.conftest import make_settings
-from tests.fakes.fault_proxy import SNS_THROTTLE, FaultProxy, Recorded
+from tests.fakes.fault_proxy import SNS_AUTH, SNS_THROTTLE, FaultProxy, Recorded
 from tests.fakes.moto_api import aws_options, sent_sms
 from tests.integration.test_channel_consumer import incoming, message, outcomes
 
@@ -144,6 +144,21 @@ async def test_throttling_is_retryable_with_the_sns_code(
     (o,) = outcomes(await consumer_for(settings, adapter).handle(incoming([m])))
     assert (o.status, o.error_code) == (OutcomeStatus.FAILED_RETRYABLE, "Throttling")
     assert len(proxy.requests) == 2 and await sent_sms(moto, m.recipient) == []
+
+
+async def test_refused_permissions_are_retryable_provider_auth(
+    settings: HeraldSettings, adapter: SnsSmsAdapter, proxy: FaultProxy, moto: str
+) -> None:
+    # Our IAM policy, not the number: retryable, so the breaker opens and Twilio takes over.
+    proxy.inject(SNS_AUTH, times=5, match="Action=Publish")
+    m = sms_message("u-iam")
+    (o,) = outcomes(await consumer_for(settings, adapter).handle(incoming([m])))
+    assert (o.status, o.error_code, o.reason) == (
+        OutcomeStatus.FAILED_RETRYABLE,
+        "AuthorizationError",
+        "provider_auth",
+    )
+    assert await sent_sms(moto, m.recipient) == []
 
 
 async def test_builder_uses_sms_settings(stack: DevStack, moto: str) -> None:

@@ -25,10 +25,12 @@ PERMANENT, RETRYABLE = FailureKind.PERMANENT, FailureKind.RETRYABLE
     ("code", "status", "verdict"),
     [
         ("MessageRejected", 400, PERMANENT),
-        ("MailFromDomainNotVerifiedException", 400, PERMANENT),
-        ("AccountSuspendedException", 400, PERMANENT),
-        ("SendingPausedException", 400, PERMANENT),
-        ("NotFoundException", 404, PERMANENT),
+        ("MailFromDomainNotVerifiedException", 400, RETRYABLE),  # our configuration: see below
+        ("AccountSuspendedException", 400, RETRYABLE),
+        ("SendingPausedException", 400, RETRYABLE),
+        ("NotFoundException", 404, RETRYABLE),
+        ("AccessDeniedException", 403, RETRYABLE),
+        ("UnrecognizedClientException", 403, RETRYABLE),  # refused credentials, any AWS service
         ("BadRequestException", 400, PERMANENT),
         ("TooManyRequestsException", 429, RETRYABLE),
         ("Throttling", 400, RETRYABLE),  # "Maximum sending rate exceeded"
@@ -44,6 +46,24 @@ PERMANENT, RETRYABLE = FailureKind.PERMANENT, FailureKind.RETRYABLE
 )
 def test_error_table(code: str, status: int | None, verdict: FailureKind) -> None:
     assert classify(code, status).kind == verdict
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        ("SendingPausedException", "provider_config"),
+        ("AccountSuspendedException", "provider_config"),
+        ("MailFromDomainNotVerifiedException", "provider_config"),
+        ("NotFoundException", "provider_config"),  # the configuration set does not exist
+        ("AccessDeniedException", "provider_auth"),
+        ("InvalidClientTokenId", "provider_auth"),
+        ("SignatureDoesNotMatch", "provider_auth"),
+    ],
+)
+def test_account_and_configuration_errors_retry_so_the_breaker_opens(code: str, reason: str) -> None:
+    # Every message fails alike: a permanent verdict would lose them all while SMTP is healthy.
+    assert classify(code, 403).outcome("ses", code).reason == reason
+    assert classify(code, 403).retryable
 
 
 def test_unsubscribe_headers_one_click_and_mailto() -> None:

@@ -92,7 +92,8 @@ def test_sms_type(tier: Tier, lane: Lane, kind: str) -> None:
         ("InvalidParameter", 400, PERMANENT),
         ("InvalidParameterValue", 400, PERMANENT),
         ("OptedOut", 400, PERMANENT),
-        ("AuthorizationError", 403, PERMANENT),
+        ("AuthorizationError", 403, RETRYABLE),  # our IAM policy: provider_auth, the breaker opens
+        ("InvalidClientTokenId", 403, RETRYABLE),
         ("Throttling", 400, RETRYABLE),
         ("Throttled", 400, RETRYABLE),
         ("KMSThrottling", 400, RETRYABLE),
@@ -104,3 +105,7 @@ def test_sms_type(tier: Tier, lane: Lane, kind: str) -> None:
 )
 def test_error_table(code: str, status: int | None, verdict: FailureKind) -> None:
     assert classify(code, status).kind == verdict
+
+
+def test_refused_permissions_retry_as_provider_auth() -> None:
+    assert classify("AuthorizationError", 403).outcome("sns", "AuthorizationError").reason == "provider_auth"
