@@ -52,7 +52,7 @@ import jinja2
 from channels.base import Content
 from channels.jinja_env import SandboxEnvironment
 from channels.template_reads import Reads, template_reads
-from schemas.errors import RecordError
+from schemas.errors import HeraldError, RecordError
 from schemas.models import Channel, ChannelMessage
 
 __all__ = [
@@ -360,5 +360,14 @@ class TemplateRenderer:
             raise TemplateError(f"template file not found: {exc.name}") from exc
         except jinja2.exceptions.SecurityError as exc:
             raise TemplateError(f"{name}: unsafe template operation: {exc}") from exc
-        except (TypeError, ValueError) as exc:  # e.g. a filter applied to a payload value of the wrong type
-            raise TemplateError(f"{name}: cannot render with this payload: {exc}") from exc
+        except (HeraldError, OSError, MemoryError):
+            # Ours, already classified (an unsafe URL); or the machine's, not the payload's: a file
+            # an include could not read now, memory. A retry may well succeed.
+            raise
+        except Exception as exc:  # whatever else the template raised on this payload
+            # A filter on a value of the wrong type, {{ a / b }} with b = 0, range(n) past the
+            # sandbox's limit, a deep recursion: the same payload fails the same way on every
+            # retry, so it is the message's fault (permanent), never an internal error retried.
+            raise TemplateError(
+                f"{name}: cannot render with this payload: {type(exc).__name__}: {exc}"
+            ) from exc

@@ -134,6 +134,27 @@ def test_syntax_errors_and_bad_payload_types_are_template_errors(tmp_path: Path)
         r.render(Channel.SMS, "typed", "en", {"n": "text"})
 
 
+@pytest.mark.parametrize(
+    ("text", "payload", "raised"),
+    [
+        ("{{ a / b }}", {"a": 1, "b": 0}, "ZeroDivisionError"),
+        ("{% for i in range(n) %}{% endfor %}", {"n": 10**6}, "OverflowError"),  # past MAX_RANGE
+        ('{{ "{:d}".format(s) }}', {"s": "x"}, "ValueError"),
+        ("{{ n | float }}", {"n": 10**400}, "OverflowError"),
+        ("{{ xs[5] }}", {"xs": [1]}, "UndefinedError"),
+    ],
+)
+def test_any_error_the_payload_causes_is_a_permanent_template_error(
+    tmp_path: Path, text: str, payload: dict[str, object], raised: str
+) -> None:
+    # The same payload fails the same way on every retry: a template_error, never internal_error.
+    r = _tree(tmp_path, {"t/en/sms.txt.j2": text})
+    with pytest.raises(TemplateError) as info:
+        r.render(Channel.SMS, "t", "en", payload)
+    assert info.value.reason == "template_error"
+    assert raised in str(info.value) or raised == "UndefinedError"
+
+
 def test_locale_falls_back_per_channel_as_a_whole(tmp_path: Path) -> None:
     # pt has only the subject: the email must not mix a pt subject with an en body.
     r = _tree(
