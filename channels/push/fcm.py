@@ -68,7 +68,7 @@ class _TokenResult:
     drop_token: bool = False
 
 
-def _summarise(results: Sequence[_TokenResult], deleted: int, truncated: bool) -> Outcome:
+def _summarise(results: Sequence[_TokenResult], deleted: int, truncated: bool, *, kept: int = 0) -> Outcome:
     """One outcome for the user from the per-token results (module doc)."""
     sent = [r.outcome for r in results if r.outcome.ok]
     failed = [r.outcome for r in results if not r.outcome.ok]
@@ -81,6 +81,8 @@ def _summarise(results: Sequence[_TokenResult], deleted: int, truncated: bool) -
             notes.append(first_detail)
     if deleted:
         notes.append(f"{deleted} dead token{'s' if deleted > 1 else ''} deleted")
+    if kept:
+        notes.append(f"{kept} dead token{'s' if kept > 1 else ''} not deleted (database unavailable)")
     if truncated:
         notes.append("body truncated to fit 4096 bytes")
     detail = "; ".join(notes)
@@ -162,14 +164,29 @@ class FcmAdapter:
             return Outcome("failed_permanent", PROVIDER, reason="invalid_payload", detail=str(exc))
         results = await asyncio.gather(*(self._send({**template, "token": t.token}, t.token) for t in tokens))
         dead = [r.token for r in results if r.drop_token]
-        deleted = await self._devices.delete(message.recipient, dead, message.tenant or "") if dead else 0
-        if dead:
-            log.info(
-                "deleted %d dead FCM token(s) of a user (%s)",
-                deleted,
-                ", ".join(sorted({r.outcome.provider_code or "" for r in results if r.drop_token})),
+        deleted = await self._forget(message, dead, results) if dead else 0
+        return _summarise(results, deleted, truncated, kept=len(dead) if deleted is None else 0)
+
+    async def _forget(
+        self, message: ChannelMessage, dead: list[str], results: Sequence[_TokenResult]
+    ) -> int | None:
+        """Delete the dead tokens; None when PostgreSQL failed. The sends are done by then: a
+        storage error must not turn an accepted push into a retry that pushes it again. The tokens
+        stay, and the next send finds them dead again and retries the delete."""
+        codes = ", ".join(sorted({r.outcome.provider_code or "" for r in results if r.drop_token}))
+        try:
+            deleted = await self._devices.delete(message.recipient, dead, message.tenant or "")
+        except PG_CALL_ERRORS as exc:
+            log.warning(
+                "could not delete %d dead FCM token(s) of a user (%s): %s: %s; kept for the next send",
+                len(dead),
+                codes,
+                type(exc).__name__,
+                str(exc)[:200],
             )
-        return _summarise(results, deleted, truncated)
+            return None
+        log.info("deleted %d dead FCM token(s) of a user (%s)", deleted, codes)
+        return deleted
 
     async def _send(self, msg: dict[str, Any], token: str) -> _TokenResult:
         body = json.dumps({"message": msg}, separators=(",", ":"), ensure_ascii=False).encode()

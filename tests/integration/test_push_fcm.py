@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from channels.base import Content, Outcome
-from channels.push.devices_pg import PgDeviceTokens
+from channels.push.devices_pg import DeviceToken, PgDeviceTokens
 from channels.push.fcm import FcmAdapter, make_client
 from channels.push.fcm_auth import FcmAuth
 from consumers.channel.builders.push import build
@@ -142,6 +142,44 @@ async def test_dead_token_is_deleted_and_outcome_says_so(
     assert "1 dead token deleted" in (outcome.detail or "")
     assert await devices.tokens(user) == []
     assert (await send(adapter, message(user))).reason == "no_device"
+
+
+class _DeletesOnAClosedPool:
+    """The real token store, whose delete goes through a PostgreSQL pool that has been closed: the
+    database goes away between the lookup and the delete."""
+
+    def __init__(self, reads: PgDeviceTokens, deletes: PgDeviceTokens) -> None:
+        self.reads, self.deletes = reads, deletes
+
+    async def tokens(self, user_id: str, tenant: str = "") -> list[DeviceToken]:
+        return await self.reads.tokens(user_id, tenant)
+
+    async def delete(self, user_id: str, tokens: Sequence[str], tenant: str = "") -> int:
+        return await self.deletes.delete(user_id, tokens, tenant)
+
+
+async def test_a_failed_token_delete_keeps_the_push_sent(
+    fcm: FcmFake, devices: PgDeviceTokens, stack: DevStack
+) -> None:
+    dead, alive = tok("dead"), tok("alive")
+    user = await user_with(devices, dead, alive)
+    closed = await asyncpg.create_pool(stack.database_url, min_size=1, max_size=1)
+    await closed.close()
+    adapter = FcmAdapter(
+        client=make_client(fcm.base_url),
+        auth=FcmAuth(fcm.service_account()),
+        devices=_DeletesOnAClosedPool(devices, PgDeviceTokens(closed)),
+        project_id=fcm.project_id,
+    )
+    try:
+        fcm.fault("UNREGISTERED", token=dead)
+        outcome = await send(adapter, message(user))
+    finally:
+        await adapter.close()
+    # Accepted by the live device: a retry would push it again, so the storage error is not one.
+    assert outcome.status == "sent", outcome
+    assert "1 dead token not deleted" in (outcome.detail or "")
+    assert {t.token for t in await devices.tokens(user)} == {dead, alive}  # found dead again next time
 
 
 @pytest.mark.parametrize(
