@@ -165,7 +165,9 @@ class FcmAdapter:
         results = await asyncio.gather(*(self._send({**template, "token": t.token}, t.token) for t in tokens))
         dead = [r.token for r in results if r.drop_token]
         deleted = await self._forget(message, dead, results) if dead else 0
-        return _summarise(results, deleted, truncated, kept=len(dead) if deleted is None else 0)
+        if deleted is None:  # PostgreSQL failed: the tokens stay
+            return _summarise(results, 0, truncated, kept=len(dead))
+        return _summarise(results, deleted, truncated)
 
     async def _forget(
         self, message: ChannelMessage, dead: list[str], results: Sequence[_TokenResult]
