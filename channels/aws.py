@@ -17,7 +17,8 @@ from typing import Any
 
 import aioboto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoCredentialsError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.parsers import ResponseParserError
 from pydantic import SecretStr
 
@@ -105,8 +106,11 @@ async def call_classified(
 ) -> dict[str, Any] | Outcome:
     """Call an AWS API; a failure comes back as an Outcome classified through ``table``.
 
-    Timeouts and broken connections are retryable: the provider may or may not have acted,
-    and retrying risks a duplicate, not a loss (the at-least-once trade).
+    A connection that could not be made (refused, TLS, connect timeout) is ``provider_unavailable``:
+    nothing was sent, the next provider may take it. A timeout or broken connection once the
+    request went out is ``provider_timeout``: the provider may have acted (the consumer resends
+    it only where a duplicate beats a loss). Errors before any request (credentials, parameters)
+    retry as ``provider_auth``/``provider_error``.
     """
     try:
         return await call(**params)
@@ -118,5 +122,14 @@ async def call_classified(
         return failure.outcome(provider, code, text[:500])
     except (BotoCoreError, ResponseParserError, TimeoutError) as exc:
         return Outcome.from_error(
-            RetryableDelivery(provider, type(exc).__name__, str(exc)[:500], reason="provider_timeout")
+            RetryableDelivery(provider, type(exc).__name__, str(exc)[:500], reason=_no_answer(exc))
         )
+
+
+def _no_answer(exc: BaseException) -> str:
+    """Why no answer came back: whether the request can have reached the provider (docstring above)."""
+    if isinstance(exc, BotoConnectionError):
+        return "provider_unavailable"
+    if isinstance(exc, HTTPClientError | ResponseParserError | TimeoutError):
+        return "provider_timeout"
+    return "provider_auth" if isinstance(exc, NoCredentialsError) else "provider_error"

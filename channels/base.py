@@ -35,6 +35,7 @@ from schemas.errors import HeraldError
 from schemas.models import Channel, ChannelMessage
 
 __all__ = [
+    "AMBIGUOUS_REASONS",
     "PERMANENT",
     "RETRY",
     "ChannelAdapter",
@@ -108,6 +109,11 @@ class Failure:
         )
 
 
+# Retryable reasons after which the provider may have accepted the message (no answer came back
+# once it had the request): never failed over to another provider, and resent only where a
+# duplicate beats a loss (consumers.channel.ledger.resends_unknown).
+AMBIGUOUS_REASONS = frozenset({"provider_timeout"})
+
 RETRY = Failure(FailureKind.RETRYABLE)  # a table row: retry, reason from the provider code
 PERMANENT = Failure(FailureKind.PERMANENT)  # a table row: give up, reason from the provider code
 
@@ -127,6 +133,11 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.status == "sent"
+
+    @property
+    def ambiguous(self) -> bool:
+        """A retryable failure after which the provider may have accepted the message anyway."""
+        return self.status == "failed_retryable" and self.reason in AMBIGUOUS_REASONS
 
     @classmethod
     def sent(cls, provider: str, message_id: str | None = None, detail: str | None = None) -> Outcome:

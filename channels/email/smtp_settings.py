@@ -25,6 +25,10 @@ class SmtpSettings(BaseModel, frozen=True):
     password: SecretStr | None = Field(None, description="AUTH password.")
     validate_certs: bool = Field(True, description="Verify the server's TLS certificate.")
     ca_file: Path | None = Field(None, description="CA bundle that signs the server's certificate.")
-    timeout_s: float = Field(10.0, gt=0, description="Connect and per-command timeout (a timeout retries).")
+    timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Connect and per-command timeout (before DATA a timeout retries; during DATA it is provider_timeout).",
+    )
     pool_size: int = Field(8, gt=0, description="SMTP connections kept open per process.")
     max_send_rate: float = Field(50.0, gt=0, description="Messages per second per process.")

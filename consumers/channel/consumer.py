@@ -9,7 +9,8 @@ process: resend or report ``failed_permanent``/``ambiguous`` by
 :func:`~consumers.channel.ledger.replay_decision`; render (the adapter's own ``render`` when
 it has one, else the Jinja2 templates); mark the key ``in_flight`` once the message holds a
 concurrency slot (right before the provider call), deliver through the adapter with a few short
-in-process retries of retryable failures, mark it ``done`` the moment the provider accepts (per
+in-process retries of retryable failures (a provider timeout where the crash rule says not to
+resend is ``failed_permanent``/``ambiguous`` at once, :func:`~consumers.channel.ledger.resends_unknown`), mark it ``done`` the moment the provider accepts (per
 message, not per batch: a kill mid-batch re-sends at most the calls that were in flight); publish the outcome to ``herald.outcomes`` keyed by notification id.
 The runtime commits the input offsets only after those outcomes are acknowledged.
 
@@ -34,7 +35,7 @@ from channels.content import check_content
 from channels.templates import TemplateError, TemplateRenderer
 from consumers.channel.cancelled import CancelCheck
 from consumers.channel.done import IN_FLIGHT_ELSEWHERE, RECIPIENT_BACKOFF, Done, already_sent
-from consumers.channel.ledger import DeliveryLedger, Entry, Replay, replay_decision
+from consumers.channel.ledger import DeliveryLedger, Entry, Replay, replay_decision, resends_unknown
 from consumers.channel.lookups import BatchFacts, SuppressionList, look_up, renderer_reads
 from consumers.channel.outputs import OutcomeOutputs
 from consumers.infra.backoff import backoff
@@ -53,6 +54,9 @@ from schemas.models import Channel, ChannelMessage, Lane, OutcomeStatus
 __all__ = ["ChannelConsumer", "SuppressionList", "retry_delay"]
 
 log = logging.getLogger(__name__)
+
+_CRASHED = "was in flight at the provider when its process died"
+_TIMED_OUT = "timed out at the provider"
 
 
 def retry_delay(retry: int, *, max_s: float, rand: float, retry_after: float | None = None) -> float | None:
@@ -245,7 +249,7 @@ class ChannelConsumer:
         if verdict is Replay.WAIT:
             return IN_FLIGHT_ELSEWHERE
         if verdict is Replay.AMBIGUOUS:
-            return await self._ambiguous(message)
+            return await self._ambiguous(message, None, _CRASHED)
         # A raw producer can bypass the classifier: the same identifier check, before any lookup.
         check_identifier("user_id", message.user_id)
         content = self._render(message)  # a TemplateError is a RecordError: failed_permanent in _one
@@ -271,6 +275,9 @@ class ChannelConsumer:
             raise
         if outcome is None:
             return IN_FLIGHT_ELSEWHERE  # another process claimed it since the batch's lookup
+        if outcome.ambiguous and not resends_unknown(message.tier, message.channel):
+            # The provider timed out holding it: the crash rule, not a resend (ledger: ambiguous).
+            return await self._ambiguous(message, outcome, _TIMED_OUT)
         if self.ledger is not None:
             if outcome.status == "sent":
                 await self.ledger.done(key, outcome.provider_message_id)
@@ -280,21 +287,19 @@ class ChannelConsumer:
             sent[key] = outcome.provider_message_id
         return Done(OutcomeStatus(outcome.status), outcome)
 
-    async def _ambiguous(self, message: ChannelMessage) -> Done:
+    async def _ambiguous(self, message: ChannelMessage, outcome: Outcome | None, why: str) -> Done:
+        """``failed_permanent``/``ambiguous``, remembered by the ledger so every replay says the same."""
         metrics.AMBIGUOUS_DELIVERIES.labels(self.channel.value, self.lane.value).inc()
-        assert self.ledger is not None
-        await self.ledger.ambiguous(message.idempotency_key)
+        if self.ledger is not None:
+            await self.ledger.ambiguous(message.idempotency_key)
         log.warning(
-            "%s: %s was in flight when its process died; not resent (%s tier)",
-            self.name,
-            message.idempotency_key,
-            message.tier.value,
+            "%s: %s %s; not resent (%s tier)", self.name, message.idempotency_key, why, message.tier.value
         )
         return Done(
             OutcomeStatus.FAILED_PERMANENT,
+            outcome,
             reason="ambiguous",
-            detail="in flight at the provider when its process died; not resent for this tier "
-            "(the provider may or may not have accepted it)",
+            detail=f"{why}; not resent for this tier (the provider may or may not have accepted it)",
         )
 
     def _render(self, message: ChannelMessage) -> Content:
@@ -330,6 +335,7 @@ class ChannelConsumer:
                 outcome = await self._attempt(message, content)
             if (
                 outcome.status != "failed_retryable"
+                or (outcome.ambiguous and not resends_unknown(message.tier, message.channel))
                 or retry >= self.settings.inprocess_retries
                 or time.monotonic() > self._deadline
             ):

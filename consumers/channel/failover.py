@@ -11,8 +11,9 @@ calls it as it calls any single provider, and reads which provider acted from
   to the next one at once (``reason="retryable"``): it did not take the message, so a second
   provider cannot duplicate it;
 * a provider that *timed out* (``provider_timeout``: it may have accepted) ends the walk with
-  that retryable outcome, as with a single provider: the in-process retry and the fallback's
-  schedule take it from there, with the same idempotency key;
+  that retryable outcome; the channel consumer then applies the crash rule to it
+  (:func:`~consumers.channel.ledger.resends_unknown`): ``failed_permanent``/``ambiguous`` on the
+  tiers and channels where a duplicate hurts more than a loss, else a resend;
 * a success or a permanent failure ends the walk (a bad address is bad at every provider).
 
 When every provider is open (or refused), the message fails retryably with reason
@@ -35,8 +36,6 @@ from schemas.models import Channel, ChannelMessage, Lane, Tier
 __all__ = ["FailoverAdapter", "breaker_result", "chain_providers", "fails_over", "provider_chain"]
 
 log = logging.getLogger(__name__)
-
-AMBIGUOUS_REASONS = frozenset({"provider_timeout"})  # the provider may have accepted the message
 
 
 def provider_chain(providers: ProvidersSettings, channel: Channel, tier: Tier, lane: Lane) -> tuple[str, ...]:
@@ -69,7 +68,7 @@ def breaker_result(outcome: Outcome) -> Result:
 def fails_over(outcome: Outcome) -> bool:
     """Whether the next provider should take the message at once: a retryable refusal, not a
     timeout after which the provider may have accepted it. Pure."""
-    return outcome.status == "failed_retryable" and outcome.reason not in AMBIGUOUS_REASONS
+    return outcome.status == "failed_retryable" and not outcome.ambiguous
 
 
 class FailoverAdapter:

@@ -43,7 +43,15 @@ from consumers.channel.ledger_writes import LedgerWrites
 from consumers.runtime import metrics
 from schemas.models import Channel, Tier
 
-__all__ = ["DeliveryLedger", "Entry", "LedgerState", "Replay", "parse_entries", "replay_decision"]
+__all__ = [
+    "DeliveryLedger",
+    "Entry",
+    "LedgerState",
+    "Replay",
+    "parse_entries",
+    "replay_decision",
+    "resends_unknown",
+]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +90,13 @@ IDEMPOTENT_CHANNELS = frozenset({Channel.IN_APP, Channel.WEBHOOK})
 RESEND_TIERS = frozenset({Tier.CRITICAL, Tier.HIGH})
 
 
+def resends_unknown(tier: Tier, channel: Channel) -> bool:
+    """Whether a send the provider may or may not have taken is sent again: one in flight when its
+    process died, or one the provider timed out on. Yes where a duplicate is free (idempotent
+    channels) or beats a loss (critical, high); no elsewhere (``failed_permanent``/``ambiguous``). Pure."""
+    return channel in IDEMPOTENT_CHANNELS or tier in RESEND_TIERS
+
+
 def replay_decision(entry: Entry | None, *, tier: Tier, channel: Channel, owner: str) -> Replay:
     """What to do with a message whose key the ledger holds as ``entry`` (None: nothing). Pure."""
     if entry is None:
@@ -94,9 +109,7 @@ def replay_decision(entry: Entry | None, *, tier: Tier, channel: Channel, owner:
         return Replay.WAIT
     # In flight from a process that is gone (or from this one's own earlier, interrupted attempt):
     # the provider may or may not have taken it.
-    if channel in IDEMPOTENT_CHANNELS or tier in RESEND_TIERS:
-        return Replay.SEND
-    return Replay.AMBIGUOUS
+    return Replay.SEND if resends_unknown(tier, channel) else Replay.AMBIGUOUS
 
 
 def _parse(raw: str) -> Entry | None:

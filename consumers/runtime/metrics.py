@@ -189,7 +189,8 @@ def count_legacy_headers(codec: Codec) -> None:
 
 AMBIGUOUS_DELIVERIES = Counter(
     "herald_ambiguous_deliveries_total",
-    "Replayed messages found in flight from a dead process and not resent (failed_permanent/ambiguous).",
+    "Sends the provider may or may not have taken (in flight at a crash, or a provider timeout), "
+    "not resent (failed_permanent/ambiguous).",
     ["channel", "lane"],
 )
 LEDGER_RESENDS = Counter(

@@ -1,6 +1,7 @@
 """The delivery ledger through the generic channel consumer, against real Redis: a crash
 mid-batch re-sends at most what was in flight, an in-flight send of a tier that must not repeat
-is reported ambiguous instead, and a key a live process holds is left to it."""
+is reported ambiguous instead (so is a provider timeout), and a key a live process holds is left
+to it."""
 
 from __future__ import annotations
 
@@ -124,3 +125,37 @@ async def test_a_key_in_flight_in_a_live_process_is_left_to_it(settings: HeraldS
     # the other process stopped without finishing: its claim is now a dead process's
     (o,) = outcomes(await make_consumer(settings, ScriptedProvider()).handle(incoming([m])))
     assert (o.status, o.reason) == (OutcomeStatus.FAILED_PERMANENT, "ambiguous")
+
+
+TIMEOUT = Outcome("failed_retryable", "scripted", provider_code="ReadTimeoutError", reason="provider_timeout")
+
+
+async def test_a_provider_timeout_follows_the_crash_rule(settings: HeraldSettings) -> None:
+    # Timed out after the request went out: the provider may have taken it, exactly as a send in
+    # flight at a crash. Low tier SMS: reported ambiguous at once, never resent (no in-process
+    # retry, and the ledger answers every later retry or replay the same). High tier: resent.
+    low = message("u-to-low", tier=Tier.LOW, recipient="+15555550101")
+    high = message("u-to-high", tier=Tier.HIGH, recipient="+15555550102")
+    provider = ScriptedProvider(script={low.recipient: [TIMEOUT] * 3, high.recipient: [TIMEOUT]})
+    counter = metrics.AMBIGUOUS_DELIVERIES.labels(Channel.SMS.value, Lane.PRIORITY.value)
+    before = counter._value.get()
+    consumer = make_consumer(settings, provider)
+    first = outcomes(await consumer.handle(incoming([low, high])))
+    assert [(o.status, o.reason) for o in first] == [
+        (OutcomeStatus.FAILED_PERMANENT, "ambiguous"),
+        (OutcomeStatus.SENT, None),  # the in-process retry resent it: a duplicate beats a loss
+    ]
+    assert first[0].provider == "scripted" and first[0].error_code == "ReadTimeoutError"
+    assert "timed out" in (first[0].detail or "") and counter._value.get() == before + 1
+    assert [c[0] for c in provider.calls] == ["u-to-low", "u-to-high", "u-to-high"]
+    (again,) = outcomes(await make_consumer(settings, provider).handle(incoming([low])))
+    assert (again.status, again.reason) == (OutcomeStatus.FAILED_PERMANENT, "ambiguous")
+    assert len(provider.calls) == 3  # the fallback's retry (or a replay) does not send it either
+
+
+async def test_a_refusal_is_retried_whatever_the_tier(settings: HeraldSettings) -> None:
+    low = message("u-refused-low", tier=Tier.LOW)
+    refused = Outcome("failed_retryable", "scripted", provider_code="503", reason="provider_unavailable")
+    provider = ScriptedProvider(script={low.recipient: [refused]})
+    (o,) = outcomes(await make_consumer(settings, provider).handle(incoming([low])))
+    assert o.status is OutcomeStatus.SENT and len(provider.calls) == 2  # nothing was taken: resent

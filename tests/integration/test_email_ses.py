@@ -12,6 +12,7 @@ import pytest
 import pytest_asyncio
 
 from channels.aws import AwsSettings, open_client
+from channels.base import Content
 from channels.email.ses import SesEmailAdapter
 from channels.pacing import TokenBucket
 from channels.templates import TemplateRenderer
@@ -32,6 +33,7 @@ from tests.integration.test_channel_consumer import incoming, message, outcomes
 from tests.kafka_helpers import produce_raw, wait_for_records
 
 FROM = "Herald <noreply@example.com>"
+CONTENT = Content(subject="Hello", text="plain body")
 
 
 @pytest.fixture
@@ -162,6 +164,36 @@ async def test_provider_faults_are_classified(
     calls = 2 if status is OutcomeStatus.FAILED_RETRYABLE else 1  # permanent errors are not retried
     assert len(proxy.requests) == calls
     assert await sent_mail(moto, m.recipient) == []
+
+
+async def test_a_timeout_is_ambiguous_for_a_medium_email_and_a_dead_endpoint_is_not(
+    settings: HeraldSettings, adapter: SesEmailAdapter, proxy: FaultProxy, moto: str
+) -> None:
+    # SES may have taken a request it did not answer: for a medium email a second copy is worse
+    # than none, so it is reported ambiguous after one call, as a send in flight at a crash.
+    proxy.inject(stall(2.0), times=10)
+    m = email_message("u-stall", tier=Tier.MEDIUM)
+    (o,) = outcomes(await consumer_for(settings, adapter, inprocess_retries=2).handle(incoming([m])))
+    assert (o.status, o.reason, o.error_code) == (
+        OutcomeStatus.FAILED_PERMANENT,
+        "ambiguous",
+        "ReadTimeoutError",
+    )
+    assert len(proxy.requests) == 1
+    # Nothing listens on the port: the request never left, so it is a plain refusal, retried.
+    with FaultProxy(moto) as gone:
+        url = gone.url
+    client, stack = await open_client("sesv2", aws_options(url, connect_timeout_s=0.5))
+    try:
+        dead = SesEmailAdapter(client, from_address=FROM, bucket=TokenBucket(100))
+        refused = await dead.deliver(m, CONTENT, idempotency_key=m.idempotency_key)
+    finally:
+        await stack.aclose()
+    assert (refused.status, refused.reason, refused.provider_code) == (
+        "failed_retryable",
+        "provider_unavailable",
+        "EndpointConnectionError",
+    )
 
 
 async def test_sends_are_paced_by_one_bucket_shared_by_all_tasks(

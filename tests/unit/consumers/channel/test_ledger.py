@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from consumers.channel.ledger import Entry, LedgerState, Replay, parse_entries, replay_decision
+from consumers.channel.ledger import (
+    Entry,
+    LedgerState,
+    Replay,
+    parse_entries,
+    replay_decision,
+    resends_unknown,
+)
 from schemas.models import Channel, Tier
 
 ME = "channel-email-priority:me"
@@ -50,6 +57,8 @@ def test_in_flight_from_a_dead_process(tier: Tier, channel: Channel, expected: R
     assert replay_decision(DEAD, tier=tier, channel=channel, owner=ME) is expected
     # this process's own interrupted attempt is judged the same way
     assert replay_decision(MINE, tier=tier, channel=channel, owner=ME) is expected
+    # and so is a send the provider timed out on (the channel consumer asks the same rule)
+    assert resends_unknown(tier, channel) is (expected is S)
 
 
 def test_parse_entries_keeps_the_known_values_of_the_keys_found() -> None:
