@@ -45,10 +45,11 @@ __all__ = ["FcmAdapter", "make_client"]
 
 log = logging.getLogger(__name__)
 PROVIDER = "fcm"
-# No answer from FCM (or from Google's token endpoint): it may or may not have acted; retry.
-_AUTH_FAILED = Failure.retry("auth_failed")
-_TIMEOUT = Failure.retry("timeout")
-_NETWORK = Failure.retry("network")
+_AUTH_FAILED = Failure.retry("auth_failed")  # Google's token endpoint: nothing was sent to FCM
+# No connection (refused, TLS, connect or pool timeout): the request never left, a plain refusal.
+_UNAVAILABLE = Failure.retry("provider_unavailable")
+# No answer once the request went out: FCM may have acted (ambiguous, see channels.base).
+_TIMEOUT = Failure.retry("provider_timeout")
 
 
 def make_client(base_url: str, *, timeout_s: float = 10.0, max_connections: int = 100) -> httpx.AsyncClient:
@@ -91,7 +92,8 @@ def _summarise(results: Sequence[_TokenResult], deleted: int, truncated: bool, *
     retryable = [o for o in failed if o.status == "failed_retryable"]
     if retryable:
         waits = [o.retry_after for o in retryable if o.retry_after is not None]
-        first = retryable[0]
+        # If any device may have got it, the whole push may have: report that one (ambiguous).
+        first = next((o for o in retryable if o.ambiguous), retryable[0])
         return Outcome(
             "failed_retryable",
             PROVIDER,
@@ -203,10 +205,12 @@ class FcmAdapter:
                     content=body,
                     headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
                 )
-            except httpx.TimeoutException as exc:
-                return _TokenResult(token, _TIMEOUT.outcome(PROVIDER, None, type(exc).__name__))
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                return _TokenResult(
+                    token, _UNAVAILABLE.outcome(PROVIDER, None, f"{type(exc).__name__}: {exc}")
+                )
             except httpx.HTTPError as exc:
-                return _TokenResult(token, _NETWORK.outcome(PROVIDER, None, f"{type(exc).__name__}: {exc}"))
+                return _TokenResult(token, _TIMEOUT.outcome(PROVIDER, None, f"{type(exc).__name__}: {exc}"))
             if resp.status_code == 200:
                 name = _message_name(resp)
                 return _TokenResult(token, Outcome.sent(PROVIDER, name))

@@ -184,7 +184,11 @@ _BY_CODE: dict[str, Failure] = {
     "SENDER_ID_MISMATCH": Failure.permanent("sender_id_mismatch"),
     "THIRD_PARTY_AUTH_ERROR": Failure.permanent("third_party_auth_error"),
     "INVALID_ARGUMENT": Failure.permanent("invalid_argument"),
-    "PERMISSION_DENIED": Failure.permanent("permission_denied"),
+    # Without an errorCode (SENDER_ID_MISMATCH comes with it), a refusal of our service account
+    # or project, not of the token: retried, as every AWS/Twilio/SMTP configuration error is, so
+    # a fixed configuration delivers on the retry schedule instead of every push failing for good.
+    "PERMISSION_DENIED": Failure.retry("provider_auth"),
+    "NOT_FOUND": Failure.retry("provider_config"),  # the project in the URL (UNREGISTERED has its code)
     "QUOTA_EXCEEDED": Failure.retry("quota_exceeded"),
     "RESOURCE_EXHAUSTED": Failure.retry("quota_exceeded"),
     "UNAVAILABLE": Failure.retry("unavailable"),
@@ -210,6 +214,10 @@ def classify(error: FcmError) -> Failure:
         return _BY_CODE["UNAUTHENTICATED"]
     if error.http_status == 400:
         return _BY_CODE["INVALID_ARGUMENT"]
+    if error.http_status == 403:
+        return _BY_CODE["PERMISSION_DENIED"]
+    if error.http_status == 404:  # messages:send itself not found: a wrong project id or URL
+        return _BY_CODE["NOT_FOUND"]
     return Failure.retry(f"http_{error.http_status}" if error.http_status else "unknown")
 
 

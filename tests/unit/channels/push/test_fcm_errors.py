@@ -46,7 +46,10 @@ def body(http: int, status: str | None, code: str | None = None, token_violation
             False,
             Failure.permanent("sender_id_mismatch"),
         ),
-        (403, "PERMISSION_DENIED", None, False, Failure.permanent("permission_denied")),
+        (403, "PERMISSION_DENIED", None, False, Failure.retry("provider_auth")),  # our service account
+        (403, None, None, False, Failure.retry("provider_auth")),
+        (404, "NOT_FOUND", None, False, Failure.retry("provider_config")),  # the project, not the token
+        (404, None, None, False, Failure.retry("provider_config")),
         (
             401,
             "UNAUTHENTICATED",
@@ -272,8 +275,15 @@ async def test_network_error_and_timeout_are_retryable() -> None:
     def slow(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("slow", request=request)
 
-    assert (await deliver(refuse))[0].reason == "network"
-    assert (await deliver(slow))[0].reason == "timeout"
+    def broken(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("reset mid-response", request=request)
+
+    # Refused before the request went out: nothing sent. A timeout or a broken answer afterwards:
+    # FCM may have taken it (ambiguous, judged by the channel consumer like a crash).
+    assert (await deliver(refuse))[0].reason == "provider_unavailable"
+    assert (await deliver(slow))[0].reason == "provider_timeout"
+    assert (await deliver(broken))[0].reason == "provider_timeout"
+    assert (await deliver(slow))[0].ambiguous and not (await deliver(refuse))[0].ambiguous
 
 
 async def test_one_message_per_token_and_mixed_results() -> None:
