@@ -338,7 +338,9 @@ def _defer_for_quiet_hours(
     msg = item.message
     topic = cfg.channel_topic(msg.channel, msg.lane)
     timer_key = msg.idempotency_key + ":deferred"
-    data = {"opt_in": True} if msg.channel in p.route.opt_in else None  # the message cannot say so
+    data: dict[str, str | bool] = {"tenant": msg.tenant or ""}  # keyed by the user: erased by (tenant, user)
+    if msg.channel in p.route.opt_in:
+        data["opt_in"] = True  # the message cannot say so
     payload = cfg.encode_message(msg, item.family)
     d.timers.append(deferred_timer(timer_key, until, topic, item.key, payload, data=data))
     outcome = _outcome(
@@ -374,10 +376,10 @@ def _defer_until_limiter(
     release = datetime.fromtimestamp((slot + 1) * period, now.tzinfo)
     timer_key = keys.derived_key(msg.notification_id, f"limiter-retry:{slot}")
     if not any(t.key == timer_key for t in d.timers):
+        event, topic = p.event, cfg.topics.events
+        payload, tenant = cfg.codec.encode(event), event.tenant or ""
         d.timers.append(
-            publish_timer(
-                timer_key, release, cfg.topics.events, p.event.user_id.encode(), cfg.codec.encode(p.event)
-            )
+            publish_timer(timer_key, release, topic, event.user_id.encode(), payload, tenant=tenant)
         )
     deferred = replace(msg, not_before=release)
     outcome = _outcome(

@@ -106,5 +106,6 @@ def plan_retry(
             "notification_id": message.notification_id,
             "attempt": attempt + 1,
             "channel": Channel(message.channel).value,
+            "tenant": message.tenant or "",  # its record key names only the user: erasure's scope
         },
     )

@@ -39,10 +39,25 @@ class Timer:
     data: Mapping[str, Any] = field(default_factory=dict)
 
 
-def publish_timer(key: str, due_at: datetime, topic: str, msg_key: bytes | None, payload: bytes) -> Timer:
+def publish_timer(
+    key: str,
+    due_at: datetime,
+    topic: str,
+    msg_key: bytes | None,
+    payload: bytes,
+    *,
+    tenant: str | None = None,
+) -> Timer:
     """A timer that, when due, produces ``payload`` to ``topic`` as it is (scheduled sends, limiter
-    retries; the quiet-hours deferrals armed before :data:`KIND_DEFERRED_SEND`)."""
-    return Timer(key=key, kind="publish", due_at=due_at, topic=topic, msg_key=msg_key, payload=payload)
+    retries; the quiet-hours deferrals armed before :data:`KIND_DEFERRED_SEND`).
+
+    ``tenant`` (``""`` for the default one) goes in its data when given: a timer whose record key
+    is the user id is erased with that tenant's user only (``consumers/api/admin/recipients_pg.py``).
+    """
+    data = {} if tenant is None else {"tenant": tenant}
+    return Timer(
+        key=key, kind="publish", due_at=due_at, topic=topic, msg_key=msg_key, payload=payload, data=data
+    )
 
 
 def deferred_timer(

@@ -57,7 +57,8 @@ class Intake:
 
     def _scheduled(self, event: DomainEvent, route: Route, nid: str, now: datetime) -> tuple[Timer, Output]:
         assert event.send_at is not None
-        data = {"notification_id": nid, "event_type": event.type}
+        # The tenant: the record key names only the user, and erasure goes by (tenant, user).
+        data = {"notification_id": nid, "event_type": event.type, "tenant": event.tenant or ""}
         if event.cancel_key:
             data["cancel_key"] = scoped_cancel_key(event.cancel_key, event.tenant)
         timer = Timer(

@@ -11,7 +11,8 @@ import pytest_asyncio
 
 from consumers.api.admin.keys import Scope
 from consumers.devstack import DevStack
-from consumers.scheduler.store import Scheduler, Timer
+from consumers.scheduler.retries import KIND_RETRY
+from consumers.scheduler.store import Scheduler, Timer, publish_timer
 from tests.admin_helpers import key, rid, running_admin_api
 from tests.api_helpers import RunningApi
 
@@ -241,3 +242,32 @@ async def test_erasure_keeps_state_by_user_id_when_another_tenant_knows_the_id_w
     assert await pool.fetchval("SELECT count(*) FROM herald_critical_watch WHERE user_id = $1", ident) == 1
     left = "SELECT count(*) FROM herald_timers WHERE key = ANY($1::text[]) AND state = 'pending'"
     assert await pool.fetchval(left, [t.key for t in kept]) == 2
+
+
+async def test_erasure_removes_the_tenants_own_user_timers_when_the_id_is_shared(api: RunningApi) -> None:
+    # bob is in acme and in globex (an inbox row). acme's scheduled send, quiet-hours deferral and
+    # retry for bob are keyed by bob alone; kept, one fires after the erasure and writes a new
+    # inbox row for the erased bob. Each says its tenant: acme's go, globex's and an old timer
+    # without the field (whose tenant nobody knows) stay.
+    ident, pool = rid(), api.ctx.pool
+    acme = await key(api, Scope.RECIPIENTS_WRITE, tenant="acme")
+    assert (await api.client.put(f"/v1/recipients/{ident}", json={}, headers=acme)).status_code == 201
+    await api.add_rows(ident, 1, tenant="globex")
+    due = datetime.now(UTC) + timedelta(hours=1)
+    user = ident.encode()
+    ours = [
+        Timer(f"s-{ident}", "publish", due, "x", user, b"p", {"notification_id": "n1", "tenant": "acme"}),
+        publish_timer(f"q-{ident}", due, "x", user, b"p", tenant="acme"),
+        Timer(f"r-{ident}", KIND_RETRY, due, "x", user, b"p", {"notification_id": "n2", "tenant": "acme"}),
+    ]
+    theirs = [
+        Timer(f"g-{ident}", "publish", due, "x", user, b"p", {"notification_id": "n3", "tenant": "globex"}),
+        publish_timer(f"d-{ident}", due, "x", user, b"p", tenant=""),
+        publish_timer(f"o-{ident}", due, "x", user, b"p"),  # armed before timers said their tenant
+    ]
+    assert await Scheduler(pool, namespace="admin-erasure-own").arm(ours + theirs) == 6
+    r = await api.client.delete(f"/v1/recipients/{ident}", headers=acme)
+    assert r.status_code == 200 and r.json()["removed"]["pending_steps"] == 3, r.text
+    left = "SELECT key FROM herald_timers WHERE key = ANY($1::text[]) AND state = 'pending'"
+    kept = {row["key"] for row in await pool.fetch(left, [t.key for t in ours + theirs])}
+    assert kept == {t.key for t in theirs}

@@ -169,6 +169,8 @@ async def test_scheduled_send_is_deferred_then_sent_or_cancelled(h: WorkflowHarn
     deferred = [o for o in await h.outcomes() if o.status is OutcomeStatus.DEFERRED and o.user_id == user]
     assert {(o.reason, o.not_before) for o in deferred} == {("scheduled", h.at(3600))}
     assert len(deferred) == 2
+    held = "SELECT data->>'tenant' FROM herald_timers WHERE msg_key = $1 AND state = 'pending'"
+    assert await h.pool.fetchval(held, user.encode()) == ""  # keyed by the user: erased by (tenant, user)
     await h.advance(1800)
     await h.emit(h.event("herald.cancel", user, cancel_key=f"promo-{user}"))
     assert [m for m in await h.messages(Channel.EMAIL, Lane.BULK) if m.user_id == user] == []

@@ -44,10 +44,12 @@ FROM herald_recipients r WHERE r.user_id = $1 AND r.tenant = $2
 # The recipient, its preferences, devices and inbox rows are the tenant's, and so is the
 # delivery state keyed by tenant since migration 240: digests and their items, workflow state,
 # workflow digests and throttle counters go by (tenant, user_id), whatever other tenants hold.
-# Receipts, critical checks and pending timers that name only the user (a scheduled send's or a
-# retry's record key, a preset step's user id) are still keyed by user id alone: they go too
-# unless the same id is a recipient in another tenant ("shared"), whose state they may be; a
-# timer of one of this tenant's notifications or digests goes in any case.
+# Receipts, critical checks and pending timers that name only the user (a scheduled send's, a
+# deferral's or a retry's record key, a preset step's user id) are still keyed by user id alone:
+# they go too unless the same id is in use in another tenant ("shared"), whose state they may be;
+# a timer of one of this tenant's notifications or digests goes in any case. A timer that says its
+# tenant in its data (scheduled sends, deferrals and retries armed since it was added) goes by
+# (tenant, user) whatever "shared" says: kept, it would fire later and deliver to the erased user.
 # Parameters by scope: tenant ($1 user, $2 tenant), user ($1 user, $2 shared), both ($3 shared).
 _USER_NOTIFICATIONS = """
     SELECT notification_id FROM herald_inbox WHERE user_id = $1 AND tenant = $2
@@ -91,7 +93,8 @@ _ERASE: tuple[tuple[str, str, str], ...] = (
         "pending_steps",
         "both",
         "DELETE FROM herald_timers WHERE state IN ('pending', 'failed') AND ("
-        "((msg_key = convert_to($1, 'UTF8') OR data->>'user_id' = $1) AND NOT $3::bool) "
+        "((msg_key = convert_to($1, 'UTF8') OR data->>'user_id' = $1) "
+        "AND CASE WHEN data ? 'tenant' THEN data->>'tenant' = $2 ELSE NOT $3::bool END) "
         "OR data->>'notification_id' IN (" + _USER_NOTIFICATIONS + ") OR " + _USER_DIGESTS + ")",
     ),
     # Workflow state holds the event (and, for presets, the message sent: address, payload).

@@ -272,8 +272,9 @@ def test_quiet_hours_defer_interruptive_channels(tier: Tier) -> None:
         assert o.message is not None and o.message.not_before == release
         (timer,) = [t for t in d.timers if t.key == o.message.idempotency_key + ":deferred"]
         assert timer.kind == "deferred_send" and timer.due_at == release
-        # medium push is opt-in (routing.yaml): at release it needs the stored yes again
-        assert timer.data == ({"opt_in": True} if tier is Tier.MEDIUM else {})
+        # medium push is opt-in (routing.yaml): at release it needs the stored yes again; the
+        # tenant: keyed by the user, it is erased by (tenant, user)
+        assert timer.data == ({"tenant": "", "opt_in": True} if tier is Tier.MEDIUM else {"tenant": ""})
         assert channel is not None and timer.topic == TOPICS.channel(
             channel, Lane.BULK if tier is Tier.LOW else Lane.PRIORITY
         )
@@ -360,6 +361,9 @@ def test_redis_down(tier: Tier) -> None:
     assert timer.topic == TOPICS.events and timer.msg_key == b"u1" and timer.due_at == o.not_before
     assert timer.payload is not None and CODEC.decode(timer.payload, DomainEvent) == event(TYPES[tier])
     assert NOW < timer.due_at <= NOW + CFG.limiter_retry
+    assert timer.data == {"tenant": ""}  # keyed by the user: erasure goes by (tenant, user)
+    acme = decide(event(TYPES[tier], tenant="acme"), full_profile(), admitted=None)
+    assert acme.timers[0].data == {"tenant": "acme"}
     again = decide(event(TYPES[tier]), full_profile(), admitted=None, now=NOW + timedelta(seconds=1))
     assert again.timers[0].key == timer.key  # a replay in the same slot arms nothing new
     later = decide(event(TYPES[tier]), full_profile(), admitted=None, now=timer.due_at)

@@ -164,6 +164,15 @@ def test_plan_retry_resends_same_key_with_next_attempt() -> None:
     assert sent.idempotency_key == msg.idempotency_key
     assert sent.payload == msg.payload and sent.recipient == msg.recipient
     assert msg.attempt == 3  # the input is not mutated
+    assert timer.data["tenant"] == ""  # the default tenant's: erasure goes by (tenant, user)
+
+
+def test_plan_retry_names_the_tenant() -> None:
+    msg = _message(tenant="acme")
+    timer = plan_retry(
+        _failed(msg), SCHEDULES, jitter=0.0, now=NOW, rand=0.5, topics=Topics("px"), codec=default_codec()
+    )
+    assert timer is not None and timer.data["tenant"] == "acme"
 
 
 def test_plan_retry_is_deterministic_for_replays() -> None:
