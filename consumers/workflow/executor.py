@@ -136,6 +136,7 @@ async def _send(ctx: WorkflowContext, run: Run, step: Send | Escalate, now: date
         profile=profile,
         now=now,
         cfg=ctx.decide,
+        nid=run.nid,
     )
     run.outputs += sent.decision.outputs
     run.timers += with_cancel_key(

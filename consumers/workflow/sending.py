@@ -51,6 +51,18 @@ def _plan(
     return plan(event, sub, profile, now, cfg)
 
 
+def _pin(p: Plan, nid: str) -> None:
+    """Give the plan the workflow's notification id. A workflow keeps the id it started with
+    (its timers and state rows name it); a run started before ids named the tenant would
+    otherwise send messages under another id than its own, and their receipts would end nothing."""
+    if p.nid == nid:
+        return
+    p.nid = nid
+    for item in p.pending:
+        item.message.notification_id = nid
+    p.suppressed = [dataclasses.replace(o, notification_id=nid) for o in p.suppressed]
+
+
 def _rekey(p: Plan, step: int) -> None:
     for item in p.pending:
         item.message.idempotency_key = derived_key(item.message.idempotency_key, f"step:{step}")
@@ -68,16 +80,20 @@ def send_step(
     profile: Profile,
     now: datetime,
     cfg: DecideConfig,
+    nid: str | None = None,
 ) -> StepSend:
     """The records (messages, outcomes) and timers (quiet-hours deferrals) of one send step.
 
     ``mode=first``: the channels are tried in order and the first one with a message that
     can go (an address and consent) is used; the suppressions of those before it are recorded.
+    ``nid``: the workflow's notification id, which every record carries whatever ``plan`` derives.
     """
     out = StepSend()
     groups = [(channels, opt_in)] if mode is SendMode.ALL else [((c,), ()) for c in channels]
     for chans, extra in groups:
         p = _plan(event, route, channels=chans, opt_in=extra, profile=profile, now=now, cfg=cfg)
+        if nid is not None:
+            _pin(p, nid)
         if not first_send:
             _rekey(p, step)
         d = finalize(p, [True] * len(p.pending), now, cfg)
