@@ -35,7 +35,7 @@ from consumers.fallback.decisions import (
 )
 from consumers.fallback.escalation import PUSH_TIMEOUT
 from consumers.fallback.locking import lock_states, state_rows
-from consumers.fallback.receipts import notification_owner, receipt_outcomes, remember_sent
+from consumers.fallback.receipts import keep_early, notification_owner, receipt_outcomes, remember_sent
 from consumers.runtime import metrics
 from consumers.runtime.handling import Incoming, Output, Result
 from consumers.runtime.steps import Steps
@@ -151,12 +151,18 @@ class FallbackHandler:
                 metrics.RETRIES_SCHEDULED.labels(channel).inc()
 
     async def _receipt(self, conn: asyncpg.Connection, receipt: Receipt) -> list[Output]:
-        if receipt.source == RECEIPT_SOURCE_API and receipt_is_foreign(
-            receipt.source, receipt.user_id, await notification_owner(self.ctx, conn, receipt.notification_id)
-        ):
-            metrics.RECEIPTS_FOREIGN.inc()
-            log.warning("receipt for %s from another user than its own: dropped", receipt.notification_id)
-            return []  # no row, no effect: it would end another user's escalation, wait or check
+        now = self.ctx.clock.now()
+        if receipt.source == RECEIPT_SOURCE_API:
+            owner = await notification_owner(self.ctx, conn, receipt.notification_id)
+            if owner is None:
+                # Nothing to end yet (no sent message, workflow or check): it waits apart, so
+                # another user's early receipt under the same id cannot take its place.
+                await keep_early(conn, receipt, now)
+                return []
+            if receipt_is_foreign(receipt.source, receipt.user_id, owner):
+                metrics.RECEIPTS_FOREIGN.inc()
+                log.warning("receipt for %s from another user than its own: dropped", receipt.notification_id)
+                return []  # no row, no effect: it would end another user's escalation, wait or check
         await conn.execute(
             "INSERT INTO herald_receipts (notification_id, status, user_id, channel, at, source) "
             "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
@@ -167,7 +173,6 @@ class FallbackHandler:
             receipt.at,
             receipt.source,
         )
-        now = self.ctx.clock.now()
         if await workflow_receipt(
             self.ctx.scheduler, conn, receipt.notification_id, receipt.status.value, now
         ):

@@ -15,8 +15,11 @@ one outcome id, never two different ones.
 A receipt from ``POST /v1/receipts`` names its notification by id, and any end-user token can
 name any id (they are computable from an event id and a user id): one whose user is not the
 notification's (:func:`notification_owner`: the stored message, workflow or critical check) is
-dropped before it does anything, counted in ``herald_receipts_foreign_total``; one that came
-before anything was stored is dropped when the ``sent`` outcome comes, before it counts.
+dropped before it does anything, counted in ``herald_receipts_foreign_total``. One that comes
+before anything says whose the notification is waits in ``herald_early_receipts`` (migration 260),
+one row per (notification, status, user), so another user's cannot take the owner's place; the
+``sent`` outcome moves the owner's into ``herald_receipts`` and drops the others (counted), and
+the inbox janitor deletes what waited an hour (ids nothing sends).
 
 The outcomes of a batch are remembered together (:func:`remember_sent`): one insert of every
 ``sent`` message and one look for their early receipts, not two round trips per outcome.
@@ -37,7 +40,14 @@ from consumers.runtime import metrics
 from consumers.runtime.handling import Output
 from schemas.models import ChannelMessage, DeliveryOutcome, OutcomeStatus, Receipt, ReceiptStatus
 
-__all__ = ["notification_owner", "outcome_for_receipt", "receipt_outcomes", "receipt_status", "remember_sent"]
+__all__ = [
+    "keep_early",
+    "notification_owner",
+    "outcome_for_receipt",
+    "receipt_outcomes",
+    "receipt_status",
+    "remember_sent",
+]
 
 log = logging.getLogger(__name__)
 
@@ -92,31 +102,52 @@ async def remember_sent(
         [ctx.codec.encode(m) for _, m, _ in sent],
         [at for _, _, at in sent],
     )
-    rows = await conn.fetch(
-        "SELECT notification_id, channel, status, at, source, user_id FROM herald_receipts "
-        "WHERE notification_id = ANY($1::text[])",
-        sorted({m.notification_id for _, m, _ in sent}),
-    )
+    owners = {m.notification_id: m.user_id for _, m, _ in sent}
+    rows = await conn.fetch(_EARLY, list(owners), list(owners.values()))
     if not rows:
         return found
-    owners = {m.notification_id: m.user_id for _, m, _ in sent}
     early: dict[str, list[asyncpg.Record]] = {}
     foreign: list[asyncpg.Record] = []
+    held = {(r["notification_id"], r["status"]) for r in rows if not r["waited"]}
+    dropped = 0
     for r in rows:
         if receipt_is_foreign(r["source"], r["user_id"], owners[r["notification_id"]]):
-            foreign.append(r)
-        else:
+            if r["waited"]:
+                dropped += 1  # deleted by the statement already
+            else:
+                foreign.append(r)  # stored before migration 260
+        elif not r["waited"] or (r["notification_id"], r["status"]) not in held:
             early.setdefault(r["notification_id"], []).append(r)
     if foreign:
         await _forget(conn, foreign)
+    if dropped:
+        metrics.RECEIPTS_FOREIGN.inc(dropped)
+        log.warning("dropped %d early receipts posted by another user than the notification's", dropped)
     for i, m, _ in sent:
         mine = [r for r in early.get(m.notification_id, ()) if r["channel"] in (None, m.channel.value)]
         found[i] = _outputs(ctx, [(m, r["status"], r["source"], r["at"]) for r in mine])
     return found
 
 
+async def keep_early(conn: asyncpg.Connection, receipt: Receipt, now: datetime) -> None:
+    """An API receipt for a notification nobody is known to own yet: it waits for its ``sent``
+    outcome, beside any other user's for the same id."""
+    await conn.execute(
+        "INSERT INTO herald_early_receipts (notification_id, status, user_id, channel, at, source, "
+        "received_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        receipt.notification_id,
+        receipt.status.value,
+        receipt.user_id,
+        receipt.channel.value if receipt.channel else None,
+        receipt.at,
+        receipt.source,
+        now,
+    )
+
+
 async def _forget(conn: asyncpg.Connection, foreign: Sequence[asyncpg.Record]) -> None:
-    """Early receipts of another user: gone before an escalation or a preset reads them."""
+    """Early receipts of another user stored before migration 260 kept them apart: gone before an
+    escalation or a preset reads them."""
     await conn.execute(
         "DELETE FROM herald_receipts r USING unnest($1::text[], $2::text[]) AS f(nid, status) "
         "WHERE r.notification_id = f.nid AND r.status = f.status",
@@ -125,6 +156,26 @@ async def _forget(conn: asyncpg.Connection, foreign: Sequence[asyncpg.Record]) -
     )
     metrics.RECEIPTS_FOREIGN.inc(len(foreign))
     log.warning("dropped %d early receipts posted by another user than the notification's", len(foreign))
+
+
+# The receipts of just-sent notifications, in one statement: those stored, and those that waited
+# for the sent outcome (``waited``), taken out of herald_early_receipts, the owner's moved into
+# herald_receipts (the SELECT's snapshot does not see them there: they come from ``early``).
+_EARLY = """
+WITH owners AS (SELECT * FROM unnest($1::text[], $2::text[]) AS o(nid, owner)),
+early AS (
+    DELETE FROM herald_early_receipts e USING owners o WHERE e.notification_id = o.nid
+    RETURNING e.notification_id, e.channel, e.status, e.at, e.source, e.user_id, o.owner
+),
+moved AS (
+    INSERT INTO herald_receipts (notification_id, status, user_id, channel, at, source)
+    SELECT notification_id, status, user_id, channel, at, source FROM early WHERE user_id = owner
+    ON CONFLICT DO NOTHING
+)
+SELECT notification_id, channel, status, at, source, user_id, false AS waited FROM herald_receipts
+WHERE notification_id = ANY($1::text[])
+UNION ALL SELECT notification_id, channel, status, at, source, user_id, true FROM early
+"""
 
 
 async def notification_owner(

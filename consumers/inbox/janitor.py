@@ -8,7 +8,8 @@ quickly on a lock (``lock_timeout``), deletes and inserts in one statement and c
 is always in exactly one of the two tables and readers/writers interleave between batches.
 Archive partitions older than ``in_app.archive_retention_days`` are dropped whole (cheap, no
 vacuum debt). The same pass deletes ``herald_sent`` rows past ``fallback.receipt_window_days``
-(the fallback's memory of sent messages for their receipts).
+(the fallback's memory of sent messages for their receipts) and early API receipts that waited
+longer than :data:`EARLY_RECEIPT_WAIT` for their ``sent`` outcome (``herald_early_receipts``).
 """
 
 from __future__ import annotations
@@ -29,9 +30,12 @@ from consumers.infra.settings import InAppSettings
 from consumers.runtime import metrics
 from consumers.runtime.process import ProcessOptions, ProcessSpec
 
-__all__ = ["InboxJanitor", "Sweep", "build"]
+__all__ = ["EARLY_RECEIPT_WAIT", "InboxJanitor", "Sweep", "build"]
 
 log = logging.getLogger(__name__)
+# A receipt overtakes its sent outcome by the time between two topics' batches (seconds); one that
+# waited an hour names an id nothing sent (any end-user token may post any id) and is deleted.
+EARLY_RECEIPT_WAIT = timedelta(hours=1)
 
 _READ_SQL = move_sql(
     "SELECT id FROM herald_inbox WHERE read_at IS NOT NULL AND read_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED"
@@ -79,6 +83,9 @@ class InboxJanitor:
         if self._receipt_window_days is not None:
             await self._pool.execute(
                 "DELETE FROM herald_sent WHERE sent_at < $1", now - timedelta(days=self._receipt_window_days)
+            )
+            await self._pool.execute(
+                "DELETE FROM herald_early_receipts WHERE received_at < $1", now - EARLY_RECEIPT_WAIT
             )
         return Sweep(read, expired, b1 + b2, dropped)
 

@@ -156,6 +156,38 @@ async def test_a_receipt_posted_by_another_user_changes_nothing(h: Harness) -> N
     assert [o.notification_id for o in delivered] == [own.notification_id]
 
 
+async def test_the_owners_early_receipt_counts_beside_another_users(h: Harness) -> None:
+    # Both overtake the push's sent outcome: mallory's (ids are computable) first, then alice's
+    # own. Kept under (notification, status) alone, alice's was refused as a duplicate and
+    # mallory's dropped at the sent outcome: an escalation after a delivered push.
+    alice, mallory = _user(), _user()
+    await h.add_recipient(alice, f"{alice}@example.com")
+    before = _foreign_count()
+    push = channel_message(alice, Channel.PUSH, Tier.HIGH, occurred_at=h.clock.now())
+    for user in (mallory, alice):
+        receipt = Receipt(
+            push.notification_id,
+            user,
+            ReceiptStatus.DELIVERED,
+            at=h.clock.now(),
+            channel=Channel.PUSH,
+            source="api",
+        )
+        assert await h.feed(receipt) == []
+    await h.feed(outcome_of(push, OutcomeStatus.SENT, at=h.clock.now(), provider="fcm"))
+    assert _foreign_count() - before == 1
+    waiting = "SELECT count(*) FROM herald_early_receipts WHERE notification_id = $1"
+    assert await h.pool.fetchval(waiting, push.notification_id) == 0
+    kept = await h.pool.fetch(
+        "SELECT user_id FROM herald_receipts WHERE notification_id = $1", push.notification_id
+    )
+    assert [r["user_id"] for r in kept] == [alice]
+    delivered = [o for o in await h.outcomes() if o.status is OutcomeStatus.DELIVERED and o.user_id == alice]
+    assert [o.notification_id for o in delivered] == [push.notification_id]
+    assert await h.advance(DELAY) == 0
+    assert [e for e in await h.emails() if e.user_id == alice] == []
+
+
 async def test_a_receipt_after_the_timer_was_taken_is_checked_again_at_fire_time(h: Harness) -> None:
     user = _user()
     await h.add_recipient(user, f"{user}@example.com")

@@ -274,3 +274,22 @@ async def test_janitor_run_loop_stops(pg_pool: asyncpg.Pool, stack: DevStack) ->
         stopping.set()
         await asyncio.wait_for(task, 2)  # does not wait out the 30 s interval
         assert await pool.fetchval("SELECT count(*) FROM herald_inbox") == 0
+
+
+async def test_janitor_deletes_early_receipts_that_waited_an_hour(
+    pg_pool: asyncpg.Pool, stack: DevStack
+) -> None:
+    # Any end-user token may post a receipt for an id nothing ever sends: it must not stay forever.
+    async with isolated_inbox(pg_pool, stack.database_url) as pool:
+        now = datetime.now(UTC)
+        old, fresh = f"n-{uuid.uuid4().hex}", f"n-{uuid.uuid4().hex}"
+        for nid, received in ((old, now - timedelta(minutes=61)), (fresh, now - timedelta(minutes=59))):
+            await pool.execute(
+                "INSERT INTO herald_early_receipts (notification_id, status, user_id, at, source, received_at) "
+                "VALUES ($1, 'delivered', 'u', $2, 'api', $2)",
+                nid,
+                received,
+            )
+        await InboxJanitor(pool, InAppSettings(), ManualClock(now), receipt_window_days=30).sweep(now)
+        left = "SELECT notification_id FROM herald_early_receipts WHERE notification_id = ANY($1::text[])"
+        assert [r["notification_id"] for r in await pool.fetch(left, [old, fresh])] == [fresh]

@@ -115,6 +115,7 @@ _ERASE: tuple[tuple[str, str, str], ...] = (
     ("digest_items", "tenant", "DELETE FROM herald_digest_items WHERE user_id = $1 AND tenant = $2"),
     ("digests", "tenant", "DELETE FROM herald_digests WHERE user_id = $1 AND tenant = $2"),
     ("receipts", "user", "DELETE FROM herald_receipts WHERE user_id = $1 AND NOT $2::bool"),
+    ("early_receipts", "user", "DELETE FROM herald_early_receipts WHERE user_id = $1 AND NOT $2::bool"),
     ("critical_watch", "user", "DELETE FROM herald_critical_watch WHERE user_id = $1 AND NOT $2::bool"),
     ("inbox", "tenant", "DELETE FROM herald_inbox WHERE user_id = $1 AND tenant = $2"),
     ("inbox_archive", "tenant", "DELETE FROM herald_inbox_archive WHERE user_id = $1 AND tenant = $2"),
