@@ -40,7 +40,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("event_id")
     p.add_argument("--user", help="the event's user id (faster: skips other notifications)")
     p.add_argument(
-        "--tenant", default="", help="the event's tenant, with --user (default: the default tenant)"
+        "--tenant",
+        default="",
+        help="the event's tenant; needs --user (default: the default tenant; without --user every "
+        "tenant's notifications of the event id are shown, each line naming its tenant)",
     )
     p.add_argument(
         "--source",
@@ -66,6 +69,8 @@ def explain(outcomes: Iterable[DeliveryOutcome]) -> list[str]:
             o.tier.value,
             f"user={o.user_id}",
         ]
+        if o.message is not None and o.message.tenant:
+            parts.append(f"tenant={o.message.tenant}")
         if o.reason:
             parts.append(f"reason={o.reason}")
         if o.not_before is not None:
@@ -172,15 +177,20 @@ async def _matching(
 
 async def why(settings: HeraldSettings, args: argparse.Namespace) -> int:
     source = getattr(args, "source", "auto")
+    user, tenant = args.user, getattr(args, "tenant", "")
+    if tenant and not user:
+        # Notification ids name the tenant and the user: without the user, the tenant picks nothing.
+        print("herald why: --tenant needs --user", file=sys.stderr)
+        return 2
     if source != "topic":
-        lines = await from_store(settings, args.event_id)
+        lines = await from_store(settings, args.event_id, user, tenant)
         if lines:
             sys.stdout.write("".join(f"{line}\n" for line in lines))
             return 0
         if source == "store":
             print(f"no activity recorded for event {args.event_id} in the activity store")
             return 1
-    found = await _matching(settings, args.event_id, args.user, getattr(args, "tenant", ""))
+    found = await _matching(settings, args.event_id, user, tenant)
     letters = await _dead_letters(settings, args.event_id)
     if not found and not letters:
         print(

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from consumers.infra import keys
 from consumers.infra.settings import HeraldSettings
 
 __all__ = ["explain_rows", "from_store"]
@@ -17,7 +18,11 @@ def _when(value: datetime | None) -> str:
 
 
 def explain_rows(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    """One line per activity-store row (outcomes, receipts, dead letters), oldest first. Pure."""
+    """One line per activity-store row (outcomes, receipts, dead letters), oldest first, naming a
+    tenant other than the default one (two tenants may use one event id). A row without its own
+    (a receipt, an outcome without a message) takes its notification's. Pure."""
+    rows = list(rows)
+    tenants = {r["notification_id"]: r["tenant"] for r in rows if r.get("tenant") and r["notification_id"]}
     lines = []
     for r in rows:
         if r["kind"] == "dead_letter":
@@ -26,6 +31,8 @@ def explain_rows(rows: Iterable[Mapping[str, Any]]) -> list[str]:
         parts = [_when(r["recorded_at"]), r["status"], r["channel"] or "-", r["tier"] or r["kind"]]
         if r["user_id"]:
             parts.append(f"user={r['user_id']}")
+        if tenant := r.get("tenant") or tenants.get(r["notification_id"]):
+            parts.append(f"tenant={tenant}")
         for label, column in (("reason", "reason"), ("until", "not_before"), ("provider", "provider")):
             if r[column]:
                 parts.append(f"{label}={_when(r[column]) if column == 'not_before' else r[column]}")
@@ -51,8 +58,11 @@ def _dead_letter(r: Mapping[str, Any]) -> str:
     return "  ".join(parts)
 
 
-async def from_store(settings: HeraldSettings, event_id: str) -> list[str] | None:
-    """The store's lines for the event; None when the store is unreachable or not migrated."""
+async def from_store(
+    settings: HeraldSettings, event_id: str, user: str | None = None, tenant: str = ""
+) -> list[str] | None:
+    """The store's lines for the event (with ``user``: its notification for that user in
+    ``tenant`` only); None when the store is unreachable or not migrated."""
     import asyncpg
 
     from consumers.infra.db import DatabaseUnavailable, connect_pool
@@ -63,7 +73,8 @@ async def from_store(settings: HeraldSettings, event_id: str) -> list[str] | Non
     except DatabaseUnavailable:
         return None
     try:
-        return explain_rows(await ActivityReader(pool).for_event(event_id))
+        nid = keys.notification_id(event_id, user, tenant) if user else None
+        return explain_rows(await ActivityReader(pool).for_event(event_id, nid, user))
     except (DatabaseUnavailable, asyncpg.UndefinedTableError):
         return None
     finally:

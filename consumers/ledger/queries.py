@@ -75,8 +75,22 @@ class ActivityReader:
             notification_id,
         )
 
-    async def for_event(self, event_id: str) -> list[dict[str, Any]]:
-        """Every row of an event (all its notifications), oldest first; receipts join by notification."""
+    async def for_event(
+        self, event_id: str, notification_id: str | None = None, user_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Every row of an event (all its notifications, in every tenant: tenants choose their
+        event ids), oldest first; receipts join by notification. With ``notification_id`` (the
+        event's for one user in one tenant) only that notification's rows and the event's dead
+        letters that name no notification and no other user."""
+        if notification_id is not None:
+            return await self._fetch(
+                f"SELECT {_ROW} FROM herald_activity WHERE notification_id = $2 OR (event_id = $1 "
+                "AND notification_id IS NULL AND (user_id IS NULL OR user_id = $3)) "
+                "ORDER BY recorded_at, attempt",
+                event_id,
+                notification_id,
+                user_id,
+            )
         return await self._fetch(
             f"SELECT {_ROW} FROM herald_activity WHERE event_id = $1 OR notification_id IN "
             "(SELECT DISTINCT notification_id FROM herald_activity WHERE event_id = $1) "

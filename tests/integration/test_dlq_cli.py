@@ -151,3 +151,47 @@ async def test_why_reads_the_store_first(
     capsys.readouterr()
     assert await why(settings, parser.parse_args(["why", "nope"])) == 1
     assert "no outcomes recorded" in capsys.readouterr().out
+
+
+async def test_why_tells_tenants_apart_in_the_store(
+    settings: HeraldSettings, pg_pool: asyncpg.Pool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # acme and the default tenant both used event id ev-…, for the same user id.
+    import dataclasses
+
+    from consumers.infra import keys
+    from consumers.ledger.rows import partition_day, row_from_outcome, row_from_receipt
+    from tests.ledger_helpers import receipt
+
+    user = f"why-{uuid.uuid4().hex[:8]}"
+    event_id = f"ev-{user}"
+    ours = dataclasses.replace(message(event_id, user, Channel.PUSH), tenant=None)
+    acme = dataclasses.replace(
+        ours,
+        notification_id=keys.notification_id(event_id, user, "acme"),
+        idempotency_key=keys.idempotency_key(event_id, "push", ours.recipient, "acme"),
+        tenant="acme",
+    )
+    rows = [
+        row_from_outcome(outcome(ours, OutcomeStatus.SENT, after_s=1)),
+        row_from_outcome(outcome(acme, OutcomeStatus.SENT, after_s=2)),
+        row_from_receipt(receipt(acme, after_s=3)),
+    ]
+    await ActivityWriter(pg_pool, 30).insert(rows, partition_day(ours.occurred_at))
+    parser = build_parser()
+
+    async def lines(*extra: str) -> list[str]:
+        assert await why(settings, parser.parse_args(["why", event_id, "--source", "store", *extra])) == 0
+        return capsys.readouterr().out.strip().splitlines()
+
+    every = await lines()
+    assert ["tenant=acme" in ln for ln in every] == [
+        False,
+        True,
+        True,
+    ]  # the receipt takes its notification's
+    assert len(await lines("--user", user)) == 1
+    only = await lines("--user", user, "--tenant", "acme")
+    assert len(only) == 2 and all("tenant=acme" in ln for ln in only)
+    assert await why(settings, parser.parse_args(["why", event_id, "--tenant", "acme"])) == 2
+    assert "--tenant needs --user" in capsys.readouterr().err
