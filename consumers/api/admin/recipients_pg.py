@@ -67,26 +67,28 @@ _USER_DIGESTS = """
         (SELECT id FROM herald_workflow_digests WHERE user_id = $1 AND tenant = $2))
 """
 # Is the id in use in another tenant? Then what is kept by user id only (receipts, critical
-# checks, timers that name only the user) may be that tenant's and is left to its retention. A
-# recipient row is not the only sign: a user known only from events has devices, inbox rows,
-# preferences, subscriptions, digests or workflow state there. Erasure is rare; these scans of
-# (tenant, user_id) indexes without the tenant are the price of not indexing user_id alone on
-# tables written per delivery.
-_TENANT_TABLES = (
-    "herald_recipients",
-    "herald_preferences",
-    "herald_device_tokens",
-    "herald_inbox",
-    "herald_inbox_archive",
-    "herald_topic_subscribers",
-    "herald_digests",
-    "herald_digest_items",
-    "herald_workflows",
-    "herald_workflow_digests",
-    "herald_workflow_throttle",
+# checks, timers armed before they said their tenant) may be that tenant's and is left to its
+# retention. A recipient row is not the only sign: a user known only from events has devices,
+# inbox rows, preferences, subscriptions, digests or workflow state there. Each check probes an
+# index starting with user_id (migration 261); the OR stops at the first true one, so the small
+# tables go first and the inbox and its archive (one index per monthly partition) last. Digest
+# items are checked while pending: a digested one's digest is in herald_digests with its user.
+_SHARED_CHECKS = (
+    ("herald_recipients", ""),
+    ("herald_preferences", ""),
+    ("herald_device_tokens", ""),
+    ("herald_workflows", ""),
+    ("herald_digests", ""),
+    ("herald_workflow_digests", ""),
+    ("herald_workflow_throttle", ""),
+    ("herald_digest_items", " AND digest_id IS NULL"),
+    ("herald_topic_subscribers", ""),
+    ("herald_inbox", " AND read_at IS NULL"),  # the two partial indexes cover every row
+    ("herald_inbox", " AND read_at IS NOT NULL"),
+    ("herald_inbox_archive", ""),
 )
 _SHARED = "SELECT " + " OR ".join(
-    f"EXISTS (SELECT 1 FROM {t} WHERE user_id = $1 AND tenant <> $2)" for t in _TENANT_TABLES
+    f"EXISTS (SELECT 1 FROM {t} WHERE user_id = $1 AND tenant <> $2{extra})" for t, extra in _SHARED_CHECKS
 )
 _ERASE: tuple[tuple[str, str, str], ...] = (
     (
