@@ -16,6 +16,7 @@ import pytest_asyncio
 from consumers.channel.cancelled import CancelCheck
 from consumers.devstack import DevStack
 from consumers.infra.keys import notification_id
+from consumers.workflow.cancel import scoped_cancel_key
 from schemas.models import Channel, Lane, OutcomeStatus, Receipt, ReceiptStatus
 from tests.integration.test_channel_consumer import ScriptedProvider, incoming, make_consumer, outcomes
 from tests.integration.workflow_harness import WorkflowHarness, running_workflows
@@ -159,6 +160,46 @@ async def test_a_tenants_cancel_and_event_ids_stay_in_that_tenant(h: WorkflowHar
     assert [(m.notification_id, m.recipient, m.tenant) for m in emails] == [(ours, "d@example.com", None)]
     cancelled = {o.notification_id for o in await h.outcomes() if o.status is OutcomeStatus.CANCELLED}
     assert cancelled >= {acme, notification_id(later.event_id, user, "acme")} and ours not in cancelled
+
+
+async def test_a_tenants_cancel_of_messages_sent_at_once_stays_in_that_tenant(h: WorkflowHarness) -> None:
+    # The same event id, user id and cancel key in the default tenant and acme, sent at once
+    # (herald_cancel_index, not a workflow): acme's cancel flags only acme's message for the
+    # channel consumer, and a later default-tenant event with the key is not refused (the Redis
+    # set of cancelled keys names the tenant).
+    user = await h.add_user(email="k@example.com", phone=PHONE)
+    await h.add_user(email="k@acme.example", phone=PHONE, tenant="acme", user=user)
+    key = f"alert-{user}"
+    ours = h.event("security_alert", user, cancel_key=key, payload=ALERT)
+    theirs = h.event("security_alert", user, cancel_key=key, payload=ALERT, tenant="acme")
+    theirs.event_id = ours.event_id
+    await h.emit(ours, theirs)
+    nid, acme = notification_id(ours.event_id, user), notification_id(ours.event_id, user, "acme")
+    indexed = await h.pool.fetch(
+        "SELECT cancel_key, notification_id FROM herald_cancel_index WHERE notification_id = ANY($1)",
+        [nid, acme],
+    )
+    assert {(r["cancel_key"], r["notification_id"]) for r in indexed} == {
+        (key, nid),
+        (scoped_cancel_key(key, "acme"), acme),
+    }
+    await h.emit(h.event("herald.cancel", user, cancel_key=key, tenant="acme"))
+    later = h.event("security_alert", user, cancel_key=key, payload=ALERT)
+    assert any(o.topic != h.topics.outcomes for o in await h.emit(later))  # a message: not refused
+
+    consumer = make_consumer(h.settings, ScriptedProvider(channel=Channel.SMS))
+    consumer.cancel_check = CancelCheck(
+        h.res.redis(), consumer="test", prefix=f"{h.settings.topic_prefix}:cancel"
+    )
+    lane = [m for m in await h.messages(Channel.SMS) if m.user_id == user]
+    results = outcomes(await consumer.handle(incoming(lane)))
+    assert sorted((o.notification_id, o.status) for o in results) == sorted(
+        [
+            (nid, OutcomeStatus.SENT),
+            (acme, OutcomeStatus.CANCELLED),
+            (notification_id(later.event_id, user), OutcomeStatus.SENT),
+        ]
+    )
 
 
 async def test_scheduled_send_is_deferred_then_sent_or_cancelled(h: WorkflowHarness) -> None:
