@@ -250,6 +250,7 @@ class Receipt(Record):
     at: datetime = field(default_factory=utcnow)
     channel: Channel | None = None
     source: str = "app"
+    tenant: str | None = None  # v2: the user's tenant ("" the default one); None: not said (v1)
 
     def __post_init__(self) -> None:
         self.channel = _enum(Channel, self.channel)

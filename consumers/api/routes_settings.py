@@ -257,6 +257,7 @@ async def post_receipt(body: ReceiptIn, who: User, ctx: Ctx) -> ReceiptOut:
         at=at,
         channel=Channel(body.channel),
         source="api",
+        tenant=who.tenant,  # the fallback compares (tenant, user) with the notification's
     )
     try:
         await ctx.producer.send_and_wait(

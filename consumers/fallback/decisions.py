@@ -130,12 +130,22 @@ def counts_as_sent(status: OutcomeStatus) -> bool:
 RECEIPT_SOURCE_API = "api"  # Receipt.source of POST /v1/receipts (consumers/api/routes_settings.py)
 
 
-def receipt_is_foreign(source: str, user_id: str, owner: str | None) -> bool:
-    """A receipt from the API (an end-user token: anyone's) about a notification of another user.
-    Other sources (the inbox's mark-read, ``herald receipt``) are Herald's own and trusted;
-    ``owner`` None: the notification is not known yet (an early receipt, checked again when its
-    ``sent`` outcome comes)."""
-    return source == RECEIPT_SOURCE_API and owner is not None and owner != user_id
+def receipt_is_foreign(
+    source: str,
+    user_id: str,
+    owner: str | None,
+    *,
+    tenant: str | None = None,
+    owner_tenant: str | None = None,
+) -> bool:
+    """A receipt from the API (an end-user token: anyone's) about a notification of another user,
+    or of the same user id in another tenant. Other sources (the inbox's mark-read, ``herald
+    receipt``) are Herald's own and trusted; ``owner`` None: the notification is not known yet (an
+    early receipt, checked again when its ``sent`` outcome comes). ``tenant`` None: the receipt
+    does not say (Receipt v1); ``owner_tenant`` None: the record that names the owner does not."""
+    if source != RECEIPT_SOURCE_API or owner is None:
+        return False
+    return owner != user_id or (tenant is not None and owner_tenant is not None and tenant != owner_tenant)
 
 
 def receipt_cancels(status: ReceiptStatus) -> bool:

@@ -159,7 +159,10 @@ class FallbackHandler:
                 # another user's early receipt under the same id cannot take its place.
                 await keep_early(conn, receipt, now)
                 return []
-            if receipt_is_foreign(receipt.source, receipt.user_id, owner):
+            user, tenant = owner
+            if receipt_is_foreign(
+                receipt.source, receipt.user_id, user, tenant=receipt.tenant, owner_tenant=tenant
+            ):
                 metrics.RECEIPTS_FOREIGN.inc()
                 log.warning("receipt for %s from another user than its own: dropped", receipt.notification_id)
                 return []  # no row, no effect: it would end another user's escalation, wait or check

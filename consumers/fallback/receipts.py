@@ -102,21 +102,27 @@ async def remember_sent(
         [ctx.codec.encode(m) for _, m, _ in sent],
         [at for _, _, at in sent],
     )
-    owners = {m.notification_id: m.user_id for _, m, _ in sent}
-    rows = await conn.fetch(_EARLY, list(owners), list(owners.values()))
+    owners = {m.notification_id: (m.user_id, m.tenant or "") for _, m, _ in sent}
+    rows = await conn.fetch(
+        _EARLY, list(owners), [u for u, _ in owners.values()], [t for _, t in owners.values()]
+    )
     if not rows:
         return found
     early: dict[str, list[asyncpg.Record]] = {}
     foreign: list[asyncpg.Record] = []
-    held = {(r["notification_id"], r["status"]) for r in rows if not r["waited"]}
+    seen = {(r["notification_id"], r["status"]) for r in rows if not r["waited"]}
     dropped = 0
     for r in rows:
-        if receipt_is_foreign(r["source"], r["user_id"], owners[r["notification_id"]]):
+        owner, owner_tenant = owners[r["notification_id"]]
+        if receipt_is_foreign(
+            r["source"], r["user_id"], owner, tenant=r["tenant"], owner_tenant=owner_tenant
+        ):
             if r["waited"]:
                 dropped += 1  # deleted by the statement already
             else:
                 foreign.append(r)  # stored before migration 260
-        elif not r["waited"] or (r["notification_id"], r["status"]) not in held:
+        elif not r["waited"] or (r["notification_id"], r["status"]) not in seen:
+            seen.add((r["notification_id"], r["status"]))
             early.setdefault(r["notification_id"], []).append(r)
     if foreign:
         await _forget(conn, foreign)
@@ -133,11 +139,12 @@ async def keep_early(conn: asyncpg.Connection, receipt: Receipt, now: datetime) 
     """An API receipt for a notification nobody is known to own yet: it waits for its ``sent``
     outcome, beside any other user's for the same id."""
     await conn.execute(
-        "INSERT INTO herald_early_receipts (notification_id, status, user_id, channel, at, source, "
-        "received_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        "INSERT INTO herald_early_receipts (notification_id, status, user_id, tenant, channel, at, source, "
+        "received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
         receipt.notification_id,
         receipt.status.value,
         receipt.user_id,
+        receipt.tenant,
         receipt.channel.value if receipt.channel else None,
         receipt.at,
         receipt.source,
@@ -161,39 +168,45 @@ async def _forget(conn: asyncpg.Connection, foreign: Sequence[asyncpg.Record]) -
 # The receipts of just-sent notifications, in one statement: those stored, and those that waited
 # for the sent outcome (``waited``), taken out of herald_early_receipts, the owner's moved into
 # herald_receipts (the SELECT's snapshot does not see them there: they come from ``early``).
+# A waited receipt is the owner's when it names the owner's user id and, if it says one (Receipt
+# v2), the owner's tenant: receipt_is_foreign's rule, in SQL.
 _EARLY = """
-WITH owners AS (SELECT * FROM unnest($1::text[], $2::text[]) AS o(nid, owner)),
+WITH owners AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS o(nid, owner, owner_tenant)),
 early AS (
     DELETE FROM herald_early_receipts e USING owners o WHERE e.notification_id = o.nid
-    RETURNING e.notification_id, e.channel, e.status, e.at, e.source, e.user_id, o.owner
+    RETURNING e.notification_id, e.channel, e.status, e.at, e.source, e.user_id, e.tenant, o.owner,
+        o.owner_tenant
 ),
 moved AS (
     INSERT INTO herald_receipts (notification_id, status, user_id, channel, at, source)
-    SELECT notification_id, status, user_id, channel, at, source FROM early WHERE user_id = owner
+    SELECT notification_id, status, user_id, channel, at, source FROM early
+    WHERE user_id = owner AND (tenant IS NULL OR tenant = owner_tenant)
     ON CONFLICT DO NOTHING
 )
-SELECT notification_id, channel, status, at, source, user_id, false AS waited FROM herald_receipts
-WHERE notification_id = ANY($1::text[])
-UNION ALL SELECT notification_id, channel, status, at, source, user_id, true FROM early
+SELECT notification_id, channel, status, at, source, user_id, NULL::text AS tenant, false AS waited
+FROM herald_receipts WHERE notification_id = ANY($1::text[])
+UNION ALL SELECT notification_id, channel, status, at, source, user_id, tenant, true FROM early
 """
 
 
 async def notification_owner(
     ctx: FallbackContext, conn: asyncpg.Connection, notification_id: str
-) -> str | None:
-    """The user a notification is for, if the fallback knows it yet: its workflow's, its critical
-    check's, or a sent message's."""
+) -> tuple[str, str | None] | None:
+    """The user a notification is for and its tenant (None when the record does not say: a
+    critical check's), if the fallback knows them yet: its workflow's, its critical check's, or a
+    sent message's."""
     row = await conn.fetchrow(
-        "SELECT user_id, NULL::bytea AS message FROM herald_workflows WHERE notification_id = $1 "
-        "UNION ALL SELECT user_id, NULL FROM herald_critical_watch WHERE notification_id = $1 "
-        "UNION ALL (SELECT NULL, message FROM herald_sent WHERE notification_id = $1 LIMIT 1) LIMIT 1",
+        "SELECT user_id, tenant, NULL::bytea AS message FROM herald_workflows WHERE notification_id = $1 "
+        "UNION ALL SELECT user_id, NULL, NULL FROM herald_critical_watch WHERE notification_id = $1 "
+        "UNION ALL (SELECT NULL, NULL, message FROM herald_sent WHERE notification_id = $1 LIMIT 1) LIMIT 1",
         notification_id,
     )
     if row is None:
         return None
     if row["user_id"] is not None:
-        return str(row["user_id"])
-    return ctx.codec.decode(row["message"], ChannelMessage).user_id
+        return str(row["user_id"]), row["tenant"]
+    message = ctx.codec.decode(row["message"], ChannelMessage)
+    return message.user_id, message.tenant or ""
 
 
 async def receipt_outcomes(ctx: FallbackContext, conn: asyncpg.Connection, receipt: Receipt) -> list[Output]:

@@ -150,6 +150,7 @@ def row_from_receipt(r: Receipt) -> ActivityRow:
         recorded_at=r.at,
         notification_id=_text(r.notification_id),
         user_id=_text(r.user_id),
+        tenant=_text(r.tenant),
         channel=channel or None,
         provider=_text(r.source),
     )

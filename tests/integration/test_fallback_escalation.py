@@ -188,6 +188,43 @@ async def test_the_owners_early_receipt_counts_beside_another_users(h: Harness) 
     assert [e for e in await h.emails() if e.user_id == alice] == []
 
 
+async def test_a_receipt_of_the_same_user_id_in_another_tenant_changes_nothing(h: Harness) -> None:
+    # bob of globex (his token's tenant) posts receipts for acme's bob's pushes, one after its sent
+    # outcome and one before: the user ids match, the tenants do not. acme's bob's own early
+    # receipt for a third push still counts.
+    bob = _user()
+    await h.add_recipient(bob, f"{bob}@acme.example", tenant="acme")
+    before = _foreign_count()
+
+    def push() -> ChannelMessage:
+        return channel_message(bob, Channel.PUSH, Tier.HIGH, occurred_at=h.clock.now(), tenant="acme")
+
+    def receipt(message: ChannelMessage, tenant: str) -> Receipt:
+        return Receipt(
+            message.notification_id,
+            bob,
+            ReceiptStatus.DELIVERED,
+            at=h.clock.now(),
+            channel=Channel.PUSH,
+            source="api",
+            tenant=tenant,
+        )
+
+    sent, early, own = push(), push(), push()
+    await h.feed(outcome_of(sent, OutcomeStatus.SENT, at=h.clock.now(), provider="fcm"))
+    assert await h.feed(receipt(sent, "globex")) == []
+    await h.feed(receipt(early, "globex"))
+    await h.feed(receipt(own, "acme"))
+    for message in (early, own):
+        await h.feed(outcome_of(message, OutcomeStatus.SENT, at=h.clock.now(), provider="fcm"))
+    assert _foreign_count() - before == 2
+    assert await h.advance(DELAY) == 2
+    emails = [e for e in await h.emails() if e.user_id == bob]
+    assert sorted(e.notification_id for e in emails) == sorted([sent.notification_id, early.notification_id])
+    delivered = [o for o in await h.outcomes() if o.status is OutcomeStatus.DELIVERED and o.user_id == bob]
+    assert [o.notification_id for o in delivered] == [own.notification_id]
+
+
 async def test_a_receipt_after_the_timer_was_taken_is_checked_again_at_fire_time(h: Harness) -> None:
     user = _user()
     await h.add_recipient(user, f"{user}@example.com")

@@ -383,3 +383,13 @@ def test_only_an_api_receipt_of_another_user_than_the_notifications_is_foreign()
     assert not receipt_is_foreign(RECEIPT_SOURCE_API, "mallory", None)  # not known yet: checked at sent
     for trusted in ("app", "inbox", "cli"):  # Herald's own sources, not an end user's token
         assert not receipt_is_foreign(trusted, "mallory", "alice")
+        assert not receipt_is_foreign(trusted, "alice", "alice", tenant="globex", owner_tenant="acme")
+
+
+def test_an_api_receipt_of_the_same_user_id_in_another_tenant_is_foreign() -> None:
+    api = RECEIPT_SOURCE_API
+    assert receipt_is_foreign(api, "bob", "bob", tenant="globex", owner_tenant="acme")
+    assert receipt_is_foreign(api, "bob", "bob", tenant="", owner_tenant="acme")  # "" is the default tenant
+    assert not receipt_is_foreign(api, "bob", "bob", tenant="acme", owner_tenant="acme")
+    assert not receipt_is_foreign(api, "bob", "bob", tenant=None, owner_tenant="acme")  # v1: not said
+    assert not receipt_is_foreign(api, "bob", "bob", tenant="globex", owner_tenant=None)  # not known
