@@ -11,13 +11,24 @@ imports no aioboto3.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
 import aioboto3
+from aiohttp import ClientConnectorError
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, NoCredentialsError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    ProxyConnectionError,
+    SSLError,
+)
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.parsers import ResponseParserError
 from pydantic import SecretStr
@@ -127,9 +138,18 @@ async def call_classified(
 
 
 def _no_answer(exc: BaseException) -> str:
-    """Why no answer came back: whether the request can have reached the provider (docstring above)."""
-    if isinstance(exc, BotoConnectionError):
+    """Why no answer came back: whether the request can have reached the provider (docstring above).
+
+    aiobotocore raises EndpointConnectionError for any aiohttp connection error, including a reset
+    while waiting for the answer (after SES may have sent the mail): only a connection that was
+    never made (aiohttp's ClientConnectorError, DNS) is a refusal; the rest may have been acted on.
+    """
+    if isinstance(exc, ConnectTimeoutError | SSLError | ProxyConnectionError):
         return "provider_unavailable"
-    if isinstance(exc, HTTPClientError | ResponseParserError | TimeoutError):
+    if isinstance(exc, EndpointConnectionError) and isinstance(
+        exc.kwargs.get("error"), ClientConnectorError | socket.gaierror
+    ):
+        return "provider_unavailable"
+    if isinstance(exc, BotoConnectionError | HTTPClientError | ResponseParserError | TimeoutError):
         return "provider_timeout"
     return "provider_auth" if isinstance(exc, NoCredentialsError) else "provider_error"

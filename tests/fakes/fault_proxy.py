@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ from typing import Self
 from urllib.parse import urlsplit
 
 __all__ = [
+    "RESET_AFTER_SEND",
     "SES_5XX",
     "SES_PAUSED",
     "SES_REJECT",
@@ -43,6 +46,7 @@ class Fault:
     body: bytes = b""
     delay_s: float = 0.0  # stall before answering (a read timeout when longer than the client's)
     forward: bool = False  # after the delay, forward to moto instead of answering with this fault
+    reset: bool = False  # then reset the connection (TCP RST) instead of answering
 
 
 def _json_error(status: int, code: str, message: str) -> Fault:
@@ -68,6 +72,10 @@ SES_REJECT = _json_error(400, "MessageRejected", "Email address is not verified.
 SES_PAUSED = _json_error(400, "SendingPausedException", "Sending is paused for this account.")
 SNS_THROTTLE = _query_error(400, "Throttling", "Rate exceeded")
 SNS_AUTH = _query_error(403, "AuthorizationError", "User is not authorized to perform: SNS:Publish")
+
+
+# SES/SNS got the request (forwarded to moto, which acted on it), the answer never came back.
+RESET_AFTER_SEND = Fault(forward=True, reset=True)
 
 
 def stall(seconds: float, *, forward: bool = False) -> Fault:
@@ -126,7 +134,13 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and not fault.forward:
             self._answer(fault.status, list(fault.headers), fault.body)
             return
-        self._forward(body)
+        self._forward(body, reset=fault is not None and fault.reset)
+
+    def _reset(self) -> None:
+        # SO_LINGER 0: close() sends RST, as a load balancer dropping the connection does.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+        self.close_connection = True
 
     def _answer(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         try:
@@ -140,7 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout): fine
             self.close_connection = True
 
-    def _forward(self, body: bytes) -> None:
+    def _forward(self, body: bytes, *, reset: bool = False) -> None:
         up = urlsplit(self.state.upstream)
         conn = http.client.HTTPConnection(up.hostname or "127.0.0.1", up.port or 80, timeout=30)
         try:
@@ -149,6 +163,9 @@ class _Handler(BaseHTTPRequestHandler):
             conn.request(self.command, self.path, body=body or None, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
+            if reset:
+                self._reset()
+                return
             self._answer(resp.status, resp.getheaders(), data)
         finally:
             conn.close()

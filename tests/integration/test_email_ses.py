@@ -27,7 +27,15 @@ from consumers.runtime.topics import Topics
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus, Tier
 from tests.conftest import make_settings
-from tests.fakes.fault_proxy import SES_5XX, SES_REJECT, SES_THROTTLE, Fault, FaultProxy, stall
+from tests.fakes.fault_proxy import (
+    RESET_AFTER_SEND,
+    SES_5XX,
+    SES_REJECT,
+    SES_THROTTLE,
+    Fault,
+    FaultProxy,
+    stall,
+)
 from tests.fakes.moto_api import aws_options, ensure_identity, sent_mail
 from tests.integration.test_channel_consumer import incoming, message, outcomes
 from tests.kafka_helpers import produce_raw, wait_for_records
@@ -194,6 +202,23 @@ async def test_a_timeout_is_ambiguous_for_a_medium_email_and_a_dead_endpoint_is_
         "provider_unavailable",
         "EndpointConnectionError",
     )
+
+
+async def test_a_reset_after_ses_took_the_request_is_ambiguous_not_a_refusal(
+    settings: HeraldSettings, adapter: SesEmailAdapter, proxy: FaultProxy, moto: str
+) -> None:
+    # aiobotocore reports a reset while awaiting the answer as EndpointConnectionError, as it does
+    # a refused connect: read as provider_unavailable it failed over to SMTP, a second copy.
+    m = email_message("u-reset", tier=Tier.MEDIUM)
+    proxy.inject(RESET_AFTER_SEND)
+    direct = await adapter.deliver(m, CONTENT, idempotency_key=m.idempotency_key)
+    assert (direct.status, direct.reason) == ("failed_retryable", "provider_timeout")
+    assert len(await sent_mail(moto, m.recipient)) == 1  # SES did send it
+    proxy.clear()
+    proxy.inject(RESET_AFTER_SEND, times=10)
+    (o,) = outcomes(await consumer_for(settings, adapter, inprocess_retries=2).handle(incoming([m])))
+    assert (o.status, o.reason) == (OutcomeStatus.FAILED_PERMANENT, "ambiguous")
+    assert len(proxy.requests) == 1 and len(await sent_mail(moto, m.recipient)) == 2
 
 
 async def test_sends_are_paced_by_one_bucket_shared_by_all_tasks(
