@@ -64,10 +64,29 @@ _SES_CODES: dict[str, Failure] = {
     "InternalFailure": RETRY,
 }
 
+# From a tenant's own sender identity, an unverified MAIL FROM domain or a refused permission (a
+# sending authorization policy) is that tenant's setup, not SES's: retried, it would count against
+# the one `ses` breaker, and one tenant's DNS would fail every tenant's mail over. Permanent for
+# that message instead (a permanent verdict is not counted by the breaker).
+_TENANT_SENDER = Failure.permanent("tenant_sender_config")
+_TENANT_SES_CODES: dict[str, Failure] = {
+    **_SES_CODES,
+    **dict.fromkeys(
+        (
+            "MailFromDomainNotVerifiedException",
+            "MailFromDomainNotVerified",
+            "AccessDeniedException",
+            "AccessDenied",
+        ),
+        _TENANT_SENDER,
+    ),
+}
 
-def classify(code: str, status: int | None) -> Failure:
-    """What an SES error code means: the table, then :func:`channels.aws.classify`'s rule. Pure."""
-    return aws.classify(_SES_CODES, code, status)
+
+def classify(code: str, status: int | None, *, tenant_sender: bool = False) -> Failure:
+    """What an SES error code means: the table, then :func:`channels.aws.classify`'s rule.
+    ``tenant_sender``: the mail went from a tenant's own identity (``tenant_from``). Pure."""
+    return aws.classify(_TENANT_SES_CODES if tenant_sender else _SES_CODES, code, status)
 
 
 async def discover_max_send_rate(client: Any) -> float | None:
@@ -147,7 +166,8 @@ class SesEmailAdapter:
         except PermanentDelivery as exc:
             return Outcome.from_error(exc)
         await self.bucket.acquire()
-        response = await call_classified(self.provider, self.client.send_email, params, table=_SES_CODES)
+        table = _TENANT_SES_CODES if (message.tenant or "") in self.tenant_from else _SES_CODES
+        response = await call_classified(self.provider, self.client.send_email, params, table=table)
         if isinstance(response, Outcome):
             return response
         return Outcome.sent(self.provider, response.get("MessageId"))

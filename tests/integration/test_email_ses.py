@@ -221,6 +221,24 @@ async def test_a_reset_after_ses_took_the_request_is_ambiguous_not_a_refusal(
     assert len(proxy.requests) == 1 and len(await sent_mail(moto, m.recipient)) == 2
 
 
+async def test_a_tenants_unverified_mail_from_is_permanent_for_it_and_config_for_ours(
+    adapter: SesEmailAdapter, proxy: FaultProxy
+) -> None:
+    unverified = Fault(
+        400,
+        (("Content-Type", "application/json"), ("x-amzn-ErrorType", "MailFromDomainNotVerifiedException")),
+        b'{"message": "MAIL FROM domain not verified"}',
+    )
+    adapter.tenant_from = {"acme": "Acme <hi@acme.example>"}
+    proxy.inject(unverified, times=2)
+    acme, ours = email_message("u-acme"), email_message("u-ours")
+    acme.tenant = "acme"
+    a = await adapter.deliver(acme, CONTENT, idempotency_key=acme.idempotency_key)
+    o = await adapter.deliver(ours, CONTENT, idempotency_key=ours.idempotency_key)
+    assert (a.status, a.reason) == ("failed_permanent", "tenant_sender_config")  # not the breaker's
+    assert (o.status, o.reason) == ("failed_retryable", "provider_config")
+
+
 async def test_sends_are_paced_by_one_bucket_shared_by_all_tasks(
     settings: HeraldSettings, moto: str, adapter: SesEmailAdapter
 ) -> None:

@@ -66,6 +66,18 @@ def test_account_and_configuration_errors_retry_so_the_breaker_opens(code: str, 
     assert classify(code, 403).retryable
 
 
+@pytest.mark.parametrize(
+    "code", ["MailFromDomainNotVerifiedException", "AccessDeniedException", "AccessDenied"]
+)
+def test_a_tenant_senders_identity_errors_are_that_tenants_not_the_breakers(code: str) -> None:
+    # One tenant's unverified domain must not open the `ses` breaker for every tenant.
+    failure = classify(code, 400, tenant_sender=True)
+    assert not failure.retryable and failure.outcome("ses", code).reason == "tenant_sender_config"
+    assert classify(code, 400).retryable  # Herald's own sender: our configuration, fail over
+    for shared in ("SendingPausedException", "InvalidClientTokenId", "TooManyRequestsException"):
+        assert classify(shared, 400, tenant_sender=True) == classify(shared, 400)
+
+
 def test_unsubscribe_headers_one_click_and_mailto() -> None:
     h = unsubscribe_headers(
         "https://x.com/u?u={user_id}&c={category}", "unsub@x.com", user_id="a b&c", category="marketing"
