@@ -205,7 +205,17 @@ class FcmAdapter:
                     content=body,
                     headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
                 )
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Refusals before any byte of the request left: no connection, no proxy tunnel, a URL
+            # httpx cannot send. A write error or timeout stays ambiguous: over HTTP/2 the socket
+            # is shared, so a failed write does not show this stream's request was incomplete;
+            # LocalProtocolError too (httpcore's HTTP/2 raises it at any point of the exchange).
+            except (
+                httpx.ConnectError,
+                httpx.ConnectTimeout,
+                httpx.PoolTimeout,
+                httpx.ProxyError,
+                httpx.UnsupportedProtocol,
+            ) as exc:
                 return _TokenResult(
                     token, _UNAVAILABLE.outcome(PROVIDER, None, f"{type(exc).__name__}: {exc}")
                 )

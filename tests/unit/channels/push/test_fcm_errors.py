@@ -286,6 +286,27 @@ async def test_network_error_and_timeout_are_retryable() -> None:
     assert (await deliver(slow))[0].ambiguous and not (await deliver(refuse))[0].ambiguous
 
 
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (httpx.ProxyError, "provider_unavailable"),  # the tunnel was refused: nothing sent
+        (httpx.UnsupportedProtocol, "provider_unavailable"),
+        (httpx.PoolTimeout, "provider_unavailable"),
+        (httpx.WriteError, "provider_timeout"),  # HTTP/2 shares the socket: maybe all written
+        (httpx.WriteTimeout, "provider_timeout"),
+        (httpx.LocalProtocolError, "provider_timeout"),
+        (httpx.ReadError, "provider_timeout"),
+    ],
+)
+async def test_transport_errors_before_and_after_the_request_left(
+    error: type[httpx.TransportError], reason: str
+) -> None:
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise error("fault", request=request)
+
+    assert (await deliver(fail))[0].reason == reason
+
+
 async def test_one_message_per_token_and_mixed_results() -> None:
     sent_to: list[str] = []
 
