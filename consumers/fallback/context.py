@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
 
-from consumers.classifier.consent import DEFAULT_QUIET_CHANNELS, Consent, consent
+from consumers.classifier.consent import DEFAULT_QUIET_CHANNELS, DIGEST_EVENT_TYPE, Consent, consent
 from consumers.classifier.quiet_hours import QuietWindow
 from consumers.infra.clock import Clock
 from consumers.infra.settings import FallbackSettings
@@ -65,8 +65,10 @@ class Contact:
         at: datetime,
         quiet_channels: frozenset[Channel] = DEFAULT_QUIET_CHANNELS,
         opt_in: bool = False,
+        event_type: str = "",
     ) -> Consent:
-        """The same check the classifier makes (:func:`consumers.classifier.consent.consent`)."""
+        """The same check the classifier makes (:func:`consumers.classifier.consent.consent`); a
+        digest (``event_type`` ``digest``) needs the user's digest switch on, as the classifier's."""
         return consent(
             tier=tier,
             category=category,
@@ -77,6 +79,7 @@ class Contact:
             window=self.quiet,
             quiet_channels=quiet_channels,
             opt_in=opt_in,
+            digest=self.digest if event_type == DIGEST_EVENT_TYPE else None,
         )
 
 

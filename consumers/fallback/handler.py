@@ -251,6 +251,14 @@ class FallbackHandler:
         route = self.workflows.table.match(event_type)
         return route is not None and route.custom
 
+    def _opt_in(self, message: ChannelMessage) -> bool:
+        """Whether the message's channel is an opt-in one of its route (the routing table in use):
+        its retry then needs the user's stored yes at release, as the classifier asked."""
+        if self.workflows is None:
+            return False  # no routing table: the defaults have no opt-in channels
+        route = self.workflows.table.match(message.event_type)
+        return route is not None and message.channel in route.opt_in
+
     def _retry(self, outcome: DeliveryOutcome, later: _Later) -> list[Output]:
         assert outcome.message is not None
         message = outcome.message
@@ -262,6 +270,7 @@ class FallbackHandler:
             rand=self.rand(),
             topics=self.ctx.topics,
             codec=self.ctx.codec,
+            opt_in=self._opt_in(message),
         )
         channel = message.channel.value
         if timer is not None:

@@ -74,6 +74,7 @@ def release(
         at=now,
         quiet_channels=ctx.quiet_channels,
         opt_in=timer.data.get("opt_in") is True,
+        event_type=message.event_type,
     )
     what = "deferred send" if timer.kind == KIND_DEFERRED_SEND else "retry"
     if verdict.verdict is Verdict.OPTED_OUT:

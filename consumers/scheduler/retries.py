@@ -66,12 +66,15 @@ def plan_retry(
     rand: float,
     topics: Topics,
     codec: Codec,
+    opt_in: bool = False,
 ) -> Timer | None:
     """The scheduler Timer (kind ``retry``) that re-sends outcome.message with attempt+1 and the SAME
     idempotency key to its channel topic at now+delay; None when retries are exhausted.
 
     ``None`` also when the channel has no schedule (no retries configured) and when the retry
     would be due at or after the message's ``expires_at`` (a late retry is worthless).
+    ``opt_in``: the message's channel is an opt-in one of its route; the timer's data says so
+    (``data.opt_in``, as a deferral's), for the consent check at release, which the message cannot tell.
     Raises ``ValueError`` for an outcome that is not ``failed_retryable`` or carries no
     message: that is a contract violation by the producer of the outcome, not an exhaustion.
     """
@@ -95,6 +98,14 @@ def plan_retry(
     # The channel topics' key (docs/architecture.md, "Topics and lanes"): webhooks are keyed by
     # endpoint id (the recipient), the other channels by user.
     msg_key = message.recipient if message.channel == Channel.WEBHOOK else message.user_id
+    data: dict[str, str | int | bool] = {
+        "notification_id": message.notification_id,
+        "attempt": attempt + 1,
+        "channel": Channel(message.channel).value,
+        "tenant": message.tenant or "",  # its record key names only the user: erasure's scope
+    }
+    if opt_in:
+        data["opt_in"] = True
     return Timer(
         key=retry_timer_key(message.idempotency_key, attempt + 1),
         kind=KIND_RETRY,
@@ -102,10 +113,5 @@ def plan_retry(
         topic=topics.channel(message.channel, message.lane),
         msg_key=msg_key.encode(),
         payload=codec.encode(retry),
-        data={
-            "notification_id": message.notification_id,
-            "attempt": attempt + 1,
-            "channel": Channel(message.channel).value,
-            "tenant": message.tenant or "",  # its record key names only the user: erasure's scope
-        },
+        data=data,
     )

@@ -9,6 +9,7 @@ before the upgrade are still released.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,22 +20,27 @@ import asyncpg
 import pytest_asyncio
 import redis.asyncio as redis_asyncio
 
+from consumers.classifier.consent import DIGEST_EVENT_TYPE
 from consumers.classifier.handler import Classifier, decide_config
 from consumers.classifier.lookup import ProfileCache
 from consumers.classifier.ratelimit import RateLimiter
 from consumers.classifier.routing import load_routing
 from consumers.emitter import build_event
 from consumers.fallback.context import FallbackContext
+from consumers.fallback.handler import FallbackHandler
 from consumers.fallback.process import fire_batch_handlers, fire_batch_locks, fire_handlers
 from consumers.infra.clock import ManualClock
 from consumers.infra.settings import HeraldSettings, SchedulerSettings
 from consumers.runtime.handling import DeadLetter, Incoming
 from consumers.runtime.kafka import create_topics, make_producer
 from consumers.runtime.topics import Topics
+from consumers.scheduler.retries import retry_timer_key
 from consumers.scheduler.store import TIMER_BATCHES_UNDONE, Scheduler, TimerPoller, publish_timer
 from consumers.scheduler.timer import KIND_DEFERRED_SEND
+from consumers.workflow.context import WorkflowContext
 from schemas.codec import default_codec
 from schemas.models import Channel, ChannelMessage, DeliveryOutcome, Lane, OutcomeStatus
+from tests.integration.fallback_harness import outcome_of
 from tests.kafka_helpers import read_all
 
 CODEC = default_codec()
@@ -50,6 +56,7 @@ class Rig:
     clock: ManualClock
     classifier: Classifier
     poller: TimerPoller
+    fallback: FallbackHandler  # with the routing table, as the fallback process runs it
 
     @property
     def push(self) -> str:
@@ -110,6 +117,12 @@ class Rig:
             and o.status is not OutcomeStatus.DEFERRED
         ]
 
+    async def fail(self, message: ChannelMessage) -> None:
+        """A failed_retryable outcome of ``message`` to the fallback, which arms its retry timer."""
+        outcome = outcome_of(message, OutcomeStatus.FAILED_RETRYABLE, at=self.clock.now(), error_code="x")
+        (done,) = await self.fallback.handle([Incoming("outcomes", 0, 0, None, outcome, (), 0)])
+        assert not isinstance(done, DeadLetter)
+
     async def timer(self, key: str) -> asyncpg.Record:
         row = await self.pool.fetchrow(
             "SELECT kind, state, msg_key, payload, data FROM herald_timers WHERE namespace = $1 AND key = $2",
@@ -140,6 +153,13 @@ async def rig(
     ctx = FallbackContext(
         scheduler=scheduler, topics=topics, codec=CODEC, settings=settings.fallback, clock=clock
     )
+    wf = WorkflowContext(
+        table=classifier.table,
+        decide=decide_config(settings),
+        pool=pg_pool,
+        scheduler=scheduler,
+        clock=clock,
+    )
     producer = make_producer(settings)
     await producer.start()
     poller = TimerPoller(
@@ -151,7 +171,7 @@ async def rig(
         batch_locks=fire_batch_locks(),
     )
     try:
-        yield Rig(settings, pg_pool, clock, classifier, poller)
+        yield Rig(settings, pg_pool, clock, classifier, poller, FallbackHandler(ctx, pg_pool, workflows=wf))
     finally:
         await producer.stop()
 
@@ -250,3 +270,61 @@ async def test_a_publish_deferral_armed_before_the_upgrade_is_still_released(rig
     (record,) = await rig.sent_to(user)
     assert (record.key, record.value) == (row["msg_key"], row["payload"])
     assert (await rig.timer(key))["state"] == "fired"
+
+
+async def test_a_held_again_opt_in_deferral_still_needs_the_stored_yes(rig: Rig) -> None:
+    user = await rig.user()
+    (deferred,) = await rig.defer(user)
+    await rig.pool.execute("UPDATE herald_recipients SET quiet_end = '19:00' WHERE user_id = $1", user)
+    await rig.release_at(RELEASE)  # held again until 19:00 local
+    held = await rig.pool.fetchval(
+        "SELECT data FROM herald_timers WHERE namespace = $1 AND key LIKE $2 AND state = 'pending'",
+        rig.settings.topic_prefix,
+        deferred.message.idempotency_key + ":deferred:held:%",  # type: ignore[union-attr]
+    )
+    assert held is not None and '"opt_in": true' in held
+    await rig.pool.execute("DELETE FROM herald_preferences WHERE user_id = $1", user)
+    await rig.release_at(RELEASE + timedelta(hours=1))
+    assert await rig.sent_to(user) == []
+    (end,) = await rig.outcomes_of(deferred.notification_id)
+    assert (end.status, end.reason) == (OutcomeStatus.SUPPRESSED, "opted_out")
+
+
+async def test_a_retry_of_an_opt_in_push_needs_the_stored_yes_at_release(rig: Rig) -> None:
+    user = await rig.user()
+    (deferred,) = await rig.defer(user)
+    await rig.release_at(RELEASE)
+    (record,) = await rig.sent_to(user)
+    message = CODEC.decode(record.value, ChannelMessage)
+    await rig.fail(message)  # FCM failed retryably: the fallback arms a retry
+    row = await rig.timer(retry_timer_key(message.idempotency_key, message.attempt + 1))
+    assert row["data"] is not None and '"opt_in": true' in row["data"]  # comment_reply: push opt-in
+    await rig.pool.execute("DELETE FROM herald_preferences WHERE user_id = $1", user)
+    await rig.release_at(RELEASE + timedelta(hours=1))
+    assert len(await rig.sent_to(user)) == 1  # not resent
+    (end,) = await rig.outcomes_of(deferred.notification_id)
+    assert (end.status, end.reason) == (OutcomeStatus.SUPPRESSED, "opted_out")
+
+
+async def test_a_digest_retry_is_not_sent_once_the_user_switched_digests_off(rig: Rig) -> None:
+    user = await rig.user()
+    (deferred,) = await rig.defer(user)
+    assert deferred.message is not None
+    digest = dataclasses.replace(
+        deferred.message,
+        event_type=DIGEST_EVENT_TYPE,
+        template=DIGEST_EVENT_TYPE,
+        channel=Channel.EMAIL,
+        recipient=f"{user}@example.com",
+        idempotency_key=deferred.message.idempotency_key + ":digest",
+    )
+    rig.clock.set(RELEASE)
+    await rig.fail(digest)
+    await rig.pool.execute(
+        "UPDATE herald_recipients SET digest = false WHERE user_id = $1", user
+    )  # overnight
+    await rig.release_at(RELEASE + timedelta(hours=1))
+    email = Topics(rig.settings.topic_prefix).channel(Channel.EMAIL, Lane.PRIORITY)
+    assert [r for r in await read_all(rig.settings, email) if r.key == user.encode()] == []
+    ends = [o for o in await rig.outcomes_of(deferred.notification_id) if o.channel is Channel.EMAIL]
+    assert [(o.status, o.reason) for o in ends] == [(OutcomeStatus.SUPPRESSED, "opted_out")]

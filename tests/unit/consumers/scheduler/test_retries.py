@@ -306,3 +306,11 @@ def test_contract_violations_raise() -> None:
             topics=Topics("px"),
             codec=default_codec(),
         )
+
+
+def test_plan_retry_carries_opt_in_for_the_consent_check_at_release() -> None:
+    args = {"jitter": 0.0, "now": NOW, "rand": 0.5, "topics": Topics("px"), "codec": default_codec()}
+    opted = plan_retry(_failed(_message(Channel.PUSH)), SCHEDULES, opt_in=True, **args)  # type: ignore[arg-type]
+    plain = plan_retry(_failed(_message(Channel.PUSH)), SCHEDULES, **args)  # type: ignore[arg-type]
+    assert opted is not None and opted.data["opt_in"] is True
+    assert plain is not None and "opt_in" not in plain.data
