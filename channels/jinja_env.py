@@ -5,6 +5,10 @@
 * Templates looked up by name (and the name of the template asking: ``extends``, ``include``)
   in a plain dict: the renderer never reloads templates (``auto_reload=False``).
 
+And one limit jinja2's sandbox lacks: ``*`` and ``**`` cannot build a string, list or number
+larger than :data:`MAX_SIZE` (a payload's ``n`` in ``{{ "a" * n }}`` would otherwise take all
+memory, a MemoryError the renderer must treat as the machine's and retry).
+
 tests/unit/channels/test_templates_equivalence.py renders every shipped template with this
 environment and with a stock one and compares the text.
 """
@@ -16,9 +20,29 @@ from typing import Any
 
 import jinja2
 import markupsafe
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
+from jinja2.sandbox import MAX_RANGE, SandboxedEnvironment
 
-__all__ = ["SandboxEnvironment", "escape_text"]
+__all__ = ["MAX_SIZE", "SandboxEnvironment", "escape_text"]
+
+MAX_SIZE = MAX_RANGE
+"""Items of a sequence, or bits of an int, that ``*`` and ``**`` may produce in a template
+(jinja2's own limit on ``range``: 100000)."""
+
+_SEQUENCES = (str, list, tuple, bytes)
+
+
+def _size(operator: str, left: Any, right: Any) -> int:
+    """How large ``left operator right`` would be (items or bits), without computing it. Pure."""
+    if operator == "*":
+        for seq, n in ((left, right), (right, left)):
+            if isinstance(seq, _SEQUENCES) and isinstance(n, int):
+                return len(seq) * n
+        return 0
+    if isinstance(left, int) and isinstance(right, int) and right > 0:  # **: bits of the power
+        return abs(left).bit_length() * right
+    return 0
 
 
 def _escaped_str(value: str) -> str:
@@ -64,6 +88,12 @@ class SandboxEnvironment(SandboxedEnvironment):
     template is loaded, so a snapshot sees the same values."""
 
     template_class = _Template
+    intercepted_binops = frozenset({"*", "**"})  # compiled to call_binop
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if _size(operator, left, right) > MAX_SIZE:
+            raise SecurityError(f"the result of {operator} would exceed {MAX_SIZE} (items or bits)")
+        return super().call_binop(context, operator, left, right)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

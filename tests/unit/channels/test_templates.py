@@ -155,6 +155,30 @@ def test_any_error_the_payload_causes_is_a_permanent_template_error(
     assert raised in str(info.value) or raised == "UndefinedError"
 
 
+@pytest.mark.parametrize(
+    ("text", "payload"),
+    [
+        ('{{ "a" * n }}', {"n": 10**12}),  # a MemoryError (retried) or all the memory, unchecked
+        ("{{ n * s }}", {"n": 10**12, "s": "ab"}),
+        ("{{ xs * n }}", {"xs": [1, 2], "n": 10**12}),
+        ("{{ 10 ** n }}", {"n": 10**9}),  # minutes of CPU for a number of a billion digits
+    ],
+)
+def test_a_result_too_large_to_build_is_a_permanent_template_error(
+    tmp_path: Path, text: str, payload: dict[str, object]
+) -> None:
+    r = _tree(tmp_path, {"t/en/sms.txt.j2": text})
+    with pytest.raises(TemplateError, match="unsafe template operation") as info:
+        r.render(Channel.SMS, "t", "en", payload)
+    assert info.value.reason == "template_error"
+
+
+def test_small_products_and_powers_still_render(tmp_path: Path) -> None:
+    text = '{{ "-" * 3 }}{{ n * 2.5 }} {{ [0] * 2 }} {{ 2 ** 10 }} {{ "=" * n }}'
+    r = _tree(tmp_path, {"t/en/sms.txt.j2": text})
+    assert r.render(Channel.SMS, "t", "en", {"n": 4}).text == "---10.0 [0, 0] 1024 ===="
+
+
 def test_locale_falls_back_per_channel_as_a_whole(tmp_path: Path) -> None:
     # pt has only the subject: the email must not mix a pt subject with an en body.
     r = _tree(
