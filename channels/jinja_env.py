@@ -7,7 +7,10 @@
 
 And one limit jinja2's sandbox lacks: ``*`` and ``**`` cannot build a string, list or number
 larger than :data:`MAX_SIZE` (a payload's ``n`` in ``{{ "a" * n }}`` would otherwise take all
-memory, a MemoryError the renderer must treat as the machine's and retry).
+memory, a MemoryError the renderer must treat as the machine's and retry). Not covered: ``%``
+formatting with a payload's width (``"%*s" % (n, "")``) and the ``center``/``indent`` filters with
+a payload's width can still build a huge string; templates are the operator's, so a template that
+takes widths from a payload is the place to bound them.
 
 tests/unit/channels/test_templates_equivalence.py renders every shipped template with this
 environment and with a stock one and compares the text.

@@ -130,7 +130,15 @@ class TwilioSmsAdapter:
             response = await self.client.post(
                 self.path, data=form, auth=(self.options.account_sid, self.options.auth_token)
             )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        # Refused before the request left (no connection, a proxy refusing the tunnel, a URL the
+        # client cannot speak): nothing can have been sent, so the next provider may try it.
+        except (
+            httpx.ConnectError,
+            httpx.ConnectTimeout,
+            httpx.PoolTimeout,
+            httpx.ProxyError,
+            httpx.UnsupportedProtocol,
+        ) as exc:
             return Outcome.from_error(
                 RetryableDelivery(
                     self.provider, type(exc).__name__, str(exc)[:500], reason="provider_unavailable"

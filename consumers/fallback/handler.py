@@ -19,6 +19,7 @@ from datetime import datetime
 import asyncpg
 
 from channels.storage_errors import PG_OUTAGES, classify_pg_error
+from consumers.classifier.consent import DIGEST_EVENT_TYPE
 from consumers.classifier.routing import DEFAULT_CHANNELS, DEFAULT_FALLBACK
 from consumers.fallback.context import FallbackContext
 from consumers.fallback.critical import mark_reached, watch_critical
@@ -254,8 +255,10 @@ class FallbackHandler:
     def _opt_in(self, message: ChannelMessage) -> bool:
         """Whether the message's channel is an opt-in one of its route (the routing table in use):
         its retry then needs the user's stored yes at release, as the classifier asked."""
-        if self.workflows is None:
-            return False  # no routing table: the defaults have no opt-in channels
+        if self.workflows is None or message.event_type == DIGEST_EVENT_TYPE:
+            # no routing table: the defaults have no opt-in channels; a digest is never routed (a
+            # route matching every type, opt_in included, must not make its retries need a yes)
+            return False
         route = self.workflows.table.match(message.event_type)
         return route is not None and message.channel in route.opt_in
 

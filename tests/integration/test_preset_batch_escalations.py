@@ -21,6 +21,7 @@ from consumers.scheduler.store import Scheduler, TimerPoller
 from schemas.models import Channel, DeliveryOutcome, OutcomeStatus, Receipt, ReceiptStatus, Tier
 from tests.integration.fallback_harness import Harness, channel_message, outcome_of
 from tests.integration.test_preset_batch import DAY, _escalation_emails, _runs, _states, _steps, h
+from tests.waiting import until
 
 __all__ = ["h"]  # the harness fixture, shared with test_preset_batch
 
@@ -107,6 +108,10 @@ async def test_a_polls_escalations_are_written_in_one_statement_and_each_sends_o
     ]
 
 
+async def _done_or_waiting(task: asyncio.Task[object], pool: asyncpg.Pool, name: str) -> bool:
+    return task.done() or await _waiting(pool, name)
+
+
 async def _waiting(pool: asyncpg.Pool, name: str) -> bool:
     return bool(
         await pool.fetchval(
@@ -152,11 +157,15 @@ async def test_a_receipts_batch_and_a_poll_on_the_same_notifications_do_not_dead
             "SELECT 1 FROM herald_workflows WHERE notification_id = $1 FOR UPDATE", held.notification_id
         )
         poll = asyncio.create_task(_poller(h, poller_pool).release_due())
-        while not await _waiting(h.pool, "deadlock-poller"):
-            await asyncio.sleep(0.02)
+        await until(
+            lambda: _waiting(h.pool, "deadlock-poller"), what="the poll waits for the held row", timeout=30
+        )
         fallback = asyncio.create_task(handler.handle(receipts))
-        while not fallback.done() and not await _waiting(h.pool, "deadlock-fallback"):
-            await asyncio.sleep(0.02)
+        await until(
+            lambda: _done_or_waiting(fallback, h.pool, "deadlock-fallback"),
+            what="the fallback batch waits for a lock or is done",
+            timeout=30,
+        )
         await tx.rollback()
     # a deadlock raises in one of them (after PostgreSQL's deadlock_timeout): the outage path
     released, results = await asyncio.wait_for(asyncio.gather(poll, fallback), 30)
@@ -209,11 +218,15 @@ async def test_a_critical_outcome_and_a_push_against_a_poll_of_the_push_and_the_
             "SELECT 1 FROM herald_workflows WHERE notification_id = $1 FOR UPDATE", a.notification_id
         )
         poll = asyncio.create_task(_poller(h, poller_pool).release_due())
-        while not await _waiting(h.pool, "critical-poller"):
-            await asyncio.sleep(0.02)
+        await until(
+            lambda: _waiting(h.pool, "critical-poller"), what="the poll waits for the held row", timeout=30
+        )
         fallback = asyncio.create_task(handler.handle(batch))
-        while not fallback.done() and not await _waiting(h.pool, "critical-fallback"):
-            await asyncio.sleep(0.02)
+        await until(
+            lambda: _done_or_waiting(fallback, h.pool, "critical-fallback"),
+            what="the fallback batch waits for a lock or is done",
+            timeout=30,
+        )
         await tx.rollback()
     released, results = await asyncio.wait_for(asyncio.gather(poll, fallback), 30)
     assert released == 2  # a's escalate step and b's critical check
