@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from channels.base import Content, Failure, Outcome
+from channels.http_refusals import REFUSED_BEFORE_SENDING
 from channels.push.devices_pg import DeviceStore
 from channels.push.fcm_auth import CredentialsError, TokenSource
 from channels.push.fcm_message import (
@@ -205,17 +206,10 @@ class FcmAdapter:
                     content=body,
                     headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
                 )
-            # Refusals before any byte of the request left: no connection, no proxy tunnel, a URL
-            # httpx cannot send. A write error or timeout stays ambiguous: over HTTP/2 the socket
-            # is shared, so a failed write does not show this stream's request was incomplete;
-            # LocalProtocolError too (httpcore's HTTP/2 raises it at any point of the exchange).
-            except (
-                httpx.ConnectError,
-                httpx.ConnectTimeout,
-                httpx.PoolTimeout,
-                httpx.ProxyError,
-                httpx.UnsupportedProtocol,
-            ) as exc:
+            # A write error or timeout stays ambiguous: over HTTP/2 the socket is shared, so a
+            # failed write does not show this stream's request was incomplete; LocalProtocolError
+            # too (httpcore's HTTP/2 raises it at any point of the exchange).
+            except REFUSED_BEFORE_SENDING as exc:
                 return _TokenResult(
                     token, _UNAVAILABLE.outcome(PROVIDER, None, f"{type(exc).__name__}: {exc}")
                 )

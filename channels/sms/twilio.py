@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 import httpx
 
 from channels.base import Content, Failure, Outcome, PermanentDelivery, RetryableDelivery
+from channels.http_refusals import REFUSED_BEFORE_SENDING
 from channels.pacing import TokenBucket
 from channels.retry_after import parse_retry_after
 from channels.sms.sns import phone_problem, segments
@@ -130,15 +131,7 @@ class TwilioSmsAdapter:
             response = await self.client.post(
                 self.path, data=form, auth=(self.options.account_sid, self.options.auth_token)
             )
-        # Refused before the request left (no connection, a proxy refusing the tunnel, a URL the
-        # client cannot speak): nothing can have been sent, so the next provider may try it.
-        except (
-            httpx.ConnectError,
-            httpx.ConnectTimeout,
-            httpx.PoolTimeout,
-            httpx.ProxyError,
-            httpx.UnsupportedProtocol,
-        ) as exc:
+        except REFUSED_BEFORE_SENDING as exc:  # nothing sent: the next provider may try it
             return Outcome.from_error(
                 RetryableDelivery(
                     self.provider, type(exc).__name__, str(exc)[:500], reason="provider_unavailable"
