@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-__all__ = ["own_database"]
+__all__ = ["own_database", "waits_for_a_lock"]
 
 
 @asynccontextmanager
@@ -24,3 +24,14 @@ async def own_database(server_url: str, prefix: str) -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE "{name}"')
         await admin.close()
+
+
+async def waits_for_a_lock(pool: asyncpg.Pool, application_name: str) -> bool:
+    """Does a connection named ``application_name`` (pg_stat_activity) wait for a lock right now?"""
+    return bool(
+        await pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = $1 "
+            "AND wait_event_type = 'Lock')",
+            application_name,
+        )
+    )

@@ -14,6 +14,7 @@ from consumers.workflow.cancel import Canceller
 from consumers.workflow.preset_batch import _LOCK_ALL
 from schemas.codec import default_codec
 from schemas.models import DomainEvent, OutcomeStatus, Tier
+from tests.pg_helpers import waits_for_a_lock
 from tests.waiting import until
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
@@ -25,16 +26,6 @@ async def _pool(stack: DevStack, name: str) -> asyncpg.Pool:
     )
     assert pool is not None
     return pool
-
-
-async def _waiting(pool: asyncpg.Pool, name: str) -> bool:
-    return bool(
-        await pool.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = $1 "
-            "AND wait_event_type = 'Lock')",
-            name,
-        )
-    )
 
 
 async def test_a_cancel_and_a_poll_batch_on_the_same_workflows_do_not_deadlock(
@@ -70,11 +61,15 @@ async def test_a_cancel_and_a_poll_batch_on_the_same_workflows_do_not_deadlock(
                     await conn.fetch(_LOCK_ALL, nids)
 
             polling = asyncio.ensure_future(poll())
-            await until(lambda: _waiting(pg_pool, "order-poller"), what="the poller waits for n1", timeout=10)
+            await until(
+                lambda: waits_for_a_lock(pg_pool, "order-poller"), what="the poller waits for n1", timeout=10
+            )
             # The cancel starts while the poller holds n0: in storage order it would take n2, then wait
             # for n0; once n1 is free the poller would wait for n2: a cycle.
             cancelling = asyncio.ensure_future(canceller.cancel(key, NOW))
-            await until(lambda: _waiting(pg_pool, "order-cancel"), what="the cancel waits", timeout=10)
+            await until(
+                lambda: waits_for_a_lock(pg_pool, "order-cancel"), what="the cancel waits", timeout=10
+            )
         _, outcomes = await asyncio.wait_for(asyncio.gather(polling, cancelling), timeout=30)
         assert sorted(o.event_id for o in outcomes) == nids
         assert {o.status for o in outcomes} == {OutcomeStatus.CANCELLED}

@@ -5,7 +5,7 @@ deadlock (PostgreSQL would abort one, an outage retried after a back-off). Real 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -18,9 +18,18 @@ from consumers.fallback.handler import FallbackHandler
 from consumers.fallback.process import fire_batch_handlers, fire_batch_locks, fire_handlers
 from consumers.runtime.handling import Incoming
 from consumers.scheduler.store import Scheduler, TimerPoller
-from schemas.models import Channel, DeliveryOutcome, OutcomeStatus, Receipt, ReceiptStatus, Tier
+from schemas.models import (
+    Channel,
+    ChannelMessage,
+    DeliveryOutcome,
+    OutcomeStatus,
+    Receipt,
+    ReceiptStatus,
+    Tier,
+)
 from tests.integration.fallback_harness import Harness, channel_message, outcome_of
 from tests.integration.test_preset_batch import DAY, _escalation_emails, _runs, _states, _steps, h
+from tests.pg_helpers import waits_for_a_lock
 from tests.waiting import until
 
 __all__ = ["h"]  # the harness fixture, shared with test_preset_batch
@@ -108,17 +117,36 @@ async def test_a_polls_escalations_are_written_in_one_statement_and_each_sends_o
     ]
 
 
-async def _done_or_waiting(task: asyncio.Task[object], pool: asyncpg.Pool, name: str) -> bool:
-    return task.done() or await _waiting(pool, name)
-
-
-async def _waiting(pool: asyncpg.Pool, name: str) -> bool:
-    return bool(
-        await pool.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock')",
-            name,
+async def _meet_midway(
+    h: Harness,
+    held: ChannelMessage,
+    poll: Callable[[], Awaitable[int]],
+    batch: Callable[[], Awaitable[Sequence[object]]],
+    names: tuple[str, str],
+) -> tuple[int, Sequence[object]]:
+    """A third connection holds ``held``'s state row while the poll and then the fallback batch
+    start, each until it waits for a lock (the batch may also finish), then lets go: both are
+    mid-way at once. Their results, after both end (a deadlock raises in one of them)."""
+    poller, fallback_name = names
+    async with h.pool.acquire() as blocker:
+        tx = blocker.transaction()
+        await tx.start()
+        await blocker.execute(
+            "SELECT 1 FROM herald_workflows WHERE notification_id = $1 FOR UPDATE", held.notification_id
         )
-    )
+        polling = asyncio.ensure_future(poll())
+        await until(
+            lambda: waits_for_a_lock(h.pool, poller), what="the poll waits for the held row", timeout=30
+        )
+        fallback = asyncio.ensure_future(batch())
+
+        async def fallback_stopped() -> bool:
+            return fallback.done() or await waits_for_a_lock(h.pool, fallback_name)
+
+        await until(fallback_stopped, what="the fallback batch waits for a lock or is done", timeout=30)
+        await tx.rollback()
+    released, results = await asyncio.wait_for(asyncio.gather(polling, fallback), 30)
+    return released, results
 
 
 @pytest.mark.parametrize("blocked", ["first receipt's row", "an earlier row"])
@@ -150,25 +178,14 @@ async def test_a_receipts_batch_and_a_poll_on_the_same_notifications_do_not_dead
         for i, m in enumerate([n2, n1])
     ]
     held = n1 if blocked == "first receipt's row" else n0
-    async with h.pool.acquire() as blocker:
-        tx = blocker.transaction()
-        await tx.start()
-        await blocker.execute(
-            "SELECT 1 FROM herald_workflows WHERE notification_id = $1 FOR UPDATE", held.notification_id
-        )
-        poll = asyncio.create_task(_poller(h, poller_pool).release_due())
-        await until(
-            lambda: _waiting(h.pool, "deadlock-poller"), what="the poll waits for the held row", timeout=30
-        )
-        fallback = asyncio.create_task(handler.handle(receipts))
-        await until(
-            lambda: _done_or_waiting(fallback, h.pool, "deadlock-fallback"),
-            what="the fallback batch waits for a lock or is done",
-            timeout=30,
-        )
-        await tx.rollback()
     # a deadlock raises in one of them (after PostgreSQL's deadlock_timeout): the outage path
-    released, results = await asyncio.wait_for(asyncio.gather(poll, fallback), 30)
+    released, results = await _meet_midway(
+        h,
+        held,
+        _poller(h, poller_pool).release_due,
+        lambda: handler.handle(receipts),
+        ("deadlock-poller", "deadlock-fallback"),
+    )
     assert released == 3
     assert len(results) == 2
     assert await _states(h, [n0, n1, n2]) == ["done"] * 3
@@ -211,24 +228,13 @@ async def test_a_critical_outcome_and_a_push_against_a_poll_of_the_push_and_the_
             ]
         )
     ]
-    async with h.pool.acquire() as blocker:
-        tx = blocker.transaction()
-        await tx.start()
-        await blocker.execute(
-            "SELECT 1 FROM herald_workflows WHERE notification_id = $1 FOR UPDATE", a.notification_id
-        )
-        poll = asyncio.create_task(_poller(h, poller_pool).release_due())
-        await until(
-            lambda: _waiting(h.pool, "critical-poller"), what="the poll waits for the held row", timeout=30
-        )
-        fallback = asyncio.create_task(handler.handle(batch))
-        await until(
-            lambda: _done_or_waiting(fallback, h.pool, "critical-fallback"),
-            what="the fallback batch waits for a lock or is done",
-            timeout=30,
-        )
-        await tx.rollback()
-    released, results = await asyncio.wait_for(asyncio.gather(poll, fallback), 30)
+    released, results = await _meet_midway(
+        h,
+        a,
+        _poller(h, poller_pool).release_due,
+        lambda: handler.handle(batch),
+        ("critical-poller", "critical-fallback"),
+    )
     assert released == 2  # a's escalate step and b's critical check
     assert len(results) == 2
     assert await _runs(h, [a]) == [[(2, "escalate", "email")]]
