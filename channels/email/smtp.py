@@ -6,7 +6,9 @@ first digit (4xx transient: retry; 5xx permanent). Refused credentials (530/534/
 instead: they are our configuration's fault, every message would fail alike, and counted as
 retryable they open this provider's breaker so the next provider takes the mail. So does any
 5xx before the recipient is named (greeting, EHLO, AUTH, MAIL FROM): nothing of the message has
-been sent yet (no SIZE is declared), so the refusal is of our server, account or sender.
+been sent yet (no SIZE is declared), so the refusal is of our server, account or sender. After
+the recipient is named, a 5xx whose reply refuses to relay for us or asks us to authenticate
+(:func:`channels.email.smtp_replies.blames_our_relay`) is ours too, not the recipient's.
 
 The transaction runs step by step (MAIL, RCPT, DATA) so a failure knows where it happened. A
 connection error or timeout before DATA (connect refused, TLS failure, a pooled connection the
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Mapping
 from typing import Literal
 
 import aiosmtplib
@@ -38,6 +41,7 @@ from aiosmtplib.errors import (
 
 from channels.base import Content, Failure, Outcome, PermanentDelivery, RetryableDelivery
 from channels.email.mime import compose, envelope_sender
+from channels.email.smtp_replies import blames_our_relay
 from channels.email.smtp_settings import SmtpSettings
 from channels.pacing import TokenBucket
 from schemas.models import Channel, ChannelMessage
@@ -69,15 +73,24 @@ _SMTP_CODES: dict[int, Failure] = {
 }
 
 
-def classify(code: int, *, stage: Stage = "rcpt") -> Failure:
-    """What an SMTP reply code at ``stage`` means: the table, then the first digit (5xx permanent).
+def classify(code: int, *, stage: Stage = "rcpt", reply: str = "", tenant_sender: bool = False) -> Failure:
+    """What an SMTP reply ``code`` (with its text, ``reply``) at ``stage`` means: the table, then
+    the first digit (5xx permanent). Pure.
 
-    A 5xx the table calls permanent, at the greeting, EHLO, AUTH or MAIL FROM, is our server's,
-    account's or sender's problem, not the message's: ``provider_config``, retried, so the breaker
-    opens and the next provider takes the mail instead of each message failing for good. Pure."""
+    A 5xx the table calls permanent is our server's, account's or sender's problem, not the
+    message's, at the greeting, EHLO, AUTH or MAIL FROM, or later when the reply refuses to relay
+    for us or asks us to authenticate: ``provider_config``, retried, so the breaker opens and the
+    next provider takes the mail instead of each message failing for good. ``tenant_sender``: the
+    envelope sender is a tenant's own address; a refusal of it at MAIL FROM is that tenant's setup
+    (``tenant_sender_config``, permanent: not counted by the breaker, so one tenant's domain does
+    not fail every tenant's mail over), unless the reply says it is our relay or authentication."""
     failure = _SMTP_CODES.get(code)
-    if stage in _SESSION and 500 <= code < 600 and (failure is None or not failure.retryable):
-        return Failure.retry("provider_config")
+    if 500 <= code < 600 and (failure is None or not failure.retryable):
+        ours = blames_our_relay(reply)
+        if stage == "mail" and tenant_sender and not ours:
+            return Failure.permanent("tenant_sender_config")
+        if stage in _SESSION or ours:
+            return Failure.retry("provider_config")
     if failure is not None:
         return failure
     return Failure.permanent() if 500 <= code < 600 else Failure.retry()
@@ -97,11 +110,15 @@ class SmtpEmailAdapter:
         bucket: TokenBucket,
         unsubscribe_url: str | None = None,
         unsubscribe_mailto: str | None = None,
+        tenant_from: Mapping[str, str] | None = None,
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.settings = settings
         self.from_address = from_address
         self.sender = envelope_sender(from_address)
+        # A tenant's own From (HERALD_EMAIL__TENANT_FROM_ADDRESSES), as SES sends it: the From and
+        # the envelope sender, so a message failed over from SES keeps its sender.
+        self.tenant_from = {t: (a, envelope_sender(a)) for t, a in (tenant_from or {}).items()}
         self.bucket = bucket
         self.unsubscribe_url = unsubscribe_url
         self.unsubscribe_mailto = unsubscribe_mailto
@@ -110,12 +127,14 @@ class SmtpEmailAdapter:
         self._slots = asyncio.Semaphore(max(1, settings.pool_size))
 
     async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:
+        tenant = self.tenant_from.get(message.tenant or "")
+        from_address, sender = tenant or (self.from_address, self.sender)
         try:
             raw = compose(
                 self.provider,
                 message,
                 content,
-                from_address=self.from_address,
+                from_address=from_address,
                 idempotency_key=idempotency_key,
                 unsubscribe_url=self.unsubscribe_url,
                 unsubscribe_mailto=self.unsubscribe_mailto,
@@ -124,9 +143,9 @@ class SmtpEmailAdapter:
             return Outcome.from_error(exc)
         await self.bucket.acquire()
         async with self._slots:
-            return await self._send(message.recipient, raw)
+            return await self._send(sender, message.recipient, raw, tenant=tenant is not None)
 
-    async def _send(self, recipient: str, raw: bytes) -> Outcome:
+    async def _send(self, sender: str, recipient: str, raw: bytes, *, tenant: bool) -> Outcome:
         while True:
             conn = self._idle.pop() if self._idle else None
             pooled = conn is not None
@@ -135,20 +154,20 @@ class SmtpEmailAdapter:
                 if conn is None:
                     conn = await self._connect()
                 stage = "mail"
-                await conn.mail(self.sender)
+                await conn.mail(sender)
                 stage = "rcpt"
                 await conn.rcpt(recipient)
                 stage = "data"
                 reply = await conn.data(raw)
             except SMTPResponseException as exc:
                 await self._recycle(conn)
-                return self._failure(exc, stage)
+                return self._failure(exc, stage, tenant=tenant)
             except (SMTPException, OSError) as exc:  # connection lost, timeout, TLS, DNS, refused
                 if conn is not None:
                     conn.close()
                 if pooled and stage != "data" and isinstance(exc, SMTPServerDisconnected):
                     continue  # the server had closed this idle connection: take another, or a fresh one
-                return self._failure(exc, stage)
+                return self._failure(exc, stage, tenant=tenant)
             self._idle.append(conn)
             return Outcome.sent(self.provider, _queued_id(reply.message))
 
@@ -180,11 +199,12 @@ class SmtpEmailAdapter:
             return
         self._idle.append(conn)
 
-    def _failure(self, exc: BaseException, stage: Stage) -> Outcome:
+    def _failure(self, exc: BaseException, stage: Stage, *, tenant: bool = False) -> Outcome:
         if isinstance(exc, SMTPRecipientsRefused) and exc.recipients:
             exc = exc.recipients[0]
         if isinstance(exc, SMTPResponseException):
-            return classify(exc.code, stage=stage).outcome(self.provider, str(exc.code), exc.message[:500])
+            failure = classify(exc.code, stage=stage, reply=exc.message, tenant_sender=tenant)
+            return failure.outcome(self.provider, str(exc.code), exc.message[:500])
         # Lost during DATA, the server may have committed the message; before it, it cannot have.
         ambiguous = stage == "data" and isinstance(exc, SMTPTimeoutError | SMTPServerDisconnected)
         reason = "provider_timeout" if ambiguous else "provider_unavailable"

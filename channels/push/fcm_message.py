@@ -182,8 +182,12 @@ class FcmError:
 _BY_CODE: dict[str, Failure] = {
     "UNREGISTERED": Failure.permanent("unregistered", gone=True),
     "SENDER_ID_MISMATCH": Failure.permanent("sender_id_mismatch"),
-    "THIRD_PARTY_AUTH_ERROR": Failure.permanent("third_party_auth_error"),
     "INVALID_ARGUMENT": Failure.permanent("invalid_argument"),
+    # The APNs certificate or auth key, or the web push key, on our Firebase project is invalid or
+    # missing: the sender's configuration, not the token (never deleted for it). Retried, counted
+    # by the breaker, as every provider's configuration error; no access-token refresh (our own
+    # credentials were accepted; the errorCode wins over the 401).
+    "THIRD_PARTY_AUTH_ERROR": Failure.retry("provider_config"),
     # Without an errorCode (SENDER_ID_MISMATCH comes with it), a refusal of our service account
     # or project, not of the token: retried, as every AWS/Twilio/SMTP configuration error is, so
     # a fixed configuration delivers on the retry schedule instead of every push failing for good.

@@ -7,8 +7,9 @@ Like a submission server it
   first byte (``security="tls"``), with a certificate it makes for 127.0.0.1 (``ca_file``);
 * requires AUTH PLAIN/LOGIN when given credentials (535 on wrong ones, 530 without), only
   over TLS;
-* answers a queued fault (``fault(451)``, ``fault(550, stage="rcpt")``, ``fault(553, stage="mail")``)
-  to the next messages, or drops the connection without answering (``drop(stage="data")``: after
+* answers a queued fault (``fault(451)``, ``fault(550, stage="rcpt")``, ``fault(553, stage="mail")``,
+  ``fault(554, stage="rcpt", reply="5.7.1 <a@b>: Relay access denied")``) to the next messages,
+  or drops the connection without answering (``drop(stage="data")``: after
   the message was taken, as a server that crashed after committing it).
 
 Accepted messages are kept with their envelope (``messages()``) until ``reset()``. Used by the
@@ -109,6 +110,7 @@ class _Fault:
     code: int
     stage: Stage
     remaining: int
+    reply: str | None = None  # the text after the code; None: the usual one for the code
 
 
 @dataclass
@@ -119,29 +121,35 @@ class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+def _reply(fault: _Fault) -> str:
+    if fault.reply is not None:
+        return f"{fault.code} {fault.reply}"
+    return _REPLIES.get(fault.code, f"{fault.code} fault")
+
+
 class _Handler:
     def __init__(self, state: _State) -> None:
         self.state = state
 
-    def _take(self, stage: str) -> int | None:
+    def _take(self, stage: str) -> _Fault | None:
         with self.state.lock:
             for fault in self.state.faults:
                 if fault.stage == stage and fault.remaining != 0:
                     if fault.remaining > 0:
                         fault.remaining -= 1
-                    return fault.code
+                    return fault
         return None
 
     def _fault(self, server: SMTP, stage: str) -> str | None:
         """The reply for a queued fault at ``stage`` (None: none queued); a drop closes the connection."""
-        code = self._take(stage)
-        if code is None:
+        fault = self._take(stage)
+        if fault is None:
             return None
-        if code == _DROP:
+        if fault.code == _DROP:
             assert server.transport is not None
             server.transport.close()  # no reply: the client sees the connection go away
             return "421 4.3.2 connection dropped"  # never reaches the client
-        return _REPLIES.get(code, f"{code} fault")
+        return _reply(fault)
 
     async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
@@ -171,9 +179,10 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        code = self._take("data")
-        if code is not None and code != _DROP:
-            return _REPLIES.get(code, f"{code} fault")
+        fault = self._take("data")
+        code = None if fault is None else fault.code
+        if fault is not None and code != _DROP:
+            return _reply(fault)
         queue_id = uuid.uuid4().hex[:12].upper()
         login = session.auth_data.login if isinstance(session.auth_data, LoginPassword) else None
         received = Received(
@@ -260,10 +269,11 @@ class SmtpSink:
         self.stop()
 
     # -- test controls -------------------------------------------------------------------------
-    def fault(self, code: int, *, count: int = 1, stage: Stage = "data") -> None:
-        """Answer ``code`` at ``stage`` to the next ``count`` messages (-1: until reset)."""
+    def fault(self, code: int, *, count: int = 1, stage: Stage = "data", reply: str | None = None) -> None:
+        """Answer ``code`` at ``stage`` to the next ``count`` messages (-1: until reset), with the
+        text ``reply`` after the code (default: a usual text for the code)."""
         with self.state.lock:
-            self.state.faults.append(_Fault(code, stage, count))
+            self.state.faults.append(_Fault(code, stage, count, reply))
 
     def drop(self, *, count: int = 1, stage: Stage = "data") -> None:
         """Close the connection instead of answering at ``stage`` for the next ``count`` messages.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -15,7 +15,7 @@ from channels.pacing import TokenBucket
 from consumers.channel.builders.email import build_smtp
 from consumers.devstack.smtp_sink import SmtpSink
 from consumers.infra.resources import Resources
-from consumers.infra.settings import HeraldSettings
+from consumers.infra.settings import EmailSettings, HeraldSettings
 from schemas.models import Lane, OutcomeStatus
 from tests.integration.test_channel_consumer import incoming, outcomes
 from tests.integration.test_email_ses import consumer_for, email_message
@@ -30,7 +30,9 @@ def sink() -> Iterator[SmtpSink]:
         yield s
 
 
-def adapter_for(sink: SmtpSink, **kw: Any) -> SmtpEmailAdapter:
+def adapter_for(
+    sink: SmtpSink, *, tenant_from: Mapping[str, str] | None = None, **kw: Any
+) -> SmtpEmailAdapter:
     options = {
         "host": "127.0.0.1",
         "port": sink.port,
@@ -47,6 +49,7 @@ def adapter_for(sink: SmtpSink, **kw: Any) -> SmtpEmailAdapter:
         from_address=FROM,
         bucket=TokenBucket(10_000),
         unsubscribe_url="https://example.com/unsub?u={user_id}&c={category}",
+        tenant_from=tenant_from,
     )
 
 
@@ -132,6 +135,52 @@ async def test_a_refused_sender_is_our_configuration_and_retries(
     assert len(sink.messages()) == 1
 
 
+@pytest.mark.parametrize(
+    ("code", "reply"),
+    [
+        (554, "5.7.1 <someone@example.org>: Relay access denied"),  # Postfix
+        (550, "5.7.1 <someone@example.org>... Relaying denied"),  # Sendmail
+        (550, "relay not permitted"),  # Exim: no enhanced status code, the text decides
+        (550, "5.7.0 Authentication required"),
+    ],
+)
+async def test_relay_denied_at_rcpt_is_our_configuration_and_retries(
+    adapter: SmtpEmailAdapter, sink: SmtpSink, code: int, reply: str
+) -> None:
+    # Every recipient would be refused alike: permanent would lose each mail (and blame the
+    # address) while the next provider is healthy; retryable, it opens the breaker and fails over.
+    sink.fault(code, stage="rcpt", reply=reply)
+    o = await adapter.deliver(email_message("u-relay"), CONTENT, idempotency_key="k-relay")
+    assert (o.status, o.provider_code, o.reason) == ("failed_retryable", str(code), "provider_config")
+    assert o.detail == reply
+    sink.fault(550, stage="rcpt", reply="5.1.1 <someone@example.org>: User unknown in relay recipient table")
+    o = await adapter.deliver(email_message("u-unknown"), CONTENT, idempotency_key="k-unknown")
+    assert (o.status, o.reason) == ("failed_permanent", "mailbox_unavailable")  # the recipient's
+    assert (await adapter.deliver(email_message("u-ok"), CONTENT, idempotency_key="k-ok")).ok
+    assert len(sink.messages()) == 1
+
+
+async def test_a_tenant_sender_is_the_from_and_the_envelope_sender(sink: SmtpSink) -> None:
+    a = adapter_for(sink, tenant_from={"acme": "Acme <hi@acme.example>"})
+    acme, other = email_message("u-acme"), email_message("u-other")
+    acme.tenant, other.tenant = "acme", "globex"
+    try:
+        assert (await a.deliver(acme, CONTENT, idempotency_key="k-acme")).ok
+        assert (await a.deliver(other, CONTENT, idempotency_key="k-other")).ok
+        # Refused at MAIL FROM, the tenant's sender is that tenant's setup, as with SES: permanent,
+        # so the breaker does not count it and one tenant's domain does not fail every tenant over.
+        sink.fault(553, stage="mail", reply="5.7.1 <hi@acme.example>: Sender address rejected")
+        o = await a.deliver(acme, CONTENT, idempotency_key="k-acme2")
+        assert (o.status, o.reason) == ("failed_permanent", "tenant_sender_config")
+    finally:
+        await a.close()
+    got = {r.rcpt_tos[0]: r for r in sink.messages()}
+    assert got[acme.recipient].mail_from == "hi@acme.example"
+    assert got[acme.recipient].message["From"] == "Acme <hi@acme.example>"
+    assert got[other.recipient].mail_from == "noreply@example.com"
+    assert got[other.recipient].message["From"] == FROM
+
+
 async def test_a_connection_lost_after_data_is_ambiguous_and_not_resent(
     adapter: SmtpEmailAdapter, sink: SmtpSink
 ) -> None:
@@ -204,12 +253,17 @@ async def test_builder_reads_settings(stack: Any, sink: SmtpSink) -> None:
             password="s3cret",
             ca_file=sink.ca_file,
         ),
+        email=EmailSettings(tenant_from_addresses={"acme": "Acme <hi@acme.example>"}),
     )
     a = await build_smtp(Resources(settings))
+    acme = email_message("u-b")
+    acme.tenant = "acme"
     try:
-        assert (await a.deliver(email_message("u-b"), CONTENT, idempotency_key="k-b")).ok
+        assert (await a.deliver(acme, CONTENT, idempotency_key="k-b")).ok
     finally:
         await a.close()
+    (r,) = sink.messages()
+    assert (r.mail_from, r.message["From"]) == ("hi@acme.example", "Acme <hi@acme.example>")
 
 
 def test_classify_table_and_first_digit() -> None:

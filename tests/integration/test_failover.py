@@ -176,6 +176,36 @@ async def test_permanent_errors_neither_fail_over_nor_trip(rig: Rig) -> None:
     assert rig.sink.messages() == []
 
 
+async def test_smtp_refusing_to_relay_fails_over_to_ses_and_opens_its_breaker(rig: Rig) -> None:
+    # Our relay configuration, not the recipients': no mail is failed for good while SES is healthy.
+    rig.sink.fault(554, stage="rcpt", count=-1, reply="5.7.1 <someone@example.org>: Relay access denied")
+    adapter = failover(rig, breakers(rig.redis, rig.ns), ProvidersSettings(email=["smtp", "ses"]))
+    for i in range(5):
+        o = await adapter.deliver(email_message(f"r{i}"), CONTENT, idempotency_key=f"r{i}")
+        assert (o.status, o.provider) == ("sent", "ses")
+    assert (await adapter.breakers.state("smtp")).circuit is Circuit.OPEN  # after 3 refusals
+    assert len(rig.proxy.requests) == 5 and rig.sink.messages() == []
+
+
+async def test_a_tenant_sender_survives_failover_to_smtp(rig: Rig, sink: SmtpSink) -> None:
+    tenant_from = {"acme": "Acme <hi@acme.example>"}
+    rig.ses.tenant_from = dict(tenant_from)
+    smtp = adapter_for(sink, tenant_from=tenant_from)
+    rig.proxy.inject(SES_5XX, times=1)
+    adapter = FailoverAdapter(
+        Channel.EMAIL, {"ses": rig.ses, "smtp": smtp}, providers=EMAIL, breakers=breakers(rig.redis, rig.ns)
+    )
+    m = email_message("acme")
+    m.tenant = "acme"
+    try:
+        o = await adapter.deliver(m, CONTENT, idempotency_key="acme")
+    finally:
+        await smtp.close()
+    assert (o.status, o.provider) == ("sent", "smtp")
+    (r,) = sink.messages()
+    assert (r.mail_from, r.message["From"]) == ("hi@acme.example", "Acme <hi@acme.example>")
+
+
 async def test_every_provider_open_takes_the_retry_path(rig: Rig) -> None:
     b = breakers(rig.redis, rig.ns)
     for provider in ("ses", "smtp"):

@@ -182,19 +182,43 @@ async def test_a_failed_token_delete_keeps_the_push_sent(
     assert {t.token for t in await devices.tokens(user)} == {dead, alive}  # found dead again next time
 
 
-@pytest.mark.parametrize(
-    ("code", "reason"),
-    [("SENDER_ID_MISMATCH", "sender_id_mismatch"), ("THIRD_PARTY_AUTH_ERROR", "third_party_auth_error")],
-)
-async def test_permanent_errors_keep_the_token(
-    adapter: FcmAdapter, devices: PgDeviceTokens, fcm: FcmFake, code: str, reason: str
+async def test_sender_id_mismatch_is_permanent_and_keeps_the_token(
+    adapter: FcmAdapter, devices: PgDeviceTokens, fcm: FcmFake
 ) -> None:
     token = tok("t")
     user = await user_with(devices, token)
-    fcm.fault(code, token=token)
+    fcm.fault("SENDER_ID_MISMATCH", token=token)
     outcome = await send(adapter, message(user))
-    assert (outcome.status, outcome.reason, outcome.provider_code) == ("failed_permanent", reason, code)
+    assert (outcome.status, outcome.reason, outcome.provider_code) == (
+        "failed_permanent",
+        "sender_id_mismatch",
+        "SENDER_ID_MISMATCH",
+    )
     assert [t.token for t in await devices.tokens(user)] == [token]
+
+
+async def test_a_third_party_auth_error_is_our_configuration(
+    adapter: FcmAdapter, devices: PgDeviceTokens, fcm: FcmFake
+) -> None:
+    # FCM's 401 for an invalid or missing APNs certificate / web push key on the project: retried
+    # as provider_config, the token kept, our own access token not refreshed for it.
+    ios = tok("ios")
+    user = await user_with(devices, ios)
+    assert (await send(adapter, message(user))).ok  # an access token is cached
+    before = fcm.state.token_requests
+    fcm.fault("THIRD_PARTY_AUTH_ERROR", token=ios, count=2)
+    outcome = await send(adapter, message(user))
+    assert (outcome.status, outcome.reason, outcome.provider_code) == (
+        "failed_retryable",
+        "provider_config",
+        "THIRD_PARTY_AUTH_ERROR",
+    )
+    assert fcm.state.token_requests == before
+    android = tok("android")
+    await devices.register(user, android, "android")
+    outcome = await send(adapter, message(user))
+    assert outcome.ok and "1/2 devices accepted" in (outcome.detail or "")  # the other device has it
+    assert {t.token for t in await devices.tokens(user)} == {ios, android}
 
 
 @pytest.mark.parametrize(

@@ -47,4 +47,5 @@ async def build_smtp(res: Resources) -> SmtpEmailAdapter:
         bucket=TokenBucket(smtp.max_send_rate),
         unsubscribe_url=settings.email.unsubscribe_url,
         unsubscribe_mailto=settings.email.unsubscribe_mailto,
+        tenant_from=settings.email.tenant_from_addresses,
     )

@@ -55,7 +55,7 @@ def body(http: int, status: str | None, code: str | None = None, token_violation
             "UNAUTHENTICATED",
             "THIRD_PARTY_AUTH_ERROR",
             False,
-            Failure.permanent("third_party_auth_error"),
+            Failure.retry("provider_config"),  # our APNs / web push credentials, not the token
         ),
         (401, "UNAUTHENTICATED", None, False, Failure.retry("unauthenticated", reauth=True)),
         (401, None, None, False, Failure.retry("unauthenticated", reauth=True)),
@@ -197,8 +197,8 @@ def answer(
         ),
         (
             answer(401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR"),
-            "failed_permanent",
-            "third_party_auth_error",
+            "failed_retryable",
+            "provider_config",
             "THIRD_PARTY_AUTH_ERROR",
             None,
             0,
@@ -254,6 +254,20 @@ async def test_401_refreshes_once_and_resends() -> None:
     outcome, _, auth = await deliver(handler)
     assert outcome.status == "sent" and outcome.provider_message_id == "projects/p/messages/1"
     assert seen == ["Bearer tok-0", "Bearer tok-1"] and auth.invalidated == ["tok-0"]
+
+
+async def test_a_third_party_auth_error_neither_refreshes_nor_deletes_the_token() -> None:
+    # A 401 about our APNs / web push credentials on the Firebase project: our own access token
+    # was accepted, so refreshing it would change nothing, and the device token is not at fault.
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["authorization"])
+        return httpx.Response(401, content=body(401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR"))
+
+    outcome, devices, auth = await deliver(handler)
+    assert (outcome.status, outcome.reason) == ("failed_retryable", "provider_config")
+    assert seen == ["Bearer tok-0"] and auth.invalidated == [] and devices.deleted == []
 
 
 async def test_401_twice_is_retryable_not_a_loop() -> None:
