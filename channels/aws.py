@@ -143,6 +143,8 @@ def _no_answer(exc: BaseException) -> str:
     aiobotocore raises EndpointConnectionError for any aiohttp connection error, including a reset
     while waiting for the answer (after SES may have sent the mail): only a connection that was
     never made (aiohttp's ClientConnectorError, DNS) is a refusal; the rest may have been acted on.
+    That includes a stale pooled connection: with no byte of answer, a server that closed it while
+    idle and one that took the request and then closed look the same (docs/guarantees.md).
     """
     if isinstance(exc, ConnectTimeoutError | SSLError | ProxyConnectionError):
         return "provider_unavailable"
