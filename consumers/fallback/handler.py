@@ -37,10 +37,11 @@ from consumers.fallback.decisions import (
 from consumers.fallback.escalation import PUSH_TIMEOUT
 from consumers.fallback.locking import lock_states, state_rows
 from consumers.fallback.receipts import keep_early, notification_owner, receipt_outcomes, remember_sent
+from consumers.fallback.retry_tries import earlier_tries, sent_by
 from consumers.runtime import metrics
 from consumers.runtime.handling import Incoming, Output, Result
 from consumers.runtime.steps import Steps
-from consumers.scheduler.retries import plan_retry
+from consumers.scheduler.retries import Tries, plan_retry, was_attempted
 from consumers.scheduler.store import Timer
 from consumers.workflow.context import WorkflowContext
 from consumers.workflow.executor import workflow_receipt
@@ -68,6 +69,7 @@ class _Later:
     retries: list[tuple[Timer, str]]  # with the channel (the metric's label)
     entries: list[Entry]  # preset steps entered (escalations, digest items)
     critical: list[tuple[DeliveryOutcome, datetime]]  # critical outcomes watched (when handled)
+    tries: dict[str, Tries]  # read before the run: the real tries of its retried sends, by timer key
 
 
 class FallbackHandler:
@@ -129,7 +131,9 @@ class FallbackHandler:
             run = [v for v in values[start:end] if isinstance(v, DeliveryOutcome)]
             with self.steps.step("remember sent"):
                 early = await remember_sent(self.ctx, conn, run)
-            later = _Later([], [], [])  # armed together after the run
+            with self.steps.step("read tries"):
+                tries = await earlier_tries(conn, self.ctx.scheduler.namespace, run)
+            later = _Later([], [], [], tries)  # armed together after the run
             with self.steps.step("outcomes"):
                 for outcome, outputs in zip(run, early, strict=True):
                     results.append(await self._outcome(conn, outcome, outputs, later))
@@ -265,6 +269,7 @@ class FallbackHandler:
     def _retry(self, outcome: DeliveryOutcome, later: _Later) -> list[Output]:
         assert outcome.message is not None
         message = outcome.message
+        key = sent_by(outcome)
         timer = plan_retry(
             outcome,
             self.ctx.settings.retry_schedules_s,
@@ -274,6 +279,8 @@ class FallbackHandler:
             topics=self.ctx.topics,
             codec=self.ctx.codec,
             opt_in=self._opt_in(message),
+            before=later.tries.get(key) if key is not None else None,
+            max_age_s=self.ctx.settings.retry_max_age_s,
         )
         channel = message.channel.value
         if timer is not None:
@@ -292,7 +299,8 @@ class FallbackHandler:
             OutcomeStatus.EXHAUSTED,
             now=now,
             reason=outcome.reason or outcome.error_code,
-            detail=f"retries exhausted after attempt {max(outcome.attempt, message.attempt)}",
+            detail=f"retries exhausted after attempt {max(outcome.attempt, message.attempt)}"
+            + ("" if was_attempted(outcome) else " (not attempted: retrying for retry_max_age_s)"),
         )
         if escalates_on_exhaustion(message, self._steps(message)):
             self._escalation(later.entries, message, reason="push_failed:exhausted")

@@ -11,13 +11,23 @@ A retry re-sends the outcome's own ChannelMessage with ``attempt + 1`` and the *
 idempotency key (webhooks send it as ``webhook-id``; receivers dedupe on it). The timer's
 key is derived from that idempotency key and the attempt number, so replaying the same
 outcome arms the same timer once.
+
+Only tries that reached a provider use up the schedule. An outcome whose message was never handed
+to one (:data:`NOT_ATTEMPTED`: every provider's breaker open, the recipient backing off, another
+process sending the key, the batch past its deadline) still gets ``attempt + 1`` (each send has
+its own outcome id and timer key), but the timer records how many tries were real (``data.tried``)
+and when retrying began (``data.since``), and the next delay is the step of the real tries. So a
+provider outage spent on open breakers does not end the message ``exhausted`` without one real
+try; it ends it once ``max_age_s`` have passed since retrying began (:func:`count_tries`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from consumers.infra.backoff import jittered
 from consumers.infra.keys import derived_key
@@ -26,9 +36,54 @@ from consumers.scheduler.store import Timer
 from schemas.codec import Codec
 from schemas.models import Channel, DeliveryOutcome, OutcomeStatus
 
-__all__ = ["KIND_RETRY", "next_delay", "plan_retry", "retry_timer_key"]
+__all__ = [
+    "KIND_RETRY",
+    "NOT_ATTEMPTED",
+    "Tries",
+    "count_tries",
+    "next_delay",
+    "plan_retry",
+    "retry_timer_key",
+    "tries_of",
+    "was_attempted",
+]
 
 KIND_RETRY = "retry"
+
+# The reasons a channel consumer gives a failed_retryable outcome it produced without calling a
+# provider (consumers/channel: failover.py, done.py, consumer.py).
+NOT_ATTEMPTED = frozenset({"circuit_open", "recipient_backoff", "in_flight_elsewhere", "batch_deadline"})
+
+
+def was_attempted(outcome: DeliveryOutcome) -> bool:
+    """Whether a provider was asked to take the message (a refusal, a timeout, a bug all count). Pure."""
+    return outcome.reason not in NOT_ATTEMPTED
+
+
+@dataclass(frozen=True, slots=True)
+class Tries:
+    """A message's retrying so far: tries that reached a provider, and when the first retry was
+    planned (the age bound counts from it)."""
+
+    tried: int
+    since: datetime
+
+
+def tries_of(data: Mapping[str, Any]) -> Tries | None:
+    """What a retry timer's data recorded (None for a timer armed before it did). Pure."""
+    tried, since = data.get("tried"), data.get("since")
+    if not isinstance(tried, int) or not isinstance(since, str):
+        return None
+    return Tries(tried, datetime.fromisoformat(since))
+
+
+def count_tries(attempt: int, before: Tries | None, *, attempted: bool, now: datetime) -> Tries:
+    """The tries after send ``attempt`` failed. ``before``: what the timer that sent it recorded;
+    None for a first send, or a retry armed by an older version (then every earlier send counts,
+    as it did). Pure."""
+    if before is None:
+        before = Tries(attempt - 1, now)
+    return Tries(before.tried + (1 if attempted else 0), before.since)
 
 
 def next_delay(
@@ -67,6 +122,8 @@ def plan_retry(
     topics: Topics,
     codec: Codec,
     opt_in: bool = False,
+    before: Tries | None = None,
+    max_age_s: float | None = None,
 ) -> Timer | None:
     """The scheduler Timer (kind ``retry``) that re-sends outcome.message with attempt+1 and the SAME
     idempotency key to its channel topic at now+delay; None when retries are exhausted.
@@ -75,6 +132,10 @@ def plan_retry(
     would be due at or after the message's ``expires_at`` (a late retry is worthless).
     ``opt_in``: the message's channel is an opt-in one of its route; the timer's data says so
     (``data.opt_in``, as a deferral's), for the consent check at release, which the message cannot tell.
+    ``before``: the tries the timer that sent this attempt recorded (:func:`count_tries`). A send
+    that was not attempted (:func:`was_attempted`) does not advance the schedule; it is retried
+    at the step of the real tries until ``max_age_s`` after the first retry was planned (None: no
+    bound but the schedule's, which such sends never use up), then None.
     Raises ``ValueError`` for an outcome that is not ``failed_retryable`` or carries no
     message: that is a contract violation by the producer of the outcome, not an exhaustion.
     """
@@ -87,8 +148,12 @@ def plan_retry(
     if not schedule:
         return None
     attempt = max(outcome.attempt, message.attempt)
+    attempted = was_attempted(outcome)
+    tries = count_tries(attempt, before, attempted=attempted, now=now)
+    if not attempted and max_age_s is not None and now >= tries.since + timedelta(seconds=max_age_s):
+        return None
     retry_after = None if outcome.retry_after_ms is None else outcome.retry_after_ms / 1000.0
-    delay = next_delay(attempt, schedule, jitter=jitter, rand=rand, retry_after=retry_after)
+    delay = next_delay(max(tries.tried, 1), schedule, jitter=jitter, rand=rand, retry_after=retry_after)
     if delay is None:
         return None
     due_at = now + timedelta(seconds=delay)
@@ -103,6 +168,8 @@ def plan_retry(
         "attempt": attempt + 1,
         "channel": Channel(message.channel).value,
         "tenant": message.tenant or "",  # its record key names only the user: erasure's scope
+        "tried": tries.tried,
+        "since": tries.since.isoformat(),
     }
     if opt_in:
         data["opt_in"] = True
