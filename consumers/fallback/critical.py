@@ -40,11 +40,12 @@ async def watch_critical(
         first.setdefault(outcome.notification_id, (outcome, now))
     after = timedelta(seconds=ctx.settings.critical_check_after_s)
     rows = await conn.fetch(
-        "INSERT INTO herald_critical_watch (notification_id, user_id, event_type, deadline) "
-        "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) "
+        "INSERT INTO herald_critical_watch (notification_id, user_id, tenant, event_type, deadline) "
+        "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) "
         "ON CONFLICT DO NOTHING RETURNING notification_id",
         list(first),
         [o.user_id for o, _ in first.values()],
+        [_tenant(o) for o, _ in first.values()],
         [o.event_type for o, _ in first.values()],
         [o.occurred_at + after for o, _ in first.values()],
     )
@@ -76,6 +77,11 @@ async def watch_critical(
         )
 
 
+def _tenant(outcome: DeliveryOutcome) -> str:
+    """The notification's tenant ("" the default one): its message's (a channel outcome has one)."""
+    return (outcome.message.tenant if outcome.message is not None else None) or ""
+
+
 async def mark_reached(
     conn: asyncpg.Connection, notification_id: str, at: datetime, channel: str | None
 ) -> None:
@@ -92,7 +98,7 @@ async def fire_critical_check(
     ctx: FallbackContext, timer: Timer, conn: asyncpg.Connection
 ) -> Sequence[Output]:
     row = await conn.fetchrow(
-        "SELECT notification_id, user_id, event_type, deadline, first_sent_at, verdict "
+        "SELECT notification_id, user_id, tenant, event_type, deadline, first_sent_at, verdict "
         "FROM herald_critical_watch "
         "WHERE notification_id = $1 FOR UPDATE",
         timer.data["notification_id"],
@@ -109,10 +115,11 @@ async def fire_critical_check(
     if not reached:
         metrics.CRITICAL_UNDELIVERED.inc()
         log.error(
-            "critical notification %s (%s, user %s) reached no channel by %s",
+            "critical notification %s (%s, user %s, tenant %r) reached no channel by %s",
             row["notification_id"],
             row["event_type"],
             row["user_id"],
+            row["tenant"],
             row["deadline"].isoformat(),
         )
     return []

@@ -191,20 +191,19 @@ UNION ALL SELECT notification_id, channel, status, at, source, user_id, tenant, 
 
 async def notification_owner(
     ctx: FallbackContext, conn: asyncpg.Connection, notification_id: str
-) -> tuple[str, str | None] | None:
-    """The user a notification is for and its tenant (None when the record does not say: a
-    critical check's), if the fallback knows them yet: its workflow's, its critical check's, or a
-    sent message's."""
+) -> tuple[str, str] | None:
+    """The user a notification is for and its tenant ("" the default one), if the fallback knows
+    them yet: its workflow's, its critical check's (since migration 262), or a sent message's."""
     row = await conn.fetchrow(
         "SELECT user_id, tenant, NULL::bytea AS message FROM herald_workflows WHERE notification_id = $1 "
-        "UNION ALL SELECT user_id, NULL, NULL FROM herald_critical_watch WHERE notification_id = $1 "
+        "UNION ALL SELECT user_id, tenant, NULL FROM herald_critical_watch WHERE notification_id = $1 "
         "UNION ALL (SELECT NULL, NULL, message FROM herald_sent WHERE notification_id = $1 LIMIT 1) LIMIT 1",
         notification_id,
     )
     if row is None:
         return None
     if row["user_id"] is not None:
-        return str(row["user_id"]), row["tenant"]
+        return str(row["user_id"]), str(row["tenant"])
     message = ctx.codec.decode(row["message"], ChannelMessage)
     return message.user_id, message.tenant or ""
 

@@ -43,8 +43,8 @@ FROM herald_recipients r WHERE r.user_id = $1 AND r.tenant = $2
 # Erasure, in order: what points at the user's notifications first, then the rows themselves.
 # The recipient, its preferences, devices and inbox rows are the tenant's, and so is the
 # delivery state keyed by tenant since migration 240: digests and their items, workflow state,
-# workflow digests and throttle counters go by (tenant, user_id), whatever other tenants hold.
-# Receipts, critical checks and pending timers that name only the user (a scheduled send's, a
+# workflow digests and throttle counters go by (tenant, user_id), whatever other tenants hold, and
+# so do critical checks since migration 262. Receipts and pending timers that name only the user (a scheduled send's, a
 # deferral's or a retry's record key, a preset step's user id) are still keyed by user id alone:
 # they go too unless the same id is in use in another tenant ("shared"), whose state they may be;
 # a timer of one of this tenant's notifications or digests goes in any case. A timer that says its
@@ -55,7 +55,7 @@ _USER_NOTIFICATIONS = """
     SELECT notification_id FROM herald_inbox WHERE user_id = $1 AND tenant = $2
     UNION SELECT notification_id FROM herald_digest_items WHERE user_id = $1 AND tenant = $2
     UNION SELECT notification_id FROM herald_workflows WHERE user_id = $1 AND tenant = $2
-    UNION SELECT notification_id FROM herald_critical_watch WHERE user_id = $1 AND NOT $3::bool
+    UNION SELECT notification_id FROM herald_critical_watch WHERE user_id = $1 AND tenant = $2
     UNION SELECT notification_id FROM herald_receipts WHERE user_id = $1 AND NOT $3::bool
 """
 # The digests' send timers name their digest row: kind digest_send (the medium digest,
@@ -66,8 +66,8 @@ _USER_DIGESTS = """
     OR (kind = 'workflow_digest' AND (data->>'digest_id')::bigint IN
         (SELECT id FROM herald_workflow_digests WHERE user_id = $1 AND tenant = $2))
 """
-# Is the id in use in another tenant? Then what is kept by user id only (receipts, critical
-# checks, timers armed before they said their tenant) may be that tenant's and is left to its
+# Is the id in use in another tenant? Then what is kept by user id only (receipts, timers armed
+# before they said their tenant) may be that tenant's and is left to its
 # retention. A recipient row is not the only sign: a user known only from events has devices,
 # inbox rows, preferences, subscriptions, digests or workflow state there. Each check probes an
 # index starting with user_id (migration 261); the OR stops at the first true one, so the small
@@ -118,7 +118,7 @@ _ERASE: tuple[tuple[str, str, str], ...] = (
     ("digests", "tenant", "DELETE FROM herald_digests WHERE user_id = $1 AND tenant = $2"),
     ("receipts", "user", "DELETE FROM herald_receipts WHERE user_id = $1 AND NOT $2::bool"),
     ("early_receipts", "user", "DELETE FROM herald_early_receipts WHERE user_id = $1 AND NOT $2::bool"),
-    ("critical_watch", "user", "DELETE FROM herald_critical_watch WHERE user_id = $1 AND NOT $2::bool"),
+    ("critical_watch", "tenant", "DELETE FROM herald_critical_watch WHERE user_id = $1 AND tenant = $2"),
     ("inbox", "tenant", "DELETE FROM herald_inbox WHERE user_id = $1 AND tenant = $2"),
     ("inbox_archive", "tenant", "DELETE FROM herald_inbox_archive WHERE user_id = $1 AND tenant = $2"),
     ("devices", "tenant", "DELETE FROM herald_device_tokens WHERE user_id = $1 AND tenant = $2"),
