@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -21,7 +21,7 @@ from consumers.runtime.handling import Output
 from consumers.scheduler.store import Timer
 from schemas.models import DeliveryOutcome
 
-__all__ = ["fire_critical_check", "mark_reached", "watch_critical"]
+__all__ = ["fire_critical_check", "fire_critical_checks", "mark_reached", "relock_watches", "watch_critical"]
 
 log = logging.getLogger(__name__)
 
@@ -94,25 +94,51 @@ async def mark_reached(
     )
 
 
+_CHECK = (
+    "SELECT notification_id, user_id, tenant, event_type, deadline, first_sent_at, verdict "
+    "FROM herald_critical_watch WHERE notification_id = ANY($1::text[]) ORDER BY notification_id FOR UPDATE"
+)
+
+
 async def fire_critical_check(
     ctx: FallbackContext, timer: Timer, conn: asyncpg.Connection
 ) -> Sequence[Output]:
-    row = await conn.fetchrow(
-        "SELECT notification_id, user_id, tenant, event_type, deadline, first_sent_at, verdict "
-        "FROM herald_critical_watch "
-        "WHERE notification_id = $1 FOR UPDATE",
-        timer.data["notification_id"],
-    )
-    if row is None or row["verdict"] is not None:
-        return []
-    reached = critical_verdict(row["deadline"], row["first_sent_at"])
+    """One due check (a poll's fire together through :func:`fire_critical_checks`)."""
+    await _check(ctx, conn, [timer])
+    return []
+
+
+async def fire_critical_checks(
+    ctx: FallbackContext, timers: Sequence[Timer], conn: asyncpg.Connection
+) -> Mapping[str, Sequence[Output]]:
+    """A poll's due checks together: their rows locked in ``notification_id`` order, as a fallback
+    batch locks them (:mod:`consumers.fallback.locking`), not one by one in due order."""
+    await _check(ctx, conn, timers)
+    return {t.key: [] for t in timers}
+
+
+async def relock_watches(timers: Sequence[Timer], conn: asyncpg.Connection) -> None:
+    """The rows :func:`fire_critical_checks` locked, locked again in its order once the poller
+    undid it (its timers then fire one by one, in due order)."""
+    await conn.execute(_CHECK, sorted({str(t.data["notification_id"]) for t in timers}))
+
+
+async def _check(ctx: FallbackContext, conn: asyncpg.Connection, timers: Sequence[Timer]) -> None:
+    rows = await conn.fetch(_CHECK, sorted({str(t.data["notification_id"]) for t in timers}))
+    now = ctx.clock.now()
+    judged = [(r, critical_verdict(r["deadline"], r["first_sent_at"])) for r in rows if r["verdict"] is None]
+    if not judged:
+        return
     await conn.execute(
-        "UPDATE herald_critical_watch SET verdict = $2, checked_at = $3 WHERE notification_id = $1",
-        row["notification_id"],
-        "delivered" if reached else "undelivered",
-        ctx.clock.now(),
+        "UPDATE herald_critical_watch w SET verdict = x.verdict, checked_at = $3 "
+        "FROM unnest($1::text[], $2::text[]) AS x(n, verdict) WHERE w.notification_id = x.n",
+        [r["notification_id"] for r, _ in judged],
+        ["delivered" if reached else "undelivered" for _, reached in judged],
+        now,
     )
-    if not reached:
+    for row, reached in judged:
+        if reached:
+            continue
         metrics.CRITICAL_UNDELIVERED.inc()
         log.error(
             "critical notification %s (%s, user %s, tenant %r) reached no channel by %s",
@@ -122,4 +148,3 @@ async def fire_critical_check(
             row["tenant"],
             row["deadline"].isoformat(),
         )
-    return []

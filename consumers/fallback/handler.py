@@ -35,7 +35,7 @@ from consumers.fallback.decisions import (
     watches_critical,
 )
 from consumers.fallback.escalation import PUSH_TIMEOUT
-from consumers.fallback.locking import lock_states, state_rows
+from consumers.fallback.locking import lock_states, lock_watches, state_rows, watch_rows
 from consumers.fallback.receipts import keep_early, notification_owner, receipt_outcomes, remember_sent
 from consumers.fallback.retry_tries import earlier_tries, sent_by
 from consumers.runtime import metrics
@@ -110,13 +110,14 @@ class FallbackHandler:
             return bool(await self.pool.fetchval("SELECT 1"))
 
     async def _all(self, conn: asyncpg.Connection, values: list[Signal]) -> list[Result]:
-        """In batch order, the state rows it may write locked first in the poller's order
-        (:mod:`consumers.fallback.locking`); each run of outcomes between receipts has its ``sent``
+        """In batch order, the state rows and then the critical watches it may write locked first
+        in the poller's order (:mod:`consumers.fallback.locking`); each run of outcomes between receipts has its ``sent``
         messages remembered first, in one go (nothing an outcome does reads what another one's
         remembering writes: only receipts read ``herald_sent``, only receipts write receipts)."""
         results: list[Result] = []
         with self.steps.step("lock states"):
             await lock_states(conn, state_rows(values, self._steps, self._custom))
+            await lock_watches(conn, watch_rows(values, self._custom))
         start = 0
         while start < len(values):
             first = values[start]

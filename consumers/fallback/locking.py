@@ -12,6 +12,13 @@ that holds A's state row and checks B's watch: PostgreSQL aborts one, the fallba
 retried as an outage (nothing lost, a back-off spent). So the batch first locks every state row it
 writes, in the same order, in one statement, before anything else; what it takes later it already
 holds.
+
+The critical watch rows (``herald_critical_watch``) come next, in the same order, for the same
+reason: a batch marks a watch reached for each receipt (and each critical send of a run), in batch
+order, while a poll checks its due watches; receipts for y then x against a poll that checked x
+and waits for y deadlock. So the batch locks every watch row it may write right after the state
+rows (:func:`lock_watches`), and the poller checks a poll's watches together, locked in the same
+order (:func:`consumers.fallback.critical.fire_critical_checks`), after its preset steps' state rows.
 """
 
 from __future__ import annotations
@@ -20,17 +27,26 @@ from collections.abc import Callable, Iterable, Sequence
 
 import asyncpg
 
-from consumers.fallback.decisions import Action, decide_outcome, escalates_on_exhaustion
+from consumers.fallback.decisions import (
+    Action,
+    decide_outcome,
+    escalates_on_exhaustion,
+    receipt_cancels,
+    watches_critical,
+)
 from consumers.workflow.steps import Step
 from schemas.models import ChannelMessage, DeliveryOutcome, OutcomeStatus, Receipt
 
-__all__ = ["enters_step", "lock_states", "state_rows"]
+__all__ = ["enters_step", "lock_states", "lock_watches", "state_rows", "watch_rows"]
 
 # The actions of decide_outcome that enter a preset step (FallbackHandler._outcome).
 _ENTERING = frozenset({Action.ARM_ESCALATION, Action.ESCALATE_NOW, Action.ARM_DIGEST_ITEM})
 
 _LOCK = """
 SELECT 1 FROM herald_workflows WHERE notification_id = ANY($1::text[]) ORDER BY notification_id FOR UPDATE
+"""
+_LOCK_WATCHES = """
+SELECT 1 FROM herald_critical_watch WHERE notification_id = ANY($1::text[]) ORDER BY notification_id FOR UPDATE
 """
 
 
@@ -70,3 +86,27 @@ async def lock_states(conn: asyncpg.Connection, notification_ids: Sequence[str])
     one row: what the batch locks after it (a critical watch) must come after every state row."""
     if notification_ids:
         await conn.execute(_LOCK, list(notification_ids))
+
+
+def watch_rows(signals: Iterable[DeliveryOutcome | Receipt], custom: Callable[[str], bool]) -> list[str]:
+    """The notifications whose critical watch a batch of these may write, in lock order: every
+    receipt's that marks a watch reached, every critical outcome's the handler watches (``custom``:
+    whether an event type's route has its own steps, which the watch leaves out). Pure when it is."""
+    return sorted(
+        {
+            s.notification_id
+            for s in signals
+            if (
+                receipt_cancels(s.status)
+                if isinstance(s, Receipt)
+                else watches_critical(s) and not custom(s.event_type)
+            )
+        }
+    )
+
+
+async def lock_watches(conn: asyncpg.Connection, notification_ids: Sequence[str]) -> None:
+    """Lock these critical watch rows (those that exist) in ``notification_id`` order, one
+    statement, after the state rows (:func:`lock_states`)."""
+    if notification_ids:
+        await conn.execute(_LOCK_WATCHES, list(notification_ids))

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import asyncpg
 
 from consumers.fallback.context import FallbackContext
-from consumers.fallback.critical import fire_critical_check
+from consumers.fallback.critical import fire_critical_check, fire_critical_checks, relock_watches
 from consumers.fallback.decisions import (
     KIND_CRITICAL_CHECK,
     KIND_DIGEST_ITEM,
@@ -84,7 +84,8 @@ def fire_handlers(ctx: FallbackContext, wf: WorkflowContext | None = None) -> Ma
 def fire_batch_handlers(ctx: FallbackContext) -> Mapping[str, FireBatchHandler]:
     """The kinds a poll fires together: the presets' steps (a route's own steps, which these leave
     out, fire one by one through :func:`fire_handlers`), retries and quiet-hours deferrals (one
-    contacts query for all of a poll's: 07:00 in a zone releases many at once)."""
+    contacts query for all of a poll's: 07:00 in a zone releases many at once), and critical
+    checks (their watch rows locked in ``notification_id`` order, :mod:`consumers.fallback.locking`)."""
 
     async def steps(timers: Sequence[Timer], conn: asyncpg.Connection) -> Mapping[str, Sequence[Output]]:
         return await fire_preset_steps(ctx, timers, conn)
@@ -92,14 +93,19 @@ def fire_batch_handlers(ctx: FallbackContext) -> Mapping[str, FireBatchHandler]:
     async def releases(timers: Sequence[Timer], conn: asyncpg.Connection) -> Mapping[str, Sequence[Output]]:
         return await fire_releases(ctx, timers, conn)
 
-    return {KIND_STEP: steps, KIND_RETRY: releases, KIND_DEFERRED_SEND: releases}
+    async def checks(timers: Sequence[Timer], conn: asyncpg.Connection) -> Mapping[str, Sequence[Output]]:
+        return await fire_critical_checks(ctx, timers, conn)
+
+    # In this order (the poller fires batches in the order given): the state rows the steps lock
+    # before the critical watches the checks lock, as a fallback batch takes them.
+    return {KIND_STEP: steps, KIND_RETRY: releases, KIND_DEFERRED_SEND: releases, KIND_CRITICAL_CHECK: checks}
 
 
 def fire_batch_locks() -> Mapping[str, BatchLock]:
     """What an undone batch of :func:`fire_batch_handlers` locks again before its timers fire one
-    by one: the state rows in ``notification_id`` order, as the batch and the fallback consumer's
-    batches take them (:mod:`consumers.fallback.locking`)."""
-    return {KIND_STEP: relock_states}
+    by one: the state rows, or the critical watch rows, in ``notification_id`` order, as the batch
+    and the fallback consumer's batches take them (:mod:`consumers.fallback.locking`)."""
+    return {KIND_STEP: relock_states, KIND_CRITICAL_CHECK: relock_watches}
 
 
 async def build(res: Resources, options: ProcessOptions) -> ProcessSpec:

@@ -15,13 +15,14 @@ __all__ = ["batches", "in_row_order"]
 
 
 def batches(kinds: Sequence[str | None], batchable: Collection[str]) -> dict[str, list[int]]:
-    """The rows (by index, in order) each batchable kind fires together; a row whose timer could not
-    be read (``None``) is left to the one-by-one path, which sets it aside. Pure."""
+    """The rows (by index, in order) each batchable kind fires together, kinds in ``batchable``'s
+    order (what one kind's batch locks may have to come before another's); a row whose timer could
+    not be read (``None``) is left to the one-by-one path, which sets it aside. Pure."""
     out: dict[str, list[int]] = {}
     for i, kind in enumerate(kinds):
         if kind is not None and kind in batchable:
             out.setdefault(kind, []).append(i)
-    return out
+    return {kind: out[kind] for kind in batchable if kind in out}
 
 
 def in_row_order(results: Mapping[int, Sequence[Output]]) -> list[Output]:

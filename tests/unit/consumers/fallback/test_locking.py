@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumers.classifier.routing import DEFAULT_CHANNELS, DEFAULT_FALLBACK
-from consumers.fallback.locking import enters_step, state_rows
+from consumers.fallback.locking import enters_step, state_rows, watch_rows
 from consumers.workflow.presets import preset_steps
 from consumers.workflow.steps import Step
 from schemas.models import (
@@ -117,3 +117,20 @@ def test_only_an_outcome_of_a_preset_whose_channel_has_a_step_after_it_enters_on
 def test_the_rows_come_once_each_in_notification_id_order_whatever_the_batch_order(nids: list[str]) -> None:
     out = state_rows([Receipt(n, "u1", ReceiptStatus.READ, at=T0) for n in nids], _steps, _custom)
     assert out == sorted(set(nids))
+
+
+def test_the_watch_rows_are_the_receipts_and_the_watched_critical_outcomes_in_notification_order() -> None:
+    signals: list[DeliveryOutcome | Receipt] = [
+        Receipt("n-d", "u1", ReceiptStatus.READ, at=T0),
+        _outcome("n-c", OutcomeStatus.SENT, channel=Channel.SMS, tier=Tier.CRITICAL),
+        _outcome("n-b", OutcomeStatus.SENT, channel=Channel.SMS),  # not critical: no watch
+        _outcome("n-a", OutcomeStatus.SENT, channel=Channel.SMS, tier=Tier.CRITICAL, event_type=CUSTOM),
+        _outcome("n-c", OutcomeStatus.FAILED_PERMANENT, channel=Channel.EMAIL, tier=Tier.CRITICAL),
+    ]
+    assert watch_rows(signals, lambda t: t == CUSTOM) == ["n-c", "n-d"]
+
+
+@given(st.lists(st.sampled_from(["n1", "n2", "n3", "n4"]), max_size=8))
+def test_watch_rows_are_sorted_and_unique(nids: list[str]) -> None:
+    signals = [Receipt(n, "u1", ReceiptStatus.DELIVERED, at=T0) for n in nids]
+    assert watch_rows(signals, lambda _: False) == sorted(set(nids))

@@ -49,3 +49,11 @@ def test_every_output_goes_out_once_grouped_by_row(sizes: dict[int, int]) -> Non
     got = [o.value for o in in_row_order(fired)]
     assert got == [o.value for i in sorted(fired) for o in fired[i]]
     assert len(got) == sum(sizes.values())
+
+
+def test_kinds_fire_in_the_order_the_poller_was_given_not_the_rows_order() -> None:
+    # a kind whose batch locks rows another kind's batch must lock first is given first
+    kinds = ["critical_check", "retry", "workflow_step", "critical_check"]
+    got = batches(kinds, {"workflow_step": 0, "retry": 1, "critical_check": 2})
+    assert list(got) == ["workflow_step", "retry", "critical_check"]
+    assert got["critical_check"] == [0, 3]
