@@ -3,6 +3,12 @@
 event received → classification decisions (suppressed, deferred, with reasons) → per channel the
 attempts (provider, response code, time since the previous step of that channel) → outcomes →
 receipts → escalations and digests → dead letters; every time relative to the event.
+
+A receipt the fallback consumer dropped as foreign (posted through the API by another user, or the
+same user id in another tenant: :func:`~consumers.fallback.decisions.receipt_is_foreign`, counted in
+``herald_receipts_foreign_total``) is marked so: the store records every receipt as posted, and
+an operator reading "delivered" there would believe the user had it. The owner is the one the
+notification's channel outcomes name (their message's user and tenant), as the fallback's is.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from consumers.fallback.decisions import receipt_is_foreign
 
 __all__ = ["Step", "Timeline", "build_timeline", "relative"]
 
@@ -117,6 +125,35 @@ def _title(row: Mapping[str, Any]) -> str:
     return f"{channel}: {status}" if channel else status
 
 
+def _owner(rows: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """The user and tenant ("" the default one) of the notification's channel outcomes (a channel
+    outcome carries its message); None when there is none yet."""
+    for r in rows:
+        if r["kind"] == "outcome" and r.get("channel") and r.get("user_id"):
+            return str(r["user_id"]), str(r.get("tenant") or "")
+    return None
+
+
+def _foreign(row: Mapping[str, Any], owner: tuple[str, str] | None) -> bool:
+    if row["kind"] != "receipt" or owner is None:
+        return False
+    return receipt_is_foreign(
+        str(row.get("provider") or ""),
+        str(row.get("user_id") or ""),
+        owner[0],
+        tenant=row.get("tenant"),
+        owner_tenant=owner[1],
+    )
+
+
+def _foreign_step(step: Step, row: Mapping[str, Any]) -> Step:
+    who = f"user {row.get('user_id')}" + (
+        f" in tenant {row['tenant']!r}" if row.get("tenant") is not None else ""
+    )
+    facts = (("dropped", f"foreign receipt from {who}, not the notification's: no effect"), *step.facts)
+    return Step(step.at_s, step.stage, f"{step.title}, dropped (foreign)", step.channel, "bad", facts)
+
+
 def build_timeline(notification_id: str, rows: Sequence[Mapping[str, Any]]) -> Timeline:
     """``rows`` oldest first (:meth:`ActivityReader.timeline`); the event's time is the outcomes'
     anchor (their event time), else the first row's."""
@@ -135,22 +172,22 @@ def build_timeline(notification_id: str, rows: Sequence[Mapping[str, Any]]) -> T
             _event_facts(first),
         )
     ]
+    owner = _owner(rows)
     last_by_channel: dict[str | None, datetime] = {}
     for r in rows:
         at: datetime = r["recorded_at"]
         previous = last_by_channel.get(r.get("channel"))
         since = (at - previous).total_seconds() if previous is not None else (at - event_at).total_seconds()
         last_by_channel[r.get("channel")] = at
-        steps.append(
-            Step(
-                (at - event_at).total_seconds(),
-                _stage(r),
-                _title(r),
-                r.get("channel"),
-                _TONE.get(str(r["status"]), "info"),
-                _facts(r, since),
-            )
+        step = Step(
+            (at - event_at).total_seconds(),
+            _stage(r),
+            _title(r),
+            r.get("channel"),
+            _TONE.get(str(r["status"]), "info"),
+            _facts(r, since),
         )
+        steps.append(_foreign_step(step, r) if _foreign(r, owner) else step)
     return Timeline(
         notification_id,
         first.get("event_id"),

@@ -88,3 +88,44 @@ def test_a_dead_letter_and_an_empty_history() -> None:
 )
 def test_relative(seconds: float, text: str) -> None:
     assert relative(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("source", "user", "tenant", "foreign"),
+    [
+        ("api", "u1", "acme", False),  # the owner's own
+        ("api", "u1", None, False),  # a v1 receipt says no tenant: the user is the owner
+        ("api", "mallory", "acme", True),  # another user
+        ("api", "u1", "globex", True),  # the same user id in another tenant
+        ("api", "u1", "", True),  # the default tenant's u1 is not acme's
+        ("inbox", "mallory", "acme", False),  # Herald's own sources are trusted, as by the fallback
+    ],
+)
+def test_a_receipt_the_fallback_drops_as_foreign_is_marked_dropped(
+    source: str, user: str, tenant: str | None, foreign: bool
+) -> None:
+    rows = [
+        _row("outcome", "sent", 0.4, "push", provider="fcm", tenant="acme"),
+        _row("receipt", "delivered", 5.0, "push", provider=source, user_id=user, tenant=tenant),
+    ]
+    receipt = build_timeline("n1", rows).steps[-1]
+    assert (receipt.tone == "bad") is foreign
+    assert ("dropped (foreign)" in receipt.title) is foreign
+    assert any(label == "dropped" for label, _ in receipt.facts) is foreign
+
+
+def test_without_a_channel_outcome_no_receipt_is_judged() -> None:
+    # nothing says whose the notification is yet (the fallback keeps such a receipt waiting)
+    rows = [
+        _row("outcome", "suppressed", 0.2, None, reason="opted_out"),
+        _row("receipt", "delivered", 5.0, "push", provider="api", user_id="mallory"),
+    ]
+    assert build_timeline("n1", rows).steps[-1].tone == "ok"
+
+
+def test_the_default_tenants_owner_and_its_receipt_agree() -> None:
+    rows = [
+        _row("outcome", "sent", 0.4, "push", provider="fcm", tenant=None),  # the message said no tenant
+        _row("receipt", "delivered", 5.0, "push", provider="api", tenant=""),
+    ]
+    assert build_timeline("n1", rows).steps[-1].tone == "ok"
