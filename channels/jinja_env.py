@@ -25,6 +25,7 @@ environment and with a stock one and compares the text.
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
@@ -37,6 +38,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import MAX_RANGE, SandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter
 
 from channels.template_limits import (
+    GROWING_METHODS,
     format_spec_size,
     indent_size,
     join_size,
@@ -53,6 +55,7 @@ characters that one padding, formatting, replacing or joining operation may add 
 limit on ``range``: 100000)."""
 
 _SEQUENCES = (str, list, tuple, bytes)
+_FORMATS = frozenset({"format", "format_map"})
 
 
 def _size(operator: str, left: Any, right: Any) -> int:
@@ -123,7 +126,8 @@ class _CappedFormatter(SandboxedFormatter):
     nested fields already filled in: ``{:>{n}}``)."""
 
     def format_field(self, value: Any, format_spec: str) -> Any:
-        _check(f"str.format field {{:{format_spec[:20]}}}", format_spec_size(format_spec))
+        if format_spec and format_spec_size(format_spec) > MAX_SIZE:  # the name built only to refuse
+            _check(f"str.format field {{:{format_spec[:20]}}}", format_spec_size(format_spec))
         return super().format_field(value, format_spec)
 
 
@@ -187,19 +191,21 @@ class SandboxEnvironment(SandboxedEnvironment):
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         """Every call a template makes: a ``str`` method that pads or repeats is checked first."""
         owner = getattr(__obj, "__self__", None)
-        if isinstance(owner, str):
-            name = getattr(__obj, "__name__", "")
+        if isinstance(owner, str) and (name := getattr(__obj, "__name__", "")) in GROWING_METHODS:
             _check(f"str.{name}", method_size(name, owner, args, kwargs))
         return super().call(__context, __obj, *args, **kwargs)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
-        """``str.format``/``format_map`` of a string, formatted by a formatter that checks each
-        field. jinja2 (3.1) builds its formatter inside its own wrapper, out of reach: its wrapper
-        says whether ``value`` is such a method, this one does what it does with another formatter."""
-        wrapped = super().wrap_str_format(value)
-        if wrapped is None:
+        """jinja2's (3.1) wrapper of a string's ``format``/``format_map``, with a formatter that
+        checks each field: jinja2 builds its formatter inside this method, out of reach."""
+        if (
+            not isinstance(value, types.MethodType | types.BuiltinMethodType)
+            or value.__name__ not in _FORMATS
+        ):
             return None
-        f_self: str = value.__self__
+        f_self = value.__self__
+        if not isinstance(f_self, str):
+            return None
         formatter: SandboxedFormatter
         if isinstance(f_self, markupsafe.Markup):
             formatter = _CappedEscapeFormatter(self, escape=f_self.escape)
@@ -209,8 +215,10 @@ class SandboxEnvironment(SandboxedEnvironment):
 
         def wrapper(*args: Any, **kwargs: Any) -> str:
             if is_format_map:
-                if kwargs or len(args) != 1:
-                    return wrapped(*args, **kwargs)  # jinja2's own TypeError
+                if kwargs:
+                    raise TypeError("format_map() takes no keyword arguments")
+                if len(args) != 1:
+                    raise TypeError(f"format_map() takes exactly one argument ({len(args)} given)")
                 kwargs, args = args[0], ()
             return str_type(formatter.vformat(f_self, args, kwargs))
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "GROWING_METHODS",
     "format_spec_size",
     "indent_size",
     "join_size",
@@ -27,6 +28,8 @@ _HUGE = 10**18  # a number with more digits than any width Python would accept
 _NUMERIC = frozenset("diouxXeEfFgG")  # conversions whose precision is digits written, not a cut
 _DIGITS = re.compile(r"\d+")
 _PADDING_METHODS = frozenset({"center", "ljust", "rjust", "zfill"})
+GROWING_METHODS = _PADDING_METHODS | {"expandtabs", "replace", "join"}
+"""The ``str`` methods :func:`method_size` sizes (for every other one it is 0)."""
 
 
 def _int(digits: str) -> int:
