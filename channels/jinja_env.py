@@ -15,8 +15,10 @@ fields (``"{:>{n}}"``), the methods ``center``, ``ljust``, ``rjust``, ``zfill`` 
 ``replace`` and ``join`` (method and filter) with a long text or separator over a long string.
 Each is checked from its arguments before it runs (:mod:`channels.template_limits`) and refused
 with a :class:`~jinja2.exceptions.SecurityError` naming it: the renderer's ``template_error``.
-``truncate`` never grows its input, so it needs no limit. A result built by many operations each
-under the limit (a loop appending) is bounded by the template's own size and the payload's.
+``truncate`` never grows its input, so it needs no limit. Not bounded: a result built by many
+operations each under the limit (a ``range(n)`` loop writing ``"x" * m`` each time, both from the
+payload); templates are the operator's, and a template that multiplies payload sizes so is the
+place to bound them.
 
 tests/unit/channels/test_templates_equivalence.py renders every shipped template with this
 environment and with a stock one and compares the text.
