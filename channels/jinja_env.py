@@ -5,12 +5,20 @@
 * Templates looked up by name (and the name of the template asking: ``extends``, ``include``)
   in a plain dict: the renderer never reloads templates (``auto_reload=False``).
 
-And one limit jinja2's sandbox lacks: ``*`` and ``**`` cannot build a string, list or number
-larger than :data:`MAX_SIZE` (a payload's ``n`` in ``{{ "a" * n }}`` would otherwise take all
-memory, a MemoryError the renderer must treat as the machine's and retry). Not covered: ``%``
-formatting with a payload's width (``"%*s" % (n, "")``) and the ``center``/``indent`` filters with
-a payload's width can still build a huge string; templates are the operator's, so a template that
-takes widths from a payload is the place to bound them.
+And limits jinja2's sandbox lacks, on what one operation may add to memory: ``*`` and ``**``
+cannot build a string, list or number larger than :data:`MAX_SIZE` (a payload's ``n`` in
+``{{ "a" * n }}`` would otherwise take all memory, a MemoryError the renderer must treat as the
+machine's and retry), and neither can the operations that pad to a width or repeat a separator:
+``%`` formatting and the ``format`` filter (``"%*d" % (n, 1)``, ``"%.{n}f"``), ``str.format``
+fields (``"{:>{n}}"``), the methods ``center``, ``ljust``, ``rjust``, ``zfill`` and
+``expandtabs``, the filters ``center``, ``indent`` and ``wordwrap`` (its ``wrapstring``), and
+``replace`` and ``join`` (method and filter) with a long text or separator over a long string.
+Each is checked from its arguments before it runs (:mod:`channels.template_limits`) and refused
+with a :class:`~jinja2.exceptions.SecurityError` naming it: the renderer's ``template_error``.
+``truncate`` never grows its input, so it needs no limit. Not bounded: a result built by many
+operations each under the limit (a ``range(n)`` loop writing ``"x" * m`` each time, both from the
+payload); templates are the operator's, and a template that multiplies payload sizes so is the
+place to bound them.
 
 tests/unit/channels/test_templates_equivalence.py renders every shipped template with this
 environment and with a stock one and compares the text.
@@ -18,22 +26,38 @@ environment and with a stock one and compares the text.
 
 from __future__ import annotations
 
+import functools
+import types
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import jinja2
 import markupsafe
+from jinja2 import filters
 from jinja2.exceptions import SecurityError
+from jinja2.nodes import EvalContext
 from jinja2.runtime import Context
-from jinja2.sandbox import MAX_RANGE, SandboxedEnvironment
+from jinja2.sandbox import MAX_RANGE, SandboxedEnvironment, SandboxedEscapeFormatter, SandboxedFormatter
+
+from channels.template_limits import (
+    GROWING_METHODS,
+    format_spec_size,
+    indent_size,
+    join_size,
+    method_size,
+    printf_size,
+    wordwrap_size,
+)
 
 __all__ = ["MAX_SIZE", "SandboxEnvironment", "escape_text"]
 
 MAX_SIZE = MAX_RANGE
-"""Items of a sequence, or bits of an int, that ``*`` and ``**`` may produce in a template
-(jinja2's own limit on ``range``: 100000)."""
+"""Items of a sequence, or bits of an int, that ``*`` and ``**`` may produce in a template, and
+characters that one padding, formatting, replacing or joining operation may add (jinja2's own
+limit on ``range``: 100000)."""
 
 _SEQUENCES = (str, list, tuple, bytes)
+_FORMATS = frozenset({"format", "format_map"})
 
 
 def _size(operator: str, left: Any, right: Any) -> int:
@@ -46,6 +70,71 @@ def _size(operator: str, left: Any, right: Any) -> int:
     if isinstance(left, int) and isinstance(right, int) and right > 0:  # **: bits of the power
         return abs(left).bit_length() * right
     return 0
+
+
+def _check(what: str, size: int) -> None:
+    if size > MAX_SIZE:
+        raise SecurityError(f"{what} would add more than {MAX_SIZE} characters")
+
+
+def _capped_filters(environment: jinja2.Environment) -> dict[str, Callable[..., Any]]:
+    """jinja2's growing filters, each checked before it runs (their signatures are jinja2's)."""
+    newline = environment.newline_sequence
+
+    def center(value: Any, width: int = 80) -> str:
+        _check("center filter", width if isinstance(width, int) else 0)
+        return filters.do_center(value, width)
+
+    def indent(s: str, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
+        _check("indent filter", indent_size(str(s), width))
+        return filters.do_indent(s, width, first, blank)
+
+    def format_(value: Any, *args: Any, **kwargs: Any) -> str:
+        _check("format filter", printf_size(str(value), kwargs or args))
+        return filters.do_format(value, *args, **kwargs)
+
+    @jinja2.pass_environment
+    def wordwrap(env: jinja2.Environment, s: str, width: int = 79, *args: Any, **kwargs: Any) -> str:
+        wrapstring = args[1] if len(args) > 1 else kwargs.get("wrapstring")
+        _check(
+            "wordwrap filter",
+            wordwrap_size(str(s), width, newline if wrapstring is None else str(wrapstring)),
+        )
+        return filters.do_wordwrap(env, s, width, *args, **kwargs)
+
+    @jinja2.pass_eval_context
+    def replace(ctx: EvalContext, s: str, old: str, new: str, count: int | None = None) -> str:
+        args = (str(old), str(new)) if count is None else (str(old), str(new), count)
+        _check("replace filter", method_size("replace", str(s), args, {}))
+        return filters.do_replace(ctx, s, old, new, count)
+
+    @jinja2.pass_eval_context
+    def join(ctx: EvalContext, value: Any, d: str = "", attribute: str | int | None = None) -> str:
+        _check("join filter", join_size(str(d), value))
+        return filters.sync_do_join(ctx, value, d, attribute)
+
+    return {
+        "center": center,
+        "indent": indent,
+        "format": format_,
+        "wordwrap": wordwrap,
+        "replace": replace,
+        "join": join,
+    }
+
+
+class _CappedFormatter(SandboxedFormatter):
+    """``str.format``'s fields, each checked before it is formatted (the spec arrives with its
+    nested fields already filled in: ``{:>{n}}``)."""
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        if format_spec and format_spec_size(format_spec) > MAX_SIZE:  # the name built only to refuse
+            _check(f"str.format field {{:{format_spec[:20]}}}", format_spec_size(format_spec))
+        return super().format_field(value, format_spec)
+
+
+class _CappedEscapeFormatter(_CappedFormatter, SandboxedEscapeFormatter):
+    pass
 
 
 def _escaped_str(value: str) -> str:
@@ -91,15 +180,55 @@ class SandboxEnvironment(SandboxedEnvironment):
     template is loaded, so a snapshot sees the same values."""
 
     template_class = _Template
-    intercepted_binops = frozenset({"*", "**"})  # compiled to call_binop
+    intercepted_binops = frozenset({"*", "**", "%"})  # compiled to call_binop
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if _size(operator, left, right) > MAX_SIZE:
+        if operator == "%":
+            if isinstance(left, str):
+                _check("% formatting", printf_size(left, right))
+        elif _size(operator, left, right) > MAX_SIZE:
             raise SecurityError(f"the result of {operator} would exceed {MAX_SIZE} (items or bits)")
         return super().call_binop(context, operator, left, right)
 
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        """Every call a template makes: a ``str`` method that pads or repeats is checked first."""
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str) and (name := getattr(__obj, "__name__", "")) in GROWING_METHODS:
+            _check(f"str.{name}", method_size(name, owner, args, kwargs))
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """jinja2's (3.1) wrapper of a string's ``format``/``format_map``, with a formatter that
+        checks each field: jinja2 builds its formatter inside this method, out of reach."""
+        if (
+            not isinstance(value, types.MethodType | types.BuiltinMethodType)
+            or value.__name__ not in _FORMATS
+        ):
+            return None
+        f_self = value.__self__
+        if not isinstance(f_self, str):
+            return None
+        formatter: SandboxedFormatter
+        if isinstance(f_self, markupsafe.Markup):
+            formatter = _CappedEscapeFormatter(self, escape=f_self.escape)
+        else:
+            formatter = _CappedFormatter(self)
+        str_type, is_format_map = type(f_self), value.__name__ == "format_map"
+
+        def wrapper(*args: Any, **kwargs: Any) -> str:
+            if is_format_map:
+                if kwargs:
+                    raise TypeError("format_map() takes no keyword arguments")
+                if len(args) != 1:
+                    raise TypeError(f"format_map() takes exactly one argument ({len(args)} given)")
+                kwargs, args = args[0], ()
+            return str_type(formatter.vformat(f_self, args, kwargs))
+
+        return functools.update_wrapper(wrapper, value)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.filters.update(_capped_filters(self))
         # Every rendering of a template that extends a layout asks for the layout: jinja2 joins
         # the names, then looks in its LRU cache (a weak reference, a lock and a reordering per
         # hit). With auto_reload off a name's template never changes, so the first answer is kept.

@@ -8,7 +8,10 @@ carries the row's ``(created_at, id)`` as its SSE id; a client that reconnects w
 replays from its last event once the hub is back, so nothing is lost in between.
 
 A stream ends when the credential that opened it expires (the client reconnects with a fresh one,
-so a revoked or expired token stops receiving rows), and a user holds at most
+so a revoked or expired token stops receiving rows), and when its user is erased (``DELETE
+/v1/recipients/{id}`` notifies the same channel with :func:`erasure_notice` in its transaction, so
+every API process ends that user's streams in that tenant once the erasure commits, not at the
+token's expiry). A user holds at most
 ``max_streams_per_user`` open streams (each one is a socket and a queue): a new stream closes the
 user's oldest, not the other way round, because the oldest is the likeliest to be dead (a phone
 that lost its network sends no FIN, and its socket stays open until TCP gives up) while the new
@@ -32,7 +35,7 @@ from channels.in_app.inbox_pg import decode_cursor, encode_cursor
 from consumers.api.inbox_query import InboxQueries, InboxRow
 from consumers.infra.pg_listen import PgListener
 
-__all__ = ["CHANNEL", "InboxHub", "Subscription", "event_stream", "format_event"]
+__all__ = ["CHANNEL", "InboxHub", "Subscription", "erasure_notice", "event_stream", "format_event"]
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +51,16 @@ class Subscription:
         self.user_id = user_id
         self.tenant = tenant  # '' = the default tenant
         self.queue: asyncio.Queue[object] = asyncio.Queue(_QUEUE_MAX)
-        self.replaced = False  # closed by the hub for a newer stream of the same user
+        self.ended: str | None = None  # why the hub closed it (a newer stream, an erasure)
+
+    def end(self, why: str) -> None:
+        """End this stream: its body sees ``ended`` at its next item and says why."""
+        self.ended = why
+        self.offer(_CLOSED)
 
     def replace(self) -> None:
-        """End this stream for a newer one: its body sees the flag at its next item."""
-        self.replaced = True
-        self.offer(_CLOSED)
+        """End this stream for a newer one of the same user."""
+        self.end("replaced by a newer stream")
 
     def offer(self, item: object) -> None:
         try:
@@ -114,11 +121,15 @@ class InboxHub:
     def _on_payload(self, payload: str) -> None:
         try:
             msg = json.loads(payload)
-            key, row_id = (str(msg.get("tenant") or ""), str(msg["user_id"])), str(msg["id"])
+            key = (str(msg.get("tenant") or ""), str(msg["user_id"]))
+            row_id = None if msg.get("erased") is True else str(msg["id"])
         except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("ignoring malformed %s notification: %.200s", CHANNEL, payload)
             return
-        if key in self._subs:
+        if row_id is None:
+            for sub in list(self._subs.pop(key, ())):
+                sub.end("user erased")
+        elif key in self._subs:
             self._broadcast(row_id, [key])
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -134,6 +145,11 @@ class InboxHub:
         """End every open stream (the server can then stop without waiting for clients)."""
         self.closed = True
         self._broadcast(_CLOSED)
+
+
+def erasure_notice(tenant: str, user_id: str) -> str:
+    """The ``herald_inbox`` notification that ends the user's open streams (the erasure's)."""
+    return json.dumps({"erased": True, "tenant": tenant, "user_id": user_id}, separators=(",", ":"))
 
 
 def format_event(row: InboxRow, payload: dict[str, Any]) -> bytes:
@@ -210,7 +226,7 @@ async def event_stream(
             for row in await queries.since(sub.user_id, last_event_id, replay_max, sub.tenant):
                 if sent.first_time(row):
                     yield format_event(row, render(row))
-        while not hub.closed and not sub.replaced:  # the flag: a full queue may have lost _CLOSED
+        while not hub.closed and sub.ended is None:  # the flag: a full queue may have lost _CLOSED
             left = heartbeat_s if deadline is None else min(heartbeat_s, deadline - loop.time())
             if left <= 0:
                 yield b": credential expired\n\n"
@@ -226,7 +242,7 @@ async def event_stream(
             for row in await _rows_for(item, sub, queries, sent, replay_max):
                 if sent.first_time(row):
                     yield format_event(row, render(row))
-        if sub.replaced:
-            yield b": replaced by a newer stream\n\n"
+        if sub.ended is not None:
+            yield f": {sub.ended}\n\n".encode()
     finally:
         hub.unsubscribe(sub)

@@ -9,7 +9,9 @@ is always in exactly one of the two tables and readers/writers interleave betwee
 Archive partitions older than ``in_app.archive_retention_days`` are dropped whole (cheap, no
 vacuum debt). The same pass deletes ``herald_sent`` rows past ``fallback.receipt_window_days``
 (the fallback's memory of sent messages for their receipts) and early API receipts that waited
-longer than :data:`EARLY_RECEIPT_WAIT` for their ``sent`` outcome (``herald_early_receipts``).
+longer than :data:`EARLY_RECEIPT_WAIT` for their ``sent`` outcome (``herald_early_receipts``),
+and the cursors of broadcasts that finished more than :data:`FINISHED_FANOUT_KEEP` ago
+(``herald_fanout_cursors``, one row per broadcast, never deleted by the fan-out itself).
 """
 
 from __future__ import annotations
@@ -30,12 +32,17 @@ from consumers.infra.settings import InAppSettings
 from consumers.runtime import metrics
 from consumers.runtime.process import ProcessOptions, ProcessSpec
 
-__all__ = ["EARLY_RECEIPT_WAIT", "InboxJanitor", "Sweep", "build"]
+__all__ = ["EARLY_RECEIPT_WAIT", "FINISHED_FANOUT_KEEP", "InboxJanitor", "Sweep", "build"]
 
 log = logging.getLogger(__name__)
 # A receipt overtakes its sent outcome by the time between two topics' batches (seconds); one that
 # waited an hour names an id nothing sent (any end-user token may post any id) and is deleted.
 EARLY_RECEIPT_WAIT = timedelta(hours=1)
+# A finished cursor is what makes a replayed broadcast (the topic event read again from Kafka, or
+# posted again under its event id) send nothing. Kept well past herald.events' retention (Kafka's
+# default 7 days), POST /v1/events' id dedupe (1 day) and the delivery ledger (2 days): after it, the
+# same event id is a new broadcast. Unfinished cursors are a broadcast's progress and always kept.
+FINISHED_FANOUT_KEEP = timedelta(days=30)
 
 _READ_SQL = move_sql(
     "SELECT id FROM herald_inbox WHERE read_at IS NOT NULL AND read_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED"
@@ -66,12 +73,14 @@ class InboxJanitor:
         *,
         lock_timeout_ms: int = 500,
         receipt_window_days: int | None = None,
+        fanout_cursor_keep: timedelta | None = None,
     ) -> None:
         self._pool = pool
         self._settings = settings
         self._clock = clock
         self._lock_timeout = f"{int(lock_timeout_ms)}ms"
         self._receipt_window_days = receipt_window_days
+        self._fanout_cursor_keep = fanout_cursor_keep
 
     async def sweep(self, now: datetime, stopping: asyncio.Event | None = None) -> Sweep:
         """One pass; returns what it archived. Stops between batches when ``stopping`` is set."""
@@ -87,6 +96,13 @@ class InboxJanitor:
             await self._pool.execute(
                 "DELETE FROM herald_early_receipts WHERE received_at < $1", now - EARLY_RECEIPT_WAIT
             )
+        if self._fanout_cursor_keep is not None:
+            # No index on finished_at: a row per broadcast, scanned once per janitor interval.
+            status = await self._pool.execute(
+                "DELETE FROM herald_fanout_cursors WHERE finished_at < $1", now - self._fanout_cursor_keep
+            )
+            if (pruned := int(status.rsplit(" ", 1)[1])) > 0:
+                log.info("inbox janitor: deleted %d finished fan-out cursors", pruned)
         return Sweep(read, expired, b1 + b2, dropped)
 
     async def _drop_expired(self, now: datetime) -> int:
@@ -140,5 +156,6 @@ async def build(res: Resources, _: ProcessOptions) -> ProcessSpec:
         res.settings.in_app,
         res.clock,
         receipt_window_days=res.settings.fallback.receipt_window_days,
+        fanout_cursor_keep=FINISHED_FANOUT_KEEP,
     )
     return ProcessSpec(loops=[janitor.run])

@@ -3,7 +3,10 @@ the recipient removed and counted, its delivery state in one tenant gone, the ot
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +20,7 @@ from consumers.scheduler.retries import KIND_RETRY
 from consumers.scheduler.store import Scheduler, Timer, publish_timer
 from tests.admin_helpers import key, rid, running_admin_api
 from tests.api_helpers import RunningApi
+from tests.waiting import until
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -296,3 +300,50 @@ async def test_the_other_tenants_check_probes_indexes_that_start_with_the_user(a
         )
     }
     assert len(used) >= len(_SHARED_CHECKS) - 1 and {first[i] for i in used} == {"user_id"}, plan
+
+
+class _Stream:
+    """An open GET /v1/inbox/stream, its comment lines read in the background until it ends."""
+
+    def __init__(self, api: RunningApi, user_id: str, tenant: str) -> None:
+        self.comments: list[str] = []
+        self._cm = api.client.stream("GET", "/v1/inbox/stream", headers=api.auth(user_id, tenant), timeout=30)
+        self.task: asyncio.Task[None] = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        response = await self._cm.__aenter__()
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            if line.startswith(":"):
+                self.comments.append(line)
+
+    async def close(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(BaseException):
+            await self.task
+        with contextlib.suppress(Exception):
+            await self._cm.__aexit__(None, None, None)
+
+
+async def test_delete_ends_the_users_open_inbox_streams_in_that_tenant_at_once(api: RunningApi) -> None:
+    # The token is good for a day: without the erasure's notice the stream would run that long.
+    ident = rid()
+    acme = await key(api, Scope.RECIPIENTS_WRITE, tenant="acme")
+    streams = [_Stream(api, ident, "acme"), _Stream(api, ident, "acme"), _Stream(api, ident, "")]
+    try:
+
+        async def connected() -> bool:
+            return all(": connected" in s.comments for s in streams)
+
+        await until(connected, what="three connected streams", timeout=10)
+        t0 = time.monotonic()
+        assert (await api.client.delete(f"/v1/recipients/{ident}", headers=acme)).status_code == 200
+        await asyncio.wait_for(asyncio.gather(streams[0].task, streams[1].task), 5)
+        assert time.monotonic() - t0 < 5
+        assert [s.comments[-1] for s in streams[:2]] == [": user erased"] * 2
+        # The same id in the default tenant is another recipient: its stream goes on.
+        await asyncio.sleep(0.5)
+        assert not streams[2].task.done() and ": user erased" not in streams[2].comments
+    finally:
+        for s in streams:
+            await s.close()

@@ -17,7 +17,7 @@ from channels.in_app.inbox import InAppAdapter
 from channels.in_app.inbox_pg import InboxService, decode_cursor, encode_cursor
 from consumers.devstack import DevStack
 from consumers.inbox.archive import partition_for
-from consumers.inbox.janitor import InboxJanitor, Sweep
+from consumers.inbox.janitor import FINISHED_FANOUT_KEEP, InboxJanitor, Sweep
 from consumers.inbox.reads import InboxReads
 from consumers.infra.clock import ManualClock
 from consumers.infra.settings import HeraldSettings, InAppSettings
@@ -293,3 +293,36 @@ async def test_janitor_deletes_early_receipts_that_waited_an_hour(
         await InboxJanitor(pool, InAppSettings(), ManualClock(now), receipt_window_days=30).sweep(now)
         left = "SELECT notification_id FROM herald_early_receipts WHERE notification_id = ANY($1::text[])"
         assert [r["notification_id"] for r in await pool.fetch(left, [old, fresh])] == [fresh]
+
+
+async def test_janitor_deletes_fanout_cursors_finished_past_the_keep(
+    pg_pool: asyncpg.Pool, stack: DevStack
+) -> None:
+    # One row per broadcast, forever, before: only finished ones go (an unfinished one is a
+    # broadcast's progress), and only past the documented keep (a replay must still find it).
+    async with isolated_inbox(pg_pool, stack.database_url) as pool:
+        now = datetime.now(UTC)
+        keep = FINISHED_FANOUT_KEEP
+        tag = uuid.uuid4().hex
+        rows = {
+            f"old-{tag}": (now - keep - timedelta(days=2), now - keep - timedelta(minutes=1)),
+            f"recent-{tag}": (now - keep - timedelta(days=2), now - keep + timedelta(minutes=1)),
+            f"unfinished-{tag}": (now - keep - timedelta(days=60), None),
+        }
+        for event_id, (started, finished) in rows.items():
+            await pool.execute(
+                "INSERT INTO herald_fanout_cursors (event_id, tenant, topic, started_at, finished_at) "
+                "VALUES ($1, 'acme', 'news', $2, $3)",
+                event_id,
+                started,
+                finished,
+            )
+        await InboxJanitor(pool, InAppSettings(), ManualClock(now)).sweep(now)  # no keep given: kept
+        left = "SELECT event_id FROM herald_fanout_cursors WHERE event_id = ANY($1::text[]) ORDER BY event_id"
+        assert len(await pool.fetch(left, list(rows))) == 3
+        await InboxJanitor(pool, InAppSettings(), ManualClock(now), fanout_cursor_keep=keep).sweep(now)
+        assert [r["event_id"] for r in await pool.fetch(left, list(rows))] == [
+            f"recent-{tag}",
+            f"unfinished-{tag}",
+        ]
+        await pool.execute("DELETE FROM herald_fanout_cursors WHERE event_id = ANY($1::text[])", list(rows))

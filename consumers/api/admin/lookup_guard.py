@@ -8,6 +8,12 @@ this process verified recently: behind a proxy every client shares one address, 
 attacker's junk keys must not lock out every integration sharing it. Admitting a known key id
 costs little even when the secret is wrong: its row is cached like any other for the key cache's
 TTL, so it is at most one lookup per TTL per process.
+
+There is no per-key limit, on purpose. A key's id is public (the console shows it) but its secret
+is 256 random bits compared through HMAC-SHA256, so wrong secrets for a known id, from however many
+addresses, never add up to a guess; each costs one HMAC on the cached row, not a lookup. A limit
+per key would only hand whoever knows an id a way to lock its integration (or an operator's
+console login) out by failing on purpose.
 """
 
 from __future__ import annotations

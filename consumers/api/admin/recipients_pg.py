@@ -20,6 +20,7 @@ from consumers.api.admin.recipient_models import (
     RecipientOut,
     RecipientPatch,
 )
+from consumers.api.stream import CHANNEL, erasure_notice
 
 __all__ = ["ERASED_KINDS", "RecipientStore"]
 
@@ -241,7 +242,8 @@ class RecipientStore:
         """Delete everything Herald keeps about the user in ``tenant``, in one transaction; rows
         removed per kind. A user without a recipient row (known only from events) is erased all
         the same; the same id in another tenant is another recipient and keeps its rows (see
-        ``_SHARED`` for what is kept by user id only)."""
+        ``_SHARED`` for what is kept by user id only). The user's open inbox streams in ``tenant``
+        end when it commits."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "SELECT 1 FROM herald_recipients WHERE tenant = $1 AND user_id = $2 FOR UPDATE",
@@ -254,4 +256,8 @@ class RecipientStore:
                 "user": (user_id, shared),
                 "both": (user_id, tenant, shared),
             }
-            return {kind: _count(await conn.execute(sql, *args[scope])) for kind, scope, sql in _ERASE}
+            removed = {kind: _count(await conn.execute(sql, *args[scope])) for kind, scope, sql in _ERASE}
+            # Delivered at commit to every API process: the user's open inbox streams end now, not
+            # when their tokens expire (consumers/api/stream.py).
+            await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, erasure_notice(tenant, user_id))
+            return removed

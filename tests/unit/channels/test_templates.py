@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from channels.jinja_env import MAX_SIZE
 from channels.sms.sns import segments
 from channels.templates import CHANNEL_FILES, TemplateError, TemplateRenderer, locale_chain
 from consumers.infra.settings import PACKAGE_DIR
@@ -171,6 +172,58 @@ def test_a_result_too_large_to_build_is_a_permanent_template_error(
     with pytest.raises(TemplateError, match="unsafe template operation") as info:
         r.render(Channel.SMS, "t", "en", payload)
     assert info.value.reason == "template_error"
+
+
+WIDE = MAX_SIZE + 1  # past the limit, yet small enough that an unchecked render only wastes 100 kB
+
+
+@pytest.mark.parametrize(
+    ("text", "cause"),
+    [
+        ('{{ "%0*d" % (n, 1) }}', "% formatting"),
+        ('{{ ("%0" ~ n ~ "d") % 1 }}', "% formatting"),
+        ('{{ ("%." ~ n ~ "f") % 1.5 }}', "% formatting"),
+        ('{{ "{:>{w}}".format(1, w=n) }}', "str.format field"),
+        ('{{ ("{:>" ~ n ~ "}").format(1) }}', "str.format field"),
+        ('{{ "{x:0{w}}".format_map({"x": 1, "w": n}) }}', "str.format field"),
+        ('{{ "x".center(n) }}', "str.center"),
+        ('{{ "x".ljust(n) }}', "str.ljust"),
+        ('{{ "x".rjust(n) }}', "str.rjust"),
+        ('{{ "1".zfill(n) }}', "str.zfill"),
+        ('{{ "a\tb".expandtabs(n) }}', "str.expandtabs"),
+        ('{{ ("a" * 400).replace("a", "b" * 400) }}', "str.replace"),
+        ('{{ ("-" * 400).join("a" * 400) }}', "str.join"),
+        ("{{ 'x' | center(n) }}", "center filter"),
+        ("{{ 'a' | indent(n, true) }}", "indent filter"),
+        ("{{ ('a\\n' * 300) | indent('-' * 400, true) }}", "indent filter"),
+        ('{{ "%*s" | format(n, "") }}', "format filter"),
+        ('{{ ("ab " * 300) | wordwrap(1, true, "-" * 400) }}', "wordwrap filter"),
+        ('{{ ("a" * 400) | replace("a", "b" * 400) }}', "replace filter"),
+        ('{{ ("a" * 400) | join("-" * 400) }}', "join filter"),
+    ],
+)
+def test_a_width_past_the_limit_is_a_permanent_template_error_naming_the_operation(
+    tmp_path: Path, text: str, cause: str
+) -> None:
+    # A width taken from the payload must not allocate whatever the payload says (GBs in a
+    # channel consumer): refused before the operation runs.
+    r = _tree(tmp_path, {"t/en/sms.txt.j2": text})
+    with pytest.raises(TemplateError, match="unsafe template operation") as info:
+        r.render(Channel.SMS, "t", "en", {"n": WIDE})
+    assert info.value.reason == "template_error"
+    assert cause in str(info.value)
+
+
+def test_ordinary_widths_and_formats_still_render(tmp_path: Path) -> None:
+    text = (
+        '{{ "%05.1f|%-4s|%*d" % (x, "a", 3, 7) }} {{ "{:>4}|{:.2f}|{:,}".format("b", x, 1234567) }} '
+        "{{ 'c'.center(3) }}{{ 'd'.ljust(2) }}{{ '7'.zfill(3) }} {{ 'e' | center(3) }} "
+        "{{ '%.3s' | format('abcdef') }} {{ 'a b c' | wordwrap(1, true, '/') }} "
+        "{{ 'f\ng' | indent(2) }} {{ 'aa'.replace('a', 'xy') }} {{ [1, 2] | join(', ') }} {{ 'x' | truncate(n) }}"
+    )
+    r = _tree(tmp_path, {"t/en/sms.txt.j2": text})
+    out = r.render(Channel.SMS, "t", "en", {"x": 3.14159, "n": 10**12}).text
+    assert out == "003.1|a   |  7    b|3.14|1,234,567  c d 007  e  abc a/b/c f\n  g xyxy 1, 2 x"
 
 
 def test_small_products_and_powers_still_render(tmp_path: Path) -> None:
