@@ -12,17 +12,28 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.cost import Cost
+from consumers.devstack import DevStack
 from consumers.emitter import build_event
 from consumers.infra.settings import HeraldSettings
 from consumers.runtime.gc_tuning import tune_gc
 from consumers.runtime.kafka import create_topics
 from schemas.codec import default_codec
 
-__all__ = ["MIX", "Timing", "count_records", "mixed_events", "preload", "sized", "wait_drained"]
+__all__ = [
+    "MIX",
+    "Timing",
+    "count_records",
+    "mixed_events",
+    "preload",
+    "sized",
+    "stack_settings",
+    "wait_drained",
+]
 
 # Event-type mix for throughput runs: mostly activity and marketing, like a real product.
 MIX: list[tuple[str, float, dict[str, str]]] = [
@@ -44,6 +55,20 @@ MIX: list[tuple[str, float, dict[str, str]]] = [
 def sized(env: str, default: int, scale: float = 1.0) -> int:
     """A phase's size: ``env`` if set, else ``default``, times the run's ``--scale`` (at least 1)."""
     return max(1, round(int(os.environ.get(env, str(default))) * scale))
+
+
+def stack_settings(stack: DevStack, prefix: str, **overrides: Any) -> HeraldSettings:
+    """Settings for a standalone run (``python -m bench.<module>``) on ``stack``: its servers,
+    4 partitions and topics under ``prefix`` plus the time in ms, so a rerun on the same stack
+    (even within the second) starts empty."""
+    return HeraldSettings(
+        kafka_bootstrap_servers=stack.kafka,
+        database_url=stack.database_url,
+        redis_url=stack.redis_url,
+        topic_prefix=f"{prefix}{int(time.time() * 1000) % 10**8}",
+        partitions=4,
+        **overrides,
+    )
 
 
 def mixed_events(

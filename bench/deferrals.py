@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from bench.common import stack_settings
 from consumers.devstack import DevStack
 from consumers.fallback.context import FallbackContext
 from consumers.fallback.process import fire_batch_handlers, fire_handlers
@@ -129,13 +130,7 @@ async def _seed(settings: HeraldSettings, users: Sequence[str]) -> None:
 
 async def _main(args: argparse.Namespace) -> None:
     with DevStack(with_moto=False) as stack:
-        settings = HeraldSettings(
-            kafka_bootstrap_servers=stack.kafka,
-            database_url=stack.database_url,
-            redis_url=stack.redis_url,
-            topic_prefix=f"bd{int(time.time())}",
-            partitions=4,
-        )
+        settings = stack_settings(stack, "bd")
         users = [f"d{i}-{uuid.uuid4().hex[:6]}" for i in range(args.timers)]
         await _seed(settings, users)
         for i, variant in enumerate(args.order.split(",")):

@@ -18,7 +18,7 @@ import json
 import time
 from typing import Any
 
-from bench.common import Timing, preload
+from bench.common import Timing, preload, stack_settings
 from bench.timed import timed_consumer_factory, until_done
 from channels.aws import AwsSettings
 from channels.base import ChannelAdapter, Content, Outcome
@@ -85,12 +85,9 @@ def email_messages(n: int, users: int = 5000) -> list[tuple[bytes, bytes]]:
 
 def _settings(stack: DevStack, tag: str) -> HeraldSettings:
     assert stack.moto_url
-    return HeraldSettings(
-        kafka_bootstrap_servers=stack.kafka,
-        database_url=stack.database_url,
-        redis_url=stack.redis_url,
-        topic_prefix=f"be{tag}{int(time.time() * 1000) % 10**8}",
-        partitions=4,
+    return stack_settings(
+        stack,
+        f"be{tag}",
         metrics_port=0,
         runtime=RuntimeSettings(session_timeout_ms=6000, heartbeat_interval_ms=500, poll_timeout_ms=100),
         aws=AwsSettings(

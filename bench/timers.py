@@ -25,6 +25,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bench.common import stack_settings
 from bench.run import Row, console
 from consumers.devstack import DevStack
 from consumers.infra.clock import SystemClock
@@ -209,12 +210,9 @@ async def phase(b: Any) -> None:
 
 async def _main(args: argparse.Namespace) -> None:
     with DevStack(with_moto=False) as stack:
-        settings = HeraldSettings(
-            kafka_bootstrap_servers=stack.kafka,
-            database_url=stack.database_url,
-            redis_url=stack.redis_url,
-            topic_prefix=f"bt{int(time.time())}",
-            partitions=4,
+        settings = stack_settings(
+            stack,
+            "bt",
             scheduler=SchedulerSettings(poll_interval_s=args.poll_interval, batch_size=args.batch),
         )
         for pollers in (1, 2):

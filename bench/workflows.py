@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from bench.common import stack_settings
 from bench.run import Row, console
 from consumers.classifier.routing import Route, load_routing
 from consumers.devstack import DevStack
@@ -195,13 +196,7 @@ async def phase(b: Any) -> None:
 
 async def _main(args: argparse.Namespace) -> None:
     with DevStack(with_moto=False) as stack:
-        settings = HeraldSettings(
-            kafka_bootstrap_servers=stack.kafka,
-            database_url=stack.database_url,
-            redis_url=stack.redis_url,
-            topic_prefix=f"bw{int(time.time())}",
-            partitions=4,
-        )
+        settings = stack_settings(stack, "bw")
         directory = Path(args.dir)
         r = await throughput(settings, directory, args.burst)
         print(

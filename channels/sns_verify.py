@@ -26,26 +26,12 @@ __all__ = ["SNS_CERT_HOST", "SnsSignatureError", "cert_url_allowed", "signing_st
 # sns.<region>.amazonaws.com (and .com.cn): where AWS serves the signing certificates.
 SNS_CERT_HOST = r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?"
 
+# Both confirmations sign the same fields (AWS lists one set for the two).
+_CONFIRMATION = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
 _FIELDS = {
     "Notification": ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"),
-    "SubscriptionConfirmation": (
-        "Message",
-        "MessageId",
-        "SubscribeURL",
-        "Timestamp",
-        "Token",
-        "TopicArn",
-        "Type",
-    ),
-    "UnsubscribeConfirmation": (
-        "Message",
-        "MessageId",
-        "SubscribeURL",
-        "Timestamp",
-        "Token",
-        "TopicArn",
-        "Type",
-    ),
+    "SubscriptionConfirmation": _CONFIRMATION,
+    "UnsubscribeConfirmation": _CONFIRMATION,
 }
 _HASHES = {"1": hashes.SHA1, "2": hashes.SHA256}
 

@@ -7,41 +7,25 @@ PostgreSQL not answering is ``failed_retryable database_unavailable``
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Protocol
+import uuid
+from typing import Any
 
 from channels.base import Content, Outcome
+from channels.in_app.inbox_pg import InboxService
 from channels.storage_errors import PG_CALL_ERRORS, classify_pg_error
 from schemas.models import Channel, ChannelMessage
 
-__all__ = ["InAppAdapter", "InboxWriter"]
+__all__ = ["InAppAdapter"]
 
 PROVIDER = "inbox"
 TITLE_MAX = 255  # an inbox title is one line in a list: longer ones are cut, never refused
-
-
-class InboxWriter(Protocol):
-    async def create(
-        self,
-        *,
-        user_id: str,
-        notification_id: str,
-        type_: str,
-        category: str,
-        title: str,
-        body: str | None,
-        idempotency_key: str,
-        data: dict[str, Any] | None = None,
-        expires_at: datetime | None = None,
-        tenant: str = "",
-    ) -> tuple[Any, bool]: ...
 
 
 class InAppAdapter:
     channel = Channel.IN_APP
     provider = PROVIDER
 
-    def __init__(self, inbox: InboxWriter) -> None:
+    def __init__(self, inbox: InboxService) -> None:
         self._inbox = inbox
 
     async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:
@@ -68,7 +52,7 @@ class InAppAdapter:
 
     async def _create(
         self, message: ChannelMessage, content: Content, title: str, data: dict[str, Any], key: str
-    ) -> tuple[Any, bool]:
+    ) -> tuple[uuid.UUID, bool]:
         return await self._inbox.create(
             user_id=message.recipient,
             notification_id=message.notification_id,

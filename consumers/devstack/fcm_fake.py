@@ -19,23 +19,23 @@ import asyncio
 import json
 import logging
 import secrets
-import socket
-import threading
 import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import jwt
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from consumers.devstack.fake_state import FakeState
+from consumers.devstack.threaded_app import ThreadedApp
 
 __all__ = ["ERRORS", "FcmFake", "make_service_account", "write_service_account"]
 
@@ -114,62 +114,25 @@ class _Fault:
 
 
 @dataclass
-class _State:
+class _State(FakeState[_Fault]):
     public_keys: dict[str, Any] = field(default_factory=dict)  # client_email -> public key
     access_tokens: dict[str, float] = field(default_factory=dict)  # token -> expiry (epoch)
     token_lifetime_s: int = 3600
     token_delay_s: float = 0.0
     token_requests: int = 0
-    faults: list[_Fault] = field(default_factory=list)
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class FcmFake:
+class FcmFake(ThreadedApp):
     """``with FcmFake() as fcm: fcm.token_uri, fcm.base_url, fcm.service_account(path)``."""
 
+    name = "fcm-fake"
+
     def __init__(self, project_id: str = "herald-dev") -> None:
+        super().__init__()
         self.project_id = project_id
         self.state = _State()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
-
-    # -- lifecycle --------------------------------------------------------------------------
-    def start(self) -> Self:
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app(), log_level="warning", lifespan="off", access_log=False)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True, name="fcm-fake"
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("FCM fake did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(10)
-        self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- what clients need ------------------------------------------------------------------
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     @property
     def token_uri(self) -> str:
         return f"{self.base_url}/token"
@@ -211,13 +174,10 @@ class FcmFake:
             self.state.access_tokens = dict.fromkeys(self.state.access_tokens, 0.0)
 
     def messages(self) -> list[dict[str, Any]]:
-        with self.state.lock:
-            return list(self.state.messages)
+        return self.state.accepted()
 
     def reset(self) -> None:
-        with self.state.lock:
-            self.state.messages.clear()
-            self.state.faults.clear()
+        self.state.reset()
 
     # -- the app ------------------------------------------------------------------------------
     def app(self) -> Starlette:
@@ -315,10 +275,9 @@ class FcmFake:
                 {"@type": _FCM_ERROR, "errorCode": "INVALID_ARGUMENT"},
             )
         name = f"projects/{self.project_id}/messages/{uuid.uuid4().hex}"
-        with self.state.lock:
-            self.state.messages.append(
-                {"name": name, "message": message, "http_version": request.scope.get("http_version")}
-            )
+        self.state.record(
+            {"name": name, "message": message, "http_version": request.scope.get("http_version")}
+        )
         notification = message.get("notification") or {}
         log.info("FCM fake accepted push to %s…: %r", token[:12], notification.get("title"))
         return JSONResponse({"name": name})

@@ -111,6 +111,7 @@ class KafkaRetention:
         self.deleted = 0
         self.kept = 0  # batches left after the last sweep
         self.errors = 0
+        self.sweeps = 0  # completed: a test waits for sweeps to have run, not for a guessed time
         self._holds: dict[int, dict[str, int]] = {}  # id(reader) -> partition path -> next offset it reads
         self._s3: Any = botocore.session.get_session().create_client(
             "s3",
@@ -164,6 +165,7 @@ class KafkaRetention:
             self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
         self.deleted += len(old)
         self.kept = len(batches) - len(old)
+        self.sweeps += 1
         return old
 
     def _list(self) -> Iterator[tuple[str, float]]:

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import re
 import secrets
-import threading
 from base64 import b64decode
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -30,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from consumers.devstack.fake_state import FakeState
 from consumers.devstack.threaded_app import ThreadedApp
 
 __all__ = ["ERRORS", "TwilioFake"]
@@ -70,13 +69,6 @@ def _error(code: int) -> JSONResponse:
     )
 
 
-@dataclass
-class _State:
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    faults: list[list[int]] = field(default_factory=list)  # [code, remaining]
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
 class TwilioFake(ThreadedApp):
     """``with TwilioFake() as twilio: twilio.base_url, twilio.account_sid, twilio.auth_token``."""
 
@@ -87,7 +79,7 @@ class TwilioFake(ThreadedApp):
         self.account_sid = "AC" + secrets.token_hex(16)
         self.auth_token = secrets.token_hex(16)
         self.numbers = numbers
-        self.state = _State()
+        self.state: FakeState[list[int]] = FakeState()  # faults: [code, remaining]
 
     def env(self) -> dict[str, str]:
         """HERALD_TWILIO__* variables pointing Herald at this fake."""
@@ -105,13 +97,10 @@ class TwilioFake(ThreadedApp):
             self.state.faults.append([code, count])
 
     def messages(self) -> list[dict[str, Any]]:
-        with self.state.lock:
-            return list(self.state.messages)
+        return self.state.accepted()
 
     def reset(self) -> None:
-        with self.state.lock:
-            self.state.messages.clear()
-            self.state.faults.clear()
+        self.state.reset()
 
     def app(self) -> Starlette:
         return Starlette(
@@ -176,6 +165,5 @@ class TwilioFake(ThreadedApp):
         }
         record["messaging_service_sid"] = form.get("MessagingServiceSid")
         record["status_callback"] = form.get("StatusCallback")
-        with self.state.lock:
-            self.state.messages.append(record)
+        self.state.record(record)
         return JSONResponse({**record, "account_sid": user}, status_code=201)

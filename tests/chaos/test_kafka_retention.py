@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from collections.abc import Iterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from consumers.devstack import DevStack
-from consumers.devstack.kafka_retention import partition_path
+from consumers.devstack.kafka_retention import KafkaRetention, partition_path
 from tests.chaos.driver import knobs
+from tests.waiting import until
 
 pytestmark = [
     pytest.mark.chaos,
@@ -78,21 +78,39 @@ async def _end(stack: DevStack) -> int:
         await consumer.stop()
 
 
+async def _two_sweeps(retention: KafkaRetention) -> None:
+    """Wait until two more sweeps have completed: the second began after this call, so it saw
+    everything sent and every hold set before it."""
+    after = retention.sweeps + 2
+
+    async def swept() -> bool:
+        return retention.sweeps >= after
+
+    await until(
+        swept, what=f"two retention sweeps after {after - 2} (failed so far: {retention.errors})", timeout=60
+    )
+
+
+async def _deleted(retention: KafkaRetention, n: int) -> None:
+    async def done() -> bool:
+        return retention.deleted >= n
+
+    await until(
+        done, what=f"retention deleted {n} (had {retention.deleted}, failed sweeps {retention.errors})"
+    )
+
+
 async def test_old_batches_are_deleted_and_the_broker_goes_on(s3_stack: DevStack) -> None:
     stack = s3_stack
     retention = stack.retention
     assert retention is not None
     await _send(stack, [b"a0", b"a1", b"a2", b"a3"])
     assert await _read(stack, 4, group="g") == [(0, b"a0"), (1, b"a1"), (2, b"a2"), (3, b"a3")]
-    await asyncio.sleep(2.5)  # a0..a3 are past the retention now
+    # Not a wait for something to happen: the batches' age (by the store's one-second clock) is
+    # the premise. a0..a3 are past the retention, and b4 lands in a later second than a3.
+    await asyncio.sleep(2.5)
     await _send(stack, [b"b4"])
-
-    deadline = time.monotonic() + 30
-    while retention.deleted < 4:  # a0..a3 (b4 is the newest: kept, whatever its age)
-        assert time.monotonic() < deadline, (
-            f"retention deleted {retention.deleted} (errors {retention.errors})"
-        )
-        await asyncio.sleep(0.5)
+    await _deleted(retention, 4)  # a0..a3 (b4 is the newest: kept, whatever its age)
 
     # A fresh reader starts at what is left; the group resumes where it committed; the end is right.
     assert await _read(stack, 1) == [(4, b"b4")]
@@ -107,17 +125,18 @@ async def test_old_batches_are_deleted_and_the_broker_goes_on(s3_stack: DevStack
 
     # Batches the group has not read stay, however old: a consumer held up keeps its records.
     await _send(stack, [b"d6", b"d7"])
-    await asyncio.sleep(2.5)
+    await asyncio.sleep(2.5)  # the age again: d6, d7 (and c5) past the retention, e8 a later second
     await _send(stack, [b"e8"])
-    await asyncio.sleep(3 * retention.every_s)  # sweeps that take c5 (read, old) and could take d6, d7
+    await _two_sweeps(retention)  # sweeps that take c5 (read, old) and could take d6, d7
     assert await _read(stack, 3) == [(6, b"d6"), (7, b"d7"), (8, b"e8")]  # a fresh reader: c5 is gone
     assert await _read(stack, 3, group="g") == [(6, b"d6"), (7, b"d7"), (8, b"e8")]
 
     # A reader without a group holds what it has not read: d6 stays (read by g, old) while held at 6.
     retention.hold("reader", {partition_path(TOPIC, 0): 6})
     await _send(stack, [b"f9"])
-    await asyncio.sleep(3 * retention.every_s)
+    await _two_sweeps(retention)
     assert (await _read(stack, 1))[0] == (6, b"d6")
+    gone = retention.deleted
     retention.release("reader")
-    await asyncio.sleep(3 * retention.every_s)
-    assert (await _read(stack, 1))[0] == (9, b"f9")  # released: d6..e8 went
+    await _deleted(retention, gone + 3)  # released: d6..e8 go
+    assert (await _read(stack, 1))[0] == (9, b"f9")

@@ -94,6 +94,13 @@ async def test_post_events_names_the_offending_field(api: RunningApi, body: Any,
     assert any(e["loc"] == loc and text in e["msg"] for e in errors), errors
 
 
+async def test_post_events_that_are_not_json_are_a_422_at_the_body(api: RunningApi) -> None:
+    h = {"content-type": "application/json", **await key(api, Scope.EMIT)}
+    r = await api.client.post("/v1/events", content=b"{not json", headers=h)
+    assert r.status_code == 422, r.text
+    assert [(e["loc"], e["msg"]) for e in r.json()["errors"]] == [("body", "not JSON")]
+
+
 async def test_post_events_refuses_another_tenant(api: RunningApi) -> None:
     h = await key(api, Scope.EMIT, tenant="acme")
     r = await api.client.post(

@@ -9,7 +9,6 @@ event. A repeated event id within ``admin.event_dedupe_ttl_s`` is acknowledged w
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from typing import Annotated, Any
 
@@ -18,6 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 
 from consumers.api.admin.auth import Caller, require
+from consumers.api.admin.body import json_body
 from consumers.api.admin.context import AdminContext
 from consumers.api.admin.dedupe import EventIds
 from consumers.api.admin.event_models import (
@@ -117,12 +117,7 @@ def router() -> APIRouter:
     async def post_events(request: Request, caller: Emitting) -> EventsAccepted:
         """Emit one event (a JSON object) or a batch (an array of up to 500); 202 once the broker acked."""
         ctx: ApiContext = request.app.state.ctx
-        try:
-            raw = json.loads(await request.body())
-        except ValueError:
-            raise RequestValidationError(
-                [{"loc": ("body",), "msg": "not JSON", "type": "json_invalid"}]
-            ) from None
+        raw = await json_body(request)
         try:
             events, as_list = parse_events(raw, _admin(ctx).settings.events_batch_max)
         except FieldProblem as exc:

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
 from consumers.api.admin.auth import Caller, require
+from consumers.api.admin.body import json_body
 from consumers.api.admin.context import AdminContext
 from consumers.api.admin.keys import Scope
 from consumers.api.admin.recipient_models import (
@@ -62,8 +63,7 @@ class BatchIn(BaseModel, extra="forbid"):
     )
 
 
-# The body is read in the handler, after the key is checked: a declared body parameter is read
-# and parsed by FastAPI before any dependency runs, so anyone could make us parse 8 MiB of JSON.
+# The body is read in the handler, after the key is checked (see consumers/api/admin/body.py).
 _BATCH_BODY = {
     "requestBody": {
         "required": True,
@@ -73,12 +73,7 @@ _BATCH_BODY = {
 
 
 async def _batch_body(request: Request) -> BatchIn:
-    try:
-        raw = json.loads(await request.body())
-    except ValueError:
-        raise RequestValidationError(
-            [{"loc": ("body",), "msg": "not JSON", "type": "json_invalid"}]
-        ) from None
+    raw = await json_body(request)
     try:
         return BatchIn.model_validate(raw)
     except ValidationError as exc:
