@@ -21,7 +21,7 @@ from consumers.classifier.process import build_classifier
 from consumers.devstack import DevStack
 from consumers.emitter import build_event, partition_key
 from consumers.fanout.copies import copy_for, copy_id
-from consumers.fanout.handler import Fanout
+from consumers.fanout.handler import _LOCK_CLASS, _TRY_LOCK, Fanout
 from consumers.infra.resources import Resources
 from consumers.infra.settings import HeraldSettings
 from consumers.runtime.handling import DeadLetter, Incoming
@@ -420,3 +420,38 @@ async def test_a_broadcast_the_broker_refuses_is_an_outage_not_poison(
         await producer.stop()
     copies = await _copies(settings, topics.fanout)
     assert sorted(c.user_id for c in copies) == sorted(users * 2)
+
+
+async def test_a_fan_out_waits_for_the_holder_and_goes_on_when_its_session_dies(
+    stack: DevStack, pg_pool: asyncpg.Pool
+) -> None:
+    # The holder's lock is its session's: a replica that crashed mid-broadcast must not leave
+    # the event locked, and one that is alive must keep the others out.
+    settings = make_settings(stack)
+    topics = Topics(settings.topic_prefix)
+    await create_topics(settings, [topics.fanout])
+    tenant = settings.topic_prefix
+    users = await _topic(pg_pool, tenant, "held", 5)
+    event = _broadcast(tenant, "held")
+    holder = await asyncpg.connect(stack.env()["DATABASE_URL"])
+    assert await holder.fetchval(_TRY_LOCK, _LOCK_CLASS, tenant, event.event_id)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        waiting = asyncio.create_task(
+            Fanout(pg_pool, producer, default_codec(), topics.fanout).fan_out(event)
+        )
+        await asyncio.sleep(1.5)
+        assert not waiting.done()
+        assert (
+            await pg_pool.fetchval(
+                "SELECT count(*) FROM herald_fanout_cursors WHERE event_id = $1", event.event_id
+            )
+            == 0
+        )
+        holder.terminate()  # the holder dies: its session, and the lock with it
+        assert await asyncio.wait_for(waiting, 10) == 5
+    finally:
+        holder.terminate()
+        await producer.stop()
+    assert sorted(c.user_id for c in await _copies(settings, topics.fanout)) == users
