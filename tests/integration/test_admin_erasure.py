@@ -40,6 +40,13 @@ async def test_delete_erases_everything_and_counts_it(api: RunningApi) -> None:
     }
     assert (await api.client.put(f"/v1/recipients/{ident}", json=body, headers=h)).status_code == 201
     await api.ctx.devices.register(ident, f"tok-{ident}")
+    await api.ctx.pool.execute("INSERT INTO herald_topics (key) VALUES ($1)", f"t-{ident}")
+    await api.ctx.pool.execute(  # kept, the next broadcast fanned a copy out to the erased id
+        "INSERT INTO herald_topic_subscribers (topic, user_id) VALUES ($1, $2), ($1, $3)",
+        f"t-{ident}",
+        ident,
+        other,
+    )
     rows = await api.add_rows(ident, 3)
     await api.add_rows(other, 1)
     timers = Scheduler(api.ctx.pool, namespace="admin-erasure")  # erasure clears every namespace
@@ -78,7 +85,9 @@ async def test_delete_erases_everything_and_counts_it(api: RunningApi) -> None:
     assert await api.ctx.pool.fetchval(left, f"n-{ident}") == 0
     assert await api.ctx.pool.fetchval(left, f"n-{other}") == 1
     assert removed["recipient"] == 1 and removed["devices"] == 1 and removed["preferences"] == 2
-    assert removed["inbox"] == 3 and removed["pending_steps"] == 2
+    assert removed["inbox"] == 3 and removed["pending_steps"] == 2 and removed["topic_subscriptions"] == 1
+    subscribers = "SELECT array_agg(user_id) FROM herald_topic_subscribers WHERE topic = $1"
+    assert await api.ctx.pool.fetchval(subscribers, f"t-{ident}") == [other]
     pool = api.ctx.pool
     assert await pool.fetchval("SELECT count(*) FROM herald_inbox WHERE id = ANY($1::uuid[])", rows) == 0
     assert await pool.fetchval("SELECT count(*) FROM herald_timers WHERE key = $1", f"t3-{other}") == 1

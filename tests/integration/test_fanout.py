@@ -13,17 +13,23 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
 
+from consumers.api.admin.recipients_pg import RecipientStore
 from consumers.classifier.process import build_classifier
 from consumers.devstack import DevStack
 from consumers.emitter import build_event, partition_key
 from consumers.fanout.copies import copy_for, copy_id
-from consumers.fanout.handler import Fanout
+from consumers.fanout.handler import _LOCK_CLASS, _TRY_LOCK, Fanout
 from consumers.infra.resources import Resources
+from consumers.infra.settings import HeraldSettings
 from consumers.runtime.handling import DeadLetter, Incoming
+from consumers.runtime.isolate import isolate
 from consumers.runtime.kafka import create_topics, make_producer
 from consumers.runtime.topics import Topics
 from schemas.codec import default_codec
+from schemas.errors import DependencyUnavailable
 from schemas.models import DomainEvent
 from tests.conftest import make_settings
 from tests.kafka_helpers import produce_raw, read_all
@@ -262,3 +268,190 @@ async def test_a_topic_event_with_bad_identifiers_is_dead_lettered_naming_the_fi
     assert results[-1] == ()
     copies = [default_codec().decode(r.value, DomainEvent) for r in await read_all(settings, topics.fanout)]
     assert sorted(c.user_id for c in copies) == users
+
+
+async def _copies(settings: HeraldSettings, topic: str) -> list[DomainEvent]:
+    return [default_codec().decode(r.value, DomainEvent) for r in await read_all(settings, topic)]
+
+
+async def test_an_erased_subscriber_gets_no_copy_of_the_next_broadcast(
+    stack: DevStack, pg_pool: asyncpg.Pool
+) -> None:
+    # Erasure once left the subscription: the next broadcast fanned a copy out to the erased id,
+    # and the classifier's profile for an unknown user delivered it (inbox rows, workflow state).
+    settings = make_settings(stack)
+    topics = Topics(settings.topic_prefix)
+    await create_topics(settings, [topics.fanout])
+    tenant, other = settings.topic_prefix, f"{settings.topic_prefix}-other"
+    users = await _topic(pg_pool, tenant, "news", 3)
+    await _topic(pg_pool, other, "news", 3)  # the same ids in another tenant: other recipients
+    erased = users[1]
+    removed = await RecipientStore(pg_pool).erase(tenant, erased)
+    assert removed["topic_subscriptions"] == 1
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        fanout = Fanout(pg_pool, producer, default_codec(), topics.fanout)
+        assert await fanout.fan_out(_broadcast(tenant, "news")) == 2
+        assert await fanout.fan_out(_broadcast(other, "news")) == 3
+    finally:
+        await producer.stop()
+    copies = await _copies(settings, topics.fanout)
+    assert sorted(c.user_id for c in copies if c.tenant == tenant) == [users[0], users[2]]
+    assert sorted(c.user_id for c in copies if c.tenant == other) == users
+
+
+async def test_two_fan_outs_of_one_event_at_once_send_each_copy_once(
+    stack: DevStack, pg_pool: asyncpg.Pool
+) -> None:
+    # A fan-out longer than max.poll.interval.ms loses its partition and another replica resumes
+    # the same event from the cursor while the first goes on: the second must wait, then find
+    # the broadcast finished.
+    settings = make_settings(stack)
+    topics = Topics(settings.topic_prefix)
+    await create_topics(settings, [topics.fanout])
+    tenant = settings.topic_prefix
+    users = await _topic(pg_pool, tenant, "busy", 600)
+    event = _broadcast(tenant, "busy")
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        replicas = [Fanout(pg_pool, producer, default_codec(), topics.fanout, chunk=50) for _ in range(2)]
+        produced = await asyncio.gather(*(f.fan_out(event) for f in replicas))
+    finally:
+        await producer.stop()
+    assert sorted(produced) == [0, 600]
+    copies = await _copies(settings, topics.fanout)
+    assert sorted(c.user_id for c in copies) == users  # each once
+
+
+class _Overtaken(Fanout):
+    """After its first chunk, another writer (a replica whose lock went with its connection) has
+    taken the cursor further than this one will ever get."""
+
+    async def _produce(self, event: DomainEvent, user_ids: list[str]) -> None:
+        await super()._produce(event, user_ids)
+        await self.pool.execute(
+            "UPDATE herald_fanout_cursors SET after_user = 'zzz' WHERE event_id = $1", event.event_id
+        )
+
+
+async def test_the_cursor_never_moves_back(stack: DevStack, pg_pool: asyncpg.Pool) -> None:
+    settings = make_settings(stack)
+    topics = Topics(settings.topic_prefix)
+    await create_topics(settings, [topics.fanout])
+    tenant = settings.topic_prefix
+    await _topic(pg_pool, tenant, "ahead", 30)
+    event = _broadcast(tenant, "ahead")
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        assert (
+            await _Overtaken(pg_pool, producer, default_codec(), topics.fanout, chunk=10).fan_out(event) == 30
+        )
+    finally:
+        await producer.stop()
+    after = await pg_pool.fetchval(
+        "SELECT after_user FROM herald_fanout_cursors WHERE tenant = $1 AND event_id = $2",
+        tenant,
+        event.event_id,
+    )
+    assert after == "zzz"
+
+
+async def test_an_event_id_reused_for_another_topic_is_dead_lettered(
+    stack: DevStack, pg_pool: asyncpg.Pool
+) -> None:
+    # Once skipped in silence, as if it were a replay of the finished broadcast.
+    settings = make_settings(stack)
+    topics = Topics(settings.topic_prefix)
+    await create_topics(settings, [topics.fanout])
+    tenant = settings.topic_prefix
+    news = await _topic(pg_pool, tenant, "news", 2)
+    await _topic(pg_pool, tenant, "sales", 2)
+    first = _broadcast(tenant, "news")
+    reused = _broadcast(tenant, "sales")
+    reused.event_id = first.event_id
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        fanout = Fanout(pg_pool, producer, default_codec(), topics.fanout)
+        assert await fanout.handle([_incoming(first), _incoming(reused), _incoming(first)]) == [
+            (),
+            DeadLetter(
+                "invalid_event",
+                "ReusedEventId",
+                f"event id {first.event_id!r} was already broadcast to topic 'news' (tenant {tenant!r}); "
+                "this event names topic 'sales': a broadcast needs an event id of its own",
+            ),
+            (),  # the same broadcast again: a replay, nothing sent
+        ]
+    finally:
+        await producer.stop()
+    assert sorted(c.user_id for c in await _copies(settings, topics.fanout)) == news
+
+
+async def test_a_broadcast_the_broker_refuses_is_an_outage_not_poison(
+    stack: DevStack, pg_pool: asyncpg.Pool
+) -> None:
+    # PostgreSQL answered the probe while every produce failed, so the poison net dead-lettered
+    # the broadcast as "poison" halfway through. Here the copies' topic is a name the broker
+    # refuses (tansu creates an unknown topic on first use): each produce fails after its
+    # metadata wait, as with a partition left without a leader.
+    settings = make_settings(stack)
+    topics = Topics(settings.topic_prefix)
+    await create_topics(settings, [topics.fanout])
+    tenant = settings.topic_prefix
+    users = await _topic(pg_pool, tenant, "cut", 3)
+    items = [_incoming(_broadcast(tenant, "cut")) for _ in range(2)]
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=1000)
+    await producer.start()
+    try:
+        fanout = Fanout(pg_pool, producer, default_codec(), f"{topics.fanout}/no such topic!")
+        with pytest.raises(DependencyUnavailable) as failed:
+            await fanout.handle(items)
+        assert await fanout.probe() is False
+        with pytest.raises(DependencyUnavailable):  # the runner pauses and replays the batch
+            await isolate(fanout.handle, items, failed.value, probe=fanout.probe)
+        fanout.out_topic = topics.fanout  # the broker takes copies again
+        assert await fanout.handle(items) == [(), ()]
+        assert await fanout.probe() is True
+    finally:
+        await producer.stop()
+    copies = await _copies(settings, topics.fanout)
+    assert sorted(c.user_id for c in copies) == sorted(users * 2)
+
+
+async def test_a_fan_out_waits_for_the_holder_and_goes_on_when_its_session_dies(
+    stack: DevStack, pg_pool: asyncpg.Pool
+) -> None:
+    # The holder's lock is its session's: a replica that crashed mid-broadcast must not leave
+    # the event locked, and one that is alive must keep the others out.
+    settings = make_settings(stack)
+    topics = Topics(settings.topic_prefix)
+    await create_topics(settings, [topics.fanout])
+    tenant = settings.topic_prefix
+    users = await _topic(pg_pool, tenant, "held", 5)
+    event = _broadcast(tenant, "held")
+    holder = await asyncpg.connect(stack.env()["DATABASE_URL"])
+    assert await holder.fetchval(_TRY_LOCK, _LOCK_CLASS, tenant, event.event_id)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        waiting = asyncio.create_task(
+            Fanout(pg_pool, producer, default_codec(), topics.fanout).fan_out(event)
+        )
+        await asyncio.sleep(1.5)
+        assert not waiting.done()
+        assert (
+            await pg_pool.fetchval(
+                "SELECT count(*) FROM herald_fanout_cursors WHERE event_id = $1", event.event_id
+            )
+            == 0
+        )
+        holder.terminate()  # the holder dies: its session, and the lock with it
+        assert await asyncio.wait_for(waiting, 10) == 5
+    finally:
+        holder.terminate()
+        await producer.stop()
+    assert sorted(c.user_id for c in await _copies(settings, topics.fanout)) == users

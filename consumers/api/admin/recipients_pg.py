@@ -123,6 +123,13 @@ _ERASE: tuple[tuple[str, str, str], ...] = (
     ("inbox", "tenant", "DELETE FROM herald_inbox WHERE user_id = $1 AND tenant = $2"),
     ("inbox_archive", "tenant", "DELETE FROM herald_inbox_archive WHERE user_id = $1 AND tenant = $2"),
     ("devices", "tenant", "DELETE FROM herald_device_tokens WHERE user_id = $1 AND tenant = $2"),
+    # Kept, a subscription made the next broadcast fan a copy out to the erased id, and the
+    # classifier's profile for an unknown user delivered it: inbox rows and workflow state again.
+    (
+        "topic_subscriptions",
+        "tenant",
+        "DELETE FROM herald_topic_subscribers WHERE user_id = $1 AND tenant = $2",
+    ),
     ("preferences", "tenant", "DELETE FROM herald_preferences WHERE user_id = $1 AND tenant = $2"),
     ("recipient", "tenant", "DELETE FROM herald_recipients WHERE user_id = $1 AND tenant = $2"),
 )
