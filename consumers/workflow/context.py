@@ -11,14 +11,23 @@ import asyncpg
 from consumers.classifier.decide import DecideConfig
 from consumers.classifier.lookup import ProfileCache, fetch_profiles
 from consumers.classifier.profile import Profile
-from consumers.classifier.routing import Route, RoutingTable
+from consumers.classifier.routing import Route, RoutingTable, lane_for
 from consumers.infra.clock import Clock
-from consumers.infra.keys import derived_key
+from consumers.infra.keys import derived_key, outcome_id
 from consumers.runtime.handling import Output
 from consumers.scheduler.store import Scheduler, Timer
-from schemas.models import DeliveryOutcome
+from consumers.workflow.pinned import dump_steps
+from schemas.models import DeliveryOutcome, DomainEvent, Lane, OutcomeStatus, Tier
 
-__all__ = ["KIND_DIGEST_SEND", "KIND_STEP", "WorkflowContext", "start_timer", "step_timer", "with_cancel_key"]
+__all__ = [
+    "KIND_DIGEST_SEND",
+    "KIND_STEP",
+    "WorkflowContext",
+    "start_timer",
+    "step_timer",
+    "with_cancel_key",
+    "workflow_outcome",
+]
 
 KIND_STEP = "workflow_step"
 KIND_DIGEST_SEND = "workflow_digest"
@@ -85,7 +94,39 @@ def with_cancel_key(timers: list[Timer], notification_id: str, cancel_key: str |
 def start_timer(
     notification_id: str, route: Route, event_bytes: bytes, due_at: datetime, cancel_key: str | None
 ) -> Timer:
-    """Step 0 of a workflow, armed by the classifier: carries the event and the route's match."""
+    """Step 0 of a workflow, armed by the classifier: carries the event, the route's match and its
+    steps as they are now (the run is pinned to them, :mod:`consumers.workflow.pinned`)."""
     timer = step_timer(notification_id, 0, due_at, cancel_key)
-    data = {**timer.data, "route": route.match}
+    data = {**timer.data, "route": route.match, "steps": dump_steps(route.steps)}
     return Timer(timer.key, timer.kind, due_at, payload=event_bytes, data=data)
+
+
+def workflow_outcome(
+    nid: str,
+    event: DomainEvent,
+    *,
+    tier: Tier,
+    step: int,
+    status: OutcomeStatus,
+    reason: str,
+    detail: str,
+    now: datetime,
+    lane: Lane | None = None,
+) -> DeliveryOutcome:
+    """An outcome a workflow step decides (no message of its own): keyed by (notification, step, reason)."""
+    key = derived_key(nid, f"workflow:{step}:{reason}")
+    return DeliveryOutcome(
+        outcome_id=outcome_id(key, status.value),
+        notification_id=nid,
+        event_id=event.event_id,
+        event_type=event.type,
+        user_id=event.user_id,
+        tier=tier,
+        status=status,
+        occurred_at=event.occurred_at,
+        recorded_at=now,
+        lane=lane or lane_for(tier),
+        reason=reason,
+        detail=detail,
+        idempotency_key=key,
+    )

@@ -9,6 +9,10 @@ the digest's tenant, and carries that tenant; its key derives from the digest ro
 A tenant's items never go out under another tenant: the same user id in two tenants has two
 digests. A digest row from before migration 240 (keyed by user only) may hold two tenants'
 items; it is sent as one message per tenant (:func:`tenant_groups`).
+
+Sending reads the newest ``max_items`` items per tenant and a count of the rest, never every
+item. The digest step is the one the digest's first item joined with (``step``, from migration
+270), whatever the route says by then.
 """
 
 from __future__ import annotations
@@ -27,11 +31,12 @@ from consumers.infra.keys import derived_key
 from consumers.runtime.handling import Output
 from consumers.scheduler.store import Timer
 from consumers.workflow.cancel import scoped_cancel_key
-from consumers.workflow.context import KIND_DIGEST_SEND, WorkflowContext
+from consumers.workflow.context import KIND_DIGEST_SEND, WorkflowContext, workflow_outcome
+from consumers.workflow.pinned import dump_step, load_step
 from consumers.workflow.sending import send_step
 from consumers.workflow.steps import Digest
 from schemas.errors import RecordError
-from schemas.models import DomainEvent
+from schemas.models import DomainEvent, OutcomeStatus, Tier
 
 __all__ = ["digest_item", "digest_message_key", "fire_digest", "join_digest", "tenant_groups"]
 
@@ -63,13 +68,14 @@ async def join_digest(
     while True:
         send_at = max(now + timedelta(seconds=step.send_after_s), window)
         await conn.execute(
-            "INSERT INTO herald_workflow_digests (tenant, user_id, route, window_start, send_at) "
-            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, user_id, route, window_start) DO NOTHING",
+            "INSERT INTO herald_workflow_digests (tenant, user_id, route, window_start, send_at, step) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, user_id, route, window_start) DO NOTHING",
             tenant,
             event.user_id,
             route.match,
             window,
             send_at,
+            dump_step(step),
         )
         row = await conn.fetchrow(
             "SELECT id, state, send_at FROM herald_workflow_digests "
@@ -126,22 +132,74 @@ def digest_item(event: DomainEvent, joined_at: datetime) -> DigestItem:
     return DigestItem(title, body, joined_at)
 
 
+# The newest ``$3`` items of each tenant in the digest, and each tenant's count: the poller holds
+# at most (tenants x max_items) events, whatever the digest holds (events are up to 256 KB each).
+# The tenant is the item's workflow row's (a digest from before migration 240 may hold two
+# tenants'); an item without one (erased) counts as the digest's own.
+_NEWEST = """
+WITH ranked AS (
+    SELECT i.notification_id, i.joined_at, coalesce(w.tenant, $2) AS tenant,
+           row_number() OVER (PARTITION BY coalesce(w.tenant, $2)
+                              ORDER BY i.joined_at DESC, i.notification_id) AS rn,
+           count(*) OVER (PARTITION BY coalesce(w.tenant, $2)) AS total
+    FROM herald_workflow_digest_items i LEFT JOIN herald_workflows w USING (notification_id)
+    WHERE i.digest_id = $1
+)
+SELECT r.tenant, r.total, r.joined_at, i.event
+FROM ranked r JOIN herald_workflow_digest_items i USING (notification_id)
+WHERE r.rn <= $3
+ORDER BY r.joined_at DESC, r.notification_id
+"""
+
+
+async def _route_changed(
+    ctx: WorkflowContext, conn: asyncpg.Connection, digest_id: int, match: str
+) -> list[Output]:
+    """The digest cannot be sent under the routing file in use (its route is gone, or a digest from
+    before migration 270 whose route no longer ends with a digest step): each item gets a
+    ``cancelled`` outcome (reason ``route_changed``, seen by ``herald why``). Read through a cursor:
+    one event at a time, only the outcomes kept."""
+    now = ctx.clock.now()
+    detail = f"digest of route {match!r}: the route is gone from the routing file or has no digest step"
+    outputs: list[Output] = []
+    query = "SELECT notification_id, event FROM herald_workflow_digest_items WHERE digest_id = $1"
+    async for r in conn.cursor(query, digest_id):
+        event = ctx.decide.codec.decode(r["event"], DomainEvent)
+        now_route = ctx.table.match(event.type)
+        outcome = workflow_outcome(
+            r["notification_id"],
+            event,
+            tier=now_route.tier if now_route is not None else Tier.MEDIUM,
+            step=-1,  # the digest, after the run's last step
+            status=OutcomeStatus.CANCELLED,
+            reason="route_changed",
+            detail=detail,
+            now=now,
+        )
+        outputs.append(ctx.outcome_output(outcome))
+    log.warning("workflow digest %s: %s; %d items cancelled", digest_id, detail, len(outputs))
+    await conn.execute("DELETE FROM herald_workflow_digests WHERE id = $1", digest_id)
+    return outputs
+
+
 async def fire_digest(ctx: WorkflowContext, timer: Timer, conn: asyncpg.Connection) -> Sequence[Output]:
     """Due: send the digest once, listing the newest ``max_items`` items and how many more."""
     digest_id = int(timer.data["digest_id"])
     digest = await conn.fetchrow(
-        "SELECT id, tenant, user_id, route, state FROM herald_workflow_digests WHERE id = $1 FOR UPDATE",
+        "SELECT id, tenant, user_id, route, state, step FROM herald_workflow_digests WHERE id = $1 FOR UPDATE",
         digest_id,
     )
     if digest is None or digest["state"] != "pending":
         return []
-    rows = await conn.fetch(
-        "SELECT event, joined_at FROM herald_workflow_digest_items WHERE digest_id = $1 ORDER BY joined_at",
-        digest_id,
-    )
     route = ctx.route(digest["route"])
-    step = route.steps[-1] if route is not None and route.steps else None
-    if not rows or route is None or not isinstance(step, Digest):
+    # The digest step its first item joined with (pinned); a digest from before 270: the route's.
+    step = load_step(digest["step"]) if digest["step"] is not None else None
+    if step is None and route is not None and route.steps:
+        step = route.steps[-1]
+    if route is None or not isinstance(step, Digest):
+        return await _route_changed(ctx, conn, digest_id, digest["route"])
+    rows = await conn.fetch(_NEWEST, digest_id, digest["tenant"], step.max_items)
+    if not rows:
         await conn.execute("DELETE FROM herald_workflow_digests WHERE id = $1", digest_id)
         return []
     now = ctx.clock.now()
@@ -149,15 +207,18 @@ async def fire_digest(ctx: WorkflowContext, timer: Timer, conn: asyncpg.Connecti
     items = [digest_item(e, r["joined_at"]) for e, r in zip(events, rows, strict=True)]
     user_id: str = digest["user_id"]
     outputs: list[Output] = []
-    for tenant, idx in tenant_groups([e.tenant or "" for e in events], digest["tenant"]):
+    total = 0
+    for tenant, idx in tenant_groups([r["tenant"] for r in rows], digest["tenant"]):
         content = digest_content([items[i] for i in idx], step.max_items)
+        content["more"] = int(rows[idx[0]]["total"]) - len(content["items"])
+        total += int(rows[idx[0]]["total"])
         key = digest_message_key(digest_id, tenant, digest["tenant"])
         digest_event = DomainEvent(
             event_id=f"digest:{key}",
             type=DIGEST_EVENT_TYPE,
             occurred_at=now,
             user_id=user_id,
-            locale=events[idx[-1]].locale,
+            locale=events[idx[0]].locale,  # the newest item's
             tenant=tenant or None,
             payload=json.dumps(content, separators=(",", ":")),
         )
@@ -174,11 +235,15 @@ async def fire_digest(ctx: WorkflowContext, timer: Timer, conn: asyncpg.Connecti
         await ctx.scheduler.arm(sent.timers, conn)
         outputs += sent.decision.outputs
         log.info(
-            "workflow digest %s for user %s (tenant %r): %d items", route.match, user_id, tenant, len(idx)
+            "workflow digest %s for user %s (tenant %r): %d items",
+            route.match,
+            user_id,
+            tenant,
+            rows[idx[0]]["total"],
         )
     await conn.execute(
         "UPDATE herald_workflow_digests SET state = 'sent', item_count = $2 WHERE id = $1",
         digest_id,
-        len(rows),
+        total,
     )
     return outputs

@@ -6,6 +6,11 @@ classification or a second poller finds the step done and does nothing. Steps th
 wait (throttle, send, escalate, digest) run on in the same transaction; a wait or a delay
 arms the next step's timer and ends it. ``herald_workflow_runs`` logs one row per step run.
 
+A run runs the steps it started with (``herald_workflows.steps``, :mod:`consumers.workflow.pinned`),
+not the route's after a reload; it takes only its tier, category and template from the route in
+use. A run whose route is gone ends ``cancelled`` (reason ``route_changed``). A row from before
+migration 270 has no copy and runs the route's steps by index, as it always did.
+
 The poller produces what a fire returns and commits only after the broker's acks: a crash in
 between runs the step again with the same idempotency keys (the channel consumer's delivery ledger).
 """
@@ -21,12 +26,12 @@ import asyncpg
 
 from consumers.classifier.routing import Route
 from consumers.fallback.decisions import digest_window
-from consumers.infra.keys import derived_key, outcome_id
 from consumers.runtime.handling import Output
 from consumers.scheduler.store import Scheduler, Timer
 from consumers.workflow.cancel import scoped_cancel_key
-from consumers.workflow.context import WorkflowContext, step_timer, with_cancel_key
+from consumers.workflow.context import WorkflowContext, step_timer, with_cancel_key, workflow_outcome
 from consumers.workflow.digest import join_digest
+from consumers.workflow.pinned import dump_steps, load_steps
 from consumers.workflow.sending import send_step
 from consumers.workflow.steps import (
     Delay,
@@ -40,7 +45,7 @@ from consumers.workflow.steps import (
     Wait,
     WaitFor,
 )
-from schemas.models import DeliveryOutcome, DomainEvent, OutcomeStatus
+from schemas.models import DeliveryOutcome, DomainEvent, OutcomeStatus, Tier
 
 __all__ = ["ACTIVE", "fire_step", "receipt_satisfies", "store_state", "workflow_receipt"]
 
@@ -55,6 +60,7 @@ class Run:
     nid: str
     event: DomainEvent
     route: Route
+    steps: tuple[Step, ...]  # the run's own (pinned at start), or the route's for a row from before 270
     step: int
     first_send: int  # index of the first send step: it keeps the classifier's keys
     outputs: list[Output] = field(default_factory=list)
@@ -104,21 +110,16 @@ async def workflow_receipt(
 
 
 def _outcome(run: Run, status: OutcomeStatus, reason: str, detail: str, now: datetime) -> DeliveryOutcome:
-    key = derived_key(run.nid, f"workflow:{run.step}:{reason}")
-    return DeliveryOutcome(
-        outcome_id=outcome_id(key, status.value),
-        notification_id=run.nid,
-        event_id=run.event.event_id,
-        event_type=run.event.type,
-        user_id=run.event.user_id,
+    return workflow_outcome(
+        run.nid,
+        run.event,
         tier=run.route.tier,
+        step=run.step,
         status=status,
-        occurred_at=run.event.occurred_at,
-        recorded_at=now,
-        lane=run.route.lane,
         reason=reason,
         detail=detail,
-        idempotency_key=key,
+        now=now,
+        lane=run.route.lane,
     )
 
 
@@ -164,7 +165,7 @@ async def _throttle(
     if admitted is not None:
         return After(f"throttle:admitted {admitted}/{step.limit}")
     if step.overflow is Overflow.DIGEST:
-        return After("throttle:to digest", jump=len(run.route.steps) - 1)
+        return After("throttle:to digest", jump=len(run.steps) - 1)
     detail = f"over {step.limit} per {step.per_s:g}s for {run.route.match}"
     run.outputs.append(ctx.outcome_output(_outcome(run, OutcomeStatus.SUPPRESSED, "throttled", detail, now)))
     return After("throttle:dropped", then="stop", state="dropped")
@@ -199,7 +200,7 @@ async def _one(ctx: WorkflowContext, conn: asyncpg.Connection, run: Run, step: S
 async def _advance(ctx: WorkflowContext, conn: asyncpg.Connection, run: Run, waiting: str | None) -> None:
     """Run steps from ``run.step`` until one waits or the workflow ends; record where it stands."""
     now = ctx.clock.now()
-    steps = run.route.steps
+    steps = run.steps
     if waiting is not None and any(receipt_satisfies(waiting, s) for s in await _receipts(conn, run.nid)):
         await store_state(
             conn, run.nid, run.step, "done", wait_for=None, now=now
@@ -260,6 +261,15 @@ async def store_state(
     )
 
 
+def _start_steps(ctx: WorkflowContext, timer: Timer) -> str | None:
+    """The steps a run starts with: those the classifier saw (in the timer), or for a step-0 timer
+    armed by a version before 270, the route's now."""
+    if "steps" in timer.data:
+        return str(timer.data["steps"])
+    route = ctx.route(str(timer.data["route"]))
+    return dump_steps(route.steps) if route is not None and route.custom else None
+
+
 async def _lock_or_start(
     ctx: WorkflowContext, conn: asyncpg.Connection, timer: Timer
 ) -> asyncpg.Record | None:
@@ -269,7 +279,8 @@ async def _lock_or_start(
         now = ctx.clock.now()
         await conn.execute(
             "INSERT INTO herald_workflows (notification_id, event_id, user_id, tenant, route, cancel_key, "
-            "event, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT DO NOTHING",
+            "event, created_at, updated_at, steps) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) "
+            "ON CONFLICT DO NOTHING",
             nid,
             event.event_id,
             event.user_id,
@@ -278,12 +289,40 @@ async def _lock_or_start(
             scoped_cancel_key(event.cancel_key, event.tenant),
             timer.payload,
             now,
+            _start_steps(ctx, timer),
         )
     row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT step, state, wait_for, route, event FROM herald_workflows WHERE notification_id = $1 FOR UPDATE",
+        "SELECT step, state, wait_for, route, event, steps FROM herald_workflows "
+        "WHERE notification_id = $1 FOR UPDATE",
         nid,
     )
     return row
+
+
+async def _route_changed(
+    ctx: WorkflowContext, conn: asyncpg.Connection, nid: str, event: DomainEvent, *, step: int, match: str
+) -> Sequence[Output]:
+    """The run cannot go on under the routing file in use: a ``cancelled`` outcome (reason
+    ``route_changed``, seen by ``herald why``), and the row says so."""
+    now = ctx.clock.now()
+    now_route = ctx.table.match(event.type)
+    tier = now_route.tier if now_route is not None else Tier.MEDIUM
+    detail = f"route {match!r} is gone from the routing file (or no longer has its own steps)"
+    log.warning("workflow %s: %s; cancelled", nid, detail)
+    outcome = workflow_outcome(
+        nid,
+        event,
+        tier=tier,
+        step=step,
+        status=OutcomeStatus.CANCELLED,
+        reason="route_changed",
+        detail=detail,
+        now=now,
+    )
+    await store_state(
+        conn, nid, step, "cancelled", wait_for=None, now=now, log=[(step, "route", "route_changed")]
+    )
+    return [ctx.outcome_output(outcome)]
 
 
 async def fire_step(ctx: WorkflowContext, timer: Timer, conn: asyncpg.Connection) -> Sequence[Output]:
@@ -293,14 +332,16 @@ async def fire_step(ctx: WorkflowContext, timer: Timer, conn: asyncpg.Connection
     if row is None or row["state"] not in ACTIVE or row["step"] != step:
         return []  # already run, cancelled, dropped or satisfied: a replay does nothing
     nid = str(timer.data["notification_id"])
-    route = ctx.route(row["route"])
-    if route is None or not route.custom:
-        log.warning("workflow %s: route %r is gone from the routing file; stopped", nid, row["route"])
-        await store_state(conn, nid, step, "done", wait_for=None, now=ctx.clock.now())
-        return []
     event = ctx.decide.codec.decode(row["event"], DomainEvent)
-    first_send = next(i for i, s in enumerate(route.steps) if isinstance(s, Send | Escalate | Digest))
-    run = Run(nid, event, route, step, first_send)
+    route = ctx.route(row["route"])
+    # A pinned run needs the route only for its tier, category and template: it runs its own steps
+    # even if the route now has others, or is a preset. A row from before 270 runs the route's.
+    pinned = row["steps"]
+    if route is None or (pinned is None and not route.custom):
+        return await _route_changed(ctx, conn, nid, event, step=step, match=row["route"])
+    steps = load_steps(pinned) if pinned is not None else route.steps
+    first_send = next(i for i, s in enumerate(steps) if isinstance(s, Send | Escalate | Digest))
+    run = Run(nid, event, route, steps, step, first_send)
     await _advance(ctx, conn, run, row["wait_for"] if row["state"] == "waiting" else None)
     await ctx.scheduler.arm(run.timers, conn)
     return run.outputs

@@ -33,6 +33,7 @@ from schemas.models import Channel
 
 __all__ = [
     "MAX_DURATION_S",
+    "MAX_STEPS",
     "Delay",
     "Digest",
     "Escalate",
@@ -52,6 +53,9 @@ __all__ = [
 
 MAX_DURATION_S = 366 * 86_400.0
 """No step waits more than a year: a longer one is a typo (``3000d``), not a plan."""
+
+MAX_STEPS = 50
+"""A route has at most 50 steps: every run keeps a copy of them, and 50 year-long waits is no plan."""
 
 
 class StepError(ConfigurationError, ValueError):
@@ -268,6 +272,8 @@ def parse_steps(where: str, value: Any) -> tuple[Step, ...]:
     """Parse and validate a route's ``steps:`` list; errors start with ``where`` and the step."""
     if not isinstance(value, list) or not value:
         raise StepError(f"{where}: 'steps' must be a non-empty list")
+    if len(value) > MAX_STEPS:
+        raise StepError(f"{where}: {len(value)} steps: at most {MAX_STEPS}")
     steps: list[Step] = []
     for i, raw in enumerate(value, start=1):
         try:

@@ -170,6 +170,7 @@ def _table(steps: Any, **extra: Any) -> dict[str, Any]:
         ([{"send": ["webhook"]}], {}, "webhook is reserved for the system tier"),
         ([{"send": ["push"]}], {"channels": ["push"]}, "give either 'steps' or 'channels'"),
         ([], {}, "'steps' must be a non-empty list"),
+        ([{"send": ["push"]}] * 50 + [{"send": ["sms"]}], {}, "51 steps: at most 50"),
     ],
 )
 def test_load_errors_name_route_and_step(steps: Any, extra: Any, message: str) -> None:
