@@ -10,10 +10,15 @@ under the same one. One fan-out at a time works on a cursor: it holds a PostgreS
 advisory lock on (tenant, event id) from reading the cursor to finishing it, so a replica that
 gets the event while another is still at it (the first overran ``max.poll.interval.ms`` and lost
 its partition) waits, then finds the broadcast finished. The lock is the session's: a holder that
-dies releases it with its connection. The cursor only moves forward (``GREATEST``), whoever writes.
+dies releases it with its connection (a vanished host within about a minute, by the lock
+connection's TCP keepalives). The cursor only moves forward (``GREATEST``), whoever writes.
 
 An event id whose cursor names another topic is a reused id, not a replay: it is dead-lettered
-with reason ``invalid_event`` (once skipped in silence, as if already fanned out).
+with reason ``invalid_event`` (once skipped in silence, as if already fanned out). A reuse for the
+same topic cannot be told from a replay and sends nothing. A topic event with no cursor that
+occurred longer ago than a finished cursor is kept is dead-lettered as ``stale_broadcast``: its
+cursor may have been pruned, and a replay must not reach every subscriber again. A copy the broker
+refuses for its size is dead-lettered as ``too_large``.
 
 A topic event whose identifiers fail :func:`~schemas.identifiers.check_event`, or whose values
 PostgreSQL refuses (:func:`~channels.storage_errors.classify_pg_error`), is dead-lettered with
@@ -33,21 +38,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from prometheus_client import Counter
 
 from channels.storage_errors import PG_CALL_ERRORS, classify_pg_error
-from consumers.fanout.copies import copy_for, is_broadcast
+from consumers.fanout.copies import copy_for, is_broadcast, stale_without_cursor
 from consumers.runtime.handling import DeadLetter, Incoming, Result
 from schemas.codec import Codec
 from schemas.errors import DependencyUnavailable, RecordError
 from schemas.identifiers import InvalidIdentifier, check_event
 from schemas.models import DomainEvent
 
-__all__ = ["Fanout", "ReusedEventId"]
+__all__ = ["CopyTooLarge", "Fanout", "ReusedEventId", "StaleBroadcast"]
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +70,37 @@ _ADVANCE = (
     "UPDATE herald_fanout_cursors SET after_user = GREATEST(after_user, $3), fanned = fanned + $4 "
     "WHERE tenant = $1 AND event_id = $2"
 )
+_CURSOR = (
+    "SELECT topic, after_user, finished_at FROM herald_fanout_cursors WHERE tenant = $1 AND event_id = $2"
+)
+_START = (
+    "INSERT INTO herald_fanout_cursors (event_id, tenant, topic) VALUES ($1, $2, $3) "
+    "ON CONFLICT (tenant, event_id) DO UPDATE SET topic = herald_fanout_cursors.topic "
+    "RETURNING topic, after_user, finished_at"
+)
 # The two-key form of advisory locks: its key space is apart from the one-key locks of migrate
 # and the ledger. A hash collision of two events only makes one wait for the other.
 _LOCK_CLASS = 0x46414E4F  # "FANO"
 _TRY_LOCK = "SELECT pg_try_advisory_lock($1::int, hashtext($2 || chr(31) || $3))"
 _UNLOCK = "SELECT pg_advisory_unlock($1::int, hashtext($2 || chr(31) || $3))"
 LOCK_POLL_S = 1.0
+# The lock dies with its session, but a server learns of a dead client only from TCP: with the
+# operating system's keepalive defaults (2 h + 9 x 75 s) a holder whose host vanished (power, a cut
+# link) would hold every other replica's wait for over two hours. On the lock's connection only:
+# a startup parameter would be refused by a connection pooler that does not know it.
+_KEEPALIVE = "SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3"
+
+
+class CopyTooLarge(RecordError):
+    """The broker refused a subscriber's copy for its size."""
+
+    reason = "too_large"
+
+
+class StaleBroadcast(RecordError):
+    """A topic event without a cursor, older than a cursor is kept (``STALE_BROADCAST_AFTER``)."""
+
+    reason = "stale_broadcast"
 
 
 class ReusedEventId(RecordError):
@@ -122,7 +153,7 @@ class Fanout:
             return DeadLetter(exc.reason, type(exc).__name__, str(exc))
         try:
             await self.fan_out(event)
-        except ReusedEventId as exc:
+        except (ReusedEventId, CopyTooLarge, StaleBroadcast) as exc:
             return DeadLetter(exc.reason, type(exc).__name__, str(exc))
         except KafkaError as exc:
             raise DependencyUnavailable(f"fan-out of {event.event_id}: {exc}") from exc
@@ -144,6 +175,7 @@ class Fanout:
             try:
                 # Polled, not pg_advisory_lock: a wait as long as another replica's fan-out must not
                 # hit the pool's command timeout (an outage, then a poison verdict, for a wait).
+                await conn.execute(_KEEPALIVE)
                 tries = 0
                 while not await conn.fetchval(_TRY_LOCK, *key):
                     if tries % 60 == 0:
@@ -152,6 +184,7 @@ class Fanout:
                     await asyncio.sleep(LOCK_POLL_S)
                 produced = await self._resume(conn, event, tenant)
                 await conn.execute(_UNLOCK, *key)
+                self._kafka_failing = False  # done: nothing the broker refused is left to replay
             except BaseException:
                 # The pool does not reset a connection on its way back (consumers.infra.db): one
                 # that may still hold the lock is closed, not returned, or the event's next
@@ -163,17 +196,17 @@ class Fanout:
     async def _resume(self, conn: asyncpg.Connection, event: DomainEvent, tenant: str) -> int:
         """The fan-out under the lock: from the cursor to the last subscriber."""
         assert event.topic is not None
-        await conn.execute(
-            "INSERT INTO herald_fanout_cursors (event_id, tenant, topic) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            event.event_id,
-            tenant,
-            event.topic,
-        )
-        row = await conn.fetchrow(
-            "SELECT topic, after_user, finished_at FROM herald_fanout_cursors WHERE tenant = $1 AND event_id = $2",
-            tenant,
-            event.event_id,
-        )
+        row = await conn.fetchrow(_CURSOR, tenant, event.event_id)
+        if row is None:
+            if stale_without_cursor(event.occurred_at, datetime.now(UTC)):
+                raise StaleBroadcast(
+                    f"topic event {event.event_id!r} (tenant {tenant!r}) occurred at "
+                    f"{event.occurred_at.isoformat()} and has no fan-out cursor: its broadcast may "
+                    "have finished and its cursor been pruned; not sent to every subscriber again"
+                )
+            # DO UPDATE, not DO NOTHING, so that a row always comes back: one the janitor deleted
+            # between a read and a write would otherwise leave nothing to read.
+            row = await conn.fetchrow(_START, event.event_id, tenant, event.topic)
         if row["topic"] != event.topic:
             raise ReusedEventId(
                 f"event id {event.event_id!r} was already broadcast to topic {row['topic']!r} "
@@ -206,6 +239,12 @@ class Fanout:
                     await self.producer.send(self.out_topic, self.codec.encode(copy), key=uid.encode())
                 )
             await asyncio.gather(*sends)
+        except MessageSizeTooLargeError as exc:
+            # Refused for its size (a topic's max.message.bytes below the input limit plus the
+            # copy's user id): the record's fault, never an outage that a replay would cure.
+            raise CopyTooLarge(
+                f"a copy of {event.event_id} is too large for {self.out_topic}: {exc}"
+            ) from exc
         except KafkaError:
             self._kafka_failing = True
             raise

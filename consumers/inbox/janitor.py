@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from consumers.fanout.copies import FINISHED_FANOUT_KEEP
 from consumers.inbox.archive import ARCHIVE_TABLE, expired_partitions
 from consumers.inbox.archiving import ensure_partition, move_sql
 from consumers.infra.clock import Clock
@@ -38,11 +39,6 @@ log = logging.getLogger(__name__)
 # A receipt overtakes its sent outcome by the time between two topics' batches (seconds); one that
 # waited an hour names an id nothing sent (any end-user token may post any id) and is deleted.
 EARLY_RECEIPT_WAIT = timedelta(hours=1)
-# A finished cursor is what makes a replayed broadcast (the topic event read again from Kafka, or
-# posted again under its event id) send nothing. Kept well past herald.events' retention (Kafka's
-# default 7 days), POST /v1/events' id dedupe (1 day) and the delivery ledger (2 days): after it, the
-# same event id is a new broadcast. Unfinished cursors are a broadcast's progress and always kept.
-FINISHED_FANOUT_KEEP = timedelta(days=30)
 
 _READ_SQL = move_sql(
     "SELECT id FROM herald_inbox WHERE read_at IS NOT NULL AND read_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED"

@@ -40,8 +40,9 @@ async def _keep_session(_: asyncpg.Connection) -> None:
     cursors, LISTEN, session settings) — a second round trip for every pool call, and nothing of
     it is ever left on a pool connection here: locks and settings are transaction-scoped
     (``pg_advisory_xact_lock``, ``SET LOCAL``), :func:`migrate` releases its session lock and
-    settings or closes the connection, and LISTEN has connections of its own
-    (:mod:`consumers.infra.pg_listen`)."""
+    settings or closes the connection, the fan-out releases its broadcast's session lock or closes
+    the connection (the TCP keepalive settings it leaves are harmless on any connection), and
+    LISTEN has connections of its own (:mod:`consumers.infra.pg_listen`)."""
 
 
 async def connect_pool(

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -20,7 +21,7 @@ from consumers.api.admin.recipients_pg import RecipientStore
 from consumers.classifier.process import build_classifier
 from consumers.devstack import DevStack
 from consumers.emitter import build_event, partition_key
-from consumers.fanout.copies import copy_for, copy_id
+from consumers.fanout.copies import STALE_BROADCAST_AFTER, copy_for, copy_id
 from consumers.fanout.handler import _LOCK_CLASS, _TRY_LOCK, Fanout
 from consumers.infra.resources import Resources
 from consumers.infra.settings import HeraldSettings
@@ -455,3 +456,75 @@ async def test_a_fan_out_waits_for_the_holder_and_goes_on_when_its_session_dies(
         holder.terminate()
         await producer.stop()
     assert sorted(c.user_id for c in await _copies(settings, topics.fanout)) == users
+
+
+async def test_an_old_topic_event_without_a_cursor_is_dead_lettered_not_broadcast_again(
+    stack: DevStack, pg_pool: asyncpg.Pool
+) -> None:
+    # The janitor deletes a finished cursor after FINISHED_FANOUT_KEEP; a replay of the topic
+    # event after that (a DLQ replay, a long-retention topic, an offset reset) found no cursor and
+    # sent the whole broadcast again. An old event with a cursor still resumes or replays as before.
+    settings = make_settings(stack)
+    topics = Topics(settings.topic_prefix)
+    await create_topics(settings, [topics.fanout])
+    tenant = settings.topic_prefix
+    users = await _topic(pg_pool, tenant, "digest", 3)
+    pruned = _broadcast(tenant, "digest")
+    pruned.occurred_at = datetime.now(UTC) - STALE_BROADCAST_AFTER - timedelta(hours=1)
+    resumed = _broadcast(tenant, "digest")
+    resumed.occurred_at = pruned.occurred_at
+    await pg_pool.execute(  # started before it grew old: its cursor is its progress
+        "INSERT INTO herald_fanout_cursors (event_id, tenant, topic, after_user) VALUES ($1, $2, $3, $4)",
+        resumed.event_id,
+        tenant,
+        "digest",
+        users[0],
+    )
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        fanout = Fanout(pg_pool, producer, default_codec(), topics.fanout)
+        results = await fanout.handle([_incoming(pruned), _incoming(resumed)])
+    finally:
+        await producer.stop()
+    dead = results[0]
+    assert isinstance(dead, DeadLetter)
+    assert (dead.reason, dead.error_class) == ("stale_broadcast", "StaleBroadcast")
+    assert "has no fan-out cursor" in dead.detail
+    assert results[1] == ()
+    cursors = await pg_pool.fetchval(
+        "SELECT count(*) FROM herald_fanout_cursors WHERE tenant = $1 AND event_id = $2",
+        tenant,
+        pruned.event_id,
+    )
+    assert cursors == 0  # nothing left behind that a later replay would take for progress
+    copies = await _copies(settings, topics.fanout)
+    assert sorted(c.user_id for c in copies) == users[1:]  # only the resumed broadcast's rest
+
+
+async def test_a_copy_the_broker_refuses_for_its_size_is_dead_lettered_and_the_probe_stays_yes(
+    stack: DevStack, pg_pool: asyncpg.Pool
+) -> None:
+    # A size refusal was taken for an outage: the probe said no and the runner replayed the same
+    # refusal for ever, holding every later broadcast on the partition.
+    settings = make_settings(stack)
+    topics = Topics(settings.topic_prefix)
+    await create_topics(settings, [topics.fanout])
+    tenant = settings.topic_prefix
+    await _topic(pg_pool, tenant, "big", 2)
+    small = await _topic(pg_pool, tenant, "small", 2)
+    big = _broadcast(tenant, "big")
+    big.payload = '{"text": "' + "x" * 4000 + '"}'
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, max_request_size=2000)
+    await producer.start()
+    try:
+        fanout = Fanout(pg_pool, producer, default_codec(), topics.fanout)
+        results = await fanout.handle([_incoming(big), _incoming(_broadcast(tenant, "small"))])
+        assert await fanout.probe() is True
+    finally:
+        await producer.stop()
+    dead = results[0]
+    assert isinstance(dead, DeadLetter)
+    assert (dead.reason, dead.error_class) == ("too_large", "CopyTooLarge")
+    assert results[1] == ()
+    assert sorted(c.user_id for c in await _copies(settings, topics.fanout)) == small
