@@ -49,6 +49,14 @@ async def _topic(pool: asyncpg.Pool, tenant: str, key: str, n: int) -> list[str]
     return users
 
 
+async def _fanout_stack(stack: DevStack) -> tuple[HeraldSettings, Topics, str]:
+    """Settings of a private topic prefix, its fan-out topic created, and a tenant of its own."""
+    settings = make_settings(stack)
+    topics = Topics(settings.topic_prefix)
+    await create_topics(settings, [topics.fanout])
+    return settings, topics, settings.topic_prefix
+
+
 def _broadcast(tenant: str | None, key: str) -> DomainEvent:
     event = build_event("marketing.weekly", user_id="-", tenant=tenant, data={"issue": 7})
     event.user_id, event.topic = "", key
@@ -58,10 +66,7 @@ def _broadcast(tenant: str | None, key: str) -> DomainEvent:
 async def test_copies_have_deterministic_ids_and_a_replay_sends_nothing(
     stack: DevStack, pg_pool: asyncpg.Pool
 ) -> None:
-    settings = make_settings(stack)
-    topics = Topics(settings.topic_prefix)
-    await create_topics(settings, [topics.fanout])
-    tenant = settings.topic_prefix
+    settings, topics, tenant = await _fanout_stack(stack)
     users = await _topic(pg_pool, tenant, "watchers", 250)
     await pg_pool.execute(  # same key in another tenant: not this broadcast's subscribers
         "INSERT INTO herald_topics (tenant, key) VALUES ($1, 'watchers')", f"{tenant}-other"
@@ -241,10 +246,7 @@ async def test_a_topic_event_with_bad_identifiers_is_dead_lettered_naming_the_fi
 ) -> None:
     """A raw producer bypasses the emitter's check: a NUL in the topic once reached PostgreSQL,
     which refused it, and the refusal was retried as an outage forever, holding the partition."""
-    settings = make_settings(stack)
-    topics = Topics(settings.topic_prefix)
-    await create_topics(settings, [topics.fanout])
-    tenant = settings.topic_prefix
+    settings, topics, tenant = await _fanout_stack(stack)
     users = await _topic(pg_pool, tenant, "alerts", 3)
     bad = {
         "topic: control character or lone surrogate U+0000": _broadcast(tenant, "ale\x00rts"),
@@ -308,10 +310,7 @@ async def test_two_fan_outs_of_one_event_at_once_send_each_copy_once(
     # A fan-out longer than max.poll.interval.ms loses its partition and another replica resumes
     # the same event from the cursor while the first goes on: the second must wait, then find
     # the broadcast finished.
-    settings = make_settings(stack)
-    topics = Topics(settings.topic_prefix)
-    await create_topics(settings, [topics.fanout])
-    tenant = settings.topic_prefix
+    settings, topics, tenant = await _fanout_stack(stack)
     users = await _topic(pg_pool, tenant, "busy", 600)
     event = _broadcast(tenant, "busy")
     producer = make_producer(settings)
@@ -338,10 +337,7 @@ class _Overtaken(Fanout):
 
 
 async def test_the_cursor_never_moves_back(stack: DevStack, pg_pool: asyncpg.Pool) -> None:
-    settings = make_settings(stack)
-    topics = Topics(settings.topic_prefix)
-    await create_topics(settings, [topics.fanout])
-    tenant = settings.topic_prefix
+    settings, topics, tenant = await _fanout_stack(stack)
     await _topic(pg_pool, tenant, "ahead", 30)
     event = _broadcast(tenant, "ahead")
     producer = make_producer(settings)
@@ -364,10 +360,7 @@ async def test_an_event_id_reused_for_another_topic_is_dead_lettered(
     stack: DevStack, pg_pool: asyncpg.Pool
 ) -> None:
     # Once skipped in silence, as if it were a replay of the finished broadcast.
-    settings = make_settings(stack)
-    topics = Topics(settings.topic_prefix)
-    await create_topics(settings, [topics.fanout])
-    tenant = settings.topic_prefix
+    settings, topics, tenant = await _fanout_stack(stack)
     news = await _topic(pg_pool, tenant, "news", 2)
     await _topic(pg_pool, tenant, "sales", 2)
     first = _broadcast(tenant, "news")
@@ -399,10 +392,7 @@ async def test_a_broadcast_the_broker_refuses_is_an_outage_not_poison(
     # the broadcast as "poison" halfway through. Here the copies' topic is a name the broker
     # refuses (tansu creates an unknown topic on first use): each produce fails after its
     # metadata wait, as with a partition left without a leader.
-    settings = make_settings(stack)
-    topics = Topics(settings.topic_prefix)
-    await create_topics(settings, [topics.fanout])
-    tenant = settings.topic_prefix
+    settings, topics, tenant = await _fanout_stack(stack)
     users = await _topic(pg_pool, tenant, "cut", 3)
     items = [_incoming(_broadcast(tenant, "cut")) for _ in range(2)]
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=1000)
@@ -428,10 +418,7 @@ async def test_a_fan_out_waits_for_the_holder_and_goes_on_when_its_session_dies(
 ) -> None:
     # The holder's lock is its session's: a replica that crashed mid-broadcast must not leave
     # the event locked, and one that is alive must keep the others out.
-    settings = make_settings(stack)
-    topics = Topics(settings.topic_prefix)
-    await create_topics(settings, [topics.fanout])
-    tenant = settings.topic_prefix
+    settings, topics, tenant = await _fanout_stack(stack)
     users = await _topic(pg_pool, tenant, "held", 5)
     event = _broadcast(tenant, "held")
     holder = await asyncpg.connect(stack.env()["DATABASE_URL"])
@@ -464,10 +451,7 @@ async def test_an_old_topic_event_without_a_cursor_is_dead_lettered_not_broadcas
     # The janitor deletes a finished cursor after FINISHED_FANOUT_KEEP; a replay of the topic
     # event after that (a DLQ replay, a long-retention topic, an offset reset) found no cursor and
     # sent the whole broadcast again. An old event with a cursor still resumes or replays as before.
-    settings = make_settings(stack)
-    topics = Topics(settings.topic_prefix)
-    await create_topics(settings, [topics.fanout])
-    tenant = settings.topic_prefix
+    settings, topics, tenant = await _fanout_stack(stack)
     users = await _topic(pg_pool, tenant, "digest", 3)
     pruned = _broadcast(tenant, "digest")
     pruned.occurred_at = datetime.now(UTC) - STALE_BROADCAST_AFTER - timedelta(hours=1)
@@ -507,10 +491,7 @@ async def test_a_copy_the_broker_refuses_for_its_size_is_dead_lettered_and_the_p
 ) -> None:
     # A size refusal was taken for an outage: the probe said no and the runner replayed the same
     # refusal for ever, holding every later broadcast on the partition.
-    settings = make_settings(stack)
-    topics = Topics(settings.topic_prefix)
-    await create_topics(settings, [topics.fanout])
-    tenant = settings.topic_prefix
+    settings, topics, tenant = await _fanout_stack(stack)
     await _topic(pg_pool, tenant, "big", 2)
     small = await _topic(pg_pool, tenant, "small", 2)
     big = _broadcast(tenant, "big")
