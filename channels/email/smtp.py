@@ -10,6 +10,12 @@ been sent yet (no SIZE is declared), so the refusal is of our server, account or
 the recipient is named, a 5xx whose reply refuses to relay for us or asks us to authenticate
 (:func:`channels.email.smtp_replies.blames_our_relay`) is ours too, not the recipient's.
 
+A tenant's own sender (``tenant_from``) makes such a refusal ambiguous: a relay refuses a sender
+domain it was not set up for in the same words as its own outage. So a tenant's message refused
+as ours is followed, on the same connection, by our own sender (MAIL FROM, and RCPT TO when the
+refusal came there; never DATA): taken, the refusal was of the tenant's sender
+(``tenant_sender_config``, not counted by the breaker); refused too, it is ours.
+
 The transaction runs step by step (MAIL, RCPT, DATA) so a failure knows where it happened. A
 connection error or timeout before DATA (connect refused, TLS failure, a pooled connection the
 server had closed) is a plain retryable refusal: the server cannot have taken the message, and a
@@ -46,7 +52,7 @@ from channels.email.smtp_settings import SmtpSettings
 from channels.pacing import TokenBucket
 from schemas.models import Channel, ChannelMessage
 
-__all__ = ["SmtpEmailAdapter", "SmtpSettings", "Stage", "classify"]
+__all__ = ["SmtpEmailAdapter", "SmtpSettings", "Stage", "classify", "wants_probe"]
 
 # Where in the session a failure happened: before the recipient is named, a refusal is about us.
 Stage = Literal["connect", "mail", "rcpt", "data"]
@@ -72,28 +78,43 @@ _SMTP_CODES: dict[int, Failure] = {
     501: Failure.permanent("invalid_address"),  # syntax error in parameters (the address)
 }
 
+_OURS = Failure.retry("provider_config")  # our server, account, relay permission or sender
+_TENANTS = Failure.permanent("tenant_sender_config")  # a tenant's sender, refused here only
 
-def classify(code: int, *, stage: Stage = "rcpt", reply: str = "", tenant_sender: bool = False) -> Failure:
+
+def classify(
+    code: int, *, stage: Stage = "rcpt", reply: str = "", our_sender_taken: bool | None = None
+) -> Failure:
     """What an SMTP reply ``code`` (with its text, ``reply``) at ``stage`` means: the table, then
     the first digit (5xx permanent). Pure.
 
     A 5xx the table calls permanent is our server's, account's or sender's problem, not the
     message's, at the greeting, EHLO, AUTH or MAIL FROM, or later when the reply refuses to relay
     for us or asks us to authenticate: ``provider_config``, retried, so the breaker opens and the
-    next provider takes the mail instead of each message failing for good. ``tenant_sender``: the
-    envelope sender is a tenant's own address; a refusal of it at MAIL FROM is that tenant's setup
-    (``tenant_sender_config``, permanent: not counted by the breaker, so one tenant's domain does
-    not fail every tenant's mail over), unless the reply says it is our relay or authentication."""
+    next provider takes the mail instead of each message failing for good.
+
+    ``our_sender_taken``: for a message from a tenant's own sender refused as ``provider_config``
+    (:func:`wants_probe`), whether the same server then took our own sender (and the recipient)
+    on the same connection. Taken: the refusal was of the tenant's sender (its domain not
+    registered at the relay, "relay denied for one of the domains in: acme.example"), so
+    ``tenant_sender_config``: permanent here, not counted by the breaker (one tenant's setup must
+    not open it for every tenant), passed to the next provider by the failover chain. Refused too,
+    or not asked (None): ours, ``provider_config``."""
     failure = _SMTP_CODES.get(code)
-    if 500 <= code < 600 and (failure is None or not failure.retryable):
-        ours = blames_our_relay(reply)
-        if stage == "mail" and tenant_sender and not ours:
-            return Failure.permanent("tenant_sender_config")
-        if stage in _SESSION or ours:
-            return Failure.retry("provider_config")
+    refused = 500 <= code < 600 and (failure is None or not failure.retryable)
+    if refused and (stage in _SESSION or blames_our_relay(reply)):
+        if stage != "connect" and our_sender_taken:
+            return _TENANTS
+        return _OURS
     if failure is not None:
         return failure
     return Failure.permanent() if 500 <= code < 600 else Failure.retry()
+
+
+def wants_probe(code: int, *, stage: Stage, reply: str) -> bool:
+    """Whether a refusal of a tenant's message could be of the tenant's sender rather than of us,
+    so our own sender is tried on the same connection before blaming either. Pure."""
+    return stage != "connect" and classify(code, stage=stage, reply=reply) == _OURS
 
 
 class SmtpEmailAdapter:
@@ -116,8 +137,8 @@ class SmtpEmailAdapter:
         self.settings = settings
         self.from_address = from_address
         self.sender = envelope_sender(from_address)
-        # A tenant's own From (HERALD_EMAIL__TENANT_FROM_ADDRESSES), as SES sends it: the From and
-        # the envelope sender, so a message failed over from SES keeps its sender.
+        # A tenant's own From (HERALD_EMAIL__TENANT_FROM_ADDRESSES), as on SES: the From, and here
+        # also the envelope sender (bounces go to it), so a message failed over from SES keeps it.
         self.tenant_from = {t: (a, envelope_sender(a)) for t, a in (tenant_from or {}).items()}
         self.bucket = bucket
         self.unsubscribe_url = unsubscribe_url
@@ -160,14 +181,17 @@ class SmtpEmailAdapter:
                 stage = "data"
                 reply = await conn.data(raw)
             except SMTPResponseException as exc:
+                taken = None
+                if tenant and conn is not None and wants_probe(exc.code, stage=stage, reply=exc.message):
+                    taken = await self._our_sender_taken(conn, recipient, stage)
                 await self._recycle(conn)
-                return self._failure(exc, stage, tenant=tenant)
+                return self._failure(exc, stage, our_sender_taken=taken)
             except (SMTPException, OSError) as exc:  # connection lost, timeout, TLS, DNS, refused
                 if conn is not None:
                     conn.close()
                 if pooled and stage != "data" and isinstance(exc, SMTPServerDisconnected):
                     continue  # the server had closed this idle connection: take another, or a fresh one
-                return self._failure(exc, stage, tenant=tenant)
+                return self._failure(exc, stage)
             self._idle.append(conn)
             return Outcome.sent(self.provider, _queued_id(reply.message))
 
@@ -188,6 +212,23 @@ class SmtpEmailAdapter:
         await conn.connect()
         return conn
 
+    async def _our_sender_taken(self, conn: aiosmtplib.SMTP, recipient: str, stage: Stage) -> bool:
+        """After a tenant's message was refused: would this server take the same transaction from
+        our own sender? MAIL FROM (and RCPT TO when the refusal came there), never DATA; the caller
+        then resets the session. A round trip on a MAIL FROM refusal, three on a later one."""
+        try:
+            if stage == "rcpt":
+                await conn.rset()  # the tenant's MAIL FROM was taken: drop it first
+            await conn.mail(self.sender)
+            if stage == "rcpt":
+                await conn.rcpt(recipient)
+        except SMTPResponseException:
+            return False
+        except (SMTPException, OSError):
+            conn.close()  # lost on the way: not shown to be the tenant's, so ours
+            return False
+        return True
+
     async def _recycle(self, conn: aiosmtplib.SMTP | None) -> None:
         """After a refusal the session may go on (RSET); if even that fails, drop it."""
         if conn is None or not conn.is_connected:
@@ -199,11 +240,11 @@ class SmtpEmailAdapter:
             return
         self._idle.append(conn)
 
-    def _failure(self, exc: BaseException, stage: Stage, *, tenant: bool = False) -> Outcome:
+    def _failure(self, exc: BaseException, stage: Stage, *, our_sender_taken: bool | None = None) -> Outcome:
         if isinstance(exc, SMTPRecipientsRefused) and exc.recipients:
             exc = exc.recipients[0]
         if isinstance(exc, SMTPResponseException):
-            failure = classify(exc.code, stage=stage, reply=exc.message, tenant_sender=tenant)
+            failure = classify(exc.code, stage=stage, reply=exc.message, our_sender_taken=our_sender_taken)
             return failure.outcome(self.provider, str(exc.code), exc.message[:500])
         # Lost during DATA, the server may have committed the message; before it, it cannot have.
         ambiguous = stage == "data" and isinstance(exc, SMTPTimeoutError | SMTPServerDisconnected)

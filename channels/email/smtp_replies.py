@@ -16,14 +16,25 @@ The rule, enhanced status code (RFC 3463, at the start of the text) first:
   the recipient's fault although it says "relay";
 * 5.7.x without a specific meaning (5.7.1 "delivery not authorized" covers relaying, spam and
   the recipient's own policy alike), X.0.0 (undefined) or no enhanced code at all: the text
-  decides, and only phrases that deny relaying or ask for authentication say yes.
+  decides, and only phrases that deny relaying (qmail's ``553 sorry, that domain isn't in my list
+  of allowed rcpthosts (#5.7.1)`` too) or, with 5.7.0, 5.7.1, 5.0.0 or no code, ask for
+  authentication say yes. The code matters for those: Gmail's DMARC refusal ``5.7.26 ... The
+  sender must authenticate with at least one of SPF or DKIM`` is about the sender domain's
+  records at one receiving domain, not our relay login. SES's SMTP interface's ``554 Message
+  rejected: Email address is not verified`` (an identity of our account, or a recipient in the
+  sandbox) is our account's setup and says yes too.
+
+Only text the server wrote is read: the first line of the reply, before any ``said:`` (Postfix
+quoting another server's answer, as in recipient callouts), with ``<...>`` (the addresses),
+quoted strings and any word holding an ``@`` taken out, so a recipient named
+``"relay access denied"@example.org`` cannot make its refusal read as ours.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["blames_our_relay", "enhanced_code"]
+__all__ = ["blames_our_relay", "enhanced_code", "servers_own_words"]
 
 # Enhanced codes that are about the client's (our) authentication or relay permission.
 _OURS = frozenset(
@@ -43,7 +54,9 @@ _RELAY_DENIED = re.compile(
     r"\brelay(?:ing)?\s+(?:access\s+|is\s+|was\s+)?"
     r"(?:denied|not\s+(?:permitted|allowed|authori[sz]ed)|prohibited|refused|disallowed|forbidden)"
     r"|\b(?:unable|not\s+(?:permitted|allowed|authori[sz]ed))\s+to\s+relay\b"
-    r"|\b(?:do|does|will)\s+not\s+relay\b|\bno\s+relaying\b|\brelay\s+denied\b",
+    r"|\b(?:do|does|will)\s+not\s+relay\b|\bno\s+relaying\b|\brelay\s+denied\b"
+    r"|\ballowed\s+rcpthosts\b"  # qmail
+    r"|\bemail\s+address\s+is\s+not\s+verified\b",  # SES SMTP: an identity of our account
     re.IGNORECASE,
 )
 _AUTH_WANTED = re.compile(
@@ -51,12 +64,25 @@ _AUTH_WANTED = re.compile(
     r"|\bmust\s+(?:first\s+)?authenticate\b|\bnot\s+authenticated\b|\bplease\s+authenticate\b",
     re.IGNORECASE,
 )
+# Codes under which "authenticate" can mean our login: not 5.7.20-5.7.26 (the sender domain's
+# SPF/DKIM/DMARC at the receiver) nor any other specific security code.
+_AUTH_CODES = frozenset({None, "5.0.0", "5.7.0", "5.7.1"})
+# What the server did not write itself: addresses, quoted strings, and another server's answer.
+_NOT_ITS_OWN = re.compile(r"<[^>]*>|\"[^\"]*\"|\S*@\S*")
+_QUOTING = re.compile(r"\bsaid:.*", re.IGNORECASE | re.DOTALL)
 
 
 def enhanced_code(reply: str) -> str | None:
     """The RFC 3463 enhanced status code that opens ``reply`` (``"5.7.1"``), or None."""
     m = _ENHANCED.match(reply)
     return None if m is None else ".".join(str(int(part)) for part in m.groups())
+
+
+def servers_own_words(reply: str) -> str:
+    """The part of a reply the server wrote (the module doc): the first line, before ``said:``,
+    without addresses and quoted strings."""
+    first = reply.split("\n", 1)[0]
+    return _NOT_ITS_OWN.sub(" ", _QUOTING.sub("", first))
 
 
 def blames_our_relay(reply: str) -> bool:
@@ -69,4 +95,5 @@ def blames_our_relay(reply: str) -> bool:
         _, subject, detail = code.split(".")
         if subject != "7" and not (subject == "0" and detail == "0"):
             return False  # another subject (addressing, mailbox, routing...): not about us
-    return bool(_RELAY_DENIED.search(reply) or _AUTH_WANTED.search(reply))
+    words = servers_own_words(reply)
+    return bool(_RELAY_DENIED.search(words) or (code in _AUTH_CODES and _AUTH_WANTED.search(words)))

@@ -14,7 +14,10 @@ calls it as it calls any single provider, and reads which provider acted from
   that retryable outcome; the channel consumer then applies the crash rule to it
   (:func:`~consumers.channel.ledger.resends_unknown`): ``failed_permanent``/``ambiguous`` on the
   tiers and channels where a duplicate hurts more than a loss, else a resend;
-* a success or a permanent failure ends the walk (a bad address is bad at every provider).
+* a success or a permanent failure ends the walk (a bad address is bad at every provider),
+  except ``tenant_sender_config``: a tenant's own sender refused by this provider may be verified
+  at the next one, so it passes on (``reason="tenant_sender"``) without counting against this
+  provider's breaker; refused by the last one too, it fails permanently.
 
 When every provider is open (or refused), the message fails retryably with reason
 ``circuit_open`` (or the last refusal) and takes the retry path it takes with one provider:
@@ -65,9 +68,18 @@ def breaker_result(outcome: Outcome) -> Result:
     return Result.SUCCESS if outcome.ok else Result.PERMANENT
 
 
+# Permanent at this provider only: a tenant's own sender it will not take (SES identity not
+# verified, SMTP relay refusing the tenant's domain) may be verified at the next provider. Not
+# counted by the breaker (it is one tenant's setup), but passed on like a refusal.
+_THIS_PROVIDER_ONLY = frozenset({"tenant_sender_config"})
+
+
 def fails_over(outcome: Outcome) -> bool:
     """Whether the next provider should take the message at once: a retryable refusal, not a
-    timeout after which the provider may have accepted it. Pure."""
+    timeout after which the provider may have accepted it, or a refusal of a tenant's sender
+    that another provider may accept. Pure."""
+    if outcome.status == "failed_permanent":
+        return outcome.reason in _THIS_PROVIDER_ONLY
     return outcome.status == "failed_retryable" and not outcome.ambiguous
 
 
@@ -102,7 +114,8 @@ class FailoverAdapter:
             if not fails_over(outcome):
                 return outcome
             refused = outcome
-            metrics.PROVIDER_FAILOVERS.labels(self.channel.value, name, "retryable").inc()
+            why = "retryable" if outcome.status == "failed_retryable" else "tenant_sender"
+            metrics.PROVIDER_FAILOVERS.labels(self.channel.value, name, why).inc()
             log.info(
                 "%s: %s refused %s (%s); next provider",
                 self.channel.value,

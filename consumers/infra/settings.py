@@ -8,6 +8,7 @@ prefix because every tool names them so: ``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE
 from __future__ import annotations
 
 import os
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +16,7 @@ from pydantic import AliasChoices, BaseModel, Field, NonNegativeInt, SecretStr, 
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from channels.aws_settings import AwsSettings
+from channels.email.mime import envelope_sender, valid_recipient
 from channels.email.smtp_settings import SmtpSettings
 from channels.sms.twilio_settings import TwilioSettings
 from channels.webhook.webhook_settings import WebhookSettings
@@ -113,8 +115,34 @@ class EmailSettings(BaseModel, frozen=True):
     )
     tenant_from_addresses: dict[str, str] = Field(
         default_factory=dict,
-        description='Per-tenant From, e.g. {"acme": "Acme <noreply@acme.example>"}; other tenants use from_address.',
+        description='Per-tenant From, one address each, e.g. {"acme": "Acme <noreply@acme.example>"} '
+        "(on SMTP also the envelope sender: bounces go to it); other tenants use from_address.",
     )
+
+    @field_validator("from_address")
+    @classmethod
+    def _one_address(cls, value: str) -> str:
+        _check_from(value)
+        return value
+
+    @field_validator("tenant_from_addresses")
+    @classmethod
+    def _tenant_addresses(cls, value: dict[str, str]) -> dict[str, str]:
+        # A value the mail parser cannot read would otherwise be found by the first message of
+        # that tenant: SES refuses it, and on SMTP the envelope sender would be empty.
+        for tenant, address in value.items():
+            try:
+                _check_from(address)
+            except ValueError as exc:
+                raise ValueError(f"tenant {tenant!r}: {exc}") from None
+        return value
+
+
+def _check_from(value: str) -> None:
+    """A From value must hold exactly one usable address (it is also the SMTP envelope sender)."""
+    one = len(getaddresses([value])) == 1 and "\r" not in value and "\n" not in value
+    if not (one and valid_recipient(envelope_sender(value))):
+        raise ValueError(f"{value!r} is not a From address (e.g. 'Acme <noreply@acme.example>')")
 
 
 class SmsSettings(BaseModel, frozen=True):

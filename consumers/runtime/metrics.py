@@ -131,7 +131,8 @@ PROVIDER_CIRCUIT_STATE = Gauge(
 )
 PROVIDER_FAILOVERS = Counter(
     "herald_provider_failovers_total",
-    "Messages a provider did not take (breaker open, or it refused retryably) passed to the next one.",
+    "Messages a provider did not take (breaker open, a retryable refusal, a tenant sender it refused) "
+    "passed to the next one.",
     ["channel", "provider", "reason"],
 )
 END_TO_END_SECONDS = Histogram(

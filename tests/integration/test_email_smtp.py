@@ -13,7 +13,7 @@ from channels.base import Content, Failure
 from channels.email.smtp import SmtpEmailAdapter, SmtpSettings, classify
 from channels.pacing import TokenBucket
 from consumers.channel.builders.email import build_smtp
-from consumers.devstack.smtp_sink import SmtpSink
+from consumers.devstack.smtp_sink import SmtpSink, Stage
 from consumers.infra.resources import Resources
 from consumers.infra.settings import EmailSettings, HeraldSettings
 from schemas.models import Lane, OutcomeStatus
@@ -167,11 +167,6 @@ async def test_a_tenant_sender_is_the_from_and_the_envelope_sender(sink: SmtpSin
     try:
         assert (await a.deliver(acme, CONTENT, idempotency_key="k-acme")).ok
         assert (await a.deliver(other, CONTENT, idempotency_key="k-other")).ok
-        # Refused at MAIL FROM, the tenant's sender is that tenant's setup, as with SES: permanent,
-        # so the breaker does not count it and one tenant's domain does not fail every tenant over.
-        sink.fault(553, stage="mail", reply="5.7.1 <hi@acme.example>: Sender address rejected")
-        o = await a.deliver(acme, CONTENT, idempotency_key="k-acme2")
-        assert (o.status, o.reason) == ("failed_permanent", "tenant_sender_config")
     finally:
         await a.close()
     got = {r.rcpt_tos[0]: r for r in sink.messages()}
@@ -179,6 +174,56 @@ async def test_a_tenant_sender_is_the_from_and_the_envelope_sender(sink: SmtpSin
     assert got[acme.recipient].message["From"] == "Acme <hi@acme.example>"
     assert got[other.recipient].mail_from == "noreply@example.com"
     assert got[other.recipient].message["From"] == FROM
+
+
+@pytest.mark.parametrize(
+    ("code", "stage", "reply"),
+    [
+        (553, "mail", "5.7.1 <hi@acme.example>: Sender address rejected: not owned by user herald"),
+        (550, "mail", "5.4.5 Daily SMTP relay limit exceeded for customer"),  # no relay wording
+        (
+            550,
+            "rcpt",
+            "5.7.0 Mail relay denied [127.0.0.1]. Invalid credentials for relay for one of"
+            " the domains in: acme.example (as obtained from HELO and MAIL FROM).",
+        ),  # Gmail smtp-relay
+        (550, "rcpt", "5.7.64 TenantAttribution; Relay Access Denied"),  # Microsoft 365
+        (554, "data", "5.7.1 Relay access denied"),
+    ],
+)
+async def test_a_refused_tenant_sender_is_told_from_our_relay_by_trying_our_own(
+    sink: SmtpSink, code: int, stage: Stage, reply: str
+) -> None:
+    # The same words say "not set up for acme.example" and "not set up for us". Our own sender on
+    # the same connection tells them apart: taken, it was the tenant's sender (permanent here, not
+    # counted by the breaker); refused too, it is ours (retried, counted, failed over).
+    a = adapter_for(sink, tenant_from={"acme": "Acme <hi@acme.example>"})
+    acme = email_message("u-acme")
+    acme.tenant = "acme"
+    try:
+        sink.fault(code, stage=stage, reply=reply, count=1)  # the tenant's transaction only
+        o = await a.deliver(acme, CONTENT, idempotency_key="k-1")
+        assert (o.status, o.reason, o.detail) == ("failed_permanent", "tenant_sender_config", reply)
+        assert sink.messages() == []  # the probe never sends DATA
+        # The tenant's and ours refused alike. (After DATA the probe's MAIL FROM would have to be
+        # refused, and the sink refuses by step, not by sender: that case is in the unit table.)
+        if stage != "data":
+            sink.fault(code, stage=stage, reply=reply, count=2)
+            o = await a.deliver(acme, CONTENT, idempotency_key="k-2")
+            assert (o.status, o.reason) == ("failed_retryable", "provider_config")
+        sink.reset()
+        assert (await a.deliver(acme, CONTENT, idempotency_key="k-3")).ok  # the connection is reusable
+        assert [r.mail_from for r in sink.messages()] == ["hi@acme.example"]
+        assert sink.connections == 2  # one STARTTLS session (EHLO twice), kept through every refusal
+    finally:
+        await a.close()
+
+
+async def test_our_own_sender_is_never_probed(adapter: SmtpEmailAdapter, sink: SmtpSink) -> None:
+    # Without a tenant sender there is nobody else to blame: our relay, at once.
+    sink.fault(550, stage="rcpt", reply="5.7.64 TenantAttribution; Relay Access Denied", count=1)
+    o = await adapter.deliver(email_message("u-own"), CONTENT, idempotency_key="k-own")
+    assert (o.status, o.reason) == ("failed_retryable", "provider_config")
 
 
 async def test_a_connection_lost_after_data_is_ambiguous_and_not_resent(

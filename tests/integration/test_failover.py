@@ -206,6 +206,46 @@ async def test_a_tenant_sender_survives_failover_to_smtp(rig: Rig, sink: SmtpSin
     assert (r.mail_from, r.message["From"]) == ("hi@acme.example", "Acme <hi@acme.example>")
 
 
+async def test_a_tenant_sender_the_relay_refuses_goes_to_ses_without_opening_the_breaker(
+    rig: Rig, stack: DevStack
+) -> None:
+    # The relay is not set up for acme.example (our own sender it takes): that is acme's setup at
+    # this provider, not every tenant's outage. SES, where acme is verified, sends; SMTP stays closed.
+    assert stack.moto_url
+    await ensure_identity(stack.moto_url, "acme.example")
+    tenant_from = {"acme": "Acme <hi@acme.example>"}
+    rig.ses.tenant_from = dict(tenant_from)
+    smtp = adapter_for(rig.sink, tenant_from=tenant_from)
+    chain = ProvidersSettings(email=["smtp", "ses"])
+    adapter = FailoverAdapter(
+        Channel.EMAIL, {"ses": rig.ses, "smtp": smtp}, providers=chain, breakers=breakers(rig.redis, rig.ns)
+    )
+    only_smtp = FailoverAdapter(
+        Channel.EMAIL,
+        {"smtp": smtp},
+        providers=ProvidersSettings(email=["smtp"]),
+        breakers=breakers(rig.redis, rig.ns),
+    )
+    relay_denied = "5.7.64 TenantAttribution; Relay Access Denied"
+    try:
+        for i in range(5):  # more than the 3 refusals that open the breaker
+            rig.sink.fault(550, stage="rcpt", reply=relay_denied)  # acme's RCPT only, not the probe's
+            m = email_message(f"acme{i}")
+            m.tenant = "acme"
+            o = await adapter.deliver(m, CONTENT, idempotency_key=f"acme{i}")
+            assert (o.status, o.provider) == ("sent", "ses")
+        assert (await adapter.breakers.state("smtp")).circuit is Circuit.CLOSED
+        # Last in the chain, it fails for good: no provider will take this sender.
+        rig.sink.fault(550, stage="rcpt", reply=relay_denied)
+        m = email_message("acme-last")
+        m.tenant = "acme"
+        o = await only_smtp.deliver(m, CONTENT, idempotency_key="acme-last")
+        assert (o.status, o.provider, o.reason) == ("failed_permanent", "smtp", "tenant_sender_config")
+    finally:
+        await smtp.close()
+    assert rig.sink.messages() == [] and len(rig.proxy.requests) == 5
+
+
 async def test_every_provider_open_takes_the_retry_path(rig: Rig) -> None:
     b = breakers(rig.redis, rig.ns)
     for provider in ("ses", "smtp"):

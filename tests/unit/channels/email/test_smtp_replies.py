@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from channels.base import Failure
-from channels.email.smtp import classify
+from channels.email.smtp import Stage, classify, wants_probe
 from channels.email.smtp_replies import blames_our_relay, enhanced_code
 
 # Replies as real servers word them (the text after the 3-digit code, as aiosmtplib gives it).
@@ -28,6 +28,14 @@ OURS = [
     "5.0.0 Relaying not allowed",
     "5.7.1 Client must authenticate first",
     "Relaying is not permitted",
+    # Gmail smtp-relay refusing a sender domain it does not know for us (multi-line reply)
+    "5.7.0 Mail relay denied [203.0.113.9]. Invalid credentials for\n5.7.0 relay for one of the"
+    " domains in: acme.example (as obtained from HELO and MAIL FROM).",
+    "sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)",  # qmail
+    # SES SMTP interface: an identity of our account (or a sandbox recipient) not verified
+    "Message rejected: Email address is not verified. The following identities failed the check"
+    " in region US-EAST-1: noreply@example.com",
+    "5.7.1 Client was not authenticated",
 ]
 NOT_OURS = [
     "5.1.1 No such user here",
@@ -41,6 +49,17 @@ NOT_OURS = [
     "5.4.1 Recipient address rejected: Access denied",
     "",
     "relayed mail is fine here; mailbox unavailable",
+    # Text the recipient (or another server) wrote, not this server:
+    '<"relay access denied"@x.example>: Recipient address rejected',
+    '5.7.1 "relay access denied"@x.example... Message rejected',
+    "5.7.1 <relay-denied@x.example>: Recipient address rejected: Access denied",
+    "5.7.1 Recipient address rejected: unverified address: host mx.x.example said: 554 5.7.1 Relay"
+    " access denied (in reply to RCPT TO command)",  # Postfix quoting a callout's answer
+    "5.7.1 Message rejected\nRelay access denied",  # only the first line is read
+    # Gmail's DMARC refusal: the sender domain's SPF/DKIM at this receiver, not our relay login
+    "5.7.26 This mail is unauthenticated, which poses a security risk to the sender and Gmail"
+    " users, and has been blocked. The sender must authenticate with at least one of SPF or DKIM.",
+    "5.7.13 User account disabled; authentication required",
 ]
 
 
@@ -78,11 +97,24 @@ def test_a_specific_enhanced_code_of_another_subject_wins_over_any_text(
     assert not blames_our_relay(f"5.{subject}.{detail} {before}{phrase}{after}")
 
 
-@given(st.sampled_from(["", "5.7.1 ", "5.7.0 ", "5.0.0 ", "5.7.13 "]), _WORDS, _OUR_PHRASES, _WORDS)
+_PLAIN = st.text(st.sampled_from("abc xyz.-:;"), max_size=40)  # no address, no quotes
+
+
+@given(st.sampled_from(["", "5.7.1 ", "5.7.0 ", "5.0.0 ", "5.7.13 "]), _PLAIN, _OUR_PHRASES, _PLAIN)
 def test_without_a_specific_code_the_phrase_decides(
     prefix: str, before: str, phrase: str, after: str
 ) -> None:
-    assert blames_our_relay(f"{prefix}{before} {phrase} {after}")
+    expected = phrase != "auth required" or prefix.strip() in ("", "5.7.1", "5.7.0", "5.0.0")
+    assert blames_our_relay(f"{prefix}{before} {phrase} {after}") is expected
+
+
+@given(st.sampled_from(["", "5.7.1 ", "5.0.0 "]), _PLAIN, _OUR_PHRASES, _PLAIN, st.sampled_from('<"'))
+def test_a_phrase_inside_an_address_or_a_quoted_string_is_not_the_servers(
+    prefix: str, before: str, phrase: str, after: str, quote: str
+) -> None:
+    closing = ">" if quote == "<" else quote
+    assert not blames_our_relay(f"{prefix}{before} {quote}{phrase}{closing}@example.org {after}")
+    assert not blames_our_relay(f"{prefix}{before} User unknown\n{phrase}")  # not the first line
 
 
 @given(st.sampled_from(["5.7.8", "5.7.9", "5.7.54", "5.7.57", "5.7.64"]), _WORDS)
@@ -94,31 +126,48 @@ def test_codes_that_name_our_setup_win_over_any_text(code: str, text: str) -> No
     st.integers(500, 599),
     st.sampled_from(["connect", "mail", "rcpt", "data"]),
     st.sampled_from(OURS + NOT_OURS),
-    st.booleans(),
+    st.sampled_from([None, False, True]),
 )
 def test_classify_never_fails_a_message_for_good_for_our_relay(
-    code: int, stage: str, reply: str, tenant: bool
+    code: int, stage: Stage, reply: str, taken: bool | None
 ) -> None:
-    failure = classify(code, stage=stage, reply=reply, tenant_sender=tenant)  # type: ignore[arg-type]
-    if blames_our_relay(reply):
+    failure = classify(code, stage=stage, reply=reply, our_sender_taken=taken)
+    if blames_our_relay(reply) and not taken:
         assert failure.retryable
     assert not failure.gone
+    # Only what would be ours is ever put on a tenant, and only when our own sender was taken.
+    if failure.reason == "tenant_sender_config":
+        assert taken and wants_probe(code, stage=stage, reply=reply)
 
 
-def test_a_tenant_sender_refused_at_mail_from_is_that_tenants_setup() -> None:
-    # As SES's MailFromDomainNotVerified for a tenant identity: permanent, not counted by the
-    # breaker, so one tenant's domain does not fail every tenant's mail over to the next provider.
-    refused = "5.7.1 <hi@acme.example>: Sender address rejected: not owned by user herald"
-    assert classify(553, stage="mail", reply=refused, tenant_sender=True) == Failure.permanent(
-        "tenant_sender_config"
-    )
-    assert classify(553, stage="mail", reply=refused) == Failure.retry("provider_config")
-    # Our relay or credentials stay ours whoever the sender is.
-    assert classify(550, stage="mail", reply="5.7.0 Authentication required", tenant_sender=True) == (
-        Failure.retry("provider_config")
-    )
-    assert classify(535, stage="mail", tenant_sender=True) == Failure.retry("provider_auth")
-    assert classify(421, stage="mail", tenant_sender=True) == Failure.retry("provider_unavailable")
-    assert classify(550, stage="rcpt", reply="5.1.1 No such user", tenant_sender=True) == Failure.permanent(
-        "mailbox_unavailable"
-    )
+# (code, stage, reply) -> probe our own sender? For a tenant's message, every refusal that would
+# be ours (at MAIL FROM, or relay/authentication wording later) and nothing else.
+PROBES = [
+    (553, "mail", "5.7.1 <hi@acme.example>: Sender address rejected: not owned by user herald", True),
+    (550, "mail", "5.4.5 Daily SMTP relay limit exceeded for customer", True),  # Gmail: our quota
+    (550, "rcpt", "5.7.64 TenantAttribution; Relay Access Denied", True),  # Microsoft 365
+    (550, "rcpt", "5.7.0 Mail relay denied [203.0.113.9]. Invalid credentials for relay", True),  # Gmail
+    (554, "data", "5.7.1 Relay access denied", True),
+    (550, "rcpt", "5.1.1 No such user", False),  # the recipient's: no question of senders
+    (554, "data", "5.7.1 Message rejected", False),
+    (535, "mail", "5.7.8 Authentication credentials invalid", False),  # retryable provider_auth already
+    (421, "mail", "4.3.2 Service not available", False),
+    (554, "connect", "5.7.1 Relay access denied", False),  # no message yet
+]
+
+
+@pytest.mark.parametrize(("code", "stage", "reply", "probe"), PROBES)
+def test_which_tenant_refusals_try_our_own_sender(code: int, stage: Stage, reply: str, probe: bool) -> None:
+    assert wants_probe(code, stage=stage, reply=reply) is probe
+    if probe:  # our sender taken: the tenant's; refused too (or never asked): ours
+        assert classify(code, stage=stage, reply=reply, our_sender_taken=True) == Failure.permanent(
+            "tenant_sender_config"
+        )
+        for taken in (False, None):
+            got = classify(code, stage=stage, reply=reply, our_sender_taken=taken)
+            assert got == Failure.retry("provider_config")
+    else:  # the probe's answer changes nothing
+        assert (
+            len({classify(code, stage=stage, reply=reply, our_sender_taken=t) for t in (None, False, True)})
+            == 1
+        )

@@ -47,6 +47,10 @@ def test_a_process_builds_every_provider_any_tier_may_use() -> None:
         (Outcome("failed_retryable", "smtp", reason="provider_auth"), Result.RETRYABLE, True),
         # it may have been accepted: no second provider, the retry path resends with the same key
         (Outcome("failed_retryable", "ses", reason="provider_timeout"), Result.RETRYABLE, False),
+        # a tenant's sender refused here may be verified at the next provider; one tenant's setup
+        # never counts against the breaker every tenant shares
+        (Outcome("failed_permanent", "smtp", reason="tenant_sender_config"), Result.PERMANENT, True),
+        (Outcome("failed_permanent", "smtp", reason="rejected"), Result.PERMANENT, False),
     ],
 )
 def test_how_an_answer_counts(outcome: Outcome, result: Result, next_provider: bool) -> None:

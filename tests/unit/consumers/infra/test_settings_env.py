@@ -145,3 +145,30 @@ def test_a_short_unsubscribe_secret_is_refused(monkeypatch: pytest.MonkeyPatch) 
     assert "HERALD_API__UNSUBSCRIBE_SECRET" in str(err.value) and "32 bytes" in str(err.value)
     secret = _load(monkeypatch, HERALD_API__UNSUBSCRIBE_SECRET="s" * 32).api.unsubscribe_secret
     assert secret is not None and len(secret.get_secret_value()) == 32
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '{"acme": "Acme"}',  # no address at all
+        '{"acme": "Acme <hi@>"}',
+        '{"acme": "hi@acme.example, other@acme.example"}',  # two senders
+        '{"acme": "Acme <hi@acme.example>\\nBcc: x@y.example"}',  # a header smuggled in
+    ],
+)
+def test_a_tenant_from_that_is_not_one_address_refuses_to_start(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # On SMTP it is also the envelope sender: a bad one would be found by that tenant's first mail.
+    with pytest.raises(ConfigurationError) as err:
+        _load(monkeypatch, HERALD_EMAIL__TENANT_FROM_ADDRESSES=value)
+    assert "HERALD_EMAIL__TENANT_FROM_ADDRESSES" in str(err.value) and "'acme'" in str(err.value)
+
+
+def test_tenant_from_addresses_and_the_default_from_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    value = '{"acme": "Acme <hi@acme.example>", "globex": "noreply@globex.example"}'
+    email = _load(monkeypatch, HERALD_EMAIL__TENANT_FROM_ADDRESSES=value).email
+    assert email.tenant_from_addresses["acme"] == "Acme <hi@acme.example>"
+    with pytest.raises(ConfigurationError) as err:
+        _load(monkeypatch, HERALD_EMAIL__FROM_ADDRESS="Herald")
+    assert "HERALD_EMAIL__FROM_ADDRESS" in str(err.value)
