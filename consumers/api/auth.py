@@ -2,14 +2,22 @@
 
 The user is the token's ``sub`` in the tenant of its optional ``tenant`` claim (absent or empty:
 the default tenant ``''``); nothing in a request body or path can name another user or tenant.
+
+A tenant may have keys of its own (``api.jwt_tenant_keys``): where tenants are different customers,
+each signing its users' tokens, one holding the install key must not mint tokens for another's
+users. The (unverified) ``tenant`` claim only chooses the keys to try: a token naming a tenant
+with keys verifies with those alone, any other with the install key alone, so a signature good
+for one tenant's keys never vouches for another tenant's claim.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
@@ -53,16 +61,24 @@ class TokenKeys:
     algorithm: str
     verify_key: object
     signing_key: object | None
+    # tenant -> its verification keys (the first HS256 secret also signs for it)
+    tenants: Mapping[str, tuple[object, ...]] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, api: ApiSettings) -> TokenKeys:
         secret = api.jwt_secret.get_secret_value() if api.jwt_secret is not None else None
+        tenants = {
+            t: tuple(_tenant_key(api, t, k.get_secret_value()) for k in ks)
+            for t, ks in api.jwt_tenant_keys.items()
+        }
+        if any(not ks for ks in tenants.values()):
+            raise ValueError("HERALD_API__JWT_TENANT_KEYS: a tenant with an empty list of keys")
         if api.jwt_algorithm == "HS256":
             if secret is None or len(secret.encode()) < MIN_HS256_KEY_BYTES:
                 raise ValueError(
                     f"HERALD_API__JWT_SECRET must be set to at least {MIN_HS256_KEY_BYTES} bytes for HS256"
                 )
-            return cls("HS256", secret.encode(), secret.encode())
+            return cls("HS256", secret.encode(), secret.encode(), tenants)
         signing = load_pem_private_key(secret.encode(), password=None) if secret else None
         if api.jwt_public_key:
             public: object = load_pem_public_key(api.jwt_public_key.encode())
@@ -70,21 +86,60 @@ class TokenKeys:
             public = signing.public_key()
         else:
             raise ValueError("EdDSA needs HERALD_API__JWT_PUBLIC_KEY (or the private key in JWT_SECRET)")
-        return cls("EdDSA", public, signing)
+        return cls("EdDSA", public, signing, tenants)
+
+    def for_claim(self, tenant: str) -> tuple[object, ...]:
+        """The keys that may verify a token claiming ``tenant``: its own if it has some, else the install key."""
+        return self.tenants.get(tenant, (self.verify_key,))
+
+
+def _tenant_key(api: ApiSettings, tenant: str, key: str) -> object:
+    if api.jwt_algorithm == "HS256":
+        if len(key.encode()) < MIN_HS256_KEY_BYTES:
+            raise ValueError(
+                f"HERALD_API__JWT_TENANT_KEYS[{tenant!r}]: HS256 keys need {MIN_HS256_KEY_BYTES}+ bytes"
+            )
+        return key.encode()
+    return load_pem_public_key(key.encode())
+
+
+def _claimed_tenant(token: str) -> str:
+    """The ``tenant`` claim before the signature is checked: it only chooses which keys to try."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise AuthError("invalid token") from exc
+    tenant = claims.get(TENANT_CLAIM) or ""
+    if not isinstance(tenant, str):
+        raise AuthError("invalid token tenant")
+    return tenant
+
+
+def _decode(token: str, keys: TokenKeys, api: ApiSettings) -> dict[str, Any]:
+    candidates = keys.for_claim(_claimed_tenant(token)) if keys.tenants else (keys.verify_key,)
+    for i, key in enumerate(candidates):
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,  # type: ignore[arg-type]
+                algorithms=[keys.algorithm],  # pinned: an "alg": "none" or HS/EdDSA swap is refused
+                audience=api.jwt_audience,
+                issuer=api.jwt_issuer,
+                leeway=api.jwt_leeway_s,
+                options={"require": [*_REQUIRED_CLAIMS, *(["iss"] if api.jwt_issuer else [])]},
+            )
+        except jwt.InvalidSignatureError:
+            if i + 1 < len(candidates):
+                continue  # a tenant's older key, during a rotation
+            raise
+        return claims
+    raise AssertionError("unreachable: candidates is never empty")
 
 
 def verify_token(token: str, keys: TokenKeys, api: ApiSettings) -> Principal:
     """The principal of a valid token; :class:`AuthError` for anything else (no detail leaks)."""
     try:
-        claims = jwt.decode(
-            token,
-            keys.verify_key,  # type: ignore[arg-type]
-            algorithms=[keys.algorithm],  # pinned: an "alg": "none" or HS/EdDSA swap is refused
-            audience=api.jwt_audience,
-            issuer=api.jwt_issuer,
-            leeway=api.jwt_leeway_s,
-            options={"require": [*_REQUIRED_CLAIMS, *(["iss"] if api.jwt_issuer else [])]},
-        )
+        claims = _decode(token, keys, api)
     except jwt.ExpiredSignatureError as exc:
         raise AuthError("token expired") from exc
     except jwt.InvalidAudienceError as exc:
@@ -117,7 +172,14 @@ def mint_token(
 ) -> str:
     """A token for ``user_id`` in ``tenant`` (the demo, tests, ``herald token``); apps get theirs
     from their own IdP, with a ``tenant`` claim when they serve more than one tenant."""
-    if keys.signing_key is None:
+    signing = keys.signing_key
+    if tenant in keys.tenants:
+        if keys.algorithm != "HS256":
+            raise ValueError(
+                f"tenant {tenant!r} has its own public keys: mint its tokens with its private key"
+            )
+        signing = keys.tenants[tenant][0]
+    if signing is None:
         raise ValueError("no signing key configured (HERALD_API__JWT_SECRET)")
     lifetime = ttl if ttl is not None else timedelta(seconds=api.token_ttl_s)
     claims: dict[str, object] = {
@@ -131,4 +193,4 @@ def mint_token(
         claims["iss"] = api.jwt_issuer
     if tenant:
         claims[TENANT_CLAIM] = tenant
-    return jwt.encode(claims, keys.signing_key, algorithm=keys.algorithm)  # type: ignore[arg-type]
+    return jwt.encode(claims, signing, algorithm=keys.algorithm)  # type: ignore[arg-type]

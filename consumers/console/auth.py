@@ -44,6 +44,7 @@ class Operator:
     """Who is behind a session: ``key:<id> (<name>)`` or ``link:<label>``; audit records name it."""
 
     name: str
+    key_id: str | None = None  # the admin key that logged in: its revocation ends the session
 
 
 class OperatorVerifier(Protocol):
@@ -103,13 +104,14 @@ class SessionStore:
         token = secrets.token_urlsafe(32)
         session = Session(operator, secrets.token_urlsafe(32), now + self.ttl)
         await self.pool.execute(
-            "INSERT INTO herald_console_sessions (token_hash, operator, csrf_token, created_at, expires_at) "
-            "VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO herald_console_sessions (token_hash, operator, csrf_token, created_at, expires_at, key_id) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
             digest(token),
             operator.name,
             session.csrf_token,
             now,
             session.expires_at,
+            operator.key_id,
         )
         await self.pool.execute("DELETE FROM herald_console_sessions WHERE expires_at < $1", now)
         return token, session
@@ -117,15 +119,18 @@ class SessionStore:
     async def get(self, token: str | None, now: datetime) -> Session | None:
         if not token or len(token) > 200:
             return None
+        # A session opened with an admin key lasts only while the key does: `herald keys revoke`
+        # ends it at the next request (read here, not through the key store's cache).
         row = await self.pool.fetchrow(
-            "SELECT operator, csrf_token, expires_at FROM herald_console_sessions "
-            "WHERE token_hash = $1 AND expires_at > $2",
+            "SELECT s.operator, s.key_id, s.csrf_token, s.expires_at FROM herald_console_sessions s "
+            "WHERE s.token_hash = $1 AND s.expires_at > $2 AND (s.key_id IS NULL OR EXISTS ("
+            "SELECT 1 FROM herald_api_keys k WHERE k.key_id = s.key_id AND k.revoked_at IS NULL))",
             digest(token),
             now,
         )
         if row is None:
             return None
-        return Session(Operator(row["operator"]), row["csrf_token"], row["expires_at"])
+        return Session(Operator(row["operator"], row["key_id"]), row["csrf_token"], row["expires_at"])
 
     async def close(self, token: str | None) -> None:
         if token:

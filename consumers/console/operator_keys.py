@@ -4,7 +4,7 @@ admin``; :mod:`consumers.api.admin.key_store`).
 The console asks one question of a key (:class:`~consumers.console.auth.OperatorVerifier`): is it a
 live key holding the ``admin`` scope? Any other key (``emit``, ``recipients:write``...), a revoked
 one, or one bound to a tenant gets nothing: the console sees every tenant's activity, so only an
-unbound admin key may open it.
+unbound admin key may open it. The session remembers the key's id and ends when the key is revoked.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class AdminKeys:
         key = await self.keys.verify(credential)
         if key is None or not may_operate(key):
             return None
-        return Operator(f"key:{key.key_id} ({key.name})")
+        return Operator(f"key:{key.key_id} ({key.name})", key_id=key.key_id)
 
 
 def operator_keys(keys: KeyStore | None) -> OperatorVerifier | None:

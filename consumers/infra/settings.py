@@ -221,6 +221,12 @@ class ApiSettings(BaseModel, frozen=True):
         None, description="HS256 key (32+ bytes), or the EdDSA private key PEM (only `herald token` uses it)."
     )
     jwt_public_key: str | None = Field(None, description="EdDSA: the public key PEM that verifies tokens.")
+    jwt_tenant_keys: dict[str, list[SecretStr]] = Field(
+        default_factory=dict,
+        description="Tenants with their own token keys, as JSON {tenant: [key, ...]} (HS256 secrets, or "
+        "EdDSA public key PEMs; several for rotation): a token whose `tenant` claim names one must be "
+        "signed by one of its keys, and the install key no longer verifies tokens for it.",
+    )
     jwt_audience: str = Field("herald-api", description="Tokens must carry this `aud`.")
     jwt_issuer: str | None = Field(None, description="If set, tokens must carry this `iss`.")
     jwt_leeway_s: float = Field(30.0, ge=0, description="Clock skew allowed on `exp`/`nbf`/`iat`.")

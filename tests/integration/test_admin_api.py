@@ -12,6 +12,8 @@ from typing import Any
 import pytest_asyncio
 
 from consumers.api.admin.keys import Scope
+from consumers.api.admin.recipient_models import RecipientIn
+from consumers.api.admin.recipients_pg import RecipientStore
 from consumers.devstack import DevStack
 from tests.admin_helpers import PROBLEM, key, keys, rid, running_admin_api
 from tests.api_helpers import RunningApi, api_settings, running_api
@@ -282,3 +284,24 @@ async def test_batch_bodies_are_read_only_for_a_key_and_counted_while_read(stack
         assert r.status_code == 413 and r.headers["content-type"] == PROBLEM, r.text
         r = await api.client.post("/v1/recipients:batch", content=chunked(rows), headers=h)
         assert r.status_code == 422, r.text  # read whole: over 1,000 rows, not over the bytes
+
+
+async def test_an_id_with_a_slash_stored_before_stays_readable_and_erasable(api: RunningApi) -> None:
+    # Before ids were refused a "/", a batch or an import could store one; events may name one.
+    ident = f"org/{rid()}"
+    await RecipientStore(api.ctx.pool).put("", ident, RecipientIn(email="a@example.com"))
+    h = await key(api, Scope.RECIPIENTS_READ, Scope.RECIPIENTS_WRITE)
+    encoded = ident.replace("/", "%2F")
+    for path in (f"/v1/recipients/{encoded}", f"/v1/recipients/{ident}"):
+        r = await api.client.get(path, headers=h)
+        assert r.status_code == 200 and r.json()["id"] == ident, (path, r.text)
+    r = await api.client.patch(f"/v1/recipients/{encoded}", json={"locale": "pt-BR"}, headers=h)
+    assert r.status_code == 200, r.text
+    # New ones are refused: PUT, and a batch row
+    r = await api.client.put(f"/v1/recipients/{ident}", json={}, headers=h)
+    assert r.status_code == 422 and "'/'" in r.text, r.text
+    r = await api.client.post("/v1/recipients:batch", json={"recipients": [{"id": "x/y"}]}, headers=h)
+    assert r.json()["results"][0]["status"] == "invalid", r.text
+    r = await api.client.delete(f"/v1/recipients/{encoded}", headers=h)
+    assert r.status_code == 200 and r.json()["id"] == ident and r.json()["removed"]["recipient"] == 1, r.text
+    assert (await api.client.get(f"/v1/recipients/{encoded}", headers=h)).status_code == 404

@@ -3,17 +3,21 @@ recipients in batches, against a real server over the dev stack."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
+from consumers.api.admin.dedupe import Claim, EventIds
 from consumers.api.admin.keys import Scope
+from consumers.api.admin.routes_events import _send
 from consumers.devstack import DevStack
 from schemas.codec import default_codec
-from schemas.models import DomainEvent
+from schemas.models import DomainEvent, utcnow
 from tests.admin_helpers import PROBLEM, key, rid, running_admin_api
 from tests.api_helpers import RunningApi
 from tests.kafka_helpers import wait_for_records
@@ -172,3 +176,75 @@ async def test_batch_answers_per_row(api: RunningApi) -> None:
     assert [x["status"] for x in again.json()["results"]] == ["updated", "updated"]
     too_many = {"recipients": [{"id": f"x{i}"} for i in range(1001)]}
     assert (await api.client.post("/v1/recipients:batch", json=too_many, headers=h)).status_code == 422
+
+
+async def test_an_id_whose_send_is_not_acked_is_never_a_duplicate(api: RunningApi) -> None:
+    admin = api.ctx.admin
+    assert admin is not None
+    h, ident = await key(api, Scope.EMIT), rid()
+    # Another request is sending this id (its pending mark): the outcome is unknown, so 503 and
+    # Retry-After, never "duplicate"; the batch's other, new id is released, nothing is sent.
+    busy, other = f"ev-{uuid.uuid4().hex[:8]}", f"ev-{uuid.uuid4().hex[:8]}"
+    busy_key = f"{admin.settings.event_dedupe_prefix}:{busy}"
+    await admin.redis.set(busy_key, b"p:0123456789abcdef", ex=60)
+    batch = [{"type": "payment_receipt", "user_id": ident, "event_id": i} for i in (other, busy)]
+    r = await api.client.post("/v1/events", json=batch, headers=h)
+    assert r.status_code == 503 and r.headers["retry-after"] == "2", r.text
+    assert r.json()["type"].endswith("event-in-flight") and busy in r.json()["detail"]
+    assert not await admin.redis.exists(f"{admin.settings.event_dedupe_prefix}:{other}")
+    # That send failed and released its mark: the retry sends, and only then is it a duplicate.
+    await admin.redis.delete(busy_key)
+    r = await api.client.post("/v1/events", json=batch, headers=h)
+    assert [e["duplicate"] for e in r.json()["events"]] == [False, False]
+    assert await admin.redis.get(busy_key) == b"1"
+    assert 0 < await admin.redis.ttl(busy_key) <= admin.settings.event_dedupe_ttl_s
+    r = await api.client.post("/v1/events", json=batch, headers=h)
+    assert [e["duplicate"] for e in r.json()["events"]] == [True, True]
+    records = await wait_for_records(api.settings, api.ctx.topics.events, 2)
+    assert len([x for x in records if x.key == ident.encode()]) == 2
+
+
+async def test_a_send_the_broker_refuses_leaves_no_mark(api: RunningApi) -> None:
+    admin = api.ctx.admin
+    assert admin is not None
+    h, event_id = await key(api, Scope.EMIT), f"ev-{uuid.uuid4().hex[:8]}"
+    # Larger than the producer's max_request_size (4 MiB): a real KafkaError from the producer.
+    big = {"type": "payment_receipt", "user_id": rid(), "event_id": event_id, "data": {"x": "y" * 4_300_000}}
+    r = await api.client.post("/v1/events", json=big, headers=h)
+    assert r.status_code == 503, r.text
+    assert not await admin.redis.exists(f"{admin.settings.event_dedupe_prefix}:{event_id}")
+    small = {**big, "data": {}}
+    r = await api.client.post("/v1/events", json=small, headers=h)
+    assert r.json() == {"events": [{"event_id": event_id, "duplicate": False}]}
+
+
+async def test_a_cancelled_send_releases_its_marks(api: RunningApi) -> None:
+    # A request cancelled mid-send (shutdown, a client gone under a server that cancels) is not
+    # a KafkaError: its pending marks must go too, or every retry would wait for them to expire.
+    admin = api.ctx.admin
+    assert admin is not None
+    ids = EventIds(admin.redis, prefix=admin.settings.event_dedupe_prefix, ttl_s=60, pending_ttl_s=60)
+    event = DomainEvent(
+        event_id=f"ev-{uuid.uuid4().hex[:8]}", type="payment_receipt", occurred_at=utcnow(), user_id=rid()
+    )
+    assert await ids.claim([(None, event.event_id)]) == [Claim.NEW]
+    task = asyncio.create_task(_send(api.ctx, ids, [event], in_flight=[]))
+    await asyncio.sleep(0)  # the task is inside the produce, the broker has not acked
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not await admin.redis.exists(f"{admin.settings.event_dedupe_prefix}:{event.event_id}")
+
+
+async def test_send_at_more_than_366_days_ahead_is_refused(api: RunningApi) -> None:
+    h = await key(api, Scope.EMIT)
+    far = (datetime.now(UTC) + timedelta(days=400)).isoformat()
+    r = await api.client.post(
+        "/v1/events", json={"type": "payment_receipt", "user_id": rid(), "send_at": far}, headers=h
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == "body.send_at", r.text
+    near = (datetime.now(UTC) + timedelta(days=300)).isoformat()
+    r = await api.client.post(
+        "/v1/events", json={"type": "payment_receipt", "user_id": rid(), "send_at": near}, headers=h
+    )
+    assert r.status_code == 202, r.text

@@ -81,6 +81,19 @@ async def test_only_a_live_admin_key_bound_to_no_tenant_opens_the_console(consol
         assert (await login(c, admin)).status_code == 401
 
 
+async def test_revoking_the_admin_key_ends_the_sessions_it_opened(console: RunningConsole) -> None:
+    admin_id, admin = await console.key(Scope.ADMIN)
+    other_id, other = await console.key(Scope.ADMIN)
+    async with _client(console) as c, _client(console) as d:
+        assert (await login(c, admin)).status_code == 303 and (await login(d, other)).status_code == 303
+        assert (await c.get("/console/")).status_code == 200
+        await console.revoke(admin_id)
+        r = await c.get("/console/")
+        assert (r.status_code, r.headers["location"]) == (303, "/console/login")
+        assert (await d.get("/console/")).status_code == 200  # another key's session stays
+    await console.revoke(other_id)
+
+
 async def test_a_login_link_opens_one_session_once_with_a_strict_httponly_cookie(
     console: RunningConsole,
 ) -> None:

@@ -1,55 +1,116 @@
-"""Event ids already emitted over HTTP: Redis ``SET NX`` with a TTL, one pipeline per request.
+"""Event ids emitted over HTTP, in Redis: *pending* while the broker has not acked, then *done*.
 
-If Redis does not answer, every event counts as new (fail open): a repeat then reaches the
-classifier, whose outputs carry idempotency keys derived from the event id, so the channel
-consumers still send it once. Refusing to emit during a cache outage would be worse.
+A request claims each new id with ``SET NX`` and a short TTL (``admin.event_pending_ttl_s``),
+holding its own token: the id is *pending*. After the broker acknowledged the events the marks
+become *done* (``1``, kept ``admin.event_dedupe_ttl_s``): only then does a repeat answer
+``duplicate``. A send that fails or is cancelled deletes its pending marks (only if they still
+hold its token, so a later request's claim survives). A request that finds a pending mark
+learns nothing about the event yet: it is refused with 503 and Retry-After, never told
+``duplicate`` (before, the id was marked done before the broker acked, so a retry during a slow
+send that then failed was told the event had been sent). A crash leaves only a pending mark,
+which expires within the pending TTL.
+
+Two requests may still both send one id: a pending mark that expired during a very slow send,
+or Redis answering neither. That is harmless: the event id roots every idempotency key
+downstream (notification id, outcome ids, provider keys), so the channel consumers send it once.
+For the same reason, if Redis does not answer every event counts as new (fail open): refusing
+to emit during a cache outage would be worse.
 
 An id is claimed per tenant: tenants choose their event ids, and one tenant's ``invoice-1001``
 must not make another's a duplicate. The default tenant's keys are those of the time before
 tenants (``<prefix>:<event id>``); another tenant's hold it before the id, joined with ``\x1f``,
-which no checked identifier contains.
+which no checked identifier contains. A done mark is ``1`` as before, so ids marked before the
+upgrade stay duplicates.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
+import secrets
 from collections.abc import Sequence
 
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
 
-__all__ = ["EventIds", "event_key"]
+__all__ = ["DONE", "Claim", "EventIds", "claim_state", "event_key"]
 
 log = logging.getLogger(__name__)
+
+DONE = b"1"
+_PENDING = b"p:"
+# Delete the key only if it still holds this request's pending token (compare-and-delete).
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+class Claim(enum.Enum):
+    NEW = "new"  # claimed now by this request: send it
+    DONE = "done"  # acknowledged by the broker before: a duplicate
+    PENDING = "pending"  # another request is sending it: outcome unknown yet
 
 
 def event_key(prefix: str, tenant: str | None, event_id: str) -> str:
     return f"{prefix}:{event_id}" if not tenant else f"{prefix}:{tenant}\x1f{event_id}"
 
 
+def claim_state(set_answer: object, value: bytes | None) -> Claim:
+    """Pure: what ``SET NX`` and the ``GET`` after it say about one id. A mark gone between the
+    two (expired or released) is still in someone's hands: pending, not new, not done."""
+    if set_answer:
+        return Claim.NEW
+    if value is not None and not value.startswith(_PENDING):
+        return Claim.DONE  # b"1", and any value written before pending marks existed
+    return Claim.PENDING
+
+
 class EventIds:
-    def __init__(self, redis: redis_asyncio.Redis, *, prefix: str, ttl_s: int) -> None:
+    def __init__(
+        self, redis: redis_asyncio.Redis, *, prefix: str, ttl_s: int, pending_ttl_s: int = 120
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
         self.ttl_s = ttl_s
+        self.pending_ttl_s = pending_ttl_s
+        # One token per request: its pending marks, and only its own, are released on failure.
+        self.token = _PENDING + secrets.token_hex(8).encode()
 
-    async def claim(self, event_ids: Sequence[tuple[str | None, str]]) -> list[bool]:
-        """For each (tenant, event id), True when it was not seen within the TTL (and is now claimed)."""
+    def _keys(self, event_ids: Sequence[tuple[str | None, str]]) -> list[str]:
+        return [event_key(self.prefix, tenant, event_id) for tenant, event_id in event_ids]
+
+    async def claim(self, event_ids: Sequence[tuple[str | None, str]]) -> list[Claim]:
+        """For each (tenant, event id): NEW (now pending under this request), DONE or PENDING."""
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for tenant, event_id in event_ids:
-                    pipe.set(event_key(self.prefix, tenant, event_id), b"1", nx=True, ex=self.ttl_s)
+                for key in self._keys(event_ids):
+                    pipe.set(key, self.token, nx=True, ex=self.pending_ttl_s)
+                    pipe.get(key)
                 answers = await pipe.execute()
         except (RedisError, OSError) as exc:
             log.warning("event id dedupe unavailable, emitting without it: %s", exc)
-            return [True] * len(event_ids)
-        return [bool(a) for a in answers]
+            return [Claim.NEW] * len(event_ids)
+        return [claim_state(answers[i], answers[i + 1]) for i in range(0, len(answers), 2)]
 
-    async def release(self, event_ids: Sequence[tuple[str | None, str]]) -> None:
-        """Forget ids whose events were not acknowledged, so the caller's retry is not a 'duplicate'."""
+    async def done(self, event_ids: Sequence[tuple[str | None, str]]) -> None:
+        """The broker acked these: repeats are duplicates for ``ttl_s``. If Redis fails here the
+        pending marks expire and a retry sends again (harmless, see the module docstring)."""
         if not event_ids:
             return
         try:
-            await self.redis.delete(*(event_key(self.prefix, t, e) for t, e in event_ids))
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in self._keys(event_ids):
+                    pipe.set(key, DONE, ex=self.ttl_s)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("could not mark sent event ids done: %s", exc)
+
+    async def release(self, event_ids: Sequence[tuple[str | None, str]]) -> None:
+        """Forget this request's pending ids (not acknowledged), so the retry goes through."""
+        if not event_ids:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in self._keys(event_ids):
+                    pipe.eval(_RELEASE, 1, key, self.token)
+                await pipe.execute()
         except (RedisError, OSError) as exc:
             log.warning("could not release event ids after a failed send: %s", exc)

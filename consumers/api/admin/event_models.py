@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
@@ -18,7 +18,20 @@ from consumers.classifier.routing import RoutingTable
 from schemas.errors import HeraldError
 from schemas.models import DomainEvent
 
-__all__ = ["AcceptedEvent", "EventIn", "EventsAccepted", "FieldProblem", "parse_events", "to_domain_event"]
+__all__ = [
+    "SEND_AT_MAX_AHEAD",
+    "AcceptedEvent",
+    "EventIn",
+    "EventsAccepted",
+    "FieldProblem",
+    "parse_events",
+    "send_at_problem",
+    "to_domain_event",
+]
+
+# A send_at further ahead is a mistake (a year typed wrong, milliseconds read as seconds): it would
+# sit as a timer for years, unseen, and erasure is the only way to find it.
+SEND_AT_MAX_AHEAD = timedelta(days=366)
 
 
 class EventIn(BaseModel, extra="forbid"):
@@ -35,7 +48,7 @@ class EventIn(BaseModel, extra="forbid"):
     tenant: str | None = None
     locale: str | None = Field(None, max_length=35, pattern=r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})*$")
     occurred_at: datetime | None = Field(None, description="Default: now.")
-    send_at: datetime | None = None
+    send_at: datetime | None = Field(None, description="Deliver at this time; at most 366 days ahead.")
     cancel_key: str | None = None
     data: dict[str, Any] = Field(default_factory=dict, description="Template variables (a JSON object).")
 
@@ -109,3 +122,11 @@ def to_domain_event(e: EventIn, tenant: str | None, now: datetime, new_id: uuid.
         send_at=utc(e.send_at),
         cancel_key=e.cancel_key,
     )
+
+
+def send_at_problem(send_at: datetime | None, now: datetime) -> str | None:
+    """Why a (UTC) ``send_at`` is refused, or None: more than :data:`SEND_AT_MAX_AHEAD` after ``now``.
+    A time in the past is fine: it is sent now."""
+    if send_at is not None and send_at - now > SEND_AT_MAX_AHEAD:
+        return f"more than {SEND_AT_MAX_AHEAD.days} days ahead"
+    return None

@@ -27,6 +27,7 @@ __all__ = [
     "RecipientOut",
     "RecipientPatch",
     "check_id",
+    "check_new_id",
     "e164",
     "iana_zone",
 ]
@@ -44,6 +45,19 @@ def check_id(value: str) -> str | None:
     if _CONTROL.search(value):
         return "contains a control character"
     return None
+
+
+def check_new_id(value: str) -> str | None:
+    """Why a recipient or topic id may not be created, or None: :func:`check_id`, and no ``/``.
+
+    An id is a path segment (``/v1/recipients/{id}``, ``/v1/topics/{key}``); a ``/`` in one only
+    travels as ``%2F``, which proxies decode, refuse or pass on as they please. Ids stored before
+    this check stay addressable: the recipient routes take the rest of the path as the id, so one
+    can still be read, patched and erased (``DELETE /v1/recipients/org/123``)."""
+    why = check_id(value)
+    if why is None and "/" in value:
+        return "must not contain '/' (an id is one URL path segment)"
+    return why
 
 
 def e164(value: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 from pydantic import ValidationError
 
-from consumers.api.admin.recipient_models import RecipientIn, check_id
+from consumers.api.admin.recipient_models import RecipientIn, check_new_id
 
 __all__ = ["BatchRow", "RowError", "RowResult", "parse_row", "put_many"]
 
@@ -48,7 +48,7 @@ def parse_row(raw: Any, max_properties_bytes: int) -> BatchRow | list[RowError]:
     ident = fields.pop("id", None)
     if not isinstance(ident, str):
         return [RowError("id", "id is required (a string)")]
-    why = check_id(ident)
+    why = check_new_id(ident)
     if why is not None:
         return [RowError("id", why)]
     try:

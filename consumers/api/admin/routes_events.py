@@ -3,7 +3,8 @@
 Each event is validated against the contract (fields, addressee, a route for its type),
 encoded exactly as the Python emitter does (Avro single-object encoding, keyed by user or
 topic) and produced with acks=all; 202 comes only after the broker acknowledged every new
-event. A repeated event id within ``admin.event_dedupe_ttl_s`` is acknowledged without sending.
+event. A repeated event id within ``admin.event_dedupe_ttl_s`` of its ack is acknowledged
+without sending; one whose first send is not acked yet is a 503 (see :mod:`.dedupe`).
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from fastapi.exceptions import RequestValidationError
 from consumers.api.admin.auth import Caller, require
 from consumers.api.admin.body import json_body
 from consumers.api.admin.context import AdminContext
-from consumers.api.admin.dedupe import EventIds
+from consumers.api.admin.dedupe import Claim, EventIds
 from consumers.api.admin.event_models import (
     AcceptedEvent,
     EventIn,
     EventsAccepted,
     FieldProblem,
     parse_events,
+    send_at_problem,
     to_domain_event,
     unknown_type,
 )
@@ -93,11 +95,14 @@ def _domain_events(events: list[EventIn], as_list: bool, caller: Caller) -> list
     domain = [to_domain_event(e, _tenant(e, caller), now, uuid.uuid4()) for e in events]
     errors: list[dict[str, Any]] = []
     for i, event in enumerate(domain):
+        where: tuple[str | int, ...] = ("body", i) if as_list else ("body",)
         try:
             check_event(event)
         except InvalidIdentifier as exc:
-            where: tuple[str | int, ...] = ("body", i) if as_list else ("body",)
             errors.append({"loc": (*where, exc.field), "msg": exc.problem, "type": "invalid_identifier"})
+        late = send_at_problem(event.send_at, now)
+        if late is not None:
+            errors.append({"loc": (*where, "send_at"), "msg": late, "type": "send_at_too_far"})
     if errors:
         raise RequestValidationError(errors)
     return domain
@@ -108,6 +113,34 @@ async def _produce(ctx: ApiContext, events: list[DomainEvent]) -> None:
         await ctx.producer.send(ctx.topics.events, ctx.codec.encode(e), key=partition_key(e)) for e in events
     ]
     await asyncio.gather(*sends)
+
+
+async def _send(ctx: ApiContext, ids: EventIds, new: list[DomainEvent], in_flight: list[DomainEvent]) -> None:
+    """Produce the new events and mark them done; on any way out without the broker's ack (a
+    refusal, a KafkaError, a cancelled request) release this request's pending marks."""
+    claimed = [(e.tenant, e.event_id) for e in new]
+    sent = False
+    try:
+        if in_flight:
+            # Another request holds these ids and its send is not acked yet: the event may or may
+            # not be sent. "duplicate" could be false; sending again is not needed. The caller
+            # retries the request as after any 503.
+            raise ProblemError(
+                503,
+                f"event {in_flight[0].event_id!r} is being sent by another request; retry the request",
+                kind="event-in-flight",
+                headers={"Retry-After": "2"},
+            )
+        try:
+            await _produce(ctx, new)
+        except KafkaError as exc:
+            raise kafka_down("the events were not sent") from exc
+        sent = True
+    finally:
+        if not sent:
+            # shielded: a second cancellation must not leave the marks behind until they expire
+            await asyncio.shield(ids.release(claimed))
+    await ids.done(claimed)
 
 
 def router() -> APIRouter:
@@ -128,18 +161,17 @@ def router() -> APIRouter:
             _admin(ctx).redis,
             prefix=_admin(ctx).settings.event_dedupe_prefix,
             ttl_s=_admin(ctx).settings.event_dedupe_ttl_s,
+            pending_ttl_s=_admin(ctx).settings.event_pending_ttl_s,
         )
-        fresh = await ids.claim([(e.tenant, e.event_id) for e in domain])
-        new = [e for e, is_new in zip(domain, fresh, strict=True) if is_new]
-        try:
-            await _produce(ctx, new)
-        except KafkaError as exc:
-            await ids.release([(e.tenant, e.event_id) for e in new])
-            raise kafka_down("the events were not sent") from exc
+        claims = await ids.claim([(e.tenant, e.event_id) for e in domain])
+        new = [e for e, c in zip(domain, claims, strict=True) if c is Claim.NEW]
+        await _send(
+            ctx, ids, new, in_flight=[e for e, c in zip(domain, claims, strict=True) if c is Claim.PENDING]
+        )
         return EventsAccepted(
             events=[
-                AcceptedEvent(event_id=e.event_id, duplicate=not is_new)
-                for e, is_new in zip(domain, fresh, strict=True)
+                AcceptedEvent(event_id=e.event_id, duplicate=c is Claim.DONE)
+                for e, c in zip(domain, claims, strict=True)
             ]
         )
 

@@ -1,4 +1,9 @@
-"""``/v1/recipients/{id}``: identify (PUT replaces, PATCH merges), read, and erase (DELETE)."""
+"""``/v1/recipients/{id}``: identify (PUT replaces, PATCH merges), read, and erase (DELETE).
+
+The id is the rest of the path (``{id:path}``): new ids may not contain ``/``
+(:func:`~consumers.api.admin.recipient_models.check_new_id`), but one stored before that rule (by a
+batch or an import), or a user id events named, must stay readable and erasable.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from consumers.api.admin.recipient_models import (
     RecipientOut,
     RecipientPatch,
     check_id,
+    check_new_id,
 )
 from consumers.api.admin.recipients_bulk import BatchRow, parse_row, put_many
 from consumers.api.admin.recipients_pg import RecipientStore
@@ -43,8 +49,8 @@ def _store(request: Request) -> RecipientStore:
     return RecipientStore(ctx.pool)
 
 
-def _checked_id(value: str) -> str:
-    why = check_id(value)
+def _checked_id(value: str, *, new: bool = False) -> str:
+    why = check_new_id(value) if new else check_id(value)
     if why is not None:
         raise invalid(("path", "id"), why, "value_error")
     return value
@@ -131,7 +137,7 @@ def router() -> APIRouter:
         """Create or replace up to 1,000 recipients; each row answers created, updated or invalid."""
         return await _batch(request, caller, await _batch_body(request))
 
-    @r.put("/v1/recipients/{id}", response_model=RecipientOut)
+    @r.put("/v1/recipients/{id:path}", response_model=RecipientOut)
     async def put_recipient(
         request: Request, response: Response, id: RecipientId, body: RecipientIn, caller: Writer
     ) -> RecipientOut:
@@ -140,11 +146,11 @@ def router() -> APIRouter:
         check_properties(
             body.properties, _admin(ctx).settings.recipient_properties_max_bytes, ("body", "properties")
         )
-        out, created = await _store(request).put(caller.tenant, _checked_id(id), body)
+        out, created = await _store(request).put(caller.tenant, _checked_id(id, new=True), body)
         response.status_code = 201 if created else 200
         return out
 
-    @r.patch("/v1/recipients/{id}", response_model=RecipientOut, responses=problem_responses(404))
+    @r.patch("/v1/recipients/{id:path}", response_model=RecipientOut, responses=problem_responses(404))
     async def patch_recipient(
         request: Request, id: RecipientId, body: RecipientPatch, caller: Writer
     ) -> RecipientOut:
@@ -158,14 +164,14 @@ def router() -> APIRouter:
             raise _not_found()
         return out
 
-    @r.get("/v1/recipients/{id}", response_model=RecipientOut, responses=problem_responses(404))
+    @r.get("/v1/recipients/{id:path}", response_model=RecipientOut, responses=problem_responses(404))
     async def get_recipient(request: Request, id: RecipientId, caller: Reader) -> RecipientOut:
         out = await _store(request).get(caller.tenant, _checked_id(id))
         if out is None:
             raise _not_found()
         return out
 
-    @r.delete("/v1/recipients/{id}", response_model=ErasureOut)
+    @r.delete("/v1/recipients/{id:path}", response_model=ErasureOut)
     async def erase_recipient(request: Request, id: RecipientId, caller: Writer) -> ErasureOut:
         """Erase everything kept about the recipient in the caller's tenant: row, devices,
         preferences, inbox, pending steps (the same id in another tenant is untouched)."""

@@ -52,4 +52,10 @@ class AdminSettings(BaseModel, frozen=True):
         gt=0,
         description="POST /v1/events: a repeated event id within this is acknowledged, not re-sent.",
     )
+    event_pending_ttl_s: int = Field(
+        120,
+        gt=0,
+        description="POST /v1/events: how long an event id whose send is not acked yet holds off a "
+        "repeat (503); longer than a send can take (the producer's request timeout is 30 s).",
+    )
     event_dedupe_prefix: str = Field("herald:api:event", description="Redis keys of emitted event ids.")

@@ -86,3 +86,81 @@ def test_eddsa_verifies_with_the_public_key_only_and_refuses_hs256() -> None:
     hs_token = mint_token(TokenKeys.from_settings(hs()), hs(), "carla", now=NOW)
     with pytest.raises(AuthError):
         verify_token(hs_token, vkeys, verifier)
+
+
+def _hs_with_tenants(**tenant_keys: list[str]) -> ApiSettings:
+    return ApiSettings(
+        jwt_secret=SecretStr("s" * 32),
+        jwt_tenant_keys={t: [SecretStr(k) for k in ks] for t, ks in tenant_keys.items()},
+    )
+
+
+def test_a_tenant_with_its_own_key_refuses_tokens_the_install_key_signed() -> None:
+    install = hs()
+    api = _hs_with_tenants(acme=["a" * 32])
+    keys = TokenKeys.from_settings(api)
+    forged = mint_token(TokenKeys.from_settings(install), install, "alice", now=NOW, tenant="acme")
+    with pytest.raises(AuthError, match="invalid token"):
+        verify_token(forged, keys, api)
+    own = mint_token(keys, api, "alice", now=NOW, tenant="acme")  # signed with acme's key
+    assert verify_token(own, keys, api).tenant == "acme"
+    # tenants without keys, and the default tenant, still take the install key's tokens
+    assert verify_token(mint_token(keys, api, "bob", now=NOW, tenant="globex"), keys, api).tenant == "globex"
+    assert verify_token(mint_token(keys, api, "bob", now=NOW), keys, api).tenant == ""
+
+
+def test_a_tenants_key_cannot_mint_for_another_tenant() -> None:
+    api = _hs_with_tenants(acme=["a" * 32], globex=["g" * 32])
+    keys = TokenKeys.from_settings(api)
+    acme_only = TokenKeys("HS256", b"a" * 32, b"a" * 32)  # acme's key, used as if it were the install key
+    for tenant in ("globex", "initech", ""):  # another tenant with keys, one without, the default
+        token = mint_token(acme_only, api, "alice", now=NOW, tenant=tenant)
+        with pytest.raises(AuthError):
+            verify_token(token, keys, api)
+
+
+def test_a_tenants_keys_rotate() -> None:
+    old, new = "o" * 32, "n" * 32
+    api = _hs_with_tenants(acme=[new, old])
+    keys = TokenKeys.from_settings(api)
+    signed_old = mint_token(TokenKeys("HS256", old.encode(), old.encode()), api, "al", now=NOW, tenant="acme")
+    assert verify_token(signed_old, keys, api).user_id == "al"
+    expired = mint_token(keys, api, "al", now=NOW - timedelta(days=2), ttl=timedelta(hours=1), tenant="acme")
+    with pytest.raises(AuthError, match="expired"):
+        verify_token(expired, keys, api)
+
+
+def test_tenant_keys_are_checked_at_start() -> None:
+    with pytest.raises(ValueError, match="32"):
+        TokenKeys.from_settings(_hs_with_tenants(acme=["short"]))
+    with pytest.raises(ValueError, match="empty"):
+        TokenKeys.from_settings(_hs_with_tenants(acme=[]))
+
+
+def test_eddsa_tenant_keys_are_public_keys() -> None:
+    def pair() -> tuple[str, str]:
+        private = Ed25519PrivateKey.generate()
+        pem = private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
+        pub = private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return pem, pub.decode()
+
+    (install_private, install_public), (acme_private, acme_public) = pair(), pair()
+    api = ApiSettings(
+        jwt_algorithm="EdDSA",
+        jwt_public_key=install_public,
+        jwt_tenant_keys={"acme": [SecretStr(acme_public)]},
+    )
+    keys = TokenKeys.from_settings(api)
+    acme_signer = ApiSettings(jwt_algorithm="EdDSA", jwt_secret=SecretStr(acme_private))
+    install_signer = ApiSettings(jwt_algorithm="EdDSA", jwt_secret=SecretStr(install_private))
+    token = mint_token(TokenKeys.from_settings(acme_signer), acme_signer, "al", now=NOW, tenant="acme")
+    assert verify_token(token, keys, api).tenant == "acme"
+    forged = mint_token(TokenKeys.from_settings(install_signer), install_signer, "al", now=NOW, tenant="acme")
+    with pytest.raises(AuthError):
+        verify_token(forged, keys, api)
+    with pytest.raises(ValueError, match="private key"):
+        mint_token(keys, api, "al", now=NOW, tenant="acme")

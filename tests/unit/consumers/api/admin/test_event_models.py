@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from consumers.api.admin.event_models import FieldProblem, parse_events, to_domain_event, unknown_type
+from consumers.api.admin.event_models import (
+    SEND_AT_MAX_AHEAD,
+    FieldProblem,
+    parse_events,
+    send_at_problem,
+    to_domain_event,
+    unknown_type,
+)
 from consumers.classifier.routing import parse_routing
 
 ROUTES = parse_routing(
@@ -60,3 +69,13 @@ def test_to_domain_event_defaults() -> None:
     d = to_domain_event(e, "acme", now, new_id)
     assert d.event_id == str(new_id) and d.tenant == "acme" and d.payload == '{"a":1}'
     assert d.occurred_at == datetime(2026, 1, 1, 10, tzinfo=UTC)
+
+
+@given(st.timedeltas(min_value=timedelta(days=-3650), max_value=timedelta(days=3650)))
+def test_send_at_is_refused_only_beyond_366_days(ahead: timedelta) -> None:
+    now = datetime(2026, 12, 3, tzinfo=UTC)
+    problem = send_at_problem(now + ahead, now)
+    assert (problem is not None) == (ahead > SEND_AT_MAX_AHEAD)
+    assert send_at_problem(None, now) is None
+    assert send_at_problem(now + timedelta(days=366), now) is None
+    assert send_at_problem(now + timedelta(days=366, seconds=1), now) == "more than 366 days ahead"

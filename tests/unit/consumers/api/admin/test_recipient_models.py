@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from consumers.api.admin.recipient_models import check_id, e164, iana_zone
+from consumers.api.admin.recipient_models import check_id, check_new_id, e164, iana_zone
 
 
 @pytest.mark.parametrize(
@@ -37,3 +37,10 @@ def test_zones_are_iana_names_only() -> None:
 )
 def test_ids(ident: str, ok: bool) -> None:
     assert (check_id(ident) is None) is ok
+
+
+@pytest.mark.parametrize(("ident", "ok"), [("u-1", True), ("org/123", False), ("/", False), ("", False)])
+def test_new_ids_take_no_slash(ident: str, ok: bool) -> None:
+    assert (check_new_id(ident) is None) is ok
+    if "/" in ident:
+        assert check_id(ident) is None  # still addressable once stored
