@@ -27,7 +27,9 @@ a channel, so a subject and its body never mix languages. The environment is san
 variables raise (a blank email is worse than a ``template_error``), and only ``.html.j2``
 files are autoescaped. Every URL that reaches an ``href``/``src`` passes the ``safe_url``
 filter: a scheme outside the allow-list (``https``, ``http``, ``mailto``; settings
-``template_url_schemes``) fails the message permanently as ``invalid_url``. Compiled templates are cached for the life of the renderer.
+``template_url_schemes``) fails the message permanently as ``invalid_url``. Compiled templates are cached for the life of the renderer;
+where each (template, channel, locale, tenant) was found, for the last ``PLAN_CACHE_SIZE`` (10,000)
+of them, since an event chooses all four.
 
 Renderings are reused: a message whose templates' output is a function of the variables they read
 (:mod:`channels.template_reads`) and that reads no ``recipient`` gets the content rendered for an
@@ -58,6 +60,7 @@ from schemas.models import Channel, ChannelMessage
 __all__ = [
     "CHANNEL_FILES",
     "DEFAULT_URL_SCHEMES",
+    "PLAN_CACHE_SIZE",
     "Properties",
     "TemplateError",
     "TemplateRenderer",
@@ -76,6 +79,9 @@ CHANNEL_FILES: dict[Channel, tuple[str, ...]] = {
 
 # The message fields templates see besides the payload's keys (template_variables), but recipient.
 _MESSAGE_FIELDS = ("user_id", "event_type", "notification_id", "locale")
+# Where each (template, channel, locale, tenant) was found and what its files read: ~0.3 KB an
+# entry, so ~3 MB at most. Real traffic needs templates x channels x locales x tenants in use.
+PLAN_CACHE_SIZE = 10_000
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -186,6 +192,7 @@ class TemplateRenderer:
         cache_size: int = 2000,
         url_schemes: Collection[str] = DEFAULT_URL_SCHEMES,
         rendered_cache_size: int = 1024,
+        plan_cache_size: int = PLAN_CACHE_SIZE,
     ) -> None:
         self.templates_dir = Path(templates_dir)
         self.default_locale = default_locale
@@ -204,9 +211,12 @@ class TemplateRenderer:
             lstrip_blocks=True,
         )
         self.env.filters["safe_url"] = self._safe_url
-        self._resolved: dict[tuple[str, Channel, str, str], tuple[str, str] | None] = {}
-        self._reads: dict[tuple[str, str, Channel], Reads] = {}  # by file set
-        self._plans: dict[tuple[str, Channel, str, str], tuple[tuple[str, str], Reads] | None] = {}
+        # By (template, channel, locale, tenant), all four from the event or the profile (an unrouted
+        # event type is its own template under a default tier; a locale is any string): bounded, the
+        # least recently used dropped. lru_cache hashes the key once in C, where a dict took two.
+        self._resolved = functools.lru_cache(maxsize=plan_cache_size)(self._find)
+        self._plans = functools.lru_cache(maxsize=plan_cache_size)(self._make_plan)
+        self._reads: dict[tuple[str, str, Channel], Reads] = {}  # by file set: bounded by the disk
         self._compiled: dict[str, jinja2.Template] = {}  # by file: only names resolve() found
         # Oldest first. An OrderedDict, because evicting a plain dict's first key scans past the
         # holes every earlier eviction left at its front (hundreds, until the dict resizes).
@@ -226,25 +236,22 @@ class TemplateRenderer:
     ) -> tuple[str, str] | None:
         """(directory, locale): the tenant's override, else the shared template, in the first
         locale of the chain that has every file the channel needs (cached)."""
-        key = (template, channel, locale, tenant)
-        if key not in self._resolved:
-            files = CHANNEL_FILES[channel]
-            found = None
-            dirs = (
-                [f"{tenant}/{template}", template]
-                if _NAME.match(tenant) and not tenant.startswith(".")
-                else [template]
-            )
-            for candidate in locale_chain(locale, self.default_locale):  # the language first, then the brand
-                for directory in dirs:
-                    base = self.templates_dir / directory / candidate
-                    if all((base / f).is_file() for f in files):
-                        found = (directory, candidate)
-                        break
-                if found:
-                    break
-            self._resolved[key] = found
-        return self._resolved[key]
+        return self._resolved(template, channel, locale, tenant)
+
+    def _find(self, template: str, channel: Channel, locale: str, tenant: str) -> tuple[str, str] | None:
+        """:meth:`resolve` from the disk, uncached."""
+        files = CHANNEL_FILES[channel]
+        dirs = (
+            [f"{tenant}/{template}", template]
+            if _NAME.match(tenant) and not tenant.startswith(".")
+            else [template]
+        )
+        for candidate in locale_chain(locale, self.default_locale):  # the language first, then the brand
+            for directory in dirs:
+                base = self.templates_dir / directory / candidate
+                if all((base / f).is_file() for f in files):
+                    return (directory, candidate)
+        return None
 
     def resolve_locale(self, template: str, channel: Channel, locale: str) -> str | None:
         """The first locale of the chain that has every file the channel needs (shared templates)."""
@@ -325,20 +332,22 @@ class TemplateRenderer:
         """The message's template files (directory, locale) and what they read, with what they
         extend or include; None when they cannot be found. Cached per template, channel, locale
         and tenant."""
-        key = (message.template, message.channel, message.locale, message.tenant or "")
-        if key in self._plans:
-            return self._plans[key]
-        plan = None
-        if message.channel in CHANNEL_FILES and _NAME.match(message.template or "-"):
-            found = self.resolve(*key)
-            if found is not None:
-                reads = self._reads.get((*found, message.channel))
-                if reads is None:
-                    files = tuple(f"{found[0]}/{found[1]}/{f}" for f in CHANNEL_FILES[message.channel])
-                    reads = self._reads[(*found, message.channel)] = template_reads(self.env, files)
-                plan = (found, reads)
-        self._plans[key] = plan
-        return plan
+        return self._plans(message.template, message.channel, message.locale, message.tenant or "")
+
+    def _make_plan(
+        self, template: str, channel: Channel, locale: str, tenant: str
+    ) -> tuple[tuple[str, str], Reads] | None:
+        """:meth:`_plan`, uncached."""
+        if channel not in CHANNEL_FILES or not _NAME.match(template or "-"):
+            return None
+        found = self.resolve(template, channel, locale, tenant)
+        if found is None:
+            return None
+        reads = self._reads.get((*found, channel))
+        if reads is None:
+            files = tuple(f"{found[0]}/{found[1]}/{f}" for f in CHANNEL_FILES[channel])
+            reads = self._reads[(*found, channel)] = template_reads(self.env, files)
+        return (found, reads)
 
     def _render_file(self, name: str, scope: dict[str, Any]) -> str:
         """``Template.render`` without its copy of globals and variables per file (``scope`` holds

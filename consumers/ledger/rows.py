@@ -3,12 +3,13 @@ day-partition arithmetic of the activity store. Pure functions, no I/O.
 
 A row's identity is ``(dedupe_key, status, attempt, anchor_at)``; every field of it comes from the
 record itself (never from the ledger's clock), so consuming the same record twice yields the same
-identity and the second insert adds nothing.
+identity and the second insert adds nothing. A receipt's key names its sender (user and tenant).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import astuple, dataclass, fields
@@ -140,10 +141,17 @@ def row_from_outcome(o: DeliveryOutcome) -> ActivityRow:
 
 
 def row_from_receipt(r: Receipt) -> ActivityRow:
+    """A receipt, keyed by its notification, channel and sender (user and tenant), anchored at its
+    time. The sender is part of the key because any end-user token may post a receipt for any
+    notification id, with any time it likes: keyed without it, another user's receipt (foreign,
+    dropped by the fallback) at the owner's time took the owner's row and the owner's was lost."""
     channel = r.channel.value if r.channel is not None else ""
+    # JSON, so that neither a ':' in an id nor a receipt without a tenant (null, not '') can make
+    # two senders' keys equal.
+    sender = json.dumps([r.user_id, r.tenant], separators=(",", ":"))
     return ActivityRow(
         anchor_at=r.at,
-        dedupe_key=f"receipt:{r.notification_id}:{channel}",
+        dedupe_key=_text(f"receipt:{r.notification_id}:{channel}:{sender}") or "",
         status=r.status.value,
         attempt=0,
         kind="receipt",

@@ -4,6 +4,7 @@ become rows, a replay adds nothing, retention drops whole day partitions."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ import asyncpg
 from consumers.infra.resources import Resources
 from consumers.infra.settings import HeraldSettings
 from consumers.ledger.process import build
-from consumers.ledger.rows import partition_day, partition_name, row_from_outcome
+from consumers.ledger.rows import partition_day, partition_name, row_from_outcome, row_from_receipt
 from consumers.ledger.store import ActivityWriter
 from consumers.runtime.handling import DeadLetter, dead_letter_headers
 from consumers.runtime.process import ProcessOptions
@@ -166,3 +167,28 @@ async def test_a_dead_letter_postgresql_refuses_is_stored_bare_never_sent_to_a_d
     )
     assert full["reason"] == f"fine-{settings.topic_prefix}"
     assert await read_all(settings, dlq(source)) == []
+
+
+async def test_a_foreign_receipt_at_the_owners_time_does_not_hide_the_owners(pg_pool: asyncpg.Pool) -> None:
+    # Any end-user token may post a receipt for any notification id, with the time it likes: the
+    # forger's (dropped by the fallback as foreign) and the owner's are two rows, whichever came first.
+    writer = ActivityWriter(pg_pool, retention_days=30)
+    owner = f"own-{uuid.uuid4().hex[:8]}"
+    push = message(f"ev-{owner}", owner, Channel.PUSH)
+    mine = receipt(push)
+    forged = dataclasses.replace(mine, user_id=f"forger-{owner}")
+    other_tenant = dataclasses.replace(mine, tenant="acme")  # the same user id in another tenant
+    today = partition_day(mine.at)
+    rows = [row_from_receipt(r) for r in (forged, mine, other_tenant)]
+    assert await writer.insert(rows[:1], today) == 1
+    assert await writer.insert(rows, today) == 2
+    assert await writer.insert(rows, today) == 0  # and a replay still adds nothing
+    stored = await pg_pool.fetch(
+        "SELECT user_id, tenant FROM herald_activity WHERE notification_id = $1 AND kind = 'receipt'",
+        push.notification_id,
+    )
+    assert sorted((r["user_id"], r["tenant"] or "") for r in stored) == [
+        (f"forger-{owner}", ""),
+        (owner, ""),
+        (owner, "acme"),
+    ]

@@ -50,9 +50,9 @@ class TopicStore:
 
     async def get(self, tenant: str, key: str) -> TopicOut | None:
         r = await self.pool.fetchrow(
-            "SELECT key, tenant, name, created_at, updated_at, (SELECT count(*) FROM herald_topic_subscribers s "
-            "WHERE s.tenant = t.tenant AND s.topic = t.key) AS subscribers FROM herald_topics t "
-            "WHERE tenant = $1 AND key = $2",
+            # Kept exact by triggers on herald_topic_subscribers (migration 275): no count(*) per read.
+            "SELECT key, tenant, name, created_at, updated_at, subscriber_count AS subscribers "
+            "FROM herald_topics WHERE tenant = $1 AND key = $2",
             tenant,
             key,
         )
@@ -65,19 +65,27 @@ class TopicStore:
         return bool(status.endswith(" 1"))
 
     async def add(self, tenant: str, key: str, user_ids: Sequence[str]) -> int | None:
-        """Subscribe; the number newly subscribed, None when there is no such topic."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval(
-                "SELECT true FROM herald_topics WHERE tenant = $1 AND key = $2 FOR SHARE", tenant, key
-            ):
-                return None
-            status = await conn.execute(
+        """Subscribe; the number newly subscribed, None when there is no such topic.
+
+        No lock on the topic up front: the insert's trigger locks it to count the new rows, after
+        the subscriber rows, as every other writer does (a share lock taken first would deadlock
+        two calls on one topic). The foreign key answers a topic deleted meanwhile. Ids in order,
+        so two calls with the same ids in another order wait for each other instead of deadlocking.
+        """
+        if not await self.pool.fetchval(
+            "SELECT true FROM herald_topics WHERE tenant = $1 AND key = $2", tenant, key
+        ):
+            return None
+        try:
+            status = await self.pool.execute(
                 "INSERT INTO herald_topic_subscribers (tenant, topic, user_id) "
                 "SELECT $1, $2, u FROM unnest($3::text[]) AS u ON CONFLICT DO NOTHING",
                 tenant,
                 key,
-                list(dict.fromkeys(user_ids)),
+                sorted(set(user_ids)),
             )
+        except asyncpg.ForeignKeyViolationError:
+            return None
         return int(status.rsplit(" ", 1)[-1])
 
     async def remove(self, tenant: str, key: str, user_ids: Sequence[str]) -> int | None:
@@ -90,7 +98,7 @@ class TopicStore:
                 "DELETE FROM herald_topic_subscribers WHERE tenant = $1 AND topic = $2 AND user_id = ANY($3::text[])",
                 tenant,
                 key,
-                list(user_ids),
+                sorted(set(user_ids)),
             )
         return int(status.rsplit(" ", 1)[-1])
 

@@ -104,3 +104,25 @@ def test_the_kept_renderings_are_bounded(tmp_path: Path) -> None:
     again = small.render_message(_message("plain", payload='{"amount": "1"}'))
     assert again == first
     assert again is not first
+
+
+def test_where_templates_were_found_is_kept_for_a_bounded_number_of_keys(tmp_path: Path) -> None:
+    # The template (an unrouted event type under a default tier), the locale and the tenant all come
+    # from the event: a producer inventing locales must not grow a channel consumer's memory.
+    for file, text in _email("<p>{{ amount }}</p>").items():
+        path = tmp_path / "plain" / "en" / file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    small = TemplateRenderer(tmp_path, "en", plan_cache_size=3)
+    for i in range(50):
+        assert small.render_message(_message("plain", locale=f"x{i:02d}")).html == "<p>12.50</p>"
+        assert small.resolve(f"type{i}", Channel.EMAIL, "en") is None
+    assert small._plans.cache_info().currsize == 3
+    assert small._resolved.cache_info().currsize == 3
+    # the oldest key was dropped, not kept forever: asked again, the disk answers afresh
+    assert small.resolve("plain", Channel.EMAIL, "x00") == ("plain", "en")
+    for file in _email(""):
+        (tmp_path / "plain" / "en" / file).unlink()
+    for i in range(3):
+        small.resolve("plain", Channel.EMAIL, f"y{i}")
+    assert small.resolve("plain", Channel.EMAIL, "x00") is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime, timedelta
 
 from hypothesis import given
@@ -63,7 +64,23 @@ def test_a_receipt_row() -> None:
         0,
         m.notification_id,
     )
-    assert row.dedupe_key == f"receipt:{m.notification_id}:push"
+    assert row.dedupe_key == f'receipt:{m.notification_id}:push:["u4",null]'
+
+
+def test_a_receipts_identity_names_its_sender() -> None:
+    # A forged receipt (another user's, or the same user id in another tenant) at the owner's time
+    # must not share the owner's identity, or the activity store keeps only the first of them.
+    mine = receipt(message("ev-5", "u5", at=T0))
+    others = [
+        dataclasses.replace(mine, user_id="u6"),
+        dataclasses.replace(mine, tenant=""),
+        dataclasses.replace(mine, tenant="acme"),
+        dataclasses.replace(mine, user_id="u5:acme"),  # ':' in an id cannot shift user into tenant
+    ]
+    rows = [row_from_receipt(r) for r in (mine, *others)]
+    identities = {(r.dedupe_key, r.status, r.attempt, r.anchor_at) for r in rows}
+    assert len(identities) == len(rows)
+    assert row_from_receipt(mine) == rows[0]  # and the same receipt twice is still one
 
 
 def test_a_dead_letter_row_reads_its_headers_and_the_last_verdict_wins() -> None:
