@@ -16,7 +16,7 @@ from consumers.infra.clock import Clock
 from consumers.infra.keys import derived_key, outcome_id
 from consumers.runtime.handling import Output
 from consumers.scheduler.store import Scheduler, Timer
-from consumers.workflow.pinned import dump_steps
+from consumers.workflow.pinned import dump_pin
 from schemas.models import DeliveryOutcome, DomainEvent, Lane, OutcomeStatus, Tier
 
 __all__ = [
@@ -94,10 +94,10 @@ def with_cancel_key(timers: list[Timer], notification_id: str, cancel_key: str |
 def start_timer(
     notification_id: str, route: Route, event_bytes: bytes, due_at: datetime, cancel_key: str | None
 ) -> Timer:
-    """Step 0 of a workflow, armed by the classifier: carries the event, the route's match and its
-    steps as they are now (the run is pinned to them, :mod:`consumers.workflow.pinned`)."""
+    """Step 0 of a workflow, armed by the classifier: carries the event, the route's match and a
+    copy of the route as it is now (the run is pinned to it, :mod:`consumers.workflow.pinned`)."""
     timer = step_timer(notification_id, 0, due_at, cancel_key)
-    data = {**timer.data, "route": route.match, "steps": dump_steps(route.steps)}
+    data = {**timer.data, "route": route.match, "pinned": dump_pin(route)}
     return Timer(timer.key, timer.kind, due_at, payload=event_bytes, data=data)
 
 

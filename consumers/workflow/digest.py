@@ -11,8 +11,11 @@ digests. A digest row from before migration 240 (keyed by user only) may hold tw
 items; it is sent as one message per tenant (:func:`tenant_groups`).
 
 Sending reads the newest ``max_items`` items per tenant and a count of the rest, never every
-item. The digest step is the one the digest's first item joined with (``step``, from migration
-270), whatever the route says by then.
+item, and deletes the digest's items with it (the row stays, ``sent``, with its count). The digest
+step, tier, category and lane are those the digest's first item joined with (``pinned``, from
+migration 270), whatever the routing file in use says by then, or whether it has the route at all.
+A digest from before 270 needs its route, still ending with a digest step; without it, each item
+gets a ``cancelled`` outcome (``route_changed``), at most :data:`CANCEL_CHUNK` items a fire.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -32,15 +36,26 @@ from consumers.runtime.handling import Output
 from consumers.scheduler.store import Timer
 from consumers.workflow.cancel import scoped_cancel_key
 from consumers.workflow.context import KIND_DIGEST_SEND, WorkflowContext, workflow_outcome
-from consumers.workflow.pinned import dump_step, load_step
+from consumers.workflow.pinned import dump_pin, load_pin
 from consumers.workflow.sending import send_step
-from consumers.workflow.steps import Digest
+from consumers.workflow.steps import Digest, StepError
 from schemas.errors import RecordError
 from schemas.models import DomainEvent, OutcomeStatus, Tier
 
-__all__ = ["digest_item", "digest_message_key", "fire_digest", "join_digest", "tenant_groups"]
+__all__ = [
+    "CANCEL_CHUNK",
+    "digest_item",
+    "digest_message_key",
+    "fire_digest",
+    "join_digest",
+    "regroup",
+    "tenant_groups",
+]
 
 log = logging.getLogger(__name__)
+CANCEL_CHUNK = 1000
+"""Items a due digest that cannot be sent cancels in one fire: the fire's outcomes are held until
+the broker acks them; the rest wait for the next fire, due at once."""
 
 
 def _send_timer(digest_id: int, due_at: datetime) -> Timer:
@@ -68,14 +83,14 @@ async def join_digest(
     while True:
         send_at = max(now + timedelta(seconds=step.send_after_s), window)
         await conn.execute(
-            "INSERT INTO herald_workflow_digests (tenant, user_id, route, window_start, send_at, step) "
+            "INSERT INTO herald_workflow_digests (tenant, user_id, route, window_start, send_at, pinned) "
             "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, user_id, route, window_start) DO NOTHING",
             tenant,
             event.user_id,
             route.match,
             window,
             send_at,
-            dump_step(step),
+            dump_pin(route, (step,)),
         )
         row = await conn.fetchrow(
             "SELECT id, state, send_at FROM herald_workflow_digests "
@@ -132,38 +147,59 @@ def digest_item(event: DomainEvent, joined_at: datetime) -> DigestItem:
     return DigestItem(title, body, joined_at)
 
 
-# The newest ``$3`` items of each tenant in the digest, and each tenant's count: the poller holds
-# at most (tenants x max_items) events, whatever the digest holds (events are up to 256 KB each).
-# The tenant is the item's workflow row's (a digest from before migration 240 may hold two
-# tenants'); an item without one (erased) counts as the digest's own.
+def regroup(
+    tenants: Sequence[str], parts: Sequence[str | None], totals: Sequence[int], own: str
+) -> list[tuple[str, list[int], int]]:
+    """The kept items (by index) per tenant, by each event's own tenant (:func:`tenant_groups`),
+    and how many items each tenant has in the digest. ``parts``/``totals``: the tenant the item was
+    counted under (its workflow row's; None: the row is gone, the user erased) and that tenant's
+    count. A tenant counts its own items; an item counted under another tenant (or none) counts
+    where it belongs, and no longer where it was counted. Pure."""
+    total_of = {p: n for p, n in zip(parts, totals, strict=True) if p is not None}
+    moved = Counter(p for t, p in zip(tenants, parts, strict=True) if p is not None and p != t)
+    out: list[tuple[str, list[int], int]] = []
+    for tenant, idx in tenant_groups(tenants, own):
+        strays = sum(1 for i in idx if parts[i] != tenant)
+        own_count = total_of[tenant] - moved[tenant] if tenant in total_of else 0
+        out.append((tenant, idx, own_count + strays))
+    return out
+
+
+# The newest ``$2`` items of each tenant in the digest, and each tenant's count: the poller holds
+# at most (tenants + 1) x max_items events, whatever the digest holds (events are up to 256 KB
+# each). The tenant is the item's workflow row's (a digest from before migration 240 may hold two
+# tenants'); items without one (the user erased) rank apart, and are listed under their event's
+# own tenant (:func:`regroup`), never under the digest's.
 _NEWEST = """
 WITH ranked AS (
-    SELECT i.notification_id, i.joined_at, coalesce(w.tenant, $2) AS tenant,
-           row_number() OVER (PARTITION BY coalesce(w.tenant, $2)
-                              ORDER BY i.joined_at DESC, i.notification_id) AS rn,
-           count(*) OVER (PARTITION BY coalesce(w.tenant, $2)) AS total
+    SELECT i.notification_id, i.joined_at, w.tenant,
+           row_number() OVER (PARTITION BY w.tenant ORDER BY i.joined_at DESC, i.notification_id) AS rn,
+           count(*) OVER (PARTITION BY w.tenant) AS total
     FROM herald_workflow_digest_items i LEFT JOIN herald_workflows w USING (notification_id)
     WHERE i.digest_id = $1
 )
 SELECT r.tenant, r.total, r.joined_at, i.event
 FROM ranked r JOIN herald_workflow_digest_items i USING (notification_id)
-WHERE r.rn <= $3
+WHERE r.rn <= $2
 ORDER BY r.joined_at DESC, r.notification_id
 """
 
 
-async def _route_changed(
-    ctx: WorkflowContext, conn: asyncpg.Connection, digest_id: int, match: str
+async def _cancel_items(
+    ctx: WorkflowContext, conn: asyncpg.Connection, digest_id: int, *, reason: str, detail: str
 ) -> list[Output]:
-    """The digest cannot be sent under the routing file in use (its route is gone, or a digest from
-    before migration 270 whose route no longer ends with a digest step): each item gets a
-    ``cancelled`` outcome (reason ``route_changed``, seen by ``herald why``). Read through a cursor:
-    one event at a time, only the outcomes kept."""
+    """The digest cannot be sent: its items, up to :data:`CANCEL_CHUNK` a fire, each get a
+    ``cancelled`` outcome (``reason``, seen by ``herald why``) and are deleted; while some are
+    left the digest fires again at once, and then it is deleted. Read through a cursor: one
+    event at a time, only the outcomes kept."""
     now = ctx.clock.now()
-    detail = f"digest of route {match!r}: the route is gone from the routing file or has no digest step"
     outputs: list[Output] = []
-    query = "SELECT notification_id, event FROM herald_workflow_digest_items WHERE digest_id = $1"
-    async for r in conn.cursor(query, digest_id):
+    done: list[str] = []
+    query = (
+        "SELECT notification_id, event FROM herald_workflow_digest_items WHERE digest_id = $1 "
+        "ORDER BY notification_id LIMIT $2"
+    )
+    async for r in conn.cursor(query, digest_id, CANCEL_CHUNK):
         event = ctx.decide.codec.decode(r["event"], DomainEvent)
         now_route = ctx.table.match(event.type)
         outcome = workflow_outcome(
@@ -172,33 +208,67 @@ async def _route_changed(
             tier=now_route.tier if now_route is not None else Tier.MEDIUM,
             step=-1,  # the digest, after the run's last step
             status=OutcomeStatus.CANCELLED,
-            reason="route_changed",
+            reason=reason,
             detail=detail,
             now=now,
         )
         outputs.append(ctx.outcome_output(outcome))
-    log.warning("workflow digest %s: %s; %d items cancelled", digest_id, detail, len(outputs))
-    await conn.execute("DELETE FROM herald_workflow_digests WHERE id = $1", digest_id)
+        done.append(r["notification_id"])
+    await conn.execute(
+        "DELETE FROM herald_workflow_digest_items WHERE notification_id = ANY($1::text[])", done
+    )
+    log.warning("workflow digest %s: %s; %d items cancelled", digest_id, detail, len(done))
+    left = await conn.fetchval(
+        "SELECT 1 FROM herald_workflow_digest_items WHERE digest_id = $1 LIMIT 1", digest_id
+    )
+    if left is None:
+        await conn.execute("DELETE FROM herald_workflow_digests WHERE id = $1", digest_id)
+    else:  # a key of its own: the timer firing now is spent
+        again = _send_timer(digest_id, now)
+        await ctx.scheduler.arm([dataclasses.replace(again, key=derived_key(again.key, done[-1]))], conn)
     return outputs
+
+
+async def _digest_route(
+    ctx: WorkflowContext, conn: asyncpg.Connection, digest: asyncpg.Record
+) -> tuple[Route, Digest] | list[Output]:
+    """The route and the digest step to send the digest with, or the outcomes of its items when it
+    cannot be sent."""
+    match: str = digest["route"]
+    route = ctx.route(match)
+    if digest["pinned"] is not None:
+        try:
+            pin = load_pin(digest["pinned"])
+        except StepError as exc:
+            detail = f"digest of route {match!r}: its copy of the route cannot be read: {exc}"
+            return await _cancel_items(ctx, conn, digest["id"], reason="pin_invalid", detail=detail)
+        step = pin.steps[-1]
+        if isinstance(step, Digest):
+            return (route if route is not None else pin.route(match)), step
+        detail = f"digest of route {match!r}: its copy of the route has no digest step"
+        return await _cancel_items(ctx, conn, digest["id"], reason="pin_invalid", detail=detail)
+    # A digest from before 270: the route's digest step, if the route is still there and has one.
+    last = route.steps[-1] if route is not None and route.steps else None
+    if route is None or not isinstance(last, Digest):
+        detail = f"digest of route {match!r}: the route is gone from the routing file or has no digest step"
+        return await _cancel_items(ctx, conn, digest["id"], reason="route_changed", detail=detail)
+    return route, last
 
 
 async def fire_digest(ctx: WorkflowContext, timer: Timer, conn: asyncpg.Connection) -> Sequence[Output]:
     """Due: send the digest once, listing the newest ``max_items`` items and how many more."""
     digest_id = int(timer.data["digest_id"])
     digest = await conn.fetchrow(
-        "SELECT id, tenant, user_id, route, state, step FROM herald_workflow_digests WHERE id = $1 FOR UPDATE",
+        "SELECT id, tenant, user_id, route, state, pinned FROM herald_workflow_digests WHERE id = $1 FOR UPDATE",
         digest_id,
     )
     if digest is None or digest["state"] != "pending":
         return []
-    route = ctx.route(digest["route"])
-    # The digest step its first item joined with (pinned); a digest from before 270: the route's.
-    step = load_step(digest["step"]) if digest["step"] is not None else None
-    if step is None and route is not None and route.steps:
-        step = route.steps[-1]
-    if route is None or not isinstance(step, Digest):
-        return await _route_changed(ctx, conn, digest_id, digest["route"])
-    rows = await conn.fetch(_NEWEST, digest_id, digest["tenant"], step.max_items)
+    found = await _digest_route(ctx, conn, digest)
+    if isinstance(found, list):
+        return found
+    route, step = found
+    rows = await conn.fetch(_NEWEST, digest_id, step.max_items)
     if not rows:
         await conn.execute("DELETE FROM herald_workflow_digests WHERE id = $1", digest_id)
         return []
@@ -207,11 +277,15 @@ async def fire_digest(ctx: WorkflowContext, timer: Timer, conn: asyncpg.Connecti
     items = [digest_item(e, r["joined_at"]) for e, r in zip(events, rows, strict=True)]
     user_id: str = digest["user_id"]
     outputs: list[Output] = []
-    total = 0
-    for tenant, idx in tenant_groups([r["tenant"] for r in rows], digest["tenant"]):
+    groups = regroup(
+        [e.tenant or "" for e in events],
+        [r["tenant"] for r in rows],
+        [int(r["total"]) for r in rows],
+        digest["tenant"],
+    )
+    for tenant, idx, count in groups:
         content = digest_content([items[i] for i in idx], step.max_items)
-        content["more"] = int(rows[idx[0]]["total"]) - len(content["items"])
-        total += int(rows[idx[0]]["total"])
+        content["more"] = count - len(content["items"])
         key = digest_message_key(digest_id, tenant, digest["tenant"])
         digest_event = DomainEvent(
             event_id=f"digest:{key}",
@@ -234,16 +308,14 @@ async def fire_digest(ctx: WorkflowContext, timer: Timer, conn: asyncpg.Connecti
         )
         await ctx.scheduler.arm(sent.timers, conn)
         outputs += sent.decision.outputs
-        log.info(
-            "workflow digest %s for user %s (tenant %r): %d items",
-            route.match,
-            user_id,
-            tenant,
-            rows[idx[0]]["total"],
-        )
+        log.info("workflow digest %s for user %s (tenant %r): %d items", route.match, user_id, tenant, count)
+    # Sent: the items are done with (a cancel_key finds nothing to cancel in a digest that went
+    # out); the row keeps the count, and the window's place for items joining late.
+    total = sum({r["tenant"]: int(r["total"]) for r in rows}.values())  # every tenant's, and the erased
     await conn.execute(
         "UPDATE herald_workflow_digests SET state = 'sent', item_count = $2 WHERE id = $1",
         digest_id,
         total,
     )
+    await conn.execute("DELETE FROM herald_workflow_digest_items WHERE digest_id = $1", digest_id)
     return outputs

@@ -6,10 +6,13 @@ classification or a second poller finds the step done and does nothing. Steps th
 wait (throttle, send, escalate, digest) run on in the same transaction; a wait or a delay
 arms the next step's timer and ends it. ``herald_workflow_runs`` logs one row per step run.
 
-A run runs the steps it started with (``herald_workflows.steps``, :mod:`consumers.workflow.pinned`),
-not the route's after a reload; it takes only its tier, category and template from the route in
-use. A run whose route is gone ends ``cancelled`` (reason ``route_changed``). A row from before
-migration 270 has no copy and runs the route's steps by index, as it always did.
+A run runs the steps it started with (``herald_workflows.pinned``, :mod:`consumers.workflow.pinned`),
+not the route's after a reload; it takes its tier, category, template and lane from the route in
+use, or from its copy when the table in use lacks the route (not reloaded yet, or renamed). A
+run ends ``cancelled`` (reason ``route_changed``) when its route became a tier preset, or has no
+copy and is gone (:func:`~consumers.workflow.pinned.run_route`); a copy that cannot be read ends it
+``cancelled`` too (reason ``pin_invalid``). A row from before migration 270 has no copy and runs
+the route's steps by index, as it always did.
 
 The poller produces what a fire returns and commits only after the broker's acks: a crash in
 between runs the step again with the same idempotency keys (the channel consumer's delivery ledger).
@@ -31,7 +34,7 @@ from consumers.scheduler.store import Scheduler, Timer
 from consumers.workflow.cancel import scoped_cancel_key
 from consumers.workflow.context import WorkflowContext, step_timer, with_cancel_key, workflow_outcome
 from consumers.workflow.digest import join_digest
-from consumers.workflow.pinned import dump_steps, load_steps
+from consumers.workflow.pinned import Pin, dump_pin, load_pin, run_route
 from consumers.workflow.sending import send_step
 from consumers.workflow.steps import (
     Delay,
@@ -41,6 +44,7 @@ from consumers.workflow.steps import (
     Send,
     SendMode,
     Step,
+    StepError,
     Throttle,
     Wait,
     WaitFor,
@@ -261,13 +265,13 @@ async def store_state(
     )
 
 
-def _start_steps(ctx: WorkflowContext, timer: Timer) -> str | None:
-    """The steps a run starts with: those the classifier saw (in the timer), or for a step-0 timer
-    armed by a version before 270, the route's now."""
-    if "steps" in timer.data:
-        return str(timer.data["steps"])
+def _start_pin(ctx: WorkflowContext, timer: Timer) -> str | None:
+    """The copy a run starts with: the classifier's (in the timer), or for a step-0 timer armed by
+    a version before 270, the route's now."""
+    if "pinned" in timer.data:
+        return str(timer.data["pinned"])
     route = ctx.route(str(timer.data["route"]))
-    return dump_steps(route.steps) if route is not None and route.custom else None
+    return dump_pin(route) if route is not None and route.custom else None
 
 
 async def _lock_or_start(
@@ -279,7 +283,7 @@ async def _lock_or_start(
         now = ctx.clock.now()
         await conn.execute(
             "INSERT INTO herald_workflows (notification_id, event_id, user_id, tenant, route, cancel_key, "
-            "event, created_at, updated_at, steps) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) "
+            "event, created_at, updated_at, pinned) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) "
             "ON CONFLICT DO NOTHING",
             nid,
             event.event_id,
@@ -289,10 +293,10 @@ async def _lock_or_start(
             scoped_cancel_key(event.cancel_key, event.tenant),
             timer.payload,
             now,
-            _start_steps(ctx, timer),
+            _start_pin(ctx, timer),
         )
     row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT step, state, wait_for, route, event, steps FROM herald_workflows "
+        "SELECT step, state, wait_for, route, event, pinned FROM herald_workflows "
         "WHERE notification_id = $1 FOR UPDATE",
         nid,
     )
@@ -300,14 +304,20 @@ async def _lock_or_start(
 
 
 async def _route_changed(
-    ctx: WorkflowContext, conn: asyncpg.Connection, nid: str, event: DomainEvent, *, step: int, match: str
+    ctx: WorkflowContext,
+    conn: asyncpg.Connection,
+    nid: str,
+    event: DomainEvent,
+    *,
+    step: int,
+    detail: str,
+    reason: str = "route_changed",
 ) -> Sequence[Output]:
-    """The run cannot go on under the routing file in use: a ``cancelled`` outcome (reason
-    ``route_changed``, seen by ``herald why``), and the row says so."""
+    """The run cannot go on under the routing file in use (or its copy cannot be read): a
+    ``cancelled`` outcome (``reason``, seen by ``herald why``), and the row says so."""
     now = ctx.clock.now()
     now_route = ctx.table.match(event.type)
     tier = now_route.tier if now_route is not None else Tier.MEDIUM
-    detail = f"route {match!r} is gone from the routing file (or no longer has its own steps)"
     log.warning("workflow %s: %s; cancelled", nid, detail)
     outcome = workflow_outcome(
         nid,
@@ -315,13 +325,11 @@ async def _route_changed(
         tier=tier,
         step=step,
         status=OutcomeStatus.CANCELLED,
-        reason="route_changed",
+        reason=reason,
         detail=detail,
         now=now,
     )
-    await store_state(
-        conn, nid, step, "cancelled", wait_for=None, now=now, log=[(step, "route", "route_changed")]
-    )
+    await store_state(conn, nid, step, "cancelled", wait_for=None, now=now, log=[(step, "route", reason)])
     return [ctx.outcome_output(outcome)]
 
 
@@ -333,13 +341,18 @@ async def fire_step(ctx: WorkflowContext, timer: Timer, conn: asyncpg.Connection
         return []  # already run, cancelled, dropped or satisfied: a replay does nothing
     nid = str(timer.data["notification_id"])
     event = ctx.decide.codec.decode(row["event"], DomainEvent)
-    route = ctx.route(row["route"])
-    # A pinned run needs the route only for its tier, category and template: it runs its own steps
-    # even if the route now has others, or is a preset. A row from before 270 runs the route's.
-    pinned = row["steps"]
-    if route is None or (pinned is None and not route.custom):
-        return await _route_changed(ctx, conn, nid, event, step=step, match=row["route"])
-    steps = load_steps(pinned) if pinned is not None else route.steps
+    pin: Pin | None = None
+    if row["pinned"] is not None:
+        try:
+            pin = load_pin(row["pinned"])
+        except StepError as exc:
+            detail = f"the run's copy of route {row['route']!r} cannot be read: {exc}"
+            return await _route_changed(ctx, conn, nid, event, step=step, detail=detail, reason="pin_invalid")
+    route = run_route(row["route"], pin, ctx.route(row["route"]), ctx.table.match(event.type))
+    if isinstance(route, str):
+        return await _route_changed(ctx, conn, nid, event, step=step, detail=route)
+    steps = pin.steps if pin is not None else route.steps
+    # A row from before 270 runs the route's steps, validated at load: both have a step that sends.
     first_send = next(i for i, s in enumerate(steps) if isinstance(s, Send | Escalate | Digest))
     run = Run(nid, event, route, steps, step, first_send)
     await _advance(ctx, conn, run, row["wait_for"] if row["state"] == "waiting" else None)

@@ -1,6 +1,9 @@
-"""A run keeps the steps it started with across a reload of the routing file; a run or a digest
-whose route is gone ends with a ``cancelled``/``route_changed`` outcome; a digest reads at most
-``max_items`` events per tenant, whatever it holds. On the real stack (see workflow_harness)."""
+"""A run keeps the steps (and tier, category, template) it started with across a reload of the
+routing file, and runs from that copy where the file in use lacks its route; a run whose route
+became a preset, or without a copy whose route is gone, ends with a ``cancelled``/``route_changed``
+outcome, a copy that cannot be read with ``pin_invalid``; a digest reads at most ``max_items``
+events per tenant, whatever it holds, and its items go with its sending. On the real stack (see
+workflow_harness)."""
 
 from __future__ import annotations
 
@@ -9,12 +12,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_asyncio
 import yaml
 
 from consumers.classifier.process import load_table
 from consumers.devstack import DevStack
 from consumers.infra.keys import notification_id
+from consumers.workflow import digest as digest_module
 from schemas.models import Channel, OutcomeStatus
 from tests.integration.workflow_harness import WorkflowHarness, running_workflows
 
@@ -69,37 +74,150 @@ async def test_a_run_started_under_a_route_finishes_its_steps_after_a_reload(
     assert await h.state(nid) == "done"
 
 
-async def test_a_run_whose_route_is_gone_is_cancelled_with_a_reason(
+async def test_a_run_the_executors_table_lacks_the_route_of_runs_from_its_copy(
     h: WorkflowHarness, tmp_path: Path
 ) -> None:
+    # The classifier has the route (just added, or renamed); the fallback process that runs the
+    # executor has not reloaded yet (or has the new name only): the run still sends, as the
+    # route said when it started (template, tier), not cancelled.
     user = await h.add_user(email="s@example.com")
     event = h.event("wf.reload.reminder", user)
     nid = notification_id(event.event_id, user)
     await h.emit(event)
+    _reload(h, tmp_path, [DIGEST])
     await h.advance(0)
+    await h.advance(3 * 86_400)
+    (sent,) = [m for m in await h.messages(Channel.EMAIL) if m.user_id == user]
+    assert (sent.template, sent.tier.value) == ("payment_receipt", "high")
+    assert await h.runs(nid) == [(0, "delay", "delay"), (1, "send", "send:email")]
+    assert await h.state(nid) == "done"
+
+
+async def _outcomes_of(h: WorkflowHarness, nids: set[str]) -> list[tuple[str, OutcomeStatus, str | None]]:
+    return sorted(
+        (o.notification_id, o.status, o.reason) for o in await h.outcomes() if o.notification_id in nids
+    )
+
+
+async def test_a_run_without_a_copy_whose_route_is_gone_is_cancelled_with_a_reason(
+    h: WorkflowHarness, tmp_path: Path
+) -> None:
+    user = await h.add_user(email="s2@example.com")
+    event = h.event("wf.reload.reminder", user)
+    nid = notification_id(event.event_id, user)
+    await h.emit(event)
+    await h.advance(0)
+    # Started by a fallback from before migration 270: no copy of its route.
+    await h.pool.execute("UPDATE herald_workflows SET pinned = NULL WHERE notification_id = $1", nid)
     _reload(h, tmp_path, [DIGEST])  # the reminder's route is removed (or renamed)
     await h.advance(3 * 86_400)
     assert [m for m in await h.messages(Channel.EMAIL) if m.user_id == user] == []
-    mine = [o for o in await h.outcomes() if o.notification_id == nid]
-    assert [(o.status, o.reason) for o in mine] == [(OutcomeStatus.CANCELLED, "route_changed")]
+    assert await _outcomes_of(h, {nid}) == [(nid, OutcomeStatus.CANCELLED, "route_changed")]
     assert await h.state(nid) == "cancelled"
 
 
-async def test_a_digest_whose_route_is_gone_cancels_its_items_with_a_reason(
+async def test_a_run_whose_route_became_a_preset_is_cancelled_with_a_reason(
+    h: WorkflowHarness, tmp_path: Path
+) -> None:
+    # The fallback takes a preset route's sends for the preset's (a failed push would arm its
+    # escalation, due now, on this run's row): the run's own steps cannot go on beside it.
+    user = await h.add_user(email="s3@example.com")
+    event = h.event("wf.reload.reminder", user)
+    nid = notification_id(event.event_id, user)
+    await h.emit(event)
+    await h.advance(0)
+    preset = {k: v for k, v in REMINDER.items() if k != "steps"} | {"channels": ["email"]}
+    _reload(h, tmp_path, [preset])
+    await h.advance(3 * 86_400)
+    assert [m for m in await h.messages(Channel.EMAIL) if m.user_id == user] == []
+    assert await _outcomes_of(h, {nid}) == [(nid, OutcomeStatus.CANCELLED, "route_changed")]
+    assert await h.state(nid) == "cancelled"
+
+
+async def test_a_run_whose_copy_cannot_be_read_is_cancelled_never_run(h: WorkflowHarness) -> None:
+    user = await h.add_user(email="s4@example.com")
+    event = h.event("wf.reload.reminder", user)
+    nid = notification_id(event.event_id, user)
+    await h.emit(event)
+    await h.advance(0)
+    bad = {"tier": "high", "category": "c", "template": "t", "lane": "priority"} | {
+        "steps": [{"kind": "delay", "duration_s": 60}, {"kind": "delay", "duration_s": 1e300}]
+    }
+    await h.pool.execute(
+        "UPDATE herald_workflows SET pinned = $2 WHERE notification_id = $1", nid, json.dumps(bad)
+    )
+    await h.advance(3 * 86_400)
+    assert [m for m in await h.messages(Channel.EMAIL) if m.user_id == user] == []
+    assert await _outcomes_of(h, {nid}) == [(nid, OutcomeStatus.CANCELLED, "pin_invalid")]
+    assert await h.state(nid) == "cancelled"
+
+
+async def test_a_digest_the_executors_table_lacks_the_route_of_is_sent_from_its_copy(
     h: WorkflowHarness, tmp_path: Path
 ) -> None:
     user = await h.add_user(email="t@example.com")
-    events = [h.event("wf.reload.comment", user) for _ in range(2)]
+    await h.emit(*(h.event("wf.reload.comment", user) for _ in range(2)))
+    await h.advance(0)
+    _reload(h, tmp_path, [REMINDER])
+    await h.advance(3600)
+    (digest,) = [m for m in await h.messages(Channel.EMAIL) if m.user_id == user]
+    assert (len(digest.data()["items"]), digest.tier.value) == (2, "medium")
+
+
+async def _digest_of(h: WorkflowHarness, user: str) -> int:
+    digest_id: int = await h.pool.fetchval("SELECT id FROM herald_workflow_digests WHERE user_id = $1", user)
+    return digest_id
+
+
+async def test_a_digest_without_a_copy_whose_route_is_gone_cancels_its_items_a_chunk_a_fire(
+    h: WorkflowHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(digest_module, "CANCEL_CHUNK", 2)
+    user = await h.add_user(email="t2@example.com")
+    events = [h.event("wf.reload.comment", user) for _ in range(5)]
     await h.emit(*events)
     await h.advance(0)
+    digest_id = await _digest_of(h, user)
+    await h.pool.execute(
+        "UPDATE herald_workflow_digests SET pinned = NULL WHERE id = $1", digest_id
+    )  # pre-270
     _reload(h, tmp_path, [REMINDER])
     await h.advance(3600)
     assert [m for m in await h.messages(Channel.EMAIL) if m.user_id == user] == []
     nids = {notification_id(e.event_id, user) for e in events}
-    mine = [o for o in await h.outcomes() if o.notification_id in nids]
-    assert sorted((o.notification_id, o.status, o.reason) for o in mine) == sorted(
-        (n, OutcomeStatus.CANCELLED, "route_changed") for n in nids
+    assert await _outcomes_of(h, nids) == sorted((n, OutcomeStatus.CANCELLED, "route_changed") for n in nids)
+    fires = await h.pool.fetchval(
+        "SELECT count(*) FROM herald_timers WHERE kind = 'workflow_digest' AND data->>'digest_id' = $1",
+        str(digest_id),
     )
+    assert fires == 3  # 2, 2 and 1 items
+    assert (
+        await h.pool.fetchval(
+            "SELECT count(*) FROM herald_workflow_digest_items WHERE digest_id = $1", digest_id
+        )
+        == 0
+    )
+    assert await h.pool.fetchval("SELECT count(*) FROM herald_workflow_digests WHERE id = $1", digest_id) == 0
+
+
+async def test_a_digest_whose_copy_cannot_be_read_cancels_its_items_never_silently(
+    h: WorkflowHarness,
+) -> None:
+    user = await h.add_user(email="t3@example.com")
+    events = [h.event("wf.reload.comment", user) for _ in range(2)]
+    await h.emit(*events)
+    await h.advance(0)
+    bad = {"kind": "digest", "channel": "email", "window_s": 3600, "send_after_s": 60, "max_items": -5}
+    pin = {"tier": "medium", "category": "c", "template": "t", "lane": "priority", "steps": [bad]}
+    await h.pool.execute(
+        "UPDATE herald_workflow_digests SET pinned = $2 WHERE id = $1",
+        await _digest_of(h, user),
+        json.dumps(pin),
+    )
+    await h.advance(3600)
+    assert [m for m in await h.messages(Channel.EMAIL) if m.user_id == user] == []
+    nids = {notification_id(e.event_id, user) for e in events}
+    assert await _outcomes_of(h, nids) == sorted((n, OutcomeStatus.CANCELLED, "pin_invalid") for n in nids)
 
 
 async def test_a_digest_keeps_its_step_across_a_reload(h: WorkflowHarness, tmp_path: Path) -> None:
@@ -141,3 +259,36 @@ async def test_a_digest_lists_the_newest_max_items_per_tenant_and_counts_the_res
     assert digests["acme"]["more"] == 0
     count = await h.pool.fetchval("SELECT item_count FROM herald_workflow_digests WHERE id = $1", own)
     assert count == 7
+    # Sent: its items, the 7 listed or counted, are gone with it (the row keeps the count).
+    assert (
+        await h.pool.fetchval("SELECT count(*) FROM herald_workflow_digest_items WHERE digest_id = $1", own)
+        == 0
+    )
+
+
+async def test_an_erased_users_items_in_another_tenants_digest_are_not_listed_in_its_message(
+    h: WorkflowHarness,
+) -> None:
+    user = await h.add_user(email="w@example.com")
+    await h.add_user(email="w@acme.example", tenant="acme", user=user)
+    for i in range(5):
+        tenant = "acme" if i % 2 else None
+        await h.emit(
+            h.event("wf.reload.comment", user, tenant=tenant, payload=json.dumps({"title": f"c{i}"}))
+        )
+        await h.advance(1)
+    # A digest row from before migration 240 holds both tenants' items; then acme's user is
+    # erased: their workflow rows go, their items stay in the other tenant's digest.
+    sql = "SELECT id FROM herald_workflow_digests WHERE user_id = $1 AND tenant = $2"
+    own, other = [await h.pool.fetchval(sql, user, tenant) for tenant in ("", "acme")]
+    await h.pool.execute(
+        "UPDATE herald_workflow_digest_items SET digest_id = $1 WHERE digest_id = $2", own, other
+    )
+    await h.pool.execute("DELETE FROM herald_workflow_digests WHERE id = $1", other)
+    await h.pool.execute("DELETE FROM herald_workflows WHERE user_id = $1 AND tenant = 'acme'", user)
+    await h.advance(3600)
+    digests = {m.tenant or "": m.data() for m in await h.messages(Channel.EMAIL) if m.user_id == user}
+    assert [i["title"] for i in digests[""]["items"]] == ["c4", "c2", "c0"]
+    assert digests[""]["more"] == 0
+    # Listed under their own tenant (its own message: the recipient is still on file here).
+    assert [i["title"] for i in digests["acme"]["items"]] == ["c3", "c1"]

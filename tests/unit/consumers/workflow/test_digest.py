@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from consumers.fallback.decisions import DigestItem
 from consumers.infra.keys import derived_key
-from consumers.workflow.digest import digest_item, digest_message_key, tenant_groups
+from consumers.workflow.digest import digest_item, digest_message_key, regroup, tenant_groups
 from schemas.errors import InvalidContent
 from schemas.models import DomainEvent
 
@@ -38,6 +38,47 @@ def test_every_item_is_in_exactly_one_group_of_its_own_tenant(tenants: list[str]
     assert sorted(i for _, idx in groups for i in idx) == list(range(len(tenants)))
     assert all(tenants[i] == tenant for tenant, idx in groups for i in idx)
     assert len({t for t, _ in groups}) == len(groups)
+
+
+def test_an_erased_users_items_are_listed_under_their_own_tenant_not_the_digests() -> None:
+    # A digest from before migration 240 of tenant "": 4 items of its own (3 kept), and acme's
+    # whose workflow rows were erased (None: counted apart, 2 kept of 2).
+    tenants = ["", "acme", "", "acme", ""]
+    parts: list[str | None] = ["", None, "", None, ""]
+    totals = [4, 2, 4, 2, 4]
+    assert regroup(tenants, parts, totals, "") == [("", [0, 2, 4], 4), ("acme", [1, 3], 2)]
+
+
+def test_an_item_counted_under_another_tenant_counts_where_it_belongs() -> None:
+    # Counted under "" (5 there), it is acme's: "" has 4, acme 1 (and its own 3).
+    assert regroup(["", "acme", "acme"], ["", "", "acme"], [5, 5, 3], "") == [
+        ("", [0], 4),
+        ("acme", [1, 2], 4),
+    ]
+
+
+@given(
+    rows=st.lists(
+        st.tuples(st.sampled_from(["", "acme", "globex"]), st.booleans(), st.integers(0, 5)), max_size=20
+    ),
+    own=st.sampled_from(["", "acme"]),
+)
+def test_each_kept_item_is_in_its_tenants_group_and_counts_add_up(
+    rows: list[tuple[str, bool, int]], own: str
+) -> None:
+    # An item is counted under its own tenant, or (its workflow row erased) under none; each
+    # tenant's count is its kept items plus some not kept.
+    tenants = [t for t, _, _ in rows]
+    parts = [t if known else None for t, known, _ in rows]
+    kept = {p: sum(1 for q in parts if q == p) for p in parts}
+    extra = {p: n for (_, _, n), p in zip(rows, parts, strict=True)}
+    totals = [kept[p] + extra[p] for p in parts]
+    groups = regroup(tenants, parts, totals, own)
+    assert sorted(i for _, idx, _ in groups for i in idx) == list(range(len(rows)))
+    assert all(tenants[i] == tenant and count >= len(idx) for tenant, idx, count in groups for i in idx)
+    known = {p: n for p, n in zip(parts, totals, strict=True) if p is not None}
+    strays = sum(1 for p in parts if p is None)
+    assert sum(count for _, _, count in groups) == sum(known.values()) + strays
 
 
 def test_the_digests_own_tenant_keeps_the_key_it_always_had() -> None:

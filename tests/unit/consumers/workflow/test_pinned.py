@@ -1,4 +1,5 @@
-"""A run's pinned copy of its steps reads back as the steps it was made from."""
+"""A run's copy of its route reads back as the route it was made from; a copy that is not valid
+is refused, never run; which route a run goes on with after a reload."""
 
 from __future__ import annotations
 
@@ -7,20 +8,50 @@ from typing import Any
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from consumers.workflow.pinned import dump_step, dump_steps, load_step, load_steps
-from consumers.workflow.steps import Delay, Digest, Send, SendMode, Throttle, Wait, WaitFor, parse_steps
-from schemas.models import Channel
+from consumers.classifier.routing import Route
+from consumers.workflow.pinned import Pin, dump_pin, load_pin, run_route
+from consumers.workflow.steps import (
+    Delay,
+    Digest,
+    Send,
+    SendMode,
+    StepError,
+    Throttle,
+    Wait,
+    WaitFor,
+    parse_steps,
+)
+from schemas.models import Channel, Lane, Tier
 from tests.unit.consumers.workflow.test_steps import workflows
 
+EMAIL = Send((Channel.EMAIL,))
 
-@given(workflows())
+
+def _route(steps: Any = (EMAIL,), *, match: str = "r", custom: bool = True, **kw: Any) -> Route:
+    fields: dict[str, Any] = {"tier": Tier.HIGH, "category": "payments", "template": "receipt"} | kw
+    return Route(match=match, channels=(Channel.EMAIL,), steps=tuple(steps), custom=custom, **fields)
+
+
+@given(workflows(), st.sampled_from(Tier), st.sampled_from([None, *Lane]))
 @settings(max_examples=200, deadline=None)
-def test_every_valid_workflow_round_trips(raw: list[Any]) -> None:
-    steps = parse_steps("r", raw)
-    assert load_steps(dump_steps(steps)) == steps
-    for step in steps:
-        assert load_step(dump_step(step)) == step
+def test_every_valid_workflow_round_trips_with_its_route(
+    raw: list[Any], tier: Tier, lane: Lane | None
+) -> None:
+    route = _route(parse_steps("r", raw), tier=tier, lane_override=lane)
+    pin = load_pin(dump_pin(route))
+    assert pin == Pin(route.tier, route.category, route.template, route.lane, route.steps)
+    again = pin.route("r")
+    assert (again.tier, again.category, again.template, again.lane, again.steps) == (
+        route.tier,
+        route.category,
+        route.template,
+        route.lane,
+        route.steps,
+    )
+    digest_only = (Digest(Channel.EMAIL, 3600.0, 60.0, 7),)
+    assert load_pin(dump_pin(route, digest_only)).steps == digest_only
 
 
 def test_the_copy_is_compact_json_one_object_per_step() -> None:
@@ -31,14 +62,89 @@ def test_the_copy_is_compact_json_one_object_per_step() -> None:
         Throttle(2, 86_400.0),
         Digest(Channel.EMAIL, 3600.0, 60.0, 10),
     )
-    text = dump_steps(steps)
+    text = dump_pin(_route(steps, tier=Tier.LOW))
     assert " " not in text
-    assert json.loads(text)[:2] == [
+    d = json.loads(text)
+    assert {k: d[k] for k in ("tier", "category", "template", "lane")} == {
+        "tier": "low",
+        "category": "payments",
+        "template": "receipt",
+        "lane": "bulk",
+    }
+    assert d["steps"][:2] == [
         {"kind": "delay", "duration_s": 259_200.0},
         {"kind": "send", "channels": ["push"], "mode": "first", "opt_in": ["sms"]},
     ]
 
 
-def test_an_unknown_kind_is_refused() -> None:
-    with pytest.raises(ValueError, match="teleport"):
-        load_steps('[{"kind": "teleport"}]')
+def test_a_route_is_dumped_once_then_reused() -> None:
+    route = _route()
+    assert dump_pin(route) is dump_pin(_route())  # an equal route: the same text, not a new dump
+
+
+def _pin(*steps: dict[str, Any], **kw: Any) -> str:
+    return json.dumps(
+        {"tier": "high", "category": "c", "template": "t", "lane": "priority", "steps": list(steps)} | kw
+    )
+
+
+SEND = {"kind": "send", "channels": ["email"], "mode": "all", "opt_in": []}
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        (_pin(SEND | {"kind": "teleport"}), "teleport"),
+        (
+            _pin(
+                {"kind": "digest", "channel": "email", "window_s": 3600, "send_after_s": 60, "max_items": -5}
+            ),
+            "max_items",
+        ),
+        (_pin({"kind": "delay", "duration_s": 1e300}, SEND), "out of range"),
+        (_pin({"kind": "delay", "duration_s": float("nan")}, SEND), "out of range"),
+        (
+            _pin(
+                {"kind": "delay", "duration_s": 60},
+                {"kind": "throttle", "limit": 1, "per_s": 60, "overflow": "drop"},
+            ),
+            "never send",
+        ),
+        (_pin(*[SEND] * 51), "at most 50"),
+        (_pin(), "non-empty"),
+        (_pin(SEND, tier="urgent"), "urgent"),
+        (_pin({"kind": "send", "channels": ["email"]}), "mode"),
+        (_pin(SEND | {"channels": ["pigeon"]}), "pigeon"),
+        ('{"tier": "high"', "not a copy"),
+        ("[1, 2]", "not a copy"),
+    ],
+)
+def test_a_copy_that_is_not_valid_is_refused_with_the_reason(text: str, why: str) -> None:
+    with pytest.raises(StepError, match=why):
+        load_pin(text)
+
+
+PIN = Pin(Tier.HIGH, "payments", "receipt", Lane.PRIORITY, (Delay(60.0), Send((Channel.EMAIL,))))
+
+
+def test_a_pinned_run_goes_on_with_the_route_in_use_or_its_copy() -> None:
+    now = _route(template="receipt_v2")
+    assert run_route("r", PIN, now, now) is now  # the route's template, tier... as they are now
+    # The table in use lacks the route (the classifier reloaded first, or it was renamed):
+    from_copy = run_route("r", PIN, None, None)
+    assert isinstance(from_copy, Route) and from_copy.steps == PIN.steps and from_copy.match == "r"
+    renamed = _route(match="r.*")
+    assert isinstance(run_route("r", PIN, None, renamed), Route)
+
+
+def test_a_run_whose_route_is_a_preset_now_ends() -> None:
+    preset = _route(custom=False)
+    assert "tier preset" in str(run_route("r", PIN, preset, preset))
+    assert "preset route 'other'" in str(run_route("r", PIN, None, _route(match="other", custom=False)))
+    assert "preset" in str(run_route("r", None, _route(), _route(match="other", custom=False)))
+
+
+def test_a_run_without_a_copy_needs_its_route() -> None:
+    assert "gone" in str(run_route("r", None, None, None))
+    route = _route()
+    assert run_route("r", None, route, route) is route
