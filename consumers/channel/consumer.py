@@ -46,6 +46,7 @@ from consumers.runtime import metrics
 from consumers.runtime.handling import DeadLetter, Incoming, Result
 from consumers.runtime.steps import Steps
 from consumers.runtime.topics import Topics
+from consumers.scheduler.retries import NOT_ATTEMPTED
 from schemas.codec import Codec, default_codec
 from schemas.errors import RecordError
 from schemas.identifiers import check_identifier
@@ -321,8 +322,13 @@ class ChannelConsumer:
     ) -> Outcome | None:
         """The provider's answer, after a few short in-process retries of retryable failures.
 
-        None: the key's ledger claim was lost to another process (the provider was not called)."""
+        None: the key's ledger claim was lost to another process (the provider was not called).
+        When a later attempt never reached a provider (the first one's failure opened every
+        breaker: ``circuit_open``), the earlier real answer is returned, its reason and retry-after
+        kept: the fallback counts it as a real try (consumers/scheduler/retries.py NOT_ATTEMPTED),
+        where the last answer alone would say no provider was ever asked."""
         retry = 0
+        real: Outcome | None = None  # the last answer a provider gave
         # The whole in-process retry sequence of one message fits in inprocess_budget_s, so a
         # failing recipient holds its batch (and the partition) for seconds at most.
         budget_end = time.monotonic() + self.settings.inprocess_budget_s
@@ -333,6 +339,10 @@ class ChannelConsumer:
                 if retry == 0 and not await self._claim(message.idempotency_key, entry):
                     return None
                 outcome = await self._attempt(message, content)
+            if outcome.reason not in NOT_ATTEMPTED:
+                real = outcome
+            elif real is not None:
+                return real
             if (
                 outcome.status != "failed_retryable"
                 or (outcome.ambiguous and not resends_unknown(message.tier, message.channel))

@@ -19,6 +19,7 @@ from consumers.runtime.gc_tuning import tune_gc
 from consumers.runtime.process import BackgroundLoop, ProcessOptions, ProcessSpec
 from consumers.runtime.runner import Runner
 from consumers.runtime.topics import dlq
+from consumers.scheduler.retries import longest_run
 from schemas.errors import ConfigurationError
 from schemas.models import Channel, Lane
 
@@ -59,12 +60,22 @@ def _share_ses_quota(res: Resources, adapter: ChannelAdapter, lane: Lane) -> Non
 
 
 def _check_ledger_ttl(settings: HeraldSettings) -> None:
-    """A retry re-sends with the same key: a ledger that forgot it could send an accepted email again."""
-    longest = max((sum(steps) for steps in settings.fallback.retry_schedules_s.values()), default=0.0)
+    """A retry re-sends with the same key: a ledger that forgot it could send an accepted email
+    again. A key's retries last up to the schedule's time at its longest jitter, then a last step
+    (consumers/scheduler/retries.py longest_run), not the sum of its steps."""
+    jitter = settings.fallback.retry_jitter
+    longest = max(
+        (
+            longest_run(steps, jitter).total_seconds()
+            for steps in settings.fallback.retry_schedules_s.values()
+        ),
+        default=0.0,
+    )
     if settings.channel.ledger_ttl_s < longest:
         raise ConfigurationError(
             f"HERALD_CHANNEL__LEDGER_TTL_S={settings.channel.ledger_ttl_s} is shorter than the longest "
-            f"retry schedule ({longest:.0f} s): set it to at least that"
+            f"retry run ({longest:.0f} s: the schedule's steps at +jitter, then its longest step): "
+            "set it to at least that"
         )
 
 

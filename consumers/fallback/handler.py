@@ -281,7 +281,6 @@ class FallbackHandler:
             codec=self.ctx.codec,
             opt_in=self._opt_in(message),
             before=later.tries.get(key) if key is not None else None,
-            max_age_s=self.ctx.settings.retry_max_age_s,
         )
         channel = message.channel.value
         if timer is not None:
@@ -301,7 +300,7 @@ class FallbackHandler:
             now=now,
             reason=outcome.reason or outcome.error_code,
             detail=f"retries exhausted after attempt {max(outcome.attempt, message.attempt)}"
-            + ("" if was_attempted(outcome) else " (not attempted: retrying for retry_max_age_s)"),
+            + ("" if was_attempted(outcome) else " (not attempted: the schedule's time is up)"),
         )
         if escalates_on_exhaustion(message, self._steps(message)):
             self._escalation(later.entries, message, reason="push_failed:exhausted")

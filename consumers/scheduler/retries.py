@@ -15,10 +15,14 @@ outcome arms the same timer once.
 Only tries that reached a provider use up the schedule. An outcome whose message was never handed
 to one (:data:`NOT_ATTEMPTED`: every provider's breaker open, the recipient backing off, another
 process sending the key, the batch past its deadline) still gets ``attempt + 1`` (each send has
-its own outcome id and timer key), but the timer records how many tries were real (``data.tried``)
-and when retrying began (``data.since``), and the next delay is the step of the real tries. So a
-provider outage spent on open breakers does not end the message ``exhausted`` without one real
-try; it ends it once ``max_age_s`` have passed since retrying began (:func:`count_tries`).
+its own outcome id and timer key), but the timer records the real tries (``data.tried``), the
+sends not attempted (``data.skipped``) and when retrying began (``data.since``). So a provider
+outage spent on open breakers does not end the message ``exhausted`` without one real try. Two
+things keep such sends from running away (:func:`step_of`, :func:`run_bound`): each one not
+attempted moves the delay half a step on (two of them wait as long as one real try), and the
+run ends once the schedule's own wall time has passed since retrying began, attempted or not, as
+it would have had every send reached a provider: a high-tier push still escalates within its
+schedule's time, and a message makes at most ``3 x steps + 2`` sends (14 for push).
 """
 
 from __future__ import annotations
@@ -41,9 +45,12 @@ __all__ = [
     "NOT_ATTEMPTED",
     "Tries",
     "count_tries",
+    "longest_run",
     "next_delay",
     "plan_retry",
     "retry_timer_key",
+    "run_bound",
+    "step_of",
     "tries_of",
     "was_attempted",
 ]
@@ -62,28 +69,55 @@ def was_attempted(outcome: DeliveryOutcome) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Tries:
-    """A message's retrying so far: tries that reached a provider, and when the first retry was
-    planned (the age bound counts from it)."""
+    """A message's retrying so far: sends that reached a provider (``tried``), sends that did not
+    (``skipped``), and when the first retry was planned (the run's bound counts from it)."""
 
     tried: int
     since: datetime
+    skipped: int = 0
 
 
 def tries_of(data: Mapping[str, Any]) -> Tries | None:
     """What a retry timer's data recorded (None for a timer armed before it did). Pure."""
-    tried, since = data.get("tried"), data.get("since")
-    if not isinstance(tried, int) or not isinstance(since, str):
+    tried, since, skipped = data.get("tried"), data.get("since"), data.get("skipped", 0)
+    if not isinstance(tried, int) or not isinstance(since, str) or not isinstance(skipped, int):
         return None
-    return Tries(tried, datetime.fromisoformat(since))
+    return Tries(tried, datetime.fromisoformat(since), skipped)
 
 
 def count_tries(attempt: int, before: Tries | None, *, attempted: bool, now: datetime) -> Tries:
     """The tries after send ``attempt`` failed. ``before``: what the timer that sent it recorded;
-    None for a first send, or a retry armed by an older version (then every earlier send counts,
-    as it did). Pure."""
+    None for a first send, or a retry armed by an older version (then every earlier send counts
+    as a real try, as it did). Pure."""
     if before is None:
         before = Tries(attempt - 1, now)
-    return Tries(before.tried + (1 if attempted else 0), before.since)
+    if attempted:
+        return Tries(before.tried + 1, before.since, before.skipped)
+    return Tries(before.tried, before.since, before.skipped + 1)
+
+
+def step_of(tries: Tries, steps: int) -> int:
+    """The 1-based step of the schedule the next delay takes: one per real try, one per two sends
+    not attempted (so an outage's retries slow down as a real failure's would, at half the pace:
+    a breaker that lets one probe through now and then still gets its probes), within the
+    schedule. A run of real tries only keeps the schedule it always had. Pure."""
+    return min(max(tries.tried + tries.skipped // 2, 1), steps)
+
+
+def run_bound(schedule: Sequence[float], jitter: float) -> timedelta:
+    """How long after the first retry was planned (``since``) a failed send still gets another:
+    the schedule's own wall time, its steps at their longest jitter. A run of real refusals
+    without ``Retry-After`` has had its last retry by then, so this changes nothing for it; an
+    outage spent on open breakers ends then too, so a high-tier push escalates as soon as a run of
+    refusals would have made it (not a day later). Pure."""
+    return timedelta(seconds=sum(schedule) * (1.0 + jitter))
+
+
+def longest_run(schedule: Sequence[float], jitter: float) -> timedelta:
+    """How long after ``since`` a message's last retry may still be sent: the bound, then at most
+    the schedule's longest step (a ``Retry-After`` is clamped to it). Whatever remembers a retried
+    key (the delivery ledger) must remember it this long. Pure."""
+    return run_bound(schedule, jitter) + timedelta(seconds=max(schedule, default=0.0))
 
 
 def next_delay(
@@ -123,7 +157,6 @@ def plan_retry(
     codec: Codec,
     opt_in: bool = False,
     before: Tries | None = None,
-    max_age_s: float | None = None,
 ) -> Timer | None:
     """The scheduler Timer (kind ``retry``) that re-sends outcome.message with attempt+1 and the SAME
     idempotency key to its channel topic at now+delay; None when retries are exhausted.
@@ -133,9 +166,9 @@ def plan_retry(
     ``opt_in``: the message's channel is an opt-in one of its route; the timer's data says so
     (``data.opt_in``, as a deferral's), for the consent check at release, which the message cannot tell.
     ``before``: the tries the timer that sent this attempt recorded (:func:`count_tries`). A send
-    that was not attempted (:func:`was_attempted`) does not advance the schedule; it is retried
-    at the step of the real tries until ``max_age_s`` after the first retry was planned (None: no
-    bound but the schedule's, which such sends never use up), then None.
+    that was not attempted (:func:`was_attempted`) does not use up the schedule; each waits
+    :func:`step_of`. None once the real tries used up the schedule's steps (as before), or once
+    :func:`run_bound` has passed since the first retry was planned, attempted or not.
     Raises ``ValueError`` for an outcome that is not ``failed_retryable`` or carries no
     message: that is a contract violation by the producer of the outcome, not an exhaustion.
     """
@@ -150,10 +183,12 @@ def plan_retry(
     attempt = max(outcome.attempt, message.attempt)
     attempted = was_attempted(outcome)
     tries = count_tries(attempt, before, attempted=attempted, now=now)
-    if not attempted and max_age_s is not None and now >= tries.since + timedelta(seconds=max_age_s):
+    if tries.tried > len(schedule) or now >= tries.since + run_bound(schedule, jitter):
         return None
     retry_after = None if outcome.retry_after_ms is None else outcome.retry_after_ms / 1000.0
-    delay = next_delay(max(tries.tried, 1), schedule, jitter=jitter, rand=rand, retry_after=retry_after)
+    delay = next_delay(
+        step_of(tries, len(schedule)), schedule, jitter=jitter, rand=rand, retry_after=retry_after
+    )
     if delay is None:
         return None
     due_at = now + timedelta(seconds=delay)
@@ -169,6 +204,7 @@ def plan_retry(
         "channel": Channel(message.channel).value,
         "tenant": message.tenant or "",  # its record key names only the user: erasure's scope
         "tried": tries.tried,
+        "skipped": tries.skipped,
         "since": tries.since.isoformat(),
     }
     if opt_in:
