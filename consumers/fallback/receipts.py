@@ -191,9 +191,11 @@ UNION ALL SELECT notification_id, channel, status, at, source, user_id, tenant, 
 
 async def notification_owner(
     ctx: FallbackContext, conn: asyncpg.Connection, notification_id: str
-) -> tuple[str, str] | None:
+) -> tuple[str, str | None] | None:
     """The user a notification is for and its tenant ("" the default one), if the fallback knows
-    them yet: its workflow's, its critical check's (since migration 262), or a sent message's."""
+    them yet: its workflow's, its critical check's (since migration 262), or a sent message's.
+    Tenant None: unknown (a check written by a version before 262 during a rolling upgrade, or
+    one migration 263 found no tenant for): the receipt is then compared with the user only."""
     row = await conn.fetchrow(
         "SELECT user_id, tenant, NULL::bytea AS message FROM herald_workflows WHERE notification_id = $1 "
         "UNION ALL SELECT user_id, tenant, NULL FROM herald_critical_watch WHERE notification_id = $1 "
@@ -203,7 +205,7 @@ async def notification_owner(
     if row is None:
         return None
     if row["user_id"] is not None:
-        return str(row["user_id"]), str(row["tenant"])
+        return str(row["user_id"]), row["tenant"]
     message = ctx.codec.decode(row["message"], ChannelMessage)
     return message.user_id, message.tenant or ""
 

@@ -1,4 +1,12 @@
-"""PostgreSQL pool and migrations (``consumers/infra/migrations/NNN_name.sql``, applied once, in order)."""
+"""PostgreSQL pool and migrations (``consumers/infra/migrations/NNN_name.sql``, applied once, in order).
+
+A migration file runs in one transaction, which waits at most ``lock_timeout_s`` for each lock
+it takes and is tried again a few times when it does not get one: a migration queued behind a
+long transaction would otherwise hold every reader of its table waiting behind it (PostgreSQL
+queues them after the ACCESS EXCLUSIVE request). A file whose first line is
+:data:`NO_TRANSACTION` runs outside a transaction, statement by statement (for ``CREATE INDEX
+CONCURRENTLY``, which cannot run in one), with no lock timeout: it blocks no reader or writer.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +20,16 @@ from pydantic import SecretStr
 from consumers.infra.redact import redact_url
 from schemas.errors import ConfigurationError, DependencyUnavailable
 
-__all__ = ["COMMAND_TIMEOUT_S", "CONNECT_TIMEOUT_S", "DatabaseUnavailable", "connect_pool", "migrate"]
+__all__ = [
+    "COMMAND_TIMEOUT_S",
+    "CONNECT_TIMEOUT_S",
+    "NO_TRANSACTION",
+    "DatabaseUnavailable",
+    "MigrationBlocked",
+    "connect_pool",
+    "migrate",
+    "statements",
+]
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -23,6 +40,36 @@ _LOCK_ID = 0x4E52414C44
 
 class DatabaseUnavailable(DependencyUnavailable):
     """PostgreSQL could not be reached (reported without a traceback)."""
+
+
+class MigrationBlocked(DatabaseUnavailable):
+    """A migration did not get its locks in any of its tries: another transaction holds the
+    table (retryable: start again once it ends)."""
+
+
+NO_TRANSACTION = "-- herald: no transaction"
+# Each try of a transactional migration waits this long for a lock, then gives way to the
+# readers and writers queued behind it; it is tried this many times, LOCK_PAUSE_S apart (doubling).
+LOCK_TIMEOUT_S = 5.0
+LOCK_TRIES = 5
+LOCK_PAUSE_S = 1.0
+
+
+def statements(sql: str) -> list[str]:
+    """A :data:`NO_TRANSACTION` file's statements: each ends with ``;`` at the end of a line
+    (comment lines dropped). Sent one by one: PostgreSQL runs a string of several statements as
+    one implicit transaction, which ``CONCURRENTLY`` refuses. Pure."""
+    found: list[str] = []
+    current: list[str] = []
+    for line in sql.splitlines():
+        if line.lstrip().startswith("--"):
+            continue
+        current.append(line)
+        if line.rstrip().endswith(";"):
+            found.append("\n".join(current).strip())
+            current = []
+    rest = "\n".join(current).strip()
+    return [*found, rest] if rest else found
 
 
 # Every wait on a PostgreSQL that stalls (connections open, nothing answers) is bounded by these.
@@ -74,7 +121,14 @@ async def connect_pool(
     return pool
 
 
-async def migrate(pool: asyncpg.Pool, directory: Path = MIGRATIONS) -> list[str]:
+async def migrate(
+    pool: asyncpg.Pool,
+    directory: Path = MIGRATIONS,
+    *,
+    lock_timeout_s: float = LOCK_TIMEOUT_S,
+    tries: int = LOCK_TRIES,
+    pause_s: float = LOCK_PAUSE_S,
+) -> list[str]:
     """Apply every migration not applied yet; return their names."""
     applied: list[str] = []
     async with pool.acquire() as conn:
@@ -88,9 +142,15 @@ async def migrate(pool: asyncpg.Pool, directory: Path = MIGRATIONS) -> list[str]
             for path in await asyncio.to_thread(lambda: sorted(directory.glob("*.sql"))):
                 if path.name in done:
                     continue
-                async with conn.transaction():
-                    await conn.execute(await asyncio.to_thread(path.read_text))
+                sql = await asyncio.to_thread(path.read_text)
+                if sql.startswith(NO_TRANSACTION):
+                    for statement in statements(sql):
+                        await conn.execute(statement)
                     await conn.execute("INSERT INTO herald_migrations (name) VALUES ($1)", path.name)
+                else:
+                    await _in_transaction(
+                        conn, path.name, sql, lock_timeout_s=lock_timeout_s, tries=tries, pause_s=pause_s
+                    )
                 applied.append(path.name)
                 log.info("applied migration %s", path.name)
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)
@@ -102,3 +162,26 @@ async def migrate(pool: asyncpg.Pool, directory: Path = MIGRATIONS) -> list[str]
             conn.terminate()
             raise
     return applied
+
+
+async def _in_transaction(
+    conn: asyncpg.Connection, name: str, sql: str, *, lock_timeout_s: float, tries: int, pause_s: float
+) -> None:
+    for n in range(1, tries + 1):
+        try:
+            async with conn.transaction():
+                # SET LOCAL: the timeout ends with the transaction; the file may set its own after.
+                await conn.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_s * 1000)}")
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO herald_migrations (name) VALUES ($1)", name)
+            return
+        except asyncpg.LockNotAvailableError as exc:
+            if n == tries:
+                raise MigrationBlocked(
+                    f"migration {name} waited {lock_timeout_s:g} s for a lock {tries} times ({exc}); "
+                    "a long transaction holds its table: start again once it ends"
+                ) from exc
+            log.warning(
+                "migration %s: no lock in %g s (try %d of %d); trying again", name, lock_timeout_s, n, tries
+            )
+            await asyncio.sleep(pause_s * 2 ** (n - 1))

@@ -42,7 +42,7 @@ def _critical(h: Harness, user: str, tenant: str) -> ChannelMessage:
     return dataclasses.replace(m, tenant=tenant, notification_id=notification_id(m.event_id, user, tenant))
 
 
-async def _watch(h: Harness, user: str) -> dict[str, tuple[str, str | None]]:
+async def _watch(h: Harness, user: str) -> dict[str, tuple[str | None, str | None]]:
     rows = await h.pool.fetch(
         "SELECT notification_id, tenant, verdict FROM herald_critical_watch WHERE user_id = $1", user
     )
@@ -88,3 +88,35 @@ async def test_erasure_in_one_tenant_removes_its_watch_and_check_and_leaves_the_
         [acme.notification_id, globex.notification_id],
     )
     assert [r["n"] for r in checks] == [globex.notification_id]
+
+
+async def test_a_check_written_without_its_tenant_takes_its_users_receipt(h: Harness) -> None:
+    # During a rolling upgrade a fallback of the previous version inserts the check without a
+    # tenant: the column's default. NULL (unknown) is compared with the user only; a default of
+    # '' judged acme's own v2 receipt foreign and dropped it (a false page).
+    bob = f"bob-{uuid.uuid4().hex[:8]}"
+    acme = _critical(h, bob, "acme")
+    await h.feed(outcome_of(acme, OutcomeStatus.FAILED_PERMANENT, at=h.clock.now()))
+    await h.pool.execute(
+        "UPDATE herald_critical_watch SET tenant = DEFAULT WHERE notification_id = $1", acme.notification_id
+    )
+    own = Receipt(
+        acme.notification_id, bob, ReceiptStatus.DELIVERED, at=h.clock.now(), source="api", tenant="acme"
+    )
+    await h.feed(own)
+    await h.advance(AFTER)
+    assert await _watch(h, bob) == {acme.notification_id: (None, "delivered")}
+
+
+async def test_erasure_removes_a_check_of_unknown_tenant_unless_the_id_is_shared(h: Harness) -> None:
+    bob, ann = f"bob-{uuid.uuid4().hex[:8]}", f"ann-{uuid.uuid4().hex[:8]}"
+    for user in (bob, ann):
+        m = _critical(h, user, "acme")
+        await h.feed(outcome_of(m, OutcomeStatus.FAILED_PERMANENT, at=h.clock.now()))
+    await h.pool.execute(
+        "UPDATE herald_critical_watch SET tenant = NULL WHERE user_id = ANY($1::text[])", [bob, ann]
+    )
+    await h.pool.execute("INSERT INTO herald_recipients (user_id, tenant) VALUES ($1, 'globex')", ann)
+    assert (await RecipientStore(h.pool).erase("acme", bob))["critical_watch"] == 1
+    assert (await RecipientStore(h.pool).erase("acme", ann))["critical_watch"] == 0  # may be globex's
+    assert len(await _watch(h, ann)) == 1

@@ -45,7 +45,8 @@ FROM herald_recipients r WHERE r.user_id = $1 AND r.tenant = $2
 # The recipient, its preferences, devices and inbox rows are the tenant's, and so is the
 # delivery state keyed by tenant since migration 240: digests and their items, workflow state,
 # workflow digests and throttle counters go by (tenant, user_id), whatever other tenants hold, and
-# so do critical checks since migration 262. Receipts and pending timers that name only the user (a scheduled send's, a
+# so do critical checks since migration 262 (one whose tenant is unknown, NULL, by the user rule
+# below). Receipts and pending timers that name only the user (a scheduled send's, a
 # deferral's or a retry's record key, a preset step's user id) are still keyed by user id alone:
 # they go too unless the same id is in use in another tenant ("shared"), whose state they may be;
 # a timer of one of this tenant's notifications or digests goes in any case. A timer that says its
@@ -56,7 +57,8 @@ _USER_NOTIFICATIONS = """
     SELECT notification_id FROM herald_inbox WHERE user_id = $1 AND tenant = $2
     UNION SELECT notification_id FROM herald_digest_items WHERE user_id = $1 AND tenant = $2
     UNION SELECT notification_id FROM herald_workflows WHERE user_id = $1 AND tenant = $2
-    UNION SELECT notification_id FROM herald_critical_watch WHERE user_id = $1 AND tenant = $2
+    UNION SELECT notification_id FROM herald_critical_watch WHERE user_id = $1
+        AND (tenant = $2 OR (tenant IS NULL AND NOT $3::bool))
     UNION SELECT notification_id FROM herald_receipts WHERE user_id = $1 AND NOT $3::bool
 """
 # The digests' send timers name their digest row: kind digest_send (the medium digest,
@@ -91,6 +93,11 @@ _SHARED_CHECKS = (
 _SHARED = "SELECT " + " OR ".join(
     f"EXISTS (SELECT 1 FROM {t} WHERE user_id = $1 AND tenant <> $2{extra})" for t, extra in _SHARED_CHECKS
 )
+_LOCKED_DELETE = (
+    "WITH locked AS MATERIALIZED (SELECT notification_id FROM {table} WHERE user_id = $1 AND {scope} "
+    "ORDER BY notification_id FOR UPDATE) "
+    "DELETE FROM {table} WHERE notification_id IN (SELECT notification_id FROM locked)"
+)
 _ERASE: tuple[tuple[str, str, str], ...] = (
     (
         "pending_steps",
@@ -107,7 +114,10 @@ _ERASE: tuple[tuple[str, str, str], ...] = (
         "DELETE FROM herald_workflow_runs WHERE notification_id IN "
         "(SELECT notification_id FROM herald_workflows WHERE user_id = $1 AND tenant = $2)",
     ),
-    ("workflows", "tenant", "DELETE FROM herald_workflows WHERE user_id = $1 AND tenant = $2"),
+    # Rows locked in notification_id order first, the fallback's order (consumers/fallback/
+    # locking.py: state rows, then watches), or a delete taking them in index order deadlocks
+    # with a fallback batch holding one of them.
+    ("workflows", "tenant", _LOCKED_DELETE.format(table="herald_workflows", scope="tenant = $2")),
     # A workflow digest's items hold their events; they go with their digest (ON DELETE CASCADE).
     (
         "workflow_digests",
@@ -119,7 +129,14 @@ _ERASE: tuple[tuple[str, str, str], ...] = (
     ("digests", "tenant", "DELETE FROM herald_digests WHERE user_id = $1 AND tenant = $2"),
     ("receipts", "user", "DELETE FROM herald_receipts WHERE user_id = $1 AND NOT $2::bool"),
     ("early_receipts", "user", "DELETE FROM herald_early_receipts WHERE user_id = $1 AND NOT $2::bool"),
-    ("critical_watch", "tenant", "DELETE FROM herald_critical_watch WHERE user_id = $1 AND tenant = $2"),
+    # A check whose tenant is unknown (NULL: written before migration 262) goes by the user rule.
+    (
+        "critical_watch",
+        "both",
+        _LOCKED_DELETE.format(
+            table="herald_critical_watch", scope="(tenant = $2 OR (tenant IS NULL AND NOT $3::bool))"
+        ),
+    ),
     ("inbox", "tenant", "DELETE FROM herald_inbox WHERE user_id = $1 AND tenant = $2"),
     ("inbox_archive", "tenant", "DELETE FROM herald_inbox_archive WHERE user_id = $1 AND tenant = $2"),
     ("devices", "tenant", "DELETE FROM herald_device_tokens WHERE user_id = $1 AND tenant = $2"),

@@ -4,16 +4,14 @@
 -- and a receipt for a critical notification was compared with its user, not its tenant. New rows
 -- carry the notification's tenant ('' the default one).
 --
--- ADD COLUMN with a constant default changes no row (PostgreSQL 11 and later): the table is not
--- rewritten. Existing rows take their notification's inbox row's tenant (a critical notification
--- goes to every channel, in-app included; both lookups use an index on notification_id) or its
--- workflow row's; any other (its inbox row archived: the archive has no such index and is not
--- read whole here) stays in '', as rows of a deployment without tenants do. The index is built while the table's writes wait (one row
--- per critical notification: small) and serves erasure's (tenant, user) lookups, user id first
--- as in migration 261.
-ALTER TABLE herald_critical_watch ADD COLUMN tenant text NOT NULL DEFAULT '';
-UPDATE herald_critical_watch w SET tenant = i.tenant FROM herald_inbox i
-    WHERE i.notification_id = w.notification_id AND i.tenant <> '';
-UPDATE herald_critical_watch w SET tenant = f.tenant FROM herald_workflows f
-    WHERE f.notification_id = w.notification_id AND f.tenant <> '' AND w.tenant = '';
-CREATE INDEX herald_critical_watch_user ON herald_critical_watch (user_id, tenant);
+-- Three files, so that no lock readers wait on is held for more than a catalog change: this one
+-- adds the column (nullable, no default: no row is read or written; the ACCESS EXCLUSIVE lock
+-- lasts as long as the catalog update, and the migrator gives up on it after lock_timeout rather
+-- than queue every reader behind a long transaction); 263 fills existing rows (row locks only);
+-- 264 builds the index CONCURRENTLY (no transaction, blocks no write).
+--
+-- NULL means "tenant unknown": rows the previous version writes during a rolling upgrade, and
+-- rows 263 finds no tenant for. A receipt is then compared with the user only (as before 262),
+-- and erasure removes the row by the user-id rule (unless the id is in use in another tenant).
+-- A default of '' would have judged acme's own receipts for such rows foreign and dropped them.
+ALTER TABLE herald_critical_watch ADD COLUMN tenant text;
