@@ -169,7 +169,7 @@ async def phase_timeline(b: Any) -> None:
         for _ in range(1000):
             nid = f"n_{tag}_{rnd.randrange(rows // 4)}"
             t0 = time.perf_counter()
-            found = await reader.timeline(nid)
+            found, _ = await reader.timeline(nid)
             samples.append(time.perf_counter() - t0)
             assert found, nid
         samples.sort()

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from consumers.console.breakers import BreakerView, breaker_views
 from consumers.console.timeline import build_timeline
 from consumers.console.web import BadRequest, OperatorSession, console_ctx, harden, page
-from consumers.ledger.queries import Search
+from consumers.ledger.queries import TIMELINE_OTHERS, TIMELINE_RECEIPTS, Search
 from schemas.identifiers import identifier_problem
 
 __all__ = ["router"]
@@ -68,9 +68,18 @@ async def timeline(request: Request, session: OperatorSession, notification_id: 
     ctx = console_ctx(request)
     if (problem := identifier_problem(notification_id, limit=200)) is not None:
         raise BadRequest(f"notification id: {problem}")
-    rows = await ctx.reader.timeline(notification_id)
+    rows, more = await ctx.reader.timeline(notification_id)
     status = 200 if rows else 404
-    return page(request, "timeline.html", session, status=status, t=build_timeline(notification_id, rows))
+    t = build_timeline(notification_id, rows)
+    return page(
+        request,
+        "timeline.html",
+        session,
+        status=status,
+        t=t,
+        more=more,
+        limits=(TIMELINE_RECEIPTS, TIMELINE_OTHERS),
+    )
 
 
 @router.get("/providers")

@@ -12,7 +12,16 @@ import asyncpg
 from consumers.infra.db import DatabaseUnavailable
 from consumers.ledger.store import OUTAGES
 
-__all__ = ["ActivityReader", "Search"]
+__all__ = ["TIMELINE_OTHERS", "TIMELINE_RECEIPTS", "ActivityReader", "Search", "cut_timeline"]
+
+# A notification's timeline reads at most this many receipts (anyone with an end-user token can
+# post receipts for any notification id: unbounded) and this many other rows (Herald's own
+# outcomes and dead letters: a few dozen at most), the earliest of each; the other rows are looked
+# for among the notification's first TIMELINE_SCAN rows (the index has no kind: without a bound,
+# a flood of receipts would be read whole to find the outcomes after it).
+TIMELINE_RECEIPTS = 100
+TIMELINE_OTHERS = 500
+TIMELINE_SCAN = 20_000
 
 _ROW = (
     "kind, status, attempt, anchor_at, recorded_at, event_id, notification_id, user_id, tenant, "
@@ -68,12 +77,23 @@ class ActivityReader:
         except OUTAGES as exc:
             raise DatabaseUnavailable(f"activity store: {type(exc).__name__}: {exc}") from exc
 
-    async def timeline(self, notification_id: str) -> list[dict[str, Any]]:
-        """Every row of one notification (outcomes, receipts, dead letters), oldest first."""
-        return await self._fetch(
-            f"SELECT {_ROW} FROM herald_activity WHERE notification_id = $1 ORDER BY recorded_at, attempt",
+    async def timeline(
+        self, notification_id: str, *, receipts: int = TIMELINE_RECEIPTS, others: int = TIMELINE_OTHERS
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """The rows of one notification (outcomes, receipts, dead letters), oldest first, at most
+        ``receipts`` receipts and ``others`` other rows (the earliest; those among the first
+        TIMELINE_SCAN rows); and whether more were left out. One more of each is read, to tell."""
+        rows = await self._fetch(
+            f"SELECT * FROM ((SELECT * FROM (SELECT {_ROW} FROM herald_activity WHERE notification_id = $1 "
+            "ORDER BY recorded_at, attempt LIMIT $4) AS w WHERE kind <> 'receipt' LIMIT $2) "
+            f"UNION ALL (SELECT {_ROW} FROM herald_activity WHERE notification_id = $1 "
+            "AND kind = 'receipt' ORDER BY recorded_at, attempt LIMIT $3)) AS r ORDER BY recorded_at, attempt",
             notification_id,
+            others + 1,
+            receipts + 1,
+            TIMELINE_SCAN,
         )
+        return cut_timeline(rows, receipts=receipts, others=others)
 
     async def for_event(
         self, event_id: str, notification_id: str | None = None, user_id: str | None = None
@@ -155,3 +175,18 @@ class ActivityReader:
             since,
             bucket_s,
         )
+
+
+def cut_timeline(
+    rows: list[dict[str, Any]], *, receipts: int, others: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """``rows`` (oldest first) without the receipts past the first ``receipts`` and the other rows
+    past the first ``others``; and whether any were left out. Pure."""
+    kept: list[dict[str, Any]] = []
+    seen = {True: 0, False: 0}
+    for row in rows:
+        receipt = row["kind"] == "receipt"
+        seen[receipt] += 1
+        if seen[receipt] <= (receipts if receipt else others):
+            kept.append(row)
+    return kept, len(kept) < len(rows)
