@@ -16,6 +16,7 @@ is it about *the record* or about *a dependency*, and is trying again any use?
     ├── DependencyUnavailable     a server Herald needs did not answer: retry, pause (retryable)
     │   ├── KafkaUnavailable          consumers.runtime.kafka
     │   ├── DatabaseUnavailable       consumers.infra.db
+    │   │   └── MigrationBlocked          consumers.infra.db (a lock a migration waits for)
     │   ├── LookupUnavailable         consumers.classifier.lookup
     │   ├── LimiterUnavailable        consumers.classifier.ratelimit
     │   ├── TicketStoreDown           consumers.api.tickets
@@ -31,6 +32,8 @@ is it about *the record* or about *a dependency*, and is trying again any use?
     │   ├── LimiterRejected           consumers.classifier.ratelimit (invalid_event)
     │   ├── PayloadTooLarge           channels.push.fcm_message
     │   ├── BadUnsubscribeToken       consumers.api.unsubscribe_token
+    │   ├── ReusedEventId, StaleBroadcast, CopyTooLarge
+    │   │                             consumers.fanout.handler (invalid_event, stale_broadcast, too_large)
     │   └── BlockedDestination        channels.webhook.ssrf
     ├── DeliveryError             a provider's answer, classified in its adapter (channels.base)
     │   ├── RetryableDelivery
