@@ -9,7 +9,7 @@ And limits jinja2's sandbox lacks, on what one operation may add to memory (:dat
 characters, items or bits): a payload's ``n`` in ``{{ "a" * n }}`` would otherwise take all memory,
 a MemoryError the renderer must treat as the machine's and retry. ``*`` counts a repeated list's
 text (``[s] * n`` is ``n`` references but ``n`` copies of ``s`` once joined, printed, ``tojson``-ed
-or summed), ``**`` the bits of the power; ``%`` formatting (bytes too) its widths and its
+or summed; ``{}.fromkeys(keys, s)`` likewise), ``**`` the bits of the power; ``%`` formatting (bytes too) its widths and its
 arguments' text; ``str.format`` a running total of what its fields write; the ``str`` and
 ``bytes`` methods ``center``, ``ljust``, ``rjust``, ``zfill``, ``expandtabs``, ``replace``,
 ``join`` and ``translate``; the filters ``center``, ``indent``, ``format``, ``wordwrap``,
@@ -50,6 +50,7 @@ from channels.template_limits import (
     GROWING_METHODS,
     escape_growth,
     format_spec_size,
+    fromkeys_size,
     indent_size,
     join_size,
     json_indent_size,
@@ -301,6 +302,9 @@ class SandboxEnvironment(SandboxedEnvironment):
                     args = tuple(markupsafe.escape(a) if isinstance(a, str) else a for a in args)
                 size = method_size(name, owner, args, kwargs, MAX_SIZE)
             _check(f"{type(owner).__name__}.{name}", size)
+        elif owner is dict and args and getattr(__obj, "__name__", "") == "fromkeys":
+            # {}.fromkeys(range(n), s): one reference per key, like [s] * n
+            _check("dict.fromkeys", fromkeys_size(args[0], args[1] if len(args) > 1 else None, MAX_SIZE))
         return super().call(__context, __obj, *args, **kwargs)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:

@@ -16,10 +16,13 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from jinja2.utils import Namespace
+
 __all__ = [
     "GROWING_METHODS",
     "escape_growth",
     "format_spec_size",
+    "fromkeys_size",
     "indent_size",
     "join_size",
     "json_indent_size",
@@ -175,6 +178,9 @@ def _repr_size(value: list[Any], limit: int) -> int:
             total += item.bit_length() * 31 // 100 + 4  # digits (log10 2 < 0.31), sign, ", "
         elif isinstance(item, float):
             total += 26  # "-1.2345678901234567e-308, "
+        elif isinstance(item, Namespace) and depth < _DEPTH:  # <Namespace {...}>: its attributes
+            total += 12
+            stack.append((object.__getattribute__(item, "_Namespace__attrs"), depth + 1))
         elif isinstance(item, _CONTAINERS) and depth < _DEPTH:
             total += 15  # brackets (frozenset({}) 13) and ", "
             waiting = len(stack) + len(item) * (2 if isinstance(item, dict) else 1)
@@ -185,6 +191,15 @@ def _repr_size(value: list[Any], limit: int) -> int:
         else:
             total += 64  # another object (a date): its repr, about
     return total + 3 * len(stack)
+
+
+def fromkeys_size(keys: Any, value: Any, limit: int = _HUGE) -> int:
+    """``dict.fromkeys(keys, value)``: ``value`` once per key, as :func:`repeat_size` counts it."""
+    try:
+        count = len(keys)
+    except TypeError:
+        return 0  # a generator's keys are built one by one, each under the limits
+    return repeat_size([value], count, limit)
 
 
 def repeat_size(seq: Any, n: Any, limit: int = _HUGE) -> int:

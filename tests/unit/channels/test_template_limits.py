@@ -12,10 +12,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jinja2 import filters
 from jinja2.nodes import EvalContext
+from jinja2.utils import Namespace
 
 from channels.template_limits import (
     escape_growth,
     format_spec_size,
+    fromkeys_size,
     indent_size,
     join_size,
     json_indent_size,
@@ -235,6 +237,19 @@ def test_repeat_size_of_one_string_referenced_many_times() -> None:
     assert repeat_size(["ab"], 5000) == 2 + 5000 * 6  # "'ab', " each
     assert repeat_size("ab", 3) == 6
     assert repeat_size({"a": 1}, 3) == repeat_size([1], "3") == 0  # Python refuses both
+
+
+@given(keys=st.lists(st.integers(), max_size=20), value=values)
+def test_fromkeys_size_bounds_the_text_of_the_values(keys: list[int], value: Any) -> None:
+    made = dict.fromkeys(keys, value)
+    assert len("".join(map(str, made.values()))) <= fromkeys_size(keys, value)
+    assert fromkeys_size(iter(keys), value) == 0  # no length: built one by one
+
+
+def test_text_size_of_a_namespace_counts_its_values() -> None:
+    ns = Namespace(a="x" * 50, b=[1, 2])
+    assert len(repr(ns)) <= text_size(ns)
+    assert len(str([ns] * 3)) <= repeat_size([ns], 3)
 
 
 def test_text_size_of_a_list_holding_itself_is_finite() -> None:

@@ -287,6 +287,8 @@ def small_cap(monkeypatch: pytest.MonkeyPatch) -> None:
         ('{{ [s] * 100 ~ "" }}', "of *"),
         ('{{ "%s" % ((s,) * 100,) }}', "of *"),
         ("{{ ([[s]] * 100) | sum(start=[]) }}", "of *"),
+        ("{{ {}.fromkeys(range(100), s).values() | join }}", "dict.fromkeys"),
+        ("{{ ([namespace(a=t)] * 10) | string }}", "of *"),  # a namespace's repr holds its values
         # format strings: a running total of what the fields write, and %s's arguments
         ('{{ ("{0}" * 30).format(s) }}', "str.format field"),
         ('{{ ("{a}" * 30).format_map({"a": s}) }}', "str.format field"),
