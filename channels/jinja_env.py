@@ -5,20 +5,27 @@
 * Templates looked up by name (and the name of the template asking: ``extends``, ``include``)
   in a plain dict: the renderer never reloads templates (``auto_reload=False``).
 
-And limits jinja2's sandbox lacks, on what one operation may add to memory: ``*`` and ``**``
-cannot build a string, list or number larger than :data:`MAX_SIZE` (a payload's ``n`` in
-``{{ "a" * n }}`` would otherwise take all memory, a MemoryError the renderer must treat as the
-machine's and retry), and neither can the operations that pad to a width or repeat a separator:
-``%`` formatting and the ``format`` filter (``"%*d" % (n, 1)``, ``"%.{n}f"``), ``str.format``
-fields (``"{:>{n}}"``), the methods ``center``, ``ljust``, ``rjust``, ``zfill`` and
-``expandtabs``, the filters ``center``, ``indent`` and ``wordwrap`` (its ``wrapstring``), and
-``replace`` and ``join`` (method and filter) with a long text or separator over a long string.
-Each is checked from its arguments before it runs (:mod:`channels.template_limits`) and refused
-with a :class:`~jinja2.exceptions.SecurityError` naming it: the renderer's ``template_error``.
-``truncate`` never grows its input, so it needs no limit. Not bounded: a result built by many
-operations each under the limit (a ``range(n)`` loop writing ``"x" * m`` each time, both from the
-payload); templates are the operator's, and a template that multiplies payload sizes so is the
-place to bound them.
+And limits jinja2's sandbox lacks, on what one operation may add to memory (:data:`MAX_SIZE`
+characters, items or bits): a payload's ``n`` in ``{{ "a" * n }}`` would otherwise take all memory,
+a MemoryError the renderer must treat as the machine's and retry. ``*`` counts a repeated list's
+text (``[s] * n`` is ``n`` references but ``n`` copies of ``s`` once joined, printed, ``tojson``-ed
+or summed; ``{}.fromkeys(keys, s)`` likewise), ``**`` the bits of the power; ``%`` formatting (bytes too) its widths and its
+arguments' text; ``str.format`` a running total of what its fields write; the ``str`` and
+``bytes`` methods ``center``, ``ljust``, ``rjust``, ``zfill``, ``expandtabs``, ``replace``,
+``join`` and ``translate``; the filters ``center``, ``indent``, ``format``, ``wordwrap``,
+``replace``, ``join``, ``batch`` and ``slice`` (their fill value; ``slice``'s count too, a loop
+``range`` would refuse), ``tojson`` (its ``indent``) and ``urlize`` (its ``target`` and ``rel``).
+Where a ``Markup`` operand makes jinja2 escape the other after the call, the check counts the
+escaped text. Each is checked from its arguments before it runs (:mod:`channels.template_limits`)
+and refused with a :class:`~jinja2.exceptions.SecurityError` naming it: the renderer's
+``template_error``. A check never builds the text it measures (a value that is not yet a string
+is measured before a filter stringifies it), so no check raises MemoryError. ``lipsum`` is
+removed from the globals. ``truncate`` never grows its input, so it needs no limit. Not bounded:
+a result built by many operations each under the limit (a loop appending one long string to a
+list that is then joined, a ``range(n)`` loop writing ``"x" * m``, both from the payload);
+templates are the operator's, and a template that multiplies payload sizes so is the place to
+bound them. Constant factors of an input already in memory are not counted either (escaping an
+output, a repr's escapes: at most 10 characters for one).
 
 tests/unit/channels/test_templates_equivalence.py renders every shipped template with this
 environment and with a stock one and compares the text.
@@ -28,7 +35,7 @@ from __future__ import annotations
 
 import functools
 import types
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import jinja2
@@ -41,11 +48,17 @@ from jinja2.sandbox import MAX_RANGE, SandboxedEnvironment, SandboxedEscapeForma
 
 from channels.template_limits import (
     GROWING_METHODS,
+    escape_growth,
     format_spec_size,
+    fromkeys_size,
     indent_size,
     join_size,
+    json_indent_size,
     method_size,
     printf_size,
+    repeat_size,
+    text_size,
+    urlize_size,
     wordwrap_size,
 )
 
@@ -56,85 +69,169 @@ MAX_SIZE = MAX_RANGE
 characters that one padding, formatting, replacing or joining operation may add (jinja2's own
 limit on ``range``: 100000)."""
 
-_SEQUENCES = (str, list, tuple, bytes)
 _FORMATS = frozenset({"format", "format_map"})
+_TEXTS = (str, bytes)
+_ESCAPING_METHODS = frozenset({"replace", "join"})  # Markup's: they escape their arguments
 
 
 def _size(operator: str, left: Any, right: Any) -> int:
-    """How large ``left operator right`` would be (items or bits), without computing it. Pure."""
+    """How large ``left operator right`` would be (characters, items or bits), without computing
+    it. Pure. A list repeated counts the text of its items: ``[s] * n`` is ``n`` references, but
+    ``n`` copies of ``s`` for ``join``, ``string``, ``tojson`` or ``~``."""
     if operator == "*":
-        for seq, n in ((left, right), (right, left)):
-            if isinstance(seq, _SEQUENCES) and isinstance(n, int):
-                return len(seq) * n
-        return 0
+        if isinstance(right, int) and not isinstance(left, int):
+            return repeat_size(left, right, MAX_SIZE)
+        return repeat_size(right, left, MAX_SIZE)
     if isinstance(left, int) and isinstance(right, int) and right > 0:  # **: bits of the power
         return abs(left).bit_length() * right
     return 0
 
 
-def _check(what: str, size: int) -> None:
+def _check(what: str, size: int, unit: str = "characters") -> None:
     if size > MAX_SIZE:
-        raise SecurityError(f"{what} would add more than {MAX_SIZE} characters")
+        raise SecurityError(f"{what} would add more than {MAX_SIZE} {unit}")
 
 
-def _capped_filters(environment: jinja2.Environment) -> dict[str, Callable[..., Any]]:
-    """jinja2's growing filters, each checked before it runs (their signatures are jinja2's)."""
-    newline = environment.newline_sequence
+def _text(what: str, value: Any) -> str:
+    """``value`` as the filter will see it, a string: one that is not yet is measured first (a list
+    referencing one long string many times), so no check builds a text past the limit."""
+    if isinstance(value, str):
+        return value
+    _check(what, text_size(value, MAX_SIZE))
+    return str(value)
 
-    def center(value: Any, width: int = 80) -> str:
-        _check("center filter", width if isinstance(width, int) else 0)
-        return filters.do_center(value, width)
 
-    def indent(s: str, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
-        _check("indent filter", indent_size(str(s), width))
-        return filters.do_indent(s, width, first, blank)
+def _escaped(*values: Any) -> bool:
+    return any(hasattr(v, "__html__") for v in values)
 
-    def format_(value: Any, *args: Any, **kwargs: Any) -> str:
-        _check("format filter", printf_size(str(value), kwargs or args))
-        return filters.do_format(value, *args, **kwargs)
 
-    @jinja2.pass_environment
-    def wordwrap(env: jinja2.Environment, s: str, width: int = 79, *args: Any, **kwargs: Any) -> str:
-        wrapstring = args[1] if len(args) > 1 else kwargs.get("wrapstring")
-        _check(
-            "wordwrap filter",
-            wordwrap_size(str(s), width, newline if wrapstring is None else str(wrapstring)),
-        )
-        return filters.do_wordwrap(env, s, width, *args, **kwargs)
+def _center(value: Any, width: int = 80) -> str:
+    _check("center filter", width if isinstance(width, int) else 0)
+    return filters.do_center(_text("center filter", value), width)
 
-    @jinja2.pass_eval_context
-    def replace(ctx: EvalContext, s: str, old: str, new: str, count: int | None = None) -> str:
-        args = (str(old), str(new)) if count is None else (str(old), str(new), count)
-        _check("replace filter", method_size("replace", str(s), args, {}))
-        return filters.do_replace(ctx, s, old, new, count)
 
-    @jinja2.pass_eval_context
-    def join(ctx: EvalContext, value: Any, d: str = "", attribute: str | int | None = None) -> str:
-        _check("join filter", join_size(str(d), value))
-        return filters.sync_do_join(ctx, value, d, attribute)
+def _indent(s: str, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
+    text = _text("indent filter", s)
+    grows = escape_growth(text) if _escaped(width) and not _escaped(s) else 0  # Markup + line
+    _check("indent filter", indent_size(text, width) + grows)
+    return filters.do_indent(s, width, first, blank)
 
+
+def _format(value: Any, *args: Any, **kwargs: Any) -> str:
+    _check(
+        "format filter", printf_size(_text("format filter", value), kwargs or args, _escaped(value), MAX_SIZE)
+    )
+    return filters.do_format(value, *args, **kwargs)
+
+
+@jinja2.pass_environment
+def _wordwrap(env: jinja2.Environment, s: str, width: int = 79, *args: Any, **kwargs: Any) -> str:
+    wrapstring = args[1] if len(args) > 1 else kwargs.get("wrapstring")
+    text = _text("wordwrap filter", s)
+    wrap = env.newline_sequence if wrapstring is None else _text("wordwrap filter", wrapstring)
+    _check("wordwrap filter", wordwrap_size(text, width, wrap))
+    return filters.do_wordwrap(env, s, width, *args, **kwargs)
+
+
+@jinja2.pass_eval_context
+def _replace(ctx: EvalContext, s: str, old: str, new: str, count: int | None = None) -> str:
+    # Each operand made text first (measured if it is not yet), then jinja2's choice of what to
+    # escape, made here so that the check sees the escaped text (an "&" becomes "&amp;", where
+    # "amp" occurs); do_replace then finds the operands already escaped.
+    s, old, new = (v if _escaped(v) else _text("replace filter", v) for v in (s, old, new))
+    if ctx.autoescape and (_escaped(old) or (_escaped(new) and not _escaped(s))):
+        s = markupsafe.escape(s)
+    if ctx.autoescape and _escaped(s):
+        old, new = markupsafe.escape(old), markupsafe.escape(new)
+    args = (str(old), str(new)) if count is None else (str(old), str(new), count)
+    _check("replace filter", method_size("replace", str(s), args, {}))
+    return filters.do_replace(ctx, s, old, new, count)
+
+
+@jinja2.pass_eval_context
+def _join(ctx: EvalContext, value: Any, d: str = "", attribute: str | int | None = None) -> str:
+    if attribute is not None:
+        value, attribute = map(filters.make_attrgetter(ctx.environment, attribute), value), None
+    if not isinstance(value, (list, tuple, str)):
+        value = list(value)  # as join does: its items are counted before they are joined
+    # a string's characters are never Markup: only a separator that is makes them escaped
+    escaped = ctx.autoescape and (
+        _escaped(d) or (not isinstance(value, str) and any(_escaped(v) for v in value))
+    )
+    _check("join filter", join_size(_text("join filter", d), value, escaped, MAX_SIZE))
+    return filters.sync_do_join(ctx, value, d, attribute)
+
+
+def _batch(value: Any, linecount: int, fill_with: Any = None) -> Any:
+    if fill_with is not None:  # the last batch padded to linecount
+        _check("batch filter", repeat_size([fill_with], linecount, MAX_SIZE))
+    return filters.do_batch(value, linecount, fill_with)
+
+
+def _slice(value: Any, slices: int, fill_with: Any = None) -> Any:
+    # one list per slice, however few the items: the loop range() would refuse
+    _check("slice filter", slices if isinstance(slices, int) else 0, "slices")
+    if fill_with is not None:
+        _check("slice filter", repeat_size([fill_with], slices, MAX_SIZE))
+    return filters.sync_do_slice(value, slices, fill_with)
+
+
+@jinja2.pass_eval_context
+def _tojson(ctx: EvalContext, value: Any, indent: int | str | None = None) -> Any:
+    _check("tojson filter", json_indent_size(value, indent, MAX_SIZE))
+    return filters.do_tojson(ctx, value, indent)  # type: ignore[arg-type]  # json takes a str too
+
+
+@jinja2.pass_eval_context
+def _urlize(ctx: EvalContext, value: str, *args: Any, **kwargs: Any) -> str:
+    target = args[2] if len(args) > 2 else kwargs.get("target")
+    rel = args[3] if len(args) > 3 else kwargs.get("rel")
+    _check("urlize filter", urlize_size(_text("urlize filter", value), target, rel))
+    return filters.do_urlize(ctx, value, *args, **kwargs)
+
+
+def _capped_filters() -> dict[str, Callable[..., Any]]:
+    """jinja2's growing filters, each checked before it runs (their signatures are jinja2's). Where
+    a ``Markup`` operand makes jinja2 escape the other after the check, the check counts it."""
     return {
-        "center": center,
-        "indent": indent,
-        "format": format_,
-        "wordwrap": wordwrap,
-        "replace": replace,
-        "join": join,
+        "center": _center,
+        "indent": _indent,
+        "format": _format,
+        "wordwrap": _wordwrap,
+        "replace": _replace,
+        "join": _join,
+        "batch": _batch,
+        "slice": _slice,
+        "tojson": _tojson,
+        "urlize": _urlize,
     }
 
 
 class _CappedFormatter(SandboxedFormatter):
-    """``str.format``'s fields, each checked before it is formatted (the spec arrives with its
-    nested fields already filled in: ``{:>{n}}``)."""
+    """``str.format``'s fields, checked before each is formatted (the spec arrives with its nested
+    fields already filled in: ``{:>{n}}``) against what the fields before it wrote: a running total
+    per call, so that ``("{0}" * 30000).format(s)`` is refused at the field that crosses the limit."""
+
+    _growth = 1  # what escaping multiplies a value's text by
+    _written = 0
+
+    def vformat(self, format_string: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+        self._written = 0
+        return super().vformat(format_string, args, kwargs)
 
     def format_field(self, value: Any, format_spec: str) -> Any:
-        if format_spec and format_spec_size(format_spec) > MAX_SIZE:  # the name built only to refuse
-            _check(f"str.format field {{:{format_spec[:20]}}}", format_spec_size(format_spec))
-        return super().format_field(value, format_spec)
+        size = self._written + self._growth * text_size(value, MAX_SIZE)
+        if format_spec:
+            size += format_spec_size(format_spec)
+        if size > MAX_SIZE:  # the name built only to refuse
+            _check(f"str.format field {{:{format_spec[:20]}}}", size)
+        out = super().format_field(value, format_spec)
+        self._written += len(out)
+        return out
 
 
 class _CappedEscapeFormatter(_CappedFormatter, SandboxedEscapeFormatter):
-    pass
+    _growth = 5
 
 
 def _escaped_str(value: str) -> str:
@@ -184,17 +281,30 @@ class SandboxEnvironment(SandboxedEnvironment):
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "%":
-            if isinstance(left, str):
-                _check("% formatting", printf_size(left, right))
+            if isinstance(left, _TEXTS):  # bytes as latin-1: one character per byte
+                fmt = left if isinstance(left, str) else left.decode("latin-1")
+                _check("% formatting", printf_size(fmt, right, _escaped(left), MAX_SIZE))
         elif _size(operator, left, right) > MAX_SIZE:
-            raise SecurityError(f"the result of {operator} would exceed {MAX_SIZE} (items or bits)")
+            raise SecurityError(
+                f"the result of {operator} would exceed {MAX_SIZE} (characters, items or bits)"
+            )
         return super().call_binop(context, operator, left, right)
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        """Every call a template makes: a ``str`` method that pads or repeats is checked first."""
+        """Every call a template makes: a ``str`` or ``bytes`` method that pads or repeats is
+        checked first (a ``Markup``'s ``replace`` and ``join`` against their escaped arguments)."""
         owner = getattr(__obj, "__self__", None)
-        if isinstance(owner, str) and (name := getattr(__obj, "__name__", "")) in GROWING_METHODS:
-            _check(f"str.{name}", method_size(name, owner, args, kwargs))
+        if isinstance(owner, _TEXTS) and (name := getattr(__obj, "__name__", "")) in GROWING_METHODS:
+            if name == "join" and args and _escaped(owner):
+                size = join_size(owner, args[0], True, MAX_SIZE)
+            else:
+                if name in _ESCAPING_METHODS and _escaped(owner):
+                    args = tuple(markupsafe.escape(a) if isinstance(a, str) else a for a in args)
+                size = method_size(name, owner, args, kwargs, MAX_SIZE)
+            _check(f"{type(owner).__name__}.{name}", size)
+        elif owner is dict and args and getattr(__obj, "__name__", "") == "fromkeys":
+            # {}.fromkeys(range(n), s): one reference per key, like [s] * n
+            _check("dict.fromkeys", fromkeys_size(args[0], args[1] if len(args) > 1 else None, MAX_SIZE))
         return super().call(__context, __obj, *args, **kwargs)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
@@ -228,7 +338,9 @@ class SandboxEnvironment(SandboxedEnvironment):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.filters.update(_capped_filters(self))
+        self.filters.update(_capped_filters())
+        # lipsum(n) writes n paragraphs of up to 100 words each: nothing a notification needs
+        del self.globals["lipsum"]
         # Every rendering of a template that extends a layout asks for the layout: jinja2 joins
         # the names, then looks in its LRU cache (a weak reference, a lock and a reordering per
         # hit). With auto_reload off a name's template never changes, so the first answer is kept.

@@ -262,3 +262,104 @@ def test_compiled_templates_are_cached(renderer: TemplateRenderer) -> None:
     first = renderer.env.get_template("login_code/en/sms.txt.j2")
     renderer.render(Channel.SMS, "login_code", "en", vars_)
     assert renderer.env.get_template("login_code/en/sms.txt.j2") is first
+
+
+# What a hostile template could make of a payload's strings, at a scale an unchecked render handles
+# in kilobytes: the cap is lowered to 1000 characters, so each construct crosses it by a few times.
+SMALL_CAP = 1000
+HOSTILE = {"s": "x" * 100, "t": "&" * 300, "n": 2000}
+
+
+@pytest.fixture
+def small_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("channels.jinja_env.MAX_SIZE", SMALL_CAP)
+
+
+@pytest.mark.parametrize(
+    ("text", "cause"),
+    [
+        # one long string repeated by a list: n references, n copies once stringified
+        ("{{ ([s] * 100) | join }}", "of *"),
+        ('{{ "".join([s] * 100) }}', "of *"),
+        ("{{ [s] * 100 }}", "of *"),
+        ("{{ ([s] * 100) | string }}", "of *"),
+        ("{{ ([s] * 100) | tojson }}", "of *"),
+        ('{{ [s] * 100 ~ "" }}', "of *"),
+        ('{{ "%s" % ((s,) * 100,) }}', "of *"),
+        ("{{ ([[s]] * 100) | sum(start=[]) }}", "of *"),
+        ("{{ {}.fromkeys(range(100), s).values() | join }}", "dict.fromkeys"),
+        ("{{ ([namespace(a=t)] * 10) | string }}", "of *"),  # a namespace's repr holds its values
+        # format strings: a running total of what the fields write, and %s's arguments
+        ('{{ ("{0}" * 30).format(s) }}', "str.format field"),
+        ('{{ ("{a}" * 30).format_map({"a": s}) }}', "str.format field"),
+        ('{{ ("{0:>600}" * 2).format("a") }}', "str.format field"),
+        ('{{ ("%(a)s" * 30) % {"a": s} }}', "% formatting"),
+        ('{{ "%s%s%s%s%s%s%s%s%s%s%s" % (s, s, s, s, s, s, s, s, s, s, s) }}', "% formatting"),
+        ('{{ ("%(a)s" * 30) | format(a=s) }}', "format filter"),
+        # filters and globals jinja2 leaves uncapped
+        ("{{ [1, [2, [3]]] | tojson(indent=200) }}", "tojson filter"),
+        ("{{ [1] | batch(100, s) | list }}", "batch filter"),
+        ("{{ [1] | slice(n) | list }}", "slice filter"),  # a loop past range()'s own limit
+        ("{{ [1] | slice(20, s) | list }}", "slice filter"),
+        ('{{ ("a.com " * 20) | urlize(target=s, rel=s) }}', "urlize filter"),
+        # bytes, and str.translate
+        ('{{ "x".encode().center(n) }}', "bytes.center"),
+        ('{{ ("%0" ~ n ~ "d").encode() % 1 }}', "% formatting"),
+        ('{{ ("a" * 20).translate({97: s}) }}', "str.translate"),
+        # Markup escapes the other operand after a check that sized it unescaped
+        ('{{ (("a" * 100) | safe).replace("a", "&" * 5) }}', "Markup.replace"),
+        ('{{ (("%s" * 3) | safe) % (t, t, t) }}', "% formatting"),
+        ("{{ t | indent('-' | safe, true) }}", "indent filter"),
+        # a list that references one string many times (built by a loop) is measured, not stringified
+        (
+            "{% set ns = namespace(l=[]) %}{% for i in range(20) %}{% if ns.l.append(s) %}{% endif %}"
+            "{% endfor %}{{ ns.l | center(1) }}",
+            "center filter",
+        ),
+    ],
+)
+@pytest.mark.usefixtures("small_cap")
+def test_hostile_constructs_past_the_limit_are_refused_before_they_run(
+    tmp_path: Path, text: str, cause: str
+) -> None:
+    r = _tree(tmp_path, {"t/en/sms.txt.j2": text})
+    with pytest.raises(TemplateError, match="unsafe template operation") as info:
+        r.render(Channel.SMS, "t", "en", HOSTILE)
+    assert info.value.reason == "template_error"
+    assert cause in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("html", "cause"),
+    [
+        ('{{ t | replace("amp", ("x" * 20) | safe) }}', "replace filter"),  # "&" escaped to "&amp;"
+        ('{{ [t, t] | join("-" | safe) }}', "join filter"),
+    ],
+)
+@pytest.mark.usefixtures("small_cap")
+def test_autoescaped_operands_are_sized_escaped(tmp_path: Path, html: str, cause: str) -> None:
+    files = {"t/en/email.subject.j2": "s", "t/en/email.txt.j2": "x", "t/en/email.html.j2": html}
+    r = _tree(tmp_path, files)
+    with pytest.raises(TemplateError, match="unsafe template operation") as info:
+        r.render(Channel.EMAIL, "t", "en", HOSTILE)
+    assert cause in str(info.value)
+
+
+def test_lipsum_is_not_offered(tmp_path: Path) -> None:
+    r = _tree(tmp_path, {"t/en/sms.txt.j2": "{{ lipsum(n) }}"})
+    with pytest.raises(TemplateError, match="lipsum"):
+        r.render(Channel.SMS, "t", "en", {"n": 10})
+
+
+@pytest.mark.usefixtures("small_cap")
+def test_the_same_constructs_under_the_limit_still_render(tmp_path: Path) -> None:
+    text = (
+        '{{ (["ab"] * 3) | join("-") }} {{ "{0}{0}".format("x") }} {{ "%s%s" % ("a", "b") }} '
+        "{{ [1, 2, 3] | batch(2, 0) | list }} {{ [1, 2, 3] | slice(2) | list }} {{ [1] | tojson(indent=1) }} "
+        '{{ "www.a.com" | urlize(target="_blank") }} {{ "ab".translate({97: "xy"}) }} {{ "x".encode().center(3) }}'
+    )
+    r = _tree(tmp_path, {"t/en/sms.txt.j2": text})
+    assert r.render(Channel.SMS, "t", "en", {}).text == (
+        "ab-ab-ab xx ab [[1, 2], [3, 0]] [[1, 2], [3]] [\n 1\n] "
+        '<a href="https://www.a.com" rel="noopener" target="_blank">www.a.com</a> xyb b\' x \''
+    )

@@ -86,6 +86,6 @@ def test_fast_path_renders_what_template_render_renders(
 
 def test_templates_globals_are_the_environments() -> None:
     template = RENDERER.env.get_template("payment_receipt/en/email.subject.j2")
-    assert dict(template.globals) == dict(
-        REFERENCE.get_template("payment_receipt/en/email.subject.j2").globals
-    )
+    reference = dict(REFERENCE.get_template("payment_receipt/en/email.subject.j2").globals)
+    del reference["lipsum"]  # the sandbox's one change: lipsum(n) writes whatever a payload's n says
+    assert dict(template.globals) == reference
