@@ -109,38 +109,50 @@ def _domain_events(events: list[EventIn], as_list: bool, caller: Caller) -> list
 
 
 async def _produce(ctx: ApiContext, events: list[DomainEvent]) -> None:
+    # Enqueued one after another, in order (events of one user keep their order on its
+    # partition); each enqueue returns at once unless the producer's buffer for a partition is
+    # full. The acks are then awaited together.
     sends = [
         await ctx.producer.send(ctx.topics.events, ctx.codec.encode(e), key=partition_key(e)) for e in events
     ]
     await asyncio.gather(*sends)
 
 
-async def _send(ctx: ApiContext, ids: EventIds, new: list[DomainEvent], in_flight: list[DomainEvent]) -> None:
+async def _send(
+    ctx: ApiContext,
+    ids: EventIds,
+    new: list[DomainEvent],
+    in_flight: list[DomainEvent],
+    retry_after_s: int = 2,
+) -> None:
     """Produce the new events and mark them done; on any way out without the broker's ack (a
-    refusal, a KafkaError, a cancelled request) release this request's pending marks."""
+    refusal, a KafkaError, the pending TTL running out, a cancelled request) release this
+    request's pending marks."""
     claimed = [(e.tenant, e.event_id) for e in new]
     sent = False
     try:
         if in_flight:
             # Another request holds these ids and its send is not acked yet: the event may or may
             # not be sent. "duplicate" could be false; sending again is not needed. The caller
-            # retries the request as after any 503.
+            # retries the request as after any 503, once the mark has expired at the latest.
             raise ProblemError(
                 503,
                 f"event {in_flight[0].event_id!r} is being sent by another request; retry the request",
                 kind="event-in-flight",
-                headers={"Retry-After": "2"},
+                headers={"Retry-After": str(retry_after_s)},
             )
         try:
-            await _produce(ctx, new)
+            # A send may not outlive its pending marks: past their TTL a retry would send again.
+            async with asyncio.timeout_at(ids.expires_at):
+                await _produce(ctx, new)
         except KafkaError as exc:
             raise kafka_down("the events were not sent") from exc
+        except TimeoutError as exc:
+            raise kafka_down(f"the events were not sent (no ack within {ids.pending_ttl_s} s)") from exc
         sent = True
     finally:
-        if not sent:
-            # shielded: a second cancellation must not leave the marks behind until they expire
-            await asyncio.shield(ids.release(claimed))
-    await ids.done(claimed)
+        # shielded: a second cancellation must not leave the marks behind until they expire
+        await asyncio.shield(ids.done(claimed) if sent else ids.release(claimed))
 
 
 def router() -> APIRouter:
@@ -164,15 +176,16 @@ def router() -> APIRouter:
             pending_ttl_s=_admin(ctx).settings.event_pending_ttl_s,
         )
         claims = await ids.claim([(e.tenant, e.event_id) for e in domain])
-        new = [e for e, c in zip(domain, claims, strict=True) if c is Claim.NEW]
+        states = list(zip(domain, claims.states, strict=True))
         await _send(
-            ctx, ids, new, in_flight=[e for e, c in zip(domain, claims, strict=True) if c is Claim.PENDING]
+            ctx,
+            ids,
+            [e for e, c in states if c is Claim.NEW],
+            in_flight=[e for e, c in states if c is Claim.PENDING],
+            retry_after_s=claims.retry_after_s,
         )
         return EventsAccepted(
-            events=[
-                AcceptedEvent(event_id=e.event_id, duplicate=c is Claim.DONE)
-                for e, c in zip(domain, claims, strict=True)
-            ]
+            events=[AcceptedEvent(event_id=e.event_id, duplicate=c is Claim.DONE) for e, c in states]
         )
 
     return r

@@ -53,9 +53,9 @@ class AdminSettings(BaseModel, frozen=True):
         description="POST /v1/events: a repeated event id within this is acknowledged, not re-sent.",
     )
     event_pending_ttl_s: int = Field(
-        120,
+        60,
         gt=0,
         description="POST /v1/events: how long an event id whose send is not acked yet holds off a "
-        "repeat (503); longer than a send can take (the producer's request timeout is 30 s).",
+        "repeat (503, Retry-After: what is left of it); a send not acked within it is given up (503).",
     )
     event_dedupe_prefix: str = Field("herald:api:event", description="Redis keys of emitted event ids.")
