@@ -305,3 +305,21 @@ async def test_an_id_with_a_slash_stored_before_stays_readable_and_erasable(api:
     r = await api.client.delete(f"/v1/recipients/{encoded}", headers=h)
     assert r.status_code == 200 and r.json()["id"] == ident and r.json()["removed"]["recipient"] == 1, r.text
     assert (await api.client.get(f"/v1/recipients/{encoded}", headers=h)).status_code == 404
+
+
+async def test_a_trailing_slash_is_redirected_not_taken_into_the_id(api: RunningApi) -> None:
+    # The rest-of-path id must not end in "/": DELETE /v1/recipients/u-42/ answered 200 having
+    # erased the absent recipient "u-42/", and GET/PATCH 404 where the app redirects.
+    ident = rid()
+    h = await key(api, Scope.RECIPIENTS_READ, Scope.RECIPIENTS_WRITE)
+    assert (await api.client.put(f"/v1/recipients/{ident}", json={}, headers=h)).status_code == 201
+    for method in ("GET", "PATCH", "DELETE"):
+        r = await api.client.request(method, f"/v1/recipients/{ident}/", json={}, headers=h)
+        assert r.status_code == 307 and r.headers["location"].endswith(f"/v1/recipients/{ident}"), (
+            method,
+            r.text,
+        )
+    assert (await api.client.get(f"/v1/recipients/{ident}", headers=h)).status_code == 200  # not erased
+    r = await api.client.delete(f"/v1/recipients/{ident}/", headers=h, follow_redirects=True)
+    assert r.status_code == 200 and r.json()["removed"]["recipient"] == 1, r.text
+    assert (await api.client.get("/v1/recipients/", headers=h)).status_code == 404

@@ -48,12 +48,13 @@ def check_id(value: str) -> str | None:
 
 
 def check_new_id(value: str) -> str | None:
-    """Why a recipient or topic id may not be created, or None: :func:`check_id`, and no ``/``.
+    """Why a recipient id may not be created, or None: :func:`check_id`, and no ``/``.
 
-    An id is a path segment (``/v1/recipients/{id}``, ``/v1/topics/{key}``); a ``/`` in one only
-    travels as ``%2F``, which proxies decode, refuse or pass on as they please. Ids stored before
-    this check stay addressable: the recipient routes take the rest of the path as the id, so one
-    can still be read, patched and erased (``DELETE /v1/recipients/org/123``)."""
+    An id is a path segment (``/v1/recipients/{id}``); a ``/`` in one only travels as ``%2F``,
+    which proxies decode, refuse or pass on as they please. Ids stored before this check stay
+    addressable: the recipient routes take the rest of the path as the id, so one can still be
+    read, patched and erased (``DELETE /v1/recipients/org/123``). Topic routes use
+    :func:`check_id` alone: their key is one path segment, so a key with ``/`` never reaches them."""
     why = check_id(value)
     if why is None and "/" in value:
         return "must not contain '/' (an id is one URL path segment)"

@@ -1,8 +1,11 @@
 """``/v1/recipients/{id}``: identify (PUT replaces, PATCH merges), read, and erase (DELETE).
 
-The id is the rest of the path (``{id:path}``): new ids may not contain ``/``
+The id is the rest of the path (``{id:recipient_id}``): new ids may not contain ``/``
 (:func:`~consumers.api.admin.recipient_models.check_new_id`), but one stored before that rule (by a
-batch or an import), or a user id events named, must stay readable and erasable.
+batch or an import), or a user id events named, must stay readable and erasable. The rest of the
+path may not end in ``/``: ``DELETE /v1/recipients/u-42/`` would otherwise erase the (absent)
+recipient ``u-42/`` and answer 200; unmatched, it gets the app's redirect to ``/v1/recipients/u-42``
+as before, and ``/v1/recipients/`` a 404.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
+from starlette.convertors import Convertor, register_url_convertor
 
 from consumers.api.admin.auth import Caller, require
 from consumers.api.admin.body import json_body
@@ -32,6 +36,21 @@ from consumers.api.deps import ApiContext, invalid
 from consumers.api.problems import ProblemError, problem_responses
 
 __all__ = ["check_properties", "router"]
+
+
+class RecipientIdConvertor(Convertor[str]):
+    """The rest of the path, ``/`` included, but not ending in one (see the module docstring)."""
+
+    regex = ".*[^/]"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("recipient_id", RecipientIdConvertor())
 
 
 def _admin(ctx: ApiContext) -> AdminContext:
@@ -137,7 +156,7 @@ def router() -> APIRouter:
         """Create or replace up to 1,000 recipients; each row answers created, updated or invalid."""
         return await _batch(request, caller, await _batch_body(request))
 
-    @r.put("/v1/recipients/{id:path}", response_model=RecipientOut)
+    @r.put("/v1/recipients/{id:recipient_id}", response_model=RecipientOut)
     async def put_recipient(
         request: Request, response: Response, id: RecipientId, body: RecipientIn, caller: Writer
     ) -> RecipientOut:
@@ -150,7 +169,9 @@ def router() -> APIRouter:
         response.status_code = 201 if created else 200
         return out
 
-    @r.patch("/v1/recipients/{id:path}", response_model=RecipientOut, responses=problem_responses(404))
+    @r.patch(
+        "/v1/recipients/{id:recipient_id}", response_model=RecipientOut, responses=problem_responses(404)
+    )
     async def patch_recipient(
         request: Request, id: RecipientId, body: RecipientPatch, caller: Writer
     ) -> RecipientOut:
@@ -164,14 +185,14 @@ def router() -> APIRouter:
             raise _not_found()
         return out
 
-    @r.get("/v1/recipients/{id:path}", response_model=RecipientOut, responses=problem_responses(404))
+    @r.get("/v1/recipients/{id:recipient_id}", response_model=RecipientOut, responses=problem_responses(404))
     async def get_recipient(request: Request, id: RecipientId, caller: Reader) -> RecipientOut:
         out = await _store(request).get(caller.tenant, _checked_id(id))
         if out is None:
             raise _not_found()
         return out
 
-    @r.delete("/v1/recipients/{id:path}", response_model=ErasureOut)
+    @r.delete("/v1/recipients/{id:recipient_id}", response_model=ErasureOut)
     async def erase_recipient(request: Request, id: RecipientId, caller: Writer) -> ErasureOut:
         """Erase everything kept about the recipient in the caller's tenant: row, devices,
         preferences, inbox, pending steps (the same id in another tenant is untouched)."""
