@@ -223,8 +223,9 @@ class ApiSettings(BaseModel, frozen=True):
     jwt_public_key: str | None = Field(None, description="EdDSA: the public key PEM that verifies tokens.")
     jwt_tenant_keys: dict[str, list[SecretStr]] = Field(
         default_factory=dict,
-        description="Tenants with their own token keys, as JSON {tenant: [key, ...]} (HS256 secrets, or "
-        "EdDSA public key PEMs; several for rotation): a token whose `tenant` claim names one must be "
+        description="Tenants with their own token keys, as JSON {tenant: [key, ...]} (in the install's "
+        "JWT_ALGORITHM: HS256 secrets, or EdDSA public key PEMs; several for rotation; none shared with "
+        "the install or another tenant): a token whose `tenant` claim names one must be "
         "signed by one of its keys, and the install key no longer verifies tokens for it.",
     )
     jwt_audience: str = Field("herald-api", description="Tokens must carry this `aud`.")

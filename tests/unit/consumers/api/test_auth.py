@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
-from consumers.api.auth import AuthError, TokenKeys, mint_token, verify_token
+from consumers.api.auth import AuthError, TokenKeys, hs256_key_problem, mint_token, verify_token
 from consumers.infra.settings import ApiSettings
 
 NOW = datetime.now(UTC)
@@ -51,7 +53,9 @@ def test_the_tenant_claim_scopes_the_principal() -> None:
     who = verify_token(mint_token(keys, api, "alice", now=NOW, tenant="acme"), keys, api)
     assert who.user_id == "alice" and who.tenant == "acme" and who.token_id.startswith("acme/alice:")
     now = datetime.now(UTC)  # not the module's NOW: collected long before it runs in a full suite
-    for bad in (42, ["acme"], "t" * 201):
+    # 0, false, [], {}, null are no tenant either: refused like 42, not read as the default tenant
+    bads: tuple[object, ...] = (42, 0, False, [], {}, None, ["acme"], "t" * 201)
+    for bad in bads:
         token = jwt.encode(
             {
                 "sub": "alice",
@@ -164,3 +168,69 @@ def test_eddsa_tenant_keys_are_public_keys() -> None:
         verify_token(forged, keys, api)
     with pytest.raises(ValueError, match="private key"):
         mint_token(keys, api, "al", now=NOW, tenant="acme")
+
+
+def _public_pem() -> str:
+    pub = Ed25519PrivateKey.generate().public_key()
+    return pub.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def test_hs256_keys_that_are_key_material_are_refused_at_start() -> None:
+    # A public key taken as an HMAC secret makes anyone who has it a token minter; a PEM passed
+    # start-up and then every token was a 401 (PyJWT refuses it only when decoding).
+    pem = _public_pem()
+    der = (
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    jwk = '{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}'
+    for material in (pem, base64.b64encode(der).decode(), base64.urlsafe_b64encode(der).decode(), jwk):
+        assert hs256_key_problem(material) is not None, material
+        with pytest.raises(ValueError, match="acme"):
+            TokenKeys.from_settings(_hs_with_tenants(acme=[material]))
+    with pytest.raises(ValueError, match="JWT_SECRET: a PEM"):
+        TokenKeys.from_settings(ApiSettings(jwt_secret=SecretStr(pem)))
+    assert hs256_key_problem(base64.b64encode(b"k" * 32).decode()) is None  # openssl rand -base64 32
+    assert hs256_key_problem("s" * 32) is None
+
+
+def test_a_tenant_key_shared_with_the_install_or_another_tenant_is_refused() -> None:
+    with pytest.raises(ValueError, match="install key"):
+        TokenKeys.from_settings(_hs_with_tenants(acme=["s" * 32]))  # the install secret
+    with pytest.raises(ValueError, match="'acme'"):
+        TokenKeys.from_settings(_hs_with_tenants(acme=["a" * 32], globex=["g" * 32, "a" * 32]))
+    TokenKeys.from_settings(_hs_with_tenants(acme=["a" * 32, "a" * 32]))  # listed twice for one: harmless
+    pem = _public_pem()
+    with pytest.raises(ValueError, match="install key"):
+        TokenKeys.from_settings(
+            ApiSettings(jwt_algorithm="EdDSA", jwt_public_key=pem, jwt_tenant_keys={"acme": [SecretStr(pem)]})
+        )
+
+
+def test_eddsa_keys_must_be_eddsa_public_keys() -> None:
+    rsa_pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    api = ApiSettings(
+        jwt_algorithm="EdDSA", jwt_public_key=_public_pem(), jwt_tenant_keys={"acme": [SecretStr(rsa_pem)]}
+    )
+    with pytest.raises(ValueError, match="Ed25519"):
+        TokenKeys.from_settings(api)
+
+
+def test_rotation_tries_the_next_key_when_one_does_not_fit() -> None:
+    # A key PyJWT refuses for this token (InvalidKeyError, not InvalidSignatureError) must not
+    # end the rotation: the next key is tried.
+    api = _hs_with_tenants(acme=["n" * 32])
+    good = TokenKeys.from_settings(api)
+    keys = TokenKeys(
+        "HS256", good.verify_key, good.signing_key, {"acme": (_public_pem().encode(), b"n" * 32)}
+    )
+    token = mint_token(good, api, "al", now=NOW, tenant="acme")
+    assert verify_token(token, keys, api).tenant == "acme"
