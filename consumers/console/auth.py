@@ -120,9 +120,14 @@ class SessionStore:
         if not token or len(token) > 200:
             return None
         # A session opened with an admin key lasts only while the key does: `herald keys revoke`
-        # ends it at the next request (read here, not through the key store's cache).
+        # ends it at the next request (read here, not through the key store's cache). A session
+        # a previous-version process opened after migration 277 has no key_id: its key is read
+        # from the operator text, as the migration did for older ones ("key:<id> (<name>)").
         row = await self.pool.fetchrow(
-            "SELECT s.operator, s.key_id, s.csrf_token, s.expires_at FROM herald_console_sessions s "
+            "SELECT s.operator, s.key_id, s.csrf_token, s.expires_at FROM ("
+            "SELECT operator, csrf_token, expires_at, token_hash, "
+            "COALESCE(key_id, substring(operator FROM '^key:([0-9a-f]+) ')) AS key_id "
+            "FROM herald_console_sessions) s "
             "WHERE s.token_hash = $1 AND s.expires_at > $2 AND (s.key_id IS NULL OR EXISTS ("
             "SELECT 1 FROM herald_api_keys k WHERE k.key_id = s.key_id AND k.revoked_at IS NULL))",
             digest(token),

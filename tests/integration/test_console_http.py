@@ -94,6 +94,25 @@ async def test_revoking_the_admin_key_ends_the_sessions_it_opened(console: Runni
     await console.revoke(other_id)
 
 
+async def test_a_session_a_previous_version_opened_ends_with_its_key(
+    console: RunningConsole, pg_pool: asyncpg.Pool
+) -> None:
+    # During a rolling upgrade a process from before migration 277 inserts sessions without
+    # key_id: its key is the one the operator text names.
+    admin_id, admin = await console.key(Scope.ADMIN)
+    async with _client(console) as c:
+        assert (await login(c, admin)).status_code == 303
+        token = c.cookies.get("herald_console")
+        assert token
+        await pg_pool.execute(
+            "UPDATE herald_console_sessions SET key_id = NULL WHERE token_hash = $1", digest(token)
+        )
+        assert (await c.get("/console/")).status_code == 200
+        await console.revoke(admin_id)
+        r = await c.get("/console/")
+        assert (r.status_code, r.headers["location"]) == (303, "/console/login")
+
+
 async def test_a_login_link_opens_one_session_once_with_a_strict_httponly_cookie(
     console: RunningConsole,
 ) -> None:
