@@ -65,10 +65,10 @@ _SES_CODES: dict[str, Failure] = {
 }
 
 # From a tenant's own sender identity, an unverified MAIL FROM domain or a refused permission (a
-# sending authorization policy) is that tenant's setup, not SES's: retried, it would count against
-# the one `ses` breaker, and one tenant's DNS would fail every tenant's mail over. Permanent for
-# that message instead (a permanent verdict is not counted by the breaker).
-_TENANT_SENDER = Failure.permanent("tenant_sender_config")
+# sending authorization policy) is that tenant's setup, not SES's: counted against the one `ses`
+# breaker, one tenant's DNS would fail every tenant's mail over. `tenant_sender_config` is retried
+# and failed over like a refusal, but the breaker ignores it (consumers.channel.failover).
+_TENANT_SENDER = Failure.retry("tenant_sender_config")
 _TENANT_SES_CODES: dict[str, Failure] = {
     **_SES_CODES,
     **dict.fromkeys(

@@ -10,11 +10,18 @@ been sent yet (no SIZE is declared), so the refusal is of our server, account or
 the recipient is named, a 5xx whose reply refuses to relay for us or asks us to authenticate
 (:func:`channels.email.smtp_replies.blames_our_relay`) is ours too, not the recipient's.
 
-A tenant's own sender (``tenant_from``) makes such a refusal ambiguous: a relay refuses a sender
-domain it was not set up for in the same words as its own outage. So a tenant's message refused
-as ours is followed, on the same connection, by our own sender (MAIL FROM, and RCPT TO when the
-refusal came there; never DATA): taken, the refusal was of the tenant's sender
-(``tenant_sender_config``, not counted by the breaker); refused too, it is ours.
+A tenant's own sender (``tenant_from``) makes a refusal ambiguous: a relay refuses a sender
+domain it was not set up for in the same words as its own outage. So for a tenant's message, a
+5xx at MAIL FROM, or at RCPT TO or DATA one that blames our relay or the sender
+(:func:`~channels.email.smtp_replies.blames_the_sender`), is ``tenant_sender_config``:
+retryable, passed to the next provider, and ignored by the breaker (one tenant's setup must not
+open it for every tenant, nor count as a success). Nothing is tried to tell the two apart: a
+refusal that was in fact ours reaches the next provider all the same, and our own sender's
+messages still count it. Refusals during the greeting, EHLO or AUTH stay ours.
+
+A tenant's From that ``aiosmtplib`` cannot encode (not ASCII: Herald does not use SMTPUTF8) is
+refused at start by the settings; a recipient that cannot be is a permanent ``address_not_ascii``
+(the connection closed, as its session is mid-transaction).
 
 The transaction runs step by step (MAIL, RCPT, DATA) so a failure knows where it happened. A
 connection error or timeout before DATA (connect refused, TLS failure, a pooled connection the
@@ -47,12 +54,12 @@ from aiosmtplib.errors import (
 
 from channels.base import Content, Failure, Outcome, PermanentDelivery, RetryableDelivery
 from channels.email.mime import compose, envelope_sender
-from channels.email.smtp_replies import blames_our_relay
+from channels.email.smtp_replies import blames_our_relay, blames_the_sender
 from channels.email.smtp_settings import SmtpSettings
 from channels.pacing import TokenBucket
 from schemas.models import Channel, ChannelMessage
 
-__all__ = ["SmtpEmailAdapter", "SmtpSettings", "Stage", "classify", "wants_probe"]
+__all__ = ["SmtpEmailAdapter", "SmtpSettings", "Stage", "classify"]
 
 # Where in the session a failure happened: before the recipient is named, a refusal is about us.
 Stage = Literal["connect", "mail", "rcpt", "data"]
@@ -79,12 +86,11 @@ _SMTP_CODES: dict[int, Failure] = {
 }
 
 _OURS = Failure.retry("provider_config")  # our server, account, relay permission or sender
-_TENANTS = Failure.permanent("tenant_sender_config")  # a tenant's sender, refused here only
+# A tenant's sender refused here: retried and failed over, never counted by the breaker.
+_TENANTS = Failure.retry("tenant_sender_config")
 
 
-def classify(
-    code: int, *, stage: Stage = "rcpt", reply: str = "", our_sender_taken: bool | None = None
-) -> Failure:
+def classify(code: int, *, stage: Stage = "rcpt", reply: str = "", tenant_sender: bool = False) -> Failure:
     """What an SMTP reply ``code`` (with its text, ``reply``) at ``stage`` means: the table, then
     the first digit (5xx permanent). Pure.
 
@@ -93,28 +99,21 @@ def classify(
     for us or asks us to authenticate: ``provider_config``, retried, so the breaker opens and the
     next provider takes the mail instead of each message failing for good.
 
-    ``our_sender_taken``: for a message from a tenant's own sender refused as ``provider_config``
-    (:func:`wants_probe`), whether the same server then took our own sender (and the recipient)
-    on the same connection. Taken: the refusal was of the tenant's sender (its domain not
-    registered at the relay, "relay denied for one of the domains in: acme.example"), so
-    ``tenant_sender_config``: permanent here, not counted by the breaker (one tenant's setup must
-    not open it for every tenant), passed to the next provider by the failover chain. Refused too,
-    or not asked (None): ours, ``provider_config``."""
+    ``tenant_sender``: the message goes from a tenant's own sender. Then a 5xx at MAIL FROM, or
+    one at RCPT TO or DATA that blames our relay or the sender, is ``tenant_sender_config``: the
+    relay may just not be set up for that tenant's domain, so it is retried and failed over, but
+    never counted against this provider's breaker (the module doc)."""
     failure = _SMTP_CODES.get(code)
     refused = 500 <= code < 600 and (failure is None or not failure.retryable)
+    # A tenant's sender may simply not be set up at this relay, which says so like its own outage.
+    the_sender = stage == "mail" or blames_our_relay(reply) or blames_the_sender(reply)
+    if refused and tenant_sender and stage != "connect" and the_sender:
+        return _TENANTS
     if refused and (stage in _SESSION or blames_our_relay(reply)):
-        if stage != "connect" and our_sender_taken:
-            return _TENANTS
         return _OURS
     if failure is not None:
         return failure
     return Failure.permanent() if 500 <= code < 600 else Failure.retry()
-
-
-def wants_probe(code: int, *, stage: Stage, reply: str) -> bool:
-    """Whether a refusal of a tenant's message could be of the tenant's sender rather than of us,
-    so our own sender is tried on the same connection before blaming either. Pure."""
-    return stage != "connect" and classify(code, stage=stage, reply=reply) == _OURS
 
 
 class SmtpEmailAdapter:
@@ -181,11 +180,16 @@ class SmtpEmailAdapter:
                 stage = "data"
                 reply = await conn.data(raw)
             except SMTPResponseException as exc:
-                taken = None
-                if tenant and conn is not None and wants_probe(exc.code, stage=stage, reply=exc.message):
-                    taken = await self._our_sender_taken(conn, recipient, stage)
                 await self._recycle(conn)
-                return self._failure(exc, stage, our_sender_taken=taken)
+                return self._failure(exc, stage, tenant=tenant)
+            except UnicodeEncodeError as exc:  # aiosmtplib encodes MAIL FROM / RCPT TO as ASCII
+                if conn is not None:
+                    conn.close()  # at RCPT the session is mid-transaction (MAIL taken): not reusable
+                who = {"mail": "envelope sender", "rcpt": "recipient"}.get(stage, "address")
+                detail = f"the {who} is not ASCII (Herald does not use SMTPUTF8): {exc.object!r}"[:500]
+                return Outcome.from_error(
+                    PermanentDelivery(self.provider, None, detail, reason="address_not_ascii")
+                )
             except (SMTPException, OSError) as exc:  # connection lost, timeout, TLS, DNS, refused
                 if conn is not None:
                     conn.close()
@@ -212,23 +216,6 @@ class SmtpEmailAdapter:
         await conn.connect()
         return conn
 
-    async def _our_sender_taken(self, conn: aiosmtplib.SMTP, recipient: str, stage: Stage) -> bool:
-        """After a tenant's message was refused: would this server take the same transaction from
-        our own sender? MAIL FROM (and RCPT TO when the refusal came there), never DATA; the caller
-        then resets the session. A round trip on a MAIL FROM refusal, three on a later one."""
-        try:
-            if stage == "rcpt":
-                await conn.rset()  # the tenant's MAIL FROM was taken: drop it first
-            await conn.mail(self.sender)
-            if stage == "rcpt":
-                await conn.rcpt(recipient)
-        except SMTPResponseException:
-            return False
-        except (SMTPException, OSError):
-            conn.close()  # lost on the way: not shown to be the tenant's, so ours
-            return False
-        return True
-
     async def _recycle(self, conn: aiosmtplib.SMTP | None) -> None:
         """After a refusal the session may go on (RSET); if even that fails, drop it."""
         if conn is None or not conn.is_connected:
@@ -240,11 +227,11 @@ class SmtpEmailAdapter:
             return
         self._idle.append(conn)
 
-    def _failure(self, exc: BaseException, stage: Stage, *, our_sender_taken: bool | None = None) -> Outcome:
+    def _failure(self, exc: BaseException, stage: Stage, *, tenant: bool = False) -> Outcome:
         if isinstance(exc, SMTPRecipientsRefused) and exc.recipients:
             exc = exc.recipients[0]
         if isinstance(exc, SMTPResponseException):
-            failure = classify(exc.code, stage=stage, reply=exc.message, our_sender_taken=our_sender_taken)
+            failure = classify(exc.code, stage=stage, reply=exc.message, tenant_sender=tenant)
             return failure.outcome(self.provider, str(exc.code), exc.message[:500])
         # Lost during DATA, the server may have committed the message; before it, it cannot have.
         ambiguous = stage == "data" and isinstance(exc, SMTPTimeoutError | SMTPServerDisconnected)

@@ -24,6 +24,13 @@ The rule, enhanced status code (RFC 3463, at the start of the text) first:
   rejected: Email address is not verified`` (an identity of our account, or a recipient in the
   sandbox) is our account's setup and says yes too.
 
+:func:`blames_the_sender` reads a refusal of the envelope sender that comes at ``RCPT TO`` or
+``DATA`` (Postfix with ``smtpd_delay_reject`` answers sender restrictions at RCPT: ``553 5.7.1
+<noreply@acme.example>: Sender address rejected: not owned by user herald``): 5.1.7 or 5.1.8 (bad
+sender mailbox or domain, RFC 3463) whatever the text, "sender address rejected" under any code,
+and "sender" in a 5.7.1 (or codeless) reply. The SMTP adapter uses it for a tenant's own sender
+only.
+
 Only text the server wrote is read: the first line of the reply, before any ``said:`` (Postfix
 quoting another server's answer, as in recipient callouts), with ``<...>`` (the addresses),
 quoted strings and any word holding an ``@`` taken out, so a recipient named
@@ -34,7 +41,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["blames_our_relay", "enhanced_code", "servers_own_words"]
+__all__ = ["blames_our_relay", "blames_the_sender", "enhanced_code", "servers_own_words"]
 
 # Enhanced codes that are about the client's (our) authentication or relay permission.
 _OURS = frozenset(
@@ -69,6 +76,9 @@ _AUTH_WANTED = re.compile(
 _AUTH_CODES = frozenset({None, "5.0.0", "5.7.0", "5.7.1"})
 # What the server did not write itself: addresses, quoted strings, and another server's answer.
 _NOT_ITS_OWN = re.compile(r"<[^>]*>|\"[^\"]*\"|\S*@\S*")
+_SENDER_CODES = frozenset({"5.1.7", "5.1.8"})  # bad sender mailbox / sender system address
+_SENDER_REJECTED = re.compile(r"\bsender\s+(?:address\s+)?(?:rejected|refused|denied)\b", re.IGNORECASE)
+_SENDER = re.compile(r"\bsender\b", re.IGNORECASE)
 _QUOTING = re.compile(r"\bsaid:.*", re.IGNORECASE | re.DOTALL)
 
 
@@ -97,3 +107,13 @@ def blames_our_relay(reply: str) -> bool:
             return False  # another subject (addressing, mailbox, routing...): not about us
     words = servers_own_words(reply)
     return bool(_RELAY_DENIED.search(words) or (code in _AUTH_CODES and _AUTH_WANTED.search(words)))
+
+
+def blames_the_sender(reply: str) -> bool:
+    """Whether a 5xx refusal with this reply text (without the 3-digit code) refuses the envelope
+    sender rather than the recipient or the message: the rule of the module doc."""
+    code = enhanced_code(reply)
+    if code in _SENDER_CODES:
+        return True
+    words = servers_own_words(reply)
+    return bool(_SENDER_REJECTED.search(words) or (code in (None, "5.7.1") and _SENDER.search(words)))

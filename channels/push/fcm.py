@@ -1,10 +1,7 @@
 """Push over FCM HTTP v1: one message per device token of the user, on one shared HTTP/2 client.
 
 Per token: build (tier decides urgency), fit into 4 KB, send with a cached OAuth2 token.
-A 401 that is not THIRD_PARTY_AUTH_ERROR refreshes the token once and resends;
-THIRD_PARTY_AUTH_ERROR is the project's APNs / web push key (retried) unless this process had a
-push to the same platform accepted while that request was in flight (then that device's own:
-permanent, token kept; ``fcm_message.classify``). Dead tokens
+A 401 that is not THIRD_PARTY_AUTH_ERROR refreshes the token once and resends. Dead tokens
 (UNREGISTERED, an INVALID_ARGUMENT on ``message.token``) are deleted from PostgreSQL and the
 outcome's ``detail`` says how many.
 
@@ -22,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -130,7 +125,6 @@ class FcmAdapter:
         ttl_s: int = 3600,
         max_payload_bytes: int = FCM_LIMIT_BYTES,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._auth = auth
@@ -139,9 +133,6 @@ class FcmAdapter:
         self._ttl_s = ttl_s
         self._limit = max_payload_bytes
         self._clock = clock
-        self._monotonic = monotonic
-        # platform -> when a push to a device of it was last accepted (monotonic; fcm_message.classify)
-        self._accepted_at: dict[str, float] = {}
 
     async def deliver(self, message: ChannelMessage, content: Content, *, idempotency_key: str) -> Outcome:
         try:
@@ -174,9 +165,7 @@ class FcmAdapter:
             return Outcome("failed_permanent", PROVIDER, reason="payload_too_large", detail=str(exc))
         except ValueError as exc:  # payload that is not a JSON object
             return Outcome("failed_permanent", PROVIDER, reason="invalid_payload", detail=str(exc))
-        results = await asyncio.gather(
-            *(self._send({**template, "token": t.token}, t.token, t.platform) for t in tokens)
-        )
+        results = await asyncio.gather(*(self._send({**template, "token": t.token}, t.token) for t in tokens))
         dead = [r.token for r in results if r.drop_token]
         deleted = await self._forget(message, dead, results) if dead else 0
         if deleted is None:  # PostgreSQL failed: the tokens stay
@@ -204,14 +193,13 @@ class FcmAdapter:
         log.info("deleted %d dead FCM token(s) of a user (%s)", deleted, codes)
         return deleted
 
-    async def _send(self, msg: dict[str, Any], token: str, platform: str) -> _TokenResult:
+    async def _send(self, msg: dict[str, Any], token: str) -> _TokenResult:
         body = json.dumps({"message": msg}, separators=(",", ":"), ensure_ascii=False).encode()
         for attempt in (1, 2):
             try:
                 bearer = await self._auth.token()
             except CredentialsError as exc:
                 return _TokenResult(token, _AUTH_FAILED.outcome(PROVIDER, "AUTH", str(exc)))
-            sent_at = self._monotonic()
             try:
                 resp = await self._client.post(
                     self._path,
@@ -228,11 +216,10 @@ class FcmAdapter:
             except httpx.HTTPError as exc:
                 return _TokenResult(token, _TIMEOUT.outcome(PROVIDER, None, f"{type(exc).__name__}: {exc}"))
             if resp.status_code == 200:
-                self._accepted_at[platform] = self._monotonic()
                 name = _message_name(resp)
                 return _TokenResult(token, Outcome.sent(PROVIDER, name))
             error = parse_error(resp.status_code, resp.content)
-            failure = classify(error, platform_works=self._accepted_at.get(platform, -math.inf) >= sent_at)
+            failure = classify(error)
             if failure.reauth:
                 if attempt == 1:
                     await self._auth.invalidate(bearer)

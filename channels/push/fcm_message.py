@@ -184,10 +184,12 @@ _BY_CODE: dict[str, Failure] = {
     "SENDER_ID_MISMATCH": Failure.permanent("sender_id_mismatch"),
     "INVALID_ARGUMENT": Failure.permanent("invalid_argument"),
     # The APNs certificate or auth key, or the web push key, on our Firebase project is invalid or
-    # missing: our configuration, not the token (never deleted for it), retried. Push has one
-    # provider and no breaker: nothing counts it. No access-token refresh (our own credentials
-    # were accepted; the errorCode wins over the 401). :func:`classify` makes it this device's own
-    # when the platform is shown to work at that moment.
+    # missing, or this one device's third-party setup is (an iOS token of the APNs environment the
+    # project has no key for, a web push subscription made with another VAPID key): FCM does not
+    # say which. Retried either way, the token kept (never deleted for it): late rather than lost.
+    # A device whose own setup is bad retries for the whole schedule, then ends `exhausted`.
+    # Push has one provider and no breaker: nothing counts it. No access-token refresh (our own
+    # credentials were accepted; the errorCode wins over the 401).
     "THIRD_PARTY_AUTH_ERROR": Failure.retry("provider_config"),
     # Without an errorCode (SENDER_ID_MISMATCH comes with it), a refusal of our service account
     # or project, not of the token: retried, as every AWS/Twilio/SMTP configuration error is, so
@@ -201,28 +203,15 @@ _BY_CODE: dict[str, Failure] = {
     "UNAUTHENTICATED": Failure.retry("unauthenticated", reauth=True),
 }
 _INVALID_TOKEN = Failure.permanent("invalid_token", gone=True)
-# THIRD_PARTY_AUTH_ERROR also comes for one device: a web push subscription made with another
-# VAPID key, an iOS token of the APNs environment the project has no key for (classify).
-_DEVICE_THIRD_PARTY_AUTH = Failure.permanent("third_party_auth_error")
 
 
-def classify(error: FcmError, *, platform_works: bool = False) -> Failure:
+def classify(error: FcmError) -> Failure:
     """The FCM v1 error table. ``errorCode`` wins over the rpc status, which wins over HTTP.
 
     A 401 that is not THIRD_PARTY_AUTH_ERROR means our access token was refused (``reauth``):
     refresh once and resend. ``gone``: the device token is dead and is deleted. Unknown
     codes are retried (and logged by the adapter).
-
-    ``platform_works``: a push to another device of the same platform was accepted while this
-    one's request was in flight, so the project's APNs / web push key works. THIRD_PARTY_AUTH_ERROR
-    is then this device's own (``third_party_auth_error``, permanent, the token kept: uploading the
-    other APNs environment's key makes it work, and a deleted token cannot be had back); without
-    that proof, the project's configuration (``provider_config``, retried). A success before the
-    request proves nothing: the key may have just expired, and retried is late where permanent
-    would be lost.
     """
-    if error.error_code == "THIRD_PARTY_AUTH_ERROR" and platform_works:
-        return _DEVICE_THIRD_PARTY_AUTH
     if error.token_invalid and error.error_code in (None, "INVALID_ARGUMENT"):
         return _INVALID_TOKEN
     for code in (error.error_code, error.status):

@@ -9,7 +9,10 @@
 
 Only *retryable* failures count against a provider (throttling, 5xx, timeouts, refused
 credentials). A permanent failure (a bad address, rejected content) is the message's fault
-and proves the provider is up, so it counts as a success. In half-open, at most P probes are
+and proves the provider is up, so it counts as a success. An *ignored* result (a tenant's own
+sender refused by this provider: one tenant's setup, not the provider's health) counts as
+neither: a tenant must not open the breaker, nor flood it with successes that reset the
+consecutive count and dilute the error rate; in half-open it gives its probe slot back. In half-open, at most P probes are
 in flight; a probe that never reports (its process died) stops holding its slot after
 ``open_s``, so the breaker cannot wedge half-open.
 
@@ -43,6 +46,7 @@ class Result(StrEnum):
     SUCCESS = "success"  # accepted
     PERMANENT = "permanent"  # refused for the message's own fault: the provider is up
     RETRYABLE = "retryable"  # the provider is failing
+    IGNORED = "ignored"  # says nothing of the provider (a tenant's sender refused): not counted
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +118,10 @@ def record(state: BreakerState, policy: BreakerPolicy, now: float, result: Resul
     nothing: the breaker already knows.
     """
     if state.circuit is Circuit.OPEN:
+        return state
+    if result is Result.IGNORED:  # not counted; a half-open probe's slot goes to the next call
+        if state.circuit is Circuit.HALF_OPEN:
+            return replace(state, probes=max(state.successes, state.probes - 1))
         return state
     if state.circuit is Circuit.HALF_OPEN:
         if result is Result.RETRYABLE:

@@ -14,14 +14,20 @@ calls it as it calls any single provider, and reads which provider acted from
   that retryable outcome; the channel consumer then applies the crash rule to it
   (:func:`~consumers.channel.ledger.resends_unknown`): ``failed_permanent``/``ambiguous`` on the
   tiers and channels where a duplicate hurts more than a loss, else a resend;
-* a success or a permanent failure ends the walk (a bad address is bad at every provider),
-  except ``tenant_sender_config``: a tenant's own sender refused by this provider may be verified
-  at the next one, so it passes on (``reason="tenant_sender"``) without counting against this
-  provider's breaker; refused by the last one too, it fails permanently.
+* ``tenant_sender_config`` (a tenant's own sender this provider refused: SES identity not
+  verified, an SMTP relay refusing the tenant's domain or sender) is retryable and passes on
+  like a refusal (``reason="tenant_sender"``), but the breaker ignores it, neither failure nor
+  success (:func:`breaker_result`): one tenant's setup must not open the breaker for every
+  tenant, nor reset its count;
+* a success or a permanent failure ends the walk (a bad address is bad at every provider).
 
 When every provider is open (or refused), the message fails retryably with reason
 ``circuit_open`` (or the last refusal) and takes the retry path it takes with one provider:
-nothing is lost.
+nothing is lost. When the last refusal is ``tenant_sender_config`` and a provider was skipped
+for its open breaker, the answer is ``circuit_open`` with that breaker's wait: the skipped
+provider may well take the tenant's sender once it is back. Retried rather than permanent,
+a refusal that was in fact our relay's own outage never loses a tenant's mail; a tenant's
+sender that no provider takes ends ``exhausted`` after the retry schedule.
 """
 
 from __future__ import annotations
@@ -61,25 +67,23 @@ def chain_providers(providers: ProvidersSettings, channel: Channel, lane: Lane) 
     return tuple(dict.fromkeys(names))
 
 
+# A tenant's own sender refused by this provider: one tenant's setup, not the provider's health.
+_TENANT_SENDER = "tenant_sender_config"
+
+
 def breaker_result(outcome: Outcome) -> Result:
-    """How a provider's answer counts for its breaker: only retryable failures count against it. Pure."""
+    """How a provider's answer counts for its breaker: only retryable failures count against it,
+    and a tenant's sender refused counts not at all. Pure."""
+    if outcome.reason == _TENANT_SENDER:
+        return Result.IGNORED
     if outcome.status == "failed_retryable":
         return Result.RETRYABLE
     return Result.SUCCESS if outcome.ok else Result.PERMANENT
 
 
-# Permanent at this provider only: a tenant's own sender it will not take (SES identity not
-# verified, SMTP relay refusing the tenant's domain) may be verified at the next provider. Not
-# counted by the breaker (it is one tenant's setup), but passed on like a refusal.
-_THIS_PROVIDER_ONLY = frozenset({"tenant_sender_config"})
-
-
 def fails_over(outcome: Outcome) -> bool:
-    """Whether the next provider should take the message at once: a retryable refusal, not a
-    timeout after which the provider may have accepted it, or a refusal of a tenant's sender
-    that another provider may accept. Pure."""
-    if outcome.status == "failed_permanent":
-        return outcome.reason in _THIS_PROVIDER_ONLY
+    """Whether the next provider should take the message at once: a retryable refusal (a tenant's
+    sender refused included), not a timeout after which the provider may have accepted it. Pure."""
     return outcome.status == "failed_retryable" and not outcome.ambiguous
 
 
@@ -114,7 +118,7 @@ class FailoverAdapter:
             if not fails_over(outcome):
                 return outcome
             refused = outcome
-            why = "retryable" if outcome.status == "failed_retryable" else "tenant_sender"
+            why = "tenant_sender" if outcome.reason == _TENANT_SENDER else "retryable"
             metrics.PROVIDER_FAILOVERS.labels(self.channel.value, name, why).inc()
             log.info(
                 "%s: %s refused %s (%s); next provider",
@@ -123,9 +127,9 @@ class FailoverAdapter:
                 idempotency_key,
                 outcome.reason,
             )
-        if refused is not None:
+        if refused is not None and not (refused.reason == _TENANT_SENDER and skipped):
             return refused
-        return await self._all_open(chain, skipped)
+        return await self._all_open(chain, skipped, refused)
 
     async def _call(self, name: str, message: ChannelMessage, content: Content, key: str) -> Outcome:
         try:
@@ -133,13 +137,16 @@ class FailoverAdapter:
         except DeliveryError as exc:  # adapters may raise their classified errors
             return Outcome.from_error(exc)
 
-    async def _all_open(self, chain: Sequence[str], skipped: Sequence[str]) -> Outcome:
+    async def _all_open(
+        self, chain: Sequence[str], skipped: Sequence[str], refused: Outcome | None
+    ) -> Outcome:
         wait = min([await self.breakers.retry_in(name) for name in skipped], default=0.0)
+        opened = f"breaker open: {', '.join(skipped) or 'none configured'}"
         return Outcome.from_error(
             RetryableDelivery(
                 chain[0] if chain else self.provider,
                 "circuit_open",
-                f"every provider's breaker is open ({', '.join(skipped) or 'none configured'})",
+                f"{refused.provider} refused the tenant's sender; {opened}" if refused else opened,
                 reason="circuit_open",
                 retry_after=wait or None,
             )

@@ -143,6 +143,14 @@ def _check_from(value: str) -> None:
     one = len(getaddresses([value])) == 1 and "\r" not in value and "\n" not in value
     if not (one and valid_recipient(envelope_sender(value))):
         raise ValueError(f"{value!r} is not a From address (e.g. 'Acme <noreply@acme.example>')")
+    address = envelope_sender(value)
+    if not address.isascii():  # SMTP sends it as ASCII (no SMTPUTF8), SES wants punycode domains
+        local, _, domain = address.rpartition("@")
+        try:
+            hint = f"{local}@{domain.encode('idna').decode()}"
+        except UnicodeError:
+            hint = "the domain's xn-- form"
+        raise ValueError(f"{value!r}: the address must be ASCII, an IDN domain in its xn-- form ({hint})")
 
 
 class SmsSettings(BaseModel, frozen=True):

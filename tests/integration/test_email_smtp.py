@@ -177,41 +177,59 @@ async def test_a_tenant_sender_is_the_from_and_the_envelope_sender(sink: SmtpSin
 
 
 @pytest.mark.parametrize(
-    ("code", "stage", "reply"),
+    ("code", "stage", "reply", "ours"),
     [
-        (553, "mail", "5.7.1 <hi@acme.example>: Sender address rejected: not owned by user herald"),
-        (550, "mail", "5.4.5 Daily SMTP relay limit exceeded for customer"),  # no relay wording
+        (
+            553,
+            "mail",
+            "5.7.1 <hi@acme.example>: Sender address rejected: not owned by user herald",
+            ("failed_retryable", "provider_config"),
+        ),
+        (
+            550,
+            "mail",
+            "5.4.5 Daily SMTP relay limit exceeded for customer",
+            ("failed_retryable", "provider_config"),
+        ),
         (
             550,
             "rcpt",
             "5.7.0 Mail relay denied [127.0.0.1]. Invalid credentials for relay for one of"
             " the domains in: acme.example (as obtained from HELO and MAIL FROM).",
+            ("failed_retryable", "provider_config"),
         ),  # Gmail smtp-relay
-        (550, "rcpt", "5.7.64 TenantAttribution; Relay Access Denied"),  # Microsoft 365
-        (554, "data", "5.7.1 Relay access denied"),
+        (
+            550,
+            "rcpt",
+            "5.7.64 TenantAttribution; Relay Access Denied",
+            ("failed_retryable", "provider_config"),
+        ),
+        (
+            553,
+            "rcpt",
+            "5.7.1 <hi@acme.example>: Sender address rejected: not owned by user herald",
+            ("failed_permanent", "invalid_address"),  # Postfix smtpd_delay_reject: our sender, unchanged
+        ),
+        (554, "data", "5.7.1 Relay access denied", ("failed_retryable", "provider_config")),
     ],
 )
-async def test_a_refused_tenant_sender_is_told_from_our_relay_by_trying_our_own(
-    sink: SmtpSink, code: int, stage: Stage, reply: str
+async def test_a_refused_tenant_sender_is_the_tenants_and_retried(
+    sink: SmtpSink, code: int, stage: Stage, reply: str, ours: tuple[str, str]
 ) -> None:
-    # The same words say "not set up for acme.example" and "not set up for us". Our own sender on
-    # the same connection tells them apart: taken, it was the tenant's sender (permanent here, not
-    # counted by the breaker); refused too, it is ours (retried, counted, failed over).
+    # The same words say "not set up for acme.example" and "not set up for us": for a tenant's
+    # sender the refusal is filed as the tenant's (retryable, failed over, not counted by the
+    # breaker), nothing else is tried on the connection; our own sender's refusal is unchanged.
     a = adapter_for(sink, tenant_from={"acme": "Acme <hi@acme.example>"})
     acme = email_message("u-acme")
     acme.tenant = "acme"
     try:
-        sink.fault(code, stage=stage, reply=reply, count=1)  # the tenant's transaction only
+        sink.fault(code, stage=stage, reply=reply, count=1)
         o = await a.deliver(acme, CONTENT, idempotency_key="k-1")
-        assert (o.status, o.reason, o.detail) == ("failed_permanent", "tenant_sender_config", reply)
-        assert sink.messages() == []  # the probe never sends DATA
-        # The tenant's and ours refused alike. (After DATA the probe's MAIL FROM would have to be
-        # refused, and the sink refuses by step, not by sender: that case is in the unit table.)
-        if stage != "data":
-            sink.fault(code, stage=stage, reply=reply, count=2)
-            o = await a.deliver(acme, CONTENT, idempotency_key="k-2")
-            assert (o.status, o.reason) == ("failed_retryable", "provider_config")
-        sink.reset()
+        assert (o.status, o.reason, o.detail) == ("failed_retryable", "tenant_sender_config", reply)
+        sink.fault(code, stage=stage, reply=reply, count=1)
+        o = await a.deliver(email_message("u-own"), CONTENT, idempotency_key="k-own")
+        assert (o.status, o.reason) == ours
+        assert sink.messages() == []
         assert (await a.deliver(acme, CONTENT, idempotency_key="k-3")).ok  # the connection is reusable
         assert [r.mail_from for r in sink.messages()] == ["hi@acme.example"]
         assert sink.connections == 2  # one STARTTLS session (EHLO twice), kept through every refusal
@@ -219,11 +237,28 @@ async def test_a_refused_tenant_sender_is_told_from_our_relay_by_trying_our_own(
         await a.close()
 
 
-async def test_our_own_sender_is_never_probed(adapter: SmtpEmailAdapter, sink: SmtpSink) -> None:
-    # Without a tenant sender there is nobody else to blame: our relay, at once.
-    sink.fault(550, stage="rcpt", reply="5.7.64 TenantAttribution; Relay Access Denied", count=1)
-    o = await adapter.deliver(email_message("u-own"), CONTENT, idempotency_key="k-own")
-    assert (o.status, o.reason) == ("failed_retryable", "provider_config")
+async def test_a_non_ascii_address_is_a_permanent_refusal_and_the_connection_is_closed(
+    sink: SmtpSink,
+) -> None:
+    # aiosmtplib encodes MAIL FROM / RCPT TO as ASCII: a recipient with an IDN domain raised
+    # UnicodeEncodeError out of the adapter (the connection leaked, the walk stopped, retried as an
+    # internal error forever). A non-ASCII From never gets that far: the settings refuse it at
+    # start, and the message cannot even be composed (permanent, before any connection).
+    a = adapter_for(sink, tenant_from={"acme": "Acme <noreply@\u00e1cme.example>"})
+    acme, idn = email_message("u-acme"), email_message("u-idn")
+    acme.tenant = "acme"
+    idn.recipient = "someone@ex\u00e4mple.org"
+    try:
+        o = await a.deliver(acme, CONTENT, idempotency_key="k-acme")
+        assert (o.status, o.reason) == ("failed_permanent", "invalid_content") and sink.connections == 0
+        o = await a.deliver(idn, CONTENT, idempotency_key="k-idn")
+        assert (o.status, o.reason) == ("failed_permanent", "address_not_ascii")
+        assert o.detail is not None and "recipient" in o.detail
+        assert a._idle == []  # closed, not put back mid-transaction (MAIL FROM taken)
+        assert (await a.deliver(email_message("u-ok"), CONTENT, idempotency_key="k-ok")).ok
+    finally:
+        await a.close()
+    assert [r.mail_from for r in sink.messages()] == ["noreply@example.com"]
 
 
 async def test_a_connection_lost_after_data_is_ambiguous_and_not_resent(

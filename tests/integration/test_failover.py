@@ -24,7 +24,7 @@ from consumers.channel.breakers import Breakers
 from consumers.channel.failover import FailoverAdapter
 from consumers.channel.registry import build_adapter
 from consumers.devstack import DevStack
-from consumers.devstack.smtp_sink import SmtpSink
+from consumers.devstack.smtp_sink import SmtpSink, Stage
 from consumers.infra.provider_settings import ProvidersSettings
 from consumers.infra.resources import Resources
 from consumers.infra.settings import HeraldSettings
@@ -206,11 +206,27 @@ async def test_a_tenant_sender_survives_failover_to_smtp(rig: Rig, sink: SmtpSin
     assert (r.mail_from, r.message["From"]) == ("hi@acme.example", "Acme <hi@acme.example>")
 
 
-async def test_a_tenant_sender_the_relay_refuses_goes_to_ses_without_opening_the_breaker(
+def acme_message(user: str) -> Any:
+    m = email_message(user)
+    m.tenant = "acme"
+    return m
+
+
+TENANT_REFUSALS: list[tuple[int, Stage, str]] = [
+    (553, "mail", "5.7.1 <hi@acme.example>: Sender address rejected: not owned by user herald"),
+    (553, "rcpt", "5.7.1 <hi@acme.example>: Sender address rejected: not owned by user herald"),
+    (550, "rcpt", "5.7.64 TenantAttribution; Relay Access Denied"),
+    (554, "data", "5.7.1 Relay access denied"),
+]
+
+
+async def test_a_tenant_sender_the_relay_refuses_goes_to_ses_and_the_breaker_ignores_it(
     rig: Rig, stack: DevStack
 ) -> None:
-    # The relay is not set up for acme.example (our own sender it takes): that is acme's setup at
-    # this provider, not every tenant's outage. SES, where acme is verified, sends; SMTP stays closed.
+    # The relay is not set up for acme.example, or is down for everyone: its words do not say. For
+    # acme's mail that is acme's sender at this provider: SES, where acme is verified, sends, and
+    # the smtp breaker neither opens (one tenant must not fail every tenant over) nor counts it a
+    # success (a tenant's flood would reset the count of our own refusals).
     assert stack.moto_url
     await ensure_identity(stack.moto_url, "acme.example")
     tenant_from = {"acme": "Acme <hi@acme.example>"}
@@ -220,30 +236,63 @@ async def test_a_tenant_sender_the_relay_refuses_goes_to_ses_without_opening_the
     adapter = FailoverAdapter(
         Channel.EMAIL, {"ses": rig.ses, "smtp": smtp}, providers=chain, breakers=breakers(rig.redis, rig.ns)
     )
-    only_smtp = FailoverAdapter(
-        Channel.EMAIL,
-        {"smtp": smtp},
-        providers=ProvidersSettings(email=["smtp"]),
-        breakers=breakers(rig.redis, rig.ns),
-    )
-    relay_denied = "5.7.64 TenantAttribution; Relay Access Denied"
+    relay_denied = "5.7.1 <someone@example.org>: Relay access denied"
     try:
-        for i in range(5):  # more than the 3 refusals that open the breaker
-            rig.sink.fault(550, stage="rcpt", reply=relay_denied)  # acme's RCPT only, not the probe's
-            m = email_message(f"acme{i}")
-            m.tenant = "acme"
-            o = await adapter.deliver(m, CONTENT, idempotency_key=f"acme{i}")
+        rig.sink.fault(554, stage="rcpt", reply=relay_denied, count=2)  # our own sender, twice
+        for i in range(2):
+            o = await adapter.deliver(email_message(f"own{i}"), CONTENT, idempotency_key=f"own{i}")
+            assert (o.status, o.provider) == ("sent", "ses")
+        for i, (code, stage, reply) in enumerate(TENANT_REFUSALS * 2):  # more than the 3 that open it
+            rig.sink.fault(code, stage=stage, reply=reply)
+            o = await adapter.deliver(acme_message(f"acme{i}"), CONTENT, idempotency_key=f"acme{i}")
             assert (o.status, o.provider) == ("sent", "ses")
         assert (await adapter.breakers.state("smtp")).circuit is Circuit.CLOSED
-        # Last in the chain, it fails for good: no provider will take this sender.
-        rig.sink.fault(550, stage="rcpt", reply=relay_denied)
-        m = email_message("acme-last")
-        m.tenant = "acme"
-        o = await only_smtp.deliver(m, CONTENT, idempotency_key="acme-last")
-        assert (o.status, o.provider, o.reason) == ("failed_permanent", "smtp", "tenant_sender_config")
+        # Our third refusal in a row: the tenant's eight in between neither counted nor reset it.
+        rig.sink.fault(554, stage="rcpt", reply=relay_denied)
+        o = await adapter.deliver(email_message("own2"), CONTENT, idempotency_key="own2")
+        assert (o.status, o.provider) == ("sent", "ses")
+        assert (await adapter.breakers.state("smtp")).circuit is Circuit.OPEN
     finally:
         await smtp.close()
-    assert rig.sink.messages() == [] and len(rig.proxy.requests) == 5
+    assert rig.sink.messages() == [] and len(rig.proxy.requests) == 11
+
+
+async def test_a_tenant_sender_refused_by_the_last_provider_is_retried(rig: Rig) -> None:
+    # Refused everywhere it was tried, the tenant's mail is retried on the schedule, not failed for
+    # good: the refusal may have been our relay's own outage. Not counted by the breaker either.
+    smtp = adapter_for(rig.sink, tenant_from={"acme": "Acme <hi@acme.example>"})
+    b = breakers(rig.redis, rig.ns)
+    only_smtp = FailoverAdapter(
+        Channel.EMAIL, {"smtp": smtp}, providers=ProvidersSettings(email=["smtp"]), breakers=b
+    )
+    try:
+        for i in range(4):
+            rig.sink.fault(550, stage="mail", reply="5.7.1 Sender address rejected")
+            o = await only_smtp.deliver(acme_message(f"a{i}"), CONTENT, idempotency_key=f"a{i}")
+            assert (o.status, o.provider, o.reason) == ("failed_retryable", "smtp", "tenant_sender_config")
+            assert not o.ambiguous
+        assert (await b.state("smtp")).circuit is Circuit.CLOSED
+    finally:
+        await smtp.close()
+
+
+async def test_a_tenant_sender_refused_while_the_other_breaker_is_open_waits_for_it(rig: Rig) -> None:
+    # SES is skipped (its breaker open) and SMTP refuses acme's sender: SES may well take it once
+    # it is back, so the answer is the walk's all-open one, with SES's wait.
+    smtp = adapter_for(rig.sink, tenant_from={"acme": "Acme <hi@acme.example>"})
+    b = breakers(rig.redis, rig.ns)
+    for _ in range(3):
+        await b.record("ses", Result.RETRYABLE)
+    adapter = FailoverAdapter(Channel.EMAIL, {"ses": rig.ses, "smtp": smtp}, providers=EMAIL, breakers=b)
+    rig.sink.fault(550, stage="rcpt", reply="5.7.64 TenantAttribution; Relay Access Denied")
+    try:
+        o = await adapter.deliver(acme_message("a"), CONTENT, idempotency_key="a")
+    finally:
+        await smtp.close()
+    assert (o.status, o.reason) == ("failed_retryable", "circuit_open")
+    assert o.retry_after is not None and 0 < o.retry_after <= POLICY.open_s
+    assert o.detail is not None and "smtp refused the tenant's sender" in o.detail
+    assert rig.proxy.requests == [] and (await b.state("smtp")).circuit is Circuit.CLOSED
 
 
 async def test_every_provider_open_takes_the_retry_path(rig: Rig) -> None:

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from channels.base import Failure
-from channels.email.smtp import Stage, classify, wants_probe
-from channels.email.smtp_replies import blames_our_relay, enhanced_code
+from channels.email.smtp import Stage, classify
+from channels.email.smtp_replies import blames_our_relay, blames_the_sender, enhanced_code
 
 # Replies as real servers word them (the text after the 3-digit code, as aiosmtplib gives it).
 OURS = [
@@ -122,52 +122,78 @@ def test_codes_that_name_our_setup_win_over_any_text(code: str, text: str) -> No
     assert blames_our_relay(f"{code} {text}")
 
 
+# (code, stage, reply) -> the tenant's sender? For a tenant's message: every 5xx at MAIL FROM,
+# and relay, authentication or sender wording at RCPT TO or DATA; nothing before MAIL FROM.
+TENANTS = [
+    (553, "mail", "5.7.1 <hi@acme.example>: Sender address rejected: not owned by user herald", True),
+    (550, "mail", "5.4.5 Daily SMTP relay limit exceeded for customer", True),  # may be ours: uncounted
+    (550, "rcpt", "5.7.64 TenantAttribution; Relay Access Denied", True),  # Microsoft 365
+    (550, "rcpt", "5.7.0 Mail relay denied [203.0.113.9]. Invalid credentials for relay", True),  # Gmail
+    # Postfix smtpd_delay_reject: the sender restriction answered at RCPT TO
+    (553, "rcpt", "5.7.1 <noreply@acme.example>: Sender address rejected: not owned by user herald", True),
+    (550, "rcpt", "5.1.8 <noreply@acme.example>: Sender address rejected: Domain not found", True),
+    (550, "rcpt", "5.1.7 Bad sender address syntax", True),
+    (550, "data", "5.7.1 Sender not allowed to send as this domain", True),
+    (554, "data", "5.7.1 Relay access denied", True),
+    (550, "rcpt", "5.1.1 No such user", False),  # the recipient's
+    (554, "data", "5.7.1 Message rejected", False),
+    (550, "data", "5.7.26 Unauthenticated email from acme.example is not accepted: the sender", False),
+    (535, "mail", "5.7.8 Authentication credentials invalid", False),  # provider_auth, counted
+    (421, "mail", "4.3.2 Service not available", False),
+    (554, "connect", "5.7.1 Relay access denied", False),  # greeting/EHLO/AUTH: ours
+]
+SENDER_REFUSED = [reply for _, stage, reply, tenants in TENANTS if tenants and stage != "mail"]
+
+
 @given(
     st.integers(500, 599),
     st.sampled_from(["connect", "mail", "rcpt", "data"]),
-    st.sampled_from(OURS + NOT_OURS),
-    st.sampled_from([None, False, True]),
+    st.sampled_from(OURS + NOT_OURS + SENDER_REFUSED),
+    st.booleans(),
 )
-def test_classify_never_fails_a_message_for_good_for_our_relay(
-    code: int, stage: Stage, reply: str, taken: bool | None
+def test_classify_never_fails_a_message_for_good_for_our_relay_or_a_tenants_sender(
+    code: int, stage: Stage, reply: str, tenant: bool
 ) -> None:
-    failure = classify(code, stage=stage, reply=reply, our_sender_taken=taken)
-    if blames_our_relay(reply) and not taken:
+    failure = classify(code, stage=stage, reply=reply, tenant_sender=tenant)
+    if blames_our_relay(reply) or (tenant and blames_the_sender(reply)):
         assert failure.retryable
     assert not failure.gone
-    # Only what would be ours is ever put on a tenant, and only when our own sender was taken.
+    # Only a tenant's message is ever filed as the tenant's sender, and never before MAIL FROM.
     if failure.reason == "tenant_sender_config":
-        assert taken and wants_probe(code, stage=stage, reply=reply)
+        assert tenant and stage != "connect" and failure.retryable
+    if not tenant:  # our own sender: as it always was
+        assert failure == classify(code, stage=stage, reply=reply)
 
 
-# (code, stage, reply) -> probe our own sender? For a tenant's message, every refusal that would
-# be ours (at MAIL FROM, or relay/authentication wording later) and nothing else.
-PROBES = [
-    (553, "mail", "5.7.1 <hi@acme.example>: Sender address rejected: not owned by user herald", True),
-    (550, "mail", "5.4.5 Daily SMTP relay limit exceeded for customer", True),  # Gmail: our quota
-    (550, "rcpt", "5.7.64 TenantAttribution; Relay Access Denied", True),  # Microsoft 365
-    (550, "rcpt", "5.7.0 Mail relay denied [203.0.113.9]. Invalid credentials for relay", True),  # Gmail
-    (554, "data", "5.7.1 Relay access denied", True),
-    (550, "rcpt", "5.1.1 No such user", False),  # the recipient's: no question of senders
-    (554, "data", "5.7.1 Message rejected", False),
-    (535, "mail", "5.7.8 Authentication credentials invalid", False),  # retryable provider_auth already
-    (421, "mail", "4.3.2 Service not available", False),
-    (554, "connect", "5.7.1 Relay access denied", False),  # no message yet
-]
+@pytest.mark.parametrize(("code", "stage", "reply", "tenants"), TENANTS)
+def test_which_refusals_of_a_tenants_message_are_its_senders(
+    code: int, stage: Stage, reply: str, tenants: bool
+) -> None:
+    got = classify(code, stage=stage, reply=reply, tenant_sender=True)
+    if tenants:
+        assert got == Failure.retry("tenant_sender_config")
+        # Our own sender refused alike stays ours (counted) or, worded as the sender's at RCPT
+        # or DATA without relay words, the table's answer, as before.
+        ours = classify(code, stage=stage, reply=reply)
+        assert ours.reason != "tenant_sender_config"
+    else:
+        assert got == classify(code, stage=stage, reply=reply)
 
 
-@pytest.mark.parametrize(("code", "stage", "reply", "probe"), PROBES)
-def test_which_tenant_refusals_try_our_own_sender(code: int, stage: Stage, reply: str, probe: bool) -> None:
-    assert wants_probe(code, stage=stage, reply=reply) is probe
-    if probe:  # our sender taken: the tenant's; refused too (or never asked): ours
-        assert classify(code, stage=stage, reply=reply, our_sender_taken=True) == Failure.permanent(
-            "tenant_sender_config"
-        )
-        for taken in (False, None):
-            got = classify(code, stage=stage, reply=reply, our_sender_taken=taken)
-            assert got == Failure.retry("provider_config")
-    else:  # the probe's answer changes nothing
-        assert (
-            len({classify(code, stage=stage, reply=reply, our_sender_taken=t) for t in (None, False, True)})
-            == 1
-        )
+@pytest.mark.parametrize(
+    ("reply", "sender"),
+    [
+        ("5.7.1 <noreply@acme.example>: Sender address rejected: not owned by user herald", True),
+        ("5.1.8 Domain of sender address does not exist", True),
+        ("5.1.7 Invalid address", True),  # the code alone decides
+        ("Sender address rejected: Domain not found", True),
+        ("5.7.1 sender denied", True),
+        ("5.1.1 <noreply@acme.example>: Recipient address rejected: User unknown", False),
+        ("5.7.1 <sender@x.example>: Recipient address rejected: Access denied", False),  # an address
+        ("5.7.26 The sender must authenticate with at least one of SPF or DKIM", False),  # DMARC
+        ("5.2.2 Mailbox full", False),
+        ('5.7.1 "sender"@x.example... Message rejected', False),
+    ],
+)
+def test_blames_the_sender(reply: str, sender: bool) -> None:
+    assert blames_the_sender(reply) is sender

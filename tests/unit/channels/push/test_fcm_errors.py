@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -56,7 +55,7 @@ def body(http: int, status: str | None, code: str | None = None, token_violation
             "UNAUTHENTICATED",
             "THIRD_PARTY_AUTH_ERROR",
             False,
-            Failure.retry("provider_config"),  # our APNs / web push credentials, not the token
+            Failure.retry("provider_config"),  # our APNs / web push key, or one device's: retried
         ),
         (401, "UNAUTHENTICATED", None, False, Failure.retry("unauthenticated", reauth=True)),
         (401, None, None, False, Failure.retry("unauthenticated", reauth=True)),
@@ -269,79 +268,6 @@ async def test_a_third_party_auth_error_neither_refreshes_nor_deletes_the_token(
     outcome, devices, auth = await deliver(handler)
     assert (outcome.status, outcome.reason) == ("failed_retryable", "provider_config")
     assert seen == ["Bearer tok-0"] and auth.invalidated == [] and devices.deleted == []
-
-
-THIRD_PARTY = FcmError(401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR")
-
-
-def test_a_third_party_auth_error_is_the_devices_own_only_when_its_platform_works() -> None:
-    assert classify(THIRD_PARTY) == Failure.retry("provider_config")  # the project's key, retried
-    assert classify(THIRD_PARTY, platform_works=True) == Failure.permanent("third_party_auth_error")
-    assert not classify(THIRD_PARTY, platform_works=True).gone  # the token is kept
-    unavailable = FcmError(503, "UNAVAILABLE", "UNAVAILABLE")  # other errors do not care
-    assert classify(unavailable, platform_works=True) == classify(unavailable)
-
-
-class UserDevices(Devices):
-    """Tokens by user id; "ios-x" is an iOS token, "web-x" a web push one."""
-
-    def __init__(self, tokens: dict[str, list[str]]) -> None:
-        super().__init__([])
-        self.by_user = tokens
-
-    async def tokens(self, user_id: str, tenant: str = "") -> list[DeviceToken]:
-        return [DeviceToken(t, t.split("-")[0]) for t in self.by_user[user_id]]
-
-
-async def test_a_third_party_auth_error_is_the_devices_own_when_its_platform_worked_meanwhile() -> None:
-    # ios-sandbox: an iOS token of the APNs environment the project has no key for; web-old: a web
-    # push subscription made with another VAPID key. Both answer THIRD_PARTY_AUTH_ERROR, as a
-    # project whose APNs / web push key is broken would for every device of the platform.
-    ios_ok_answered = asyncio.Event()
-
-    async def handler(request: httpx.Request) -> httpx.Response:
-        token = json.loads(request.content)["message"]["token"]
-        if token == "ios-ok":
-            ios_ok_answered.set()
-            return httpx.Response(200, json={"name": "projects/p/messages/1"})
-        if in_flight_with_ios_ok:
-            await ios_ok_answered.wait()  # an iOS push is accepted while this one is out
-            await asyncio.sleep(0.01)
-        return httpx.Response(401, content=body(401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR"))
-
-    ticks = iter(range(1_000_000))
-    devices = UserDevices({"u-ok": ["ios-ok"], "u-sandbox": ["ios-sandbox"], "u-web": ["web-old"]})
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://fcm.test")
-    adapter = FcmAdapter(
-        client=client,
-        auth=StaticTokens(),
-        devices=devices,
-        project_id="p",
-        clock=lambda: NOW,
-        monotonic=lambda: float(next(ticks)),
-    )
-
-    async def push(user: str) -> tuple[str, str | None]:
-        m = message()
-        m.recipient = user
-        o = await adapter.deliver(m, Content(title="Code", text="123456"), idempotency_key=f"k-{user}")
-        return o.status, o.reason
-
-    try:
-        in_flight_with_ios_ok = False
-        assert await push("u-sandbox") == ("failed_retryable", "provider_config")  # nothing known
-        assert await push("u-ok") == ("sent", None)
-        # Accepted before the request: no proof (the project's key may have just expired).
-        assert await push("u-sandbox") == ("failed_retryable", "provider_config")
-        in_flight_with_ios_ok = True
-        sandbox, ok = await asyncio.gather(push("u-sandbox"), push("u-ok"))
-        # iOS works meanwhile: this token's own fault, so a high-tier push escalates now.
-        assert (sandbox, ok) == (("failed_permanent", "third_party_auth_error"), ("sent", None))
-        web, _ = await asyncio.gather(push("u-web"), push("u-ok"))
-        assert web == ("failed_retryable", "provider_config")  # iOS says nothing of web push
-    finally:
-        await adapter.close()
-    assert devices.deleted == []  # the tokens are kept either way
 
 
 async def test_401_twice_is_retryable_not_a_loop() -> None:

@@ -51,6 +51,29 @@ def test_opens_on_error_rate_once_the_window_holds_min_calls() -> None:
     assert run([*alternating, Result.SUCCESS, Result.RETRYABLE]).circuit is Circuit.OPEN  # 10 calls, 5 failed
 
 
+def test_an_ignored_result_counts_as_neither_failure_nor_success() -> None:
+    # A tenant's sender refused (tenant_sender_config): a flood of them must neither open the
+    # breaker nor reset the count of the provider's own failures, nor dilute its error rate.
+    assert run([Result.IGNORED] * 50).circuit is Circuit.CLOSED
+    state = run([Result.RETRYABLE, Result.RETRYABLE, *[Result.IGNORED] * 20, Result.RETRYABLE])
+    assert state.circuit is Circuit.OPEN
+    alternating = [Result.RETRYABLE, Result.SUCCESS] * 4
+    diluted = [*alternating, *[Result.IGNORED] * 40, Result.SUCCESS, Result.RETRYABLE]
+    assert run(diluted).circuit is Circuit.OPEN  # still 10 calls, 5 failed
+    assert record(CLOSED, POLICY, 1.0, Result.IGNORED) == CLOSED
+
+
+def test_an_ignored_probe_gives_its_slot_back() -> None:
+    state = BreakerState(Circuit.HALF_OPEN, since=100.0, probes=2, probe_since=100.0)
+    assert not admit(state, POLICY, 100.1)[1]
+    state = record(state, POLICY, 100.2, Result.IGNORED)
+    assert state.circuit is Circuit.HALF_OPEN and (state.probes, state.successes) == (1, 0)
+    state, ok = admit(state, POLICY, 100.3)
+    assert ok  # the next call probes instead
+    state = record(record(state, POLICY, 100.4, Result.SUCCESS), POLICY, 100.5, Result.SUCCESS)
+    assert state.circuit is Circuit.CLOSED
+
+
 def test_the_error_rate_window_restarts() -> None:
     # 4 failures early, then a new window: the old ones no longer count.
     state = run([Result.RETRYABLE, Result.SUCCESS] * 4, step=1.0)
@@ -162,6 +185,8 @@ def test_invariants_under_any_interleaving(seq: list[tuple[float, bool, Result]]
             state = record(state, POLICY, now, result)
             if before.circuit is Circuit.CLOSED and result is not Result.RETRYABLE:
                 assert state.circuit is Circuit.CLOSED
+            if result is Result.IGNORED and before.circuit is not Circuit.HALF_OPEN:
+                assert state == before  # counted nowhere
             if before.circuit is Circuit.HALF_OPEN and result is Result.RETRYABLE:
                 assert state.circuit is Circuit.OPEN and state.since == now
         assert state.probes <= POLICY.half_open_probes

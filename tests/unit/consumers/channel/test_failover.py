@@ -48,8 +48,9 @@ def test_a_process_builds_every_provider_any_tier_may_use() -> None:
         # it may have been accepted: no second provider, the retry path resends with the same key
         (Outcome("failed_retryable", "ses", reason="provider_timeout"), Result.RETRYABLE, False),
         # a tenant's sender refused here may be verified at the next provider; one tenant's setup
-        # never counts against the breaker every tenant shares
-        (Outcome("failed_permanent", "smtp", reason="tenant_sender_config"), Result.PERMANENT, True),
+        # counts neither against the breaker every tenant shares nor for it
+        (Outcome("failed_retryable", "smtp", reason="tenant_sender_config"), Result.IGNORED, True),
+        (Outcome("failed_retryable", "ses", reason="tenant_sender_config"), Result.IGNORED, True),
         (Outcome("failed_permanent", "smtp", reason="rejected"), Result.PERMANENT, False),
     ],
 )

@@ -154,6 +154,7 @@ def test_a_short_unsubscribe_secret_is_refused(monkeypatch: pytest.MonkeyPatch) 
         '{"acme": "Acme <hi@>"}',
         '{"acme": "hi@acme.example, other@acme.example"}',  # two senders
         '{"acme": "Acme <hi@acme.example>\\nBcc: x@y.example"}',  # a header smuggled in
+        '{"acme": "Acme <noreply@\u00e1cme.example>"}',  # not ASCII: no SMTPUTF8, SES wants xn--
     ],
 )
 def test_a_tenant_from_that_is_not_one_address_refuses_to_start(
@@ -163,6 +164,16 @@ def test_a_tenant_from_that_is_not_one_address_refuses_to_start(
     with pytest.raises(ConfigurationError) as err:
         _load(monkeypatch, HERALD_EMAIL__TENANT_FROM_ADDRESSES=value)
     assert "HERALD_EMAIL__TENANT_FROM_ADDRESSES" in str(err.value) and "'acme'" in str(err.value)
+
+
+def test_a_non_ascii_from_names_its_ascii_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A display name need not be ASCII: compose encodes it (RFC 2047). The address must be.
+    value = '{"acme": "\u00c1cme <hi@acme.example>"}'
+    email = _load(monkeypatch, HERALD_EMAIL__TENANT_FROM_ADDRESSES=value).email
+    assert email.tenant_from_addresses["acme"] == "\u00c1cme <hi@acme.example>"
+    with pytest.raises(ConfigurationError) as err:
+        _load(monkeypatch, HERALD_EMAIL__FROM_ADDRESS="Herald <noreply@\u00e1cme.example>")
+    assert "noreply@xn--cme-dla.example" in str(err.value)
 
 
 def test_tenant_from_addresses_and_the_default_from_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
