@@ -252,14 +252,20 @@ class FallbackHandler:
             entries.append(digest_entry(message, after, sent_at=sent_at))
 
     def _custom(self, event_type: str) -> bool:
+        """Whether the workflow executor, not a tier preset, decides what follows a send of this
+        type (and the critical watch leaves it out). A type the table in use has no route for
+        (nor a default tier) is a workflow run's whose route was removed or renamed, running from
+        its copy: its critical sends come after its own delays, past any watch's deadline."""
         if self.workflows is None:
             return False
         route = self.workflows.table.match(event_type)
-        return route is not None and route.custom
+        return route is None or route.custom
 
     def _opt_in(self, message: ChannelMessage) -> bool:
         """Whether the message's channel is an opt-in one of its route (the routing table in use):
-        its retry then needs the user's stored yes at release, as the classifier asked."""
+        its retry then needs the user's stored yes at release, as the classifier asked. A run's
+        send whose route the table lacks (running from its copy) is retried without that check:
+        the send step checked the yes when it sent, and the message does not say its step."""
         if self.workflows is None or message.event_type == DIGEST_EVENT_TYPE:
             # no routing table: the defaults have no opt-in channels; a digest is never routed (a
             # route matching every type, opt_in included, must not make its retries need a yes)

@@ -104,6 +104,14 @@ class Canceller:
                 scoped,
                 now,
             )
+            # Then the digests holding its items, in id order, as join_digest takes them after the
+            # workflow row: a digest being sent (its items deleted as it is marked sent) finishes
+            # first, and its items are no longer there to be reported cancelled as well as listed.
+            await conn.execute(
+                "SELECT 1 FROM herald_workflow_digests WHERE id IN (SELECT digest_id FROM "
+                "herald_workflow_digest_items WHERE cancel_key = $1) ORDER BY id FOR UPDATE",
+                scoped,
+            )
             items = await conn.fetch(
                 "DELETE FROM herald_workflow_digest_items WHERE cancel_key = $1 RETURNING event", scoped
             )

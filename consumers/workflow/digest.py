@@ -82,9 +82,12 @@ async def join_digest(
     tenant = event.tenant or ""
     while True:
         send_at = max(now + timedelta(seconds=step.send_after_s), window)
+        # A digest from before migration 271 (no copy) takes this item's: without one it would be
+        # cancelled with every item in it when its route is gone at the fire.
         await conn.execute(
             "INSERT INTO herald_workflow_digests (tenant, user_id, route, window_start, send_at, pinned) "
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, user_id, route, window_start) DO NOTHING",
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, user_id, route, window_start) "
+            "DO UPDATE SET pinned = EXCLUDED.pinned WHERE herald_workflow_digests.pinned IS NULL",
             tenant,
             event.user_id,
             route.match,

@@ -9,9 +9,10 @@ arms the next step's timer and ends it. ``herald_workflow_runs`` logs one row pe
 A run runs the steps it started with (``herald_workflows.pinned``, :mod:`consumers.workflow.pinned`),
 not the route's after a reload; it takes its tier, category, template and lane from the route in
 use, or from its copy when the table in use lacks the route (not reloaded yet, or renamed). A
-run ends ``cancelled`` (reason ``route_changed``) when its route became a tier preset, or has no
-copy and is gone (:func:`~consumers.workflow.pinned.run_route`); a copy that cannot be read ends it
-``cancelled`` too (reason ``pin_invalid``). A row from before migration 270 has no copy and runs
+run ends ``cancelled`` (reason ``route_changed``) when its event type now goes to a tier preset
+whose fallback would act on its sends, or has no copy and its route is gone or a preset
+(:func:`~consumers.workflow.pinned.run_route`); a copy that cannot be read, or shorter than the
+step the row stands at, ends it ``cancelled`` too (reason ``pin_invalid``). A row from before migration 270 has no copy and runs
 the route's steps by index, as it always did.
 
 The poller produces what a fire returns and commits only after the broker's acks: a crash in
@@ -348,10 +349,19 @@ async def fire_step(ctx: WorkflowContext, timer: Timer, conn: asyncpg.Connection
         except StepError as exc:
             detail = f"the run's copy of route {row['route']!r} cannot be read: {exc}"
             return await _route_changed(ctx, conn, nid, event, step=step, detail=detail, reason="pin_invalid")
-    route = run_route(row["route"], pin, ctx.route(row["route"]), ctx.table.match(event.type))
+    by_type = ctx.table.match(event.type)
+    # The default tier's route is made up per type (named after it), in no routing file.
+    default = by_type is not None and not by_type.custom and by_type.match == event.type
+    default = default and ctx.route(event.type) is None
+    route = run_route(row["route"], pin, ctx.route(row["route"]), by_type, default_tier=default)
     if isinstance(route, str):
         return await _route_changed(ctx, conn, nid, event, step=step, detail=route)
     steps = pin.steps if pin is not None else route.steps
+    if pin is not None and step >= len(
+        steps
+    ):  # a copy shorter than where the row stands (rolled back, edited by hand)
+        detail = f"the run stands at step {step} but its copy of route {row['route']!r} has {len(steps)}"
+        return await _route_changed(ctx, conn, nid, event, step=step, detail=detail, reason="pin_invalid")
     # A row from before 270 runs the route's steps, validated at load: both have a step that sends.
     first_send = next(i for i, s in enumerate(steps) if isinstance(s, Send | Escalate | Digest))
     run = Run(nid, event, route, steps, step, first_send)

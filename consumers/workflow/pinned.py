@@ -17,14 +17,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from consumers.classifier.routing import Route, lane_for
-from consumers.workflow.steps import Overflow, SendMode, Step, StepError, WaitFor, parse_steps
+from consumers.workflow.presets import digest_after, escalation_after
+from consumers.workflow.steps import Escalate, Overflow, Send, SendMode, Step, StepError, WaitFor, parse_steps
 from schemas.models import Channel, Lane, Tier
 
-__all__ = ["Pin", "dump_pin", "load_pin", "run_route"]
+__all__ = ["Pin", "collides", "dump_pin", "load_pin", "run_route"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,22 +113,44 @@ def load_pin(text: str) -> Pin:
     return Pin(tier, category, template, lane, parse_steps("pinned route", steps))
 
 
-def run_route(match: str, pin: Pin | None, by_match: Route | None, by_type: Route | None) -> Route | str:
+def collides(steps: Sequence[Step], preset: Sequence[Step]) -> bool:
+    """Whether the fallback, taking a run's sends for those of the preset route its event type
+    goes to now, would act on one: a channel the run sends on (a send's or an escalation's) that
+    the preset follows with an escalation or a digest (the high preset's push, the medium
+    preset's in-app, when the route has a fallback). Any other preset leaves the sends alone. Pure."""
+    sent = {c for s in steps if isinstance(s, Escalate) for c in s.channels}
+    sent |= {c for s in steps if isinstance(s, Send) for c in s.channels + s.opt_in}
+    return any(escalation_after(preset, c) is not None or digest_after(preset, c) is not None for c in sent)
+
+
+def run_route(
+    match: str,
+    pin: Pin | None,
+    by_match: Route | None,
+    by_type: Route | None,
+    *,
+    default_tier: bool = False,
+) -> Route | str:
     """The route a run goes on with, or why it cannot (the ``detail`` of its ``route_changed``).
 
     ``by_match``: the route of the run's match in the table in use; ``by_type``: the route that
-    table gives the event's type, which is what the fallback looks at for the run's sends. A
-    route that is now a tier preset (under either) ends the run: the fallback would take its
-    sends for the preset's (a failed push arming the preset's escalation, due now, on this run's
-    state row). Otherwise a pinned run goes on: with the route in use when there is one (its
-    tier, category, template and lane), else from its copy. A run without a copy (started before
-    migration 270, or by a version without it) needs its route, with its own steps. Pure."""
+    table gives the event's type, which is what the fallback looks at for the run's sends
+    (``default_tier``: it is the default tier's, made up for a type no route matches). A pinned
+    run ends only when ``by_type`` is a tier preset that would act on one of its sends
+    (:func:`collides`: a failed push arming the preset's escalation, due now, on this run's state
+    row); otherwise it goes on with the route in use when there is one (its tier, category,
+    template and lane), else from its copy. A run without a copy (started before migration 270,
+    or by a version without it) needs its route, with its own steps, and ends when either is a
+    preset (nothing says which channels it sends on). Pure."""
+    where = "the default tier" if default_tier else f"the preset route {by_type.match!r}" if by_type else ""
+    if pin is not None:
+        if by_type is not None and not by_type.custom and collides(pin.steps, by_type.workflow()):
+            return f"events of this type go to {where} now, whose fallback would act on the run's sends"
+        return by_match if by_match is not None else pin.route(match)
     if by_match is not None and not by_match.custom:
         return f"route {match!r} is a tier preset now (its steps were removed from the routing file)"
     if by_type is not None and not by_type.custom:
-        return f"events of this type go to the preset route {by_type.match!r} now"
-    if pin is None:
-        if by_match is None:
-            return f"route {match!r} is gone from the routing file (and the run has no copy of it)"
-        return by_match
-    return by_match if by_match is not None else pin.route(match)
+        return f"events of this type go to {where} now"
+    if by_match is None:
+        return f"route {match!r} is gone from the routing file (and the run has no copy of it)"
+    return by_match

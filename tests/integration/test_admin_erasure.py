@@ -209,6 +209,43 @@ async def test_erasure_in_one_tenant_removes_its_delivery_state_and_keeps_the_ot
     assert r.json()["removed"]["pending_steps"] == 3
 
 
+async def test_erasure_removes_the_users_items_from_another_users_digest(api: RunningApi) -> None:
+    # A digest from before migration 240 is keyed by its user alone: acme's bob's item may sit in
+    # the default tenant's alice's digest. bob's erasure takes his item; alice's digest and hers stay.
+    bob, alice, pool, now = rid(), rid(), api.ctx.pool, datetime.now(UTC)
+    acme = await key(api, Scope.RECIPIENTS_WRITE, tenant="acme")
+    assert (await api.client.put(f"/v1/recipients/{bob}", json={}, headers=acme)).status_code == 201
+    digest_id = await pool.fetchval(
+        "INSERT INTO herald_workflow_digests (tenant, user_id, route, window_start, send_at) "
+        "VALUES ('', $1, 'wf.comment', $2, $2) RETURNING id",
+        alice,
+        now,
+    )
+    for user, tenant in ((bob, "acme"), (alice, "")):
+        await pool.execute(
+            "INSERT INTO herald_workflows (notification_id, event_id, user_id, tenant, route, event, "
+            "created_at, updated_at) VALUES ($1, $1, $2, $3, 'wf.comment', 'e'::bytea, $4, $4)",
+            f"n-{user}",
+            user,
+            tenant,
+            now,
+        )
+        await pool.execute(
+            "INSERT INTO herald_workflow_digest_items (notification_id, digest_id, event, joined_at) "
+            "VALUES ($1, $2, 'e'::bytea, $3)",
+            f"n-{user}",
+            digest_id,
+            now,
+        )
+    r = await api.client.delete(f"/v1/recipients/{bob}", headers=acme)
+    assert r.status_code == 200, r.text
+    assert r.json()["removed"]["workflow_digest_items"] == 1
+    items = await pool.fetch(
+        "SELECT notification_id FROM herald_workflow_digest_items WHERE digest_id = $1", digest_id
+    )
+    assert [row["notification_id"] for row in items] == [f"n-{alice}"]
+
+
 @pytest.mark.parametrize("presence", ["device", "inbox", "subscription"])
 async def test_erasure_keeps_state_by_user_id_when_another_tenant_knows_the_id_without_a_recipient(
     api: RunningApi, presence: str

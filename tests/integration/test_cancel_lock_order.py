@@ -81,3 +81,51 @@ async def test_a_cancel_and_a_poll_batch_on_the_same_workflows_do_not_deadlock(
         for pool in (holder, poller_pool, cancel_pool):
             await pool.close()
         await pg_pool.execute("DELETE FROM herald_workflows WHERE notification_id = ANY($1::text[])", nids)
+
+
+async def test_a_cancel_waits_for_a_digest_being_sent_and_does_not_report_its_items(
+    stack: DevStack, pg_pool: asyncpg.Pool, redis_client: redis_asyncio.Redis
+) -> None:
+    # A digest's fire locks its row, reads its items, sends them and deletes them as it marks the
+    # digest sent. A cancel that deleted an item in between would report it cancelled while the
+    # digest lists it: the cancel takes the digest's lock first, and finds the item gone.
+    key = f"digest-{NOW.timestamp():.0f}-{id(pg_pool)}"
+    nid = f"{key}-n0"
+    digest_id = await pg_pool.fetchval(
+        "INSERT INTO herald_workflow_digests (tenant, user_id, route, window_start, send_at) "
+        "VALUES ('', $1, 'wf.digest', $2, $2) RETURNING id",
+        key,
+        NOW,
+    )
+    event = default_codec().encode(DomainEvent(nid, "wf.digest", NOW, key, cancel_key=key))
+    await pg_pool.execute(
+        "INSERT INTO herald_workflow_digest_items (notification_id, digest_id, cancel_key, event, joined_at) "
+        "VALUES ($1, $2, $3, $4, $5)",
+        nid,
+        digest_id,
+        key,
+        event,
+        NOW,
+    )
+    fire, cancel_pool = await _pool(stack, "digest-fire"), await _pool(stack, "digest-cancel")
+    canceller = Canceller(
+        cancel_pool, redis_client, default_codec(), lambda _type: Tier.MEDIUM, namespace=f"d-{id(pg_pool)}"
+    )
+    try:
+        async with fire.acquire() as f, f.transaction():
+            await f.execute("SELECT 1 FROM herald_workflow_digests WHERE id = $1 FOR UPDATE", digest_id)
+            assert await f.fetchval(
+                "SELECT count(*) FROM herald_workflow_digest_items WHERE digest_id = $1", digest_id
+            )
+            cancelling = asyncio.ensure_future(canceller.cancel(key, NOW))
+            await until(
+                lambda: waits_for_a_lock(pg_pool, "digest-cancel"), what="the cancel waits", timeout=10
+            )
+            await f.execute("DELETE FROM herald_workflow_digest_items WHERE digest_id = $1", digest_id)
+            await f.execute("UPDATE herald_workflow_digests SET state = 'sent' WHERE id = $1", digest_id)
+        outcomes = await asyncio.wait_for(cancelling, timeout=30)
+        assert [o.notification_id for o in outcomes] == []
+    finally:
+        for pool in (fire, cancel_pool):
+            await pool.close()
+        await pg_pool.execute("DELETE FROM herald_workflow_digests WHERE id = $1", digest_id)

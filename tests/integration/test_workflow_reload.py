@@ -19,8 +19,10 @@ import yaml
 from consumers.classifier.process import load_table
 from consumers.devstack import DevStack
 from consumers.infra.keys import notification_id
+from consumers.runtime.handling import Incoming
 from consumers.workflow import digest as digest_module
-from schemas.models import Channel, OutcomeStatus
+from schemas.models import Channel, OutcomeStatus, Tier
+from tests.integration.fallback_harness import outcome_of
 from tests.integration.workflow_harness import WorkflowHarness, running_workflows
 
 REMINDER = {
@@ -36,6 +38,21 @@ REMINDER_B = {
     **REMINDER,
     "steps": [{"send": ["sms"]}, {"wait": {"until": "delivered", "timeout": "1d"}}, {"escalate": ["push"]}],
 }
+# A run that pushes: the high preset with an email fallback escalates a push it did not send.
+ALERT = {
+    "match": "wf.reload.alert",
+    "tier": "high",
+    "category": "payments",
+    "template": "payment_receipt",
+    "steps": [{"delay": "1h"}, {"send": ["push", "email"]}],
+}
+PAGE = {
+    "match": "wf.reload.page",
+    "tier": "critical",
+    "category": "security",
+    "template": "payment_receipt",
+    "steps": [{"delay": "1h"}, {"send": ["email"]}],
+}
 DIGEST = {
     "match": "wf.reload.comment",
     "tier": "medium",
@@ -47,7 +64,7 @@ DIGEST = {
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def h(stack: DevStack, tmp_path: Path) -> AsyncIterator[WorkflowHarness]:
-    async with running_workflows(stack, tmp_path, [REMINDER, DIGEST]) as harness:
+    async with running_workflows(stack, tmp_path, [REMINDER, DIGEST, ALERT, PAGE]) as harness:
         yield harness
 
 
@@ -116,11 +133,11 @@ async def test_a_run_without_a_copy_whose_route_is_gone_is_cancelled_with_a_reas
     assert await h.state(nid) == "cancelled"
 
 
-async def test_a_run_whose_route_became_a_preset_is_cancelled_with_a_reason(
+async def test_a_run_whose_type_goes_to_a_preset_that_leaves_its_sends_alone_runs_on(
     h: WorkflowHarness, tmp_path: Path
 ) -> None:
-    # The fallback takes a preset route's sends for the preset's (a failed push would arm its
-    # escalation, due now, on this run's row): the run's own steps cannot go on beside it.
+    # Its steps replaced by the high preset without a fallback (email, nothing after it): the
+    # fallback does nothing with the run's email, so nothing stops the run sending it.
     user = await h.add_user(email="s3@example.com")
     event = h.event("wf.reload.reminder", user)
     nid = notification_id(event.event_id, user)
@@ -129,8 +146,68 @@ async def test_a_run_whose_route_became_a_preset_is_cancelled_with_a_reason(
     preset = {k: v for k, v in REMINDER.items() if k != "steps"} | {"channels": ["email"]}
     _reload(h, tmp_path, [preset])
     await h.advance(3 * 86_400)
+    sent = [m for m in await h.messages(Channel.EMAIL) if m.user_id == user]
+    assert [m.recipient for m in sent] == ["s3@example.com"]
+    assert await h.runs(nid) == [(0, "delay", "delay"), (1, "send", "send:email")]
+    assert await _outcomes_of(h, {nid}) == []
+    assert await h.state(nid) == "done"
+
+
+async def test_a_run_whose_type_goes_to_a_preset_that_would_escalate_its_push_is_cancelled(
+    h: WorkflowHarness, tmp_path: Path
+) -> None:
+    # The fallback takes the type's sends for the high preset's: a failed push would arm the
+    # preset's escalation, due now, on this run's row. The run cannot go on beside it.
+    user = await h.add_user(email="s5@example.com")
+    event = h.event("wf.reload.alert", user)
+    nid = notification_id(event.event_id, user)
+    await h.emit(event)
+    await h.advance(0)
+    preset = {k: v for k, v in ALERT.items() if k != "steps"} | {"channels": ["push"], "fallback": ["email"]}
+    _reload(h, tmp_path, [preset])
+    await h.advance(3600)
     assert [m for m in await h.messages(Channel.EMAIL) if m.user_id == user] == []
     assert await _outcomes_of(h, {nid}) == [(nid, OutcomeStatus.CANCELLED, "route_changed")]
+    assert await h.state(nid) == "cancelled"
+
+
+async def test_a_critical_send_of_a_run_whose_route_is_gone_is_not_watched_as_a_presets(
+    h: WorkflowHarness, tmp_path: Path
+) -> None:
+    # Sent an hour after the event from the run's copy: a critical watch would have its deadline
+    # behind it and page CRITICAL_UNDELIVERED for a message sent as the route said.
+    user = await h.add_user(email="s6@example.com")
+    event = h.event("wf.reload.page", user)
+    nid = notification_id(event.event_id, user)
+    await h.emit(event)
+    await h.advance(0)
+    _reload(h, tmp_path, [DIGEST])
+    await h.advance(3600)
+    (sent,) = [m for m in await h.messages(Channel.EMAIL) if m.user_id == user]
+    assert sent.tier is Tier.CRITICAL
+    outcome = outcome_of(sent, OutcomeStatus.SENT, at=h.clock.now())
+    await h.fallback.handle([Incoming("o", 0, 0, None, outcome, (), 0)])
+    watched = await h.pool.fetchval(
+        "SELECT count(*) FROM herald_critical_watch WHERE notification_id = $1", nid
+    )
+    assert watched == 0
+
+
+async def test_a_copy_shorter_than_the_step_its_row_stands_at_is_pin_invalid(h: WorkflowHarness) -> None:
+    user = await h.add_user(email="s7@example.com")
+    event = h.event("wf.reload.reminder", user)
+    nid = notification_id(event.event_id, user)
+    await h.emit(event)
+    await h.advance(0)  # at step 1 (the send), due in 3 days
+    short = {"tier": "high", "category": "c", "template": "t", "lane": "priority"} | {
+        "steps": [{"kind": "send", "channels": ["email"], "mode": "all", "opt_in": []}]
+    }
+    await h.pool.execute(
+        "UPDATE herald_workflows SET pinned = $2 WHERE notification_id = $1", nid, json.dumps(short)
+    )
+    await h.advance(3 * 86_400)
+    assert [m for m in await h.messages(Channel.EMAIL) if m.user_id == user] == []
+    assert await _outcomes_of(h, {nid}) == [(nid, OutcomeStatus.CANCELLED, "pin_invalid")]
     assert await h.state(nid) == "cancelled"
 
 
@@ -198,6 +275,25 @@ async def test_a_digest_without_a_copy_whose_route_is_gone_cancels_its_items_a_c
         == 0
     )
     assert await h.pool.fetchval("SELECT count(*) FROM herald_workflow_digests WHERE id = $1", digest_id) == 0
+
+
+async def test_a_digest_without_a_copy_takes_the_copy_of_the_next_item_that_joins(
+    h: WorkflowHarness, tmp_path: Path
+) -> None:
+    # A digest made before migration 271 has no copy; an item that joins it since brings one,
+    # so the digest is sent from it when its route is gone, not cancelled with every item in it.
+    user = await h.add_user(email="t4@example.com")
+    await h.emit(h.event("wf.reload.comment", user))
+    await h.advance(0)
+    digest_id = await _digest_of(h, user)
+    await h.pool.execute("UPDATE herald_workflow_digests SET pinned = NULL WHERE id = $1", digest_id)
+    await h.emit(h.event("wf.reload.comment", user))
+    await h.advance(0)
+    assert await h.pool.fetchval("SELECT pinned FROM herald_workflow_digests WHERE id = $1", digest_id)
+    _reload(h, tmp_path, [REMINDER])
+    await h.advance(3600)
+    (digest,) = [m for m in await h.messages(Channel.EMAIL) if m.user_id == user]
+    assert len(digest.data()["items"]) == 2
 
 
 async def test_a_digest_whose_copy_cannot_be_read_cancels_its_items_never_silently(

@@ -117,8 +117,22 @@ _ERASE: tuple[tuple[str, str, str], ...] = (
     # Rows locked in notification_id order first, the fallback's order (consumers/fallback/
     # locking.py: state rows, then watches), or a delete taking them in index order deadlocks
     # with a fallback batch holding one of them.
+    # The user's items in any digest (a digest from before migration 240 may be another tenant's
+    # user's with this one's items in it), by the workflow rows they joined from. The workflow
+    # rows, then the digests, locked in the order join_digest and herald.cancel take them: a
+    # digest being sent holds its row while it deletes its items.
+    (
+        "workflow_digest_items",
+        "tenant",
+        "WITH locked AS MATERIALIZED (SELECT notification_id FROM herald_workflows WHERE user_id = $1 "
+        "AND tenant = $2 ORDER BY notification_id FOR UPDATE), digests AS MATERIALIZED (SELECT id "
+        "FROM herald_workflow_digests WHERE (user_id = $1 AND tenant = $2) OR id IN (SELECT digest_id "
+        "FROM herald_workflow_digest_items WHERE notification_id IN (SELECT notification_id FROM locked)) "
+        "ORDER BY id FOR UPDATE) DELETE FROM herald_workflow_digest_items WHERE notification_id IN "
+        "(SELECT notification_id FROM locked) AND digest_id IN (SELECT id FROM digests)",
+    ),
     ("workflows", "tenant", _LOCKED_DELETE.format(table="herald_workflows", scope="tenant = $2")),
-    # A workflow digest's items hold their events; they go with their digest (ON DELETE CASCADE).
+    # A workflow digest's other items hold their events; they go with it (ON DELETE CASCADE).
     (
         "workflow_digests",
         "tenant",

@@ -11,10 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumers.classifier.routing import Route
-from consumers.workflow.pinned import Pin, dump_pin, load_pin, run_route
+from consumers.workflow.pinned import Pin, collides, dump_pin, load_pin, run_route
+from consumers.workflow.presets import preset_steps
 from consumers.workflow.steps import (
     Delay,
     Digest,
+    Escalate,
     Send,
     SendMode,
     StepError,
@@ -30,8 +32,9 @@ EMAIL = Send((Channel.EMAIL,))
 
 
 def _route(steps: Any = (EMAIL,), *, match: str = "r", custom: bool = True, **kw: Any) -> Route:
-    fields: dict[str, Any] = {"tier": Tier.HIGH, "category": "payments", "template": "receipt"} | kw
-    return Route(match=match, channels=(Channel.EMAIL,), steps=tuple(steps), custom=custom, **fields)
+    fields: dict[str, Any] = {"tier": Tier.HIGH, "category": "payments", "template": "receipt"}
+    fields |= {"channels": (Channel.EMAIL,)} | kw
+    return Route(match=match, steps=tuple(steps), custom=custom, **fields)
 
 
 @given(workflows(), st.sampled_from(Tier), st.sampled_from([None, *Lane]))
@@ -137,11 +140,58 @@ def test_a_pinned_run_goes_on_with_the_route_in_use_or_its_copy() -> None:
     assert isinstance(run_route("r", PIN, None, renamed), Route)
 
 
-def test_a_run_whose_route_is_a_preset_now_ends() -> None:
+def _preset(
+    tier: Tier, channels: tuple[Channel, ...], fallback: tuple[Channel, ...] = (), **kw: Any
+) -> Route:
+    steps = preset_steps(tier, channels, fallback=fallback)
+    return _route(steps, custom=False, tier=tier, channels=channels, fallback=fallback, **kw)
+
+
+def test_a_plain_route_added_under_a_custom_glob_leaves_its_runs_alone() -> None:
+    # Sequence A: runs of a custom "orders.*" in flight; "orders.refund" (low, email) is added.
+    # The low preset does nothing after a send: the fallback acts on none of the run's.
+    refund = _preset(Tier.LOW, (Channel.EMAIL,), match="orders.refund")
+    pin = Pin(Tier.HIGH, "payments", "receipt", Lane.PRIORITY, (Delay(60.0), Send((Channel.PUSH,))))
+    custom = _route(match="orders.*")
+    assert run_route("orders.*", pin, custom, refund) is custom
+    # Nor a high push route without a fallback, nor a medium one sending email.
+    assert isinstance(run_route("orders.*", pin, custom, _preset(Tier.HIGH, (Channel.PUSH,))), Route)
+    medium = _preset(Tier.MEDIUM, (Channel.IN_APP,), (Channel.EMAIL,))
+    assert isinstance(run_route("r", PIN, None, medium), Route)
+    # Its own route a preset now (steps removed), the type's too, colliding with nothing: it runs on.
+    low = _preset(Tier.LOW, (Channel.EMAIL,))
+    assert run_route("r", PIN, low, low) is low
+
+
+def test_a_run_ends_when_the_types_preset_would_act_on_its_sends() -> None:
+    # Sequence B: the type goes to the high preset with an email fallback; the run pushes (or
+    # escalates to push): a failed push would arm the preset's escalation on the run's row.
+    high = _preset(Tier.HIGH, (Channel.PUSH,), (Channel.EMAIL,), match="other")
+    pushes = Pin(Tier.HIGH, "p", "t", Lane.PRIORITY, (Send((Channel.SMS,)), Escalate((Channel.PUSH,))))
+    assert "preset route 'other'" in str(run_route("r", pushes, _route(), high))
+    in_app = Pin(
+        Tier.MEDIUM, "p", "t", Lane.PRIORITY, (Delay(1.0), Send((Channel.EMAIL,), opt_in=(Channel.IN_APP,)))
+    )
+    medium = _preset(Tier.MEDIUM, (Channel.IN_APP,), (Channel.EMAIL,))
+    assert "would act" in str(run_route("r", in_app, None, medium))
+    assert "the default tier" in str(run_route("r", pushes, None, high, default_tier=True))
+    # Whatever its own route is now (by its match): only the type's route collides.
+    assert isinstance(
+        run_route("r", pushes, _preset(Tier.HIGH, (Channel.PUSH,), (Channel.EMAIL,)), None), Route
+    )
+
+
+def test_a_run_without_a_copy_ends_when_its_route_is_a_preset() -> None:
     preset = _route(custom=False)
-    assert "tier preset" in str(run_route("r", PIN, preset, preset))
-    assert "preset route 'other'" in str(run_route("r", PIN, None, _route(match="other", custom=False)))
-    assert "preset" in str(run_route("r", None, _route(), _route(match="other", custom=False)))
+    assert "tier preset" in str(run_route("r", None, preset, preset))
+    assert "preset route 'other'" in str(run_route("r", None, _route(), _route(match="other", custom=False)))
+
+
+def test_a_copy_collides_only_on_what_a_preset_follows_up() -> None:
+    high = preset_steps(Tier.HIGH, (Channel.PUSH,), fallback=(Channel.EMAIL,))
+    assert collides((Send((Channel.PUSH, Channel.SMS)),), high)
+    assert not collides((Send((Channel.SMS,)), Escalate((Channel.EMAIL,))), high)
+    assert not collides((Send((Channel.PUSH,)),), preset_steps(Tier.CRITICAL, (Channel.PUSH, Channel.SMS)))
 
 
 def test_a_run_without_a_copy_needs_its_route() -> None:
