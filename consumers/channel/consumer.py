@@ -25,6 +25,7 @@ The consumer knows nothing of any provider: it reads ``Outcome.status`` and
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -324,9 +325,10 @@ class ChannelConsumer:
 
         None: the key's ledger claim was lost to another process (the provider was not called).
         When a later attempt never reached a provider (the first one's failure opened every
-        breaker: ``circuit_open``), the earlier real answer is returned, its reason and retry-after
-        kept: the fallback counts it as a real try (consumers/scheduler/retries.py NOT_ATTEMPTED),
-        where the last answer alone would say no provider was ever asked."""
+        breaker: ``circuit_open``), the earlier real answer is returned, its reason kept: the
+        fallback counts it as a real try (consumers/scheduler/retries.py NOT_ATTEMPTED), where the
+        last answer alone would say no provider was ever asked. Its retry-after is the larger of
+        the two: a refusal rarely says one, and a retry before the breaker closes is wasted."""
         retry = 0
         real: Outcome | None = None  # the last answer a provider gave
         # The whole in-process retry sequence of one message fits in inprocess_budget_s, so a
@@ -342,7 +344,8 @@ class ChannelConsumer:
             if outcome.reason not in NOT_ATTEMPTED:
                 real = outcome
             elif real is not None:
-                return real
+                waits = [w for w in (real.retry_after, outcome.retry_after) if w is not None]
+                return dataclasses.replace(real, retry_after=max(waits, default=None))
             if (
                 outcome.status != "failed_retryable"
                 or (outcome.ambiguous and not resends_unknown(message.tier, message.channel))

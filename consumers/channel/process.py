@@ -61,12 +61,14 @@ def _share_ses_quota(res: Resources, adapter: ChannelAdapter, lane: Lane) -> Non
 
 def _check_ledger_ttl(settings: HeraldSettings) -> None:
     """A retry re-sends with the same key: a ledger that forgot it could send an accepted email
-    again. A key's retries last up to the schedule's time at its longest jitter, then a last step
+    again. A key's retries last up to the later of the schedule's time at its longest jitter and
+    the fallback's unattempted_max_age_s, then a wait and a real try per step
     (consumers/scheduler/retries.py longest_run), not the sum of its steps."""
     jitter = settings.fallback.retry_jitter
+    max_age_s = settings.fallback.unattempted_max_age_s
     longest = max(
         (
-            longest_run(steps, jitter).total_seconds()
+            longest_run(steps, jitter, max_age_s).total_seconds()
             for steps in settings.fallback.retry_schedules_s.values()
         ),
         default=0.0,
@@ -74,7 +76,8 @@ def _check_ledger_ttl(settings: HeraldSettings) -> None:
     if settings.channel.ledger_ttl_s < longest:
         raise ConfigurationError(
             f"HERALD_CHANNEL__LEDGER_TTL_S={settings.channel.ledger_ttl_s} is shorter than the longest "
-            f"retry run ({longest:.0f} s: the schedule's steps at +jitter, then its longest step): "
+            f"retry run ({longest:.0f} s: HERALD_FALLBACK__UNATTEMPTED_MAX_AGE_S or the schedule's steps at "
+            "+jitter, then a wait and a try per step at their longest): "
             "set it to at least that"
         )
 

@@ -287,6 +287,8 @@ class FallbackHandler:
             codec=self.ctx.codec,
             opt_in=self._opt_in(message),
             before=later.tries.get(key) if key is not None else None,
+            escalates=escalates_on_exhaustion(message, self._steps(message)),
+            max_age_s=self.ctx.settings.unattempted_max_age_s,
         )
         channel = message.channel.value
         if timer is not None:
@@ -306,7 +308,7 @@ class FallbackHandler:
             now=now,
             reason=outcome.reason or outcome.error_code,
             detail=f"retries exhausted after attempt {max(outcome.attempt, message.attempt)}"
-            + ("" if was_attempted(outcome) else " (not attempted: the schedule's time is up)"),
+            + ("" if was_attempted(outcome) else " (not attempted: the run's time is up)"),
         )
         if escalates_on_exhaustion(message, self._steps(message)):
             self._escalation(later.entries, message, reason="push_failed:exhausted")

@@ -38,6 +38,13 @@ class FallbackSettings(BaseModel, frozen=True):
         },
         description="Delay (s) before attempt n+1 after attempt n failed, per channel; then exhausted.",
     )
+    unattempted_max_age_s: float = Field(
+        86_400.0,
+        gt=0,
+        description="A send no provider was asked to take (every breaker open, recipient backing off, "
+        "batch deadline) does not use up the retry schedule; where exhaustion does not escalate it is "
+        "retried until this long after the message's first retry was planned, then exhausted.",
+    )
     retry_jitter: float = Field(
         0.2, ge=0, le=1, description="Retry delays are spread uniformly within ± this fraction."
     )

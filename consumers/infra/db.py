@@ -5,13 +5,22 @@ it takes and is tried again a few times when it does not get one: a migration qu
 long transaction would otherwise hold every reader of its table waiting behind it (PostgreSQL
 queues them after the ACCESS EXCLUSIVE request). A file whose first line is
 :data:`NO_TRANSACTION` runs outside a transaction, statement by statement (for ``CREATE INDEX
-CONCURRENTLY``, which cannot run in one), with no lock timeout: it blocks no reader or writer.
+CONCURRENTLY``, which cannot run in one), with no lock timeout: a concurrent index build blocks
+no write, but it waits for every transaction older than itself (a ``pg_dump``, a long report).
+
+Migration statements run under :data:`MIGRATION_TIMEOUT_S`, not the pool's ``command_timeout``
+(30 s): a backfill of a big table or a build waiting out an old transaction takes what it takes;
+one that exceeds even that is :class:`MigrationBlocked`. The migrate lock is taken with
+``pg_try_advisory_lock`` in a loop, never a statement that waits: a second migrator blocked in
+``pg_advisory_lock`` holds a snapshot, which the first one's ``CREATE INDEX CONCURRENTLY`` waits
+for while the second waits for its lock: a deadlock PostgreSQL ends by failing one of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 
 import asyncpg
@@ -53,12 +62,23 @@ NO_TRANSACTION = "-- herald: no transaction"
 LOCK_TIMEOUT_S = 5.0
 LOCK_TRIES = 5
 LOCK_PAUSE_S = 1.0
+# A migration statement (and the wait for another process's migrations) gives up after this long:
+# long enough for an index build on a big table behind a day-long transaction, short of forever.
+MIGRATION_TIMEOUT_S = 86_400.0
+# How often a migrator waiting for another one's migrations asks for the lock again.
+LOCK_POLL_S = 1.0
 
 
 def statements(sql: str) -> list[str]:
     """A :data:`NO_TRANSACTION` file's statements: each ends with ``;`` at the end of a line
     (comment lines dropped). Sent one by one: PostgreSQL runs a string of several statements as
-    one implicit transaction, which ``CONCURRENTLY`` refuses. Pure."""
+    one implicit transaction, which ``CONCURRENTLY`` refuses. Pure.
+
+    Not an SQL parser, on purpose: such a file holds simple statements (``CREATE INDEX
+    CONCURRENTLY``, ``DROP INDEX CONCURRENTLY IF EXISTS``), each idempotent (it may be run again
+    after a failure), one per line or ending its last line with ``;``; no ``$$`` bodies, no
+    ``; -- comment`` after a statement, no ``;`` inside a string. Anything else belongs in a
+    transactional file, which PostgreSQL parses whole."""
     found: list[str] = []
     current: list[str] = []
     for line in sql.splitlines():
@@ -128,12 +148,15 @@ async def migrate(
     lock_timeout_s: float = LOCK_TIMEOUT_S,
     tries: int = LOCK_TRIES,
     pause_s: float = LOCK_PAUSE_S,
+    timeout_s: float = MIGRATION_TIMEOUT_S,
+    poll_s: float = LOCK_POLL_S,
 ) -> list[str]:
-    """Apply every migration not applied yet; return their names."""
+    """Apply every migration not applied yet; return their names. ``timeout_s`` bounds each
+    statement and the wait for another process's migrations (:class:`MigrationBlocked`)."""
     applied: list[str] = []
     async with pool.acquire() as conn:
         try:
-            await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_ID)
+            await _take_lock(conn, timeout_s=timeout_s, poll_s=poll_s)
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS herald_migrations (name text PRIMARY KEY, applied_at timestamptz "
                 "NOT NULL DEFAULT now())"
@@ -143,14 +166,27 @@ async def migrate(
                 if path.name in done:
                     continue
                 sql = await asyncio.to_thread(path.read_text)
-                if sql.startswith(NO_TRANSACTION):
-                    for statement in statements(sql):
-                        await conn.execute(statement)
-                    await conn.execute("INSERT INTO herald_migrations (name) VALUES ($1)", path.name)
-                else:
-                    await _in_transaction(
-                        conn, path.name, sql, lock_timeout_s=lock_timeout_s, tries=tries, pause_s=pause_s
-                    )
+                try:
+                    if sql.startswith(NO_TRANSACTION):
+                        for statement in statements(sql):
+                            await conn.execute(statement, timeout=timeout_s)
+                        await conn.execute("INSERT INTO herald_migrations (name) VALUES ($1)", path.name)
+                    else:
+                        await _in_transaction(
+                            conn,
+                            path.name,
+                            sql,
+                            lock_timeout_s=lock_timeout_s,
+                            tries=tries,
+                            pause_s=pause_s,
+                            timeout_s=timeout_s,
+                        )
+                except TimeoutError as exc:
+                    raise MigrationBlocked(
+                        f"migration {path.name} ran {timeout_s:g} s without finishing: a transaction "
+                        "older than it (pg_stat_activity: state, xact_start, backend_xmin) holds it "
+                        "back; end it, or wait it out, and start again"
+                    ) from exc
                 applied.append(path.name)
                 log.info("applied migration %s", path.name)
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)
@@ -164,24 +200,51 @@ async def migrate(
     return applied
 
 
+async def _take_lock(conn: asyncpg.Connection, *, timeout_s: float, poll_s: float) -> None:
+    """The migrate lock, asked for again every ``poll_s`` while another process holds it: no
+    statement of ours waits meanwhile (one would hold a snapshot that the holder's
+    ``CREATE INDEX CONCURRENTLY`` waits for: a deadlock)."""
+    deadline = time.monotonic() + timeout_s
+    logged = 0.0
+    while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LOCK_ID):
+        now = time.monotonic()
+        if now >= deadline:
+            raise MigrationBlocked(
+                f"another process has held the migrate lock for over {timeout_s:g} s (pg_locks: "
+                f"advisory {_LOCK_ID}; pg_stat_activity shows what it runs): start again once it ends"
+            )
+        if now - logged >= 60.0:
+            log.info("waiting for another process's migrations (the migrate lock is held)")
+            logged = now
+        await asyncio.sleep(poll_s)
+
+
 async def _in_transaction(
-    conn: asyncpg.Connection, name: str, sql: str, *, lock_timeout_s: float, tries: int, pause_s: float
+    conn: asyncpg.Connection,
+    name: str,
+    sql: str,
+    *,
+    lock_timeout_s: float,
+    tries: int,
+    pause_s: float,
+    timeout_s: float,
 ) -> None:
     for n in range(1, tries + 1):
         try:
             async with conn.transaction():
                 # SET LOCAL: the timeout ends with the transaction; the file may set its own after.
                 await conn.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_s * 1000)}")
-                await conn.execute(sql)
+                await conn.execute(sql, timeout=timeout_s)
                 await conn.execute("INSERT INTO herald_migrations (name) VALUES ($1)", name)
             return
-        except asyncpg.LockNotAvailableError as exc:
+        except (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError) as exc:
+            # A deadlock (a backfill's UPDATE ... FROM against a fallback batch's ordered row
+            # locks) rolled the whole file back, as a lock timeout does: the same tries.
             if n == tries:
                 raise MigrationBlocked(
-                    f"migration {name} waited {lock_timeout_s:g} s for a lock {tries} times ({exc}); "
-                    "a long transaction holds its table: start again once it ends"
+                    f"migration {name} gave way to other transactions' locks {tries} times "
+                    f"({lock_timeout_s:g} s each; last: {exc}); a long transaction holds its table "
+                    "(pg_stat_activity): start again once it ends"
                 ) from exc
-            log.warning(
-                "migration %s: no lock in %g s (try %d of %d); trying again", name, lock_timeout_s, n, tries
-            )
+            log.warning("migration %s: %s (try %d of %d); trying again", name, type(exc).__name__, n, tries)
             await asyncio.sleep(pause_s * 2 ** (n - 1))

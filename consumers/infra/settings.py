@@ -194,7 +194,9 @@ class InAppSettings(BaseModel, frozen=True):
 
 class ChannelConsumerSettings(BaseModel, frozen=True):
     concurrency: int = Field(64, gt=0, description="Deliveries in flight per process.")
-    ledger_ttl_s: int = Field(172_800, gt=0, description="Delivery ledger memory; >= any retry schedule.")
+    ledger_ttl_s: int = Field(
+        432_000, gt=0, description="Delivery ledger memory; >= the longest retry run (checked at start)."
+    )
     ledger_owner_ttl_s: float = Field(10.0, gt=0, description="A process silent this long is dead.")
     inprocess_retries: int = Field(
         2, ge=0, description="Short retries of a retryable error before failed_retryable."

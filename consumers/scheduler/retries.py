@@ -16,13 +16,18 @@ Only tries that reached a provider use up the schedule. An outcome whose message
 to one (:data:`NOT_ATTEMPTED`: every provider's breaker open, the recipient backing off, another
 process sending the key, the batch past its deadline) still gets ``attempt + 1`` (each send has
 its own outcome id and timer key), but the timer records the real tries (``data.tried``), the
-sends not attempted (``data.skipped``) and when retrying began (``data.since``). So a provider
-outage spent on open breakers does not end the message ``exhausted`` without one real try. Two
-things keep such sends from running away (:func:`step_of`, :func:`run_bound`): each one not
-attempted moves the delay half a step on (two of them wait as long as one real try), and the
-run ends once the schedule's own wall time has passed since retrying began, attempted or not, as
-it would have had every send reached a provider: a high-tier push still escalates within its
-schedule's time, and a message makes at most ``3 x steps + 2`` sends (14 for push).
+sends not attempted (``data.skipped``) and when retrying began (``data.since``).
+
+When a run ends (:func:`plan_retry`): a send that reached a provider ends it only once the real
+tries used up the schedule (no time limit, as ever: a backlog or a scheduler outage does not cut
+real tries short). A send not attempted ends it once the run is old enough: where exhaustion
+escalates (a high-tier push), at :func:`run_bound`, the schedule's own wall time, so the email
+goes out as soon as a run of refusals would have sent it; elsewhere at ``max_age_s``
+(``HERALD_FALLBACK__UNATTEMPTED_MAX_AGE_S``, a day), so a provider outage shorter than that ends
+no message exhausted. Such sends slow down (:func:`wait_of`): each moves the delay half a step
+on, and (in a run that ends at the max age) past the schedule it doubles from the last step up
+to :data:`PAST_SCHEDULE_CAP_S`: a day-long outage costs a push message 42 sends at most
+(tests/unit/consumers/scheduler/test_retries_tries.py).
 """
 
 from __future__ import annotations
@@ -43,19 +48,25 @@ from schemas.models import Channel, DeliveryOutcome, OutcomeStatus
 __all__ = [
     "KIND_RETRY",
     "NOT_ATTEMPTED",
+    "PAST_SCHEDULE_CAP_S",
     "Tries",
     "count_tries",
     "longest_run",
     "next_delay",
+    "past_schedule_cap",
     "plan_retry",
     "retry_timer_key",
     "run_bound",
     "step_of",
     "tries_of",
+    "wait_of",
     "was_attempted",
 ]
 
 KIND_RETRY = "retry"
+# Sends not attempted past the schedule wait twice as long each time (per two sends), from the
+# schedule's last step up to this (or the schedule's longest step, when that is longer).
+PAST_SCHEDULE_CAP_S = 3600.0
 
 # The reasons a channel consumer gives a failed_retryable outcome it produced without calling a
 # provider (consumers/channel: failover.py, done.py, consumer.py).
@@ -104,20 +115,46 @@ def step_of(tries: Tries, steps: int) -> int:
     return min(max(tries.tried + tries.skipped // 2, 1), steps)
 
 
+def past_schedule_cap(schedule: Sequence[float]) -> float:
+    """The longest wait of a send not attempted: :data:`PAST_SCHEDULE_CAP_S`, or the schedule's
+    longest step when that is longer (a webhook's 10 h). Pure."""
+    return max(PAST_SCHEDULE_CAP_S, max(schedule, default=0.0))
+
+
+def wait_of(tries: Tries, schedule: Sequence[float], *, grows: bool) -> tuple[float, float]:
+    """The next delay before jitter, and its cap. Within the schedule: its step (:func:`step_of`),
+    capped at its longest. ``grows`` (a send not attempted whose run ends at the max age, not the
+    schedule's time): past the schedule (step number tried + skipped // 2 beyond its length) the
+    last step doubled once per step beyond, up to :func:`past_schedule_cap`: an outage of a day
+    costs a few dozen sends, not one per step. Pure."""
+    steps = len(schedule)
+    number = max(tries.tried + tries.skipped // 2, 1)
+    if not grows or number <= steps:
+        return float(schedule[step_of(tries, steps) - 1]), float(max(schedule))
+    cap = past_schedule_cap(schedule)
+    # the exponent is bounded: the cap is reached long before 2**64
+    return min(float(schedule[-1]) * 2.0 ** min(number - steps, 64), cap), cap
+
+
 def run_bound(schedule: Sequence[float], jitter: float) -> timedelta:
-    """How long after the first retry was planned (``since``) a failed send still gets another:
-    the schedule's own wall time, its steps at their longest jitter. A run of real refusals
-    without ``Retry-After`` has had its last retry by then, so this changes nothing for it; an
-    outage spent on open breakers ends then too, so a high-tier push escalates as soon as a run of
-    refusals would have made it (not a day later). Pure."""
+    """How long after the first retry was planned (``since``) a send not attempted still gets
+    another when the run's exhaustion escalates: the schedule's own wall time, its steps at their
+    longest jitter. A run of real refusals without ``Retry-After`` has had its last retry by then,
+    so a high-tier push whose provider is out escalates as soon as refusals would have made it.
+    Pure."""
     return timedelta(seconds=sum(schedule) * (1.0 + jitter))
 
 
-def longest_run(schedule: Sequence[float], jitter: float) -> timedelta:
-    """How long after ``since`` a message's last retry may still be sent: the bound, then at most
-    the schedule's longest step (a ``Retry-After`` is clamped to it). Whatever remembers a retried
-    key (the delivery ledger) must remember it this long. Pure."""
-    return run_bound(schedule, jitter) + timedelta(seconds=max(schedule, default=0.0))
+def longest_run(schedule: Sequence[float], jitter: float, max_age_s: float) -> timedelta:
+    """How long after ``since`` a message's last retry may still be sent: sends not attempted end
+    at the later of :func:`run_bound` and ``max_age_s``, the last one planned then waits at most
+    :func:`past_schedule_cap`; every later send must have reached a provider, and at most one per
+    step of the schedule does, each waiting at most its longest step (a ``Retry-After`` is
+    clamped to it). Whatever remembers a retried key (the delivery ledger) must remember it this
+    long. Pure."""
+    end = max(run_bound(schedule, jitter), timedelta(seconds=max_age_s))
+    tail = past_schedule_cap(schedule) + len(schedule) * max(schedule, default=0.0)
+    return end + timedelta(seconds=tail)
 
 
 def next_delay(
@@ -157,6 +194,8 @@ def plan_retry(
     codec: Codec,
     opt_in: bool = False,
     before: Tries | None = None,
+    escalates: bool = False,
+    max_age_s: float = 86_400.0,
 ) -> Timer | None:
     """The scheduler Timer (kind ``retry``) that re-sends outcome.message with attempt+1 and the SAME
     idempotency key to its channel topic at now+delay; None when retries are exhausted.
@@ -167,8 +206,9 @@ def plan_retry(
     (``data.opt_in``, as a deferral's), for the consent check at release, which the message cannot tell.
     ``before``: the tries the timer that sent this attempt recorded (:func:`count_tries`). A send
     that was not attempted (:func:`was_attempted`) does not use up the schedule; each waits
-    :func:`step_of`. None once the real tries used up the schedule's steps (as before), or once
-    :func:`run_bound` has passed since the first retry was planned, attempted or not.
+    :func:`wait_of`. None once the real tries used up the schedule's steps (as before), or, for a
+    send not attempted, once the run is older than :func:`run_bound` (``escalates``: its
+    exhaustion escalates, which must not wait) or ``max_age_s``.
     Raises ``ValueError`` for an outcome that is not ``failed_retryable`` or carries no
     message: that is a contract violation by the producer of the outcome, not an exhaustion.
     """
@@ -183,14 +223,17 @@ def plan_retry(
     attempt = max(outcome.attempt, message.attempt)
     attempted = was_attempted(outcome)
     tries = count_tries(attempt, before, attempted=attempted, now=now)
-    if tries.tried > len(schedule) or now >= tries.since + run_bound(schedule, jitter):
+    if tries.tried > len(schedule):
         return None
+    if not attempted:
+        bound = run_bound(schedule, jitter) if escalates else timedelta(seconds=max_age_s)
+        if now >= tries.since + bound:
+            return None
     retry_after = None if outcome.retry_after_ms is None else outcome.retry_after_ms / 1000.0
-    delay = next_delay(
-        step_of(tries, len(schedule)), schedule, jitter=jitter, rand=rand, retry_after=retry_after
-    )
-    if delay is None:
-        return None
+    step, cap = wait_of(tries, schedule, grows=not attempted and not escalates)
+    if step < 0:
+        raise ValueError(f"negative step in retry schedule: {step}")
+    delay = jittered(step, cap=cap, jitter=jitter, rand=rand, retry_after=retry_after)
     due_at = now + timedelta(seconds=delay)
     if message.expires_at is not None and due_at >= message.expires_at:
         return None

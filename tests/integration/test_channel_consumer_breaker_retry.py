@@ -47,4 +47,5 @@ async def test_a_refusal_that_opens_the_breaker_is_reported_as_a_real_try(
     assert len(provider.calls) == 1  # the retry found the breaker open: the provider was not asked again
     assert o.status is OutcomeStatus.FAILED_RETRYABLE
     assert o.reason == "provider_unavailable" and o.reason not in NOT_ATTEMPTED
-    assert o.retry_after_ms is None  # the refusal's own, not the breaker's 15 s
+    # the refusal said none; the breaker's open time (15 s) is kept: a retry before it is wasted
+    assert o.retry_after_ms is not None and 10_000 <= o.retry_after_ms <= 15_000

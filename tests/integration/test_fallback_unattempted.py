@@ -1,12 +1,14 @@
 """A provider outage spent on open breakers does not use up a message's retries; its sends slow
-down, and the schedule's own wall time ends them (a high-tier push then escalates to email)."""
+down (doubling past the schedule, up to an hour). A send not attempted ends the run once it is
+older than the unattempted max age, or, where exhaustion escalates (a high-tier push), the
+schedule's own wall time: the push then escalates to email."""
 
 from __future__ import annotations
 
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 import pytest_asyncio
@@ -24,6 +26,8 @@ from tests.kafka_helpers import read_all
 
 SCHEDULE = [5.0, 300.0, 1800.0]
 PUSH = [5.0, 30.0, 120.0, 600.0]
+EMAIL = [10.0, 60.0, 300.0, 1800.0]
+MAX_AGE_S = 14_400.0  # HERALD_FALLBACK__UNATTEMPTED_MAX_AGE_S here (default a day)
 JITTER = 0.2  # the harness draws rand = 0.5: every delay is its step exactly
 
 
@@ -31,7 +35,11 @@ JITTER = 0.2  # the harness draws rand = 0.5: every delay is its step exactly
 async def h(stack: DevStack, pg_pool: asyncpg.Pool) -> AsyncIterator[Harness]:
     settings = make_settings(
         stack,
-        fallback=FallbackSettings(retry_schedules_s={"webhook": SCHEDULE, "push": PUSH}, retry_jitter=JITTER),
+        fallback=FallbackSettings(
+            retry_schedules_s={"webhook": SCHEDULE, "push": PUSH, "email": EMAIL},
+            retry_jitter=JITTER,
+            unattempted_max_age_s=MAX_AGE_S,
+        ),
     )
     producer: AIOKafkaProducer = make_producer(settings)
     await producer.start()
@@ -80,18 +88,45 @@ async def _run(
         assert len(delays) < 30, "the run never ended"
 
 
-async def test_sends_no_provider_took_slow_down_and_end_with_the_schedules_time(h: Harness) -> None:
+async def test_sends_no_provider_took_slow_down_and_end_at_the_max_age(h: Harness) -> None:
     endpoint = f"ep-{uuid.uuid4().hex[:8]}"
     first = channel_message(
         "owner-u1", Channel.WEBHOOK, Tier.SYSTEM, occurred_at=h.clock.now(), recipient=endpoint
     )
     delays, exhausted, began = await _run(h, first, [{"reason": "circuit_open"}])
-    # Every provider's breaker open: no send used up the schedule, each two moved the wait a step.
-    assert delays == [5.0, 5.0, 5.0, 300.0, 300.0, 1800.0, 1800.0]
-    # The eighth failed 4,215 s in, past the schedule's wall time (2,105 s at +20 %: 2,526 s).
-    assert h.clock.now() - began >= run_bound(SCHEDULE, JITTER)
+    # Every provider's breaker open: no send used up the schedule, each two moved the wait a step;
+    # past the schedule the wait doubled from its last step, to the hour.
+    assert delays == [5.0, 5.0, 5.0, 300.0, 300.0, 1800.0, 1800.0, 3600.0, 3600.0, 3600.0]
+    # The eleventh failed 15,015 s in, past the max age (before: at the schedule's 2,526 s)
+    assert h.clock.now() - began >= timedelta(seconds=MAX_AGE_S) > run_bound(SCHEDULE, JITTER)
     assert exhausted.detail is not None and "not attempted" in exhausted.detail
     assert await h.advance(SCHEDULE[-1] * 10) == 0
+
+
+async def test_a_normal_email_outage_longer_than_its_schedule_ends_no_message_exhausted(h: Harness) -> None:
+    user = f"u-{uuid.uuid4().hex[:10]}"
+    email = channel_message(user, Channel.EMAIL, Tier.MEDIUM, occurred_at=h.clock.now())
+    # SES is out for 3 hours (every breaker open), then accepts: the send after the outage goes out.
+    outage_ends = h.clock.now() + timedelta(hours=3)
+    current, delays = email, []
+    while h.clock.now() < outage_ends:
+        out = await h.feed(
+            outcome_of(current, OutcomeStatus.FAILED_RETRYABLE, at=h.clock.now(), reason="circuit_open")
+        )
+        assert not [o for o in out if o.topic == h.topics.outcomes], "ended during the outage"
+        row = await h.pool.fetchrow(
+            "SELECT due_at FROM herald_timers WHERE namespace = $1 AND key = $2",
+            h.settings.topic_prefix,
+            retry_timer_key(current.idempotency_key, current.attempt + 1),
+        )
+        assert row is not None
+        delay = (row["due_at"] - h.clock.now()).total_seconds()
+        assert await h.advance(delay) == 1
+        delays.append(delay)
+        current = await _resent(h, Channel.EMAIL, email.recipient)
+    # 3 h is past the schedule's wall time (2,604 s at +20 %): before, the run ended exhausted there
+    assert delays == [10.0, 10.0, 10.0, 60.0, 60.0, 300.0, 300.0, 1800.0, 1800.0, 3600.0, 3600.0]
+    assert current.attempt == len(delays) + 1
 
 
 async def test_real_refusals_still_step_the_schedule_on(h: Harness) -> None:

@@ -19,12 +19,14 @@ def _settings(ttl_s: int) -> HeraldSettings:
 
 
 def test_the_ledger_outlives_the_longest_retry_run() -> None:
-    # 99,305 s x 1.2 + 36,000 s: the last retry may go out 154,086 s after the first failure
-    _check_ledger_ttl(_settings(155_166))
-    with pytest.raises(ConfigurationError, match="155166 s"):
-        _check_ledger_ttl(_settings(155_165))
+    # Sends not attempted go on until the later of 99,305 s x 1.2 (119,166 s) and the unattempted
+    # max age (a day); the last one planned then waits at most 36,000 s, and a real try per step
+    # (7) may follow, each waiting at most 36,000 s: 407,166 s.
+    _check_ledger_ttl(_settings(407_166))
+    with pytest.raises(ConfigurationError, match="407166 s"):
+        _check_ledger_ttl(_settings(407_165))
     with pytest.raises(ConfigurationError):
-        _check_ledger_ttl(_settings(99_305))  # the sum of the steps is not enough
+        _check_ledger_ttl(_settings(155_166))  # the schedule's time and a step: not enough
 
 
 def test_the_defaults_pass() -> None:

@@ -1,5 +1,6 @@
-"""Sends no provider was asked to take do not use up the retry schedule; they slow down and the
-schedule's own wall time ends them."""
+"""Sends no provider was asked to take do not use up the retry schedule; they slow down (doubling
+past the schedule up to an hour), and the run's age ends them: the schedule's own wall time where
+exhaustion escalates, the unattempted max age elsewhere. Real tries end a run only by their number."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from consumers.scheduler.retries import (
     run_bound,
     step_of,
     tries_of,
+    wait_of,
     was_attempted,
 )
 from consumers.scheduler.store import Timer
@@ -32,6 +34,7 @@ PUSH = [5.0, 30.0, 120.0, 600.0]
 SCHEDULES = {"push": PUSH}
 JITTER = 0.2
 BOUND = run_bound(PUSH, JITTER)  # 906 s: the schedule's 755 s at its longest jitter
+DAY = 86_400.0
 CODEC, TOPICS = default_codec(), Topics("px")
 
 
@@ -83,6 +86,8 @@ def _plan(
     *,
     rand: float = 0.5,
     retry_after_ms: int | None = None,
+    escalates: bool = True,
+    max_age_s: float = DAY,
 ) -> Timer | None:
     return plan_retry(
         _failed(attempt, reason, retry_after_ms),
@@ -93,11 +98,18 @@ def _plan(
         topics=TOPICS,
         codec=CODEC,
         before=before,
+        escalates=escalates,
+        max_age_s=max_age_s,
     )
 
 
 def _run(
-    attempted: list[bool], rands: list[float] | None = None, retry_after_ms: int | None = None
+    attempted: list[bool],
+    rands: list[float] | None = None,
+    retry_after_ms: int | None = None,
+    *,
+    escalates: bool = True,
+    max_age_s: float = DAY,
 ) -> tuple[int, list[Timer]]:
     """Send, fail as told (the last answer again once the list runs out), re-send when the timer
     says, until the run ends: the sends made and the timers armed."""
@@ -107,7 +119,14 @@ def _run(
         real = attempted[min(attempt, len(attempted)) - 1]
         rand = rands[(attempt - 1) % len(rands)] if rands else 0.5
         timer = _plan(
-            attempt, None if real else "circuit_open", before, now, rand=rand, retry_after_ms=retry_after_ms
+            attempt,
+            None if real else "circuit_open",
+            before,
+            now,
+            rand=rand,
+            retry_after_ms=retry_after_ms,
+            escalates=escalates,
+            max_age_s=max_age_s,
         )
         if timer is None:
             return attempt, timers
@@ -134,14 +153,14 @@ def test_what_counts_as_a_try(reason: str | None, attempted: bool) -> None:
     assert (reason in NOT_ATTEMPTED) is not attempted
 
 
-# Sends per message, whatever the mix of real tries and sends not attempted (open breakers),
-# the jitter's draws and a breaker's Retry-After: at most the schedule's steps + 1 real tries,
-# and the sends not attempted fit in the schedule's wall time at half a step each. 10 for push
-# (all sends not attempted, every draw at the shortest jitter: 4+4+4+24+24+96+96+480+480 s, the
-# tenth send at 1,212 s > 906 s); 3 x steps + 2 = 14 bounds every mix, and some mix reaches it
-# (every mix of up to 14 answers tried at the shortest jitter). Before: one send per 15 s (the
-# breaker's Retry-After) for a day, 5,760.
-MAX_SENDS = 3 * len(PUSH) + 2
+# Escalating (a high-tier push): sends not attempted end at the schedule's wall time (all sends
+# not attempted, every draw at the shortest jitter: 4+4+4+24+24+96+96+480+480 s, the tenth send at
+# 1,212 s > 906 s). Real tries are not cut short by it: at most one per step after it.
+MAX_SENDS = 3 * len(PUSH) + 2 + len(PUSH)
+
+
+def _attempted(attempted: list[bool], send: int) -> bool:
+    return attempted[min(send, len(attempted)) - 1]
 
 
 @given(
@@ -154,8 +173,8 @@ def test_every_mix_makes_few_sends(
 ) -> None:
     sends, timers = _run(attempted, rands, retry_after_ms)
     assert sends <= MAX_SENDS
-    real = [a for a, _ in zip(attempted + [attempted[-1]] * sends, range(sends), strict=False) if a]
-    assert len(real) <= len(PUSH) + 1
+    real = sum(_attempted(attempted, n) for n in range(1, sends + 1))
+    assert real <= len(PUSH) + 1
     for timer in timers:
         assert timer.data["tried"] <= len(PUSH)
         assert timer.data["since"] == NOW.isoformat()
@@ -168,32 +187,102 @@ def test_an_outage_spent_on_open_breakers_makes_ten_sends_at_most() -> None:
     assert timers[-2].due_at - NOW < BOUND <= timers[-1].due_at - NOW == timedelta(seconds=1212)
 
 
-@given(st.lists(st.booleans(), min_size=1, max_size=40))
-def test_only_real_tries_use_up_the_schedule(attempted: list[bool]) -> None:
+@pytest.mark.parametrize("escalates", [True, False])
+@given(attempted=st.lists(st.booleans(), min_size=1, max_size=40))
+def test_only_real_tries_use_up_the_schedule(escalates: bool, attempted: list[bool]) -> None:
     # A run ends on a real try once the schedule's steps are used up (first send + one per step),
-    # or once the schedule's wall time has passed: never earlier, and never on a send not
-    # attempted inside that time.
-    sends, timers = _run(attempted)
-    last_real = attempted[min(sends, len(attempted)) - 1]
-    real = sum(attempted[min(n, len(attempted)) - 1] for n in range(1, sends + 1))
-    last_due = timers[-1].due_at if timers else NOW
-    if last_due - NOW < BOUND:
-        assert last_real and real == len(PUSH) + 1
+    # whenever that is; on a send not attempted only once the run is old enough.
+    max_age = 7_200.0
+    sends, timers = _run(attempted, escalates=escalates, max_age_s=max_age)
+    real = sum(_attempted(attempted, n) for n in range(1, sends + 1))
+    last_due = timers[-1].due_at - NOW if timers else timedelta(0)
+    if _attempted(attempted, sends):
+        assert real == len(PUSH) + 1
     else:
-        assert real <= len(PUSH) + 1
+        assert real <= len(PUSH)
+        assert last_due >= (BOUND if escalates else timedelta(seconds=max_age))
 
 
-@given(st.lists(st.booleans(), min_size=1, max_size=20))
+@pytest.mark.parametrize("escalates", [True, False])
+@given(
+    attempted=st.lists(st.booleans(), min_size=1, max_size=60),
+    rands=st.lists(st.floats(0.0, 0.999), min_size=1, max_size=8),
+    retry_after_ms=st.sampled_from([None, 15_000, 10**9]),
+)
+def test_the_last_send_is_within_the_longest_run(
+    escalates: bool, attempted: list[bool], rands: list[float], retry_after_ms: int | None
+) -> None:
+    # what the delivery ledger must remember a key for (consumers/channel/process.py)
+    max_age = 7_200.0
+    _, timers = _run(attempted, rands, retry_after_ms, escalates=escalates, max_age_s=max_age)
+    for timer in timers:
+        assert timer.due_at - NOW <= longest_run(PUSH, JITTER, max_age)
+
+
+@given(st.lists(st.booleans(), min_size=1, max_size=30))
 def test_each_wait_is_its_step(attempted: list[bool]) -> None:
-    # One step per real try, one per two sends not attempted, within the schedule.
-    _, timers = _run(attempted)
+    # One step per real try, one per two sends not attempted, within the schedule; a send not
+    # attempted past it waits the last step doubled per step beyond, up to an hour.
+    _, timers = _run(attempted, escalates=False, max_age_s=DAY)
     due = NOW
-    for i, timer in enumerate(timers):
+    for send, timer in enumerate(timers, 1):
         tries = tries_of(timer.data)
         assert tries is not None
-        step = PUSH[min(max(tries.tried + tries.skipped // 2, 1), len(PUSH)) - 1]
-        assert timer.due_at - due == timedelta(seconds=step), i
+        number = max(tries.tried + tries.skipped // 2, 1)
+        if _attempted(attempted, send) or number <= len(PUSH):
+            step = PUSH[min(number, len(PUSH)) - 1]
+        else:
+            step = min(PUSH[-1] * 2 ** (number - len(PUSH)), 3600.0)
+        assert timer.due_at - due == timedelta(seconds=step), send
         due = timer.due_at
+
+
+# Not escalating (a normal email, a webhook): an outage shorter than the max age ends no message
+# exhausted, and costs few sends: at the shortest jitter, every wait past the ramp is 2,880 s.
+SENDS_PER_DAY = 42
+
+
+@given(
+    st.lists(st.floats(0.0, 0.999), min_size=1, max_size=8),
+    st.sampled_from([None, 1_000, 15_000]),
+)
+def test_a_day_long_outage_costs_a_few_dozen_sends(rands: list[float], retry_after_ms: int | None) -> None:
+    sends, timers = _run([False], rands, retry_after_ms, escalates=False, max_age_s=DAY)
+    assert sends <= SENDS_PER_DAY
+    # it ended once the max age had passed, not earlier
+    assert timers[-1].due_at - NOW >= timedelta(seconds=DAY)
+
+
+def test_the_day_figure_is_reached() -> None:
+    sends, _ = _run([False], [0.0], escalates=False, max_age_s=DAY)
+    assert sends == SENDS_PER_DAY
+
+
+def test_wait_of_doubles_past_the_schedule() -> None:
+    waits = [wait_of(Tries(0, NOW, s), PUSH, grows=True)[0] for s in range(0, 20, 2)]
+    assert waits == [5.0, 5.0, 30.0, 120.0, 600.0, 1200.0, 2400.0, 3600.0, 3600.0, 3600.0]
+    # a real try, or an escalating run, keeps the schedule's longest step; a schedule longer
+    # than an hour keeps its own
+    assert wait_of(Tries(1, NOW, 18), PUSH, grows=False) == (600.0, 600.0)
+    assert wait_of(Tries(0, NOW, 40), [5.0, 36_000.0], grows=True) == (36_000.0, 36_000.0)
+
+
+@given(
+    st.lists(st.booleans(), min_size=1, max_size=40),
+    st.lists(st.floats(0.0, 0.999), min_size=1, max_size=8),
+    st.sampled_from([None, 15_000, 10**9]),
+)
+def test_an_escalating_outage_ends_within_the_bound_and_a_step(
+    attempted: list[bool], rands: list[float], retry_after_ms: int | None
+) -> None:
+    # docs/fallback.md: a high-tier push escalates by 906 + 600 s when no send reaches FCM; each
+    # real try after the bound (a breaker's probe) may add a step, at most one per step.
+    _, timers = _run(attempted, rands, retry_after_ms)
+    last = timers[-1].due_at - NOW if timers else timedelta(0)
+    late_real = sum(_attempted(attempted, n + 2) for n, t in enumerate(timers) if t.due_at - NOW > BOUND)
+    assert last <= BOUND + timedelta(seconds=PUSH[-1] * (1 + late_real))
+    if len(attempted) > 1 and not any(attempted[1:]):  # no real try after the first send
+        assert last <= BOUND + timedelta(seconds=PUSH[-1])
 
 
 def test_step_of() -> None:
@@ -212,16 +301,21 @@ def test_every_send_attempted_keeps_the_schedule_of_before() -> None:
     assert len(threaded) == len(PUSH)
 
 
-def test_an_outage_is_bounded_by_the_schedules_wall_time() -> None:
+def test_an_escalating_outage_is_bounded_by_the_schedules_wall_time() -> None:
     before = Tries(1, NOW, 3)
     assert _plan(40, "circuit_open", before, NOW + BOUND - timedelta(seconds=1)) is not None
     assert _plan(40, "circuit_open", before, NOW + BOUND) is None
-    # attempted or not: a real refusal after the bound (Retry-After stretched the run) ends it too
-    assert _plan(41, None, before, NOW + BOUND - timedelta(seconds=1)) is not None
-    assert _plan(41, None, before, NOW + BOUND) is None
-    # and the last retry is sent no later than the bound plus the longest step
-    timer = _plan(41, None, before, NOW + BOUND - timedelta(seconds=1), rand=0.999, retry_after_ms=10**9)
-    assert timer is not None and timer.due_at <= NOW + longest_run(PUSH, JITTER)
+    # a real try is not cut short by the run's age (a backlog, a scheduler outage)
+    assert _plan(41, None, before, NOW + timedelta(days=3)) is not None
+    assert _plan(41, None, Tries(len(PUSH), NOW), NOW + timedelta(seconds=1)) is None
+
+
+def test_elsewhere_sends_not_attempted_go_on_until_the_max_age() -> None:
+    before = Tries(1, NOW, 3)
+    day = timedelta(seconds=DAY)
+    assert _plan(40, "circuit_open", before, NOW + BOUND, escalates=False) is not None
+    assert _plan(40, "circuit_open", before, NOW + day - timedelta(seconds=1), escalates=False) is not None
+    assert _plan(40, "circuit_open", before, NOW + day, escalates=False) is None
 
 
 def test_each_send_has_its_own_timer_key_and_attempt() -> None:
