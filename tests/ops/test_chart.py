@@ -221,6 +221,25 @@ def test_env_is_settings_herald_understands(monkeypatch: pytest.MonkeyPatch) -> 
     assert settings.kafka_bootstrap_servers == VALUES["kafka"]["bootstrapServers"]
 
 
+def test_tenant_token_keys_reach_the_api_only_from_their_secret() -> None:
+    assert "HERALD_API__JWT_TENANT_KEYS" not in _env(
+        _kind(DEFAULT, "Deployment")["herald-api"]["spec"]["template"]["spec"]["containers"][0]
+    )
+    ref = {"name": "herald-tenant-keys", "key": "keys.json"}
+    values = copy.deepcopy(VALUES)
+    values["api"]["jwt"]["tenantKeysRef"] = ref
+    deployments = _kind(render(values), "Deployment")
+    for name, dep in deployments.items():
+        env = _env(dep["spec"]["template"]["spec"]["containers"][0])
+        if name == "herald-api":
+            assert env["HERALD_API__JWT_TENANT_KEYS"] == {
+                "name": "HERALD_API__JWT_TENANT_KEYS",
+                "valueFrom": {"secretKeyRef": ref},
+            }
+        else:
+            assert "HERALD_API__JWT_TENANT_KEYS" not in env, name
+
+
 def test_routing_and_templates_come_from_config_maps() -> None:
     maps = _kind(DEFAULT, "ConfigMap")
     routing = maps["herald-routing"]["data"]["routing.yaml"]

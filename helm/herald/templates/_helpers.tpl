@@ -152,6 +152,9 @@ items:
 {{- with $jwt.publicKeyRef }}
 {{- $_ := set $secret "HERALD_API__JWT_PUBLIC_KEY" . }}
 {{- end }}
+{{- with $jwt.tenantKeysRef }}
+{{- $_ := set $secret "HERALD_API__JWT_TENANT_KEYS" . }}
+{{- end }}
 {{- end }}
 {{- range $k, $ref := $secret }}
 - name: {{ $k }}
