@@ -12,6 +12,11 @@ vacuum debt). The same pass deletes ``herald_sent`` rows past ``fallback.receipt
 longer than :data:`EARLY_RECEIPT_WAIT` for their ``sent`` outcome (``herald_early_receipts``),
 and the cursors of broadcasts that finished more than :data:`FINISHED_FANOUT_KEEP` ago
 (``herald_fanout_cursors``, one row per broadcast, never deleted by the fan-out itself).
+Last, in batches like the archiving, it deletes timers fired or cancelled more than
+:data:`FINISHED_KEEP` ago (failed ones after :data:`FAILED_TIMER_KEEP`) and workflow runs that
+ended (done, cancelled) more than :data:`FINISHED_KEEP` ago with their step log: rows nothing
+else deletes, kept that long because they are also what makes a replay do nothing
+(:mod:`consumers.inbox.finished`).
 """
 
 from __future__ import annotations
@@ -27,13 +32,22 @@ import asyncpg
 from consumers.fanout.copies import FINISHED_FANOUT_KEEP
 from consumers.inbox.archive import ARCHIVE_TABLE, expired_partitions
 from consumers.inbox.archiving import ensure_partition, move_sql
+from consumers.inbox.finished import FAILED_TIMER_KEEP, FINISHED_KEEP, TIMERS_SQL, WORKFLOWS_SQL
 from consumers.infra.clock import Clock
 from consumers.infra.resources import Resources
 from consumers.infra.settings import InAppSettings
 from consumers.runtime import metrics
 from consumers.runtime.process import ProcessOptions, ProcessSpec
 
-__all__ = ["EARLY_RECEIPT_WAIT", "FINISHED_FANOUT_KEEP", "InboxJanitor", "Sweep", "build"]
+__all__ = [
+    "EARLY_RECEIPT_WAIT",
+    "FAILED_TIMER_KEEP",
+    "FINISHED_FANOUT_KEEP",
+    "FINISHED_KEEP",
+    "InboxJanitor",
+    "Sweep",
+    "build",
+]
 
 log = logging.getLogger(__name__)
 # A receipt overtakes its sent outcome by the time between two topics' batches (seconds); one that
@@ -58,6 +72,8 @@ class Sweep:
     expired_archived: int
     batches: int
     partitions_dropped: int = 0
+    timers_deleted: int = 0
+    workflows_deleted: int = 0
 
 
 class InboxJanitor:
@@ -70,6 +86,8 @@ class InboxJanitor:
         lock_timeout_ms: int = 500,
         receipt_window_days: int | None = None,
         fanout_cursor_keep: timedelta | None = None,
+        finished_keep: timedelta | None = None,
+        failed_timer_keep: timedelta | None = None,
     ) -> None:
         self._pool = pool
         self._settings = settings
@@ -77,13 +95,16 @@ class InboxJanitor:
         self._lock_timeout = f"{int(lock_timeout_ms)}ms"
         self._receipt_window_days = receipt_window_days
         self._fanout_cursor_keep = fanout_cursor_keep
+        # None: kept for ever (the tests' janitors, which share the tables with other tests).
+        self._finished_keep = finished_keep
+        self._failed_timer_keep = failed_timer_keep or finished_keep
 
     async def sweep(self, now: datetime, stopping: asyncio.Event | None = None) -> Sweep:
         """One pass; returns what it archived. Stops between batches when ``stopping`` is set."""
         await ensure_partition(self._pool, now)
         cutoff = now - timedelta(days=self._settings.retention_days)
-        read, b1 = await self._batches(_READ_SQL, cutoff, now, stopping)
-        expired, b2 = await self._batches(_EXPIRED_SQL, now, now, stopping)
+        read, b1 = await self._batches(_READ_SQL, stopping, cutoff, now)
+        expired, b2 = await self._batches(_EXPIRED_SQL, stopping, now, now)
         dropped = await self._drop_expired(now)
         if self._receipt_window_days is not None:
             await self._pool.execute(
@@ -99,7 +120,12 @@ class InboxJanitor:
             )
             if (pruned := int(status.rsplit(" ", 1)[1])) > 0:
                 log.info("inbox janitor: deleted %d finished fan-out cursors", pruned)
-        return Sweep(read, expired, b1 + b2, dropped)
+        timers = workflows = 0
+        if self._finished_keep is not None and self._failed_timer_keep is not None:
+            ended, failed = now - self._finished_keep, now - max(self._failed_timer_keep, self._finished_keep)
+            timers, _ = await self._batches(TIMERS_SQL, stopping, ended, failed)
+            workflows, _ = await self._batches(WORKFLOWS_SQL, stopping, ended)
+        return Sweep(read, expired, b1 + b2, dropped, timers, workflows)
 
     async def _drop_expired(self, now: datetime) -> int:
         names = [r["relname"] for r in await self._pool.fetch(_PARTITIONS)]
@@ -110,14 +136,16 @@ class InboxJanitor:
         return len(expired)
 
     async def _batches(
-        self, sql: str, bound: datetime, now: datetime, stopping: asyncio.Event | None
+        self, sql: str, stopping: asyncio.Event | None, bound: datetime, *rest: datetime
     ) -> tuple[int, int]:
+        """Runs ``sql`` (``$1`` ``bound``, ``$2`` the batch size, then ``rest``) in short
+        transactions until it affects fewer rows than a batch."""
         total = batches = 0
         size = self._settings.janitor_batch
         while stopping is None or not stopping.is_set():
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute(f"SET LOCAL lock_timeout = '{self._lock_timeout}'")
-                status: str = await conn.execute(sql, bound, size, now)
+                status: str = await conn.execute(sql, bound, size, *rest)
             moved = int(status.rsplit(" ", 1)[1])
             total += moved
             batches += 1
@@ -138,6 +166,12 @@ class InboxJanitor:
                         result.expired_archived,
                         result.batches,
                     )
+                if result.timers_deleted or result.workflows_deleted:
+                    log.info(
+                        "inbox janitor: deleted %d finished timers and %d finished workflow runs",
+                        result.timers_deleted,
+                        result.workflows_deleted,
+                    )
             except (OSError, asyncpg.PostgresError) as exc:
                 # Lock timeouts and outages alike: try again next interval.
                 metrics.DEPENDENCY_ERRORS.labels("postgres", "inbox-janitor").inc()
@@ -153,5 +187,7 @@ async def build(res: Resources, _: ProcessOptions) -> ProcessSpec:
         res.clock,
         receipt_window_days=res.settings.fallback.receipt_window_days,
         fanout_cursor_keep=FINISHED_FANOUT_KEEP,
+        finished_keep=FINISHED_KEEP,
+        failed_timer_keep=FAILED_TIMER_KEEP,
     )
     return ProcessSpec(loops=[janitor.run])

@@ -189,7 +189,7 @@ class InAppSettings(BaseModel, frozen=True):
     janitor_interval_s: float = Field(
         300.0, gt=0, description="How often the inbox janitor archives old read rows."
     )
-    janitor_batch: int = Field(1000, gt=0, description="Rows archived per janitor statement.")
+    janitor_batch: int = Field(1000, gt=0, description="Rows archived or deleted per janitor statement.")
 
 
 class ChannelConsumerSettings(BaseModel, frozen=True):
