@@ -2,8 +2,10 @@
 
 A retry's outcome carries its message, whose ``attempt`` counts every send; the real tries (those
 a provider was asked to take) and when retrying began are in the data of the ``retry`` timer that
-sent it (:func:`consumers.scheduler.retries.plan_retry`). Fired timers stay in ``herald_timers``,
-so one statement per run of outcomes reads them for every retried send that failed again.
+sent it (:func:`consumers.scheduler.retries.plan_retry`). Fired timers stay in ``herald_timers``
+for 30 days (the inbox janitor then deletes them: a retry's outcome comes within Kafka's retention
+of its timer's firing), so one statement per run of outcomes reads them for every retried send that
+failed again.
 """
 
 from __future__ import annotations

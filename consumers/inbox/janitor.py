@@ -13,10 +13,10 @@ longer than :data:`EARLY_RECEIPT_WAIT` for their ``sent`` outcome (``herald_earl
 and the cursors of broadcasts that finished more than :data:`FINISHED_FANOUT_KEEP` ago
 (``herald_fanout_cursors``, one row per broadcast, never deleted by the fan-out itself).
 Last, in batches like the archiving, it deletes timers fired or cancelled more than
-:data:`FINISHED_KEEP` ago (failed ones after :data:`FAILED_TIMER_KEEP`) and workflow runs that
-ended (done, cancelled) more than :data:`FINISHED_KEEP` ago with their step log: rows nothing
-else deletes, kept that long because they are also what makes a replay do nothing
-(:mod:`consumers.inbox.finished`).
+:data:`FINISHED_KEEP` ago (failed ones after :data:`FAILED_TIMER_KEEP`, unless their workflow run
+still runs or waits) and workflow runs that ended (done, cancelled, dropped) more than
+:data:`FINISHED_KEEP` ago with their step log: rows nothing else deletes, kept that long because
+they are also what makes a replay do nothing (:mod:`consumers.inbox.finished`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,14 @@ import asyncpg
 from consumers.fanout.copies import FINISHED_FANOUT_KEEP
 from consumers.inbox.archive import ARCHIVE_TABLE, expired_partitions
 from consumers.inbox.archiving import ensure_partition, move_sql
-from consumers.inbox.finished import FAILED_TIMER_KEEP, FINISHED_KEEP, TIMERS_SQL, WORKFLOWS_SQL
+from consumers.inbox.finished import (
+    FAILED_TIMER_KEEP,
+    FAILED_TIMERS_SQL,
+    FINISHED_KEEP,
+    TIMERS_SQL,
+    WORKFLOW_START,
+    WORKFLOWS_SQL,
+)
 from consumers.infra.clock import Clock
 from consumers.infra.resources import Resources
 from consumers.infra.settings import InAppSettings
@@ -123,8 +130,10 @@ class InboxJanitor:
         timers = workflows = 0
         if self._finished_keep is not None and self._failed_timer_keep is not None:
             ended, failed = now - self._finished_keep, now - max(self._failed_timer_keep, self._finished_keep)
-            timers, _ = await self._batches(TIMERS_SQL, stopping, ended, failed)
-            workflows, _ = await self._batches(WORKFLOWS_SQL, stopping, ended)
+            timers, _ = await self._batches(TIMERS_SQL, stopping, ended)
+            failed_timers, _ = await self._batches(FAILED_TIMERS_SQL, stopping, failed)
+            timers += failed_timers
+            workflows = await self._finished_workflows(stopping, ended)
         return Sweep(read, expired, b1 + b2, dropped, timers, workflows)
 
     async def _drop_expired(self, now: datetime) -> int:
@@ -153,6 +162,21 @@ class InboxJanitor:
                 break
             await asyncio.sleep(0)  # let the pool's other users in between batches
         return total, batches
+
+    async def _finished_workflows(self, stopping: asyncio.Event | None, cutoff: datetime) -> int:
+        """:data:`~consumers.inbox.finished.WORKFLOWS_SQL` in short transactions, each batch after the
+        last key the previous one deleted, until a batch deletes fewer rows than its size."""
+        total, after, size = 0, WORKFLOW_START, self._settings.janitor_batch
+        while stopping is None or not stopping.is_set():
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(f"SET LOCAL lock_timeout = '{self._lock_timeout}'")
+                rows = await conn.fetch(WORKFLOWS_SQL, cutoff, size, *after)
+            total += len(rows)
+            if len(rows) < size:
+                break
+            after = max((r["updated_at"], r["notification_id"]) for r in rows)
+            await asyncio.sleep(0)  # let the pool's other users in between batches
+        return total
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Sweep every ``janitor_interval_s`` until ``stopping`` is set."""

@@ -17,7 +17,7 @@ from channels.in_app.inbox import InAppAdapter
 from channels.in_app.inbox_pg import InboxService, decode_cursor, encode_cursor
 from consumers.devstack import DevStack
 from consumers.inbox.archive import partition_for
-from consumers.inbox.finished import TIMERS_SQL, WORKFLOWS_SQL
+from consumers.inbox.finished import FAILED_TIMERS_SQL, TIMERS_SQL, WORKFLOW_START, WORKFLOWS_SQL
 from consumers.inbox.janitor import (
     FAILED_TIMER_KEEP,
     FINISHED_FANOUT_KEEP,
@@ -363,15 +363,19 @@ async def test_janitor_deletes_timers_and_workflows_finished_past_the_keep(
             "cancelled-due-later": ("cancelled", recent, None),
             "failed-old": ("failed", old, old),  # an operator's evidence: kept longer
             "failed-very-old": ("failed", very_old, very_old),
+            # the step that failed is all that says why that waiting run stopped moving: kept
+            "failed-very-old-step": ("failed", very_old, very_old),
             "pending-old": ("pending", very_old, None),  # overdue, never fired: never deleted
         }
         for key, (state, due, fired) in timers.items():
             await pool.execute(
-                "INSERT INTO herald_timers (key, kind, due_at, state, fired_at) VALUES ($1, 'publish', $2, $3, $4)",
+                "INSERT INTO herald_timers (key, kind, due_at, state, fired_at, data) "
+                "VALUES ($1, 'publish', $2, $3, $4, $5::jsonb)",
                 key,
                 due,
                 state,
                 fired,
+                '{"notification_id": "waiting-old"}' if key == "failed-very-old-step" else "{}",
             )
         flows = {  # notification id: (state, updated_at)
             "done-old": ("done", old),
@@ -380,6 +384,9 @@ async def test_janitor_deletes_timers_and_workflows_finished_past_the_keep(
             "waiting-old": ("waiting", very_old),
             "running-old": ("running", very_old),
             "done-in-digest": ("done", old),  # its item still waits in a route's digest
+            # ended before the others: each batch starts after the last key the one before deleted,
+            # past this kept row, not from the oldest row again
+            "done-in-digest-first": ("done", old - timedelta(days=3)),
         }
         for nid, (state, updated) in flows.items():
             await pool.execute(
@@ -395,11 +402,13 @@ async def test_janitor_deletes_timers_and_workflows_finished_past_the_keep(
                 nid,
                 updated,
             )
-        await pool.execute(
-            "INSERT INTO herald_workflow_digest_items (notification_id, digest_id, event, joined_at) "
-            "VALUES ('done-in-digest', 1, '\\x00', $1)",
-            old,
-        )
+        for nid in ("done-in-digest", "done-in-digest-first"):
+            await pool.execute(
+                "INSERT INTO herald_workflow_digest_items (notification_id, digest_id, event, joined_at) "
+                "VALUES ($1, 1, '\\x00', $2)",
+                nid,
+                old,
+            )
         await InboxJanitor(pool, InAppSettings(), ManualClock(now)).sweep(now)  # no keep given: kept
         assert await pool.fetchval("SELECT count(*) FROM herald_timers") == len(timers)
         assert await pool.fetchval("SELECT count(*) FROM herald_workflows") == len(flows)
@@ -414,17 +423,34 @@ async def test_janitor_deletes_timers_and_workflows_finished_past_the_keep(
         result = await janitor.sweep(now)
         assert (result.timers_deleted, result.workflows_deleted) == (3, 2)
         left = [r["key"] for r in await pool.fetch("SELECT key FROM herald_timers ORDER BY key")]
-        assert left == ["cancelled-due-later", "failed-old", "fired-recent", "pending-old"]
+        assert left == [
+            "cancelled-due-later",
+            "failed-old",
+            "failed-very-old-step",
+            "fired-recent",
+            "pending-old",
+        ]
         left = [
             r["notification_id"] for r in await pool.fetch("SELECT notification_id FROM herald_workflows")
         ]
-        assert sorted(left) == ["done-in-digest", "done-recent", "running-old", "waiting-old"]
+        assert sorted(left) == [
+            "done-in-digest",
+            "done-in-digest-first",
+            "done-recent",
+            "running-old",
+            "waiting-old",
+        ]
         runs = "SELECT DISTINCT notification_id FROM herald_workflow_runs ORDER BY 1"
         assert [r["notification_id"] for r in await pool.fetch(runs)] == sorted(left)
 
 
 @pytest.mark.parametrize(
-    ("sql", "index"), [(TIMERS_SQL, "herald_timers_ended"), (WORKFLOWS_SQL, "herald_workflows_ended")]
+    ("sql", "index"),
+    [
+        (TIMERS_SQL, "herald_timers_ended"),
+        (FAILED_TIMERS_SQL, "herald_timers_failed"),
+        (WORKFLOWS_SQL, "herald_workflows_ended"),
+    ],
 )
 async def test_finished_rows_are_found_through_migration_280s_indexes(
     pg_pool: asyncpg.Pool, sql: str, index: str
@@ -434,6 +460,6 @@ async def test_finished_rows_are_found_through_migration_280s_indexes(
     now = datetime.now(UTC)
     async with pg_pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL enable_seqscan = off")
-        args = (now, 100, now) if sql == TIMERS_SQL else (now, 100)
+        args = (now, 100, *WORKFLOW_START) if sql == WORKFLOWS_SQL else (now, 100)
         plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, *args))
     assert index in plan, plan
