@@ -3,14 +3,18 @@ see a schema or a connection no other test touches."""
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-__all__ = ["own_database", "waits_for_a_lock"]
+from consumers.infra.db import MIGRATIONS, migrate
+
+__all__ = ["migrated_before", "own_database", "waits_for_a_lock"]
 
 
 @asynccontextmanager
@@ -24,6 +28,25 @@ async def own_database(server_url: str, prefix: str) -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE "{name}"')
         await admin.close()
+
+
+@asynccontextmanager
+async def migrated_before(
+    server_url: str, target: str, directory: Path, *, max_size: int = 2
+) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on a database of its own, migrated up to (not including) the migration file
+    ``target``, whose earlier files are copied to ``directory`` (a test then adds the rest there)."""
+    async with own_database(server_url, f"herald_m{target.split('_', 1)[0]}") as url:
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=max_size)
+        assert pool is not None
+        for path in sorted(MIGRATIONS.glob("*.sql")):
+            if path.name < target:
+                shutil.copy(path, directory / path.name)
+        await migrate(pool, directory)
+        try:
+            yield pool
+        finally:
+            await pool.close()
 
 
 async def waits_for_a_lock(pool: asyncpg.Pool, application_name: str) -> bool:

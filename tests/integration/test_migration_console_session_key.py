@@ -14,7 +14,7 @@ import pytest_asyncio
 from consumers.console.auth import SessionStore, digest
 from consumers.devstack import DevStack
 from consumers.infra.db import MIGRATIONS, migrate
-from tests.pg_helpers import own_database
+from tests.pg_helpers import migrated_before
 
 TARGET = "277_console_session_key.sql"
 
@@ -22,17 +22,8 @@ TARGET = "277_console_session_key.sql"
 @pytest_asyncio.fixture(loop_scope="session")
 async def before_277(stack: DevStack, tmp_path: Path) -> AsyncIterator[tuple[asyncpg.Pool, Path]]:
     """A database of its own, migrated up to (not including) 277, and the migrations directory."""
-    async with own_database(stack.database_url, "herald_m277") as url:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
-        assert pool is not None
-        for path in sorted(MIGRATIONS.glob("*.sql")):
-            if path.name < TARGET:
-                shutil.copy(path, tmp_path / path.name)
-        await migrate(pool, tmp_path)
-        try:
-            yield pool, tmp_path
-        finally:
-            await pool.close()
+    async with migrated_before(stack.database_url, TARGET, tmp_path) as pool:
+        yield pool, tmp_path
 
 
 async def test_sessions_from_before_end_with_their_key(before_277: tuple[asyncpg.Pool, Path]) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest_asyncio
 
 from consumers.devstack import DevStack
 from consumers.infra.db import MIGRATIONS, MigrationBlocked, migrate
-from tests.pg_helpers import own_database
+from tests.pg_helpers import migrated_before
 from tests.waiting import until
 
 T0 = datetime(2026, 11, 10, tzinfo=UTC)
@@ -27,17 +26,8 @@ TARGET = "262_critical_watch_tenant.sql"
 @pytest_asyncio.fixture(loop_scope="session")
 async def before_262(stack: DevStack, tmp_path: Path) -> AsyncIterator[asyncpg.Pool]:
     """A database of its own, migrated up to (not including) 262."""
-    async with own_database(stack.database_url, "herald_m262") as url:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=3)
-        assert pool is not None
-        for path in sorted(MIGRATIONS.glob("*.sql")):
-            if path.name < TARGET:
-                shutil.copy(path, tmp_path / path.name)
-        await migrate(pool, tmp_path)
-        try:
-            yield pool
-        finally:
-            await pool.close()
+    async with migrated_before(stack.database_url, TARGET, tmp_path, max_size=3) as pool:
+        yield pool
 
 
 async def test_existing_critical_checks_take_their_tenant(before_262: asyncpg.Pool) -> None:

@@ -4,7 +4,6 @@ else the default tenant's."""
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -14,8 +13,8 @@ import asyncpg
 import pytest_asyncio
 
 from consumers.devstack import DevStack
-from consumers.infra.db import MIGRATIONS, migrate
-from tests.pg_helpers import own_database
+from consumers.infra.db import migrate
+from tests.pg_helpers import migrated_before
 
 T0 = datetime(2026, 3, 10, tzinfo=UTC)
 TARGET = "240_tenant_state.sql"
@@ -24,17 +23,8 @@ TARGET = "240_tenant_state.sql"
 @pytest_asyncio.fixture(loop_scope="session")
 async def before_240(stack: DevStack, tmp_path: Path) -> AsyncIterator[asyncpg.Pool]:
     """A database of its own, migrated up to (not including) 240."""
-    async with own_database(stack.database_url, "herald_m240") as url:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
-        assert pool is not None
-        for path in sorted(MIGRATIONS.glob("*.sql")):
-            if path.name < TARGET:
-                shutil.copy(path, tmp_path / path.name)
-        await migrate(pool, tmp_path)
-        try:
-            yield pool
-        finally:
-            await pool.close()
+    async with migrated_before(stack.database_url, TARGET, tmp_path) as pool:
+        yield pool
 
 
 async def _inbox(pool: asyncpg.Pool, user: str, tenant: str, nid: str) -> uuid.UUID:
