@@ -10,64 +10,40 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
-import pytest
-from aiokafka import AIOKafkaProducer
 
 from consumers.api.admin.recipients_pg import RecipientStore
 from consumers.classifier.process import build_classifier
 from consumers.devstack import DevStack
-from consumers.emitter import build_event, partition_key
-from consumers.fanout.copies import STALE_BROADCAST_AFTER, copy_for, copy_id
-from consumers.fanout.handler import _LOCK_CLASS, _TRY_LOCK, Fanout
+from consumers.emitter import partition_key
+from consumers.fanout.copies import copy_for, copy_id
+from consumers.fanout.handler import Fanout
 from consumers.infra.resources import Resources
-from consumers.infra.settings import HeraldSettings
-from consumers.runtime.handling import DeadLetter, Incoming
-from consumers.runtime.isolate import isolate
+from consumers.runtime.handling import DeadLetter
 from consumers.runtime.kafka import create_topics, make_producer
 from consumers.runtime.topics import Topics
 from schemas.codec import default_codec
-from schemas.errors import DependencyUnavailable
 from schemas.models import DomainEvent
 from tests.conftest import make_settings
+from tests.integration.fanout_helpers import (
+    broadcast_event,
+    copies_on,
+    fanout_stack,
+    incoming,
+    subscribed_topic,
+)
 from tests.kafka_helpers import produce_raw, read_all
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def _topic(pool: asyncpg.Pool, tenant: str, key: str, n: int) -> list[str]:
-    users = [f"s{i:07d}" for i in range(n)]
-    await pool.execute("INSERT INTO herald_topics (tenant, key) VALUES ($1, $2)", tenant, key)
-    await pool.copy_records_to_table(
-        "herald_topic_subscribers",
-        records=[(tenant, key, u) for u in users],
-        columns=["tenant", "topic", "user_id"],
-    )
-    return users
-
-
-async def _fanout_stack(stack: DevStack) -> tuple[HeraldSettings, Topics, str]:
-    """Settings of a private topic prefix, its fan-out topic created, and a tenant of its own."""
-    settings = make_settings(stack)
-    topics = Topics(settings.topic_prefix)
-    await create_topics(settings, [topics.fanout])
-    return settings, topics, settings.topic_prefix
-
-
-def _broadcast(tenant: str | None, key: str) -> DomainEvent:
-    event = build_event("marketing.weekly", user_id="-", tenant=tenant, data={"issue": 7})
-    event.user_id, event.topic = "", key
-    return event
-
-
 async def test_copies_have_deterministic_ids_and_a_replay_sends_nothing(
     stack: DevStack, pg_pool: asyncpg.Pool
 ) -> None:
-    settings, topics, tenant = await _fanout_stack(stack)
-    users = await _topic(pg_pool, tenant, "watchers", 250)
+    settings, topics, tenant = await fanout_stack(stack)
+    users = await subscribed_topic(pg_pool, tenant, "watchers", 250)
     await pg_pool.execute(  # same key in another tenant: not this broadcast's subscribers
         "INSERT INTO herald_topics (tenant, key) VALUES ($1, 'watchers')", f"{tenant}-other"
     )
@@ -79,7 +55,7 @@ async def test_copies_have_deterministic_ids_and_a_replay_sends_nothing(
     await producer.start()
     try:
         fanout = Fanout(pg_pool, producer, default_codec(), topics.fanout, chunk=100)
-        event = _broadcast(tenant, "watchers")
+        event = broadcast_event(tenant, "watchers")
         # A crash after a chunk's acks but before its checkpoint: that chunk goes out again, same ids.
         await fanout._produce(event, users[:100])
         assert await fanout.fan_out(event) == 250
@@ -103,10 +79,10 @@ async def test_two_tenants_broadcasting_under_the_same_event_id_each_reach_their
     topics = Topics(settings.topic_prefix)
     await create_topics(settings, [topics.fanout])
     first, second = f"{settings.topic_prefix}-a", f"{settings.topic_prefix}-b"
-    users_a = await _topic(pg_pool, first, "news", 3)
-    users_b = await _topic(pg_pool, second, "news", 4)
-    event_a = _broadcast(first, "news")
-    event_b = _broadcast(second, "news")
+    users_a = await subscribed_topic(pg_pool, first, "news", 3)
+    users_b = await subscribed_topic(pg_pool, second, "news", 4)
+    event_a = broadcast_event(first, "news")
+    event_b = broadcast_event(second, "news")
     event_b.event_id = event_a.event_id
     producer = make_producer(settings)
     await producer.start()
@@ -167,8 +143,8 @@ async def test_sigkill_mid_broadcast_neither_skips_nor_duplicates(
     settings = make_settings(stack)
     topics = Topics(settings.topic_prefix)
     tenant = settings.topic_prefix
-    users = await _topic(pg_pool, tenant, "all", n)
-    event = _broadcast(tenant, "all")
+    users = await subscribed_topic(pg_pool, tenant, "all", n)
+    event = broadcast_event(tenant, "all")
     await produce_raw(settings, topics.events, [(partition_key(event), default_codec().encode(event))])
     env = {
         **os.environ,
@@ -219,26 +195,22 @@ async def test_copies_take_the_bulk_lane_and_the_main_classifier_leaves_broadcas
         uid,
     )
     try:
-        broadcast = _broadcast(None, "news")
+        broadcast = broadcast_event(None, "news")
         broadcast.type = "security_alert"  # critical: push + sms + email on the priority lane normally
         copy = copy_for(broadcast, uid)
         main = await build_classifier(res)
-        (skipped,) = await main.handle([_incoming(broadcast)])
+        (skipped,) = await main.handle([incoming(broadcast)])
         assert skipped == ()  # the fan-out's job, not the classifier's
         bulk = await build_classifier(res, broadcast=True)
-        (outputs,) = await bulk.handle([_incoming(copy)])
+        (outputs,) = await bulk.handle([incoming(copy)])
         assert not isinstance(outputs, DeadLetter)
         channel_topics = [o.topic for o in outputs if ".channel." in o.topic]
         assert channel_topics and all(t.endswith(".bulk") for t in channel_topics), channel_topics
-        (direct,) = await main.handle([_incoming(copy)])  # the same event sent to the user directly
+        (direct,) = await main.handle([incoming(copy)])  # the same event sent to the user directly
         assert not isinstance(direct, DeadLetter)
         assert all(o.topic.endswith(".priority") for o in direct if ".channel." in o.topic)
     finally:
         await res.close()
-
-
-def _incoming(event: DomainEvent) -> Incoming[DomainEvent]:
-    return Incoming("t", 0, 0, partition_key(event), event, (), 0)
 
 
 async def test_a_topic_event_with_bad_identifiers_is_dead_lettered_naming_the_field(
@@ -246,22 +218,22 @@ async def test_a_topic_event_with_bad_identifiers_is_dead_lettered_naming_the_fi
 ) -> None:
     """A raw producer bypasses the emitter's check: a NUL in the topic once reached PostgreSQL,
     which refused it, and the refusal was retried as an outage forever, holding the partition."""
-    settings, topics, tenant = await _fanout_stack(stack)
-    users = await _topic(pg_pool, tenant, "alerts", 3)
+    settings, topics, tenant = await fanout_stack(stack)
+    users = await subscribed_topic(pg_pool, tenant, "alerts", 3)
     bad = {
-        "topic: control character or lone surrogate U+0000": _broadcast(tenant, "ale\x00rts"),
-        "tenant: 500 characters > 128": _broadcast(tenant, "alerts"),
-        "event_id: must not be empty": _broadcast(tenant, "alerts"),
+        "topic: control character or lone surrogate U+0000": broadcast_event(tenant, "ale\x00rts"),
+        "tenant: 500 characters > 128": broadcast_event(tenant, "alerts"),
+        "event_id: must not be empty": broadcast_event(tenant, "alerts"),
     }
     bad["tenant: 500 characters > 128"].tenant = "t" * 500
     bad["event_id: must not be empty"].event_id = " "
-    good = _broadcast(tenant, "alerts")
+    good = broadcast_event(tenant, "alerts")
     producer = make_producer(settings)
     await producer.start()
     try:
         fanout = Fanout(pg_pool, producer, default_codec(), topics.fanout)
         assert await fanout.probe() is True  # the poison net's evidence that PostgreSQL answers
-        results = await fanout.handle([_incoming(e) for e in [*bad.values(), good]])
+        results = await fanout.handle([incoming(e) for e in [*bad.values(), good]])
     finally:
         await producer.stop()
     for detail, result in zip(bad, results, strict=False):
@@ -273,10 +245,6 @@ async def test_a_topic_event_with_bad_identifiers_is_dead_lettered_naming_the_fi
     assert sorted(c.user_id for c in copies) == users
 
 
-async def _copies(settings: HeraldSettings, topic: str) -> list[DomainEvent]:
-    return [default_codec().decode(r.value, DomainEvent) for r in await read_all(settings, topic)]
-
-
 async def test_an_erased_subscriber_gets_no_copy_of_the_next_broadcast(
     stack: DevStack, pg_pool: asyncpg.Pool
 ) -> None:
@@ -286,8 +254,8 @@ async def test_an_erased_subscriber_gets_no_copy_of_the_next_broadcast(
     topics = Topics(settings.topic_prefix)
     await create_topics(settings, [topics.fanout])
     tenant, other = settings.topic_prefix, f"{settings.topic_prefix}-other"
-    users = await _topic(pg_pool, tenant, "news", 3)
-    await _topic(pg_pool, other, "news", 3)  # the same ids in another tenant: other recipients
+    users = await subscribed_topic(pg_pool, tenant, "news", 3)
+    await subscribed_topic(pg_pool, other, "news", 3)  # the same ids in another tenant: other recipients
     erased = users[1]
     removed = await RecipientStore(pg_pool).erase(tenant, erased)
     assert removed["topic_subscriptions"] == 1
@@ -295,217 +263,10 @@ async def test_an_erased_subscriber_gets_no_copy_of_the_next_broadcast(
     await producer.start()
     try:
         fanout = Fanout(pg_pool, producer, default_codec(), topics.fanout)
-        assert await fanout.fan_out(_broadcast(tenant, "news")) == 2
-        assert await fanout.fan_out(_broadcast(other, "news")) == 3
+        assert await fanout.fan_out(broadcast_event(tenant, "news")) == 2
+        assert await fanout.fan_out(broadcast_event(other, "news")) == 3
     finally:
         await producer.stop()
-    copies = await _copies(settings, topics.fanout)
+    copies = await copies_on(settings, topics.fanout)
     assert sorted(c.user_id for c in copies if c.tenant == tenant) == [users[0], users[2]]
     assert sorted(c.user_id for c in copies if c.tenant == other) == users
-
-
-async def test_two_fan_outs_of_one_event_at_once_send_each_copy_once(
-    stack: DevStack, pg_pool: asyncpg.Pool
-) -> None:
-    # A fan-out longer than max.poll.interval.ms loses its partition and another replica resumes
-    # the same event from the cursor while the first goes on: the second must wait, then find
-    # the broadcast finished.
-    settings, topics, tenant = await _fanout_stack(stack)
-    users = await _topic(pg_pool, tenant, "busy", 600)
-    event = _broadcast(tenant, "busy")
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        replicas = [Fanout(pg_pool, producer, default_codec(), topics.fanout, chunk=50) for _ in range(2)]
-        produced = await asyncio.gather(*(f.fan_out(event) for f in replicas))
-    finally:
-        await producer.stop()
-    assert sorted(produced) == [0, 600]
-    copies = await _copies(settings, topics.fanout)
-    assert sorted(c.user_id for c in copies) == users  # each once
-
-
-class _Overtaken(Fanout):
-    """After its first chunk, another writer (a replica whose lock went with its connection) has
-    taken the cursor further than this one will ever get."""
-
-    async def _produce(self, event: DomainEvent, user_ids: list[str]) -> None:
-        await super()._produce(event, user_ids)
-        await self.pool.execute(
-            "UPDATE herald_fanout_cursors SET after_user = 'zzz' WHERE event_id = $1", event.event_id
-        )
-
-
-async def test_the_cursor_never_moves_back(stack: DevStack, pg_pool: asyncpg.Pool) -> None:
-    settings, topics, tenant = await _fanout_stack(stack)
-    await _topic(pg_pool, tenant, "ahead", 30)
-    event = _broadcast(tenant, "ahead")
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        assert (
-            await _Overtaken(pg_pool, producer, default_codec(), topics.fanout, chunk=10).fan_out(event) == 30
-        )
-    finally:
-        await producer.stop()
-    after = await pg_pool.fetchval(
-        "SELECT after_user FROM herald_fanout_cursors WHERE tenant = $1 AND event_id = $2",
-        tenant,
-        event.event_id,
-    )
-    assert after == "zzz"
-
-
-async def test_an_event_id_reused_for_another_topic_is_dead_lettered(
-    stack: DevStack, pg_pool: asyncpg.Pool
-) -> None:
-    # Once skipped in silence, as if it were a replay of the finished broadcast.
-    settings, topics, tenant = await _fanout_stack(stack)
-    news = await _topic(pg_pool, tenant, "news", 2)
-    await _topic(pg_pool, tenant, "sales", 2)
-    first = _broadcast(tenant, "news")
-    reused = _broadcast(tenant, "sales")
-    reused.event_id = first.event_id
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        fanout = Fanout(pg_pool, producer, default_codec(), topics.fanout)
-        assert await fanout.handle([_incoming(first), _incoming(reused), _incoming(first)]) == [
-            (),
-            DeadLetter(
-                "invalid_event",
-                "ReusedEventId",
-                f"event id {first.event_id!r} was already broadcast to topic 'news' (tenant {tenant!r}); "
-                "this event names topic 'sales': a broadcast needs an event id of its own",
-            ),
-            (),  # the same broadcast again: a replay, nothing sent
-        ]
-    finally:
-        await producer.stop()
-    assert sorted(c.user_id for c in await _copies(settings, topics.fanout)) == news
-
-
-async def test_a_broadcast_the_broker_refuses_is_an_outage_not_poison(
-    stack: DevStack, pg_pool: asyncpg.Pool
-) -> None:
-    # PostgreSQL answered the probe while every produce failed, so the poison net dead-lettered
-    # the broadcast as "poison" halfway through. Here the copies' topic is a name the broker
-    # refuses (tansu creates an unknown topic on first use): each produce fails after its
-    # metadata wait, as with a partition left without a leader.
-    settings, topics, tenant = await _fanout_stack(stack)
-    users = await _topic(pg_pool, tenant, "cut", 3)
-    items = [_incoming(_broadcast(tenant, "cut")) for _ in range(2)]
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=1000)
-    await producer.start()
-    try:
-        fanout = Fanout(pg_pool, producer, default_codec(), f"{topics.fanout}/no such topic!")
-        with pytest.raises(DependencyUnavailable) as failed:
-            await fanout.handle(items)
-        assert await fanout.probe() is False
-        with pytest.raises(DependencyUnavailable):  # the runner pauses and replays the batch
-            await isolate(fanout.handle, items, failed.value, probe=fanout.probe)
-        fanout.out_topic = topics.fanout  # the broker takes copies again
-        assert await fanout.handle(items) == [(), ()]
-        assert await fanout.probe() is True
-    finally:
-        await producer.stop()
-    copies = await _copies(settings, topics.fanout)
-    assert sorted(c.user_id for c in copies) == sorted(users * 2)
-
-
-async def test_a_fan_out_waits_for_the_holder_and_goes_on_when_its_session_dies(
-    stack: DevStack, pg_pool: asyncpg.Pool
-) -> None:
-    # The holder's lock is its session's: a replica that crashed mid-broadcast must not leave
-    # the event locked, and one that is alive must keep the others out.
-    settings, topics, tenant = await _fanout_stack(stack)
-    users = await _topic(pg_pool, tenant, "held", 5)
-    event = _broadcast(tenant, "held")
-    holder = await asyncpg.connect(stack.env()["DATABASE_URL"])
-    assert await holder.fetchval(_TRY_LOCK, _LOCK_CLASS, tenant, event.event_id)
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        waiting = asyncio.create_task(
-            Fanout(pg_pool, producer, default_codec(), topics.fanout).fan_out(event)
-        )
-        await asyncio.sleep(1.5)
-        assert not waiting.done()
-        assert (
-            await pg_pool.fetchval(
-                "SELECT count(*) FROM herald_fanout_cursors WHERE event_id = $1", event.event_id
-            )
-            == 0
-        )
-        holder.terminate()  # the holder dies: its session, and the lock with it
-        assert await asyncio.wait_for(waiting, 10) == 5
-    finally:
-        holder.terminate()
-        await producer.stop()
-    assert sorted(c.user_id for c in await _copies(settings, topics.fanout)) == users
-
-
-async def test_an_old_topic_event_without_a_cursor_is_dead_lettered_not_broadcast_again(
-    stack: DevStack, pg_pool: asyncpg.Pool
-) -> None:
-    # The janitor deletes a finished cursor after FINISHED_FANOUT_KEEP; a replay of the topic
-    # event after that (a DLQ replay, a long-retention topic, an offset reset) found no cursor and
-    # sent the whole broadcast again. An old event with a cursor still resumes or replays as before.
-    settings, topics, tenant = await _fanout_stack(stack)
-    users = await _topic(pg_pool, tenant, "digest", 3)
-    pruned = _broadcast(tenant, "digest")
-    pruned.occurred_at = datetime.now(UTC) - STALE_BROADCAST_AFTER - timedelta(hours=1)
-    resumed = _broadcast(tenant, "digest")
-    resumed.occurred_at = pruned.occurred_at
-    await pg_pool.execute(  # started before it grew old: its cursor is its progress
-        "INSERT INTO herald_fanout_cursors (event_id, tenant, topic, after_user) VALUES ($1, $2, $3, $4)",
-        resumed.event_id,
-        tenant,
-        "digest",
-        users[0],
-    )
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        fanout = Fanout(pg_pool, producer, default_codec(), topics.fanout)
-        results = await fanout.handle([_incoming(pruned), _incoming(resumed)])
-    finally:
-        await producer.stop()
-    dead = results[0]
-    assert isinstance(dead, DeadLetter)
-    assert (dead.reason, dead.error_class) == ("stale_broadcast", "StaleBroadcast")
-    assert "has no fan-out cursor" in dead.detail
-    assert results[1] == ()
-    cursors = await pg_pool.fetchval(
-        "SELECT count(*) FROM herald_fanout_cursors WHERE tenant = $1 AND event_id = $2",
-        tenant,
-        pruned.event_id,
-    )
-    assert cursors == 0  # nothing left behind that a later replay would take for progress
-    copies = await _copies(settings, topics.fanout)
-    assert sorted(c.user_id for c in copies) == users[1:]  # only the resumed broadcast's rest
-
-
-async def test_a_copy_the_broker_refuses_for_its_size_is_dead_lettered_and_the_probe_stays_yes(
-    stack: DevStack, pg_pool: asyncpg.Pool
-) -> None:
-    # A size refusal was taken for an outage: the probe said no and the runner replayed the same
-    # refusal for ever, holding every later broadcast on the partition.
-    settings, topics, tenant = await _fanout_stack(stack)
-    await _topic(pg_pool, tenant, "big", 2)
-    small = await _topic(pg_pool, tenant, "small", 2)
-    big = _broadcast(tenant, "big")
-    big.payload = '{"text": "' + "x" * 4000 + '"}'
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, max_request_size=2000)
-    await producer.start()
-    try:
-        fanout = Fanout(pg_pool, producer, default_codec(), topics.fanout)
-        results = await fanout.handle([_incoming(big), _incoming(_broadcast(tenant, "small"))])
-        assert await fanout.probe() is True
-    finally:
-        await producer.stop()
-    dead = results[0]
-    assert isinstance(dead, DeadLetter)
-    assert (dead.reason, dead.error_class) == ("too_large", "CopyTooLarge")
-    assert results[1] == ()
-    assert sorted(c.user_id for c in await _copies(settings, topics.fanout)) == small
