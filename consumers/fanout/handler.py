@@ -167,7 +167,8 @@ class Fanout:
         """Produce every subscriber's copy not produced yet; returns how many this call produced.
 
         Holds the (tenant, event id) lock on a connection of its own for the whole fan-out; raises
-        :class:`ReusedEventId` when the event id's cursor is another topic's."""
+        :class:`ReusedEventId` when the event id's cursor is another topic's, :class:`StaleBroadcast`
+        for an old event without a cursor, :class:`CopyTooLarge` for a copy refused for its size."""
         assert event.topic is not None
         tenant = event.tenant or ""
         key = (_LOCK_CLASS, tenant, event.event_id)
